@@ -1,0 +1,147 @@
+package gpu
+
+// Backend allocates tensors, moves data between the host and its memory, and
+// runs the ops of a GPT training step.
+//
+// Ops return nothing. On cuda they are queued on one stream and run
+// asynchronously; only Download (and Sync) wait for them. A backend records
+// the first failure of any op (a shape mismatch, a launch error) and ignores
+// every op after it; Err reports it. Callers check Err once per step, the
+// way bufio.Writer is checked once after many writes.
+//
+// Unless an op says otherwise: tensors are float32, row-major and contiguous;
+// outputs are overwritten; an output may not alias an input. "+=" in a doc
+// comment means the op accumulates into that output, so gradients of a
+// tensor used twice add up.
+type Backend interface {
+	// Name identifies the backend and device, e.g. "cpu (2 threads)".
+	Name() string
+
+	// Alloc returns a zero-filled tensor of the given type and shape.
+	Alloc(dtype DType, shape ...int) (*Tensor, error)
+	// Upload copies host data into t; len(src) must equal t.Len().
+	Upload(t *Tensor, src []float32) error
+	// UploadInt32 copies host int32 data into an Int32 tensor.
+	UploadInt32(t *Tensor, src []int32) error
+	// Download waits for queued ops and copies t into dst (len t.Len()).
+	Download(dst []float32, t *Tensor) error
+	// DownloadInt32 is Download for Int32 tensors.
+	DownloadInt32(dst []int32, t *Tensor) error
+	// Sync waits until every queued op has run and returns Err.
+	Sync() error
+	// Err is the first error any op recorded, or nil.
+	Err() error
+	// Close releases the backend's memory. Tensors must not be used after.
+	Close() error
+
+	// Fill sets every element of t to v.
+	Fill(t *Tensor, v float32)
+	// Copy copies src into dst (same length).
+	Copy(dst, src *Tensor)
+	// Scale multiplies t by alpha in place.
+	Scale(t *Tensor, alpha float32)
+	// Axpy computes y += alpha·x.
+	Axpy(y *Tensor, alpha float32, x *Tensor)
+	// Add computes out = a + b (the residual connection). out may alias a or b.
+	Add(out, a, b *Tensor)
+	// Lerp computes avg += t·(x − avg): an exponential moving average with
+	// decay 1−t.
+	Lerp(avg, x *Tensor, t float32)
+	// SumSquares writes Σ x² into out, a tensor of one element.
+	SumSquares(out, x *Tensor)
+	// Dot writes Σ x·y into out, a tensor of one element.
+	Dot(out, x, y *Tensor)
+
+	// MatMul computes C = alpha·op(A)·op(B) + beta·C for row-major matrices,
+	// where op(X) is X or Xᵀ. A is [m,k] ([k,m] when transA), B is [k,n]
+	// ([n,k] when transB), C is [m,n]. Rank-3 tensors [batch,·,·] multiply
+	// batch-wise; a rank-2 A or B is shared by every batch element.
+	// beta = 1 accumulates (gradients); beta = 0 ignores C's old contents.
+	MatMul(c, a, b *Tensor, transA, transB bool, alpha, beta float32)
+	// AddBias adds bias [C] to every row of out [N,C].
+	AddBias(out, bias *Tensor)
+	// BiasBackward computes dbias [C] += Σ over rows of dout [N,C].
+	BiasBackward(dbias, dout *Tensor)
+
+	// EmbeddingForward computes out[b,t] = wte[tokens[b,t]] + wpe[pos[b,t]],
+	// out [B,T,C], tokens Int32 [B,T], wte [V,C], wpe [maxT,C]. positions is
+	// Int32 [B,T], or nil for 0..T−1 in every row.
+	EmbeddingForward(out, tokens, positions, wte, wpe *Tensor)
+	// EmbeddingBackward computes dwte += and dwpe += the scatter of dout.
+	// Either gradient may be nil to skip it.
+	EmbeddingBackward(dwte, dwpe, dout, tokens, positions *Tensor)
+
+	// LayerNormForward normalises each row of inp [N,C]:
+	// out = (x − mean)·rstd·weight + bias, with rstd = 1/sqrt(var + 1e-5)
+	// (biased variance). mean and rstd [N] receive the statistics for the
+	// backward pass; both may be nil when no backward follows.
+	LayerNormForward(out, mean, rstd, inp, weight, bias *Tensor)
+	// LayerNormBackward computes dinp +=, dweight += and dbias += from dout,
+	// using the statistics saved by the forward pass.
+	LayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd *Tensor)
+
+	// GeluForward applies GPT-2's tanh-approximated GELU elementwise.
+	GeluForward(out, inp *Tensor)
+	// GeluBackward computes dinp = gelu'(inp)·dout (overwrites; dinp may
+	// alias dout).
+	GeluBackward(dinp, inp, dout *Tensor)
+
+	// Dropout computes out = inp·keep/(1−p), where element i is kept unless
+	// DropoutUniform(seed, i) < p. p = 0 copies. out may alias inp.
+	Dropout(out, inp *Tensor, p float32, seed uint64)
+	// DropoutBackward computes dinp = dout·keep/(1−p) with the same mask as
+	// the Dropout call with this seed. dinp may alias dout.
+	DropoutBackward(dinp, dout *Tensor, p float32, seed uint64)
+
+	// AttentionForward is fused causal multi-head self-attention.
+	// qkv [B,T,3C] holds queries, keys and values side by side (columns
+	// [0,C), [C,2C), [2C,3C)); head h uses columns h·hs..(h+1)·hs of each,
+	// hs = C/nHead. out [B,T,C] gets softmax(q·kᵀ/sqrt(hs))·v over keys
+	// j ≤ t; lse [B,nHead,T] gets each row's log-sum-exp of the scaled
+	// scores, which the backward pass uses to recompute probabilities.
+	// validLen Int32 [B] (nil: all T) marks right padding: query rows
+	// t ≥ validLen[b] get out = 0 and lse = 0 and pass no gradient.
+	AttentionForward(out, lse, qkv, validLen *Tensor, nHead int)
+	// AttentionBackward computes dqkv [B,T,3C] (overwrites) from dout, the
+	// forward inputs and the forward outputs out and lse.
+	AttentionBackward(dqkv, dout, qkv, out, lse, validLen *Tensor, nHead int)
+
+	// LogSoftmaxForward reads logits [N,V] and targets Int32 [N] and writes,
+	// per row, logp[i] = log softmax(logits[i])[targets[i]], lse[i] the
+	// row's log-sum-exp, and entropy[i] = −Σ p log p (entropy may be nil).
+	// A negative target marks an ignored row: its logp is 0.
+	LogSoftmaxForward(logp, entropy, lse, logits, targets *Tensor)
+	// LogSoftmaxBackward overwrites logits [N,V] in place with the gradient
+	// dlogp[i]·∂logp[i]/∂logits[i] + dentropy[i]·∂entropy[i]/∂logits[i],
+	// recomputing the probabilities from lse. entropy and dentropy may both
+	// be nil. Ignored rows get dlogp treated as 0.
+	LogSoftmaxBackward(logits, lse, entropy, targets, dlogp, dentropy *Tensor)
+
+	// GatherRows picks one row per sequence: out[b] = inp[b, idx[b]],
+	// out [B,C], inp [B,T,C], idx Int32 [B]. It reads scalar heads at the
+	// last non-padding token.
+	GatherRows(out, inp, idx *Tensor)
+	// ScatterAddRows is GatherRows' backward: dinp[b, idx[b]] += dout[b].
+	ScatterAddRows(dinp, dout, idx *Tensor)
+
+	// AdamW updates params in place with decoupled weight decay:
+	//   g = grad·s, s = h.GradScale·min(1, h.MaxNorm/‖h.GradScale·grad‖)
+	//   m = β1·m + (1−β1)·g;  v = β2·v + (1−β2)·g²
+	//   p −= h.LR·(m̂/(sqrt(v̂)+ε) + h.WeightDecay·p)
+	// with bias-corrected m̂, v̂ at step h.Step (1-based). normSq [1] holds
+	// ‖grad‖² of the whole model (from SumSquares); it may be nil, or
+	// h.MaxNorm 0, for no clipping. params, grads, m, v have one length.
+	AdamW(params, grads, m, v, normSq *Tensor, h AdamW)
+}
+
+// AdamW holds the hyper-parameters of one AdamW update.
+type AdamW struct {
+	LR          float32
+	Beta1       float32
+	Beta2       float32
+	Eps         float32
+	WeightDecay float32
+	Step        int     // 1-based, for bias correction
+	MaxNorm     float32 // global-norm clip threshold; 0 disables clipping
+	GradScale   float32 // multiplies the gradient first (1/accumulation steps); 0 means 1
+}

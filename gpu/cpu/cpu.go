@@ -1,0 +1,205 @@
+package cpu
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/instructgo/instructgo/gpu"
+)
+
+// Backend is the pure-Go implementation of gpu.Backend. Ops run
+// synchronously on the calling goroutine, fanning out to Threads() workers.
+type Backend struct {
+	threads int
+	err     error
+}
+
+var _ gpu.Backend = (*Backend)(nil)
+
+// New returns a cpu backend using threads workers (0: runtime.NumCPU()).
+func New(threads int) *Backend {
+	if threads <= 0 {
+		threads = runtime.NumCPU()
+	}
+	return &Backend{threads: threads}
+}
+
+// Threads is the number of workers ops fan out to.
+func (b *Backend) Threads() int { return b.threads }
+
+// Name implements gpu.Backend.
+func (b *Backend) Name() string { return fmt.Sprintf("cpu (%d threads)", b.threads) }
+
+// storage is host memory: exactly one of f32 and i32 is set.
+type storage struct {
+	f32 []float32
+	i32 []int32
+}
+
+func (s *storage) Elems() int {
+	if s.i32 != nil {
+		return len(s.i32)
+	}
+	return len(s.f32)
+}
+
+func (s *storage) DType() gpu.DType {
+	if s.i32 != nil {
+		return gpu.Int32
+	}
+	return gpu.Float32
+}
+
+// Alloc implements gpu.Backend.
+func (b *Backend) Alloc(dtype gpu.DType, shape ...int) (*gpu.Tensor, error) {
+	n := 1
+	for _, d := range shape {
+		if d < 0 {
+			return nil, fmt.Errorf("cpu alloc: negative dimension in %v", shape)
+		}
+		n *= d
+	}
+	s := &storage{}
+	switch dtype {
+	case gpu.Float32:
+		s.f32 = make([]float32, n)
+	case gpu.Int32:
+		s.i32 = make([]int32, n)
+		if n == 0 {
+			s.i32 = []int32{}
+		}
+	default:
+		return nil, fmt.Errorf("cpu alloc: unsupported dtype %v", dtype)
+	}
+	return gpu.NewTensor(s, 0, shape...)
+}
+
+// F32 returns the host slice a float32 tensor views. It lets tests and host
+// code on the cpu backend read and write tensors without copies.
+func F32(t *gpu.Tensor) []float32 {
+	s := t.Storage().(*storage)
+	return s.f32[t.Offset() : t.Offset()+t.Len() : t.Offset()+t.Len()]
+}
+
+// I32 returns the host slice an Int32 tensor views.
+func I32(t *gpu.Tensor) []int32 {
+	s := t.Storage().(*storage)
+	return s.i32[t.Offset() : t.Offset()+t.Len() : t.Offset()+t.Len()]
+}
+
+// checkTensor validates that t belongs to this backend and has dtype d.
+func checkTensor(op, name string, t *gpu.Tensor, d gpu.DType) error {
+	if t == nil {
+		return fmt.Errorf("%s: %s is nil", op, name)
+	}
+	if _, ok := t.Storage().(*storage); !ok {
+		return fmt.Errorf("%s: %s is not a cpu tensor", op, name)
+	}
+	if t.DType() != d {
+		return fmt.Errorf("%s: %s is %v, want %v", op, name, t.DType(), d)
+	}
+	return nil
+}
+
+// Upload implements gpu.Backend.
+func (b *Backend) Upload(t *gpu.Tensor, src []float32) error {
+	if err := checkTensor("upload", "tensor", t, gpu.Float32); err != nil {
+		return err
+	}
+	if len(src) != t.Len() {
+		return fmt.Errorf("upload: %d values into %v", len(src), t)
+	}
+	copy(F32(t), src)
+	return nil
+}
+
+// UploadInt32 implements gpu.Backend.
+func (b *Backend) UploadInt32(t *gpu.Tensor, src []int32) error {
+	if err := checkTensor("upload", "tensor", t, gpu.Int32); err != nil {
+		return err
+	}
+	if len(src) != t.Len() {
+		return fmt.Errorf("upload: %d values into %v", len(src), t)
+	}
+	copy(I32(t), src)
+	return nil
+}
+
+// Download implements gpu.Backend.
+func (b *Backend) Download(dst []float32, t *gpu.Tensor) error {
+	if err := checkTensor("download", "tensor", t, gpu.Float32); err != nil {
+		return err
+	}
+	if len(dst) != t.Len() {
+		return fmt.Errorf("download: %v into %d values", t, len(dst))
+	}
+	copy(dst, F32(t))
+	return b.err
+}
+
+// DownloadInt32 implements gpu.Backend.
+func (b *Backend) DownloadInt32(dst []int32, t *gpu.Tensor) error {
+	if err := checkTensor("download", "tensor", t, gpu.Int32); err != nil {
+		return err
+	}
+	if len(dst) != t.Len() {
+		return fmt.Errorf("download: %v into %d values", t, len(dst))
+	}
+	copy(dst, I32(t))
+	return b.err
+}
+
+// Sync implements gpu.Backend; cpu ops are synchronous.
+func (b *Backend) Sync() error { return b.err }
+
+// Err implements gpu.Backend.
+func (b *Backend) Err() error { return b.err }
+
+// Close implements gpu.Backend; host memory is left to the garbage collector.
+func (b *Backend) Close() error { return nil }
+
+// fail records the first error; it returns true when the op must not run
+// (this error or an earlier one).
+func (b *Backend) fail(err error) bool {
+	if err != nil && b.err == nil {
+		b.err = err
+	}
+	return b.err != nil
+}
+
+// failf records a formatted error and returns true.
+func (b *Backend) failf(format string, args ...any) bool {
+	return b.fail(fmt.Errorf(format, args...))
+}
+
+// parallelFor runs body over [0, n) split into contiguous chunks, one per
+// worker, with at least minChunk items each so small ops stay on one core.
+func (b *Backend) parallelFor(n, minChunk int, body func(lo, hi int)) {
+	if n <= 0 {
+		return
+	}
+	if minChunk < 1 {
+		minChunk = 1
+	}
+	workers := b.threads
+	if max := (n + minChunk - 1) / minChunk; workers > max {
+		workers = max
+	}
+	if workers <= 1 {
+		body(0, n)
+		return
+	}
+	chunk := (n + workers - 1) / workers
+	var wg sync.WaitGroup
+	for lo := chunk; lo < n; lo += chunk {
+		hi := min(lo+chunk, n)
+		wg.Add(1)
+		go func(lo, hi int) {
+			defer wg.Done()
+			body(lo, hi)
+		}(lo, hi)
+	}
+	body(0, min(chunk, n))
+	wg.Wait()
+}
