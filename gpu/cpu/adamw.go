@@ -1,0 +1,78 @@
+package cpu
+
+import (
+	"math"
+
+	"github.com/instructgo/instructgo/gpu"
+)
+
+// AdamW is one fused pass over params, grads and both moments: clip scale,
+// moment updates, bias correction and decoupled weight decay per element.
+
+// adamWGradScale returns s = GradScale·min(1, MaxNorm/‖GradScale·grad‖), the
+// factor applied to every gradient element, with ‖grad‖² read from normSq
+// (nil, or MaxNorm 0: no clipping; GradScale 0 means 1). A zero norm is
+// never clipped; a NaN norm is not clipped either, so the NaN reaches the
+// parameters instead of hiding.
+func adamWGradScale(normSq []float32, h gpu.AdamW) float64 {
+	s := float64(h.GradScale)
+	if s == 0 {
+		s = 1
+	}
+	if normSq == nil || h.MaxNorm <= 0 {
+		return s
+	}
+	norm := math.Abs(s) * math.Sqrt(float64(normSq[0]))
+	if maxNorm := float64(h.MaxNorm); norm > maxNorm {
+		s *= maxNorm / norm
+	}
+	return s
+}
+
+// AdamW implements gpu.Backend. Step must be ≥ 1 and both betas in [0,1).
+func (b *Backend) AdamW(params, grads, m, v, normSq *gpu.Tensor, h gpu.AdamW) {
+	const op = "adamw"
+	if !b.okF32(op, "params grads m v", params, grads, m, v) ||
+		!b.okLen(op, params.Len(), "grads m v", grads, m, v) {
+		return
+	}
+	if normSq != nil && (!b.okF32(op, "normSq", normSq) || !b.okLen(op, 1, "normSq", normSq)) {
+		return
+	}
+	if !b.okDisjoint(op, "params", params, "grads m v normSq", grads, m, v, normSq) ||
+		!b.okDisjoint(op, "m", m, "grads v normSq", grads, v, normSq) ||
+		!b.okDisjoint(op, "v", v, "grads normSq", grads, normSq) {
+		return
+	}
+	if h.Step < 1 {
+		b.failf("%s: step %d, want ≥ 1 (1-based)", op, h.Step)
+		return
+	}
+	if !(h.Beta1 >= 0 && h.Beta1 < 1 && h.Beta2 >= 0 && h.Beta2 < 1) {
+		b.failf("%s: betas (%v, %v) outside [0,1)", op, h.Beta1, h.Beta2)
+		return
+	}
+	var ns []float32
+	if normSq != nil {
+		ns = F32(normSq)
+	}
+	scale := float32(adamWGradScale(ns, h))
+	b1, b2 := h.Beta1, h.Beta2
+	c1, c2 := 1-b1, 1-b2
+	ibc1 := float32(1 / (1 - math.Pow(float64(b1), float64(h.Step))))
+	ibc2 := float32(1 / (1 - math.Pow(float64(b2), float64(h.Step))))
+	lr, eps, wd := h.LR, h.Eps, h.WeightDecay
+	ps, gs, ms, vs := F32(params), F32(grads), F32(m), F32(v)
+	b.parallelFor(len(ps), ewMinChunk/2, func(lo, hi int) {
+		p, g, mm, vv := ps[lo:hi], gs[lo:hi], ms[lo:hi], vs[lo:hi]
+		g, mm, vv = g[:len(p)], mm[:len(p)], vv[:len(p)]
+		for i, w := range p {
+			gi := g[i] * scale
+			mi := b1*mm[i] + c1*gi
+			vi := b2*vv[i] + c2*gi*gi
+			mm[i], vv[i] = mi, vi
+			den := float32(math.Sqrt(float64(vi*ibc2))) + eps
+			p[i] = w - lr*(mi*ibc1/den+wd*w)
+		}
+	})
+}

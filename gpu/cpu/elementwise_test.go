@@ -1,0 +1,230 @@
+package cpu
+
+import (
+	"testing"
+
+	"github.com/instructgo/instructgo/gpu"
+)
+
+// Sizes used across these tests: an odd length spanning several parallel
+// chunks with a ragged tail, and a small one that stays on one worker.
+const (
+	ewBig   = 3*ewMinChunk + 1237
+	ewSmall = 37
+)
+
+// checkCloseLog is assertClose that also logs the relative error, so
+// `go test -v` shows the accuracy actually reached.
+func checkCloseLog(t testing.TB, what string, got []float32, want []float64, tol float64) {
+	t.Helper()
+	if len(got) == len(want) {
+		t.Logf("%s: relative error %.3g", what, relErr(got, want))
+	}
+	assertClose(t, what, got, want, tol)
+}
+
+// requireOpError runs op on a fresh backend and checks that it records an
+// error without panicking, and that the error is sticky: a later valid op
+// does nothing and Err keeps the first error.
+func requireOpError(t *testing.T, name string, op func(b *Backend)) {
+	t.Helper()
+	b := New(2)
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				t.Errorf("%s: panicked: %v", name, r)
+			}
+		}()
+		op(b)
+	}()
+	err := b.Err()
+	if err == nil {
+		t.Errorf("%s: no error recorded", name)
+		return
+	}
+	x, _ := b.Alloc(gpu.Float32, 3)
+	b.Fill(x, 1)
+	if F32(x)[0] != 0 {
+		t.Errorf("%s: op after the error ran", name)
+	}
+	if b.Err() != err || b.Sync() != err {
+		t.Errorf("%s: error not sticky: %v then %v", name, err, b.Err())
+	}
+	t.Logf("%s: %v", name, err)
+}
+
+func TestFillCopyScale(t *testing.T) {
+	r := testRNG(1)
+	for _, n := range []int{ewSmall, ewBig} {
+		b := New(3)
+		src := randn(r, n, 1)
+		x := tensorOf(t, b, src, n)
+		y := tensorOf(t, b, randn(r, n, 1), n)
+		b.Copy(y, x)
+		assertNoErr(t, b)
+		checkCloseLog(t, "copy", F32(y), to64(src), 0)
+
+		alpha := float32(-1.7)
+		b.Scale(y, alpha)
+		want := make([]float64, n)
+		for i, v := range src {
+			want[i] = float64(v) * float64(alpha)
+		}
+		checkCloseLog(t, "scale", F32(y), want, 1e-7)
+
+		b.Fill(y, 0.375)
+		for i := range want {
+			want[i] = 0.375
+		}
+		assertNoErr(t, b)
+		checkCloseLog(t, "fill", F32(y), want, 0)
+	}
+}
+
+func TestAxpyAddLerp(t *testing.T) {
+	r := testRNG(2)
+	for _, n := range []int{ewSmall, ewBig} {
+		b := New(3)
+		xs, ys, zs := randn(r, n, 1), randn(r, n, 1), randn(r, n, 1)
+		x := tensorOf(t, b, xs, n)
+		y := tensorOf(t, b, ys, n)
+		z := tensorOf(t, b, zs, n)
+		out := tensorOf(t, b, randn(r, n, 1), n)
+
+		alpha := float32(0.3)
+		b.Axpy(y, alpha, x)
+		want := make([]float64, n)
+		for i := range want {
+			want[i] = float64(ys[i]) + float64(alpha)*float64(xs[i])
+		}
+		checkCloseLog(t, "axpy", F32(y), want, 1e-7)
+
+		b.Add(out, x, z)
+		for i := range want {
+			want[i] = float64(xs[i]) + float64(zs[i])
+		}
+		checkCloseLog(t, "add", F32(out), want, 1e-7)
+		// Residual in place: out aliases a.
+		b.Add(z, z, x)
+		checkCloseLog(t, "add in place", F32(z), want, 1e-7)
+
+		avg := tensorOf(t, b, ys, n)
+		tt := float32(0.01)
+		b.Lerp(avg, x, tt)
+		for i := range want {
+			want[i] = float64(ys[i]) + float64(tt)*(float64(xs[i])-float64(ys[i]))
+		}
+		checkCloseLog(t, "lerp", F32(avg), want, 1e-7)
+		assertNoErr(t, b)
+	}
+}
+
+func TestSumSquaresDot(t *testing.T) {
+	r := testRNG(3)
+	for _, n := range []int{1, ewSmall, ewBig, 4*ewMinReduce + 3} {
+		for _, threads := range []int{1, 3} {
+			b := New(threads)
+			xs, ys := randn(r, n, 2), randn(r, n, 1)
+			// A large offset makes float32 accumulation visibly wrong.
+			for i := range xs {
+				xs[i] += 10
+			}
+			x, y := tensorOf(t, b, xs, n), tensorOf(t, b, ys, n)
+			out := tensorOf(t, b, []float32{5}, 1)
+			var ss, d float64
+			for i := range xs {
+				ss += float64(xs[i]) * float64(xs[i])
+				d += float64(xs[i]) * float64(ys[i])
+			}
+			b.SumSquares(out, x)
+			checkCloseLog(t, "sum squares", F32(out), []float64{ss}, 1e-7)
+			b.Dot(out, x, y)
+			checkCloseLog(t, "dot", F32(out), []float64{d}, 1e-6)
+			b.Dot(out, x, x) // x·x is allowed: only the output must not alias.
+			checkCloseLog(t, "dot x x", F32(out), []float64{ss}, 1e-7)
+			assertNoErr(t, b)
+		}
+	}
+}
+
+func TestAddBiasBiasBackward(t *testing.T) {
+	r := testRNG(4)
+	for _, sz := range [][3]int{{2, 3, 5}, {8, 300, 64}} {
+		bt, nt, c := sz[0], sz[1], sz[2]
+		n := bt * nt
+		b := New(3)
+		outs, biases := randn(r, n*c, 1), randn(r, c, 1)
+		out := tensorOf(t, b, outs, bt, nt, c)
+		bias := tensorOf(t, b, biases, c)
+		b.AddBias(out, bias)
+		want := make([]float64, n*c)
+		for i := range want {
+			want[i] = float64(outs[i]) + float64(biases[i%c])
+		}
+		checkCloseLog(t, "add bias", F32(out), want, 1e-7)
+
+		douts, pre := randn(r, n*c, 1), randn(r, c, 1)
+		dout := tensorOf(t, b, douts, n, c)
+		dbias := tensorOf(t, b, pre, c)
+		b.BiasBackward(dbias, dout)
+		wantB := to64(pre)
+		for i, v := range douts {
+			wantB[i%c] += float64(v)
+		}
+		checkCloseLog(t, "bias backward", F32(dbias), wantB, 1e-6)
+		assertNoErr(t, b)
+
+		// Finite differences of L = Σ g·(out + bias) with respect to bias.
+		g := to64(douts)
+		bias64 := to64(biases)
+		fd := numGrad(bias64, func() float64 {
+			var l float64
+			for i := range g {
+				l += g[i] * (float64(outs[i]) + bias64[i%c])
+			}
+			return l
+		})
+		for j := range fd {
+			fd[j] += float64(pre[j])
+		}
+		checkCloseLog(t, "bias backward vs finite differences", F32(dbias), fd, 1e-6)
+	}
+}
+
+func TestElementwiseErrors(t *testing.T) {
+	f := func(b *Backend, n ...int) *gpu.Tensor {
+		x, _ := b.Alloc(gpu.Float32, n...)
+		return x
+	}
+	requireOpError(t, "copy length", func(b *Backend) { b.Copy(f(b, 3), f(b, 4)) })
+	requireOpError(t, "copy overlap", func(b *Backend) {
+		x := f(b, 8)
+		b.Copy(x.MustView(0, 4), x.MustView(2, 4))
+	})
+	requireOpError(t, "axpy dtype", func(b *Backend) {
+		i, _ := b.Alloc(gpu.Int32, 3)
+		b.Axpy(f(b, 3), 1, i)
+	})
+	requireOpError(t, "axpy nil", func(b *Backend) { b.Axpy(f(b, 3), 1, nil) })
+	requireOpError(t, "add length", func(b *Backend) { b.Add(f(b, 3), f(b, 3), f(b, 2)) })
+	requireOpError(t, "add partial alias", func(b *Backend) {
+		x := f(b, 8)
+		b.Add(x.MustView(1, 4), x.MustView(0, 4), f(b, 4))
+	})
+	requireOpError(t, "lerp alias", func(b *Backend) { x := f(b, 4); b.Lerp(x, x, 0.5) })
+	requireOpError(t, "sum squares out", func(b *Backend) { b.SumSquares(f(b, 2), f(b, 4)) })
+	requireOpError(t, "sum squares alias", func(b *Backend) { x := f(b, 4); b.SumSquares(x.MustView(0, 1), x) })
+	requireOpError(t, "dot length", func(b *Backend) { b.Dot(f(b, 1), f(b, 4), f(b, 5)) })
+	requireOpError(t, "add bias width", func(b *Backend) { b.AddBias(f(b, 4, 3), f(b, 4)) })
+	requireOpError(t, "bias backward width", func(b *Backend) { b.BiasBackward(f(b, 4), f(b, 4, 3)) })
+	requireOpError(t, "fill nil", func(b *Backend) { b.Fill(nil, 1) })
+
+	// The first error wins: a second failing op does not replace it.
+	b := New(1)
+	b.Copy(f(b, 3), f(b, 4))
+	first := b.Err()
+	b.Dot(f(b, 2), f(b, 4), f(b, 4))
+	if b.Err() != first {
+		t.Errorf("second error replaced the first: %v", b.Err())
+	}
+}

@@ -1,0 +1,189 @@
+package cpu
+
+import (
+	"math"
+
+	"github.com/instructgo/instructgo/gpu"
+)
+
+// Layer normalisation over the last dimension. Row statistics and the
+// backward pass's row reductions are computed in float64; dweight and dbias
+// are summed over rows in float64 per worker and added once at the end.
+
+const layerNormEps = 1e-5
+
+// LayerNormForward implements gpu.Backend. inp may have any rank ≥ 1; its
+// last dimension C must equal the length of weight and bias, and out must
+// have inp's length.
+func (b *Backend) LayerNormForward(out, mean, rstd, inp, weight, bias *gpu.Tensor) {
+	const op = "layernorm forward"
+	if !b.okF32(op, "out inp weight bias", out, inp, weight, bias) {
+		return
+	}
+	if (mean != nil && !b.okF32(op, "mean", mean)) || (rstd != nil && !b.okF32(op, "rstd", rstd)) {
+		return
+	}
+	c := weight.Len()
+	n, ok := b.rowsOf(op, "inp", inp, c)
+	if !ok || !b.okLen(op, c, "bias", bias) || !b.okLen(op, inp.Len(), "out", out) {
+		return
+	}
+	if (mean != nil && !b.okLen(op, n, "mean", mean)) || (rstd != nil && !b.okLen(op, n, "rstd", rstd)) {
+		return
+	}
+	if !b.okDisjoint(op, "out", out, "inp weight bias mean rstd", inp, weight, bias, mean, rstd) ||
+		!b.okDisjoint(op, "mean", mean, "inp weight bias rstd", inp, weight, bias, rstd) ||
+		!b.okDisjoint(op, "rstd", rstd, "inp weight bias", inp, weight, bias) {
+		return
+	}
+	if n == 0 || c == 0 {
+		return
+	}
+	os, xs, ws, bs := F32(out), F32(inp), F32(weight), F32(bias)
+	var ms, rs []float32
+	if mean != nil {
+		ms = F32(mean)
+	}
+	if rstd != nil {
+		rs = F32(rstd)
+	}
+	inv := 1 / float64(c)
+	b.parallelFor(n, max(1, ewMinChunk/c), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			x := xs[r*c : (r+1)*c]
+			o := os[r*c : (r+1)*c]
+			m := rowSum64(x) * inv
+			ss := rowSqDev64(x, m)
+			rsd := 1 / math.Sqrt(ss*inv+layerNormEps)
+			w, bb := ws[:len(x)], bs[:len(x)]
+			o = o[:len(x)]
+			for j, v := range x {
+				o[j] = float32((float64(v)-m)*rsd*float64(w[j]) + float64(bb[j]))
+			}
+			if ms != nil {
+				ms[r] = float32(m)
+			}
+			if rs != nil {
+				rs[r] = float32(rsd)
+			}
+		}
+	})
+}
+
+// LayerNormBackward implements gpu.Backend. mean and rstd are required.
+func (b *Backend) LayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd *gpu.Tensor) {
+	const op = "layernorm backward"
+	if !b.okF32(op, "dinp dweight dbias dout inp weight mean rstd", dinp, dweight, dbias, dout, inp, weight, mean, rstd) {
+		return
+	}
+	c := weight.Len()
+	n, ok := b.rowsOf(op, "inp", inp, c)
+	if !ok || !b.okLen(op, c, "dweight dbias", dweight, dbias) ||
+		!b.okLen(op, inp.Len(), "dinp dout", dinp, dout) || !b.okLen(op, n, "mean rstd", mean, rstd) {
+		return
+	}
+	const ins = "dout inp weight mean rstd"
+	if !b.okDisjoint(op, "dinp", dinp, ins+" dweight dbias", dout, inp, weight, mean, rstd, dweight, dbias) ||
+		!b.okDisjoint(op, "dweight", dweight, ins+" dbias", dout, inp, weight, mean, rstd, dbias) ||
+		!b.okDisjoint(op, "dbias", dbias, ins, dout, inp, weight, mean, rstd) {
+		return
+	}
+	if n == 0 || c == 0 {
+		return
+	}
+	dxs, dws, dbs := F32(dinp), F32(dweight), F32(dbias)
+	dys, xs, ws, ms, rs := F32(dout), F32(inp), F32(weight), F32(mean), F32(rstd)
+	inv := 1 / float64(c)
+	count, size := b.workChunks(n, max(1, ewMinChunk/c))
+	// partial holds, per chunk of rows, C sums for dweight then C for dbias.
+	partial := make([]float64, count*2*c)
+	b.parallelFor(count, 1, func(k0, k1 int) {
+		for k := k0; k < k1; k++ {
+			pw := partial[k*2*c : k*2*c+c]
+			pb := partial[k*2*c+c : (k+1)*2*c]
+			for r := k * size; r < min((k+1)*size, n); r++ {
+				x := xs[r*c : (r+1)*c]
+				dy := dys[r*c : (r+1)*c][:len(x)]
+				dx := dxs[r*c : (r+1)*c][:len(x)]
+				w := ws[:len(x)]
+				m, rsd := float64(ms[r]), float64(rs[r])
+				// dnorm = w·dy; dx = rstd·(dnorm − mean(dnorm) − norm·mean(dnorm·norm)).
+				sumD, sumDN := lnBackwardSums(x, dy, w, m, rsd)
+				meanD, meanDN := sumD*inv, sumDN*inv
+				pw, pb := pw[:len(x)], pb[:len(x)]
+				for j, v := range x {
+					nrm := (float64(v) - m) * rsd
+					g := float64(dy[j])
+					pw[j] += nrm * g
+					pb[j] += g
+					dx[j] += float32((float64(w[j])*g - meanD - nrm*meanDN) * rsd)
+				}
+			}
+		}
+	})
+	for j := 0; j < c; j++ {
+		var sw, sb float64
+		for k := 0; k < count; k++ {
+			sw += partial[k*2*c+j]
+			sb += partial[k*2*c+c+j]
+		}
+		dws[j] += float32(sw)
+		dbs[j] += float32(sb)
+	}
+}
+
+// rowSum64 is Σ x in float64 with four independent accumulators.
+func rowSum64(x []float32) float64 {
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		s0 += float64(x[i])
+		s1 += float64(x[i+1])
+		s2 += float64(x[i+2])
+		s3 += float64(x[i+3])
+	}
+	for ; i < len(x); i++ {
+		s0 += float64(x[i])
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// rowSqDev64 is Σ (x − m)² in float64 with four independent accumulators.
+func rowSqDev64(x []float32, m float64) float64 {
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		d0, d1, d2, d3 := float64(x[i])-m, float64(x[i+1])-m, float64(x[i+2])-m, float64(x[i+3])-m
+		s0 += d0 * d0
+		s1 += d1 * d1
+		s2 += d2 * d2
+		s3 += d3 * d3
+	}
+	for ; i < len(x); i++ {
+		d := float64(x[i]) - m
+		s0 += d * d
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// lnBackwardSums returns Σ dnorm and Σ dnorm·norm over a row, with
+// dnorm = w·dy and norm = (x − m)·rstd; len(dy), len(w) ≥ len(x).
+func lnBackwardSums(x, dy, w []float32, m, rstd float64) (sumD, sumDN float64) {
+	dy, w = dy[:len(x)], w[:len(x)]
+	var d0, d1, n0, n1 float64
+	i := 0
+	for ; i+2 <= len(x); i += 2 {
+		a := float64(w[i]) * float64(dy[i])
+		c := float64(w[i+1]) * float64(dy[i+1])
+		d0 += a
+		d1 += c
+		n0 += a * ((float64(x[i]) - m) * rstd)
+		n1 += c * ((float64(x[i+1]) - m) * rstd)
+	}
+	for ; i < len(x); i++ {
+		a := float64(w[i]) * float64(dy[i])
+		d0 += a
+		n0 += a * ((float64(x[i]) - m) * rstd)
+	}
+	return d0 + d1, n0 + n1
+}
