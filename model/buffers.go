@@ -1,0 +1,211 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/instructgo/instructgo/gpu"
+)
+
+// buffers are the activation and scratch allocations of a model, sized for
+// its largest batch. A pass over a smaller batch uses prefixes of them.
+type buffers struct {
+	tokens, targets, validLen *gpu.Tensor // Int32
+	f32                       []*gpu.Tensor
+	named                     map[string]*gpu.Tensor
+}
+
+// actSpec describes one float32 activation as a function of B·T (rows).
+type actSpec struct {
+	name     string
+	perRow   int  // elements per token
+	perLayer bool // one per block
+	train    bool // only needed for backward
+}
+
+func actSpecs(c Config) []actSpec {
+	C := c.NEmbd
+	specs := []actSpec{
+		{name: "encoded", perRow: C},
+		{name: "ln1", perRow: C, perLayer: true},
+		{name: "ln1Mean", perRow: 1, perLayer: true},
+		{name: "ln1Rstd", perRow: 1, perLayer: true},
+		{name: "qkv", perRow: 3 * C, perLayer: true},
+		{name: "atty", perRow: C, perLayer: true},
+		{name: "lse", perRow: c.NHead, perLayer: true},
+		{name: "attProj", perRow: C, perLayer: true},
+		{name: "res2", perRow: C, perLayer: true},
+		{name: "ln2", perRow: C, perLayer: true},
+		{name: "ln2Mean", perRow: 1, perLayer: true},
+		{name: "ln2Rstd", perRow: 1, perLayer: true},
+		{name: "fch", perRow: 4 * C, perLayer: true},
+		{name: "fchGelu", perRow: 4 * C, perLayer: true},
+		{name: "fcProj", perRow: C, perLayer: true},
+		{name: "res3", perRow: C, perLayer: true},
+		{name: "lnf", perRow: C},
+		{name: "lnfMean", perRow: 1},
+		{name: "lnfRstd", perRow: 1},
+		{name: "dres", perRow: C, train: true},
+		{name: "dC", perRow: C, train: true},
+		{name: "dC2", perRow: C, train: true},
+		{name: "d3C", perRow: 3 * C, train: true},
+		{name: "d4C", perRow: 4 * C, train: true},
+	}
+	if c.ScalarHead {
+		specs = append(specs, actSpec{name: "values", perRow: 1})
+	} else {
+		specs = append(specs,
+			actSpec{name: "logits", perRow: c.VocabSize},
+			actSpec{name: "logp", perRow: 1},
+			actSpec{name: "entropy", perRow: 1},
+			actSpec{name: "lseV", perRow: 1})
+	}
+	return specs
+}
+
+func (bf *buffers) alloc(b gpu.Backend, c Config, maxB, maxT int, train bool) error {
+	rows := maxB * maxT
+	var err error
+	if bf.tokens, err = b.Alloc(gpu.Int32, rows); err != nil {
+		return err
+	}
+	if bf.targets, err = b.Alloc(gpu.Int32, rows); err != nil {
+		return err
+	}
+	if bf.validLen, err = b.Alloc(gpu.Int32, maxB); err != nil {
+		return err
+	}
+	bf.named = map[string]*gpu.Tensor{}
+	for _, s := range actSpecs(c) {
+		if s.train && !train {
+			continue
+		}
+		count := 1
+		if s.perLayer {
+			count = c.NLayer
+		}
+		for l := 0; l < count; l++ {
+			t, err := b.Alloc(gpu.Float32, rows*s.perRow)
+			if err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
+			bf.f32 = append(bf.f32, t)
+			bf.named[key(s.name, l, s.perLayer)] = t
+		}
+	}
+	return nil
+}
+
+func key(name string, l int, perLayer bool) string {
+	if !perLayer {
+		return name
+	}
+	return fmt.Sprintf("%s.%d", name, l)
+}
+
+// layerActs are one block's activations for a B×T batch.
+type layerActs struct {
+	ln1, ln1Mean, ln1Rstd, qkv, atty, lse, attProj, res2 *gpu.Tensor
+	ln2, ln2Mean, ln2Rstd, fch, fchGelu, fcProj, res3    *gpu.Tensor
+	qkv3, atty3                                          *gpu.Tensor // [B,T,·] views for attention
+}
+
+// acts are views of the buffers shaped for one B×T batch, plus what the
+// forward pass left for backward.
+type acts struct {
+	tokens, targets, validLen   *gpu.Tensor
+	encoded                     *gpu.Tensor
+	layers                      []layerActs
+	lnf, lnfMean, lnfRstd       *gpu.Tensor
+	logits, logp, entropy       *gpu.Tensor
+	lseV, values                *gpu.Tensor
+	dres, dC, dC2, d3C, d4C     *gpu.Tensor
+	encoded3, dres3, dC23, d3C3 *gpu.Tensor // [B,T,·] views for embedding and attention
+
+	train  bool   // the forward pass kept what backward needs
+	seed   uint64 // the forward pass's dropout seed
+	padded bool   // valid lengths were given
+}
+
+// views returns the activation views for a B×T batch, reusing the last set
+// when the shape repeats so a steady training loop allocates nothing.
+func (m *Model) views(B, T int) *acts {
+	if m.cur != nil && m.curB == B && m.curT == T {
+		return m.cur
+	}
+	c, bf := m.Cfg, &m.bufs
+	rows := B * T
+	C := c.NEmbd
+	v := func(name string, l int, perLayer bool, shape ...int) *gpu.Tensor {
+		t, ok := bf.named[key(name, l, perLayer)]
+		if !ok {
+			return nil
+		}
+		return t.MustView(0, shape...)
+	}
+	a := &acts{
+		tokens:   bf.tokens.MustView(0, B, T),
+		targets:  bf.targets.MustView(0, rows),
+		validLen: bf.validLen.MustView(0, B),
+		encoded:  v("encoded", 0, false, rows, C),
+		encoded3: v("encoded", 0, false, B, T, C),
+		lnf:      v("lnf", 0, false, rows, C),
+		lnfMean:  v("lnfMean", 0, false, rows),
+		lnfRstd:  v("lnfRstd", 0, false, rows),
+		logits:   v("logits", 0, false, rows, c.VocabSize),
+		logp:     v("logp", 0, false, rows),
+		entropy:  v("entropy", 0, false, rows),
+		lseV:     v("lseV", 0, false, rows),
+		values:   v("values", 0, false, rows, 1),
+		dres:     v("dres", 0, false, rows, C),
+		dC:       v("dC", 0, false, rows, C),
+		dres3:    v("dres", 0, false, B, T, C),
+		dC2:      v("dC2", 0, false, rows, C),
+		dC23:     v("dC2", 0, false, B, T, C),
+		d3C:      v("d3C", 0, false, rows, 3*C),
+		d3C3:     v("d3C", 0, false, B, T, 3*C),
+		d4C:      v("d4C", 0, false, rows, 4*C),
+		layers:   make([]layerActs, c.NLayer),
+	}
+	for l := range a.layers {
+		a.layers[l] = layerActs{
+			ln1:     v("ln1", l, true, rows, C),
+			ln1Mean: v("ln1Mean", l, true, rows),
+			ln1Rstd: v("ln1Rstd", l, true, rows),
+			qkv:     v("qkv", l, true, rows, 3*C),
+			qkv3:    v("qkv", l, true, B, T, 3*C),
+			atty:    v("atty", l, true, rows, C),
+			atty3:   v("atty", l, true, B, T, C),
+			lse:     v("lse", l, true, B, c.NHead, T),
+			attProj: v("attProj", l, true, rows, C),
+			res2:    v("res2", l, true, rows, C),
+			ln2:     v("ln2", l, true, rows, C),
+			ln2Mean: v("ln2Mean", l, true, rows),
+			ln2Rstd: v("ln2Rstd", l, true, rows),
+			fch:     v("fch", l, true, rows, 4*C),
+			fchGelu: v("fchGelu", l, true, rows, 4*C),
+			fcProj:  v("fcProj", l, true, rows, C),
+			res3:    v("res3", l, true, rows, C),
+		}
+	}
+	m.cur, m.curB, m.curT = a, B, T
+	return a
+}
+
+// upload copies a batch's ids into the device buffers.
+func (m *Model) upload(a *acts, in *Batch) error {
+	b := m.b
+	if err := b.UploadInt32(a.tokens, in.Tokens); err != nil {
+		return fmt.Errorf("upload tokens: %w", err)
+	}
+	if !m.Cfg.ScalarHead {
+		if err := b.UploadInt32(a.targets, in.Targets); err != nil {
+			return fmt.Errorf("upload targets: %w", err)
+		}
+	}
+	if in.ValidLen != nil {
+		if err := b.UploadInt32(a.validLen, in.ValidLen); err != nil {
+			return fmt.Errorf("upload lengths: %w", err)
+		}
+	}
+	return nil
+}

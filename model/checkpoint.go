@@ -1,0 +1,292 @@
+package model
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/instructgo/instructgo/gpu"
+	"github.com/instructgo/instructgo/model/atomicfile"
+	"github.com/instructgo/instructgo/model/safetensors"
+)
+
+// Files of a checkpoint directory, in Hugging Face layout.
+const (
+	ConfigFile  = "config.json"
+	WeightsFile = "model.safetensors"
+)
+
+// hfConfig is the subset of transformers' GPT2Config a checkpoint carries,
+// plus instructgo's own fields (prefixed instructgo_).
+type hfConfig struct {
+	Architectures      []string          `json:"architectures,omitempty"`
+	ModelType          string            `json:"model_type"`
+	VocabSize          int               `json:"vocab_size"`
+	NPositions         int               `json:"n_positions"`
+	NCtx               int               `json:"n_ctx,omitempty"`
+	NEmbd              int               `json:"n_embd"`
+	NLayer             int               `json:"n_layer"`
+	NHead              int               `json:"n_head"`
+	NInner             *int              `json:"n_inner"`
+	ActivationFunction string            `json:"activation_function"`
+	ResidPdrop         float32           `json:"resid_pdrop"`
+	EmbdPdrop          float32           `json:"embd_pdrop"`
+	AttnPdrop          float32           `json:"attn_pdrop"`
+	LayerNormEpsilon   float64           `json:"layer_norm_epsilon"`
+	InitializerRange   float64           `json:"initializer_range"`
+	BosTokenID         int               `json:"bos_token_id"`
+	EosTokenID         int               `json:"eos_token_id"`
+	PadTokenID         *int              `json:"pad_token_id,omitempty"`
+	TieWordEmbeddings  *bool             `json:"tie_word_embeddings,omitempty"`
+	ScaleAttnByLayer   bool              `json:"scale_attn_by_inverse_layer_idx"`
+	ReorderUpcastAttn  bool              `json:"reorder_and_upcast_attn"`
+	ID2Label           map[string]string `json:"id2label,omitempty"`
+	Label2ID           map[string]int    `json:"label2id,omitempty"`
+	TorchDtype         string            `json:"torch_dtype,omitempty"`
+	Tokenizer          string            `json:"instructgo_tokenizer,omitempty"`
+}
+
+// hfEOS is the end-of-text id of the tokenizers a vocabulary size implies:
+// byte (256 bytes, then EOS) and gpt2 (50256).
+func hfEOS(c Config) int {
+	if c.Tokenizer == "byte" {
+		return 256
+	}
+	return c.VocabSize - 1
+}
+
+func toHF(c Config) hfConfig {
+	tie := true
+	h := hfConfig{
+		Architectures: []string{"GPT2LMHeadModel"}, ModelType: "gpt2",
+		VocabSize: c.VocabSize, NPositions: c.MaxSeqLen, NEmbd: c.NEmbd, NLayer: c.NLayer, NHead: c.NHead,
+		ActivationFunction: "gelu_new", ResidPdrop: c.Dropout, EmbdPdrop: c.Dropout,
+		LayerNormEpsilon: 1e-5, InitializerRange: 0.02,
+		BosTokenID: hfEOS(c), EosTokenID: hfEOS(c), TieWordEmbeddings: &tie,
+		TorchDtype: "float32", Tokenizer: c.Tokenizer,
+	}
+	if c.ScalarHead {
+		// GPT2ForSequenceClassification with one label reads the score at
+		// the last token that is not padding, which it finds by pad id.
+		pad := hfEOS(c)
+		h.Architectures = []string{"GPT2ForSequenceClassification"}
+		h.PadTokenID = &pad
+		h.ID2Label = map[string]string{"0": "LABEL_0"}
+		h.Label2ID = map[string]int{"LABEL_0": 0}
+	}
+	return h
+}
+
+func fromHF(h hfConfig) (Config, error) {
+	if h.ModelType != "" && h.ModelType != "gpt2" {
+		return Config{}, fmt.Errorf("model_type %q is not gpt2", h.ModelType)
+	}
+	switch h.ActivationFunction {
+	case "", "gelu_new", "gelu_pytorch_tanh":
+	default:
+		return Config{}, fmt.Errorf("activation_function %q is not supported (want gelu_new)", h.ActivationFunction)
+	}
+	if h.NInner != nil && *h.NInner != 4*h.NEmbd {
+		return Config{}, fmt.Errorf("n_inner %d is not supported (want 4·n_embd)", *h.NInner)
+	}
+	if h.LayerNormEpsilon != 0 && math.Abs(h.LayerNormEpsilon-1e-5) > 1e-9 {
+		return Config{}, fmt.Errorf("layer_norm_epsilon %g is not supported (want 1e-5)", h.LayerNormEpsilon)
+	}
+	if h.ScaleAttnByLayer || h.ReorderUpcastAttn {
+		return Config{}, fmt.Errorf("scale_attn_by_inverse_layer_idx and reorder_and_upcast_attn are not supported")
+	}
+	if h.TieWordEmbeddings != nil && !*h.TieWordEmbeddings {
+		return Config{}, fmt.Errorf("untied word embeddings are not supported")
+	}
+	c := Config{
+		VocabSize: h.VocabSize, MaxSeqLen: h.NPositions, NLayer: h.NLayer, NHead: h.NHead, NEmbd: h.NEmbd,
+		Dropout: h.ResidPdrop, Tokenizer: h.Tokenizer,
+	}
+	if c.MaxSeqLen == 0 {
+		c.MaxSeqLen = h.NCtx
+	}
+	if c.Tokenizer == "" {
+		c.Tokenizer = "gpt2" // a checkpoint from the Hugging Face hub
+	}
+	for _, a := range h.Architectures {
+		if a == "GPT2ForSequenceClassification" {
+			c.ScalarHead = true
+		}
+	}
+	return c, c.Validate()
+}
+
+// ReadConfig reads a checkpoint directory's config.json.
+func ReadConfig(dir string) (Config, error) {
+	path := filepath.Join(dir, ConfigFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read checkpoint config: %w", err)
+	}
+	var h hfConfig
+	if err := json.Unmarshal(data, &h); err != nil {
+		return Config{}, fmt.Errorf("read checkpoint config %s: %w", path, err)
+	}
+	c, err := fromHF(h)
+	if err != nil {
+		return Config{}, fmt.Errorf("checkpoint config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// hfName is the name save_pretrained gives a parameter: GPT2LMHeadModel and
+// GPT2ForSequenceClassification both keep the body under "transformer.".
+func hfName(name string) string {
+	if name == "score.weight" {
+		return name
+	}
+	return "transformer." + name
+}
+
+// Save writes m's configuration and parameters to dir (created if needed)
+// the way transformers' save_pretrained does: config.json and
+// model.safetensors, without the tied lm_head.weight. Each file is replaced
+// atomically.
+func Save(dir string, m *Model) error {
+	host := make([]float32, m.Params.All.Len())
+	if err := m.b.Download(host, m.Params.All); err != nil {
+		return fmt.Errorf("save checkpoint: %w", err)
+	}
+	return SaveHost(dir, m.Cfg, host)
+}
+
+// SaveHost is Save for parameters already on the host, in layout order.
+func SaveHost(dir string, cfg Config, host []float32) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("save checkpoint: %w", err)
+	}
+	var tensors []safetensors.Tensor
+	off := 0
+	for _, s := range cfg.layout() {
+		n := s.size()
+		shape := s.shape
+		if s.name == "score.weight" {
+			shape = []int{1, cfg.NEmbd}
+		}
+		tensors = append(tensors, safetensors.Tensor{Name: hfName(s.name), Shape: shape, Data: host[off : off+n]})
+		off += n
+	}
+	if off != len(host) {
+		return fmt.Errorf("save checkpoint: %d parameters for a layout of %d", len(host), off)
+	}
+	if err := safetensors.Write(filepath.Join(dir, WeightsFile), tensors, map[string]string{"format": "pt"}); err != nil {
+		return fmt.Errorf("save checkpoint: %w", err)
+	}
+	if err := atomicfile.WriteJSON(filepath.Join(dir, ConfigFile), toHF(cfg)); err != nil {
+		return fmt.Errorf("save checkpoint: %w", err)
+	}
+	return nil
+}
+
+// ErrNoScoreHead reports a scalar-head model loaded from a checkpoint that
+// has no score.weight (an LM checkpoint); the caller initialises the head.
+var ErrNoScoreHead = errors.New("checkpoint has no score.weight")
+
+// LoadHost reads dir's model.safetensors into host parameters in cfg's
+// layout. Names are accepted with or without the "transformer." prefix;
+// GPT-2's attention-mask buffers and the tied lm_head.weight are skipped;
+// any other unknown tensor is an error. When cfg has a scalar head and the
+// file has none, the head is left zero and the error wraps ErrNoScoreHead.
+func LoadHost(dir string, cfg Config) ([]float32, error) {
+	path := filepath.Join(dir, WeightsFile)
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("load checkpoint: %w", err)
+	}
+	defer f.Close()
+	byName := map[string]safetensors.Info{}
+	for _, info := range f.Tensors() {
+		name := strings.TrimPrefix(info.Name, "transformer.")
+		switch {
+		case name == "lm_head.weight", strings.HasSuffix(name, ".attn.bias") && len(info.Shape) == 4,
+			strings.HasSuffix(name, ".attn.masked_bias"):
+			continue
+		}
+		if _, dup := byName[name]; dup {
+			return nil, fmt.Errorf("load checkpoint %s: tensor %q appears with and without the transformer. prefix", path, name)
+		}
+		byName[name] = info
+	}
+	specs := cfg.layout()
+	total := 0
+	for _, s := range specs {
+		total += s.size()
+	}
+	host := make([]float32, total)
+	off := 0
+	missingHead := false
+	for _, s := range specs {
+		n := s.size()
+		info, ok := byName[s.name]
+		delete(byName, s.name)
+		if !ok {
+			if s.name == "score.weight" {
+				missingHead = true
+				off += n
+				continue
+			}
+			return nil, fmt.Errorf("load checkpoint %s: missing tensor %q", path, s.name)
+		}
+		if info.NumElements() != n || !shapeMatches(s, info.Shape, cfg) {
+			return nil, fmt.Errorf("load checkpoint %s: tensor %q has shape %v, want %v", path, info.Name, info.Shape, s.shape)
+		}
+		if err := f.ReadFloat32(info.Name, host[off:off+n]); err != nil {
+			return nil, fmt.Errorf("load checkpoint: %w", err)
+		}
+		off += n
+	}
+	for name := range byName {
+		if name == "score.weight" && !cfg.ScalarHead {
+			continue // an LM may start from a reward model's body
+		}
+		return nil, fmt.Errorf("load checkpoint %s: unexpected tensor %q for this config", path, name)
+	}
+	if missingHead {
+		return host, fmt.Errorf("load checkpoint %s: %w", path, ErrNoScoreHead)
+	}
+	return host, nil
+}
+
+func shapeMatches(s paramSpec, shape []int, cfg Config) bool {
+	if s.name == "score.weight" {
+		return len(shape) == 2 && shape[0] == 1 && shape[1] == cfg.NEmbd
+	}
+	if len(shape) != len(s.shape) {
+		return false
+	}
+	for i := range shape {
+		if shape[i] != s.shape[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Load reads a checkpoint directory into a new model on b.
+func Load(b gpu.Backend, dir string, opt Options) (*Model, error) {
+	cfg, err := ReadConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	host, err := LoadHost(dir, cfg)
+	if err != nil {
+		return nil, err
+	}
+	m, err := New(b, cfg, opt)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Upload(m.Params.All, host); err != nil {
+		return nil, fmt.Errorf("load checkpoint: %w", err)
+	}
+	return m, nil
+}

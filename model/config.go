@@ -1,0 +1,91 @@
+package model
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Config describes a GPT-2-architecture network.
+type Config struct {
+	VocabSize int `json:"vocab_size"`
+	MaxSeqLen int `json:"n_positions"`
+	NLayer    int `json:"n_layer"`
+	NHead     int `json:"n_head"`
+	NEmbd     int `json:"n_embd"`
+	// Dropout is the residual and embedding dropout probability used in
+	// training (GPT-2's resid_pdrop and embd_pdrop). Attention-probability
+	// dropout is not supported: the fused attention never materialises the
+	// probabilities.
+	Dropout float32 `json:"resid_pdrop"`
+	// Tokenizer names the tokenizer the vocabulary belongs to ("byte", "gpt2").
+	Tokenizer string `json:"instructgo_tokenizer"`
+	// ScalarHead replaces the LM head with one scalar per position (a reward
+	// model or value function), stored as HF GPT2ForSequenceClassification's
+	// score.weight.
+	ScalarHead bool `json:"-"`
+}
+
+// Named configurations. tiny is for tests and the CPU demo; the others are
+// the published GPT-2 sizes.
+var configs = map[string]Config{
+	"tiny":        {VocabSize: 258, MaxSeqLen: 256, NLayer: 4, NHead: 4, NEmbd: 128, Tokenizer: "byte"},
+	"gpt2":        {VocabSize: 50257, MaxSeqLen: 1024, NLayer: 12, NHead: 12, NEmbd: 768, Tokenizer: "gpt2"},
+	"gpt2-medium": {VocabSize: 50257, MaxSeqLen: 1024, NLayer: 24, NHead: 16, NEmbd: 1024, Tokenizer: "gpt2"},
+	"gpt2-large":  {VocabSize: 50257, MaxSeqLen: 1024, NLayer: 36, NHead: 20, NEmbd: 1280, Tokenizer: "gpt2"},
+}
+
+// ConfigNames lists the named configurations, sorted.
+func ConfigNames() []string {
+	names := make([]string, 0, len(configs))
+	for n := range configs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// ConfigByName returns a named configuration.
+func ConfigByName(name string) (Config, error) {
+	c, ok := configs[name]
+	if !ok {
+		return Config{}, fmt.Errorf("unknown model config %q (known: %s)", name, strings.Join(ConfigNames(), ", "))
+	}
+	return c, nil
+}
+
+// Validate reports an inconsistent configuration.
+func (c Config) Validate() error {
+	switch {
+	case c.VocabSize <= 0:
+		return fmt.Errorf("model config: vocab_size %d must be positive", c.VocabSize)
+	case c.MaxSeqLen <= 0:
+		return fmt.Errorf("model config: n_positions %d must be positive", c.MaxSeqLen)
+	case c.NLayer <= 0:
+		return fmt.Errorf("model config: n_layer %d must be positive", c.NLayer)
+	case c.NHead <= 0 || c.NEmbd <= 0 || c.NEmbd%c.NHead != 0:
+		return fmt.Errorf("model config: n_embd %d must be a positive multiple of n_head %d", c.NEmbd, c.NHead)
+	case c.Dropout < 0 || c.Dropout >= 1:
+		return fmt.Errorf("model config: dropout %g must be in [0, 1)", c.Dropout)
+	}
+	return nil
+}
+
+// HeadSize is the width of one attention head.
+func (c Config) HeadSize() int { return c.NEmbd / c.NHead }
+
+// NumParams is the number of trainable parameters (tied LM head counted once).
+func (c Config) NumParams() int {
+	n := 0
+	for _, p := range c.layout() {
+		n += p.size()
+	}
+	return n
+}
+
+// FLOPsPerToken is the training cost of one token with llm.c's count:
+// 6·N for the matmuls over parameters and 6·L·C·T for attention, at
+// sequence length t (forward and backward).
+func (c Config) FLOPsPerToken(t int) float64 {
+	return 6*float64(c.NumParams()) + 6*float64(c.NLayer*c.NEmbd*t)
+}

@@ -1,0 +1,11 @@
+// Package model is the GPT-2-architecture network: its configuration, its
+// parameters (all in one contiguous buffer, each weight a view), an explicit
+// forward and backward pass written against the gpu compute contract, the
+// language-model head and a scalar head for rewards and values, and
+// checkpoints in Hugging Face layout.
+//
+// Sub-packages: model/safetensors (the file format) and model/tokenizer.
+//
+// It imports gpu (never a concrete backend), its own sub-packages and the
+// standard library; tests also import gpu/cpu.
+package model

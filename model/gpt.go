@@ -1,0 +1,285 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/instructgo/instructgo/gpu"
+)
+
+// Model is a GPT-2 network on a backend: parameters, optionally their
+// gradients, and activation buffers sized once for the largest batch it
+// will see. A forward or backward pass allocates no device memory.
+type Model struct {
+	Cfg    Config
+	Params *Params
+	Grads  *Params // nil for a model that never trains
+
+	b          gpu.Backend
+	maxB, maxT int
+	bufs       buffers
+	cur        *acts // views of bufs for the last batch shape
+	curB, curT int
+}
+
+// Options size a model's activation buffers.
+type Options struct {
+	MaxBatch int  // sequences per forward pass
+	MaxSeq   int  // tokens per sequence; at most Cfg.MaxSeqLen
+	Train    bool // allocate gradients and the activations backward needs
+}
+
+// New allocates a model with zeroed parameters; load a checkpoint or upload
+// InitGPT2 to give it weights.
+func New(b gpu.Backend, cfg Config, opt Options) (*Model, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opt.MaxBatch <= 0 || opt.MaxSeq <= 0 || opt.MaxSeq > cfg.MaxSeqLen {
+		return nil, fmt.Errorf("model: batch %d × sequence %d out of range (sequence at most %d)", opt.MaxBatch, opt.MaxSeq, cfg.MaxSeqLen)
+	}
+	m := &Model{Cfg: cfg, b: b, maxB: opt.MaxBatch, maxT: opt.MaxSeq}
+	var err error
+	if m.Params, err = NewParams(b, cfg); err != nil {
+		return nil, err
+	}
+	if opt.Train {
+		if m.Grads, err = NewParams(b, cfg); err != nil {
+			return nil, fmt.Errorf("gradients: %w", err)
+		}
+	}
+	if err := m.bufs.alloc(b, cfg, opt.MaxBatch, opt.MaxSeq, opt.Train); err != nil {
+		return nil, fmt.Errorf("activations: %w", err)
+	}
+	return m, nil
+}
+
+// Backend is the backend the model lives on.
+func (m *Model) Backend() gpu.Backend { return m.b }
+
+// MaxBatch and MaxSeq are the largest batch shape the model accepts.
+func (m *Model) MaxBatch() int { return m.maxB }
+
+// MaxSeq is the longest sequence the model's buffers hold.
+func (m *Model) MaxSeq() int { return m.maxT }
+
+// Batch is the host side of one forward pass: B sequences of T tokens each,
+// right-padded.
+type Batch struct {
+	B, T int
+	// Tokens are the inputs, B·T ids.
+	Tokens []int32
+	// Targets are the next-token labels for the LM head, B·T ids, −1 where
+	// no loss applies (prompt, padding). Nil for a scalar-head model.
+	Targets []int32
+	// ValidLen is each sequence's length before padding (1..T); nil means
+	// every sequence is T long. The scalar head is read at ValidLen−1.
+	ValidLen []int32
+}
+
+func (m *Model) checkBatch(in *Batch) error {
+	if in.B <= 0 || in.T <= 0 || in.B > m.maxB || in.T > m.maxT {
+		return fmt.Errorf("batch %d×%d does not fit the model's buffers %d×%d", in.B, in.T, m.maxB, m.maxT)
+	}
+	n := in.B * in.T
+	if len(in.Tokens) != n {
+		return fmt.Errorf("batch: %d tokens for %d×%d", len(in.Tokens), in.B, in.T)
+	}
+	for i, t := range in.Tokens {
+		if t < 0 || int(t) >= m.Cfg.VocabSize {
+			return fmt.Errorf("batch: token %d at %d outside vocabulary of %d", t, i, m.Cfg.VocabSize)
+		}
+	}
+	if !m.Cfg.ScalarHead {
+		if len(in.Targets) != n {
+			return fmt.Errorf("batch: %d targets for %d×%d", len(in.Targets), in.B, in.T)
+		}
+		for i, t := range in.Targets {
+			if t < -1 || int(t) >= m.Cfg.VocabSize {
+				return fmt.Errorf("batch: target %d at %d outside vocabulary of %d", t, i, m.Cfg.VocabSize)
+			}
+		}
+	}
+	if in.ValidLen != nil {
+		if len(in.ValidLen) != in.B {
+			return fmt.Errorf("batch: %d valid lengths for %d sequences", len(in.ValidLen), in.B)
+		}
+		for i, l := range in.ValidLen {
+			if l < 1 || int(l) > in.T {
+				return fmt.Errorf("batch: sequence %d has valid length %d, want 1..%d", i, l, in.T)
+			}
+		}
+	}
+	return nil
+}
+
+// Forward runs the network on a batch. With train set, dropout is active
+// (masks drawn from seed) and everything Backward needs is kept. An LM model
+// ends with per-token log-probabilities of the targets and entropies
+// (LogProbs, Entropy); a scalar-head model with per-token values (Values).
+func (m *Model) Forward(in *Batch, train bool, seed uint64) error {
+	if err := m.checkBatch(in); err != nil {
+		return err
+	}
+	if train && m.Grads == nil {
+		return fmt.Errorf("forward: model was allocated without training buffers")
+	}
+	a := m.views(in.B, in.T)
+	if err := m.upload(a, in); err != nil {
+		return err
+	}
+	b, c := m.b, m.Cfg
+	p := m.Params
+	drop := float32(0)
+	if train {
+		drop = c.Dropout
+	}
+	validLen := a.validLen
+	if in.ValidLen == nil {
+		validLen = nil
+	}
+
+	b.EmbeddingForward(a.encoded3, a.tokens, nil, p.WTE, p.WPE)
+	if drop > 0 {
+		b.Dropout(a.encoded, a.encoded, drop, dropSeed(seed, 0))
+	}
+	residual := a.encoded
+	for l := range p.Blocks {
+		w, s := &p.Blocks[l], &a.layers[l]
+		b.LayerNormForward(s.ln1, s.ln1Mean, s.ln1Rstd, residual, w.LN1W, w.LN1B)
+		b.MatMul(s.qkv, s.ln1, w.AttnW, false, false, 1, 0)
+		b.AddBias(s.qkv, w.AttnB)
+		b.AttentionForward(s.atty3, s.lse, s.qkv3, validLen, c.NHead)
+		b.MatMul(s.attProj, s.atty, w.AttnProjW, false, false, 1, 0)
+		b.AddBias(s.attProj, w.AttnPrB)
+		if drop > 0 {
+			b.Dropout(s.attProj, s.attProj, drop, dropSeed(seed, 2*l+1))
+		}
+		b.Add(s.res2, residual, s.attProj)
+		b.LayerNormForward(s.ln2, s.ln2Mean, s.ln2Rstd, s.res2, w.LN2W, w.LN2B)
+		b.MatMul(s.fch, s.ln2, w.FCW, false, false, 1, 0)
+		b.AddBias(s.fch, w.FCB)
+		b.GeluForward(s.fchGelu, s.fch)
+		b.MatMul(s.fcProj, s.fchGelu, w.FCProjW, false, false, 1, 0)
+		b.AddBias(s.fcProj, w.FCProjB)
+		if drop > 0 {
+			b.Dropout(s.fcProj, s.fcProj, drop, dropSeed(seed, 2*l+2))
+		}
+		b.Add(s.res3, s.res2, s.fcProj)
+		residual = s.res3
+	}
+	b.LayerNormForward(a.lnf, a.lnfMean, a.lnfRstd, residual, p.LNFW, p.LNFB)
+	if c.ScalarHead {
+		b.MatMul(a.values, a.lnf, p.Score, false, false, 1, 0)
+	} else {
+		b.MatMul(a.logits, a.lnf, p.WTE, false, true, 1, 0)
+		b.LogSoftmaxForward(a.logp, a.entropy, a.lseV, a.logits, a.targets)
+	}
+	a.train, a.seed, a.padded = train, seed, in.ValidLen != nil
+	if err := b.Err(); err != nil {
+		return fmt.Errorf("forward: %w", err)
+	}
+	return nil
+}
+
+// dropSeed derives the dropout seed of one site (embedding, or a block's
+// attention or MLP output) from the step's seed.
+func dropSeed(seed uint64, site int) uint64 { return gpu.Mix64(seed, uint64(site)) }
+
+// LogProbs is the [B·T] log-probability of each target from the last
+// Forward (0 where the target is −1).
+func (m *Model) LogProbs() *gpu.Tensor { return m.cur.logp }
+
+// Entropy is the [B·T] entropy of each position's next-token distribution
+// from the last Forward.
+func (m *Model) Entropy() *gpu.Tensor { return m.cur.entropy }
+
+// Values is the [B·T] scalar head output from the last Forward of a
+// scalar-head model.
+func (m *Model) Values() *gpu.Tensor { return m.cur.values }
+
+// Hidden is the [B,T,C] output of the final LayerNorm from the last Forward.
+func (m *Model) Hidden() *gpu.Tensor { return m.cur.lnf }
+
+// Backward adds the parameter gradients of the last Forward (which must have
+// run with train set) into m.Grads. For an LM model dout holds ∂L/∂logp [B·T]
+// and dentropy ∂L/∂entropy [B·T] (nil for none); for a scalar-head model dout
+// holds ∂L/∂values [B·T] and dentropy must be nil. Backward overwrites the
+// logits buffer; gradients accumulate, so zero m.Grads.All before the first
+// micro-batch of a step.
+func (m *Model) Backward(dout, dentropy *gpu.Tensor) error {
+	a := m.cur
+	if a == nil || !a.train {
+		return fmt.Errorf("backward: no training forward pass to differentiate")
+	}
+	n := m.curB * m.curT
+	if dout == nil || dout.Len() != n || (dentropy != nil && dentropy.Len() != n) {
+		return fmt.Errorf("backward: gradient tensors must have %d elements", n)
+	}
+	if m.Cfg.ScalarHead && dentropy != nil {
+		return fmt.Errorf("backward: a scalar-head model has no entropy")
+	}
+	b, c := m.b, m.Cfg
+	p, g := m.Params, m.Grads
+	drop := c.Dropout
+	validLen := a.validLen
+	if !a.padded {
+		validLen = nil
+	}
+
+	// Head: gradient with respect to the final LayerNorm's output.
+	if c.ScalarHead {
+		dv := dout.MustReshape(n, 1)
+		b.MatMul(a.dC, dv, p.Score, false, true, 1, 0)
+		b.MatMul(g.Score, a.lnf, dv, true, false, 1, 1)
+	} else {
+		var ent *gpu.Tensor
+		if dentropy != nil {
+			ent = a.entropy
+		}
+		b.LogSoftmaxBackward(a.logits, a.lseV, ent, a.targets, dout, dentropy)
+		b.MatMul(a.dC, a.logits, p.WTE, false, false, 1, 0)
+		b.MatMul(g.WTE, a.logits, a.lnf, true, false, 1, 1)
+	}
+	dres := a.dres
+	b.Fill(dres, 0)
+	last := a.encoded
+	if len(a.layers) > 0 {
+		last = a.layers[len(a.layers)-1].res3
+	}
+	b.LayerNormBackward(dres, g.LNFW, g.LNFB, a.dC, last, p.LNFW, a.lnfMean, a.lnfRstd)
+
+	for l := len(p.Blocks) - 1; l >= 0; l-- {
+		w, gw, s := &p.Blocks[l], &g.Blocks[l], &a.layers[l]
+		residual := a.encoded
+		if l > 0 {
+			residual = a.layers[l-1].res3
+		}
+		// res3 = res2 + dropout(fcProj): dres stays as ∂L/∂res2's first term.
+		b.DropoutBackward(a.dC, dres, drop, dropSeed(a.seed, 2*l+2))
+		b.MatMul(gw.FCProjW, s.fchGelu, a.dC, true, false, 1, 1)
+		b.BiasBackward(gw.FCProjB, a.dC)
+		b.MatMul(a.d4C, a.dC, w.FCProjW, false, true, 1, 0)
+		b.GeluBackward(a.d4C, s.fch, a.d4C)
+		b.MatMul(gw.FCW, s.ln2, a.d4C, true, false, 1, 1)
+		b.BiasBackward(gw.FCB, a.d4C)
+		b.MatMul(a.dC, a.d4C, w.FCW, false, true, 1, 0)
+		b.LayerNormBackward(dres, gw.LN2W, gw.LN2B, a.dC, s.res2, w.LN2W, s.ln2Mean, s.ln2Rstd)
+		// res2 = residual + dropout(attProj).
+		b.DropoutBackward(a.dC, dres, drop, dropSeed(a.seed, 2*l+1))
+		b.MatMul(gw.AttnProjW, s.atty, a.dC, true, false, 1, 1)
+		b.BiasBackward(gw.AttnPrB, a.dC)
+		b.MatMul(a.dC2, a.dC, w.AttnProjW, false, true, 1, 0)
+		b.AttentionBackward(a.d3C3, a.dC23, s.qkv3, s.atty3, s.lse, validLen, c.NHead)
+		b.MatMul(gw.AttnW, s.ln1, a.d3C, true, false, 1, 1)
+		b.BiasBackward(gw.AttnB, a.d3C)
+		b.MatMul(a.dC, a.d3C, w.AttnW, false, true, 1, 0)
+		b.LayerNormBackward(dres, gw.LN1W, gw.LN1B, a.dC, residual, w.LN1W, s.ln1Mean, s.ln1Rstd)
+	}
+	b.DropoutBackward(dres, dres, drop, dropSeed(a.seed, 0))
+	b.EmbeddingBackward(g.WTE, g.WPE, a.dres3, a.tokens, nil)
+	a.train = false // the logits were overwritten: a second Backward would be wrong
+	if err := b.Err(); err != nil {
+		return fmt.Errorf("backward: %w", err)
+	}
+	return nil
+}
