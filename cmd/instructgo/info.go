@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+)
+
+// infoReport is what `instructgo info` prints: the backend --device resolves
+// to, and the machine.
+type infoReport struct {
+	Backend      string `json:"backend"`       // the backend's Name
+	Device       string `json:"device"`        // "cpu" or "cuda:N"
+	DeviceReason string `json:"device_reason"` // why --device resolved to it
+	Threads      int    `json:"threads"`       // cpu worker threads in use
+	CUDACompiled bool   `json:"cuda_compiled"`
+	MachineInfo
+}
+
+func infoCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "info",
+		Usage: "describe the backend --device resolves to and the machine (CPU, SIMD, cores, memory, Go)",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object instead of text"},
+		},
+		Action: runInfo,
+	}
+}
+
+func runInfo(c *cli.Context) (err error) {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	b, choice, err := openDevice(c)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := b.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close %s backend: %w", choice.Device, cerr)
+		}
+	}()
+
+	r := infoReport{
+		Backend:      b.Name(),
+		Device:       choice.Device,
+		DeviceReason: choice.Reason,
+		Threads:      threadsInUse(b, c.Int(flagThreads)),
+		CUDACompiled: cudaCompiled(),
+		MachineInfo:  DescribeMachine(),
+	}
+	if c.Bool("json") {
+		return writeJSON(c, r)
+	}
+	return writeInfoText(c, r)
+}
+
+// threadsInUse is the backend's worker count when it reports one, else what
+// --threads asked for (0: all logical cores).
+func threadsInUse(b any, flagValue int) int {
+	if t, ok := b.(interface{ Threads() int }); ok {
+		return t.Threads()
+	}
+	if flagValue > 0 {
+		return flagValue
+	}
+	return runtime.NumCPU()
+}
+
+func writeInfoText(c *cli.Context, r infoReport) error {
+	simd := strings.Join(r.SIMD, " ")
+	if simd == "" {
+		simd = "none detected"
+	}
+	mem := "unknown"
+	if r.MemTotalBytes > 0 {
+		mem = formatBytes(r.MemTotalBytes)
+	}
+	tw := tabwriter.NewWriter(c.App.Writer, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "backend\t%s\n", r.Backend)
+	fmt.Fprintf(tw, "device\t%s (%s)\n", r.Device, r.DeviceReason)
+	fmt.Fprintf(tw, "cpu\t%s\n", r.CPUModel)
+	fmt.Fprintf(tw, "logical cores\t%d\n", r.LogicalCores)
+	fmt.Fprintf(tw, "simd\t%s\n", simd)
+	fmt.Fprintf(tw, "threads\t%d\n", r.Threads)
+	fmt.Fprintf(tw, "GOMAXPROCS\t%d\n", r.GOMAXPROCS)
+	fmt.Fprintf(tw, "memory\t%s\n", mem)
+	fmt.Fprintf(tw, "go\t%s %s/%s\n", r.GoVersion, r.GOOS, r.GOARCH)
+	fmt.Fprintf(tw, "cuda backend\t%s\n", cudaStatus(r.CUDACompiled))
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write info: %w", err)
+	}
+	return nil
+}

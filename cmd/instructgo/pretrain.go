@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/instructgo/instructgo/model"
+	"github.com/instructgo/instructgo/model/tokenizer"
+	"github.com/instructgo/instructgo/train"
+)
+
+func pretrainCommand() *cli.Command {
+	d := train.DefaultOptim()
+	return &cli.Command{
+		Name:      "pretrain",
+		Usage:     "train a causal language model on plain text (stage 0)",
+		UsageText: "instructgo [global options] pretrain --data FILE [--data FILE ...] --out DIR [--config tiny | --init DIR] [options]",
+		Description: "Reads plain-text files (or .jsonl files of {\"text\": ...}), holds out the last --val-frac\n" +
+			"of the tokens, trains with AdamW and a cosine schedule, and writes a Hugging Face style\n" +
+			"checkpoint (config.json, model.safetensors) with run_config.json, metrics.jsonl and\n" +
+			"summary.json to --out. Ctrl-C saves a checkpoint and exits with status 130.",
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "data", Usage: "text file to train on (repeat for several)"},
+			&cli.StringFlag{Name: "out", Usage: "run directory to write"},
+			&cli.StringFlag{Name: "config", Value: "tiny", Usage: "model size for a fresh model: " + strings.Join(model.ConfigNames(), ", ")},
+			&cli.StringFlag{Name: "init", Usage: "continue from this checkpoint directory instead of a fresh model"},
+			&cli.IntFlag{Name: "steps", Value: 300, Usage: "optimizer steps"},
+			&cli.IntFlag{Name: "batch", Value: 16, Usage: "sequences per micro-batch"},
+			&cli.IntFlag{Name: "seq", Value: 128, Usage: "tokens per sequence (at most the model's context)"},
+			&cli.IntFlag{Name: "accum", Value: 1, Usage: "micro-batches accumulated per step"},
+			&cli.Float64Flag{Name: "lr", Value: exact(d.LR), Usage: "peak learning rate"},
+			&cli.IntFlag{Name: "warmup", Value: d.Warmup, Usage: "linear warmup steps"},
+			&cli.Float64Flag{Name: "min-lr-frac", Value: exact(d.MinLRFrac), Usage: "cosine decay ends at lr × this"},
+			&cli.Float64Flag{Name: "weight-decay", Value: exact(d.WeightDecay), Usage: "AdamW decoupled weight decay (matrices and embeddings)"},
+			&cli.Float64Flag{Name: "max-grad-norm", Value: exact(d.MaxGradNorm), Usage: "global gradient-norm clip (0: off)"},
+			&cli.Float64Flag{Name: "dropout", Value: 0, Usage: "residual and embedding dropout"},
+			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the initialisation, data order and dropout"},
+			&cli.Float64Flag{Name: "val-frac", Value: 0.1, Usage: "fraction of the text held out for validation"},
+			&cli.IntFlag{Name: "eval-every", Value: 100, Usage: "steps between held-out evaluations (0: only at the end)"},
+			&cli.IntFlag{Name: "eval-batches", Value: 8, Usage: "held-out batches per evaluation"},
+			&cli.IntFlag{Name: "log-every", Value: 10, Usage: "steps between log lines and metrics records"},
+		},
+		Action: runPretrain,
+	}
+}
+
+func runPretrain(c *cli.Context) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	if len(c.StringSlice("data")) == 0 {
+		return usageErrorf("pretrain needs at least one --data FILE")
+	}
+	if c.String("out") == "" {
+		return usageErrorf("pretrain needs --out DIR")
+	}
+	var mc model.Config
+	var err error
+	if dir := c.String("init"); dir != "" {
+		if mc, err = model.ReadConfig(dir); err != nil {
+			return err
+		}
+	} else if mc, err = model.ConfigByName(c.String("config")); err != nil {
+		return usageErrorf("%v", err)
+	}
+	mc.Dropout = float32(c.Float64("dropout"))
+	tok, err := tokenizer.New(mc.Tokenizer)
+	if err != nil {
+		return err
+	}
+	cfg := train.PretrainConfig{
+		Data: c.StringSlice("data"), Model: mc, Init: c.String("init"), Out: c.String("out"),
+		Steps: c.Int("steps"), Batch: c.Int("batch"), Seq: c.Int("seq"), Accum: c.Int("accum"),
+		Optim: train.OptimConfig{
+			LR: float32(c.Float64("lr")), MinLRFrac: float32(c.Float64("min-lr-frac")), Warmup: c.Int("warmup"),
+			Beta1: 0.9, Beta2: 0.95, Eps: 1e-8,
+			WeightDecay: float32(c.Float64("weight-decay")), MaxGradNorm: float32(c.Float64("max-grad-norm")),
+		},
+		Seed: c.Uint64("seed"), ValFrac: c.Float64("val-frac"),
+		EvalEvery: c.Int("eval-every"), EvalBatches: c.Int("eval-batches"), LogEvery: c.Int("log-every"),
+	}
+	if err := cfg.Validate(); err != nil {
+		return usageErrorf("pretrain: %v", err)
+	}
+	b, err := openBackend(c)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	sum, err := train.Pretrain(ctx, b, tok, cfg, *logger(c))
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return cli.Exit(err.Error(), 130)
+		}
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "held-out loss %.4f nats/token (unigram baseline %.4f), %d steps, %.0f tokens/s; checkpoint in %s\n",
+		sum.ValLoss, sum.UnigramLoss, sum.Steps, sum.TokensPerSec, sum.CheckpointPath)
+	return nil
+}
+
+// exact widens a float32 default to the float64 with the same shortest
+// decimal form, so --help shows 0.001 rather than 0.0010000000474974513.
+func exact(x float32) float64 {
+	v, _ := strconv.ParseFloat(strconv.FormatFloat(float64(x), 'g', -1, 32), 64)
+	return v
+}

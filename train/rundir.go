@@ -1,0 +1,53 @@
+package train
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Files of a run directory besides the checkpoint's own (model.ConfigFile,
+// model.WeightsFile), which sit at its top so the directory loads as a
+// Hugging Face model.
+const (
+	RunConfigFile = "run_config.json" // the resolved configuration of the run
+	MetricsFile   = "metrics.jsonl"   // one JSON object per logged step
+	SummaryFile   = "summary.json"    // the run's final numbers
+)
+
+// Metrics appends one JSON object per line to a run's metrics.jsonl.
+type Metrics struct {
+	f *os.File
+}
+
+// OpenMetrics creates (truncating) dir's metrics file.
+func OpenMetrics(dir string) (*Metrics, error) {
+	f, err := os.Create(filepath.Join(dir, MetricsFile))
+	if err != nil {
+		return nil, fmt.Errorf("open metrics: %w", err)
+	}
+	return &Metrics{f: f}, nil
+}
+
+// Write appends one record. Each line is written whole, so a reader tailing
+// the file sees complete records.
+func (m *Metrics) Write(rec any) error {
+	line, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	if _, err := m.f.Write(append(line, '\n')); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	return nil
+}
+
+// Close flushes the file to disk and closes it.
+func (m *Metrics) Close() error {
+	if err := m.f.Sync(); err != nil {
+		m.f.Close()
+		return fmt.Errorf("metrics: %w", err)
+	}
+	return m.f.Close()
+}
