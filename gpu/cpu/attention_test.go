@@ -1,0 +1,407 @@
+package cpu
+
+import (
+	"math"
+	"testing"
+
+	"github.com/instructgo/instructgo/gpu"
+)
+
+// attnCase is one shape of the attention tests; lens nil means no padding.
+type attnCase struct {
+	name        string
+	B, T, C, H  int
+	lens        []int32
+	qkvStd      float64 // spread of q, k, v (0: 1); larger gives sharper softmaxes
+	fdCheckGrad bool    // also check the gradient by finite differences
+}
+
+var attnCases = []attnCase{
+	{name: "B2T5C8H2-padded", B: 2, T: 5, C: 8, H: 2, lens: []int32{5, 3}, fdCheckGrad: true},
+	{name: "B2T5C8H1-padded", B: 2, T: 5, C: 8, H: 1, lens: []int32{4, 2}, fdCheckGrad: true},
+	{name: "B1T1C4H1", B: 1, T: 1, C: 4, H: 1, fdCheckGrad: true},
+	{name: "B2T1C6H3-padded", B: 2, T: 1, C: 6, H: 3, lens: []int32{1, 0}, fdCheckGrad: true},
+	{name: "B2T7C12H3-empty", B: 2, T: 7, C: 12, H: 3, lens: []int32{0, 7}, fdCheckGrad: true},
+	{name: "B3T16C16H1", B: 3, T: 16, C: 16, H: 1},
+	{name: "B2T33C24H4-hs6", B: 2, T: 33, C: 24, H: 4, lens: []int32{33, 17}},
+	{name: "B2T64C64H2-sharp", B: 2, T: 64, C: 64, H: 2, lens: []int32{64, 40}, qkvStd: 2},
+}
+
+// refAttnForward is the float64 reference: explicit scores over keys j ≤ t,
+// a masked softmax and the weighted sum of values. Padded rows are zero.
+func refAttnForward(x []float64, lens []int32, B, T, C, H int) (out, lse []float64) {
+	hs := C / H
+	scale := 1 / math.Sqrt(float64(hs))
+	out = make([]float64, B*T*C)
+	lse = make([]float64, B*H*T)
+	for b := 0; b < B; b++ {
+		n := T
+		if lens != nil {
+			n = int(lens[b])
+		}
+		for h := 0; h < H; h++ {
+			for t := 0; t < n; t++ {
+				q := x[(b*T+t)*3*C+h*hs:]
+				s := make([]float64, t+1)
+				m := math.Inf(-1)
+				for j := 0; j <= t; j++ {
+					k := x[(b*T+j)*3*C+C+h*hs:]
+					for i := 0; i < hs; i++ {
+						s[j] += q[i] * k[i]
+					}
+					s[j] *= scale
+					m = math.Max(m, s[j])
+				}
+				var sum float64
+				for j := range s {
+					sum += math.Exp(s[j] - m)
+				}
+				l := m + math.Log(sum)
+				lse[(b*H+h)*T+t] = l
+				for j := 0; j <= t; j++ {
+					p := math.Exp(s[j] - l)
+					v := x[(b*T+j)*3*C+2*C+h*hs:]
+					for i := 0; i < hs; i++ {
+						out[(b*T+t)*C+h*hs+i] += p * v[i]
+					}
+				}
+			}
+		}
+	}
+	return out, lse
+}
+
+// refAttnBackward is the analytic float64 backward, written the textbook way
+// (softmax Jacobian with Σ_k P·dP), independent of the D = dO·O shortcut.
+func refAttnBackward(x, dout []float64, lens []int32, B, T, C, H int) []float64 {
+	hs := C / H
+	scale := 1 / math.Sqrt(float64(hs))
+	dx := make([]float64, len(x))
+	for b := 0; b < B; b++ {
+		n := T
+		if lens != nil {
+			n = int(lens[b])
+		}
+		for h := 0; h < H; h++ {
+			for t := 0; t < n; t++ {
+				qo := (b*T+t)*3*C + h*hs
+				p := make([]float64, t+1)
+				m := math.Inf(-1)
+				for j := 0; j <= t; j++ {
+					ko := (b*T+j)*3*C + C + h*hs
+					for i := 0; i < hs; i++ {
+						p[j] += x[qo+i] * x[ko+i]
+					}
+					p[j] *= scale
+					m = math.Max(m, p[j])
+				}
+				var sum float64
+				for j := range p {
+					p[j] = math.Exp(p[j] - m)
+					sum += p[j]
+				}
+				dp := make([]float64, t+1)
+				var pdp float64
+				do := dout[(b*T+t)*C+h*hs:]
+				for j := 0; j <= t; j++ {
+					p[j] /= sum
+					vo := (b*T+j)*3*C + 2*C + h*hs
+					for i := 0; i < hs; i++ {
+						dx[vo+i] += p[j] * do[i]
+						dp[j] += do[i] * x[vo+i]
+					}
+					pdp += p[j] * dp[j]
+				}
+				for j := 0; j <= t; j++ {
+					ds := p[j] * (dp[j] - pdp) * scale
+					ko := (b*T+j)*3*C + C + h*hs
+					for i := 0; i < hs; i++ {
+						dx[qo+i] += ds * x[ko+i]
+						dx[ko+i] += ds * x[qo+i]
+					}
+				}
+			}
+		}
+	}
+	return dx
+}
+
+// runAttn runs forward and backward on the cpu backend and returns out, lse
+// and dqkv.
+func runAttn(t *testing.T, b *Backend, x, dout []float32, lens []int32, B, T, C, H int) (out, lse, dx []float32) {
+	t.Helper()
+	qkv := tensorOf(t, b, x, B, T, 3*C)
+	var vl *gpu.Tensor
+	if lens != nil {
+		vl = int32Of(t, b, lens, B)
+	}
+	o := tensorOf(t, b, randn(testRNG(99), B*T*C, 1), B, T, C) // garbage: must be overwritten
+	l := tensorOf(t, b, randn(testRNG(98), B*H*T, 1), B, H, T)
+	b.AttentionForward(o, l, qkv, vl, H)
+	assertNoErr(t, b)
+	d := tensorOf(t, b, dout, B, T, C)
+	dq := tensorOf(t, b, randn(testRNG(97), B*T*3*C, 1), B, T, 3*C)
+	b.AttentionBackward(dq, d, qkv, o, l, vl, H)
+	assertNoErr(t, b)
+	return append([]float32(nil), F32(o)...), append([]float32(nil), F32(l)...), append([]float32(nil), F32(dq)...)
+}
+
+func TestAttentionForwardBackward(t *testing.T) {
+	var worstOut, worstLse, worstGrad, worstFD float64
+	for ci, c := range attnCases {
+		t.Run(c.name, func(t *testing.T) {
+			r := testRNG(uint64(100 + ci))
+			std := c.qkvStd
+			if std == 0 {
+				std = 1
+			}
+			x := randn(r, c.B*c.T*3*c.C, std)
+			dout := randn(r, c.B*c.T*c.C, 1)
+			for _, threads := range []int{1, 3} {
+				b := New(threads)
+				out, lse, dx := runAttn(t, b, x, dout, c.lens, c.B, c.T, c.C, c.H)
+				x64, d64 := to64(x), to64(dout)
+				wantOut, wantLse := refAttnForward(x64, c.lens, c.B, c.T, c.C, c.H)
+				wantDx := refAttnBackward(x64, d64, c.lens, c.B, c.T, c.C, c.H)
+				eo, el, eg := relErr(out, wantOut), relErr(lse, wantLse), relErr(dx, wantDx)
+				worstOut, worstLse, worstGrad = max(worstOut, eo), max(worstLse, el), max(worstGrad, eg)
+				assertClose(t, "out", out, wantOut, 1e-5)
+				assertClose(t, "lse", lse, wantLse, 1e-5)
+				assertClose(t, "dqkv", dx, wantDx, 2e-5)
+				if !c.fdCheckGrad || threads != 1 {
+					continue
+				}
+				// Central differences of L = Σ dout·out through the float64
+				// reference forward.
+				loss := func() float64 {
+					o, _ := refAttnForward(x64, c.lens, c.B, c.T, c.C, c.H)
+					var s float64
+					for i := range o {
+						s += d64[i] * o[i]
+					}
+					return s
+				}
+				fd := numGrad(x64, loss)
+				ef := relErr(dx, fd)
+				worstFD = max(worstFD, ef)
+				assertClose(t, "dqkv vs finite differences", dx, fd, 1e-4)
+				// The analytic reference itself agrees with the differences.
+				var md, mr float64
+				for i := range fd {
+					md = math.Max(md, math.Abs(fd[i]-wantDx[i]))
+					mr = math.Max(mr, math.Abs(fd[i]))
+				}
+				if md > 1e-6*math.Max(mr, 1e-30) {
+					t.Errorf("reference backward vs finite differences: %.3g", md/mr)
+				}
+			}
+		})
+	}
+	t.Logf("max relative errors: out %.2g, lse %.2g, dqkv (vs float64 analytic) %.2g, dqkv (vs finite differences) %.2g",
+		worstOut, worstLse, worstGrad, worstFD)
+}
+
+// TestAttentionPadding checks that padded rows give exact zeros and that
+// queries, keys and values at padded positions never influence valid rows:
+// filling them with NaN leaves every valid output and gradient bit-identical.
+func TestAttentionPadding(t *testing.T) {
+	const B, T, C, H = 3, 9, 12, 2
+	lens := []int32{9, 4, 0}
+	r := testRNG(7)
+	x := randn(r, B*T*3*C, 1)
+	dout := randn(r, B*T*C, 1)
+	b := New(2)
+	out, lse, dx := runAttn(t, b, x, dout, lens, B, T, C, H)
+
+	xp := append([]float32(nil), x...)
+	dp := append([]float32(nil), dout...)
+	nan := float32(math.NaN())
+	for bi := 0; bi < B; bi++ {
+		for ti := int(lens[bi]); ti < T; ti++ {
+			for i := 0; i < 3*C; i++ {
+				xp[(bi*T+ti)*3*C+i] = nan
+			}
+			for i := 0; i < C; i++ {
+				dp[(bi*T+ti)*C+i] = nan
+			}
+		}
+	}
+	out2, lse2, dx2 := runAttn(t, b, xp, dp, lens, B, T, C, H)
+	for bi := 0; bi < B; bi++ {
+		for ti := 0; ti < T; ti++ {
+			padded := ti >= int(lens[bi])
+			for i := 0; i < C; i++ {
+				k := (bi*T+ti)*C + i
+				if padded && (out[k] != 0 || out2[k] != 0) {
+					t.Fatalf("out[%d,%d,%d] = %v, %v on a padded row, want 0", bi, ti, i, out[k], out2[k])
+				}
+				if out[k] != out2[k] {
+					t.Fatalf("out[%d,%d,%d] changed with padding contents: %v vs %v", bi, ti, i, out[k], out2[k])
+				}
+			}
+			for i := 0; i < 3*C; i++ {
+				k := (bi*T+ti)*3*C + i
+				if padded && (dx[k] != 0 || dx2[k] != 0) {
+					t.Fatalf("dqkv[%d,%d,%d] = %v, %v on a padded row, want 0", bi, ti, i, dx[k], dx2[k])
+				}
+				if dx[k] != dx2[k] {
+					t.Fatalf("dqkv[%d,%d,%d] changed with padding contents: %v vs %v", bi, ti, i, dx[k], dx2[k])
+				}
+			}
+			for h := 0; h < H; h++ {
+				k := (bi*H+h)*T + ti
+				if padded && (lse[k] != 0 || lse2[k] != 0) {
+					t.Fatalf("lse[%d,%d,%d] = %v, %v on a padded row, want 0", bi, h, ti, lse[k], lse2[k])
+				}
+				if lse[k] != lse2[k] {
+					t.Fatalf("lse[%d,%d,%d] changed with padding contents", bi, h, ti)
+				}
+			}
+		}
+	}
+	// nil validLen is the same as validLen = T everywhere.
+	full := []int32{T, T, T}
+	o1, l1, d1 := runAttn(t, b, x, dout, nil, B, T, C, H)
+	o2, l2, d2 := runAttn(t, b, x, dout, full, B, T, C, H)
+	for i := range o1 {
+		if o1[i] != o2[i] {
+			t.Fatal("nil validLen differs from validLen = T (out)")
+		}
+	}
+	for i := range l1 {
+		if l1[i] != l2[i] {
+			t.Fatal("nil validLen differs from validLen = T (lse)")
+		}
+	}
+	for i := range d1 {
+		if d1[i] != d2[i] {
+			t.Fatal("nil validLen differs from validLen = T (dqkv)")
+		}
+	}
+}
+
+// TestAttentionSingleToken: with T = 1 the output is v and lse is q·k/sqrt(hs).
+func TestAttentionSingleToken(t *testing.T) {
+	const B, C, H = 2, 8, 2
+	hs := C / H
+	x := randn(testRNG(3), B*3*C, 1)
+	b := New(1)
+	out, lse, _ := runAttn(t, b, x, randn(testRNG(4), B*C, 1), nil, B, 1, C, H)
+	for bi := 0; bi < B; bi++ {
+		for h := 0; h < H; h++ {
+			var s float64
+			for i := 0; i < hs; i++ {
+				s += float64(x[bi*3*C+h*hs+i]) * float64(x[bi*3*C+C+h*hs+i])
+				if got, want := out[bi*C+h*hs+i], x[bi*3*C+2*C+h*hs+i]; math.Abs(float64(got-want)) > 1e-6*math.Abs(float64(want))+1e-7 {
+					t.Errorf("out[%d,0,%d] = %v, want v = %v", bi, h*hs+i, got, want)
+				}
+			}
+			s /= math.Sqrt(float64(hs))
+			if got := lse[bi*H+h]; math.Abs(float64(got)-s) > 1e-5*math.Max(1, math.Abs(s)) {
+				t.Errorf("lse[%d,%d] = %v, want %v", bi, h, got, s)
+			}
+		}
+	}
+}
+
+func TestAttentionBadShapes(t *testing.T) {
+	const B, T, C, H = 2, 4, 8, 2
+	type tensors struct{ out, lse, qkv, vl, dqkv, dout *gpu.Tensor }
+	mk := func(t *testing.T, b *Backend) tensors {
+		r := testRNG(5)
+		return tensors{
+			out:  tensorOf(t, b, randn(r, B*T*C, 1), B, T, C),
+			lse:  tensorOf(t, b, randn(r, B*H*T, 1), B, H, T),
+			qkv:  tensorOf(t, b, randn(r, B*T*3*C, 1), B, T, 3*C),
+			vl:   int32Of(t, b, []int32{4, 2}, B),
+			dqkv: tensorOf(t, b, randn(r, B*T*3*C, 1), B, T, 3*C),
+			dout: tensorOf(t, b, randn(r, B*T*C, 1), B, T, C),
+		}
+	}
+	cases := []struct {
+		name string
+		run  func(t *testing.T, b *Backend, x tensors)
+	}{
+		{"heads do not divide C", func(t *testing.T, b *Backend, x tensors) {
+			b.AttentionForward(x.out, x.lse, x.qkv, x.vl, 3)
+		}},
+		{"zero heads", func(t *testing.T, b *Backend, x tensors) {
+			b.AttentionForward(x.out, x.lse, x.qkv, x.vl, 0)
+		}},
+		{"qkv not 3C wide", func(t *testing.T, b *Backend, x tensors) {
+			q := tensorOf(t, b, randn(testRNG(1), B*T*(3*C+1), 1), B, T, 3*C+1)
+			b.AttentionForward(x.out, x.lse, q, x.vl, H)
+		}},
+		{"qkv rank 2", func(t *testing.T, b *Backend, x tensors) {
+			b.AttentionForward(x.out, x.lse, x.qkv.MustReshape(B*T, 3*C), x.vl, H)
+		}},
+		{"lse wrong shape", func(t *testing.T, b *Backend, x tensors) {
+			b.AttentionForward(x.out, x.lse.MustReshape(B, T, H), x.qkv, x.vl, H)
+		}},
+		{"out wrong shape", func(t *testing.T, b *Backend, x tensors) {
+			b.AttentionForward(x.out.MustReshape(B, C, T), x.lse, x.qkv, x.vl, H)
+		}},
+		{"lse nil", func(t *testing.T, b *Backend, x tensors) {
+			b.AttentionForward(x.out, nil, x.qkv, x.vl, H)
+		}},
+		{"validLen beyond T", func(t *testing.T, b *Backend, x tensors) {
+			b.AttentionForward(x.out, x.lse, x.qkv, int32Of(t, b, []int32{4, 5}, B), H)
+		}},
+		{"validLen negative", func(t *testing.T, b *Backend, x tensors) {
+			b.AttentionForward(x.out, x.lse, x.qkv, int32Of(t, b, []int32{-1, 2}, B), H)
+		}},
+		{"validLen wrong length", func(t *testing.T, b *Backend, x tensors) {
+			b.AttentionForward(x.out, x.lse, x.qkv, int32Of(t, b, []int32{4, 2, 1}, 3), H)
+		}},
+		{"validLen float32", func(t *testing.T, b *Backend, x tensors) {
+			b.AttentionForward(x.out, x.lse, x.qkv, tensorOf(t, b, []float32{4, 2}, B), H)
+		}},
+		{"qkv int32", func(t *testing.T, b *Backend, x tensors) {
+			q := int32Of(t, b, make([]int32, B*T*3*C), B, T, 3*C)
+			b.AttentionForward(x.out, x.lse, q, x.vl, H)
+		}},
+		{"backward dqkv wrong shape", func(t *testing.T, b *Backend, x tensors) {
+			b.AttentionBackward(x.dqkv.MustReshape(B, 3*C, T), x.dout, x.qkv, x.out, x.lse, x.vl, H)
+		}},
+		{"backward dout wrong shape", func(t *testing.T, b *Backend, x tensors) {
+			b.AttentionBackward(x.dqkv, x.dout.MustReshape(T, B, C), x.qkv, x.out, x.lse, x.vl, H)
+		}},
+		{"backward lse wrong shape", func(t *testing.T, b *Backend, x tensors) {
+			b.AttentionBackward(x.dqkv, x.dout, x.qkv, x.out, x.lse.MustReshape(B, H*T), x.vl, H)
+		}},
+		{"backward heads do not divide C", func(t *testing.T, b *Backend, x tensors) {
+			b.AttentionBackward(x.dqkv, x.dout, x.qkv, x.out, x.lse, x.vl, 5)
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := New(2)
+			x := mk(t, b)
+			before := append([]float32(nil), F32(x.out)...)
+			beforeD := append([]float32(nil), F32(x.dqkv)...)
+			c.run(t, b, x)
+			if b.Err() == nil {
+				t.Fatal("no error recorded")
+			}
+			t.Logf("error: %v", b.Err())
+			for i := range before {
+				if F32(x.out)[i] != before[i] {
+					t.Fatal("out was written by a failing op")
+				}
+			}
+			// Sticky: a valid call after the error does nothing.
+			b.AttentionForward(x.out, x.lse, x.qkv, x.vl, H)
+			b.AttentionBackward(x.dqkv, x.dout, x.qkv, x.out, x.lse, x.vl, H)
+			for i := range before {
+				if F32(x.out)[i] != before[i] {
+					t.Fatal("forward ran after an error")
+				}
+			}
+			for i := range beforeD {
+				if F32(x.dqkv)[i] != beforeD[i] {
+					t.Fatal("backward ran after an error")
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,90 @@
+package train
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/instructgo/instructgo/gpu"
+	"github.com/instructgo/instructgo/gpu/cpu"
+	"github.com/instructgo/instructgo/model"
+)
+
+// BenchmarkTrainStep times one full language-model training step (forward,
+// backward, AdamW) of the tiny config and of GPT-2 124M, reporting tokens/s
+// and the achieved model FLOP rate with llm.c's count (6·N + 6·L·C·T per
+// token).
+func BenchmarkTrainStep(b *testing.B) {
+	tiny, _ := model.ConfigByName("tiny")
+	gpt2, _ := model.ConfigByName("gpt2")
+	cases := []struct {
+		name string
+		cfg  model.Config
+		B, T int
+	}{
+		{"tiny/B16xT128", tiny, 16, 128},
+		{"tiny/B8xT256", tiny, 8, 256},
+		{"gpt2/B1xT256", gpt2, 1, 256},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			if testing.Short() && c.cfg.NLayer > 4 {
+				b.Skip("gpt2 step skipped in -short mode")
+			}
+			benchTrainStep(b, c.cfg, c.B, c.T)
+		})
+	}
+}
+
+func benchTrainStep(b *testing.B, cfg model.Config, B, T int) {
+	be := cpu.New(0)
+	m, err := model.New(be, cfg, model.Options{MaxBatch: B, MaxSeq: T, Train: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := be.Upload(m.Params.All, model.InitGPT2(cfg, 1)); err != nil {
+		b.Fatal(err)
+	}
+	opt, err := NewOptimizer(be, cfg, DefaultOptim())
+	if err != nil {
+		b.Fatal(err)
+	}
+	lm, err := newLMLoss(be, B*T)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	in := &model.Batch{B: B, T: T, Tokens: make([]int32, B*T), Targets: make([]int32, B*T)}
+	for i := range in.Tokens {
+		in.Tokens[i] = int32(rng.IntN(cfg.VocabSize))
+		in.Targets[i] = int32(rng.IntN(cfg.VocabSize))
+	}
+	step := func(i int) {
+		be.Fill(m.Grads.All, 0)
+		if err := m.Forward(in, true, uint64(i)); err != nil {
+			b.Fatal(err)
+		}
+		lm.accumulate(m.LogProbs(), 1)
+		if err := m.Backward(lm.weights, nil); err != nil {
+			b.Fatal(err)
+		}
+		opt.Update(m.Params, m.Grads, 1e-4, 1)
+		if _, err := lm.read(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	step(0) // warm-up: first-touch of every buffer
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		step(i + 1)
+	}
+	sec := b.Elapsed().Seconds() / float64(b.N)
+	tokens := float64(B * T)
+	b.ReportMetric(tokens/sec, "tokens/s")
+	b.ReportMetric(cfg.FLOPsPerToken(T)*tokens/sec/1e9, "GFLOP/s")
+	if err := be.Err(); err != nil {
+		b.Fatal(fmt.Errorf("backend: %w", err))
+	}
+}
+
+var _ gpu.Backend = (*cpu.Backend)(nil)
