@@ -10,9 +10,14 @@ package gpu
 // way bufio.Writer is checked once after many writes.
 //
 // Unless an op says otherwise: tensors are float32, row-major and contiguous;
-// outputs are overwritten; an output may not alias an input. "+=" in a doc
-// comment means the op accumulates into that output, so gradients of a
-// tensor used twice add up.
+// outputs are overwritten; an output may not overlap an input (where an op
+// allows aliasing, it means the very same tensor, never a partial overlap).
+// "+=" in a doc comment means the op accumulates into that output, so
+// gradients of a tensor used twice add up. Elementwise ops need equal
+// lengths, not equal shapes ([B,T,C] and [B·T,C] views mix); row-wise ops
+// (LayerNorm, AddBias, BiasBackward, LogSoftmax) read the last dimension as
+// the row width. Reductions are deterministic for a given backend and thread
+// count, not bit-identical across thread counts.
 type Backend interface {
 	// Name identifies the backend and device, e.g. "cpu (2 threads)".
 	Name() string
@@ -68,7 +73,9 @@ type Backend interface {
 	// Int32 [B,T], or nil for 0..T−1 in every row.
 	EmbeddingForward(out, tokens, positions, wte, wpe *Tensor)
 	// EmbeddingBackward computes dwte += and dwpe += the scatter of dout.
-	// Either gradient may be nil to skip it.
+	// Either gradient may be nil to skip it. A token id outside [0,V) or a
+	// position outside [0,maxT) is an error, in either direction, and
+	// nothing is written.
 	EmbeddingBackward(dwte, dwpe, dout, tokens, positions *Tensor)
 
 	// LayerNormForward normalises each row of inp [N,C]:
@@ -80,7 +87,8 @@ type Backend interface {
 	// using the statistics saved by the forward pass.
 	LayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd *Tensor)
 
-	// GeluForward applies GPT-2's tanh-approximated GELU elementwise.
+	// GeluForward applies GPT-2's tanh-approximated GELU elementwise. out
+	// may alias inp.
 	GeluForward(out, inp *Tensor)
 	// GeluBackward computes dinp = gelu'(inp)·dout (overwrites; dinp may
 	// alias dout).
@@ -90,7 +98,9 @@ type Backend interface {
 	// DropoutUniform(seed, i) < p. p = 0 copies. out may alias inp.
 	Dropout(out, inp *Tensor, p float32, seed uint64)
 	// DropoutBackward computes dinp = dout·keep/(1−p) with the same mask as
-	// the Dropout call with this seed. dinp may alias dout.
+	// the Dropout call with this seed. dinp may alias dout. Masks depend
+	// only on (seed, element index): every call site and step needs its own
+	// seed.
 	DropoutBackward(dinp, dout *Tensor, p float32, seed uint64)
 
 	// AttentionForward is fused causal multi-head self-attention.
@@ -100,21 +110,26 @@ type Backend interface {
 	// j ≤ t; lse [B,nHead,T] gets each row's log-sum-exp of the scaled
 	// scores, which the backward pass uses to recompute probabilities.
 	// validLen Int32 [B] (nil: all T) marks right padding: query rows
-	// t ≥ validLen[b] get out = 0 and lse = 0 and pass no gradient.
+	// t ≥ validLen[b] get out = 0 and lse = 0 and pass no gradient. lse is
+	// required.
 	AttentionForward(out, lse, qkv, validLen *Tensor, nHead int)
 	// AttentionBackward computes dqkv [B,T,3C] (overwrites) from dout, the
-	// forward inputs and the forward outputs out and lse.
+	// forward inputs and the forward outputs out and lse. Padded rows get a
+	// zero gradient in all three parts; keys at or beyond validLen get none.
 	AttentionBackward(dqkv, dout, qkv, out, lse, validLen *Tensor, nHead int)
 
 	// LogSoftmaxForward reads logits [N,V] and targets Int32 [N] and writes,
 	// per row, logp[i] = log softmax(logits[i])[targets[i]], lse[i] the
 	// row's log-sum-exp, and entropy[i] = −Σ p log p (entropy may be nil).
-	// A negative target marks an ignored row: its logp is 0.
+	// A negative target marks an ignored row: its logp is 0; a target ≥ V is
+	// an error. Leading dimensions may be kept: logits [B,T,V] with per-row
+	// tensors [B,T].
 	LogSoftmaxForward(logp, entropy, lse, logits, targets *Tensor)
 	// LogSoftmaxBackward overwrites logits [N,V] in place with the gradient
 	// dlogp[i]·∂logp[i]/∂logits[i] + dentropy[i]·∂entropy[i]/∂logits[i],
-	// recomputing the probabilities from lse. entropy and dentropy may both
-	// be nil. Ignored rows get dlogp treated as 0.
+	// recomputing the probabilities from lse. dentropy may be nil (no
+	// entropy term; entropy is then unused); given dentropy, entropy is
+	// required. Ignored rows get dlogp treated as 0.
 	LogSoftmaxBackward(logits, lse, entropy, targets, dlogp, dentropy *Tensor)
 
 	// GatherRows picks one row per sequence: out[b] = inp[b, idx[b]],
@@ -130,7 +145,10 @@ type Backend interface {
 	//   p −= h.LR·(m̂/(sqrt(v̂)+ε) + h.WeightDecay·p)
 	// with bias-corrected m̂, v̂ at step h.Step (1-based). normSq [1] holds
 	// ‖grad‖² of the whole model (from SumSquares); it may be nil, or
-	// h.MaxNorm 0, for no clipping. params, grads, m, v have one length.
+	// h.MaxNorm 0, for no clipping; a zero or NaN norm also means no clip
+	// (a NaN gradient then reaches the parameters, never hidden), an
+	// infinite one a scale of 0. h.Step must be ≥ 1 and betas in [0, 1).
+	// params, grads, m, v have one length.
 	AdamW(params, grads, m, v, normSq *Tensor, h AdamW)
 }
 
