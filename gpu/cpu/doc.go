@@ -4,5 +4,6 @@
 // the hot spot, uses a cache-blocked, packed kernel with an AVX2/FMA
 // micro-kernel in assembly on amd64 and a portable Go one elsewhere.
 //
-// It imports the standard library and package gpu only.
+// It imports the standard library, package gpu and golang.org/x/sys/cpu
+// (to select the assembly micro-kernel by CPU feature).
 package cpu

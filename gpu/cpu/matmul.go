@@ -1,0 +1,727 @@
+package cpu
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/instructgo/instructgo/gpu"
+)
+
+// Matrix multiplication is the hot spot of CPU training. It follows the
+// Goto/BLIS scheme:
+//
+//	for jc over n in blocks of nc                  (B block lives in L3)
+//	  for pc over k in blocks of kc
+//	    pack op(B)[pc:pc+kc, jc:jc+nc] into nr-wide panels
+//	    for ic over m in blocks of mc              (A block lives in L2)
+//	      pack op(A)[ic:ic+mc, pc:pc+kc] into mr-tall panels
+//	      for each B panel (kc×nr, stays in L1)
+//	        for each A panel: micro-kernel → mr×nr tile of C
+//
+// Packing handles the transposes, so the micro-kernel streams a contiguous
+// B panel. It reads A through two strides, so where each A panel meets few
+// B columns (packing would cost more than it saves) whole A panels are read
+// in place, row-major or transposed, and only a partial last panel is
+// packed. Panels are zero-padded to whole tiles; a tile hanging over C's
+// edge is computed into a scratch tile and added with Go code. The first
+// depth block applies beta (beta = 0 never reads C); later ones accumulate.
+//
+// Two workers (one per core) share out the work dynamically (gemmByRows,
+// gemmByCols): a worker woken late, or slowed by a busy neighbour, just
+// takes fewer pieces.
+
+// microKernel is a register-blocked kernel and the cache blocking tuned for it.
+type microKernel struct {
+	name   string
+	mr, nr int // register tile
+	kc     int // depth of a packed block (B panel kc×nr should sit in L1)
+	mc     int // rows of a packed A block (mc×kc should sit in L2); a multiple of mr
+	nc     int // columns of a packed B block (kc×nc should sit in L3); a multiple of nr
+	// directMaxCols: the kernel may read full mr-row panels of A where they
+	// lie (through strides) instead of from a packed copy. That saves the
+	// packing, which pays off when each A panel meets few columns of B: up
+	// to directMaxCols (0: always pack). See useDirectA.
+	directMaxCols int
+	// tile computes c[mr×nr] = alpha·(op(A)·Bp) + beta·c over k steps, where
+	// element (r, p) of the A panel is a[r·rsa + p·csa] (a packed panel has
+	// rsa = 1, csa = mr), bp holds k steps of nr floats, and c has row
+	// stride ldc. beta == 0 must store without reading c.
+	tile func(k int, a []float32, rsa, csa int, bp, c []float32, ldc int, alpha, beta float32)
+}
+
+// kernelGeneric is the portable pure-Go micro-kernel.
+var kernelGeneric = &microKernel{
+	name: "generic 4x4", mr: 4, nr: 4, kc: 256, mc: 128, nc: 2048,
+	tile: tileGeneric,
+}
+
+// activeKernel is the micro-kernel MatMul uses; chosen at init from the CPU
+// features (see bestKernel in matmul_amd64.go / matmul_generic.go).
+var activeKernel atomic.Pointer[microKernel]
+
+func init() { activeKernel.Store(bestKernel()) }
+
+// setMatMulKernel switches the micro-kernel (tests use it to cover every
+// path on one machine) and returns a function restoring the previous one.
+func setMatMulKernel(k *microKernel) (restore func()) {
+	old := activeKernel.Swap(k)
+	return func() { activeKernel.Store(old) }
+}
+
+// MatMulKernel names the micro-kernel MatMul runs on this machine.
+func MatMulKernel() string { return activeKernel.Load().name }
+
+const (
+	// smallGemm is the m·n·k at or below which a plain triple loop beats
+	// packing.
+	smallGemm = 2048
+	// parallelFlops is the work (2·m·n·k) below which one worker runs alone:
+	// waking an idle core takes tens of microseconds.
+	parallelFlops = 1 << 21
+)
+
+// gemm is one C = alpha·op(A)·op(B) + beta·C on row-major slices.
+type gemm struct {
+	m, n, k     int
+	a           []float32
+	lda         int // row stride of A as stored
+	transA      bool
+	b           []float32
+	ldb         int
+	transB      bool
+	c           []float32
+	ldc         int
+	alpha, beta float32
+}
+
+// MatMul implements gpu.Backend.
+func (b *Backend) MatMul(c, a, b2 *gpu.Tensor, transA, transB bool, alpha, beta float32) {
+	if b.err != nil {
+		return
+	}
+	p, err := planMatMul(c, a, b2, transA, transB)
+	if b.fail(err) {
+		return
+	}
+	as, bs, cs := F32(a), F32(b2), F32(c)
+	g := gemm{
+		m: p.m, n: p.n, k: p.k,
+		a: as, lda: a.Dim(-1), transA: transA,
+		b: bs, ldb: b2.Dim(-1), transB: transB,
+		c: cs, ldc: p.n,
+		alpha: alpha, beta: beta,
+	}
+	if p.batch == 1 {
+		runGemm(&g, b.threads)
+		return
+	}
+	at := func(i int) gemm {
+		gi := g
+		gi.a = as[i*p.strideA : i*p.strideA+p.sizeA]
+		gi.b = bs[i*p.strideB : i*p.strideB+p.sizeB]
+		gi.c = cs[i*p.m*p.n : (i+1)*p.m*p.n]
+		return gi
+	}
+	if flops := 2 * p.m * p.n * p.k; b.threads > 1 && p.batch >= b.threads && flops < 64*parallelFlops {
+		// Many small products: each worker takes whole batch elements.
+		workers := b.threads
+		if flops*p.batch < parallelFlops {
+			workers = 1
+		}
+		splitRun(workers, p.batch, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				gi := at(i)
+				runGemm(&gi, 1)
+			}
+		})
+		return
+	}
+	for i := 0; i < p.batch; i++ {
+		gi := at(i)
+		runGemm(&gi, b.threads)
+	}
+}
+
+// matmulPlan is the validated geometry of a MatMul call.
+type matmulPlan struct {
+	batch, m, n, k int
+	strideA, sizeA int // per-batch offset (0: shared) and extent of A
+	strideB, sizeB int
+}
+
+// planMatMul validates the operands and works out the geometry. A batched
+// product whose B is shared and whose A is not transposed is one tall
+// product over all batch rows.
+func planMatMul(c, a, b *gpu.Tensor, transA, transB bool) (matmulPlan, error) {
+	var p matmulPlan
+	for _, x := range []struct {
+		name string
+		t    *gpu.Tensor
+	}{{"C", c}, {"A", a}, {"B", b}} {
+		if err := checkTensor("matmul", x.name, x.t, gpu.Float32); err != nil {
+			return p, err
+		}
+		if r := x.t.Rank(); r != 2 && r != 3 {
+			return p, fmt.Errorf("matmul: %s is %v, want rank 2 or 3", x.name, x.t)
+		}
+	}
+	bad := func(why string) error {
+		return fmt.Errorf("matmul: C %v = A %v (transA=%v) · B %v (transB=%v): %s",
+			c, a, transA, b, transB, why)
+	}
+	p.batch = 1
+	if c.Rank() == 3 {
+		p.batch = c.Dim(0)
+	} else if a.Rank() == 3 || b.Rank() == 3 {
+		return p, bad("a rank-3 operand needs a rank-3 C")
+	}
+	if a.Rank() == 3 && a.Dim(0) != p.batch {
+		return p, bad("batch sizes differ")
+	}
+	if b.Rank() == 3 && b.Dim(0) != p.batch {
+		return p, bad("batch sizes differ")
+	}
+	m, k := a.Dim(-2), a.Dim(-1)
+	if transA {
+		m, k = k, m
+	}
+	kb, n := b.Dim(-2), b.Dim(-1)
+	if transB {
+		kb, n = n, kb
+	}
+	if k != kb {
+		return p, bad(fmt.Sprintf("inner dimensions %d and %d differ", k, kb))
+	}
+	if c.Dim(-2) != m || c.Dim(-1) != n {
+		return p, bad(fmt.Sprintf("C must be [%d,%d]", m, n))
+	}
+	if overlaps(c, a) || overlaps(c, b) {
+		return p, bad("C overlaps an input")
+	}
+	p.m, p.n, p.k = m, n, k
+	p.sizeA, p.sizeB = m*k, k*n
+	if a.Rank() == 3 {
+		p.strideA = m * k
+	}
+	if b.Rank() == 3 {
+		p.strideB = k * n
+	}
+	if p.batch > 1 && a.Rank() == 3 && b.Rank() == 2 && !transA {
+		// [batch·m, k]·B: rows of all batch elements are contiguous.
+		p.m *= p.batch
+		p.batch = 1
+	}
+	return p, nil
+}
+
+// overlaps reports whether two tensors share any storage element.
+func overlaps(x, y *gpu.Tensor) bool {
+	if x.Storage() != y.Storage() || x.Len() == 0 || y.Len() == 0 {
+		return false
+	}
+	return x.Offset() < y.Offset()+y.Len() && y.Offset() < x.Offset()+x.Len()
+}
+
+// runGemm computes g with up to threads workers.
+func runGemm(g *gemm, threads int) {
+	switch {
+	case g.m == 0 || g.n == 0:
+		return
+	case g.k == 0 || g.alpha == 0:
+		scaleC(g)
+		return
+	case g.m*g.n*g.k <= smallGemm:
+		gemmSmall(g)
+		return
+	}
+	if 2*g.m*g.n*g.k < parallelFlops {
+		threads = 1
+	}
+	gemmBlocked(g, activeKernel.Load(), threads)
+}
+
+// scaleC computes C = beta·C (beta 0 clears, ignoring old contents).
+func scaleC(g *gemm) {
+	for i := 0; i < g.m; i++ {
+		row := g.c[i*g.ldc : i*g.ldc+g.n]
+		switch g.beta {
+		case 0:
+			clear(row)
+		case 1:
+		default:
+			for j := range row {
+				row[j] *= g.beta
+			}
+		}
+	}
+}
+
+// gemmSmall is the plain triple loop for tiny products.
+func gemmSmall(g *gemm) {
+	sa, sk := g.lda, 1 // op(A)[i,p] = a[i*sa + p*sk]
+	if g.transA {
+		sa, sk = 1, g.lda
+	}
+	sb, sn := g.ldb, 1 // op(B)[p,j] = b[p*sb + j*sn]
+	if g.transB {
+		sb, sn = 1, g.ldb
+	}
+	for i := 0; i < g.m; i++ {
+		for j := 0; j < g.n; j++ {
+			var s float32
+			for p := 0; p < g.k; p++ {
+				s += g.a[i*sa+p*sk] * g.b[p*sb+j*sn]
+			}
+			idx := i*g.ldc + j
+			if g.beta == 0 {
+				g.c[idx] = g.alpha * s
+			} else {
+				g.c[idx] = g.alpha*s + g.beta*g.c[idx]
+			}
+		}
+	}
+}
+
+// gemmBlocked runs the packed, cache-blocked product with kernel kern on
+// up to threads workers, started once per call. Work is handed out
+// dynamically through atomic counters, so a worker that starts late (waking
+// an idle core takes tens of microseconds) or runs slow (a busy neighbour)
+// just takes fewer pieces.
+func gemmBlocked(g *gemm, kern *microKernel, threads int) {
+	mr, nr := kern.mr, kern.nr
+	rowPanels := ceilDiv(g.m, mr)
+	if threads > 1 && g.n >= g.m {
+		// Wide C: split columns when A can be read in place by column
+		// groups of a few panels each.
+		gcols := min(roundUp(ceilDiv(g.n, 4*threads), nr), roundUp(512, nr))
+		if g.n >= 2*nr && useDirectA(g, kern, gcols) {
+			gemmByCols(g, kern, threads, gcols)
+			return
+		}
+	}
+	threads = min(threads, rowPanels)
+	gemmByRows(g, kern, threads)
+}
+
+// gemmByCols splits C into column groups of gcols; a worker takes a group
+// and computes it whole (every depth block, every row), packing the group's
+// B panels privately and reading A in place. Workers never wait for each
+// other.
+func gemmByCols(g *gemm, kern *microKernel, threads, gcols int) {
+	mr, nr := kern.mr, kern.nr
+	kc0 := min(kern.kc, g.k)
+	mc0 := min(kern.mc, roundUp(g.m, mr))
+	groups := ceilDiv(g.n, gcols)
+	var next atomic.Int32
+	splitRun(threads, threads, func(_, _ int) {
+		bbufp := getBuf(&poolB, kc0*roundUp(gcols, nr))
+		defer poolB.Put(bbufp)
+		abufp := getBuf(&poolA, mr*kc0+mr*nr) // one edge panel
+		defer poolA.Put(abufp)
+		for {
+			gi := int(next.Add(1)) - 1
+			if gi >= groups {
+				return
+			}
+			j0 := gi * gcols
+			nc := min(gcols, g.n-j0)
+			panels := ceilDiv(nc, nr)
+			for pc := 0; pc < g.k; pc += kc0 {
+				kc := min(kc0, g.k-pc)
+				beta := g.beta
+				if pc > 0 {
+					beta = 1
+				}
+				bb := (*bbufp)[:kc*panels*nr]
+				packB(bb, g, pc, kc, j0, nc, nr, 0, panels)
+				blockRows(g, kern, true, *abufp, mc0, bb, j0, nc, pc, kc, beta, 0, g.m, 0, panels)
+			}
+		}
+	})
+}
+
+// gemmByRows runs the Goto/BLIS loop nest with the packed B block of each
+// step (column block jc, depth block pc) shared by all workers. Within a
+// step, workers first take B panel groups to pack, wait until the block is
+// complete, then take row chunks to compute. B is double-buffered: step s+2
+// reuses step s's buffer once every chunk of step s is done. A chunk of
+// rows is computed at step s only after the same chunk finished step s−1,
+// so accumulation over depth blocks keeps its order.
+func gemmByRows(g *gemm, kern *microKernel, threads int) {
+	mr, nr := kern.mr, kern.nr
+	kc0 := min(kern.kc, g.k)
+	// Even column blocks no wider than kern.nc.
+	njc := ceilDiv(g.n, kern.nc)
+	nc0 := roundUp(ceilDiv(g.n, njc), nr)
+	npc := ceilDiv(g.k, kc0)
+	steps := njc * npc
+	rowPanels := ceilDiv(g.m, mr)
+	// Row chunks: about four per worker, at most one A block (kern.mc rows).
+	chunkPanels := kern.mc / mr
+	if threads > 1 {
+		chunkPanels = max(1, min(chunkPanels, ceilDiv(rowPanels, 4*threads)))
+	}
+	chunks := ceilDiv(rowPanels, chunkPanels)
+	mc0 := chunkPanels * mr
+	// Pack items: groups of B panels, a few per worker.
+	packPanels := max(1, ceilDiv(ceilDiv(nc0, nr), 2*threads))
+	if threads == 1 {
+		packPanels = 1 << 30
+	}
+	bufs := min(2, steps)
+	bbufp := getBuf(&poolB, bufs*kc0*nc0)
+	defer poolB.Put(bbufp)
+	bbuf := *bbufp
+
+	type stepState struct {
+		packNext, packDone, compNext, compDone atomic.Int32
+	}
+	states := make([]stepState, steps)
+	progress := make([]atomic.Int32, chunks) // steps completed per chunk
+
+	splitRun(threads, threads, func(_, _ int) {
+		abufp := getBuf(&poolA, mc0*kc0+mr*nr)
+		defer poolA.Put(abufp)
+		abuf := *abufp
+		for s := range steps {
+			jc, pc := (s/npc)*nc0, (s%npc)*kc0
+			nc, kc := min(nc0, g.n-jc), min(kc0, g.k-pc)
+			panels := ceilDiv(nc, nr)
+			packItems := ceilDiv(panels, packPanels)
+			beta := g.beta
+			if pc > 0 {
+				beta = 1
+			}
+			bb := bbuf[(s%bufs)*kc0*nc0:][:kc*panels*nr]
+			st := &states[s]
+			if s >= bufs {
+				// Nobody may still read the buffer this step overwrites.
+				waitFor(&states[s-bufs].compDone, chunks)
+			}
+			for {
+				it := int(st.packNext.Add(1)) - 1
+				if it >= packItems {
+					break
+				}
+				packB(bb, g, pc, kc, jc, nc, nr, it*packPanels, min((it+1)*packPanels, panels))
+				st.packDone.Add(1)
+			}
+			waitFor(&st.packDone, packItems)
+			direct := useDirectA(g, kern, nc)
+			for {
+				c := int(st.compNext.Add(1)) - 1
+				if c >= chunks {
+					break
+				}
+				waitFor(&progress[c], s)
+				i0 := c * mc0
+				blockRows(g, kern, direct, abuf, mc0, bb, jc, nc, pc, kc, beta, i0, min(i0+mc0, g.m), 0, panels)
+				progress[c].Store(int32(s + 1))
+				st.compDone.Add(1)
+			}
+		}
+	})
+}
+
+// useDirectA reports whether A panels are read in place when each meets
+// cols columns of B. Packing costs about as much as a pass of the kernel
+// over 200-500 columns, so wider blocks pack. A transposed A whose rows are
+// a multiple of 4 KiB apart also packs: read in place, every step of a panel
+// would fall in the same L1 set.
+func useDirectA(g *gemm, kern *microKernel, cols int) bool {
+	if cols > kern.directMaxCols {
+		return false
+	}
+	return !g.transA || g.lda%1024 != 0
+}
+
+// share is worker w's part [lo, hi) of n items split evenly over workers.
+func share(n, w, workers int) (lo, hi int) {
+	return w * n / workers, (w + 1) * n / workers
+}
+
+// blockRows computes rows [i0, i1) of C against B panels [q0, q1) of the
+// packed block bbuf (columns jc.., depth pc..pc+kc), in blocks of mc0 rows.
+// direct: whole A panels are read in place (see useDirectA) and abuf needs
+// room for one packed panel (mr·kc); otherwise A is packed a block at a
+// time and abuf needs mc0·kc. Either way a scratch tile (mr·nr) ends abuf.
+func blockRows(g *gemm, kern *microKernel, direct bool, abuf []float32, mc0 int, bbuf []float32, jc, nc, pc, kc int, beta float32, i0, i1, q0, q1 int) {
+	if i0 >= i1 || q0 >= q1 {
+		return
+	}
+	mr, nr := kern.mr, kern.nr
+	tmp := abuf[len(abuf)-mr*nr:]
+	for ic := i0; ic < i1; ic += mc0 {
+		mc := min(mc0, i1-ic)
+		full := mc / mr * mr // rows in whole panels
+		if direct {
+			if full < mc { // the one partial panel goes first in abuf
+				packA(abuf, g, ic+full, mc-full, pc, kc, mr)
+			}
+		} else {
+			packA(abuf, g, ic, mc, pc, kc, mr)
+		}
+		for q := q0; q < q1; q++ {
+			j := jc + q*nr
+			cols := min(nr, jc+nc-j)
+			bp := bbuf[q*kc*nr : (q+1)*kc*nr]
+			for ir := 0; ir < mc; ir += mr {
+				rows := min(mr, mc-ir)
+				i := ic + ir
+				var ap []float32
+				rsa, csa := 1, mr
+				switch {
+				case !direct:
+					ap = abuf[ir*kc : (ir+mr)*kc]
+				case rows < mr:
+					ap = abuf[:mr*kc]
+				default:
+					if g.transA {
+						ap, rsa, csa = g.a[pc*g.lda+i:], 1, g.lda
+					} else {
+						ap, rsa, csa = g.a[i*g.lda+pc:], g.lda, 1
+					}
+				}
+				if rows == mr && cols == nr {
+					kern.tile(kc, ap, rsa, csa, bp, g.c[i*g.ldc+j:], g.ldc, g.alpha, beta)
+					continue
+				}
+				kern.tile(kc, ap, rsa, csa, bp, tmp, nr, g.alpha, 0)
+				for r := 0; r < rows; r++ {
+					crow := g.c[(i+r)*g.ldc+j:][:cols]
+					trow := tmp[r*nr:][:cols]
+					if beta == 0 {
+						copy(crow, trow)
+						continue
+					}
+					for x, v := range trow {
+						crow[x] = beta*crow[x] + v
+					}
+				}
+			}
+		}
+	}
+}
+
+// packA packs rows [i0, i0+mc) and columns [p0, p0+kc) of op(A) into dst as
+// mr-tall panels, each kc steps of mr floats, zero-padding the last panel.
+func packA(dst []float32, g *gemm, i0, mc, p0, kc, mr int) {
+	for ir := 0; ir < mc; ir += mr {
+		rows := min(mr, mc-ir)
+		panel := dst[ir*kc : (ir+mr)*kc]
+		if g.transA {
+			// op(A)[i,p] = A[p,i]: each step is a contiguous run.
+			off := (p0)*g.lda + i0 + ir
+			if mr == 6 && rows == 6 {
+				for p := 0; p < kc; p++ {
+					d := panel[p*6 : p*6+6 : p*6+6]
+					src := g.a[off+p*g.lda:][:6:6]
+					d[0], d[1], d[2], d[3], d[4], d[5] = src[0], src[1], src[2], src[3], src[4], src[5]
+				}
+				continue
+			}
+			for p := 0; p < kc; p++ {
+				d := panel[p*mr : p*mr+mr]
+				copy(d, g.a[off+p*g.lda:][:rows])
+				clear(d[rows:])
+			}
+			continue
+		}
+		if rows == 6 && mr == 6 {
+			packRows6(panel, g.a, (i0+ir)*g.lda+p0, g.lda, kc)
+			continue
+		}
+		for r := 0; r < rows; r++ {
+			src := g.a[(i0+ir+r)*g.lda+p0:][:kc]
+			for p, v := range src {
+				panel[p*mr+r] = v
+			}
+		}
+		for r := rows; r < mr; r++ {
+			for p := 0; p < kc; p++ {
+				panel[p*mr+r] = 0
+			}
+		}
+	}
+}
+
+// packRows6 interleaves six rows of length kc (stride ld, from src[off])
+// into dst as kc steps of 6.
+func packRows6(dst, src []float32, off, ld, kc int) {
+	s0 := src[off:][:kc]
+	s1 := src[off+ld:][:kc]
+	s2 := src[off+2*ld:][:kc]
+	s3 := src[off+3*ld:][:kc]
+	s4 := src[off+4*ld:][:kc]
+	s5 := src[off+5*ld:][:kc]
+	dst = dst[:6*kc]
+	for p := range s0 {
+		d := dst[6*p : 6*p+6 : 6*p+6]
+		d[0], d[1], d[2], d[3], d[4], d[5] = s0[p], s1[p], s2[p], s3[p], s4[p], s5[p]
+	}
+}
+
+// packCols16 interleaves 16 rows of length kc (stride ld, from src[off])
+// into dst as kc steps of 16: the transpose of a 16×kc block.
+func packCols16(dst, src []float32, off, ld, kc int) {
+	var s [16][]float32
+	for x := range s {
+		s[x] = src[off+x*ld:][:kc]
+	}
+	dst = dst[:16*kc]
+	for p := 0; p < kc; p++ {
+		d := (*[16]float32)(dst[16*p:])
+		d[0], d[1], d[2], d[3] = s[0][p], s[1][p], s[2][p], s[3][p]
+		d[4], d[5], d[6], d[7] = s[4][p], s[5][p], s[6][p], s[7][p]
+		d[8], d[9], d[10], d[11] = s[8][p], s[9][p], s[10][p], s[11][p]
+		d[12], d[13], d[14], d[15] = s[12][p], s[13][p], s[14][p], s[15][p]
+	}
+}
+
+// packB packs panels [q0, q1) of the block op(B)[p0:p0+kc, j0:j0+nc] into
+// dst: panel q holds columns j0+q·nr.. as kc steps of nr floats, zero-padded.
+func packB(dst []float32, g *gemm, p0, kc, j0, nc, nr, q0, q1 int) {
+	for q := q0; q < q1; q++ {
+		j := j0 + q*nr
+		cols := min(nr, j0+nc-j)
+		panel := dst[q*kc*nr : (q+1)*kc*nr]
+		off := p0*g.ldb + j
+		if !g.transB {
+			if nr == 16 && cols == 16 {
+				for p := 0; p < kc; p++ {
+					*(*[16]float32)(panel[p*16:]) = *(*[16]float32)(g.b[off+p*g.ldb:])
+				}
+				continue
+			}
+			for p := 0; p < kc; p++ {
+				d := panel[p*nr : p*nr+nr]
+				copy(d, g.b[off+p*g.ldb:][:cols])
+				clear(d[cols:])
+			}
+			continue
+		}
+		// op(B)[p,j] = B[j,p]: gather a column of the panel per row of B.
+		if nr == 16 && cols == 16 {
+			packCols16(panel, g.b, j*g.ldb+p0, g.ldb, kc)
+			continue
+		}
+		for x := 0; x < cols; x++ {
+			src := g.b[(j+x)*g.ldb+p0:][:kc]
+			for p, v := range src {
+				panel[p*nr+x] = v
+			}
+		}
+		for x := cols; x < nr; x++ {
+			for p := 0; p < kc; p++ {
+				panel[p*nr+x] = 0
+			}
+		}
+	}
+}
+
+// tileGeneric is the pure-Go 4×4 micro-kernel.
+func tileGeneric(k int, a []float32, rsa, csa int, bp, c []float32, ldc int, alpha, beta float32) {
+	var c00, c01, c02, c03 float32
+	var c10, c11, c12, c13 float32
+	var c20, c21, c22, c23 float32
+	var c30, c31, c32, c33 float32
+	a = a[:3*rsa+(k-1)*csa+1]
+	bp = bp[:4*k]
+	for p := 0; p < k; p++ {
+		o := p * csa
+		a0, a1, a2, a3 := a[o], a[o+rsa], a[o+2*rsa], a[o+3*rsa]
+		b := bp[4*p : 4*p+4 : 4*p+4]
+		b0, b1, b2, b3 := b[0], b[1], b[2], b[3]
+		c00 += a0 * b0
+		c01 += a0 * b1
+		c02 += a0 * b2
+		c03 += a0 * b3
+		c10 += a1 * b0
+		c11 += a1 * b1
+		c12 += a1 * b2
+		c13 += a1 * b3
+		c20 += a2 * b0
+		c21 += a2 * b1
+		c22 += a2 * b2
+		c23 += a2 * b3
+		c30 += a3 * b0
+		c31 += a3 * b1
+		c32 += a3 * b2
+		c33 += a3 * b3
+	}
+	store4(c[0:4:4], c00, c01, c02, c03, alpha, beta)
+	store4(c[ldc:ldc+4:ldc+4], c10, c11, c12, c13, alpha, beta)
+	store4(c[2*ldc:2*ldc+4:2*ldc+4], c20, c21, c22, c23, alpha, beta)
+	store4(c[3*ldc:3*ldc+4:3*ldc+4], c30, c31, c32, c33, alpha, beta)
+}
+
+func store4(c []float32, v0, v1, v2, v3, alpha, beta float32) {
+	if beta == 0 {
+		c[0], c[1], c[2], c[3] = alpha*v0, alpha*v1, alpha*v2, alpha*v3
+		return
+	}
+	c[0] = alpha*v0 + beta*c[0]
+	c[1] = alpha*v1 + beta*c[1]
+	c[2] = alpha*v2 + beta*c[2]
+	c[3] = alpha*v3 + beta*c[3]
+}
+
+// splitRun runs body over [0, n) in up to workers contiguous chunks, one
+// goroutine each (the caller runs the first), and waits for all of them.
+func splitRun(workers, n int, body func(lo, hi int)) {
+	if n <= 0 {
+		return
+	}
+	workers = min(workers, n)
+	if workers <= 1 {
+		body(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	for w := 1; w < workers; w++ {
+		lo, hi := share(n, w, workers)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body(lo, hi)
+		}()
+	}
+	body(share(n, 0, workers))
+	wg.Wait()
+}
+
+// waitFor blocks until *ctr reaches target. The waits it serves last
+// microseconds (another worker finishing a piece), less than parking and
+// waking a thread, so it spins, yielding now and then, and only sleeps when
+// the other worker is clearly descheduled (a busy machine).
+func waitFor(ctr *atomic.Int32, target int) {
+	for i := 0; int(ctr.Load()) < target; i++ {
+		switch {
+		case i >= 1<<14:
+			time.Sleep(20 * time.Microsecond)
+		case i&63 == 63:
+			runtime.Gosched()
+		}
+	}
+}
+
+// poolA and poolB recycle packing buffers (A blocks, B blocks) between calls.
+var poolA, poolB sync.Pool
+
+// getBuf returns a buffer of n floats from pool, or a new one. Its contents
+// are stale; packing overwrites every element it later reads.
+func getBuf(pool *sync.Pool, n int) *[]float32 {
+	if p, ok := pool.Get().(*[]float32); ok && cap(*p) >= n {
+		*p = (*p)[:n]
+		return p
+	}
+	s := make([]float32, n)
+	return &s
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+func roundUp(a, b int) int { return ceilDiv(a, b) * b }

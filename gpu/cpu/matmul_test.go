@@ -1,0 +1,303 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"testing"
+
+	"github.com/instructgo/instructgo/gpu"
+)
+
+// mmCase is one MatMul call: C[batch?,m,n] = alpha·op(A)·op(B) + beta·C.
+type mmCase struct {
+	batch              int  // 0: rank-2 C
+	aBatched, bBatched bool // rank-3 A / B (else shared rank-2)
+	m, n, k            int
+	transA, transB     bool
+	alpha, beta        float32
+}
+
+func (c mmCase) String() string {
+	return fmt.Sprintf("b%d(%v,%v)_%dx%dx%d_tA%v_tB%v_a%g_b%g",
+		c.batch, c.aBatched, c.bBatched, c.m, c.n, c.k, c.transA, c.transB, c.alpha, c.beta)
+}
+
+// refGemm is the float64 reference of one product.
+func refGemm(m, n, k int, a []float32, transA bool, b []float32, transB bool, c0 []float32, alpha, beta float64) []float64 {
+	out := make([]float64, m*n)
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var s float64
+			for p := 0; p < k; p++ {
+				av := a[i*k+p]
+				if transA {
+					av = a[p*m+i]
+				}
+				bv := b[p*n+j]
+				if transB {
+					bv = b[j*k+p]
+				}
+				s += float64(av) * float64(bv)
+			}
+			out[i*n+j] = alpha * s
+			if beta != 0 {
+				out[i*n+j] += beta * float64(c0[i*n+j])
+			}
+		}
+	}
+	return out
+}
+
+// mmRun is one way to run a product: a micro-kernel and a worker count.
+type mmRun struct {
+	kern    *microKernel
+	threads int
+}
+
+// allRuns pairs every micro-kernel this machine supports (the portable Go
+// one always; AVX2 on amd64 with AVX2+FMA, auto, always-packed and
+// in-place A) with each worker count.
+func allRuns(threads ...int) []mmRun {
+	var rs []mmRun
+	for _, k := range matmulKernels() {
+		for _, th := range threads {
+			rs = append(rs, mmRun{k, th})
+		}
+	}
+	return rs
+}
+
+// runMMCase runs tc every way in runs against one float64 reference.
+func runMMCase(t *testing.T, tc mmCase, seed uint64, runs []mmRun) {
+	t.Helper()
+	r := testRNG(seed)
+	nb := max(tc.batch, 1)
+	aShape := []int{tc.m, tc.k}
+	if tc.transA {
+		aShape = []int{tc.k, tc.m}
+	}
+	bShape := []int{tc.k, tc.n}
+	if tc.transB {
+		bShape = []int{tc.n, tc.k}
+	}
+	cShape := []int{tc.m, tc.n}
+	na, nbb := 1, 1
+	if tc.batch > 0 {
+		cShape = append([]int{tc.batch}, cShape...)
+		if tc.aBatched {
+			aShape = append([]int{tc.batch}, aShape...)
+			na = tc.batch
+		}
+		if tc.bBatched {
+			bShape = append([]int{tc.batch}, bShape...)
+			nbb = tc.batch
+		}
+	}
+	ad := randn(r, na*tc.m*tc.k, 1)
+	bd := randn(r, nbb*tc.k*tc.n, 1)
+	cd := randn(r, nb*tc.m*tc.n, 1)
+	if tc.beta == 0 {
+		for i := range cd {
+			cd[i] = float32(math.NaN())
+		}
+	}
+	sa, sb, sc := tc.m*tc.k, tc.k*tc.n, tc.m*tc.n
+	want := make([]float64, 0, nb*sc)
+	for i := 0; i < nb; i++ {
+		ai, bi := 0, 0
+		if na > 1 {
+			ai = i
+		}
+		if nbb > 1 {
+			bi = i
+		}
+		want = append(want, refGemm(tc.m, tc.n, tc.k, ad[ai*sa:(ai+1)*sa], tc.transA, bd[bi*sb:(bi+1)*sb], tc.transB,
+			cd[i*sc:(i+1)*sc], float64(tc.alpha), float64(tc.beta))...)
+	}
+	tol := 2e-6 * math.Sqrt(float64(tc.k)+1)
+	for _, run := range runs {
+		restore := setMatMulKernel(run.kern)
+		be := New(run.threads)
+		A := tensorOf(t, be, ad, aShape...)
+		B := tensorOf(t, be, bd, bShape...)
+		C := tensorOf(t, be, cd, cShape...)
+		be.MatMul(C, A, B, tc.transA, tc.transB, tc.alpha, tc.beta)
+		restore()
+		assertNoErr(t, be)
+		got := F32(C)
+		for i := 0; i < nb; i++ {
+			assertClose(t, fmt.Sprintf("%v [%s, %d threads] batch %d", tc, run.kern.name, run.threads, i),
+				got[i*sc:(i+1)*sc], want[i*sc:(i+1)*sc], tol)
+		}
+	}
+}
+
+var mmScalars = []struct{ alpha, beta float32 }{{1, 0}, {0.7, 1}, {-1.3, 0.5}}
+
+func TestMatMulTransposes(t *testing.T) {
+	sizes := [][3]int{ // m, n, k
+		{1, 1, 1}, {3, 5, 7}, {1, 17, 65}, {17, 3, 129}, {6, 16, 256},
+		{7, 17, 300}, {65, 129, 17}, {129, 257, 64}, {13, 40, 513},
+	}
+	runs := allRuns(2)
+	seed := uint64(1)
+	for _, s := range sizes {
+		for _, ta := range []bool{false, true} {
+			for _, tb := range []bool{false, true} {
+				for _, ab := range mmScalars {
+					seed++
+					runMMCase(t, mmCase{m: s[0], n: s[1], k: s[2], transA: ta, transB: tb,
+						alpha: ab.alpha, beta: ab.beta}, seed, runs)
+				}
+			}
+		}
+	}
+}
+
+// TestMatMulParallelSplits covers splits over rows and over column groups,
+// several column blocks (n > nc) and depth blocks (k > kc), with 1, 2 and 3
+// workers.
+func TestMatMulParallelSplits(t *testing.T) {
+	sizes := [][3]int{
+		{257, 129, 300}, // rows split, two depth blocks
+		{17, 1000, 200}, // wide: column groups split
+		{5, 4200, 20},   // more than one column block
+		{300, 65, 600},
+	}
+	runs := allRuns(1, 2, 3)
+	seed := uint64(100)
+	for _, s := range sizes {
+		for _, tr := range [][2]bool{{false, false}, {true, true}, {false, true}} {
+			seed++
+			ab := mmScalars[int(seed)%len(mmScalars)]
+			runMMCase(t, mmCase{m: s[0], n: s[1], k: s[2], transA: tr[0], transB: tr[1],
+				alpha: ab.alpha, beta: ab.beta}, seed, runs)
+		}
+	}
+	// A transposed with rows 4 KiB apart is never read in place.
+	runMMCase(t, mmCase{m: 1024, n: 1030, k: 5, transA: true, alpha: 0.7, beta: 1}, seed+1, allRuns(2))
+}
+
+func TestMatMulBatched(t *testing.T) {
+	shapes := [][3]int{{5, 7, 3}, {33, 20, 17}, {70, 40, 90}}
+	runs := allRuns(1, 2)
+	seed := uint64(500)
+	for _, s := range shapes {
+		for _, ops := range [][2]bool{{true, true}, {true, false}, {false, true}} {
+			for _, tr := range [][2]bool{{false, false}, {true, false}, {false, true}, {true, true}} {
+				seed++
+				ab := mmScalars[int(seed)%len(mmScalars)]
+				runMMCase(t, mmCase{batch: 3, aBatched: ops[0], bBatched: ops[1],
+					m: s[0], n: s[1], k: s[2], transA: tr[0], transB: tr[1],
+					alpha: ab.alpha, beta: ab.beta}, seed, runs)
+			}
+		}
+	}
+	// Both operands shared: every batch element gets the same product.
+	runMMCase(t, mmCase{batch: 2, m: 9, n: 11, k: 13, alpha: 1, beta: 0}, seed+1, runs)
+}
+
+// TestMatMulDegenerate covers k = 0 and alpha = 0 (C = beta·C) and empty C.
+func TestMatMulDegenerate(t *testing.T) {
+	be := New(2)
+	r := testRNG(7)
+	for _, beta := range []float32{0, 1, 0.5} {
+		for _, tc := range []struct{ m, n, k int }{{4, 5, 0}, {4, 5, 6}, {0, 5, 6}, {4, 0, 6}} {
+			alpha := float32(0)
+			if tc.k == 0 {
+				alpha = 1
+			}
+			A := tensorOf(t, be, randn(r, tc.m*tc.k, 1), tc.m, tc.k)
+			B := tensorOf(t, be, randn(r, tc.k*tc.n, 1), tc.k, tc.n)
+			c0 := randn(r, tc.m*tc.n, 1)
+			C := tensorOf(t, be, c0, tc.m, tc.n)
+			be.MatMul(C, A, B, false, false, alpha, beta)
+			assertNoErr(t, be)
+			for i, v := range F32(C) {
+				if want := beta * c0[i]; v != want {
+					t.Fatalf("%+v beta %g: C[%d] = %g, want %g", tc, beta, i, v, want)
+				}
+			}
+		}
+	}
+}
+
+// TestMatMulViews multiplies views into a shared storage (non-zero offsets).
+func TestMatMulViews(t *testing.T) {
+	be := New(2)
+	r := testRNG(9)
+	m, n, k := 70, 50, 40
+	all := tensorOf(t, be, randn(r, 7+m*k+k*n+m*n, 1), 7+m*k+k*n+m*n)
+	A := all.MustView(7, m, k)
+	B := all.MustView(7+m*k, k, n)
+	C := all.MustView(7+m*k+k*n, m, n)
+	ad, bd := append([]float32(nil), F32(A)...), append([]float32(nil), F32(B)...)
+	c0 := append([]float32(nil), F32(C)...)
+	be.MatMul(C, A, B, false, false, 0.5, 1)
+	assertNoErr(t, be)
+	assertClose(t, "views", F32(C), refGemm(m, n, k, ad, false, bd, false, c0, 0.5, 1), 2e-5)
+}
+
+func TestMatMulBadShapes(t *testing.T) {
+	fresh := New(1)
+	f := func(shape ...int) *gpu.Tensor {
+		x, err := fresh.Alloc(gpu.Float32, shape...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	i32, _ := fresh.Alloc(gpu.Int32, 4, 4)
+	shared := f(100)
+	cases := []struct {
+		name           string
+		c, a, b        *gpu.Tensor
+		transA, transB bool
+	}{
+		{"inner mismatch", f(4, 5), f(4, 3), f(2, 5), false, false},
+		{"inner mismatch transB", f(4, 5), f(4, 3), f(3, 5), false, true},
+		{"C rows", f(3, 5), f(4, 3), f(3, 5), false, false},
+		{"C cols", f(4, 6), f(4, 3), f(3, 5), false, false},
+		{"transA shape", f(4, 5), f(4, 3), f(3, 5), true, false},
+		{"rank 1", f(4), f(4, 3), f(3, 4), false, false},
+		{"rank 4", f(1, 1, 4, 5), f(4, 3), f(3, 5), false, false},
+		{"batched A into rank-2 C", f(4, 5), f(2, 4, 3), f(3, 5), false, false},
+		{"batch mismatch", f(2, 4, 5), f(3, 4, 3), f(3, 5), false, false},
+		{"batch mismatch B", f(2, 4, 5), f(4, 3), f(3, 3, 5), false, false},
+		{"int32 operand", f(4, 4), i32, f(4, 4), false, false},
+		{"nil C", nil, f(4, 3), f(3, 5), false, false},
+		{"C aliases A", shared.MustView(0, 4, 4), shared.MustView(8, 4, 4), f(4, 4), false, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			be := New(2)
+			func() {
+				defer func() {
+					if p := recover(); p != nil {
+						t.Fatalf("MatMul panicked: %v", p)
+					}
+				}()
+				be.MatMul(tc.c, tc.a, tc.b, tc.transA, tc.transB, 1, 0)
+			}()
+			if be.Err() == nil {
+				t.Fatal("no error recorded")
+			}
+			t.Logf("error: %v", be.Err())
+			// Later ops are ignored once an error is recorded.
+			c, _ := be.Alloc(gpu.Float32, 2, 2)
+			a := tensorOf(t, be, []float32{1, 2, 3, 4}, 2, 2)
+			be.MatMul(c, a, a, false, false, 1, 0)
+			if F32(c)[0] != 0 {
+				t.Fatal("MatMul ran after an error")
+			}
+		})
+	}
+}
+
+func TestPeakFMA(t *testing.T) {
+	g := PeakFMA(1, 20e6)
+	if !(g > 0) || math.IsInf(g, 0) {
+		t.Fatalf("PeakFMA = %g", g)
+	}
+	t.Logf("PeakFMA(1 thread) = %.1f GFLOP/s; features %v; kernel %s", g, CPUFeatures(), MatMulKernel())
+}
