@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
 	"github.com/instructgo/instructgo/model/atomicfile"
@@ -32,6 +30,7 @@ type PretrainConfig struct {
 	EvalEvery   int          `json:"eval_every"`
 	EvalBatches int          `json:"eval_batches"`
 	LogEvery    int          `json:"log_every"`
+	SaveEvery   int          `json:"save_every"` // steps between resumable saves; 0: only at the end
 }
 
 // Validate reports a configuration that cannot run.
@@ -45,7 +44,7 @@ func (c *PretrainConfig) Validate() error {
 		return fmt.Errorf("batch %d and gradient accumulation %d must be positive", c.Batch, c.Accum)
 	case c.Seq <= 0 || c.Seq > c.Model.MaxSeqLen:
 		return fmt.Errorf("sequence length %d must be in 1..%d (the model's context)", c.Seq, c.Model.MaxSeqLen)
-	case c.EvalBatches <= 0 || c.LogEvery <= 0 || c.EvalEvery < 0:
+	case c.EvalBatches <= 0 || c.LogEvery <= 0 || c.EvalEvery < 0 || c.SaveEvery < 0:
 		return fmt.Errorf("eval batches %d and log interval %d must be positive, eval interval %d not negative", c.EvalBatches, c.LogEvery, c.EvalEvery)
 	}
 	if err := c.Optim.Validate(); err != nil {
@@ -82,9 +81,12 @@ type stepMetrics struct {
 }
 
 // Pretrain trains a causal language model on plain text and leaves a
-// checkpoint in cfg.Out. Cancelling ctx saves a checkpoint and returns an
-// error wrapping ctx.Err().
-func Pretrain(ctx context.Context, b gpu.Backend, enc Encoder, cfg PretrainConfig, log zerolog.Logger) (*PretrainSummary, error) {
+// checkpoint in cfg.Out. It saves resumable state every cfg.SaveEvery steps;
+// with opt.Resume it continues from the last one, reproducing on the cpu
+// backend exactly the losses of an uninterrupted run. Cancelling ctx saves
+// and returns an error wrapping the cancellation cause.
+func Pretrain(ctx context.Context, b gpu.Backend, enc Encoder, cfg PretrainConfig, opt RunOptions) (*PretrainSummary, error) {
+	log := opt.Log
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("pretrain: %w", err)
 	}
@@ -105,32 +107,41 @@ func Pretrain(ctx context.Context, b gpu.Backend, enc Encoder, cfg PretrainConfi
 	}
 	unigram := UnigramEntropy(corpus.Train, corpus.Val, cfg.Model.VocabSize)
 	log.Info().Int("docs", corpus.Docs).Int64("bytes", corpus.Bytes).Int("train_tokens", len(corpus.Train)).
-		Int("val_tokens", len(corpus.Val)).Float64("unigram_val_loss", unigram).Msg("text loaded")
+		Int("val_tokens", len(corpus.Val)).Float64("unigram_val_loss", round4(unigram)).Msg("text loaded")
 
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
-		return nil, fmt.Errorf("pretrain: %w", err)
-	}
-	if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, RunConfigFile), cfg); err != nil {
 		return nil, fmt.Errorf("pretrain: %w", err)
 	}
 	m, err := model.New(b, cfg.Model, model.Options{MaxBatch: cfg.Batch, MaxSeq: cfg.Seq, Train: true})
 	if err != nil {
 		return nil, fmt.Errorf("pretrain: %w", err)
 	}
-	host := model.InitGPT2(cfg.Model, cfg.Seed)
-	if cfg.Init != "" {
-		if host, err = model.LoadHost(cfg.Init, cfg.Model); err != nil {
-			return nil, fmt.Errorf("pretrain: %w", err)
-		}
-	}
-	if err := b.Upload(m.Params.All, host); err != nil {
-		return nil, fmt.Errorf("pretrain: %w", err)
-	}
-	opt, err := NewOptimizer(b, cfg.Model, cfg.Optim)
+	optim, err := NewOptimizer(b, cfg.Model, cfg.Optim)
 	if err != nil {
 		return nil, fmt.Errorf("pretrain: %w", err)
 	}
-	metrics, err := OpenMetrics(cfg.Out)
+	var st TrainerState
+	if opt.Resume {
+		if st, err = LoadResume(cfg.Out, m, optim); err != nil {
+			return nil, fmt.Errorf("pretrain: %w", err)
+		}
+		sampler.Seek(st.Epoch, st.Next)
+		log.Info().Int("step", st.Step).Str("dir", cfg.Out).Msg("resuming")
+	} else {
+		host := model.InitGPT2(cfg.Model, cfg.Seed)
+		if cfg.Init != "" {
+			if host, err = model.LoadHost(cfg.Init, cfg.Model); err != nil {
+				return nil, fmt.Errorf("pretrain: %w", err)
+			}
+		}
+		if err := b.Upload(m.Params.All, host); err != nil {
+			return nil, fmt.Errorf("pretrain: %w", err)
+		}
+		if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, RunConfigFile), cfg); err != nil {
+			return nil, fmt.Errorf("pretrain: %w", err)
+		}
+	}
+	metrics, err := OpenMetrics(cfg.Out, opt.Resume, st.Step)
 	if err != nil {
 		return nil, fmt.Errorf("pretrain: %w", err)
 	}
@@ -143,17 +154,29 @@ func Pretrain(ctx context.Context, b gpu.Backend, enc Encoder, cfg PretrainConfi
 	batch := &model.Batch{B: cfg.Batch, T: cfg.Seq, Tokens: make([]int32, cfg.Batch*cfg.Seq), Targets: make([]int32, cfg.Batch*cfg.Seq)}
 	sum := &PretrainSummary{Params: cfg.Model.NumParams(), TrainTokens: len(corpus.Train), ValTokens: len(corpus.Val), UnigramLoss: unigram}
 	tokensPerStep := int64(cfg.Batch * cfg.Seq * cfg.Accum)
-	start := time.Now()
+	// Time is counted from segStart, the last save (or the start), so
+	// st.Seconds adds up across resumed segments.
+	segStart, segStep := time.Now(), st.Step
 	windowStart, windowLoss, windowSteps := time.Now(), 0.0, 0
+	save := func() error {
+		st.Epoch, st.Next = sampler.Epoch, sampler.Next
+		st.Seconds += time.Since(segStart).Seconds()
+		segStart, segStep = time.Now(), st.Step
+		return SaveResume(cfg.Out, m, optim, st)
+	}
 	log.Info().Int("params", sum.Params).Int("steps", cfg.Steps).Int64("tokens_per_step", tokensPerStep).
 		Str("backend", b.Name()).Msg("pretraining")
+	progress := opt.progress()
+	progress.Start("pretrain", st.Step, cfg.Steps)
+	defer progress.Finish()
 
-	for step := 1; step <= cfg.Steps; step++ {
+	for st.Step < cfg.Steps {
 		if ctx.Err() != nil {
 			sum.Interrupted = true
-			log.Warn().Int("step", step-1).Msg("interrupted: saving a checkpoint")
+			log.Warn().Int("step", st.Step).Msg("interrupted: saving a checkpoint")
 			break
 		}
+		step := st.Step + 1
 		b.Fill(m.Grads.All, 0)
 		for micro := 0; micro < cfg.Accum; micro++ {
 			sampler.Fill(batch.Tokens, batch.Targets, cfg.Batch)
@@ -167,27 +190,28 @@ func Pretrain(ctx context.Context, b gpu.Backend, enc Encoder, cfg PretrainConfi
 			}
 		}
 		lr := CosineLR(step, cfg.Optim.Warmup, cfg.Steps, cfg.Optim.LR, cfg.Optim.MinLRFrac)
-		opt.Update(m.Params, m.Grads, lr, cfg.Accum)
+		optim.Update(m.Params, m.Grads, lr, cfg.Accum)
 		loss, err := lm.read()
 		if err != nil {
 			return nil, fmt.Errorf("pretrain step %d: %w", step, err)
 		}
 		if math.IsNaN(loss) || math.IsInf(loss, 0) {
-			return nil, fmt.Errorf("pretrain step %d: loss is %v; the run diverged (try a lower --lr); the last checkpoint in %s is from before it", step, loss, cfg.Out)
+			return nil, fmt.Errorf("pretrain step %d: loss is %v; the run diverged (try a lower --lr); the last saved state in %s is from step %d, before it", step, loss, filepath.Join(cfg.Out, ResumeDir), st.Step)
 		}
-		sum.Steps, sum.Tokens = step, int64(step)*tokensPerStep
+		st.Step, st.Tokens = step, st.Tokens+tokensPerStep
 		windowLoss += loss
 		windowSteps++
+		tokSec := float64(int64(windowSteps)*tokensPerStep) / time.Since(windowStart).Seconds()
+		progress.Step(step, fmt.Sprintf("loss %.4f  %.0f tok/s", loss, tokSec))
 
 		evalNow := cfg.EvalEvery > 0 && step%cfg.EvalEvery == 0
 		if step%cfg.LogEvery == 0 || evalNow || step == cfg.Steps {
-			gn, err := opt.GradNorm(cfg.Accum)
+			gn, err := optim.GradNorm(cfg.Accum)
 			if err != nil {
 				return nil, fmt.Errorf("pretrain step %d: %w", step, err)
 			}
 			rec := stepMetrics{Step: step, Loss: windowLoss / float64(windowSteps), LR: lr, GradNorm: gn,
-				TokensSec: float64(int64(windowSteps)*tokensPerStep) / time.Since(windowStart).Seconds(),
-				Elapsed:   time.Since(start).Seconds()}
+				TokensSec: tokSec, Elapsed: st.Seconds + time.Since(segStart).Seconds()}
 			if evalNow || step == cfg.Steps {
 				v, err := evalLM(m, valTok, valTgt, cfg.Batch, cfg.Seq)
 				if err != nil {
@@ -196,11 +220,11 @@ func Pretrain(ctx context.Context, b gpu.Backend, enc Encoder, cfg PretrainConfi
 				rec.ValLoss = &v
 				sum.ValLoss = v
 			}
-			ev := log.Info().Int("step", step).Float64("loss", rec.Loss).Float32("lr", lr).
-				Float64("grad_norm", gn).Float64("tok/s", math.Round(rec.TokensSec)).
-				Str("eta", eta(time.Since(start), step, cfg.Steps))
+			ev := log.Info().Int("step", step).Float64("loss", round4(rec.Loss)).Float32("lr", lr).
+				Float64("grad_norm", round4(gn)).Float64("tok/s", math.Round(rec.TokensSec)).
+				Str("eta", eta(time.Since(segStart), step-segStep, cfg.Steps-step))
 			if rec.ValLoss != nil {
-				ev = ev.Float64("val_loss", *rec.ValLoss)
+				ev = ev.Float64("val_loss", round4(*rec.ValLoss))
 			}
 			ev.Msg("train")
 			if err := metrics.Write(rec); err != nil {
@@ -209,9 +233,17 @@ func Pretrain(ctx context.Context, b gpu.Backend, enc Encoder, cfg PretrainConfi
 			sum.TrainLoss = rec.Loss
 			windowStart, windowLoss, windowSteps = time.Now(), 0, 0
 		}
+		if cfg.SaveEvery > 0 && step%cfg.SaveEvery == 0 && step < cfg.Steps {
+			if err := save(); err != nil {
+				return nil, fmt.Errorf("pretrain: %w", err)
+			}
+		}
 	}
-	sum.Seconds = time.Since(start).Seconds()
-	sum.TokensPerSec = float64(sum.Tokens) / sum.Seconds
+	if err := save(); err != nil {
+		return nil, fmt.Errorf("pretrain: %w", err)
+	}
+	sum.Steps, sum.Tokens, sum.Seconds = st.Step, st.Tokens, st.Seconds
+	sum.TokensPerSec = float64(sum.Tokens) / math.Max(sum.Seconds, 1e-9)
 	if err := model.Save(cfg.Out, m); err != nil {
 		return nil, fmt.Errorf("pretrain: %w", err)
 	}
@@ -219,18 +251,23 @@ func Pretrain(ctx context.Context, b gpu.Backend, enc Encoder, cfg PretrainConfi
 	if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, SummaryFile), sum); err != nil {
 		return nil, fmt.Errorf("pretrain: %w", err)
 	}
-	log.Info().Str("dir", cfg.Out).Float64("val_loss", sum.ValLoss).Float64("unigram_val_loss", unigram).
+	log.Info().Str("dir", cfg.Out).Float64("val_loss", round4(sum.ValLoss)).Float64("unigram_val_loss", round4(unigram)).
 		Float64("tok/s", math.Round(sum.TokensPerSec)).Msg("checkpoint saved")
 	if sum.Interrupted {
-		return sum, fmt.Errorf("pretrain interrupted after step %d (checkpoint saved in %s): %w", sum.Steps, cfg.Out, context.Cause(ctx))
+		return sum, fmt.Errorf("pretrain interrupted after step %d (resume with --resume %s): %w", sum.Steps, cfg.Out, context.Cause(ctx))
 	}
 	return sum, nil
 }
 
-// eta estimates the time left after step of total steps took elapsed.
-func eta(elapsed time.Duration, step, total int) string {
-	left := time.Duration(float64(elapsed) / float64(step) * float64(total-step))
-	return left.Round(time.Second).String()
+// round4 rounds to four decimals for log lines (metrics keep full values).
+func round4(x float64) float64 { return math.Round(x*1e4) / 1e4 }
+
+// eta estimates the time left when done steps took elapsed and left remain.
+func eta(elapsed time.Duration, done, left int) string {
+	if done <= 0 {
+		return "?"
+	}
+	return time.Duration(float64(elapsed) / float64(done) * float64(left)).Round(time.Second).String()
 }
 
 // lmLoss is the mean next-token loss of a batch, kept on the device: the

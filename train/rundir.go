@@ -21,9 +21,17 @@ type Metrics struct {
 	f *os.File
 }
 
-// OpenMetrics creates (truncating) dir's metrics file.
-func OpenMetrics(dir string) (*Metrics, error) {
-	f, err := os.Create(filepath.Join(dir, MetricsFile))
+// OpenMetrics creates dir's metrics file, or with resume keeps the records
+// up to step and appends after them.
+func OpenMetrics(dir string, resume bool, step int) (*Metrics, error) {
+	flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+	if resume {
+		if err := truncateMetrics(dir, step); err != nil {
+			return nil, err
+		}
+		flags = os.O_CREATE | os.O_WRONLY | os.O_APPEND
+	}
+	f, err := os.OpenFile(filepath.Join(dir, MetricsFile), flags, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open metrics: %w", err)
 	}

@@ -61,7 +61,17 @@ func setupGlobals(c *cli.Context) error {
 	if !ok {
 		return usageErrorf("invalid --%s %q: want trace, debug, info, warn or error", flagLogLevel, c.String(flagLogLevel))
 	}
-	logger, err := newLogger(c.App.ErrWriter, c.String(flagLogFormat), level)
+	logOut := c.App.ErrWriter
+	if c.String(flagLogFormat) == "console" && isTerminal(logOut) {
+		bar := newBarProgress(logOut)
+		if c.App.Metadata == nil {
+			c.App.Metadata = map[string]any{}
+		}
+		c.App.Metadata[progressKey] = bar
+		logOut = bar.Writer(logOut)
+	}
+	color := isTerminal(c.App.ErrWriter) && os.Getenv("NO_COLOR") == ""
+	logger, err := newLogger(logOut, c.String(flagLogFormat), level, color)
 	if err != nil {
 		return err
 	}
@@ -82,14 +92,14 @@ func setupGlobals(c *cli.Context) error {
 }
 
 // newLogger returns a logger writing to w in the given format ("console" or
-// "json") at the given level.
-func newLogger(w io.Writer, format string, level zerolog.Level) (zerolog.Logger, error) {
+// "json") at the given level; color applies to the console format.
+func newLogger(w io.Writer, format string, level zerolog.Level, color bool) (zerolog.Logger, error) {
 	switch format {
 	case "console":
 		w = zerolog.ConsoleWriter{
 			Out:        w,
 			TimeFormat: time.TimeOnly,
-			NoColor:    !isTerminal(w) || os.Getenv("NO_COLOR") != "",
+			NoColor:    !color,
 		}
 	case "json":
 	default:

@@ -1,11 +1,11 @@
 package main
 
 import (
-	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,15 +20,18 @@ import (
 func pretrainCommand() *cli.Command {
 	d := train.DefaultOptim()
 	return &cli.Command{
-		Name:      "pretrain",
-		Usage:     "train a causal language model on plain text (stage 0)",
-		UsageText: "instructgo [global options] pretrain --data FILE [--data FILE ...] --out DIR [--config tiny | --init DIR] [options]",
+		Name:  "pretrain",
+		Usage: "train a causal language model on plain text (stage 0)",
+		UsageText: "instructgo [global options] pretrain --data FILE|DIR [--data ...] --out DIR [--config tiny | --init DIR] [options]\n" +
+			"   instructgo [global options] pretrain --resume DIR",
 		Description: "Reads plain-text files (or .jsonl files of {\"text\": ...}), holds out the last --val-frac\n" +
 			"of the tokens, trains with AdamW and a cosine schedule, and writes a Hugging Face style\n" +
 			"checkpoint (config.json, model.safetensors) with run_config.json, metrics.jsonl and\n" +
-			"summary.json to --out. Ctrl-C saves a checkpoint and exits with status 130.",
+			"summary.json to --out. It saves resumable state (DIR/resume) every --save-every steps and\n" +
+			"on Ctrl-C, which exits with status 130; --resume DIR continues such a run exactly, with\n" +
+			"the configuration saved in DIR/run_config.json.",
 		Flags: []cli.Flag{
-			&cli.StringSliceFlag{Name: "data", Usage: "text file to train on (repeat for several)"},
+			&cli.StringSliceFlag{Name: "data", Usage: "text file, .jsonl of {\"text\"}, or directory of text files (repeat for several)"},
 			&cli.StringFlag{Name: "out", Usage: "run directory to write"},
 			&cli.StringFlag{Name: "config", Value: "tiny", Usage: "model size for a fresh model: " + strings.Join(model.ConfigNames(), ", ")},
 			&cli.StringFlag{Name: "init", Usage: "continue from this checkpoint directory instead of a fresh model"},
@@ -47,6 +50,8 @@ func pretrainCommand() *cli.Command {
 			&cli.IntFlag{Name: "eval-every", Value: 100, Usage: "steps between held-out evaluations (0: only at the end)"},
 			&cli.IntFlag{Name: "eval-batches", Value: 8, Usage: "held-out batches per evaluation"},
 			&cli.IntFlag{Name: "log-every", Value: 10, Usage: "steps between log lines and metrics records"},
+			&cli.IntFlag{Name: "save-every", Value: 100, Usage: "steps between resumable saves (0: only at the end)"},
+			&cli.StringFlag{Name: "resume", Usage: "continue the interrupted run in this directory (no other options)"},
 		},
 		Action: runPretrain,
 	}
@@ -56,39 +61,13 @@ func runPretrain(c *cli.Context) error {
 	if err := noArgs(c); err != nil {
 		return err
 	}
-	if len(c.StringSlice("data")) == 0 {
-		return usageErrorf("pretrain needs at least one --data FILE")
-	}
-	if c.String("out") == "" {
-		return usageErrorf("pretrain needs --out DIR")
-	}
-	var mc model.Config
-	var err error
-	if dir := c.String("init"); dir != "" {
-		if mc, err = model.ReadConfig(dir); err != nil {
-			return err
-		}
-	} else if mc, err = model.ConfigByName(c.String("config")); err != nil {
-		return usageErrorf("%v", err)
-	}
-	mc.Dropout = float32(c.Float64("dropout"))
-	tok, err := tokenizer.New(mc.Tokenizer)
+	cfg, resume, err := pretrainConfig(c)
 	if err != nil {
 		return err
 	}
-	cfg := train.PretrainConfig{
-		Data: c.StringSlice("data"), Model: mc, Init: c.String("init"), Out: c.String("out"),
-		Steps: c.Int("steps"), Batch: c.Int("batch"), Seq: c.Int("seq"), Accum: c.Int("accum"),
-		Optim: train.OptimConfig{
-			LR: float32(c.Float64("lr")), MinLRFrac: float32(c.Float64("min-lr-frac")), Warmup: c.Int("warmup"),
-			Beta1: 0.9, Beta2: 0.95, Eps: 1e-8,
-			WeightDecay: float32(c.Float64("weight-decay")), MaxGradNorm: float32(c.Float64("max-grad-norm")),
-		},
-		Seed: c.Uint64("seed"), ValFrac: c.Float64("val-frac"),
-		EvalEvery: c.Int("eval-every"), EvalBatches: c.Int("eval-batches"), LogEvery: c.Int("log-every"),
-	}
-	if err := cfg.Validate(); err != nil {
-		return usageErrorf("pretrain: %v", err)
+	tok, err := tokenizer.New(cfg.Model.Tokenizer)
+	if err != nil {
+		return err
 	}
 	b, err := openBackend(c)
 	if err != nil {
@@ -98,9 +77,9 @@ func runPretrain(c *cli.Context) error {
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	sum, err := train.Pretrain(ctx, b, tok, cfg, *logger(c))
+	sum, err := train.Pretrain(ctx, b, tok, cfg, train.RunOptions{Log: *logger(c), Progress: progress(c), Resume: resume})
 	if err != nil {
-		if errors.Is(err, context.Canceled) {
+		if ctx.Err() != nil {
 			return cli.Exit(err.Error(), 130)
 		}
 		return err
@@ -108,6 +87,63 @@ func runPretrain(c *cli.Context) error {
 	fmt.Fprintf(c.App.Writer, "held-out loss %.4f nats/token (unigram baseline %.4f), %d steps, %.0f tokens/s; checkpoint in %s\n",
 		sum.ValLoss, sum.UnigramLoss, sum.Steps, sum.TokensPerSec, sum.CheckpointPath)
 	return nil
+}
+
+// pretrainConfig resolves the command line into a run configuration: the
+// saved one with --resume, else the flags'.
+func pretrainConfig(c *cli.Context) (train.PretrainConfig, bool, error) {
+	var cfg train.PretrainConfig
+	if dir := c.String("resume"); dir != "" {
+		for _, f := range c.Command.Flags {
+			if name := f.Names()[0]; name != "resume" && c.IsSet(name) {
+				return cfg, false, usageErrorf("--resume continues with the run's saved configuration; drop --%s", name)
+			}
+		}
+		data, err := os.ReadFile(filepath.Join(dir, train.RunConfigFile))
+		if err != nil {
+			return cfg, false, fmt.Errorf("resume: %w", err)
+		}
+		if err := json.Unmarshal(data, &cfg); err != nil {
+			return cfg, false, fmt.Errorf("resume %s: %w", filepath.Join(dir, train.RunConfigFile), err)
+		}
+		cfg.Out = dir
+		return cfg, true, nil
+	}
+	if len(c.StringSlice("data")) == 0 {
+		return cfg, false, usageErrorf("pretrain needs at least one --data FILE")
+	}
+	if c.String("out") == "" {
+		return cfg, false, usageErrorf("pretrain needs --out DIR")
+	}
+	var mc model.Config
+	var err error
+	if dir := c.String("init"); dir != "" {
+		if mc, err = model.ReadConfig(dir); err != nil {
+			return cfg, false, err
+		}
+	} else if mc, err = model.ConfigByName(c.String("config")); err != nil {
+		return cfg, false, usageErrorf("%v", err)
+	}
+	mc.Dropout = float32(c.Float64("dropout"))
+	cfg = train.PretrainConfig{
+		Data: c.StringSlice("data"), Model: mc, Init: c.String("init"), Out: c.String("out"),
+		Steps: c.Int("steps"), Batch: c.Int("batch"), Seq: c.Int("seq"), Accum: c.Int("accum"),
+		Optim: train.OptimConfig{
+			LR: float32(c.Float64("lr")), MinLRFrac: float32(c.Float64("min-lr-frac")), Warmup: c.Int("warmup"),
+			Beta1: 0.9, Beta2: 0.95, Eps: 1e-8,
+			WeightDecay: float32(c.Float64("weight-decay")), MaxGradNorm: float32(c.Float64("max-grad-norm")),
+		},
+		Seed: c.Uint64("seed"), ValFrac: c.Float64("val-frac"),
+		EvalEvery: c.Int("eval-every"), EvalBatches: c.Int("eval-batches"), LogEvery: c.Int("log-every"),
+		SaveEvery: c.Int("save-every"),
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, false, usageErrorf("pretrain: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.Out, train.ResumeDir)); err == nil {
+		return cfg, false, usageErrorf("%s already holds a run; continue it with --resume %s or choose another --out", cfg.Out, cfg.Out)
+	}
+	return cfg, false, nil
 }
 
 // exact widens a float32 default to the float64 with the same shortest

@@ -1,0 +1,39 @@
+package train
+
+import "github.com/rs/zerolog"
+
+// Progress shows how far a long loop has come. The command line draws it as
+// a bar on a terminal; elsewhere the periodic log lines carry the same
+// numbers and Progress does nothing.
+type Progress interface {
+	// Start begins a loop of total steps of which done are already done
+	// (a resumed run).
+	Start(name string, done, total int)
+	// Step reports that step is done, with a short status (loss, tokens/s).
+	Step(step int, status string)
+	// Finish ends the loop's display.
+	Finish()
+}
+
+// NoProgress is a Progress that shows nothing.
+type NoProgress struct{}
+
+func (NoProgress) Start(string, int, int) {}
+func (NoProgress) Step(int, string)       {}
+func (NoProgress) Finish()                {}
+
+// RunOptions are how a loop reports and whether it resumes.
+type RunOptions struct {
+	Log      zerolog.Logger
+	Progress Progress // nil: NoProgress
+	// Resume continues the run in the output directory from its last saved
+	// state instead of starting afresh.
+	Resume bool
+}
+
+func (o RunOptions) progress() Progress {
+	if o.Progress == nil {
+		return NoProgress{}
+	}
+	return o.Progress
+}
