@@ -1,0 +1,305 @@
+package tasks
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+
+	"github.com/instructgo/instructgo/model/atomicfile"
+)
+
+// Names of the files Synth writes.
+const (
+	PretrainFile = "pretrain.txt"
+	SFTFile      = "sft.jsonl"
+	RMFile       = "rm.jsonl"
+	PPOFile      = "ppo.jsonl"
+	EvalFile     = "eval.jsonl"
+)
+
+// SynthConfig says what Synth writes. The counts are prompts (records).
+type SynthConfig struct {
+	Seed          uint64
+	NSFT          int // demonstrations in sft.jsonl
+	NRM           int // prompts in rm.jsonl, each with K = 4..9 ranked responses
+	NPPO          int // prompts in ppo.jsonl
+	NEval         int // held-out prompts in eval.jsonl, all distinct
+	PretrainBytes int // size of pretrain.txt (whole lines, so a little more)
+	// Labeler ranks the rm.jsonl responses; nil means DefaultLabeler.
+	Labeler *Labeler
+}
+
+// DefaultSynthConfig follows the paper's proportions (about 13k SFT, 33k
+// RM and 31k PPO prompts) scaled to 2000 demonstrations: 5000 ranked
+// prompts (about 97k comparisons, against 2000 demonstrations) and 5000
+// PPO prompts, plus 300 held-out evaluation prompts and 1.5 MB of
+// pretraining text.
+func DefaultSynthConfig() SynthConfig {
+	return SynthConfig{Seed: 1, NSFT: 2000, NRM: 5000, NPPO: 5000, NEval: 300, PretrainBytes: 1_500_000}
+}
+
+// Validate checks the counts.
+func (c SynthConfig) Validate() error {
+	for _, f := range []struct {
+		name string
+		n    int
+	}{{"sft", c.NSFT}, {"rm", c.NRM}, {"ppo", c.NPPO}, {"eval", c.NEval}, {"pretrain bytes", c.PretrainBytes}} {
+		if f.n < 0 {
+			return fmt.Errorf("%s count %d is negative", f.name, f.n)
+		}
+	}
+	if c.Labeler != nil && (c.Labeler.Noise < 0 || c.Labeler.StyleWeight < 0) {
+		return fmt.Errorf("labeler noise %g and style weight %g must not be negative", c.Labeler.Noise, c.Labeler.StyleWeight)
+	}
+	return nil
+}
+
+// FileSummary describes one written file.
+type FileSummary struct {
+	Name    string `json:"file"`
+	Records int    `json:"records"` // JSONL records, or lines of pretrain.txt
+	// Comparisons is Σ C(K, 2) over rm.jsonl's records (0 for the others).
+	Comparisons int   `json:"comparisons"`
+	Bytes       int64 `json:"bytes"`
+}
+
+// Summary describes what Synth wrote.
+type Summary struct {
+	Dir   string        `json:"dir"`
+	Seed  uint64        `json:"seed"`
+	Files []FileSummary `json:"files"`
+	// Comparisons is the number of pairwise comparisons rm.jsonl implies.
+	Comparisons int     `json:"comparisons"`
+	Labeler     Labeler `json:"labeler"`
+	// Agreement is measured on the rankings written to rm.jsonl (against
+	// the noise-free order, and against a second independent labeler).
+	Agreement Agreement `json:"agreement"`
+}
+
+// Random streams of Synth, one per product, so that changing one count
+// leaves the other files as they were.
+const (
+	streamEval = iota + 1
+	streamSFT
+	streamRM
+	streamRank
+	streamPPO
+	streamPretrain
+	streamAgreement
+)
+
+func newStream(seed, id uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, id)) }
+
+// Synth writes a complete InstructGPT-style dataset for the built-in tasks
+// into dir (created if missing): pretrain.txt, sft.jsonl, rm.jsonl,
+// ppo.jsonl and eval.jsonl. The tasks take turns, so each file holds about
+// the same number of records per task. No prompt of eval.jsonl appears in
+// the other files. The bytes written depend only on cfg (the seed and the
+// counts). Each file is replaced atomically.
+func Synth(dir string, cfg SynthConfig) (Summary, error) {
+	if err := cfg.Validate(); err != nil {
+		return Summary{}, err
+	}
+	labeler := DefaultLabeler()
+	if cfg.Labeler != nil {
+		labeler = *cfg.Labeler
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return Summary{}, fmt.Errorf("synth: %w", err)
+	}
+	stream := func(id uint64) *rand.Rand { return newStream(cfg.Seed, id) }
+	sum := Summary{Dir: dir, Seed: cfg.Seed, Labeler: labeler}
+
+	eval, err := heldOut(cfg.NEval, stream(streamEval))
+	if err != nil {
+		return Summary{}, err
+	}
+	heldOutPrompts := make(map[string]bool, len(eval))
+	for _, inst := range eval {
+		heldOutPrompts[inst.Prompt] = true
+	}
+	draw := func(n int, rng *rand.Rand) ([]Instance, error) { return draws(n, heldOutPrompts, rng) }
+
+	// pretrain.txt
+	fs, err := writeFile(dir, PretrainFile, func(w io.Writer) (int, error) {
+		lines, _, err := WritePretrain(w, cfg.PretrainBytes, stream(streamPretrain))
+		return lines, err
+	})
+	if err != nil {
+		return Summary{}, err
+	}
+	sum.Files = append(sum.Files, fs)
+
+	// sft.jsonl
+	sft, err := draw(cfg.NSFT, stream(streamSFT))
+	if err != nil {
+		return Summary{}, err
+	}
+	type demonstration struct {
+		Prompt     string `json:"prompt"`
+		Completion string `json:"completion"`
+		Task       string `json:"task"`
+	}
+	if fs, err = writeJSONL(dir, SFTFile, sft, func(inst Instance) any {
+		return demonstration{inst.Prompt, inst.Answer, inst.Task}
+	}); err != nil {
+		return Summary{}, err
+	}
+	sum.Files = append(sum.Files, fs)
+
+	// rm.jsonl
+	rmRNG, rankRNG := stream(streamRM), stream(streamRank)
+	rmPrompts, err := draw(cfg.NRM, rmRNG)
+	if err != nil {
+		return Summary{}, err
+	}
+	groups := make([]Group, len(rmPrompts))
+	for i, inst := range rmPrompts {
+		k := MinResponses + rmRNG.IntN(MaxResponses-MinResponses+1)
+		g := groupFor(inst, k, rmRNG)
+		if g.Ranking, err = labeler.Rank(g.Task, g.Answer, g.Responses, rankRNG); err != nil {
+			return Summary{}, err
+		}
+		groups[i] = g
+		sum.Comparisons += k * (k - 1) / 2
+	}
+	if fs, err = writeJSONL(dir, RMFile, groups, func(g Group) any { return g }); err != nil {
+		return Summary{}, err
+	}
+	fs.Comparisons = sum.Comparisons
+	sum.Files = append(sum.Files, fs)
+	if sum.Agreement, err = labeler.MeasureAgreement(groups, stream(streamAgreement)); err != nil {
+		return Summary{}, err
+	}
+
+	// ppo.jsonl and eval.jsonl
+	ppo, err := draw(cfg.NPPO, stream(streamPPO))
+	if err != nil {
+		return Summary{}, err
+	}
+	for _, f := range []struct {
+		name  string
+		insts []Instance
+	}{{PPOFile, ppo}, {EvalFile, eval}} {
+		if fs, err = writeJSONL(dir, f.name, f.insts, func(inst Instance) any { return promptRecord(inst) }); err != nil {
+			return Summary{}, err
+		}
+		sum.Files = append(sum.Files, fs)
+	}
+	return sum, nil
+}
+
+// PromptRecord is a record of ppo.jsonl and eval.jsonl: the prompt with its
+// task and correct answer, for scoring what a policy answers.
+type PromptRecord struct {
+	Prompt string `json:"prompt"`
+	Task   string `json:"task"`
+	Answer string `json:"answer"`
+}
+
+func promptRecord(inst Instance) PromptRecord {
+	return PromptRecord{inst.Prompt, inst.Task, inst.Answer}
+}
+
+// maxTries bounds the draws for one record that keep hitting excluded
+// prompts; only a request for more distinct prompts than a task has ends
+// there.
+const maxTries = 10000
+
+var errExhausted = errors.New("ran out of distinct prompts")
+
+// taskOrder returns n task indices, each task equally often (±1), in a
+// random order.
+func taskOrder(n int, rng *rand.Rand) []int {
+	order := make([]int, n)
+	for i := range order {
+		order[i] = i % len(registry)
+	}
+	rng.Shuffle(n, func(i, j int) { order[i], order[j] = order[j], order[i] })
+	return order
+}
+
+// heldOut draws n instances with distinct prompts.
+func heldOut(n int, rng *rand.Rand) ([]Instance, error) {
+	seen := make(map[string]bool, n)
+	out := make([]Instance, 0, n)
+	for _, ti := range taskOrder(n, rng) {
+		t := registry[ti]
+		for tries := 0; ; tries++ {
+			if tries == maxTries {
+				return nil, fmt.Errorf("synth: eval: %w for task %s after %d prompts", errExhausted, t.Name(), len(out))
+			}
+			inst := t.Generate(rng)
+			if !seen[inst.Prompt] {
+				seen[inst.Prompt] = true
+				out = append(out, inst)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// draws draws n instances whose prompts are not in exclude (repeats among
+// them are allowed, as in a training set).
+func draws(n int, exclude map[string]bool, rng *rand.Rand) ([]Instance, error) {
+	out := make([]Instance, 0, n)
+	for _, ti := range taskOrder(n, rng) {
+		t := registry[ti]
+		for tries := 0; ; tries++ {
+			if tries == maxTries {
+				return nil, fmt.Errorf("synth: %w for task %s: all are held out", errExhausted, t.Name())
+			}
+			if inst := t.Generate(rng); !exclude[inst.Prompt] {
+				out = append(out, inst)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// writeJSONL writes one JSON record per line.
+func writeJSONL[T any](dir, name string, items []T, record func(T) any) (FileSummary, error) {
+	return writeFile(dir, name, func(w io.Writer) (int, error) {
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		for i, it := range items {
+			if err := enc.Encode(record(it)); err != nil {
+				return i, err
+			}
+		}
+		return len(items), nil
+	})
+}
+
+// writeFile replaces dir/name atomically with what write writes; write
+// returns the number of records.
+func writeFile(dir, name string, write func(io.Writer) (int, error)) (FileSummary, error) {
+	fs := FileSummary{Name: name}
+	err := atomicfile.Write(filepath.Join(dir, name), func(w io.Writer) error {
+		cw := &countingWriter{w: w}
+		n, err := write(cw)
+		fs.Records, fs.Bytes = n, cw.n
+		return err
+	})
+	if err != nil {
+		return FileSummary{}, fmt.Errorf("synth: %w", err)
+	}
+	return fs, nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
