@@ -1,5 +1,10 @@
 package gpu
 
+import (
+	"fmt"
+	"math"
+)
+
 // Backend allocates tensors, moves data between the host and its memory, and
 // runs the ops of a GPT training step.
 //
@@ -118,6 +123,26 @@ type Backend interface {
 	// zero gradient in all three parts; keys at or beyond validLen get none.
 	AttentionBackward(dqkv, dout, qkv, out, lse, validLen *Tensor, nHead int)
 
+	// KVCacheWrite appends keys and values to a decoding cache: for every
+	// sequence b, position t and head h it copies the key part of qkv
+	// [B,T,3C] (columns C+h·hs..C+(h+1)·hs, the layout AttentionForward
+	// reads) to kc[b,h,start[b]+t] and the value part (columns 2C+h·hs..)
+	// to vc[b,h,start[b]+t], with caches kc, vc [B,nHead,S,hs] and
+	// hs = C/nHead. start is Int32 [B], or nil for 0 everywhere; a negative
+	// start[b] skips sequence b (an inactive sequence: nothing written). A
+	// position ≥ S is an error and nothing is written. kc and vc must not
+	// overlap.
+	KVCacheWrite(kc, vc, qkv, start *Tensor, nHead int)
+	// AttentionDecode is causal attention for one new query per sequence
+	// against a KV cache: out [B,C] gets, per head h,
+	// softmax(q·kᵀ/sqrt(hs))·v over cache positions [0, lens[b]) of kc, vc
+	// [B,nHead,S,hs], where q is the query part of qkv [B,3C] (columns
+	// h·hs..). lens is Int32 [B], each in 0..S; lens[b] = 0 marks an
+	// inactive sequence, whose output row is 0. With the cache holding the
+	// keys and values of positions 0..t, the result equals row t of
+	// AttentionForward over the whole sequence.
+	AttentionDecode(out, qkv, kc, vc, lens *Tensor, nHead int)
+
 	// LogSoftmaxForward reads logits [N,V] and targets Int32 [N] and writes,
 	// per row, logp[i] = log softmax(logits[i])[targets[i]], lse[i] the
 	// row's log-sum-exp, and entropy[i] = −Σ p log p (entropy may be nil).
@@ -138,6 +163,30 @@ type Backend interface {
 	GatherRows(out, inp, idx *Tensor)
 	// ScatterAddRows is GatherRows' backward: dinp[b, idx[b]] += dout[b].
 	ScatterAddRows(dinp, dout, idx *Tensor)
+
+	// Sample draws one token per row of logits [N,V] into tokens Int32 [N].
+	// With s.Temperature = 0 it is greedy: the lowest id of the row's
+	// largest logit (TopK and TopP are ignored). Otherwise, per row i:
+	//  1. candidates: every id, or with s.TopK > 0 the s.TopK ids of
+	//     largest logit (ties: lower id first); ids of logit −Inf never
+	//     count;
+	//  2. weights w_j = exp(z_j/T − max_j z_j/T), computed in float64
+	//     (z_j/T is a float64 division), so the probabilities are the
+	//     softmax of z/T renormalised over the candidates;
+	//  3. with 0 < s.TopP < 1, keep the shortest prefix of the candidates
+	//     sorted by descending weight (ties: lower id first) whose weights
+	//     add up to at least s.TopP × the candidates' total weight;
+	//  4. draw u = (Mix64(seed, i) >> 11)·2⁻⁵³, a float64 in [0, 1) with 53
+	//     random bits, and return the first kept id, in ascending id order,
+	//     whose cumulative weight exceeds u × the kept tokens' total weight.
+	// Sums are float64 and a backend may add in any order, so backends
+	// choose identically unless u or a top-p threshold falls within float64
+	// rounding (about 1e-16 relative) of a boundary. Callers vary seed per
+	// decoding step (e.g. Mix64(runSeed, step)); the draw depends only on
+	// (seed, row), not on the thread count. It is an error for s to have
+	// T < 0 or non-finite, TopK < 0 or TopP outside [0, 1], and for a row
+	// to hold a NaN or +Inf or only −Inf; tokens are then unspecified.
+	Sample(tokens, logits *Tensor, s Sampling, seed uint64)
 
 	// AdamW updates params in place with decoupled weight decay:
 	//   g = grad·s, s = h.GradScale·min(1, h.MaxNorm/‖h.GradScale·grad‖)
@@ -162,4 +211,33 @@ type AdamW struct {
 	Step        int     // 1-based, for bias correction
 	MaxNorm     float32 // global-norm clip threshold; 0 disables clipping
 	GradScale   float32 // multiplies the gradient first (1/accumulation steps); 0 means 1
+}
+
+// Sampling chooses how Backend.Sample picks one token from a row of logits.
+// The zero value is greedy decoding.
+type Sampling struct {
+	// Temperature divides the logits before the softmax; 0 means greedy
+	// (the argmax, lowest id on ties, TopK and TopP ignored).
+	Temperature float32
+	// TopK keeps only the TopK largest logits (ties: lower id first);
+	// 0 means no limit.
+	TopK int
+	// TopP keeps the nucleus: the fewest most probable tokens whose
+	// probabilities add up to at least TopP. 1, or 0, means no limit.
+	TopP float32
+}
+
+// Validate reports settings Sample rejects: a negative or non-finite
+// temperature, a negative TopK, a TopP outside [0, 1].
+func (s Sampling) Validate() error {
+	t := float64(s.Temperature)
+	switch {
+	case !(t >= 0) || math.IsInf(t, 0):
+		return fmt.Errorf("sampling: temperature %g must be finite and ≥ 0", s.Temperature)
+	case s.TopK < 0:
+		return fmt.Errorf("sampling: top-k %d must be ≥ 0", s.TopK)
+	case !(s.TopP >= 0 && s.TopP <= 1):
+		return fmt.Errorf("sampling: top-p %g must be in [0, 1]", s.TopP)
+	}
+	return nil
 }

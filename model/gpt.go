@@ -19,6 +19,7 @@ type Model struct {
 	bufs       buffers
 	cur        *acts // views of bufs for the last batch shape
 	curB, curT int
+	next       *gpu.Tensor // next-token logits [B,V] of the last Prefill or DecodeStep
 }
 
 // Options size a model's activation buffers.
@@ -138,6 +139,25 @@ func (m *Model) Forward(in *Batch, train bool, seed uint64) error {
 		validLen = nil
 	}
 
+	m.body(a, validLen, drop, seed)
+	if c.ScalarHead {
+		b.MatMul(a.values, a.lnf, p.Score, false, false, 1, 0)
+	} else {
+		b.MatMul(a.logits, a.lnf, p.WTE, false, true, 1, 0)
+		b.LogSoftmaxForward(a.logp, a.entropy, a.lseV, a.logits, a.targets)
+	}
+	a.train, a.seed, a.padded = train, seed, in.ValidLen != nil
+	if err := b.Err(); err != nil {
+		return fmt.Errorf("forward: %w", err)
+	}
+	return nil
+}
+
+// body runs the network from the embeddings to the final LayerNorm (a.lnf)
+// on the tokens already in a, with residual dropout drop (0: none).
+func (m *Model) body(a *acts, validLen *gpu.Tensor, drop float32, seed uint64) {
+	b, c := m.b, m.Cfg
+	p := m.Params
 	b.EmbeddingForward(a.encoded3, a.tokens, nil, p.WTE, p.WPE)
 	if drop > 0 {
 		b.Dropout(a.encoded, a.encoded, drop, dropSeed(seed, 0))
@@ -168,17 +188,6 @@ func (m *Model) Forward(in *Batch, train bool, seed uint64) error {
 		residual = s.res3
 	}
 	b.LayerNormForward(a.lnf, a.lnfMean, a.lnfRstd, residual, p.LNFW, p.LNFB)
-	if c.ScalarHead {
-		b.MatMul(a.values, a.lnf, p.Score, false, false, 1, 0)
-	} else {
-		b.MatMul(a.logits, a.lnf, p.WTE, false, true, 1, 0)
-		b.LogSoftmaxForward(a.logp, a.entropy, a.lseV, a.logits, a.targets)
-	}
-	a.train, a.seed, a.padded = train, seed, in.ValidLen != nil
-	if err := b.Err(); err != nil {
-		return fmt.Errorf("forward: %w", err)
-	}
-	return nil
 }
 
 // dropSeed derives the dropout seed of one site (embedding, or a block's

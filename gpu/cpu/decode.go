@@ -1,0 +1,268 @@
+package cpu
+
+import (
+	"math"
+
+	"github.com/instructgo/instructgo/gpu"
+)
+
+// Incremental decoding: a KV cache holds each layer's keys and values per
+// sequence as [B,nHead,S,hs], so one head's keys are contiguous rows; a
+// decode step appends one position per sequence and runs one query against
+// the cached keys. Work is split over (sequence, head) pairs; the scratch is
+// one row of S scores per worker. Scores and probabilities are float32
+// (exp32, as in the training attention); the softmax denominator is summed
+// in float64.
+
+// decodeShape reports whether t is a float32 cpu tensor of exactly dims,
+// recording an error when it is not.
+func (b *Backend) decodeShape(op, name string, t *gpu.Tensor, dims ...int) bool {
+	if b.fail(checkTensor(op, name, t, gpu.Float32)) {
+		return false
+	}
+	if !decodeHasShape(t, dims...) {
+		b.failf("%s: %s is %v, want %v", op, name, t, dims)
+		return false
+	}
+	return true
+}
+
+// decodeCacheDims validates a pair of caches [B,nHead,S,hs] for B sequences,
+// C channels and nHead heads and returns S.
+func (b *Backend) decodeCacheDims(op string, kc, vc *gpu.Tensor, B, C, nHead int) (S int, ok bool) {
+	if nHead <= 0 || C%nHead != 0 {
+		b.failf("%s: C=%d is not divisible into %d heads", op, C, nHead)
+		return 0, false
+	}
+	if b.fail(checkTensor(op, "kc", kc, gpu.Float32)) {
+		return 0, false
+	}
+	if kc.Rank() != 4 {
+		b.failf("%s: kc is %v, want [%d,%d,S,%d]", op, kc, B, nHead, C/nHead)
+		return 0, false
+	}
+	S = kc.Dim(2)
+	if !b.decodeShape(op, "kc", kc, B, nHead, S, C/nHead) || !b.decodeShape(op, "vc", vc, B, nHead, S, C/nHead) {
+		return 0, false
+	}
+	if kc.Storage() == vc.Storage() && kc.Offset() < vc.Offset()+vc.Len() && vc.Offset() < kc.Offset()+kc.Len() {
+		b.failf("%s: kc and vc overlap", op)
+		return 0, false
+	}
+	return S, true
+}
+
+// KVCacheWrite implements gpu.Backend.
+func (b *Backend) KVCacheWrite(kc, vc, qkv, start *gpu.Tensor, nHead int) {
+	const op = "kv-cache write"
+	if b.err != nil || b.fail(checkTensor(op, "qkv", qkv, gpu.Float32)) {
+		return
+	}
+	if qkv.Rank() != 3 || qkv.Dim(2)%3 != 0 || qkv.Dim(2) == 0 {
+		b.failf("%s: qkv is %v, want [B,T,3C] with C > 0", op, qkv)
+		return
+	}
+	B, T, C := qkv.Dim(0), qkv.Dim(1), qkv.Dim(2)/3
+	S, ok := b.decodeCacheDims(op, kc, vc, B, C, nHead)
+	if !ok {
+		return
+	}
+	var st []int32
+	if start != nil {
+		if b.fail(checkTensor(op, "start", start, gpu.Int32)) {
+			return
+		}
+		if !decodeHasShape(start, B) {
+			b.failf("%s: start is %v, want [%d]", op, start, B)
+			return
+		}
+		st = I32(start)
+		for i, s := range st {
+			if s >= 0 && int64(s)+int64(T) > int64(S) {
+				b.failf("%s: sequence %d: positions %d..%d outside the cache of %d", op, i, s, int64(s)+int64(T)-1, S)
+				return
+			}
+		}
+	} else if T > S {
+		b.failf("%s: %d positions outside the cache of %d", op, T, S)
+		return
+	}
+	if B == 0 || T == 0 {
+		return
+	}
+	x, k, v := F32(qkv), F32(kc), F32(vc)
+	H, hs := nHead, C/nHead
+	b.parallelFor(B*H, max(1, 4096/(T*hs)), func(lo, hi int) {
+		for bh := lo; bh < hi; bh++ {
+			bi, h := bh/H, bh%H
+			s0 := 0
+			if st != nil {
+				if st[bi] < 0 {
+					continue // inactive sequence: nothing written
+				}
+				s0 = int(st[bi])
+			}
+			xb := x[bi*T*3*C : (bi+1)*T*3*C]
+			base := (bh*S + s0) * hs
+			kb, vb := k[base:base+T*hs], v[base:base+T*hs]
+			for t := 0; t < T; t++ {
+				row := xb[t*3*C : (t+1)*3*C]
+				copy(kb[t*hs:(t+1)*hs], row[C+h*hs:C+h*hs+hs])
+				copy(vb[t*hs:(t+1)*hs], row[2*C+h*hs:2*C+h*hs+hs])
+			}
+		}
+	})
+}
+
+// AttentionDecode implements gpu.Backend.
+func (b *Backend) AttentionDecode(out, qkv, kc, vc, lens *gpu.Tensor, nHead int) {
+	const op = "attention decode"
+	if b.err != nil || b.fail(checkTensor(op, "qkv", qkv, gpu.Float32)) {
+		return
+	}
+	if qkv.Rank() != 2 || qkv.Dim(1)%3 != 0 || qkv.Dim(1) == 0 {
+		b.failf("%s: qkv is %v, want [B,3C] with C > 0", op, qkv)
+		return
+	}
+	B, C := qkv.Dim(0), qkv.Dim(1)/3
+	S, ok := b.decodeCacheDims(op, kc, vc, B, C, nHead)
+	if !ok || !b.decodeShape(op, "out", out, B, C) {
+		return
+	}
+	if b.fail(checkTensor(op, "lens", lens, gpu.Int32)) {
+		return
+	}
+	if !decodeHasShape(lens, B) {
+		b.failf("%s: lens is %v, want [%d]", op, lens, B)
+		return
+	}
+	ls := I32(lens)
+	for i, l := range ls {
+		if l < 0 || int(l) > S {
+			b.failf("%s: lens[%d] = %d outside [0,%d]", op, i, l, S)
+			return
+		}
+	}
+	if B == 0 {
+		return
+	}
+	x, o, k, v := F32(qkv), F32(out), F32(kc), F32(vc)
+	H, hs := nHead, C/nHead
+	scale := float32(1 / math.Sqrt(float64(hs)))
+	maxLen := 0
+	for _, l := range ls {
+		maxLen = max(maxLen, int(l))
+	}
+	b.parallelFor(B*H, max(1, 8192/max(1, maxLen*hs)), func(lo, hi int) {
+		scores := make([]float32, maxLen)
+		for bh := lo; bh < hi; bh++ {
+			bi, h := bh/H, bh%H
+			n := int(ls[bi])
+			ob := o[bi*C+h*hs : bi*C+h*hs+hs]
+			if n == 0 {
+				clear(ob) // inactive sequence
+				continue
+			}
+			q := x[bi*3*C+h*hs : bi*3*C+h*hs+hs]
+			base := bh * S * hs
+			kh, vh := k[base:base+n*hs], v[base:base+n*hs]
+			s := scores[:n]
+			m := decodeScores(s, q, kh, scale)
+			sum := decodeExpShift(s, m)
+			decodeWeightedSum(ob, s, vh)
+			inv := float32(1 / sum)
+			for i := range ob {
+				ob[i] *= inv
+			}
+		}
+	})
+}
+
+// decodeScores sets s[j] = scale·(q·k_j) for the key rows k_j of the
+// contiguous [len(s),hs] matrix k and returns the largest score.
+func decodeScores(s, q, k []float32, scale float32) float32 {
+	hs := len(q)
+	m := float32(math.Inf(-1))
+	for j := range s {
+		kj := k[j*hs : (j+1)*hs]
+		kj = kj[:len(q)]
+		var s0, s1, s2, s3 float32
+		i := 0
+		for ; i+4 <= len(q); i += 4 {
+			qq, kk := q[i:i+4:i+4], kj[i:i+4:i+4]
+			s0 += qq[0] * kk[0]
+			s1 += qq[1] * kk[1]
+			s2 += qq[2] * kk[2]
+			s3 += qq[3] * kk[3]
+		}
+		for ; i < len(q); i++ {
+			s0 += q[i] * kj[i]
+		}
+		sj := ((s0 + s1) + (s2 + s3)) * scale
+		s[j] = sj
+		m = max(m, sj)
+	}
+	return m
+}
+
+// decodeWeightedSum sets acc = Σ_j w[j]·x_j over the rows x_j of the
+// contiguous [len(w),len(acc)] matrix x, four rows at a time so acc is
+// loaded and stored once per four.
+func decodeWeightedSum(acc, w, x []float32) {
+	hs := len(acc)
+	clear(acc)
+	j := 0
+	for ; j+4 <= len(w); j += 4 {
+		w0, w1, w2, w3 := w[j], w[j+1], w[j+2], w[j+3]
+		x0 := x[j*hs : (j+1)*hs]
+		x1 := x[(j+1)*hs : (j+2)*hs]
+		x2 := x[(j+2)*hs : (j+3)*hs]
+		x3 := x[(j+3)*hs : (j+4)*hs]
+		x0, x1, x2, x3 = x0[:len(acc)], x1[:len(acc)], x2[:len(acc)], x3[:len(acc)]
+		for i := range acc {
+			acc[i] += (w0*x0[i] + w1*x1[i]) + (w2*x2[i] + w3*x3[i])
+		}
+	}
+	for ; j < len(w); j++ {
+		wj := w[j]
+		xj := x[j*hs : (j+1)*hs]
+		xj = xj[:len(acc)]
+		for i := range acc {
+			acc[i] += wj * xj[i]
+		}
+	}
+}
+
+// decodeHasShape reports whether t has exactly the given dimensions.
+func decodeHasShape(t *gpu.Tensor, dims ...int) bool {
+	if t.Rank() != len(dims) {
+		return false
+	}
+	for i, d := range dims {
+		if t.Dim(i) != d {
+			return false
+		}
+	}
+	return true
+}
+
+// decodeExpShift replaces s[j] by exp(s[j] − m) and returns the sum in
+// float64 (m is the row maximum, so every term is at most 1).
+func decodeExpShift(s []float32, m float32) float64 {
+	var sum float64
+	for len(s) >= 4 {
+		e0 := exp32(s[0] - m)
+		e1 := exp32(s[1] - m)
+		e2 := exp32(s[2] - m)
+		e3 := exp32(s[3] - m)
+		s[0], s[1], s[2], s[3] = e0, e1, e2, e3
+		sum += float64((e0 + e1) + (e2 + e3))
+		s = s[4:]
+	}
+	for i := range s {
+		e := exp32(s[i] - m)
+		s[i] = e
+		sum += float64(e)
+	}
+	return sum
+}

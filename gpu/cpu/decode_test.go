@@ -1,0 +1,235 @@
+package cpu
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/instructgo/instructgo/gpu"
+)
+
+func TestKVCacheWriteMatchesReference(t *testing.T) {
+	const B, T, H, hs, S = 3, 4, 3, 5, 9
+	const C = H * hs
+	r := testRNG(1)
+	for _, tc := range []struct {
+		name  string
+		start []int32 // nil: 0
+	}{
+		{name: "nil start"},
+		{name: "offsets", start: []int32{0, 2, 5}},
+		{name: "skip", start: []int32{3, -1, 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, threads := range []int{1, 3} {
+				b := New(threads)
+				qkv := randn(r, B*T*3*C, 1)
+				k0, v0 := randn(r, B*H*S*hs, 1), randn(r, B*H*S*hs, 1)
+				kc, vc := tensorOf(t, b, k0, B, H, S, hs), tensorOf(t, b, v0, B, H, S, hs)
+				var start *gpu.Tensor
+				if tc.start != nil {
+					start = int32Of(t, b, tc.start, B)
+				}
+				b.KVCacheWrite(kc, vc, tensorOf(t, b, qkv, B, T, 3*C), start, H)
+				assertNoErr(t, b)
+
+				wantK, wantV := to64(k0), to64(v0)
+				for bi := 0; bi < B; bi++ {
+					s0 := 0
+					if tc.start != nil {
+						if tc.start[bi] < 0 {
+							continue
+						}
+						s0 = int(tc.start[bi])
+					}
+					for tt := 0; tt < T; tt++ {
+						for h := 0; h < H; h++ {
+							for i := 0; i < hs; i++ {
+								dst := ((bi*H+h)*S+s0+tt)*hs + i
+								src := (bi*T+tt)*3*C + h*hs + i
+								wantK[dst] = float64(qkv[src+C])
+								wantV[dst] = float64(qkv[src+2*C])
+							}
+						}
+					}
+				}
+				assertClose(t, "kc", F32(kc), wantK, 0)
+				assertClose(t, "vc", F32(vc), wantV, 0)
+			}
+		})
+	}
+}
+
+// attnDecodeRef is the float64 single-query attention over the first
+// lens[b] cached positions.
+func attnDecodeRef(qkv, kc, vc []float32, lens []int32, B, H, S, hs int) []float64 {
+	C := H * hs
+	out := make([]float64, B*C)
+	scale := 1 / math.Sqrt(float64(hs))
+	for bi := 0; bi < B; bi++ {
+		n := int(lens[bi])
+		for h := 0; h < H; h++ {
+			if n == 0 {
+				continue
+			}
+			s := make([]float64, n)
+			m := math.Inf(-1)
+			for j := range s {
+				var d float64
+				for i := 0; i < hs; i++ {
+					d += float64(qkv[bi*3*C+h*hs+i]) * float64(kc[((bi*H+h)*S+j)*hs+i])
+				}
+				s[j] = d * scale
+				m = math.Max(m, s[j])
+			}
+			var sum float64
+			for j := range s {
+				s[j] = math.Exp(s[j] - m)
+				sum += s[j]
+			}
+			for j := range s {
+				for i := 0; i < hs; i++ {
+					out[bi*C+h*hs+i] += s[j] / sum * float64(vc[((bi*H+h)*S+j)*hs+i])
+				}
+			}
+		}
+	}
+	return out
+}
+
+func TestAttentionDecodeMatchesFloat64(t *testing.T) {
+	const B, H, hs, S = 4, 3, 7, 11
+	const C = H * hs
+	r := testRNG(2)
+	lens := []int32{1, 5, 11, 0} // 0: an inactive sequence gets zeros
+	qkv := randn(r, B*3*C, 1.5)
+	k, v := randn(r, B*H*S*hs, 1.5), randn(r, B*H*S*hs, 1)
+	want := attnDecodeRef(qkv, k, v, lens, B, H, S, hs)
+	for _, threads := range []int{1, 2, 5} {
+		b := New(threads)
+		out := tensorOf(t, b, randn(r, B*C, 1), B, C)
+		b.AttentionDecode(out, tensorOf(t, b, qkv, B, 3*C), tensorOf(t, b, k, B, H, S, hs),
+			tensorOf(t, b, v, B, H, S, hs), int32Of(t, b, lens, B), H)
+		assertNoErr(t, b)
+		assertClose(t, "out", F32(out), want, 2e-6)
+		for i, x := range F32(out)[3*C:] {
+			if x != 0 {
+				t.Fatalf("inactive sequence: out[%d] = %g, want 0", i, x)
+			}
+		}
+	}
+}
+
+// TestAttentionDecodeMatchesTrainingAttention fills a cache one position
+// at a time, as decoding does, and checks that the single-query attention
+// at position t reproduces row t of the fused causal attention over the
+// whole sequence, padding included.
+func TestAttentionDecodeMatchesTrainingAttention(t *testing.T) {
+	const B, T, H, hs = 3, 13, 4, 8
+	const C = H * hs
+	const S = T + 2 // room to spare: positions ≥ t+1 are never read
+	r := testRNG(3)
+	b := New(2)
+	valid := []int32{T, 7, 1}
+	qkvAll := randn(r, B*T*3*C, 1)
+	out := tensorOf(t, b, randn(r, B*T*C, 1), B, T, C)
+	lse := tensorOf(t, b, randn(r, B*H*T, 1), B, H, T)
+	b.AttentionForward(out, lse, tensorOf(t, b, qkvAll, B, T, 3*C), int32Of(t, b, valid, B), H)
+	assertNoErr(t, b)
+	want := F32(out)
+
+	// Garbage in the cache beyond the written positions must not matter.
+	kc := tensorOf(t, b, randn(r, B*H*S*hs, 100), B, H, S, hs)
+	vc := tensorOf(t, b, randn(r, B*H*S*hs, 100), B, H, S, hs)
+	step := tensorOf(t, b, make([]float32, B*3*C), B, 3*C)
+	dec := tensorOf(t, b, make([]float32, B*C), B, C)
+	start := int32Of(t, b, make([]int32, B), B)
+	lens := int32Of(t, b, make([]int32, B), B)
+	for tt := 0; tt < T; tt++ {
+		for bi := 0; bi < B; bi++ {
+			copy(F32(step)[bi*3*C:(bi+1)*3*C], qkvAll[(bi*T+tt)*3*C:(bi*T+tt+1)*3*C])
+			if int32(tt) < valid[bi] {
+				I32(start)[bi], I32(lens)[bi] = int32(tt), int32(tt+1)
+			} else {
+				I32(start)[bi], I32(lens)[bi] = -1, 0 // finished: leave the cache alone
+			}
+		}
+		b.KVCacheWrite(kc, vc, step.MustReshape(B, 1, 3*C), start, H)
+		b.AttentionDecode(dec, step, kc, vc, lens, H)
+		assertNoErr(t, b)
+		for bi := 0; bi < B; bi++ {
+			ref := to64(want[(bi*T+tt)*C : (bi*T+tt+1)*C])
+			assertClose(t, "decode vs forward", F32(dec)[bi*C:(bi+1)*C], ref, 1e-5)
+		}
+	}
+}
+
+func TestDecodeOpsRejectBadInputs(t *testing.T) {
+	const B, H, hs, S = 2, 2, 3, 4
+	const C = H * hs
+	type tensors struct {
+		qkv3, qkv2, kc, vc, out, start, lens *gpu.Tensor
+	}
+	setup := func(t *testing.T, b *Backend) tensors {
+		r := testRNG(4)
+		return tensors{
+			qkv3:  tensorOf(t, b, randn(r, B*2*3*C, 1), B, 2, 3*C),
+			qkv2:  tensorOf(t, b, randn(r, B*3*C, 1), B, 3*C),
+			kc:    tensorOf(t, b, randn(r, B*H*S*hs, 1), B, H, S, hs),
+			vc:    tensorOf(t, b, randn(r, B*H*S*hs, 1), B, H, S, hs),
+			out:   tensorOf(t, b, randn(r, B*C, 1), B, C),
+			start: int32Of(t, b, []int32{0, 2}, B),
+			lens:  int32Of(t, b, []int32{1, 4}, B),
+		}
+	}
+	cases := []struct {
+		name, want string
+		run        func(b *Backend, x tensors)
+	}{
+		{"write past the cache", "outside the cache", func(b *Backend, x tensors) {
+			I32(x.start)[1] = 3 // positions 3..4 with S = 4
+			b.KVCacheWrite(x.kc, x.vc, x.qkv3, x.start, H)
+		}},
+		{"write more positions than the cache", "outside the cache", func(b *Backend, x tensors) {
+			b.KVCacheWrite(x.kc.MustView(0, B, H, 1, hs), x.vc.MustView(0, B, H, 1, hs), x.qkv3, nil, H)
+		}},
+		{"write with bad heads", "heads", func(b *Backend, x tensors) { b.KVCacheWrite(x.kc, x.vc, x.qkv3, nil, 4) }},
+		{"write with mismatched cache", "vc is", func(b *Backend, x tensors) {
+			b.KVCacheWrite(x.kc, x.vc.MustView(0, B, H, S-1, hs), x.qkv3, nil, H)
+		}},
+		{"write with overlapping caches", "overlap", func(b *Backend, x tensors) { b.KVCacheWrite(x.kc, x.kc, x.qkv3, nil, H) }},
+		{"write with float start", "start is float32", func(b *Backend, x tensors) { b.KVCacheWrite(x.kc, x.vc, x.qkv3, x.out, H) }},
+		{"write with rank-2 qkv", "want [B,T,3C]", func(b *Backend, x tensors) { b.KVCacheWrite(x.kc, x.vc, x.qkv2, nil, H) }},
+		{"decode with length past the cache", "lens[1] = 5", func(b *Backend, x tensors) {
+			I32(x.lens)[1] = 5
+			b.AttentionDecode(x.out, x.qkv2, x.kc, x.vc, x.lens, H)
+		}},
+		{"decode with negative length", "lens[0] = -1", func(b *Backend, x tensors) {
+			I32(x.lens)[0] = -1
+			b.AttentionDecode(x.out, x.qkv2, x.kc, x.vc, x.lens, H)
+		}},
+		{"decode with nil lengths", "lens is nil", func(b *Backend, x tensors) { b.AttentionDecode(x.out, x.qkv2, x.kc, x.vc, nil, H) }},
+		{"decode with bad out", "out is", func(b *Backend, x tensors) {
+			b.AttentionDecode(x.out.MustView(0, B, C-1), x.qkv2, x.kc, x.vc, x.lens, H)
+		}},
+		{"decode with rank-3 qkv", "want [B,3C]", func(b *Backend, x tensors) { b.AttentionDecode(x.out, x.qkv3, x.kc, x.vc, x.lens, H) }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := New(2)
+			x := setup(t, b)
+			k0, v0, o0 := append([]float32(nil), F32(x.kc)...), append([]float32(nil), F32(x.vc)...), append([]float32(nil), F32(x.out)...)
+			tc.run(b, x)
+			err := b.Err()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+			assertClose(t, "kc untouched", F32(x.kc), to64(k0), 0)
+			assertClose(t, "vc untouched", F32(x.vc), to64(v0), 0)
+			assertClose(t, "out untouched", F32(x.out), to64(o0), 0)
+			// Later ops are ignored once an error is recorded.
+			b.KVCacheWrite(x.kc, x.vc, x.qkv3, nil, H)
+			assertClose(t, "kc after error", F32(x.kc), to64(k0), 0)
+		})
+	}
+}

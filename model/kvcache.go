@@ -1,0 +1,296 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/instructgo/instructgo/gpu"
+)
+
+// KVCache holds what incremental decoding keeps between steps: every
+// layer's keys and values for up to maxB sequences of up to maxS tokens,
+// laid out [maxB,nHead,maxS,hs] so one head's keys are contiguous, and the
+// activations of one decoding step. Everything is allocated once by
+// NewKVCache; Prefill and DecodeStep allocate no device memory.
+//
+// A cache serves one batch at a time: Prefill starts a batch (forgetting the
+// previous one) and DecodeStep extends it by one token per sequence.
+type KVCache struct {
+	m          *Model
+	maxB, maxS int
+	k, v       []*gpu.Tensor // per layer [maxB,nHead,maxS,hs]
+
+	// The current batch: its size, each sequence's cached length, and views
+	// of the buffers shaped for it.
+	nb   int
+	lens []int
+	cur  decodeViews
+
+	ids                   *gpu.Tensor // Int32 [4·maxB]: tokens, positions, write starts, lengths
+	sampled               *gpu.Tensor // Int32 [maxB]: Generate's sampled tokens
+	x, ln, att, proj, hid *gpu.Tensor // [maxB,C]
+	qkv, fc, logits       *gpu.Tensor // [maxB,3C], [maxB,4C], [maxB,V]
+	host                  []int32     // staging for ids
+}
+
+// decodeViews are the cache's buffers shaped for a batch of B sequences.
+type decodeViews struct {
+	k, v                  []*gpu.Tensor // per layer [B,nHead,maxS,hs]
+	ids                   *gpu.Tensor   // Int32 [4·B]
+	tokens, positions     *gpu.Tensor   // Int32 [B,1]
+	start, lens, sampled  *gpu.Tensor   // Int32 [B]
+	x, ln, att, proj, hid *gpu.Tensor   // [B,C]
+	x3                    *gpu.Tensor   // [B,1,C]
+	qkv, qkv3, fc, logits *gpu.Tensor   // [B,3C], [B,1,3C], [B,4C], [B,V]
+}
+
+// NewKVCache allocates a cache for up to maxB sequences of up to maxS
+// tokens each (prompt and generated tokens together; at most the model's
+// context, Cfg.MaxSeqLen). Prefill also needs each batch to fit the model's
+// own buffers (MaxBatch, MaxSeq).
+func (m *Model) NewKVCache(maxB, maxS int) (*KVCache, error) {
+	c := m.Cfg
+	if c.ScalarHead {
+		return nil, fmt.Errorf("kv cache: a scalar-head model has no language-model head to decode with")
+	}
+	if maxB <= 0 || maxS <= 0 || maxS > c.MaxSeqLen {
+		return nil, fmt.Errorf("kv cache: %d sequences × %d tokens out of range (tokens at most the context of %d)", maxB, maxS, c.MaxSeqLen)
+	}
+	b := m.b
+	kv := &KVCache{m: m, maxB: maxB, maxS: maxS, host: make([]int32, 4*maxB)}
+	alloc := func(dt gpu.DType, shape ...int) (*gpu.Tensor, error) {
+		t, err := b.Alloc(dt, shape...)
+		if err != nil {
+			return nil, fmt.Errorf("kv cache: %w", err)
+		}
+		return t, nil
+	}
+	var err error
+	for l := 0; l < c.NLayer; l++ {
+		k, err := alloc(gpu.Float32, maxB, c.NHead, maxS, c.HeadSize())
+		if err != nil {
+			return nil, err
+		}
+		v, err := alloc(gpu.Float32, maxB, c.NHead, maxS, c.HeadSize())
+		if err != nil {
+			return nil, err
+		}
+		kv.k, kv.v = append(kv.k, k), append(kv.v, v)
+	}
+	C := c.NEmbd
+	for _, f := range []struct {
+		dst  **gpu.Tensor
+		dt   gpu.DType
+		cols int
+	}{
+		{&kv.ids, gpu.Int32, 4}, {&kv.sampled, gpu.Int32, 1},
+		{&kv.x, gpu.Float32, C}, {&kv.ln, gpu.Float32, C}, {&kv.att, gpu.Float32, C},
+		{&kv.proj, gpu.Float32, C}, {&kv.hid, gpu.Float32, C},
+		{&kv.qkv, gpu.Float32, 3 * C}, {&kv.fc, gpu.Float32, 4 * C}, {&kv.logits, gpu.Float32, c.VocabSize},
+	} {
+		if *f.dst, err = alloc(f.dt, maxB*f.cols); err != nil {
+			return nil, err
+		}
+	}
+	return kv, nil
+}
+
+// MaxBatch is the most sequences the cache holds.
+func (kv *KVCache) MaxBatch() int { return kv.maxB }
+
+// MaxSeq is the most tokens (prompt and generated) a sequence can hold.
+func (kv *KVCache) MaxSeq() int { return kv.maxS }
+
+// Lens returns each sequence's cached length in the current batch.
+func (kv *KVCache) Lens() []int { return append([]int(nil), kv.lens...) }
+
+// setBatch shapes the cache's views for B sequences.
+func (kv *KVCache) setBatch(B int) {
+	kv.nb = B
+	kv.lens = kv.lens[:0]
+	for range B {
+		kv.lens = append(kv.lens, 0)
+	}
+	c := kv.m.Cfg
+	C, H, hs := c.NEmbd, c.NHead, c.HeadSize()
+	d := &kv.cur
+	d.k, d.v = d.k[:0], d.v[:0]
+	for l := range kv.k {
+		d.k = append(d.k, kv.k[l].MustView(0, B, H, kv.maxS, hs))
+		d.v = append(d.v, kv.v[l].MustView(0, B, H, kv.maxS, hs))
+	}
+	d.ids = kv.ids.MustView(0, 4*B)
+	d.tokens = kv.ids.MustView(0, B, 1)
+	d.positions = kv.ids.MustView(B, B, 1)
+	d.start = kv.ids.MustView(2*B, B)
+	d.lens = kv.ids.MustView(3*B, B)
+	d.sampled = kv.sampled.MustView(0, B)
+	d.x = kv.x.MustView(0, B, C)
+	d.x3 = kv.x.MustView(0, B, 1, C)
+	d.ln = kv.ln.MustView(0, B, C)
+	d.att = kv.att.MustView(0, B, C)
+	d.proj = kv.proj.MustView(0, B, C)
+	d.hid = kv.hid.MustView(0, B, C)
+	d.qkv = kv.qkv.MustView(0, B, 3*C)
+	d.qkv3 = kv.qkv.MustView(0, B, 1, 3*C)
+	d.fc = kv.fc.MustView(0, B, 4*C)
+	d.logits = kv.logits.MustView(0, B, c.VocabSize)
+}
+
+// NextLogits is the [B,V] next-token logits of the last Prefill or
+// DecodeStep (row b for sequence b), or nil before either ran.
+func (m *Model) NextLogits() *gpu.Tensor { return m.next }
+
+// Prefill starts a new batch in kv: it runs the model over the prompts
+// (right-padded to the longest, in one forward pass), writes every layer's
+// keys and values into the cache, and leaves in NextLogits the logits that
+// follow each prompt's last token. Each prompt needs 1..min(MaxSeq of the
+// model, MaxSeq of the cache) ids in the vocabulary; there are at most
+// MaxBatch of the model and of the cache. Prefill runs in the model's own
+// activation buffers, so it replaces what the last Forward left there
+// (LogProbs, Hidden, ...) and no Backward can follow it.
+func (m *Model) Prefill(kv *KVCache, prompts [][]int32) error {
+	if err := m.checkCache(kv); err != nil {
+		return err
+	}
+	B := len(prompts)
+	if B == 0 || B > min(m.maxB, kv.maxB) {
+		return fmt.Errorf("prefill: %d prompts, want 1..%d", B, min(m.maxB, kv.maxB))
+	}
+	maxLen := min(m.maxT, kv.maxS)
+	T := 0
+	for i, p := range prompts {
+		if len(p) == 0 || len(p) > maxLen {
+			return fmt.Errorf("prefill: prompt %d has %d tokens, want 1..%d", i, len(p), maxLen)
+		}
+		if err := m.checkIDs(p); err != nil {
+			return fmt.Errorf("prefill: prompt %d: %w", i, err)
+		}
+		T = max(T, len(p))
+	}
+	b, c := m.b, m.Cfg
+	a := m.views(B, T)
+	a.train = false // what Backward needs is not kept
+	tokens := make([]int32, B*T)
+	valid := make([]int32, B)
+	for i, p := range prompts {
+		copy(tokens[i*T:], p)
+		valid[i] = int32(len(p))
+	}
+	if err := b.UploadInt32(a.tokens, tokens); err != nil {
+		return fmt.Errorf("prefill: upload tokens: %w", err)
+	}
+	if err := b.UploadInt32(a.validLen, valid); err != nil {
+		return fmt.Errorf("prefill: upload lengths: %w", err)
+	}
+	kv.setBatch(B)
+	d := &kv.cur
+	m.body(a, a.validLen, 0, 0)
+	for l := range a.layers {
+		b.KVCacheWrite(d.k[l], d.v[l], a.layers[l].qkv3, nil, c.NHead)
+	}
+	// Logits at each prompt's last token only.
+	for i := range valid {
+		valid[i]--
+	}
+	last := d.start // any Int32 [B] view of the step buffer will do
+	if err := b.UploadInt32(last, valid); err != nil {
+		return fmt.Errorf("prefill: upload indices: %w", err)
+	}
+	b.GatherRows(d.hid, a.lnf.MustReshape(B, T, c.NEmbd), last)
+	b.MatMul(d.logits, d.hid, m.Params.WTE, false, true, 1, 0)
+	m.next = d.logits
+	if err := b.Err(); err != nil {
+		return fmt.Errorf("prefill: %w", err)
+	}
+	for i, p := range prompts {
+		kv.lens[i] = len(p)
+	}
+	return nil
+}
+
+// DecodeStep appends one token per sequence of the current batch (tokens
+// has one id per sequence of the last Prefill), each at its sequence's own
+// next position, and leaves the logits that follow it in NextLogits. A
+// negative id marks an inactive sequence (finished, say): its cache and
+// length are left alone and its row of the logits is meaningless. An
+// active sequence must have room in the cache.
+func (m *Model) DecodeStep(kv *KVCache, tokens []int32) error {
+	if err := m.checkCache(kv); err != nil {
+		return err
+	}
+	B := kv.nb
+	if B == 0 {
+		return fmt.Errorf("decode step: no batch (run Prefill first)")
+	}
+	if len(tokens) != B {
+		return fmt.Errorf("decode step: %d tokens for %d sequences", len(tokens), B)
+	}
+	h := kv.host[:4*B]
+	for i, t := range tokens {
+		if t < 0 {
+			h[i], h[B+i], h[2*B+i], h[3*B+i] = 0, 0, -1, 0
+			continue
+		}
+		if int(t) >= m.Cfg.VocabSize {
+			return fmt.Errorf("decode step: token %d of sequence %d outside the vocabulary of %d", t, i, m.Cfg.VocabSize)
+		}
+		pos := kv.lens[i]
+		if pos >= kv.maxS {
+			return fmt.Errorf("decode step: sequence %d already holds %d tokens, the cache's limit", i, pos)
+		}
+		h[i], h[B+i], h[2*B+i], h[3*B+i] = t, int32(pos), int32(pos), int32(pos+1)
+	}
+	b, c, p, d := m.b, m.Cfg, m.Params, &kv.cur
+	if err := b.UploadInt32(d.ids, h); err != nil {
+		return fmt.Errorf("decode step: upload: %w", err)
+	}
+	b.EmbeddingForward(d.x3, d.tokens, d.positions, p.WTE, p.WPE)
+	for l := range p.Blocks {
+		w := &p.Blocks[l]
+		b.LayerNormForward(d.ln, nil, nil, d.x, w.LN1W, w.LN1B)
+		b.MatMul(d.qkv, d.ln, w.AttnW, false, false, 1, 0)
+		b.AddBias(d.qkv, w.AttnB)
+		b.KVCacheWrite(d.k[l], d.v[l], d.qkv3, d.start, c.NHead)
+		b.AttentionDecode(d.att, d.qkv, d.k[l], d.v[l], d.lens, c.NHead)
+		b.MatMul(d.proj, d.att, w.AttnProjW, false, false, 1, 0)
+		b.AddBias(d.proj, w.AttnPrB)
+		b.Add(d.x, d.x, d.proj)
+		b.LayerNormForward(d.ln, nil, nil, d.x, w.LN2W, w.LN2B)
+		b.MatMul(d.fc, d.ln, w.FCW, false, false, 1, 0)
+		b.AddBias(d.fc, w.FCB)
+		b.GeluForward(d.fc, d.fc)
+		b.MatMul(d.proj, d.fc, w.FCProjW, false, false, 1, 0)
+		b.AddBias(d.proj, w.FCProjB)
+		b.Add(d.x, d.x, d.proj)
+	}
+	b.LayerNormForward(d.ln, nil, nil, d.x, p.LNFW, p.LNFB)
+	b.MatMul(d.logits, d.ln, p.WTE, false, true, 1, 0)
+	m.next = d.logits
+	if err := b.Err(); err != nil {
+		return fmt.Errorf("decode step: %w", err)
+	}
+	for i, t := range tokens {
+		if t >= 0 {
+			kv.lens[i]++
+		}
+	}
+	return nil
+}
+
+// checkCache reports a cache that cannot serve m.
+func (m *Model) checkCache(kv *KVCache) error {
+	if kv == nil || kv.m != m {
+		return fmt.Errorf("kv cache: the cache was not made by this model's NewKVCache")
+	}
+	return nil
+}
+
+// checkIDs reports an id outside the vocabulary.
+func (m *Model) checkIDs(ids []int32) error {
+	for j, t := range ids {
+		if t < 0 || int(t) >= m.Cfg.VocabSize {
+			return fmt.Errorf("token %d at %d outside the vocabulary of %d", t, j, m.Cfg.VocabSize)
+		}
+	}
+	return nil
+}
