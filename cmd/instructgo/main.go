@@ -45,6 +45,10 @@ func newApp() *cli.App {
 			infoCommand(),
 			versionCommand(),
 			pretrainCommand(),
+			dataCommand(),
+			sftCommand(),
+			generateCommand(),
+			evalCommand(),
 		},
 		OnUsageError: onUsageError,
 		// Errors are turned into exit codes by run, never by os.Exit

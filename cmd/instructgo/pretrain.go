@@ -1,12 +1,9 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -30,7 +27,7 @@ func pretrainCommand() *cli.Command {
 			"summary.json to --out. It saves resumable state (DIR/resume) every --save-every steps and\n" +
 			"on Ctrl-C, which exits with status 130; --resume DIR continues such a run exactly, with\n" +
 			"the configuration saved in DIR/run_config.json.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "data", Usage: "text file, .jsonl of {\"text\"}, or directory of text files (repeat for several)"},
 			&cli.StringFlag{Name: "out", Usage: "run directory to write"},
 			&cli.StringFlag{Name: "config", Value: "tiny", Usage: "model size for a fresh model: " + strings.Join(model.ConfigNames(), ", ")},
@@ -39,11 +36,6 @@ func pretrainCommand() *cli.Command {
 			&cli.IntFlag{Name: "batch", Value: 16, Usage: "sequences per micro-batch"},
 			&cli.IntFlag{Name: "seq", Value: 128, Usage: "tokens per sequence (at most the model's context)"},
 			&cli.IntFlag{Name: "accum", Value: 1, Usage: "micro-batches accumulated per step"},
-			&cli.Float64Flag{Name: "lr", Value: exact(d.LR), Usage: "peak learning rate"},
-			&cli.IntFlag{Name: "warmup", Value: d.Warmup, Usage: "linear warmup steps"},
-			&cli.Float64Flag{Name: "min-lr-frac", Value: exact(d.MinLRFrac), Usage: "cosine decay ends at lr × this"},
-			&cli.Float64Flag{Name: "weight-decay", Value: exact(d.WeightDecay), Usage: "AdamW decoupled weight decay (matrices and embeddings)"},
-			&cli.Float64Flag{Name: "max-grad-norm", Value: exact(d.MaxGradNorm), Usage: "global gradient-norm clip (0: off)"},
 			&cli.Float64Flag{Name: "dropout", Value: 0, Usage: "residual and embedding dropout"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the initialisation, data order and dropout"},
 			&cli.Float64Flag{Name: "val-frac", Value: 0.1, Usage: "fraction of the text held out for validation"},
@@ -51,8 +43,8 @@ func pretrainCommand() *cli.Command {
 			&cli.IntFlag{Name: "eval-batches", Value: 8, Usage: "held-out batches per evaluation"},
 			&cli.IntFlag{Name: "log-every", Value: 10, Usage: "steps between log lines and metrics records"},
 			&cli.IntFlag{Name: "save-every", Value: 100, Usage: "steps between resumable saves (0: only at the end)"},
-			&cli.StringFlag{Name: "resume", Usage: "continue the interrupted run in this directory (no other options)"},
-		},
+			resumeFlag,
+		}, optimFlags(d)...),
 		Action: runPretrain,
 	}
 }
@@ -94,17 +86,8 @@ func runPretrain(c *cli.Context) error {
 func pretrainConfig(c *cli.Context) (train.PretrainConfig, bool, error) {
 	var cfg train.PretrainConfig
 	if dir := c.String("resume"); dir != "" {
-		for _, f := range c.Command.Flags {
-			if name := f.Names()[0]; name != "resume" && c.IsSet(name) {
-				return cfg, false, usageErrorf("--resume continues with the run's saved configuration; drop --%s", name)
-			}
-		}
-		data, err := os.ReadFile(filepath.Join(dir, train.RunConfigFile))
-		if err != nil {
-			return cfg, false, fmt.Errorf("resume: %w", err)
-		}
-		if err := json.Unmarshal(data, &cfg); err != nil {
-			return cfg, false, fmt.Errorf("resume %s: %w", filepath.Join(dir, train.RunConfigFile), err)
+		if err := readResumeConfig(c, dir, &cfg); err != nil {
+			return cfg, false, err
 		}
 		cfg.Out = dir
 		return cfg, true, nil
@@ -128,27 +111,13 @@ func pretrainConfig(c *cli.Context) (train.PretrainConfig, bool, error) {
 	cfg = train.PretrainConfig{
 		Data: c.StringSlice("data"), Model: mc, Init: c.String("init"), Out: c.String("out"),
 		Steps: c.Int("steps"), Batch: c.Int("batch"), Seq: c.Int("seq"), Accum: c.Int("accum"),
-		Optim: train.OptimConfig{
-			LR: float32(c.Float64("lr")), MinLRFrac: float32(c.Float64("min-lr-frac")), Warmup: c.Int("warmup"),
-			Beta1: 0.9, Beta2: 0.95, Eps: 1e-8,
-			WeightDecay: float32(c.Float64("weight-decay")), MaxGradNorm: float32(c.Float64("max-grad-norm")),
-		},
-		Seed: c.Uint64("seed"), ValFrac: c.Float64("val-frac"),
+		Optim: optimFromFlags(c),
+		Seed:  c.Uint64("seed"), ValFrac: c.Float64("val-frac"),
 		EvalEvery: c.Int("eval-every"), EvalBatches: c.Int("eval-batches"), LogEvery: c.Int("log-every"),
 		SaveEvery: c.Int("save-every"),
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, false, usageErrorf("pretrain: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(cfg.Out, train.ResumeDir)); err == nil {
-		return cfg, false, usageErrorf("%s already holds a run; continue it with --resume %s or choose another --out", cfg.Out, cfg.Out)
-	}
-	return cfg, false, nil
-}
-
-// exact widens a float32 default to the float64 with the same shortest
-// decimal form, so --help shows 0.001 rather than 0.0010000000474974513.
-func exact(x float32) float64 {
-	v, _ := strconv.ParseFloat(strconv.FormatFloat(float64(x), 'g', -1, 32), 64)
-	return v
+	return cfg, false, checkFreshOut(cfg.Out)
 }

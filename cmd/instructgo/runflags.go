@@ -1,0 +1,73 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/instructgo/instructgo/train"
+)
+
+// optimFlags are the AdamW and schedule flags every training command
+// shares, with d's values as defaults.
+func optimFlags(d train.OptimConfig) []cli.Flag {
+	return []cli.Flag{
+		&cli.Float64Flag{Name: "lr", Value: exact(d.LR), Usage: "peak learning rate"},
+		&cli.IntFlag{Name: "warmup", Value: d.Warmup, Usage: "linear warmup steps"},
+		&cli.Float64Flag{Name: "min-lr-frac", Value: exact(d.MinLRFrac), Usage: "cosine decay ends at lr × this"},
+		&cli.Float64Flag{Name: "weight-decay", Value: exact(d.WeightDecay), Usage: "AdamW decoupled weight decay (matrices and embeddings)"},
+		&cli.Float64Flag{Name: "max-grad-norm", Value: exact(d.MaxGradNorm), Usage: "global gradient-norm clip (0: off)"},
+	}
+}
+
+// optimFromFlags reads the flags optimFlags defined.
+func optimFromFlags(c *cli.Context) train.OptimConfig {
+	d := train.DefaultOptim()
+	d.LR = float32(c.Float64("lr"))
+	d.Warmup = c.Int("warmup")
+	d.MinLRFrac = float32(c.Float64("min-lr-frac"))
+	d.WeightDecay = float32(c.Float64("weight-decay"))
+	d.MaxGradNorm = float32(c.Float64("max-grad-norm"))
+	return d
+}
+
+// resumeFlag continues an interrupted run.
+var resumeFlag = &cli.StringFlag{Name: "resume", Usage: "continue the interrupted run in this directory (no other options)"}
+
+// readResumeConfig loads the run configuration saved in dir into cfg,
+// refusing other options: a resumed run must be the run it continues.
+func readResumeConfig(c *cli.Context, dir string, cfg any) error {
+	for _, f := range c.Command.Flags {
+		if name := f.Names()[0]; name != resumeFlag.Name && c.IsSet(name) {
+			return usageErrorf("--resume continues with the run's saved configuration; drop --%s", name)
+		}
+	}
+	path := filepath.Join(dir, train.RunConfigFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	if err := json.Unmarshal(data, cfg); err != nil {
+		return fmt.Errorf("resume %s: %w", path, err)
+	}
+	return nil
+}
+
+// checkFreshOut refuses to start a new run over an existing one.
+func checkFreshOut(out string) error {
+	if _, err := os.Stat(filepath.Join(out, train.ResumeDir)); err == nil {
+		return usageErrorf("%s already holds a run; continue it with --resume %s or choose another --out", out, out)
+	}
+	return nil
+}
+
+// exact widens a float32 default to the float64 with the same shortest
+// decimal form, so --help shows 0.001 rather than 0.0010000000474974513.
+func exact(x float32) float64 {
+	v, _ := strconv.ParseFloat(strconv.FormatFloat(float64(x), 'g', -1, 32), 64)
+	return v
+}

@@ -1,0 +1,122 @@
+package train
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/instructgo/instructgo/gpu"
+	"github.com/instructgo/instructgo/model"
+	"github.com/instructgo/instructgo/train/tasks"
+)
+
+// Tokenizer is what generation and evaluation need of a tokenizer;
+// model/tokenizer's tokenizers satisfy it.
+type Tokenizer interface {
+	Encoder
+	Decode(ids []int32) string
+}
+
+// TaskPrompt is a prompt of a built-in instruction task with its reference
+// answer.
+type TaskPrompt struct {
+	Prompt, Task, Answer string
+}
+
+// TaskSample is one generated response and its score.
+type TaskSample struct {
+	Prompt   string  `json:"prompt"`
+	Task     string  `json:"task"`
+	Answer   string  `json:"answer"`
+	Response string  `json:"response"`
+	Score    float64 `json:"score"`
+	EOS      bool    `json:"stopped_at_eos"`
+}
+
+// TaskEval is the mean task score of a model's responses, overall and per
+// task type.
+type TaskEval struct {
+	Score   float64            `json:"task_score"`
+	PerTask map[string]float64 `json:"per_task"`
+	N       int                `json:"n"`
+	Samples []TaskSample       `json:"-"`
+}
+
+// EvalOptions control how EvalTasks generates.
+type EvalOptions struct {
+	MaxNew   int          // tokens per response
+	Sampling gpu.Sampling // zero: greedy, the default for evaluation
+	Seed     uint64
+}
+
+// GenerateText continues each prompt with the model and returns the decoded
+// responses (up to EOS, which is not included) and whether each stopped at
+// EOS.
+func GenerateText(m *model.Model, tok Tokenizer, prompts []string, opt EvalOptions) ([]string, []bool, error) {
+	ids := make([][]int32, len(prompts))
+	for i, p := range prompts {
+		ids[i] = tok.Encode(p)
+		if len(ids[i]) == 0 {
+			return nil, nil, fmt.Errorf("prompt %d is empty after tokenisation", i)
+		}
+		if max := m.MaxSeq() - 1; len(ids[i]) > max {
+			ids[i] = ids[i][len(ids[i])-max:] // keep the end, as training truncates
+		}
+	}
+	gens, err := model.Generate(m, ids, model.GenerateOptions{MaxNew: opt.MaxNew, Sampling: opt.Sampling, Seed: opt.Seed, EOS: tok.EOS()})
+	if err != nil {
+		return nil, nil, err
+	}
+	texts := make([]string, len(gens))
+	eos := make([]bool, len(gens))
+	for i, g := range gens {
+		texts[i] = tok.Decode(g.Tokens)
+		eos[i] = g.Stop == model.StopEOS
+	}
+	return texts, eos, nil
+}
+
+// EvalTasks generates a response to each prompt and scores it with its
+// task's scorer.
+func EvalTasks(m *model.Model, tok Tokenizer, prompts []TaskPrompt, opt EvalOptions) (TaskEval, error) {
+	if len(prompts) == 0 {
+		return TaskEval{}, fmt.Errorf("evaluate: no prompts")
+	}
+	texts := make([]string, len(prompts))
+	for i, p := range prompts {
+		if _, err := tasks.ByName(p.Task); err != nil {
+			return TaskEval{}, fmt.Errorf("evaluate prompt %d: %w", i, err)
+		}
+		texts[i] = p.Prompt
+	}
+	responses, eos, err := GenerateText(m, tok, texts, opt)
+	if err != nil {
+		return TaskEval{}, fmt.Errorf("evaluate: %w", err)
+	}
+	ev := TaskEval{PerTask: map[string]float64{}, N: len(prompts)}
+	counts := map[string]int{}
+	for i, p := range prompts {
+		s, err := tasks.ScoreRecord(p.Task, p.Answer, responses[i])
+		if err != nil {
+			return TaskEval{}, fmt.Errorf("evaluate prompt %d: %w", i, err)
+		}
+		ev.Score += s
+		ev.PerTask[p.Task] += s
+		counts[p.Task]++
+		ev.Samples = append(ev.Samples, TaskSample{Prompt: p.Prompt, Task: p.Task, Answer: p.Answer, Response: responses[i], Score: s, EOS: eos[i]})
+	}
+	ev.Score /= float64(len(prompts))
+	for t := range ev.PerTask {
+		ev.PerTask[t] /= float64(counts[t])
+	}
+	return ev, nil
+}
+
+// TaskNames lists the tasks an evaluation covered, sorted.
+func (e TaskEval) TaskNames() []string {
+	names := make([]string, 0, len(e.PerTask))
+	for n := range e.PerTask {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

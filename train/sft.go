@@ -1,0 +1,443 @@
+package train
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/instructgo/instructgo/gpu"
+	"github.com/instructgo/instructgo/model"
+	"github.com/instructgo/instructgo/model/atomicfile"
+	"github.com/instructgo/instructgo/model/tokenizer"
+	"github.com/instructgo/instructgo/train/data"
+)
+
+// SFTConfig is a supervised fine-tuning run: next-token loss on the
+// completions of demonstrations (prompt tokens carry no loss).
+type SFTConfig struct {
+	Data         string       `json:"data"`
+	ValFrac      float64      `json:"val_frac"`       // share of the examples held out for validation
+	Init         string       `json:"init,omitempty"` // checkpoint to start from; empty: a fresh Model
+	Model        model.Config `json:"model"`
+	Out          string       `json:"out"`
+	Epochs       float64      `json:"epochs"`       // the paper's 16; used when Steps is 0
+	Steps        int          `json:"steps"`        // optimizer steps; 0: from Epochs
+	TokenBudget  int          `json:"token_budget"` // padded tokens (B·T) per micro-batch
+	MaxBatch     int          `json:"max_batch"`    // sequences per micro-batch
+	MaxLen       int          `json:"max_len"`      // tokens per sequence; longer examples are truncated
+	Accum        int          `json:"grad_accum"`
+	Optim        OptimConfig  `json:"optim"`
+	Seed         uint64       `json:"seed"`
+	EvalEvery    int          `json:"eval_every"`   // steps between validations; 0: only at the end
+	EvalPrompts  int          `json:"eval_prompts"` // validation prompts generated for the task score
+	MaxNew       int          `json:"max_new"`      // tokens generated per validation prompt
+	LogEvery     int          `json:"log_every"`
+	SaveEvery    int          `json:"save_every"`
+	SkipBadLines bool         `json:"skip_bad_lines"`
+}
+
+// DefaultSFT is the paper's recipe scaled to the built-in tasks on a CPU:
+// cosine decay, residual dropout 0.2, and validation-based selection.
+func DefaultSFT() SFTConfig {
+	o := DefaultOptim()
+	o.LR, o.Warmup = 1e-3, 20
+	return SFTConfig{
+		ValFrac: 0.05, Epochs: 4, TokenBudget: 4096, MaxBatch: 64, MaxLen: 128, Accum: 1,
+		Optim: o, Seed: 1, EvalEvery: 100, EvalPrompts: 100, MaxNew: 32, LogEvery: 10, SaveEvery: 100,
+	}
+}
+
+// Validate reports a configuration that cannot run.
+func (c *SFTConfig) Validate() error {
+	switch {
+	case c.Data == "":
+		return fmt.Errorf("no training data")
+	case c.Out == "":
+		return fmt.Errorf("no output directory")
+	case c.ValFrac <= 0 || c.ValFrac >= 1:
+		return fmt.Errorf("validation fraction %g must be in (0, 1)", c.ValFrac)
+	case c.Steps < 0 || (c.Steps == 0 && !(c.Epochs > 0)):
+		return fmt.Errorf("give a positive number of steps or epochs")
+	case c.MaxLen < 2 || c.MaxLen > c.Model.MaxSeqLen:
+		return fmt.Errorf("max length %d must be in 2..%d (the model's context)", c.MaxLen, c.Model.MaxSeqLen)
+	case c.MaxBatch <= 0 || c.TokenBudget < c.MaxLen:
+		return fmt.Errorf("max batch %d must be positive and the token budget %d at least the max length %d", c.MaxBatch, c.TokenBudget, c.MaxLen)
+	case c.Accum <= 0 || c.LogEvery <= 0 || c.EvalEvery < 0 || c.SaveEvery < 0:
+		return fmt.Errorf("accumulation and log interval must be positive, eval and save intervals not negative")
+	case c.EvalPrompts < 0 || c.MaxNew <= 0:
+		return fmt.Errorf("eval prompts %d must not be negative and max new tokens %d positive", c.EvalPrompts, c.MaxNew)
+	}
+	if err := c.Optim.Validate(); err != nil {
+		return err
+	}
+	return c.Model.Validate()
+}
+
+// SFTSummary is what summary.json records.
+type SFTSummary struct {
+	Steps        int                `json:"steps"`
+	Epochs       float64            `json:"epochs"`
+	Tokens       int64              `json:"tokens"`
+	Seconds      float64            `json:"seconds"`
+	TokensPerSec float64            `json:"tokens_per_sec"`
+	TrainLoss    float64            `json:"train_loss"`
+	BestStep     int                `json:"best_step"`
+	BestValLoss  float64            `json:"best_val_loss"`
+	TaskScore    *float64           `json:"task_score,omitempty"` // of the selected (best) model
+	PerTask      map[string]float64 `json:"per_task,omitempty"`
+	SelectedBy   string             `json:"selected_by"` // "task_score" or "val_loss"
+	TrainN       int                `json:"train_examples"`
+	ValN         int                `json:"val_examples"`
+	Truncation   data.TruncStats    `json:"truncation"`
+	SkippedLines int                `json:"skipped_lines"`
+	Interrupted  bool               `json:"interrupted"`
+}
+
+// sftMetrics is one line of an SFT run's metrics.jsonl.
+type sftMetrics struct {
+	stepMetrics
+	TaskScore *float64 `json:"task_score,omitempty"`
+}
+
+// SFT fine-tunes a model on demonstrations and leaves the best checkpoint
+// by validation (task score when the data names built-in tasks, else loss)
+// in cfg.Out. Resumable like Pretrain.
+func SFT(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg SFTConfig, opt RunOptions) (*SFTSummary, error) {
+	log := opt.Log
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
+	if tok.VocabSize() > cfg.Model.VocabSize {
+		return nil, fmt.Errorf("sft: tokenizer vocabulary %d exceeds the model's %d", tok.VocabSize(), cfg.Model.VocabSize)
+	}
+	examples, stats, err := data.ReadSFT(cfg.Data, data.ReadOptions{SkipBadLines: cfg.SkipBadLines})
+	if err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
+	if stats.Skipped > 0 {
+		log.Warn().Int("skipped", stats.Skipped).Strs("first", stats.Errors).Msg("bad lines skipped")
+	}
+	trainEx, valEx := splitHoldout(examples, cfg.ValFrac, cfg.Seed)
+	if len(trainEx) == 0 || len(valEx) == 0 {
+		return nil, fmt.Errorf("sft: %d examples are too few to hold out %.0f%% for validation", len(examples), 100*cfg.ValFrac)
+	}
+	trainTok, trunc := data.TokenizeSFT(trainEx, tok, cfg.MaxLen)
+	valTok, _ := data.TokenizeSFT(valEx, tok, cfg.MaxLen)
+	if trunc.Dropped > 0 || trunc.PromptTruncated > 0 || trunc.CompletionTruncated > 0 {
+		log.Warn().Str("truncation", trunc.String()).Int("max_len", cfg.MaxLen).Msg("long examples truncated (prompt from the left, completion from the right)")
+	}
+	if len(trainTok) == 0 || len(valTok) == 0 {
+		return nil, fmt.Errorf("sft: no example fits in %d tokens", cfg.MaxLen)
+	}
+	batcher, err := data.NewSFTBatcher(trainTok, tok.Pad(), data.BatchOptions{TokenBudget: cfg.TokenBudget, MaxBatch: cfg.MaxBatch, Seed: cfg.Seed})
+	if err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
+	perEpoch := batcher.EpochBatches(0)
+	if cfg.Steps == 0 {
+		cfg.Steps = int(math.Ceil(cfg.Epochs * float64(perEpoch) / float64(cfg.Accum)))
+	}
+	valPrompts := taskPrompts(valEx, cfg.EvalPrompts)
+
+	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
+	m, err := model.New(b, cfg.Model, model.Options{MaxBatch: cfg.MaxBatch, MaxSeq: cfg.MaxLen, Train: true})
+	if err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
+	optim, err := NewOptimizer(b, cfg.Model, cfg.Optim)
+	if err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
+	var st TrainerState // BestScore counts once BestStep > 0
+	if opt.Resume {
+		if st, err = LoadResume(cfg.Out, m, optim); err != nil {
+			return nil, fmt.Errorf("sft: %w", err)
+		}
+		if err := batcher.Seek(data.Position{Epoch: st.Epoch, Next: st.Next}); err != nil {
+			return nil, fmt.Errorf("sft: resume: %w", err)
+		}
+		log.Info().Int("step", st.Step).Str("dir", cfg.Out).Msg("resuming")
+	} else {
+		host := model.InitGPT2(cfg.Model, cfg.Seed)
+		if cfg.Init != "" {
+			if host, err = model.LoadHost(cfg.Init, cfg.Model); err != nil {
+				return nil, fmt.Errorf("sft: %w", err)
+			}
+		}
+		if err := b.Upload(m.Params.All, host); err != nil {
+			return nil, fmt.Errorf("sft: %w", err)
+		}
+		if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, RunConfigFile), cfg); err != nil {
+			return nil, fmt.Errorf("sft: %w", err)
+		}
+	}
+	metrics, err := OpenMetrics(cfg.Out, opt.Resume, st.Step)
+	if err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
+	defer metrics.Close()
+	lm, err := newMaskedLoss(b, cfg.MaxBatch*cfg.MaxLen)
+	if err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
+
+	sum := &SFTSummary{TrainN: len(trainTok), ValN: len(valTok), Truncation: trunc, SkippedLines: stats.Skipped, SelectedBy: "val_loss"}
+	if len(valPrompts) > 0 {
+		sum.SelectedBy = "task_score"
+	}
+	// validate computes the validation loss and, for built-in tasks, the
+	// task score, and keeps the best model at the top of cfg.Out.
+	validate := func(step int, rec *sftMetrics) error {
+		vl, err := evalSFTLoss(m, lm, valTok, tok.Pad(), cfg.TokenBudget, cfg.MaxBatch)
+		if err != nil {
+			return err
+		}
+		rec.ValLoss = &vl
+		score := -vl
+		var ev TaskEval
+		if len(valPrompts) > 0 {
+			if ev, err = EvalTasks(m, tok, valPrompts, EvalOptions{MaxNew: cfg.MaxNew}); err != nil {
+				return err
+			}
+			rec.TaskScore = &ev.Score
+			score = ev.Score
+		}
+		if st.BestStep == 0 || score > st.BestScore {
+			st.BestScore, st.BestStep = score, step
+			sum.BestStep, sum.BestValLoss = step, vl
+			if len(valPrompts) > 0 {
+				s := ev.Score
+				sum.TaskScore, sum.PerTask = &s, ev.PerTask
+			}
+			if err := model.Save(cfg.Out, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+
+	tokensPerStep := int64(0)
+	segStart, segStep := time.Now(), st.Step
+	windowStart, windowLoss, windowSteps, windowTokens := time.Now(), 0.0, 0, int64(0)
+	save := func() error {
+		pos := batcher.Pos()
+		st.Epoch, st.Next = pos.Epoch, pos.Next
+		st.Seconds += time.Since(segStart).Seconds()
+		segStart, segStep = time.Now(), st.Step
+		return SaveResume(cfg.Out, m, optim, st)
+	}
+	log.Info().Int("train", len(trainTok)).Int("val", len(valTok)).Int("steps", cfg.Steps).Int("batches_per_epoch", perEpoch).
+		Int("params", cfg.Model.NumParams()).Str("backend", b.Name()).Msg("supervised fine-tuning")
+	progress := opt.progress()
+	progress.Start("sft", st.Step, cfg.Steps)
+	defer progress.Finish()
+
+	for st.Step < cfg.Steps {
+		if ctx.Err() != nil {
+			sum.Interrupted = true
+			log.Warn().Int("step", st.Step).Msg("interrupted: saving a checkpoint")
+			break
+		}
+		step := st.Step + 1
+		b.Fill(m.Grads.All, 0)
+		tokensPerStep = 0
+		for micro := 0; micro < cfg.Accum; micro++ {
+			sb := batcher.Next()
+			in := &model.Batch{B: sb.B, T: sb.T, Tokens: sb.Tokens, Targets: sb.Targets, ValidLen: sb.ValidLen}
+			seed := gpu.Mix64(cfg.Seed, uint64((step-1)*cfg.Accum+micro))
+			if err := m.Forward(in, true, seed); err != nil {
+				return nil, fmt.Errorf("sft step %d: %w", step, err)
+			}
+			w, err := lm.setMask(sb.Targets, sb.LossTokens)
+			if err != nil {
+				return nil, fmt.Errorf("sft step %d: %w", step, err)
+			}
+			lm.accumulate(m.LogProbs(), w, 1/float32(cfg.Accum))
+			if err := m.Backward(w, nil); err != nil {
+				return nil, fmt.Errorf("sft step %d: %w", step, err)
+			}
+			tokensPerStep += int64(sb.B * sb.T)
+		}
+		lr := CosineLR(step, cfg.Optim.Warmup, cfg.Steps, cfg.Optim.LR, cfg.Optim.MinLRFrac)
+		optim.Update(m.Params, m.Grads, lr, cfg.Accum)
+		loss, err := lm.read()
+		if err != nil {
+			return nil, fmt.Errorf("sft step %d: %w", step, err)
+		}
+		if math.IsNaN(loss) || math.IsInf(loss, 0) {
+			return nil, fmt.Errorf("sft step %d: loss is %v; the run diverged (try a lower --lr); the last saved state in %s is from step %d, before it", step, loss, filepath.Join(cfg.Out, ResumeDir), st.Step)
+		}
+		st.Step, st.Tokens = step, st.Tokens+tokensPerStep
+		windowLoss += loss
+		windowSteps++
+		windowTokens += tokensPerStep
+		tokSec := float64(windowTokens) / time.Since(windowStart).Seconds()
+		progress.Step(step, fmt.Sprintf("loss %.4f  %.0f tok/s", loss, tokSec))
+
+		evalNow := (cfg.EvalEvery > 0 && step%cfg.EvalEvery == 0) || step == cfg.Steps
+		if step%cfg.LogEvery == 0 || evalNow {
+			gn, err := optim.GradNorm(cfg.Accum)
+			if err != nil {
+				return nil, fmt.Errorf("sft step %d: %w", step, err)
+			}
+			rec := sftMetrics{stepMetrics: stepMetrics{Step: step, Loss: windowLoss / float64(windowSteps), LR: lr, GradNorm: gn,
+				TokensSec: tokSec, Elapsed: st.Seconds + time.Since(segStart).Seconds()}}
+			if evalNow {
+				if err := validate(step, &rec); err != nil {
+					return nil, fmt.Errorf("sft validation at step %d: %w", step, err)
+				}
+			}
+			ev := log.Info().Int("step", step).Float64("loss", round4(rec.Loss)).Float32("lr", lr).
+				Float64("grad_norm", round4(gn)).Float64("tok/s", math.Round(rec.TokensSec)).
+				Str("eta", eta(time.Since(segStart), step-segStep, cfg.Steps-step))
+			if rec.ValLoss != nil {
+				ev = ev.Float64("val_loss", round4(*rec.ValLoss))
+			}
+			if rec.TaskScore != nil {
+				ev = ev.Float64("task_score", round4(*rec.TaskScore)).Int("best_step", st.BestStep)
+			}
+			ev.Msg("sft")
+			if err := metrics.Write(rec); err != nil {
+				return nil, err
+			}
+			sum.TrainLoss = rec.Loss
+			windowStart, windowLoss, windowSteps, windowTokens = time.Now(), 0, 0, 0
+		}
+		if cfg.SaveEvery > 0 && step%cfg.SaveEvery == 0 && step < cfg.Steps {
+			if err := save(); err != nil {
+				return nil, fmt.Errorf("sft: %w", err)
+			}
+		}
+	}
+	if err := save(); err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
+	if st.BestStep == 0 { // interrupted before any validation: keep the latest
+		if err := model.Save(cfg.Out, m); err != nil {
+			return nil, fmt.Errorf("sft: %w", err)
+		}
+	}
+	sum.Steps, sum.Tokens, sum.Seconds = st.Step, st.Tokens, st.Seconds
+	sum.Epochs = float64(st.Step*cfg.Accum) / float64(perEpoch)
+	sum.TokensPerSec = float64(sum.Tokens) / math.Max(sum.Seconds, 1e-9)
+	if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, SummaryFile), sum); err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
+	ev := log.Info().Str("dir", cfg.Out).Int("best_step", sum.BestStep).Float64("best_val_loss", round4(sum.BestValLoss))
+	if sum.TaskScore != nil {
+		ev = ev.Float64("task_score", round4(*sum.TaskScore))
+	}
+	ev.Msg("best checkpoint saved")
+	if sum.Interrupted {
+		return sum, fmt.Errorf("sft interrupted after step %d (resume with --resume %s): %w", sum.Steps, cfg.Out, context.Cause(ctx))
+	}
+	return sum, nil
+}
+
+// splitHoldout shuffles examples with seed and holds out the last frac
+// (at least one example when there are two or more).
+func splitHoldout(ex []data.SFTExample, frac float64, seed uint64) (train, val []data.SFTExample) {
+	order := rand.New(rand.NewPCG(seed, 0x5f7)).Perm(len(ex))
+	nVal := int(math.Round(frac * float64(len(ex))))
+	if nVal == 0 && len(ex) > 1 {
+		nVal = 1
+	}
+	for i, j := range order {
+		if i < len(ex)-nVal {
+			train = append(train, ex[j])
+		} else {
+			val = append(val, ex[j])
+		}
+	}
+	return train, val
+}
+
+// taskPrompts turns up to n validation examples of built-in tasks into
+// prompts with reference answers (the demonstration's completion).
+func taskPrompts(ex []data.SFTExample, n int) []TaskPrompt {
+	var out []TaskPrompt
+	for _, e := range ex {
+		if len(out) == n {
+			break
+		}
+		if e.Task != "" {
+			out = append(out, TaskPrompt{Prompt: e.Prompt, Task: e.Task, Answer: e.Completion})
+		}
+	}
+	return out
+}
+
+// maskedLoss is the mean loss over the target tokens of a batch: each
+// target token weighs −1/(number of targets), others 0, so
+// Dot(logp, weights) is the loss and the weights are ∂loss/∂logp.
+type maskedLoss struct {
+	*lmLoss
+	host []float32
+}
+
+func newMaskedLoss(b gpu.Backend, n int) (*maskedLoss, error) {
+	l, err := newLMLoss(b, n)
+	if err != nil {
+		return nil, err
+	}
+	return &maskedLoss{lmLoss: l, host: make([]float32, n)}, nil
+}
+
+// setMask uploads the weights of a batch's targets and returns them as a
+// tensor of len(targets) elements.
+func (l *maskedLoss) setMask(targets []int32, count int) (*gpu.Tensor, error) {
+	if count <= 0 {
+		return nil, fmt.Errorf("batch has no target tokens")
+	}
+	w := l.host[:len(targets)]
+	for i, t := range targets {
+		w[i] = 0
+		if t >= 0 {
+			w[i] = -1 / float32(count)
+		}
+	}
+	view, err := l.weights.View(0, len(targets))
+	if err != nil {
+		return nil, err
+	}
+	return view, l.b.Upload(view, w)
+}
+
+// accumulate adds scale × the batch's loss to the step's loss.
+func (l *maskedLoss) accumulate(logp, w *gpu.Tensor, scale float32) {
+	l.b.Dot(l.micro, logp, w)
+	l.b.Axpy(l.step, scale, l.micro)
+}
+
+// evalSFTLoss is the mean completion-token loss over the examples.
+func evalSFTLoss(m *model.Model, l *maskedLoss, ex []data.SFTTokens, pad int32, budget, maxBatch int) (float64, error) {
+	bt, err := data.NewSFTBatcher(ex, pad, data.BatchOptions{TokenBudget: budget, MaxBatch: maxBatch, Sequential: true})
+	if err != nil {
+		return 0, err
+	}
+	total, count := 0.0, 0
+	logp := make([]float32, budget)
+	for i, n := 0, bt.EpochBatches(0); i < n; i++ {
+		sb := bt.Next()
+		if err := m.Forward(&model.Batch{B: sb.B, T: sb.T, Tokens: sb.Tokens, Targets: sb.Targets, ValidLen: sb.ValidLen}, false, 0); err != nil {
+			return 0, err
+		}
+		lp := logp[:sb.B*sb.T]
+		if err := m.Backend().Download(lp, m.LogProbs()); err != nil {
+			return 0, err
+		}
+		for j, t := range sb.Targets {
+			if t >= 0 {
+				total -= float64(lp[j])
+				count++
+			}
+		}
+	}
+	return total / float64(max(count, 1)), nil
+}
