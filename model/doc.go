@@ -1,10 +1,12 @@
 // Package model is the GPT-2-architecture network: its configuration, its
 // parameters (all in one contiguous buffer, each weight a view), an explicit
 // forward and backward pass written against the gpu compute contract, the
-// language-model head and a scalar head for rewards and values, and
+// language-model head and a scalar head for rewards and values, generation
+// with a KV cache (prefill, single-token decode steps, seeded sampling), and
 // checkpoints in Hugging Face layout.
 //
-// Sub-packages: model/safetensors (the file format) and model/tokenizer.
+// Sub-packages: model/safetensors (the file format), model/tokenizer and
+// model/atomicfile.
 //
 // It imports gpu (never a concrete backend), its own sub-packages and the
 // standard library; tests also import gpu/cpu.
