@@ -46,7 +46,7 @@ func DefaultSFT() SFTConfig {
 	o := DefaultOptim()
 	o.LR, o.Warmup = 1e-3, 20
 	return SFTConfig{
-		ValFrac: 0.05, Epochs: 4, TokenBudget: 4096, MaxBatch: 64, MaxLen: 128, Accum: 1,
+		ValFrac: 0.05, Epochs: 16, TokenBudget: 4096, MaxBatch: 64, MaxLen: 128, Accum: 1,
 		Optim: o, Seed: 1, EvalEvery: 100, EvalPrompts: 100, MaxNew: 32, LogEvery: 10, SaveEvery: 100,
 	}
 }
