@@ -2,23 +2,40 @@ package cpu
 
 import (
 	"math"
+	"sync"
+	"sync/atomic"
 
 	"github.com/instructgo/instructgo/gpu"
 )
 
-// Fused causal multi-head attention.
+// Fused causal multi-head attention, FlashAttention-2 style, with every
+// inner product on the GEMM micro-kernel of matmul.go (kern.tile, one
+// mr×nr register tile at a time, 6×16 with AVX2).
 //
-// Work is split over (batch, head) pairs. A worker gathers the queries, keys
-// and values of one head into contiguous [T,hs] buffers, so every inner loop
-// (a dot product or an axpy over the head size) runs over contiguous memory,
-// then walks the query rows two at a time (the pair shares every load of a
-// key, value and, backward, of their gradient rows) with a row of T scores
-// per query as scratch: no T×T matrix is ever formed, and the scratch is
-// O(T·hs) per worker. The backward pass follows FlashAttention-2: it
-// recomputes each probability from the saved log-sum-exp,
-// P = exp(S − lse), and uses D_t = dO_t·O_t so that dS = P∘(dP − D) needs
-// no row reduction over P. Scores, probabilities and sums are float32; the
-// softmax denominator is summed in float64.
+// Work is split over (batch, head) pairs, handed out dynamically; when
+// there are few pairs for the workers, each head's query rows are split
+// too (the backward pass then sums per-piece partial dK and dV). For its
+// rows of a head a worker packs the operands once, the way the GEMM packs
+// B panels: keys and values transposed into nr-key panels (for S = Q·Kᵀ
+// and dP = dO·Vᵀ), and keys, values, queries and output gradients as
+// nr-column panels (for O = P·V, dQ = dS·K, dK = dSᵀ·Q and dV = Pᵀ·dO).
+// Queries and output gradients are read in place as the A operand, whole
+// mr-row panels through the qkv/dout row stride; a partial last panel is
+// copied and zero-padded. Only rows below validLen are ever read, so
+// padding (even NaN) cannot leak in: every padded entry of an operand is a
+// zero written here.
+//
+// The forward pass walks the query rows one register panel (mr rows) at a
+// time: the scores of the panel against the keys up to its causal end
+// (whole nr-key tiles, so the upper triangle is skipped to within a tile),
+// a softmax per row with exp32, then O = P·V over the same keys. Its
+// scratch is one panel of scores, mr×T. The backward pass recomputes
+// P = exp(S − lse) and dP for a block of attnBwdBlock query rows, forms
+// dS = P∘(dP − D)·scale with D_t = dO_t·O_t (no row reduction over P),
+// writes dQ = dS·K per panel and accumulates dK += dSᵀ·Q and dV += Pᵀ·dO
+// over the block, reading P and dS transposed in place: two block×T
+// scratch matrices. Scores, probabilities and sums are float32 (the
+// softmax denominator is summed in float64).
 
 // attnDims are the validated dimensions of an attention call.
 type attnDims struct {
@@ -88,12 +105,184 @@ func (b *Backend) attnCheckOperand(op, name string, t *gpu.Tensor, dims ...int) 
 	return true
 }
 
-// attnGather copies rows [0,n) of one head's slice (columns col..col+hs of a
-// [T,stride] matrix) into dst [n,hs].
-func attnGather(dst, src []float32, n, stride, col, hs int) {
-	for t := 0; t < n; t++ {
-		copy(dst[t*hs:(t+1)*hs], src[t*stride+col:t*stride+col+hs])
+// attnBwdBlock is the number of query rows (rounded up to whole register
+// panels) of one backward block: the depth of the dK and dV products. Two
+// block×T scratch matrices (P and dS) stay in L2 for T up to about 1024.
+var attnBwdBlock = 64
+
+// attnMinSplitRows is about the fewest query rows a work item gets when
+// heads are split between workers.
+const attnMinSplitRows = 64
+
+// attnShiftSlack bounds how far a score may exceed the forward softmax's
+// shift: terms up to e^32 (T·e^32·|v| stays far from float32 overflow).
+// attnShiftMaxBound caps the score bound the shortcut trusts: rounding in
+// the scores is relative (hs·2^-24 of |q|·|k|), at most about 1 here, so
+// no term gets near exp32's limit (e^88).
+const (
+	attnShiftSlack    = 32
+	attnShiftMaxBound = 1e5
+)
+
+// attnFwdPool and attnBwdPool recycle the per-worker scratch arenas of the
+// two passes (sized differently), attnPartPool the partial key and value
+// gradients of a backward pass split within heads.
+var attnFwdPool, attnBwdPool, attnPartPool sync.Pool
+
+// attnGeom is the geometry of one call shared by all its heads.
+type attnGeom struct {
+	kern   *microKernel
+	mr, nr int
+	C, hs  int
+	hsP    int // hs rounded up to whole nr-column panels
+	scale  float32
+}
+
+func newAttnGeom(d attnDims) attnGeom {
+	k := activeKernel.Load()
+	return attnGeom{
+		kern: k, mr: k.mr, nr: k.nr,
+		C: d.C, hs: d.hs, hsP: roundUp(d.hs, k.nr),
+		scale: float32(1 / math.Sqrt(float64(d.hs))),
 	}
+}
+
+// ld is the row stride of a score scratch matrix for n keys: whole mr- and
+// nr-wide tiles, and not a multiple of 64 floats, so that a column read
+// down many rows (the transposed A operand of dK and dV) does not fall into
+// few L1 sets.
+func (g *attnGeom) ld(n int) int {
+	ld := max(roundUp(n, g.nr), roundUp(n, g.mr))
+	if ld%64 == 0 {
+		ld += 16
+	}
+	return ld
+}
+
+// attnArena carves consecutive slices out of one scratch buffer.
+type attnArena struct{ buf []float32 }
+
+func (a *attnArena) take(n int) []float32 {
+	s := a.buf[:n:n]
+	a.buf = a.buf[n:]
+	return s
+}
+
+// attnWorkers runs body(item) for every item in [0, n) on up to threads
+// workers that take items dynamically, each with its own scratch arena of
+// size floats (stale contents) from pool.
+func attnWorkers(threads, n int, pool *sync.Pool, size int, body func(item int, scratch []float32)) {
+	var next atomic.Int32
+	splitRun(min(threads, n), min(threads, n), func(_, _ int) {
+		var scratch []float32
+		if size > 0 {
+			bp := getBuf(pool, size)
+			defer pool.Put(bp)
+			scratch = *bp
+		}
+		for {
+			it := int(next.Add(1)) - 1
+			if it >= n {
+				return
+			}
+			body(it, scratch)
+		}
+	})
+}
+
+// attnPanelA returns the register panel of rows [r0, r0+mr) of columns
+// col..col+hs of a [·,stride] matrix as a GEMM A operand (element (r, p)
+// at a[r·rsa+p]): in place when all mr rows are below n, else copied into
+// pad (mr·hs floats) with zero rows from n on, so rows at or beyond n are
+// never read.
+func attnPanelA(src []float32, r0, n, mr, stride, col, hs int, pad []float32) (a []float32, rsa int) {
+	if r0+mr <= n {
+		return src[r0*stride+col:], stride
+	}
+	for r := 0; r < mr; r++ {
+		d := pad[r*hs : (r+1)*hs]
+		if r0+r < n {
+			copy(d, src[(r0+r)*stride+col:][:hs])
+		} else {
+			clear(d)
+		}
+	}
+	return pad, hs
+}
+
+// attnPackT packs rows [0,n) of columns col..col+hs of a [·,stride] matrix
+// X as the GEMM B operand Xᵀ: panel q holds rows q·nr.. as hs steps of nr
+// floats, rows at or beyond n are zero.
+func attnPackT(dst, src []float32, n, stride, col, hs, nr int) {
+	for q := 0; q*nr < n; q++ {
+		panel := dst[q*hs*nr : (q+1)*hs*nr]
+		rows := min(nr, n-q*nr)
+		x := 0
+		// Four rows at a time: one bounds check per four stores.
+		for ; x+4 <= rows; x += 4 {
+			off := (q*nr+x)*stride + col
+			r0 := src[off:][:hs]
+			r1 := src[off+stride:][:len(r0)]
+			r2 := src[off+2*stride:][:len(r0)]
+			r3 := src[off+3*stride:][:len(r0)]
+			for p := range r0 {
+				d := panel[p*nr+x : p*nr+x+4 : p*nr+x+4]
+				d[0], d[1], d[2], d[3] = r0[p], r1[p], r2[p], r3[p]
+			}
+		}
+		for ; x < rows; x++ {
+			for p, v := range src[(q*nr+x)*stride+col:][:hs] {
+				panel[p*nr+x] = v
+			}
+		}
+		for ; x < nr; x++ {
+			for p := 0; p < hs; p++ {
+				panel[p*nr+x] = 0
+			}
+		}
+	}
+}
+
+// attnPackN packs rows [0,n) of columns col..col+hs of a [·,stride] matrix
+// X as the GEMM B operand X: panel c holds columns c·nr.. as n steps of nr
+// floats (panel stride n·nr), columns at or beyond hs are zero.
+func attnPackN(dst, src []float32, n, stride, col, hs, nr int) {
+	for c := 0; c*nr < hs; c++ {
+		panel := dst[c*n*nr : (c+1)*n*nr]
+		cols := min(nr, hs-c*nr)
+		if nr == 16 && cols == 16 {
+			for t := 0; t < n; t++ {
+				*(*[16]float32)(panel[t*16:]) = *(*[16]float32)(src[t*stride+col+c*16:])
+			}
+			continue
+		}
+		for t := 0; t < n; t++ {
+			d := panel[t*nr : t*nr+nr]
+			copy(d, src[t*stride+col+c*nr:][:cols])
+			clear(d[cols:])
+		}
+	}
+}
+
+// attnSplit is the number of work items each head's query rows are split
+// into: 1 when there are enough heads for the workers (a few per worker,
+// for balance), else enough items of at least attnMinSplitRows rows.
+func attnSplit(heads, T, threads int) int {
+	if heads >= 4*threads {
+		return 1
+	}
+	return max(1, min(ceilDiv(4*threads, heads), T/attnMinSplitRows))
+}
+
+// attnSplitRows returns the start of chunk c of split chunks of query rows
+// [0,n): chunk c of a causal head costs about its share of n²/2, so the
+// boundaries go as n·sqrt(c/split), rounded to whole panels of mr rows.
+func attnSplitRows(n, c, split, mr int) int {
+	if c >= split {
+		return n
+	}
+	r := int(float64(n) * math.Sqrt(float64(c)/float64(split)))
+	return min(r/mr*mr, n)
 }
 
 // AttentionForward implements gpu.Backend.
@@ -109,48 +298,99 @@ func (b *Backend) AttentionForward(out, lse, qkv, validLen *gpu.Tensor, nHead in
 		return
 	}
 	x, o, l := F32(qkv), F32(out), F32(lse)
-	T, C, H, hs := d.T, d.C, d.H, d.hs
-	scale := float32(1 / math.Sqrt(float64(hs)))
-	b.parallelFor(d.B*H, 1, func(lo, hi int) {
-		q := make([]float32, T*hs)
-		k := make([]float32, T*hs)
-		v := make([]float32, T*hs)
-		rowA := make([]float32, T)
-		rowB := make([]float32, T)
-		for bh := lo; bh < hi; bh++ {
-			bi, h := bh/H, bh%H
-			n := T
-			if lens != nil {
-				n = int(lens[bi])
-			}
-			xb := x[bi*T*3*C : (bi+1)*T*3*C]
-			ob := o[bi*T*C : (bi+1)*T*C]
-			lb := l[bi*H*T+h*T : bi*H*T+(h+1)*T]
-			attnGather(q, xb, n, 3*C, h*hs, hs)
-			attnGather(k, xb, n, 3*C, C+h*hs, hs)
-			attnGather(v, xb, n, 3*C, 2*C+h*hs, hs)
-			// Query rows go in pairs (t, t+1) that share the loads of
-			// keys 0..t; key t+1 is seen by row t+1 alone.
-			for t := 0; t < n; t += 2 {
-				pa := rowA[:t+1]
-				var ma float32
-				if t+1 < n {
-					pb := rowB[:t+2]
-					var mb float32
-					ma, mb = attnScores2(pa, pb[:t+1], q[t*hs:(t+1)*hs], q[(t+1)*hs:(t+2)*hs], k, scale)
-					mb = max(mb, attnScores(pb[t+1:], q[(t+1)*hs:(t+2)*hs], k[(t+1)*hs:], scale))
-					attnSoftmaxRow(ob[(t+1)*C+h*hs:(t+1)*C+h*hs+hs], &lb[t+1], pb, mb, v)
-				} else {
-					ma = attnScores(pa, q[t*hs:(t+1)*hs], k, scale)
-				}
-				attnSoftmaxRow(ob[t*C+h*hs:t*C+h*hs+hs], &lb[t], pa, ma, v)
-			}
+	g := newAttnGeom(d)
+	T, C, H := d.T, d.C, d.H
+	split := attnSplit(d.B*H, T, b.threads)
+	mr, nr, hs, hsP := g.mr, g.nr, g.hs, g.hsP
+	ldMax := g.ld(T)
+	size := mr*hs + roundUp(T, nr)*hs + hsP*T + mr*ldMax + mr*hsP + mr + T
+	attnWorkers(b.threads, d.B*H*split, &attnFwdPool, size, func(item int, scratch []float32) {
+		bh, c := item/split, item%split
+		bi, h := bh/H, bh%H
+		n := T
+		if lens != nil {
+			n = int(lens[bi])
+		}
+		xb := x[bi*T*3*C : (bi+1)*T*3*C]
+		ob := o[bi*T*C : (bi+1)*T*C]
+		lb := l[(bi*H+h)*T : (bi*H+h+1)*T]
+		lo, hi := attnSplitRows(n, c, split, mr), attnSplitRows(n, c+1, split, mr)
+		if lo < hi {
+			g.forwardRows(ob[h*hs:], lb, xb, lo, hi, h, scratch)
+		}
+		if c == split-1 {
 			for t := n; t < T; t++ {
 				clear(ob[t*C+h*hs : t*C+h*hs+hs])
 				lb[t] = 0
 			}
 		}
 	})
+}
+
+// forwardRows computes the output rows [lo,hi) (lo a multiple of mr,
+// hi ≤ validLen) of head h of one sequence: xb is its [T,3C] qkv, o its
+// output from column h·hs on (row stride C), lse its [T] log-sum-exps.
+func (g *attnGeom) forwardRows(o, lse, xb []float32, lo, hi, h int, scratch []float32) {
+	mr, nr, hs, hsP, C := g.mr, g.nr, g.hs, g.hsP, g.C
+	tile := g.kern.tile
+	ld := g.ld(hi)
+	ar := attnArena{scratch}
+	pad := ar.take(mr * hs)             // a partial last panel of queries
+	kt := ar.take(roundUp(hi, nr) * hs) // keys, packed transposed
+	vn := ar.take(hsP * hi)             // values, packed by columns
+	s := ar.take(mr * ld)               // one panel of scores / probabilities
+	ot := ar.take(mr * hsP)             // one panel of (unnormalized) outputs
+	inv := ar.take(mr)                  // 1/Σ of the panel's rows
+	kmax := ar.take(hi)                 // kmax[j] = max over keys j' ≤ j of |k_j'|²
+	attnPackT(kt, xb, hi, 3*C, C+h*hs, hs, nr)
+	attnPackN(vn, xb, hi, 3*C, 2*C+h*hs, hs, nr)
+	var km float32
+	for j := range kmax {
+		kj := xb[j*3*C+C+h*hs:][:hs]
+		km = max(km, attnDot(kj, kj)) // a NaN sticks, and disables the shortcut below
+		kmax[j] = km
+	}
+	for r0 := lo; r0 < hi; r0 += mr {
+		// Keys [0, kd) are seen by some row of the panel.
+		kd := min(r0+mr, hi)
+		qa, rsa := attnPanelA(xb, r0, hi, mr, 3*C, h*hs, hs, pad)
+		for j := 0; j < kd; j += nr {
+			tile(hs, qa, rsa, 1, kt[j*hs:], s[j:], ld, g.scale, 0)
+		}
+		for r := 0; r < mr; r++ {
+			i := r0 + r
+			row := s[r*ld : r*ld+r0+mr]
+			if i >= hi {
+				clear(row) // rows past the range: no output
+				continue
+			}
+			p := row[:i+1]
+			// The softmax shift: the diagonal score instead of the row
+			// maximum (saving a pass) when no score can exceed it by more
+			// than attnShiftSlack, by Cauchy–Schwarz: s_j ≤ scale·|q_i|·|k_j|.
+			m := p[i]
+			qi := xb[i*3*C+h*hs:][:hs]
+			bound := g.scale * float32(math.Sqrt(float64(attnDot(qi, qi))*float64(kmax[i])))
+			if !(bound-m <= attnShiftSlack && bound <= attnShiftMaxBound) {
+				m = attnMax(p)
+			}
+			sum := attnExpShift(p, m)
+			clear(row[i+1:])
+			inv[r] = float32(1 / sum)
+			lse[i] = float32(float64(m) + math.Log(sum))
+		}
+		for c := 0; c < hsP; c += nr {
+			tile(kd, s, ld, 1, vn[c*hi:], ot[c:], hsP, 1, 0)
+		}
+		for r := 0; r < mr && r0+r < hi; r++ {
+			dst := o[(r0+r)*C:][:hs]
+			src := ot[r*hsP:][:hs]
+			f := inv[r]
+			for x := range dst {
+				dst[x] = src[x] * f
+			}
+		}
+	}
 }
 
 // AttentionBackward implements gpu.Backend.
@@ -168,245 +408,229 @@ func (b *Backend) AttentionBackward(dqkv, dout, qkv, out, lse, validLen *gpu.Ten
 		return
 	}
 	x, dx, do, o, l := F32(qkv), F32(dqkv), F32(dout), F32(out), F32(lse)
-	T, C, H, hs := d.T, d.C, d.H, d.hs
-	scale := float32(1 / math.Sqrt(float64(hs)))
-	b.parallelFor(d.B*H, 1, func(lo, hi int) {
-		q := make([]float32, T*hs)
-		k := make([]float32, T*hs)
-		v := make([]float32, T*hs)
-		dk := make([]float32, T*hs)
-		dv := make([]float32, T*hs)
-		dsaBuf := make([]float32, T)
-		dsbBuf := make([]float32, T)
-		for bh := lo; bh < hi; bh++ {
-			bi, h := bh/H, bh%H
-			n := T
-			if lens != nil {
-				n = int(lens[bi])
-			}
-			xb := x[bi*T*3*C : (bi+1)*T*3*C]
-			dxb := dx[bi*T*3*C : (bi+1)*T*3*C]
+	g := newAttnGeom(d)
+	T, C, H := d.T, d.C, d.H
+	mr, nr, hs, hsP := g.mr, g.nr, g.hs, g.hsP
+	blk := roundUp(max(1, attnBwdBlock), mr)
+	split := attnSplit(d.B*H, T, b.threads)
+	tM, ldMax := roundUp(T, mr), g.ld(T)
+	size := 2*mr*hs + // partial panels of q and dO
+		2*roundUp(T, nr)*hs + // kt, vt
+		3*hsP*T + // kn, qn, don
+		mr*hsP + // dq panel
+		2*blk*ldMax + // p, ds
+		T // D
+	dkvSize := 2 * tM * hsP // dK and dV of one head (or of one item)
+	var parts []float32     // split > 1: each item's partial dK and dV
+	if split > 1 {
+		pp := getBuf(&attnPartPool, d.B*H*split*dkvSize)
+		defer attnPartPool.Put(pp)
+		parts = *pp
+	} else {
+		size += dkvSize
+	}
+	attnWorkers(b.threads, d.B*H*split, &attnBwdPool, size, func(item int, scratch []float32) {
+		bh, c := item/split, item%split
+		bi, h := bh/H, bh%H
+		n := T
+		if lens != nil {
+			n = int(lens[bi])
+		}
+		xb := x[bi*T*3*C : (bi+1)*T*3*C]
+		dxb := dx[bi*T*3*C : (bi+1)*T*3*C]
+		lo, hi := attnSplitRows(n, c, split, mr), attnSplitRows(n, c+1, split, mr)
+		var dkv []float32
+		if split > 1 {
+			dkv = parts[item*dkvSize:][:dkvSize]
+		} else {
+			dkv, scratch = scratch[:dkvSize], scratch[dkvSize:]
+		}
+		dk, dv := dkv[:tM*hsP], dkv[tM*hsP:]
+		if lo < hi {
 			dob := do[bi*T*C : (bi+1)*T*C]
 			ob := o[bi*T*C : (bi+1)*T*C]
-			lb := l[bi*H*T+h*T : bi*H*T+(h+1)*T]
-			attnGather(q, xb, n, 3*C, h*hs, hs)
-			attnGather(k, xb, n, 3*C, C+h*hs, hs)
-			attnGather(v, xb, n, 3*C, 2*C+h*hs, hs)
-			// Keys and values at or beyond n are seen by no valid query,
-			// so their gradients stay zero.
-			clear(dk[:n*hs])
-			clear(dv[:n*hs])
-			// Query rows go in pairs (ta, tb = ta+1) so that each key's
-			// dK and dV rows are loaded and stored once for two queries.
-			for ta := 0; ta < n; ta += 2 {
-				qa := q[ta*hs : (ta+1)*hs]
-				doa := dob[ta*C+h*hs : ta*C+h*hs+hs]
-				da := attnDot(doa, ob[ta*C+h*hs:ta*C+h*hs+hs]) // D = dO·O
-				dsa := dsaBuf[:ta+1]
-				if ta+1 == n {
-					attnBackwardKeys1(dsa, qa, doa, k, v, dk, dv, lb[ta], da, scale)
-				} else {
-					tb := ta + 1
-					qb := q[tb*hs : (tb+1)*hs]
-					dobb := dob[tb*C+h*hs : tb*C+h*hs+hs]
-					db := attnDot(dobb, ob[tb*C+h*hs:tb*C+h*hs+hs])
-					dsb := dsbBuf[:tb+1]
-					attnBackwardKeys2(dsa, dsb[:ta+1], qa, qb, doa, dobb, k, v, dk, dv, lb[ta], lb[tb], da, db, scale)
-					// Key tb is seen by query tb only.
-					attnBackwardKeys1(dsb[tb:], qb, dobb, k[tb*hs:], v[tb*hs:], dk[tb*hs:], dv[tb*hs:], lb[tb], db, scale)
-					attnWeightedSum(dxb[tb*3*C+h*hs:tb*3*C+h*hs+hs], dsb, k)
-				}
-				// dQ = Σ_j dS_j·K_j, written straight into dqkv.
-				attnWeightedSum(dxb[ta*3*C+h*hs:ta*3*C+h*hs+hs], dsa, k)
+			lb := l[(bi*H+h)*T : (bi*H+h+1)*T]
+			g.backwardRows(dxb, dk, dv, xb, dob, ob, lb, lo, hi, h, blk, scratch)
+		}
+		if split > 1 {
+			return // the partial dK and dV are summed below
+		}
+		for t := 0; t < T; t++ {
+			r := dxb[t*3*C : (t+1)*3*C]
+			if t >= n {
+				clear(r[h*hs : h*hs+hs])
+				clear(r[C+h*hs : C+h*hs+hs])
+				clear(r[2*C+h*hs : 2*C+h*hs+hs])
+				continue
 			}
-			for t := 0; t < T; t++ {
-				r := dxb[t*3*C : (t+1)*3*C]
-				if t >= n {
-					clear(r[h*hs : h*hs+hs])
-					clear(r[C+h*hs : C+h*hs+hs])
-					clear(r[2*C+h*hs : 2*C+h*hs+hs])
+			copy(r[C+h*hs:C+h*hs+hs], dk[t*hsP:][:hs])
+			copy(r[2*C+h*hs:2*C+h*hs+hs], dv[t*hsP:][:hs])
+		}
+	})
+	if split == 1 {
+		return
+	}
+	// Sum the items' partial dK and dV: item c of a head covered the keys
+	// [0, hi_c). Workers take (head, row range) pieces.
+	attnWorkers(b.threads, d.B*H*split, nil, 0, func(item int, _ []float32) {
+		bh, rc := item/split, item%split
+		bi, h := bh/H, bh%H
+		n := T
+		if lens != nil {
+			n = int(lens[bi])
+		}
+		dxb := dx[bi*T*3*C : (bi+1)*T*3*C]
+		for t := rc * T / split; t < (rc+1)*T/split; t++ {
+			r := dxb[t*3*C : (t+1)*3*C]
+			dk, dv := r[C+h*hs:C+h*hs+hs], r[2*C+h*hs:2*C+h*hs+hs]
+			clear(dk)
+			clear(dv)
+			if t >= n {
+				clear(r[h*hs : h*hs+hs])
+				continue
+			}
+			for c := 0; c < split; c++ {
+				lo, hi := attnSplitRows(n, c, split, mr), attnSplitRows(n, c+1, split, mr)
+				if lo >= hi || t >= hi {
 					continue
 				}
-				copy(r[C+h*hs:C+h*hs+hs], dk[t*hs:(t+1)*hs])
-				copy(r[2*C+h*hs:2*C+h*hs+hs], dv[t*hs:(t+1)*hs])
+				part := parts[(bh*split+c)*dkvSize:][:dkvSize]
+				pk, pv := part[t*hsP:][:hs], part[tM*hsP+t*hsP:][:hs]
+				for x := range dk {
+					dk[x] += pk[x]
+					dv[x] += pv[x]
+				}
 			}
 		}
 	})
 }
 
-// The kernels below work on one head's contiguous [T,hs] buffers; hs is
-// len(q) and key j is the row k[j·hs:(j+1)·hs].
-
-// attnScores sets s[j] = scale·(q·k_j) for j < len(s) and returns the
-// largest score.
-func attnScores(s, q, k []float32, scale float32) float32 {
-	hs := len(q)
-	m := float32(math.Inf(-1))
-	for j := range s {
-		kj := k[j*hs : (j+1)*hs]
-		kj = kj[:len(q)]
-		var s0, s1, s2, s3 float32
-		i := 0
-		for ; i+4 <= len(q); i += 4 {
-			qq, kk := q[i:i+4:i+4], kj[i:i+4:i+4]
-			s0 += qq[0] * kk[0]
-			s1 += qq[1] * kk[1]
-			s2 += qq[2] * kk[2]
-			s3 += qq[3] * kk[3]
+// backwardRows handles the query rows [lo,hi) (lo a multiple of mr,
+// hi ≤ validLen) of head h of one sequence, from its qkv xb, output
+// gradient dob and output ob ([T,C]) and log-sum-exps lse [T]: it writes
+// their q gradients into dxb [T,3C] and sets dk and dv (at least
+// roundUp(hi, mr) rows of hsP) to their contributions to the k and v
+// gradients of keys [0,hi).
+func (g *attnGeom) backwardRows(dxb, dk, dv, xb, dob, ob, lse []float32, lo, hi, h, blk int, scratch []float32) {
+	mr, nr, hs, hsP, C := g.mr, g.nr, g.hs, g.hsP, g.C
+	tile := g.kern.tile
+	scale := g.scale
+	ld := g.ld(hi)
+	rows := hi - lo
+	ar := attnArena{scratch}
+	padQ := ar.take(mr * hs)
+	padO := ar.take(mr * hs)
+	kt := ar.take(roundUp(hi, nr) * hs) // keys, packed transposed (for S)
+	vt := ar.take(roundUp(hi, nr) * hs) // values, packed transposed (for dP)
+	kn := ar.take(hsP * hi)             // keys by columns (for dQ)
+	qn := ar.take(hsP * rows)           // queries lo.. by columns (for dK)
+	don := ar.take(hsP * rows)          // output gradients lo.. by columns (for dV)
+	dq := ar.take(mr * hsP)
+	p := ar.take(blk * ld)
+	ds := ar.take(blk * ld)
+	dd := ar.take(rows)
+	attnPackT(kt, xb, hi, 3*C, C+h*hs, hs, nr)
+	attnPackT(vt, xb, hi, 3*C, 2*C+h*hs, hs, nr)
+	attnPackN(kn, xb, hi, 3*C, C+h*hs, hs, nr)
+	attnPackN(qn, xb[lo*3*C:], rows, 3*C, h*hs, hs, nr)
+	attnPackN(don, dob[lo*C:], rows, C, h*hs, hs, nr)
+	dk, dv = dk[:roundUp(hi, mr)*hsP], dv[:roundUp(hi, mr)*hsP]
+	clear(dk)
+	clear(dv)
+	for i := lo; i < hi; i++ {
+		dd[i-lo] = attnDot(dob[i*C+h*hs:][:hs], ob[i*C+h*hs:][:hs]) // D = dO·O
+	}
+	for i0 := lo; i0 < hi; i0 += blk {
+		i1 := min(i0+blk, hi)
+		for r0 := i0; r0 < i1; r0 += mr {
+			kd := min(r0+mr, hi)
+			pr, dr := p[(r0-i0)*ld:], ds[(r0-i0)*ld:]
+			// S and dP of the panel over keys [0, kd), whole tiles.
+			qa, rsq := attnPanelA(xb, r0, hi, mr, 3*C, h*hs, hs, padQ)
+			oa, rso := attnPanelA(dob, r0, hi, mr, C, h*hs, hs, padO)
+			for j := 0; j < kd; j += nr {
+				tile(hs, qa, rsq, 1, kt[j*hs:], pr[j:], ld, scale, 0)
+				tile(hs, oa, rso, 1, vt[j*hs:], dr[j:], ld, 1, 0)
+			}
+			// P and dS. Entries with j > i up to the panel's end are
+			// zero: the products below read them.
+			for r := 0; r < mr; r++ {
+				i := r0 + r
+				prow, drow := pr[r*ld:r*ld+r0+mr], dr[r*ld:r*ld+r0+mr]
+				if i >= hi {
+					clear(prow)
+					clear(drow)
+					continue
+				}
+				attnGradRow(prow[:i+1], drow[:i+1], lse[i], dd[i-lo], scale)
+				clear(prow[i+1:])
+				clear(drow[i+1:])
+			}
+			// dQ = dS·K for the panel.
+			for c := 0; c < hsP; c += nr {
+				tile(kd, dr, ld, 1, kn[c*hi:], dq[c:], hsP, 1, 0)
+			}
+			for r := 0; r < mr && r0+r < hi; r++ {
+				copy(dxb[(r0+r)*3*C+h*hs:][:hs], dq[r*hsP:][:hs])
+			}
 		}
-		for ; i < len(q); i++ {
-			s0 += q[i] * kj[i]
-		}
-		sj := ((s0 + s1) + (s2 + s3)) * scale
-		s[j] = sj
-		if sj > m {
-			m = sj
+		// dK += dSᵀ·Q and dV += Pᵀ·dO over the block's rows that see each
+		// key panel [j0, j0+mr): rows i ≥ j0.
+		for j0 := 0; j0 < i1; j0 += mr {
+			a0 := max(i0, j0)
+			depth := i1 - a0
+			off := (a0-i0)*ld + j0
+			for c := 0; c < hsP; c += nr {
+				tile(depth, ds[off:], 1, ld, qn[c*rows+(a0-lo)*nr:], dk[j0*hsP+c:], hsP, 1, 1)
+				tile(depth, p[off:], 1, ld, don[c*rows+(a0-lo)*nr:], dv[j0*hsP+c:], hsP, 1, 1)
+			}
 		}
 	}
-	return m
 }
 
-// attnScores2 is attnScores for two query rows qa and qb over the same keys
-// j < len(sa) (len(sb) = len(sa)), loading each key once for both.
-func attnScores2(sa, sb, qa, qb, k []float32, scale float32) (ma, mb float32) {
-	hs := len(qa)
-	qb = qb[:hs]
-	sb = sb[:len(sa)]
-	ma, mb = float32(math.Inf(-1)), float32(math.Inf(-1))
-	for j := range sa {
-		kj := k[j*hs : (j+1)*hs]
-		kj = kj[:hs]
-		var a0, a1, b0, b1 float32
-		i := 0
-		for ; i+2 <= hs; i += 2 {
-			k0, k1 := kj[i], kj[i+1]
-			a0 += qa[i] * k0
-			a1 += qa[i+1] * k1
-			b0 += qb[i] * k0
-			b1 += qb[i+1] * k1
-		}
-		if i < hs {
-			a0 += qa[i] * kj[i]
-			b0 += qb[i] * kj[i]
-		}
-		va, vb := (a0+a1)*scale, (b0+b1)*scale
-		sa[j], sb[j] = va, vb
-		if va > ma {
-			ma = va
-		}
-		if vb > mb {
-			mb = vb
-		}
-	}
-	return ma, mb
-}
-
-// attnSoftmaxRow turns the scores s (maximum m) of one query row into
-// probabilities and writes the row's output out = Σ_j p_j·v_j and its
-// log-sum-exp.
-func attnSoftmaxRow(out []float32, lse *float32, s []float32, m float32, v []float32) {
-	sum := attnExpShift(s, m)
-	attnWeightedSum(out, s, v)
-	inv := float32(1 / sum)
-	for i := range out {
-		out[i] *= inv
-	}
-	*lse = float32(float64(m) + math.Log(sum))
-}
-
-// attnWeightedSum sets acc = Σ_j w[j]·x_j over j < len(w), four rows of x
-// at a time so that acc is loaded and stored once per four.
-func attnWeightedSum(acc, w, x []float32) {
-	hs := len(acc)
-	clear(acc)
+// attnGradRow turns one query row's scaled scores p and dP values ds into
+// probabilities p = exp(p − lse) and score gradients ds = p·(dP − d)·scale.
+func attnGradRow(p, ds []float32, lse, d, scale float32) {
+	ds = ds[:len(p)]
 	j := 0
-	for ; j+4 <= len(w); j += 4 {
-		w0, w1, w2, w3 := w[j], w[j+1], w[j+2], w[j+3]
-		x0 := x[j*hs : (j+1)*hs]
-		x1 := x[(j+1)*hs : (j+2)*hs]
-		x2 := x[(j+2)*hs : (j+3)*hs]
-		x3 := x[(j+3)*hs : (j+4)*hs]
-		x0, x1, x2, x3 = x0[:len(acc)], x1[:len(acc)], x2[:len(acc)], x3[:len(acc)]
-		for i := range acc {
-			acc[i] += (w0*x0[i] + w1*x1[i]) + (w2*x2[i] + w3*x3[i])
-		}
+	for ; j+4 <= len(p); j += 4 {
+		pp, dd := p[j:j+4:j+4], ds[j:j+4:j+4]
+		p0 := exp32(pp[0] - lse)
+		p1 := exp32(pp[1] - lse)
+		p2 := exp32(pp[2] - lse)
+		p3 := exp32(pp[3] - lse)
+		pp[0], pp[1], pp[2], pp[3] = p0, p1, p2, p3
+		dd[0] = p0 * (dd[0] - d) * scale
+		dd[1] = p1 * (dd[1] - d) * scale
+		dd[2] = p2 * (dd[2] - d) * scale
+		dd[3] = p3 * (dd[3] - d) * scale
 	}
-	for ; j < len(w); j++ {
-		wj := w[j]
-		xj := x[j*hs : (j+1)*hs]
-		xj = xj[:len(acc)]
-		for i := range acc {
-			acc[i] += wj * xj[i]
-		}
+	for ; j < len(p); j++ {
+		pv := exp32(p[j] - lse)
+		p[j] = pv
+		ds[j] = pv * (ds[j] - d) * scale
 	}
 }
 
-// attnBackwardKeys1 runs the backward pass of one query row q (output
-// gradient do, log-sum-exp lse, D = do·o) over keys j < len(ds): it
-// recomputes p_j = exp(scale·q·k_j − lse), adds p_j·do to dv_j and
-// ds_j·q to dk_j with ds_j = p_j·(do·v_j − D)·scale, and leaves ds_j in ds
-// for the caller to form dq = Σ ds_j·k_j.
-func attnBackwardKeys1(ds, q, do, k, v, dk, dv []float32, lse, d, scale float32) {
-	hs := len(q)
-	do = do[:hs]
-	for j := range ds {
-		kj, vj := k[j*hs:(j+1)*hs], v[j*hs:(j+1)*hs]
-		kj, vj = kj[:hs], vj[:hs]
-		var s0, s1, r0, r1 float32
-		i := 0
-		for ; i+2 <= hs; i += 2 {
-			qq, kk, dd, vv := q[i:i+2:i+2], kj[i:i+2:i+2], do[i:i+2:i+2], vj[i:i+2:i+2]
-			s0 += qq[0] * kk[0]
-			s1 += qq[1] * kk[1]
-			r0 += dd[0] * vv[0]
-			r1 += dd[1] * vv[1]
-		}
-		if i < hs {
-			s0 += q[i] * kj[i]
-			r0 += do[i] * vj[i]
-		}
-		p := exp32((s0+s1)*scale - lse)
-		dsj := p * ((r0 + r1) - d) * scale
-		ds[j] = dsj
-		dkj, dvj := dk[j*hs:(j+1)*hs], dv[j*hs:(j+1)*hs]
-		dkj, dvj = dkj[:hs], dvj[:hs]
-		for i := range q {
-			dvj[i] += p * do[i]
-			dkj[i] += dsj * q[i]
-		}
+// attnMax returns the largest element of s (len(s) ≥ 1). The builtin max
+// compiles to branch-free code; compare-and-branch would mispredict on
+// every new maximum of these short rows. A NaN score gives a NaN maximum,
+// so it reaches the row's output.
+func attnMax(s []float32) float32 {
+	m0 := s[0]
+	m1, m2, m3 := m0, m0, m0
+	j := 0
+	for ; j+4 <= len(s); j += 4 {
+		v := s[j : j+4 : j+4]
+		m0 = max(m0, v[0])
+		m1 = max(m1, v[1])
+		m2 = max(m2, v[2])
+		m3 = max(m3, v[3])
 	}
-}
-
-// attnBackwardKeys2 is attnBackwardKeys1 for two query rows a and b over
-// the same keys j < len(dsa) (len(dsb) = len(dsa)): each key's k, v, dk and
-// dv rows are read and written once for both.
-func attnBackwardKeys2(dsa, dsb, qa, qb, doa, dob, k, v, dk, dv []float32, lsea, lseb, da, db, scale float32) {
-	hs := len(qa)
-	qb, doa, dob = qb[:hs], doa[:hs], dob[:hs]
-	dsb = dsb[:len(dsa)]
-	for j := range dsa {
-		kj, vj := k[j*hs:(j+1)*hs], v[j*hs:(j+1)*hs]
-		kj, vj = kj[:hs], vj[:hs]
-		var sa, sb, ra, rb float32
-		for i := range qa {
-			kk, vv := kj[i], vj[i]
-			sa += qa[i] * kk
-			sb += qb[i] * kk
-			ra += doa[i] * vv
-			rb += dob[i] * vv
-		}
-		pa := exp32(sa*scale - lsea)
-		pb := exp32(sb*scale - lseb)
-		ga := pa * (ra - da) * scale
-		gb := pb * (rb - db) * scale
-		dsa[j], dsb[j] = ga, gb
-		dkj, dvj := dk[j*hs:(j+1)*hs], dv[j*hs:(j+1)*hs]
-		dkj, dvj = dkj[:hs], dvj[:hs]
-		for i := range qa {
-			dvj[i] += pa*doa[i] + pb*dob[i]
-			dkj[i] += ga*qa[i] + gb*qb[i]
-		}
+	for ; j < len(s); j++ {
+		m0 = max(m0, s[j])
 	}
+	return max(m0, m1, m2, m3)
 }
 
 // attnDot returns a·b (len(b) ≥ len(a)) with four partial sums.

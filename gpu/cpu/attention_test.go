@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"fmt"
 	"math"
 	"testing"
 
@@ -25,6 +26,22 @@ var attnCases = []attnCase{
 	{name: "B3T16C16H1", B: 3, T: 16, C: 16, H: 1},
 	{name: "B2T33C24H4-hs6", B: 2, T: 33, C: 24, H: 4, lens: []int32{33, 17}},
 	{name: "B2T64C64H2-sharp", B: 2, T: 64, C: 64, H: 2, lens: []int32{64, 40}, qkvStd: 2},
+	// Shapes that cross the tiles and blocks of the GEMM-based kernels:
+	// several backward blocks (64 rows) with a partial last one, validLen
+	// in the middle of a block, register panels (6 rows) and key tiles
+	// (16 keys) cut by T and validLen, head sizes that are not a multiple
+	// of the 16-column tile. Three threads on few heads also split each
+	// head's query rows between workers (both passes).
+	{name: "B2T200C64H2-blocks", B: 2, T: 200, C: 64, H: 2, lens: []int32{200, 100}},
+	{name: "B1T130C48H2-hs24", B: 1, T: 130, C: 48, H: 2},
+	{name: "B2T97C128H2-hs64", B: 2, T: 97, C: 128, H: 2, lens: []int32{97, 61}},
+	// One head per sequence, one of them short: split into three, its
+	// rows give an empty middle piece.
+	{name: "B2T200C32H1-short", B: 2, T: 200, C: 32, H: 1, lens: []int32{200, 13}},
+	{name: "B3T71C20H1-hs20", B: 3, T: 71, C: 20, H: 1, lens: []int32{65, 71, 1}, qkvStd: 1.5},
+	// Scores hundreds apart: the forward softmax must shift by the row
+	// maximum, not by the diagonal score.
+	{name: "B2T40C16H2-extreme", B: 2, T: 40, C: 16, H: 2, lens: []int32{40, 23}, qkvStd: 6},
 }
 
 // refAttnForward is the float64 reference: explicit scores over keys j ≤ t,
@@ -201,12 +218,57 @@ func TestAttentionForwardBackward(t *testing.T) {
 		worstOut, worstLse, worstGrad, worstFD)
 }
 
+// TestAttentionKernelsAndBlocks runs the attention cases on every GEMM
+// micro-kernel of this machine (the portable 4×4 one has other tile
+// sizes) and with backward blocks from one register panel to more than T.
+func TestAttentionKernelsAndBlocks(t *testing.T) {
+	defer func(old int) { attnBwdBlock = old }(attnBwdBlock)
+	for _, kern := range matmulKernels() {
+		for _, blk := range []int{1, 7, 64, 1000} {
+			t.Run(fmt.Sprintf("%s/blk%d", kern.name, blk), func(t *testing.T) {
+				defer setMatMulKernel(kern)()
+				attnBwdBlock = blk
+				for ci, c := range attnCases {
+					r := testRNG(uint64(200 + ci))
+					std := c.qkvStd
+					if std == 0 {
+						std = 1
+					}
+					x := randn(r, c.B*c.T*3*c.C, std)
+					dout := randn(r, c.B*c.T*c.C, 1)
+					out, lse, dx := runAttn(t, New(2), x, dout, c.lens, c.B, c.T, c.C, c.H)
+					x64 := to64(x)
+					wantOut, wantLse := refAttnForward(x64, c.lens, c.B, c.T, c.C, c.H)
+					wantDx := refAttnBackward(x64, to64(dout), c.lens, c.B, c.T, c.C, c.H)
+					assertClose(t, c.name+" out", out, wantOut, 1e-5)
+					assertClose(t, c.name+" lse", lse, wantLse, 1e-5)
+					assertClose(t, c.name+" dqkv", dx, wantDx, 2e-5)
+				}
+			})
+		}
+	}
+}
+
 // TestAttentionPadding checks that padded rows give exact zeros and that
 // queries, keys and values at padded positions never influence valid rows:
 // filling them with NaN leaves every valid output and gradient bit-identical.
 func TestAttentionPadding(t *testing.T) {
-	const B, T, C, H = 3, 9, 12, 2
-	lens := []int32{9, 4, 0}
+	for _, c := range []struct {
+		B, T, C, H int
+		lens       []int32
+	}{
+		{3, 9, 12, 2, []int32{9, 4, 0}},
+		// validLen inside register panels, key tiles and backward blocks.
+		{3, 150, 48, 2, []int32{150, 70, 0}},
+		{2, 137, 128, 2, []int32{131, 64}},
+	} {
+		t.Run(fmt.Sprintf("B%dT%dC%dH%d", c.B, c.T, c.C, c.H), func(t *testing.T) {
+			testAttentionPadding(t, c.B, c.T, c.C, c.H, c.lens)
+		})
+	}
+}
+
+func testAttentionPadding(t *testing.T, B, T, C, H int, lens []int32) {
 	r := testRNG(7)
 	x := randn(r, B*T*3*C, 1)
 	dout := randn(r, B*T*C, 1)
@@ -260,7 +322,10 @@ func TestAttentionPadding(t *testing.T) {
 		}
 	}
 	// nil validLen is the same as validLen = T everywhere.
-	full := []int32{T, T, T}
+	full := make([]int32, B)
+	for i := range full {
+		full[i] = int32(T)
+	}
 	o1, l1, d1 := runAttn(t, b, x, dout, nil, B, T, C, H)
 	o2, l2, d2 := runAttn(t, b, x, dout, full, B, T, C, H)
 	for i := range o1 {
