@@ -159,6 +159,12 @@ func (g *attnGeom) ld(n int) int {
 	return ld
 }
 
+// ldBound is at least ld(n) for every n ≤ T. ld itself is not monotonic
+// (ld(126) = 144 > ld(127) = 132 for 6×16 tiles, because of the bump off
+// multiples of 64), so scratch sized by ld(T) could be too small for a
+// shorter sequence; the bump is at most 16.
+func (g *attnGeom) ldBound(T int) int { return g.ld(T) + 16 }
+
 // attnArena carves consecutive slices out of one scratch buffer.
 type attnArena struct{ buf []float32 }
 
@@ -302,7 +308,7 @@ func (b *Backend) AttentionForward(out, lse, qkv, validLen *gpu.Tensor, nHead in
 	T, C, H := d.T, d.C, d.H
 	split := attnSplit(d.B*H, T, b.threads)
 	mr, nr, hs, hsP := g.mr, g.nr, g.hs, g.hsP
-	ldMax := g.ld(T)
+	ldMax := g.ldBound(T)
 	size := mr*hs + roundUp(T, nr)*hs + hsP*T + mr*ldMax + mr*hsP + mr + T
 	attnWorkers(b.threads, d.B*H*split, &attnFwdPool, size, func(item int, scratch []float32) {
 		bh, c := item/split, item%split
@@ -413,7 +419,7 @@ func (b *Backend) AttentionBackward(dqkv, dout, qkv, out, lse, validLen *gpu.Ten
 	mr, nr, hs, hsP := g.mr, g.nr, g.hs, g.hsP
 	blk := roundUp(max(1, attnBwdBlock), mr)
 	split := attnSplit(d.B*H, T, b.threads)
-	tM, ldMax := roundUp(T, mr), g.ld(T)
+	tM, ldMax := roundUp(T, mr), g.ldBound(T)
 	size := 2*mr*hs + // partial panels of q and dO
 		2*roundUp(T, nr)*hs + // kt, vt
 		3*hsP*T + // kn, qn, don

@@ -470,3 +470,23 @@ func TestAttentionBadShapes(t *testing.T) {
 		})
 	}
 }
+
+// TestAttentionEverySequenceLength runs every T from 1 to 140 with valid
+// lengths spread below it: the per-worker scratch is sized from T while the
+// work uses the valid length, and the two once disagreed (ld is not
+// monotonic), overrunning the scratch for T = 61 with a sequence of 59.
+func TestAttentionEverySequenceLength(t *testing.T) {
+	r := testRNG(61)
+	const C, H = 16, 2
+	for T := 1; T <= 140; T++ {
+		B := 3
+		lens := []int32{int32(T), int32(1 + r.IntN(T)), int32(1 + r.IntN(T))}
+		x := randn(r, B*T*3*C, 1)
+		dout := randn(r, B*T*C, 1)
+		out, lse, dx := runAttn(t, New(1+T%2), x, dout, lens, B, T, C, H)
+		wantOut, wantLse := refAttnForward(to64(x), lens, B, T, C, H)
+		assertClose(t, fmt.Sprintf("T=%d out", T), out, wantOut, 1e-5)
+		assertClose(t, fmt.Sprintf("T=%d lse", T), lse, wantLse, 1e-5)
+		assertClose(t, fmt.Sprintf("T=%d dqkv", T), dx, refAttnBackward(to64(x), to64(dout), lens, B, T, C, H), 1e-5)
+	}
+}
