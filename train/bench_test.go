@@ -3,6 +3,7 @@ package train
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	"github.com/instructgo/instructgo/gpu"
@@ -37,7 +38,7 @@ func BenchmarkTrainStep(b *testing.B) {
 }
 
 func benchTrainStep(b *testing.B, cfg model.Config, B, T int) {
-	be := cpu.New(0)
+	be := cpu.New(runtime.GOMAXPROCS(0)) // -test.cpu 1,2 compares thread counts
 	m, err := model.New(be, cfg, model.Options{MaxBatch: B, MaxSeq: T, Train: true})
 	if err != nil {
 		b.Fatal(err)
