@@ -48,6 +48,10 @@ type hfConfig struct {
 	Label2ID           map[string]int    `json:"label2id,omitempty"`
 	TorchDtype         string            `json:"torch_dtype,omitempty"`
 	Tokenizer          string            `json:"instructgo_tokenizer,omitempty"`
+	// ScoreBias is Config.ScoreBias, written for scalar-head models only.
+	// transformers ignores it: a GPT2ForSequenceClassification loaded there
+	// returns the score without it (add it to the logits).
+	ScoreBias *float32 `json:"instructgo_score_bias,omitempty"`
 }
 
 // hfEOS is the end-of-text id of the tokenizers a vocabulary size implies:
@@ -72,11 +76,21 @@ func toHF(c Config) hfConfig {
 	if c.ScalarHead {
 		// GPT2ForSequenceClassification with one label reads the score at
 		// the last token that is not padding, which it finds by pad id.
+		// instructgo reads it at the last token of the sequence, EOS
+		// included. The byte tokenizer pads with its own id (257), so
+		// transformers reads at the same token; gpt2 pads with EOS, so on a
+		// sequence ending in EOS transformers reads one token earlier
+		// unless given one unpadded sequence with pad_token_id unset.
 		pad := hfEOS(c)
+		if c.Tokenizer == "byte" {
+			pad = hfEOS(c) + 1
+		}
 		h.Architectures = []string{"GPT2ForSequenceClassification"}
 		h.PadTokenID = &pad
 		h.ID2Label = map[string]string{"0": "LABEL_0"}
 		h.Label2ID = map[string]int{"LABEL_0": 0}
+		bias := c.ScoreBias
+		h.ScoreBias = &bias
 	}
 	return h
 }
@@ -116,6 +130,9 @@ func fromHF(h hfConfig) (Config, error) {
 		if a == "GPT2ForSequenceClassification" {
 			c.ScalarHead = true
 		}
+	}
+	if h.ScoreBias != nil && c.ScalarHead {
+		c.ScoreBias = *h.ScoreBias
 	}
 	return c, c.Validate()
 }

@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 )
@@ -24,6 +25,12 @@ type Config struct {
 	// model or value function), stored as HF GPT2ForSequenceClassification's
 	// score.weight.
 	ScalarHead bool `json:"-"`
+	// ScoreBias is added to every output of the scalar head: the reward
+	// model's centring (InstructGPT adds a bias after training so that the
+	// demonstrations score 0 on average). Forward applies it, so Values
+	// always include it; it carries no gradient. config.json records it as
+	// instructgo_score_bias. An LM model ignores it.
+	ScoreBias float32 `json:"score_bias,omitempty"`
 }
 
 // Named configurations. tiny is for tests and the CPU demo; the others are
@@ -67,6 +74,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("model config: n_embd %d must be a positive multiple of n_head %d", c.NEmbd, c.NHead)
 	case c.Dropout < 0 || c.Dropout >= 1:
 		return fmt.Errorf("model config: dropout %g must be in [0, 1)", c.Dropout)
+	case math.IsNaN(float64(c.ScoreBias)) || math.IsInf(float64(c.ScoreBias), 0):
+		return fmt.Errorf("model config: score bias %g must be finite", c.ScoreBias)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/instructgo/instructgo/gpu"
 )
@@ -20,6 +21,12 @@ type Model struct {
 	cur        *acts // views of bufs for the last batch shape
 	curB, curT int
 	next       *gpu.Tensor // next-token logits [B,V] of the last Prefill or DecodeStep
+
+	// scoreBias holds Cfg.ScoreBias on the device ([1], scalar head only);
+	// biasOnDevice is the value last uploaded, so that a change of
+	// Cfg.ScoreBias reaches the device at the next Forward.
+	scoreBias    *gpu.Tensor
+	biasOnDevice float32
 }
 
 // Options size a model's activation buffers.
@@ -50,6 +57,11 @@ func New(b gpu.Backend, cfg Config, opt Options) (*Model, error) {
 	}
 	if err := m.bufs.alloc(b, cfg, opt.MaxBatch, opt.MaxSeq, opt.Train); err != nil {
 		return nil, fmt.Errorf("activations: %w", err)
+	}
+	if cfg.ScalarHead {
+		if m.scoreBias, err = b.Alloc(gpu.Float32, 1); err != nil {
+			return nil, fmt.Errorf("score bias: %w", err)
+		}
 	}
 	return m, nil
 }
@@ -129,6 +141,15 @@ func (m *Model) Forward(in *Batch, train bool, seed uint64) error {
 		return err
 	}
 	b, c := m.b, m.Cfg
+	if c.ScalarHead && c.ScoreBias != m.biasOnDevice {
+		if math.IsNaN(float64(c.ScoreBias)) || math.IsInf(float64(c.ScoreBias), 0) {
+			return fmt.Errorf("forward: score bias %g is not finite", c.ScoreBias)
+		}
+		if err := b.Upload(m.scoreBias, []float32{c.ScoreBias}); err != nil {
+			return fmt.Errorf("forward: score bias: %w", err)
+		}
+		m.biasOnDevice = c.ScoreBias
+	}
 	p := m.Params
 	drop := float32(0)
 	if train {
@@ -142,6 +163,9 @@ func (m *Model) Forward(in *Batch, train bool, seed uint64) error {
 	m.body(a, validLen, drop, seed)
 	if c.ScalarHead {
 		b.MatMul(a.values, a.lnf, p.Score, false, false, 1, 0)
+		if c.ScoreBias != 0 {
+			b.AddBias(a.values, m.scoreBias)
+		}
 	} else {
 		b.MatMul(a.logits, a.lnf, p.WTE, false, true, 1, 0)
 		b.LogSoftmaxForward(a.logp, a.entropy, a.lseV, a.logits, a.targets)
@@ -203,7 +227,7 @@ func (m *Model) LogProbs() *gpu.Tensor { return m.cur.logp }
 func (m *Model) Entropy() *gpu.Tensor { return m.cur.entropy }
 
 // Values is the [B·T] scalar head output from the last Forward of a
-// scalar-head model.
+// scalar-head model, Cfg.ScoreBias included.
 func (m *Model) Values() *gpu.Tensor { return m.cur.values }
 
 // Hidden is the [B,T,C] output of the final LayerNorm from the last Forward.

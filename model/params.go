@@ -181,3 +181,17 @@ func appendNormal(dst []float32, rng *rand.Rand, n int, std float64) []float32 {
 func hasSuffix(s, suffix string) bool {
 	return len(s) >= len(suffix) && s[len(s)-len(suffix):] == suffix
 }
+
+// TensorRange locates a named tensor (HF GPT-2 name without
+// "transformer.") in cfg's parameter buffer: its offset and element count,
+// for code that prepares host parameters (e.g. initialising a new score
+// head). ok is false when cfg has no such tensor.
+func TensorRange(cfg Config, name string) (offset, n int, ok bool) {
+	for _, s := range cfg.layout() {
+		if s.name == name {
+			return offset, s.size(), true
+		}
+		offset += s.size()
+	}
+	return 0, 0, false
+}

@@ -42,10 +42,11 @@ func dataCommand() *cli.Command {
 		OnUsageError: subcommandUsageError,
 	}
 	return &cli.Command{
-		Name:        "data",
-		Usage:       "make datasets (data synth: the built-in instruction tasks)",
-		UsageText:   "instructgo [global options] data synth --out DIR [options]",
-		Subcommands: []*cli.Command{synth},
+		Name:  "data",
+		Usage: "make datasets (data synth: the built-in instruction tasks; data label: rankings of a policy's samples)",
+		UsageText: "instructgo [global options] data synth --out DIR [options]\n" +
+			"   instructgo [global options] data label --policy DIR --prompts FILE --out FILE [options]",
+		Subcommands: []*cli.Command{synth, labelCommand()},
 		Action:      runData,
 	}
 }
@@ -53,7 +54,7 @@ func dataCommand() *cli.Command {
 // runData runs for `instructgo data` without a known subcommand.
 func runData(c *cli.Context) error {
 	if c.Args().Present() {
-		return usageErrorf("data: unknown subcommand %q (subcommands: synth; see '%s data --help')", c.Args().First(), c.App.Name)
+		return usageErrorf("data: unknown subcommand %q (subcommands: synth, label; see '%s data --help')", c.Args().First(), c.App.Name)
 	}
 	return cli.ShowSubcommandHelp(c)
 }

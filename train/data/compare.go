@@ -23,10 +23,15 @@ type Comparison struct {
 	// permutation of 0..K−1.
 	Ranking []int
 	// Margin is the optional "margin" of the record (0 when absent): how
-	// much better each response is than the next, for a margin loss
-	// −log σ(r_w − r_l − margin).
+	// much better the better response of each of its pairs should score,
+	// for the margin loss −log σ(r_w − r_l − margin) (Llama 2, TRL); a
+	// ranking's one margin applies to every one of its pairs.
 	Margin float64
-	Line   int // line in the file it was read from
+	// Task and Answer are the optional "task" and "answer" fields the
+	// built-in instruction tasks write ("" when absent), so the responses
+	// can be scored against the task's ground truth.
+	Task, Answer string
+	Line         int // line in the file it was read from
 }
 
 // Pairs returns the K·(K−1)/2 comparisons a ranking implies, as (better,
@@ -47,7 +52,8 @@ func (c *Comparison) Pairs() [][2]int {
 //	{"prompt": "...", "chosen": "...", "rejected": "...", "margin": 0.5}
 //	{"prompt": "...", "responses": ["...", ...], "ranking": [2, 0, 1]}
 //
-// "margin" is optional in both. A ranking has 2 to 9 responses and lists
+// "margin" is optional in both, and so are "task" and "answer" (strings,
+// as the built-in tasks write them). A ranking has 2 to 9 responses and lists
 // every response index once, best first. The prompt may also be a list of
 // messages and each response a list of one assistant message (TRL's
 // conversational form), rendered with RenderPrompt and RenderCompletion.
@@ -81,6 +87,12 @@ func parseComparison(line []byte) (Comparison, error) {
 	}
 	var c Comparison
 	if c.Prompt, _, err = promptValue(obj["prompt"], "prompt"); err != nil {
+		return Comparison{}, err
+	}
+	if c.Task, err = optStr(obj, "task"); err != nil {
+		return Comparison{}, err
+	}
+	if c.Answer, err = optStr(obj, "answer"); err != nil {
 		return Comparison{}, err
 	}
 	if present(obj, "margin") {
