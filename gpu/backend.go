@@ -199,6 +199,77 @@ type Backend interface {
 	// infinite one a scale of 0. h.Step must be ≥ 1 and betas in [0, 1).
 	// params, grads, m, v have one length.
 	AdamW(params, grads, m, v, normSq *Tensor, h AdamW)
+
+	// The PPO math. Per-token tensors are [B,T] (B sequences of T
+	// positions, row-major; the two losses and MaskedWhiten need only equal
+	// lengths). mask is float32 of the same layout: mask[i] ≠ 0 marks a
+	// response token, the only tokens the ops read; the value itself is
+	// never used (a 0.5 counts as 1, not as a weight). Every per-token
+	// formula is evaluated in float64 from the float32 inputs and rounded
+	// once; sums are float64.
+
+	// PPOPolicyLoss is PPO's clipped surrogate objective (Schulman et al.
+	// 2017) as a loss, with its gradient. Per masked token, with
+	// r = exp(logp − oldLogp), A = adv, ε = clipEps:
+	//   surr = min(r·A, clip(r, 1−ε, 1+ε)·A),  loss = −scale·Σ surr,
+	// scale chosen by the caller (1/Σmask for the token mean). dlogp
+	// (overwrites) = ∂loss/∂logp = −scale·A·r where the unclipped term is
+	// the minimum, 0 where the clipped term is strictly smaller (r > 1+ε
+	// with A > 0, or r < 1−ε with A < 0), and 0 outside the mask. On ties
+	// (r inside [1−ε, 1+ε], its ends included, or A = 0) the unclipped
+	// gradient flows: the gradient PyTorch's autograd gives for
+	// max(−r·A, −clamp(r, 1−ε, 1+ε)·A). stats [4] (overwrites): the loss;
+	// the clip fraction, the share of masked tokens whose clipped term is
+	// strictly smaller; the approximate KL(old‖new), the mean over masked
+	// tokens of the k3 estimator (r−1) − log r; Σmask, the masked token
+	// count. With no masked token the fraction and the mean are 0.
+	// clipEps ≤ 0 disables clipping; clipEps and scale must be finite.
+	// logp, oldLogp, adv, mask and dlogp have one length.
+	PPOPolicyLoss(dlogp, stats, logp, oldLogp, adv, mask *Tensor, clipEps, scale float32)
+	// PPOValueLoss is the clipped value loss of PPO implementations
+	// (OpenAI baselines, TRL), with its gradient. Per masked token, with
+	// vc = oldValues + clip(values − oldValues, −ε, ε), ε = clipEps, R =
+	// returns: loss = scale·Σ ½·max((v−R)², (vc−R)²). dvalues (overwrites)
+	// = ∂loss/∂values = scale·(v−R), or 0 where the clipped term is
+	// strictly larger (v then lies outside oldValues ± ε), and 0 outside the
+	// mask; ties take the unclipped gradient. stats [3] (overwrites): the
+	// loss, the value clip fraction (share of masked tokens whose clipped
+	// term is strictly larger), Σmask. clipEps ≤ 0 disables clipping (the
+	// plain ½(v−R)²); clipEps and scale must be finite.
+	PPOValueLoss(dvalues, stats, values, oldValues, returns, mask *Tensor, clipEps, scale float32)
+	// KLPenalizedRewards builds InstructGPT's per-token rewards from the
+	// log-probs of the sampled tokens under the policy and the reference
+	// model, logp and refLogp [B,T], mask [B,T] (rank 2), the reward
+	// model's score [B] and lastIdx Int32 [B], the position of each
+	// sequence's last response token. Per masked token, with
+	// d = logp − refLogp: kl = d (estimator KLK1) or expm1(−d) + d
+	// = (ρ−1) − log ρ with ρ = exp(refLogp − logp) (KLK3); rewards = −β·kl,
+	// plus score[b] at position lastIdx[b] of row b. Both outputs
+	// (overwritten) are 0 outside the mask; kl may be nil. It is an error,
+	// and nothing is written, when a lastIdx[b] is outside [0,T) or a
+	// position whose mask is 0, when β is not finite, or for an unknown
+	// estimator.
+	KLPenalizedRewards(rewards, kl, logp, refLogp, mask, score, lastIdx *Tensor, beta float32, estimator int)
+	// GAE computes generalised advantage estimates (Schulman et al. 2016)
+	// by a reverse scan over each row of rewards and values [B,T] with mask
+	// [B,T] (rank 2): for masked t, from the row's end to its start,
+	//   δ_t = r_t + γ·V_{t+1} − V_t,  A_t = δ_t + γλ·A_{t+1},
+	// where V_{t+1} and A_{t+1} are 0 when t+1 is unmasked or t = T−1: a
+	// position outside the mask ends an episode, so the value after a
+	// response's last token is the terminal 0. A response is normally one
+	// contiguous run per row (prompt before, padding after); a gap inside it
+	// splits it into independent episodes. adv = A and returns = A + V
+	// (overwritten) are 0 outside the mask; rewards and values there are
+	// ignored. gamma and lambda must be finite.
+	GAE(adv, returns, rewards, values, mask *Tensor, gamma, lambda float32)
+	// MaskedWhiten normalises x in place over its masked elements, all
+	// rows together: with their mean μ and biased variance
+	// σ² = Σ(x−μ)²/n over the n masked elements,
+	// x ← (x−μ)/sqrt(σ² + 1e-8), plus μ again unless shiftMean (TRL's
+	// whiten(shift_mean=False); TRL uses the unbiased variance, which
+	// differs by n/(n−1)). Unmasked elements are unchanged, and so is
+	// everything when n = 0. mask has x's length.
+	MaskedWhiten(x, mask *Tensor, shiftMean bool)
 }
 
 // AdamW holds the hyper-parameters of one AdamW update.
@@ -241,3 +312,15 @@ func (s Sampling) Validate() error {
 	}
 	return nil
 }
+
+// The per-token KL estimates of Backend.KLPenalizedRewards (its estimator
+// argument): both are unbiased for KL(π‖π_ref) on tokens sampled from the
+// policy π.
+const (
+	// KLK1 is log π − log π_ref: the plain log-ratio (John Schulman's k1),
+	// negative on some tokens.
+	KLK1 = 0
+	// KLK3 is (ρ−1) − log ρ with ρ = π_ref/π = exp(log π_ref − log π)
+	// (Schulman's k3): never negative, of lower variance than k1.
+	KLK3 = 1
+)

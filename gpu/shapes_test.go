@@ -1,0 +1,290 @@
+package gpu
+
+import (
+	"strings"
+	"testing"
+)
+
+// testStorage is a bare Storage for shape tests.
+type testStorage struct {
+	n int
+	d DType
+}
+
+func (s *testStorage) Elems() int   { return s.n }
+func (s *testStorage) DType() DType { return s.d }
+
+func newT(t *testing.T, d DType, shape ...int) *Tensor {
+	t.Helper()
+	n := 1
+	for _, x := range shape {
+		n *= x
+	}
+	x, err := NewTensor(&testStorage{n: n, d: d}, 0, shape...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x
+}
+
+func f32(t *testing.T, shape ...int) *Tensor { return newT(t, Float32, shape...) }
+func i32(t *testing.T, shape ...int) *Tensor { return newT(t, Int32, shape...) }
+
+// wantErr fails unless err is non-nil and mentions every fragment.
+func wantErr(t *testing.T, what string, err error, frags ...string) {
+	t.Helper()
+	if err == nil {
+		t.Errorf("%s: no error", what)
+		return
+	}
+	for _, f := range frags {
+		if !strings.Contains(err.Error(), f) {
+			t.Errorf("%s: error %q does not mention %q", what, err, f)
+		}
+	}
+}
+
+func noErr(t *testing.T, what string, err error) {
+	t.Helper()
+	if err != nil {
+		t.Errorf("%s: %v", what, err)
+	}
+}
+
+var k = Checker{Backend: "test"}
+
+func TestCheckerOwnership(t *testing.T) {
+	x := f32(t, 4)
+	own := Checker{Backend: "cuda", Owns: func(Storage) bool { return false }}
+	wantErr(t, "foreign", own.Fill(x), "not a cuda tensor")
+	wantErr(t, "nil", k.Fill(nil), "is nil")
+	wantErr(t, "dtype", k.Fill(i32(t, 4)), "int32, want float32")
+	noErr(t, "ok", k.Fill(x))
+}
+
+func TestCheckerElementwise(t *testing.T) {
+	a, b := f32(t, 2, 3), f32(t, 6)
+	noErr(t, "copy views of equal length", k.Copy(a, b))
+	wantErr(t, "copy length", k.Copy(a, f32(t, 5)), "want 5 elements")
+	wantErr(t, "copy self", k.Copy(a, a), "overlaps")
+	// Views of one storage: [0,4) and [2,6) overlap partly.
+	whole := f32(t, 8)
+	lo, hi, far := whole.MustView(0, 4), whole.MustView(2, 4), whole.MustView(4, 4)
+	wantErr(t, "axpy overlap", k.Axpy(lo, hi), "overlaps")
+	noErr(t, "axpy disjoint views", k.Axpy(lo, far))
+	noErr(t, "add in place", k.Add(lo, lo, far))
+	wantErr(t, "add partial", k.Add(lo, hi, far), "partly overlaps")
+	noErr(t, "lerp", k.Lerp(a, b))
+	wantErr(t, "sum squares out", k.SumSquares(f32(t, 2), a), "want 1 elements")
+	noErr(t, "dot", k.Dot(f32(t, 1), a, b))
+	wantErr(t, "dot y", k.Dot(f32(t, 1), a, f32(t, 7)), "y is")
+	wantErr(t, "gelu partial", k.GeluForward(lo, hi), "partly overlaps")
+	noErr(t, "gelu in place", k.GeluForward(lo, lo))
+	wantErr(t, "gelu backward dinp=inp", k.GeluBackward(lo, lo, far), "overlaps inp")
+	noErr(t, "gelu backward dinp=dout", k.GeluBackward(lo, far, lo))
+	wantErr(t, "dropout p", k.Dropout(a, b, 1), "outside [0,1)")
+	noErr(t, "dropout in place", k.Dropout(a, a, 0.5))
+	wantErr(t, "dropout backward NaN", k.DropoutBackward(a, b, float32(nan())), "outside")
+}
+
+func nan() float64 { z := 0.0; return z / z }
+
+func TestCheckerBias(t *testing.T) {
+	n, c, err := k.AddBias(f32(t, 2, 5, 3), f32(t, 3))
+	if err != nil || n != 10 || c != 3 {
+		t.Errorf("add bias: %d %d %v", n, c, err)
+	}
+	_, _, err = k.AddBias(f32(t, 2, 4), f32(t, 3))
+	wantErr(t, "add bias width", err, "want last dimension 3")
+	n, c, err = k.BiasBackward(f32(t, 4), f32(t, 7, 4))
+	if err != nil || n != 7 || c != 4 {
+		t.Errorf("bias backward: %d %d %v", n, c, err)
+	}
+	n, _, err = k.BiasBackward(f32(t, 0), f32(t, 7, 0))
+	if err != nil || n != 0 {
+		t.Errorf("zero width: %d %v", n, err)
+	}
+}
+
+func TestCheckerEmbedding(t *testing.T) {
+	out, tok, wte, wpe := f32(t, 2, 3, 4), i32(t, 2, 3), f32(t, 10, 4), f32(t, 5, 4)
+	d, checks, err := k.EmbeddingForward(out, tok, nil, wte, wpe)
+	if err != nil || d != (EmbedDims{B: 2, T: 3, C: 4, V: 10, MaxT: 5}) || len(checks) != 1 {
+		t.Fatalf("forward: %+v %d %v", d, len(checks), err)
+	}
+	wantErr(t, "token check", checks[0].Host([]int32{0, 1, 2, 10, 3, 4}), "token id 10 at position 3", "[0,10)")
+	wantErr(t, "negative token", checks[0].Host([]int32{0, -1, 2, 3, 3, 4}), "token id -1 at position 1")
+	noErr(t, "tokens in range", checks[0].Host([]int32{0, 9, 2, 3, 3, 4}))
+	pos := i32(t, 2, 3)
+	_, checks, err = k.EmbeddingForward(out, tok, pos, wte, wpe)
+	if err != nil || len(checks) != 2 {
+		t.Fatalf("forward with positions: %d %v", len(checks), err)
+	}
+	wantErr(t, "position check", checks[1].Host([]int32{0, 5, 0, 0, 0, 0}), "position 5 at index 1 outside [0,5)")
+	_, _, err = k.EmbeddingForward(out, i32(t, 2, 6), nil, f32(t, 10, 4), f32(t, 5, 4))
+	wantErr(t, "too long", err, "activations")
+	_, _, err = k.EmbeddingForward(f32(t, 2, 6, 4), i32(t, 2, 6), nil, f32(t, 10, 4), f32(t, 5, 4))
+	wantErr(t, "past wpe", err, "sequence length 6 exceeds the 5 positions")
+	_, _, err = k.EmbeddingForward(out, tok, nil, wte, nil)
+	wantErr(t, "wpe nil", err, "required")
+	_, _, err = k.EmbeddingForward(out, tok, nil, wte, f32(t, 5, 3))
+	wantErr(t, "widths", err, "as wide as the other")
+	_, _, err = k.EmbeddingForward(out, tok, i32(t, 3, 2), wte, wpe)
+	wantErr(t, "positions shape", err, "positions is")
+
+	_, _, skip, err := k.EmbeddingBackward(nil, nil, out, tok, nil)
+	if !skip || err != nil {
+		t.Errorf("both nil: skip %v err %v", skip, err)
+	}
+	d, checks, skip, err = k.EmbeddingBackward(nil, wpe, out, tok, nil)
+	if skip || err != nil || len(checks) != 0 || d.V != 0 || d.MaxT != 5 {
+		t.Errorf("dwpe only: %+v %d %v %v", d, len(checks), skip, err)
+	}
+	_, _, _, err = k.EmbeddingBackward(wte, wte, out, tok, nil)
+	wantErr(t, "dwte = dwpe", err, "overlaps")
+}
+
+func TestCheckerLayerNorm(t *testing.T) {
+	out, inp, w, b := f32(t, 3, 4), f32(t, 3, 4), f32(t, 4), f32(t, 4)
+	n, c, err := k.LayerNormForward(out, nil, nil, inp, w, b)
+	if err != nil || n != 3 || c != 4 {
+		t.Errorf("forward: %d %d %v", n, c, err)
+	}
+	_, _, err = k.LayerNormForward(out, f32(t, 2), nil, inp, w, b)
+	wantErr(t, "mean length", err, "mean")
+	_, _, err = k.LayerNormForward(inp, nil, nil, inp, w, b)
+	wantErr(t, "in place", err, "overlaps")
+	mean, rstd := f32(t, 3), f32(t, 3)
+	_, _, err = k.LayerNormBackward(f32(t, 3, 4), f32(t, 4), f32(t, 4), f32(t, 3, 4), inp, w, mean, rstd)
+	noErr(t, "backward", err)
+	_, _, err = k.LayerNormBackward(f32(t, 3, 4), f32(t, 4), f32(t, 4), f32(t, 3, 4), inp, w, mean, nil)
+	wantErr(t, "backward rstd", err, "rstd is nil")
+	_, _, err = k.LayerNormBackward(f32(t, 3, 4), f32(t, 5), f32(t, 4), f32(t, 3, 4), inp, w, mean, rstd)
+	wantErr(t, "backward dweight", err, "dweight")
+}
+
+func TestCheckerAttention(t *testing.T) {
+	qkv, out, lse := f32(t, 2, 5, 12), f32(t, 2, 5, 4), f32(t, 2, 2, 5)
+	d, checks, err := k.AttentionForward(out, lse, qkv, nil, 2)
+	if err != nil || d != (AttnDims{B: 2, T: 5, C: 4, H: 2, HS: 2}) || len(checks) != 0 {
+		t.Fatalf("forward: %+v %d %v", d, len(checks), err)
+	}
+	vl := i32(t, 2)
+	_, checks, err = k.AttentionForward(out, lse, qkv, vl, 2)
+	if err != nil || len(checks) != 1 {
+		t.Fatalf("forward with lengths: %d %v", len(checks), err)
+	}
+	noErr(t, "lengths 0 and T", checks[0].Host([]int32{0, 5}))
+	wantErr(t, "length 6", checks[0].Host([]int32{1, 6}), "validLen[1] = 6 outside [0,5]")
+	_, _, err = k.AttentionForward(out, lse, qkv, nil, 3)
+	wantErr(t, "heads", err, "not divisible into 3 heads")
+	_, _, err = k.AttentionForward(out, f32(t, 2, 5, 2), qkv, nil, 2)
+	wantErr(t, "lse shape", err, "lse is")
+	_, _, err = k.AttentionForward(out, lse, f32(t, 2, 5, 13), nil, 2)
+	wantErr(t, "qkv width", err, "[B,T,3C]")
+	_, _, err = k.AttentionForward(out, lse, qkv, i32(t, 3), 2)
+	wantErr(t, "validLen shape", err, "validLen is")
+	_, _, err = k.AttentionBackward(f32(t, 2, 5, 12), f32(t, 2, 5, 4), qkv, out, lse, nil, 2)
+	noErr(t, "backward", err)
+	_, _, err = k.AttentionBackward(qkv, f32(t, 2, 5, 4), qkv, out, lse, nil, 2)
+	wantErr(t, "backward dqkv = qkv", err, "overlaps")
+}
+
+func TestCheckerDecode(t *testing.T) {
+	kc, vc := f32(t, 2, 2, 8, 3), f32(t, 2, 2, 8, 3)
+	d, checks, err := k.KVCacheWrite(kc, vc, f32(t, 2, 3, 18), nil, 2)
+	if err != nil || d.S != 8 || d.T != 3 || d.HS != 3 || len(checks) != 0 {
+		t.Fatalf("write: %+v %v", d, err)
+	}
+	_, _, err = k.KVCacheWrite(kc, vc, f32(t, 2, 9, 18), nil, 2)
+	wantErr(t, "too many positions", err, "9 positions outside the cache of 8")
+	_, checks, err = k.KVCacheWrite(kc, vc, f32(t, 2, 3, 18), i32(t, 2), 2)
+	if err != nil || len(checks) != 1 {
+		t.Fatalf("write with start: %v", err)
+	}
+	noErr(t, "inactive and last fit", checks[0].Host([]int32{-7, 5}))
+	wantErr(t, "past the end", checks[0].Host([]int32{6, 0}), "sequence 0: positions 6..8 outside the cache of 8")
+	_, _, err = k.KVCacheWrite(kc, kc, f32(t, 2, 3, 18), nil, 2)
+	wantErr(t, "kc = vc", err, "overlap")
+	_, _, err = k.KVCacheWrite(kc, f32(t, 2, 2, 7, 3), f32(t, 2, 3, 18), nil, 2)
+	wantErr(t, "vc shape", err, "vc is")
+
+	d, checks, err = k.AttentionDecode(f32(t, 2, 6), f32(t, 2, 18), kc, vc, i32(t, 2), 2)
+	if err != nil || d.S != 8 || len(checks) != 1 {
+		t.Fatalf("decode: %+v %v", d, err)
+	}
+	noErr(t, "lens 0 and S", checks[0].Host([]int32{0, 8}))
+	wantErr(t, "lens past S", checks[0].Host([]int32{9, 0}), "lens[0] = 9 outside [0,8]")
+	_, _, err = k.AttentionDecode(f32(t, 2, 6), f32(t, 2, 18), kc, vc, nil, 2)
+	wantErr(t, "lens nil", err, "lens is nil")
+}
+
+func TestCheckerLogSoftmax(t *testing.T) {
+	logits, targets := f32(t, 2, 3, 7), i32(t, 2, 3)
+	logp, lse, ent := f32(t, 2, 3), f32(t, 2, 3), f32(t, 2, 3)
+	n, v, checks, err := k.LogSoftmaxForward(logp, ent, lse, logits, targets)
+	if err != nil || n != 6 || v != 7 || len(checks) != 1 {
+		t.Fatalf("forward: %d %d %v", n, v, err)
+	}
+	noErr(t, "ignored rows", checks[0].Host([]int32{-1, -100, 0, 6, 3, 2}))
+	wantErr(t, "target V", checks[0].Host([]int32{0, 7, 0, 0, 0, 0}), "targets[1] = 7 outside the vocabulary of 7")
+	_, _, _, err = k.LogSoftmaxForward(f32(t, 6), nil, lse, logits, targets)
+	wantErr(t, "logp shape", err, "logp is")
+	_, _, _, err = k.LogSoftmaxForward(logp, nil, lse, f32(t, 7), i32(t))
+	wantErr(t, "rank 1 logits", err, "[N,V]")
+	_, _, _, err = k.LogSoftmaxBackward(logits, lse, nil, targets, logp, ent)
+	wantErr(t, "dentropy without entropy", err, "needs the entropy")
+	_, _, _, err = k.LogSoftmaxBackward(logits, lse, ent, targets, logp, f32(t, 2, 3))
+	noErr(t, "backward", err)
+}
+
+func TestCheckerGatherSampleAdamW(t *testing.T) {
+	b, tt, c, checks, err := k.GatherRows(f32(t, 2, 4), f32(t, 2, 5, 4), i32(t, 2))
+	if err != nil || b != 2 || tt != 5 || c != 4 || len(checks) != 1 {
+		t.Fatalf("gather: %v", err)
+	}
+	wantErr(t, "idx", checks[0].Host([]int32{4, 5}), "idx[1] = 5 outside [0,5)")
+	_, _, _, _, err = k.ScatterAddRows(f32(t, 2, 5, 4), f32(t, 2, 3), i32(t, 2))
+	wantErr(t, "scatter dout", err, "dout is")
+
+	n, v, err := k.Sample(i32(t, 3), f32(t, 3, 11), Sampling{Temperature: 1, TopK: 5, TopP: 0.9})
+	if err != nil || n != 3 || v != 11 {
+		t.Errorf("sample: %d %d %v", n, v, err)
+	}
+	_, _, err = k.Sample(i32(t, 3), f32(t, 3, 11), Sampling{TopP: 1.5})
+	wantErr(t, "top-p", err, "top-p")
+	_, _, err = k.Sample(i32(t, 2), f32(t, 3, 11), Sampling{})
+	wantErr(t, "tokens", err, "tokens is")
+
+	p, g, m, vv := f32(t, 5), f32(t, 5), f32(t, 5), f32(t, 5)
+	h := AdamW{LR: 1e-3, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, Step: 1}
+	if n, err := k.AdamW(p, g, m, vv, f32(t, 1), h); err != nil || n != 5 {
+		t.Errorf("adamw: %d %v", n, err)
+	}
+	_, err = k.AdamW(p, g, m, vv, nil, AdamW{Beta1: 0.9, Beta2: 0.999})
+	wantErr(t, "step 0", err, "step 0")
+	_, err = k.AdamW(p, g, m, vv, nil, AdamW{Beta1: 1, Beta2: 0.999, Step: 1})
+	wantErr(t, "beta 1", err, "betas")
+	_, err = k.AdamW(p, p, m, vv, nil, h)
+	wantErr(t, "params = grads", err, "overlaps")
+	_, err = k.AdamW(p, g, m, vv, f32(t, 2), h)
+	wantErr(t, "normSq length", err, "normSq")
+}
+
+func TestHostAll(t *testing.T) {
+	a, b := i32(t, 2), i32(t, 3)
+	checks := []IndexCheck{
+		{T: a, Lo: 0, Hi: 4, Err: func(i int, v int32) error { return errorString("a") }},
+		{T: b, Lo: 0, Hi: 4, Err: func(i int, v int32) error { return errorString("b") }},
+	}
+	data := map[*Tensor][]int32{a: {0, 3}, b: {1, 4, 9}}
+	err := HostAll(checks, func(t *Tensor) []int32 { return data[t] })
+	wantErr(t, "second fails", err, "b")
+	data[b][1] = 2
+	data[b][2] = 0
+	noErr(t, "all pass", HostAll(checks, func(t *Tensor) []int32 { return data[t] }))
+}
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
