@@ -1,0 +1,15 @@
+#!/bin/sh
+# The GPU bundle's entry point (see gpu/cuda/bundle/main.go). On the GPU
+# machine, no Go needed:
+#
+#   ./run.sh [OUTDIR]        # default: $OUT, else ./gpu-report
+#
+# It runs the cuda parity tests, `instructgo --device cuda info`, the
+# benchmarks and a short pretraining run, and writes OUTDIR/report.json and
+# OUTDIR/logs/. Needs the NVIDIA driver (libcuda.so.1), an Ampere or newer
+# GPU, glibc 2.34 or newer, and for the cuBLAS path libcublas.so.12 or .13 on
+# the library path (or INSTRUCTGO_CUBLAS=/path/to/libcublas.so.12).
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+out=${1:-${OUT:-$PWD/gpu-report}}
+exec "$here/bundle-runner" -bundle "$here" -out "$out"

@@ -1,0 +1,179 @@
+//go:build cuda
+
+package cuda
+
+/*
+#cgo linux CFLAGS: -I/usr/local/cuda/include
+#cgo LDFLAGS: -lcuda
+#include <cuda.h>
+
+// igo_set_max_dynamic_smem lets f use more than the default 48 KiB of
+// dynamic shared memory.
+static CUresult igo_set_max_dynamic_smem(void *f, int bytes) {
+	return cuFuncSetAttribute((CUfunction)f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes);
+}
+*/
+import "C"
+
+import (
+	_ "embed" // the kernels' fatbin
+	"errors"
+	"fmt"
+	"math"
+	"unsafe"
+
+	"gorgonia.org/cu"
+)
+
+// kernelsFatbin is kernels/*.cu compiled by `make kernels` into one fatbin
+// (SASS for sm_80, sm_86, sm_89, sm_90 and compute_80 PTX). The file is a
+// build output, not in git: `go build -tags cuda` without it fails here.
+//
+//go:embed kernels.fatbin
+var kernelsFatbin string
+
+// maxKernelArgs bounds the parameters of one launch.
+const maxKernelArgs = 32
+
+// defaultDynamicSmem is the dynamic shared memory a kernel may use without
+// opting in through cuFuncSetAttribute.
+const defaultDynamicSmem = 48 << 10
+
+// FatbinSize is the size in bytes of the embedded kernel module.
+func FatbinSize() int { return len(kernelsFatbin) }
+
+// loadModule loads the embedded fatbin into the current context.
+func (b *Backend) loadModule() error {
+	if len(kernelsFatbin) == 0 {
+		return errors.New("the embedded kernels.fatbin is empty: run `make kernels` before building with -tags cuda")
+	}
+	mod, err := cu.LoadData(kernelsFatbin)
+	if err != nil {
+		return fmt.Errorf("load the embedded kernels (%d-byte fatbin) on sm_%d%d: %w", len(kernelsFatbin), b.ccMajor, b.ccMinor, err)
+	}
+	b.mod = mod
+	for i := range b.params {
+		b.params[i] = unsafe.Pointer(&b.args[i])
+	}
+	return nil
+}
+
+// kernelFunc is a looked-up kernel and the dynamic shared memory it has been
+// allowed.
+type kernelFunc struct {
+	fn       cu.Function
+	smemOK   int
+	notFound error
+}
+
+// function returns the kernel named name, looked up once and cached.
+func (b *Backend) function(name string) (*kernelFunc, error) {
+	if k, ok := b.fns[name]; ok {
+		return k, k.notFound
+	}
+	k := &kernelFunc{smemOK: defaultDynamicSmem}
+	fn, err := b.mod.Function(name)
+	if err != nil {
+		k.notFound = fmt.Errorf("cuda: kernel %q is not in the embedded fatbin (%v): rebuild with `make kernels`", name, err)
+	}
+	k.fn = fn
+	b.fns[name] = k
+	return k, k.notFound
+}
+
+// HasKernel reports whether the embedded module has a kernel of that name.
+func (b *Backend) HasKernel(name string) bool {
+	_, err := b.function(name)
+	return err == nil
+}
+
+// launch queues kernel on the stream with the given grid and block shapes
+// and dynamic shared memory in bytes. Each argument must have the exact type
+// of the kernel's parameter: cu.DevicePtr (any pointer), int32, uint32,
+// int64, uint64, float32 or float64; a Go int is rejected, since its width
+// would silently have to match. A grid with a zero dimension launches
+// nothing (an empty op). Errors are recorded (see fail); after one, launch
+// does nothing. Launches more than 48 KiB of dynamic shared memory opt the
+// kernel in once (cuFuncSetAttribute).
+func (b *Backend) launch(kernel string, grid, block [3]int, sharedMem int, args ...any) {
+	if b.err != nil {
+		return
+	}
+	if grid[0] == 0 || grid[1] == 0 || grid[2] == 0 {
+		return
+	}
+	for i := 0; i < 3; i++ {
+		if grid[i] < 0 || block[i] <= 0 || grid[i] > math.MaxInt32 {
+			b.failf("cuda launch %s: bad grid %v or block %v", kernel, grid, block)
+			return
+		}
+	}
+	if len(args) > maxKernelArgs {
+		b.failf("cuda launch %s: %d arguments, at most %d", kernel, len(args), maxKernelArgs)
+		return
+	}
+	k, err := b.function(kernel)
+	if b.fail(err) {
+		return
+	}
+	for i, a := range args {
+		var v uint64
+		switch x := a.(type) {
+		case cu.DevicePtr:
+			v = uint64(x)
+		case int32:
+			v = uint64(uint32(x))
+		case uint32:
+			v = uint64(x)
+		case int64:
+			v = uint64(x)
+		case uint64:
+			v = x
+		case float32:
+			v = uint64(math.Float32bits(x))
+		case float64:
+			v = math.Float64bits(x)
+		default:
+			b.failf("cuda launch %s: argument %d has type %T; use cu.DevicePtr, int32, uint32, int64, uint64, float32 or float64", kernel, i, a)
+			return
+		}
+		b.args[i] = v
+	}
+	if sharedMem > k.smemOK {
+		if b.fail(wrapCU("launch "+kernel+": allow dynamic shared memory", result(C.igo_set_max_dynamic_smem(funcHandle(k.fn), C.int(sharedMem))))) {
+			return
+		}
+		k.smemOK = sharedMem
+	}
+	err = k.fn.Launch(grid[0], grid[1], grid[2], block[0], block[1], block[2], sharedMem, b.stream, b.params[:len(args)])
+	if err != nil {
+		b.failf("cuda launch %s (grid %v, block %v, %d B shared): %w", kernel, grid, block, sharedMem, err)
+	}
+}
+
+// funcHandle is the CUfunction inside a cu.Function (a struct of that one
+// pointer; cu does not export it). The index below fails to compile if
+// cu.Function ever stops being exactly one pointer.
+var _ = [1]struct{}{}[unsafe.Sizeof(cu.Function{})-unsafe.Sizeof(unsafe.Pointer(nil))]
+
+func funcHandle(f cu.Function) unsafe.Pointer {
+	return *(*unsafe.Pointer)(unsafe.Pointer(&f))
+}
+
+// result turns a CUresult of our own cgo calls into an error.
+func result(r C.CUresult) error {
+	if r == C.CUDA_SUCCESS {
+		return nil
+	}
+	var name, desc *C.char
+	C.cuGetErrorName(r, &name)
+	C.cuGetErrorString(r, &desc)
+	msg := fmt.Sprintf("CUresult %d", int(r))
+	if name != nil {
+		msg = C.GoString(name)
+	}
+	if desc != nil {
+		msg += ": " + C.GoString(desc)
+	}
+	return errors.New(msg)
+}

@@ -1,0 +1,152 @@
+// Incremental decoding: appending keys and values to a KV cache, and one
+// query per sequence against it.
+//
+// Caches are [B,H,S,hs]: one head's keys are contiguous rows of hs floats.
+#include "common.cuh"
+
+// kvcache_write: for every sequence b with start s0 = start[b] (0 when
+// start is null; b skipped when s0 < 0), position t < T and column c < C
+// (head h = c / hs, d = c mod hs): kc[b,h,s0+t,d] = qkv[b,t,C+c] and
+// vc[b,h,s0+t,d] = qkv[b,t,2C+c].
+// Launch: grid (B·T), 1-D blocks of any size (the wrapper uses 128); block
+// b·T+t copies row t of sequence b, threads striding over the columns.
+// Positions s0+t ≥ S are errors found by the check the wrapper queues
+// first; the kernel writes nothing once the flag is set and never writes
+// past the cache.
+extern "C" __global__ void kvcache_write(float* __restrict__ kc, float* __restrict__ vc,
+                                         const float* __restrict__ qkv, const int* __restrict__ start, int B, int T,
+                                         int C, int H, int hs, int S, const int* flag) {
+    if (ig_failed(flag)) return;
+    const int i = blockIdx.x;
+    if (i >= B * T) return;
+    const int b = i / T, t = i % T;
+    const int s0 = start ? start[b] : 0;
+    if (s0 < 0 || s0 + t >= S) return;
+    const float* row = qkv + (long long)i * 3 * C;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        const int h = c / hs, d = c - h * hs;
+        const long long dst = (((long long)b * H + h) * S + s0 + t) * hs + d;
+        kc[dst] = row[C + c];
+        vc[dst] = row[2 * C + c];
+    }
+}
+
+// attention_decode_hs*: out[b, h·hs..] = softmax(q·kᵀ/sqrt(hs))·v over the
+// cache positions [0, n), n = lens[b] (clamped to [0,S]; n = 0 writes a zero
+// row), q the query part of qkv [B,3C].
+// Launch: grid (B·H), 256 threads (8 warps); block b·H+h handles one head.
+// Warp w takes the groups of 4 positions g = w, w+8, ...: the lanes own the
+// dimensions d = lane, lane+32, .. < HSP (HSP = 32, 64, 96 or 128 ≥ hs),
+// form the 4 scores with warp sums, and keep an online softmax (running
+// maximum m, sum l, and the unnormalised output) in the log2 domain. The 8
+// warps' states are then merged through shared memory in warp order. Any S
+// works; each key and value row is read once.
+template <int HSP>
+static __device__ __forceinline__ void ig_decode(float* __restrict__ out, const float* __restrict__ qkv,
+                                                 const float* __restrict__ kc, const float* __restrict__ vc,
+                                                 const int* __restrict__ lens, int C, int H, int hs, int S,
+                                                 float scale2) {
+    constexpr int DPL = HSP / 32, NW = 8;
+    __shared__ float wm[NW], wl[NW];
+    __shared__ float wo[NW][HSP];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int bh = blockIdx.x, b = bh / H, h = bh % H;
+    int n = lens[b];
+    n = n < 0 ? 0 : (n > S ? S : n);
+    float* o = out + (long long)b * C + (long long)h * hs;
+    if (n == 0) {  // uniform over the block
+        for (int d = tid; d < hs; d += blockDim.x) o[d] = 0.0f;
+        return;
+    }
+    const float* q = qkv + (long long)b * 3 * C + (long long)h * hs;
+    const float* K = kc + (long long)bh * S * hs;
+    const float* Vv = vc + (long long)bh * S * hs;
+    float qr[DPL], acc[DPL];
+#pragma unroll
+    for (int i = 0; i < DPL; i++) {
+        const int d = lane + 32 * i;
+        qr[i] = d < hs ? q[d] * scale2 : 0.0f;
+        acc[i] = 0.0f;
+    }
+    float m = -INFINITY, l = 0.0f;
+    for (int j0 = warp * 4; j0 < n; j0 += NW * 4) {
+        float s[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            const int j = j0 + k;
+            float part = 0.0f;
+            if (j < n) {
+#pragma unroll
+                for (int i = 0; i < DPL; i++) {
+                    const int d = lane + 32 * i;
+                    if (d < hs) part += qr[i] * K[(long long)j * hs + d];
+                }
+            }
+            s[k] = part;
+        }
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            s[k] = ig_warp_sum(s[k]);
+            if (j0 + k >= n) s[k] = -INFINITY;
+        }
+        const float mnew = fmaxf(m, fmaxf(fmaxf(s[0], s[1]), fmaxf(s[2], s[3])));
+        const float alpha = m == -INFINITY ? 0.0f : exp2f(m - mnew);
+        float p[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++) p[k] = s[k] == -INFINITY ? 0.0f : exp2f(s[k] - mnew);
+        l = l * alpha + ((p[0] + p[1]) + (p[2] + p[3]));
+#pragma unroll
+        for (int i = 0; i < DPL; i++) {
+            const int d = lane + 32 * i;
+            float a = acc[i] * alpha;
+            if (d < hs) {
+#pragma unroll
+                for (int k = 0; k < 4; k++)
+                    if (j0 + k < n) a += p[k] * Vv[(long long)(j0 + k) * hs + d];
+            }
+            acc[i] = a;
+        }
+        m = mnew;
+    }
+    if (lane == 0) {
+        wm[warp] = m;
+        wl[warp] = l;
+    }
+#pragma unroll
+    for (int i = 0; i < DPL; i++) wo[warp][lane + 32 * i] = acc[i];
+    __syncthreads();
+    float M = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < NW; w++) M = fmaxf(M, wm[w]);
+    float L = 0.0f;
+    float f[NW];
+#pragma unroll
+    for (int w = 0; w < NW; w++) {
+        f[w] = wm[w] == -INFINITY ? 0.0f : exp2f(wm[w] - M);
+        L += wl[w] * f[w];
+    }
+    const float inv = 1.0f / L;
+    for (int d = tid; d < hs; d += blockDim.x) {
+        float a = 0.0f;
+#pragma unroll
+        for (int w = 0; w < NW; w++) a += wo[w][d] * f[w];
+        o[d] = a * inv;
+    }
+}
+
+#define IG_DECODE(HSP)                                                                                      \
+    extern "C" __global__ void __launch_bounds__(256) attention_decode_hs##HSP(                             \
+        float* __restrict__ out, const float* __restrict__ qkv, const float* __restrict__ kc,               \
+        const float* __restrict__ vc, const int* __restrict__ lens, int B, int C, int H, int hs, int S,     \
+        float scale2, const int* flag) {                                                                    \
+        if (ig_failed(flag)) return;                                                                        \
+        if ((int)blockIdx.x >= B * H) return;                                                               \
+        ig_decode<HSP>(out, qkv, kc, vc, lens, C, H, hs, S, scale2);                                        \
+    }
+
+IG_DECODE(32)
+IG_DECODE(64)
+IG_DECODE(96)
+IG_DECODE(128)
+
+#undef IG_DECODE

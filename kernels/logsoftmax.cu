@@ -1,0 +1,174 @@
+// Fused log-softmax over the vocabulary, one block per row: the target's
+// log-probability, the row's log-sum-exp and entropy in one pass over the
+// logits (online maximum), and the gradient written over the logits in
+// place. The N×V probabilities are never stored.
+//
+// Precision follows gpu/cpu/logsoftmax.go: each thread keeps, for its
+// running maximum m, s = Σ e^(z−m) and w = Σ e^(z−m)·(z−m) in float (z − m
+// clamped at −80 so −Inf logits give finite terms); the threads' states are
+// merged (rescaling by e^(m_i − m)) in a fixed order: lanes by a butterfly,
+// then the warps in order. The entropy is log s − w/s and the target's
+// log-probability (z_t − m) − log s, so large logits do not cancel.
+//
+// Loads are float4 where the row allows: each row starts with a scalar head
+// up to its first 16-byte boundary, then float4s, then a scalar tail (rows
+// of V = 50257 logits are aligned differently row to row).
+#include "common.cuh"
+
+#define IG_LSM_FLOOR (-80.0f)
+
+struct IgLsm {
+    float m, s, w;
+};
+
+// ig_lsm_add adds the logit z to a thread's state.
+static __device__ __forceinline__ void ig_lsm_add(IgLsm& st, float z) {
+    if (z > st.m) {
+        if (st.s > 0.0f) {
+            const float dm = st.m - z;
+            const float f = expf(dm);
+            st.w = f * (st.w + dm * st.s);
+            st.s *= f;
+        }
+        st.m = z;
+    }
+    float x = z - st.m;
+    x = x < IG_LSM_FLOOR ? IG_LSM_FLOOR : x;
+    const float e = expf(x);
+    st.s += e;
+    st.w += e * x;
+}
+
+// ig_lsm_merge combines two states (a thread with no logits has s = 0).
+static __device__ __forceinline__ IgLsm ig_lsm_merge(IgLsm a, IgLsm b) {
+    IgLsm r;
+    r.m = fmaxf(a.m, b.m);
+    r.s = 0.0f;
+    r.w = 0.0f;
+    if (a.s > 0.0f || a.s != a.s) {
+        const float d = a.m - r.m, f = expf(d);
+        r.s += f * a.s;
+        r.w += f * (a.w + d * a.s);
+    }
+    if (b.s > 0.0f || b.s != b.s) {
+        const float d = b.m - r.m, f = expf(d);
+        r.s += f * b.s;
+        r.w += f * (b.w + d * b.s);
+    }
+    return r;
+}
+
+static __device__ __forceinline__ IgLsm ig_lsm_shfl(IgLsm a, int o) {
+    IgLsm b;
+    b.m = __shfl_xor_sync(IG_FULL_MASK, a.m, o);
+    b.s = __shfl_xor_sync(IG_FULL_MASK, a.s, o);
+    b.w = __shfl_xor_sync(IG_FULL_MASK, a.w, o);
+    return b;
+}
+
+// ig_lsm_head is the number of scalar elements before the first 16-byte
+// boundary of p (at most n).
+static __device__ __forceinline__ int ig_lsm_head(const float* p, int n) {
+    const int mis = (int)((reinterpret_cast<unsigned long long>(p) >> 2) & 3ull);
+    const int head = (4 - mis) & 3;
+    return head < n ? head : n;
+}
+
+// logsoftmax_forward: per row i of logits [N,V]: lse[i], entropy[i] (entropy
+// may be null) and logp[i] = log softmax(row)[targets[i]], 0 when
+// targets[i] < 0.
+// Launch: grid (N), 1-D blocks of a multiple of 32 threads, at most 1024
+// (the wrapper uses 256); block i reduces row i. A target ≥ V is an error
+// found by the check the wrapper queues first: nothing is written then.
+extern "C" __global__ void __launch_bounds__(1024) logsoftmax_forward(float* __restrict__ logp,
+                                                                      float* __restrict__ entropy,
+                                                                      float* __restrict__ lse,
+                                                                      const float* __restrict__ logits,
+                                                                      const int* __restrict__ targets, int N,
+                                                                      int V, const int* flag) {
+    __shared__ IgLsm sh[32];
+    if (ig_failed(flag)) return;
+    const int row = blockIdx.x;
+    if (row >= N) return;
+    const float* z = logits + (long long)row * V;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nt = blockDim.x;
+    IgLsm st;
+    st.m = -3.402823466e38f;  // the lowest float: z − m stays −Inf (not NaN) for −Inf logits
+    st.s = 0.0f;
+    st.w = 0.0f;
+    const int head = ig_lsm_head(z, V);
+    const int n4 = (V - head) >> 2;
+    if (tid < head) ig_lsm_add(st, z[tid]);
+    const float4* z4 = reinterpret_cast<const float4*>(z + head);
+    for (int i = tid; i < n4; i += nt) {
+        const float4 v = z4[i];
+        ig_lsm_add(st, v.x);
+        ig_lsm_add(st, v.y);
+        ig_lsm_add(st, v.z);
+        ig_lsm_add(st, v.w);
+    }
+    for (int j = head + (n4 << 2) + tid; j < V; j += nt) ig_lsm_add(st, z[j]);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) st = ig_lsm_merge(st, ig_lsm_shfl(st, o));
+    if (lane == 0) sh[warp] = st;
+    __syncthreads();
+    if (tid == 0) {
+        IgLsm r = sh[0];
+        for (int w = 1; w < (nt >> 5); w++) r = ig_lsm_merge(r, sh[w]);
+        const float logS = logf(r.s);
+        lse[row] = r.m + logS;
+        if (entropy) entropy[row] = logS - r.w / r.s;
+        const int t = targets[row];
+        logp[row] = (t >= 0 && t < V) ? (z[t] - r.m) - logS : 0.0f;
+    }
+}
+
+// logsoftmax_backward: overwrites each row of logits [N,V] with
+// dlogp·∂logp/∂z + dentropy·∂H/∂z:
+// z_j ← −p_j·(g + de·(log p_j + h)) + g·[j = t], p_j = exp(z_j − lse),
+// g = dlogp[i] (0 when targets[i] < 0), de = dentropy[i] and h = entropy[i]
+// (0 and unused when dentropy is null).
+// Launch: grid (N), 1-D blocks of any size (the wrapper uses 256); block i
+// rewrites row i, float4 where aligned as in the forward pass.
+static __device__ __forceinline__ float ig_lsm_grad(float z, int j, float lse, float g, float de, float c, int t) {
+    float r;
+    if (de == 0.0f) {
+        r = -expf(z - lse) * g;
+    } else {
+        float x = z - lse;
+        x = x < IG_LSM_FLOOR ? IG_LSM_FLOOR : x;  // keeps p·x finite for −Inf logits
+        r = -expf(x) * (c + de * x);
+    }
+    return j == t ? r + g : r;
+}
+
+extern "C" __global__ void logsoftmax_backward(float* __restrict__ logits, const float* __restrict__ lse,
+                                               const float* __restrict__ entropy, const int* __restrict__ targets,
+                                               const float* __restrict__ dlogp, const float* __restrict__ dentropy,
+                                               int N, int V, const int* flag) {
+    if (ig_failed(flag)) return;
+    const int row = blockIdx.x;
+    if (row >= N) return;
+    float* z = logits + (long long)row * V;
+    const int tid = threadIdx.x, nt = blockDim.x;
+    const int t = targets[row];
+    const float g = t >= 0 ? dlogp[row] : 0.0f;
+    const float de = dentropy ? dentropy[row] : 0.0f;
+    const float h = dentropy ? entropy[row] : 0.0f;
+    const float c = g + de * h;
+    const float L = lse[row];
+    const int head = ig_lsm_head(z, V);
+    const int n4 = (V - head) >> 2;
+    if (tid < head) z[tid] = ig_lsm_grad(z[tid], tid, L, g, de, c, t);
+    float4* z4 = reinterpret_cast<float4*>(z + head);
+    for (int i = tid; i < n4; i += nt) {
+        float4 v = z4[i];
+        const int j = head + (i << 2);
+        v.x = ig_lsm_grad(v.x, j, L, g, de, c, t);
+        v.y = ig_lsm_grad(v.y, j + 1, L, g, de, c, t);
+        v.z = ig_lsm_grad(v.z, j + 2, L, g, de, c, t);
+        v.w = ig_lsm_grad(v.w, j + 3, L, g, de, c, t);
+        z4[i] = v;
+    }
+    for (int j = head + (n4 << 2) + tid; j < V; j += nt) z[j] = ig_lsm_grad(z[j], j, L, g, de, c, t);
+}
