@@ -3,7 +3,8 @@ package cpu
 import (
 	"fmt"
 	"runtime"
-	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/instructgo/instructgo/gpu"
 )
@@ -173,8 +174,21 @@ func (b *Backend) failf(format string, args ...any) bool {
 	return b.fail(fmt.Errorf(format, args...))
 }
 
-// parallelFor runs body over [0, n) split into contiguous chunks, one per
-// worker, with at least minChunk items each so small ops stay on one core.
+// parallelFor runs body over [0, n) split into disjoint contiguous chunks
+// that cover it, each of at least minChunk items (but the last), so small
+// ops stay on one core. Up to Threads() goroutines, the caller's included,
+// claim chunks as they come: waking an idle core takes tens of microseconds
+// on a VM, so the caller starts on the first chunk at once and a worker that
+// wakes late just takes fewer chunks (or none: the caller does not wait for
+// a worker that never claimed one).
+//
+// Chunks shrink as the range runs out (guided scheduling: a claim takes
+// 1/(2·workers) of what is left, but at least minChunk and at least
+// 1/(parTailChunks·workers) of n), so the workers finish close together
+// with few claims. The chunk boundaries depend only on n, minChunk and
+// Threads(), never on timing; which goroutine runs which chunk does, so
+// bodies that reduce must keep their partial results per chunk (or per
+// item), not per goroutine, and combine them in order (see sumChunks).
 func (b *Backend) parallelFor(n, minChunk int, body func(lo, hi int)) {
 	if n <= 0 {
 		return
@@ -182,24 +196,59 @@ func (b *Backend) parallelFor(n, minChunk int, body func(lo, hi int)) {
 	if minChunk < 1 {
 		minChunk = 1
 	}
-	workers := b.threads
-	if max := (n + minChunk - 1) / minChunk; workers > max {
-		workers = max
-	}
+	workers := min(b.threads, (n+minChunk-1)/minChunk)
 	if workers <= 1 {
 		body(0, n)
 		return
 	}
-	chunk := (n + workers - 1) / workers
-	var wg sync.WaitGroup
-	for lo := chunk; lo < n; lo += chunk {
-		hi := min(lo+chunk, n)
-		wg.Add(1)
-		go func(lo, hi int) {
-			defer wg.Done()
-			body(lo, hi)
-		}(lo, hi)
+	p := &parRange{
+		n:     int64(n),
+		least: int64(max(minChunk, (n+parTailChunks*workers-1)/(parTailChunks*workers))),
+		div:   int64(2 * workers),
+		body:  body,
 	}
-	body(0, min(chunk, n))
-	wg.Wait()
+	for w := 1; w < workers; w++ {
+		go p.run()
+	}
+	p.run()
+	// Every chunk is claimed; wait for those still running elsewhere (at
+	// most one chunk's time). Spinning beats parking for such waits; yield
+	// now and then, and sleep if the other thread is clearly descheduled.
+	for i := 0; p.done.Load() < p.n; i++ {
+		switch {
+		case i >= 1<<14:
+			time.Sleep(20 * time.Microsecond)
+		case i&63 == 63:
+			runtime.Gosched()
+		}
+	}
 }
+
+// parRange is the shared state of one parallelFor call.
+type parRange struct {
+	n, least, div int64
+	body          func(lo, hi int)
+	next          atomic.Int64 // first unclaimed item
+	done          atomic.Int64 // items finished
+}
+
+// run claims chunks and runs them until none is left.
+func (p *parRange) run() {
+	for {
+		lo := p.next.Load()
+		if lo >= p.n {
+			return
+		}
+		hi := min(lo+max(p.least, (p.n-lo)/p.div), p.n)
+		if !p.next.CompareAndSwap(lo, hi) {
+			continue
+		}
+		p.body(int(lo), int(hi))
+		p.done.Add(hi - lo)
+	}
+}
+
+// parTailChunks sets parallelFor's smallest chunk: n/(parTailChunks·workers)
+// (or minChunk if larger), which bounds how long the caller may wait at the
+// end for a worker still busy.
+const parTailChunks = 16

@@ -103,19 +103,33 @@ func (b *Backend) okInPlace(op, outName string, out *gpu.Tensor, inName string, 
 	return true
 }
 
-// workChunks splits [0,n) into at most Threads() contiguous chunks of at least
-// minChunk items (at least one chunk) and returns their count and size.
+// workChunks splits [0,n) into contiguous chunks of at least minChunk items
+// (at least one chunk) for a reduction that keeps one partial result per
+// chunk, and returns their count and size. There are up to reduceChunks per
+// worker: parallelFor hands chunks out as workers come, so a worker that
+// wakes late still gets a share. The split depends only on n, minChunk and
+// Threads(), so a given thread count always gives the same result.
 func (b *Backend) workChunks(n, minChunk int) (count, size int) {
 	if minChunk < 1 {
 		minChunk = 1
 	}
-	count = min(b.threads, (n+minChunk-1)/minChunk)
+	count = (n + minChunk - 1) / minChunk
+	if b.threads == 1 {
+		count = 1
+	}
+	count = min(count, reduceChunks*b.threads)
 	if count < 1 {
 		count = 1
 	}
 	size = (n + count - 1) / count
+	if size > 0 {
+		count = (n + size - 1) / size // no empty chunks at the end
+	}
 	return count, size
 }
+
+// reduceChunks is the number of chunks per worker workChunks aims for.
+const reduceChunks = 4
 
 // sumChunks runs f on chunks of [0,n) in parallel and returns the sum of
 // their float64 results, added in chunk order so a given thread count always

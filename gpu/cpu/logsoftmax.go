@@ -21,6 +21,11 @@ import (
 // non-negative, so logits of large magnitude do not cancel against the
 // log-sum-exp. The target log-probability is (z_t − m) − log s, exact in its
 // first term for the same reason.
+//
+// The row kernels belong to the vecKernel sets (gelu.go): on amd64 with
+// AVX2+FMA they run in assembly (vecmath_amd64.s) with a vector exp at least
+// as accurate as exp32, in two passes over the row (the maximum, then the
+// sums: pairs of terms added in float32, the pair sums in float64).
 
 // lsmBlock is the number of logits the forward pass sums in float32 before
 // adding the partial sums into float64.
@@ -102,9 +107,15 @@ func (b *Backend) LogSoftmaxForward(logp, entropy, lse, logits, targets *gpu.Ten
 }
 
 // lsmRowStats returns the maximum m of z, log Σ exp(z − m) (so the
-// log-sum-exp is m + logS) and the entropy of the softmax of z, in one pass
-// with an online maximum.
+// log-sum-exp is m + logS) and the entropy of the softmax of z, with the
+// active kernel set (vecKernel).
 func lsmRowStats(z []float32) (m float32, logS, entropy float64) {
+	return activeVec.Load().lsmRowStats(z)
+}
+
+// lsmRowStatsGeneric is lsmRowStats in portable Go, in one pass with an
+// online maximum.
+func lsmRowStatsGeneric(z []float32) (m float32, logS, entropy float64) {
 	// Starting from the lowest finite value rather than −Inf keeps z − m
 	// defined (−Inf, not NaN) for −Inf logits.
 	m = -math.MaxFloat32
@@ -207,8 +218,14 @@ func (b *Backend) LogSoftmaxBackward(logits, lse, entropy, targets, dlogp, dentr
 
 // lsmRowGrad overwrites the logits z of one row with
 // −p_j·(g + de·(log p_j + h)), p_j = exp(z_j − lse): the gradient of
-// g·logp_t + de·H without the g·1[j=t] term, which the caller adds.
+// g·logp_t + de·H without the g·1[j=t] term, which the caller adds. It runs
+// the active kernel set (vecKernel).
 func lsmRowGrad(z []float32, lse, g, de, h float32) {
+	activeVec.Load().lsmRowGrad(z, lse, g, de, h)
+}
+
+// lsmRowGradGeneric is lsmRowGrad in portable Go.
+func lsmRowGradGeneric(z []float32, lse, g, de, h float32) {
 	if de == 0 {
 		for i, v := range z {
 			z[i] = -exp32(v-lse) * g

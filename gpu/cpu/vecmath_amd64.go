@@ -1,0 +1,141 @@
+package cpu
+
+import "math"
+
+// geluFwdAVX2 writes dst[i] = gelu(src[i]) for i < n (vecmath_amd64.s); n
+// must be a multiple of 8, and dst may be src.
+//
+//go:noescape
+func geluFwdAVX2(dst, src *float32, n int)
+
+// geluBwdAVX2 writes dx[i] = gelu'(x[i])·dy[i] for i < n; n must be a
+// multiple of 8, and dx may be dy.
+//
+//go:noescape
+func geluBwdAVX2(dx, x, dy *float32, n int)
+
+// vecAVX2 runs the elementwise kernels in AVX2+FMA assembly.
+var vecAVX2 = &vecKernel{
+	name:    "avx2+fma",
+	geluFwd: geluFwdVecAVX2, geluBwd: geluBwdVecAVX2, geluMinChunk: ewMinChunk,
+	lsmRowStats: lsmRowStatsAVX2, lsmRowGrad: lsmRowGradAVX2,
+}
+
+// geluFwdVecAVX2 is geluFwdGeneric on AVX2+FMA: the assembly takes whole
+// groups of 8, and a tail of fewer goes through a zero-padded buffer.
+func geluFwdVecAVX2(o, x []float32) {
+	x = x[:len(o)]
+	n8 := len(o) &^ 7
+	if n8 > 0 {
+		geluFwdAVX2(&o[0], &x[0], n8)
+	}
+	if n8 < len(o) {
+		var buf [8]float32
+		copy(buf[:], x[n8:])
+		geluFwdAVX2(&buf[0], &buf[0], 8)
+		copy(o[n8:], buf[:])
+	}
+}
+
+// geluBwdVecAVX2 is geluBwdGeneric on AVX2+FMA.
+func geluBwdVecAVX2(dx, x, dy []float32) {
+	x, dy = x[:len(dx)], dy[:len(dx)]
+	n8 := len(dx) &^ 7
+	if n8 > 0 {
+		geluBwdAVX2(&dx[0], &x[0], &dy[0], n8)
+	}
+	if n8 < len(dx) {
+		var bx, bdy [8]float32
+		copy(bx[:], x[n8:])
+		copy(bdy[:], dy[n8:])
+		geluBwdAVX2(&bdy[0], &bx[0], &bdy[0], 8)
+		copy(dx[n8:], bdy[:])
+	}
+}
+
+// bestVecKernel picks the fastest elementwise kernels the CPU supports.
+func bestVecKernel() *vecKernel {
+	if hasAVX2FMA {
+		return vecAVX2
+	}
+	return vecGeneric
+}
+
+// vecKernels lists every elementwise kernel set usable on this machine
+// (tests check each).
+func vecKernels() []*vecKernel {
+	ks := []*vecKernel{vecGeneric}
+	if hasAVX2FMA {
+		ks = append(ks, vecAVX2)
+	}
+	return ks
+}
+
+// lsmExpSumsAVX2 returns Σ e and Σ e·x over i < n (a multiple of 16), with
+// x = max(z[i] − m, −80) and e = exp(x).
+//
+//go:noescape
+func lsmExpSumsAVX2(z *float32, n int, m float32) (s, w float64)
+
+// lsmGradAVX2 sets z[i] = e·(nc + nde·x), x = max(z[i] − lse, −80),
+// e = exp(x), for i < n (a multiple of 8).
+//
+//go:noescape
+func lsmGradAVX2(z *float32, n int, lse, nc, nde float32)
+
+// rowMaxAVX2 returns the largest of m and z[i], i < n (a multiple of 8),
+// skipping NaNs.
+//
+//go:noescape
+func rowMaxAVX2(z *float32, n int, m float32) float32
+
+// lsmRowStatsAVX2 is lsmRowStats (logsoftmax.go) in two passes over the
+// row, the maximum then the sums, on AVX2+FMA.
+func lsmRowStatsAVX2(z []float32) (m float32, logS, entropy float64) {
+	m = -math.MaxFloat32 // as lsmRowStats: −Inf logits give −Inf − m, not NaN
+	n8 := len(z) &^ 7
+	if n8 > 0 {
+		m = rowMaxAVX2(&z[0], n8, m)
+	}
+	for _, v := range z[n8:] {
+		if v > m {
+			m = v
+		}
+	}
+	var s, w float64
+	n16 := len(z) &^ 15
+	if n16 > 0 {
+		s, w = lsmExpSumsAVX2(&z[0], n16, m)
+	}
+	var s32, w32 float32
+	for _, v := range z[n16:] {
+		x := v - m
+		if x < -80 {
+			x = -80
+		}
+		e := exp32(x)
+		s32 += e
+		w32 += e * x
+	}
+	s += float64(s32)
+	w += float64(w32)
+	logS = math.Log(s)
+	return m, logS, logS - w/s
+}
+
+// lsmRowGradAVX2 is lsmRowGrad (logsoftmax.go) on AVX2+FMA.
+func lsmRowGradAVX2(z []float32, lse, g, de, h float32) {
+	// −p·(g + de·(x + h)) = p·(nc + nde·x), nc = −(g + de·h), nde = −de.
+	nc, nde := -(g + de*h), -de
+	n8 := len(z) &^ 7
+	if n8 > 0 {
+		lsmGradAVX2(&z[0], n8, lse, nc, nde)
+	}
+	for i, v := range z[n8:] {
+		x := v - lse
+		if x < -80 {
+			x = -80
+		}
+		z[n8+i] = exp32(x) * (nc + nde*x)
+	}
+}

@@ -1,0 +1,346 @@
+#include "textflag.h"
+
+// Vectorised GELU (GPT-2's tanh approximation) with AVX2 + FMA, 8 floats per
+// YMM register; see vecmath_amd64.go and gelu.go for the math.
+//
+// gelu(x) = x·σ(2u) = x/(1 + e),  e = exp(t), t = −2u = xc·(k + kc·xc²),
+// with xc = clamp(x, −9, 9): beyond ±9, e < 2e−29 (or 1/e is), so the forward
+// is x (x > 9) or about −1e−28 (x < −9) and the gradient 1 or about 0 in
+// float32 either way; clamping keeps exp and every product finite. The
+// forward's numerator is max(x, −9), so +Inf gives +Inf, −Inf a tiny
+// negative number, and NaN propagates (VMAXPS/VMINPS return their second
+// source operand, x here, when either is NaN).
+//
+// exp(t), |t| < 67: n = round(t/ln 2) (adding 1.5·2^23 + 127 rounds, and the
+// sum's low bits, shifted into the exponent field, are 2^n), r = t − n·ln 2
+// (two FMAs, ln 2 in two parts), e^r by a degree-6 minimax polynomial with
+// c0 = c1 = 1 (relative error 4e−9 on |r| ≤ ln2/2), times 2^n.
+
+// 0(negB): -9: lower clamp of x
+DATA geluConst<>+0(SB)/8, $0xc1100000c1100000
+DATA geluConst<>+8(SB)/8, $0xc1100000c1100000
+DATA geluConst<>+16(SB)/8, $0xc1100000c1100000
+DATA geluConst<>+24(SB)/8, $0xc1100000c1100000
+// 32(posB): +9: upper clamp of x
+DATA geluConst<>+32(SB)/8, $0x4110000041100000
+DATA geluConst<>+40(SB)/8, $0x4110000041100000
+DATA geluConst<>+48(SB)/8, $0x4110000041100000
+DATA geluConst<>+56(SB)/8, $0x4110000041100000
+// 64(k): -2·sqrt(2/π)
+DATA geluConst<>+64(SB)/8, $0xbfcc422abfcc422a
+DATA geluConst<>+72(SB)/8, $0xbfcc422abfcc422a
+DATA geluConst<>+80(SB)/8, $0xbfcc422abfcc422a
+DATA geluConst<>+88(SB)/8, $0xbfcc422abfcc422a
+// 96(kc): -2·sqrt(2/π)·0.044715
+DATA geluConst<>+96(SB)/8, $0xbd922279bd922279
+DATA geluConst<>+104(SB)/8, $0xbd922279bd922279
+DATA geluConst<>+112(SB)/8, $0xbd922279bd922279
+DATA geluConst<>+120(SB)/8, $0xbd922279bd922279
+// 128(log2e): 1/ln 2
+DATA geluConst<>+128(SB)/8, $0x3fb8aa3b3fb8aa3b
+DATA geluConst<>+136(SB)/8, $0x3fb8aa3b3fb8aa3b
+DATA geluConst<>+144(SB)/8, $0x3fb8aa3b3fb8aa3b
+DATA geluConst<>+152(SB)/8, $0x3fb8aa3b3fb8aa3b
+// 160(magic): 1.5·2^23 + 127
+DATA geluConst<>+160(SB)/8, $0x4b40007f4b40007f
+DATA geluConst<>+168(SB)/8, $0x4b40007f4b40007f
+DATA geluConst<>+176(SB)/8, $0x4b40007f4b40007f
+DATA geluConst<>+184(SB)/8, $0x4b40007f4b40007f
+// 192(ln2hi): ln 2 rounded to float32
+DATA geluConst<>+192(SB)/8, $0x3f3172183f317218
+DATA geluConst<>+200(SB)/8, $0x3f3172183f317218
+DATA geluConst<>+208(SB)/8, $0x3f3172183f317218
+DATA geluConst<>+216(SB)/8, $0x3f3172183f317218
+// 224(ln2lo): ln 2 − ln2hi
+DATA geluConst<>+224(SB)/8, $0xb102e308b102e308
+DATA geluConst<>+232(SB)/8, $0xb102e308b102e308
+DATA geluConst<>+240(SB)/8, $0xb102e308b102e308
+DATA geluConst<>+248(SB)/8, $0xb102e308b102e308
+// 256(one): 1
+DATA geluConst<>+256(SB)/8, $0x3f8000003f800000
+DATA geluConst<>+264(SB)/8, $0x3f8000003f800000
+DATA geluConst<>+272(SB)/8, $0x3f8000003f800000
+DATA geluConst<>+280(SB)/8, $0x3f8000003f800000
+// 288(k2): 2·sqrt(2/π)
+DATA geluConst<>+288(SB)/8, $0x3fcc422a3fcc422a
+DATA geluConst<>+296(SB)/8, $0x3fcc422a3fcc422a
+DATA geluConst<>+304(SB)/8, $0x3fcc422a3fcc422a
+DATA geluConst<>+312(SB)/8, $0x3fcc422a3fcc422a
+// 320(k2c3): 2·sqrt(2/π)·3·0.044715
+DATA geluConst<>+320(SB)/8, $0x3e5b33b63e5b33b6
+DATA geluConst<>+328(SB)/8, $0x3e5b33b63e5b33b6
+DATA geluConst<>+336(SB)/8, $0x3e5b33b63e5b33b6
+DATA geluConst<>+344(SB)/8, $0x3e5b33b63e5b33b6
+// 352(c6): e^r ≈ 1 + r + c2·r² + … + c6·r⁶
+DATA geluConst<>+352(SB)/8, $0x3ab5121c3ab5121c
+DATA geluConst<>+360(SB)/8, $0x3ab5121c3ab5121c
+DATA geluConst<>+368(SB)/8, $0x3ab5121c3ab5121c
+DATA geluConst<>+376(SB)/8, $0x3ab5121c3ab5121c
+// 384(c5): 
+DATA geluConst<>+384(SB)/8, $0x3c091cf53c091cf5
+DATA geluConst<>+392(SB)/8, $0x3c091cf53c091cf5
+DATA geluConst<>+400(SB)/8, $0x3c091cf53c091cf5
+DATA geluConst<>+408(SB)/8, $0x3c091cf53c091cf5
+// 416(c4): 
+DATA geluConst<>+416(SB)/8, $0x3d2aac793d2aac79
+DATA geluConst<>+424(SB)/8, $0x3d2aac793d2aac79
+DATA geluConst<>+432(SB)/8, $0x3d2aac793d2aac79
+DATA geluConst<>+440(SB)/8, $0x3d2aac793d2aac79
+// 448(c3): 
+DATA geluConst<>+448(SB)/8, $0x3e2aaa493e2aaa49
+DATA geluConst<>+456(SB)/8, $0x3e2aaa493e2aaa49
+DATA geluConst<>+464(SB)/8, $0x3e2aaa493e2aaa49
+DATA geluConst<>+472(SB)/8, $0x3e2aaa493e2aaa49
+// 480(c2): 
+DATA geluConst<>+480(SB)/8, $0x3efffffe3efffffe
+DATA geluConst<>+488(SB)/8, $0x3efffffe3efffffe
+DATA geluConst<>+496(SB)/8, $0x3efffffe3efffffe
+DATA geluConst<>+504(SB)/8, $0x3efffffe3efffffe
+// 512(neg80): −80, the floor of the log-softmax exponent
+DATA geluConst<>+512(SB)/8, $0xc2a00000c2a00000
+DATA geluConst<>+520(SB)/8, $0xc2a00000c2a00000
+DATA geluConst<>+528(SB)/8, $0xc2a00000c2a00000
+DATA geluConst<>+536(SB)/8, $0xc2a00000c2a00000
+GLOBL geluConst<>(SB), RODATA|NOPTR, $544
+
+#define GC_NEGB geluConst<>+0(SB)
+#define GC_POSB geluConst<>+32(SB)
+#define GC_K geluConst<>+64(SB)
+#define GC_KC geluConst<>+96(SB)
+#define GC_LOG2E geluConst<>+128(SB)
+#define GC_MAGIC geluConst<>+160(SB)
+#define GC_LN2HI geluConst<>+192(SB)
+#define GC_LN2LO geluConst<>+224(SB)
+#define GC_ONE geluConst<>+256(SB)
+#define GC_K2 geluConst<>+288(SB)
+#define GC_K2C3 geluConst<>+320(SB)
+#define GC_C6 geluConst<>+352(SB)
+#define GC_C5 geluConst<>+384(SB)
+#define GC_C4 geluConst<>+416(SB)
+#define GC_C3 geluConst<>+448(SB)
+#define GC_C2 geluConst<>+480(SB)
+#define GC_NEG80 geluConst<>+512(SB)
+
+// Register constants in both kernels.
+#define GELU_CONSTS \
+	VMOVUPS GC_NEGB, Y15  \
+	VMOVUPS GC_POSB, Y14  \
+	VMOVUPS GC_KC, Y13    \
+	VMOVUPS GC_K, Y12     \
+	VMOVUPS GC_LOG2E, Y11 \
+	VMOVUPS GC_MAGIC, Y10 \
+	VMOVUPS GC_ONE, Y9
+
+// GELU_EXP takes x in Y0 and leaves max(x, −9) in Y1, xc in Y2, xc² in Y3
+// and e = exp(xc·(k + kc·xc²)) in Y6. It clobbers Y4 and Y5.
+#define GELU_EXP \
+	VMAXPS       Y0, Y15, Y1 /* max(x, −9), NaN kept */ \
+	VMINPS       Y1, Y14, Y2 /* xc = min(·, 9), NaN kept */ \
+	VMULPS       Y2, Y2, Y3 /* xc² */ \
+	VMOVAPS      Y3, Y4       \
+	VFMADD213PS  Y12, Y13, Y4 /* k + kc·xc² */ \
+	VMULPS       Y2, Y4, Y4 /* t */ \
+	VMOVAPS      Y10, Y5      \
+	VFMADD231PS  Y11, Y4, Y5 /* t/ln2 + magic: n+127 in the low bits */ \
+	VSUBPS       Y10, Y5, Y6 /* n */ \
+	VFNMADD231PS GC_LN2HI, Y6, Y4 \
+	VFNMADD231PS GC_LN2LO, Y6, Y4 /* r = t − n·ln 2 */ \
+	VMOVUPS      GC_C6, Y6    \
+	VFMADD213PS  GC_C5, Y4, Y6 \
+	VFMADD213PS  GC_C4, Y4, Y6 \
+	VFMADD213PS  GC_C3, Y4, Y6 \
+	VFMADD213PS  GC_C2, Y4, Y6 \
+	VFMADD213PS  Y9, Y4, Y6   \
+	VFMADD213PS  Y9, Y4, Y6 /* e^r */ \
+	VPSLLD       $23, Y5, Y5 /* 2^n */ \
+	VMULPS       Y5, Y6, Y6
+
+// func geluFwdAVX2(dst, src *float32, n int)
+// dst[i] = gelu(src[i]) for i < n, n a multiple of 8. dst may be src.
+TEXT ·geluFwdAVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $3, CX
+	JZ   fwddone
+	GELU_CONSTS
+
+fwdloop:
+	VMOVUPS (SI), Y0
+	GELU_EXP
+	VADDPS  Y9, Y6, Y6 // 1 + e
+	VDIVPS  Y6, Y1, Y7 // max(x, −9)/(1 + e)
+	VMOVUPS Y7, (DI)
+	ADDQ    $32, SI
+	ADDQ    $32, DI
+	DECQ    CX
+	JNZ     fwdloop
+	VZEROUPPER
+
+fwddone:
+	RET
+
+// func geluBwdAVX2(dx, x, dy *float32, n int)
+// dx[i] = gelu'(x[i])·dy[i] for i < n, n a multiple of 8. dx may be dy.
+// With σ = 1/(1 + e) and e·σ = 1 − σ:
+// gelu' = σ + x·σ·(1 − σ)·2u' = σ + q·(e·σ)·σ,  q = xc·(k2 + k2c3·xc²).
+TEXT ·geluBwdAVX2(SB), NOSPLIT, $0-32
+	MOVQ dx+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ dy+16(FP), DX
+	MOVQ n+24(FP), CX
+	SHRQ $3, CX
+	JZ   bwddone
+	GELU_CONSTS
+
+bwdloop:
+	VMOVUPS     (SI), Y0
+	GELU_EXP
+	VADDPS      Y9, Y6, Y7   // 1 + e
+	VDIVPS      Y7, Y9, Y8   // σ
+	VMULPS      Y8, Y6, Y6   // e·σ
+	VMOVUPS     GC_K2C3, Y1
+	VFMADD213PS GC_K2, Y1, Y3 // k2 + k2c3·xc²
+	VMULPS      Y2, Y3, Y3   // q
+	VMULPS      Y6, Y3, Y3   // q·e·σ
+	VFMADD213PS Y8, Y8, Y3   // σ + q·e·σ·σ
+	VMULPS      (DX), Y3, Y3
+	VMOVUPS     Y3, (DI)
+	ADDQ        $32, SI
+	ADDQ        $32, DX
+	ADDQ        $32, DI
+	DECQ        CX
+	JNZ         bwdloop
+	VZEROUPPER
+
+bwddone:
+	RET
+
+// VEXP sets E = exp(X) for X in [−87, 88], with T as scratch; X is
+// clobbered (left holding the reduced argument). Constants come from memory.
+#define VEXP(X, E, T) \
+	VMOVUPS      GC_MAGIC, T        \
+	VFMADD231PS  GC_LOG2E, X, T     \
+	VSUBPS       GC_MAGIC, T, E     \
+	VFNMADD231PS GC_LN2HI, E, X     \
+	VFNMADD231PS GC_LN2LO, E, X     \
+	VMOVUPS      GC_C6, E           \
+	VFMADD213PS  GC_C5, X, E        \
+	VFMADD213PS  GC_C4, X, E        \
+	VFMADD213PS  GC_C3, X, E        \
+	VFMADD213PS  GC_C2, X, E        \
+	VFMADD213PS  GC_ONE, X, E       \
+	VFMADD213PS  GC_ONE, X, E       \
+	VPSLLD       $23, T, T          \
+	VMULPS       T, E, E
+
+// func lsmExpSumsAVX2(z *float32, n int, m float32) (s, w float64)
+// With x = max(z[i] − m, −80) and e = exp(x) over i < n (a multiple of 16):
+// s = Σ e and w = Σ e·x. Pairs of terms are added in float32, the pair sums
+// in float64 (four lanes each, added at the end).
+TEXT ·lsmExpSumsAVX2(SB), NOSPLIT, $0-40
+	MOVQ         z+0(FP), SI
+	MOVQ         n+8(FP), CX
+	VBROADCASTSS m+16(FP), Y15
+	VMOVUPS      GC_NEG80, Y14
+	VXORPD       Y12, Y12, Y12
+	VXORPD       Y13, Y13, Y13
+	SHRQ         $4, CX
+	JZ           sumsdone
+
+sumsloop:
+	VMOVUPS      (SI), Y0
+	VSUBPS       Y15, Y0, Y0
+	VMAXPS       Y0, Y14, Y0   // x0, NaN kept
+	VMOVAPS      Y0, Y1
+	VEXP(Y1, Y2, Y3)           // e0
+	VMOVUPS      32(SI), Y4
+	VSUBPS       Y15, Y4, Y4
+	VMAXPS       Y4, Y14, Y4   // x1
+	VMOVAPS      Y4, Y5
+	VEXP(Y5, Y6, Y7)           // e1
+	VADDPS       Y6, Y2, Y8    // e0 + e1
+	VMULPS       Y0, Y2, Y9
+	VFMADD231PS  Y4, Y6, Y9    // e0·x0 + e1·x1
+	VCVTPS2PD    X8, Y10
+	VADDPD       Y10, Y12, Y12
+	VEXTRACTF128 $1, Y8, X8
+	VCVTPS2PD    X8, Y10
+	VADDPD       Y10, Y12, Y12
+	VCVTPS2PD    X9, Y10
+	VADDPD       Y10, Y13, Y13
+	VEXTRACTF128 $1, Y9, X9
+	VCVTPS2PD    X9, Y10
+	VADDPD       Y10, Y13, Y13
+	ADDQ         $64, SI
+	DECQ         CX
+	JNZ          sumsloop
+
+sumsdone:
+	VEXTRACTF128 $1, Y12, X0
+	VADDPD       X0, X12, X0
+	VHADDPD      X0, X0, X0
+	VMOVSD       X0, s+24(FP)
+	VEXTRACTF128 $1, Y13, X1
+	VADDPD       X1, X13, X1
+	VHADDPD      X1, X1, X1
+	VMOVSD       X1, w+32(FP)
+	VZEROUPPER
+	RET
+
+// func lsmGradAVX2(z *float32, n int, lse, nc, nde float32)
+// z[i] = e·(nc + nde·x) with x = max(z[i] − lse, −80), e = exp(x), for
+// i < n (a multiple of 8).
+TEXT ·lsmGradAVX2(SB), NOSPLIT, $0-28
+	MOVQ         z+0(FP), SI
+	MOVQ         n+8(FP), CX
+	VBROADCASTSS lse+16(FP), Y15
+	VBROADCASTSS nc+20(FP), Y13
+	VBROADCASTSS nde+24(FP), Y12
+	VMOVUPS      GC_NEG80, Y14
+	SHRQ         $3, CX
+	JZ           graddone
+
+gradloop:
+	VMOVUPS     (SI), Y0
+	VSUBPS      Y15, Y0, Y0
+	VMAXPS      Y0, Y14, Y0   // x, NaN kept
+	VMOVAPS     Y13, Y4
+	VFMADD231PS Y12, Y0, Y4   // nc + nde·x
+	VEXP(Y0, Y2, Y3)
+	VMULPS      Y4, Y2, Y2
+	VMOVUPS     Y2, (SI)
+	ADDQ        $32, SI
+	DECQ        CX
+	JNZ         gradloop
+	VZEROUPPER
+
+graddone:
+	RET
+
+// func rowMaxAVX2(z *float32, n int, m float32) float32
+// The largest of m and z[i] for i < n (a multiple of 8), NaNs skipped.
+TEXT ·rowMaxAVX2(SB), NOSPLIT, $0-28
+	MOVQ         z+0(FP), SI
+	MOVQ         n+8(FP), CX
+	VBROADCASTSS m+16(FP), Y0
+	SHRQ         $3, CX
+	JZ           maxdone
+
+maxloop:
+	VMOVUPS (SI), Y1
+	VMAXPS  Y0, Y1, Y0 // z > acc ? z : acc: a NaN z leaves acc
+	ADDQ    $32, SI
+	DECQ    CX
+	JNZ     maxloop
+
+maxdone:
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0x4e, X0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0xb1, X0, X1
+	VMAXPS       X1, X0, X0
+	VMOVSS       X0, ret+24(FP)
+	VZEROUPPER
+	RET
