@@ -1,0 +1,312 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/instructgo/instructgo/gpu"
+	"github.com/instructgo/instructgo/model"
+	"github.com/instructgo/instructgo/model/atomicfile"
+	"github.com/instructgo/instructgo/model/tokenizer"
+	"github.com/instructgo/instructgo/train/data"
+	"github.com/instructgo/instructgo/train/tasks"
+)
+
+// PipelineConfig is the whole InstructGPT recipe on the built-in tasks:
+// synthetic data, pretraining, SFT, the reward model, PPO-ptx and the
+// evaluation, each stage in a sub-directory of Out.
+type PipelineConfig struct {
+	Out      string            `json:"out"`
+	Model    string            `json:"model"` // named config of the pretrained model
+	Synth    tasks.SynthConfig `json:"synth"`
+	Pretrain PretrainConfig    `json:"pretrain"`
+	SFT      SFTConfig         `json:"sft"`
+	RM       RMConfig          `json:"rm"`
+	PPO      PPOConfig         `json:"ppo"`
+	MaxNew   int               `json:"eval_max_new"`
+}
+
+// Stage directories of a pipeline run.
+const (
+	StageData     = "data"
+	StagePretrain = "pretrain"
+	StageSFT      = "sft"
+	StageRM       = "rm"
+	StagePPO      = "ppo"
+)
+
+// DefaultPipeline sizes every stage so the whole run takes minutes on two
+// CPU cores with the tiny model.
+func DefaultPipeline(out string) PipelineConfig {
+	c := PipelineConfig{Out: out, Model: "tiny", Synth: tasks.DefaultSynthConfig(), MaxNew: 32}
+	d := func(stage string) string { return filepath.Join(out, stage) }
+	data := d(StageData)
+	c.Pretrain = PretrainConfig{
+		Data: []string{filepath.Join(data, "pretrain.txt")}, Out: d(StagePretrain),
+		Steps: 300, Batch: 16, Seq: 128, Accum: 1, Optim: DefaultOptim(), Seed: 1,
+		ValFrac: 0.1, EvalEvery: 100, EvalBatches: 8, LogEvery: 50, SaveEvery: 100,
+	}
+	c.SFT = DefaultSFT()
+	c.SFT.Data, c.SFT.Init, c.SFT.Out = filepath.Join(data, "sft.jsonl"), d(StagePretrain), d(StageSFT)
+	c.SFT.LogEvery, c.SFT.EvalEvery = 40, 80
+	c.RM = DefaultRM()
+	c.RM.Data, c.RM.Init, c.RM.Out = filepath.Join(data, "rm.jsonl"), d(StageSFT), d(StageRM)
+	c.RM.CenterData = filepath.Join(data, "sft.jsonl")
+	c.PPO = DefaultPPO()
+	c.PPO.Prompts, c.PPO.Ptx = filepath.Join(data, "ppo.jsonl"), []string{filepath.Join(data, "pretrain.txt")}
+	c.PPO.Policy, c.PPO.Reward, c.PPO.Out = d(StageSFT), d(StageRM), d(StagePPO)
+	return c
+}
+
+// PipelineReport is report.json: the headline numbers of every stage.
+type PipelineReport struct {
+	Pretrain struct {
+		ValLoss     float64 `json:"val_loss"`
+		UnigramLoss float64 `json:"unigram_val_loss"`
+		TaskScore   float64 `json:"task_score"`
+		Seconds     float64 `json:"seconds"`
+	} `json:"pretrain"`
+	SFT struct {
+		TaskScore float64            `json:"task_score"`
+		PerTask   map[string]float64 `json:"per_task"`
+		BestStep  int                `json:"best_step"`
+		Seconds   float64            `json:"seconds"`
+	} `json:"sft"`
+	RM struct {
+		Accuracy        float64  `json:"accuracy"`
+		TruthAccuracy   *float64 `json:"truth_accuracy,omitempty"`
+		LabelerAgrement float64  `json:"labeler_vs_labeler"`
+		Pairs           int      `json:"n_pairs"`
+		CentredMean     float64  `json:"demonstrations_mean_reward"`
+		Seconds         float64  `json:"seconds"`
+	} `json:"rm"`
+	PPO struct {
+		TaskScore    float64            `json:"task_score"`
+		PerTask      map[string]float64 `json:"per_task"`
+		WinRateVsSFT float64            `json:"win_rate_vs_sft"`
+		KLToSFT      float64            `json:"kl_to_sft"`
+		PtxLoss      float64            `json:"ptx_loss"`
+		FirstScore   float64            `json:"first_rm_score"`
+		LastScore    float64            `json:"last_rm_score"`
+		Seconds      float64            `json:"seconds"`
+	} `json:"ppo"`
+	SFTPtxLoss float64 `json:"sft_ptx_loss"`
+	EvalN      int     `json:"eval_n"`
+	Seconds    float64 `json:"seconds"`
+	Backend    string  `json:"backend"`
+}
+
+// Pipeline runs every stage in order. A stage whose directory already
+// holds a summary.json from an earlier run is not run again; its numbers
+// are read back, so an interrupted pipeline continues where it stopped.
+func Pipeline(ctx context.Context, b gpu.Backend, cfg PipelineConfig, opt RunOptions) (*PipelineReport, error) {
+	log := opt.Log
+	start := time.Now()
+	rep := &PipelineReport{Backend: b.Name()}
+	mc, err := model.ConfigByName(cfg.Model)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := tokenizer.New(mc.Tokenizer)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, "pipeline_config.json"), cfg); err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	done := func(dir string) bool {
+		_, err := os.Stat(filepath.Join(dir, SummaryFile))
+		return err == nil
+	}
+	stage := func(name string) { log.Info().Str("stage", name).Msg("──── pipeline stage ────") }
+
+	// Data.
+	dataDir := filepath.Join(cfg.Out, StageData)
+	if _, err := os.Stat(filepath.Join(dataDir, "eval.jsonl")); err != nil {
+		stage("data synth")
+		if _, err := tasks.Synth(dataDir, cfg.Synth); err != nil {
+			return nil, fmt.Errorf("pipeline: %w", err)
+		}
+	}
+	// Pretraining.
+	if !done(cfg.Pretrain.Out) {
+		stage("pretrain")
+		cfg.Pretrain.Model = mc
+		if _, err := Pretrain(ctx, b, tok, cfg.Pretrain, opt); err != nil {
+			return nil, fmt.Errorf("pipeline: %w", err)
+		}
+	}
+	var pre PretrainSummary
+	if err := readSummary(cfg.Pretrain.Out, &pre); err != nil {
+		return nil, err
+	}
+	rep.Pretrain.ValLoss, rep.Pretrain.UnigramLoss, rep.Pretrain.Seconds = pre.ValLoss, pre.UnigramLoss, pre.Seconds
+	// SFT.
+	if !done(cfg.SFT.Out) {
+		stage("sft")
+		if cfg.SFT.Model, err = model.ReadConfig(cfg.SFT.Init); err != nil {
+			return nil, err
+		}
+		cfg.SFT.Model.Dropout = 0.2
+		if _, err := SFT(ctx, b, tok, cfg.SFT, opt); err != nil {
+			return nil, fmt.Errorf("pipeline: %w", err)
+		}
+	}
+	var sft SFTSummary
+	if err := readSummary(cfg.SFT.Out, &sft); err != nil {
+		return nil, err
+	}
+	rep.SFT.BestStep, rep.SFT.Seconds = sft.BestStep, sft.Seconds
+	// Reward model.
+	if !done(cfg.RM.Out) {
+		stage("reward model")
+		if cfg.RM.Model, err = model.ReadConfig(cfg.RM.Init); err != nil {
+			return nil, err
+		}
+		cfg.RM.Model.Dropout = 0
+		if _, err := RM(ctx, b, tok, cfg.RM, opt); err != nil {
+			return nil, fmt.Errorf("pipeline: %w", err)
+		}
+	}
+	var rm RMSummary
+	if err := readSummary(cfg.RM.Out, &rm); err != nil {
+		return nil, err
+	}
+	if rm.Val != nil {
+		rep.RM.Accuracy, rep.RM.TruthAccuracy, rep.RM.Pairs = rm.Val.Accuracy, rm.Val.TruthAccuracy, rm.Val.Pairs
+	}
+	if rm.Ceiling != nil {
+		rep.RM.LabelerAgrement = rm.Ceiling.LabelerVsLabeler
+	}
+	if rm.Centering != nil {
+		rep.RM.CentredMean = rm.Centering.MeanAfter
+	}
+	rep.RM.Seconds = rm.Seconds
+	// PPO-ptx.
+	if !done(cfg.PPO.Out) {
+		stage("ppo-ptx")
+		if _, err := PPO(ctx, b, tok, cfg.PPO, opt); err != nil {
+			return nil, fmt.Errorf("pipeline: %w", err)
+		}
+	}
+	var ppo PPOSummary
+	if err := readSummary(cfg.PPO.Out, &ppo); err != nil {
+		return nil, err
+	}
+	rep.PPO.FirstScore, rep.PPO.LastScore, rep.PPO.KLToSFT, rep.PPO.Seconds = ppo.FirstScore, ppo.LastScore, ppo.LastKL, ppo.Seconds
+
+	// Evaluation on the held-out prompts.
+	stage("evaluation")
+	if err := evaluatePipeline(b, tok, cfg, rep); err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, "report.json"), rep); err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	if err := WriteReport(cfg.Out, rep); err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	return rep, nil
+}
+
+func readSummary(dir string, v any) error {
+	raw, err := os.ReadFile(filepath.Join(dir, SummaryFile))
+	if err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("pipeline: %s: %w", filepath.Join(dir, SummaryFile), err)
+	}
+	return nil
+}
+
+// evaluatePipeline scores the pretrained, SFT and PPO models on the held-out
+// prompts, the labeler's preference for PPO over SFT, and the held-out
+// pretraining loss of SFT and PPO (the alignment tax).
+func evaluatePipeline(b gpu.Backend, tok tokenizer.Tokenizer, cfg PipelineConfig, rep *PipelineReport) error {
+	records, _, err := data.ReadPrompts(filepath.Join(cfg.Out, StageData, "eval.jsonl"), data.ReadOptions{})
+	if err != nil {
+		return err
+	}
+	prompts := make([]TaskPrompt, len(records))
+	for i, r := range records {
+		prompts[i] = TaskPrompt{Prompt: r.Prompt, Task: r.Task, Answer: r.Answer}
+	}
+	corpus, err := LoadText(cfg.Pretrain.Data, tok, cfg.Pretrain.ValFrac)
+	if err != nil {
+		return err
+	}
+	evalOne := func(dir string) (TaskEval, float64, error) {
+		c, err := model.ReadConfig(dir)
+		if err != nil {
+			return TaskEval{}, 0, err
+		}
+		m, err := model.Load(b, dir, model.Options{MaxBatch: 64, MaxSeq: c.MaxSeqLen})
+		if err != nil {
+			return TaskEval{}, 0, err
+		}
+		ev, err := EvalTasks(m, tok, prompts, EvalOptions{MaxNew: cfg.MaxNew})
+		if err != nil {
+			return TaskEval{}, 0, err
+		}
+		tk, tg := SequentialWindows(corpus.Val, cfg.Pretrain.Seq, cfg.Pretrain.EvalBatches*cfg.Pretrain.Batch)
+		if len(tk) == 0 {
+			return ev, 0, errors.New("no held-out pretraining text")
+		}
+		loss, err := evalLM(m, tk, tg, 64, cfg.Pretrain.Seq)
+		return ev, loss, err
+	}
+	pre, _, err := evalOne(cfg.Pretrain.Out)
+	if err != nil {
+		return fmt.Errorf("evaluate the pretrained model: %w", err)
+	}
+	sft, sftPtx, err := evalOne(cfg.SFT.Out)
+	if err != nil {
+		return fmt.Errorf("evaluate SFT: %w", err)
+	}
+	ppo, ppoPtx, err := evalOne(cfg.PPO.Out)
+	if err != nil {
+		return fmt.Errorf("evaluate PPO: %w", err)
+	}
+	win, err := WinRate(ppo, sft, tasks.DefaultLabeler())
+	if err != nil {
+		return err
+	}
+	rep.Pretrain.TaskScore = pre.Score
+	rep.SFT.TaskScore, rep.SFT.PerTask = sft.Score, sft.PerTask
+	rep.PPO.TaskScore, rep.PPO.PerTask, rep.PPO.WinRateVsSFT = ppo.Score, ppo.PerTask, win
+	rep.PPO.PtxLoss, rep.SFTPtxLoss = ppoPtx, sftPtx
+	rep.EvalN = len(prompts)
+	return nil
+}
+
+// WinRate is the simulated labeler's expected preference for a's response
+// over b's, prompt by prompt (a tie counts half), averaged: the paper's
+// headline measure. a and b must be evaluations of the same prompts.
+func WinRate(a, b TaskEval, l tasks.Labeler) (float64, error) {
+	if len(a.Samples) != len(b.Samples) || len(a.Samples) == 0 {
+		return 0, fmt.Errorf("win rate: %d and %d samples", len(a.Samples), len(b.Samples))
+	}
+	total := 0.0
+	for i, sa := range a.Samples {
+		sb := b.Samples[i]
+		if sa.Prompt != sb.Prompt {
+			return 0, fmt.Errorf("win rate: sample %d answers different prompts", i)
+		}
+		p, err := l.PreferProbability(sa.Task, sa.Answer, sa.Response, sb.Response)
+		if err != nil {
+			return 0, err
+		}
+		total += p
+	}
+	return total / float64(len(a.Samples)), nil
+}

@@ -1,0 +1,579 @@
+package train
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/instructgo/instructgo/gpu"
+	"github.com/instructgo/instructgo/model"
+	"github.com/instructgo/instructgo/model/atomicfile"
+	"github.com/instructgo/instructgo/model/tokenizer"
+	"github.com/instructgo/instructgo/train/data"
+)
+
+// PPOConfig is a PPO-ptx run (InstructGPT stage 3): the policy starts from
+// the SFT model, the value function from the reward model, the frozen SFT
+// model is the KL reference, and pretraining gradients are mixed in.
+type PPOConfig struct {
+	Prompts string   `json:"prompts"`       // JSONL of {"prompt"}
+	Ptx     []string `json:"ptx,omitempty"` // pretraining text for the ptx term; empty: PPO without ptx
+	Policy  string   `json:"policy"`        // SFT checkpoint
+	Reward  string   `json:"reward"`        // reward-model checkpoint (centred)
+	Out     string   `json:"out"`
+
+	Iterations int `json:"iterations"` // rollout + update rounds
+	Episodes   int `json:"episodes"`   // prompts per rollout (paper: 512)
+	MiniBatch  int `json:"minibatch"`  // episodes per update (paper: 64)
+	Epochs     int `json:"ppo_epochs"` // passes over a rollout (paper: 1)
+
+	MaxNew            int     `json:"max_new"`
+	Temperature       float32 `json:"temperature"`
+	MissingEOSPenalty float32 `json:"missing_eos_penalty"` // subtracted from the score of a response without EOS
+
+	KLCoef      float32 `json:"kl_coef"`      // β (paper: 0.02)
+	KLTarget    float32 `json:"kl_target"`    // > 0: adaptive β (Ziegler et al.) aiming at this KL per episode
+	KLHorizon   int     `json:"kl_horizon"`   // episodes over which the adaptive controller acts
+	KLEstimator int     `json:"kl_estimator"` // 0: k1 = log π − log π_ref; 1: k3
+	RewardClip  float32 `json:"reward_clip"`  // > 0: clip scores to ±this
+
+	Gamma       float32 `json:"gamma"`
+	Lambda      float32 `json:"lambda"`
+	ClipEps     float32 `json:"clip_eps"`
+	ValueClip   float32 `json:"value_clip"`
+	EntropyCoef float32 `json:"entropy_coef"`
+
+	PtxCoef  float32 `json:"ptx_coef"`  // γ (paper: 27.8)
+	PtxBatch int     `json:"ptx_batch"` // pretraining sequences per update
+	PtxSeq   int     `json:"ptx_seq"`
+
+	EMADecay    float32     `json:"ema_decay"` // paper: 0.992
+	PolicyOptim OptimConfig `json:"policy_optim"`
+	ValueOptim  OptimConfig `json:"value_optim"`
+	Seed        uint64      `json:"seed"`
+	LogEvery    int         `json:"log_every"`
+	SaveEvery   int         `json:"save_every"`
+}
+
+// DefaultPPO is the paper's recipe (β 0.02, clip 0.2, γ 1, λ 0.95, one
+// epoch, EMA 0.992, ptx 27.8) at the scale of the tiny model on a CPU.
+func DefaultPPO() PPOConfig {
+	po, vo := DefaultOptim(), DefaultOptim()
+	po.LR, po.Warmup, po.MinLRFrac, po.WeightDecay = 2e-5, 5, 1, 0
+	vo.LR, vo.Warmup, vo.MinLRFrac, vo.WeightDecay = 1e-4, 5, 1, 0
+	return PPOConfig{
+		Iterations: 40, Episodes: 64, MiniBatch: 16, Epochs: 1,
+		MaxNew: 32, Temperature: 1, MissingEOSPenalty: 1,
+		KLCoef: 0.02, KLHorizon: 10000,
+		Gamma: 1, Lambda: 0.95, ClipEps: 0.2, ValueClip: 0.2,
+		PtxCoef: 27.8, PtxBatch: 4, PtxSeq: 64,
+		EMADecay: 0.992, PolicyOptim: po, ValueOptim: vo, Seed: 1, LogEvery: 1, SaveEvery: 10,
+	}
+}
+
+// Validate reports a configuration that cannot run.
+func (c *PPOConfig) Validate() error {
+	switch {
+	case c.Prompts == "" || c.Policy == "" || c.Reward == "" || c.Out == "":
+		return fmt.Errorf("PPO needs prompts, a policy, a reward model and an output directory")
+	case c.Iterations <= 0 || c.Episodes <= 0 || c.MiniBatch <= 0 || c.Epochs <= 0:
+		return fmt.Errorf("iterations, episodes, minibatch and epochs must be positive")
+	case c.Episodes%c.MiniBatch != 0:
+		return fmt.Errorf("episodes %d must be a multiple of the minibatch %d", c.Episodes, c.MiniBatch)
+	case c.MaxNew <= 0 || c.Temperature < 0:
+		return fmt.Errorf("max new tokens must be positive and the temperature not negative")
+	case c.KLCoef < 0 || c.KLTarget < 0 || (c.KLTarget > 0 && c.KLHorizon <= 0):
+		return fmt.Errorf("KL coefficient and target must not be negative; an adaptive target needs a horizon")
+	case c.KLEstimator != 0 && c.KLEstimator != 1:
+		return fmt.Errorf("KL estimator %d: want 0 (k1) or 1 (k3)", c.KLEstimator)
+	case c.Gamma < 0 || c.Gamma > 1 || c.Lambda < 0 || c.Lambda > 1:
+		return fmt.Errorf("gamma and lambda must be in [0, 1]")
+	case c.ClipEps <= 0:
+		return fmt.Errorf("clip epsilon must be positive")
+	case c.PtxCoef < 0 || (len(c.Ptx) > 0 && (c.PtxBatch <= 0 || c.PtxSeq <= 1)):
+		return fmt.Errorf("the ptx term needs a positive batch and a sequence of at least 2 tokens")
+	case c.EMADecay < 0 || c.EMADecay >= 1:
+		return fmt.Errorf("EMA decay %g must be in [0, 1)", c.EMADecay)
+	case c.LogEvery <= 0 || c.SaveEvery < 0:
+		return fmt.Errorf("log interval must be positive, save interval not negative")
+	}
+	if err := c.PolicyOptim.Validate(); err != nil {
+		return fmt.Errorf("policy optimizer: %w", err)
+	}
+	return c.ValueOptim.Validate()
+}
+
+// PPOMetrics is one iteration's line of metrics.jsonl.
+type PPOMetrics struct {
+	Step          int     `json:"step"` // iteration
+	Score         float64 `json:"rm_score"`
+	KL            float64 `json:"kl"` // Σ over the response of the KL estimate, mean over episodes
+	Entropy       float64 `json:"entropy"`
+	ClipFrac      float64 `json:"clip_frac"`
+	ApproxKL      float64 `json:"approx_kl"`
+	PolicyLoss    float64 `json:"policy_loss"`
+	ValueLoss     float64 `json:"value_loss"`
+	ValueClipFrac float64 `json:"value_clip_frac"`
+	ExplainedVar  float64 `json:"explained_variance"`
+	ResponseLen   float64 `json:"response_len"`
+	EOSFrac       float64 `json:"eos_frac"`
+	PtxLoss       float64 `json:"ptx_loss"`
+	Beta          float64 `json:"beta"`
+	GenSeconds    float64 `json:"gen_sec"`
+	TrainSeconds  float64 `json:"train_sec"`
+	GenTokensSec  float64 `json:"gen_tokens_per_sec"`
+	Elapsed       float64 `json:"elapsed_sec"`
+}
+
+// PPOSummary is what summary.json records.
+type PPOSummary struct {
+	Iterations  int        `json:"iterations"`
+	Episodes    int        `json:"episodes"`
+	Seconds     float64    `json:"seconds"`
+	First, Last PPOMetrics `json:"-"`
+	FirstScore  float64    `json:"first_rm_score"`
+	LastScore   float64    `json:"last_rm_score"` // mean over the last quarter of iterations
+	LastKL      float64    `json:"last_kl"`
+	PtxLoss     float64    `json:"ptx_loss"`
+	Interrupted bool       `json:"interrupted"`
+}
+
+// ppoModels are the four networks of a run.
+type ppoModels struct {
+	policy, ref, value, reward *model.Model
+	ema                        *model.Params
+	policyOpt, valueOpt        *Optimizer
+}
+
+// rollout is one batch of episodes laid out [E, T]: prompt + response,
+// right-padded; action positions p predict token p+1 of the response.
+type rollout struct {
+	E, T          int
+	tokens        []int32 // E·T
+	targets       []int32 // E·T, the next token at action positions, −1 elsewhere
+	validLen      []int32 // E
+	mask          []float32
+	lastIdx       []int32   // E, the last action position
+	rawScores     []float32 // the reward model's, before penalties
+	scores        []float32
+	responseLen   []int
+	eos           []bool
+	oldLogp, ref  []float32
+	values        []float32
+	adv, returns  []float32 // after GAE and whitening (host copies)
+	klSum, entSum float64
+}
+
+// PPO runs PPO-ptx and leaves the EMA policy in cfg.Out.
+func PPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPOConfig, opt RunOptions) (*PPOSummary, error) {
+	return runPPO(ctx, b, tok, cfg, opt, ppoHooks{})
+}
+
+// ppoHooks let tests look inside a run.
+type ppoHooks struct {
+	scorer   episodeScorer // nil: the reward model
+	saveLast string        // non-empty: also save the last iterate (not the EMA) here
+}
+
+// episodeScorer replaces the reward model's scores of a rollout (before the
+// missing-EOS penalty and clipping): tests use it to train against a known
+// reward. prompts are the episodes' prompt records, responses their decoded
+// responses.
+type episodeScorer func(prompts []data.Prompt, responses []string) ([]float32, error)
+
+func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPOConfig, opt RunOptions, hooks ppoHooks) (*PPOSummary, error) {
+	log := opt.Log
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("ppo: %w", err)
+	}
+	prompts, _, err := data.ReadPrompts(cfg.Prompts, data.ReadOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("ppo: %w", err)
+	}
+	promptIDs := make([][]int32, len(prompts))
+	maxPrompt := 0
+	for i, p := range prompts {
+		promptIDs[i] = tok.Encode(p.Prompt)
+		maxPrompt = max(maxPrompt, len(promptIDs[i]))
+	}
+	polCfg, err := model.ReadConfig(cfg.Policy)
+	if err != nil {
+		return nil, fmt.Errorf("ppo: policy: %w", err)
+	}
+	T := maxPrompt + cfg.MaxNew + 1
+	if T > polCfg.MaxSeqLen {
+		return nil, fmt.Errorf("ppo: prompts of up to %d tokens plus %d new ones exceed the policy's context of %d", maxPrompt, cfg.MaxNew, polCfg.MaxSeqLen)
+	}
+	var ptx *WindowSampler
+	if len(cfg.Ptx) > 0 && cfg.PtxCoef > 0 {
+		corpus, err := LoadText(cfg.Ptx, tok, 0)
+		if err != nil {
+			return nil, fmt.Errorf("ppo: ptx: %w", err)
+		}
+		if ptx, err = NewWindowSampler(corpus.Train, cfg.PtxSeq, cfg.Seed^0x9e3779b9); err != nil {
+			return nil, fmt.Errorf("ppo: ptx: %w", err)
+		}
+	}
+	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("ppo: %w", err)
+	}
+	modelT := T
+	if ptx != nil {
+		if cfg.PtxSeq > polCfg.MaxSeqLen {
+			return nil, fmt.Errorf("ppo: ptx sequences of %d tokens exceed the policy's context of %d", cfg.PtxSeq, polCfg.MaxSeqLen)
+		}
+		modelT = max(T, cfg.PtxSeq)
+	}
+	ms, err := loadPPOModels(b, cfg, modelT)
+	if err != nil {
+		return nil, fmt.Errorf("ppo: %w", err)
+	}
+	if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, RunConfigFile), cfg); err != nil {
+		return nil, fmt.Errorf("ppo: %w", err)
+	}
+	metrics, err := OpenMetrics(cfg.Out, false, 0)
+	if err != nil {
+		return nil, fmt.Errorf("ppo: %w", err)
+	}
+	defer metrics.Close()
+	dev, err := newPPODevice(b, cfg.Episodes, T, max(cfg.PtxBatch*cfg.PtxSeq, 1))
+	if err != nil {
+		return nil, fmt.Errorf("ppo: %w", err)
+	}
+
+	order := rand.New(rand.NewPCG(cfg.Seed, 0x990)).Perm(len(prompts))
+	next := 0
+	beta := float64(cfg.KLCoef)
+	sum := &PPOSummary{}
+	start := time.Now()
+	log.Info().Int("prompts", len(prompts)).Int("iterations", cfg.Iterations).Int("episodes", cfg.Episodes).
+		Int("minibatch", cfg.MiniBatch).Bool("ptx", ptx != nil).Str("backend", b.Name()).Msg("PPO-ptx")
+	progress := opt.progress()
+	progress.Start("ppo", 0, cfg.Iterations)
+	defer progress.Finish()
+	var scoreHistory []float64
+
+	for it := 1; it <= cfg.Iterations; it++ {
+		if ctx.Err() != nil {
+			sum.Interrupted = true
+			log.Warn().Int("iteration", it-1).Msg("interrupted: saving the policy")
+			break
+		}
+		batch := make([][]int32, cfg.Episodes)
+		recs := make([]data.Prompt, cfg.Episodes)
+		for i := range batch {
+			if next == len(order) {
+				next = 0
+			}
+			batch[i], recs[i] = promptIDs[order[next]], prompts[order[next]]
+			next++
+		}
+		rec := PPOMetrics{Step: it, Beta: beta}
+		t0 := time.Now()
+		ro, genTokens, err := collect(ms, tok, batch, cfg, gpu.Mix64(cfg.Seed, uint64(it)))
+		if err != nil {
+			return nil, fmt.Errorf("ppo iteration %d: rollout: %w", it, err)
+		}
+		if hooks.scorer != nil {
+			if ro.rawScores, err = hooks.scorer(recs, ro.responses(tok)); err != nil {
+				return nil, fmt.Errorf("ppo iteration %d: score: %w", it, err)
+			}
+		}
+		ro.finishScores(cfg)
+		rec.GenSeconds = time.Since(t0).Seconds()
+		rec.GenTokensSec = float64(genTokens) / rec.GenSeconds
+		t1 := time.Now()
+		if err := dev.advantages(ro, cfg, float32(beta)); err != nil {
+			return nil, fmt.Errorf("ppo iteration %d: %w", it, err)
+		}
+		if err := dev.update(ms, ro, ptx, cfg, it, &rec); err != nil {
+			return nil, fmt.Errorf("ppo iteration %d: update: %w", it, err)
+		}
+		rec.TrainSeconds = time.Since(t1).Seconds()
+		rec.Elapsed = time.Since(start).Seconds()
+		fillRolloutMetrics(&rec, ro)
+		if math.IsNaN(rec.PolicyLoss) || math.IsNaN(rec.ValueLoss) || math.IsNaN(rec.Score) {
+			return nil, fmt.Errorf("ppo iteration %d: a loss is NaN (policy %v, value %v); lower the learning rates", it, rec.PolicyLoss, rec.ValueLoss)
+		}
+		beta = adaptBeta(beta, rec.KL, float64(cfg.KLTarget), cfg.Episodes, cfg.KLHorizon)
+		scoreHistory = append(scoreHistory, rec.Score)
+		if it == 1 {
+			sum.First = rec
+		}
+		sum.Last = rec
+		sum.Iterations, sum.Episodes = it, it*cfg.Episodes
+		progress.Step(it, fmt.Sprintf("score %.3f  kl %.3f", rec.Score, rec.KL))
+		if it%cfg.LogEvery == 0 || it == cfg.Iterations {
+			log.Info().Int("iter", it).Float64("rm_score", round4(rec.Score)).Float64("kl", round4(rec.KL)).
+				Float64("clip_frac", round4(rec.ClipFrac)).Float64("value_loss", round4(rec.ValueLoss)).
+				Float64("ptx_loss", round4(rec.PtxLoss)).Float64("len", round4(rec.ResponseLen)).
+				Float64("gen_s", round4(rec.GenSeconds)).Float64("train_s", round4(rec.TrainSeconds)).Msg("ppo")
+		}
+		if err := metrics.Write(rec); err != nil {
+			return nil, err
+		}
+		if cfg.SaveEvery > 0 && it%cfg.SaveEvery == 0 {
+			if err := saveEMAPolicy(b, cfg.Out, ms); err != nil {
+				return nil, fmt.Errorf("ppo: %w", err)
+			}
+		}
+	}
+	if err := saveEMAPolicy(b, cfg.Out, ms); err != nil {
+		return nil, fmt.Errorf("ppo: %w", err)
+	}
+	if hooks.saveLast != "" {
+		if err := model.Save(hooks.saveLast, ms.policy); err != nil {
+			return nil, fmt.Errorf("ppo: %w", err)
+		}
+	}
+	sum.Seconds = time.Since(start).Seconds()
+	sum.FirstScore, sum.LastKL, sum.PtxLoss = sum.First.Score, sum.Last.KL, sum.Last.PtxLoss
+	if n := len(scoreHistory); n > 0 {
+		k := max(1, n/4)
+		for _, s := range scoreHistory[n-k:] {
+			sum.LastScore += s / float64(k)
+		}
+	}
+	if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, SummaryFile), sum); err != nil {
+		return nil, fmt.Errorf("ppo: %w", err)
+	}
+	log.Info().Str("dir", cfg.Out).Float64("first_rm_score", round4(sum.FirstScore)).Float64("last_rm_score", round4(sum.LastScore)).
+		Float64("kl", round4(sum.LastKL)).Msg("EMA policy saved")
+	if sum.Interrupted {
+		return sum, fmt.Errorf("ppo interrupted after iteration %d (EMA policy saved in %s): %w", sum.Iterations, cfg.Out, context.Cause(ctx))
+	}
+	return sum, nil
+}
+
+// loadPPOModels loads the policy (trainable, no dropout), the frozen SFT
+// reference, the value function (trainable, from the reward model) and the
+// frozen reward model, all sized for minibatches of T tokens.
+func loadPPOModels(b gpu.Backend, cfg PPOConfig, T int) (*ppoModels, error) {
+	ms := &ppoModels{}
+	var err error
+	load := func(dir string, train bool) (*model.Model, error) {
+		c, err := model.ReadConfig(dir)
+		if err != nil {
+			return nil, err
+		}
+		host, err := model.LoadHost(dir, c)
+		if err != nil {
+			return nil, err
+		}
+		c.Dropout = 0 // PPO runs without dropout, so old and new log-probs compare
+		m, err := model.New(b, c, model.Options{MaxBatch: cfg.MiniBatch, MaxSeq: T, Train: train})
+		if err != nil {
+			return nil, err
+		}
+		return m, b.Upload(m.Params.All, host)
+	}
+	if ms.policy, err = load(cfg.Policy, true); err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	if ms.ref, err = load(cfg.Policy, false); err != nil {
+		return nil, fmt.Errorf("reference: %w", err)
+	}
+	if ms.value, err = load(cfg.Reward, true); err != nil {
+		return nil, fmt.Errorf("value function: %w", err)
+	}
+	if ms.reward, err = load(cfg.Reward, false); err != nil {
+		return nil, fmt.Errorf("reward model: %w", err)
+	}
+	if ms.policy.Cfg.ScalarHead || !ms.reward.Cfg.ScalarHead {
+		return nil, fmt.Errorf("the policy must be a language model and the reward model have a scalar head")
+	}
+	if ms.policy.Cfg.VocabSize != ms.reward.Cfg.VocabSize || ms.policy.Cfg.Tokenizer != ms.reward.Cfg.Tokenizer {
+		return nil, fmt.Errorf("policy and reward model use different tokenizers (%s/%d vs %s/%d)",
+			ms.policy.Cfg.Tokenizer, ms.policy.Cfg.VocabSize, ms.reward.Cfg.Tokenizer, ms.reward.Cfg.VocabSize)
+	}
+	if ms.ema, err = model.NewParams(b, ms.policy.Cfg); err != nil {
+		return nil, fmt.Errorf("EMA: %w", err)
+	}
+	b.Copy(ms.ema.All, ms.policy.Params.All)
+	if ms.policyOpt, err = NewOptimizer(b, ms.policy.Cfg, cfg.PolicyOptim); err != nil {
+		return nil, err
+	}
+	if ms.valueOpt, err = NewOptimizer(b, ms.value.Cfg, cfg.ValueOptim); err != nil {
+		return nil, err
+	}
+	return ms, b.Err()
+}
+
+// saveEMAPolicy writes the EMA weights as the run's policy checkpoint.
+func saveEMAPolicy(b gpu.Backend, dir string, ms *ppoModels) error {
+	host := make([]float32, ms.ema.All.Len())
+	if err := b.Download(host, ms.ema.All); err != nil {
+		return err
+	}
+	cfg := ms.policy.Cfg
+	return model.SaveHost(dir, cfg, host)
+}
+
+// collect samples responses to the prompts and scores them: the policy's
+// and the reference's log-probs of each response token, the value of each
+// state, and the reward model's score of each whole response.
+func collect(ms *ppoModels, tok tokenizer.Tokenizer, prompts [][]int32, cfg PPOConfig, seed uint64) (*rollout, int, error) {
+	gens, err := model.Generate(ms.policy, prompts, model.GenerateOptions{
+		MaxNew: cfg.MaxNew, Sampling: gpu.Sampling{Temperature: cfg.Temperature}, Seed: seed, EOS: tok.EOS(),
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	E := len(prompts)
+	ro := &rollout{E: E, validLen: make([]int32, E), lastIdx: make([]int32, E), scores: make([]float32, E),
+		responseLen: make([]int, E), eos: make([]bool, E)}
+	seqs := make([][]int32, E)
+	genTokens := 0
+	for i, g := range gens {
+		s := append(append([]int32(nil), prompts[i]...), g.Tokens...)
+		ro.eos[i] = g.Stop == model.StopEOS
+		if ro.eos[i] {
+			s = append(s, tok.EOS()) // stopping is an action the policy learns
+		}
+		if len(s) == len(prompts[i]) { // nothing generated (context full): one pad action keeps the shapes valid
+			s = append(s, tok.EOS())
+		}
+		seqs[i] = s
+		ro.responseLen[i] = len(s) - len(prompts[i])
+		genTokens += len(g.Tokens)
+		ro.T = max(ro.T, len(s))
+	}
+	T := ro.T
+	ro.tokens, ro.targets = make([]int32, E*T), make([]int32, E*T)
+	ro.mask = make([]float32, E*T)
+	for i, s := range seqs {
+		for j := range T {
+			ro.targets[i*T+j] = -1
+			ro.tokens[i*T+j] = tok.Pad()
+		}
+		copy(ro.tokens[i*T:], s)
+		ro.validLen[i] = int32(len(s))
+		for p := len(prompts[i]) - 1; p < len(s)-1; p++ {
+			ro.targets[i*T+p] = s[p+1]
+			ro.mask[i*T+p] = 1
+		}
+		ro.lastIdx[i] = int32(len(s) - 2)
+	}
+	if ro.oldLogp, err = forwardAll(ms.policy, ro, false); err != nil {
+		return nil, 0, fmt.Errorf("policy log-probs: %w", err)
+	}
+	if ro.ref, err = forwardAll(ms.ref, ro, false); err != nil {
+		return nil, 0, fmt.Errorf("reference log-probs: %w", err)
+	}
+	if ro.values, err = forwardAll(ms.value, ro, true); err != nil {
+		return nil, 0, fmt.Errorf("values: %w", err)
+	}
+	rewards, err := forwardAll(ms.reward, ro, true)
+	if err != nil {
+		return nil, 0, fmt.Errorf("reward model: %w", err)
+	}
+	ro.rawScores = make([]float32, E)
+	for i := range E {
+		ro.rawScores[i] = rewards[i*T+int(ro.validLen[i])-1] // the score at the final token, EOS included
+	}
+	return ro, genTokens, nil
+}
+
+// finishScores turns the raw scores into the episodes' scores: the
+// missing-EOS penalty, then the optional clip.
+func (ro *rollout) finishScores(cfg PPOConfig) {
+	for i, s := range ro.rawScores {
+		if !ro.eos[i] {
+			s -= cfg.MissingEOSPenalty
+		}
+		if c := cfg.RewardClip; c > 0 {
+			s = max(-c, min(c, s))
+		}
+		ro.scores[i] = s
+	}
+}
+
+// responses decodes each episode's response, without its EOS.
+func (ro *rollout) responses(tok tokenizer.Tokenizer) []string {
+	out := make([]string, ro.E)
+	for i := range out {
+		end := int(ro.validLen[i])
+		if ro.eos[i] {
+			end--
+		}
+		start := int(ro.validLen[i]) - ro.responseLen[i]
+		out[i] = tok.Decode(ro.tokens[i*ro.T+start : i*ro.T+max(start, end)])
+	}
+	return out
+}
+
+// forwardAll runs a model over the rollout in chunks of its MaxBatch and
+// returns per-position outputs [E·T]: target log-probs for a language
+// model, values for a scalar head.
+func forwardAll(m *model.Model, ro *rollout, scalar bool) ([]float32, error) {
+	out := make([]float32, ro.E*ro.T)
+	T := ro.T
+	for lo := 0; lo < ro.E; lo += m.MaxBatch() {
+		hi := min(ro.E, lo+m.MaxBatch())
+		in := &model.Batch{B: hi - lo, T: T, Tokens: ro.tokens[lo*T : hi*T], ValidLen: ro.validLen[lo:hi]}
+		src := m.Values
+		if !scalar {
+			in.Targets = ro.targets[lo*T : hi*T]
+			src = m.LogProbs
+		}
+		if err := m.Forward(in, false, 0); err != nil {
+			return nil, err
+		}
+		if err := m.Backend().Download(out[lo*T:hi*T], src()); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func fillRolloutMetrics(rec *PPOMetrics, ro *rollout) {
+	n := float64(ro.E)
+	var score, length, eos float64
+	for i := range ro.E {
+		score += float64(ro.scores[i])
+		length += float64(ro.responseLen[i])
+		if ro.eos[i] {
+			eos++
+		}
+	}
+	rec.Score, rec.ResponseLen, rec.EOSFrac = score/n, length/n, eos/n
+	rec.KL = ro.klSum / n
+	// Explained variance of the value function on this rollout's returns.
+	var mr, mv, vr, vres, cnt float64
+	for i, m := range ro.mask {
+		if m == 0 {
+			continue
+		}
+		mr += float64(ro.returns[i])
+		cnt++
+	}
+	mr /= math.Max(cnt, 1)
+	for i, m := range ro.mask {
+		if m == 0 {
+			continue
+		}
+		d := float64(ro.returns[i]) - mr
+		vr += d * d
+		e := float64(ro.returns[i]) - float64(ro.values[i])
+		vres += e * e
+		mv += float64(ro.values[i])
+	}
+	if vr > 0 {
+		rec.ExplainedVar = 1 - vres/vr
+	}
+}
+
+// adaptBeta is Ziegler et al.'s proportional KL controller: β grows when
+// the KL per episode is above target and shrinks below it, by at most 20%
+// per horizon of episodes. A target of 0 keeps β fixed.
+func adaptBeta(beta, kl, target float64, episodes, horizon int) float64 {
+	if target <= 0 {
+		return beta
+	}
+	e := math.Max(-0.2, math.Min(0.2, kl/target-1))
+	return beta * (1 + e*float64(episodes)/float64(horizon))
+}

@@ -1,0 +1,149 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/instructgo/instructgo/gpu/cpu"
+	"github.com/instructgo/instructgo/model"
+	"github.com/instructgo/instructgo/model/safetensors"
+	"github.com/instructgo/instructgo/model/tokenizer"
+)
+
+// writePPOFixture saves a small random policy and a random reward model
+// (a scalar head with a large initialisation, so responses differ in
+// reward) and a prompt file. Any fixed reward model defines a reward
+// function of the response: PPO must raise its mean.
+func writePPOFixture(t *testing.T) (prompts, policy, reward string) {
+	dir := t.TempDir()
+	cfg := model.Config{VocabSize: 258, MaxSeqLen: 32, NLayer: 2, NHead: 2, NEmbd: 32, Tokenizer: "byte"}
+	policy, reward = filepath.Join(dir, "policy"), filepath.Join(dir, "rm")
+	if err := model.SaveHost(policy, cfg, model.InitGPT2(cfg, 11)); err != nil {
+		t.Fatal(err)
+	}
+	rc := cfg
+	rc.ScalarHead = true
+	host := model.InitGPT2(rc, 12)
+	rng := rand.New(rand.NewPCG(13, 13))
+	p, err := model.NewParams(cpu.New(1), rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := p.Score.Offset()
+	for i := 0; i < rc.NEmbd; i++ {
+		host[off+i] = float32(rng.NormFloat64())
+	}
+	if err := model.SaveHost(reward, rc, host); err != nil {
+		t.Fatal(err)
+	}
+	var sb strings.Builder
+	for i := 0; i < 64; i++ {
+		rec, _ := json.Marshal(map[string]string{"prompt": fmt.Sprintf("say %d:", i)})
+		sb.Write(append(rec, '\n'))
+	}
+	prompts = filepath.Join(dir, "ppo.jsonl")
+	if err := os.WriteFile(prompts, []byte(sb.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return prompts, policy, reward
+}
+
+func TestPPORaisesRewardModelScore(t *testing.T) {
+	prompts, policy, reward := writePPOFixture(t)
+	cfg := DefaultPPO()
+	cfg.Prompts, cfg.Policy, cfg.Reward, cfg.Out = prompts, policy, reward, t.TempDir()
+	cfg.Iterations, cfg.Episodes, cfg.MiniBatch, cfg.MaxNew = 40, 32, 8, 8
+	cfg.PolicyOptim.LR, cfg.ValueOptim.LR = 1e-3, 1e-3
+	cfg.MissingEOSPenalty = 0
+	cfg.Seed = 1
+	tok, _ := tokenizer.New("byte")
+	sum, err := PPO(context.Background(), cpu.New(2), tok, cfg, RunOptions{Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("mean RM score %.3f → %.3f, KL %.3f", sum.FirstScore, sum.LastScore, sum.LastKL)
+	if !(sum.LastScore > sum.FirstScore+0.5) {
+		t.Errorf("mean RM score %v at the start, %v over the last quarter: PPO did not raise it", sum.FirstScore, sum.LastScore)
+	}
+	if sum.LastKL <= 0 {
+		t.Errorf("KL to the reference %v after training", sum.LastKL)
+	}
+	// The saved policy is the EMA, not the last iterate: it loads and
+	// differs from both the initial and the trained weights.
+	if _, err := model.Load(cpu.New(1), cfg.Out, model.Options{MaxBatch: 1, MaxSeq: 8}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAdaptiveKLController(t *testing.T) {
+	// KL above target raises β, below lowers it, by at most 20% of
+	// episodes/horizon per iteration (Ziegler et al.).
+	if b := adaptBeta(0.1, 12, 6, 100, 1000); b <= 0.1 || b > 0.1*(1+0.2*0.1)+1e-12 {
+		t.Errorf("KL twice the target: β %v", b)
+	}
+	if b := adaptBeta(0.1, 3, 6, 100, 1000); !(b < 0.1 && b >= 0.1*(1-0.2*0.1)-1e-12) {
+		t.Errorf("KL half the target: β %v", b)
+	}
+	if b := adaptBeta(0.1, 6, 6, 100, 1000); b != 0.1 {
+		t.Errorf("KL on target: β %v", b)
+	}
+	if b := adaptBeta(0.1, 6, 0, 100, 1000); b != 0.1 {
+		t.Errorf("no target: β %v, want it fixed", b)
+	}
+}
+
+// TestPPOSavesTheEMA: with decay 0 the EMA is the trained policy, with
+// decay near 1 it stays at the SFT weights.
+func TestPPOSavesTheEMA(t *testing.T) {
+	prompts, policy, reward := writePPOFixture(t)
+	tok, _ := tokenizer.New("byte")
+	init, _ := os.ReadFile(filepath.Join(policy, model.WeightsFile))
+	run := func(decay float32) []byte {
+		cfg := DefaultPPO()
+		cfg.Prompts, cfg.Policy, cfg.Reward, cfg.Out = prompts, policy, reward, t.TempDir()
+		cfg.Iterations, cfg.Episodes, cfg.MiniBatch, cfg.MaxNew, cfg.EMADecay = 2, 8, 8, 4, decay
+		cfg.PolicyOptim.LR = 1e-3
+		if _, err := PPO(context.Background(), cpu.New(1), tok, cfg, RunOptions{Log: zerolog.Nop()}); err != nil {
+			t.Fatal(err)
+		}
+		out, _ := os.ReadFile(filepath.Join(cfg.Out, model.WeightsFile))
+		return out
+	}
+	if string(run(0)) == string(init) {
+		t.Error("with EMA decay 0 the saved policy is still the initial one")
+	}
+	slow := run(0.99999994)
+	host0, host1 := readWeights(t, init), readWeights(t, slow)
+	for i := range host0 {
+		if d := host1[i] - host0[i]; d > 1e-5 || d < -1e-5 {
+			t.Fatalf("with EMA decay ~1 weight %d moved from %v to %v", i, host0[i], host1[i])
+		}
+	}
+}
+
+func readWeights(t *testing.T, file []byte) []float32 {
+	path := filepath.Join(t.TempDir(), "w.safetensors")
+	os.WriteFile(path, file, 0o644)
+	f, err := safetensors.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var all []float32
+	for _, info := range f.Tensors() {
+		v, _, err := f.Float32(info.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, v...)
+	}
+	return all
+}

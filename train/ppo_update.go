@@ -1,0 +1,201 @@
+package train
+
+import (
+	"fmt"
+
+	"github.com/instructgo/instructgo/gpu"
+	"github.com/instructgo/instructgo/model"
+)
+
+// ppoDevice holds a rollout's per-token tensors on the backend and the
+// scratch of the update, allocated once for the largest rollout.
+type ppoDevice struct {
+	b                       gpu.Backend
+	E, Tmax                 int
+	oldLogp, refLogp, mask  *gpu.Tensor // [E·Tmax]
+	kl, rewards, values     *gpu.Tensor
+	adv, returns            *gpu.Tensor
+	score                   *gpu.Tensor // [E]
+	lastIdx                 *gpu.Tensor // Int32 [E]
+	dlogp, dvalues, dent    *gpu.Tensor // [E·Tmax]; minibatches use prefixes
+	pstats, vstats, scalar  *gpu.Tensor
+	ptxW, ptxGradW, ptxLoss *gpu.Tensor
+}
+
+func newPPODevice(b gpu.Backend, E, T, ptxTokens int) (*ppoDevice, error) {
+	d := &ppoDevice{b: b, E: E, Tmax: T}
+	n := E * T
+	var err error
+	alloc := func(dst **gpu.Tensor, dt gpu.DType, size int) {
+		if err == nil {
+			*dst, err = b.Alloc(dt, size)
+		}
+	}
+	for _, t := range []**gpu.Tensor{&d.oldLogp, &d.refLogp, &d.mask, &d.kl, &d.rewards, &d.values, &d.adv, &d.returns, &d.dlogp, &d.dvalues, &d.dent} {
+		alloc(t, gpu.Float32, n)
+	}
+	alloc(&d.score, gpu.Float32, E)
+	alloc(&d.lastIdx, gpu.Int32, E)
+	alloc(&d.pstats, gpu.Float32, 4)
+	alloc(&d.vstats, gpu.Float32, 3)
+	alloc(&d.scalar, gpu.Float32, 1)
+	alloc(&d.ptxW, gpu.Float32, ptxTokens)
+	alloc(&d.ptxGradW, gpu.Float32, ptxTokens)
+	alloc(&d.ptxLoss, gpu.Float32, 1)
+	return d, err
+}
+
+// advantages computes the KL-penalised per-token rewards, GAE advantages
+// and returns, and whitens the advantages, all on the backend.
+func (d *ppoDevice) advantages(ro *rollout, cfg PPOConfig, beta float32) error {
+	b := d.b
+	E, T := ro.E, ro.T
+	n := E * T
+	shape := []int{E, T}
+	up := func(t *gpu.Tensor, host []float32) error { return b.Upload(t.MustView(0, n), host) }
+	for _, p := range []struct {
+		t    *gpu.Tensor
+		host []float32
+	}{{d.oldLogp, ro.oldLogp}, {d.refLogp, ro.ref}, {d.mask, ro.mask}, {d.values, ro.values}} {
+		if err := up(p.t, p.host); err != nil {
+			return err
+		}
+	}
+	if err := b.Upload(d.score.MustView(0, E), ro.scores); err != nil {
+		return err
+	}
+	if err := b.UploadInt32(d.lastIdx.MustView(0, E), ro.lastIdx); err != nil {
+		return err
+	}
+	mask := d.mask.MustView(0, shape...)
+	kl, rewards := d.kl.MustView(0, shape...), d.rewards.MustView(0, shape...)
+	adv, returns := d.adv.MustView(0, shape...), d.returns.MustView(0, shape...)
+	b.KLPenalizedRewards(rewards, kl, d.oldLogp.MustView(0, shape...), d.refLogp.MustView(0, shape...), mask,
+		d.score.MustView(0, E), d.lastIdx.MustView(0, E), beta, cfg.KLEstimator)
+	b.GAE(adv, returns, rewards, d.values.MustView(0, shape...), mask, cfg.Gamma, cfg.Lambda)
+	b.Dot(d.scalar, kl, mask) // kl is 0 outside the mask: this is Σ kl
+	var klSum [1]float32
+	if err := b.Download(klSum[:], d.scalar); err != nil {
+		return fmt.Errorf("advantages: %w", err)
+	}
+	ro.klSum = float64(klSum[0])
+	ro.returns = make([]float32, n)
+	if err := b.Download(ro.returns, returns); err != nil {
+		return fmt.Errorf("advantages: %w", err)
+	}
+	b.MaskedWhiten(adv, mask, true)
+	return b.Err()
+}
+
+// update runs the PPO epochs over the rollout's minibatches: the clipped
+// surrogate (and entropy bonus) and the ptx language-model loss accumulate
+// in the policy's gradient before one AdamW step, then the EMA follows;
+// the value function takes its own clipped-loss step.
+func (d *ppoDevice) update(ms *ppoModels, ro *rollout, ptx *WindowSampler, cfg PPOConfig, it int, rec *PPOMetrics) error {
+	b := d.b
+	T, MB := ro.T, cfg.MiniBatch
+	nMB := ro.E / MB
+	steps := 0
+	var polLoss, clipFrac, approxKL, valLoss, vClip, ptxLoss, entropy float64
+	ptxBatch := &model.Batch{}
+	if ptx != nil {
+		ptxBatch = &model.Batch{B: cfg.PtxBatch, T: cfg.PtxSeq, Tokens: make([]int32, cfg.PtxBatch*cfg.PtxSeq), Targets: make([]int32, cfg.PtxBatch*cfg.PtxSeq)}
+		nPtx := cfg.PtxBatch * cfg.PtxSeq
+		b.Fill(d.ptxW.MustView(0, nPtx), -1/float32(nPtx))
+		b.Fill(d.ptxGradW.MustView(0, nPtx), -cfg.PtxCoef/float32(nPtx))
+	}
+	for epoch := 0; epoch < cfg.Epochs; epoch++ {
+		for mb := 0; mb < nMB; mb++ {
+			lo, hi := mb*MB*T, (mb+1)*MB*T
+			in := &model.Batch{B: MB, T: T, Tokens: ro.tokens[lo:hi], Targets: ro.targets[lo:hi], ValidLen: ro.validLen[mb*MB : (mb+1)*MB]}
+			var count float64
+			for _, m := range ro.mask[lo:hi] {
+				count += float64(m)
+			}
+			// The surrogate is summed over each episode's tokens and
+			// averaged over episodes, as the paper's per-episode objective.
+			scale := float32(1) / float32(MB)
+			mask := d.mask.MustView(lo, hi-lo)
+			step := it*cfg.Epochs*nMB + epoch*nMB + mb
+
+			// Policy: PPO, then ptx, into one gradient.
+			pol := ms.policy
+			b.Fill(pol.Grads.All, 0)
+			if err := pol.Forward(in, true, gpu.Mix64(cfg.Seed, uint64(step))); err != nil {
+				return err
+			}
+			dlogp := d.dlogp.MustView(0, hi-lo)
+			b.PPOPolicyLoss(dlogp, d.pstats, pol.LogProbs(), d.oldLogp.MustView(lo, hi-lo), d.adv.MustView(lo, hi-lo), mask, cfg.ClipEps, scale)
+			b.Dot(d.scalar, pol.Entropy(), mask)
+			var ent [1]float32
+			if err := b.Download(ent[:], d.scalar); err != nil {
+				return err
+			}
+			entropy += float64(ent[0]) / count
+			var dent *gpu.Tensor
+			if cfg.EntropyCoef > 0 {
+				dent = d.dent.MustView(0, hi-lo)
+				b.Copy(dent, mask)
+				b.Scale(dent, -cfg.EntropyCoef*scale)
+			}
+			if err := pol.Backward(dlogp, dent); err != nil {
+				return err
+			}
+			var ps [4]float32
+			if err := b.Download(ps[:], d.pstats); err != nil {
+				return err
+			}
+			polLoss += float64(ps[0])
+			clipFrac += float64(ps[1])
+			approxKL += float64(ps[2])
+			if ptx != nil {
+				ptx.Fill(ptxBatch.Tokens, ptxBatch.Targets, cfg.PtxBatch)
+				if err := pol.Forward(ptxBatch, true, gpu.Mix64(cfg.Seed^0x97, uint64(step))); err != nil {
+					return err
+				}
+				nPtx := cfg.PtxBatch * cfg.PtxSeq
+				b.Dot(d.ptxLoss, pol.LogProbs(), d.ptxW.MustView(0, nPtx))
+				if err := pol.Backward(d.ptxGradW.MustView(0, nPtx), nil); err != nil {
+					return err
+				}
+				var pl [1]float32
+				if err := b.Download(pl[:], d.ptxLoss); err != nil {
+					return err
+				}
+				ptxLoss += float64(pl[0])
+			}
+			lr := CosineLR(ms.policyOpt.Step+1, cfg.PolicyOptim.Warmup, cfg.Iterations*cfg.Epochs*nMB, cfg.PolicyOptim.LR, cfg.PolicyOptim.MinLRFrac)
+			ms.policyOpt.Update(pol.Params, pol.Grads, lr, 1)
+			b.Lerp(ms.ema.All, pol.Params.All, 1-cfg.EMADecay)
+
+			// Value function.
+			val := ms.value
+			b.Fill(val.Grads.All, 0)
+			vin := &model.Batch{B: MB, T: T, Tokens: in.Tokens, ValidLen: in.ValidLen}
+			if err := val.Forward(vin, true, 0); err != nil {
+				return err
+			}
+			dv := d.dvalues.MustView(0, hi-lo)
+			b.PPOValueLoss(dv, d.vstats, val.Values().MustReshape(hi-lo), d.values.MustView(lo, hi-lo), d.returns.MustView(lo, hi-lo), mask, cfg.ValueClip, float32(1/count))
+			if err := val.Backward(dv, nil); err != nil {
+				return err
+			}
+			vlr := CosineLR(ms.valueOpt.Step+1, cfg.ValueOptim.Warmup, cfg.Iterations*cfg.Epochs*nMB, cfg.ValueOptim.LR, cfg.ValueOptim.MinLRFrac)
+			ms.valueOpt.Update(val.Params, val.Grads, vlr, 1)
+			var vs [3]float32
+			if err := b.Download(vs[:], d.vstats); err != nil {
+				return err
+			}
+			valLoss += float64(vs[0])
+			vClip += float64(vs[1])
+			steps++
+		}
+	}
+	n := float64(steps)
+	rec.PolicyLoss, rec.ClipFrac, rec.ApproxKL = polLoss/n, clipFrac/n, approxKL/n
+	rec.ValueLoss, rec.ValueClipFrac, rec.Entropy = valLoss/n, vClip/n, entropy/n
+	if ptx != nil {
+		rec.PtxLoss = ptxLoss / n
+	}
+	return b.Err()
+}

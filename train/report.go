@@ -1,0 +1,151 @@
+package train
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+
+	"github.com/instructgo/instructgo/model/atomicfile"
+)
+
+// curve is one metric of a stage's metrics.jsonl against its step.
+type curve struct {
+	stage, metric, label string
+}
+
+// reportPlots are the training curves report.md shows, one PNG each.
+var reportPlots = []struct {
+	file, title, ylabel string
+	curves              []curve
+}{
+	{"pretrain.png", "Pretraining", "loss (nats/token)", []curve{{StagePretrain, "loss", "train"}, {StagePretrain, "val_loss", "held-out"}}},
+	{"sft.png", "Supervised fine-tuning", "", []curve{{StageSFT, "loss", "train loss"}, {StageSFT, "val_loss", "validation loss"}, {StageSFT, "task_score", "validation task score"}}},
+	{"rm.png", "Reward model", "", []curve{{StageRM, "loss", "train loss"}, {StageRM, "val_accuracy", "validation accuracy"}}},
+	{"ppo_score.png", "PPO-ptx: reward", "", []curve{{StagePPO, "rm_score", "mean RM score"}, {StagePPO, "kl", "KL to SFT (per episode)"}}},
+	{"ppo_losses.png", "PPO-ptx: losses", "", []curve{{StagePPO, "value_loss", "value loss"}, {StagePPO, "ptx_loss", "ptx loss"}, {StagePPO, "clip_frac", "clip fraction"}}},
+}
+
+// WriteReport writes dir/report.md with the pipeline's tables and the PNG
+// plots of its training curves (from each stage's metrics.jsonl).
+func WriteReport(dir string, rep *PipelineReport) error {
+	var plots []string
+	for _, p := range reportPlots {
+		ok, err := plotCurves(dir, p.file, p.title, p.ylabel, p.curves)
+		if err != nil {
+			return fmt.Errorf("report: %s: %w", p.file, err)
+		}
+		if ok {
+			plots = append(plots, p.file)
+		}
+	}
+	return atomicfile.Write(filepath.Join(dir, "report.md"), func(w io.Writer) error {
+		return writeMarkdown(w, rep, plots)
+	})
+}
+
+func writeMarkdown(w io.Writer, r *PipelineReport, plots []string) error {
+	var sb strings.Builder
+	f := func(format string, args ...any) { fmt.Fprintf(&sb, format, args...) }
+	f("# InstructGPT pipeline report\n\n")
+	f("Backend: %s. Total time: %.0f s. Held-out prompts: %d.\n\n", r.Backend, r.Seconds, r.EvalN)
+	f("## Held-out task score and preference\n\n")
+	f("| model | task score | labeler win rate vs SFT | held-out pretraining loss |\n| --- | --- | --- | --- |\n")
+	f("| pretrained | %.3f | | %.4f (at the end of pretraining) |\n", r.Pretrain.TaskScore, r.Pretrain.ValLoss)
+	f("| SFT | %.3f | 0.5 | %.4f |\n", r.SFT.TaskScore, r.SFTPtxLoss)
+	f("| PPO-ptx (EMA) | %.3f | %.3f | %.4f |\n\n", r.PPO.TaskScore, r.PPO.WinRateVsSFT, r.PPO.PtxLoss)
+	f("The win rate is the simulated labeler's expected preference for the PPO response over the SFT\n")
+	f("response to the same prompt (ties count half). The pretraining loss before and after PPO shows\n")
+	f("the alignment tax: %+.4f nats/token.\n\n", r.PPO.PtxLoss-r.SFTPtxLoss)
+	f("## Per task\n\n| task | SFT | PPO |\n| --- | --- | --- |\n")
+	names := make([]string, 0, len(r.SFT.PerTask))
+	for n := range r.SFT.PerTask {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		f("| %s | %.3f | %.3f |\n", n, r.SFT.PerTask[n], r.PPO.PerTask[n])
+	}
+	f("\n## Stages\n\n| stage | result | seconds |\n| --- | --- | --- |\n")
+	f("| pretrain | held-out loss %.4f nats/token (unigram baseline %.4f) | %.0f |\n", r.Pretrain.ValLoss, r.Pretrain.UnigramLoss, r.Pretrain.Seconds)
+	f("| SFT | best validation step %d | %.0f |\n", r.SFT.BestStep, r.SFT.Seconds)
+	truth := ""
+	if r.RM.TruthAccuracy != nil {
+		truth = fmt.Sprintf(", %.3f against the noise-free order", *r.RM.TruthAccuracy)
+	}
+	f("| reward model | held-out pairwise accuracy %.3f on %d pairs%s (two labelers agree on %.3f); demonstrations' mean reward after centring %.4f | %.0f |\n",
+		r.RM.Accuracy, r.RM.Pairs, truth, r.RM.LabelerAgrement, r.RM.CentredMean, r.RM.Seconds)
+	f("| PPO-ptx | mean RM score %.3f → %.3f; KL to SFT %.3f per episode | %.0f |\n\n", r.PPO.FirstScore, r.PPO.LastScore, r.PPO.KLToSFT, r.PPO.Seconds)
+	if len(plots) > 0 {
+		f("## Training curves\n\n")
+		for _, p := range plots {
+			f("![%s](%s)\n\n", strings.TrimSuffix(p, ".png"), p)
+		}
+	}
+	_, err := io.WriteString(w, sb.String())
+	return err
+}
+
+// plotCurves draws the curves found in the stages' metrics files; it
+// reports false when none has data.
+func plotCurves(dir, file, title, ylabel string, curves []curve) (bool, error) {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = "step"
+	p.Y.Label.Text = ylabel
+	var lines []any
+	for _, c := range curves {
+		pts, err := readCurve(filepath.Join(dir, c.stage, MetricsFile), c.metric)
+		if err != nil {
+			return false, err
+		}
+		if len(pts) > 0 {
+			lines = append(lines, c.label, pts)
+		}
+	}
+	if len(lines) == 0 {
+		return false, nil
+	}
+	if err := plotutil.AddLinePoints(p, lines...); err != nil {
+		return false, err
+	}
+	p.Legend.Top = true
+	return true, p.Save(6*vg.Inch, 3.5*vg.Inch, filepath.Join(dir, file))
+}
+
+// readCurve returns (step, metric) points of a metrics.jsonl file; a
+// missing file or metric gives no points.
+func readCurve(path, metric string) (plotter.XYs, error) {
+	fh, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	var pts plotter.XYs
+	sc := bufio.NewScanner(fh)
+	sc.Buffer(make([]byte, 1<<16), 1<<24)
+	for sc.Scan() {
+		var rec map[string]any
+		if json.Unmarshal(sc.Bytes(), &rec) != nil {
+			continue
+		}
+		step, ok1 := rec["step"].(float64)
+		v, ok2 := rec[metric].(float64)
+		if ok1 && ok2 {
+			pts = append(pts, plotter.XY{X: step, Y: v})
+		}
+	}
+	return pts, sc.Err()
+}
