@@ -47,7 +47,7 @@ type PPOConfig struct {
 	ValueClip   float32 `json:"value_clip"`
 	EntropyCoef float32 `json:"entropy_coef"`
 
-	PtxCoef  float32 `json:"ptx_coef"`  // γ (paper: 27.8)
+	PtxCoef  float32 `json:"ptx_coef"`  // γ, times the mean per-token pretraining loss (paper: 27.8; see DefaultPPO)
 	PtxBatch int     `json:"ptx_batch"` // pretraining sequences per update
 	PtxSeq   int     `json:"ptx_seq"`
 
@@ -60,17 +60,38 @@ type PPOConfig struct {
 }
 
 // DefaultPPO is the paper's recipe (β 0.02, clip 0.2, γ 1, λ 0.95, one
-// epoch, EMA 0.992, ptx 27.8) at the scale of the tiny model on a CPU.
+// epoch, minibatches of 64 episodes, EMA 0.992) at the scale of the tiny
+// model on a CPU, with two measured departures. The numbers below are the
+// greedy task score of the saved policy on data synth's 300 held-out
+// prompts (SFT: 0.424), trained against the ideal reward for the simulated
+// labeler (utility/noise), so that they measure the optimiser and not a
+// reward model:
+//
+//   - 40 rollouts of 256 episodes (10k episodes, about 2 minutes on two
+//     cores) in minibatches of 64 at a learning rate of 1e-4: 0.450.
+//     Minibatches of 16 at 2e-5 for 40×64 episodes (the earlier default)
+//     barely move the policy (0.427, KL 0.2); 2e-4 gives 0.436, 3e-4
+//     0.392, four PPO epochs 0.383: larger steps add noise faster than
+//     signal. The EMA beats the last iterate (0.428 at 1e-4).
+//   - ptx coefficient 0.1 instead of the paper's 27.8. The ptx term is the
+//     mean per-token loss on pretraining text, the PPO objective the sum
+//     over an episode's tokens averaged over episodes. SFT has forgotten
+//     the pretraining text (held-out loss 5.1 nats/token against the
+//     pretrained model's 2.1), so the ptx gradient is large and coherent:
+//     at 27.8 each update is essentially pretraining, the policy drifts to
+//     KL 18 from SFT and its task score falls to 0.377 (last iterate
+//     0.240) even with the ideal reward; at 1 it is 0.424, at 0.1 0.434
+//     (ptx loss 4.8 → 4.1: the pretraining loss still improves).
 func DefaultPPO() PPOConfig {
 	po, vo := DefaultOptim(), DefaultOptim()
-	po.LR, po.Warmup, po.MinLRFrac, po.WeightDecay = 2e-5, 5, 1, 0
+	po.LR, po.Warmup, po.MinLRFrac, po.WeightDecay = 1e-4, 5, 1, 0
 	vo.LR, vo.Warmup, vo.MinLRFrac, vo.WeightDecay = 1e-4, 5, 1, 0
 	return PPOConfig{
-		Iterations: 40, Episodes: 64, MiniBatch: 16, Epochs: 1,
+		Iterations: 40, Episodes: 256, MiniBatch: 64, Epochs: 1,
 		MaxNew: 32, Temperature: 1, MissingEOSPenalty: 1,
 		KLCoef: 0.02, KLHorizon: 10000,
 		Gamma: 1, Lambda: 0.95, ClipEps: 0.2, ValueClip: 0.2,
-		PtxCoef: 27.8, PtxBatch: 4, PtxSeq: 64,
+		PtxCoef: 0.1, PtxBatch: 4, PtxSeq: 64,
 		EMADecay: 0.992, PolicyOptim: po, ValueOptim: vo, Seed: 1, LogEvery: 1, SaveEvery: 10,
 	}
 }
@@ -160,7 +181,8 @@ type rollout struct {
 	lastIdx       []int32   // E, the last action position
 	rawScores     []float32 // the reward model's, before penalties
 	scores        []float32
-	responseLen   []int
+	responseLen   []int     // actions, EOS included
+	generated     [][]int32 // the sampled tokens, without EOS
 	eos           []bool
 	oldLogp, ref  []float32
 	values        []float32
@@ -179,11 +201,12 @@ type ppoHooks struct {
 	saveLast string        // non-empty: also save the last iterate (not the EMA) here
 }
 
-// episodeScorer replaces the reward model's scores of a rollout (before the
-// missing-EOS penalty and clipping): tests use it to train against a known
-// reward. prompts are the episodes' prompt records, responses their decoded
-// responses.
-type episodeScorer func(prompts []data.Prompt, responses []string) ([]float32, error)
+// episodeScorer sees the reward model's scores of a rollout (before the
+// missing-EOS penalty and clipping) and returns the scores to train on:
+// tests use it to train against a known reward or to watch the true task
+// score while training on the reward model. prompts are the episodes'
+// prompt records, responses their decoded responses.
+type episodeScorer func(prompts []data.Prompt, responses []string, rm []float32) ([]float32, error)
 
 func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPOConfig, opt RunOptions, hooks ppoHooks) (*PPOSummary, error) {
 	log := opt.Log
@@ -279,7 +302,7 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 			return nil, fmt.Errorf("ppo iteration %d: rollout: %w", it, err)
 		}
 		if hooks.scorer != nil {
-			if ro.rawScores, err = hooks.scorer(recs, ro.responses(tok)); err != nil {
+			if ro.rawScores, err = hooks.scorer(recs, ro.responses(tok), ro.rawScores); err != nil {
 				return nil, fmt.Errorf("ppo iteration %d: score: %w", it, err)
 			}
 		}
@@ -425,11 +448,12 @@ func collect(ms *ppoModels, tok tokenizer.Tokenizer, prompts [][]int32, cfg PPOC
 	}
 	E := len(prompts)
 	ro := &rollout{E: E, validLen: make([]int32, E), lastIdx: make([]int32, E), scores: make([]float32, E),
-		responseLen: make([]int, E), eos: make([]bool, E)}
+		responseLen: make([]int, E), eos: make([]bool, E), generated: make([][]int32, E)}
 	seqs := make([][]int32, E)
 	genTokens := 0
 	for i, g := range gens {
 		s := append(append([]int32(nil), prompts[i]...), g.Tokens...)
+		ro.generated[i] = g.Tokens
 		ro.eos[i] = g.Stop == model.StopEOS
 		if ro.eos[i] {
 			s = append(s, tok.EOS()) // stopping is an action the policy learns
@@ -495,13 +519,8 @@ func (ro *rollout) finishScores(cfg PPOConfig) {
 // responses decodes each episode's response, without its EOS.
 func (ro *rollout) responses(tok tokenizer.Tokenizer) []string {
 	out := make([]string, ro.E)
-	for i := range out {
-		end := int(ro.validLen[i])
-		if ro.eos[i] {
-			end--
-		}
-		start := int(ro.validLen[i]) - ro.responseLen[i]
-		out[i] = tok.Decode(ro.tokens[i*ro.T+start : i*ro.T+max(start, end)])
+	for i, g := range ro.generated {
+		out[i] = tok.Decode(g)
 	}
 	return out
 }
