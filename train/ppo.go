@@ -67,21 +67,23 @@ type PPOConfig struct {
 // labeler (utility/noise), so that they measure the optimiser and not a
 // reward model:
 //
-//   - 40 rollouts of 256 episodes (10k episodes, about 2 minutes on two
-//     cores) in minibatches of 64 at a learning rate of 1e-4: 0.450.
-//     Minibatches of 16 at 2e-5 for 40×64 episodes (the earlier default)
-//     barely move the policy (0.427, KL 0.2); 2e-4 gives 0.436, 3e-4
-//     0.392, four PPO epochs 0.383: larger steps add noise faster than
-//     signal. The EMA beats the last iterate (0.428 at 1e-4).
+//   - 40 rollouts of 256 episodes (10k episodes, 2 to 3 minutes on two
+//     cores) in minibatches of 64 at a learning rate of 1e-4. Without ptx
+//     that reaches 0.450 (win rate 0.525); minibatches of 16 at 2e-5 for
+//     40×64 episodes (the earlier default) barely move the policy (0.427,
+//     KL 0.2); 2e-4 gives 0.436, 3e-4 over 20 rollouts 0.428, four PPO
+//     epochs at 1e-4 over 40×64 episodes 0.383: larger steps add noise
+//     faster than signal. The EMA beats the last iterate (0.428 at 1e-4).
 //   - ptx coefficient 0.1 instead of the paper's 27.8. The ptx term is the
 //     mean per-token loss on pretraining text, the PPO objective the sum
 //     over an episode's tokens averaged over episodes. SFT has forgotten
 //     the pretraining text (held-out loss 5.1 nats/token against the
 //     pretrained model's 2.1), so the ptx gradient is large and coherent:
-//     at 27.8 each update is essentially pretraining, the policy drifts to
-//     KL 18 from SFT and its task score falls to 0.377 (last iterate
-//     0.240) even with the ideal reward; at 1 it is 0.424, at 0.1 0.434
-//     (ptx loss 4.8 → 4.1: the pretraining loss still improves).
+//     at 27.8 each update is mostly pretraining, the policy drifts to KL
+//     11 from SFT (ptx loss 4.8 → 2.4) and its task score falls to 0.347
+//     (last iterate 0.259) even with the ideal reward; at 1 it is 0.424
+//     (KL 2.2, ptx loss 2.9); at 0.1, 0.434 and 0.433 for two seeds
+//     (ptx loss 4.8 → 4.1, so the pretraining loss still improves).
 func DefaultPPO() PPOConfig {
 	po, vo := DefaultOptim(), DefaultOptim()
 	po.LR, po.Warmup, po.MinLRFrac, po.WeightDecay = 1e-4, 5, 1, 0
@@ -304,6 +306,9 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 		if hooks.scorer != nil {
 			if ro.rawScores, err = hooks.scorer(recs, ro.responses(tok), ro.rawScores); err != nil {
 				return nil, fmt.Errorf("ppo iteration %d: score: %w", it, err)
+			}
+			if len(ro.rawScores) != ro.E {
+				return nil, fmt.Errorf("ppo iteration %d: %d scores for %d episodes", it, len(ro.rawScores), ro.E)
 			}
 		}
 		ro.finishScores(cfg)

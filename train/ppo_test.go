@@ -147,3 +147,21 @@ func readWeights(t *testing.T, file []byte) []float32 {
 	}
 	return all
 }
+
+// TestRolloutScores: the reward model's score of a response without EOS
+// loses the missing-EOS penalty, then scores are clipped; responses decode
+// the sampled tokens without EOS.
+func TestRolloutScores(t *testing.T) {
+	tok, _ := tokenizer.New("byte")
+	ro := &rollout{E: 3, rawScores: []float32{0.5, 0.5, -3}, scores: make([]float32, 3), eos: []bool{true, false, true},
+		generated: [][]int32{tok.Encode("ab"), tok.Encode("abc"), nil}}
+	cfg := DefaultPPO()
+	cfg.MissingEOSPenalty, cfg.RewardClip = 1, 2
+	ro.finishScores(cfg)
+	if want := []float32{0.5, -0.5, -2}; fmt.Sprint(ro.scores) != fmt.Sprint(want) {
+		t.Errorf("scores %v, want %v", ro.scores, want)
+	}
+	if got := ro.responses(tok); fmt.Sprint(got) != fmt.Sprint([]string{"ab", "abc", ""}) {
+		t.Errorf("responses %q", got)
+	}
+}

@@ -113,7 +113,9 @@ func (d *ppoDevice) update(ms *ppoModels, ro *rollout, ptx *WindowSampler, cfg P
 				count += float64(m)
 			}
 			// The surrogate is summed over each episode's tokens and
-			// averaged over episodes, as the paper's per-episode objective.
+			// averaged over episodes, as the paper's per-episode objective;
+			// the ptx term below is PtxCoef times the mean per-token
+			// pretraining loss (see DefaultPPO for the choice of γ).
 			scale := float32(1) / float32(MB)
 			mask := d.mask.MustView(lo, hi-lo)
 			step := it*cfg.Epochs*nMB + epoch*nMB + mb
