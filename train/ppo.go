@@ -192,7 +192,12 @@ type rollout struct {
 	klSum, entSum float64
 }
 
-// PPO runs PPO-ptx and leaves the EMA policy in cfg.Out.
+// PPO runs PPO-ptx and leaves the EMA policy in cfg.Out. Resumable like
+// Pretrain: the policy, the value function, their optimizers, the EMA and
+// the loop's position are saved to cfg.Out/resume every cfg.SaveEvery
+// iterations and when ctx ends, and with opt.Resume the run continues from
+// them, reproducing on the cpu (with the same thread count) the weights of
+// an uninterrupted run.
 func PPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPOConfig, opt RunOptions) (*PPOSummary, error) {
 	return runPPO(ctx, b, tok, cfg, opt, ppoHooks{})
 }
@@ -257,10 +262,37 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 	if err != nil {
 		return nil, fmt.Errorf("ppo: %w", err)
 	}
-	if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, RunConfigFile), cfg); err != nil {
+	// The frozen reference and reward model are read from their
+	// checkpoints again on resume: their fingerprints make sure they are
+	// the same.
+	policySum, err := fileSHA256(filepath.Join(cfg.Policy, model.WeightsFile))
+	if err != nil {
+		return nil, fmt.Errorf("ppo: policy: %w", err)
+	}
+	rewardSum, err := fileSHA256(filepath.Join(cfg.Reward, model.WeightsFile))
+	if err != nil {
+		return nil, fmt.Errorf("ppo: reward model: %w", err)
+	}
+	order := rand.New(rand.NewPCG(cfg.Seed, 0x990)).Perm(len(prompts))
+	st := PPOState{Beta: float64(cfg.KLCoef), PolicySHA256: policySum, RewardSHA256: rewardSum}
+	if opt.Resume {
+		if st, err = loadPPOResume(cfg.Out, b, ms, cfg.Epochs*(cfg.Episodes/cfg.MiniBatch), policySum, rewardSum); err != nil {
+			return nil, fmt.Errorf("ppo: %w", err)
+		}
+		if st.PromptNext < 0 || st.PromptNext > len(order) {
+			return nil, fmt.Errorf("ppo: resume: prompt position %d in a file of %d prompts: the prompts changed", st.PromptNext, len(order))
+		}
+		if ptx != nil {
+			if st.PtxEpoch < 0 || st.PtxNext < 0 || st.PtxNext > ptx.Windows() {
+				return nil, fmt.Errorf("ppo: resume: ptx position %d in an epoch of %d windows: the ptx text changed", st.PtxNext, ptx.Windows())
+			}
+			ptx.Seek(st.PtxEpoch, st.PtxNext)
+		}
+		log.Info().Int("iteration", st.Iteration).Str("dir", cfg.Out).Msg("resuming")
+	} else if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, RunConfigFile), cfg); err != nil {
 		return nil, fmt.Errorf("ppo: %w", err)
 	}
-	metrics, err := OpenMetrics(cfg.Out, false, 0)
+	metrics, err := OpenMetrics(cfg.Out, opt.Resume, st.Iteration)
 	if err != nil {
 		return nil, fmt.Errorf("ppo: %w", err)
 	}
@@ -270,34 +302,44 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 		return nil, fmt.Errorf("ppo: %w", err)
 	}
 
-	order := rand.New(rand.NewPCG(cfg.Seed, 0x990)).Perm(len(prompts))
-	next := 0
-	beta := float64(cfg.KLCoef)
-	sum := &PPOSummary{}
-	start := time.Now()
+	sum := &PPOSummary{Iterations: st.Iteration, Episodes: st.Iteration * cfg.Episodes, First: st.First, Last: st.Last}
+	// Time is counted from segStart, the last save (or the start), so
+	// st.Seconds adds up across resumed segments.
+	segStart := time.Now()
+	elapsed := func() float64 { return st.Seconds + time.Since(segStart).Seconds() }
+	// save writes the resume state, then the EMA as the run's policy.
+	save := func() error {
+		st.Seconds, segStart = elapsed(), time.Now()
+		if ptx != nil {
+			st.PtxEpoch, st.PtxNext = ptx.Epoch, ptx.Next
+		}
+		if err := savePPOResume(cfg.Out, b, ms, st); err != nil {
+			return err
+		}
+		return saveEMAPolicy(b, cfg.Out, ms)
+	}
 	log.Info().Int("prompts", len(prompts)).Int("iterations", cfg.Iterations).Int("episodes", cfg.Episodes).
 		Int("minibatch", cfg.MiniBatch).Bool("ptx", ptx != nil).Str("backend", b.Name()).Msg("PPO-ptx")
 	progress := opt.progress()
-	progress.Start("ppo", 0, cfg.Iterations)
+	progress.Start("ppo", st.Iteration, cfg.Iterations)
 	defer progress.Finish()
-	var scoreHistory []float64
 
-	for it := 1; it <= cfg.Iterations; it++ {
+	for it := st.Iteration + 1; it <= cfg.Iterations; it++ {
 		if ctx.Err() != nil {
 			sum.Interrupted = true
-			log.Warn().Int("iteration", it-1).Msg("interrupted: saving the policy")
+			log.Warn().Int("iteration", it-1).Msg("interrupted: saving the policy and the resume state")
 			break
 		}
 		batch := make([][]int32, cfg.Episodes)
 		recs := make([]data.Prompt, cfg.Episodes)
 		for i := range batch {
-			if next == len(order) {
-				next = 0
+			if st.PromptNext == len(order) {
+				st.PromptNext = 0
 			}
-			batch[i], recs[i] = promptIDs[order[next]], prompts[order[next]]
-			next++
+			batch[i], recs[i] = promptIDs[order[st.PromptNext]], prompts[order[st.PromptNext]]
+			st.PromptNext++
 		}
-		rec := PPOMetrics{Step: it, Beta: beta}
+		rec := PPOMetrics{Step: it, Beta: st.Beta}
 		t0 := time.Now()
 		ro, genTokens, err := collect(ms, tok, batch, cfg, gpu.Mix64(cfg.Seed, uint64(it)))
 		if err != nil {
@@ -315,25 +357,19 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 		rec.GenSeconds = time.Since(t0).Seconds()
 		rec.GenTokensSec = float64(genTokens) / rec.GenSeconds
 		t1 := time.Now()
-		if err := dev.advantages(ro, cfg, float32(beta)); err != nil {
+		if err := dev.advantages(ro, cfg, float32(st.Beta)); err != nil {
 			return nil, fmt.Errorf("ppo iteration %d: %w", it, err)
 		}
 		if err := dev.update(ms, ro, ptx, cfg, it, &rec); err != nil {
 			return nil, fmt.Errorf("ppo iteration %d: update: %w", it, err)
 		}
 		rec.TrainSeconds = time.Since(t1).Seconds()
-		rec.Elapsed = time.Since(start).Seconds()
+		rec.Elapsed = elapsed()
 		fillRolloutMetrics(&rec, ro)
 		if math.IsNaN(rec.PolicyLoss) || math.IsNaN(rec.ValueLoss) || math.IsNaN(rec.Score) {
-			return nil, fmt.Errorf("ppo iteration %d: a loss is NaN (policy %v, value %v); lower the learning rates", it, rec.PolicyLoss, rec.ValueLoss)
+			return nil, fmt.Errorf("ppo iteration %d: a loss is NaN (policy %v, value %v); lower the learning rates; the last saved state in %s is from iteration %d, before it",
+				it, rec.PolicyLoss, rec.ValueLoss, filepath.Join(cfg.Out, ResumeDir), st.Iteration)
 		}
-		beta = adaptBeta(beta, rec.KL, float64(cfg.KLTarget), cfg.Episodes, cfg.KLHorizon)
-		scoreHistory = append(scoreHistory, rec.Score)
-		if it == 1 {
-			sum.First = rec
-		}
-		sum.Last = rec
-		sum.Iterations, sum.Episodes = it, it*cfg.Episodes
 		progress.Step(it, fmt.Sprintf("score %.3f  kl %.3f", rec.Score, rec.KL))
 		if it%cfg.LogEvery == 0 || it == cfg.Iterations {
 			log.Info().Int("iter", it).Float64("rm_score", round4(rec.Score)).Float64("kl", round4(rec.KL)).
@@ -344,13 +380,22 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 		if err := metrics.Write(rec); err != nil {
 			return nil, err
 		}
-		if cfg.SaveEvery > 0 && it%cfg.SaveEvery == 0 {
-			if err := saveEMAPolicy(b, cfg.Out, ms); err != nil {
+		// The iteration is done: the loop state moves past it.
+		st.Beta = adaptBeta(st.Beta, rec.KL, float64(cfg.KLTarget), cfg.Episodes, cfg.KLHorizon)
+		st.Scores = append(st.Scores, rec.Score)
+		if it == 1 {
+			st.First = rec
+		}
+		st.Last, st.Iteration = rec, it
+		sum.First, sum.Last = st.First, st.Last
+		sum.Iterations, sum.Episodes = it, it*cfg.Episodes
+		if cfg.SaveEvery > 0 && it%cfg.SaveEvery == 0 && it < cfg.Iterations {
+			if err := save(); err != nil {
 				return nil, fmt.Errorf("ppo: %w", err)
 			}
 		}
 	}
-	if err := saveEMAPolicy(b, cfg.Out, ms); err != nil {
+	if err := save(); err != nil {
 		return nil, fmt.Errorf("ppo: %w", err)
 	}
 	if hooks.saveLast != "" {
@@ -358,11 +403,11 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 			return nil, fmt.Errorf("ppo: %w", err)
 		}
 	}
-	sum.Seconds = time.Since(start).Seconds()
+	sum.Seconds = st.Seconds
 	sum.FirstScore, sum.LastKL, sum.PtxLoss = sum.First.Score, sum.Last.KL, sum.Last.PtxLoss
-	if n := len(scoreHistory); n > 0 {
+	if n := len(st.Scores); n > 0 {
 		k := max(1, n/4)
-		for _, s := range scoreHistory[n-k:] {
+		for _, s := range st.Scores[n-k:] {
 			sum.LastScore += s / float64(k)
 		}
 	}
@@ -372,7 +417,7 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 	log.Info().Str("dir", cfg.Out).Float64("first_rm_score", round4(sum.FirstScore)).Float64("last_rm_score", round4(sum.LastScore)).
 		Float64("kl", round4(sum.LastKL)).Msg("EMA policy saved")
 	if sum.Interrupted {
-		return sum, fmt.Errorf("ppo interrupted after iteration %d (EMA policy saved in %s): %w", sum.Iterations, cfg.Out, context.Cause(ctx))
+		return sum, fmt.Errorf("ppo interrupted after iteration %d (EMA policy saved in %s; resume with --resume %s): %w", sum.Iterations, cfg.Out, cfg.Out, context.Cause(ctx))
 	}
 	return sum, nil
 }

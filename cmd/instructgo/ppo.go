@@ -19,12 +19,15 @@ func ppoCommand() *cli.Command {
 		Name:  "ppo",
 		Usage: "PPO-ptx against a reward model (stage 3)",
 		UsageText: "instructgo [global options] ppo --prompts ppo.jsonl --policy SFT_DIR --reward RM_DIR --out DIR\n" +
-			"   [--ptx pretrain.txt] [options]",
+			"   [--ptx pretrain.txt] [options]\n" +
+			"   instructgo [global options] ppo --resume DIR",
 		Description: "Samples responses to the prompts from the policy, scores them with the reward model,\n" +
 			"penalises the per-token KL to the frozen SFT model (β), computes GAE advantages with a\n" +
 			"value function initialised from the reward model, and takes clipped PPO steps mixed with\n" +
-			"the pretraining loss on --ptx text (γ). The EMA of the policy weights is saved to --out.\n" +
-			"Ctrl-C saves the EMA policy and exits with status 130.",
+			"the pretraining loss on --ptx text (γ). The EMA of the policy weights is saved to --out;\n" +
+			"resumable state (policy, value function, their optimizers, the EMA, β and the data\n" +
+			"positions) goes to DIR/resume every --save-every iterations and on Ctrl-C (exit status\n" +
+			"130), and --resume DIR continues such a run exactly.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "prompts", Usage: "JSONL of {\"prompt\"} records"},
 			&cli.StringSliceFlag{Name: "ptx", Usage: "pretraining text for the ptx term (repeatable; none: plain PPO)"},
@@ -56,7 +59,8 @@ func ppoCommand() *cli.Command {
 			&cli.Float64Flag{Name: "value-lr", Value: exact(d.ValueOptim.LR), Usage: "value-function learning rate"},
 			&cli.Uint64Flag{Name: "seed", Value: d.Seed, Usage: "seed of the prompt order, sampling and dropout"},
 			&cli.IntFlag{Name: "log-every", Value: d.LogEvery, Usage: "iterations between log lines"},
-			&cli.IntFlag{Name: "save-every", Value: d.SaveEvery, Usage: "iterations between saves of the EMA policy"},
+			&cli.IntFlag{Name: "save-every", Value: d.SaveEvery, Usage: "iterations between saves of the EMA policy and the resumable state (0: only at the end)"},
+			resumeFlag,
 		},
 		Action: runPPO,
 	}
@@ -66,32 +70,13 @@ func runPPO(c *cli.Context) error {
 	if err := noArgs(c); err != nil {
 		return err
 	}
-	cfg := train.DefaultPPO()
-	cfg.Prompts, cfg.Ptx, cfg.Policy, cfg.Reward, cfg.Out = c.String("prompts"), c.StringSlice("ptx"), c.String("policy"), c.String("reward"), c.String("out")
-	cfg.Iterations, cfg.Episodes, cfg.MiniBatch, cfg.Epochs = c.Int("iterations"), c.Int("episodes"), c.Int("minibatch"), c.Int("ppo-epochs")
-	cfg.MaxNew, cfg.Temperature, cfg.MissingEOSPenalty = c.Int("max-new"), float32(c.Float64("temperature")), float32(c.Float64("missing-eos-penalty"))
-	cfg.KLCoef, cfg.KLTarget, cfg.KLHorizon = float32(c.Float64("kl-coef")), float32(c.Float64("kl-target")), c.Int("kl-horizon")
-	switch c.String("kl-estimator") {
-	case "k1":
-		cfg.KLEstimator = 0
-	case "k3":
-		cfg.KLEstimator = 1
-	default:
-		return usageErrorf("invalid --kl-estimator %q: want k1 or k3", c.String("kl-estimator"))
-	}
-	cfg.Gamma, cfg.Lambda = float32(c.Float64("gamma")), float32(c.Float64("lambda"))
-	cfg.ClipEps, cfg.ValueClip, cfg.EntropyCoef = float32(c.Float64("clip")), float32(c.Float64("value-clip")), float32(c.Float64("entropy-coef"))
-	cfg.RewardClip = float32(c.Float64("reward-clip"))
-	cfg.PtxCoef, cfg.PtxBatch, cfg.PtxSeq = float32(c.Float64("ptx-coef")), c.Int("ptx-batch"), c.Int("ptx-seq")
-	cfg.EMADecay = float32(c.Float64("ema"))
-	cfg.PolicyOptim.LR, cfg.ValueOptim.LR = float32(c.Float64("lr")), float32(c.Float64("value-lr"))
-	cfg.Seed, cfg.LogEvery, cfg.SaveEvery = c.Uint64("seed"), c.Int("log-every"), c.Int("save-every")
-	if err := cfg.Validate(); err != nil {
-		return usageErrorf("ppo: %v", err)
+	cfg, resume, err := ppoConfig(c)
+	if err != nil {
+		return err
 	}
 	pc, err := model.ReadConfig(cfg.Policy)
 	if err != nil {
-		return err
+		return fmt.Errorf("ppo: policy: %w", err)
 	}
 	tok, err := tokenizer.New(pc.Tokenizer)
 	if err != nil {
@@ -104,7 +89,7 @@ func runPPO(c *cli.Context) error {
 	defer b.Close()
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	sum, err := train.PPO(ctx, b, tok, cfg, train.RunOptions{Log: *logger(c), Progress: progress(c)})
+	sum, err := train.PPO(ctx, b, tok, cfg, train.RunOptions{Log: *logger(c), Progress: progress(c), Resume: resume})
 	if err != nil {
 		if ctx.Err() != nil {
 			return cli.Exit(err.Error(), 130)
@@ -114,4 +99,40 @@ func runPPO(c *cli.Context) error {
 	fmt.Fprintf(c.App.Writer, "mean RM score %.3f → %.3f over %d iterations, KL to SFT %.3f; EMA policy in %s\n",
 		sum.FirstScore, sum.LastScore, sum.Iterations, sum.LastKL, cfg.Out)
 	return nil
+}
+
+// ppoConfig is the run's configuration: the saved one with --resume, else
+// the flags'.
+func ppoConfig(c *cli.Context) (train.PPOConfig, bool, error) {
+	cfg := train.DefaultPPO()
+	if dir := c.String("resume"); dir != "" {
+		if err := readResumeConfig(c, dir, &cfg); err != nil {
+			return cfg, false, err
+		}
+		cfg.Out = dir
+		return cfg, true, nil
+	}
+	cfg.Prompts, cfg.Ptx, cfg.Policy, cfg.Reward, cfg.Out = c.String("prompts"), c.StringSlice("ptx"), c.String("policy"), c.String("reward"), c.String("out")
+	cfg.Iterations, cfg.Episodes, cfg.MiniBatch, cfg.Epochs = c.Int("iterations"), c.Int("episodes"), c.Int("minibatch"), c.Int("ppo-epochs")
+	cfg.MaxNew, cfg.Temperature, cfg.MissingEOSPenalty = c.Int("max-new"), float32(c.Float64("temperature")), float32(c.Float64("missing-eos-penalty"))
+	cfg.KLCoef, cfg.KLTarget, cfg.KLHorizon = float32(c.Float64("kl-coef")), float32(c.Float64("kl-target")), c.Int("kl-horizon")
+	switch c.String("kl-estimator") {
+	case "k1":
+		cfg.KLEstimator = 0
+	case "k3":
+		cfg.KLEstimator = 1
+	default:
+		return cfg, false, usageErrorf("invalid --kl-estimator %q: want k1 or k3", c.String("kl-estimator"))
+	}
+	cfg.Gamma, cfg.Lambda = float32(c.Float64("gamma")), float32(c.Float64("lambda"))
+	cfg.ClipEps, cfg.ValueClip, cfg.EntropyCoef = float32(c.Float64("clip")), float32(c.Float64("value-clip")), float32(c.Float64("entropy-coef"))
+	cfg.RewardClip = float32(c.Float64("reward-clip"))
+	cfg.PtxCoef, cfg.PtxBatch, cfg.PtxSeq = float32(c.Float64("ptx-coef")), c.Int("ptx-batch"), c.Int("ptx-seq")
+	cfg.EMADecay = float32(c.Float64("ema"))
+	cfg.PolicyOptim.LR, cfg.ValueOptim.LR = float32(c.Float64("lr")), float32(c.Float64("value-lr"))
+	cfg.Seed, cfg.LogEvery, cfg.SaveEvery = c.Uint64("seed"), c.Int("log-every"), c.Int("save-every")
+	if err := cfg.Validate(); err != nil {
+		return cfg, false, usageErrorf("ppo: %v", err)
+	}
+	return cfg, false, checkFreshOut(cfg.Out)
 }
