@@ -29,6 +29,9 @@ type PipelineConfig struct {
 	RM       RMConfig          `json:"rm"`
 	PPO      PPOConfig         `json:"ppo"`
 	MaxNew   int               `json:"eval_max_new"`
+	// BestOfN is the samples per held-out prompt for the reward model's
+	// best-of-n check on the SFT policy (see BestOfN); below 2: skipped.
+	BestOfN int `json:"eval_best_of_n"`
 }
 
 // Stage directories of a pipeline run.
@@ -43,7 +46,7 @@ const (
 // DefaultPipeline sizes every stage so the whole run takes minutes on two
 // CPU cores with the tiny model.
 func DefaultPipeline(out string) PipelineConfig {
-	c := PipelineConfig{Out: out, Model: "tiny", Synth: tasks.DefaultSynthConfig(), MaxNew: 32}
+	c := PipelineConfig{Out: out, Model: "tiny", Synth: tasks.DefaultSynthConfig(), MaxNew: 32, BestOfN: 8}
 	d := func(stage string) string { return filepath.Join(out, stage) }
 	data := d(StageData)
 	c.Pretrain = PretrainConfig{
@@ -84,6 +87,9 @@ type PipelineReport struct {
 		Pairs           int      `json:"n_pairs"`
 		CentredMean     float64  `json:"demonstrations_mean_reward"`
 		Seconds         float64  `json:"seconds"`
+		// BestOfN is the reward model measured on the SFT policy's own
+		// samples of the held-out prompts: what PPO has to work with.
+		BestOfN *BestOfN `json:"best_of_n_on_sft_samples,omitempty"`
 	} `json:"rm"`
 	PPO struct {
 		TaskScore    float64            `json:"task_score"`
@@ -273,6 +279,13 @@ func evaluatePipeline(b gpu.Backend, tok tokenizer.Tokenizer, cfg PipelineConfig
 	if err != nil {
 		return fmt.Errorf("evaluate SFT: %w", err)
 	}
+	if cfg.BestOfN >= 2 {
+		bon, err := measurePipelineBestOfN(b, tok, cfg, prompts, sft)
+		if err != nil {
+			return fmt.Errorf("best-of-%d on SFT samples: %w", cfg.BestOfN, err)
+		}
+		rep.RM.BestOfN = &bon
+	}
 	ppo, ppoPtx, err := evalOne(cfg.PPO.Out)
 	if err != nil {
 		return fmt.Errorf("evaluate PPO: %w", err)
@@ -287,6 +300,29 @@ func evaluatePipeline(b gpu.Backend, tok tokenizer.Tokenizer, cfg PipelineConfig
 	rep.PPO.PtxLoss, rep.SFTPtxLoss = ppoPtx, sftPtx
 	rep.EvalN = len(prompts)
 	return nil
+}
+
+// measurePipelineBestOfN measures the reward model on cfg.BestOfN samples
+// of the SFT policy per held-out prompt, at the PPO rollout temperature.
+func measurePipelineBestOfN(b gpu.Backend, tok tokenizer.Tokenizer, cfg PipelineConfig, prompts []TaskPrompt, greedy TaskEval) (BestOfN, error) {
+	load := func(dir string) (*model.Model, error) {
+		c, err := model.ReadConfig(dir)
+		if err != nil {
+			return nil, err
+		}
+		return model.Load(b, dir, model.Options{MaxBatch: 64, MaxSeq: c.MaxSeqLen})
+	}
+	policy, err := load(cfg.SFT.Out)
+	if err != nil {
+		return BestOfN{}, err
+	}
+	rm, err := load(cfg.RM.Out)
+	if err != nil {
+		return BestOfN{}, err
+	}
+	return MeasureBestOfN(policy, rm, tok, prompts, greedy, BestOfNOptions{
+		N: cfg.BestOfN, Temperature: cfg.PPO.Temperature, MaxNew: cfg.MaxNew, Seed: cfg.Synth.Seed, Labeler: tasks.DefaultLabeler(),
+	})
 }
 
 // WinRate is the simulated labeler's expected preference for a's response

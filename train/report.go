@@ -85,6 +85,17 @@ func writeMarkdown(w io.Writer, r *PipelineReport, plots []string) error {
 	f("| reward model | held-out pairwise accuracy %.3f on %d pairs%s (two labelers agree on %.3f); demonstrations' mean reward after centring %.4f | %.0f |\n",
 		r.RM.Accuracy, r.RM.Pairs, truth, r.RM.LabelerAgrement, r.RM.CentredMean, r.RM.Seconds)
 	f("| PPO-ptx | mean RM score %.3f → %.3f; KL to SFT %.3f per episode | %.0f |\n\n", r.PPO.FirstScore, r.PPO.LastScore, r.PPO.KLToSFT, r.PPO.Seconds)
+	if bn := r.RM.BestOfN; bn != nil {
+		f("## The reward model on the SFT policy's own samples\n\n")
+		f("%d samples per held-out prompt at temperature %.2g; one is picked at random, by the reward model, or by the\n", bn.N, bn.Temperature)
+		f("labeler's noise-free utility (the ideal reward). PPO behaves much like best-of-n sampling, so the reward\n")
+		f("model's pick is what PPO can hope for, the ideal pick what a perfect reward model would allow.\n\n")
+		f("| response | task score | labeler win rate vs SFT greedy |\n| --- | --- | --- |\n")
+		f("| SFT greedy | %.3f | 0.5 |\n| one sample | %.3f | %.3f |\n", bn.Greedy, bn.Sample, bn.SampleWin)
+		f("| best of %d by the reward model | %.3f | %.3f |\n| best of %d by the ideal reward | %.3f | %.3f |\n\n", bn.N, bn.ByRM, bn.RMWin, bn.N, bn.Ideal, bn.IdealWin)
+		f("The reward model orders %.3f of the %d same-prompt sample pairs whose utilities differ as the labeler's\n", bn.PairAccuracy, bn.Pairs)
+		f("noise-free utility does (0.5 is chance).\n\n")
+	}
 	if len(plots) > 0 {
 		f("## Training curves\n\n")
 		for _, p := range plots {

@@ -58,7 +58,12 @@ func runPipeline(c *cli.Context) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.Writer, "reward model: held-out accuracy %.3f (labelers agree %.3f); PPO KL to SFT %.3f; %.0f s in all\nreport: %s\n",
-		rep.RM.Accuracy, rep.RM.LabelerAgrement, rep.PPO.KLToSFT, rep.Seconds, filepath.Join(cfg.Out, "report.md"))
+	fmt.Fprintf(c.App.Writer, "reward model: held-out accuracy %.3f (labelers agree %.3f); PPO KL to SFT %.3f; %.0f s in all\n",
+		rep.RM.Accuracy, rep.RM.LabelerAgrement, rep.PPO.KLToSFT, rep.Seconds)
+	if bn := rep.RM.BestOfN; bn != nil {
+		fmt.Fprintf(c.App.Writer, "on SFT's own samples, best of %d: by the reward model %.3f, by the ideal reward %.3f, one sample %.3f (task score)\n",
+			bn.N, bn.ByRM, bn.Ideal, bn.Sample)
+	}
+	fmt.Fprintf(c.App.Writer, "report: %s\n", filepath.Join(cfg.Out, "report.md"))
 	return nil
 }
