@@ -128,11 +128,17 @@ func Pipeline(ctx context.Context, b gpu.Backend, cfg PipelineConfig, opt RunOpt
 	if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, "pipeline_config.json"), cfg); err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
+	// A stage is done when its summary says it ran to the end; an
+	// interrupted (or killed) stage with saved state continues from it.
+	stageOpt := opt
 	done := func(dir string) bool {
-		_, err := os.Stat(filepath.Join(dir, SummaryFile))
-		return err == nil
+		fin, resumable := stageState(dir)
+		stageOpt.Resume = resumable
+		return fin
 	}
-	stage := func(name string) { log.Info().Str("stage", name).Msg("──── pipeline stage ────") }
+	stage := func(name string) {
+		log.Info().Str("stage", name).Bool("resume", stageOpt.Resume).Msg("──── pipeline stage ────")
+	}
 
 	// Data.
 	dataDir := filepath.Join(cfg.Out, StageData)
@@ -146,7 +152,7 @@ func Pipeline(ctx context.Context, b gpu.Backend, cfg PipelineConfig, opt RunOpt
 	if !done(cfg.Pretrain.Out) {
 		stage("pretrain")
 		cfg.Pretrain.Model = mc
-		if _, err := Pretrain(ctx, b, tok, cfg.Pretrain, opt); err != nil {
+		if _, err := Pretrain(ctx, b, tok, cfg.Pretrain, stageOpt); err != nil {
 			return nil, fmt.Errorf("pipeline: %w", err)
 		}
 	}
@@ -162,7 +168,7 @@ func Pipeline(ctx context.Context, b gpu.Backend, cfg PipelineConfig, opt RunOpt
 			return nil, err
 		}
 		cfg.SFT.Model.Dropout = 0.2
-		if _, err := SFT(ctx, b, tok, cfg.SFT, opt); err != nil {
+		if _, err := SFT(ctx, b, tok, cfg.SFT, stageOpt); err != nil {
 			return nil, fmt.Errorf("pipeline: %w", err)
 		}
 	}
@@ -178,7 +184,7 @@ func Pipeline(ctx context.Context, b gpu.Backend, cfg PipelineConfig, opt RunOpt
 			return nil, err
 		}
 		cfg.RM.Model.Dropout = 0
-		if _, err := RM(ctx, b, tok, cfg.RM, opt); err != nil {
+		if _, err := RM(ctx, b, tok, cfg.RM, stageOpt); err != nil {
 			return nil, fmt.Errorf("pipeline: %w", err)
 		}
 	}
@@ -199,7 +205,7 @@ func Pipeline(ctx context.Context, b gpu.Backend, cfg PipelineConfig, opt RunOpt
 	// PPO-ptx.
 	if !done(cfg.PPO.Out) {
 		stage("ppo-ptx")
-		if _, err := PPO(ctx, b, tok, cfg.PPO, opt); err != nil {
+		if _, err := PPO(ctx, b, tok, cfg.PPO, stageOpt); err != nil {
 			return nil, fmt.Errorf("pipeline: %w", err)
 		}
 	}
@@ -222,6 +228,20 @@ func Pipeline(ctx context.Context, b gpu.Backend, cfg PipelineConfig, opt RunOpt
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
 	return rep, nil
+}
+
+// stageState reports whether the stage in dir finished (its summary.json
+// exists and does not say it was interrupted) and, if not, whether it left
+// state to resume from.
+func stageState(dir string) (finished, resumable bool) {
+	var sum struct {
+		Interrupted bool `json:"interrupted"`
+	}
+	if raw, err := os.ReadFile(filepath.Join(dir, SummaryFile)); err == nil && json.Unmarshal(raw, &sum) == nil && !sum.Interrupted {
+		return true, false
+	}
+	_, err := os.Stat(filepath.Join(dir, ResumeDir, TrainerStateFile))
+	return false, err == nil
 }
 
 func readSummary(dir string, v any) error {
