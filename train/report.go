@@ -65,7 +65,7 @@ func writeMarkdown(w io.Writer, r *PipelineReport, plots []string) error {
 	f("| PPO-ptx (EMA) | %.3f | %.3f | %.4f |\n\n", r.PPO.TaskScore, r.PPO.WinRateVsSFT, r.PPO.PtxLoss)
 	f("The win rate is the simulated labeler's expected preference for the PPO response over the SFT\n")
 	f("response to the same prompt (ties count half). The pretraining loss before and after PPO shows\n")
-	f("the alignment tax: %+.4f nats/token.\n\n", r.PPO.PtxLoss-r.SFTPtxLoss)
+	f("the alignment tax: %+.4f nats/token (negative: PPO-ptx lowered it).\n\n", r.PPO.PtxLoss-r.SFTPtxLoss)
 	f("## Per task\n\n| task | SFT | PPO |\n| --- | --- | --- |\n")
 	names := make([]string, 0, len(r.SFT.PerTask))
 	for n := range r.SFT.PerTask {
