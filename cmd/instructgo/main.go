@@ -52,6 +52,7 @@ func newApp() *cli.App {
 			pipelineCommand(),
 			generateCommand(),
 			evalCommand(),
+			benchCommand(),
 		},
 		OnUsageError: onUsageError,
 		// Errors are turned into exit codes by run, never by os.Exit

@@ -1,0 +1,52 @@
+// Package bench is instructgo's benchmark harness: it times the ops of the
+// compute contract and whole training steps on any gpu.Backend, and states
+// every figure as a fraction of a ceiling measured on the same machine.
+//
+// What it measures (Run):
+//
+//   - ceilings: on the cpu backend the float32 FMA peak (cpu.PeakFMA) and
+//     the memory bandwidth (MeasureMemBandwidth: a multi-threaded copy and a
+//     multi-threaded read over buffers four times the last-level cache);
+//     on any other backend the same two quantities through the contract,
+//     a large MatMul (the GEMM rate, cuBLAS on cuda) and a large Copy (the
+//     device's copy bandwidth). The contract gains no op for this.
+//   - ops: MatMul (square sizes, the model's real shapes, and the few-row
+//     products of decoding) in GFLOP/s against the compute ceiling; fused
+//     attention forward and backward in GFLOP/s with the causal count
+//     (AttentionFLOPs) across sequence lengths and head sizes 64 and 128;
+//     the fused log-softmax, layernorm, AdamW, decode attention and
+//     sampling in GB/s against the memory ceiling.
+//   - steps: an SFT training step (tokens/s, MFU with llm.c's count
+//     6·N + 6·L·C·T per token), a reward-model step (comparisons/s) and a
+//     PPO-ptx iteration split into generation with the KV cache, the
+//     rollout's scoring forwards and the update, for the tiny and gpt2
+//     configs. The steps are assembled here from model, the contract and
+//     train's exported pieces (Optimizer, KWayLoss) the way train's loops
+//     do them (train/sft.go, train/rm.go, train/ppo.go, ppo_update.go);
+//     when a loop changes shape, its benchmark here follows.
+//
+// Method: every benchmark runs warm-up calls first, then timed samples
+// until it has Timing.MinReps of them and Timing.MinTime has passed; a
+// sample batches enough calls to last Timing.MinSample, so that on an
+// asynchronous backend the Sync that closes it costs little. Results
+// report the median time per call and the spread (min, max, quartiles).
+// A backend that implements EventTimer is timed with device events; the
+// others (the cpu backend, and the cuda backend as it stands) with the host
+// clock around Sync. Inputs are random, never zeros. The memory-bound ops
+// rotate through copies of their operands that together exceed the cache
+// (Options.RotateBytes), so that every call reads from memory, as it does
+// inside a training step; compute-bound products reuse their operands, as
+// a blocked GEMM does anyway.
+//
+// Output: a Report holds the machine (CPU, cores, GPU, driver, CUDA
+// version, commit, Go version), the settings, the ceilings and every
+// Result; it prints as a table (WriteTable) and marshals to JSON
+// (WriteJSON, ReadReport). Compare gives the ratio of every figure two
+// reports share.
+//
+// bench may import gpu (the contract, and gpu/cpu for its FMA peak and to
+// tell the cpu backend apart), model and train; never cmd. It logs through
+// zerolog only (Options.Log) and writes tables to the io.Writer it is
+// given. The cache size and load average come from Linux's /sys and /proc
+// where they exist.
+package bench

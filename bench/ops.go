@@ -1,0 +1,684 @@
+package bench
+
+import (
+	"fmt"
+	"runtime"
+	"slices"
+
+	"github.com/instructgo/instructgo/gpu"
+	"github.com/instructgo/instructgo/model"
+)
+
+// opCase is one op benchmark: what it is, the work of one call, and how to
+// set it up on the backend.
+type opCase struct {
+	group, name, shape string
+	// ceiling is CeilCompute (the figure is GFLOP/s of work FLOPs) or
+	// CeilMemory (GB/s of work bytes).
+	ceiling string
+	work    float64
+	// extra are secondary rates of the same timing: Value is the work
+	// per call in Unit's numerator (scaled by 1e9 for G-units).
+	extra []Metric
+	// setup allocates the operands and returns the call to time; call i
+	// may rotate inputs with i.
+	setup func() (run func(i int) error, err error)
+}
+
+// namedConfig is a model config with its step shape.
+type namedConfig struct {
+	name  string
+	cfg   model.Config
+	shape Shape
+}
+
+// configs resolves Options.Configs (validated by Run).
+func (e *env) configs() []namedConfig {
+	var out []namedConfig
+	for _, name := range e.opt.Configs {
+		cfg, _ := model.ConfigByName(name)
+		out = append(out, namedConfig{name, cfg, DefaultShape(name, e.opt.Batch, e.opt.Seq)})
+	}
+	return out
+}
+
+// opCases lists the op benchmarks of this run, in table order.
+func (e *env) opCases() []opCase {
+	var cs []opCase
+	cs = append(cs, e.matmulCases()...)
+	cs = append(cs, e.attentionCases()...)
+	cs = append(cs, e.logSoftmaxCases()...)
+	cs = append(cs, e.layerNormCases()...)
+	cs = append(cs, e.adamWCases()...)
+	cs = append(cs, e.decodeAttentionCases()...)
+	cs = append(cs, e.sampleCases()...)
+	return cs
+}
+
+// runOp sets up, measures and records one op benchmark.
+func (e *env) runOp(c opCase) error {
+	if !e.selected(c.group, c.name) {
+		return nil
+	}
+	if err := e.ctx.Err(); err != nil {
+		return fmt.Errorf("bench: interrupted: %w", err)
+	}
+	e.opt.Log.Debug().Str("bench", c.group+"/"+c.name).Msg("set up")
+	run, err := c.setup()
+	if err == nil {
+		err = e.b.Sync()
+	}
+	if err != nil {
+		return fmt.Errorf("bench %s/%s (%s): set up: %w", c.group, c.name, c.shape, err)
+	}
+	runtime.GC() // the previous benchmark's buffers, not during the timing
+	m, err := measure(e.ctx, e.b, e.opt.Timing, run)
+	if err != nil {
+		return fmt.Errorf("bench %s/%s (%s): %w", c.group, c.name, c.shape, err)
+	}
+	unit := "GFLOP/s"
+	if c.ceiling == CeilMemory {
+		unit = "GB/s"
+	}
+	r := e.result(c.group, c.name, c.shape, unit, c.work, 1e9, c.ceiling, c.work, m)
+	for _, x := range c.extra {
+		scale := 1.0
+		if len(x.Unit) > 0 && x.Unit[0] == 'G' {
+			scale = 1e9
+		}
+		r.Extra = append(r.Extra, Metric{Name: x.Name, Value: rate(x.Value, m.stats.Median) / scale, Unit: x.Unit})
+	}
+	e.add(r)
+	return nil
+}
+
+// ---- matmul ----------------------------------------------------------
+
+// matmulCases: square products, every product of a training step at each
+// config's shape, and the few-row products of decoding.
+func (e *env) matmulCases() []opCase {
+	sq, big := []int{256, 512, 1024}, 1024
+	if e.opt.Full {
+		sq = append(sq, 2048)
+	}
+	if !e.isCPU {
+		sq, big = []int{1024, 2048, 4096}, 4096
+		if e.opt.Full {
+			sq = append(sq, 8192)
+		}
+	}
+	var cs []opCase
+	for _, n := range sq {
+		cs = append(cs, e.mm(fmt.Sprintf("square %d", n), n, n, n, false, false, 0, false))
+	}
+	cs = append(cs, e.mm(fmt.Sprintf("square %d Aᵀ", big), big, big, big, true, false, 0, false))
+	cs = append(cs, e.mm(fmt.Sprintf("square %d Bᵀ", big), big, big, big, false, true, 0, false))
+	for _, nc := range e.configs() {
+		c, V := nc.cfg.NEmbd, nc.cfg.VocabSize
+		rows := nc.shape.Batch * nc.shape.Seq
+		for _, s := range []struct {
+			what           string
+			m, n, k        int
+			transA, transB bool
+			beta           float32
+		}{
+			{"qkv fwd", rows, 3 * c, c, false, false, 0},
+			{"attproj fwd", rows, c, c, false, false, 0},
+			{"fc fwd", rows, 4 * c, c, false, false, 0},
+			{"fcproj fwd", rows, c, 4 * c, false, false, 0},
+			{"fc dinp", rows, c, 4 * c, false, true, 0},
+			{"fc dweight", c, 4 * c, rows, true, false, 1},
+			{"qkv dweight", c, 3 * c, rows, true, false, 1},
+			{"lmhead fwd", rows, V, c, false, true, 0},
+			{"lmhead dinp", rows, c, V, false, false, 0},
+			{"lmhead dweight", V, c, rows, true, false, 1},
+		} {
+			cs = append(cs, e.mm(nc.name+" "+s.what, s.m, s.n, s.k, s.transA, s.transB, s.beta, false))
+		}
+		// Decoding multiplies a few rows by every weight matrix in turn:
+		// the weights stream from memory when the model exceeds the cache.
+		cold := int64(nc.cfg.NumParams())*4 > LastLevelCache()
+		for _, m := range slices.Compact([]int{1, nc.shape.MiniBatch}) {
+			cs = append(cs, e.mm(fmt.Sprintf("%s decode qkv m=%d", nc.name, m), m, 3*c, c, false, false, 0, cold))
+		}
+		cs = append(cs, e.mm(fmt.Sprintf("%s decode lmhead m=%d", nc.name, nc.shape.MiniBatch), nc.shape.MiniBatch, V, c, false, true, 0, cold))
+	}
+	return cs
+}
+
+// mm is C[m,n] = op(A)·op(B) + beta·C; rotateB rotates copies of B (the
+// weights) through the rotation footprint.
+func (e *env) mm(name string, m, n, k int, transA, transB bool, beta float32, rotateB bool) opCase {
+	shape := fmt.Sprintf("%d×%d×%d", m, n, k)
+	switch {
+	case transA:
+		shape += " Aᵀ"
+	case transB:
+		shape += " Bᵀ"
+	}
+	if beta != 0 {
+		shape += " +="
+	}
+	if rotateB {
+		shape += " cold B"
+	}
+	return opCase{
+		group: "matmul", name: name, shape: shape, ceiling: CeilCompute, work: MatMulFLOPs(m, n, k),
+		setup: func() (func(int) error, error) {
+			aShape, bShape := []int{m, k}, []int{k, n}
+			if transA {
+				aShape = []int{k, m}
+			}
+			if transB {
+				bShape = []int{n, k}
+			}
+			copies := 1
+			if rotateB {
+				copies = e.copies(int64(4 * k * n))
+			}
+			A, err := e.alloc(aShape...)
+			if err != nil {
+				return nil, err
+			}
+			Bs, err := e.tensors(copies, e.random(k*n, 1), bShape...)
+			if err != nil {
+				return nil, err
+			}
+			C, err := e.alloc(m, n)
+			if err != nil {
+				return nil, err
+			}
+			return func(i int) error {
+				e.b.MatMul(C, A, Bs[i%copies], transA, transB, 1, beta)
+				return nil
+			}, nil
+		},
+	}
+}
+
+// ---- attention -------------------------------------------------------
+
+type attnShape struct {
+	label      string
+	B, T, C, H int
+}
+
+// attentionCases: each config's training shape, then head sizes 64 and 128
+// (768 wide: 12 and 6 heads) across sequence lengths at a fixed token count
+// per call.
+func (e *env) attentionCases() []opCase {
+	var shapes []attnShape
+	for _, nc := range e.configs() {
+		shapes = append(shapes, attnShape{nc.name, nc.shape.Batch, nc.shape.Seq, nc.cfg.NEmbd, nc.cfg.NHead})
+	}
+	tokens, Ts := 2048, []int{128, 512}
+	if e.opt.Full {
+		Ts = []int{128, 256, 512, 1024}
+	}
+	if !e.isCPU {
+		tokens, Ts = 16384, []int{512, 2048}
+		if e.opt.Full {
+			Ts = []int{512, 1024, 2048, 4096}
+		}
+	}
+	for _, hs := range []int{64, 128} {
+		for _, T := range Ts {
+			shapes = append(shapes, attnShape{fmt.Sprintf("hs%d T%d", hs, T), max(1, tokens/T), T, 768, 768 / hs})
+		}
+	}
+	var cs []opCase
+	for _, s := range shapes {
+		for _, bwd := range []bool{false, true} {
+			cs = append(cs, e.attention(s, bwd))
+		}
+	}
+	return cs
+}
+
+func (e *env) attention(s attnShape, bwd bool) opCase {
+	B, T, C, H := s.B, s.T, s.C, s.H
+	pass := "fwd"
+	if bwd {
+		pass = "bwd"
+	}
+	return opCase{
+		group: "attention", name: s.label + " " + pass,
+		shape:   fmt.Sprintf("B%d T%d C%d H%d hs%d causal", B, T, C, H, C/H),
+		ceiling: CeilCompute, work: AttentionFLOPs(B, T, H, C/H, bwd),
+		setup: func() (func(int) error, error) {
+			qkv, err := e.alloc(B, T, 3*C)
+			if err != nil {
+				return nil, err
+			}
+			out, err := e.alloc(B, T, C)
+			if err != nil {
+				return nil, err
+			}
+			lse, err := e.alloc(B, H, T)
+			if err != nil {
+				return nil, err
+			}
+			if !bwd {
+				return func(int) error {
+					e.b.AttentionForward(out, lse, qkv, nil, H)
+					return nil
+				}, nil
+			}
+			e.b.AttentionForward(out, lse, qkv, nil, H)
+			dout, err := e.alloc(B, T, C)
+			if err != nil {
+				return nil, err
+			}
+			dqkv, err := e.alloc(B, T, 3*C)
+			if err != nil {
+				return nil, err
+			}
+			return func(int) error {
+				e.b.AttentionBackward(dqkv, dout, qkv, out, lse, nil, H)
+				return nil
+			}, nil
+		},
+	}
+}
+
+// ---- log-softmax -----------------------------------------------------
+
+type rowsShape struct {
+	label string
+	N, V  int
+}
+
+// lsmShapes: each config's LM-head output (B·T rows of the vocabulary),
+// and GPT-2's vocabulary at 256 rows.
+func (e *env) lsmShapes() []rowsShape {
+	var out []rowsShape
+	seen := map[[2]int]bool{}
+	add := func(label string, n, v int) {
+		if !seen[[2]int{n, v}] {
+			seen[[2]int{n, v}] = true
+			out = append(out, rowsShape{label, n, v})
+		}
+	}
+	for _, nc := range e.configs() {
+		add(nc.name, nc.shape.Batch*nc.shape.Seq, nc.cfg.VocabSize)
+	}
+	add("V50257", 256, 50257)
+	return out
+}
+
+// logSoftmaxCases: the fused forward (one read of the logits counted) and
+// backward (one read and one write: the gradient overwrites the logits).
+func (e *env) logSoftmaxCases() []opCase {
+	var cs []opCase
+	for _, s := range e.lsmShapes() {
+		N, V := s.N, s.V
+		bytes := int64(4 * N * V)
+		shape := fmt.Sprintf("%d×%d", N, V)
+		cs = append(cs, opCase{
+			group: "logsoftmax", name: s.label + " fwd", shape: shape + ", logits read once", ceiling: CeilMemory, work: float64(bytes),
+			setup: func() (func(int) error, error) {
+				k := e.copies(bytes)
+				logits, err := e.tensors(k, e.random(N*V, 4), N, V)
+				if err != nil {
+					return nil, err
+				}
+				targets, err := e.intTensor(e.randomInts(N, V), N)
+				if err != nil {
+					return nil, err
+				}
+				logp, err := e.alloc(N)
+				if err != nil {
+					return nil, err
+				}
+				ent, err := e.alloc(N)
+				if err != nil {
+					return nil, err
+				}
+				lse, err := e.alloc(N)
+				if err != nil {
+					return nil, err
+				}
+				return func(i int) error {
+					e.b.LogSoftmaxForward(logp, ent, lse, logits[i%k], targets)
+					return nil
+				}, nil
+			},
+		})
+		cs = append(cs, opCase{
+			group: "logsoftmax", name: s.label + " bwd", shape: shape + ", in place: read + write", ceiling: CeilMemory, work: float64(2 * bytes),
+			setup: func() (func(int) error, error) {
+				k := e.copies(bytes)
+				logits, err := e.tensors(k, e.random(N*V, 4), N, V)
+				if err != nil {
+					return nil, err
+				}
+				targets, err := e.intTensor(e.randomInts(N, V), N)
+				if err != nil {
+					return nil, err
+				}
+				logp, err := e.alloc(N)
+				if err != nil {
+					return nil, err
+				}
+				dlogp, err := e.alloc(N)
+				if err != nil {
+					return nil, err
+				}
+				lses := make([]*gpu.Tensor, k)
+				for j := range lses {
+					if lses[j], err = e.alloc(N); err != nil {
+						return nil, err
+					}
+					e.b.LogSoftmaxForward(logp, nil, lses[j], logits[j], targets)
+				}
+				// Later calls run on earlier gradients: the same work, as
+				// nothing in the pass depends on the values.
+				return func(i int) error {
+					e.b.LogSoftmaxBackward(logits[i%k], lses[i%k], nil, targets, dlogp, nil)
+					return nil
+				}, nil
+			},
+		})
+	}
+	return cs
+}
+
+// ---- layernorm -------------------------------------------------------
+
+// layerNormCases: forward (reads the input, writes the output and the
+// statistics) and backward (reads dout and the input, accumulates into
+// dinp, dweight, dbias) at each config's activation shape.
+func (e *env) layerNormCases() []opCase {
+	var cs []opCase
+	for _, nc := range e.configs() {
+		N, C := nc.shape.Batch*nc.shape.Seq, nc.cfg.NEmbd
+		shape := fmt.Sprintf("%d×%d", N, C)
+		fwdBytes := int64(4 * (2*N*C + 2*C + 2*N))
+		bwdBytes := int64(4 * (4*N*C + 5*C + 2*N))
+		cs = append(cs, opCase{
+			group: "layernorm", name: nc.name + " fwd", shape: shape, ceiling: CeilMemory, work: float64(fwdBytes),
+			setup: func() (func(int) error, error) {
+				k := e.copies(fwdBytes)
+				inp, err := e.tensors(k, e.random(N*C, 2), N, C)
+				if err != nil {
+					return nil, err
+				}
+				out, err := e.tensors(k, e.random(N*C, 1), N, C)
+				if err != nil {
+					return nil, err
+				}
+				mean, err := e.tensors(k, e.random(N, 1), N)
+				if err != nil {
+					return nil, err
+				}
+				rstd, err := e.tensors(k, e.random(N, 1), N)
+				if err != nil {
+					return nil, err
+				}
+				w, err := e.alloc(C)
+				if err != nil {
+					return nil, err
+				}
+				bias, err := e.alloc(C)
+				if err != nil {
+					return nil, err
+				}
+				return func(i int) error {
+					j := i % k
+					e.b.LayerNormForward(out[j], mean[j], rstd[j], inp[j], w, bias)
+					return nil
+				}, nil
+			},
+		})
+		cs = append(cs, opCase{
+			group: "layernorm", name: nc.name + " bwd", shape: shape, ceiling: CeilMemory, work: float64(bwdBytes),
+			setup: func() (func(int) error, error) {
+				k := e.copies(bwdBytes)
+				inp, err := e.tensors(k, e.random(N*C, 2), N, C)
+				if err != nil {
+					return nil, err
+				}
+				dout, err := e.tensors(k, e.random(N*C, 1), N, C)
+				if err != nil {
+					return nil, err
+				}
+				dinp, err := e.tensors(k, e.random(N*C, 1), N, C)
+				if err != nil {
+					return nil, err
+				}
+				w, err := e.alloc(C)
+				if err != nil {
+					return nil, err
+				}
+				bias, err := e.alloc(C)
+				if err != nil {
+					return nil, err
+				}
+				dw, err := e.alloc(C)
+				if err != nil {
+					return nil, err
+				}
+				db, err := e.alloc(C)
+				if err != nil {
+					return nil, err
+				}
+				out, err := e.alloc(N, C)
+				if err != nil {
+					return nil, err
+				}
+				mean, rstd := make([]*gpu.Tensor, k), make([]*gpu.Tensor, k)
+				for j := range k {
+					if mean[j], err = e.alloc(N); err != nil {
+						return nil, err
+					}
+					if rstd[j], err = e.alloc(N); err != nil {
+						return nil, err
+					}
+					e.b.LayerNormForward(out, mean[j], rstd[j], inp[j], w, bias)
+				}
+				return func(i int) error {
+					j := i % k
+					e.b.LayerNormBackward(dinp[j], dw, db, dout[j], inp[j], w, mean[j], rstd[j])
+					return nil
+				}, nil
+			},
+		})
+	}
+	return cs
+}
+
+// ---- AdamW -----------------------------------------------------------
+
+// adamWCases: one fused AdamW pass (reads params, grads and both moments,
+// writes params and moments: 7 floats per parameter) over each config's
+// parameter count and over 16M parameters.
+func (e *env) adamWCases() []opCase {
+	type size struct {
+		label string
+		n     int
+	}
+	var sizes []size
+	seen := map[int]bool{}
+	for _, nc := range e.configs() {
+		if n := nc.cfg.NumParams(); !seen[n] {
+			seen[n] = true
+			sizes = append(sizes, size{nc.name, n})
+		}
+	}
+	if !seen[16<<20] {
+		sizes = append(sizes, size{"16M", 16 << 20})
+	}
+	var cs []opCase
+	for _, s := range sizes {
+		n := s.n
+		bytes := int64(7 * 4 * n)
+		cs = append(cs, opCase{
+			group: "adamw", name: s.label, shape: fmt.Sprintf("%s params, clip + decay", groupThousands(int64(n))), ceiling: CeilMemory, work: float64(bytes),
+			setup: func() (func(int) error, error) {
+				k := e.copies(int64(16 * n))
+				host := e.random(n, 1)
+				p, err := e.tensors(k, host, n)
+				if err != nil {
+					return nil, err
+				}
+				g, err := e.tensors(k, e.random(n, 1e-2), n)
+				if err != nil {
+					return nil, err
+				}
+				m, err := e.tensors(k, e.random(n, 1e-3), n)
+				if err != nil {
+					return nil, err
+				}
+				for i := range host {
+					host[i] = host[i]*host[i]*1e-4 + 1e-8
+				}
+				v, err := e.tensors(k, host, n)
+				if err != nil {
+					return nil, err
+				}
+				normSq, err := e.b.Alloc(gpu.Float32, 1)
+				if err != nil {
+					return nil, err
+				}
+				e.b.SumSquares(normSq, g[0])
+				h := gpu.AdamW{LR: 1e-4, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, MaxNorm: 1, GradScale: 1}
+				return func(i int) error {
+					j := i % k
+					h.Step = i + 1
+					e.b.AdamW(p[j], g[j], m[j], v[j], normSq, h)
+					return nil
+				}, nil
+			},
+		})
+	}
+	return cs
+}
+
+// ---- decode attention ------------------------------------------------
+
+type decodeShape struct {
+	label       string
+	B, H, hs, S int
+}
+
+// decodeAttentionCases: one query per sequence against a full KV cache:
+// each config at its PPO rollout shape, then head sizes 64 and 128 at 512
+// cached positions (and 1024 with Full). Counted bytes: the keys and
+// values read, the query read and the output written.
+func (e *env) decodeAttentionCases() []opCase {
+	var shapes []decodeShape
+	for _, nc := range e.configs() {
+		shapes = append(shapes, decodeShape{nc.name, nc.shape.MiniBatch, nc.cfg.NHead, nc.cfg.HeadSize(), nc.shape.Prompt + nc.shape.New})
+	}
+	B, Ss := 16, []int{512}
+	if e.opt.Full {
+		Ss = []int{512, 1024}
+	}
+	if !e.isCPU {
+		B = 64
+	}
+	for _, hs := range []int{64, 128} {
+		for _, S := range Ss {
+			shapes = append(shapes, decodeShape{fmt.Sprintf("hs%d S%d", hs, S), B, 768 / hs, hs, S})
+		}
+	}
+	var cs []opCase
+	for _, s := range shapes {
+		B, H, hs, S := s.B, s.H, s.hs, s.S
+		C := H * hs
+		cache := int64(4 * B * H * S * hs)
+		bytes := 2*cache + int64(4*2*B*C)
+		cs = append(cs, opCase{
+			group: "decode-attn", name: s.label, shape: fmt.Sprintf("B%d H%d hs%d, %d cached", B, H, hs, S), ceiling: CeilMemory, work: float64(bytes),
+			extra: []Metric{{Name: "compute", Value: DecodeAttentionFLOPs(B, S, H, hs), Unit: "GFLOP/s"}},
+			setup: func() (func(int) error, error) {
+				k := e.copies(2 * cache)
+				qkv, err := e.alloc(B, 3*C)
+				if err != nil {
+					return nil, err
+				}
+				kc, err := e.tensors(k, e.random(B*H*S*hs, 1), B, H, S, hs)
+				if err != nil {
+					return nil, err
+				}
+				vc, err := e.tensors(k, e.random(B*H*S*hs, 1), B, H, S, hs)
+				if err != nil {
+					return nil, err
+				}
+				lensHost := make([]int32, B)
+				for i := range lensHost {
+					lensHost[i] = int32(S)
+				}
+				lens, err := e.intTensor(lensHost, B)
+				if err != nil {
+					return nil, err
+				}
+				out, err := e.alloc(B, C)
+				if err != nil {
+					return nil, err
+				}
+				return func(i int) error {
+					e.b.AttentionDecode(out, qkv, kc[i%k], vc[i%k], lens, H)
+					return nil
+				}, nil
+			},
+		})
+	}
+	return cs
+}
+
+// ---- sampling --------------------------------------------------------
+
+// sampleCases: one token per row of logits, as PPO's rollouts (temperature
+// 1) and evaluation (greedy) draw them, at each config's PPO batch and at
+// GPT-2's vocabulary, where top-p (a sort per row) is measured too.
+// Counted bytes: the logits read once.
+func (e *env) sampleCases() []opCase {
+	type sampleShape struct {
+		label string
+		N, V  int
+		s     gpu.Sampling
+		desc  string
+	}
+	var shapes []sampleShape
+	for _, nc := range e.configs() {
+		if nc.cfg.VocabSize != 50257 {
+			shapes = append(shapes, sampleShape{nc.name + " T=1", nc.shape.MiniBatch, nc.cfg.VocabSize, gpu.Sampling{Temperature: 1}, "temperature 1"})
+		}
+	}
+	rows := 16
+	if !e.isCPU {
+		rows = 64
+	}
+	shapes = append(shapes,
+		sampleShape{"V50257 greedy", rows, 50257, gpu.Sampling{}, "greedy"},
+		sampleShape{"V50257 T=1", rows, 50257, gpu.Sampling{Temperature: 1}, "temperature 1"},
+		sampleShape{"V50257 top-p 0.9", rows, 50257, gpu.Sampling{Temperature: 1, TopP: 0.9}, "temperature 1, top-p 0.9"},
+	)
+	var cs []opCase
+	for _, s := range shapes {
+		N, V, smp := s.N, s.V, s.s
+		bytes := int64(4 * N * V)
+		cs = append(cs, opCase{
+			group: "sample", name: s.label, shape: fmt.Sprintf("%d×%d, %s", N, V, s.desc), ceiling: CeilMemory, work: float64(bytes),
+			extra: []Metric{{Name: "rows", Value: float64(N), Unit: "rows/s"}},
+			setup: func() (func(int) error, error) {
+				k := e.copies(bytes)
+				logits, err := e.tensors(k, e.random(N*V, 4), N, V)
+				if err != nil {
+					return nil, err
+				}
+				tokens, err := e.b.Alloc(gpu.Int32, N)
+				if err != nil {
+					return nil, err
+				}
+				seed := e.opt.Seed
+				return func(i int) error {
+					e.b.Sample(tokens, logits[i%k], smp, gpu.Mix64(seed, uint64(i)))
+					return nil
+				}, nil
+			},
+		})
+	}
+	return cs
+}
