@@ -83,7 +83,7 @@ func TestDropout(t *testing.T) {
 			xs[i] = 1
 		}
 	}
-	for _, p := range []float32{0.1, 0.5} {
+	for _, p := range []float32{0.1, 0.2, 1.0 / 3, 0.5, 0.9} {
 		b := New(3)
 		inp := tensorOf(t, b, xs, n)
 		out, _ := b.Alloc(gpu.Float32, n)
