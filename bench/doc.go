@@ -30,9 +30,9 @@
 // sample batches enough calls to last Timing.MinSample, so that on an
 // asynchronous backend the Sync that closes it costs little. Results
 // report the median time per call and the spread (min, max, quartiles).
-// A backend that implements EventTimer is timed with device events; the
-// others (the cpu backend, and the cuda backend as it stands) with the host
-// clock around Sync. Inputs are random, never zeros. The memory-bound ops
+// A backend that implements EventTimer (the cuda backend) is timed with
+// device events; the others (the cpu backend) with the host clock around
+// Sync. Inputs are random, never zeros. The memory-bound ops
 // rotate through copies of their operands that together exceed the cache
 // (Options.RotateBytes), so that every call reads from memory, as it does
 // inside a training step; compute-bound products reuse their operands, as

@@ -54,8 +54,8 @@ func (t Timing) withDefaults() Timing {
 // EventTimer is implemented by a backend that can time queued work with
 // device events: TimeOps queues a start event, calls f (which queues ops),
 // queues a stop event, waits for it and returns the device time between
-// the two. The harness prefers it to the host clock. No backend implements
-// it yet; the cuda backend is timed with the host clock around Sync.
+// the two. The harness prefers it to the host clock around Sync. The cuda
+// backend implements it; the cpu backend has no queue to time.
 type EventTimer interface {
 	TimeOps(f func()) (time.Duration, error)
 }
