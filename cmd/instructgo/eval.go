@@ -46,19 +46,9 @@ func runEval(c *cli.Context) error {
 	if c.Int("batch") <= 0 || c.Int("max-new") <= 0 || c.Float64("temperature") < 0 || c.Int("limit") < 0 {
 		return usageErrorf("eval: --batch and --max-new must be positive, --temperature and --limit not negative")
 	}
-	records, _, err := data.ReadPrompts(c.String("data"), data.ReadOptions{})
+	prompts, err := readTaskPrompts(c.String("data"), c.Int("limit"), "eval")
 	if err != nil {
 		return err
-	}
-	var prompts []train.TaskPrompt
-	for _, r := range records {
-		if r.Task == "" {
-			return fmt.Errorf("%s:%d: field \"task\": missing (eval scores the built-in tasks)", c.String("data"), r.Line)
-		}
-		prompts = append(prompts, train.TaskPrompt{Prompt: r.Prompt, Task: r.Task, Answer: r.Answer})
-	}
-	if n := c.Int("limit"); n > 0 && n < len(prompts) {
-		prompts = prompts[:n]
 	}
 	b, err := openBackend(c)
 	if err != nil {
@@ -99,4 +89,25 @@ func runEval(c *cli.Context) error {
 	}
 	fmt.Fprintf(w, "all (%d prompts)\t%.3f\t\n", ev.N, ev.Score)
 	return w.Flush()
+}
+
+// readTaskPrompts reads records of the built-in tasks ({"prompt", "task",
+// "answer"}), the first limit of them (0: all); cmd names the command in
+// the error for a record without a task.
+func readTaskPrompts(path string, limit int, cmd string) ([]train.TaskPrompt, error) {
+	records, _, err := data.ReadPrompts(path, data.ReadOptions{})
+	if err != nil {
+		return nil, err
+	}
+	var prompts []train.TaskPrompt
+	for _, r := range records {
+		if r.Task == "" {
+			return nil, fmt.Errorf("%s:%d: field \"task\": missing (%s scores the built-in tasks)", path, r.Line, cmd)
+		}
+		prompts = append(prompts, train.TaskPrompt{Prompt: r.Prompt, Task: r.Task, Answer: r.Answer})
+	}
+	if limit > 0 && limit < len(prompts) {
+		prompts = prompts[:limit]
+	}
+	return prompts, nil
 }

@@ -73,7 +73,8 @@ func rmCommand() *cli.Command {
 		UsageText: "instructgo [global options] rm --data rm.jsonl --init SFT_DIR --out DIR [options]\n" +
 			"   instructgo [global options] rm --resume DIR\n" +
 			"   instructgo [global options] rm score --model DIR --data FILE [--json]\n" +
-			"   instructgo [global options] rm eval --model DIR --data FILE [--json]",
+			"   instructgo [global options] rm eval --model DIR --data FILE [--json]\n" +
+			"   instructgo [global options] rm best-of-n --model DIR --policy SFT_DIR --data eval.jsonl [--json]",
 		Description: "Starts from the SFT checkpoint with its unembedding replaced by a scalar head (a new head,\n" +
 			"N(0, 0.02²), unless --init is already a reward model), read at the last token of each\n" +
 			"response (EOS when the response was not cut). A step takes --batch prompts; each prompt's\n" +
@@ -111,7 +112,7 @@ func rmCommand() *cli.Command {
 			&cli.BoolFlag{Name: "skip-bad-lines", Usage: "skip and count malformed records instead of stopping"},
 			resumeFlag,
 		}, optimFlags(d.Optim)...),
-		Subcommands: []*cli.Command{score, eval},
+		Subcommands: []*cli.Command{score, eval, rmBestOfNCommand()},
 		Action:      runRM,
 	}
 }
