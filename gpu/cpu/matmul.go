@@ -233,6 +233,9 @@ func runGemm(g *gemm, threads int) {
 	case g.k == 0 || g.alpha == 0:
 		scaleC(g)
 		return
+	case useSkinny(g):
+		gemmSkinny(g, activeSkinny, threads)
+		return
 	case g.m*g.n*g.k <= smallGemm:
 		gemmSmall(g)
 		return

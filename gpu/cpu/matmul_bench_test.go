@@ -69,6 +69,13 @@ func BenchmarkMatMul(b *testing.B) {
 	}
 	cases = append(cases, gptShapes("tiny", 2048, 128, 258)...)
 	cases = append(cases, gptShapes("gpt2", 1024, 768, 50257)...)
+	for _, m := range []int{1, 2, 4, 8, 16} { // decoding: m sequences, one token each
+		cases = append(cases,
+			mmBench{fmt.Sprintf("decode/tiny_qkv_m%d", m), m, 384, 128, false, false, 0},
+			mmBench{fmt.Sprintf("decode/tiny_lmhead_m%d", m), m, 258, 128, false, true, 0},
+			mmBench{fmt.Sprintf("decode/gpt2_fc_m%d", m), m, 3072, 768, false, false, 0},
+		)
+	}
 	for _, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) {
 			benchMatMul(b, tc, runtime.NumCPU())

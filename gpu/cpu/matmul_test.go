@@ -301,3 +301,54 @@ func TestPeakFMA(t *testing.T) {
 	}
 	t.Logf("PeakFMA(1 thread) = %.1f GFLOP/s; features %v; kernel %s", g, CPUFeatures(), MatMulKernel())
 }
+
+// TestMatMulSkinny covers the few-row path (decoding) against the float64
+// reference, with both layouts of B, every scalar case, lengths that are
+// and are not multiples of the vector width, and 1 and 3 workers, whose
+// results must agree bit for bit.
+func TestMatMulSkinny(t *testing.T) {
+	if activeSkinny == nil {
+		t.Skip("no skinny kernel on this CPU")
+	}
+	sizes := [][2]int{{7, 300}, {33, 65}, {300, 9}, {384, 128}, {700, 130}, {1030, 64}} // n, k
+	seed := uint64(100)
+	for m := 1; m <= skinnyMaxRows; m++ {
+		for _, s := range sizes {
+			for _, tb := range []bool{false, true} {
+				for _, ab := range mmScalars {
+					seed++
+					tc := mmCase{m: m, n: s[0], k: s[1], transB: tb, alpha: ab.alpha, beta: ab.beta}
+					if !useSkinny(&gemm{m: tc.m, n: tc.n, k: tc.k, transB: tb}) {
+						t.Fatalf("%v does not take the skinny path", tc)
+					}
+					runMMCase(t, tc, seed, allRuns(1, 3))
+				}
+			}
+		}
+	}
+	r := testRNG(7)
+	m, n, k := 3, 1030, 200
+	ad, bd := randn(r, m*k, 1), randn(r, k*n, 1)
+	for _, tb := range []bool{false, true} {
+		bShape := []int{k, n}
+		if tb {
+			bShape = []int{n, k}
+		}
+		var first []float32
+		for _, th := range []int{1, 2, 3} {
+			be := New(th)
+			C := tensorOf(t, be, make([]float32, m*n), m, n)
+			be.MatMul(C, tensorOf(t, be, ad, m, k), tensorOf(t, be, bd, bShape...), false, tb, 1, 0)
+			assertNoErr(t, be)
+			if first == nil {
+				first = append([]float32(nil), F32(C)...)
+				continue
+			}
+			for i, v := range F32(C) {
+				if math.Float32bits(v) != math.Float32bits(first[i]) {
+					t.Fatalf("transB %v: %d workers give C[%d] = %v, 1 worker %v", tb, th, i, v, first[i])
+				}
+			}
+		}
+	}
+}
