@@ -29,7 +29,9 @@ func generateCommand() *cli.Command {
 			"prints one object per line: {\"prompt\", \"completion\", \"stopped_at_eos\", \"stop\", \"tokens\"}.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "model", Usage: "checkpoint directory (config.json, model.safetensors)"},
-			&cli.StringSliceFlag{Name: "prompt", Usage: "prompt text (repeat for several)"},
+			// KeepSpace: a prompt's white space is part of it (the built-in
+			// tasks' prompts end with a line break).
+			&cli.StringSliceFlag{Name: "prompt", Usage: "prompt text, taken as given: white space and commas included (repeat for several)", KeepSpace: true},
 			&cli.StringFlag{Name: "prompts", Usage: "JSONL file of {\"prompt\": ...} records"},
 			&cli.IntFlag{Name: "max-new", Value: 64, Usage: "most tokens to generate per prompt"},
 			&cli.Float64Flag{Name: "temperature", Value: 0, Usage: "sampling temperature; 0 is greedy (the most likely token, reproducible)"},

@@ -189,3 +189,41 @@ func TestGenerateCommandErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestGenerateCommandPromptIsVerbatim: --prompt keeps its white space and
+// commas (urfave/cli would trim the one and split on the other), so the
+// model sees exactly the bytes given, as with --prompts.
+func TestGenerateCommandPromptIsVerbatim(t *testing.T) {
+	dir, _ := genCheckpoint(t)
+	prompt := "  words: a, b\n"
+	file := filepath.Join(t.TempDir(), "prompts.jsonl")
+	raw, _ := json.Marshal(map[string]string{"prompt": prompt})
+	if err := os.WriteFile(file, append(raw, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var outs []generation
+	for _, args := range [][]string{
+		{"generate", "--model", dir, "--prompt", prompt, "--max-new", "5", "--json"},
+		{"generate", "--model", dir, "--prompts", file, "--max-new", "5", "--json"},
+	} {
+		out, stderr, code := runGenerateCLI(t, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, stderr)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) != 1 {
+			t.Fatalf("%v: %d generations, want 1:\n%s", args, len(lines), out)
+		}
+		var g generation
+		if err := json.Unmarshal([]byte(lines[0]), &g); err != nil {
+			t.Fatal(err)
+		}
+		if g.Prompt != prompt {
+			t.Errorf("%v: prompt %q, want %q", args, g.Prompt, prompt)
+		}
+		outs = append(outs, g)
+	}
+	if !slices.Equal(outs[0].Tokens, outs[1].Tokens) {
+		t.Errorf("--prompt gave %v, --prompts %v", outs[0].Tokens, outs[1].Tokens)
+	}
+}

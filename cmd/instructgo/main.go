@@ -55,6 +55,9 @@ func newApp() *cli.App {
 			benchCommand(),
 		},
 		OnUsageError: onUsageError,
+		// A repeatable flag takes one value per use: a comma is part of
+		// the value (a prompt, a path), not a separator.
+		DisableSliceFlagSeparator: true,
 		// Errors are turned into exit codes by run, never by os.Exit
 		// inside the app, so tests and deferred cleanups still run.
 		ExitErrHandler: func(*cli.Context, error) {},
