@@ -1,9 +1,16 @@
 package train
 
 import (
+	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/instructgo/instructgo/gpu/cpu"
 )
 
 func TestStageState(t *testing.T) {
@@ -32,4 +39,83 @@ func TestStageState(t *testing.T) {
 	check("finished", true, false)
 	write(filepath.Join(dir, SummaryFile), `{"steps": 9`)
 	check("torn summary", false, true)
+}
+
+// smallPipeline is DefaultPipeline shrunk to seconds: a few hundred
+// records, a handful of steps per stage.
+func smallPipeline(out string) PipelineConfig {
+	c := DefaultPipeline(out)
+	c.Synth.NSFT, c.Synth.NRM, c.Synth.NPPO, c.Synth.NEval, c.Synth.PretrainBytes = 64, 48, 64, 16, 40_000
+	c.Pretrain.Steps, c.Pretrain.Batch, c.Pretrain.Seq, c.Pretrain.EvalEvery, c.Pretrain.EvalBatches = 6, 4, 64, 3, 2
+	c.Pretrain.LogEvery, c.Pretrain.SaveEvery = 2, 2
+	c.SFT.Epochs, c.SFT.EvalEvery, c.SFT.EvalPrompts, c.SFT.LogEvery, c.SFT.SaveEvery = 1, 2, 4, 1, 2
+	c.RM.Steps, c.RM.Batch, c.RM.EvalEvery, c.RM.LogEvery, c.RM.SaveEvery = 3, 8, 0, 1, 2
+	c.PPO.Iterations, c.PPO.Episodes, c.PPO.MiniBatch, c.PPO.MaxNew, c.PPO.SaveEvery = 2, 8, 4, 8, 1
+	c.MaxNew, c.BestOfN = 8, 2
+	return c
+}
+
+// TestPipelineEndToEnd runs every stage of a small pipeline, checks the
+// report, then interrupts a fresh run before its first step and requires
+// the rerun to resume the interrupted stage and finish with the same
+// numbers.
+func TestPipelineEndToEnd(t *testing.T) {
+	b := cpu.New(2)
+	opt := RunOptions{Log: zerolog.Nop()}
+	out := t.TempDir()
+	rep, err := Pipeline(context.Background(), b, smallPipeline(out), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []float64{rep.Pretrain.TaskScore, rep.SFT.TaskScore, rep.PPO.TaskScore, rep.PPO.WinRateVsSFT, rep.RM.Accuracy} {
+		if !(v >= 0 && v <= 1) {
+			t.Fatalf("a score outside [0, 1]: %+v", rep)
+		}
+	}
+	if rep.EvalN != 16 || rep.RM.BestOfN == nil || rep.RM.BestOfN.N != 2 || rep.RM.BestOfN.Prompts != 16 {
+		t.Errorf("report: %d held-out prompts, best-of-n %+v", rep.EvalN, rep.RM.BestOfN)
+	}
+	if !(rep.Pretrain.ValLoss > 0 && rep.SFTPtxLoss > 0 && rep.PPO.PtxLoss > 0 && rep.Seconds > 0) {
+		t.Errorf("losses and time: %+v", rep)
+	}
+	md, err := os.ReadFile(filepath.Join(out, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| SFT |", "| PPO-ptx (EMA) |", "best of 2 by the reward model", "pretrain.png"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report.md lacks %q", want)
+		}
+	}
+	var onDisk PipelineReport
+	raw, err := os.ReadFile(filepath.Join(out, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &onDisk); err != nil {
+		t.Fatal(err)
+	}
+	if onDisk.SFT.TaskScore != rep.SFT.TaskScore || onDisk.PPO.WinRateVsSFT != rep.PPO.WinRateVsSFT {
+		t.Errorf("report.json differs from the returned report")
+	}
+
+	// Interrupted before pretraining's first step: the stage saves and
+	// says so; the rerun resumes it and ends where the first run did.
+	out2 := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Pipeline(ctx, b, smallPipeline(out2), opt); err == nil {
+		t.Fatal("a cancelled pipeline reported success")
+	}
+	if fin, resumable := stageState(filepath.Join(out2, StagePretrain)); fin || !resumable {
+		t.Fatalf("after the interruption pretraining is finished %v, resumable %v", fin, resumable)
+	}
+	rep2, err := Pipeline(context.Background(), b, smallPipeline(out2), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep2.Pretrain.ValLoss != rep.Pretrain.ValLoss || rep2.SFT.TaskScore != rep.SFT.TaskScore || rep2.PPO.TaskScore != rep.PPO.TaskScore {
+		t.Errorf("resumed pipeline: pretrain %v, SFT %v, PPO %v; uninterrupted: %v, %v, %v",
+			rep2.Pretrain.ValLoss, rep2.SFT.TaskScore, rep2.PPO.TaskScore, rep.Pretrain.ValLoss, rep.SFT.TaskScore, rep.PPO.TaskScore)
+	}
 }
