@@ -66,7 +66,7 @@ type PPOConfig struct {
 // prompts, starting from an earlier, weaker SFT model (300 pretraining
 // steps, 16 epochs: 0.424), trained against the ideal reward for the
 // simulated labeler (utility/noise), so that they measure the optimiser
-// and not a reward model. From the stronger SFT model of today's pipeline
+// and not a reward model. From the stronger SFT model the pipeline now trains
 // (0.734) the same defaults against the ideal reward reach 0.742 (EMA) to
 // 0.753 (last iterate):
 //
