@@ -115,10 +115,12 @@ build-cuda: kernels
 ## gpu-bundle: build/gpu-bundle: the cuda binary, the cuda test binaries and run.sh, for a GPU machine without Go
 gpu-bundle: kernels
 	rm -rf $(BUNDLE) && mkdir -p $(BUNDLE)/tests
-	$(WITH_CUDA12) sh -c '$(GO) build -tags cuda -ldflags "$(LDFLAGS)" -o $(BUNDLE)/instructgo ./cmd/instructgo && \
-		$(GO) test -c -tags cuda -o $(BUNDLE)/tests/ $(CUDA_TEST_PKGS)'
-	CGO_ENABLED=0 $(GO) build -o $(BUNDLE)/bundle-runner ./gpu/cuda/bundle
+	$(WITH_CUDA12) sh -c '$(GO) build -tags cuda -ldflags "-s -w $(LDFLAGS)" -o $(BUNDLE)/instructgo ./cmd/instructgo && \
+		$(GO) test -c -tags cuda -ldflags "-s -w" -o $(BUNDLE)/tests/ $(CUDA_TEST_PKGS)'
+	CGO_ENABLED=0 $(GO) build -ldflags "-s -w" -o $(BUNDLE)/bundle-runner ./gpu/cuda/bundle
 	cp gpu/cuda/bundle/run.sh $(BUNDLE)/run.sh && chmod +x $(BUNDLE)/run.sh
 	cp $(CUDA_BUILD)/ptxas.txt $(CUDA_BUILD)/ptxas-summary.txt $(BUNDLE)/
 	@bash gpu/cuda/scripts/check-linkage.sh $(BUNDLE)/instructgo $(BUNDLE)/tests/*.test
+	tar czf $(BUNDLE).tar.gz -C $(dir $(BUNDLE)) $(notdir $(BUNDLE))
 	@du -sh $(BUNDLE) | awk '{print "gpu-bundle: " $$2 " (" $$1 "); run ./run.sh [OUTDIR] on the GPU machine"}'
+	@du -sh $(BUNDLE).tar.gz | awk '{print "gpu-bundle: " $$2 " (" $$1 ") travels where the folder is too big: tar xzf it there, then run gpu-bundle/run.sh"}'
