@@ -249,15 +249,20 @@ func runGemm(g *gemm, threads int) {
 // scaleC computes C = beta·C (beta 0 clears, ignoring old contents).
 func scaleC(g *gemm) {
 	for i := 0; i < g.m; i++ {
-		row := g.c[i*g.ldc : i*g.ldc+g.n]
-		switch g.beta {
-		case 0:
-			clear(row)
-		case 1:
-		default:
-			for j := range row {
-				row[j] *= g.beta
-			}
+		scaleRow(g.c[i*g.ldc:i*g.ldc+g.n], g.beta)
+	}
+}
+
+// scaleRow computes row = beta·row; beta 0 clears, so NaN or Inf in the old
+// contents do not survive, as BLAS does.
+func scaleRow(row []float32, beta float32) {
+	switch beta {
+	case 0:
+		clear(row)
+	case 1:
+	default:
+		for j := range row {
+			row[j] *= beta
 		}
 	}
 }

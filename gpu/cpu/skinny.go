@@ -38,16 +38,7 @@ func gemmSkinny(g *gemm, kern *skinnyKernel, threads int) {
 	}
 	splitRun(workers, g.n, func(lo, hi int) {
 		for i := 0; i < g.m; i++ {
-			row := g.c[i*g.ldc+lo : i*g.ldc+hi]
-			switch g.beta {
-			case 0:
-				clear(row)
-			case 1:
-			default:
-				for j := range row {
-					row[j] *= g.beta
-				}
-			}
+			scaleRow(g.c[i*g.ldc+lo:i*g.ldc+hi], g.beta)
 		}
 		if !g.transB {
 			for p := 0; p < g.k; p++ {
