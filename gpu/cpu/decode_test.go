@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -98,23 +99,27 @@ func attnDecodeRef(qkv, kc, vc []float32, lens []int32, B, H, S, hs int) []float
 }
 
 func TestAttentionDecodeMatchesFloat64(t *testing.T) {
-	const B, H, hs, S = 4, 3, 7, 11
-	const C = H * hs
-	r := testRNG(2)
-	lens := []int32{1, 5, 11, 0} // 0: an inactive sequence gets zeros
-	qkv := randn(r, B*3*C, 1.5)
-	k, v := randn(r, B*H*S*hs, 1.5), randn(r, B*H*S*hs, 1)
-	want := attnDecodeRef(qkv, k, v, lens, B, H, S, hs)
-	for _, threads := range []int{1, 2, 5} {
-		b := New(threads)
-		out := tensorOf(t, b, randn(r, B*C, 1), B, C)
-		b.AttentionDecode(out, tensorOf(t, b, qkv, B, 3*C), tensorOf(t, b, k, B, H, S, hs),
-			tensorOf(t, b, v, B, H, S, hs), int32Of(t, b, lens, B), H)
-		assertNoErr(t, b)
-		assertClose(t, "out", F32(out), want, 2e-6)
-		for i, x := range F32(out)[3*C:] {
-			if x != 0 {
-				t.Fatalf("inactive sequence: out[%d] = %g, want 0", i, x)
+	// Head sizes below 16 take the scalar loops, from 16 on the vector
+	// ones where the CPU has them; 36 leaves a tail after the vectors.
+	for _, hs := range []int{7, 32, 36} {
+		const B, H, S = 4, 3, 11
+		C := H * hs
+		r := testRNG(uint64(2 + hs))
+		lens := []int32{1, 5, 11, 0} // 0: an inactive sequence gets zeros
+		qkv := randn(r, B*3*C, 1.5)
+		k, v := randn(r, B*H*S*hs, 1.5), randn(r, B*H*S*hs, 1)
+		want := attnDecodeRef(qkv, k, v, lens, B, H, S, hs)
+		for _, threads := range []int{1, 2, 5} {
+			b := New(threads)
+			out := tensorOf(t, b, randn(r, B*C, 1), B, C)
+			b.AttentionDecode(out, tensorOf(t, b, qkv, B, 3*C), tensorOf(t, b, k, B, H, S, hs),
+				tensorOf(t, b, v, B, H, S, hs), int32Of(t, b, lens, B), H)
+			assertNoErr(t, b)
+			assertClose(t, fmt.Sprintf("hs %d out", hs), F32(out), want, 2e-6)
+			for i, x := range F32(out)[3*C:] {
+				if x != 0 {
+					t.Fatalf("hs %d, inactive sequence: out[%d] = %g, want 0", hs, i, x)
+				}
 			}
 		}
 	}
