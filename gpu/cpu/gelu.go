@@ -41,6 +41,10 @@ type vecKernel struct {
 	// (logsoftmax.go).
 	lsmRowStats func(z []float32) (m float32, logS, entropy float64)
 	lsmRowGrad  func(z []float32, lse, g, de, h float32)
+	// dropout writes d[i] = 0 where element lo+i of the call is dropped
+	// (gpu.DropoutUniform(seed, lo+i) < p), else s[i]·scale; len(s) ≥
+	// len(d), d may be s.
+	dropout func(d, s []float32, lo int, p float32, seed uint64, scale float32)
 }
 
 // vecGeneric is the portable Go kernel set.
@@ -48,6 +52,7 @@ var vecGeneric = &vecKernel{
 	name:    "generic",
 	geluFwd: geluFwdGeneric, geluBwd: geluBwdGeneric, geluMinChunk: ewMinChunk / 4,
 	lsmRowStats: lsmRowStatsGeneric, lsmRowGrad: lsmRowGradGeneric,
+	dropout: dropoutGeneric,
 }
 
 var activeVec atomic.Pointer[vecKernel]
@@ -145,17 +150,22 @@ func (b *Backend) dropout(dst, src []float32, p float32, seed uint64) {
 		return
 	}
 	scale := 1 / (1 - p)
+	k := activeVec.Load()
 	b.parallelFor(len(dst), ewMinChunk/4, func(lo, hi int) {
-		d, s := dst[lo:hi], src[lo:hi]
-		s = s[:len(d)]
-		for i, v := range s {
-			if gpu.DropoutUniform(seed, lo+i) < p {
-				d[i] = 0
-			} else {
-				d[i] = v * scale
-			}
-		}
+		k.dropout(dst[lo:hi], src[lo:hi], lo, p, seed, scale)
 	})
+}
+
+// dropoutGeneric is vecKernel.dropout in portable Go.
+func dropoutGeneric(d, s []float32, lo int, p float32, seed uint64, scale float32) {
+	s = s[:len(d)]
+	for i, v := range s {
+		if gpu.DropoutUniform(seed, lo+i) < p {
+			d[i] = 0
+		} else {
+			d[i] = v * scale
+		}
+	}
 }
 
 // Dropout implements gpu.Backend. out may alias inp.

@@ -1,6 +1,10 @@
 package cpu
 
-import "math"
+import (
+	"math"
+
+	"github.com/instructgo/instructgo/gpu"
+)
 
 // geluFwdAVX2 writes dst[i] = gelu(src[i]) for i < n (vecmath_amd64.s); n
 // must be a multiple of 8, and dst may be src.
@@ -19,6 +23,7 @@ var vecAVX2 = &vecKernel{
 	name:    "avx2+fma",
 	geluFwd: geluFwdVecAVX2, geluBwd: geluBwdVecAVX2, geluMinChunk: ewMinChunk,
 	lsmRowStats: lsmRowStatsAVX2, lsmRowGrad: lsmRowGradAVX2,
+	dropout: dropoutVecAVX2,
 }
 
 // geluFwdVecAVX2 is geluFwdGeneric on AVX2+FMA: the assembly takes whole
@@ -137,5 +142,38 @@ func lsmRowGradAVX2(z []float32, lse, g, de, h float32) {
 			x = -80
 		}
 		z[n8+i] = exp32(x) * (nc + nde*x)
+	}
+}
+
+// dropoutAVX2 is the vector dropout loop (vecmath_amd64.s).
+//
+//go:noescape
+func dropoutAVX2(dst, src *float32, n int, lanes *[8]uint64, step uint64, threshold int64, scale float32)
+
+// golden is gpu.Mix64's counter increment φ.
+const golden = 0x9E3779B97F4A7C15
+
+// dropoutVecAVX2 is the dropout loop of elements lo.. of a call (d and s
+// their slices) on AVX2: element lo+i is dropped when the top 24 bits k of
+// gpu.Mix64(seed, lo+i) satisfy k < ⌈p·2²⁴⌉, which is exactly
+// gpu.DropoutUniform(seed, lo+i) < p (k·2⁻²⁴ and p·2²⁴ are exact).
+func dropoutVecAVX2(d, s []float32, lo int, p float32, seed uint64, scale float32) {
+	s = s[:len(d)]
+	threshold := int64(math.Ceil(float64(p) * (1 << 24)))
+	n8 := len(d) &^ 7
+	if n8 > 0 {
+		var lanes [8]uint64
+		for j := range lanes {
+			lanes[j] = seed + uint64(lo+j+1)*uint64(golden)
+		}
+		step := uint64(golden)
+		dropoutAVX2(&d[0], &s[0], n8, &lanes, 8*step, threshold, scale) // 8φ mod 2⁶⁴
+	}
+	for i := n8; i < len(d); i++ {
+		if int64(gpu.Mix64(seed, uint64(lo+i))>>40) < threshold {
+			d[i] = 0
+		} else {
+			d[i] = s[i] * scale
+		}
 	}
 }

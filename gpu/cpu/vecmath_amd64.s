@@ -436,3 +436,78 @@ dotsum:
 	VZEROUPPER
 	MOVSS        X0, ret+24(FP)
 	RET
+
+// MUL64(X) sets X = X·c mod 2⁶⁴ in each 64-bit lane, c given as its low
+// (CL) and high (CH) 32-bit halves, each in the low half of every lane:
+// x·c = xl·cl + ((xh·cl + xl·ch) << 32) mod 2⁶⁴. Clobbers Y12–Y14.
+#define MUL64(X, CL, CH) \
+	VPMULUDQ CL, X, Y12 \
+	VPSRLQ   $32, X, Y13 \
+	VPMULUDQ CL, Y13, Y13 \
+	VPMULUDQ CH, X, Y14 \
+	VPADDQ   Y13, Y14, Y14 \
+	VPSLLQ   $32, Y14, Y14 \
+	VPADDQ   Y14, Y12, X
+
+// SPLITMIX(Z, O) sets O to the top 24 bits of gpu.Mix64's finaliser of
+// the lanes of Z (which hold seed + counter·φ). Clobbers Y12–Y14.
+#define SPLITMIX(Z, O) \
+	VPSRLQ $30, Z, O \
+	VPXOR  Z, O, O \
+	MUL64(O, Y5, Y6) \
+	VPSRLQ $27, O, Y12 \
+	VPXOR  Y12, O, O \
+	MUL64(O, Y7, Y8) \
+	VPSRLQ $31, O, Y12 \
+	VPXOR  Y12, O, O \
+	VPSRLQ $40, O, O
+
+// func dropoutAVX2(dst, src *float32, n int, lanes *[8]uint64, step uint64, threshold int64, scale float32)
+// dst[i] = 0 when the top 24 bits of Mix64 of lane i (lanes holds the
+// first eight z = seed + (counter+1)·φ, step is 8·φ) are below threshold,
+// else src[i]·scale; n a multiple of 8. dst may be src.
+TEXT ·dropoutAVX2(SB), NOSPLIT, $0-52
+	MOVQ         dst+0(FP), DI
+	MOVQ         src+8(FP), SI
+	MOVQ         n+16(FP), CX
+	MOVQ         lanes+24(FP), AX
+	VMOVDQU      (AX), Y0
+	VMOVDQU      32(AX), Y1
+	VPBROADCASTQ step+32(FP), Y2
+	VPBROADCASTQ threshold+40(FP), Y3
+	VBROADCASTSS scale+48(FP), Y4
+	MOVQ         $0x1CE4E5B9, AX
+	VMOVQ        AX, X5
+	VPBROADCASTQ X5, Y5
+	MOVQ         $0xBF58476D, AX
+	VMOVQ        AX, X6
+	VPBROADCASTQ X6, Y6
+	MOVQ         $0x133111EB, AX
+	VMOVQ        AX, X7
+	VPBROADCASTQ X7, Y7
+	MOVQ         $0x94D049BB, AX
+	VMOVQ        AX, X8
+	VPBROADCASTQ X8, Y8
+	SHRQ         $3, CX
+	JZ           dropdone
+
+droploop:
+	SPLITMIX(Y0, Y9)
+	SPLITMIX(Y1, Y10)
+	VPCMPGTQ Y9, Y3, Y9          // dropped: threshold > bits, lanes 0-3
+	VPCMPGTQ Y10, Y3, Y10        // lanes 4-7
+	VSHUFPS  $0x88, Y10, Y9, Y9  // low dwords: 0 1 4 5 | 2 3 6 7
+	VPERMPD  $0xD8, Y9, Y9       // 0 1 2 3 4 5 6 7
+	VMULPS   (SI), Y4, Y11
+	VANDNPS  Y11, Y9, Y11        // keep where not dropped
+	VMOVUPS  Y11, (DI)
+	VPADDQ   Y2, Y0, Y0
+	VPADDQ   Y2, Y1, Y1
+	ADDQ     $32, SI
+	ADDQ     $32, DI
+	DECQ     CX
+	JNZ      droploop
+	VZEROUPPER
+
+dropdone:
+	RET
