@@ -52,7 +52,7 @@ const (
 // flattening from about 32 epochs on). The tiny model underfits its 2000
 // demonstrations (train and validation loss stay level at dropout 0.2),
 // where the paper's 175B model overfit after one epoch. The default run
-// takes about 445 s on the 2-core development machine.
+// takes about 410 s on the 2-core development machine.
 func DefaultPipeline(out string) PipelineConfig {
 	c := PipelineConfig{Out: out, Model: "tiny", Synth: tasks.DefaultSynthConfig(), MaxNew: 32, BestOfN: 8}
 	d := func(stage string) string { return filepath.Join(out, stage) }

@@ -23,7 +23,7 @@ func pipelineCommand() *cli.Command {
 			"state, so an interrupted pipeline continues where it stopped. It ends with a table and\n" +
 			"writes report.md (tables, training curves, and a best-of-8 check of the reward model on the\n" +
 			"SFT policy's own samples) and report.json. Ctrl-C saves the running stage and exits with\n" +
-			"status 130. About 7.5 minutes on two CPU cores.",
+			"status 130. About 7 minutes on two CPU cores.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "out", Value: filepath.Join("runs", "pipeline"), Usage: "run directory"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the synthetic data (the stages keep their own seeds)"},
