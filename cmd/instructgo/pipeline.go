@@ -1,15 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
-	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/train"
 )
 
@@ -38,18 +37,11 @@ func runPipeline(c *cli.Context) error {
 	}
 	cfg := train.DefaultPipeline(c.String("out"))
 	cfg.Synth.Seed = c.Uint64("seed")
-	b, err := openBackend(c)
-	if err != nil {
+	var rep *train.PipelineReport
+	if err := runTraining(c, false, func(ctx context.Context, b gpu.Backend, opt train.RunOptions) (err error) {
+		rep, err = train.Pipeline(ctx, b, cfg, opt)
 		return err
-	}
-	defer b.Close()
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	rep, err := train.Pipeline(ctx, b, cfg, train.RunOptions{Log: *logger(c), Progress: progress(c)})
-	if err != nil {
-		if ctx.Err() != nil {
-			return cli.Exit(err.Error(), 130)
-		}
+	}); err != nil {
 		return err
 	}
 	w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)

@@ -1,13 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
 	"github.com/instructgo/instructgo/model/tokenizer"
 	"github.com/instructgo/instructgo/train"
@@ -82,18 +81,11 @@ func runPPO(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	b, err := openBackend(c)
-	if err != nil {
+	var sum *train.PPOSummary
+	if err := runTraining(c, resume, func(ctx context.Context, b gpu.Backend, opt train.RunOptions) (err error) {
+		sum, err = train.PPO(ctx, b, tok, cfg, opt)
 		return err
-	}
-	defer b.Close()
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	sum, err := train.PPO(ctx, b, tok, cfg, train.RunOptions{Log: *logger(c), Progress: progress(c), Resume: resume})
-	if err != nil {
-		if ctx.Err() != nil {
-			return cli.Exit(err.Error(), 130)
-		}
+	}); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "mean RM score %.3f → %.3f over %d iterations, KL to SFT %.3f; EMA policy in %s\n",

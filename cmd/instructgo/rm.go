@@ -3,19 +3,19 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
 	"github.com/instructgo/instructgo/model/atomicfile"
 	"github.com/instructgo/instructgo/model/tokenizer"
@@ -132,18 +132,11 @@ func runRM(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	b, err := openBackend(c)
-	if err != nil {
+	var sum *train.RMSummary
+	if err := runTraining(c, resume, func(ctx context.Context, b gpu.Backend, opt train.RunOptions) (err error) {
+		sum, err = train.RM(ctx, b, tok, cfg, opt)
 		return err
-	}
-	defer b.Close()
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	sum, err := train.RM(ctx, b, tok, cfg, train.RunOptions{Log: *logger(c), Progress: progress(c), Resume: resume})
-	if err != nil {
-		if ctx.Err() != nil {
-			return cli.Exit(err.Error(), 130)
-		}
+	}); err != nil {
 		return err
 	}
 	w := c.App.Writer

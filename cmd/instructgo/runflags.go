@@ -1,14 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/train"
 )
 
@@ -70,4 +74,25 @@ func checkFreshOut(out string) error {
 func exact(x float32) float64 {
 	v, _ := strconv.ParseFloat(strconv.FormatFloat(float64(x), 'g', -1, 32), 64)
 	return v
+}
+
+// runTraining opens the backend and runs a training stage with a context
+// that Ctrl-C or SIGTERM cancels and the command's log and progress view;
+// an interrupted stage (which has saved its state) ends with exit status
+// 130.
+func runTraining(c *cli.Context, resume bool, run func(ctx context.Context, b gpu.Backend, opt train.RunOptions) error) error {
+	b, err := openBackend(c)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, b, train.RunOptions{Log: *logger(c), Progress: progress(c), Resume: resume}); err != nil {
+		if ctx.Err() != nil {
+			return cli.Exit(err.Error(), 130)
+		}
+		return err
+	}
+	return nil
 }

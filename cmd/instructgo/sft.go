@@ -1,14 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
 	"github.com/instructgo/instructgo/model/tokenizer"
 	"github.com/instructgo/instructgo/train"
@@ -65,18 +64,11 @@ func runSFT(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	b, err := openBackend(c)
-	if err != nil {
+	var sum *train.SFTSummary
+	if err := runTraining(c, resume, func(ctx context.Context, b gpu.Backend, opt train.RunOptions) (err error) {
+		sum, err = train.SFT(ctx, b, tok, cfg, opt)
 		return err
-	}
-	defer b.Close()
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	sum, err := train.SFT(ctx, b, tok, cfg, train.RunOptions{Log: *logger(c), Progress: progress(c), Resume: resume})
-	if err != nil {
-		if ctx.Err() != nil {
-			return cli.Exit(err.Error(), 130)
-		}
+	}); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "best step %d of %d: validation loss %.4f", sum.BestStep, sum.Steps, sum.BestValLoss)
