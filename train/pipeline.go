@@ -146,31 +146,31 @@ func Pipeline(ctx context.Context, b gpu.Backend, cfg PipelineConfig, opt RunOpt
 	if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, "pipeline_config.json"), cfg); err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
-	// A stage is done when its summary says it ran to the end; an
-	// interrupted (or killed) stage with saved state continues from it.
-	stageOpt := opt
-	done := func(dir string) bool {
+	// pending reports whether the stage in dir still has to run and the
+	// options to run it with: a stage is done when its summary says it ran
+	// to the end; an interrupted (or killed) one with saved state resumes.
+	pending := func(dir, name string) (RunOptions, bool) {
 		fin, resumable := stageState(dir)
-		stageOpt.Resume = resumable
-		return fin
-	}
-	stage := func(name string) {
-		log.Info().Str("stage", name).Bool("resume", stageOpt.Resume).Msg("──── pipeline stage ────")
+		o := opt
+		o.Resume = resumable
+		if !fin {
+			log.Info().Str("stage", name).Bool("resume", resumable).Msg("──── pipeline stage ────")
+		}
+		return o, !fin
 	}
 
 	// Data.
 	dataDir := filepath.Join(cfg.Out, StageData)
 	if _, err := os.Stat(filepath.Join(dataDir, "eval.jsonl")); err != nil {
-		stage("data synth")
+		log.Info().Str("stage", "data synth").Msg("──── pipeline stage ────")
 		if _, err := tasks.Synth(dataDir, cfg.Synth); err != nil {
 			return nil, fmt.Errorf("pipeline: %w", err)
 		}
 	}
 	// Pretraining.
-	if !done(cfg.Pretrain.Out) {
-		stage("pretrain")
+	if o, run := pending(cfg.Pretrain.Out, "pretrain"); run {
 		cfg.Pretrain.Model = mc
-		if _, err := Pretrain(ctx, b, tok, cfg.Pretrain, stageOpt); err != nil {
+		if _, err := Pretrain(ctx, b, tok, cfg.Pretrain, o); err != nil {
 			return nil, fmt.Errorf("pipeline: %w", err)
 		}
 	}
@@ -180,8 +180,7 @@ func Pipeline(ctx context.Context, b gpu.Backend, cfg PipelineConfig, opt RunOpt
 	}
 	rep.Pretrain.ValLoss, rep.Pretrain.UnigramLoss, rep.Pretrain.Seconds = pre.ValLoss, pre.UnigramLoss, pre.Seconds
 	// SFT.
-	if !done(cfg.SFT.Out) {
-		stage("sft")
+	if o, run := pending(cfg.SFT.Out, "sft"); run {
 		if cfg.SFT.Model, err = model.ReadConfig(cfg.SFT.Init); err != nil {
 			return nil, err
 		}
@@ -189,7 +188,7 @@ func Pipeline(ctx context.Context, b gpu.Backend, cfg PipelineConfig, opt RunOpt
 		// underfits, and on the validation prompts 0.1 scored 0.750 at
 		// best, 0 0.744 and 0.2 0.704 (held-out: 0.710, 0.713, 0.669).
 		cfg.SFT.Model.Dropout = 0.1
-		if _, err := SFT(ctx, b, tok, cfg.SFT, stageOpt); err != nil {
+		if _, err := SFT(ctx, b, tok, cfg.SFT, o); err != nil {
 			return nil, fmt.Errorf("pipeline: %w", err)
 		}
 	}
@@ -199,13 +198,12 @@ func Pipeline(ctx context.Context, b gpu.Backend, cfg PipelineConfig, opt RunOpt
 	}
 	rep.SFT.BestStep, rep.SFT.Seconds = sft.BestStep, sft.Seconds
 	// Reward model.
-	if !done(cfg.RM.Out) {
-		stage("reward model")
+	if o, run := pending(cfg.RM.Out, "reward model"); run {
 		if cfg.RM.Model, err = model.ReadConfig(cfg.RM.Init); err != nil {
 			return nil, err
 		}
 		cfg.RM.Model.Dropout = 0
-		if _, err := RM(ctx, b, tok, cfg.RM, stageOpt); err != nil {
+		if _, err := RM(ctx, b, tok, cfg.RM, o); err != nil {
 			return nil, fmt.Errorf("pipeline: %w", err)
 		}
 	}
@@ -224,9 +222,8 @@ func Pipeline(ctx context.Context, b gpu.Backend, cfg PipelineConfig, opt RunOpt
 	}
 	rep.RM.Seconds = rm.Seconds
 	// PPO-ptx.
-	if !done(cfg.PPO.Out) {
-		stage("ppo-ptx")
-		if _, err := PPO(ctx, b, tok, cfg.PPO, stageOpt); err != nil {
+	if o, run := pending(cfg.PPO.Out, "ppo-ptx"); run {
+		if _, err := PPO(ctx, b, tok, cfg.PPO, o); err != nil {
 			return nil, fmt.Errorf("pipeline: %w", err)
 		}
 	}
@@ -237,7 +234,7 @@ func Pipeline(ctx context.Context, b gpu.Backend, cfg PipelineConfig, opt RunOpt
 	rep.PPO.FirstScore, rep.PPO.LastScore, rep.PPO.KLToSFT, rep.PPO.Seconds = ppo.FirstScore, ppo.LastScore, ppo.LastKL, ppo.Seconds
 
 	// Evaluation on the held-out prompts.
-	stage("evaluation")
+	log.Info().Str("stage", "evaluation").Msg("──── pipeline stage ────")
 	if err := evaluatePipeline(b, tok, cfg, rep); err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
