@@ -412,25 +412,11 @@ func (p *ppoBench) iteration(it int) ([numPhases]time.Duration, error) {
 	return d, nil
 }
 
-// forwardAll runs m over the rollout in minibatches and returns its
-// per-position outputs: target log-probs, or values for a scalar head.
+// forwardAll scores the rollout with m as train.PPO does.
 func (p *ppoBench) forwardAll(m *model.Model, scalar bool) ([]float32, error) {
-	T := p.T
-	out := make([]float32, p.E*T)
-	for lo := 0; lo < p.E; lo += m.MaxBatch() {
-		hi := min(p.E, lo+m.MaxBatch())
-		in := &model.Batch{B: hi - lo, T: T, Tokens: p.tokens[lo*T : hi*T], ValidLen: p.validLen[lo:hi]}
-		src := m.Values
-		if !scalar {
-			in.Targets = p.targets[lo*T : hi*T]
-			src = m.LogProbs
-		}
-		if err := m.Forward(in, false, 0); err != nil {
-			return nil, fmt.Errorf("rollout forward: %w", err)
-		}
-		if err := p.e.b.Download(out[lo*T:hi*T], src()); err != nil {
-			return nil, fmt.Errorf("rollout forward: %w", err)
-		}
+	out, err := train.ForwardRows(m, p.tokens, p.targets, p.validLen, p.E, p.T, scalar)
+	if err != nil {
+		return nil, fmt.Errorf("rollout forward: %w", err)
 	}
 	return out, nil
 }

@@ -578,18 +578,25 @@ func (ro *rollout) responses(tok tokenizer.Tokenizer) []string {
 	return out
 }
 
-// forwardAll runs a model over the rollout in chunks of its MaxBatch and
-// returns per-position outputs [E·T]: target log-probs for a language
-// model, values for a scalar head.
+// forwardAll runs a model over the rollout; see ForwardRows.
 func forwardAll(m *model.Model, ro *rollout, scalar bool) ([]float32, error) {
-	out := make([]float32, ro.E*ro.T)
-	T := ro.T
-	for lo := 0; lo < ro.E; lo += m.MaxBatch() {
-		hi := min(ro.E, lo+m.MaxBatch())
-		in := &model.Batch{B: hi - lo, T: T, Tokens: ro.tokens[lo*T : hi*T], ValidLen: ro.validLen[lo:hi]}
+	return ForwardRows(m, ro.tokens, ro.targets, ro.validLen, ro.E, ro.T, scalar)
+}
+
+// ForwardRows runs m without dropout over E right-padded rows of T tokens
+// (validLen[i] of row i real) in chunks of its MaxBatch and returns the
+// per-position outputs [E·T]: the log-prob of each position's target for a
+// language model (targets −1 where there is none), the value for a scalar
+// head (targets unused). It is how PPO scores a rollout with its four
+// models; the benchmarks time the same code.
+func ForwardRows(m *model.Model, tokens, targets, validLen []int32, E, T int, scalar bool) ([]float32, error) {
+	out := make([]float32, E*T)
+	for lo := 0; lo < E; lo += m.MaxBatch() {
+		hi := min(E, lo+m.MaxBatch())
+		in := &model.Batch{B: hi - lo, T: T, Tokens: tokens[lo*T : hi*T], ValidLen: validLen[lo:hi]}
 		src := m.Values
 		if !scalar {
-			in.Targets = ro.targets[lo*T : hi*T]
+			in.Targets = targets[lo*T : hi*T]
 			src = m.LogProbs
 		}
 		if err := m.Forward(in, false, 0); err != nil {
