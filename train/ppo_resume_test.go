@@ -2,7 +2,6 @@ package train
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -42,21 +41,9 @@ func ppoResumeConfig(t *testing.T) func(out string) PPOConfig {
 // checking that there is one per iteration, in order.
 func readPPOMetrics(t *testing.T, dir string) []PPOMetrics {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(dir, MetricsFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var recs []PPOMetrics
-	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
-		var rec PPOMetrics
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			t.Fatal(err)
-		}
-		if rec.Step != len(recs)+1 {
-			t.Fatalf("%s: metrics of iteration %d after %d records", dir, rec.Step, len(recs))
-		}
-		rec.GenSeconds, rec.TrainSeconds, rec.GenTokensSec, rec.Elapsed = 0, 0, 0, 0
-		recs = append(recs, rec)
+	recs := readMetrics(t, dir, func(r PPOMetrics) int { return r.Step })
+	for i := range recs {
+		recs[i].GenSeconds, recs[i].TrainSeconds, recs[i].GenTokensSec, recs[i].Elapsed = 0, 0, 0, 0
 	}
 	return recs
 }

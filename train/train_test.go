@@ -240,20 +240,32 @@ func (c cancelAt) Step(step int, _ string) {
 	}
 }
 
-func readLosses(t *testing.T, dir string) []float64 {
+// readMetrics returns the records of dir's metrics file, checking that
+// there is one per step (step reads a record's step), in order.
+func readMetrics[T any](t *testing.T, dir string, step func(T) int) []T {
+	t.Helper()
 	data, err := os.ReadFile(filepath.Join(dir, MetricsFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var losses []float64
+	var recs []T
 	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		var rec stepMetrics
+		var rec T
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
 			t.Fatal(err)
 		}
-		if rec.Step != len(losses)+1 {
-			t.Fatalf("metrics step %d after %d records", rec.Step, len(losses))
+		if s := step(rec); s != len(recs)+1 {
+			t.Fatalf("%s: metrics of step %d after %d records", dir, s, len(recs))
 		}
+		recs = append(recs, rec)
+	}
+	return recs
+}
+
+func readLosses(t *testing.T, dir string) []float64 {
+	t.Helper()
+	var losses []float64
+	for _, rec := range readMetrics(t, dir, func(r stepMetrics) int { return r.Step }) {
 		losses = append(losses, rec.Loss)
 	}
 	return losses
