@@ -290,11 +290,7 @@ func evaluatePipeline(b gpu.Backend, tok tokenizer.Tokenizer, cfg PipelineConfig
 		return err
 	}
 	evalOne := func(dir string) (TaskEval, float64, error) {
-		c, err := model.ReadConfig(dir)
-		if err != nil {
-			return TaskEval{}, 0, err
-		}
-		m, err := model.Load(b, dir, model.Options{MaxBatch: 64, MaxSeq: c.MaxSeqLen})
+		m, err := loadForEval(b, dir)
 		if err != nil {
 			return TaskEval{}, 0, err
 		}
@@ -340,21 +336,24 @@ func evaluatePipeline(b gpu.Backend, tok tokenizer.Tokenizer, cfg PipelineConfig
 	return nil
 }
 
+// loadForEval loads the checkpoint in dir for generation and scoring:
+// batches of 64 rows over its whole context.
+func loadForEval(b gpu.Backend, dir string) (*model.Model, error) {
+	c, err := model.ReadConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	return model.Load(b, dir, model.Options{MaxBatch: 64, MaxSeq: c.MaxSeqLen})
+}
+
 // measurePipelineBestOfN measures the reward model on cfg.BestOfN samples
 // of the SFT policy per held-out prompt, at the PPO rollout temperature.
 func measurePipelineBestOfN(b gpu.Backend, tok tokenizer.Tokenizer, cfg PipelineConfig, prompts []TaskPrompt, greedy TaskEval) (BestOfN, error) {
-	load := func(dir string) (*model.Model, error) {
-		c, err := model.ReadConfig(dir)
-		if err != nil {
-			return nil, err
-		}
-		return model.Load(b, dir, model.Options{MaxBatch: 64, MaxSeq: c.MaxSeqLen})
-	}
-	policy, err := load(cfg.SFT.Out)
+	policy, err := loadForEval(b, cfg.SFT.Out)
 	if err != nil {
 		return BestOfN{}, err
 	}
-	rm, err := load(cfg.RM.Out)
+	rm, err := loadForEval(b, cfg.RM.Out)
 	if err != nil {
 		return BestOfN{}, err
 	}
