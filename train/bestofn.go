@@ -50,6 +50,23 @@ type BestOfNOptions struct {
 	Labeler     tasks.Labeler
 }
 
+// CheckPolicyReward reports a policy and reward model that cannot work
+// together (in PPO or MeasureBestOfN): the policy must be a language model,
+// the reward model have a scalar head, and both use one tokenizer. Callers
+// may check the configs before loading the weights.
+func CheckPolicyReward(policy, rm model.Config) error {
+	switch {
+	case policy.ScalarHead:
+		return fmt.Errorf("the policy is a scalar-head model; it needs a language model")
+	case !rm.ScalarHead:
+		return fmt.Errorf("the reward model has no scalar head")
+	case policy.Tokenizer != rm.Tokenizer || policy.VocabSize != rm.VocabSize:
+		return fmt.Errorf("policy and reward model use different tokenizers (%s/%d vs %s/%d)",
+			policy.Tokenizer, policy.VocabSize, rm.Tokenizer, rm.VocabSize)
+	}
+	return nil
+}
+
 // MeasureBestOfN samples opt.N responses of policy to each prompt, scores
 // them with the reward model rm (read at the final token, EOS appended
 // when the response stopped, as PPO does) and with the prompts' task
@@ -63,6 +80,9 @@ func MeasureBestOfN(policy, rm *model.Model, tok Tokenizer, prompts []TaskPrompt
 		return BestOfN{}, fmt.Errorf("best-of-n: temperature %g must be positive", opt.Temperature)
 	case len(greedy.Samples) != len(prompts) || len(prompts) == 0:
 		return BestOfN{}, fmt.Errorf("best-of-n: %d greedy samples for %d prompts", len(greedy.Samples), len(prompts))
+	}
+	if err := CheckPolicyReward(policy.Cfg, rm.Cfg); err != nil {
+		return BestOfN{}, fmt.Errorf("best-of-n: %w", err)
 	}
 	P := len(prompts)
 	samples := make([]TaskEval, opt.N)

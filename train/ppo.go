@@ -459,12 +459,8 @@ func loadPPOModels(b gpu.Backend, cfg PPOConfig, T int) (*ppoModels, error) {
 	if ms.reward, err = load(cfg.Reward, false); err != nil {
 		return nil, fmt.Errorf("reward model: %w", err)
 	}
-	if ms.policy.Cfg.ScalarHead || !ms.reward.Cfg.ScalarHead {
-		return nil, fmt.Errorf("the policy must be a language model and the reward model have a scalar head")
-	}
-	if ms.policy.Cfg.VocabSize != ms.reward.Cfg.VocabSize || ms.policy.Cfg.Tokenizer != ms.reward.Cfg.Tokenizer {
-		return nil, fmt.Errorf("policy and reward model use different tokenizers (%s/%d vs %s/%d)",
-			ms.policy.Cfg.Tokenizer, ms.policy.Cfg.VocabSize, ms.reward.Cfg.Tokenizer, ms.reward.Cfg.VocabSize)
+	if err := CheckPolicyReward(ms.policy.Cfg, ms.reward.Cfg); err != nil {
+		return nil, err
 	}
 	if ms.ema, err = model.NewParams(b, ms.policy.Cfg); err != nil {
 		return nil, fmt.Errorf("EMA: %w", err)

@@ -58,11 +58,8 @@ func runRMBestOfN(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if polCfg.ScalarHead {
-		return fmt.Errorf("%s is a reward model; --policy needs a language model", c.String("policy"))
-	}
-	if polCfg.Tokenizer != rmCfg.Tokenizer || polCfg.VocabSize != rmCfg.VocabSize {
-		return fmt.Errorf("policy and reward model use different tokenizers (%s/%d vs %s/%d)", polCfg.Tokenizer, polCfg.VocabSize, rmCfg.Tokenizer, rmCfg.VocabSize)
+	if err := train.CheckPolicyReward(polCfg, rmCfg); err != nil {
+		return fmt.Errorf("--policy %s, --model %s: %w", c.String("policy"), c.String("model"), err)
 	}
 	prompts, err := readTaskPrompts(c.String("data"), c.Int("limit"), "rm best-of-n")
 	if err != nil {
@@ -93,7 +90,7 @@ func runRMBestOfN(c *cli.Context) error {
 		Seed: c.Uint64("seed"), Labeler: tasks.DefaultLabeler(),
 	})
 	if err != nil {
-		return err
+		return fmt.Errorf("--policy %s, --model %s: %w", c.String("policy"), c.String("model"), err)
 	}
 	if c.Bool("json") {
 		return writeJSON(c, rep)
