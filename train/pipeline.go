@@ -113,11 +113,13 @@ type PipelineReport struct {
 		TaskScore    float64            `json:"task_score"`
 		PerTask      map[string]float64 `json:"per_task"`
 		WinRateVsSFT float64            `json:"win_rate_vs_sft"`
-		KLToSFT      float64            `json:"kl_to_sft"`
-		PtxLoss      float64            `json:"ptx_loss"`
-		FirstScore   float64            `json:"first_rm_score"`
-		LastScore    float64            `json:"last_rm_score"`
-		Seconds      float64            `json:"seconds"`
+		// WinRateByTask is the win rate on each task's held-out prompts.
+		WinRateByTask map[string]float64 `json:"win_rate_by_task"`
+		KLToSFT       float64            `json:"kl_to_sft"`
+		PtxLoss       float64            `json:"ptx_loss"`
+		FirstScore    float64            `json:"first_rm_score"`
+		LastScore     float64            `json:"last_rm_score"`
+		Seconds       float64            `json:"seconds"`
 	} `json:"ppo"`
 	SFTPtxLoss float64 `json:"sft_ptx_loss"`
 	EvalN      int     `json:"eval_n"`
@@ -328,6 +330,9 @@ func evaluatePipeline(b gpu.Backend, tok tokenizer.Tokenizer, cfg PipelineConfig
 	if err != nil {
 		return err
 	}
+	if rep.PPO.WinRateByTask, err = WinRateByTask(ppo, sft, tasks.DefaultLabeler()); err != nil {
+		return err
+	}
 	rep.Pretrain.TaskScore = pre.Score
 	rep.SFT.TaskScore, rep.SFT.PerTask = sft.Score, sft.PerTask
 	rep.PPO.TaskScore, rep.PPO.PerTask, rep.PPO.WinRateVsSFT = ppo.Score, ppo.PerTask, win
@@ -366,20 +371,51 @@ func measurePipelineBestOfN(b gpu.Backend, tok tokenizer.Tokenizer, cfg Pipeline
 // over b's, prompt by prompt (a tie counts half), averaged: the paper's
 // headline measure. a and b must be evaluations of the same prompts.
 func WinRate(a, b TaskEval, l tasks.Labeler) (float64, error) {
-	if len(a.Samples) != len(b.Samples) || len(a.Samples) == 0 {
-		return 0, fmt.Errorf("win rate: %d and %d samples", len(a.Samples), len(b.Samples))
+	prefs, err := preferences(a, b, l)
+	if err != nil {
+		return 0, err
 	}
 	total := 0.0
+	for _, p := range prefs {
+		total += p
+	}
+	return total / float64(len(prefs)), nil
+}
+
+// WinRateByTask is WinRate on each task's prompts separately.
+func WinRateByTask(a, b TaskEval, l tasks.Labeler) (map[string]float64, error) {
+	prefs, err := preferences(a, b, l)
+	if err != nil {
+		return nil, err
+	}
+	sum, n := map[string]float64{}, map[string]int{}
+	for i, p := range prefs {
+		sum[a.Samples[i].Task] += p
+		n[a.Samples[i].Task]++
+	}
+	for task := range sum {
+		sum[task] /= float64(n[task])
+	}
+	return sum, nil
+}
+
+// preferences is the labeler's preference probability for each of a's
+// responses over b's response to the same prompt.
+func preferences(a, b TaskEval, l tasks.Labeler) ([]float64, error) {
+	if len(a.Samples) != len(b.Samples) || len(a.Samples) == 0 {
+		return nil, fmt.Errorf("win rate: %d and %d samples", len(a.Samples), len(b.Samples))
+	}
+	out := make([]float64, len(a.Samples))
 	for i, sa := range a.Samples {
 		sb := b.Samples[i]
 		if sa.Prompt != sb.Prompt {
-			return 0, fmt.Errorf("win rate: sample %d answers different prompts", i)
+			return nil, fmt.Errorf("win rate: sample %d answers different prompts", i)
 		}
 		p, err := l.PreferProbability(sa.Task, sa.Answer, sa.Response, sb.Response)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		total += p
+		out[i] = p
 	}
-	return total / float64(len(a.Samples)), nil
+	return out, nil
 }

@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/instructgo/instructgo/gpu/cpu"
+	"github.com/instructgo/instructgo/train/tasks"
 )
 
 func TestStageState(t *testing.T) {
@@ -117,5 +119,52 @@ func TestPipelineEndToEnd(t *testing.T) {
 	if rep2.Pretrain.ValLoss != rep.Pretrain.ValLoss || rep2.SFT.TaskScore != rep.SFT.TaskScore || rep2.PPO.TaskScore != rep.PPO.TaskScore {
 		t.Errorf("resumed pipeline: pretrain %v, SFT %v, PPO %v; uninterrupted: %v, %v, %v",
 			rep2.Pretrain.ValLoss, rep2.SFT.TaskScore, rep2.PPO.TaskScore, rep.Pretrain.ValLoss, rep.SFT.TaskScore, rep.PPO.TaskScore)
+	}
+}
+
+// TestWinRate checks the win rate and its per-task split on hand-worked
+// preferences: a tie counts half, and a noise-free labeler prefers the
+// higher utility outright.
+func TestWinRate(t *testing.T) {
+	sample := func(prompt, task, answer, response string) TaskSample {
+		return TaskSample{Prompt: prompt, Task: task, Answer: answer, Response: response}
+	}
+	a := TaskEval{Samples: []TaskSample{
+		sample("reverse: cat\n", "reverse", "tac", "tac"),
+		sample("reverse: dog\n", "reverse", "god", "gdo"),
+		sample("repeat cat 3 times\n", "repeat", "cat cat cat", "cat cat cat"),
+	}}
+	b := TaskEval{Samples: []TaskSample{
+		sample("reverse: cat\n", "reverse", "tac", "tac"),
+		sample("reverse: dog\n", "reverse", "god", "god"),
+		sample("repeat cat 3 times\n", "repeat", "cat cat cat", "cat"),
+	}}
+	noiseFree := tasks.Labeler{StyleWeight: tasks.DefaultStyleWeight}
+	win, err := WinRate(a, b, noiseFree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (0.5 + 0 + 1) / 3; math.Abs(win-want) > 1e-12 {
+		t.Errorf("win rate %v, want %v", win, want)
+	}
+	byTask, err := WinRateByTask(a, b, noiseFree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(byTask) != 2 || byTask["reverse"] != 0.25 || byTask["repeat"] != 1 {
+		t.Errorf("by task %v, want reverse 0.25, repeat 1", byTask)
+	}
+	// The default labeler is noisy: the full answer wins with
+	// σ(Δutility/noise), Δutility = 1 − 3/11 (both stop cleanly).
+	byTask, err = WinRateByTask(a, b, tasks.DefaultLabeler())
+	if want := 1 / (1 + math.Exp(-(8.0/11)/tasks.DefaultNoise)); err != nil || math.Abs(byTask["repeat"]-want) > 1e-12 {
+		t.Errorf("noisy repeat win %v (%v), want %v", byTask["repeat"], err, want)
+	}
+	b.Samples[1].Prompt = "reverse: pig\n"
+	if _, err := WinRate(a, b, noiseFree); err == nil {
+		t.Error("WinRate accepted evaluations of different prompts")
+	}
+	if _, err := WinRateByTask(a, TaskEval{}, noiseFree); err == nil {
+		t.Error("WinRateByTask accepted evaluations of different lengths")
 	}
 }

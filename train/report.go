@@ -66,14 +66,14 @@ func writeMarkdown(w io.Writer, r *PipelineReport, plots []string) error {
 	f("The win rate is the simulated labeler's expected preference for the PPO response over the SFT\n")
 	f("response to the same prompt (ties count half). The pretraining loss before and after PPO shows\n")
 	f("the alignment tax: %+.4f nats/token (negative: PPO-ptx lowered it).\n\n", r.PPO.PtxLoss-r.SFTPtxLoss)
-	f("## Per task\n\n| task | SFT | PPO |\n| --- | --- | --- |\n")
+	f("## Per task\n\n| task | SFT | PPO | win rate vs SFT |\n| --- | --- | --- | --- |\n")
 	names := make([]string, 0, len(r.SFT.PerTask))
 	for n := range r.SFT.PerTask {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		f("| %s | %.3f | %.3f |\n", n, r.SFT.PerTask[n], r.PPO.PerTask[n])
+		f("| %s | %.3f | %.3f | %.3f |\n", n, r.SFT.PerTask[n], r.PPO.PerTask[n], r.PPO.WinRateByTask[n])
 	}
 	f("\n## Stages\n\n| stage | result | seconds |\n| --- | --- | --- |\n")
 	f("| pretrain | held-out loss %.4f nats/token (unigram baseline %.4f) | %.0f |\n", r.Pretrain.ValLoss, r.Pretrain.UnigramLoss, r.Pretrain.Seconds)
