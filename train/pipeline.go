@@ -119,7 +119,11 @@ type PipelineReport struct {
 		PtxLoss       float64            `json:"ptx_loss"`
 		FirstScore    float64            `json:"first_rm_score"`
 		LastScore     float64            `json:"last_rm_score"`
-		Seconds       float64            `json:"seconds"`
+		// FirstTaskScore and LastTaskScore are the rollouts' ground-truth
+		// task score at the first iteration and over the last quarter.
+		FirstTaskScore *float64 `json:"first_rollout_task_score,omitempty"`
+		LastTaskScore  *float64 `json:"last_rollout_task_score,omitempty"`
+		Seconds        float64  `json:"seconds"`
 	} `json:"ppo"`
 	SFTPtxLoss float64 `json:"sft_ptx_loss"`
 	EvalN      int     `json:"eval_n"`
@@ -234,6 +238,7 @@ func Pipeline(ctx context.Context, b gpu.Backend, cfg PipelineConfig, opt RunOpt
 		return nil, err
 	}
 	rep.PPO.FirstScore, rep.PPO.LastScore, rep.PPO.KLToSFT, rep.PPO.Seconds = ppo.FirstScore, ppo.LastScore, ppo.LastKL, ppo.Seconds
+	rep.PPO.FirstTaskScore, rep.PPO.LastTaskScore = ppo.FirstTaskScore, ppo.LastTaskScore
 
 	// Evaluation on the held-out prompts.
 	log.Info().Str("stage", "evaluation").Msg("──── pipeline stage ────")

@@ -80,11 +80,25 @@ func TestPipelineEndToEnd(t *testing.T) {
 	if !(rep.Pretrain.ValLoss > 0 && rep.SFTPtxLoss > 0 && rep.PPO.PtxLoss > 0 && rep.Seconds > 0) {
 		t.Errorf("losses and time: %+v", rep)
 	}
+	// The PPO prompts are built-in tasks: every iteration has the
+	// rollouts' ground-truth score, and the report carries first and last.
+	if f, l := rep.PPO.FirstTaskScore, rep.PPO.LastTaskScore; f == nil || l == nil || !(*f >= 0 && *f <= 1 && *l >= 0 && *l <= 1) {
+		t.Errorf("rollout task scores %v, %v", f, l)
+	}
+	iters := readMetrics(t, filepath.Join(out, StagePPO), func(m PPOMetrics) int { return m.Step })
+	for _, m := range iters {
+		if m.TaskScore == nil || *m.TaskScore < 0 || *m.TaskScore > 1 {
+			t.Fatalf("PPO iteration %d: task score %v", m.Step, m.TaskScore)
+		}
+	}
+	if len(iters) != smallPipeline(out).PPO.Iterations {
+		t.Errorf("%d PPO iterations in metrics.jsonl, want %d", len(iters), smallPipeline(out).PPO.Iterations)
+	}
 	md, err := os.ReadFile(filepath.Join(out, "report.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| SFT |", "| PPO-ptx (EMA) |", "best of 2 by the reward model", "pretrain.png"} {
+	for _, want := range []string{"| SFT |", "| PPO-ptx (EMA) |", "best of 2 by the reward model", "pretrain.png", "the rollouts' ground-truth task score"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report.md lacks %q", want)
 		}

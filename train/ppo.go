@@ -14,6 +14,7 @@ import (
 	"github.com/instructgo/instructgo/model/atomicfile"
 	"github.com/instructgo/instructgo/model/tokenizer"
 	"github.com/instructgo/instructgo/train/data"
+	"github.com/instructgo/instructgo/train/tasks"
 )
 
 // PPOConfig is a PPO-ptx run (InstructGPT stage 3): the policy starts from
@@ -135,24 +136,29 @@ func (c *PPOConfig) Validate() error {
 
 // PPOMetrics is one iteration's line of metrics.jsonl.
 type PPOMetrics struct {
-	Step          int     `json:"step"` // iteration
-	Score         float64 `json:"rm_score"`
-	KL            float64 `json:"kl"` // Σ over the response of the KL estimate, mean over episodes
-	Entropy       float64 `json:"entropy"`
-	ClipFrac      float64 `json:"clip_frac"`
-	ApproxKL      float64 `json:"approx_kl"`
-	PolicyLoss    float64 `json:"policy_loss"`
-	ValueLoss     float64 `json:"value_loss"`
-	ValueClipFrac float64 `json:"value_clip_frac"`
-	ExplainedVar  float64 `json:"explained_variance"`
-	ResponseLen   float64 `json:"response_len"`
-	EOSFrac       float64 `json:"eos_frac"`
-	PtxLoss       float64 `json:"ptx_loss"`
-	Beta          float64 `json:"beta"`
-	GenSeconds    float64 `json:"gen_sec"`
-	TrainSeconds  float64 `json:"train_sec"`
-	GenTokensSec  float64 `json:"gen_tokens_per_sec"`
-	Elapsed       float64 `json:"elapsed_sec"`
+	Step  int     `json:"step"` // iteration
+	Score float64 `json:"rm_score"`
+	// TaskScore is the mean ground-truth score of the rollouts' responses
+	// to prompts of the built-in tasks (absent when the prompts name none):
+	// beside rm_score it shows whether the reward model's gains are real
+	// or the policy is over-optimising it.
+	TaskScore     *float64 `json:"task_score,omitempty"`
+	KL            float64  `json:"kl"` // Σ over the response of the KL estimate, mean over episodes
+	Entropy       float64  `json:"entropy"`
+	ClipFrac      float64  `json:"clip_frac"`
+	ApproxKL      float64  `json:"approx_kl"`
+	PolicyLoss    float64  `json:"policy_loss"`
+	ValueLoss     float64  `json:"value_loss"`
+	ValueClipFrac float64  `json:"value_clip_frac"`
+	ExplainedVar  float64  `json:"explained_variance"`
+	ResponseLen   float64  `json:"response_len"`
+	EOSFrac       float64  `json:"eos_frac"`
+	PtxLoss       float64  `json:"ptx_loss"`
+	Beta          float64  `json:"beta"`
+	GenSeconds    float64  `json:"gen_sec"`
+	TrainSeconds  float64  `json:"train_sec"`
+	GenTokensSec  float64  `json:"gen_tokens_per_sec"`
+	Elapsed       float64  `json:"elapsed_sec"`
 }
 
 // PPOSummary is what summary.json records.
@@ -163,9 +169,13 @@ type PPOSummary struct {
 	First, Last PPOMetrics `json:"-"`
 	FirstScore  float64    `json:"first_rm_score"`
 	LastScore   float64    `json:"last_rm_score"` // mean over the last quarter of iterations
-	LastKL      float64    `json:"last_kl"`
-	PtxLoss     float64    `json:"ptx_loss"`
-	Interrupted bool       `json:"interrupted"`
+	// FirstTaskScore and LastTaskScore are the same for the rollouts'
+	// ground-truth task score (absent without built-in task prompts).
+	FirstTaskScore *float64 `json:"first_task_score,omitempty"`
+	LastTaskScore  *float64 `json:"last_task_score,omitempty"`
+	LastKL         float64  `json:"last_kl"`
+	PtxLoss        float64  `json:"ptx_loss"`
+	Interrupted    bool     `json:"interrupted"`
 }
 
 // ppoModels are the four networks of a run.
@@ -357,6 +367,7 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 			}
 		}
 		ro.finishScores(cfg)
+		rec.TaskScore = rolloutTaskScore(recs, ro.responses(tok))
 		rec.GenSeconds = time.Since(t0).Seconds()
 		rec.GenTokensSec = float64(genTokens) / rec.GenSeconds
 		t1 := time.Now()
@@ -375,7 +386,11 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 		}
 		progress.Step(it, fmt.Sprintf("score %.3f  kl %.3f", rec.Score, rec.KL))
 		if it%cfg.LogEvery == 0 || it == cfg.Iterations {
-			log.Info().Int("iter", it).Float64("rm_score", round4(rec.Score)).Float64("kl", round4(rec.KL)).
+			ev := log.Info().Int("iter", it).Float64("rm_score", round4(rec.Score))
+			if rec.TaskScore != nil {
+				ev = ev.Float64("task_score", round4(*rec.TaskScore))
+			}
+			ev.Float64("kl", round4(rec.KL)).
 				Float64("clip_frac", round4(rec.ClipFrac)).Float64("value_loss", round4(rec.ValueLoss)).
 				Float64("ptx_loss", round4(rec.PtxLoss)).Float64("len", round4(rec.ResponseLen)).
 				Float64("gen_s", round4(rec.GenSeconds)).Float64("train_s", round4(rec.TrainSeconds)).Msg("ppo")
@@ -386,6 +401,9 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 		// The iteration is done: the loop state moves past it.
 		st.Beta = adaptBeta(st.Beta, rec.KL, float64(cfg.KLTarget), cfg.Episodes, cfg.KLHorizon)
 		st.Scores = append(st.Scores, rec.Score)
+		if rec.TaskScore != nil {
+			st.TaskScores = append(st.TaskScores, *rec.TaskScore)
+		}
 		if it == 1 {
 			st.First = rec
 		}
@@ -408,17 +426,19 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 	}
 	sum.Seconds = st.Seconds
 	sum.FirstScore, sum.LastKL, sum.PtxLoss = sum.First.Score, sum.Last.KL, sum.Last.PtxLoss
-	if n := len(st.Scores); n > 0 {
-		k := max(1, n/4)
-		for _, s := range st.Scores[n-k:] {
-			sum.LastScore += s / float64(k)
-		}
+	sum.LastScore = lastQuarterMean(st.Scores)
+	if sum.First.TaskScore != nil && len(st.TaskScores) > 0 {
+		last := lastQuarterMean(st.TaskScores)
+		sum.FirstTaskScore, sum.LastTaskScore = sum.First.TaskScore, &last
 	}
 	if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, SummaryFile), sum); err != nil {
 		return nil, fmt.Errorf("ppo: %w", err)
 	}
-	log.Info().Str("dir", cfg.Out).Float64("first_rm_score", round4(sum.FirstScore)).Float64("last_rm_score", round4(sum.LastScore)).
-		Float64("kl", round4(sum.LastKL)).Msg("EMA policy saved")
+	ev := log.Info().Str("dir", cfg.Out).Float64("first_rm_score", round4(sum.FirstScore)).Float64("last_rm_score", round4(sum.LastScore))
+	if sum.LastTaskScore != nil {
+		ev = ev.Float64("first_task_score", round4(*sum.FirstTaskScore)).Float64("last_task_score", round4(*sum.LastTaskScore))
+	}
+	ev.Float64("kl", round4(sum.LastKL)).Msg("EMA policy saved")
 	if sum.Interrupted {
 		return sum, fmt.Errorf("ppo interrupted after iteration %d (EMA policy saved in %s; resume with --resume %s): %w", sum.Iterations, cfg.Out, cfg.Out, context.Cause(ctx))
 	}
@@ -603,6 +623,44 @@ func ForwardRows(m *model.Model, tokens, targets, validLen []int32, E, T int, sc
 		}
 	}
 	return out, nil
+}
+
+// lastQuarterMean is the mean of the last quarter of xs (at least one
+// value; 0 for none).
+func lastQuarterMean(xs []float64) float64 {
+	n := len(xs)
+	if n == 0 {
+		return 0
+	}
+	k := max(1, n/4)
+	mean := 0.0
+	for _, x := range xs[n-k:] {
+		mean += x / float64(k)
+	}
+	return mean
+}
+
+// rolloutTaskScore is the mean ground-truth score of the responses to
+// prompts of a built-in task (nil when there are none); prompts without a
+// task, or naming one that is not built in, are left out.
+func rolloutTaskScore(recs []data.Prompt, responses []string) *float64 {
+	total, n := 0.0, 0
+	for i, r := range recs {
+		if r.Task == "" {
+			continue
+		}
+		s, err := tasks.ScoreRecord(r.Task, r.Answer, responses[i])
+		if err != nil {
+			continue
+		}
+		total += s
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	mean := total / float64(n)
+	return &mean
 }
 
 func fillRolloutMetrics(rec *PPOMetrics, ro *rollout) {

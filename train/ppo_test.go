@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"github.com/instructgo/instructgo/model"
 	"github.com/instructgo/instructgo/model/safetensors"
 	"github.com/instructgo/instructgo/model/tokenizer"
+	"github.com/instructgo/instructgo/train/data"
 )
 
 // writePPOFixture saves a small random policy and a random reward model
@@ -163,5 +165,23 @@ func TestRolloutScores(t *testing.T) {
 	}
 	if got := ro.responses(tok); fmt.Sprint(got) != fmt.Sprint([]string{"ab", "abc", ""}) {
 		t.Errorf("responses %q", got)
+	}
+}
+
+// TestRolloutTaskScore: the mean ground-truth score over the episodes whose
+// prompt names a built-in task; others are left out, and none gives nil.
+func TestRolloutTaskScore(t *testing.T) {
+	recs := []data.Prompt{
+		{Prompt: "reverse: cat\n", Task: "reverse", Answer: "tac"},
+		{Prompt: "free text"},
+		{Prompt: "x", Task: "not-a-task", Answer: "y"},
+		{Prompt: "say cat 3 times\n", Task: "repeat", Answer: "cat cat cat"},
+	}
+	got := rolloutTaskScore(recs, []string{"tac", "anything", "y", "cat"})
+	if want := (1 + 3.0/11) / 2; got == nil || math.Abs(*got-want) > 1e-12 {
+		t.Errorf("rollout task score %v, want %v", got, want)
+	}
+	if got := rolloutTaskScore(recs[1:3], []string{"a", "b"}); got != nil {
+		t.Errorf("no built-in task: %v, want nil", *got)
 	}
 }

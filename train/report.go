@@ -31,7 +31,7 @@ var reportPlots = []struct {
 	{"pretrain.png", "Pretraining", "loss (nats/token)", []curve{{StagePretrain, "loss", "train"}, {StagePretrain, "val_loss", "held-out"}}},
 	{"sft.png", "Supervised fine-tuning", "", []curve{{StageSFT, "loss", "train loss"}, {StageSFT, "val_loss", "validation loss"}, {StageSFT, "task_score", "validation task score"}}},
 	{"rm.png", "Reward model", "", []curve{{StageRM, "loss", "train loss"}, {StageRM, "val_accuracy", "validation accuracy"}}},
-	{"ppo_score.png", "PPO-ptx: reward", "", []curve{{StagePPO, "rm_score", "mean RM score"}, {StagePPO, "kl", "KL to SFT (per episode)"}}},
+	{"ppo_score.png", "PPO-ptx: reward", "", []curve{{StagePPO, "rm_score", "mean RM score"}, {StagePPO, "task_score", "rollouts' task score (ground truth)"}, {StagePPO, "kl", "KL to SFT (per episode)"}}},
 	{"ppo_losses.png", "PPO-ptx: losses", "", []curve{{StagePPO, "value_loss", "value loss"}, {StagePPO, "ptx_loss", "ptx loss"}, {StagePPO, "clip_frac", "clip fraction"}}},
 }
 
@@ -84,7 +84,11 @@ func writeMarkdown(w io.Writer, r *PipelineReport, plots []string) error {
 	}
 	f("| reward model | held-out pairwise accuracy %.3f on %d pairs%s (two labelers agree on %.3f); demonstrations' mean reward after centring %.4f | %.0f |\n",
 		r.RM.Accuracy, r.RM.Pairs, truth, r.RM.LabelerAgrement, r.RM.CentredMean, r.RM.Seconds)
-	f("| PPO-ptx | mean RM score %.3f → %.3f; KL to SFT %.3f per episode | %.0f |\n\n", r.PPO.FirstScore, r.PPO.LastScore, r.PPO.KLToSFT, r.PPO.Seconds)
+	rollouts := ""
+	if r.PPO.FirstTaskScore != nil && r.PPO.LastTaskScore != nil {
+		rollouts = fmt.Sprintf("; the rollouts' ground-truth task score %.3f → %.3f", *r.PPO.FirstTaskScore, *r.PPO.LastTaskScore)
+	}
+	f("| PPO-ptx | mean RM score %.3f → %.3f%s; KL to SFT %.3f per episode | %.0f |\n\n", r.PPO.FirstScore, r.PPO.LastScore, rollouts, r.PPO.KLToSFT, r.PPO.Seconds)
 	if bn := r.RM.BestOfN; bn != nil {
 		f("## The reward model on the SFT policy's own samples\n\n")
 		f("%d samples per held-out prompt at temperature %.2g; one is picked at random, by the reward model, or by the\n", bn.N, bn.Temperature)

@@ -227,10 +227,12 @@ type PPOState struct {
 	PtxNext    int     `json:"ptx_next"`
 	Seconds    float64 `json:"seconds"`
 	// What the summary needs: the first and latest iteration's metrics and
-	// every iteration's mean score (LastScore averages the last quarter).
-	First  PPOMetrics `json:"first"`
-	Last   PPOMetrics `json:"last"`
-	Scores []float64  `json:"scores"`
+	// every iteration's mean score and task score (the summary averages
+	// the last quarter).
+	First      PPOMetrics `json:"first"`
+	Last       PPOMetrics `json:"last"`
+	Scores     []float64  `json:"scores"`
+	TaskScores []float64  `json:"task_scores,omitempty"`
 
 	PolicySHA256 string `json:"policy_sha256"` // of the SFT checkpoint's weights file
 	RewardSHA256 string `json:"reward_sha256"` // of the reward model's
