@@ -34,7 +34,9 @@ type Agreement struct {
 // MeasureAgreement measures the labeler's agreement on groups by drawing
 // rankings: a group's Ranking, when set, is the first labeler's (so the
 // agreement of rankings already written can be measured), otherwise one is
-// drawn; the second labeler's is always drawn.
+// drawn; the second labeler's is always drawn. Pairs of identical
+// responses (a policy's samples can repeat) are not comparisons and are
+// left out.
 func (l Labeler) MeasureAgreement(groups []Group, rng *rand.Rand) (Agreement, error) {
 	var truthAgree, between float64
 	var a Agreement
@@ -53,6 +55,9 @@ func (l Labeler) MeasureAgreement(groups []Group, rng *rand.Rand) (Agreement, er
 		p1, p2 := positions(first), positions(l.rankUtilities(u, rng))
 		for i := range u {
 			for j := i + 1; j < len(u); j++ {
+				if g.Responses[i] == g.Responses[j] {
+					continue // the same text twice is no comparison
+				}
 				a.Pairs++
 				if (p1[i] < p1[j]) == (p2[i] < p2[j]) {
 					between++
@@ -89,7 +94,9 @@ func (l Labeler) ExpectedAgreement(groups []Group) (Agreement, error) {
 	return expectedAgreement(diffs, l.Noise), nil
 }
 
-// pairGaps lists |u_i − u_j| for every pair of responses of every group.
+// pairGaps lists |u_i − u_j| for every pair of different responses of
+// every group (a policy's samples can repeat; the same text twice is no
+// comparison).
 func (l Labeler) pairGaps(groups []Group) ([]float64, error) {
 	var gaps []float64
 	for gi, g := range groups {
@@ -100,7 +107,9 @@ func (l Labeler) pairGaps(groups []Group) ([]float64, error) {
 		u := l.utilities(t, g.Answer, g.Responses)
 		for i := range u {
 			for j := i + 1; j < len(u); j++ {
-				gaps = append(gaps, math.Abs(u[i]-u[j]))
+				if g.Responses[i] != g.Responses[j] {
+					gaps = append(gaps, math.Abs(u[i]-u[j]))
+				}
 			}
 		}
 	}

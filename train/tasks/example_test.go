@@ -27,9 +27,9 @@ func ExampleLabeler_PreferProbability() {
 		fmt.Printf("%q over %q: %.2f\n", pair[0], pair[1], p)
 	}
 	// Output:
-	// "elppa" over "elpa": 0.71
-	// "elppa" over "elppa\n": 0.61
-	// "elppa" over "apple": 0.97
+	// "elppa" over "elpa": 0.84
+	// "elppa" over "elppa\n": 0.69
+	// "elppa" over "apple": 1.00
 }
 
 func ExampleTask_Generate() {
