@@ -53,7 +53,7 @@ func smallPipeline(out string) PipelineConfig {
 	c.SFT.Epochs, c.SFT.EvalEvery, c.SFT.EvalPrompts, c.SFT.LogEvery, c.SFT.SaveEvery = 1, 2, 4, 1, 2
 	c.RM.Steps, c.RM.Batch, c.RM.EvalEvery, c.RM.LogEvery, c.RM.SaveEvery = 3, 8, 0, 1, 2
 	c.PPO.Iterations, c.PPO.Episodes, c.PPO.MiniBatch, c.PPO.MaxNew, c.PPO.SaveEvery = 2, 8, 4, 8, 1
-	c.MaxNew, c.BestOfN = 8, 2
+	c.MaxNew, c.BestOfN, c.SFTSampleLabels = 8, 2, 12
 	return c
 }
 
@@ -98,7 +98,22 @@ func TestPipelineEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| SFT |", "| PPO-ptx (EMA) |", "best of 2 by the reward model", "pretrain.png", "the rollouts' ground-truth task score"} {
+	// 12 rm.jsonl prompts got ranked SFT samples, and the reward model
+	// trained on rm.jsonl's 48 records followed by them.
+	if st := rep.RM.SFTSamples; st == nil || st.Prompts != 12 || st.Records < 1 || st.Comparisons < st.Records {
+		t.Errorf("SFT sample rankings %+v", st)
+	}
+	synth, _ := os.ReadFile(filepath.Join(out, StageData, "rm.jsonl"))
+	own, _ := os.ReadFile(filepath.Join(out, StageLabel, "rm_sft.jsonl"))
+	all, err := os.ReadFile(filepath.Join(out, StageLabel, "rm_all.jsonl"))
+	if err != nil || string(all) != string(synth)+string(own) || len(own) == 0 {
+		t.Errorf("rm_all.jsonl (%d bytes, %v) is not rm.jsonl (%d) then rm_sft.jsonl (%d)", len(all), err, len(synth), len(own))
+	}
+	var rmRun RMConfig
+	if raw, err := os.ReadFile(filepath.Join(out, StageRM, RunConfigFile)); err != nil || json.Unmarshal(raw, &rmRun) != nil || rmRun.Data != filepath.Join(out, StageLabel, "rm_all.jsonl") {
+		t.Errorf("the reward model trained on %q (%v)", rmRun.Data, err)
+	}
+	for _, want := range []string{"| SFT |", "| PPO-ptx (EMA) |", "best of 2 by the reward model", "pretrain.png", "the rollouts' ground-truth task score", "| rankings of SFT samples | 12 prompts"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report.md lacks %q", want)
 		}

@@ -82,6 +82,10 @@ func writeMarkdown(w io.Writer, r *PipelineReport, plots []string) error {
 	if r.RM.TruthAccuracy != nil {
 		truth = fmt.Sprintf(", %.3f against the noise-free order", *r.RM.TruthAccuracy)
 	}
+	if st := r.RM.SFTSamples; st != nil {
+		f("| rankings of SFT samples | %d prompts, %d comparisons (mean task score of the samples %.3f; two labelers agree on %.3f of the pairs) | |\n",
+			st.Records, st.Comparisons, st.MeanScore, st.Agreement.BetweenLabelers)
+	}
 	f("| reward model | held-out pairwise accuracy %.3f on %d pairs%s (two labelers agree on %.3f); demonstrations' mean reward after centring %.4f | %.0f |\n",
 		r.RM.Accuracy, r.RM.Pairs, truth, r.RM.LabelerAgrement, r.RM.CentredMean, r.RM.Seconds)
 	rollouts := ""
