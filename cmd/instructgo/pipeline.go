@@ -17,12 +17,13 @@ func pipelineCommand() *cli.Command {
 		Name:      "pipeline",
 		Usage:     "run InstructGPT end to end on the built-in tasks: data, pretrain, SFT, RM, PPO-ptx, evaluation",
 		UsageText: "instructgo [global options] pipeline [--out DIR] [--seed N]",
-		Description: "Each stage writes a sub-directory of --out (data, pretrain, sft, rm, ppo); a stage that\n" +
-			"finished in an earlier run is not repeated and an interrupted one resumes from its saved\n" +
-			"state, so an interrupted pipeline continues where it stopped. It ends with a table and\n" +
-			"writes report.md (tables, training curves, and a best-of-8 check of the reward model on the\n" +
-			"SFT policy's own samples) and report.json. Ctrl-C saves the running stage and exits with\n" +
-			"status 130. About 7 minutes on two CPU cores.",
+		Description: "Each stage writes a sub-directory of --out (data, pretrain, sft, label: rankings of SFT\n" +
+			"samples for the reward model, rm, ppo); a stage that finished in an earlier run is not\n" +
+			"repeated and an interrupted one resumes from its saved state, so an interrupted pipeline\n" +
+			"continues where it stopped. It ends with a table and writes report.md (tables, per-task\n" +
+			"win rates, training curves, and a best-of-8 check of the reward model on the SFT policy's\n" +
+			"own samples) and report.json. Ctrl-C saves the running stage and exits with status 130.\n" +
+			"About 8 minutes on two CPU cores.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "out", Value: filepath.Join("runs", "pipeline"), Usage: "run directory"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the synthetic data (the stages keep their own seeds)"},

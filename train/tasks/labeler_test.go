@@ -1,13 +1,9 @@
 package tasks
 
 import (
-	"encoding/json"
 	"math"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 )
 
@@ -137,18 +133,7 @@ func TestPrefer(t *testing.T) {
 // like these.
 func sftSamples(t *testing.T) []Group {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("testdata", "sft_samples.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var groups []Group
-	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
-		var g Group
-		if err := json.Unmarshal([]byte(line), &g); err != nil {
-			t.Fatal(err)
-		}
-		groups = append(groups, g)
-	}
+	groups := readJSONL[Group](t, "testdata", "sft_samples.jsonl")
 	if len(groups) != 1000 {
 		t.Fatalf("%d groups in testdata/sft_samples.jsonl", len(groups))
 	}
