@@ -20,10 +20,13 @@
 //     6·N + 6·L·C·T per token), a reward-model step (comparisons/s) and a
 //     PPO-ptx iteration split into generation with the KV cache, the
 //     rollout's scoring forwards and the update, for the tiny and gpt2
-//     configs. The steps are assembled here from model, the contract and
-//     train's exported pieces (Optimizer, KWayLoss) the way train's loops
-//     do them (train/sft.go, train/rm.go, train/ppo.go, ppo_update.go);
-//     when a loop changes shape, its benchmark here follows.
+//     configs. The PPO iteration is train's own (train.PPOIteration, which
+//     a test holds to PPO's loop metric for metric), on random models with
+//     responses that always run to full length. The SFT and reward-model
+//     steps are assembled here from model, the contract and train's
+//     exported pieces (Optimizer, KWayLoss) the way train/sft.go and
+//     train/rm.go do them; when one of those loops changes shape, its
+//     benchmark here follows.
 //
 // Method: every benchmark runs warm-up calls first, then timed samples
 // until it has Timing.MinReps of them and Timing.MinTime has passed; a

@@ -236,107 +236,70 @@ func (e *env) rmCase(nc namedConfig) stepCase {
 	}
 }
 
-// ppoBench holds the four models and the device buffers of a PPO-ptx
-// iteration (train.PPO's loop, train/ppo.go and train/ppo_update.go, with
-// its default hyper-parameters and random prompts and pretraining text).
+// ppoBench is a PPO-ptx iteration of train.PPO's loop (train.PPOIteration,
+// the training code itself) with its default hyper-parameters on random
+// models, prompts and pretraining text. Responses run to the full length
+// (no EOS), so every iteration does the same work.
 type ppoBench struct {
-	e                          *env
-	policy, ref, value, reward *model.Model
-	ema                        *model.Params
-	polOpt, valOpt             *train.Optimizer
-	E, MB, P, G, T             int
-	ptxB, ptxT                 int
-	prompts                    [][]int32
-	ptx                        *model.Batch
-	seed                       uint64
-
-	oldLogp, refLogp, mask, values   *gpu.Tensor // [E·T]
-	kl, rewards, adv, returns        *gpu.Tensor
-	score, lastIdx                   *gpu.Tensor // [E]
-	dlogp, dvalues                   *gpu.Tensor // [MB·T]
-	pstats, vstats, scalar           *gpu.Tensor
-	ptxW, ptxGradW, ptxLoss          *gpu.Tensor
-	tokens, targets, validLen, lastH []int32
-	maskH                            []float32
+	it         *train.PPOIteration
+	E, MB      int
+	P, G, T    int
+	ptxB, ptxT int
+	prompts    [][]int32
 }
-
-// PPO's default hyper-parameters (train.DefaultPPO) used by the iteration.
-const (
-	ppoKLCoef   = 0.02
-	ppoClip     = 0.2
-	ppoGamma    = 1
-	ppoLambda   = 0.95
-	ppoEMADecay = 0.992
-	ppoPtxCoef  = 0.1
-	ppoLR       = 1e-4
-)
 
 func (e *env) newPPOBench(nc namedConfig) (*ppoBench, error) {
 	s := nc.shape
-	p := &ppoBench{e: e, E: s.Episodes, MB: s.MiniBatch, P: s.Prompt, G: s.New, T: s.Prompt + s.New, seed: e.opt.Seed}
+	p := &ppoBench{E: s.Episodes, MB: s.MiniBatch, P: s.Prompt, G: s.New, T: s.Prompt + s.New}
 	p.ptxB, p.ptxT = min(4, p.MB), min(64, p.T)
 	lm := nc.cfg
 	lm.Dropout = 0
 	sc := lm
 	sc.ScalarHead = true
+	var ms train.PPOIterationModels
 	var err error
 	maxT := max(p.T, p.ptxT)
-	if p.policy, err = e.newModel(lm, p.MB, maxT, true); err != nil {
+	if ms.Policy, err = e.newModel(lm, p.MB, maxT, true); err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	if p.ref, err = e.newModel(lm, p.MB, maxT, false); err != nil {
+	if ms.Ref, err = e.newModel(lm, p.MB, maxT, false); err != nil {
 		return nil, fmt.Errorf("reference: %w", err)
 	}
-	if p.value, err = e.newModel(sc, p.MB, maxT, true); err != nil {
+	if ms.Value, err = e.newModel(sc, p.MB, maxT, true); err != nil {
 		return nil, fmt.Errorf("value: %w", err)
 	}
-	if p.reward, err = e.newModel(sc, p.MB, maxT, false); err != nil {
+	if ms.Reward, err = e.newModel(sc, p.MB, maxT, false); err != nil {
 		return nil, fmt.Errorf("reward: %w", err)
 	}
-	if p.ema, err = model.NewParams(e.b, lm); err != nil {
-		return nil, fmt.Errorf("EMA: %w", err)
-	}
-	e.b.Copy(p.ema.All, p.policy.Params.All)
-	oc := train.DefaultOptim()
-	oc.LR, oc.WeightDecay = ppoLR, 0
-	if p.polOpt, err = train.NewOptimizer(e.b, lm, oc); err != nil {
+	cfg := train.DefaultPPO()
+	cfg.Episodes, cfg.MiniBatch, cfg.MaxNew, cfg.PtxBatch, cfg.PtxSeq, cfg.Seed = p.E, p.MB, p.G, p.ptxB, p.ptxT, e.opt.Seed
+	if p.it, err = train.NewPPOIteration(e.b, ms, cfg, e.randomInts(64*p.ptxT, lm.VocabSize), -1, 0); err != nil {
 		return nil, err
 	}
-	if p.valOpt, err = train.NewOptimizer(e.b, sc, oc); err != nil {
-		return nil, err
-	}
-	n := p.E * p.T
-	for _, t := range []**gpu.Tensor{&p.oldLogp, &p.refLogp, &p.mask, &p.values, &p.kl, &p.rewards, &p.adv, &p.returns} {
-		if *t, err = e.b.Alloc(gpu.Float32, n); err != nil {
-			return nil, err
-		}
-	}
-	for _, a := range []struct {
-		t    **gpu.Tensor
-		dt   gpu.DType
-		size int
-	}{
-		{&p.score, gpu.Float32, p.E}, {&p.lastIdx, gpu.Int32, p.E},
-		{&p.dlogp, gpu.Float32, p.MB * p.T}, {&p.dvalues, gpu.Float32, p.MB * p.T},
-		{&p.pstats, gpu.Float32, 4}, {&p.vstats, gpu.Float32, 3}, {&p.scalar, gpu.Float32, 1},
-		{&p.ptxW, gpu.Float32, p.ptxB * p.ptxT}, {&p.ptxGradW, gpu.Float32, p.ptxB * p.ptxT}, {&p.ptxLoss, gpu.Float32, 1},
-	} {
-		if *a.t, err = e.b.Alloc(a.dt, a.size); err != nil {
-			return nil, err
-		}
-	}
-	nPtx := p.ptxB * p.ptxT
-	e.b.Fill(p.ptxW, -1/float32(nPtx))
-	e.b.Fill(p.ptxGradW, -ppoPtxCoef/float32(nPtx))
 	p.prompts = make([][]int32, p.E)
 	for i := range p.prompts {
 		p.prompts[i] = e.randomInts(p.P, lm.VocabSize)
 	}
-	p.ptx = e.randomBatch(lm, p.ptxB, p.ptxT, true)
-	p.tokens, p.targets = make([]int32, n), make([]int32, n)
-	p.maskH = make([]float32, n)
-	p.validLen, p.lastH = make([]int32, p.E), make([]int32, p.E)
 	return p, e.b.Err()
+}
+
+// iteration runs one PPO-ptx iteration and returns the time of each
+// phase: generation (the KV cache, temperature 1, G new tokens per
+// episode), the rollout's scoring forwards (policy and reference
+// log-probs, values, reward), and the update (KL-penalised rewards, GAE,
+// whitening, then per minibatch the clipped surrogate plus ptx into one
+// policy step with the EMA, and the clipped value loss step).
+func (p *ppoBench) iteration(it int) ([numPhases]time.Duration, error) {
+	var d [numPhases]time.Duration
+	ph, err := p.it.Run(p.prompts, it)
+	if err != nil {
+		return d, err
+	}
+	if ph.T != p.T || ph.GenTokens != p.E*p.G {
+		return d, fmt.Errorf("ppo iteration: rows of %d tokens with %d generated, want %d and %d", ph.T, ph.GenTokens, p.T, p.E*p.G)
+	}
+	d[phaseGenerate], d[phaseScore], d[phaseUpdate] = ph.Generate, ph.Score, ph.Update
+	return d, nil
 }
 
 // The phases of a PPO iteration, timed apart.
@@ -346,170 +309,6 @@ const (
 	phaseUpdate
 	numPhases
 )
-
-// iteration runs one PPO-ptx iteration and returns the time of each
-// phase: generation (model.Generate with the KV cache, temperature 1, no
-// EOS so every episode has G new tokens), the rollout's scoring forwards
-// (policy and reference log-probs, values, reward), and the update
-// (KL-penalised rewards, GAE, whitening, then per minibatch the clipped
-// surrogate plus ptx into one policy step with the EMA, and the clipped
-// value loss step).
-func (p *ppoBench) iteration(it int) ([numPhases]time.Duration, error) {
-	var d [numPhases]time.Duration
-	b := p.e.b
-	E, T := p.E, p.T
-	t0 := time.Now()
-	gens, err := model.Generate(p.policy, p.prompts, model.GenerateOptions{
-		MaxNew: p.G, Sampling: gpu.Sampling{Temperature: 1}, Seed: gpu.Mix64(p.seed, uint64(it)), EOS: -1,
-	})
-	if err != nil {
-		return d, fmt.Errorf("generate: %w", err)
-	}
-	t1 := time.Now()
-	for i, g := range gens {
-		seq := append(append([]int32(nil), p.prompts[i]...), g.Tokens...)
-		if len(seq) != T {
-			return d, fmt.Errorf("generate: episode %d has %d tokens, want %d", i, len(seq), T)
-		}
-		copy(p.tokens[i*T:], seq)
-		for j := range T {
-			p.targets[i*T+j], p.maskH[i*T+j] = -1, 0
-		}
-		for j := p.P - 1; j < T-1; j++ {
-			p.targets[i*T+j], p.maskH[i*T+j] = seq[j+1], 1
-		}
-		p.validLen[i], p.lastH[i] = int32(T), int32(T-2)
-	}
-	oldLogp, err := p.forwardAll(p.policy, false)
-	if err != nil {
-		return d, err
-	}
-	refLogp, err := p.forwardAll(p.ref, false)
-	if err != nil {
-		return d, err
-	}
-	values, err := p.forwardAll(p.value, true)
-	if err != nil {
-		return d, err
-	}
-	rewards, err := p.forwardAll(p.reward, true)
-	if err != nil {
-		return d, err
-	}
-	score := make([]float32, E)
-	for i := range score {
-		score[i] = rewards[i*T+T-1]
-	}
-	t2 := time.Now()
-	if err := p.update(oldLogp, refLogp, values, score, it); err != nil {
-		return d, err
-	}
-	if err := b.Sync(); err != nil {
-		return d, err
-	}
-	t3 := time.Now()
-	d[phaseGenerate], d[phaseScore], d[phaseUpdate] = t1.Sub(t0), t2.Sub(t1), t3.Sub(t2)
-	return d, nil
-}
-
-// forwardAll scores the rollout with m as train.PPO does.
-func (p *ppoBench) forwardAll(m *model.Model, scalar bool) ([]float32, error) {
-	out, err := train.ForwardRows(m, p.tokens, p.targets, p.validLen, p.E, p.T, scalar)
-	if err != nil {
-		return nil, fmt.Errorf("rollout forward: %w", err)
-	}
-	return out, nil
-}
-
-// update is the advantages and the PPO-ptx update of train's ppoDevice.
-func (p *ppoBench) update(oldLogp, refLogp, values, score []float32, it int) error {
-	b := p.e.b
-	E, T, MB := p.E, p.T, p.MB
-	n := E * T
-	for _, u := range []struct {
-		t    *gpu.Tensor
-		host []float32
-	}{{p.oldLogp, oldLogp}, {p.refLogp, refLogp}, {p.mask, p.maskH}, {p.values, values}, {p.score, score}} {
-		if err := b.Upload(u.t, u.host); err != nil {
-			return err
-		}
-	}
-	if err := b.UploadInt32(p.lastIdx, p.lastH); err != nil {
-		return err
-	}
-	shape := func(t *gpu.Tensor) *gpu.Tensor { return t.MustReshape(E, T) }
-	b.KLPenalizedRewards(shape(p.rewards), shape(p.kl), shape(p.oldLogp), shape(p.refLogp), shape(p.mask),
-		p.score, p.lastIdx, ppoKLCoef, gpu.KLK1)
-	b.GAE(shape(p.adv), shape(p.returns), shape(p.rewards), shape(p.values), shape(p.mask), ppoGamma, ppoLambda)
-	b.Dot(p.scalar, p.kl, p.mask)
-	var one [1]float32
-	if err := b.Download(one[:], p.scalar); err != nil {
-		return err
-	}
-	returns := make([]float32, n)
-	if err := b.Download(returns, p.returns); err != nil {
-		return err
-	}
-	b.MaskedWhiten(p.adv, p.mask, true)
-
-	nMB := E / MB
-	var stats [4]float32
-	for mb := 0; mb < nMB; mb++ {
-		lo, hi := mb*MB*T, (mb+1)*MB*T
-		in := &model.Batch{B: MB, T: T, Tokens: p.tokens[lo:hi], Targets: p.targets[lo:hi], ValidLen: p.validLen[mb*MB : (mb+1)*MB]}
-		count := 0.0
-		for _, m := range p.maskH[lo:hi] {
-			count += float64(m)
-		}
-		mask := p.mask.MustView(lo, hi-lo)
-		step := uint64(it*nMB + mb)
-
-		pol := p.policy
-		b.Fill(pol.Grads.All, 0)
-		if err := pol.Forward(in, true, gpu.Mix64(p.seed, step)); err != nil {
-			return err
-		}
-		b.PPOPolicyLoss(p.dlogp, p.pstats, pol.LogProbs(), p.oldLogp.MustView(lo, hi-lo), p.adv.MustView(lo, hi-lo), mask, ppoClip, 1/float32(MB))
-		b.Dot(p.scalar, pol.Entropy(), mask)
-		if err := b.Download(one[:], p.scalar); err != nil {
-			return err
-		}
-		if err := pol.Backward(p.dlogp, nil); err != nil {
-			return err
-		}
-		if err := b.Download(stats[:4], p.pstats); err != nil {
-			return err
-		}
-		if err := pol.Forward(p.ptx, true, gpu.Mix64(p.seed^0x97, step)); err != nil {
-			return err
-		}
-		b.Dot(p.ptxLoss, pol.LogProbs(), p.ptxW)
-		if err := pol.Backward(p.ptxGradW, nil); err != nil {
-			return err
-		}
-		if err := b.Download(one[:], p.ptxLoss); err != nil {
-			return err
-		}
-		p.polOpt.Update(pol.Params, pol.Grads, ppoLR, 1)
-		b.Lerp(p.ema.All, pol.Params.All, 1-ppoEMADecay)
-
-		val := p.value
-		b.Fill(val.Grads.All, 0)
-		vin := &model.Batch{B: MB, T: T, Tokens: in.Tokens, ValidLen: in.ValidLen}
-		if err := val.Forward(vin, true, 0); err != nil {
-			return err
-		}
-		b.PPOValueLoss(p.dvalues, p.vstats, val.Values().MustReshape(hi-lo), p.values.MustView(lo, hi-lo), p.returns.MustView(lo, hi-lo), mask, ppoClip, float32(1/count))
-		if err := val.Backward(p.dvalues, nil); err != nil {
-			return err
-		}
-		p.valOpt.Update(val.Params, val.Grads, ppoLR, 1)
-		if err := b.Download(stats[:3], p.vstats); err != nil {
-			return err
-		}
-	}
-	return b.Err()
-}
 
 // ppoIteration times PPO-ptx iterations and reports each phase and the
 // whole: generation in generated tokens/s, the scoring forwards and the

@@ -479,20 +479,27 @@ func loadPPOModels(b gpu.Backend, cfg PPOConfig, T int) (*ppoModels, error) {
 	if ms.reward, err = load(cfg.Reward, false); err != nil {
 		return nil, fmt.Errorf("reward model: %w", err)
 	}
+	return ms, ms.finish(b, cfg)
+}
+
+// finish checks that the policy and the reward model belong together and
+// sets up the EMA (a copy of the policy) and the two optimizers.
+func (ms *ppoModels) finish(b gpu.Backend, cfg PPOConfig) error {
 	if err := CheckPolicyReward(ms.policy.Cfg, ms.reward.Cfg); err != nil {
-		return nil, err
+		return err
 	}
+	var err error
 	if ms.ema, err = model.NewParams(b, ms.policy.Cfg); err != nil {
-		return nil, fmt.Errorf("EMA: %w", err)
+		return fmt.Errorf("EMA: %w", err)
 	}
 	b.Copy(ms.ema.All, ms.policy.Params.All)
 	if ms.policyOpt, err = NewOptimizer(b, ms.policy.Cfg, cfg.PolicyOptim); err != nil {
-		return nil, err
+		return err
 	}
 	if ms.valueOpt, err = NewOptimizer(b, ms.value.Cfg, cfg.ValueOptim); err != nil {
-		return nil, err
+		return err
 	}
-	return ms, b.Err()
+	return b.Err()
 }
 
 // saveEMAPolicy writes the EMA weights as the run's policy checkpoint.
@@ -509,11 +516,26 @@ func saveEMAPolicy(b gpu.Backend, dir string, ms *ppoModels) error {
 // and the reference's log-probs of each response token, the value of each
 // state, and the reward model's score of each whole response.
 func collect(ms *ppoModels, tok tokenizer.Tokenizer, prompts [][]int32, cfg PPOConfig, seed uint64) (*rollout, int, error) {
+	ro, genTokens, err := generateRollout(ms, prompts, cfg, seed, tok.EOS(), tok.Pad())
+	if err != nil {
+		return nil, 0, err
+	}
+	return ro, genTokens, scoreRollout(ms, ro)
+}
+
+// generateRollout samples a response to each prompt with the policy (up to
+// cfg.MaxNew tokens, stopping at eos; eos −1 never stops) and lays the
+// episodes out as a rollout, right-padded with pad.
+func generateRollout(ms *ppoModels, prompts [][]int32, cfg PPOConfig, seed uint64, eos, pad int32) (*rollout, int, error) {
 	gens, err := model.Generate(ms.policy, prompts, model.GenerateOptions{
-		MaxNew: cfg.MaxNew, Sampling: gpu.Sampling{Temperature: cfg.Temperature}, Seed: seed, EOS: tok.EOS(),
+		MaxNew: cfg.MaxNew, Sampling: gpu.Sampling{Temperature: cfg.Temperature}, Seed: seed, EOS: eos,
 	})
 	if err != nil {
 		return nil, 0, err
+	}
+	stop := eos // the action that ends an episode
+	if stop < 0 {
+		stop = pad
 	}
 	E := len(prompts)
 	ro := &rollout{E: E, validLen: make([]int32, E), lastIdx: make([]int32, E), scores: make([]float32, E),
@@ -525,10 +547,10 @@ func collect(ms *ppoModels, tok tokenizer.Tokenizer, prompts [][]int32, cfg PPOC
 		ro.generated[i] = g.Tokens
 		ro.eos[i] = g.Stop == model.StopEOS
 		if ro.eos[i] {
-			s = append(s, tok.EOS()) // stopping is an action the policy learns
+			s = append(s, stop) // stopping is an action the policy learns
 		}
 		if len(s) == len(prompts[i]) { // nothing generated (context full): one pad action keeps the shapes valid
-			s = append(s, tok.EOS())
+			s = append(s, stop)
 		}
 		seqs[i] = s
 		ro.responseLen[i] = len(s) - len(prompts[i])
@@ -541,7 +563,7 @@ func collect(ms *ppoModels, tok tokenizer.Tokenizer, prompts [][]int32, cfg PPOC
 	for i, s := range seqs {
 		for j := range T {
 			ro.targets[i*T+j] = -1
-			ro.tokens[i*T+j] = tok.Pad()
+			ro.tokens[i*T+j] = pad
 		}
 		copy(ro.tokens[i*T:], s)
 		ro.validLen[i] = int32(len(s))
@@ -551,24 +573,32 @@ func collect(ms *ppoModels, tok tokenizer.Tokenizer, prompts [][]int32, cfg PPOC
 		}
 		ro.lastIdx[i] = int32(len(s) - 2)
 	}
+	return ro, genTokens, nil
+}
+
+// scoreRollout runs the rollout through the four models: the policy's and
+// the reference's log-probs of each response token, the value of each
+// state, and the reward model's score of each whole response.
+func scoreRollout(ms *ppoModels, ro *rollout) error {
+	var err error
 	if ro.oldLogp, err = forwardAll(ms.policy, ro, false); err != nil {
-		return nil, 0, fmt.Errorf("policy log-probs: %w", err)
+		return fmt.Errorf("policy log-probs: %w", err)
 	}
 	if ro.ref, err = forwardAll(ms.ref, ro, false); err != nil {
-		return nil, 0, fmt.Errorf("reference log-probs: %w", err)
+		return fmt.Errorf("reference log-probs: %w", err)
 	}
 	if ro.values, err = forwardAll(ms.value, ro, true); err != nil {
-		return nil, 0, fmt.Errorf("values: %w", err)
+		return fmt.Errorf("values: %w", err)
 	}
 	rewards, err := forwardAll(ms.reward, ro, true)
 	if err != nil {
-		return nil, 0, fmt.Errorf("reward model: %w", err)
+		return fmt.Errorf("reward model: %w", err)
 	}
-	ro.rawScores = make([]float32, E)
-	for i := range E {
-		ro.rawScores[i] = rewards[i*T+int(ro.validLen[i])-1] // the score at the final token, EOS included
+	ro.rawScores = make([]float32, ro.E)
+	for i := range ro.E {
+		ro.rawScores[i] = rewards[i*ro.T+int(ro.validLen[i])-1] // the score at the final token, EOS included
 	}
-	return ro, genTokens, nil
+	return nil
 }
 
 // finishScores turns the raw scores into the episodes' scores: the

@@ -185,3 +185,75 @@ func TestRolloutTaskScore(t *testing.T) {
 		t.Errorf("no built-in task: %v, want nil", *got)
 	}
 }
+
+// TestPPOIterationIsPPOsIteration: PPOIteration on the same checkpoints,
+// prompts and seed reproduces the metrics of PPO's first two iterations
+// exactly, so what the benchmarks time is what training runs.
+func TestPPOIterationIsPPOsIteration(t *testing.T) {
+	prompts, policy, reward := writePPOFixture(t)
+	cfg := DefaultPPO()
+	cfg.Prompts, cfg.Policy, cfg.Reward, cfg.Out = prompts, policy, reward, t.TempDir()
+	cfg.Iterations, cfg.Episodes, cfg.MiniBatch, cfg.MaxNew = 2, 16, 8, 8
+	tok, _ := tokenizer.New("byte")
+	b := cpu.New(2)
+	if _, err := PPO(context.Background(), b, tok, cfg, RunOptions{Log: zerolog.Nop()}); err != nil {
+		t.Fatal(err)
+	}
+	want := readMetrics(t, cfg.Out, func(m PPOMetrics) int { return m.Step })
+
+	recs, _, err := data.ReadPrompts(prompts, data.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	maxPrompt := 0
+	for _, r := range recs {
+		maxPrompt = max(maxPrompt, len(tok.Encode(r.Prompt)))
+	}
+	T := maxPrompt + cfg.MaxNew + 1
+	load := func(dir string, train bool) *model.Model {
+		c, err := model.ReadConfig(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		host, err := model.LoadHost(dir, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Dropout = 0
+		m, err := model.New(b, c, model.Options{MaxBatch: cfg.MiniBatch, MaxSeq: T, Train: train})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Upload(m.Params.All, host); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	ms := PPOIterationModels{Policy: load(policy, true), Ref: load(policy, false), Value: load(reward, true), Reward: load(reward, false)}
+	it, err := NewPPOIteration(b, ms, cfg, nil, tok.EOS(), tok.Pad())
+	if err != nil {
+		t.Fatal(err)
+	}
+	order := rand.New(rand.NewPCG(cfg.Seed, 0x990)).Perm(len(recs)) // PPO's prompt order
+	for i := 1; i <= cfg.Iterations; i++ {
+		batch := make([][]int32, cfg.Episodes)
+		for k := range batch {
+			batch[k] = tok.Encode(recs[order[((i-1)*cfg.Episodes+k)%len(recs)]].Prompt)
+		}
+		ph, err := it.Run(batch, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, w := ph.Metrics, want[i-1]
+		if g.Score != w.Score || g.KL != w.KL || g.PolicyLoss != w.PolicyLoss || g.ValueLoss != w.ValueLoss ||
+			g.ClipFrac != w.ClipFrac || g.ResponseLen != w.ResponseLen || g.Entropy != w.Entropy {
+			t.Errorf("iteration %d: PPOIteration %+v\nPPO %+v", i, g, w)
+		}
+		if ph.Generate <= 0 || ph.Score <= 0 || ph.Update <= 0 || ph.GenTokens <= 0 || ph.T > T {
+			t.Errorf("iteration %d: phases %+v", i, ph)
+		}
+	}
+	if _, err := it.Run(make([][]int32, 3), 3); err == nil {
+		t.Error("Run accepted 3 prompts for 16 episodes")
+	}
+}

@@ -1,0 +1,107 @@
+package train
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/instructgo/instructgo/gpu"
+	"github.com/instructgo/instructgo/model"
+)
+
+// PPOIteration runs the iterations of PPO's loop on models held in memory,
+// without prompt files, run directory or resume state: the rollout
+// (generation, then the four models' scoring forwards), the advantages and
+// the PPO-ptx update, by the same code PPO runs. The benchmarks time it.
+type PPOIteration struct {
+	b        gpu.Backend
+	ms       *ppoModels
+	dev      *ppoDevice
+	ptx      *WindowSampler
+	cfg      PPOConfig
+	eos, pad int32
+}
+
+// PPOIterationModels are the four networks of an iteration. Policy and
+// Value must be built for training (model.Options.Train) with minibatches
+// of cfg.MiniBatch rows, Ref and Reward may be inference-only; all four
+// hold rows of the longest rollout (prompt + cfg.MaxNew + 1 tokens) and,
+// with ptx, cfg.PtxSeq tokens.
+type PPOIterationModels struct {
+	Policy, Ref, Value, Reward *model.Model
+}
+
+// NewPPOIteration prepares iterations of cfg's hyper-parameters (its file
+// fields are not used) on models: the EMA and the optimizers start from
+// them. ptxText is the token stream the ptx windows are drawn from (nil:
+// no ptx); eos ends a response (−1: responses always run to cfg.MaxNew
+// tokens) and pad fills the rollout's rows.
+func NewPPOIteration(b gpu.Backend, models PPOIterationModels, cfg PPOConfig, ptxText []int32, eos, pad int32) (*PPOIteration, error) {
+	if cfg.Episodes <= 0 || cfg.MiniBatch <= 0 || cfg.Episodes%cfg.MiniBatch != 0 || cfg.MaxNew <= 0 {
+		return nil, fmt.Errorf("ppo iteration: %d episodes in minibatches of %d, %d new tokens", cfg.Episodes, cfg.MiniBatch, cfg.MaxNew)
+	}
+	ms := &ppoModels{policy: models.Policy, ref: models.Ref, value: models.Value, reward: models.Reward}
+	if err := ms.finish(b, cfg); err != nil {
+		return nil, fmt.Errorf("ppo iteration: %w", err)
+	}
+	p := &PPOIteration{b: b, ms: ms, cfg: cfg, eos: eos, pad: pad}
+	ptxTokens := 1
+	if ptxText != nil && cfg.PtxCoef > 0 {
+		var err error
+		if p.ptx, err = NewWindowSampler(ptxText, cfg.PtxSeq, cfg.Seed^0x9e3779b9); err != nil {
+			return nil, fmt.Errorf("ppo iteration: ptx: %w", err)
+		}
+		ptxTokens = cfg.PtxBatch * cfg.PtxSeq
+	}
+	var err error
+	if p.dev, err = newPPODevice(b, cfg.Episodes, models.Policy.MaxSeq(), ptxTokens); err != nil {
+		return nil, fmt.Errorf("ppo iteration: %w", err)
+	}
+	return p, nil
+}
+
+// PPOPhases is what one iteration did and how long each phase took
+// (the update's time includes waiting for the backend to finish).
+type PPOPhases struct {
+	Generate, Score, Update time.Duration
+	GenTokens               int // tokens sampled
+	T                       int // the rollout's row length: prompt + response, right-padded
+	Metrics                 PPOMetrics
+}
+
+// Run runs iteration it (which seeds its sampling and dropout) on one
+// prompt per episode.
+func (p *PPOIteration) Run(prompts [][]int32, it int) (PPOPhases, error) {
+	var ph PPOPhases
+	if len(prompts) != p.cfg.Episodes {
+		return ph, fmt.Errorf("ppo iteration: %d prompts for %d episodes", len(prompts), p.cfg.Episodes)
+	}
+	t0 := time.Now()
+	ro, genTokens, err := generateRollout(p.ms, prompts, p.cfg, gpu.Mix64(p.cfg.Seed, uint64(it)), p.eos, p.pad)
+	if err != nil {
+		return ph, fmt.Errorf("ppo iteration: generate: %w", err)
+	}
+	if ro.T > p.dev.Tmax {
+		return ph, fmt.Errorf("ppo iteration: rollout rows of %d tokens exceed the models' %d", ro.T, p.dev.Tmax)
+	}
+	t1 := time.Now()
+	if err := scoreRollout(p.ms, ro); err != nil {
+		return ph, fmt.Errorf("ppo iteration: %w", err)
+	}
+	ro.finishScores(p.cfg)
+	t2 := time.Now()
+	ph.Metrics = PPOMetrics{Step: it, Beta: float64(p.cfg.KLCoef)}
+	if err := p.dev.advantages(ro, p.cfg, p.cfg.KLCoef); err != nil {
+		return ph, fmt.Errorf("ppo iteration: %w", err)
+	}
+	if err := p.dev.update(p.ms, ro, p.ptx, p.cfg, it, &ph.Metrics); err != nil {
+		return ph, fmt.Errorf("ppo iteration: update: %w", err)
+	}
+	if err := p.b.Sync(); err != nil {
+		return ph, err
+	}
+	t3 := time.Now()
+	fillRolloutMetrics(&ph.Metrics, ro)
+	ph.Generate, ph.Score, ph.Update = t1.Sub(t0), t2.Sub(t1), t3.Sub(t2)
+	ph.GenTokens, ph.T = genTokens, ro.T
+	return ph, nil
+}
