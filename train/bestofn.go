@@ -39,6 +39,9 @@ type BestOfN struct {
 	// differ (ties in the reward count half); Pairs is their number.
 	PairAccuracy float64 `json:"rm_pair_accuracy"`
 	Pairs        int     `json:"pairs"`
+	// PairAccuracyByTask is PairAccuracy on each task's prompts: which
+	// tasks the reward model can judge.
+	PairAccuracyByTask map[string]float64 `json:"rm_pair_accuracy_by_task"`
 }
 
 // BestOfNOptions control MeasureBestOfN.
@@ -160,7 +163,8 @@ func bestOfN(prompts []TaskPrompt, greedy TaskEval, samples []TaskEval, rewards 
 		}
 	}
 	agree := 0.0
-	for i := range P {
+	taskAgree, taskPairs := map[string]float64{}, map[string]int{}
+	for i, p := range prompts {
 		for a := range opt.N {
 			for b := a + 1; b < opt.N; b++ {
 				du := utility[i][a] - utility[i][b]
@@ -168,17 +172,25 @@ func bestOfN(prompts []TaskPrompt, greedy TaskEval, samples []TaskEval, rewards 
 					continue
 				}
 				rep.Pairs++
+				taskPairs[p.Task]++
+				var right float64
 				switch dr := rewards[a][i] - rewards[b][i]; {
 				case dr == 0:
-					agree += 0.5
+					right = 0.5
 				case (dr > 0) == (du > 0):
-					agree++
+					right = 1
 				}
+				agree += right
+				taskAgree[p.Task] += right
 			}
 		}
 	}
 	if rep.Pairs > 0 {
 		rep.PairAccuracy = agree / float64(rep.Pairs)
+	}
+	rep.PairAccuracyByTask = make(map[string]float64, len(taskPairs))
+	for task, n := range taskPairs {
+		rep.PairAccuracyByTask[task] = taskAgree[task] / float64(n)
 	}
 	return rep, nil
 }

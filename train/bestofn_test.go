@@ -81,6 +81,11 @@ func TestBestOfNPicks(t *testing.T) {
 	if pairs != 5 {
 		t.Errorf("the hand count expects 5 pairs with different utility, got %d", pairs)
 	}
+	// Every prompt is a reverse prompt: the per-task split has that one
+	// task, at the overall accuracy.
+	if by := got.PairAccuracyByTask; len(by) != 1 || by["reverse"] != got.PairAccuracy {
+		t.Errorf("pair accuracy by task %v, want reverse %.4f only", by, got.PairAccuracy)
+	}
 	// The ideal pick is correct on both prompts, the RM's only on prompt
 	// 1, so the ideal one wins more often against greedy.
 	if !(got.IdealWin > got.RMWin && got.IdealWin > 0.5) {

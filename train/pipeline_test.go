@@ -77,6 +77,13 @@ func TestPipelineEndToEnd(t *testing.T) {
 	if rep.EvalN != 16 || rep.RM.BestOfN == nil || rep.RM.BestOfN.N != 2 || rep.RM.BestOfN.Prompts != 16 {
 		t.Errorf("report: %d held-out prompts, best-of-n %+v", rep.EvalN, rep.RM.BestOfN)
 	}
+	if bn := rep.RM.BestOfN; bn != nil {
+		for task, acc := range bn.PairAccuracyByTask {
+			if _, ok := rep.SFT.PerTask[task]; !ok || !(acc >= 0 && acc <= 1) {
+				t.Errorf("pair accuracy %v for task %q, which the evaluation lacks", acc, task)
+			}
+		}
+	}
 	if !(rep.Pretrain.ValLoss > 0 && rep.SFTPtxLoss > 0 && rep.PPO.PtxLoss > 0 && rep.Seconds > 0) {
 		t.Errorf("losses and time: %+v", rep)
 	}

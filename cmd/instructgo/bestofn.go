@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
@@ -104,6 +105,14 @@ func runRMBestOfN(c *cli.Context) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(c.App.Writer, "reward model's accuracy on same-prompt sample pairs: %.3f of %d (0.5 is chance)\n", rep.PairAccuracy, rep.Pairs)
-	return err
+	fmt.Fprintf(c.App.Writer, "reward model's accuracy on same-prompt sample pairs: %.3f of %d (0.5 is chance)\n", rep.PairAccuracy, rep.Pairs)
+	tasks := make([]string, 0, len(rep.PairAccuracyByTask))
+	for t := range rep.PairAccuracyByTask {
+		tasks = append(tasks, t)
+	}
+	slices.Sort(tasks)
+	for _, t := range tasks {
+		fmt.Fprintf(c.App.Writer, "  %-8s %.3f\n", t, rep.PairAccuracyByTask[t])
+	}
+	return nil
 }
