@@ -56,23 +56,37 @@ func (b *Backend) AdamW(params, grads, m, v, normSq *gpu.Tensor, h gpu.AdamW) {
 	if normSq != nil {
 		ns = F32(normSq)
 	}
-	scale := float32(adamWGradScale(ns, h))
-	b1, b2 := h.Beta1, h.Beta2
-	c1, c2 := 1-b1, 1-b2
-	ibc1 := float32(1 / (1 - math.Pow(float64(b1), float64(h.Step))))
-	ibc2 := float32(1 / (1 - math.Pow(float64(b2), float64(h.Step))))
-	lr, eps, wd := h.LR, h.Eps, h.WeightDecay
+	k := adamWConsts{scale: float32(adamWGradScale(ns, h)), b1: h.Beta1, c1: 1 - h.Beta1, b2: h.Beta2, c2: 1 - h.Beta2,
+		ibc1: float32(1 / (1 - math.Pow(float64(h.Beta1), float64(h.Step)))),
+		ibc2: float32(1 / (1 - math.Pow(float64(h.Beta2), float64(h.Step)))),
+		eps:  h.Eps, lr: h.LR, wd: h.WeightDecay}
 	ps, gs, ms, vs := F32(params), F32(grads), F32(m), F32(v)
+	kern := activeVec.Load().adamw
 	b.parallelFor(len(ps), ewMinChunk/2, func(lo, hi int) {
-		p, g, mm, vv := ps[lo:hi], gs[lo:hi], ms[lo:hi], vs[lo:hi]
-		g, mm, vv = g[:len(p)], mm[:len(p)], vv[:len(p)]
-		for i, w := range p {
-			gi := g[i] * scale
-			mi := b1*mm[i] + c1*gi
-			vi := b2*vv[i] + c2*gi*gi
-			mm[i], vv[i] = mi, vi
-			den := float32(math.Sqrt(float64(vi*ibc2))) + eps
-			p[i] = w - lr*(mi*ibc1/den+wd*w)
-		}
+		kern(ps[lo:hi], gs[lo:hi], ms[lo:hi], vs[lo:hi], &k)
 	})
+}
+
+// adamWConsts are one update's per-element constants, in the order the
+// assembly kernel reads them: the gradient scale, β1, 1−β1, β2, 1−β2, the
+// bias corrections 1/(1−β1^t) and 1/(1−β2^t), ε, the learning rate and
+// the weight decay.
+type adamWConsts struct {
+	scale, b1, c1, b2, c2, ibc1, ibc2, eps, lr, wd float32
+}
+
+// adamWGeneric is the update of every element of p (g, m, v as long): the
+// float32 operations of gpu.Backend.AdamW in a fixed order, each rounded,
+// which the assembly kernel repeats 8 elements at a time (the square root
+// is correctly rounded either way).
+func adamWGeneric(p, g, m, v []float32, k *adamWConsts) {
+	g, m, v = g[:len(p)], m[:len(p)], v[:len(p)]
+	for i, w := range p {
+		gi := g[i] * k.scale
+		mi := k.b1*m[i] + k.c1*gi
+		vi := k.b2*v[i] + k.c2*gi*gi
+		m[i], v[i] = mi, vi
+		den := float32(math.Sqrt(float64(vi*k.ibc2))) + k.eps
+		p[i] = w - k.lr*(mi*k.ibc1/den+k.wd*w)
+	}
 }

@@ -114,3 +114,36 @@ func TestAdamWErrors(t *testing.T) {
 	requireOpError(t, "normSq length", func(b *Backend) { b.AdamW(f(b, 4), f(b, 4), f(b, 4), f(b, 4), f(b, 2), h) })
 	requireOpError(t, "m aliases v", func(b *Backend) { m := f(b, 4); b.AdamW(f(b, 4), f(b, 4), m, m, nil, h) })
 }
+
+// TestAdamWKernels: every kernel set's AdamW gives the generic kernel's
+// bits (the same float32 operations in the same order; the generic Go is
+// compiled without fused multiply-adds, as at the default GOAMD64), on
+// random moments and gradients of many sizes (whole groups of 8 and
+// tails), including zero and tiny second moments.
+func TestAdamWKernels(t *testing.T) {
+	k := adamWConsts{scale: 0.7, b1: 0.9, c1: 1 - float32(0.9), b2: 0.95, c2: 1 - float32(0.95),
+		ibc1: float32(1 / (1 - math.Pow(0.9, 3))), ibc2: float32(1 / (1 - math.Pow(0.95, 3))),
+		eps: 1e-8, lr: 3e-4, wd: 0.1}
+	for _, kern := range vecKernels() {
+		for _, n := range []int{1, 7, 8, 9, 63, 64, 1001} {
+			r := testRNG(uint64(300 + n))
+			p, g, m := randn(r, n, 1), randn(r, n, 2), randn(r, n, 0.1)
+			v := randn(r, n, 0.01)
+			for i := range v {
+				v[i] *= v[i]
+				if i%5 == 0 {
+					v[i], g[i] = 0, 0 // v̂ = 0: the update is m̂/ε
+				}
+			}
+			want := [4][]float32{append([]float32(nil), p...), g, append([]float32(nil), m...), append([]float32(nil), v...)}
+			adamWGeneric(want[0], want[1], want[2], want[3], &k)
+			kern.adamw(p, g, m, v, &k)
+			for i := range p {
+				if math.Float32bits(p[i]) != math.Float32bits(want[0][i]) || math.Float32bits(m[i]) != math.Float32bits(want[2][i]) ||
+					math.Float32bits(v[i]) != math.Float32bits(want[3][i]) {
+					t.Fatalf("%s, n=%d, element %d: p %v m %v v %v, generic %v %v %v", kern.name, n, i, p[i], m[i], v[i], want[0][i], want[2][i], want[3][i])
+				}
+			}
+		}
+	}
+}

@@ -45,6 +45,9 @@ type vecKernel struct {
 	// (gpu.DropoutUniform(seed, lo+i) < p), else s[i]·scale; len(s) ≥
 	// len(d), d may be s.
 	dropout func(d, s []float32, lo int, p float32, seed uint64, scale float32)
+	// adamw updates p, m, v from g (all of p's length) with the constants
+	// k (adamw.go).
+	adamw func(p, g, m, v []float32, k *adamWConsts)
 }
 
 // vecGeneric is the portable Go kernel set.
@@ -52,7 +55,7 @@ var vecGeneric = &vecKernel{
 	name:    "generic",
 	geluFwd: geluFwdGeneric, geluBwd: geluBwdGeneric, geluMinChunk: ewMinChunk / 4,
 	lsmRowStats: lsmRowStatsGeneric, lsmRowGrad: lsmRowGradGeneric,
-	dropout: dropoutGeneric,
+	dropout: dropoutGeneric, adamw: adamWGeneric,
 }
 
 var activeVec atomic.Pointer[vecKernel]

@@ -23,7 +23,7 @@ var vecAVX2 = &vecKernel{
 	name:    "avx2+fma",
 	geluFwd: geluFwdVecAVX2, geluBwd: geluBwdVecAVX2, geluMinChunk: ewMinChunk,
 	lsmRowStats: lsmRowStatsAVX2, lsmRowGrad: lsmRowGradAVX2,
-	dropout: dropoutVecAVX2,
+	dropout: dropoutVecAVX2, adamw: adamWVecAVX2,
 }
 
 // geluFwdVecAVX2 is geluFwdGeneric on AVX2+FMA: the assembly takes whole
@@ -176,4 +176,21 @@ func dropoutVecAVX2(d, s []float32, lo int, p float32, seed uint64, scale float3
 			d[i] = s[i] * scale
 		}
 	}
+}
+
+// adamWAVX2 is adamWGeneric on i < n (a multiple of 8), 8 elements per
+// step, with the same float32 operations in the same order (no FMA), so
+// the results are the same bits.
+//
+//go:noescape
+func adamWAVX2(pp, gg, mm, vv *float32, n int, k *adamWConsts)
+
+// adamWVecAVX2 runs whole groups of 8 in assembly and the tail in Go.
+func adamWVecAVX2(p, g, m, v []float32, k *adamWConsts) {
+	n8 := len(p) &^ 7
+	if n8 > 0 {
+		g, m, v = g[:len(p)], m[:len(p)], v[:len(p)]
+		adamWAVX2(&p[0], &g[0], &m[0], &v[0], n8, k)
+	}
+	adamWGeneric(p[n8:], g[n8:len(p)], m[n8:len(p)], v[n8:len(p)], k)
 }

@@ -511,3 +511,61 @@ droploop:
 
 dropdone:
 	RET
+
+// func adamWAVX2(pp, gg, mm, vv *float32, n int, k *adamWConsts)
+// One AdamW update of 8 elements per step, the operations of adamWGeneric
+// in its order, each rounded (no FMA):
+//   gi = g·scale; m = b1·m + c1·gi; v = b2·v + (c2·gi)·gi
+//   p = w − lr·((m·ibc1)/(sqrt(v·ibc2) + eps) + wd·w)
+TEXT ·adamWAVX2(SB), NOSPLIT, $0-48
+	MOVQ         pp+0(FP), DI
+	MOVQ         gg+8(FP), SI
+	MOVQ         mm+16(FP), R8
+	MOVQ         vv+24(FP), R9
+	MOVQ         n+32(FP), CX
+	MOVQ         k+40(FP), AX
+	VBROADCASTSS 0(AX), Y0       // scale
+	VBROADCASTSS 4(AX), Y1       // b1
+	VBROADCASTSS 8(AX), Y2       // c1
+	VBROADCASTSS 12(AX), Y3      // b2
+	VBROADCASTSS 16(AX), Y4      // c2
+	VBROADCASTSS 20(AX), Y5      // ibc1
+	VBROADCASTSS 24(AX), Y6      // ibc2
+	VBROADCASTSS 28(AX), Y7      // eps
+	VBROADCASTSS 32(AX), Y8      // lr
+	VBROADCASTSS 36(AX), Y9      // wd
+	SHRQ         $3, CX
+	JZ           adamwdone
+
+adamwloop:
+	VMULPS  (SI), Y0, Y10        // gi
+	VMULPS  (R8), Y1, Y11        // b1·m
+	VMULPS  Y10, Y2, Y12         // c1·gi
+	VADDPS  Y12, Y11, Y11        // m
+	VMOVUPS Y11, (R8)
+	VMULPS  (R9), Y3, Y12        // b2·v
+	VMULPS  Y10, Y4, Y13         // c2·gi
+	VMULPS  Y10, Y13, Y13        // ·gi
+	VADDPS  Y13, Y12, Y12        // v
+	VMOVUPS Y12, (R9)
+	VMULPS  Y6, Y12, Y13         // v·ibc2
+	VSQRTPS Y13, Y13
+	VADDPS  Y7, Y13, Y13         // den
+	VMULPS  Y5, Y11, Y11         // m·ibc1
+	VDIVPS  Y13, Y11, Y11        // /den
+	VMOVUPS (DI), Y14            // w
+	VMULPS  Y14, Y9, Y15         // wd·w
+	VADDPS  Y15, Y11, Y11
+	VMULPS  Y11, Y8, Y11         // lr·(…)
+	VSUBPS  Y11, Y14, Y14        // w − lr·(…)
+	VMOVUPS Y14, (DI)
+	ADDQ    $32, DI
+	ADDQ    $32, SI
+	ADDQ    $32, R8
+	ADDQ    $32, R9
+	DECQ    CX
+	JNZ     adamwloop
+
+adamwdone:
+	VZEROUPPER
+	RET
