@@ -48,6 +48,12 @@ type vecKernel struct {
 	// adamw updates p, m, v from g (all of p's length) with the constants
 	// k (adamw.go).
 	adamw func(p, g, m, v []float32, k *adamWConsts)
+	// The layernorm forward's row kernels (layernorm.go): Σ x and
+	// Σ (x − m)² in float64 with four accumulators (element i goes to
+	// accumulator i mod 4, summed (0+1)+(2+3)), and the normalisation.
+	lnSum   func(x []float32) float64
+	lnSqDev func(x []float32, m float64) float64
+	lnNorm  func(o, x, w, b []float32, m, rstd float64)
 }
 
 // vecGeneric is the portable Go kernel set.
@@ -56,6 +62,7 @@ var vecGeneric = &vecKernel{
 	geluFwd: geluFwdGeneric, geluBwd: geluBwdGeneric, geluMinChunk: ewMinChunk / 4,
 	lsmRowStats: lsmRowStatsGeneric, lsmRowGrad: lsmRowGradGeneric,
 	dropout: dropoutGeneric, adamw: adamWGeneric,
+	lnSum: rowSum64, lnSqDev: rowSqDev64, lnNorm: lnNormGeneric,
 }
 
 var activeVec atomic.Pointer[vecKernel]

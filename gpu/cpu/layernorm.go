@@ -48,18 +48,15 @@ func (b *Backend) LayerNormForward(out, mean, rstd, inp, weight, bias *gpu.Tenso
 		rs = F32(rstd)
 	}
 	inv := 1 / float64(c)
+	k := activeVec.Load()
 	b.parallelFor(n, max(1, ewMinChunk/c), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			x := xs[r*c : (r+1)*c]
 			o := os[r*c : (r+1)*c]
-			m := rowSum64(x) * inv
-			ss := rowSqDev64(x, m)
+			m := k.lnSum(x) * inv
+			ss := k.lnSqDev(x, m)
 			rsd := 1 / math.Sqrt(ss*inv+layerNormEps)
-			w, bb := ws[:len(x)], bs[:len(x)]
-			o = o[:len(x)]
-			for j, v := range x {
-				o[j] = float32((float64(v)-m)*rsd*float64(w[j]) + float64(bb[j]))
-			}
+			k.lnNorm(o, x, ws, bs, m, rsd)
 			if ms != nil {
 				ms[r] = float32(m)
 			}
@@ -146,6 +143,15 @@ func rowSum64(x []float32) float64 {
 		s0 += float64(x[i])
 	}
 	return (s0 + s1) + (s2 + s3)
+}
+
+// lnNormGeneric writes o[j] = ((x[j] − m)·rstd)·w[j] + b[j], computed in
+// float64 and rounded once; len(o), len(w), len(b) ≥ len(x).
+func lnNormGeneric(o, x, w, b []float32, m, rstd float64) {
+	o, w, b = o[:len(x)], w[:len(x)], b[:len(x)]
+	for j, v := range x {
+		o[j] = float32((float64(v)-m)*rstd*float64(w[j]) + float64(b[j]))
+	}
 }
 
 // rowSqDev64 is Σ (x − m)² in float64 with four independent accumulators.

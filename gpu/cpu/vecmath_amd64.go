@@ -24,6 +24,7 @@ var vecAVX2 = &vecKernel{
 	geluFwd: geluFwdVecAVX2, geluBwd: geluBwdVecAVX2, geluMinChunk: ewMinChunk,
 	lsmRowStats: lsmRowStatsAVX2, lsmRowGrad: lsmRowGradAVX2,
 	dropout: dropoutVecAVX2, adamw: adamWVecAVX2,
+	lnSum: rowSum64AVX2, lnSqDev: rowSqDev64AVX2, lnNorm: lnNormVecAVX2,
 }
 
 // geluFwdVecAVX2 is geluFwdGeneric on AVX2+FMA: the assembly takes whole
@@ -193,4 +194,54 @@ func adamWVecAVX2(p, g, m, v []float32, k *adamWConsts) {
 		adamWAVX2(&p[0], &g[0], &m[0], &v[0], n8, k)
 	}
 	adamWGeneric(p[n8:], g[n8:len(p)], m[n8:len(p)], v[n8:len(p)], k)
+}
+
+// lnSumsAVX2 adds x[i], or (x[i] − m)² with sq, for i < n (a multiple of 4)
+// into acc[i mod 4], in float64, in order: rowSum64's and rowSqDev64's
+// accumulators.
+//
+//go:noescape
+func lnSumsAVX2(x *float32, n int, m float64, sq bool, acc *[4]float64)
+
+// lnNormAVX2 is lnNormGeneric on i < n (a multiple of 4), with the same
+// float64 operations in the same order.
+//
+//go:noescape
+func lnNormAVX2(o, x, w, b *float32, n int, m, rstd float64)
+
+// rowSum64AVX2 is rowSum64: the same four accumulators, the same bits.
+func rowSum64AVX2(x []float32) float64 {
+	var acc [4]float64
+	n4 := len(x) &^ 3
+	if n4 > 0 {
+		lnSumsAVX2(&x[0], n4, 0, false, &acc)
+	}
+	for _, v := range x[n4:] {
+		acc[0] += float64(v)
+	}
+	return (acc[0] + acc[1]) + (acc[2] + acc[3])
+}
+
+// rowSqDev64AVX2 is rowSqDev64: the same four accumulators, the same bits.
+func rowSqDev64AVX2(x []float32, m float64) float64 {
+	var acc [4]float64
+	n4 := len(x) &^ 3
+	if n4 > 0 {
+		lnSumsAVX2(&x[0], n4, m, true, &acc)
+	}
+	for _, v := range x[n4:] {
+		d := float64(v) - m
+		acc[0] += d * d
+	}
+	return (acc[0] + acc[1]) + (acc[2] + acc[3])
+}
+
+// lnNormVecAVX2 runs whole groups of 4 in assembly and the tail in Go.
+func lnNormVecAVX2(o, x, w, b []float32, m, rstd float64) {
+	n4 := len(x) &^ 3
+	if n4 > 0 {
+		o, w, b = o[:len(x)], w[:len(x)], b[:len(x)]
+		lnNormAVX2(&o[0], &x[0], &w[0], &b[0], n4, m, rstd)
+	}
+	lnNormGeneric(o[n4:], x[n4:], w[n4:], b[n4:], m, rstd)
 }

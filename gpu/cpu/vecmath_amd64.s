@@ -569,3 +569,76 @@ adamwloop:
 adamwdone:
 	VZEROUPPER
 	RET
+
+// func lnSumsAVX2(x *float32, n int, m float64, sq bool, acc *[4]float64)
+// acc[i mod 4] += x[i] (sq false) or (x[i] − m)² (sq true) for i < n, a
+// multiple of 4, in float64, in order: 4 floats widened per step, one
+// accumulator per lane.
+TEXT ·lnSumsAVX2(SB), NOSPLIT, $0-40
+	MOVQ         x+0(FP), SI
+	MOVQ         n+8(FP), CX
+	VBROADCASTSD m+16(FP), Y2
+	MOVBLZX      sq+24(FP), DX
+	MOVQ         acc+32(FP), AX
+	VMOVUPD      (AX), Y0
+	SHRQ         $2, CX
+	JZ           lnsumsdone
+	TESTQ        DX, DX
+	JNZ          lnsqloop
+
+lnsumloop:
+	VCVTPS2PD (SI), Y1
+	VADDPD    Y1, Y0, Y0
+	ADDQ      $16, SI
+	DECQ      CX
+	JNZ       lnsumloop
+	JMP       lnsumsdone
+
+lnsqloop:
+	VCVTPS2PD (SI), Y1
+	VSUBPD    Y2, Y1, Y1         // x − m
+	VMULPD    Y1, Y1, Y1         // (x − m)²
+	VADDPD    Y1, Y0, Y0
+	ADDQ      $16, SI
+	DECQ      CX
+	JNZ       lnsqloop
+
+lnsumsdone:
+	VMOVUPD Y0, (AX)
+	VZEROUPPER
+	RET
+
+// func lnNormAVX2(o, x, w, b *float32, n int, m, rstd float64)
+// o[i] = float32(((x[i] − m)·rstd)·w[i] + b[i]) in float64 for i < n, a
+// multiple of 4 (no FMA: the Go loop's operations and roundings).
+TEXT ·lnNormAVX2(SB), NOSPLIT, $0-56
+	MOVQ         o+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         w+16(FP), R8
+	MOVQ         b+24(FP), R9
+	MOVQ         n+32(FP), CX
+	VBROADCASTSD m+40(FP), Y2
+	VBROADCASTSD rstd+48(FP), Y3
+	SHRQ         $2, CX
+	JZ           lnnormdone
+
+lnnormloop:
+	VCVTPS2PD (SI), Y0
+	VSUBPD    Y2, Y0, Y0         // x − m
+	VMULPD    Y3, Y0, Y0         // ·rstd
+	VCVTPS2PD (R8), Y1
+	VMULPD    Y1, Y0, Y0         // ·w
+	VCVTPS2PD (R9), Y1
+	VADDPD    Y1, Y0, Y0         // + b
+	VCVTPD2PSY Y0, X0
+	VMOVUPS   X0, (DI)
+	ADDQ      $16, SI
+	ADDQ      $16, R8
+	ADDQ      $16, R9
+	ADDQ      $16, DI
+	DECQ      CX
+	JNZ       lnnormloop
+
+lnnormdone:
+	VZEROUPPER
+	RET

@@ -342,3 +342,34 @@ func TestLsmKernelsAgree(t *testing.T) {
 		}
 	}
 }
+
+// TestLayerNormRowKernels: every kernel set's layernorm row kernels give
+// the generic ones' bits (the same float64 operations and accumulators),
+// on rows of many lengths (groups of 4 and tails) with an offset and a
+// spread like activations'.
+func TestLayerNormRowKernels(t *testing.T) {
+	for _, k := range vecKernels() {
+		for _, n := range []int{1, 3, 4, 5, 8, 31, 128, 771} {
+			r := testRNG(uint64(500 + n))
+			x, w, b := randn(r, n, 3), randn(r, n, 1), randn(r, n, 0.5)
+			for i := range x {
+				x[i] += 2.5 // a mean far from 0
+			}
+			s, sw := k.lnSum(x), rowSum64(x)
+			m := s / float64(n)
+			q, qw := k.lnSqDev(x, m), rowSqDev64(x, m)
+			rstd := 1 / math.Sqrt(qw/float64(n)+1e-5)
+			o, ow := make([]float32, n), make([]float32, n)
+			k.lnNorm(o, x, w, b, m, rstd)
+			lnNormGeneric(ow, x, w, b, m, rstd)
+			if math.Float64bits(s) != math.Float64bits(sw) || math.Float64bits(q) != math.Float64bits(qw) {
+				t.Fatalf("%s n=%d: sums %v %v, generic %v %v", k.name, n, s, q, sw, qw)
+			}
+			for i := range o {
+				if math.Float32bits(o[i]) != math.Float32bits(ow[i]) {
+					t.Fatalf("%s n=%d element %d: %v, generic %v", k.name, n, i, o[i], ow[i])
+				}
+			}
+		}
+	}
+}
