@@ -54,6 +54,10 @@ type vecKernel struct {
 	lnSum   func(x []float32) float64
 	lnSqDev func(x []float32, m float64) float64
 	lnNorm  func(o, x, w, b []float32, m, rstd float64)
+	// The backward's: Σ w·dy and Σ w·dy·norm with two accumulators
+	// (even and odd elements), and the per-element gradients.
+	lnBwdSums func(x, dy, w []float32, m, rstd float64) (sumD, sumDN float64)
+	lnBwdRow  func(dx, x, dy, w []float32, pw, pb []float64, m, rstd, meanD, meanDN float64)
 }
 
 // vecGeneric is the portable Go kernel set.
@@ -63,6 +67,7 @@ var vecGeneric = &vecKernel{
 	lsmRowStats: lsmRowStatsGeneric, lsmRowGrad: lsmRowGradGeneric,
 	dropout: dropoutGeneric, adamw: adamWGeneric,
 	lnSum: rowSum64, lnSqDev: rowSqDev64, lnNorm: lnNormGeneric,
+	lnBwdSums: lnBackwardSums, lnBwdRow: lnBwdRowGeneric,
 }
 
 var activeVec atomic.Pointer[vecKernel]

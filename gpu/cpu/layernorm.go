@@ -92,6 +92,7 @@ func (b *Backend) LayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mea
 	dys, xs, ws, ms, rs := F32(dout), F32(inp), F32(weight), F32(mean), F32(rstd)
 	inv := 1 / float64(c)
 	count, size := b.workChunks(n, max(1, ewMinChunk/c))
+	kern := activeVec.Load()
 	// partial holds, per chunk of rows, C sums for dweight then C for dbias.
 	partial := make([]float64, count*2*c)
 	b.parallelFor(count, 1, func(k0, k1 int) {
@@ -105,16 +106,8 @@ func (b *Backend) LayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mea
 				w := ws[:len(x)]
 				m, rsd := float64(ms[r]), float64(rs[r])
 				// dnorm = w·dy; dx = rstd·(dnorm − mean(dnorm) − norm·mean(dnorm·norm)).
-				sumD, sumDN := lnBackwardSums(x, dy, w, m, rsd)
-				meanD, meanDN := sumD*inv, sumDN*inv
-				pw, pb := pw[:len(x)], pb[:len(x)]
-				for j, v := range x {
-					nrm := (float64(v) - m) * rsd
-					g := float64(dy[j])
-					pw[j] += nrm * g
-					pb[j] += g
-					dx[j] += float32((float64(w[j])*g - meanD - nrm*meanDN) * rsd)
-				}
+				sumD, sumDN := kern.lnBwdSums(x, dy, w, m, rsd)
+				kern.lnBwdRow(dx, x, dy, w, pw, pb, m, rsd, sumD*inv, sumDN*inv)
 			}
 		}
 	})
@@ -170,6 +163,21 @@ func rowSqDev64(x []float32, m float64) float64 {
 		s0 += d * d
 	}
 	return (s0 + s1) + (s2 + s3)
+}
+
+// lnBwdRowGeneric accumulates a row's dweight and dbias terms into pw and
+// pb (float64) and adds its input gradient to dx:
+// dx += rstd·(w·dy − meanD − norm·meanDN), norm = (x − m)·rstd; every slice
+// at least as long as x.
+func lnBwdRowGeneric(dx, x, dy, w []float32, pw, pb []float64, m, rstd, meanD, meanDN float64) {
+	dx, dy, w, pw, pb = dx[:len(x)], dy[:len(x)], w[:len(x)], pw[:len(x)], pb[:len(x)]
+	for j, v := range x {
+		nrm := (float64(v) - m) * rstd
+		g := float64(dy[j])
+		pw[j] += nrm * g
+		pb[j] += g
+		dx[j] += float32((float64(w[j])*g - meanD - nrm*meanDN) * rstd)
+	}
 }
 
 // lnBackwardSums returns Σ dnorm and Σ dnorm·norm over a row, with

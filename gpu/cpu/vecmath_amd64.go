@@ -25,6 +25,7 @@ var vecAVX2 = &vecKernel{
 	lsmRowStats: lsmRowStatsAVX2, lsmRowGrad: lsmRowGradAVX2,
 	dropout: dropoutVecAVX2, adamw: adamWVecAVX2,
 	lnSum: rowSum64AVX2, lnSqDev: rowSqDev64AVX2, lnNorm: lnNormVecAVX2,
+	lnBwdSums: lnBackwardSumsAVX2, lnBwdRow: lnBwdRowVecAVX2,
 }
 
 // geluFwdVecAVX2 is geluFwdGeneric on AVX2+FMA: the assembly takes whole
@@ -244,4 +245,45 @@ func lnNormVecAVX2(o, x, w, b []float32, m, rstd float64) {
 		lnNormAVX2(&o[0], &x[0], &w[0], &b[0], n4, m, rstd)
 	}
 	lnNormGeneric(o[n4:], x[n4:], w[n4:], b[n4:], m, rstd)
+}
+
+// lnBwdSumsAVX2 accumulates, for i < n (even), a = w[i]·dy[i] into
+// acc[i mod 2] and a·((x[i] − m)·rstd) into acc[2 + i mod 2], in float64,
+// in order: lnBackwardSums's accumulators, two lanes of an XMM register.
+//
+//go:noescape
+func lnBwdSumsAVX2(x, dy, w *float32, n int, m, rstd float64, acc *[4]float64)
+
+// lnBwdRowAVX2 is lnBwdRowGeneric on i < n (a multiple of 4), with the
+// same float64 operations in the same order and the float32 add of dx.
+//
+//go:noescape
+func lnBwdRowAVX2(dx, x, dy, w *float32, pw, pb *float64, n int, m, rstd, meanD, meanDN float64)
+
+// lnBackwardSumsAVX2 is lnBackwardSums: the same accumulators, the same
+// bits.
+func lnBackwardSumsAVX2(x, dy, w []float32, m, rstd float64) (sumD, sumDN float64) {
+	var acc [4]float64
+	n2 := len(x) &^ 1
+	if n2 > 0 {
+		dy, w = dy[:len(x)], w[:len(x)]
+		lnBwdSumsAVX2(&x[0], &dy[0], &w[0], n2, m, rstd, &acc)
+	}
+	if n2 < len(x) {
+		i := n2
+		a := float64(w[i]) * float64(dy[i])
+		acc[0] += a
+		acc[2] += a * ((float64(x[i]) - m) * rstd)
+	}
+	return acc[0] + acc[1], acc[2] + acc[3]
+}
+
+// lnBwdRowVecAVX2 runs whole groups of 4 in assembly and the tail in Go.
+func lnBwdRowVecAVX2(dx, x, dy, w []float32, pw, pb []float64, m, rstd, meanD, meanDN float64) {
+	n4 := len(x) &^ 3
+	if n4 > 0 {
+		dx, dy, w, pw, pb = dx[:len(x)], dy[:len(x)], w[:len(x)], pw[:len(x)], pb[:len(x)]
+		lnBwdRowAVX2(&dx[0], &x[0], &dy[0], &w[0], &pw[0], &pb[0], n4, m, rstd, meanD, meanDN)
+	}
+	lnBwdRowGeneric(dx[n4:], x[n4:], dy[n4:], w[n4:], pw[n4:], pb[n4:], m, rstd, meanD, meanDN)
 }

@@ -642,3 +642,91 @@ lnnormloop:
 lnnormdone:
 	VZEROUPPER
 	RET
+
+// func lnBwdSumsAVX2(x, dy, w *float32, n int, m, rstd float64, acc *[4]float64)
+// For pairs i, i+1 < n (n even), in float64 and in order, lane l = i mod 2:
+//   a = w·dy;  acc[l] += a;  acc[2+l] += a·((x − m)·rstd)
+TEXT ·lnBwdSumsAVX2(SB), NOSPLIT, $0-56
+	MOVQ         x+0(FP), SI
+	MOVQ         dy+8(FP), DX
+	MOVQ         w+16(FP), R8
+	MOVQ         n+24(FP), CX
+	VMOVDDUP     m+32(FP), X4
+	VMOVDDUP     rstd+40(FP), X5
+	MOVQ         acc+48(FP), AX
+	VMOVUPD      (AX), X6        // d0 d1
+	VMOVUPD      16(AX), X7      // n0 n1
+	SHRQ         $1, CX
+	JZ           lnbsumsdone
+
+lnbsumsloop:
+	VCVTPS2PD (R8), X1           // w
+	VCVTPS2PD (DX), X2           // dy
+	VMULPD    X2, X1, X1         // a = w·dy
+	VADDPD    X1, X6, X6
+	VCVTPS2PD (SI), X3           // x
+	VSUBPD    X4, X3, X3         // x − m
+	VMULPD    X5, X3, X3         // ·rstd
+	VMULPD    X3, X1, X3         // a·norm
+	VADDPD    X3, X7, X7
+	ADDQ      $8, SI
+	ADDQ      $8, DX
+	ADDQ      $8, R8
+	DECQ      CX
+	JNZ       lnbsumsloop
+
+lnbsumsdone:
+	VMOVUPD X6, (AX)
+	VMOVUPD X7, 16(AX)
+	RET
+
+// func lnBwdRowAVX2(dx, x, dy, w *float32, pw, pb *float64, n int, m, rstd, meanD, meanDN float64)
+// For i < n (a multiple of 4), 4 per step, in float64 and the Go loop's order:
+//   norm = (x − m)·rstd;  pw += norm·dy;  pb += dy
+//   dx = dx + float32(((w·dy − meanD) − norm·meanDN)·rstd)   (float32 add)
+TEXT ·lnBwdRowAVX2(SB), NOSPLIT, $0-88
+	MOVQ         dx+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         dy+16(FP), DX
+	MOVQ         w+24(FP), R8
+	MOVQ         pw+32(FP), R9
+	MOVQ         pb+40(FP), R10
+	MOVQ         n+48(FP), CX
+	VBROADCASTSD m+56(FP), Y8
+	VBROADCASTSD rstd+64(FP), Y9
+	VBROADCASTSD meanD+72(FP), Y10
+	VBROADCASTSD meanDN+80(FP), Y11
+	SHRQ         $2, CX
+	JZ           lnbrowdone
+
+lnbrowloop:
+	VCVTPS2PD (SI), Y0           // x
+	VSUBPD    Y8, Y0, Y0         // x − m
+	VMULPD    Y9, Y0, Y0         // norm
+	VCVTPS2PD (DX), Y1           // g = dy
+	VMULPD    Y1, Y0, Y2         // norm·g
+	VADDPD    (R9), Y2, Y2       // pw + norm·g
+	VMOVUPD   Y2, (R9)
+	VADDPD    (R10), Y1, Y3      // pb + g
+	VMOVUPD   Y3, (R10)
+	VCVTPS2PD (R8), Y4           // w
+	VMULPD    Y1, Y4, Y4         // w·g
+	VSUBPD    Y10, Y4, Y4        // − meanD
+	VMULPD    Y11, Y0, Y5        // norm·meanDN
+	VSUBPD    Y5, Y4, Y4         // − norm·meanDN
+	VMULPD    Y9, Y4, Y4         // ·rstd
+	VCVTPD2PSY Y4, X4
+	VADDPS    (DI), X4, X4       // dx + …
+	VMOVUPS   X4, (DI)
+	ADDQ      $16, SI
+	ADDQ      $16, DX
+	ADDQ      $16, R8
+	ADDQ      $32, R9
+	ADDQ      $32, R10
+	ADDQ      $16, DI
+	DECQ      CX
+	JNZ       lnbrowloop
+
+lnbrowdone:
+	VZEROUPPER
+	RET

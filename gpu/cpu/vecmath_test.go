@@ -373,3 +373,36 @@ func TestLayerNormRowKernels(t *testing.T) {
 		}
 	}
 }
+
+// TestLayerNormBackwardRowKernels: every kernel set's layernorm backward
+// row kernels give the generic ones' bits, on rows of many lengths (odd,
+// groups of 4 and tails), accumulating into non-zero partial sums and
+// input gradients.
+func TestLayerNormBackwardRowKernels(t *testing.T) {
+	for _, k := range vecKernels() {
+		for _, n := range []int{1, 2, 3, 4, 5, 9, 128, 771} {
+			r := testRNG(uint64(700 + n))
+			x, dy, w := randn(r, n, 3), randn(r, n, 1), randn(r, n, 1)
+			m, rstd := 0.3, 0.7
+			d, dn := k.lnBwdSums(x, dy, w, m, rstd)
+			dw, dnw := lnBackwardSums(x, dy, w, m, rstd)
+			if math.Float64bits(d) != math.Float64bits(dw) || math.Float64bits(dn) != math.Float64bits(dnw) {
+				t.Fatalf("%s n=%d: sums %v %v, generic %v %v", k.name, n, d, dn, dw, dnw)
+			}
+			dx := randn(r, n, 1)
+			pw, pb := make([]float64, n), make([]float64, n)
+			for i := range pw {
+				pw[i], pb[i] = float64(dx[i])*0.5, float64(dx[i])*-0.25
+			}
+			dxW, pwW, pbW := append([]float32(nil), dx...), append([]float64(nil), pw...), append([]float64(nil), pb...)
+			k.lnBwdRow(dx, x, dy, w, pw, pb, m, rstd, d/float64(n), dn/float64(n))
+			lnBwdRowGeneric(dxW, x, dy, w, pwW, pbW, m, rstd, d/float64(n), dn/float64(n))
+			for i := range dx {
+				if math.Float32bits(dx[i]) != math.Float32bits(dxW[i]) || math.Float64bits(pw[i]) != math.Float64bits(pwW[i]) ||
+					math.Float64bits(pb[i]) != math.Float64bits(pbW[i]) {
+					t.Fatalf("%s n=%d element %d: dx %v pw %v pb %v, generic %v %v %v", k.name, n, i, dx[i], pw[i], pb[i], dxW[i], pwW[i], pbW[i])
+				}
+			}
+		}
+	}
+}
