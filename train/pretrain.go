@@ -128,16 +128,11 @@ func Pretrain(ctx context.Context, b gpu.Backend, enc Encoder, cfg PretrainConfi
 		sampler.Seek(st.Epoch, st.Next)
 		log.Info().Int("step", st.Step).Str("dir", cfg.Out).Msg("resuming")
 	} else {
-		host := model.InitGPT2(cfg.Model, cfg.Seed)
-		if cfg.Init != "" {
-			if host, err = model.LoadHost(cfg.Init, cfg.Model); err != nil {
-				return nil, fmt.Errorf("pretrain: %w", err)
-			}
-		}
-		if err := b.Upload(m.Params.All, host); err != nil {
+		host, err := initialLM(cfg.Model, cfg.Init, cfg.Seed)
+		if err != nil {
 			return nil, fmt.Errorf("pretrain: %w", err)
 		}
-		if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, RunConfigFile), cfg); err != nil {
+		if err := startRun(b, m, host, cfg.Out, cfg); err != nil {
 			return nil, fmt.Errorf("pretrain: %w", err)
 		}
 	}

@@ -290,10 +290,7 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 		if err != nil {
 			return nil, fmt.Errorf("rm: %w", err)
 		}
-		if err := b.Upload(m.Params.All, host); err != nil {
-			return nil, fmt.Errorf("rm: %w", err)
-		}
-		if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, RunConfigFile), cfg); err != nil {
+		if err := startRun(b, m, host, cfg.Out, cfg); err != nil {
 			return nil, fmt.Errorf("rm: %w", err)
 		}
 	}

@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/instructgo/instructgo/gpu"
+	"github.com/instructgo/instructgo/model"
+	"github.com/instructgo/instructgo/model/atomicfile"
 )
 
 // Files of a run directory besides the checkpoint's own (model.ConfigFile,
@@ -58,4 +62,22 @@ func (m *Metrics) Close() error {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	return m.f.Close()
+}
+
+// startRun begins a fresh (not resumed) run in dir: it uploads the initial
+// weights host into m and records cfg as the run's run_config.json.
+func startRun(b gpu.Backend, m *model.Model, host []float32, dir string, cfg any) error {
+	if err := b.Upload(m.Params.All, host); err != nil {
+		return err
+	}
+	return atomicfile.WriteJSON(filepath.Join(dir, RunConfigFile), cfg)
+}
+
+// initialLM returns a language model's starting weights: the checkpoint in
+// init when it is set, else GPT-2's initialisation of c drawn with seed.
+func initialLM(c model.Config, init string, seed uint64) ([]float32, error) {
+	if init != "" {
+		return model.LoadHost(init, c)
+	}
+	return model.InitGPT2(c, seed), nil
 }
