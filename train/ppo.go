@@ -314,6 +314,7 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 	if err != nil {
 		return nil, fmt.Errorf("ppo: %w", err)
 	}
+	iter := &PPOIteration{b: b, ms: ms, dev: dev, ptx: ptx, cfg: cfg, eos: tok.EOS(), pad: tok.Pad()}
 
 	sum := &PPOSummary{Iterations: st.Iteration, Episodes: st.Iteration * cfg.Episodes, First: st.First, Last: st.Last}
 	// Time is counted from segStart, the last save (or the start), so
@@ -352,34 +353,33 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 			batch[i], recs[i] = promptIDs[order[st.PromptNext]], prompts[order[st.PromptNext]]
 			st.PromptNext++
 		}
-		rec := PPOMetrics{Step: it, Beta: st.Beta}
-		t0 := time.Now()
-		ro, genTokens, err := collect(ms, tok, batch, cfg, gpu.Mix64(cfg.Seed, uint64(it)))
+		// Between scoring and the update: the rollouts' ground-truth task
+		// score, and a test's scorer.
+		var taskScore *float64
+		rescore := func(ro *rollout) error {
+			responses := ro.responses(tok)
+			taskScore = rolloutTaskScore(recs, responses)
+			if hooks.scorer != nil {
+				var err error
+				if ro.rawScores, err = hooks.scorer(recs, responses, ro.rawScores); err != nil {
+					return fmt.Errorf("score: %w", err)
+				}
+				if len(ro.rawScores) != ro.E {
+					return fmt.Errorf("%d scores for %d episodes", len(ro.rawScores), ro.E)
+				}
+			}
+			return nil
+		}
+		ph, err := iter.run(batch, it, st.Beta, rescore)
 		if err != nil {
-			return nil, fmt.Errorf("ppo iteration %d: rollout: %w", it, err)
-		}
-		if hooks.scorer != nil {
-			if ro.rawScores, err = hooks.scorer(recs, ro.responses(tok), ro.rawScores); err != nil {
-				return nil, fmt.Errorf("ppo iteration %d: score: %w", it, err)
-			}
-			if len(ro.rawScores) != ro.E {
-				return nil, fmt.Errorf("ppo iteration %d: %d scores for %d episodes", it, len(ro.rawScores), ro.E)
-			}
-		}
-		ro.finishScores(cfg)
-		rec.TaskScore = rolloutTaskScore(recs, ro.responses(tok))
-		rec.GenSeconds = time.Since(t0).Seconds()
-		rec.GenTokensSec = float64(genTokens) / rec.GenSeconds
-		t1 := time.Now()
-		if err := dev.advantages(ro, cfg, float32(st.Beta)); err != nil {
 			return nil, fmt.Errorf("ppo iteration %d: %w", it, err)
 		}
-		if err := dev.update(ms, ro, ptx, cfg, it, &rec); err != nil {
-			return nil, fmt.Errorf("ppo iteration %d: update: %w", it, err)
-		}
-		rec.TrainSeconds = time.Since(t1).Seconds()
+		rec := ph.Metrics
+		rec.TaskScore = taskScore
+		rec.GenSeconds = (ph.Generate + ph.Score).Seconds()
+		rec.GenTokensSec = float64(ph.GenTokens) / rec.GenSeconds
+		rec.TrainSeconds = ph.Update.Seconds()
 		rec.Elapsed = elapsed()
-		fillRolloutMetrics(&rec, ro)
 		if math.IsNaN(rec.PolicyLoss) || math.IsNaN(rec.ValueLoss) || math.IsNaN(rec.Score) {
 			return nil, fmt.Errorf("ppo iteration %d: a loss is NaN (policy %v, value %v); lower the learning rates; the last saved state in %s is from iteration %d, before it",
 				it, rec.PolicyLoss, rec.ValueLoss, filepath.Join(cfg.Out, ResumeDir), st.Iteration)
@@ -510,17 +510,6 @@ func saveEMAPolicy(b gpu.Backend, dir string, ms *ppoModels) error {
 	}
 	cfg := ms.policy.Cfg
 	return model.SaveHost(dir, cfg, host)
-}
-
-// collect samples responses to the prompts and scores them: the policy's
-// and the reference's log-probs of each response token, the value of each
-// state, and the reward model's score of each whole response.
-func collect(ms *ppoModels, tok tokenizer.Tokenizer, prompts [][]int32, cfg PPOConfig, seed uint64) (*rollout, int, error) {
-	ro, genTokens, err := generateRollout(ms, prompts, cfg, seed, tok.EOS(), tok.Pad())
-	if err != nil {
-		return nil, 0, err
-	}
-	return ro, genTokens, scoreRollout(ms, ro)
 }
 
 // generateRollout samples a response to each prompt with the policy (up to

@@ -505,3 +505,14 @@ func TestPPODiagnoseOverfit(t *testing.T) {
 		t.Logf("epoch %2d: Σ A·Δlogp per episode %.4f; Δ log π(response): positive-advantage episodes %+.3f, negative %+.3f; policy loss %.4f", it, surr, pos/float64(np), neg/float64(nn), rec.PolicyLoss)
 	}
 }
+
+// collect samples responses to the prompts and scores them: the policy's
+// and the reference's log-probs of each response token, the value of each
+// state, and the reward model's score of each whole response.
+func collect(ms *ppoModels, tok tokenizer.Tokenizer, prompts [][]int32, cfg PPOConfig, seed uint64) (*rollout, int, error) {
+	ro, genTokens, err := generateRollout(ms, prompts, cfg, seed, tok.EOS(), tok.Pad())
+	if err != nil {
+		return nil, 0, err
+	}
+	return ro, genTokens, scoreRollout(ms, ro)
+}

@@ -71,30 +71,45 @@ type PPOPhases struct {
 // Run runs iteration it (which seeds its sampling and dropout) on one
 // prompt per episode.
 func (p *PPOIteration) Run(prompts [][]int32, it int) (PPOPhases, error) {
+	return p.run(prompts, it, float64(p.cfg.KLCoef), nil)
+}
+
+// run is Run with the KL coefficient beta (PPO's may adapt) and a hook
+// that sees the scored rollout before the missing-EOS penalty and the
+// update (PPO records the rollouts' task score there; tests replace the
+// reward model's scores). Generate is the sampling; Score the four
+// models' forwards and the hook; Update the advantages and the update,
+// waiting for the backend to finish.
+func (p *PPOIteration) run(prompts [][]int32, it int, beta float64, between func(*rollout) error) (PPOPhases, error) {
 	var ph PPOPhases
 	if len(prompts) != p.cfg.Episodes {
-		return ph, fmt.Errorf("ppo iteration: %d prompts for %d episodes", len(prompts), p.cfg.Episodes)
+		return ph, fmt.Errorf("%d prompts for %d episodes", len(prompts), p.cfg.Episodes)
 	}
 	t0 := time.Now()
 	ro, genTokens, err := generateRollout(p.ms, prompts, p.cfg, gpu.Mix64(p.cfg.Seed, uint64(it)), p.eos, p.pad)
 	if err != nil {
-		return ph, fmt.Errorf("ppo iteration: generate: %w", err)
+		return ph, fmt.Errorf("rollout: %w", err)
 	}
 	if ro.T > p.dev.Tmax {
-		return ph, fmt.Errorf("ppo iteration: rollout rows of %d tokens exceed the models' %d", ro.T, p.dev.Tmax)
+		return ph, fmt.Errorf("rollout rows of %d tokens exceed the models' %d", ro.T, p.dev.Tmax)
 	}
 	t1 := time.Now()
 	if err := scoreRollout(p.ms, ro); err != nil {
-		return ph, fmt.Errorf("ppo iteration: %w", err)
+		return ph, fmt.Errorf("rollout: %w", err)
+	}
+	if between != nil {
+		if err := between(ro); err != nil {
+			return ph, err
+		}
 	}
 	ro.finishScores(p.cfg)
 	t2 := time.Now()
-	ph.Metrics = PPOMetrics{Step: it, Beta: float64(p.cfg.KLCoef)}
-	if err := p.dev.advantages(ro, p.cfg, p.cfg.KLCoef); err != nil {
-		return ph, fmt.Errorf("ppo iteration: %w", err)
+	ph.Metrics = PPOMetrics{Step: it, Beta: beta}
+	if err := p.dev.advantages(ro, p.cfg, float32(beta)); err != nil {
+		return ph, err
 	}
 	if err := p.dev.update(p.ms, ro, p.ptx, p.cfg, it, &ph.Metrics); err != nil {
-		return ph, fmt.Errorf("ppo iteration: update: %w", err)
+		return ph, fmt.Errorf("update: %w", err)
 	}
 	if err := p.b.Sync(); err != nil {
 		return ph, err
