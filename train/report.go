@@ -5,9 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	"gonum.org/v1/plot"
@@ -33,16 +34,6 @@ var reportPlots = []struct {
 	{"rm.png", "Reward model", "", []curve{{StageRM, "loss", "train loss"}, {StageRM, "val_accuracy", "validation accuracy"}}},
 	{"ppo_score.png", "PPO-ptx: reward", "", []curve{{StagePPO, "rm_score", "mean RM score"}, {StagePPO, "task_score", "rollouts' task score (ground truth)"}, {StagePPO, "kl", "KL to SFT (per episode)"}}},
 	{"ppo_losses.png", "PPO-ptx: losses", "", []curve{{StagePPO, "value_loss", "value loss"}, {StagePPO, "ptx_loss", "ptx loss"}, {StagePPO, "clip_frac", "clip fraction"}}},
-}
-
-// sortedKeys returns m's keys in order.
-func sortedKeys(m map[string]float64) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // WriteReport writes dir/report.md with the pipeline's tables and the PNG
@@ -77,7 +68,7 @@ func writeMarkdown(w io.Writer, r *PipelineReport, plots []string) error {
 	f("response to the same prompt (ties count half). The pretraining loss before and after PPO shows\n")
 	f("the alignment tax: %+.4f nats/token (negative: PPO-ptx lowered it).\n\n", r.PPO.PtxLoss-r.SFTPtxLoss)
 	f("## Per task\n\n| task | SFT | PPO | win rate vs SFT |\n| --- | --- | --- | --- |\n")
-	for _, n := range sortedKeys(r.SFT.PerTask) {
+	for _, n := range slices.Sorted(maps.Keys(r.SFT.PerTask)) {
 		f("| %s | %.3f | %.3f | %.3f |\n", n, r.SFT.PerTask[n], r.PPO.PerTask[n], r.PPO.WinRateByTask[n])
 	}
 	f("\n## Stages\n\n| stage | result | seconds |\n| --- | --- | --- |\n")
@@ -108,7 +99,7 @@ func writeMarkdown(w io.Writer, r *PipelineReport, plots []string) error {
 		f("| best of %d by the reward model | %.3f | %.3f |\n| best of %d by the ideal reward | %.3f | %.3f |\n\n", bn.N, bn.ByRM, bn.RMWin, bn.N, bn.Ideal, bn.IdealWin)
 		f("The reward model orders %.3f of the %d same-prompt sample pairs whose utilities differ as the labeler's\n", bn.PairAccuracy, bn.Pairs)
 		f("noise-free utility does (0.5 is chance); by task:\n\n| task | pairs ordered rightly |\n| --- | --- |\n")
-		for _, n := range sortedKeys(bn.PairAccuracyByTask) {
+		for _, n := range slices.Sorted(maps.Keys(bn.PairAccuracyByTask)) {
 			f("| %s | %.3f |\n", n, bn.PairAccuracyByTask[n])
 		}
 		f("\n")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"text/tabwriter"
 
@@ -106,12 +107,7 @@ func runRMBestOfN(c *cli.Context) error {
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "reward model's accuracy on same-prompt sample pairs: %.3f of %d (0.5 is chance)\n", rep.PairAccuracy, rep.Pairs)
-	tasks := make([]string, 0, len(rep.PairAccuracyByTask))
-	for t := range rep.PairAccuracyByTask {
-		tasks = append(tasks, t)
-	}
-	slices.Sort(tasks)
-	for _, t := range tasks {
+	for _, t := range slices.Sorted(maps.Keys(rep.PairAccuracyByTask)) {
 		fmt.Fprintf(c.App.Writer, "  %-8s %.3f\n", t, rep.PairAccuracyByTask[t])
 	}
 	return nil
