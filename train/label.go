@@ -209,18 +209,36 @@ func indexOf(xs []string, x string) int {
 // ({"prompt", "responses", "ranking", "task", "answer"}), replacing the file
 // atomically.
 func WriteComparisons(path string, groups []tasks.Group) error {
-	err := atomicfile.Write(path, func(w io.Writer) error {
-		enc := json.NewEncoder(w)
-		enc.SetEscapeHTML(false)
-		for _, g := range groups {
-			if err := enc.Encode(g); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := atomicfile.Write(path, func(w io.Writer) error { return encodeComparisons(w, groups) }); err != nil {
 		return fmt.Errorf("write comparisons: %w", err)
 	}
 	return nil
+}
+
+// encodeComparisons writes groups to w, one rm.jsonl record per line.
+func encodeComparisons(w io.Writer, groups []tasks.Group) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	for _, g := range groups {
+		if err := enc.Encode(g); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// LoadSampler loads the language model in dir to sample responses to
+// prompts (LabelFromPolicy, GenerateText) in batches of batch rows: the
+// model's own buffers hold the longest prompt (Prefill), the KV cache the
+// rest of the context.
+func LoadSampler(b gpu.Backend, dir string, tok Tokenizer, prompts []data.Prompt, batch int) (*model.Model, error) {
+	c, err := model.ReadConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	longest := 1
+	for _, p := range prompts {
+		longest = max(longest, len(tok.Encode(p.Prompt)))
+	}
+	return model.Load(b, dir, model.Options{MaxBatch: batch, MaxSeq: min(c.MaxSeqLen, longest+1)})
 }

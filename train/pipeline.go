@@ -398,17 +398,7 @@ func labelSFTSamples(b gpu.Backend, tok tokenizer.Tokenizer, sftDir, synthRM, di
 		return LabelStats{}, err
 	}
 	prompts = prompts[:min(n, len(prompts))]
-	c, err := model.ReadConfig(sftDir)
-	if err != nil {
-		return LabelStats{}, err
-	}
-	longest := 1
-	for _, p := range prompts {
-		longest = max(longest, len(tok.Encode(p.Prompt)))
-	}
-	// The model's own buffers hold the prompts (Prefill); the KV cache the
-	// rest.
-	m, err := model.Load(b, sftDir, model.Options{MaxBatch: 64, MaxSeq: min(c.MaxSeqLen, longest+1)})
+	m, err := LoadSampler(b, sftDir, tok, prompts, 64)
 	if err != nil {
 		return LabelStats{}, err
 	}
@@ -426,10 +416,6 @@ func labelSFTSamples(b gpu.Backend, tok tokenizer.Tokenizer, sftDir, synthRM, di
 	if err != nil {
 		return LabelStats{}, err
 	}
-	own, err := os.ReadFile(filepath.Join(dir, "rm_sft.jsonl"))
-	if err != nil {
-		return LabelStats{}, err
-	}
 	err = atomicfile.Write(filepath.Join(dir, "rm_all.jsonl"), func(w io.Writer) error {
 		if _, err := w.Write(synth); err != nil {
 			return err
@@ -439,8 +425,7 @@ func labelSFTSamples(b gpu.Backend, tok tokenizer.Tokenizer, sftDir, synthRM, di
 				return err
 			}
 		}
-		_, err := w.Write(own)
-		return err
+		return encodeComparisons(w, groups)
 	})
 	if err != nil {
 		return LabelStats{}, err

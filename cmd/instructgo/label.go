@@ -111,18 +111,12 @@ func runDataLabel(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("data label: %s: %w", dir, err)
 	}
-	longest := 1
-	for _, p := range prompts {
-		longest = max(longest, len(tok.Encode(p.Prompt)))
-	}
 	b, err := openBackend(c)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	// The model's own buffers only hold prompts (Prefill); the KV cache
-	// holds the rest of the context.
-	m, err := model.Load(b, dir, model.Options{MaxBatch: c.Int("batch"), MaxSeq: min(mcfg.MaxSeqLen, longest+1)})
+	m, err := train.LoadSampler(b, dir, tok, prompts, c.Int("batch"))
 	if err != nil {
 		return err
 	}
