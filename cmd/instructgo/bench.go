@@ -3,12 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
-	"os/signal"
 	"regexp"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -70,7 +67,7 @@ func runBench(c *cli.Context) (err error) {
 			err = fmt.Errorf("close %s backend: %w", choice.Device, cerr)
 		}
 	}()
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptContext(c, "interrupted: stopping after the current measurement (Ctrl-C again to quit at once)")
 	defer stop()
 	opt.Machine = benchMachine(ctx, choice.Device)
 	opt.Log = *logger(c)

@@ -77,37 +77,46 @@ func exact(x float32) float64 {
 }
 
 // runTraining opens the backend and runs a training stage with a context
-// that Ctrl-C or SIGTERM cancels and the command's log and progress view;
-// an interrupted stage (which has saved its state) ends with exit status
-// 130. After the first signal the default handling is back, so a second
-// Ctrl-C ends the program at once, without waiting for work that cannot
-// stop early (sampling a batch, an evaluation) or for the save.
+// that Ctrl-C or SIGTERM cancels (see interruptContext) and the command's
+// log and progress view; an interrupted stage (which has saved its state)
+// ends with exit status 130.
 func runTraining(c *cli.Context, resume bool, run func(ctx context.Context, b gpu.Backend, opt train.RunOptions) error) error {
 	b, err := openBackend(c)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptContext(c, "interrupted: finishing the current step and saving (Ctrl-C again to quit at once, unsaved)")
 	defer stop()
-	log := logger(c)
-	done := make(chan struct{})
-	defer close(done) // before stop, which cancels ctx too
-	go func() {
-		select {
-		case <-done:
-		case <-ctx.Done():
-			stop()
-			if c.Context.Err() == nil {
-				log.Warn().Msg("interrupted: finishing the current step and saving (Ctrl-C again to quit at once, unsaved)")
-			}
-		}
-	}()
-	if err := run(ctx, b, train.RunOptions{Log: *log, Progress: progress(c), Resume: resume}); err != nil {
+	if err := run(ctx, b, train.RunOptions{Log: *logger(c), Progress: progress(c), Resume: resume}); err != nil {
 		if ctx.Err() != nil {
 			return cli.Exit(err.Error(), 130)
 		}
 		return err
 	}
 	return nil
+}
+
+// interruptContext returns a context that the first Ctrl-C or SIGTERM
+// cancels, logging msg. After that signal the default handling is back,
+// so a second Ctrl-C ends the program at once, without waiting for work
+// that cannot stop early (sampling a batch, an evaluation) or for a save.
+// stop releases the signals.
+func interruptContext(c *cli.Context, msg string) (ctx context.Context, stop func()) {
+	ctx, cancel := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			cancel()
+			if c.Context.Err() == nil {
+				logger(c).Warn().Msg(msg)
+			}
+		}
+	}()
+	return ctx, func() {
+		close(done) // before cancel, which ends ctx too
+		cancel()
+	}
 }
