@@ -1,13 +1,18 @@
 package train
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"time"
 
 	"github.com/instructgo/instructgo/gpu"
@@ -40,6 +45,10 @@ type PipelineConfig struct {
 	// 0: rm.jsonl alone.
 	SFTSampleLabels int `json:"sft_sample_labels"`
 }
+
+// PipelineConfigFile is the resolved configuration of a pipeline run, at
+// the top of its directory.
+const PipelineConfigFile = "pipeline_config.json"
 
 // Stage directories of a pipeline run.
 const (
@@ -179,7 +188,11 @@ func Pipeline(ctx context.Context, b gpu.Backend, cfg PipelineConfig, opt RunOpt
 	if cfg.SFTSampleLabels > 0 {
 		cfg.RM.Data = filepath.Join(cfg.Out, StageLabel, "rm_all.jsonl")
 	}
-	if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, "pipeline_config.json"), cfg); err != nil {
+	cfgPath := filepath.Join(cfg.Out, PipelineConfigFile)
+	if err := checkSameConfig(cfgPath, cfg); err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	if err := atomicfile.WriteJSON(cfgPath, cfg); err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
 	// pending reports whether the stage in dir still has to run and the
@@ -510,4 +523,92 @@ func preferences(a, b TaskEval, l tasks.Labeler) ([]float64, error) {
 		out[i] = p
 	}
 	return out, nil
+}
+
+// checkSameConfig returns an error naming the first difference when path
+// holds the configuration of an earlier run that differs from cfg: the
+// stages that run finished would otherwise be reused as they are, their
+// numbers reported as if cfg had made them. Paths inside the earlier
+// run's directory count as equal when the directory was moved. A missing
+// file is no error.
+func checkSameConfig(path string, cfg PipelineConfig) error {
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var prev PipelineConfig
+	if err := json.Unmarshal(raw, &prev); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	before, err := json.Marshal(prev)
+	if err != nil {
+		return err
+	}
+	before = rebasePaths(before, prev.Out, cfg.Out)
+	now, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(before, now) {
+		return nil
+	}
+	var a, b any
+	if err := json.Unmarshal(before, &a); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(now, &b); err != nil {
+		return err
+	}
+	return fmt.Errorf("%s was started with another configuration (%s); run it again as it was started, or use another --out",
+		filepath.Dir(path), firstDifference("", a, b))
+}
+
+// rebasePaths rewrites, in JSON text, every string that is the path from
+// or starts with from + "/" to start with to instead.
+func rebasePaths(js []byte, from, to string) []byte {
+	if from == to || from == "" {
+		return js
+	}
+	quote := func(s string) []byte {
+		q, _ := json.Marshal(s)
+		return q[:len(q)-1] // open: the quoted string without its closing quote
+	}
+	js = bytes.ReplaceAll(js, append(quote(from), '"'), append(quote(to), '"'))
+	return bytes.ReplaceAll(js, quote(from+string(filepath.Separator)), quote(to+string(filepath.Separator)))
+}
+
+// firstDifference describes where two decoded JSON values first differ,
+// walking objects in key order: "synth.Seed: 1 before, 2 now".
+func firstDifference(at string, a, b any) string {
+	ma, okA := a.(map[string]any)
+	mb, okB := b.(map[string]any)
+	if okA && okB {
+		keys := slices.Sorted(maps.Keys(ma))
+		for k := range mb {
+			if _, ok := ma[k]; !ok {
+				keys = append(keys, k)
+			}
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			path := k
+			if at != "" {
+				path = at + "." + k
+			}
+			if !reflect.DeepEqual(ma[k], mb[k]) {
+				return firstDifference(path, ma[k], mb[k])
+			}
+		}
+	}
+	show := func(v any) string {
+		if v == nil {
+			return "absent"
+		}
+		j, _ := json.Marshal(v)
+		return string(j)
+	}
+	return fmt.Sprintf("%s: %s before, %s now", at, show(a), show(b))
 }

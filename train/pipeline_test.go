@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -137,6 +138,19 @@ func TestPipelineEndToEnd(t *testing.T) {
 		t.Errorf("report.json differs from the returned report")
 	}
 
+	// Run again in the same directory with another data seed: refused
+	// before anything is touched, since the finished stages would be
+	// reported as the new configuration's.
+	other := smallPipeline(out)
+	other.Synth.Seed++
+	before, _ := os.ReadFile(filepath.Join(out, PipelineConfigFile))
+	if _, err := Pipeline(context.Background(), b, other, opt); err == nil || !strings.Contains(err.Error(), "synth.Seed: 1 before, 2 now") {
+		t.Errorf("a rerun with another seed: %v", err)
+	}
+	if after, _ := os.ReadFile(filepath.Join(out, PipelineConfigFile)); string(after) != string(before) {
+		t.Error("the refused rerun rewrote the run's configuration")
+	}
+
 	// Interrupted before pretraining's first step: the stage saves and
 	// says so; the rerun resumes it and ends where the first run did.
 	out2 := t.TempDir()
@@ -155,6 +169,43 @@ func TestPipelineEndToEnd(t *testing.T) {
 	if rep2.Pretrain.ValLoss != rep.Pretrain.ValLoss || rep2.SFT.TaskScore != rep.SFT.TaskScore || rep2.PPO.TaskScore != rep.PPO.TaskScore {
 		t.Errorf("resumed pipeline: pretrain %v, SFT %v, PPO %v; uninterrupted: %v, %v, %v",
 			rep2.Pretrain.ValLoss, rep2.SFT.TaskScore, rep2.PPO.TaskScore, rep.Pretrain.ValLoss, rep.SFT.TaskScore, rep.PPO.TaskScore)
+	}
+}
+
+// TestCheckSameConfig checks the guard against resuming a pipeline run
+// with another configuration: the same one passes, also after the run
+// directory moved; any other difference is named.
+func TestCheckSameConfig(t *testing.T) {
+	dir := t.TempDir()
+	run := filepath.Join(dir, "run")
+	path := filepath.Join(run, PipelineConfigFile)
+	if err := checkSameConfig(path, DefaultPipeline(run)); err != nil {
+		t.Fatalf("no earlier configuration: %v", err)
+	}
+	if err := os.MkdirAll(run, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(DefaultPipeline(run))
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkSameConfig(path, DefaultPipeline(run)); err != nil {
+		t.Errorf("the same configuration: %v", err)
+	}
+	moved := filepath.Join(dir, "moved")
+	if err := checkSameConfig(path, DefaultPipeline(moved)); err != nil {
+		t.Errorf("the same configuration in a moved directory: %v", err)
+	}
+	changed := DefaultPipeline(run)
+	changed.PPO.Iterations++
+	want := fmt.Sprintf("ppo.iterations: %d before, %d now", changed.PPO.Iterations-1, changed.PPO.Iterations)
+	if err := checkSameConfig(path, changed); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("another PPO length: %v, want it to name %q", err, want)
+	}
+	elsewhere := DefaultPipeline(run)
+	elsewhere.Pretrain.Data = []string{filepath.Join(dir, "other.txt")}
+	if err := checkSameConfig(path, elsewhere); err == nil || !strings.Contains(err.Error(), "pretrain.data") {
+		t.Errorf("pretraining text outside the run directory: %v", err)
 	}
 }
 
