@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -109,38 +108,18 @@ func Pretrain(ctx context.Context, b gpu.Backend, enc Encoder, cfg PretrainConfi
 	log.Info().Int("docs", corpus.Docs).Int64("bytes", corpus.Bytes).Int("train_tokens", len(corpus.Train)).
 		Int("val_tokens", len(corpus.Val)).Float64("unigram_val_loss", round4(unigram)).Msg("text loaded")
 
-	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
-		return nil, fmt.Errorf("pretrain: %w", err)
-	}
-	m, err := model.New(b, cfg.Model, model.Options{MaxBatch: cfg.Batch, MaxSeq: cfg.Seq, Train: true})
+	r, err := openTrainRun(b, runSetup{
+		dir: cfg.Out, resume: opt.Resume, config: cfg,
+		model: cfg.Model, opts: model.Options{MaxBatch: cfg.Batch, MaxSeq: cfg.Seq, Train: true}, optim: cfg.Optim,
+		initial: func() ([]float32, error) { return initialLM(cfg.Model, cfg.Init, cfg.Seed) },
+		seek:     func(epoch, next int) error { sampler.Seek(epoch, next); return nil },
+		position: func() (int, int) { return sampler.Epoch, sampler.Next },
+	}, log)
 	if err != nil {
 		return nil, fmt.Errorf("pretrain: %w", err)
 	}
-	optim, err := NewOptimizer(b, cfg.Model, cfg.Optim)
-	if err != nil {
-		return nil, fmt.Errorf("pretrain: %w", err)
-	}
-	var st TrainerState
-	if opt.Resume {
-		if st, err = LoadResume(cfg.Out, m, optim); err != nil {
-			return nil, fmt.Errorf("pretrain: %w", err)
-		}
-		sampler.Seek(st.Epoch, st.Next)
-		log.Info().Int("step", st.Step).Str("dir", cfg.Out).Msg("resuming")
-	} else {
-		host, err := initialLM(cfg.Model, cfg.Init, cfg.Seed)
-		if err != nil {
-			return nil, fmt.Errorf("pretrain: %w", err)
-		}
-		if err := startRun(b, m, host, cfg.Out, cfg); err != nil {
-			return nil, fmt.Errorf("pretrain: %w", err)
-		}
-	}
-	metrics, err := OpenMetrics(cfg.Out, opt.Resume, st.Step)
-	if err != nil {
-		return nil, fmt.Errorf("pretrain: %w", err)
-	}
-	defer metrics.Close()
+	defer r.metrics.Close()
+	m, optim, st := r.m, r.optim, &r.st
 
 	lm, err := newLMLoss(b, cfg.Batch*cfg.Seq)
 	if err != nil {
@@ -149,16 +128,7 @@ func Pretrain(ctx context.Context, b gpu.Backend, enc Encoder, cfg PretrainConfi
 	batch := &model.Batch{B: cfg.Batch, T: cfg.Seq, Tokens: make([]int32, cfg.Batch*cfg.Seq), Targets: make([]int32, cfg.Batch*cfg.Seq)}
 	sum := &PretrainSummary{Params: cfg.Model.NumParams(), TrainTokens: len(corpus.Train), ValTokens: len(corpus.Val), UnigramLoss: unigram}
 	tokensPerStep := int64(cfg.Batch * cfg.Seq * cfg.Accum)
-	// Time is counted from segStart, the last save (or the start), so
-	// st.Seconds adds up across resumed segments.
-	segStart, segStep := time.Now(), st.Step
 	windowStart, windowLoss, windowSteps := time.Now(), 0.0, 0
-	save := func() error {
-		st.Epoch, st.Next = sampler.Epoch, sampler.Next
-		st.Seconds += time.Since(segStart).Seconds()
-		segStart, segStep = time.Now(), st.Step
-		return SaveResume(cfg.Out, m, optim, st)
-	}
 	log.Info().Int("params", sum.Params).Int("steps", cfg.Steps).Int64("tokens_per_step", tokensPerStep).
 		Str("backend", b.Name()).Msg("pretraining")
 	progress := opt.progress()
@@ -191,7 +161,7 @@ func Pretrain(ctx context.Context, b gpu.Backend, enc Encoder, cfg PretrainConfi
 			return nil, fmt.Errorf("pretrain step %d: %w", step, err)
 		}
 		if math.IsNaN(loss) || math.IsInf(loss, 0) {
-			return nil, fmt.Errorf("pretrain step %d: loss is %v; the run diverged (try a lower --lr); the last saved state in %s is from step %d, before it", step, loss, filepath.Join(cfg.Out, ResumeDir), st.Step)
+			return nil, r.diverged("pretrain", step, loss)
 		}
 		st.Step, st.Tokens = step, st.Tokens+tokensPerStep
 		windowLoss += loss
@@ -206,7 +176,7 @@ func Pretrain(ctx context.Context, b gpu.Backend, enc Encoder, cfg PretrainConfi
 				return nil, fmt.Errorf("pretrain step %d: %w", step, err)
 			}
 			rec := stepMetrics{Step: step, Loss: windowLoss / float64(windowSteps), LR: lr, GradNorm: gn,
-				TokensSec: tokSec, Elapsed: st.Seconds + time.Since(segStart).Seconds()}
+				TokensSec: tokSec, Elapsed: r.elapsed()}
 			if evalNow || step == cfg.Steps {
 				v, err := evalLM(m, valTok, valTgt, cfg.Batch, cfg.Seq)
 				if err != nil {
@@ -217,24 +187,24 @@ func Pretrain(ctx context.Context, b gpu.Backend, enc Encoder, cfg PretrainConfi
 			}
 			ev := log.Info().Int("step", step).Float64("loss", round4(rec.Loss)).Float32("lr", lr).
 				Float64("grad_norm", round4(gn)).Float64("tok/s", math.Round(rec.TokensSec)).
-				Str("eta", eta(time.Since(segStart), step-segStep, cfg.Steps-step))
+				Str("eta", r.eta(step, cfg.Steps))
 			if rec.ValLoss != nil {
 				ev = ev.Float64("val_loss", round4(*rec.ValLoss))
 			}
 			ev.Msg("train")
-			if err := metrics.Write(rec); err != nil {
+			if err := r.metrics.Write(rec); err != nil {
 				return nil, err
 			}
 			sum.TrainLoss = rec.Loss
 			windowStart, windowLoss, windowSteps = time.Now(), 0, 0
 		}
 		if cfg.SaveEvery > 0 && step%cfg.SaveEvery == 0 && step < cfg.Steps {
-			if err := save(); err != nil {
+			if err := r.save(); err != nil {
 				return nil, fmt.Errorf("pretrain: %w", err)
 			}
 		}
 	}
-	if err := save(); err != nil {
+	if err := r.save(); err != nil {
 		return nil, fmt.Errorf("pretrain: %w", err)
 	}
 	sum.Steps, sum.Tokens, sum.Seconds = st.Step, st.Tokens, st.Seconds

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
 	"time"
@@ -265,40 +264,18 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 		cfg.Steps = int(math.Ceil(cfg.Epochs * float64(perEpoch)))
 	}
 
-	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
-		return nil, fmt.Errorf("rm: %w", err)
-	}
-	m, err := model.New(b, cfg.Model, model.Options{MaxBatch: cfg.MaxRows, MaxSeq: maxSeq, Train: true})
+	r, err := openTrainRun(b, runSetup{
+		dir: cfg.Out, resume: opt.Resume, config: cfg,
+		model: cfg.Model, opts: model.Options{MaxBatch: cfg.MaxRows, MaxSeq: maxSeq, Train: true}, optim: cfg.Optim,
+		initial:  func() ([]float32, error) { return InitRewardModel(cfg.Init, cfg.Model, cfg.HeadInitStd, cfg.Seed) },
+		seek:     func(epoch, next int) error { return batcher.Seek(data.Position{Epoch: epoch, Next: next}) },
+		position: func() (int, int) { p := batcher.Pos(); return p.Epoch, p.Next },
+	}, log)
 	if err != nil {
 		return nil, fmt.Errorf("rm: %w", err)
 	}
-	optim, err := NewOptimizer(b, cfg.Model, cfg.Optim)
-	if err != nil {
-		return nil, fmt.Errorf("rm: %w", err)
-	}
-	var st TrainerState
-	if opt.Resume {
-		if st, err = LoadResume(cfg.Out, m, optim); err != nil {
-			return nil, fmt.Errorf("rm: %w", err)
-		}
-		if err := batcher.Seek(data.Position{Epoch: st.Epoch, Next: st.Next}); err != nil {
-			return nil, fmt.Errorf("rm: resume: %w", err)
-		}
-		log.Info().Int("step", st.Step).Str("dir", cfg.Out).Msg("resuming")
-	} else {
-		host, err := InitRewardModel(cfg.Init, cfg.Model, cfg.HeadInitStd, cfg.Seed)
-		if err != nil {
-			return nil, fmt.Errorf("rm: %w", err)
-		}
-		if err := startRun(b, m, host, cfg.Out, cfg); err != nil {
-			return nil, fmt.Errorf("rm: %w", err)
-		}
-	}
-	metrics, err := OpenMetrics(cfg.Out, opt.Resume, st.Step)
-	if err != nil {
-		return nil, fmt.Errorf("rm: %w", err)
-	}
-	defer metrics.Close()
+	defer r.metrics.Close()
+	m, optim, st := r.m, r.optim, &r.st
 	head, err := newRewardHead(b, cfg.MaxRows, maxSeq, true)
 	if err != nil {
 		return nil, fmt.Errorf("rm: %w", err)
@@ -318,15 +295,7 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 		return evalComparisons(m, valTok, valUtil, tok.Pad(), cfg.TokenBudget)
 	}
 
-	segStart, segStep := time.Now(), st.Step
 	windowStart, windowLoss, windowSteps, windowTokens := time.Now(), 0.0, 0, int64(0)
-	save := func() error {
-		pos := batcher.Pos()
-		st.Epoch, st.Next = pos.Epoch, pos.Next
-		st.Seconds += time.Since(segStart).Seconds()
-		segStart, segStep = time.Now(), st.Step
-		return SaveResume(cfg.Out, m, optim, st)
-	}
 	log.Info().Int("train_prompts", len(trainTok)).Int("train_pairs", sum.TrainPairs).Int("val_prompts", len(valTok)).
 		Int("steps", cfg.Steps).Int("steps_per_epoch", perEpoch).Int("params", cfg.Model.NumParams()).
 		Str("backend", b.Name()).Msg("reward model")
@@ -354,7 +323,7 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 			return nil, fmt.Errorf("rm step %d: %w", step, err)
 		}
 		if math.IsNaN(loss) || math.IsInf(loss, 0) {
-			return nil, fmt.Errorf("rm step %d: loss is %v; the run diverged (try a lower --lr); the last saved state in %s is from step %d, before it", step, loss, filepath.Join(cfg.Out, ResumeDir), st.Step)
+			return nil, r.diverged("rm", step, loss)
 		}
 		lr := CosineLR(step, cfg.Optim.Warmup, cfg.Steps, cfg.Optim.LR, cfg.Optim.MinLRFrac)
 		optim.Update(m.Params, m.Grads, lr, 1)
@@ -376,10 +345,10 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 				return nil, fmt.Errorf("rm step %d: %w", step, err)
 			}
 			rec := rmMetrics{stepMetrics: stepMetrics{Step: step, Loss: windowLoss / float64(windowSteps), LR: lr, GradNorm: gn,
-				TokensSec: tokSec, Elapsed: st.Seconds + time.Since(segStart).Seconds()}}
+				TokensSec: tokSec, Elapsed: r.elapsed()}}
 			ev := log.Info().Int("step", step).Float64("loss", round4(rec.Loss)).Float32("lr", lr).
 				Float64("grad_norm", round4(gn)).Float64("tok/s", math.Round(rec.TokensSec)).
-				Str("eta", eta(time.Since(segStart), step-segStep, cfg.Steps-step))
+				Str("eta", r.eta(step, cfg.Steps))
 			if evalNow {
 				v, err := validate()
 				if err != nil {
@@ -394,19 +363,19 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 				}
 			}
 			ev.Msg("rm")
-			if err := metrics.Write(rec); err != nil {
+			if err := r.metrics.Write(rec); err != nil {
 				return nil, err
 			}
 			sum.TrainLoss = rec.Loss
 			windowStart, windowLoss, windowSteps, windowTokens = time.Now(), 0, 0, 0
 		}
 		if cfg.SaveEvery > 0 && step%cfg.SaveEvery == 0 && step < cfg.Steps {
-			if err := save(); err != nil {
+			if err := r.save(); err != nil {
 				return nil, fmt.Errorf("rm: %w", err)
 			}
 		}
 	}
-	if err := save(); err != nil {
+	if err := r.save(); err != nil {
 		return nil, fmt.Errorf("rm: %w", err)
 	}
 	sum.Steps, sum.Tokens, sum.Seconds = st.Step, st.Tokens, st.Seconds

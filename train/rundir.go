@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
@@ -80,4 +83,102 @@ func initialLM(c model.Config, init string, seed uint64) ([]float32, error) {
 		return model.LoadHost(init, c)
 	}
 	return model.InitGPT2(c, seed), nil
+}
+
+// trainRun is what the supervised trainers (pretrain, SFT, reward model)
+// keep around their step loops: the model and optimizer, the loop state a
+// resume restores, the metrics file, and the clock of the current segment.
+// Time counts from the last save (or the start), so TrainerState.Seconds
+// adds up across resumed segments.
+type trainRun struct {
+	dir      string
+	m        *model.Model
+	optim    *Optimizer
+	st       TrainerState
+	metrics  *Metrics
+	segStart time.Time
+	segStep  int
+	// position reports where the data stream stands, for the resume state.
+	position func() (epoch, next int)
+}
+
+// runSetup says how to open a trainRun.
+type runSetup struct {
+	dir    string
+	resume bool
+	model  model.Config
+	opts   model.Options
+	optim  OptimConfig
+	// config is recorded as the run's run_config.json on a fresh start.
+	config any
+	// initial returns the starting weights of a fresh run.
+	initial func() ([]float32, error)
+	// seek moves the data stream to a resumed run's position; position
+	// reports it for the next save.
+	seek     func(epoch, next int) error
+	position func() (epoch, next int)
+}
+
+// openTrainRun makes the run directory, the model and its optimizer; it
+// restores the saved state and moves the data to where the run stopped, or
+// on a fresh start uploads the initial weights and records the
+// configuration; then it opens metrics.jsonl.
+func openTrainRun(b gpu.Backend, s runSetup, log zerolog.Logger) (*trainRun, error) {
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return nil, err
+	}
+	m, err := model.New(b, s.model, s.opts)
+	if err != nil {
+		return nil, err
+	}
+	optim, err := NewOptimizer(b, s.model, s.optim)
+	if err != nil {
+		return nil, err
+	}
+	r := &trainRun{dir: s.dir, m: m, optim: optim, position: s.position}
+	if s.resume {
+		if r.st, err = LoadResume(s.dir, m, optim); err != nil {
+			return nil, err
+		}
+		if err := s.seek(r.st.Epoch, r.st.Next); err != nil {
+			return nil, fmt.Errorf("resume: %w", err)
+		}
+		log.Info().Int("step", r.st.Step).Str("dir", s.dir).Msg("resuming")
+	} else {
+		host, err := s.initial()
+		if err != nil {
+			return nil, err
+		}
+		if err := startRun(b, m, host, s.dir, s.config); err != nil {
+			return nil, err
+		}
+	}
+	if r.metrics, err = OpenMetrics(s.dir, s.resume, r.st.Step); err != nil {
+		return nil, err
+	}
+	r.segStart, r.segStep = time.Now(), r.st.Step
+	return r, nil
+}
+
+// save writes the resume state: model, optimizer, step and data position.
+func (r *trainRun) save() error {
+	r.st.Epoch, r.st.Next = r.position()
+	r.st.Seconds += time.Since(r.segStart).Seconds()
+	r.segStart, r.segStep = time.Now(), r.st.Step
+	return SaveResume(r.dir, r.m, r.optim, r.st)
+}
+
+// elapsed is the run's training time so far, over all its segments.
+func (r *trainRun) elapsed() float64 { return r.st.Seconds + time.Since(r.segStart).Seconds() }
+
+// eta estimates the time to the last step from this segment's pace.
+func (r *trainRun) eta(step, last int) string {
+	return eta(time.Since(r.segStart), step-r.segStep, last-step)
+}
+
+// diverged is the error for a non-finite loss at step: what happened and
+// which saved state predates it.
+func (r *trainRun) diverged(what string, step int, loss float64) error {
+	return fmt.Errorf("%s step %d: loss is %v; the run diverged (try a lower --lr); the last saved state in %s is from step %d, before it",
+		what, step, loss, filepath.Join(r.dir, ResumeDir), r.st.Step)
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -143,40 +142,18 @@ func SFT(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg SFTCon
 	}
 	valPrompts := taskPrompts(valEx, cfg.EvalPrompts)
 
-	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
-		return nil, fmt.Errorf("sft: %w", err)
-	}
-	m, err := model.New(b, cfg.Model, model.Options{MaxBatch: cfg.MaxBatch, MaxSeq: cfg.MaxLen, Train: true})
+	r, err := openTrainRun(b, runSetup{
+		dir: cfg.Out, resume: opt.Resume, config: cfg,
+		model: cfg.Model, opts: model.Options{MaxBatch: cfg.MaxBatch, MaxSeq: cfg.MaxLen, Train: true}, optim: cfg.Optim,
+		initial:  func() ([]float32, error) { return initialLM(cfg.Model, cfg.Init, cfg.Seed) },
+		seek:     func(epoch, next int) error { return batcher.Seek(data.Position{Epoch: epoch, Next: next}) },
+		position: func() (int, int) { p := batcher.Pos(); return p.Epoch, p.Next },
+	}, log)
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
-	optim, err := NewOptimizer(b, cfg.Model, cfg.Optim)
-	if err != nil {
-		return nil, fmt.Errorf("sft: %w", err)
-	}
-	var st TrainerState // BestScore counts once BestStep > 0
-	if opt.Resume {
-		if st, err = LoadResume(cfg.Out, m, optim); err != nil {
-			return nil, fmt.Errorf("sft: %w", err)
-		}
-		if err := batcher.Seek(data.Position{Epoch: st.Epoch, Next: st.Next}); err != nil {
-			return nil, fmt.Errorf("sft: resume: %w", err)
-		}
-		log.Info().Int("step", st.Step).Str("dir", cfg.Out).Msg("resuming")
-	} else {
-		host, err := initialLM(cfg.Model, cfg.Init, cfg.Seed)
-		if err != nil {
-			return nil, fmt.Errorf("sft: %w", err)
-		}
-		if err := startRun(b, m, host, cfg.Out, cfg); err != nil {
-			return nil, fmt.Errorf("sft: %w", err)
-		}
-	}
-	metrics, err := OpenMetrics(cfg.Out, opt.Resume, st.Step)
-	if err != nil {
-		return nil, fmt.Errorf("sft: %w", err)
-	}
-	defer metrics.Close()
+	defer r.metrics.Close()
+	m, optim, st := r.m, r.optim, &r.st
 	lm, err := newMaskedLoss(b, cfg.MaxBatch*cfg.MaxLen)
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
@@ -218,15 +195,7 @@ func SFT(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg SFTCon
 	}
 
 	tokensPerStep := int64(0)
-	segStart, segStep := time.Now(), st.Step
 	windowStart, windowLoss, windowSteps, windowTokens := time.Now(), 0.0, 0, int64(0)
-	save := func() error {
-		pos := batcher.Pos()
-		st.Epoch, st.Next = pos.Epoch, pos.Next
-		st.Seconds += time.Since(segStart).Seconds()
-		segStart, segStep = time.Now(), st.Step
-		return SaveResume(cfg.Out, m, optim, st)
-	}
 	log.Info().Int("train", len(trainTok)).Int("val", len(valTok)).Int("steps", cfg.Steps).Int("batches_per_epoch", perEpoch).
 		Int("params", cfg.Model.NumParams()).Str("backend", b.Name()).Msg("supervised fine-tuning")
 	progress := opt.progress()
@@ -266,7 +235,7 @@ func SFT(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg SFTCon
 			return nil, fmt.Errorf("sft step %d: %w", step, err)
 		}
 		if math.IsNaN(loss) || math.IsInf(loss, 0) {
-			return nil, fmt.Errorf("sft step %d: loss is %v; the run diverged (try a lower --lr); the last saved state in %s is from step %d, before it", step, loss, filepath.Join(cfg.Out, ResumeDir), st.Step)
+			return nil, r.diverged("sft", step, loss)
 		}
 		st.Step, st.Tokens = step, st.Tokens+tokensPerStep
 		windowLoss += loss
@@ -282,7 +251,7 @@ func SFT(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg SFTCon
 				return nil, fmt.Errorf("sft step %d: %w", step, err)
 			}
 			rec := sftMetrics{stepMetrics: stepMetrics{Step: step, Loss: windowLoss / float64(windowSteps), LR: lr, GradNorm: gn,
-				TokensSec: tokSec, Elapsed: st.Seconds + time.Since(segStart).Seconds()}}
+				TokensSec: tokSec, Elapsed: r.elapsed()}}
 			if evalNow {
 				if err := validate(step, &rec); err != nil {
 					return nil, fmt.Errorf("sft validation at step %d: %w", step, err)
@@ -290,7 +259,7 @@ func SFT(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg SFTCon
 			}
 			ev := log.Info().Int("step", step).Float64("loss", round4(rec.Loss)).Float32("lr", lr).
 				Float64("grad_norm", round4(gn)).Float64("tok/s", math.Round(rec.TokensSec)).
-				Str("eta", eta(time.Since(segStart), step-segStep, cfg.Steps-step))
+				Str("eta", r.eta(step, cfg.Steps))
 			if rec.ValLoss != nil {
 				ev = ev.Float64("val_loss", round4(*rec.ValLoss))
 			}
@@ -298,19 +267,19 @@ func SFT(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg SFTCon
 				ev = ev.Float64("task_score", round4(*rec.TaskScore)).Int("best_step", st.BestStep)
 			}
 			ev.Msg("sft")
-			if err := metrics.Write(rec); err != nil {
+			if err := r.metrics.Write(rec); err != nil {
 				return nil, err
 			}
 			sum.TrainLoss = rec.Loss
 			windowStart, windowLoss, windowSteps, windowTokens = time.Now(), 0, 0, 0
 		}
 		if cfg.SaveEvery > 0 && step%cfg.SaveEvery == 0 && step < cfg.Steps {
-			if err := save(); err != nil {
+			if err := r.save(); err != nil {
 				return nil, fmt.Errorf("sft: %w", err)
 			}
 		}
 	}
-	if err := save(); err != nil {
+	if err := r.save(); err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
 	if st.BestStep == 0 { // interrupted before any validation: keep the latest
