@@ -15,6 +15,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
 	"github.com/instructgo/instructgo/model/atomicfile"
@@ -171,7 +173,6 @@ type PipelineReport struct {
 // are read back, so an interrupted pipeline continues where it stopped.
 func Pipeline(ctx context.Context, b gpu.Backend, cfg PipelineConfig, opt RunOptions) (*PipelineReport, error) {
 	log := opt.Log
-	start := time.Now()
 	rep := &PipelineReport{Backend: b.Name()}
 	mc, err := model.ConfigByName(cfg.Model)
 	if err != nil {
@@ -198,12 +199,23 @@ func Pipeline(ctx context.Context, b gpu.Backend, cfg PipelineConfig, opt RunOpt
 	// pending reports whether the stage in dir still has to run and the
 	// options to run it with: a stage is done when its summary says it ran
 	// to the end; an interrupted (or killed) one with saved state resumes.
+	clock, err := openStageClock(filepath.Join(cfg.Out, StageClockFile))
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	defer clock.leave() // an interrupted stage's time counts too
+	enter := func(name string) *zerolog.Event {
+		if err := clock.enter(name); err != nil {
+			log.Warn().Err(err).Msg("pipeline stage times not recorded")
+		}
+		return log.Info().Str("stage", name)
+	}
 	pending := func(dir, name string) (RunOptions, bool) {
 		fin, resumable := stageState(dir)
 		o := opt
 		o.Resume = resumable
 		if !fin {
-			log.Info().Str("stage", name).Bool("resume", resumable).Msg("──── pipeline stage ────")
+			enter(name).Bool("resume", resumable).Msg("──── pipeline stage ────")
 		}
 		return o, !fin
 	}
@@ -211,7 +223,7 @@ func Pipeline(ctx context.Context, b gpu.Backend, cfg PipelineConfig, opt RunOpt
 	// Data.
 	dataDir := filepath.Join(cfg.Out, StageData)
 	if _, err := os.Stat(filepath.Join(dataDir, "eval.jsonl")); err != nil {
-		log.Info().Str("stage", "data synth").Msg("──── pipeline stage ────")
+		enter("data synth").Msg("──── pipeline stage ────")
 		if _, err := tasks.Synth(dataDir, cfg.Synth); err != nil {
 			return nil, fmt.Errorf("pipeline: %w", err)
 		}
@@ -251,7 +263,7 @@ func Pipeline(ctx context.Context, b gpu.Backend, cfg PipelineConfig, opt RunOpt
 		labelDir := filepath.Join(cfg.Out, StageLabel)
 		var st LabelStats
 		if err := readSummary(labelDir, &st); err != nil {
-			log.Info().Str("stage", "label SFT samples").Int("prompts", cfg.SFTSampleLabels).Msg("──── pipeline stage ────")
+			enter("label SFT samples").Int("prompts", cfg.SFTSampleLabels).Msg("──── pipeline stage ────")
 			if st, err = labelSFTSamples(b, tok, cfg.SFT.Out, synthRM, labelDir, cfg.SFTSampleLabels); err != nil {
 				return nil, fmt.Errorf("pipeline: label SFT samples: %w", err)
 			}
@@ -296,11 +308,14 @@ func Pipeline(ctx context.Context, b gpu.Backend, cfg PipelineConfig, opt RunOpt
 	rep.PPO.FirstTaskScore, rep.PPO.LastTaskScore = ppo.FirstTaskScore, ppo.LastTaskScore
 
 	// Evaluation on the held-out prompts.
-	log.Info().Str("stage", "evaluation").Msg("──── pipeline stage ────")
+	enter(stageEvaluation).Msg("──── pipeline stage ────")
 	if err := evaluatePipeline(b, tok, cfg, rep); err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
-	rep.Seconds = time.Since(start).Seconds()
+	if err := clock.leave(); err != nil {
+		log.Warn().Err(err).Msg("pipeline stage times not recorded")
+	}
+	rep.Seconds = clock.total()
 	if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, "report.json"), rep); err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
@@ -523,6 +538,68 @@ func preferences(a, b TaskEval, l tasks.Labeler) ([]float64, error) {
 		out[i] = p
 	}
 	return out, nil
+}
+
+// StageClockFile records, in a pipeline run's directory, the wall time of
+// each stage summed over every invocation that worked on it (the time of an
+// interrupted stage counts too), so that report.json's total is the run's
+// and not that of the last invocation, which may have found every stage
+// done. The evaluation, which every invocation repeats, counts once: its
+// latest time.
+const StageClockFile = "stage_seconds.json"
+
+const stageEvaluation = "evaluation"
+
+// stageClock times the pipeline's stages into StageClockFile.
+type stageClock struct {
+	path    string
+	seconds map[string]float64
+	stage   string // the stage being timed, "" for none
+	since   time.Time
+}
+
+func openStageClock(path string) (*stageClock, error) {
+	c := &stageClock{path: path, seconds: map[string]float64{}}
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return c, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(raw, &c.seconds); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// enter ends the interval of the stage being timed and starts name's.
+func (c *stageClock) enter(name string) error {
+	err := c.leave()
+	if name == stageEvaluation {
+		c.seconds[name] = 0
+	}
+	c.stage, c.since = name, time.Now()
+	return err
+}
+
+// leave ends the interval of the stage being timed, if any, and saves.
+func (c *stageClock) leave() error {
+	if c.stage == "" {
+		return nil
+	}
+	c.seconds[c.stage] += time.Since(c.since).Seconds()
+	c.stage = ""
+	return atomicfile.WriteJSON(c.path, c.seconds)
+}
+
+// total is the recorded time of all stages.
+func (c *stageClock) total() float64 {
+	var t float64
+	for _, s := range c.seconds {
+		t += s
+	}
+	return t
 }
 
 // checkSameConfig returns an error naming the first difference when path

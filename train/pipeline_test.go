@@ -138,6 +138,32 @@ func TestPipelineEndToEnd(t *testing.T) {
 		t.Errorf("report.json differs from the returned report")
 	}
 
+	// Every stage's wall time is recorded and the report's total is their
+	// sum. A second invocation finds every stage done: it repeats only the
+	// evaluation, and its total is still the whole run's, not its own.
+	clock := readStageClock(t, out)
+	for _, st := range []string{"data synth", "pretrain", "sft", "label SFT samples", "reward model", "ppo-ptx", "evaluation"} {
+		if !(clock[st] > 0) {
+			t.Errorf("stage %q: %v s recorded (%v)", st, clock[st], clock)
+		}
+	}
+	if !closeTo(rep.Seconds, sumValues(clock)) {
+		t.Errorf("report total %v s, stages %v s", rep.Seconds, sumValues(clock))
+	}
+	again, err := Pipeline(context.Background(), b, smallPipeline(out), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock2 := readStageClock(t, out)
+	for st, sec := range clock {
+		if st != "evaluation" && clock2[st] != sec {
+			t.Errorf("stage %q: %v s after the second invocation, %v before", st, clock2[st], sec)
+		}
+	}
+	if want := sumValues(clock) - clock["evaluation"] + clock2["evaluation"]; !closeTo(again.Seconds, want) || again.Seconds < rep.Seconds-clock["evaluation"] {
+		t.Errorf("second invocation: total %v s, want %v s", again.Seconds, want)
+	}
+
 	// Run again in the same directory with another data seed: refused
 	// before anything is touched, since the finished stages would be
 	// reported as the new configuration's.
@@ -171,6 +197,29 @@ func TestPipelineEndToEnd(t *testing.T) {
 			rep2.Pretrain.ValLoss, rep2.SFT.TaskScore, rep2.PPO.TaskScore, rep.Pretrain.ValLoss, rep.SFT.TaskScore, rep.PPO.TaskScore)
 	}
 }
+
+func readStageClock(t *testing.T, out string) map[string]float64 {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(out, StageClockFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]float64
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func sumValues(m map[string]float64) float64 {
+	var s float64
+	for _, v := range m {
+		s += v
+	}
+	return s
+}
+
+func closeTo(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b)) }
 
 // TestCheckSameConfig checks the guard against resuming a pipeline run
 // with another configuration: the same one passes, also after the run

@@ -111,7 +111,7 @@ func Pretrain(ctx context.Context, b gpu.Backend, enc Encoder, cfg PretrainConfi
 	r, err := openTrainRun(b, runSetup{
 		dir: cfg.Out, resume: opt.Resume, config: cfg,
 		model: cfg.Model, opts: model.Options{MaxBatch: cfg.Batch, MaxSeq: cfg.Seq, Train: true}, optim: cfg.Optim,
-		initial: func() ([]float32, error) { return initialLM(cfg.Model, cfg.Init, cfg.Seed) },
+		initial:  func() ([]float32, error) { return initialLM(cfg.Model, cfg.Init, cfg.Seed) },
 		seek:     func(epoch, next int) error { sampler.Seek(epoch, next); return nil },
 		position: func() (int, int) { return sampler.Epoch, sampler.Next },
 	}, log)
