@@ -20,7 +20,8 @@ func pipelineCommand() *cli.Command {
 		Description: "Each stage writes a sub-directory of --out (data, pretrain, sft, label: rankings of SFT\n" +
 			"samples for the reward model, rm, ppo); a stage that finished in an earlier run is not\n" +
 			"repeated and an interrupted one resumes from its saved state, so an interrupted pipeline\n" +
-			"continues where it stopped. It ends with a table and writes report.md (tables, per-task\n" +
+			"continues where it stopped (a directory made with another configuration, such as another\n" +
+			"--seed, is refused). It ends with a table and writes report.md (tables, per-task\n" +
 			"win rates, training curves, and a best-of-8 check of the reward model on the SFT policy's\n" +
 			"own samples) and report.json. Ctrl-C saves the running stage and exits with status 130.\n" +
 			"About 8 minutes on two CPU cores.",
