@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all build test test-short bench lint fmt clean \
+.PHONY: all build test test-short bench lint fmt clean hf-check \
 	cuda-tools cuda-tools12 cuda-tools13 kernels cuda-check build-cuda gpu-bundle
 
 all: lint build test
@@ -24,6 +24,19 @@ test:
 ## bench: op and training-step benchmarks on this machine (see bench/RESULTS.md)
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./gpu/cpu/ ./model/
+
+## hf-check: load a pipeline run's PPO policy and reward model with Hugging Face
+## transformers and require instructgo's greedy tokens and rewards
+## (RUN=runs/pipeline; PYTHON with torch and transformers, e.g. a venv)
+RUN    ?= runs/pipeline
+PYTHON ?= python3
+hf-check: build
+	@mkdir -p build/hf-check
+	head -n 40 $(RUN)/data/eval.jsonl > build/hf-check/prompts.jsonl
+	head -n 20 $(RUN)/data/rm.jsonl > build/hf-check/comparisons.jsonl
+	$(BIN) generate --model $(RUN)/ppo --prompts build/hf-check/prompts.jsonl --max-new 32 --json > build/hf-check/generate.jsonl
+	$(BIN) rm score --model $(RUN)/rm --data build/hf-check/comparisons.jsonl --json > build/hf-check/scores.jsonl
+	$(PYTHON) model/hfcheck/check_hf.py $(RUN)/ppo build/hf-check/generate.jsonl $(RUN)/rm build/hf-check/scores.jsonl
 
 ## lint: gofmt check and go vet
 lint:
