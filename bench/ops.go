@@ -21,8 +21,88 @@ type opCase struct {
 	// per call in Unit's numerator (scaled by 1e9 for G-units).
 	extra []Metric
 	// setup allocates the operands and returns the call to time; call i
-	// may rotate inputs with i.
+	// may rotate inputs with i. The cases build it with env.setup.
 	setup func() (run func(i int) error, err error)
+}
+
+// operands allocates the tensors of one op benchmark's setup and keeps the
+// first error, so a setup allocates everything and checks once, the way
+// gpu.Backend keeps the errors of its ops. A failed allocation gives nil.
+type operands struct {
+	e   *env
+	err error
+}
+
+// setup makes an opCase.setup of f, which allocates through o and returns
+// the call to time. f checks o.err before running ops of its own (its
+// tensors may be nil). The call returns no error: the backend keeps its
+// ops' errors for Sync.
+func (e *env) setup(f func(o *operands) func(i int)) func() (func(int) error, error) {
+	return func() (func(int) error, error) {
+		o := &operands{e: e}
+		call := f(o)
+		if o.err != nil {
+			return nil, o.err
+		}
+		return func(i int) error {
+			call(i)
+			return nil
+		}, nil
+	}
+}
+
+// check keeps the first error, with the shape being allocated.
+func (o *operands) check(err error, shape []int) {
+	if err != nil && o.err == nil {
+		o.err = fmt.Errorf("allocate %v: %w", shape, err)
+	}
+}
+
+// alloc is a float32 tensor of random values in ±1 (env.alloc).
+func (o *operands) alloc(shape ...int) *gpu.Tensor {
+	t, err := o.e.alloc(shape...)
+	o.check(err, shape)
+	return t
+}
+
+// allocs is k float32 tensors of random values in ±1, each drawn anew.
+func (o *operands) allocs(k int, shape ...int) []*gpu.Tensor {
+	ts := make([]*gpu.Tensor, k)
+	for j := range ts {
+		ts[j] = o.alloc(shape...)
+	}
+	return ts
+}
+
+// tensors is k float32 tensors holding host (env.tensors).
+func (o *operands) tensors(k int, host []float32, shape ...int) []*gpu.Tensor {
+	ts, err := o.e.tensors(k, host, shape...)
+	o.check(err, shape)
+	return ts
+}
+
+// randoms is k float32 tensors holding the same random values in ±scale,
+// drawn once: copies an op rotates through to read them from memory.
+func (o *operands) randoms(k int, scale float32, shape ...int) []*gpu.Tensor {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	return o.tensors(k, o.e.random(n, scale), shape...)
+}
+
+// ints is an Int32 tensor holding host.
+func (o *operands) ints(host []int32, shape ...int) *gpu.Tensor {
+	t, err := o.e.intTensor(host, shape...)
+	o.check(err, shape)
+	return t
+}
+
+// zeros is a zero-filled tensor of type dt.
+func (o *operands) zeros(dt gpu.DType, shape ...int) *gpu.Tensor {
+	t, err := o.e.b.Alloc(dt, shape...)
+	o.check(err, shape)
+	return t
 }
 
 // namedConfig is a model config with its step shape.
@@ -164,7 +244,7 @@ func (e *env) mm(name string, m, n, k int, transA, transB bool, beta float32, ro
 	}
 	return opCase{
 		group: "matmul", name: name, shape: shape, ceiling: CeilCompute, work: MatMulFLOPs(m, n, k),
-		setup: func() (func(int) error, error) {
+		setup: e.setup(func(o *operands) func(int) {
 			aShape, bShape := []int{m, k}, []int{k, n}
 			if transA {
 				aShape = []int{k, m}
@@ -176,23 +256,9 @@ func (e *env) mm(name string, m, n, k int, transA, transB bool, beta float32, ro
 			if rotateB {
 				copies = e.copies(int64(4 * k * n))
 			}
-			A, err := e.alloc(aShape...)
-			if err != nil {
-				return nil, err
-			}
-			Bs, err := e.tensors(copies, e.random(k*n, 1), bShape...)
-			if err != nil {
-				return nil, err
-			}
-			C, err := e.alloc(m, n)
-			if err != nil {
-				return nil, err
-			}
-			return func(i int) error {
-				e.b.MatMul(C, A, Bs[i%copies], transA, transB, 1, beta)
-				return nil
-			}, nil
-		},
+			A, Bs, C := o.alloc(aShape...), o.randoms(copies, 1, bShape...), o.alloc(m, n)
+			return func(i int) { e.b.MatMul(C, A, Bs[i%copies], transA, transB, 1, beta) }
+		}),
 	}
 }
 
@@ -245,39 +311,18 @@ func (e *env) attention(s attnShape, bwd bool) opCase {
 		group: "attention", name: s.label + " " + pass,
 		shape:   fmt.Sprintf("B%d T%d C%d H%d hs%d causal", B, T, C, H, C/H),
 		ceiling: CeilCompute, work: AttentionFLOPs(B, T, H, C/H, bwd),
-		setup: func() (func(int) error, error) {
-			qkv, err := e.alloc(B, T, 3*C)
-			if err != nil {
-				return nil, err
-			}
-			out, err := e.alloc(B, T, C)
-			if err != nil {
-				return nil, err
-			}
-			lse, err := e.alloc(B, H, T)
-			if err != nil {
-				return nil, err
-			}
+		setup: e.setup(func(o *operands) func(int) {
+			qkv, out, lse := o.alloc(B, T, 3*C), o.alloc(B, T, C), o.alloc(B, H, T)
 			if !bwd {
-				return func(int) error {
-					e.b.AttentionForward(out, lse, qkv, nil, H)
-					return nil
-				}, nil
+				return func(int) { e.b.AttentionForward(out, lse, qkv, nil, H) }
+			}
+			dout, dqkv := o.alloc(B, T, C), o.alloc(B, T, 3*C)
+			if o.err != nil {
+				return nil
 			}
 			e.b.AttentionForward(out, lse, qkv, nil, H)
-			dout, err := e.alloc(B, T, C)
-			if err != nil {
-				return nil, err
-			}
-			dqkv, err := e.alloc(B, T, 3*C)
-			if err != nil {
-				return nil, err
-			}
-			return func(int) error {
-				e.b.AttentionBackward(dqkv, dout, qkv, out, lse, nil, H)
-				return nil
-			}, nil
-		},
+			return func(int) { e.b.AttentionBackward(dqkv, dout, qkv, out, lse, nil, H) }
+		}),
 	}
 }
 
@@ -313,71 +358,31 @@ func (e *env) logSoftmaxCases() []opCase {
 	for _, s := range e.lsmShapes() {
 		N, V := s.N, s.V
 		bytes := int64(4 * N * V)
+		k := e.copies(bytes)
 		shape := fmt.Sprintf("%d×%d", N, V)
 		cs = append(cs, opCase{
 			group: "logsoftmax", name: s.label + " fwd", shape: shape + ", logits read once", ceiling: CeilMemory, work: float64(bytes),
-			setup: func() (func(int) error, error) {
-				k := e.copies(bytes)
-				logits, err := e.tensors(k, e.random(N*V, 4), N, V)
-				if err != nil {
-					return nil, err
-				}
-				targets, err := e.intTensor(e.randomInts(N, V), N)
-				if err != nil {
-					return nil, err
-				}
-				logp, err := e.alloc(N)
-				if err != nil {
-					return nil, err
-				}
-				ent, err := e.alloc(N)
-				if err != nil {
-					return nil, err
-				}
-				lse, err := e.alloc(N)
-				if err != nil {
-					return nil, err
-				}
-				return func(i int) error {
-					e.b.LogSoftmaxForward(logp, ent, lse, logits[i%k], targets)
-					return nil
-				}, nil
-			},
+			setup: e.setup(func(o *operands) func(int) {
+				logits, targets, logp := o.randoms(k, 4, N, V), o.ints(e.randomInts(N, V), N), o.alloc(N)
+				ent, lse := o.alloc(N), o.alloc(N)
+				return func(i int) { e.b.LogSoftmaxForward(logp, ent, lse, logits[i%k], targets) }
+			}),
 		})
 		cs = append(cs, opCase{
 			group: "logsoftmax", name: s.label + " bwd", shape: shape + ", in place: read + write", ceiling: CeilMemory, work: float64(2 * bytes),
-			setup: func() (func(int) error, error) {
-				k := e.copies(bytes)
-				logits, err := e.tensors(k, e.random(N*V, 4), N, V)
-				if err != nil {
-					return nil, err
+			setup: e.setup(func(o *operands) func(int) {
+				logits, targets, logp := o.randoms(k, 4, N, V), o.ints(e.randomInts(N, V), N), o.alloc(N)
+				dlogp, lses := o.alloc(N), o.allocs(k, N)
+				if o.err != nil {
+					return nil
 				}
-				targets, err := e.intTensor(e.randomInts(N, V), N)
-				if err != nil {
-					return nil, err
-				}
-				logp, err := e.alloc(N)
-				if err != nil {
-					return nil, err
-				}
-				dlogp, err := e.alloc(N)
-				if err != nil {
-					return nil, err
-				}
-				lses := make([]*gpu.Tensor, k)
-				for j := range lses {
-					if lses[j], err = e.alloc(N); err != nil {
-						return nil, err
-					}
+				for j := range k {
 					e.b.LogSoftmaxForward(logp, nil, lses[j], logits[j], targets)
 				}
 				// Later calls run on earlier gradients: the same work, as
 				// nothing in the pass depends on the values.
-				return func(i int) error {
-					e.b.LogSoftmaxBackward(logits[i%k], lses[i%k], nil, targets, dlogp, nil)
-					return nil
-				}, nil
-			},
+				return func(i int) { e.b.LogSoftmaxBackward(logits[i%k], lses[i%k], nil, targets, dlogp, nil) }
+			}),
 		})
 	}
 	return cs
@@ -397,91 +402,35 @@ func (e *env) layerNormCases() []opCase {
 		bwdBytes := int64(4 * (4*N*C + 5*C + 2*N))
 		cs = append(cs, opCase{
 			group: "layernorm", name: nc.name + " fwd", shape: shape, ceiling: CeilMemory, work: float64(fwdBytes),
-			setup: func() (func(int) error, error) {
+			setup: e.setup(func(o *operands) func(int) {
 				k := e.copies(fwdBytes)
-				inp, err := e.tensors(k, e.random(N*C, 2), N, C)
-				if err != nil {
-					return nil, err
-				}
-				out, err := e.tensors(k, e.random(N*C, 1), N, C)
-				if err != nil {
-					return nil, err
-				}
-				mean, err := e.tensors(k, e.random(N, 1), N)
-				if err != nil {
-					return nil, err
-				}
-				rstd, err := e.tensors(k, e.random(N, 1), N)
-				if err != nil {
-					return nil, err
-				}
-				w, err := e.alloc(C)
-				if err != nil {
-					return nil, err
-				}
-				bias, err := e.alloc(C)
-				if err != nil {
-					return nil, err
-				}
-				return func(i int) error {
+				inp, out := o.randoms(k, 2, N, C), o.randoms(k, 1, N, C)
+				mean, rstd := o.randoms(k, 1, N), o.randoms(k, 1, N)
+				w, bias := o.alloc(C), o.alloc(C)
+				return func(i int) {
 					j := i % k
 					e.b.LayerNormForward(out[j], mean[j], rstd[j], inp[j], w, bias)
-					return nil
-				}, nil
-			},
+				}
+			}),
 		})
 		cs = append(cs, opCase{
 			group: "layernorm", name: nc.name + " bwd", shape: shape, ceiling: CeilMemory, work: float64(bwdBytes),
-			setup: func() (func(int) error, error) {
+			setup: e.setup(func(o *operands) func(int) {
 				k := e.copies(bwdBytes)
-				inp, err := e.tensors(k, e.random(N*C, 2), N, C)
-				if err != nil {
-					return nil, err
+				inp, dout, dinp := o.randoms(k, 2, N, C), o.randoms(k, 1, N, C), o.randoms(k, 1, N, C)
+				w, bias, dw, db := o.alloc(C), o.alloc(C), o.alloc(C), o.alloc(C)
+				out, mean, rstd := o.alloc(N, C), o.allocs(k, N), o.allocs(k, N)
+				if o.err != nil {
+					return nil
 				}
-				dout, err := e.tensors(k, e.random(N*C, 1), N, C)
-				if err != nil {
-					return nil, err
-				}
-				dinp, err := e.tensors(k, e.random(N*C, 1), N, C)
-				if err != nil {
-					return nil, err
-				}
-				w, err := e.alloc(C)
-				if err != nil {
-					return nil, err
-				}
-				bias, err := e.alloc(C)
-				if err != nil {
-					return nil, err
-				}
-				dw, err := e.alloc(C)
-				if err != nil {
-					return nil, err
-				}
-				db, err := e.alloc(C)
-				if err != nil {
-					return nil, err
-				}
-				out, err := e.alloc(N, C)
-				if err != nil {
-					return nil, err
-				}
-				mean, rstd := make([]*gpu.Tensor, k), make([]*gpu.Tensor, k)
 				for j := range k {
-					if mean[j], err = e.alloc(N); err != nil {
-						return nil, err
-					}
-					if rstd[j], err = e.alloc(N); err != nil {
-						return nil, err
-					}
 					e.b.LayerNormForward(out, mean[j], rstd[j], inp[j], w, bias)
 				}
-				return func(i int) error {
+				return func(i int) {
 					j := i % k
 					e.b.LayerNormBackward(dinp[j], dw, db, dout[j], inp[j], w, mean[j], rstd[j])
-					return nil
-				}, nil
-			},
+				}
+			}),
 		})
 	}
 	return cs
@@ -514,41 +463,25 @@ func (e *env) adamWCases() []opCase {
 		bytes := int64(7 * 4 * n)
 		cs = append(cs, opCase{
 			group: "adamw", name: s.label, shape: fmt.Sprintf("%s params, clip + decay", groupThousands(int64(n))), ceiling: CeilMemory, work: float64(bytes),
-			setup: func() (func(int) error, error) {
+			setup: e.setup(func(o *operands) func(int) {
 				k := e.copies(int64(16 * n))
 				host := e.random(n, 1)
-				p, err := e.tensors(k, host, n)
-				if err != nil {
-					return nil, err
-				}
-				g, err := e.tensors(k, e.random(n, 1e-2), n)
-				if err != nil {
-					return nil, err
-				}
-				m, err := e.tensors(k, e.random(n, 1e-3), n)
-				if err != nil {
-					return nil, err
-				}
+				p, g, m := o.tensors(k, host, n), o.randoms(k, 1e-2, n), o.randoms(k, 1e-3, n)
 				for i := range host {
 					host[i] = host[i]*host[i]*1e-4 + 1e-8
 				}
-				v, err := e.tensors(k, host, n)
-				if err != nil {
-					return nil, err
-				}
-				normSq, err := e.b.Alloc(gpu.Float32, 1)
-				if err != nil {
-					return nil, err
+				v, normSq := o.tensors(k, host, n), o.zeros(gpu.Float32, 1)
+				if o.err != nil {
+					return nil
 				}
 				e.b.SumSquares(normSq, g[0])
 				h := gpu.AdamW{LR: 1e-4, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, MaxNorm: 1, GradScale: 1}
-				return func(i int) error {
+				return func(i int) {
 					j := i % k
 					h.Step = i + 1
 					e.b.AdamW(p[j], g[j], m[j], v[j], normSq, h)
-					return nil
-				}, nil
-			},
+				}
+			}),
 		})
 	}
 	return cs
@@ -591,37 +524,13 @@ func (e *env) decodeAttentionCases() []opCase {
 		cs = append(cs, opCase{
 			group: "decode-attn", name: s.label, shape: fmt.Sprintf("B%d H%d hs%d, %d cached", B, H, hs, S), ceiling: CeilMemory, work: float64(bytes),
 			extra: []Metric{{Name: "compute", Value: DecodeAttentionFLOPs(B, S, H, hs), Unit: "GFLOP/s"}},
-			setup: func() (func(int) error, error) {
+			setup: e.setup(func(o *operands) func(int) {
 				k := e.copies(2 * cache)
-				qkv, err := e.alloc(B, 3*C)
-				if err != nil {
-					return nil, err
-				}
-				kc, err := e.tensors(k, e.random(B*H*S*hs, 1), B, H, S, hs)
-				if err != nil {
-					return nil, err
-				}
-				vc, err := e.tensors(k, e.random(B*H*S*hs, 1), B, H, S, hs)
-				if err != nil {
-					return nil, err
-				}
-				lensHost := make([]int32, B)
-				for i := range lensHost {
-					lensHost[i] = int32(S)
-				}
-				lens, err := e.intTensor(lensHost, B)
-				if err != nil {
-					return nil, err
-				}
-				out, err := e.alloc(B, C)
-				if err != nil {
-					return nil, err
-				}
-				return func(i int) error {
-					e.b.AttentionDecode(out, qkv, kc[i%k], vc[i%k], lens, H)
-					return nil
-				}, nil
-			},
+				qkv := o.alloc(B, 3*C)
+				kc, vc := o.randoms(k, 1, B, H, S, hs), o.randoms(k, 1, B, H, S, hs)
+				lens, out := o.ints(slices.Repeat([]int32{int32(S)}, B), B), o.alloc(B, C)
+				return func(i int) { e.b.AttentionDecode(out, qkv, kc[i%k], vc[i%k], lens, H) }
+			}),
 		})
 	}
 	return cs
@@ -662,22 +571,12 @@ func (e *env) sampleCases() []opCase {
 		cs = append(cs, opCase{
 			group: "sample", name: s.label, shape: fmt.Sprintf("%d×%d, %s", N, V, s.desc), ceiling: CeilMemory, work: float64(bytes),
 			extra: []Metric{{Name: "rows", Value: float64(N), Unit: "rows/s"}},
-			setup: func() (func(int) error, error) {
+			setup: e.setup(func(o *operands) func(int) {
 				k := e.copies(bytes)
-				logits, err := e.tensors(k, e.random(N*V, 4), N, V)
-				if err != nil {
-					return nil, err
-				}
-				tokens, err := e.b.Alloc(gpu.Int32, N)
-				if err != nil {
-					return nil, err
-				}
+				logits, tokens := o.randoms(k, 4, N, V), o.zeros(gpu.Int32, N)
 				seed := e.opt.Seed
-				return func(i int) error {
-					e.b.Sample(tokens, logits[i%k], smp, gpu.Mix64(seed, uint64(i)))
-					return nil
-				}, nil
-			},
+				return func(i int) { e.b.Sample(tokens, logits[i%k], smp, gpu.Mix64(seed, uint64(i))) }
+			}),
 		})
 	}
 	return cs
