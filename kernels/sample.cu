@@ -54,8 +54,11 @@ struct IgSampleShared {
 };
 
 // ig_ord maps a float to a 32-bit key with the same order (for non-NaN).
+// −0 maps to +0's key: the CPU compares the floats, for which they are
+// equal, so a tie between them is broken by id there and must be here.
 static __device__ __forceinline__ unsigned ig_ord(float x) {
-    const unsigned b = __float_as_uint(x);
+    unsigned b = __float_as_uint(x);
+    if (b == 0x80000000u) b = 0u;
     return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 

@@ -177,6 +177,7 @@ func (b *Backend) Close() error {
 	errs = append(errs, b.release())
 	b.closed = true
 	b.fail(errClosed)
+	opStates.Delete(b) // else the map keeps every closed backend alive
 	runtime.UnlockOSThread()
 	return errors.Join(errs...)
 }

@@ -13,10 +13,24 @@ import (
 	"time"
 )
 
-// exec runs argv with a time limit, its output (stdout and stderr together)
-// going to logs/NAME.log, and returns the step with the output's tail.
+// minStep is the least time worth starting a step with: below it, a step
+// is skipped rather than started and killed.
+const minStep = 5 * time.Second
+
+// outOfTime is Step.Skipped for a step the time budget left no room for.
+const outOfTime = "out of the time budget (-budget)"
+
+// exec runs argv with a time limit (cut to what is left of ctx's deadline),
+// its output (stdout and stderr together) going to logs/NAME.log, and
+// returns the step with the output's tail. A step ctx leaves too little
+// time for is not started and comes back skipped.
 func (r *runner) exec(ctx context.Context, name string, argv []string, limit time.Duration) Step {
 	st := Step{Name: name, Command: argv, Log: filepath.Join(r.out, "logs", name+".log")}
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < minStep {
+		st.Skipped, st.Log = outOfTime, ""
+		fmt.Fprintf(os.Stderr, "== %s: skipped, out of time\n", name)
+		return st
+	}
 	fmt.Fprintf(os.Stderr, "== %s: %s\n", name, strings.Join(argv, " "))
 	f, err := os.Create(st.Log)
 	if err != nil {

@@ -5,11 +5,17 @@
 // has it, and a short `instructgo pretrain` smoke run on generated text,
 // and writes one JSON report (report.json) plus the raw logs.
 //
-//	bundle-runner [-bundle DIR] [-out DIR] [-timeout 20m] [-skip-bench]
+//	bundle-runner [-bundle DIR] [-out DIR] [-timeout 4m] [-budget 11m] [-skip-bench]
 //
 // The bundle's run.sh calls it with the bundle directory and the output
-// directory ($OUT or ./gpu-report). It exits 0 when every test passed and
-// every step succeeded, 1 otherwise; the report is written either way.
+// directory ($OUT or ./gpu-report), passing on any further flags. The steps
+// run most important first (the parity tests, then the backend's info and a
+// short training run, then the benchmarks), each within -timeout and all
+// within -budget, so that a session on a borrowed GPU with a hard time
+// limit gets its answers before the limit; a step the budget no longer
+// allows is recorded as skipped. report.json is rewritten after every
+// step, so a run killed from outside still leaves what it found. It exits 0
+// when every test passed and every step succeeded, 1 otherwise.
 //
 // It is plain Go (no cgo, no build tag) so that it runs anywhere and its
 // parsing is tested by the ordinary `go test ./...`.
@@ -30,7 +36,8 @@ import (
 func main() {
 	bundle := flag.String("bundle", ".", "the bundle directory (instructgo, tests/*.test)")
 	out := flag.String("out", "", "directory for report.json and logs (default $OUT, else ./gpu-report)")
-	timeout := flag.Duration("timeout", 20*time.Minute, "time limit of each step")
+	timeout := flag.Duration("timeout", 4*time.Minute, "time limit of each step")
+	budget := flag.Duration("budget", 11*time.Minute, "time limit of all steps together")
 	skipBench := flag.Bool("skip-bench", false, "skip the benchmarks")
 	flag.Parse()
 	if *out == "" {
@@ -40,7 +47,9 @@ func main() {
 		*out = "gpu-report"
 	}
 	r := &runner{bundle: *bundle, out: *out, timeout: *timeout, skipBench: *skipBench}
-	rep, err := r.run(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), *budget)
+	defer cancel()
+	rep, err := r.run(ctx)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bundle-runner:", err)
 		os.Exit(2)
@@ -65,7 +74,10 @@ type Report struct {
 	Tests      []TestBinary     `json:"tests"`
 	Benchmarks []Benchmark      `json:"benchmarks,omitempty"`
 	Steps      []Step           `json:"steps"`
-	Summary    Summary          `json:"summary"`
+	// Complete is false while the runner is still at work (report.json is
+	// rewritten after every step) or when it was stopped.
+	Complete bool    `json:"complete"`
+	Summary  Summary `json:"summary"`
 }
 
 // TestBinary is one compiled test binary's run.
@@ -106,11 +118,13 @@ type Step struct {
 
 // Summary counts the results.
 type Summary struct {
-	TestsPassed  int  `json:"tests_passed"`
-	TestsFailed  int  `json:"tests_failed"`
-	TestsSkipped int  `json:"tests_skipped"`
-	StepsFailed  int  `json:"steps_failed"`
-	OK           bool `json:"ok"`
+	TestsPassed  int `json:"tests_passed"`
+	TestsFailed  int `json:"tests_failed"`
+	TestsSkipped int `json:"tests_skipped"`
+	StepsFailed  int `json:"steps_failed"`
+	// OutOfTime counts the steps the time budget left no room for.
+	OutOfTime int  `json:"steps_out_of_time"`
+	OK        bool `json:"ok"`
 }
 
 type runner struct {
@@ -126,6 +140,23 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	host, _ := os.Hostname()
 	rep := &Report{Created: time.Now().UTC(), Host: host}
 	bin := filepath.Join(r.bundle, "instructgo")
+	// save rewrites report.json with what is known so far.
+	save := func() error {
+		rep.Summary = summarize(rep)
+		data, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(r.out, "report.json"), append(data, '\n'), 0o644)
+	}
+	step := func(s Step) error {
+		rep.Steps = append(rep.Steps, s)
+		return save()
+	}
+	last := func(s Step) (*Report, error) {
+		rep.Complete = true
+		return rep, step(s)
+	}
 
 	// The machine.
 	smi := r.exec(ctx, "nvidia-smi", []string{"nvidia-smi",
@@ -155,34 +186,25 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 			res.Results = append(res.Results, TestResult{Name: "(binary)", Status: "FAIL", Seconds: s.Seconds})
 			rep.Tests[len(rep.Tests)-1] = res
 		}
+		if s.Skipped != "" {
+			res.Results = append(res.Results, TestResult{Name: "(binary)", Status: "SKIP"})
+			rep.Tests[len(rep.Tests)-1] = res
+			rep.Steps = append(rep.Steps, s)
+		}
+		if err := save(); err != nil {
+			return nil, err
+		}
 	}
 
 	// The backend as instructgo sees it.
 	info := r.exec(ctx, "info", []string{bin, "--device", "cuda", "info", "--json"}, time.Minute)
-	rep.Steps = append(rep.Steps, info)
 	if raw := strings.TrimSpace(readFile(info.Log)); info.ExitCode == 0 && json.Valid([]byte(lastJSONObject(raw))) {
 		rep.Info = json.RawMessage(lastJSONObject(raw))
 	} else {
 		rep.InfoError = info.Tail
 	}
-
-	// Benchmarks.
-	if r.skipBench {
-		rep.Steps = append(rep.Steps, Step{Name: "benchmarks", Skipped: "-skip-bench"})
-	} else {
-		for _, tb := range tests {
-			s := r.exec(ctx, "bench-"+filepath.Base(tb), []string{tb, "-test.run=^$", "-test.bench=.", "-test.benchtime=20x", "-test.timeout=" + r.timeout.String()}, r.timeout+time.Minute)
-			rep.Steps = append(rep.Steps, s)
-			for _, b := range parseBenchOutput(readFile(s.Log)) {
-				b.Binary = filepath.Base(tb)
-				rep.Benchmarks = append(rep.Benchmarks, b)
-			}
-		}
-		if h := r.exec(ctx, "bench-help", []string{bin, "help", "bench"}, 30*time.Second); h.ExitCode == 0 && strings.Contains(readFile(h.Log), "bench") && !strings.Contains(readFile(h.Log), "No help topic") {
-			rep.Steps = append(rep.Steps, r.exec(ctx, "instructgo-bench", []string{bin, "--device", "cuda", "bench"}, r.timeout))
-		} else {
-			rep.Steps = append(rep.Steps, Step{Name: "instructgo-bench", Skipped: "this instructgo has no bench command"})
-		}
+	if err := step(info); err != nil {
+		return nil, err
 	}
 
 	// A short training run on generated text.
@@ -190,16 +212,30 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	if err := os.WriteFile(text, []byte(smokeText(200_000)), 0o644); err != nil {
 		return nil, err
 	}
-	rep.Steps = append(rep.Steps, r.exec(ctx, "pretrain-smoke", []string{bin, "--device", "cuda", "pretrain",
+	if err := step(r.exec(ctx, "pretrain-smoke", []string{bin, "--device", "cuda", "pretrain",
 		"--data", text, "--out", filepath.Join(r.out, "pretrain-run"), "--config", "tiny",
-		"--steps", "30", "--batch", "8", "--seq", "64", "--eval-every", "0", "--save-every", "0", "--log-every", "10"}, r.timeout))
-
-	rep.Summary = summarize(rep)
-	data, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
+		"--steps", "30", "--batch", "8", "--seq", "64", "--eval-every", "0", "--save-every", "0", "--log-every", "10"}, r.timeout)); err != nil {
 		return nil, err
 	}
-	return rep, os.WriteFile(filepath.Join(r.out, "report.json"), append(data, '\n'), 0o644)
+
+	// Benchmarks.
+	if r.skipBench {
+		return last(Step{Name: "benchmarks", Skipped: "-skip-bench"})
+	}
+	for _, tb := range tests {
+		s := r.exec(ctx, "bench-"+filepath.Base(tb), []string{tb, "-test.run=^$", "-test.bench=.", "-test.benchtime=20x", "-test.timeout=" + r.timeout.String()}, r.timeout+time.Minute)
+		for _, b := range parseBenchOutput(readFile(s.Log)) {
+			b.Binary = filepath.Base(tb)
+			rep.Benchmarks = append(rep.Benchmarks, b)
+		}
+		if err := step(s); err != nil {
+			return nil, err
+		}
+	}
+	if h := r.exec(ctx, "bench-help", []string{bin, "help", "bench"}, 30*time.Second); h.ExitCode == 0 && strings.Contains(readFile(h.Log), "bench") && !strings.Contains(readFile(h.Log), "No help topic") {
+		return last(r.exec(ctx, "instructgo-bench", []string{bin, "--device", "cuda", "bench"}, r.timeout))
+	}
+	return last(Step{Name: "instructgo-bench", Skipped: "this instructgo has no bench command"})
 }
 
 func hasFailure(rs []TestResult) bool {
@@ -229,11 +265,14 @@ func summarize(rep *Report) Summary {
 		}
 	}
 	for _, st := range rep.Steps {
-		if st.Skipped == "" && st.ExitCode != 0 {
+		switch {
+		case st.Skipped == outOfTime:
+			s.OutOfTime++
+		case st.Skipped == "" && st.ExitCode != 0:
 			s.StepsFailed++
 		}
 	}
-	s.OK = s.TestsFailed == 0 && s.StepsFailed == 0 && len(rep.Tests) > 0
+	s.OK = rep.Complete && s.TestsFailed == 0 && s.StepsFailed == 0 && s.OutOfTime == 0 && len(rep.Tests) > 0
 	return s
 }
 

@@ -2,8 +2,10 @@
 # The GPU bundle's entry point (see gpu/cuda/bundle/main.go). On the GPU
 # machine, no Go needed:
 #
-#   ./run.sh [OUTDIR]        # default: $OUT, else ./gpu-report
+#   ./run.sh [OUTDIR [FLAGS]]   # default: $OUT, else ./gpu-report
 #
+# FLAGS go to the runner: -timeout (each step, default 4m), -budget (all
+# steps, default 11m, to fit a 15-minute GPU session), -skip-bench.
 # It runs the cuda parity tests, `instructgo --device cuda info`, the
 # benchmarks and a short pretraining run, and writes OUTDIR/report.json and
 # OUTDIR/logs/. Needs the NVIDIA driver (libcuda.so.1), an Ampere or newer
@@ -12,4 +14,5 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:-${OUT:-$PWD/gpu-report}}
-exec "$here/bundle-runner" -bundle "$here" -out "$out"
+[ $# -gt 0 ] && shift
+exec "$here/bundle-runner" -bundle "$here" -out "$out" "$@"
