@@ -185,9 +185,11 @@ func Pipeline(ctx context.Context, b gpu.Backend, cfg PipelineConfig, opt RunOpt
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
-	synthRM := cfg.RM.Data
+	// The reward model trains on rm.jsonl's rankings (cfg.RM.Data) followed
+	// by those of SFT samples when the label stage runs.
+	rmCfg := cfg.RM
 	if cfg.SFTSampleLabels > 0 {
-		cfg.RM.Data = filepath.Join(cfg.Out, StageLabel, "rm_all.jsonl")
+		rmCfg.Data = filepath.Join(cfg.Out, StageLabel, "rm_all.jsonl")
 	}
 	cfgPath := filepath.Join(cfg.Out, PipelineConfigFile)
 	if err := checkSameConfig(cfgPath, cfg); err != nil {
@@ -264,19 +266,19 @@ func Pipeline(ctx context.Context, b gpu.Backend, cfg PipelineConfig, opt RunOpt
 		var st LabelStats
 		if err := readSummary(labelDir, &st); err != nil {
 			enter("label SFT samples").Int("prompts", cfg.SFTSampleLabels).Msg("──── pipeline stage ────")
-			if st, err = labelSFTSamples(b, tok, cfg.SFT.Out, synthRM, labelDir, cfg.SFTSampleLabels); err != nil {
+			if st, err = labelSFTSamples(b, tok, cfg.SFT.Out, cfg.RM.Data, labelDir, cfg.SFTSampleLabels); err != nil {
 				return nil, fmt.Errorf("pipeline: label SFT samples: %w", err)
 			}
 		}
 		rep.RM.SFTSamples = &st
 	}
 	// Reward model.
-	if o, run := pending(cfg.RM.Out, "reward model"); run {
-		if cfg.RM.Model, err = model.ReadConfig(cfg.RM.Init); err != nil {
+	if o, run := pending(rmCfg.Out, "reward model"); run {
+		if rmCfg.Model, err = model.ReadConfig(rmCfg.Init); err != nil {
 			return nil, err
 		}
-		cfg.RM.Model.Dropout = 0
-		if _, err := RM(ctx, b, tok, cfg.RM, o); err != nil {
+		rmCfg.Model.Dropout = 0
+		if _, err := RM(ctx, b, tok, rmCfg, o); err != nil {
 			return nil, fmt.Errorf("pipeline: %w", err)
 		}
 	}
@@ -600,6 +602,34 @@ func (c *stageClock) total() float64 {
 		t += s
 	}
 	return t
+}
+
+// LoadPipelineConfig reads a pipeline configuration for a run in out from
+// the JSON file path: DefaultPipeline(out) with the fields the file sets
+// replaced, so a file may set a few ("{"ppo": {"iterations": 120}}") or be
+// an earlier run's pipeline_config.json, whose paths inside its own run
+// directory are moved to out. A field the configuration lacks is an error,
+// so a misspelt one is not silently ignored.
+func LoadPipelineConfig(path, out string) (PipelineConfig, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return PipelineConfig{}, err
+	}
+	var head struct {
+		Out string `json:"out"`
+	}
+	if err := json.Unmarshal(raw, &head); err != nil {
+		return PipelineConfig{}, fmt.Errorf("%s: %w", path, err)
+	}
+	raw = rebasePaths(raw, head.Out, out)
+	cfg := DefaultPipeline(out)
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return PipelineConfig{}, fmt.Errorf("%s: %w", path, err)
+	}
+	cfg.Out = out
+	return cfg, nil
 }
 
 // checkSameConfig returns an error naming the first difference when path

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -164,6 +165,22 @@ func TestPipelineEndToEnd(t *testing.T) {
 		t.Errorf("second invocation: total %v s, want %v s", again.Seconds, want)
 	}
 
+	// The run's pipeline_config.json reruns it in another directory, with
+	// the same numbers.
+	copyDir := t.TempDir()
+	loaded, err := LoadPipelineConfig(filepath.Join(out, PipelineConfigFile), copyDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rerun, err := Pipeline(context.Background(), b, loaded, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rerun.SFT.TaskScore != rep.SFT.TaskScore || rerun.PPO.TaskScore != rep.PPO.TaskScore || rerun.RM.Accuracy != rep.RM.Accuracy {
+		t.Errorf("rerun from pipeline_config.json: SFT %v, PPO %v, RM %v; first run %v, %v, %v",
+			rerun.SFT.TaskScore, rerun.PPO.TaskScore, rerun.RM.Accuracy, rep.SFT.TaskScore, rep.PPO.TaskScore, rep.RM.Accuracy)
+	}
+
 	// Run again in the same directory with another data seed: refused
 	// before anything is touched, since the finished stages would be
 	// reported as the new configuration's.
@@ -220,6 +237,37 @@ func sumValues(m map[string]float64) float64 {
 }
 
 func closeTo(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b)) }
+
+// TestLoadPipelineConfig checks that a configuration file sets only the
+// fields it names, that an earlier run's pipeline_config.json moves to the
+// new directory, and that a misspelt field is an error.
+func TestLoadPipelineConfig(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "new")
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	got, err := LoadPipelineConfig(write("few.json", `{"ppo": {"iterations": 7}, "synth": {"Seed": 5}}`), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DefaultPipeline(out)
+	want.PPO.Iterations, want.Synth.Seed = 7, 5
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("a few fields: got %+v", got)
+	}
+	saved, _ := json.Marshal(DefaultPipeline(filepath.Join(dir, "old")))
+	if got, err := LoadPipelineConfig(write("saved.json", string(saved)), out); err != nil || !reflect.DeepEqual(got, DefaultPipeline(out)) {
+		t.Errorf("an earlier run's configuration: %v, %+v", err, got)
+	}
+	if _, err := LoadPipelineConfig(write("typo.json", `{"ppo": {"iteratons": 7}}`), out); err == nil || !strings.Contains(err.Error(), "iteratons") {
+		t.Errorf("a misspelt field: %v", err)
+	}
+}
 
 // TestCheckSameConfig checks the guard against resuming a pipeline run
 // with another configuration: the same one passes, also after the run

@@ -16,7 +16,7 @@ func pipelineCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "pipeline",
 		Usage:     "run InstructGPT end to end on the built-in tasks: data, pretrain, SFT, RM, PPO-ptx, evaluation",
-		UsageText: "instructgo [global options] pipeline [--out DIR] [--seed N]",
+		UsageText: "instructgo [global options] pipeline [--out DIR] [--seed N] [--config FILE.json]",
 		Description: "Each stage writes a sub-directory of --out (data, pretrain, sft, label: rankings of SFT\n" +
 			"samples for the reward model, rm, ppo); a stage that finished in an earlier run is not\n" +
 			"repeated and an interrupted one resumes from its saved state, so an interrupted pipeline\n" +
@@ -24,10 +24,14 @@ func pipelineCommand() *cli.Command {
 			"--seed, is refused). It ends with a table and writes report.md (tables, per-task\n" +
 			"win rates, training curves, and a best-of-8 check of the reward model on the SFT policy's\n" +
 			"own samples) and report.json. Ctrl-C saves the running stage and exits with status 130.\n" +
-			"About 8 minutes on two CPU cores.",
+			"About 8 minutes on two CPU cores.\n" +
+			"--config sets any part of the configuration from JSON over the defaults: a few fields\n" +
+			"('{\"ppo\": {\"iterations\": 120}}') or a whole pipeline_config.json of an earlier run, which\n" +
+			"reruns it (its paths move to --out; --seed, when given, overrides its seed).",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "out", Value: filepath.Join("runs", "pipeline"), Usage: "run directory"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the synthetic data (the stages keep their own seeds)"},
+			&cli.StringFlag{Name: "config", Usage: "JSON file of configuration fields over the defaults (e.g. an earlier run's pipeline_config.json)"},
 		},
 		Action: runPipeline,
 	}
@@ -38,7 +42,15 @@ func runPipeline(c *cli.Context) error {
 		return err
 	}
 	cfg := train.DefaultPipeline(c.String("out"))
-	cfg.Synth.Seed = c.Uint64("seed")
+	if path := c.String("config"); path != "" {
+		var err error
+		if cfg, err = train.LoadPipelineConfig(path, c.String("out")); err != nil {
+			return usageErrorf("pipeline --config: %v", err)
+		}
+	}
+	if c.IsSet("seed") || c.String("config") == "" {
+		cfg.Synth.Seed = c.Uint64("seed")
+	}
 	var rep *train.PipelineReport
 	if err := runTraining(c, false, func(ctx context.Context, b gpu.Backend, opt train.RunOptions) (err error) {
 		rep, err = train.Pipeline(ctx, b, cfg, opt)
