@@ -5,7 +5,7 @@
 // has it, and a short `instructgo pretrain` smoke run on generated text,
 // and writes one JSON report (report.json) plus the raw logs.
 //
-//	bundle-runner [-bundle DIR] [-out DIR] [-timeout 4m] [-budget 11m] [-skip-bench]
+//	bundle-runner [-bundle DIR] [-out DIR] [-timeout 4m] [-budget 8m] [-skip-bench]
 //
 // The bundle's run.sh calls it with the bundle directory and the output
 // directory ($OUT or ./gpu-report), passing on any further flags. The steps
@@ -37,7 +37,7 @@ func main() {
 	bundle := flag.String("bundle", ".", "the bundle directory (instructgo, tests/*.test)")
 	out := flag.String("out", "", "directory for report.json and logs (default $OUT, else ./gpu-report)")
 	timeout := flag.Duration("timeout", 4*time.Minute, "time limit of each step")
-	budget := flag.Duration("budget", 11*time.Minute, "time limit of all steps together")
+	budget := flag.Duration("budget", 8*time.Minute, "time limit of all steps together")
 	skipBench := flag.Bool("skip-bench", false, "skip the benchmarks")
 	flag.Parse()
 	if *out == "" {

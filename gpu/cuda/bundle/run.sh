@@ -5,7 +5,7 @@
 #   ./run.sh [OUTDIR [FLAGS]]   # default: $OUT, else ./gpu-report
 #
 # FLAGS go to the runner: -timeout (each step, default 4m), -budget (all
-# steps, default 11m, to fit a 15-minute GPU session), -skip-bench.
+# steps, default 8m, to fit one 10-minute command of a 15-minute GPU session), -skip-bench.
 # It runs the cuda parity tests, `instructgo --device cuda info`, the
 # benchmarks and a short pretraining run, and writes OUTDIR/report.json and
 # OUTDIR/logs/. Needs the NVIDIA driver (libcuda.so.1), an Ampere or newer
