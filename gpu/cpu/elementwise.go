@@ -327,12 +327,22 @@ func (b *Backend) AddBias(out, bias *gpu.Tensor) {
 	os, bs := F32(out), F32(bias)
 	b.parallelFor(n, max(1, ewMinChunk/c), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			row := os[r*c : (r+1)*c]
-			for j := range row {
-				row[j] += bs[j]
-			}
+			addRow(os[r*c:(r+1)*c], bs)
 		}
 	})
+}
+
+// addRow adds x to y element by element, with the vector axpy where the
+// machine has one: y + 1·x rounds once, as y + x does, so both give the
+// same bits.
+func addRow(y, x []float32) {
+	if activeSkinny != nil {
+		activeSkinny.axpy(y, x, 1)
+		return
+	}
+	for j := range y {
+		y[j] += x[j]
+	}
 }
 
 // BiasBackward implements gpu.Backend. Rows are summed in float64 per

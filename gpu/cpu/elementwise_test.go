@@ -149,7 +149,7 @@ func TestSumSquaresDot(t *testing.T) {
 
 func TestAddBiasBiasBackward(t *testing.T) {
 	r := testRNG(4)
-	for _, sz := range [][3]int{{2, 3, 5}, {8, 300, 64}} {
+	for _, sz := range [][3]int{{2, 3, 5}, {8, 300, 64}, {3, 7, 131}} {
 		bt, nt, c := sz[0], sz[1], sz[2]
 		n := bt * nt
 		b := New(3)
@@ -162,6 +162,12 @@ func TestAddBiasBiasBackward(t *testing.T) {
 			want[i] = float64(outs[i]) + float64(biases[i%c])
 		}
 		checkCloseLog(t, "add bias", F32(out), want, 1e-7)
+		// The vector path (addRow) gives the float32 sums bit for bit.
+		for i, v := range F32(out) {
+			if w := outs[i] + biases[i%c]; v != w {
+				t.Fatalf("add bias [%d] (width %d): %v, want the float32 sum %v", i, c, v, w)
+			}
+		}
 
 		douts, pre := randn(r, n*c, 1), randn(r, c, 1)
 		dout := tensorOf(t, b, douts, n, c)

@@ -247,3 +247,12 @@ func spinFor(d time.Duration) {
 	for t0 := time.Now(); time.Since(t0) < d; {
 	}
 }
+
+// BenchmarkAddBias times the bias add of the tiny GPT's QKV projection
+// (B·T rows of 3C = 384), as a PPO update's forward passes do it many times.
+func BenchmarkAddBias(tb *testing.B) {
+	const rows, c = 16 * 128, 384
+	b := New(0)
+	out, bias := benchAlloc(tb, b, rows, c), benchAlloc(tb, b, c)
+	runGBs(tb, b, 4*2*rows*c, func() { b.AddBias(out, bias) })
+}
