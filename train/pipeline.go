@@ -608,28 +608,38 @@ func (c *stageClock) total() float64 {
 }
 
 // LoadPipelineConfig reads a pipeline configuration for a run in out from
-// the JSON file path: DefaultPipeline(out) with the fields the file sets
-// replaced, so a file may set a few ("{"ppo": {"iterations": 120}}") or be
-// an earlier run's pipeline_config.json, whose paths inside its own run
-// directory are moved to out. A field the configuration lacks is an error,
-// so a misspelt one is not silently ignored.
+// the JSON file path (see ParsePipelineConfig).
 func LoadPipelineConfig(path, out string) (PipelineConfig, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return PipelineConfig{}, err
 	}
+	cfg, err := ParsePipelineConfig(raw, out)
+	if err != nil {
+		return PipelineConfig{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParsePipelineConfig decodes a JSON pipeline configuration for a run in
+// out: DefaultPipeline(out) with the fields the JSON sets replaced, so it
+// may set a few ({"ppo": {"iterations": 120}}) or be an earlier run's
+// pipeline_config.json, whose paths inside its own run directory are moved
+// to out. A field the configuration lacks is an error, so a misspelt one
+// is not silently ignored.
+func ParsePipelineConfig(raw []byte, out string) (PipelineConfig, error) {
 	var head struct {
 		Out string `json:"out"`
 	}
 	if err := json.Unmarshal(raw, &head); err != nil {
-		return PipelineConfig{}, fmt.Errorf("%s: %w", path, err)
+		return PipelineConfig{}, err
 	}
 	raw = rebasePaths(raw, head.Out, out)
 	cfg := DefaultPipeline(out)
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&cfg); err != nil {
-		return PipelineConfig{}, fmt.Errorf("%s: %w", path, err)
+		return PipelineConfig{}, err
 	}
 	cfg.Out = out
 	return cfg, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
@@ -16,7 +17,7 @@ func pipelineCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "pipeline",
 		Usage:     "run InstructGPT end to end on the built-in tasks: data, pretrain, SFT, RM, PPO-ptx, evaluation",
-		UsageText: "instructgo [global options] pipeline [--out DIR] [--seed N] [--config FILE.json]",
+		UsageText: "instructgo [global options] pipeline [--out DIR] [--seed N] [--config FILE.json | JSON]",
 		Description: "Each stage writes a sub-directory of --out (data, pretrain, sft, label: rankings of SFT\n" +
 			"samples for the reward model, rm, ppo); a stage that finished in an earlier run is not\n" +
 			"repeated and an interrupted one resumes from its saved state, so an interrupted pipeline\n" +
@@ -25,13 +26,14 @@ func pipelineCommand() *cli.Command {
 			"win rates, training curves, and a best-of-8 check of the reward model on the SFT policy's\n" +
 			"own samples) and report.json. Ctrl-C saves the running stage and exits with status 130.\n" +
 			"About 8 minutes on two CPU cores.\n" +
-			"--config sets any part of the configuration from JSON over the defaults: a few fields\n" +
-			"('{\"ppo\": {\"iterations\": 120}}') or a whole pipeline_config.json of an earlier run, which\n" +
-			"reruns it (its paths move to --out; --seed, when given, overrides its seed).",
+			"--config sets any part of the configuration from JSON over the defaults, inline or in a\n" +
+			"file: a few fields (--config '{\"ppo\": {\"iterations\": 120}}') or a whole pipeline_config.json\n" +
+			"of an earlier run, which reruns it (its paths move to --out; --seed, when given, overrides\n" +
+			"its seed).",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "out", Value: filepath.Join("runs", "pipeline"), Usage: "run directory"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the synthetic data (the stages keep their own seeds)"},
-			&cli.StringFlag{Name: "config", Usage: "JSON file of configuration fields over the defaults (e.g. an earlier run's pipeline_config.json)"},
+			&cli.StringFlag{Name: "config", Usage: "configuration fields over the defaults: a JSON file (e.g. an earlier run's pipeline_config.json) or inline JSON"},
 		},
 		Action: runPipeline,
 	}
@@ -42,9 +44,14 @@ func runPipeline(c *cli.Context) error {
 		return err
 	}
 	cfg := train.DefaultPipeline(c.String("out"))
-	if path := c.String("config"); path != "" {
+	if arg := c.String("config"); arg != "" {
 		var err error
-		if cfg, err = train.LoadPipelineConfig(path, c.String("out")); err != nil {
+		if strings.HasPrefix(strings.TrimSpace(arg), "{") {
+			cfg, err = train.ParsePipelineConfig([]byte(arg), c.String("out"))
+		} else {
+			cfg, err = train.LoadPipelineConfig(arg, c.String("out"))
+		}
+		if err != nil {
 			return usageErrorf("pipeline --config: %v", err)
 		}
 	}

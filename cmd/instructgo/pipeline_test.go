@@ -21,6 +21,8 @@ func TestPipelineConfigErrors(t *testing.T) {
 	}{
 		{typo, `unknown field "iteratons"`},
 		{filepath.Join(dir, "missing.json"), "no such file"},
+		{`{"ppo": {"iteratons": 7}}`, `unknown field "iteratons"`},
+		{`{"ppo": {"iterations": "many"}}`, "cannot unmarshal"},
 	} {
 		_, stderr, code := runCLI(t, "pipeline", "--out", out, "--config", c.config)
 		if code != exitUsage || !strings.Contains(stderr, c.want) {
