@@ -25,18 +25,25 @@ test:
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./gpu/cpu/ ./model/
 
-## hf-check: load a pipeline run's PPO policy and reward model with Hugging Face
-## transformers and require instructgo's greedy tokens and rewards
+## hf-check: Hugging Face transformers loads a pipeline run's PPO policy and
+## reward model with instructgo's greedy tokens and rewards, and instructgo loads
+## a GPT-2 that transformers saved, with its greedy tokens
 ## (RUN=runs/pipeline; PYTHON with torch and transformers, e.g. a venv)
 RUN    ?= runs/pipeline
 PYTHON ?= python3
+HFC    := build/hf-check
 hf-check: build
-	@mkdir -p build/hf-check
-	head -n 40 $(RUN)/data/eval.jsonl > build/hf-check/prompts.jsonl
-	head -n 20 $(RUN)/data/rm.jsonl > build/hf-check/comparisons.jsonl
-	$(BIN) generate --model $(RUN)/ppo --prompts build/hf-check/prompts.jsonl --max-new 32 --json > build/hf-check/generate.jsonl
-	$(BIN) rm score --model $(RUN)/rm --data build/hf-check/comparisons.jsonl --json > build/hf-check/scores.jsonl
-	$(PYTHON) model/hfcheck/check_hf.py $(RUN)/ppo build/hf-check/generate.jsonl $(RUN)/rm build/hf-check/scores.jsonl
+	@mkdir -p $(HFC)
+	head -n 40 $(RUN)/data/eval.jsonl > $(HFC)/prompts.jsonl
+	head -n 20 $(RUN)/data/rm.jsonl > $(HFC)/comparisons.jsonl
+	$(BIN) generate --model $(RUN)/ppo --prompts $(HFC)/prompts.jsonl --max-new 32 --json > $(HFC)/generate.jsonl
+	$(BIN) rm score --model $(RUN)/rm --data $(HFC)/comparisons.jsonl --json > $(HFC)/scores.jsonl
+	$(PYTHON) model/hfcheck/check_hf.py lm $(RUN)/ppo $(HFC)/generate.jsonl
+	$(PYTHON) model/hfcheck/check_hf.py rm $(RUN)/rm $(HFC)/scores.jsonl
+	$(PYTHON) model/hfcheck/check_hf.py save-random $(HFC)/hf-gpt2
+	$(BIN) generate --model $(HFC)/hf-gpt2 --prompt "The quick brown fox" --prompt "Hello, world" \
+		--prompt "instructgo trains language models" --max-new 12 --json > $(HFC)/generate-hf.jsonl
+	$(PYTHON) model/hfcheck/check_hf.py lm $(HFC)/hf-gpt2 $(HFC)/generate-hf.jsonl
 
 ## lint: gofmt check and go vet
 lint:

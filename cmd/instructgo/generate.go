@@ -26,7 +26,8 @@ func generateCommand() *cli.Command {
 			"context. The default --temperature 0 is greedy decoding, so output is reproducible; with a\n" +
 			"temperature > 0 tokens are sampled (after --top-k and --top-p), reproducibly for a given\n" +
 			"--seed and --batch. Text output shows each prompt and its completion under headers; --json\n" +
-			"prints one object per line: {\"prompt\", \"completion\", \"stopped_at_eos\", \"stop\", \"tokens\"}.",
+			"prints one object per line: {\"prompt\", \"completion\", \"stopped_at_eos\", \"stop\", \"tokens\",\n" +
+			"\"prompt_tokens\"} (the ids of the completion and of the prompt).",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "model", Usage: "checkpoint directory (config.json, model.safetensors)"},
 			// KeepSpace: a prompt's white space is part of it (the built-in
@@ -52,6 +53,7 @@ type generation struct {
 	StoppedAtEOS bool    `json:"stopped_at_eos"`
 	Stop         string  `json:"stop"` // eos, max_new or context
 	Tokens       []int32 `json:"tokens"`
+	PromptTokens []int32 `json:"prompt_tokens"`
 }
 
 func runGenerate(c *cli.Context) (err error) {
@@ -157,7 +159,7 @@ func runGenerate(c *cli.Context) (err error) {
 		if c.Bool("json") {
 			err = enc.Encode(generation{
 				Prompt: texts[i], Completion: completion, StoppedAtEOS: g.Stop == model.StopEOS,
-				Stop: g.Stop.String(), Tokens: append([]int32{}, g.Tokens...),
+				Stop: g.Stop.String(), Tokens: append([]int32{}, g.Tokens...), PromptTokens: prompts[i],
 			})
 		} else {
 			if i > 0 {
