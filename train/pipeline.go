@@ -201,9 +201,7 @@ func Pipeline(ctx context.Context, b gpu.Backend, cfg PipelineConfig, opt RunOpt
 	if err := atomicfile.WriteJSON(cfgPath, cfg); err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
-	// pending reports whether the stage in dir still has to run and the
-	// options to run it with: a stage is done when its summary says it ran
-	// to the end; an interrupted (or killed) one with saved state resumes.
+	// enter starts timing a stage and returns its log line to finish.
 	clock, err := openStageClock(filepath.Join(cfg.Out, StageClockFile))
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
@@ -215,6 +213,9 @@ func Pipeline(ctx context.Context, b gpu.Backend, cfg PipelineConfig, opt RunOpt
 		}
 		return log.Info().Str("stage", name)
 	}
+	// pending reports whether the stage in dir still has to run and the
+	// options to run it with: a stage is done when its summary says it ran
+	// to the end; an interrupted (or killed) one with saved state resumes.
 	pending := func(dir, name string) (RunOptions, bool) {
 		fin, resumable := stageState(dir)
 		o := opt
