@@ -17,7 +17,7 @@ func pipelineCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "pipeline",
 		Usage:     "run InstructGPT end to end on the built-in tasks: data, pretrain, SFT, RM, PPO-ptx, evaluation",
-		UsageText: "instructgo [global options] pipeline [--out DIR] [--seed N] [--config FILE.json | JSON]",
+		UsageText: "instructgo [global options] pipeline [--out DIR] [--seed N] [--config FILE.json | JSON] [--print-config]",
 		Description: "Each stage writes a sub-directory of --out (data, pretrain, sft, label: rankings of SFT\n" +
 			"samples for the reward model, rm, ppo); a stage that finished in an earlier run is not\n" +
 			"repeated and an interrupted one resumes from its saved state, so an interrupted pipeline\n" +
@@ -34,6 +34,7 @@ func pipelineCommand() *cli.Command {
 			&cli.StringFlag{Name: "out", Value: filepath.Join("runs", "pipeline"), Usage: "run directory"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the synthetic data (the stages keep their own seeds)"},
 			&cli.StringFlag{Name: "config", Usage: "configuration fields over the defaults: a JSON file (e.g. an earlier run's pipeline_config.json) or inline JSON"},
+			&cli.BoolFlag{Name: "print-config", Usage: "print the resolved configuration as JSON (a starting point for --config) and exit"},
 		},
 		Action: runPipeline,
 	}
@@ -57,6 +58,9 @@ func runPipeline(c *cli.Context) error {
 	}
 	if c.IsSet("seed") || c.String("config") == "" {
 		cfg.Synth.Seed = c.Uint64("seed")
+	}
+	if c.Bool("print-config") {
+		return writeJSON(c, cfg)
 	}
 	var rep *train.PipelineReport
 	if err := runTraining(c, false, func(ctx context.Context, b gpu.Backend, opt train.RunOptions) (err error) {
