@@ -187,7 +187,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	other := smallPipeline(out)
 	other.Synth.Seed++
 	before, _ := os.ReadFile(filepath.Join(out, PipelineConfigFile))
-	if _, err := Pipeline(context.Background(), b, other, opt); err == nil || !strings.Contains(err.Error(), "synth.Seed: 1 before, 2 now") {
+	if _, err := Pipeline(context.Background(), b, other, opt); err == nil || !strings.Contains(err.Error(), "synth.seed: 1 before, 2 now") {
 		t.Errorf("a rerun with another seed: %v", err)
 	}
 	if after, _ := os.ReadFile(filepath.Join(out, PipelineConfigFile)); string(after) != string(before) {
@@ -251,7 +251,7 @@ func TestLoadPipelineConfig(t *testing.T) {
 		}
 		return p
 	}
-	got, err := LoadPipelineConfig(write("few.json", `{"ppo": {"iterations": 7}, "synth": {"Seed": 5}}`), out)
+	got, err := LoadPipelineConfig(write("few.json", `{"ppo": {"iterations": 7}, "synth": {"seed": 5}}`), out)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,14 +23,14 @@ const (
 
 // SynthConfig says what Synth writes. The counts are prompts (records).
 type SynthConfig struct {
-	Seed          uint64
-	NSFT          int // demonstrations in sft.jsonl
-	NRM           int // prompts in rm.jsonl, each with K = 4..9 ranked responses
-	NPPO          int // prompts in ppo.jsonl
-	NEval         int // held-out prompts in eval.jsonl, all distinct
-	PretrainBytes int // size of pretrain.txt (whole lines, so a little more)
+	Seed          uint64 `json:"seed"`
+	NSFT          int    `json:"sft"`            // demonstrations in sft.jsonl
+	NRM           int    `json:"rm"`             // prompts in rm.jsonl, each with K = 4..9 ranked responses
+	NPPO          int    `json:"ppo"`            // prompts in ppo.jsonl
+	NEval         int    `json:"eval"`           // held-out prompts in eval.jsonl, all distinct
+	PretrainBytes int    `json:"pretrain_bytes"` // size of pretrain.txt (whole lines, so a little more)
 	// Labeler ranks the rm.jsonl responses; nil means DefaultLabeler.
-	Labeler *Labeler
+	Labeler *Labeler `json:"labeler,omitempty"`
 }
 
 // DefaultSynthConfig follows the paper's proportions (about 13k SFT, 33k
