@@ -33,10 +33,13 @@ type Config struct {
 	ScoreBias float32 `json:"score_bias,omitempty"`
 }
 
-// Named configurations. tiny is for tests and the CPU demo; the others are
-// the published GPT-2 sizes.
+// Named configurations. tiny is for tests and the CPU demo; small (10.8M
+// parameters, the same byte vocabulary and context) is the next step up
+// for the built-in tasks on a GPU; the others are the published GPT-2
+// sizes.
 var configs = map[string]Config{
 	"tiny":        {VocabSize: 258, MaxSeqLen: 256, NLayer: 4, NHead: 4, NEmbd: 128, Tokenizer: "byte"},
+	"small":       {VocabSize: 258, MaxSeqLen: 256, NLayer: 6, NHead: 6, NEmbd: 384, Tokenizer: "byte"},
 	"gpt2":        {VocabSize: 50257, MaxSeqLen: 1024, NLayer: 12, NHead: 12, NEmbd: 768, Tokenizer: "gpt2"},
 	"gpt2-medium": {VocabSize: 50257, MaxSeqLen: 1024, NLayer: 24, NHead: 16, NEmbd: 1024, Tokenizer: "gpt2"},
 	"gpt2-large":  {VocabSize: 50257, MaxSeqLen: 1024, NLayer: 36, NHead: 20, NEmbd: 1280, Tokenizer: "gpt2"},
