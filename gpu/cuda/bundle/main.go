@@ -2,15 +2,17 @@
 // gpu-bundle`): on a GPU machine without Go it runs every compiled cuda test
 // binary (the CUDA-vs-CPU parity tests), `instructgo --device cuda info`,
 // the benchmarks of the test binaries, `instructgo bench` when the binary
-// has it, and a short `instructgo pretrain` smoke run on generated text,
-// and writes one JSON report (report.json) plus the raw logs.
+// has it, a short `instructgo pretrain` smoke run on generated text and a
+// pipeline with a few steps per stage, and writes one JSON report
+// (report.json) plus the raw logs.
 //
 //	bundle-runner [-bundle DIR] [-out DIR] [-timeout 4m] [-budget 8m] [-skip-bench]
 //
 // The bundle's run.sh calls it with the bundle directory and the output
 // directory ($OUT or ./gpu-report), passing on any further flags. The steps
-// run most important first (the parity tests, then the backend's info and a
-// short training run, then the benchmarks), each within -timeout and all
+// run most important first (the parity tests, then the backend's info, a
+// short training run and a few steps of every pipeline stage, then the
+// benchmarks), each within -timeout and all
 // within -budget, so that a session on a borrowed GPU with a hard time
 // limit gets its answers before the limit; a step the budget no longer
 // allows is recorded as skipped. report.json is rewritten after every
@@ -62,6 +64,13 @@ func main() {
 	}
 }
 
+// pipelineSmokeConfig sizes the pipeline smoke run: every stage of the
+// default pipeline on the tiny model with a few steps each (24 s on the
+// 2-core CPU).
+const pipelineSmokeConfig = `{"synth": {"sft": 200, "rm": 100, "ppo": 100, "eval": 20, "pretrain_bytes": 100000},
+ "pretrain": {"steps": 20, "eval_every": 0, "save_every": 0}, "sft": {"steps": 20, "eval_every": 10, "save_every": 0},
+ "rm": {"steps": 10, "eval_every": 5, "save_every": 0}, "ppo": {"iterations": 3}, "sft_sample_labels": 20, "eval_best_of_n": 2}`
+
 // Report is report.json.
 type Report struct {
 	Created    time.Time        `json:"created"`
@@ -74,6 +83,8 @@ type Report struct {
 	Tests      []TestBinary     `json:"tests"`
 	Benchmarks []Benchmark      `json:"benchmarks,omitempty"`
 	Steps      []Step           `json:"steps"`
+	// PipelineSmoke is the report.json of the pipeline smoke run.
+	PipelineSmoke json.RawMessage `json:"pipeline_smoke,omitempty"`
 	// Complete is false while the runner is still at work (report.json is
 	// rewritten after every step) or when it was stopped.
 	Complete bool    `json:"complete"`
@@ -216,6 +227,20 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 		"--data", text, "--out", filepath.Join(r.out, "pretrain-run"), "--config", "tiny",
 		"--steps", "30", "--batch", "8", "--seq", "64", "--eval-every", "0", "--save-every", "0", "--log-every", "10"}, r.timeout)); err != nil {
 		return nil, err
+	}
+
+	// Every stage of the pipeline, a few steps each: the CUDA path of SFT,
+	// the reward model, generation and PPO end to end.
+	smokeDir := filepath.Join(r.out, "pipeline-smoke")
+	if err := step(r.exec(ctx, "pipeline-smoke", []string{bin, "--device", "cuda", "pipeline", "--out", smokeDir,
+		"--config", pipelineSmokeConfig}, r.timeout)); err != nil {
+		return nil, err
+	}
+	if raw, err := os.ReadFile(filepath.Join(smokeDir, "report.json")); err == nil && json.Valid(raw) {
+		rep.PipelineSmoke = json.RawMessage(raw)
+		if err := save(); err != nil {
+			return nil, err
+		}
 	}
 
 	// Benchmarks.

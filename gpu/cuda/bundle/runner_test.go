@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/instructgo/instructgo/train"
 )
 
 // fakeBundle writes a bundle whose programs are shell scripts: a test
@@ -85,5 +87,17 @@ func TestRunnerBudget(t *testing.T) {
 	rep := readReport(t, out)
 	if rep.Summary.OK || rep.Summary.OutOfTime < 2 || rep.Summary.TestsFailed != 1 {
 		t.Errorf("summary %+v, want the hung test failed and the info and smoke steps out of time", rep.Summary)
+	}
+}
+
+// TestPipelineSmokeConfig checks that the smoke run's configuration is one
+// the pipeline accepts (a renamed field would otherwise only show on a GPU).
+func TestPipelineSmokeConfig(t *testing.T) {
+	cfg, err := train.ParsePipelineConfig([]byte(pipelineSmokeConfig), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.PPO.Iterations != 3 || cfg.Synth.NSFT != 200 || cfg.SFTSampleLabels != 20 {
+		t.Errorf("smoke configuration read as %+v", cfg)
 	}
 }
