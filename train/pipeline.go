@@ -566,17 +566,26 @@ type stageClock struct {
 
 func openStageClock(path string) (*stageClock, error) {
 	c := &stageClock{path: path, seconds: map[string]float64{}}
-	raw, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return c, nil
-	}
-	if err != nil {
+	if _, err := readJSONIfExists(path, &c.seconds); err != nil {
 		return nil, err
 	}
-	if err := json.Unmarshal(raw, &c.seconds); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
 	return c, nil
+}
+
+// readJSONIfExists decodes the JSON file at path into v and reports
+// whether there was one; a missing file is no error.
+func readJSONIfExists(path string, v any) (bool, error) {
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return false, fmt.Errorf("%s: %w", path, err)
+	}
+	return true, nil
 }
 
 // enter ends the interval of the stage being timed and starts name's.
@@ -653,16 +662,9 @@ func ParsePipelineConfig(raw []byte, out string) (PipelineConfig, error) {
 // run's directory count as equal when the directory was moved. A missing
 // file is no error.
 func checkSameConfig(path string, cfg PipelineConfig) error {
-	raw, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
 	var prev PipelineConfig
-	if err := json.Unmarshal(raw, &prev); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+	if found, err := readJSONIfExists(path, &prev); !found || err != nil {
+		return err
 	}
 	before, err := json.Marshal(prev)
 	if err != nil {
@@ -707,13 +709,9 @@ func firstDifference(at string, a, b any) string {
 	ma, okA := a.(map[string]any)
 	mb, okB := b.(map[string]any)
 	if okA && okB {
-		keys := slices.Sorted(maps.Keys(ma))
-		for k := range mb {
-			if _, ok := ma[k]; !ok {
-				keys = append(keys, k)
-			}
-		}
-		slices.Sort(keys)
+		union := maps.Clone(ma)
+		maps.Copy(union, mb)
+		keys := slices.Sorted(maps.Keys(union))
 		for _, k := range keys {
 			path := k
 			if at != "" {
