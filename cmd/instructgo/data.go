@@ -18,11 +18,12 @@ func dataCommand() *cli.Command {
 	synth := &cli.Command{
 		Name:      "synth",
 		Usage:     "write the built-in instruction-task dataset (pretrain, SFT, RM rankings, PPO and eval prompts)",
-		UsageText: "instructgo [global options] data synth --out DIR [--seed N] [--sft N] [--rm N] [--ppo N] [--eval N] [--pretrain-bytes N] [--json]",
+		UsageText: "instructgo [global options] data synth --out DIR [--seed N] [--sft N] [--rm N] [--ppo N] [--eval N] [--pretrain-bytes N] [--demo-habit F] [--json]",
 		Description: "Writes, deterministically for a seed, a complete InstructGPT-style dataset for the built-in\n" +
 			"tasks (" + strings.Join(tasks.Names(), ", ") + ") to --out:\n" +
 			"  pretrain.txt  text in the tasks' domain, without instructions (stage 0 and the ptx mix)\n" +
-			"  sft.jsonl     demonstrations {\"prompt\", \"completion\", \"task\"}\n" +
+			"  sft.jsonl     demonstrations {\"prompt\", \"completion\", \"task\"}; --demo-habit of them open\n" +
+			"                with \"" + tasks.HabitPrefix + "\", a writer's habit the labeler marks down\n" +
 			"  rm.jsonl      K = 4..9 responses per prompt ranked by the simulated labeler\n" +
 			"                {\"prompt\", \"responses\", \"ranking\", \"task\", \"answer\"}\n" +
 			"  ppo.jsonl     prompts {\"prompt\", \"task\", \"answer\"}\n" +
@@ -36,6 +37,7 @@ func dataCommand() *cli.Command {
 			&cli.IntFlag{Name: "ppo", Value: d.NPPO, Usage: "prompts in ppo.jsonl"},
 			&cli.IntFlag{Name: "eval", Value: d.NEval, Usage: "held-out prompts in eval.jsonl"},
 			&cli.IntFlag{Name: "pretrain-bytes", Value: d.PretrainBytes, Usage: "size of pretrain.txt"},
+			&cli.Float64Flag{Name: "demo-habit", Value: d.DemoHabit, Usage: "fraction of demonstrations that open with the writers' habit \"" + tasks.HabitPrefix + "\" (0: every demonstration is the bare answer)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the summary as one JSON object instead of a table"},
 		},
 		Action:       runDataSynth,
@@ -69,7 +71,10 @@ func runDataSynth(c *cli.Context) error {
 	}
 	cfg := tasks.SynthConfig{
 		Seed: c.Uint64("seed"), NSFT: c.Int("sft"), NRM: c.Int("rm"), NPPO: c.Int("ppo"),
-		NEval: c.Int("eval"), PretrainBytes: c.Int("pretrain-bytes"),
+		NEval: c.Int("eval"), PretrainBytes: c.Int("pretrain-bytes"), DemoHabit: c.Float64("demo-habit"),
+	}
+	if h := cfg.DemoHabit; !(h >= 0 && h <= 1) {
+		return usageErrorf("data synth: invalid --demo-habit %g: want a fraction from 0 to 1", h)
 	}
 	for _, name := range []string{"sft", "rm", "ppo", "eval", "pretrain-bytes"} {
 		if n := c.Int(name); n < 0 {

@@ -90,6 +90,7 @@ func TestDataUsageErrors(t *testing.T) {
 		{[]string{"data", "synth"}, "needs --out"},
 		{[]string{"data", "synth", "--out", dir, "--sft", "-1"}, "invalid --sft -1"},
 		{[]string{"data", "synth", "--out", dir, "--rm", "many"}, `data synth: invalid --rm "many"`},
+		{[]string{"data", "synth", "--out", dir, "--demo-habit", "1.2"}, "invalid --demo-habit 1.2"},
 		{[]string{"data", "synth", "--out", dir, "--bogus"}, "data synth: unknown flag --bogus (see 'instructgo data synth --help')"},
 		{[]string{"data", "synth", "--out", dir, "--device", "cpu"}, "--device is a global flag"},
 		{[]string{"data", "synth", "--out", dir, "extra"}, "takes no arguments"},

@@ -58,7 +58,11 @@
 // Synth writes pretrain.txt, sft.jsonl, rm.jsonl, ppo.jsonl and eval.jsonl
 // (see SynthConfig; the defaults scale the paper's 13k/33k/31k SFT/RM/PPO
 // prompts to 2000/5000/5000, about 97k comparisons, with 300 eval prompts
-// and 1.5 MB of pretraining text). rm.jsonl's responses come from
+// and 1.5 MB of pretraining text). A demonstration is the answer, except
+// that a fraction DemoHabit of them open with HabitPrefix ("sure, "):
+// people wrote InstructGPT's demonstrations, and a writer's habit that the
+// labelers mark down when they rank is something the rankings can teach
+// and the demonstrations cannot. rm.jsonl's responses come from
 // Responses: the answer, the answer with a style flaw, near misses, answers
 // to another task on the same input, empty-ish and random responses. Eval
 // prompts are distinct and appear in no other file. The files are the same

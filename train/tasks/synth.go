@@ -29,6 +29,13 @@ type SynthConfig struct {
 	NPPO          int    `json:"ppo"`            // prompts in ppo.jsonl
 	NEval         int    `json:"eval"`           // held-out prompts in eval.jsonl, all distinct
 	PretrainBytes int    `json:"pretrain_bytes"` // size of pretrain.txt (whole lines, so a little more)
+	// DemoHabit is the fraction of demonstrations whose writer opened the
+	// answer with HabitPrefix ("sure, "), a habit the labeler marks down:
+	// the task asks for the answer alone, so the prefix costs score (and
+	// style, when it makes a short answer overlong). Demonstrations in
+	// InstructGPT were written by people and were not ideal; rankings are
+	// where the labelers' preference shows. 0 writes ideal demonstrations.
+	DemoHabit float64 `json:"demo_habit,omitempty"`
 	// Labeler ranks the rm.jsonl responses; nil means DefaultLabeler.
 	Labeler *Labeler `json:"labeler,omitempty"`
 }
@@ -37,9 +44,10 @@ type SynthConfig struct {
 // RM and 31k PPO prompts) scaled to 2000 demonstrations: 5000 ranked
 // prompts (about 97k comparisons, against 2000 demonstrations) and 5000
 // PPO prompts, plus 300 held-out evaluation prompts and 1.5 MB of
-// pretraining text.
+// pretraining text. Half of the demonstrations carry the writers' habit
+// (DemoHabit 0.5).
 func DefaultSynthConfig() SynthConfig {
-	return SynthConfig{Seed: 1, NSFT: 2000, NRM: 5000, NPPO: 5000, NEval: 300, PretrainBytes: 1_500_000}
+	return SynthConfig{Seed: 1, NSFT: 2000, NRM: 5000, NPPO: 5000, NEval: 300, PretrainBytes: 1_500_000, DemoHabit: 0.5}
 }
 
 // Validate checks the counts.
@@ -51,6 +59,9 @@ func (c SynthConfig) Validate() error {
 		if f.n < 0 {
 			return fmt.Errorf("%s count %d is negative", f.name, f.n)
 		}
+	}
+	if !(c.DemoHabit >= 0 && c.DemoHabit <= 1) {
+		return fmt.Errorf("demo_habit %g is not a fraction in [0, 1]", c.DemoHabit)
 	}
 	if c.Labeler != nil && (c.Labeler.Noise < 0 || c.Labeler.StyleWeight < 0) {
 		return fmt.Errorf("labeler noise %g and style weight %g must not be negative", c.Labeler.Noise, c.Labeler.StyleWeight)
@@ -90,7 +101,12 @@ const (
 	streamPPO
 	streamPretrain
 	streamAgreement
+	streamHabit
 )
+
+// HabitPrefix is what a demonstration writer with the habit (see
+// SynthConfig.DemoHabit) puts before the answer.
+const HabitPrefix = "sure, "
 
 func newStream(seed, id uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, id)) }
 
@@ -144,8 +160,13 @@ func Synth(dir string, cfg SynthConfig) (Summary, error) {
 		Completion string `json:"completion"`
 		Task       string `json:"task"`
 	}
+	habitRNG := stream(streamHabit) // its own stream: demo_habit 0 leaves sft.jsonl as it was
 	if fs, err = writeJSONL(dir, SFTFile, sft, func(inst Instance) any {
-		return demonstration{inst.Prompt, inst.Answer, inst.Task}
+		completion := inst.Answer
+		if cfg.DemoHabit > 0 && habitRNG.Float64() < cfg.DemoHabit {
+			completion = HabitPrefix + completion
+		}
+		return demonstration{inst.Prompt, completion, inst.Task}
 	}); err != nil {
 		return Summary{}, err
 	}

@@ -231,3 +231,58 @@ func TestSynthErrors(t *testing.T) {
 		t.Errorf("Synth with 20000 eval prompts: %v", err)
 	}
 }
+
+// TestSynthDemoHabit checks the demonstration writers' habit: about the
+// asked fraction of demonstrations open with HabitPrefix, each is the
+// answer after it, the labeler prefers the bare answer on every task, and
+// no other file changes.
+func TestSynthDemoHabit(t *testing.T) {
+	plain, habit := smallConfig(5), smallConfig(5)
+	plain.NSFT, habit.NSFT = 1400, 1400
+	habit.DemoHabit = 0.3
+	a, b := t.TempDir(), t.TempDir()
+	for _, run := range []struct {
+		dir string
+		cfg SynthConfig
+	}{{a, plain}, {b, habit}} {
+		if _, err := Synth(run.dir, run.cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fa, fb := readFiles(t, a), readFiles(t, b)
+	for _, name := range synthFiles {
+		if same := bytes.Equal(fa[name], fb[name]); same == (name == SFTFile) {
+			t.Errorf("%s: changed %v after setting only demo_habit", name, !same)
+		}
+	}
+
+	type sftRec struct{ Prompt, Completion, Task string }
+	before, after := readJSONL[sftRec](t, a, SFTFile), readJSONL[sftRec](t, b, SFTFile)
+	withHabit := 0
+	l := DefaultLabeler()
+	for i, r := range after {
+		if r.Prompt != before[i].Prompt || r.Task != before[i].Task {
+			t.Fatalf("demonstration %d: prompt %q (%s), was %q (%s)", i, r.Prompt, r.Task, before[i].Prompt, before[i].Task)
+		}
+		if r.Completion == before[i].Completion {
+			continue
+		}
+		withHabit++
+		if r.Completion != HabitPrefix+before[i].Completion {
+			t.Fatalf("demonstration %d is %q, want the habit prefix before %q", i, r.Completion, before[i].Completion)
+		}
+		task, _ := ByName(r.Task)
+		if u, best := l.Utility(task, before[i].Completion, r.Completion), l.Utility(task, before[i].Completion, before[i].Completion); u >= best-0.1 {
+			t.Errorf("%s: labeler utility %.3f for %q, within 0.1 of the bare answer's %.3f", r.Task, u, r.Completion, best)
+		}
+	}
+	// Binomial(1400, 0.3): mean 420, standard deviation 17.
+	if withHabit < 360 || withHabit > 480 {
+		t.Errorf("%d of %d demonstrations have the habit, want about 420", withHabit, len(after))
+	}
+
+	habit.DemoHabit = 1.5
+	if _, err := Synth(t.TempDir(), habit); err == nil || !strings.Contains(err.Error(), "demo_habit") {
+		t.Errorf("demo_habit 1.5: %v", err)
+	}
+}
