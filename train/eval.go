@@ -3,6 +3,7 @@ package train
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
@@ -109,6 +110,22 @@ func EvalTasks(m *model.Model, tok Tokenizer, prompts []TaskPrompt, opt EvalOpti
 		ev.PerTask[t] /= float64(counts[t])
 	}
 	return ev, nil
+}
+
+// HabitRate is the fraction of the responses that open with
+// tasks.HabitPrefix, the demonstration writers' habit (see
+// tasks.SynthConfig.DemoHabit).
+func (e TaskEval) HabitRate() float64 {
+	if len(e.Samples) == 0 {
+		return 0
+	}
+	n := 0
+	for _, s := range e.Samples {
+		if strings.HasPrefix(s.Response, tasks.HabitPrefix) {
+			n++
+		}
+	}
+	return float64(n) / float64(len(e.Samples))
 }
 
 // TaskNames lists the tasks an evaluation covered, sorted.

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -132,8 +133,11 @@ type PipelineReport struct {
 	SFT struct {
 		TaskScore float64            `json:"task_score"`
 		PerTask   map[string]float64 `json:"per_task"`
-		BestStep  int                `json:"best_step"`
-		Seconds   float64            `json:"seconds"`
+		// HabitRate is the share of held-out responses that open with the
+		// demonstration writers' habit (tasks.HabitPrefix).
+		HabitRate float64 `json:"habit_rate"`
+		BestStep  int     `json:"best_step"`
+		Seconds   float64 `json:"seconds"`
 	} `json:"sft"`
 	RM struct {
 		Accuracy        float64  `json:"accuracy"`
@@ -155,10 +159,17 @@ type PipelineReport struct {
 		WinRateVsSFT float64            `json:"win_rate_vs_sft"`
 		// WinRateByTask is the win rate on each task's held-out prompts.
 		WinRateByTask map[string]float64 `json:"win_rate_by_task"`
-		KLToSFT       float64            `json:"kl_to_sft"`
-		PtxLoss       float64            `json:"ptx_loss"`
-		FirstScore    float64            `json:"first_rm_score"`
-		LastScore     float64            `json:"last_rm_score"`
+		HabitRate     float64            `json:"habit_rate"`
+		// WinRateSFTHabit is the win rate on the prompts where SFT's
+		// response opens with the habit, WinRateElsewhere on the others
+		// (each absent when it has no prompts): where PPO's preference
+		// comes from.
+		WinRateSFTHabit  *float64 `json:"win_rate_where_sft_has_habit,omitempty"`
+		WinRateElsewhere *float64 `json:"win_rate_elsewhere,omitempty"`
+		KLToSFT          float64  `json:"kl_to_sft"`
+		PtxLoss          float64  `json:"ptx_loss"`
+		FirstScore       float64  `json:"first_rm_score"`
+		LastScore        float64  `json:"last_rm_score"`
 		// FirstTaskScore and LastTaskScore are the rollouts' ground-truth
 		// task score at the first iteration and over the last quarter.
 		FirstTaskScore *float64 `json:"first_rollout_task_score,omitempty"`
@@ -414,9 +425,16 @@ func evaluatePipeline(b gpu.Backend, tok tokenizer.Tokenizer, cfg PipelineConfig
 	if rep.PPO.WinRateByTask, err = WinRateByTask(ppo, sft, tasks.DefaultLabeler()); err != nil {
 		return err
 	}
+	if err := writeEvalSamples(filepath.Join(cfg.Out, EvalSamplesFile), sft, ppo, tasks.DefaultLabeler()); err != nil {
+		return err
+	}
 	rep.Pretrain.TaskScore = pre.Score
-	rep.SFT.TaskScore, rep.SFT.PerTask = sft.Score, sft.PerTask
+	rep.SFT.TaskScore, rep.SFT.PerTask, rep.SFT.HabitRate = sft.Score, sft.PerTask, sft.HabitRate()
 	rep.PPO.TaskScore, rep.PPO.PerTask, rep.PPO.WinRateVsSFT = ppo.Score, ppo.PerTask, win
+	rep.PPO.HabitRate = ppo.HabitRate()
+	if rep.PPO.WinRateSFTHabit, rep.PPO.WinRateElsewhere, err = winRateByHabit(ppo, sft, tasks.DefaultLabeler()); err != nil {
+		return err
+	}
 	rep.PPO.PtxLoss, rep.SFTPtxLoss = ppoPtx, sftPtx
 	rep.EvalN = len(prompts)
 	return nil
@@ -493,6 +511,43 @@ func measurePipelineBestOfN(b gpu.Backend, tok tokenizer.Tokenizer, cfg Pipeline
 	})
 }
 
+// EvalSamplesFile is the pipeline's record of the evaluation, one line per
+// held-out prompt: the SFT and PPO responses, their scores and the
+// labeler's preference for PPO's.
+const EvalSamplesFile = "eval_samples.jsonl"
+
+// writeEvalSamples writes EvalSamplesFile from the SFT and PPO evaluations
+// of the same prompts.
+func writeEvalSamples(path string, sft, ppo TaskEval, l tasks.Labeler) error {
+	prefs, err := preferences(ppo, sft, l)
+	if err != nil {
+		return err
+	}
+	type record struct {
+		Prompt   string  `json:"prompt"`
+		Task     string  `json:"task"`
+		Answer   string  `json:"answer"`
+		SFT      string  `json:"sft"`
+		PPO      string  `json:"ppo"`
+		SFTScore float64 `json:"sft_score"`
+		PPOScore float64 `json:"ppo_score"`
+		// PPOPreferred is the labeler's probability of preferring PPO's
+		// response (0.5 for equal utilities).
+		PPOPreferred float64 `json:"ppo_preferred"`
+	}
+	return atomicfile.Write(path, func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		for i, s := range sft.Samples {
+			p := ppo.Samples[i]
+			if err := enc.Encode(record{s.Prompt, s.Task, s.Answer, s.Response, p.Response, s.Score, p.Score, prefs[i]}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // WinRate is the simulated labeler's expected preference for a's response
 // over b's, prompt by prompt (a tie counts half), averaged: the paper's
 // headline measure. a and b must be evaluations of the same prompts.
@@ -523,6 +578,33 @@ func WinRateByTask(a, b TaskEval, l tasks.Labeler) (map[string]float64, error) {
 		sum[task] /= float64(n[task])
 	}
 	return sum, nil
+}
+
+// winRateByHabit is WinRate(a, b) on the prompts where b's response opens
+// with tasks.HabitPrefix and on the others; nil for a set without prompts.
+func winRateByHabit(a, b TaskEval, l tasks.Labeler) (habit, elsewhere *float64, err error) {
+	prefs, err := preferences(a, b, l)
+	if err != nil {
+		return nil, nil, err
+	}
+	var sum [2]float64
+	var n [2]int
+	for i, p := range prefs {
+		k := 0
+		if strings.HasPrefix(b.Samples[i].Response, tasks.HabitPrefix) {
+			k = 1
+		}
+		sum[k] += p
+		n[k]++
+	}
+	mean := func(k int) *float64 {
+		if n[k] == 0 {
+			return nil
+		}
+		m := sum[k] / float64(n[k])
+		return &m
+	}
+	return mean(1), mean(0), nil
 }
 
 // preferences is the labeler's preference probability for each of a's

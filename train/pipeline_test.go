@@ -127,8 +127,55 @@ func TestPipelineEndToEnd(t *testing.T) {
 			t.Errorf("report.md lacks %q", want)
 		}
 	}
+	// eval_samples.jsonl is the evaluation behind the report: its mean
+	// preference is the win rate, its scores the task scores, and its
+	// responses give the habit rates.
+	type evalRecord struct {
+		SFT          string  `json:"sft"`
+		PPO          string  `json:"ppo"`
+		SFTScore     float64 `json:"sft_score"`
+		PPOScore     float64 `json:"ppo_score"`
+		PPOPreferred float64 `json:"ppo_preferred"`
+	}
+	raw, err := os.ReadFile(filepath.Join(out, EvalSamplesFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var samples []evalRecord
+	for _, line := range strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n") {
+		var r evalRecord
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("%s: %v", EvalSamplesFile, err)
+		}
+		samples = append(samples, r)
+	}
+	if len(samples) != rep.EvalN {
+		t.Fatalf("%s has %d records for %d held-out prompts", EvalSamplesFile, len(samples), rep.EvalN)
+	}
+	var pref, sftScore, ppoScore, sftHabit, ppoHabit float64
+	for _, r := range samples {
+		pref += r.PPOPreferred / float64(len(samples))
+		sftScore += r.SFTScore / float64(len(samples))
+		ppoScore += r.PPOScore / float64(len(samples))
+		if strings.HasPrefix(r.SFT, tasks.HabitPrefix) {
+			sftHabit += 1 / float64(len(samples))
+		}
+		if strings.HasPrefix(r.PPO, tasks.HabitPrefix) {
+			ppoHabit += 1 / float64(len(samples))
+		}
+	}
+	for _, c := range []struct {
+		name      string
+		got, want float64
+	}{{"win rate", pref, rep.PPO.WinRateVsSFT}, {"SFT score", sftScore, rep.SFT.TaskScore}, {"PPO score", ppoScore, rep.PPO.TaskScore},
+		{"SFT habit rate", sftHabit, rep.SFT.HabitRate}, {"PPO habit rate", ppoHabit, rep.PPO.HabitRate}} {
+		if math.Abs(c.got-c.want) > 1e-9 {
+			t.Errorf("%s: %s gives %v, the report %v", c.name, EvalSamplesFile, c.got, c.want)
+		}
+	}
+
 	var onDisk PipelineReport
-	raw, err := os.ReadFile(filepath.Join(out, "report.json"))
+	raw, err = os.ReadFile(filepath.Join(out, "report.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,6 +356,13 @@ func TestCheckSameConfig(t *testing.T) {
 // TestWinRate checks the win rate and its per-task split on hand-worked
 // preferences: a tie counts half, and a noise-free labeler prefers the
 // higher utility outright.
+func deref(p *float64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
 func TestWinRate(t *testing.T) {
 	sample := func(prompt, task, answer, response string) TaskSample {
 		return TaskSample{Prompt: prompt, Task: task, Answer: answer, Response: response}
@@ -343,6 +397,17 @@ func TestWinRate(t *testing.T) {
 	byTask, err = WinRateByTask(a, b, tasks.DefaultLabeler())
 	if want := 1 / (1 + math.Exp(-(8.0/11)/tasks.DefaultNoise)); err != nil || math.Abs(byTask["repeat"]-want) > 1e-12 {
 		t.Errorf("noisy repeat win %v (%v), want %v", byTask["repeat"], err, want)
+	}
+	// Split by b's habit: none of b's responses has it, then the first does.
+	if h, e, err := winRateByHabit(a, b, noiseFree); err != nil || h != nil || e == nil || math.Abs(*e-win) > 1e-12 {
+		t.Errorf("no habit: split %v, %v (%v), want nil and %v", h, e, err, win)
+	}
+	b.Samples[0].Response = tasks.HabitPrefix + "tac"
+	if h, e, err := winRateByHabit(a, b, noiseFree); err != nil || h == nil || e == nil || *h != 1 || *e != 0.5 {
+		t.Errorf("split by habit %v, %v (%v), want 1 and 0.5", deref(h), deref(e), err)
+	}
+	if a.HabitRate() != 0 || math.Abs(b.HabitRate()-1.0/3) > 1e-12 {
+		t.Errorf("habit rates %v and %v, want 0 and 1/3", a.HabitRate(), b.HabitRate())
 	}
 	b.Samples[1].Prompt = "reverse: pig\n"
 	if _, err := WinRate(a, b, noiseFree); err == nil {

@@ -17,6 +17,7 @@ import (
 	"gonum.org/v1/plot/vg"
 
 	"github.com/instructgo/instructgo/model/atomicfile"
+	"github.com/instructgo/instructgo/train/tasks"
 )
 
 // curve is one metric of a stage's metrics.jsonl against its step.
@@ -67,6 +68,15 @@ func writeMarkdown(w io.Writer, r *PipelineReport, plots []string) error {
 	f("The win rate is the simulated labeler's expected preference for the PPO response over the SFT\n")
 	f("response to the same prompt (ties count half). The pretraining loss before and after PPO shows\n")
 	f("the alignment tax: %+.4f nats/token (negative: PPO-ptx lowered it).\n\n", r.PPO.PtxLoss-r.SFTPtxLoss)
+	if r.SFT.HabitRate > 0 || r.PPO.HabitRate > 0 {
+		f("Responses that open with the demonstration writers' habit (%q), which the labeler marks down:\n", tasks.HabitPrefix)
+		f("SFT %.3f, PPO %.3f.", r.SFT.HabitRate, r.PPO.HabitRate)
+		if h, e := r.PPO.WinRateSFTHabit, r.PPO.WinRateElsewhere; h != nil && e != nil {
+			f(" PPO's win rate where SFT's response has it: %.3f; elsewhere: %.3f.", *h, *e)
+		}
+		f("\n\n")
+	}
+	f("Every held-out prompt's SFT and PPO responses, scores and the labeler's preference are in %s.\n\n", EvalSamplesFile)
 	f("## Per task\n\n| task | SFT | PPO | win rate vs SFT |\n| --- | --- | --- | --- |\n")
 	for _, n := range slices.Sorted(maps.Keys(r.SFT.PerTask)) {
 		f("| %s | %.3f | %.3f | %.3f |\n", n, r.SFT.PerTask[n], r.PPO.PerTask[n], r.PPO.WinRateByTask[n])
