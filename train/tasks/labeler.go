@@ -13,9 +13,11 @@ import (
 // among training labelers) was measured on comparisons of model samples,
 // and is agreement between two labelers, so that is the figure matched.
 // It is calibrated on testdata/sft_samples.jsonl, 1000 rm.jsonl prompts
-// with 4 to 9 samples each of the default pipeline's SFT model (pairs of
-// identical samples left out); there the labeler agrees with the noise-free
-// order on about 82% of the pairs. The synthetic response sets of rm.jsonl
+// with 4 to 9 samples each of the SFT model of the pipeline with ideal
+// demonstrations (demo_habit 0; pairs of identical samples left out);
+// there the labeler agrees with the noise-free order on about 82% of the
+// pairs. (On the default pipeline's SFT samples, half of which carry the
+// demonstrators' habit, two labelers agree on 75%.) The synthetic response sets of rm.jsonl
 // hold many easy pairs (junk against the answer), on which the same
 // labeler agrees with a second one on about 85%; calibrated on those
 // instead (as before), the noise was 0.226 and two labelers agreed on only

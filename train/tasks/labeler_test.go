@@ -124,7 +124,8 @@ func TestPrefer(t *testing.T) {
 }
 
 // sftSamples reads testdata/sft_samples.jsonl: 1000 rm.jsonl prompts, each
-// with 4 to 9 samples of the default pipeline's SFT model, written by
+// with 4 to 9 samples of the SFT model of the pipeline with ideal
+// demonstrations (demo_habit 0, the default when the file was written), by
 //
 //	instructgo data label --policy runs/pipeline/sft --prompts runs/pipeline/data/rm.jsonl \
 //	    --limit 1000 --out train/tasks/testdata/sft_samples.jsonl
