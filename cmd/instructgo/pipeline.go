@@ -24,7 +24,11 @@ func pipelineCommand() *cli.Command {
 			"continues where it stopped (a directory made with another configuration, such as another\n" +
 			"--seed, is refused). It ends with a table and writes report.md (tables, per-task\n" +
 			"win rates, training curves, and a best-of-8 check of the reward model on the SFT policy's\n" +
-			"own samples) and report.json. Ctrl-C saves the running stage and exits with status 130.\n" +
+			"own samples), report.json and eval_samples.jsonl (every held-out prompt's SFT and PPO\n" +
+			"answers). Ctrl-C saves the running stage and exits with status 130.\n" +
+			"Half of the synthetic demonstrations open with \"sure, \", a writer's habit the labeler\n" +
+			"marks down, which PPO can learn to drop; --config '{\"synth\": {\"demo_habit\": 0}}' makes\n" +
+			"them the bare answers.\n" +
 			"About 8 minutes on two CPU cores.\n" +
 			"--config sets any part of the configuration from JSON over the defaults, inline or in a\n" +
 			"file: a few fields (--config '{\"ppo\": {\"iterations\": 120}}') or a whole pipeline_config.json\n" +
