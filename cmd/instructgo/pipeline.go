@@ -11,6 +11,7 @@ import (
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/train"
+	"github.com/instructgo/instructgo/train/tasks"
 )
 
 func pipelineCommand() *cli.Command {
@@ -83,6 +84,13 @@ func runPipeline(c *cli.Context) error {
 	}
 	fmt.Fprintf(c.App.Writer, "reward model: held-out accuracy %.3f (labelers agree %.3f); PPO KL to SFT %.3f; %.0f s in all\n",
 		rep.RM.Accuracy, rep.RM.LabelerAgrement, rep.PPO.KLToSFT, rep.Seconds)
+	if rep.SFT.HabitRate > 0 || rep.PPO.HabitRate > 0 {
+		fmt.Fprintf(c.App.Writer, "answers opening with the demonstrators' habit %q: SFT %.3f, PPO %.3f", tasks.HabitPrefix, rep.SFT.HabitRate, rep.PPO.HabitRate)
+		if h, e := rep.PPO.WinRateSFTHabit, rep.PPO.WinRateElsewhere; h != nil && e != nil {
+			fmt.Fprintf(c.App.Writer, "; win rate where SFT's has it %.3f, elsewhere %.3f", *h, *e)
+		}
+		fmt.Fprintln(c.App.Writer)
+	}
 	if bn := rep.RM.BestOfN; bn != nil {
 		fmt.Fprintf(c.App.Writer, "on SFT's own samples, best of %d: by the reward model %.3f, by the ideal reward %.3f, one sample %.3f (task score)\n",
 			bn.N, bn.ByRM, bn.Ideal, bn.Sample)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/instructgo/instructgo/train"
+	"github.com/instructgo/instructgo/train/tasks"
 )
 
 // TestPipelineConfigErrors checks that a bad --config stops the pipeline
@@ -58,5 +60,50 @@ func TestPipelinePrintConfig(t *testing.T) {
 	}
 	if _, err := os.Stat(out); err == nil {
 		t.Error("--print-config created the run directory")
+	}
+}
+
+// TestPipelineSmallRun runs the main command on a configuration shrunk to
+// seconds and checks what it prints against the report it writes.
+func TestPipelineSmallRun(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "run")
+	c := train.DefaultPipeline(out)
+	c.Synth.NSFT, c.Synth.NRM, c.Synth.NPPO, c.Synth.NEval, c.Synth.PretrainBytes = 64, 48, 64, 16, 40_000
+	c.Pretrain.Steps, c.Pretrain.Batch, c.Pretrain.Seq, c.Pretrain.EvalEvery, c.Pretrain.EvalBatches = 6, 4, 64, 3, 2
+	// Every demonstration has the habit, so that even this short SFT run
+	// learns it and the habit line is printed.
+	c.Synth.DemoHabit = 1
+	c.SFT.Epochs, c.SFT.EvalEvery, c.SFT.EvalPrompts = 8, 8, 4
+	c.RM.Steps, c.RM.Batch, c.RM.EvalEvery = 3, 8, 0
+	c.PPO.Iterations, c.PPO.Episodes, c.PPO.MiniBatch, c.PPO.MaxNew = 2, 8, 4, 8
+	c.MaxNew, c.BestOfN, c.SFTSampleLabels = 8, 2, 12
+	raw, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := runCLI(t, "pipeline", "--out", out, "--config", string(raw))
+	if code != 0 {
+		t.Fatalf("exit code %d, stderr %q", code, stderr)
+	}
+	var rep train.PipelineReport
+	if raw, err = os.ReadFile(filepath.Join(out, "report.json")); err != nil || json.Unmarshal(raw, &rep) != nil {
+		t.Fatalf("report.json: %v", err)
+	}
+	want := []string{
+		"model       task score  win rate vs SFT  pretraining loss",
+		fmt.Sprintf("SFT         %.3f       0.500            %.4f", rep.SFT.TaskScore, rep.SFTPtxLoss),
+		fmt.Sprintf("PPO-ptx     %.3f       %.3f            %.4f", rep.PPO.TaskScore, rep.PPO.WinRateVsSFT, rep.PPO.PtxLoss),
+		fmt.Sprintf("PPO KL to SFT %.3f", rep.PPO.KLToSFT),
+		"report: " + filepath.Join(out, "report.md"),
+	}
+	habit := fmt.Sprintf("answers opening with the demonstrators' habit %q: SFT %.3f, PPO %.3f", tasks.HabitPrefix, rep.SFT.HabitRate, rep.PPO.HabitRate)
+	if rep.SFT.HabitRate == 0 {
+		t.Fatalf("SFT never answered with the habit it was shown in every demonstration:\n%s", stdout)
+	}
+	want = append(want, habit)
+	for _, w := range want {
+		if !strings.Contains(stdout, w) {
+			t.Errorf("output lacks %q:\n%s", w, stdout)
+		}
 	}
 }
