@@ -109,6 +109,11 @@ func writeSynthSummary(c *cli.Context, sum tasks.Summary) error {
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write summary: %w", err)
 	}
+	for _, f := range sum.Files {
+		if f.Name == tasks.SFTFile {
+			fmt.Fprintf(w, "demonstrations opening with the writers' habit %q: %d of %d\n", tasks.HabitPrefix, sum.HabitDemos, f.Records)
+		}
+	}
 	a := sum.Agreement
 	_, err := fmt.Fprintf(w, "labeler (noise %g, style weight %g): two labelers agree on %.1f%% of the %d ranked pairs "+
 		"(calibrated to the paper's 72.6%% on comparisons of SFT samples; these synthetic sets are easier); %.1f%% agree with the noise-free order\n",

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,6 +62,12 @@ func TestDataSynthWritesAndSummarises(t *testing.T) {
 		}
 		if n := bytes.Count(data, []byte("\n")); n != records {
 			t.Errorf("%s has %d records, want %d", name, n, records)
+		}
+		if name == "sft.jsonl" {
+			habit := bytes.Count(data, []byte(`"completion":"`+tasks.HabitPrefix))
+			if want := fmt.Sprintf("habit %q: %d of 14\n", tasks.HabitPrefix, habit); habit == 0 || !strings.Contains(out, want) {
+				t.Errorf("%d demonstrations have the habit; output lacks %q:\n%s", habit, want, out)
+			}
 		}
 	}
 	t.Log("\n" + out)

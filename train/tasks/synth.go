@@ -84,8 +84,11 @@ type Summary struct {
 	Seed  uint64        `json:"seed"`
 	Files []FileSummary `json:"files"`
 	// Comparisons is the number of pairwise comparisons rm.jsonl implies.
-	Comparisons int     `json:"comparisons"`
-	Labeler     Labeler `json:"labeler"`
+	Comparisons int `json:"comparisons"`
+	// HabitDemos is the number of demonstrations written with the habit
+	// (HabitPrefix), about DemoHabit of them.
+	HabitDemos int     `json:"demonstrations_with_habit"`
+	Labeler    Labeler `json:"labeler"`
 	// Agreement is measured on the rankings written to rm.jsonl (against
 	// the noise-free order, and against a second independent labeler).
 	Agreement Agreement `json:"agreement"`
@@ -165,6 +168,7 @@ func Synth(dir string, cfg SynthConfig) (Summary, error) {
 		completion := inst.Answer
 		if cfg.DemoHabit > 0 && habitRNG.Float64() < cfg.DemoHabit {
 			completion = HabitPrefix + completion
+			sum.HabitDemos++
 		}
 		return demonstration{inst.Prompt, completion, inst.Task}
 	}); err != nil {

@@ -241,11 +241,13 @@ func TestSynthDemoHabit(t *testing.T) {
 	plain.NSFT, habit.NSFT = 1400, 1400
 	habit.DemoHabit = 0.3
 	a, b := t.TempDir(), t.TempDir()
-	for _, run := range []struct {
+	var sums [2]Summary
+	for i, run := range []struct {
 		dir string
 		cfg SynthConfig
 	}{{a, plain}, {b, habit}} {
-		if _, err := Synth(run.dir, run.cfg); err != nil {
+		var err error
+		if sums[i], err = Synth(run.dir, run.cfg); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -275,6 +277,9 @@ func TestSynthDemoHabit(t *testing.T) {
 		if u, best := l.Utility(task, before[i].Completion, r.Completion), l.Utility(task, before[i].Completion, before[i].Completion); u >= best-0.1 {
 			t.Errorf("%s: labeler utility %.3f for %q, within 0.1 of the bare answer's %.3f", r.Task, u, r.Completion, best)
 		}
+	}
+	if sums[0].HabitDemos != 0 || sums[1].HabitDemos != withHabit {
+		t.Errorf("summaries count %d and %d demonstrations with the habit, want 0 and %d", sums[0].HabitDemos, sums[1].HabitDemos, withHabit)
 	}
 	// Binomial(1400, 0.3): mean 420, standard deviation 17.
 	if withHabit < 360 || withHabit > 480 {
