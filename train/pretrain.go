@@ -128,7 +128,7 @@ func Pretrain(ctx context.Context, b gpu.Backend, enc Encoder, cfg PretrainConfi
 	batch := &model.Batch{B: cfg.Batch, T: cfg.Seq, Tokens: make([]int32, cfg.Batch*cfg.Seq), Targets: make([]int32, cfg.Batch*cfg.Seq)}
 	sum := &PretrainSummary{Params: cfg.Model.NumParams(), TrainTokens: len(corpus.Train), ValTokens: len(corpus.Val), UnigramLoss: unigram}
 	tokensPerStep := int64(cfg.Batch * cfg.Seq * cfg.Accum)
-	windowStart, windowLoss, windowSteps := time.Now(), 0.0, 0
+	window := newLossWindow()
 	log.Info().Int("params", sum.Params).Int("steps", cfg.Steps).Int64("tokens_per_step", tokensPerStep).
 		Str("backend", b.Name()).Msg("pretraining")
 	progress := opt.progress()
@@ -164,9 +164,7 @@ func Pretrain(ctx context.Context, b gpu.Backend, enc Encoder, cfg PretrainConfi
 			return nil, r.diverged("pretrain", step, loss)
 		}
 		st.Step, st.Tokens = step, st.Tokens+tokensPerStep
-		windowLoss += loss
-		windowSteps++
-		tokSec := float64(int64(windowSteps)*tokensPerStep) / time.Since(windowStart).Seconds()
+		tokSec := window.add(loss, tokensPerStep)
 		progress.Step(step, fmt.Sprintf("loss %.4f  %.0f tok/s", loss, tokSec))
 
 		evalNow := cfg.EvalEvery > 0 && step%cfg.EvalEvery == 0
@@ -175,8 +173,7 @@ func Pretrain(ctx context.Context, b gpu.Backend, enc Encoder, cfg PretrainConfi
 			if err != nil {
 				return nil, fmt.Errorf("pretrain step %d: %w", step, err)
 			}
-			rec := stepMetrics{Step: step, Loss: windowLoss / float64(windowSteps), LR: lr, GradNorm: gn,
-				TokensSec: tokSec, Elapsed: r.elapsed()}
+			rec, ev := r.logStep(&window, log, step, cfg.Steps, lr, gn)
 			if evalNow || step == cfg.Steps {
 				v, err := evalLM(m, valTok, valTgt, cfg.Batch, cfg.Seq)
 				if err != nil {
@@ -185,9 +182,6 @@ func Pretrain(ctx context.Context, b gpu.Backend, enc Encoder, cfg PretrainConfi
 				rec.ValLoss = &v
 				sum.ValLoss = v
 			}
-			ev := log.Info().Int("step", step).Float64("loss", round4(rec.Loss)).Float32("lr", lr).
-				Float64("grad_norm", round4(gn)).Float64("tok/s", math.Round(rec.TokensSec)).
-				Str("eta", r.eta(step, cfg.Steps))
 			if rec.ValLoss != nil {
 				ev = ev.Float64("val_loss", round4(*rec.ValLoss))
 			}
@@ -196,12 +190,10 @@ func Pretrain(ctx context.Context, b gpu.Backend, enc Encoder, cfg PretrainConfi
 				return nil, err
 			}
 			sum.TrainLoss = rec.Loss
-			windowStart, windowLoss, windowSteps = time.Now(), 0, 0
+			window = newLossWindow()
 		}
-		if cfg.SaveEvery > 0 && step%cfg.SaveEvery == 0 && step < cfg.Steps {
-			if err := r.save(); err != nil {
-				return nil, fmt.Errorf("pretrain: %w", err)
-			}
+		if err := r.saveIfDue(step, cfg.SaveEvery, cfg.Steps); err != nil {
+			return nil, fmt.Errorf("pretrain: %w", err)
 		}
 	}
 	if err := r.save(); err != nil {

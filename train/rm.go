@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
-	"time"
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
@@ -295,7 +294,7 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 		return evalComparisons(m, valTok, valUtil, tok.Pad(), cfg.TokenBudget)
 	}
 
-	windowStart, windowLoss, windowSteps, windowTokens := time.Now(), 0.0, 0, int64(0)
+	window := newLossWindow()
 	log.Info().Int("train_prompts", len(trainTok)).Int("train_pairs", sum.TrainPairs).Int("val_prompts", len(valTok)).
 		Int("steps", cfg.Steps).Int("steps_per_epoch", perEpoch).Int("params", cfg.Model.NumParams()).
 		Str("backend", b.Name()).Msg("reward model")
@@ -332,10 +331,7 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 		}
 		st.Step, st.Tokens = step, st.Tokens+tokens
 		sum.ResponsesForwarded += int64(rows)
-		windowLoss += loss
-		windowSteps++
-		windowTokens += tokens
-		tokSec := float64(windowTokens) / time.Since(windowStart).Seconds()
+		tokSec := window.add(loss, tokens)
 		progress.Step(step, fmt.Sprintf("loss %.4f  %.0f tok/s", loss, tokSec))
 
 		evalNow := (cfg.EvalEvery > 0 && step%cfg.EvalEvery == 0) || step == cfg.Steps
@@ -344,11 +340,8 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 			if err != nil {
 				return nil, fmt.Errorf("rm step %d: %w", step, err)
 			}
-			rec := rmMetrics{stepMetrics: stepMetrics{Step: step, Loss: windowLoss / float64(windowSteps), LR: lr, GradNorm: gn,
-				TokensSec: tokSec, Elapsed: r.elapsed()}}
-			ev := log.Info().Int("step", step).Float64("loss", round4(rec.Loss)).Float32("lr", lr).
-				Float64("grad_norm", round4(gn)).Float64("tok/s", math.Round(rec.TokensSec)).
-				Str("eta", r.eta(step, cfg.Steps))
+			base, ev := r.logStep(&window, log, step, cfg.Steps, lr, gn)
+			rec := rmMetrics{stepMetrics: base}
 			if evalNow {
 				v, err := validate()
 				if err != nil {
@@ -367,12 +360,10 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 				return nil, err
 			}
 			sum.TrainLoss = rec.Loss
-			windowStart, windowLoss, windowSteps, windowTokens = time.Now(), 0, 0, 0
+			window = newLossWindow()
 		}
-		if cfg.SaveEvery > 0 && step%cfg.SaveEvery == 0 && step < cfg.Steps {
-			if err := r.save(); err != nil {
-				return nil, fmt.Errorf("rm: %w", err)
-			}
+		if err := r.saveIfDue(step, cfg.SaveEvery, cfg.Steps); err != nil {
+			return nil, fmt.Errorf("rm: %w", err)
 		}
 	}
 	if err := r.save(); err != nil {

@@ -3,6 +3,7 @@ package train
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -168,6 +169,15 @@ func (r *trainRun) save() error {
 	return SaveResume(r.dir, r.m, r.optim, r.st)
 }
 
+// saveIfDue saves the resume state after every every'th step before the
+// last (every 0: never); the last step's state is saved after the loop.
+func (r *trainRun) saveIfDue(step, every, last int) error {
+	if every > 0 && step%every == 0 && step < last {
+		return r.save()
+	}
+	return nil
+}
+
 // elapsed is the run's training time so far, over all its segments.
 func (r *trainRun) elapsed() float64 { return r.st.Seconds + time.Since(r.segStart).Seconds() }
 
@@ -181,4 +191,40 @@ func (r *trainRun) eta(step, last int) string {
 func (r *trainRun) diverged(what string, step int, loss float64) error {
 	return fmt.Errorf("%s step %d: loss is %v; the run diverged (try a lower --lr); the last saved state in %s is from step %d, before it",
 		what, step, loss, filepath.Join(r.dir, ResumeDir), r.st.Step)
+}
+
+// lossWindow averages the training loss, and measures tokens per second,
+// over the steps since the last logged step.
+type lossWindow struct {
+	start  time.Time
+	loss   float64
+	steps  int
+	tokens int64
+}
+
+func newLossWindow() lossWindow { return lossWindow{start: time.Now()} }
+
+// add records a step of the given loss and tokens; it returns the window's
+// tokens per second so far.
+func (w *lossWindow) add(loss float64, tokens int64) float64 {
+	w.loss += loss
+	w.steps++
+	w.tokens += tokens
+	return w.tokensPerSec()
+}
+
+func (w *lossWindow) tokensPerSec() float64 { return float64(w.tokens) / time.Since(w.start).Seconds() }
+
+// logStep summarises the window at step of last: it returns the step's
+// metrics record and its log event (step, mean loss, learning rate,
+// gradient norm, tokens/s, ETA) for the caller to extend. The caller starts
+// a new window once it has validated and written the record, so that the
+// next window's throughput leaves that time out.
+func (r *trainRun) logStep(w *lossWindow, log zerolog.Logger, step, last int, lr float32, gradNorm float64) (stepMetrics, *zerolog.Event) {
+	rec := stepMetrics{Step: step, Loss: w.loss / float64(w.steps), LR: lr, GradNorm: gradNorm,
+		TokensSec: w.tokensPerSec(), Elapsed: r.elapsed()}
+	ev := log.Info().Int("step", step).Float64("loss", round4(rec.Loss)).Float32("lr", lr).
+		Float64("grad_norm", round4(gradNorm)).Float64("tok/s", math.Round(rec.TokensSec)).
+		Str("eta", r.eta(step, last))
+	return rec, ev
 }

@@ -6,7 +6,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
-	"time"
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
@@ -195,7 +194,7 @@ func SFT(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg SFTCon
 	}
 
 	tokensPerStep := int64(0)
-	windowStart, windowLoss, windowSteps, windowTokens := time.Now(), 0.0, 0, int64(0)
+	window := newLossWindow()
 	log.Info().Int("train", len(trainTok)).Int("val", len(valTok)).Int("steps", cfg.Steps).Int("batches_per_epoch", perEpoch).
 		Int("params", cfg.Model.NumParams()).Str("backend", b.Name()).Msg("supervised fine-tuning")
 	progress := opt.progress()
@@ -238,10 +237,7 @@ func SFT(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg SFTCon
 			return nil, r.diverged("sft", step, loss)
 		}
 		st.Step, st.Tokens = step, st.Tokens+tokensPerStep
-		windowLoss += loss
-		windowSteps++
-		windowTokens += tokensPerStep
-		tokSec := float64(windowTokens) / time.Since(windowStart).Seconds()
+		tokSec := window.add(loss, tokensPerStep)
 		progress.Step(step, fmt.Sprintf("loss %.4f  %.0f tok/s", loss, tokSec))
 
 		evalNow := (cfg.EvalEvery > 0 && step%cfg.EvalEvery == 0) || step == cfg.Steps
@@ -250,16 +246,13 @@ func SFT(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg SFTCon
 			if err != nil {
 				return nil, fmt.Errorf("sft step %d: %w", step, err)
 			}
-			rec := sftMetrics{stepMetrics: stepMetrics{Step: step, Loss: windowLoss / float64(windowSteps), LR: lr, GradNorm: gn,
-				TokensSec: tokSec, Elapsed: r.elapsed()}}
+			base, ev := r.logStep(&window, log, step, cfg.Steps, lr, gn)
+			rec := sftMetrics{stepMetrics: base}
 			if evalNow {
 				if err := validate(step, &rec); err != nil {
 					return nil, fmt.Errorf("sft validation at step %d: %w", step, err)
 				}
 			}
-			ev := log.Info().Int("step", step).Float64("loss", round4(rec.Loss)).Float32("lr", lr).
-				Float64("grad_norm", round4(gn)).Float64("tok/s", math.Round(rec.TokensSec)).
-				Str("eta", r.eta(step, cfg.Steps))
 			if rec.ValLoss != nil {
 				ev = ev.Float64("val_loss", round4(*rec.ValLoss))
 			}
@@ -271,12 +264,10 @@ func SFT(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg SFTCon
 				return nil, err
 			}
 			sum.TrainLoss = rec.Loss
-			windowStart, windowLoss, windowSteps, windowTokens = time.Now(), 0, 0, 0
+			window = newLossWindow()
 		}
-		if cfg.SaveEvery > 0 && step%cfg.SaveEvery == 0 && step < cfg.Steps {
-			if err := r.save(); err != nil {
-				return nil, fmt.Errorf("sft: %w", err)
-			}
+		if err := r.saveIfDue(step, cfg.SaveEvery, cfg.Steps); err != nil {
+			return nil, fmt.Errorf("sft: %w", err)
 		}
 	}
 	if err := r.save(); err != nil {
