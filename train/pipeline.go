@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -157,6 +158,12 @@ type PipelineReport struct {
 		TaskScore    float64            `json:"task_score"`
 		PerTask      map[string]float64 `json:"per_task"`
 		WinRateVsSFT float64            `json:"win_rate_vs_sft"`
+		// WinRateStdErr is the standard error of WinRateVsSFT over the
+		// held-out prompts, and ScoreGainStdErr that of the task score's
+		// gain over SFT (paired by prompt): how far the numbers would move
+		// on another draw of held-out prompts.
+		WinRateStdErr   float64 `json:"win_rate_stderr"`
+		ScoreGainStdErr float64 `json:"task_score_gain_stderr"`
 		// WinRateByTask is the win rate on each task's held-out prompts.
 		WinRateByTask map[string]float64 `json:"win_rate_by_task"`
 		HabitRate     float64            `json:"habit_rate"`
@@ -432,6 +439,9 @@ func evaluatePipeline(b gpu.Backend, tok tokenizer.Tokenizer, cfg PipelineConfig
 	rep.SFT.TaskScore, rep.SFT.PerTask, rep.SFT.HabitRate = sft.Score, sft.PerTask, sft.HabitRate()
 	rep.PPO.TaskScore, rep.PPO.PerTask, rep.PPO.WinRateVsSFT = ppo.Score, ppo.PerTask, win
 	rep.PPO.HabitRate = ppo.HabitRate()
+	if rep.PPO.WinRateStdErr, rep.PPO.ScoreGainStdErr, err = standardErrors(ppo, sft, tasks.DefaultLabeler()); err != nil {
+		return err
+	}
 	if rep.PPO.WinRateSFTHabit, rep.PPO.WinRateElsewhere, err = winRateByHabit(ppo, sft, tasks.DefaultLabeler()); err != nil {
 		return err
 	}
@@ -578,6 +588,38 @@ func WinRateByTask(a, b TaskEval, l tasks.Labeler) (map[string]float64, error) {
 		sum[task] /= float64(n[task])
 	}
 	return sum, nil
+}
+
+// standardErrors returns the standard errors over the prompts of a's win
+// rate over b and of a's mean task-score gain over b (paired by prompt).
+func standardErrors(a, b TaskEval, l tasks.Labeler) (winRate, scoreGain float64, err error) {
+	prefs, err := preferences(a, b, l)
+	if err != nil {
+		return 0, 0, err
+	}
+	gains := make([]float64, len(prefs))
+	for i := range gains {
+		gains[i] = a.Samples[i].Score - b.Samples[i].Score
+	}
+	return stdErr(prefs), stdErr(gains), nil
+}
+
+// stdErr is the standard error of the mean of xs: the sample standard
+// deviation (n − 1 in the denominator) over √n; 0 for fewer than two.
+func stdErr(xs []float64) float64 {
+	n := float64(len(xs))
+	if len(xs) < 2 {
+		return 0
+	}
+	mean := 0.0
+	for _, x := range xs {
+		mean += x / n
+	}
+	ss := 0.0
+	for _, x := range xs {
+		ss += (x - mean) * (x - mean)
+	}
+	return math.Sqrt(ss / (n - 1) / n)
 }
 
 // winRateByHabit is WinRate(a, b) on the prompts where b's response opens

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -153,7 +154,9 @@ func TestPipelineEndToEnd(t *testing.T) {
 		t.Fatalf("%s has %d records for %d held-out prompts", EvalSamplesFile, len(samples), rep.EvalN)
 	}
 	var pref, sftScore, ppoScore, sftHabit, ppoHabit float64
-	for _, r := range samples {
+	prefs, gains := make([]float64, len(samples)), make([]float64, len(samples))
+	for i, r := range samples {
+		prefs[i], gains[i] = r.PPOPreferred, r.PPOScore-r.SFTScore
 		pref += r.PPOPreferred / float64(len(samples))
 		sftScore += r.SFTScore / float64(len(samples))
 		ppoScore += r.PPOScore / float64(len(samples))
@@ -168,7 +171,8 @@ func TestPipelineEndToEnd(t *testing.T) {
 		name      string
 		got, want float64
 	}{{"win rate", pref, rep.PPO.WinRateVsSFT}, {"SFT score", sftScore, rep.SFT.TaskScore}, {"PPO score", ppoScore, rep.PPO.TaskScore},
-		{"SFT habit rate", sftHabit, rep.SFT.HabitRate}, {"PPO habit rate", ppoHabit, rep.PPO.HabitRate}} {
+		{"SFT habit rate", sftHabit, rep.SFT.HabitRate}, {"PPO habit rate", ppoHabit, rep.PPO.HabitRate},
+		{"win rate standard error", sampleStdErr(prefs), rep.PPO.WinRateStdErr}, {"gain standard error", sampleStdErr(gains), rep.PPO.ScoreGainStdErr}} {
 		if math.Abs(c.got-c.want) > 1e-9 {
 			t.Errorf("%s: %s gives %v, the report %v", c.name, EvalSamplesFile, c.got, c.want)
 		}
@@ -356,6 +360,36 @@ func TestCheckSameConfig(t *testing.T) {
 // TestWinRate checks the win rate and its per-task split on hand-worked
 // preferences: a tie counts half, and a noise-free labeler prefers the
 // higher utility outright.
+// sampleStdErr is the standard error of the mean, computed in one pass
+// from Σx and Σx² (stdErr, which it checks, takes two).
+func sampleStdErr(xs []float64) float64 {
+	var s, s2 float64
+	for _, x := range xs {
+		s += x
+		s2 += x * x
+	}
+	n := float64(len(xs))
+	return math.Sqrt((s2 - s*s/n) / (n - 1) / n)
+}
+
+func TestStdErr(t *testing.T) {
+	// 1, 2, 3, 4: mean 2.5, sample variance 5/3, standard error √(5/12).
+	if got, want := stdErr([]float64{1, 2, 3, 4}), math.Sqrt(5.0/12); math.Abs(got-want) > 1e-15 {
+		t.Errorf("stdErr(1..4) = %v, want %v", got, want)
+	}
+	if stdErr([]float64{0.7}) != 0 || stdErr(nil) != 0 {
+		t.Error("the standard error of fewer than two values is not 0")
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	xs := make([]float64, 500)
+	for i := range xs {
+		xs[i] = rng.Float64()
+	}
+	if got, want := stdErr(xs), sampleStdErr(xs); math.Abs(got-want) > 1e-12 {
+		t.Errorf("stdErr of 500 uniforms %v, one-pass formula %v", got, want)
+	}
+}
+
 func deref(p *float64) any {
 	if p == nil {
 		return nil

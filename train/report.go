@@ -66,7 +66,8 @@ func writeMarkdown(w io.Writer, r *PipelineReport, plots []string) error {
 	f("| SFT | %.3f | 0.5 | %.4f |\n", r.SFT.TaskScore, r.SFTPtxLoss)
 	f("| PPO-ptx (EMA) | %.3f | %.3f | %.4f |\n\n", r.PPO.TaskScore, r.PPO.WinRateVsSFT, r.PPO.PtxLoss)
 	f("The win rate is the simulated labeler's expected preference for the PPO response over the SFT\n")
-	f("response to the same prompt (ties count half). The pretraining loss before and after PPO shows\n")
+	f("response to the same prompt (ties count half). Standard errors over the %d prompts: win rate ±%.3f,\n", r.EvalN, r.PPO.WinRateStdErr)
+	f("task score gain %+.3f ± %.3f (paired by prompt). The pretraining loss before and after PPO shows\n", r.PPO.TaskScore-r.SFT.TaskScore, r.PPO.ScoreGainStdErr)
 	f("the alignment tax: %+.4f nats/token (negative: PPO-ptx lowered it).\n\n", r.PPO.PtxLoss-r.SFTPtxLoss)
 	if r.SFT.HabitRate > 0 || r.PPO.HabitRate > 0 {
 		f("Responses that open with the demonstration writers' habit (%q), which the labeler marks down:\n", tasks.HabitPrefix)

@@ -82,6 +82,8 @@ func runPipeline(c *cli.Context) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
+	fmt.Fprintf(c.App.Writer, "standard errors over the %d held-out prompts: win rate ±%.3f, task score gain %+.3f ± %.3f\n",
+		rep.EvalN, rep.PPO.WinRateStdErr, rep.PPO.TaskScore-rep.SFT.TaskScore, rep.PPO.ScoreGainStdErr)
 	fmt.Fprintf(c.App.Writer, "reward model: held-out accuracy %.3f (labelers agree %.3f); PPO KL to SFT %.3f; %.0f s in all\n",
 		rep.RM.Accuracy, rep.RM.LabelerAgrement, rep.PPO.KLToSFT, rep.Seconds)
 	if rep.SFT.HabitRate > 0 || rep.PPO.HabitRate > 0 {

@@ -94,6 +94,8 @@ func TestPipelineSmallRun(t *testing.T) {
 		fmt.Sprintf("SFT         %.3f       0.500            %.4f", rep.SFT.TaskScore, rep.SFTPtxLoss),
 		fmt.Sprintf("PPO-ptx     %.3f       %.3f            %.4f", rep.PPO.TaskScore, rep.PPO.WinRateVsSFT, rep.PPO.PtxLoss),
 		fmt.Sprintf("PPO KL to SFT %.3f", rep.PPO.KLToSFT),
+		fmt.Sprintf("standard errors over the 16 held-out prompts: win rate ±%.3f, task score gain %+.3f ± %.3f",
+			rep.PPO.WinRateStdErr, rep.PPO.TaskScore-rep.SFT.TaskScore, rep.PPO.ScoreGainStdErr),
 		"report: " + filepath.Join(out, "report.md"),
 	}
 	habit := fmt.Sprintf("answers opening with the demonstrators' habit %q: SFT %.3f, PPO %.3f", tasks.HabitPrefix, rep.SFT.HabitRate, rep.PPO.HabitRate)
