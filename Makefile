@@ -9,7 +9,7 @@ COMMIT  ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 .PHONY: all build test test-short bench lint fmt clean hf-check \
-	cuda-tools cuda-tools12 cuda-tools13 kernels cuda-check build-cuda gpu-bundle
+	cuda-tools cuda-tools12 cuda-tools13 kernels cuda-check cuda-emu-test build-cuda gpu-bundle
 
 all: lint build test
 
@@ -127,6 +127,13 @@ cuda-check: kernels cuda-tools13
 		$(GO) test -c -tags cuda -o $(CUDA_BUILD)/check13/ $(CUDA_TEST_PKGS)'
 	@bash gpu/cuda/scripts/check-linkage.sh $(CUDA_BUILD)/check12/instructgo $(CUDA_BUILD)/check13/instructgo
 	@echo "cuda-check: ok"
+
+## cuda-emu-test: the cuda parity tests with every kernel run by a CPU emulator of CUDA (gpu/cuda/emu): kernels against the CPU backend, no GPU needed
+EMU_BUILD     := build/cudaemu
+cuda-emu-test: | cuda-tools12
+	@bash gpu/cuda/emu/build.sh "$(NVCC) -ccbin $(CUDA_HOSTCXX)" kernels $(EMU_BUILD)
+	$(GO) vet -tags cuda,cudaemu ./gpu/cuda/
+	$(GO) test -count=1 -tags cuda,cudaemu ./gpu/cuda/
 
 ## build-cuda: the instructgo binary with the cuda backend in bin/instructgo-cuda (needs the NVIDIA driver to run)
 build-cuda: kernels

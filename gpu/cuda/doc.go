@@ -46,6 +46,18 @@
 // cuBLAS is looked up as $INSTRUCTGO_CUBLAS (a path; "none" disables it),
 // then libcublas.so.13 and libcublas.so.12.
 //
+// # The emulated build
+//
+// With the build tags cuda and cudaemu, the driver-facing files (backend,
+// memory, module, cuBLAS, events) give way to emu_backend.go: the same op
+// wrappers against host memory, every kernel run by the CPU emulator of
+// CUDA in emu/ (make cuda-emu-test builds it and runs the parity tests, in
+// CI). It checks the kernels and their launches against the CPU backend
+// without a GPU; it measures no speed and cannot show what only hardware
+// does. EMU_ORDER=reverse or random changes the order the threads of a
+// block run in between barriers: a kernel without races gives the same
+// result in every order.
+//
 // INTERNALS.md beside this file describes the helpers kernel wrappers use
 // (ptr, launch, fail, checker).
 package cuda

@@ -1,4 +1,4 @@
-//go:build cuda
+//go:build cuda && !cudaemu
 
 package cuda
 
@@ -36,6 +36,15 @@ func (s *storage) Elems() int { return s.elems }
 
 // DType implements gpu.Storage.
 func (s *storage) DType() gpu.DType { return s.dtype }
+
+// devicePtr is a device address as the kernels take it; the emulated
+// backend (build tag cudaemu) has a host address of its own instead.
+type devicePtr = cu.DevicePtr
+
+// readDevice copies n bytes at src to dst, after the work queued before it.
+func (b *Backend) readDevice(dst unsafe.Pointer, src devicePtr, n int64) error {
+	return cu.MemcpyDtoH(dst, src, n)
+}
 
 // ptr is the device address of t's first element; 0 for a nil tensor (a
 // kernel's optional operand). A tensor of another backend records an error

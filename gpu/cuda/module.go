@@ -1,4 +1,4 @@
-//go:build cuda
+//go:build cuda && !cudaemu
 
 package cuda
 
@@ -99,14 +99,9 @@ func (b *Backend) launch(kernel string, grid, block [3]int, sharedMem int, args 
 	if b.err != nil {
 		return
 	}
-	if grid[0] == 0 || grid[1] == 0 || grid[2] == 0 {
+	if ok, err := launchShape(kernel, grid, block); !ok {
+		b.fail(err)
 		return
-	}
-	for i := 0; i < 3; i++ {
-		if grid[i] < 0 || block[i] <= 0 || grid[i] > math.MaxInt32 {
-			b.failf("cuda launch %s: bad grid %v or block %v", kernel, grid, block)
-			return
-		}
 	}
 	if len(args) > maxKernelArgs {
 		b.failf("cuda launch %s: %d arguments, at most %d", kernel, len(args), maxKernelArgs)

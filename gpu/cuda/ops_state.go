@@ -8,8 +8,6 @@ import (
 	"sync"
 	"unsafe"
 
-	"gorgonia.org/cu"
-
 	"github.com/instructgo/instructgo/gpu"
 )
 
@@ -67,7 +65,7 @@ func (b *Backend) ops() *opState {
 
 // flagPtr returns the device address of the error flag, allocating and
 // resetting it on first use (0 after an error).
-func (b *Backend) flagPtr() cu.DevicePtr {
+func (b *Backend) flagPtr() devicePtr {
 	s := b.ops()
 	if s.flag == nil {
 		t, err := b.Alloc(gpu.Int32, 4)
@@ -125,7 +123,7 @@ func (b *Backend) pollFlag(s *opState) error {
 		return nil
 	}
 	var f [4]int32
-	if err := cu.MemcpyDtoH(unsafe.Pointer(&f[0]), b.ptr(s.flag), int64(unsafe.Sizeof(f))); err != nil {
+	if err := b.readDevice(unsafe.Pointer(&f[0]), b.ptr(s.flag), int64(unsafe.Sizeof(f))); err != nil {
 		return wrapCU("read the error flag", err)
 	}
 	code := f[0]
@@ -143,7 +141,7 @@ func (b *Backend) pollFlag(s *opState) error {
 // scratch returns device memory of at least n bytes, 256-byte aligned,
 // valid until the next op that asks for scratch (ops on the one stream run
 // in order, so an op may reuse what the previous one used).
-func (b *Backend) scratch(n int) cu.DevicePtr {
+func (b *Backend) scratch(n int) devicePtr {
 	s := b.ops()
 	if n <= 0 {
 		n = 4
@@ -164,6 +162,26 @@ func (b *Backend) scratch(n int) cu.DevicePtr {
 }
 
 // ---- launch shapes ----
+
+// launchShape checks a launch's grid and block shapes against CUDA's
+// limits: false with no error for an empty grid (nothing to launch).
+func launchShape(kernel string, grid, block [3]int) (bool, error) {
+	if grid[0] == 0 || grid[1] == 0 || grid[2] == 0 {
+		return false, nil
+	}
+	for i := 0; i < 3; i++ {
+		if grid[i] < 0 || block[i] <= 0 || grid[i] > math.MaxInt32 {
+			return false, fmt.Errorf("cuda launch %s: bad grid %v or block %v", kernel, grid, block)
+		}
+	}
+	if grid[1] > 65535 || grid[2] > 65535 {
+		return false, fmt.Errorf("cuda launch %s: grid %v beyond the y/z limit 65535", kernel, grid)
+	}
+	if n := block[0] * block[1] * block[2]; n > 1024 {
+		return false, fmt.Errorf("cuda launch %s: block %v has %d threads, more than 1024", kernel, block, n)
+	}
+	return true, nil
+}
 
 // block1 is a 1-D block of n threads.
 func block1(n int) [3]int { return [3]int{n, 1, 1} }

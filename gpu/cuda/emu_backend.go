@@ -1,0 +1,372 @@
+//go:build cuda && cudaemu
+
+package cuda
+
+// The emulated backend (build tags cuda and cudaemu): the op wrappers of
+// ops_*.go, unchanged, against host memory, with every kernel launch run by
+// the CPU emulator of CUDA in emu/ (blocks one after another, each thread a
+// fiber, so barriers and warp shuffles keep their semantics and misuse is
+// caught). Allocations are fenced by canary words that every launch
+// checks. MatMul, which the GPU build gives to cuBLAS, is a plain loop with
+// float64 accumulation here. It lets the parity tests check every kernel
+// against the CPU backend on a machine without a GPU (make cuda-emu-test);
+// it says nothing about speed, and nothing about what only hardware shows
+// (memory-model races across blocks, occupancy, the driver).
+
+/*
+#cgo LDFLAGS: ${SRCDIR}/../../build/cudaemu/libemu.a -lstdc++ -lm
+#include <stdlib.h>
+#include <string.h>
+const char* emu_launch(const char* name, int gx, int gy, int gz, int bx, int by, int bz, int smem,
+                       void** args, const int* sizes, int nargs);
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"unsafe"
+
+	"github.com/instructgo/instructgo/gpu"
+)
+
+const guardWords = 1024 // canary words on each side of an allocation
+
+const canary = 0x7fc0dead
+
+// devicePtr is a host address here, of memory from C.aligned_alloc (so the
+// Go collector never moves it). The Go side reaches that memory through
+// the storage's base pointer, never by turning a devicePtr back into a
+// pointer; only the emulated kernels take the addresses.
+type devicePtr uintptr
+
+// readDevice copies n bytes at src to dst; src must lie in one allocation.
+func (b *Backend) readDevice(dst unsafe.Pointer, src devicePtr, n int64) error {
+	for _, s := range b.allocs {
+		if src >= s.ptr && src+devicePtr(n) <= s.ptr+devicePtr(4*s.elems) {
+			from := unsafe.Add(s.base, 4*guardWords+int(src-s.ptr))
+			copy(unsafe.Slice((*byte)(dst), n), unsafe.Slice((*byte)(from), n))
+			return nil
+		}
+	}
+	return fmt.Errorf("emulator: read of %d bytes at %#x outside every allocation", n, uintptr(src))
+}
+
+// Backend is the emulated cuda backend; see the file comment.
+type Backend struct {
+	err        error
+	closed     bool
+	checker    gpu.Checker
+	syncChecks []func() error
+	allocs     []*storage
+	tf32       bool
+}
+
+type storage struct {
+	b     *Backend
+	base  unsafe.Pointer // with guards
+	ptr   devicePtr
+	elems int
+	dtype gpu.DType
+}
+
+func (s *storage) Elems() int       { return s.elems }
+func (s *storage) DType() gpu.DType { return s.dtype }
+
+var errClosed = errors.New("cuda: backend is closed")
+
+// New opens the emulated backend; there is one emulated device, so ordinal
+// is ignored.
+func New(ordinal int) (*Backend, error) {
+	b := &Backend{}
+	b.checker = gpu.Checker{Backend: "cuda", Owns: b.owns}
+	return b, nil
+}
+
+func (b *Backend) owns(s gpu.Storage) bool {
+	st, ok := s.(*storage)
+	return ok && st.b == b
+}
+
+func (b *Backend) Name() string { return "cuda (CPU emulator)" }
+
+func (b *Backend) fail(err error) bool {
+	if err != nil && b.err == nil {
+		b.err = err
+	}
+	return b.err != nil
+}
+
+func (b *Backend) failf(format string, args ...any) bool { return b.fail(fmt.Errorf(format, args...)) }
+
+func (b *Backend) addSyncCheck(f func() error) { b.syncChecks = append(b.syncChecks, f) }
+
+func (b *Backend) runSyncChecks() {
+	for _, f := range b.syncChecks {
+		if b.fail(f()) {
+			return
+		}
+	}
+}
+
+func (b *Backend) Sync() error {
+	if b.err == nil {
+		b.runSyncChecks()
+	}
+	return b.err
+}
+
+func (b *Backend) Err() error { return b.err }
+
+// Close frees every allocation; as on the GPU, the sticky error is not
+// returned again (Err has it), and the backend then reports errClosed.
+func (b *Backend) Close() error {
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	for _, s := range b.allocs {
+		C.free(s.base)
+	}
+	b.allocs = nil
+	b.fail(errClosed)
+	opStates.Delete(b)
+	return nil
+}
+
+func (b *Backend) SetTF32(on bool) error { b.tf32 = on; return nil }
+
+func (b *Backend) Alloc(dtype gpu.DType, shape ...int) (*gpu.Tensor, error) {
+	n := 1
+	for _, d := range shape {
+		if d < 0 {
+			return nil, fmt.Errorf("cuda alloc: negative dimension in %v", shape)
+		}
+		n *= d
+	}
+	words := n + 2*guardWords
+	base := C.aligned_alloc(256, C.size_t((4*words+511)/256*256))
+	w := unsafe.Slice((*uint32)(base), words)
+	for i := range w {
+		w[i] = canary
+	}
+	for i := guardWords; i < guardWords+n; i++ {
+		w[i] = 0
+	}
+	s := &storage{b: b, base: base, ptr: devicePtr(uintptr(base) + 4*guardWords), elems: n, dtype: dtype}
+	b.allocs = append(b.allocs, s)
+	return gpu.NewTensor(s, 0, shape...)
+}
+
+// checkGuards reports an allocation whose canaries a kernel overwrote.
+func (b *Backend) checkGuards(kernel string) {
+	for _, s := range b.allocs {
+		w := unsafe.Slice((*uint32)(s.base), s.elems+2*guardWords)
+		for i := 0; i < guardWords; i++ {
+			if w[i] != canary || w[guardWords+s.elems+i] != canary {
+				b.failf("emulator: %s wrote outside an allocation of %d elements", kernel, s.elems)
+				return
+			}
+		}
+	}
+}
+
+func (b *Backend) ptr(t *gpu.Tensor) devicePtr {
+	if t == nil {
+		return 0
+	}
+	s, ok := t.Storage().(*storage)
+	if !ok || s.b != b {
+		b.failf("cuda: %v is not a tensor of this cuda backend", t)
+		return 0
+	}
+	return s.ptr + devicePtr(t.Offset()*4)
+}
+
+// hostAddr is the Go pointer to t's first element (nil after an error).
+func (b *Backend) hostAddr(t *gpu.Tensor) unsafe.Pointer {
+	if b.ptr(t) == 0 {
+		return nil
+	}
+	s := t.Storage().(*storage)
+	return unsafe.Add(s.base, 4*(guardWords+t.Offset()))
+}
+
+func (b *Backend) host(t *gpu.Tensor) []float32 {
+	return unsafe.Slice((*float32)(b.hostAddr(t)), t.Len())
+}
+
+func (b *Backend) hostI32(t *gpu.Tensor) []int32 {
+	return unsafe.Slice((*int32)(b.hostAddr(t)), t.Len())
+}
+
+func (b *Backend) Upload(t *gpu.Tensor, src []float32) error {
+	if err := b.checker.Tensor("upload", "tensor", t, gpu.Float32); err != nil {
+		return err
+	}
+	if len(src) != t.Len() {
+		return fmt.Errorf("upload: %d values into %v", len(src), t)
+	}
+	copy(b.host(t), src)
+	return nil
+}
+
+func (b *Backend) UploadInt32(t *gpu.Tensor, src []int32) error {
+	if err := b.checker.Tensor("upload", "tensor", t, gpu.Int32); err != nil {
+		return err
+	}
+	if len(src) != t.Len() {
+		return fmt.Errorf("upload: %d values into %v", len(src), t)
+	}
+	copy(b.hostI32(t), src)
+	return nil
+}
+
+func (b *Backend) Download(dst []float32, t *gpu.Tensor) error {
+	if err := b.checker.Tensor("download", "tensor", t, gpu.Float32); err != nil {
+		return err
+	}
+	if len(dst) != t.Len() {
+		return fmt.Errorf("download: %v into %d values", t, len(dst))
+	}
+	if b.err != nil {
+		return b.err
+	}
+	copy(dst, b.host(t))
+	b.runSyncChecks()
+	return b.err
+}
+
+func (b *Backend) DownloadInt32(dst []int32, t *gpu.Tensor) error {
+	if err := b.checker.Tensor("download", "tensor", t, gpu.Int32); err != nil {
+		return err
+	}
+	if len(dst) != t.Len() {
+		return fmt.Errorf("download: %v into %d values", t, len(dst))
+	}
+	if b.err != nil {
+		return b.err
+	}
+	copy(dst, b.hostI32(t))
+	b.runSyncChecks()
+	return b.err
+}
+
+// launch runs kernel in the emulator at once (the emulated stream is
+// synchronous) after the same shape checks as the GPU build, then checks
+// every allocation's canaries. Arguments take the GPU build's types.
+func (b *Backend) launch(kernel string, grid, block [3]int, sharedMem int, args ...any) {
+	if b.err != nil {
+		return
+	}
+	if ok, err := launchShape(kernel, grid, block); !ok {
+		b.fail(err)
+		return
+	}
+	n := len(args)
+	mem := C.malloc(C.size_t(8*n + 8*n + 4*n + 8))
+	slots := unsafe.Slice((*uint64)(mem), n)
+	ptrs := unsafe.Slice((*unsafe.Pointer)(unsafe.Add(mem, 8*n)), n)
+	sizes := unsafe.Slice((*C.int)(unsafe.Add(mem, 16*n)), n)
+	for i, a := range args {
+		var v uint64
+		var sz int
+		switch x := a.(type) {
+		case devicePtr:
+			v, sz = uint64(x), 8
+		case int32:
+			v, sz = uint64(uint32(x)), 4
+		case uint32:
+			v, sz = uint64(x), 4
+		case int64:
+			v, sz = uint64(x), 8
+		case uint64:
+			v, sz = x, 8
+		case float32:
+			v, sz = uint64(math.Float32bits(x)), 4
+		case float64:
+			v, sz = math.Float64bits(x), 8
+		default:
+			C.free(mem)
+			b.failf("cuda launch %s: argument %d has type %T", kernel, i, a)
+			return
+		}
+		slots[i] = v
+		ptrs[i] = unsafe.Pointer(&slots[i])
+		sizes[i] = C.int(sz)
+	}
+	name := C.CString(kernel)
+	msg := C.emu_launch(name, C.int(grid[0]), C.int(grid[1]), C.int(grid[2]), C.int(block[0]), C.int(block[1]), C.int(block[2]),
+		C.int(sharedMem), (*unsafe.Pointer)(unsafe.Add(mem, 8*n)), (*C.int)(unsafe.Add(mem, 16*n)), C.int(n))
+	C.free(unsafe.Pointer(name))
+	C.free(mem)
+	if msg != nil {
+		b.failf("emulator: %s", C.GoString(msg))
+		return
+	}
+	b.checkGuards(kernel)
+}
+
+// MatMul on the host in float64 accumulation (the contract's semantics).
+func (b *Backend) MatMul(c, a, bm *gpu.Tensor, transA, transB bool, alpha, beta float32) {
+	if b.err != nil {
+		return
+	}
+	dims := func(t *gpu.Tensor) (batch, r, cc int) {
+		if t.Rank() == 3 {
+			return t.Dim(0), t.Dim(1), t.Dim(2)
+		}
+		return 1, t.Dim(0), t.Dim(1)
+	}
+	ba, ar, ac := dims(a)
+	bb, br, bc := dims(bm)
+	bcn, m, nn := dims(c)
+	k := ac
+	if transA {
+		k = ar
+	}
+	_ = br
+	_ = bc
+	A, Bm, Cm := b.host(a), b.host(bm), b.host(c)
+	for p := 0; p < bcn; p++ {
+		ao, bo, co := 0, 0, p*m*nn
+		if ba > 1 {
+			ao = p * ar * ac
+		}
+		if bb > 1 {
+			bo = p * br * bc
+		}
+		for i := 0; i < m; i++ {
+			for j := 0; j < nn; j++ {
+				var s float64
+				for q := 0; q < k; q++ {
+					var x, y float32
+					if transA {
+						x = A[ao+q*ac+i]
+					} else {
+						x = A[ao+i*ac+q]
+					}
+					if transB {
+						y = Bm[bo+j*bc+q]
+					} else {
+						y = Bm[bo+q*bc+j]
+					}
+					s += float64(x) * float64(y)
+				}
+				v := float32(float64(alpha) * s)
+				if beta != 0 {
+					v += beta * Cm[co+i*nn+j]
+				}
+				Cm[co+i*nn+j] = v
+			}
+		}
+	}
+}
+
+func wrapCU(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("cuda %s: %w", what, err)
+}
