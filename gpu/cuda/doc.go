@@ -50,8 +50,8 @@
 //
 // With the build tags cuda and cudaemu, the driver-facing files (backend,
 // memory, module, cuBLAS, events) give way to emu_backend.go: the same op
-// wrappers against host memory, every kernel run by the CPU emulator of
-// CUDA in emu/ (make cuda-emu-test builds it and runs the parity tests, in
+// wrappers against host memory, every kernel (MatMul's tiled GEMM kernel
+// included) run by the CPU emulator of CUDA in emu/ (make cuda-emu-test builds it and runs the parity tests, in
 // CI). It checks the kernels and their launches against the CPU backend
 // without a GPU; it measures no speed and cannot show what only hardware
 // does. EMU_ORDER=reverse or random changes the order the threads of a

@@ -7,8 +7,8 @@ package cuda
 // the CPU emulator of CUDA in emu/ (blocks one after another, each thread a
 // fiber, so barriers and warp shuffles keep their semantics and misuse is
 // caught). Allocations are fenced by canary words that every launch
-// checks. MatMul, which the GPU build gives to cuBLAS, is a plain loop with
-// float64 accumulation here. It lets the parity tests check every kernel
+// checks. MatMul is always the tiled GEMM kernel, the GPU build's fallback
+// when cuBLAS is missing. It lets the parity tests check every kernel
 // against the CPU backend on a machine without a GPU (make cuda-emu-test);
 // it says nothing about speed, and nothing about what only hardware shows
 // (memory-model races across blocks, occupancy, the driver).
@@ -308,60 +308,25 @@ func (b *Backend) launch(kernel string, grid, block [3]int, sharedMem int, args 
 	b.checkGuards(kernel)
 }
 
-// MatMul on the host in float64 accumulation (the contract's semantics).
+// GEMM says which GEMM path MatMul takes.
+func (b *Backend) GEMM() string { return "tiled GEMM kernel (emulated)" }
+
+// CuBLASLoaded is false: the emulated build has no cuBLAS.
+func (b *Backend) CuBLASLoaded() bool { return false }
+
+// UseGEMMKernel does nothing: the kernel is the only path here.
+func (b *Backend) UseGEMMKernel(on bool) {}
+
+// MatMul implements gpu.Backend with the tiled GEMM kernel, emulated.
 func (b *Backend) MatMul(c, a, bm *gpu.Tensor, transA, transB bool, alpha, beta float32) {
 	if b.err != nil {
 		return
 	}
-	dims := func(t *gpu.Tensor) (batch, r, cc int) {
-		if t.Rank() == 3 {
-			return t.Dim(0), t.Dim(1), t.Dim(2)
-		}
-		return 1, t.Dim(0), t.Dim(1)
+	p, err := b.planMatMul(c, a, bm, transA, transB)
+	if b.fail(err) || p.m == 0 || p.n == 0 || p.batch == 0 {
+		return
 	}
-	ba, ar, ac := dims(a)
-	bb, br, bc := dims(bm)
-	bcn, m, nn := dims(c)
-	k := ac
-	if transA {
-		k = ar
-	}
-	_ = br
-	_ = bc
-	A, Bm, Cm := b.host(a), b.host(bm), b.host(c)
-	for p := 0; p < bcn; p++ {
-		ao, bo, co := 0, 0, p*m*nn
-		if ba > 1 {
-			ao = p * ar * ac
-		}
-		if bb > 1 {
-			bo = p * br * bc
-		}
-		for i := 0; i < m; i++ {
-			for j := 0; j < nn; j++ {
-				var s float64
-				for q := 0; q < k; q++ {
-					var x, y float32
-					if transA {
-						x = A[ao+q*ac+i]
-					} else {
-						x = A[ao+i*ac+q]
-					}
-					if transB {
-						y = Bm[bo+j*bc+q]
-					} else {
-						y = Bm[bo+q*bc+j]
-					}
-					s += float64(x) * float64(y)
-				}
-				v := float32(float64(alpha) * s)
-				if beta != 0 {
-					v += beta * Cm[co+i*nn+j]
-				}
-				Cm[co+i*nn+j] = v
-			}
-		}
-	}
+	b.kernelMatMul(p, c, a, bm, transA, transB, alpha, beta)
 }
 
 func wrapCU(what string, err error) error {
