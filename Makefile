@@ -132,8 +132,9 @@ cuda-check: kernels cuda-tools13
 EMU_BUILD     := build/cudaemu
 cuda-emu-test: | cuda-tools12
 	@bash gpu/cuda/emu/build.sh "$(NVCC) -ccbin $(CUDA_HOSTCXX)" kernels $(EMU_BUILD)
-	$(GO) vet -tags cuda,cudaemu ./gpu/cuda/
+	$(GO) vet -tags cuda,cudaemu ./gpu/cuda/ ./cmd/instructgo/
 	$(GO) test -count=1 -tags cuda,cudaemu ./gpu/cuda/
+	$(GO) test -count=1 -tags cuda,cudaemu -run TestEmulatedCUDAMatchesCPU ./cmd/instructgo/
 
 ## build-cuda: the instructgo binary with the cuda backend in bin/instructgo-cuda (needs the NVIDIA driver to run)
 build-cuda: kernels
