@@ -16,22 +16,12 @@ import (
 // TestEmulatedCUDAMatchesCPU runs the command line on the cuda backend of
 // the emulated build (build tags cuda and cudaemu: every kernel on the CPU
 // emulator of gpu/cuda/emu) and on the cpu backend: a few pretraining steps
-// must give the same losses and weights, and sampling from one checkpoint
-// the same tokens. It checks the cuda backend through the real training
+// must give the same losses and weights, sampling from one checkpoint the
+// same tokens, and SFT, RM and PPO steps the same metrics. It checks the cuda backend through the real training
 // and decoding code, not op by op. Run by make cuda-emu-test.
 func TestEmulatedCUDAMatchesCPU(t *testing.T) {
 	dir := t.TempDir()
-	data := filepath.Join(dir, "data")
-	if _, stderr, code := runCLI(t, "data", "synth", "--out", data, "--sft", "20", "--rm", "10", "--ppo", "5", "--eval", "5", "--pretrain-bytes", "20000"); code != 0 {
-		t.Fatalf("data synth: %s", stderr)
-	}
-	for _, dev := range []string{"cpu", "cuda"} {
-		if _, stderr, code := runCLI(t, "--device", dev, "pretrain", "--data", filepath.Join(data, "pretrain.txt"), "--config", "tiny",
-			"--steps", "3", "--batch", "4", "--seq", "64", "--log-every", "1", "--out", filepath.Join(dir, dev)); code != 0 {
-			t.Fatalf("pretrain on %s: %s", dev, stderr)
-		}
-	}
-
+	emulatedPretrain(t, dir)
 	type step struct {
 		Step     int      `json:"step"`
 		Loss     float64  `json:"loss"`
@@ -109,4 +99,89 @@ func TestEmulatedCUDAMatchesCPU(t *testing.T) {
 	if c, g := gen("cpu"), gen("cuda"); c != g {
 		t.Errorf("sampled continuations differ:\ncpu  %s\ncuda %s", c, g)
 	}
+	checkEmulatedStages(t, dir)
+}
+
+// emulatedPretrain writes a small dataset into dir/data and pretrains a
+// tiny model for three steps on each backend, into dir/cpu and dir/cuda.
+func emulatedPretrain(t *testing.T, dir string) {
+	t.Helper()
+	data := filepath.Join(dir, "data")
+	if _, stderr, code := runCLI(t, "data", "synth", "--out", data, "--sft", "20", "--rm", "10", "--ppo", "5", "--eval", "5", "--pretrain-bytes", "20000"); code != 0 {
+		t.Fatalf("data synth: %s", stderr)
+	}
+	for _, dev := range []string{"cpu", "cuda"} {
+		if _, stderr, code := runCLI(t, "--device", dev, "pretrain", "--data", filepath.Join(data, "pretrain.txt"), "--config", "tiny",
+			"--steps", "3", "--batch", "4", "--seq", "64", "--log-every", "1", "--out", filepath.Join(dir, dev)); code != 0 {
+			t.Fatalf("pretrain on %s: %s", dev, stderr)
+		}
+	}
+
+}
+
+// checkEmulatedStages runs SFT, the reward model and one PPO-ptx iteration
+// from the same starting checkpoints (dir/cpu's) on both backends, a few
+// steps each, and requires the same numbers in their metrics: every stage
+// of the pipeline through the cuda backend, as the GPU bundle's pipeline
+// smoke run does on a GPU.
+func checkEmulatedStages(t *testing.T, dir string) {
+	data := func(name string) string { return filepath.Join(dir, "data", name) }
+	at := func(name string) string { return filepath.Join(dir, name) }
+	for _, dev := range []string{"cpu", "cuda"} {
+		stages := [][]string{
+			{"sft", "--data", data("sft.jsonl"), "--init", at("cpu"), "--steps", "2", "--token-budget", "512",
+				"--eval-every", "0", "--eval-prompts", "4", "--max-new", "8", "--log-every", "1", "--out", at("sft-" + dev)},
+			{"rm", "--data", data("rm.jsonl"), "--init", at("sft-cpu"), "--steps", "2", "--batch", "3", "--max-len", "48", "--token-budget", "512",
+				"--eval-every", "0", "--log-every", "1", "--out", at("rm-" + dev)},
+			{"ppo", "--prompts", data("ppo.jsonl"), "--ptx", data("pretrain.txt"), "--policy", at("sft-cpu"), "--reward", at("rm-cpu"),
+				"--iterations", "1", "--episodes", "4", "--minibatch", "2", "--max-new", "6", "--ptx-batch", "2", "--ptx-seq", "32",
+				"--out", at("ppo-" + dev)},
+		}
+		for _, args := range stages {
+			if _, stderr, code := runCLI(t, append([]string{"--device", dev}, args...)...); code != 0 {
+				t.Fatalf("%s on %s: %s", args[0], dev, stderr)
+			}
+		}
+	}
+	for _, stage := range []string{"sft", "rm", "ppo"} {
+		c, g := lastMetrics(t, at(stage+"-cpu")), lastMetrics(t, at(stage+"-cuda"))
+		compared := 0
+		for k, cv := range c {
+			x, ok := cv.(float64)
+			if !ok || timing(k) {
+				continue
+			}
+			y, ok := g[k].(float64)
+			if !ok || math.Abs(x-y) > 1e-4*math.Max(1, math.Abs(x)) {
+				t.Errorf("%s %s: cuda %v, cpu %v", stage, k, g[k], x)
+			}
+			compared++
+		}
+		if compared < 4 {
+			t.Errorf("%s: only %d numbers compared in %v", stage, compared, c)
+		}
+		t.Logf("%s: %d numbers agree", stage, compared)
+	}
+}
+
+// lastMetrics is the last record of a run's metrics.jsonl.
+func lastMetrics(t *testing.T, dir string) map[string]any {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+	var m map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// timing reports a metrics field that measures time or speed
+// (elapsed_sec, gen_sec, tokens_per_sec, ...), which the backends need not
+// share.
+func timing(key string) bool {
+	return strings.HasSuffix(key, "_sec") || strings.Contains(key, "per_sec") || key == "seconds"
 }
