@@ -60,4 +60,8 @@
 //
 // INTERNALS.md beside this file describes the helpers kernel wrappers use
 // (ptr, launch, fail, checker).
+//
+// It imports gpu, gpu/cuda/internal/cuinit, gorgonia.org/cu,
+// golang.org/x/sys/unix and the standard library (the emulated build: gpu
+// and the standard library); its tests also gpu/cpu and model.
 package cuda
