@@ -425,26 +425,19 @@ func evaluatePipeline(b gpu.Backend, tok tokenizer.Tokenizer, cfg PipelineConfig
 	if err != nil {
 		return fmt.Errorf("evaluate PPO: %w", err)
 	}
-	win, err := WinRate(ppo, sft, tasks.DefaultLabeler())
+	cmp, err := compare(ppo, sft, tasks.DefaultLabeler())
 	if err != nil {
 		return err
 	}
-	if rep.PPO.WinRateByTask, err = WinRateByTask(ppo, sft, tasks.DefaultLabeler()); err != nil {
-		return err
-	}
-	if err := writeEvalSamples(filepath.Join(cfg.Out, EvalSamplesFile), sft, ppo, tasks.DefaultLabeler()); err != nil {
+	if err := writeEvalSamples(filepath.Join(cfg.Out, EvalSamplesFile), cmp); err != nil {
 		return err
 	}
 	rep.Pretrain.TaskScore = pre.Score
 	rep.SFT.TaskScore, rep.SFT.PerTask, rep.SFT.HabitRate = sft.Score, sft.PerTask, sft.HabitRate()
-	rep.PPO.TaskScore, rep.PPO.PerTask, rep.PPO.WinRateVsSFT = ppo.Score, ppo.PerTask, win
-	rep.PPO.HabitRate = ppo.HabitRate()
-	if rep.PPO.WinRateStdErr, rep.PPO.ScoreGainStdErr, err = standardErrors(ppo, sft, tasks.DefaultLabeler()); err != nil {
-		return err
-	}
-	if rep.PPO.WinRateSFTHabit, rep.PPO.WinRateElsewhere, err = winRateByHabit(ppo, sft, tasks.DefaultLabeler()); err != nil {
-		return err
-	}
+	rep.PPO.TaskScore, rep.PPO.PerTask, rep.PPO.HabitRate = ppo.Score, ppo.PerTask, ppo.HabitRate()
+	rep.PPO.WinRateVsSFT, rep.PPO.WinRateByTask = cmp.winRate(), cmp.byTask()
+	rep.PPO.WinRateStdErr, rep.PPO.ScoreGainStdErr = cmp.stdErrs()
+	rep.PPO.WinRateSFTHabit, rep.PPO.WinRateElsewhere = cmp.byHabit()
 	rep.PPO.PtxLoss, rep.SFTPtxLoss = ppoPtx, sftPtx
 	rep.EvalN = len(prompts)
 	return nil
@@ -526,13 +519,9 @@ func measurePipelineBestOfN(b gpu.Backend, tok tokenizer.Tokenizer, cfg Pipeline
 // labeler's preference for PPO's.
 const EvalSamplesFile = "eval_samples.jsonl"
 
-// writeEvalSamples writes EvalSamplesFile from the SFT and PPO evaluations
-// of the same prompts.
-func writeEvalSamples(path string, sft, ppo TaskEval, l tasks.Labeler) error {
-	prefs, err := preferences(ppo, sft, l)
-	if err != nil {
-		return err
-	}
+// writeEvalSamples writes EvalSamplesFile from the comparison of the PPO
+// evaluation (a) with the SFT one (b).
+func writeEvalSamples(path string, c comparison) error {
 	type record struct {
 		Prompt   string  `json:"prompt"`
 		Task     string  `json:"task"`
@@ -548,9 +537,9 @@ func writeEvalSamples(path string, sft, ppo TaskEval, l tasks.Labeler) error {
 	return atomicfile.Write(path, func(w io.Writer) error {
 		enc := json.NewEncoder(w)
 		enc.SetEscapeHTML(false)
-		for i, s := range sft.Samples {
-			p := ppo.Samples[i]
-			if err := enc.Encode(record{s.Prompt, s.Task, s.Answer, s.Response, p.Response, s.Score, p.Score, prefs[i]}); err != nil {
+		for i, s := range c.b.Samples {
+			p := c.a.Samples[i]
+			if err := enc.Encode(record{s.Prompt, s.Task, s.Answer, s.Response, p.Response, s.Score, p.Score, c.prefs[i]}); err != nil {
 				return err
 			}
 		}
@@ -562,46 +551,103 @@ func writeEvalSamples(path string, sft, ppo TaskEval, l tasks.Labeler) error {
 // over b's, prompt by prompt (a tie counts half), averaged: the paper's
 // headline measure. a and b must be evaluations of the same prompts.
 func WinRate(a, b TaskEval, l tasks.Labeler) (float64, error) {
-	prefs, err := preferences(a, b, l)
+	c, err := compare(a, b, l)
 	if err != nil {
 		return 0, err
 	}
-	total := 0.0
-	for _, p := range prefs {
-		total += p
-	}
-	return total / float64(len(prefs)), nil
+	return c.winRate(), nil
 }
 
 // WinRateByTask is WinRate on each task's prompts separately.
 func WinRateByTask(a, b TaskEval, l tasks.Labeler) (map[string]float64, error) {
-	prefs, err := preferences(a, b, l)
+	c, err := compare(a, b, l)
 	if err != nil {
 		return nil, err
 	}
+	return c.byTask(), nil
+}
+
+// comparison holds two evaluations of the same prompts and the labeler's
+// preference probability for each of a's responses over b's; every win
+// rate and its spread derive from it.
+type comparison struct {
+	a, b  TaskEval
+	prefs []float64
+}
+
+// compare computes the labeler's preferences of a's responses over b's.
+func compare(a, b TaskEval, l tasks.Labeler) (comparison, error) {
+	if len(a.Samples) != len(b.Samples) || len(a.Samples) == 0 {
+		return comparison{}, fmt.Errorf("win rate: %d and %d samples", len(a.Samples), len(b.Samples))
+	}
+	c := comparison{a: a, b: b, prefs: make([]float64, len(a.Samples))}
+	for i, sa := range a.Samples {
+		sb := b.Samples[i]
+		if sa.Prompt != sb.Prompt {
+			return comparison{}, fmt.Errorf("win rate: sample %d answers different prompts", i)
+		}
+		p, err := l.PreferProbability(sa.Task, sa.Answer, sa.Response, sb.Response)
+		if err != nil {
+			return comparison{}, err
+		}
+		c.prefs[i] = p
+	}
+	return c, nil
+}
+
+// winRate is the mean preference.
+func (c comparison) winRate() float64 {
+	total := 0.0
+	for _, p := range c.prefs {
+		total += p
+	}
+	return total / float64(len(c.prefs))
+}
+
+// byTask is the win rate on each task's prompts.
+func (c comparison) byTask() map[string]float64 {
 	sum, n := map[string]float64{}, map[string]int{}
-	for i, p := range prefs {
-		sum[a.Samples[i].Task] += p
-		n[a.Samples[i].Task]++
+	for i, p := range c.prefs {
+		sum[c.a.Samples[i].Task] += p
+		n[c.a.Samples[i].Task]++
 	}
 	for task := range sum {
 		sum[task] /= float64(n[task])
 	}
-	return sum, nil
+	return sum
 }
 
-// standardErrors returns the standard errors over the prompts of a's win
-// rate over b and of a's mean task-score gain over b (paired by prompt).
-func standardErrors(a, b TaskEval, l tasks.Labeler) (winRate, scoreGain float64, err error) {
-	prefs, err := preferences(a, b, l)
-	if err != nil {
-		return 0, 0, err
-	}
-	gains := make([]float64, len(prefs))
+// stdErrs returns the standard errors over the prompts of the win rate and
+// of a's mean task-score gain over b (paired by prompt).
+func (c comparison) stdErrs() (winRate, scoreGain float64) {
+	gains := make([]float64, len(c.prefs))
 	for i := range gains {
-		gains[i] = a.Samples[i].Score - b.Samples[i].Score
+		gains[i] = c.a.Samples[i].Score - c.b.Samples[i].Score
 	}
-	return stdErr(prefs), stdErr(gains), nil
+	return stdErr(c.prefs), stdErr(gains)
+}
+
+// byHabit is the win rate on the prompts where b's response opens with
+// tasks.HabitPrefix and on the others; nil for a set without prompts.
+func (c comparison) byHabit() (habit, elsewhere *float64) {
+	var sum [2]float64
+	var n [2]int
+	for i, p := range c.prefs {
+		k := 0
+		if strings.HasPrefix(c.b.Samples[i].Response, tasks.HabitPrefix) {
+			k = 1
+		}
+		sum[k] += p
+		n[k]++
+	}
+	mean := func(k int) *float64 {
+		if n[k] == 0 {
+			return nil
+		}
+		m := sum[k] / float64(n[k])
+		return &m
+	}
+	return mean(1), mean(0)
 }
 
 // stdErr is the standard error of the mean of xs: the sample standard
@@ -620,54 +666,6 @@ func stdErr(xs []float64) float64 {
 		ss += (x - mean) * (x - mean)
 	}
 	return math.Sqrt(ss / (n - 1) / n)
-}
-
-// winRateByHabit is WinRate(a, b) on the prompts where b's response opens
-// with tasks.HabitPrefix and on the others; nil for a set without prompts.
-func winRateByHabit(a, b TaskEval, l tasks.Labeler) (habit, elsewhere *float64, err error) {
-	prefs, err := preferences(a, b, l)
-	if err != nil {
-		return nil, nil, err
-	}
-	var sum [2]float64
-	var n [2]int
-	for i, p := range prefs {
-		k := 0
-		if strings.HasPrefix(b.Samples[i].Response, tasks.HabitPrefix) {
-			k = 1
-		}
-		sum[k] += p
-		n[k]++
-	}
-	mean := func(k int) *float64 {
-		if n[k] == 0 {
-			return nil
-		}
-		m := sum[k] / float64(n[k])
-		return &m
-	}
-	return mean(1), mean(0), nil
-}
-
-// preferences is the labeler's preference probability for each of a's
-// responses over b's response to the same prompt.
-func preferences(a, b TaskEval, l tasks.Labeler) ([]float64, error) {
-	if len(a.Samples) != len(b.Samples) || len(a.Samples) == 0 {
-		return nil, fmt.Errorf("win rate: %d and %d samples", len(a.Samples), len(b.Samples))
-	}
-	out := make([]float64, len(a.Samples))
-	for i, sa := range a.Samples {
-		sb := b.Samples[i]
-		if sa.Prompt != sb.Prompt {
-			return nil, fmt.Errorf("win rate: sample %d answers different prompts", i)
-		}
-		p, err := l.PreferProbability(sa.Task, sa.Answer, sa.Response, sb.Response)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = p
-	}
-	return out, nil
 }
 
 // StageClockFile records, in a pipeline run's directory, the wall time of

@@ -433,11 +433,16 @@ func TestWinRate(t *testing.T) {
 		t.Errorf("noisy repeat win %v (%v), want %v", byTask["repeat"], err, want)
 	}
 	// Split by b's habit: none of b's responses has it, then the first does.
-	if h, e, err := winRateByHabit(a, b, noiseFree); err != nil || h != nil || e == nil || math.Abs(*e-win) > 1e-12 {
+	split := func() (habit, elsewhere *float64, err error) {
+		c, err := compare(a, b, noiseFree)
+		habit, elsewhere = c.byHabit()
+		return habit, elsewhere, err
+	}
+	if h, e, err := split(); err != nil || h != nil || e == nil || math.Abs(*e-win) > 1e-12 {
 		t.Errorf("no habit: split %v, %v (%v), want nil and %v", h, e, err, win)
 	}
 	b.Samples[0].Response = tasks.HabitPrefix + "tac"
-	if h, e, err := winRateByHabit(a, b, noiseFree); err != nil || h == nil || e == nil || *h != 1 || *e != 0.5 {
+	if h, e, err := split(); err != nil || h == nil || e == nil || *h != 1 || *e != 0.5 {
 		t.Errorf("split by habit %v, %v (%v), want 1 and 0.5", deref(h), deref(e), err)
 	}
 	if a.HabitRate() != 0 || math.Abs(b.HabitRate()-1.0/3) > 1e-12 {
