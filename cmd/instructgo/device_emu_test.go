@@ -43,18 +43,18 @@ func TestEmulatedCUDAMatchesCPU(t *testing.T) {
 		}
 		return out
 	}
-	close := func(a, b float64) bool { return math.Abs(a-b) <= 1e-4*math.Max(1, math.Abs(b)) }
+	near := func(a, b float64) bool { return math.Abs(a-b) <= 1e-4*math.Max(1, math.Abs(b)) }
 	cpuSteps, cudaSteps := readSteps("cpu"), readSteps("cuda")
 	if len(cpuSteps) != 3 || len(cudaSteps) != 3 {
 		t.Fatalf("%d and %d logged steps, want 3", len(cpuSteps), len(cudaSteps))
 	}
 	for i, c := range cpuSteps {
 		g := cudaSteps[i]
-		if !close(g.Loss, c.Loss) || !close(g.GradNorm, c.GradNorm) {
+		if !near(g.Loss, c.Loss) || !near(g.GradNorm, c.GradNorm) {
 			t.Errorf("step %d: cuda loss %v grad norm %v, cpu %v and %v", c.Step, g.Loss, g.GradNorm, c.Loss, c.GradNorm)
 		}
 	}
-	if c, g := cpuSteps[2].ValLoss, cudaSteps[2].ValLoss; c == nil || g == nil || !close(*g, *c) {
+	if c, g := cpuSteps[2].ValLoss, cudaSteps[2].ValLoss; c == nil || g == nil || !near(*g, *c) {
 		t.Errorf("held-out loss: cuda %v, cpu %v", g, c)
 	}
 

@@ -60,7 +60,6 @@ type Backend struct {
 	checker    gpu.Checker
 	syncChecks []func() error
 	allocs     []*storage
-	tf32       bool
 }
 
 type storage struct {
@@ -135,9 +134,13 @@ func (b *Backend) Close() error {
 	return nil
 }
 
-func (b *Backend) SetTF32(on bool) error { b.tf32 = on; return nil }
+// SetTF32 does nothing: the emulated GEMM kernel is FP32 either way.
+func (b *Backend) SetTF32(on bool) error { return nil }
 
 func (b *Backend) Alloc(dtype gpu.DType, shape ...int) (*gpu.Tensor, error) {
+	if dtype != gpu.Float32 && dtype != gpu.Int32 {
+		return nil, fmt.Errorf("cuda alloc: unsupported dtype %v", dtype)
+	}
 	n := 1
 	for _, d := range shape {
 		if d < 0 {
@@ -193,62 +196,34 @@ func (b *Backend) hostAddr(t *gpu.Tensor) unsafe.Pointer {
 	return unsafe.Add(s.base, 4*(guardWords+t.Offset()))
 }
 
-func (b *Backend) host(t *gpu.Tensor) []float32 {
-	return unsafe.Slice((*float32)(b.hostAddr(t)), t.Len())
-}
-
-func (b *Backend) hostI32(t *gpu.Tensor) []int32 {
-	return unsafe.Slice((*int32)(b.hostAddr(t)), t.Len())
-}
-
-func (b *Backend) Upload(t *gpu.Tensor, src []float32) error {
-	if err := b.checker.Tensor("upload", "tensor", t, gpu.Float32); err != nil {
+// upload copies n elements at src into t.
+func (b *Backend) upload(op string, t *gpu.Tensor, d gpu.DType, src unsafe.Pointer, n int) error {
+	if err := b.checker.Tensor(op, "tensor", t, d); err != nil {
 		return err
 	}
-	if len(src) != t.Len() {
-		return fmt.Errorf("upload: %d values into %v", len(src), t)
-	}
-	copy(b.host(t), src)
-	return nil
-}
-
-func (b *Backend) UploadInt32(t *gpu.Tensor, src []int32) error {
-	if err := b.checker.Tensor("upload", "tensor", t, gpu.Int32); err != nil {
-		return err
-	}
-	if len(src) != t.Len() {
-		return fmt.Errorf("upload: %d values into %v", len(src), t)
-	}
-	copy(b.hostI32(t), src)
-	return nil
-}
-
-func (b *Backend) Download(dst []float32, t *gpu.Tensor) error {
-	if err := b.checker.Tensor("download", "tensor", t, gpu.Float32); err != nil {
-		return err
-	}
-	if len(dst) != t.Len() {
-		return fmt.Errorf("download: %v into %d values", t, len(dst))
+	if n != t.Len() {
+		return fmt.Errorf("%s: %d values into %v", op, n, t)
 	}
 	if b.err != nil {
 		return b.err
 	}
-	copy(dst, b.host(t))
-	b.runSyncChecks()
-	return b.err
+	copy(unsafe.Slice((*byte)(b.hostAddr(t)), n*d.Size()), unsafe.Slice((*byte)(src), n*d.Size()))
+	return nil
 }
 
-func (b *Backend) DownloadInt32(dst []int32, t *gpu.Tensor) error {
-	if err := b.checker.Tensor("download", "tensor", t, gpu.Int32); err != nil {
+// download copies t into n elements at dst, then runs the checks a GPU
+// build runs at a synchronisation.
+func (b *Backend) download(op string, t *gpu.Tensor, d gpu.DType, dst unsafe.Pointer, n int) error {
+	if err := b.checker.Tensor(op, "tensor", t, d); err != nil {
 		return err
 	}
-	if len(dst) != t.Len() {
-		return fmt.Errorf("download: %v into %d values", t, len(dst))
+	if n != t.Len() {
+		return fmt.Errorf("%s: %v into %d values", op, t, n)
 	}
 	if b.err != nil {
 		return b.err
 	}
-	copy(dst, b.hostI32(t))
+	copy(unsafe.Slice((*byte)(dst), n*d.Size()), unsafe.Slice((*byte)(b.hostAddr(t)), n*d.Size()))
 	b.runSyncChecks()
 	return b.err
 }
@@ -317,16 +292,10 @@ func (b *Backend) CuBLASLoaded() bool { return false }
 // UseGEMMKernel does nothing: the kernel is the only path here.
 func (b *Backend) UseGEMMKernel(on bool) {}
 
-// MatMul implements gpu.Backend with the tiled GEMM kernel, emulated.
-func (b *Backend) MatMul(c, a, bm *gpu.Tensor, transA, transB bool, alpha, beta float32) {
-	if b.err != nil {
-		return
-	}
-	p, err := b.planMatMul(c, a, bm, transA, transB)
-	if b.fail(err) || p.m == 0 || p.n == 0 || p.batch == 0 {
-		return
-	}
-	b.kernelMatMul(p, c, a, bm, transA, transB, alpha, beta)
+// blasMatMul reports false: there is no cuBLAS here, so MatMul always
+// takes the tiled GEMM kernel.
+func (b *Backend) blasMatMul(p matmulPlan, c, a, bm *gpu.Tensor, transA, transB bool, alpha, beta float32) bool {
+	return false
 }
 
 func wrapCU(what string, err error) error {

@@ -83,21 +83,16 @@ func (b *Backend) SetTF32(on bool) error {
 // loaded (on = true), or back to cuBLAS (tests and benchmarks use it).
 func (b *Backend) UseGEMMKernel(on bool) { b.gemm.fallback = on }
 
-// MatMul implements gpu.Backend through cuBLAS (TF32 tensor cores by
-// default, see SetTF32) or the tiled GEMM kernel.
-func (b *Backend) MatMul(c, a, bm *gpu.Tensor, transA, transB bool, alpha, beta float32) {
-	if b.err != nil {
-		return
+// blasMatMul runs the product through cuBLAS (TF32 tensor cores by
+// default, see SetTF32) and reports true, or reports false when MatMul must
+// take the tiled GEMM kernel: no cuBLAS, UseGEMMKernel, or an empty inner
+// dimension.
+func (b *Backend) blasMatMul(p matmulPlan, c, a, bm *gpu.Tensor, transA, transB bool, alpha, beta float32) bool {
+	if b.gemm.blas == nil || b.gemm.fallback || p.k == 0 {
+		return false
 	}
-	p, err := b.planMatMul(c, a, bm, transA, transB)
-	if b.fail(err) || p.m == 0 || p.n == 0 || p.batch == 0 {
-		return
-	}
-	if b.gemm.blas != nil && !b.gemm.fallback && p.k > 0 {
-		b.cublasMatMul(p, c, a, bm, transA, transB, alpha, beta)
-		return
-	}
-	b.kernelMatMul(p, c, a, bm, transA, transB, alpha, beta)
+	b.cublasMatMul(p, c, a, bm, transA, transB, alpha, beta)
+	return true
 }
 
 // cublasMatMul runs the row-major product as the column-major one cuBLAS

@@ -87,6 +87,21 @@ func (b *Backend) planMatMul(c, a, bm *gpu.Tensor, transA, transB bool) (matmulP
 	return p, nil
 }
 
+// MatMul implements gpu.Backend: through cuBLAS where the build has it
+// (blasMatMul), else with the tiled GEMM kernel.
+func (b *Backend) MatMul(c, a, bm *gpu.Tensor, transA, transB bool, alpha, beta float32) {
+	if b.err != nil {
+		return
+	}
+	p, err := b.planMatMul(c, a, bm, transA, transB)
+	if b.fail(err) || p.m == 0 || p.n == 0 || p.batch == 0 {
+		return
+	}
+	if !b.blasMatMul(p, c, a, bm, transA, transB, alpha, beta) {
+		b.kernelMatMul(p, c, a, bm, transA, transB, alpha, beta)
+	}
+}
+
 // gemmMaxGridZ is the largest gridDim.z; bigger batches launch in parts.
 // gemmMaxGridY bounds gridDim.y, the 64-row tiles of C.
 const (

@@ -101,26 +101,6 @@ func (b *Backend) Alloc(dtype gpu.DType, shape ...int) (*gpu.Tensor, error) {
 	return gpu.NewTensor(s, 0, shape...)
 }
 
-// Upload implements gpu.Backend.
-func (b *Backend) Upload(t *gpu.Tensor, src []float32) error {
-	return b.upload("upload", t, gpu.Float32, unsafe.Pointer(unsafe.SliceData(src)), len(src))
-}
-
-// UploadInt32 implements gpu.Backend.
-func (b *Backend) UploadInt32(t *gpu.Tensor, src []int32) error {
-	return b.upload("upload", t, gpu.Int32, unsafe.Pointer(unsafe.SliceData(src)), len(src))
-}
-
-// Download implements gpu.Backend.
-func (b *Backend) Download(dst []float32, t *gpu.Tensor) error {
-	return b.download("download", t, gpu.Float32, unsafe.Pointer(unsafe.SliceData(dst)), len(dst))
-}
-
-// DownloadInt32 implements gpu.Backend.
-func (b *Backend) DownloadInt32(dst []int32, t *gpu.Tensor) error {
-	return b.download("download", t, gpu.Int32, unsafe.Pointer(unsafe.SliceData(dst)), len(dst))
-}
-
 // upload copies n elements at src into t through the pinned staging ring:
 // each chunk is copied into a free pinned slot on the host and then copied
 // to the device asynchronously on the stream, so src may be reused as soon
