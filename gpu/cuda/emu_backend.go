@@ -198,15 +198,6 @@ func (b *Backend) hostAddr(t *gpu.Tensor) unsafe.Pointer {
 
 // upload copies n elements at src into t.
 func (b *Backend) upload(op string, t *gpu.Tensor, d gpu.DType, src unsafe.Pointer, n int) error {
-	if err := b.checker.Tensor(op, "tensor", t, d); err != nil {
-		return err
-	}
-	if n != t.Len() {
-		return fmt.Errorf("%s: %d values into %v", op, n, t)
-	}
-	if b.err != nil {
-		return b.err
-	}
 	copy(unsafe.Slice((*byte)(b.hostAddr(t)), n*d.Size()), unsafe.Slice((*byte)(src), n*d.Size()))
 	return nil
 }
@@ -214,15 +205,6 @@ func (b *Backend) upload(op string, t *gpu.Tensor, d gpu.DType, src unsafe.Point
 // download copies t into n elements at dst, then runs the checks a GPU
 // build runs at a synchronisation.
 func (b *Backend) download(op string, t *gpu.Tensor, d gpu.DType, dst unsafe.Pointer, n int) error {
-	if err := b.checker.Tensor(op, "tensor", t, d); err != nil {
-		return err
-	}
-	if n != t.Len() {
-		return fmt.Errorf("%s: %v into %d values", op, t, n)
-	}
-	if b.err != nil {
-		return b.err
-	}
 	copy(unsafe.Slice((*byte)(dst), n*d.Size()), unsafe.Slice((*byte)(b.hostAddr(t)), n*d.Size()))
 	b.runSyncChecks()
 	return b.err
