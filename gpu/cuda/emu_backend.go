@@ -138,15 +138,9 @@ func (b *Backend) Close() error {
 func (b *Backend) SetTF32(on bool) error { return nil }
 
 func (b *Backend) Alloc(dtype gpu.DType, shape ...int) (*gpu.Tensor, error) {
-	if dtype != gpu.Float32 && dtype != gpu.Int32 {
-		return nil, fmt.Errorf("cuda alloc: unsupported dtype %v", dtype)
-	}
-	n := 1
-	for _, d := range shape {
-		if d < 0 {
-			return nil, fmt.Errorf("cuda alloc: negative dimension in %v", shape)
-		}
-		n *= d
+	n, err := allocElems(dtype, shape)
+	if err != nil {
+		return nil, err
 	}
 	words := n + 2*guardWords
 	base := C.aligned_alloc(256, C.size_t((4*words+511)/256*256))

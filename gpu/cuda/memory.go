@@ -64,19 +64,9 @@ func (b *Backend) ptr(t *gpu.Tensor) cu.DevicePtr {
 // Alloc implements gpu.Backend: a zero-filled tensor in device memory, from
 // the caching allocator. The zero fill is queued on the stream.
 func (b *Backend) Alloc(dtype gpu.DType, shape ...int) (*gpu.Tensor, error) {
-	if dtype != gpu.Float32 && dtype != gpu.Int32 {
-		return nil, fmt.Errorf("cuda alloc: unsupported dtype %v", dtype)
-	}
-	n := 1
-	for _, d := range shape {
-		if d < 0 {
-			return nil, fmt.Errorf("cuda alloc: negative dimension in %v", shape)
-		}
-		hi, lo := bits.Mul64(uint64(n), uint64(d))
-		if hi != 0 || lo > 1<<40 {
-			return nil, fmt.Errorf("cuda alloc: shape %v is too large", shape)
-		}
-		n = int(lo)
+	n, err := allocElems(dtype, shape)
+	if err != nil {
+		return nil, err
 	}
 	if !b.onOwnerThread("alloc") {
 		return nil, b.err

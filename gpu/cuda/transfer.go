@@ -4,15 +4,36 @@ package cuda
 
 import (
 	"fmt"
+	"math/bits"
 	"unsafe"
 
 	"github.com/instructgo/instructgo/gpu"
 )
 
-// The contract's host transfers, shared by both builds; each build has its
-// own upload and download (through the pinned staging ring on a GPU, a
-// plain copy in the emulator), called once the arguments are checked
-// and no error is recorded.
+// Allocation checks and the contract's host transfers, shared by both
+// builds. Each build has its own upload and download (through the pinned
+// staging ring on a GPU, a plain copy in the emulator), called once the
+// arguments are checked and no error is recorded.
+
+// allocElems checks an Alloc's dtype and shape and returns its element
+// count.
+func allocElems(dtype gpu.DType, shape []int) (int, error) {
+	if dtype != gpu.Float32 && dtype != gpu.Int32 {
+		return 0, fmt.Errorf("cuda alloc: unsupported dtype %v", dtype)
+	}
+	n := 1
+	for _, d := range shape {
+		if d < 0 {
+			return 0, fmt.Errorf("cuda alloc: negative dimension in %v", shape)
+		}
+		hi, lo := bits.Mul64(uint64(n), uint64(d))
+		if hi != 0 || lo > 1<<40 {
+			return 0, fmt.Errorf("cuda alloc: shape %v is too large", shape)
+		}
+		n = int(lo)
+	}
+	return n, nil
+}
 
 // Upload implements gpu.Backend.
 func (b *Backend) Upload(t *gpu.Tensor, src []float32) error {
