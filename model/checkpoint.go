@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/instructgo/instructgo/gpu"
-	"github.com/instructgo/instructgo/model/atomicfile"
+	"github.com/instructgo/instructgo/internal/atomicfile"
 	"github.com/instructgo/instructgo/model/safetensors"
 )
 

@@ -5,9 +5,8 @@
 // with a KV cache (prefill, single-token decode steps, seeded sampling), and
 // checkpoints in Hugging Face layout.
 //
-// Sub-packages: model/safetensors (the file format), model/tokenizer and
-// model/atomicfile.
+// Sub-packages: model/safetensors (the file format) and model/tokenizer.
 //
-// It imports gpu (never a concrete backend), its own sub-packages and the
-// standard library; tests also import gpu/cpu.
+// It imports gpu (never a concrete backend), its own sub-packages,
+// internal/atomicfile and the standard library; tests also import gpu/cpu.
 package model

@@ -21,7 +21,7 @@ import (
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
-	"github.com/instructgo/instructgo/model/atomicfile"
+	"github.com/instructgo/instructgo/internal/atomicfile"
 	"github.com/instructgo/instructgo/model/tokenizer"
 	"github.com/instructgo/instructgo/train/data"
 	"github.com/instructgo/instructgo/train/tasks"

@@ -9,7 +9,7 @@ import (
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
-	"github.com/instructgo/instructgo/model/atomicfile"
+	"github.com/instructgo/instructgo/internal/atomicfile"
 )
 
 // PretrainConfig is everything a pretraining run needs; it is written to

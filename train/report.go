@@ -16,7 +16,7 @@ import (
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
 
-	"github.com/instructgo/instructgo/model/atomicfile"
+	"github.com/instructgo/instructgo/internal/atomicfile"
 	"github.com/instructgo/instructgo/train/tasks"
 )
 

@@ -12,7 +12,7 @@ import (
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
-	"github.com/instructgo/instructgo/model/atomicfile"
+	"github.com/instructgo/instructgo/internal/atomicfile"
 )
 
 // Files of a run directory besides the checkpoint's own (model.ConfigFile,

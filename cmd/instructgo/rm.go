@@ -17,7 +17,7 @@ import (
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
-	"github.com/instructgo/instructgo/model/atomicfile"
+	"github.com/instructgo/instructgo/internal/atomicfile"
 	"github.com/instructgo/instructgo/model/tokenizer"
 	"github.com/instructgo/instructgo/train"
 	"github.com/instructgo/instructgo/train/data"

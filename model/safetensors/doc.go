@@ -28,5 +28,5 @@
 // Dense and DenseOf convert to and from *tensor.Dense.
 //
 // It imports the standard library, gorgonia.org/tensor and
-// model/atomicfile (atomic replacement of the file it writes).
+// internal/atomicfile (atomic replacement of the file it writes).
 package safetensors

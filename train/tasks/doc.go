@@ -71,5 +71,5 @@
 // atomically. pretrain.txt is text in the tasks' domain without any
 // instruction or answer (see WritePretrain).
 //
-// It imports the standard library and model/atomicfile.
+// It imports the standard library and internal/atomicfile.
 package tasks

@@ -9,7 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/instructgo/instructgo/model/atomicfile"
+	"github.com/instructgo/instructgo/internal/atomicfile"
 )
 
 // Names of the files Synth writes.
