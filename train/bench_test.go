@@ -46,11 +46,7 @@ func benchTrainStep(b *testing.B, cfg model.Config, B, T int) {
 	if err := be.Upload(m.Params.All, model.InitGPT2(cfg, 1)); err != nil {
 		b.Fatal(err)
 	}
-	opt, err := NewOptimizer(be, cfg, DefaultOptim())
-	if err != nil {
-		b.Fatal(err)
-	}
-	lm, err := newLMLoss(be, B*T)
+	lm, err := NewLMStep(m, DefaultOptim(), 1<<30, 1, 1)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -61,23 +57,14 @@ func benchTrainStep(b *testing.B, cfg model.Config, B, T int) {
 		in.Targets[i] = int32(rng.IntN(cfg.VocabSize))
 	}
 	step := func(i int) {
-		be.Fill(m.Grads.All, 0)
-		if err := m.Forward(in, true, uint64(i)); err != nil {
-			b.Fatal(err)
-		}
-		lm.accumulate(m.LogProbs(), 1)
-		if err := m.Backward(lm.weights, nil); err != nil {
-			b.Fatal(err)
-		}
-		opt.Update(m.Params, m.Grads, 1e-4, 1)
-		if _, err := lm.read(); err != nil {
+		if _, _, err := lm.Run(i, func() (*model.Batch, error) { return in, nil }); err != nil {
 			b.Fatal(err)
 		}
 	}
-	step(0) // warm-up: first-touch of every buffer
+	step(1) // warm-up: first-touch of every buffer
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		step(i + 1)
+		step(i + 2)
 	}
 	sec := b.Elapsed().Seconds() / float64(b.N)
 	tokens := float64(B * T)

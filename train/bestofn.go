@@ -6,6 +6,7 @@ import (
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
+	"github.com/instructgo/instructgo/model/tokenizer"
 	"github.com/instructgo/instructgo/train/tasks"
 )
 
@@ -75,7 +76,7 @@ func CheckPolicyReward(policy, rm model.Config) error {
 // when the response stopped, as PPO does) and with the prompts' task
 // scorers, and reports the picks (see BestOfN). greedy is policy's greedy
 // evaluation of the same prompts (EvalTasks with zero sampling).
-func MeasureBestOfN(policy, rm *model.Model, tok Tokenizer, prompts []TaskPrompt, greedy TaskEval, opt BestOfNOptions) (BestOfN, error) {
+func MeasureBestOfN(policy, rm *model.Model, tok tokenizer.Tokenizer, prompts []TaskPrompt, greedy TaskEval, opt BestOfNOptions) (BestOfN, error) {
 	switch {
 	case opt.N < 2:
 		return BestOfN{}, fmt.Errorf("best-of-n: n = %d, want at least 2", opt.N)

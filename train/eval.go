@@ -7,15 +7,9 @@ import (
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
+	"github.com/instructgo/instructgo/model/tokenizer"
 	"github.com/instructgo/instructgo/train/tasks"
 )
-
-// Tokenizer is what generation and evaluation need of a tokenizer;
-// model/tokenizer's tokenizers satisfy it.
-type Tokenizer interface {
-	Encoder
-	Decode(ids []int32) string
-}
 
 // TaskPrompt is a prompt of a built-in instruction task with its reference
 // answer.
@@ -52,7 +46,7 @@ type EvalOptions struct {
 // GenerateText continues each prompt with the model and returns the decoded
 // responses (up to EOS, which is not included) and whether each stopped at
 // EOS.
-func GenerateText(m *model.Model, tok Tokenizer, prompts []string, opt EvalOptions) ([]string, []bool, error) {
+func GenerateText(m *model.Model, tok tokenizer.Tokenizer, prompts []string, opt EvalOptions) ([]string, []bool, error) {
 	ids := make([][]int32, len(prompts))
 	for i, p := range prompts {
 		ids[i] = tok.Encode(p)
@@ -78,7 +72,7 @@ func GenerateText(m *model.Model, tok Tokenizer, prompts []string, opt EvalOptio
 
 // EvalTasks generates a response to each prompt and scores it with its
 // task's scorer.
-func EvalTasks(m *model.Model, tok Tokenizer, prompts []TaskPrompt, opt EvalOptions) (TaskEval, error) {
+func EvalTasks(m *model.Model, tok tokenizer.Tokenizer, prompts []TaskPrompt, opt EvalOptions) (TaskEval, error) {
 	if len(prompts) == 0 {
 		return TaskEval{}, fmt.Errorf("evaluate: no prompts")
 	}

@@ -8,8 +8,9 @@ import (
 	"strings"
 
 	"github.com/instructgo/instructgo/gpu"
-	"github.com/instructgo/instructgo/model"
 	"github.com/instructgo/instructgo/internal/atomicfile"
+	"github.com/instructgo/instructgo/model"
+	"github.com/instructgo/instructgo/model/tokenizer"
 	"github.com/instructgo/instructgo/train/data"
 	"github.com/instructgo/instructgo/train/tasks"
 )
@@ -90,7 +91,7 @@ type LabelStats struct {
 // labeler), and the reward model's loss on such a pair has no net
 // gradient (identical sequences score the same, so the two terms cancel),
 // so they only dilute their prompt's weight.
-func LabelFromPolicy(m *model.Model, tok Tokenizer, prompts []data.Prompt, cfg LabelConfig) ([]tasks.Group, LabelStats, error) {
+func LabelFromPolicy(m *model.Model, tok tokenizer.Tokenizer, prompts []data.Prompt, cfg LabelConfig) ([]tasks.Group, LabelStats, error) {
 	st := LabelStats{Prompts: len(prompts)}
 	if err := cfg.Validate(); err != nil {
 		return nil, st, fmt.Errorf("label: %w", err)
@@ -231,7 +232,7 @@ func encodeComparisons(w io.Writer, groups []tasks.Group) error {
 // prompts (LabelFromPolicy, GenerateText) in batches of batch rows: the
 // model's own buffers hold the longest prompt (Prefill), the KV cache the
 // rest of the context.
-func LoadSampler(b gpu.Backend, dir string, tok Tokenizer, prompts []data.Prompt, batch int) (*model.Model, error) {
+func LoadSampler(b gpu.Backend, dir string, tok tokenizer.Tokenizer, prompts []data.Prompt, batch int) (*model.Model, error) {
 	c, err := model.ReadConfig(dir)
 	if err != nil {
 		return nil, err

@@ -106,6 +106,18 @@ func (o *Optimizer) Update(params, grads *model.Params, lr float32, accum int) {
 	b.AdamW(params.NoDecay, grads.NoDecay, o.M.NoDecay, o.V.NoDecay, o.normSq, h)
 }
 
+// moments are the optimizer's state tensors by the names a saved state
+// gives them (PyTorch's).
+func (o *Optimizer) moments() []struct {
+	name string
+	t    *gpu.Tensor
+} {
+	return []struct {
+		name string
+		t    *gpu.Tensor
+	}{{"exp_avg", o.M.All}, {"exp_avg_sq", o.V.All}}
+}
+
 // GradNorm is the global norm of the last update's (averaged) gradient,
 // before clipping. It synchronises with the device.
 func (o *Optimizer) GradNorm(accum int) (float64, error) {

@@ -86,20 +86,20 @@ func TestGradAccumulationMatchesOneBatch(t *testing.T) {
 			t.Fatal(err)
 		}
 		b.Upload(m.Params.All, init)
-		opt, _ := NewOptimizer(b, cfg, DefaultOptim())
-		lm, _ := newLMLoss(b, mb*T)
-		b.Fill(m.Grads.All, 0)
-		for i := 0; i < micro; i++ {
-			in := &model.Batch{B: mb, T: T, Tokens: tokens[i*mb*T : (i+1)*mb*T], Targets: targets[i*mb*T : (i+1)*mb*T]}
-			if err := m.Forward(in, true, 1); err != nil {
-				t.Fatal(err)
-			}
-			lm.accumulate(m.LogProbs(), 1/float32(micro))
-			if err := m.Backward(lm.weights, nil); err != nil {
-				t.Fatal(err)
-			}
+		oc := DefaultOptim()
+		oc.LR, oc.Warmup, oc.MinLRFrac = 1e-2, 0, 1
+		lm, err := NewLMStep(m, oc, 1, micro, 1)
+		if err != nil {
+			t.Fatal(err)
 		}
-		opt.Update(m.Params, m.Grads, 1e-2, micro)
+		next := 0
+		if _, _, err := lm.Run(1, func() (*model.Batch, error) {
+			i := next
+			next++
+			return &model.Batch{B: mb, T: T, Tokens: tokens[i*mb*T : (i+1)*mb*T], Targets: targets[i*mb*T : (i+1)*mb*T]}, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
 		out := make([]float32, m.Params.All.Len())
 		b.Download(out, m.Params.All)
 		return out

@@ -20,8 +20,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/instructgo/instructgo/gpu"
-	"github.com/instructgo/instructgo/model"
 	"github.com/instructgo/instructgo/internal/atomicfile"
+	"github.com/instructgo/instructgo/model"
 	"github.com/instructgo/instructgo/model/tokenizer"
 	"github.com/instructgo/instructgo/train/data"
 	"github.com/instructgo/instructgo/train/tasks"
@@ -386,7 +386,7 @@ func evaluatePipeline(b gpu.Backend, tok tokenizer.Tokenizer, cfg PipelineConfig
 	for i, r := range records {
 		prompts[i] = TaskPrompt{Prompt: r.Prompt, Task: r.Task, Answer: r.Answer}
 	}
-	corpus, err := LoadText(cfg.Pretrain.Data, tok, cfg.Pretrain.ValFrac)
+	corpus, err := data.LoadText(cfg.Pretrain.Data, tok, cfg.Pretrain.ValFrac)
 	if err != nil {
 		return err
 	}
@@ -399,11 +399,11 @@ func evaluatePipeline(b gpu.Backend, tok tokenizer.Tokenizer, cfg PipelineConfig
 		if err != nil {
 			return TaskEval{}, 0, err
 		}
-		tk, tg := SequentialWindows(corpus.Val, cfg.Pretrain.Seq, cfg.Pretrain.EvalBatches*cfg.Pretrain.Batch)
+		tk, tg := data.SequentialWindows(corpus.Val, cfg.Pretrain.Seq, cfg.Pretrain.EvalBatches*cfg.Pretrain.Batch)
 		if len(tk) == 0 {
 			return ev, 0, errors.New("no held-out pretraining text")
 		}
-		loss, err := evalLM(m, tk, tg, 64, cfg.Pretrain.Seq)
+		loss, err := HeldOutLoss(m, tk, tg, 64, cfg.Pretrain.Seq)
 		return ev, loss, err
 	}
 	pre, _, err := evalOne(cfg.Pretrain.Out)

@@ -2,19 +2,18 @@ package train
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
-	"github.com/instructgo/instructgo/internal/atomicfile"
 	"github.com/instructgo/instructgo/model/tokenizer"
 	"github.com/instructgo/instructgo/train/data"
 	"github.com/instructgo/instructgo/train/tasks"
+	"github.com/rs/zerolog"
 )
 
 // PPOConfig is a PPO-ptx run (InstructGPT stage 3): the policy starts from
@@ -178,11 +177,31 @@ type PPOSummary struct {
 	Interrupted    bool     `json:"interrupted"`
 }
 
-// ppoModels are the four networks of a run.
+// ppoModels are the four networks of a run, the two that learn with their
+// optimizers, and the EMA of the policy's weights.
 type ppoModels struct {
 	policy, ref, value, reward *model.Model
 	ema                        *model.Params
-	policyOpt, valueOpt        *Optimizer
+	policyTrain, valueTrain    *trainable
+}
+
+// A PPO run's resume state holds the policy and the value function, each
+// with its optimizer, and the EMA weights, in these sub-directories of
+// resume/.
+const (
+	PPOPolicyDir = "policy"
+	PPOValueDir  = "value"
+	PPOEMADir    = "ema"
+)
+
+// parts are the models a PPO run's resume state holds.
+func (ms *ppoModels) parts(cfg PPOConfig) []savedPart {
+	perIter := cfg.Epochs * (cfg.Episodes / cfg.MiniBatch)
+	return []savedPart{
+		ms.policyTrain.part(PPOPolicyDir, "policy", perIter),
+		ms.valueTrain.part(PPOValueDir, "value function", perIter),
+		{dir: PPOEMADir, name: "EMA", b: ms.policy.Backend(), cfg: ms.policy.Cfg, params: ms.ema},
+	}
 }
 
 // rollout is one batch of episodes laid out [E, T]: prompt + response,
@@ -251,18 +270,15 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 	if T > polCfg.MaxSeqLen {
 		return nil, fmt.Errorf("ppo: prompts of up to %d tokens plus %d new ones exceed the policy's context of %d", maxPrompt, cfg.MaxNew, polCfg.MaxSeqLen)
 	}
-	var ptx *WindowSampler
+	var ptx *data.WindowSampler
 	if len(cfg.Ptx) > 0 && cfg.PtxCoef > 0 {
-		corpus, err := LoadText(cfg.Ptx, tok, 0)
+		corpus, err := data.LoadText(cfg.Ptx, tok, 0)
 		if err != nil {
 			return nil, fmt.Errorf("ppo: ptx: %w", err)
 		}
-		if ptx, err = NewWindowSampler(corpus.Train, cfg.PtxSeq, cfg.Seed^0x9e3779b9); err != nil {
+		if ptx, err = data.NewWindowSampler(corpus.Train, cfg.PtxSeq, cfg.Seed^0x9e3779b9); err != nil {
 			return nil, fmt.Errorf("ppo: ptx: %w", err)
 		}
-	}
-	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
-		return nil, fmt.Errorf("ppo: %w", err)
 	}
 	modelT := T
 	if ptx != nil {
@@ -286,164 +302,193 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 	if err != nil {
 		return nil, fmt.Errorf("ppo: reward model: %w", err)
 	}
-	order := rand.New(rand.NewPCG(cfg.Seed, 0x990)).Perm(len(prompts))
-	st := PPOState{Beta: float64(cfg.KLCoef), PolicySHA256: policySum, RewardSHA256: rewardSum}
-	if opt.Resume {
-		if st, err = loadPPOResume(cfg.Out, b, ms, cfg.Epochs*(cfg.Episodes/cfg.MiniBatch), policySum, rewardSum); err != nil {
-			return nil, fmt.Errorf("ppo: %w", err)
-		}
-		if st.PromptNext < 0 || st.PromptNext > len(order) {
-			return nil, fmt.Errorf("ppo: resume: prompt position %d in a file of %d prompts: the prompts changed", st.PromptNext, len(order))
-		}
-		if ptx != nil {
-			if st.PtxEpoch < 0 || st.PtxNext < 0 || st.PtxNext > ptx.Windows() {
-				return nil, fmt.Errorf("ppo: resume: ptx position %d in an epoch of %d windows: the ptx text changed", st.PtxNext, ptx.Windows())
-			}
-			ptx.Seek(st.PtxEpoch, st.PtxNext)
-		}
-		log.Info().Int("iteration", st.Iteration).Str("dir", cfg.Out).Msg("resuming")
-	} else if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, RunConfigFile), cfg); err != nil {
-		return nil, fmt.Errorf("ppo: %w", err)
-	}
-	metrics, err := OpenMetrics(cfg.Out, opt.Resume, st.Iteration)
-	if err != nil {
-		return nil, fmt.Errorf("ppo: %w", err)
-	}
-	defer metrics.Close()
 	dev, err := newPPODevice(b, cfg.Episodes, T, max(cfg.PtxBatch*cfg.PtxSeq, 1))
 	if err != nil {
 		return nil, fmt.Errorf("ppo: %w", err)
 	}
-	iter := &PPOIteration{b: b, ms: ms, dev: dev, ptx: ptx, cfg: cfg, eos: tok.EOS(), pad: tok.Pad()}
-
-	sum := &PPOSummary{Iterations: st.Iteration, Episodes: st.Iteration * cfg.Episodes, First: st.First, Last: st.Last}
-	// Time is counted from segStart, the last save (or the start), so
-	// st.Seconds adds up across resumed segments.
-	segStart := time.Now()
-	elapsed := func() float64 { return st.Seconds + time.Since(segStart).Seconds() }
-	// save writes the resume state, then the EMA as the run's policy.
-	save := func() error {
-		st.Seconds, segStart = elapsed(), time.Now()
-		if ptx != nil {
-			st.PtxEpoch, st.PtxNext = ptx.Epoch, ptx.Next
-		}
-		if err := savePPOResume(cfg.Out, b, ms, st); err != nil {
-			return err
-		}
-		return saveEMAPolicy(b, cfg.Out, ms)
+	p := &ppoTrainer{
+		cfg: cfg, tok: tok, prompts: prompts, promptIDs: promptIDs, hooks: hooks,
+		order: rand.New(rand.NewPCG(cfg.Seed, 0x990)).Perm(len(prompts)),
+		iter:  &PPOIteration{b: b, ms: ms, dev: dev, ptx: ptx, cfg: cfg, eos: tok.EOS(), pad: tok.Pad()},
+		st:    ppoState{Beta: float64(cfg.KLCoef), PolicySHA256: policySum, RewardSHA256: rewardSum},
 	}
+	l, err := openLoop(loopSpec{
+		name: "ppo", unit: "iteration", dir: cfg.Out, steps: cfg.Iterations,
+		logEvery: cfg.LogEvery, saveEvery: cfg.SaveEvery,
+		resume: opt.Resume, config: cfg, parts: ms.parts(cfg),
+	}, p, opt)
+	if err != nil {
+		return nil, fmt.Errorf("ppo: %w", err)
+	}
+	p.elapsed = l.elapsed
 	log.Info().Int("prompts", len(prompts)).Int("iterations", cfg.Iterations).Int("episodes", cfg.Episodes).
 		Int("minibatch", cfg.MiniBatch).Bool("ptx", ptx != nil).Str("backend", b.Name()).Msg("PPO-ptx")
-	progress := opt.progress()
-	progress.Start("ppo", st.Iteration, cfg.Iterations)
-	defer progress.Finish()
-
-	for it := st.Iteration + 1; it <= cfg.Iterations; it++ {
-		if ctx.Err() != nil {
-			sum.Interrupted = true
-			log.Warn().Int("iteration", it-1).Msg("interrupted: saving the policy and the resume state")
-			break
-		}
-		batch := make([][]int32, cfg.Episodes)
-		recs := make([]data.Prompt, cfg.Episodes)
-		for i := range batch {
-			if st.PromptNext == len(order) {
-				st.PromptNext = 0
-			}
-			batch[i], recs[i] = promptIDs[order[st.PromptNext]], prompts[order[st.PromptNext]]
-			st.PromptNext++
-		}
-		// Between scoring and the update: the rollouts' ground-truth task
-		// score, and a test's scorer.
-		var taskScore *float64
-		rescore := func(ro *rollout) error {
-			responses := ro.responses(tok)
-			taskScore = rolloutTaskScore(recs, responses)
-			if hooks.scorer != nil {
-				var err error
-				if ro.rawScores, err = hooks.scorer(recs, responses, ro.rawScores); err != nil {
-					return fmt.Errorf("score: %w", err)
-				}
-				if len(ro.rawScores) != ro.E {
-					return fmt.Errorf("%d scores for %d episodes", len(ro.rawScores), ro.E)
-				}
-			}
-			return nil
-		}
-		ph, err := iter.run(batch, it, st.Beta, rescore)
-		if err != nil {
-			return nil, fmt.Errorf("ppo iteration %d: %w", it, err)
-		}
-		rec := ph.Metrics
-		rec.TaskScore = taskScore
-		rec.GenSeconds = (ph.Generate + ph.Score).Seconds()
-		rec.GenTokensSec = float64(ph.GenTokens) / rec.GenSeconds
-		rec.TrainSeconds = ph.Update.Seconds()
-		rec.Elapsed = elapsed()
-		if math.IsNaN(rec.PolicyLoss) || math.IsNaN(rec.ValueLoss) || math.IsNaN(rec.Score) {
-			return nil, fmt.Errorf("ppo iteration %d: a loss is NaN (policy %v, value %v); lower the learning rates; the last saved state in %s is from iteration %d, before it",
-				it, rec.PolicyLoss, rec.ValueLoss, filepath.Join(cfg.Out, ResumeDir), st.Iteration)
-		}
-		progress.Step(it, fmt.Sprintf("score %.3f  kl %.3f", rec.Score, rec.KL))
-		if it%cfg.LogEvery == 0 || it == cfg.Iterations {
-			ev := log.Info().Int("iter", it).Float64("rm_score", round4(rec.Score))
-			if rec.TaskScore != nil {
-				ev = ev.Float64("task_score", round4(*rec.TaskScore))
-			}
-			ev.Float64("kl", round4(rec.KL)).
-				Float64("clip_frac", round4(rec.ClipFrac)).Float64("value_loss", round4(rec.ValueLoss)).
-				Float64("ptx_loss", round4(rec.PtxLoss)).Float64("len", round4(rec.ResponseLen)).
-				Float64("gen_s", round4(rec.GenSeconds)).Float64("train_s", round4(rec.TrainSeconds)).Msg("ppo")
-		}
-		if err := metrics.Write(rec); err != nil {
-			return nil, err
-		}
-		// The iteration is done: the loop state moves past it.
-		st.Beta = adaptBeta(st.Beta, rec.KL, float64(cfg.KLTarget), cfg.Episodes, cfg.KLHorizon)
-		st.Scores = append(st.Scores, rec.Score)
-		if rec.TaskScore != nil {
-			st.TaskScores = append(st.TaskScores, *rec.TaskScore)
-		}
-		if it == 1 {
-			st.First = rec
-		}
-		st.Last, st.Iteration = rec, it
-		sum.First, sum.Last = st.First, st.Last
-		sum.Iterations, sum.Episodes = it, it*cfg.Episodes
-		if cfg.SaveEvery > 0 && it%cfg.SaveEvery == 0 && it < cfg.Iterations {
-			if err := save(); err != nil {
-				return nil, fmt.Errorf("ppo: %w", err)
-			}
-		}
-	}
-	if err := save(); err != nil {
-		return nil, fmt.Errorf("ppo: %w", err)
+	if err := l.run(ctx, p); err != nil {
+		l.close()
+		return nil, err
 	}
 	if hooks.saveLast != "" {
 		if err := model.Save(hooks.saveLast, ms.policy); err != nil {
+			l.close()
 			return nil, fmt.Errorf("ppo: %w", err)
 		}
 	}
-	sum.Seconds = st.Seconds
+	st := &p.st
+	sum := &PPOSummary{Iterations: l.st.Step, Episodes: l.st.Step * cfg.Episodes, Seconds: l.st.Seconds, Interrupted: l.interrupted,
+		First: st.First, Last: st.Last}
 	sum.FirstScore, sum.LastKL, sum.PtxLoss = sum.First.Score, sum.Last.KL, sum.Last.PtxLoss
 	sum.LastScore = lastQuarterMean(st.Scores)
 	if sum.First.TaskScore != nil && len(st.TaskScores) > 0 {
 		last := lastQuarterMean(st.TaskScores)
 		sum.FirstTaskScore, sum.LastTaskScore = sum.First.TaskScore, &last
 	}
-	if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, SummaryFile), sum); err != nil {
-		return nil, fmt.Errorf("ppo: %w", err)
-	}
 	ev := log.Info().Str("dir", cfg.Out).Float64("first_rm_score", round4(sum.FirstScore)).Float64("last_rm_score", round4(sum.LastScore))
 	if sum.LastTaskScore != nil {
 		ev = ev.Float64("first_task_score", round4(*sum.FirstTaskScore)).Float64("last_task_score", round4(*sum.LastTaskScore))
 	}
 	ev.Float64("kl", round4(sum.LastKL)).Msg("EMA policy saved")
-	if sum.Interrupted {
-		return sum, fmt.Errorf("ppo interrupted after iteration %d (EMA policy saved in %s; resume with --resume %s): %w", sum.Iterations, cfg.Out, cfg.Out, context.Cause(ctx))
-	}
-	return sum, nil
+	return sum, l.finish(ctx, sum)
 }
+
+// ppoTrainer is PPO-ptx as the loop driver runs it: a step is an
+// iteration (a rollout of cfg.Episodes prompts in the seeded order, then
+// the minibatch updates), its record the iteration's metrics; every save
+// also writes the EMA policy, the run's result, at the top of the run
+// directory.
+type ppoTrainer struct {
+	cfg       PPOConfig
+	tok       tokenizer.Tokenizer
+	prompts   []data.Prompt
+	promptIDs [][]int32
+	order     []int
+	iter      *PPOIteration
+	hooks     ppoHooks
+	st        ppoState
+	rec       PPOMetrics // of the last iteration
+	elapsed   func() float64
+}
+
+// ppoState is PPO's position in the resume state.
+type ppoState struct {
+	Beta       float64 `json:"beta"`        // the KL coefficient of the next iteration
+	PromptNext int     `json:"prompt_next"` // position in the seeded prompt order
+	PtxEpoch   int     `json:"ptx_epoch"`   // ptx window sampler position
+	PtxNext    int     `json:"ptx_next"`
+	// What the summary needs: the first and latest iteration's metrics and
+	// every iteration's mean score and task score (the summary averages
+	// the last quarter).
+	First      PPOMetrics `json:"first"`
+	Last       PPOMetrics `json:"last"`
+	Scores     []float64  `json:"scores"`
+	TaskScores []float64  `json:"task_scores,omitempty"`
+	// The fingerprints of the frozen checkpoints' weights files: a resume
+	// against other ones is refused.
+	PolicySHA256 string `json:"policy_sha256"`
+	RewardSHA256 string `json:"reward_sha256"`
+}
+
+func (p *ppoTrainer) step(it int) (stepResult, error) {
+	cfg, st := p.cfg, &p.st
+	batch := make([][]int32, cfg.Episodes)
+	recs := make([]data.Prompt, cfg.Episodes)
+	for i := range batch {
+		if st.PromptNext == len(p.order) {
+			st.PromptNext = 0
+		}
+		batch[i], recs[i] = p.promptIDs[p.order[st.PromptNext]], p.prompts[p.order[st.PromptNext]]
+		st.PromptNext++
+	}
+	// Between scoring and the update: the rollouts' ground-truth task
+	// score, and a test's scorer.
+	var taskScore *float64
+	rescore := func(ro *rollout) error {
+		responses := ro.responses(p.tok)
+		taskScore = rolloutTaskScore(recs, responses)
+		if p.hooks.scorer != nil {
+			var err error
+			if ro.rawScores, err = p.hooks.scorer(recs, responses, ro.rawScores); err != nil {
+				return fmt.Errorf("score: %w", err)
+			}
+			if len(ro.rawScores) != ro.E {
+				return fmt.Errorf("%d scores for %d episodes", len(ro.rawScores), ro.E)
+			}
+		}
+		return nil
+	}
+	ph, err := p.iter.run(batch, it, st.Beta, rescore)
+	if err != nil {
+		return stepResult{}, err
+	}
+	rec := ph.Metrics
+	rec.TaskScore = taskScore
+	rec.GenSeconds = (ph.Generate + ph.Score).Seconds()
+	rec.GenTokensSec = float64(ph.GenTokens) / rec.GenSeconds
+	rec.TrainSeconds = ph.Update.Seconds()
+	rec.Elapsed = p.elapsed()
+	p.rec = rec
+	// The iteration is done: the loop state moves past it.
+	st.Beta = adaptBeta(st.Beta, rec.KL, float64(cfg.KLTarget), cfg.Episodes, cfg.KLHorizon)
+	st.Scores = append(st.Scores, rec.Score)
+	if rec.TaskScore != nil {
+		st.TaskScores = append(st.TaskScores, *rec.TaskScore)
+	}
+	if it == 1 {
+		st.First = rec
+	}
+	st.Last = rec
+	return stepResult{
+		loss: rec.PolicyLoss, tokens: int64(ph.GenTokens), status: fmt.Sprintf("score %.3f  kl %.3f", rec.Score, rec.KL),
+		finite: []namedValue{{"the value loss", rec.ValueLoss}, {"the mean score", rec.Score}},
+	}, nil
+}
+
+func (p *ppoTrainer) record(_ *loop, _ int, _ bool, _ *lossWindow, ev *zerolog.Event) (any, *zerolog.Event, error) {
+	rec := p.rec
+	ev = ev.Float64("rm_score", round4(rec.Score))
+	if rec.TaskScore != nil {
+		ev = ev.Float64("task_score", round4(*rec.TaskScore))
+	}
+	ev = ev.Float64("kl", round4(rec.KL)).
+		Float64("clip_frac", round4(rec.ClipFrac)).Float64("value_loss", round4(rec.ValueLoss)).
+		Float64("ptx_loss", round4(rec.PtxLoss)).Float64("len", round4(rec.ResponseLen)).
+		Float64("gen_s", round4(rec.GenSeconds)).Float64("train_s", round4(rec.TrainSeconds))
+	return rec, ev, nil
+}
+
+func (p *ppoTrainer) state() any {
+	if ptx := p.iter.ptx; ptx != nil {
+		p.st.PtxEpoch, p.st.PtxNext = ptx.Epoch, ptx.Next
+	}
+	return p.st
+}
+
+func (p *ppoTrainer) restore(saved json.RawMessage) error {
+	var st ppoState
+	if err := json.Unmarshal(saved, &st); err != nil {
+		return fmt.Errorf("trainer state: %w", err)
+	}
+	if st.PolicySHA256 != p.st.PolicySHA256 {
+		return fmt.Errorf("the policy checkpoint's weights are not those the run started from (SHA-256 %.12s…, saved %.12s…); the run cannot continue against another SFT model", p.st.PolicySHA256, st.PolicySHA256)
+	}
+	if st.RewardSHA256 != p.st.RewardSHA256 {
+		return fmt.Errorf("the reward model checkpoint's weights are not those the run started from (SHA-256 %.12s…, saved %.12s…); the run cannot continue against another reward model", p.st.RewardSHA256, st.RewardSHA256)
+	}
+	if st.PromptNext < 0 || st.PromptNext > len(p.order) {
+		return fmt.Errorf("prompt position %d in a file of %d prompts: the prompts changed", st.PromptNext, len(p.order))
+	}
+	if ptx := p.iter.ptx; ptx != nil {
+		if st.PtxEpoch < 0 || st.PtxNext < 0 || st.PtxNext > ptx.Windows() {
+			return fmt.Errorf("ptx position %d in an epoch of %d windows: the ptx text changed", st.PtxNext, ptx.Windows())
+		}
+		ptx.Seek(st.PtxEpoch, st.PtxNext)
+	}
+	p.st = st
+	return nil
+}
+
+// afterSave writes the EMA weights as the run's policy at the top of the
+// run directory.
+func (p *ppoTrainer) afterSave() error { return saveEMAPolicy(p.iter.b, p.cfg.Out, p.iter.ms) }
 
 // loadPPOModels loads the policy (trainable, no dropout), the frozen SFT
 // reference, the value function (trainable, from the reward model) and the
@@ -493,11 +538,12 @@ func (ms *ppoModels) finish(b gpu.Backend, cfg PPOConfig) error {
 		return fmt.Errorf("EMA: %w", err)
 	}
 	b.Copy(ms.ema.All, ms.policy.Params.All)
-	if ms.policyOpt, err = NewOptimizer(b, ms.policy.Cfg, cfg.PolicyOptim); err != nil {
-		return err
+	updates := cfg.Iterations * cfg.Epochs * (cfg.Episodes / cfg.MiniBatch)
+	if ms.policyTrain, err = newTrainable(ms.policy, cfg.PolicyOptim, updates); err != nil {
+		return fmt.Errorf("policy: %w", err)
 	}
-	if ms.valueOpt, err = NewOptimizer(b, ms.value.Cfg, cfg.ValueOptim); err != nil {
-		return err
+	if ms.valueTrain, err = newTrainable(ms.value, cfg.ValueOptim, updates); err != nil {
+		return fmt.Errorf("value function: %w", err)
 	}
 	return b.Err()
 }

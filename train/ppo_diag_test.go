@@ -1,3 +1,8 @@
+//go:build diag
+
+// The diagnostic tests of this file inspect the artefacts of a real
+// pipeline run; they need one (IG_DIAG_FLOW) and are built only with
+// -tags diag: go test -tags diag -run Diagnose ./train/
 package train
 
 import (
@@ -245,17 +250,17 @@ func TestPPODiagnoseRollout(t *testing.T) {
 		t.Logf("temperature %.1f: task score %.3f on %d prompts", temp, ev.Score, len(tp))
 	}
 	// The policy's loss on held-out pretraining text (what ptx pulls on).
-	corpus, err := LoadText([]string{filepath.Join(flow, "data", "pretrain.txt")}, tok, 0.1)
+	corpus, err := data.LoadText([]string{filepath.Join(flow, "data", "pretrain.txt")}, tok, 0.1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tk, tg := SequentialWindows(corpus.Val, 64, 128)
+	tk, tg := data.SequentialWindows(corpus.Val, 64, 128)
 	for _, dir := range []string{policy, filepath.Join(flow, "pre")} {
 		lm, err := model.Load(b, dir, model.Options{MaxBatch: 64, MaxSeq: 64})
 		if err != nil {
 			continue
 		}
-		loss, err := evalLM(lm, tk, tg, 64, 64)
+		loss, err := HeldOutLoss(lm, tk, tg, 64, 64)
 		if err != nil {
 			t.Fatal(err)
 		}

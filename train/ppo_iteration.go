@@ -6,6 +6,7 @@ import (
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
+	"github.com/instructgo/instructgo/train/data"
 )
 
 // PPOIteration runs the iterations of PPO's loop on models held in memory,
@@ -16,7 +17,7 @@ type PPOIteration struct {
 	b        gpu.Backend
 	ms       *ppoModels
 	dev      *ppoDevice
-	ptx      *WindowSampler
+	ptx      *data.WindowSampler
 	cfg      PPOConfig
 	eos, pad int32
 }
@@ -47,7 +48,7 @@ func NewPPOIteration(b gpu.Backend, models PPOIterationModels, cfg PPOConfig, pt
 	ptxTokens := 1
 	if ptxText != nil && cfg.PtxCoef > 0 {
 		var err error
-		if p.ptx, err = NewWindowSampler(ptxText, cfg.PtxSeq, cfg.Seed^0x9e3779b9); err != nil {
+		if p.ptx, err = data.NewWindowSampler(ptxText, cfg.PtxSeq, cfg.Seed^0x9e3779b9); err != nil {
 			return nil, fmt.Errorf("ppo iteration: ptx: %w", err)
 		}
 		ptxTokens = cfg.PtxBatch * cfg.PtxSeq

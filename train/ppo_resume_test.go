@@ -2,6 +2,7 @@ package train
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -48,12 +49,22 @@ func readPPOMetrics(t *testing.T, dir string) []PPOMetrics {
 	return recs
 }
 
-func readPPOState(t *testing.T, dir string) PPOState {
+// savedPPOState is a PPO run's resume state: the loop's and PPO's.
+type savedPPOState struct {
+	TrainerState
+	ppoState
+}
+
+func readPPOState(t *testing.T, dir string) savedPPOState {
 	t.Helper()
-	var st PPOState
-	if err := readJSONState(filepath.Join(dir, ResumeDir, TrainerStateFile), &st); err != nil {
+	var st savedPPOState
+	if err := readJSONState(filepath.Join(dir, ResumeDir, TrainerStateFile), &st.TrainerState); err != nil {
 		t.Fatal(err)
 	}
+	if err := json.Unmarshal(st.Method, &st.ppoState); err != nil {
+		t.Fatal(err)
+	}
+	st.Method = nil // compared decoded
 	return st
 }
 
@@ -119,7 +130,7 @@ func TestPPOResumeIsExact(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The run must exercise the state it saves.
-	if st := readPPOState(t, whole); st.Beta == float64(cfg(whole).KLCoef) || st.PtxEpoch == 0 || st.Iteration != 6 || len(st.Scores) != 6 {
+	if st := readPPOState(t, whole); st.Beta == float64(cfg(whole).KLCoef) || st.PtxEpoch == 0 || st.Step != 6 || len(st.Scores) != 6 {
 		t.Fatalf("the fixture does not exercise the loop state: %+v", st)
 	}
 
@@ -134,8 +145,8 @@ func TestPPOResumeIsExact(t *testing.T) {
 		if !sum.Interrupted || sum.Iterations != 3 {
 			t.Errorf("interrupted summary %+v", sum)
 		}
-		if st := readPPOState(t, split); st.Iteration != 3 || st.PtxEpoch != 1 {
-			t.Errorf("state saved on interruption: iteration %d, ptx epoch %d; want 3, 1", st.Iteration, st.PtxEpoch)
+		if st := readPPOState(t, split); st.Step != 3 || st.PtxEpoch != 1 {
+			t.Errorf("state saved on interruption: iteration %d, ptx epoch %d; want 3, 1", st.Step, st.PtxEpoch)
 		}
 		if n := len(readPPOMetrics(t, split)); n != 3 {
 			t.Errorf("%d metrics records after the interruption, want 3", n)
@@ -160,8 +171,8 @@ func TestPPOResumeIsExact(t *testing.T) {
 		if _, err := runPPO(context.Background(), cpu.New(2), tok, cfg(split), RunOptions{Log: zerolog.Nop()}, ppoHooks{scorer: scorer}); !errors.Is(err, crash) {
 			t.Fatalf("crashed run: %v", err)
 		}
-		if st := readPPOState(t, split); st.Iteration != 2 {
-			t.Fatalf("state at iteration %d after the crash, want the periodic save at 2", st.Iteration)
+		if st := readPPOState(t, split); st.Step != 2 {
+			t.Fatalf("state at iteration %d after the crash, want the periodic save at 2", st.Step)
 		}
 		if n := len(readPPOMetrics(t, split)); n != 3 {
 			t.Fatalf("%d metrics records after the crash, want 3", n)

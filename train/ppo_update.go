@@ -5,6 +5,7 @@ import (
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
+	"github.com/instructgo/instructgo/train/data"
 )
 
 // ppoDevice holds a rollout's per-token tensors on the backend and the
@@ -91,7 +92,7 @@ func (d *ppoDevice) advantages(ro *rollout, cfg PPOConfig, beta float32) error {
 // surrogate (and entropy bonus) and the ptx language-model loss accumulate
 // in the policy's gradient before one AdamW step, then the EMA follows;
 // the value function takes its own clipped-loss step.
-func (d *ppoDevice) update(ms *ppoModels, ro *rollout, ptx *WindowSampler, cfg PPOConfig, it int, rec *PPOMetrics) error {
+func (d *ppoDevice) update(ms *ppoModels, ro *rollout, ptx *data.WindowSampler, cfg PPOConfig, it int, rec *PPOMetrics) error {
 	b := d.b
 	T, MB := ro.T, cfg.MiniBatch
 	nMB := ro.E / MB
@@ -122,7 +123,7 @@ func (d *ppoDevice) update(ms *ppoModels, ro *rollout, ptx *WindowSampler, cfg P
 
 			// Policy: PPO, then ptx, into one gradient.
 			pol := ms.policy
-			b.Fill(pol.Grads.All, 0)
+			ms.policyTrain.zeroGrad()
 			if err := pol.Forward(in, true, gpu.Mix64(cfg.Seed, uint64(step))); err != nil {
 				return err
 			}
@@ -166,13 +167,12 @@ func (d *ppoDevice) update(ms *ppoModels, ro *rollout, ptx *WindowSampler, cfg P
 				}
 				ptxLoss += float64(pl[0])
 			}
-			lr := CosineLR(ms.policyOpt.Step+1, cfg.PolicyOptim.Warmup, cfg.Iterations*cfg.Epochs*nMB, cfg.PolicyOptim.LR, cfg.PolicyOptim.MinLRFrac)
-			ms.policyOpt.Update(pol.Params, pol.Grads, lr, 1)
+			ms.policyTrain.update(1)
 			b.Lerp(ms.ema.All, pol.Params.All, 1-cfg.EMADecay)
 
 			// Value function.
 			val := ms.value
-			b.Fill(val.Grads.All, 0)
+			ms.valueTrain.zeroGrad()
 			vin := &model.Batch{B: MB, T: T, Tokens: in.Tokens, ValidLen: in.ValidLen}
 			if err := val.Forward(vin, true, 0); err != nil {
 				return err
@@ -182,8 +182,7 @@ func (d *ppoDevice) update(ms *ppoModels, ro *rollout, ptx *WindowSampler, cfg P
 			if err := val.Backward(dv, nil); err != nil {
 				return err
 			}
-			vlr := CosineLR(ms.valueOpt.Step+1, cfg.ValueOptim.Warmup, cfg.Iterations*cfg.Epochs*nMB, cfg.ValueOptim.LR, cfg.ValueOptim.MinLRFrac)
-			ms.valueOpt.Update(val.Params, val.Grads, vlr, 1)
+			ms.valueTrain.update(1)
 			var vs [3]float32
 			if err := b.Download(vs[:], d.vstats); err != nil {
 				return err

@@ -2,14 +2,15 @@ package train
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
-	"path/filepath"
-	"time"
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
-	"github.com/instructgo/instructgo/internal/atomicfile"
+	"github.com/instructgo/instructgo/model/tokenizer"
+	"github.com/instructgo/instructgo/train/data"
+	"github.com/rs/zerolog"
 )
 
 // PretrainConfig is everything a pretraining run needs; it is written to
@@ -68,7 +69,7 @@ type PretrainSummary struct {
 	CheckpointPath string  `json:"checkpoint"`
 }
 
-// stepMetrics is one line of metrics.jsonl.
+// stepMetrics is one line of a language-model method's metrics.jsonl.
 type stepMetrics struct {
 	Step      int      `json:"step"`
 	Loss      float64  `json:"loss"`
@@ -84,193 +85,155 @@ type stepMetrics struct {
 // with opt.Resume it continues from the last one, reproducing on the cpu
 // backend exactly the losses of an uninterrupted run. Cancelling ctx saves
 // and returns an error wrapping the cancellation cause.
-func Pretrain(ctx context.Context, b gpu.Backend, enc Encoder, cfg PretrainConfig, opt RunOptions) (*PretrainSummary, error) {
+func Pretrain(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PretrainConfig, opt RunOptions) (*PretrainSummary, error) {
 	log := opt.Log
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("pretrain: %w", err)
 	}
-	if enc.VocabSize() > cfg.Model.VocabSize {
-		return nil, fmt.Errorf("pretrain: tokenizer vocabulary %d exceeds the model's %d", enc.VocabSize(), cfg.Model.VocabSize)
+	if tok.VocabSize() > cfg.Model.VocabSize {
+		return nil, fmt.Errorf("pretrain: tokenizer vocabulary %d exceeds the model's %d", tok.VocabSize(), cfg.Model.VocabSize)
 	}
-	corpus, err := LoadText(cfg.Data, enc, cfg.ValFrac)
+	corpus, err := data.LoadText(cfg.Data, tok, cfg.ValFrac)
 	if err != nil {
 		return nil, fmt.Errorf("pretrain: %w", err)
 	}
-	sampler, err := NewWindowSampler(corpus.Train, cfg.Seq, cfg.Seed)
+	sampler, err := data.NewWindowSampler(corpus.Train, cfg.Seq, cfg.Seed)
 	if err != nil {
 		return nil, fmt.Errorf("pretrain: training text: %w", err)
 	}
-	valTok, valTgt := SequentialWindows(corpus.Val, cfg.Seq, cfg.EvalBatches*cfg.Batch)
+	valTok, valTgt := data.SequentialWindows(corpus.Val, cfg.Seq, cfg.EvalBatches*cfg.Batch)
 	if len(valTok) == 0 {
 		return nil, fmt.Errorf("pretrain: the held-out %.0f%% of the text (%d tokens) is shorter than one sequence of %d; give more text or raise --val-frac", 100*cfg.ValFrac, len(corpus.Val), cfg.Seq+1)
 	}
-	unigram := UnigramEntropy(corpus.Train, corpus.Val, cfg.Model.VocabSize)
+	unigram := data.UnigramEntropy(corpus.Train, corpus.Val, cfg.Model.VocabSize)
 	log.Info().Int("docs", corpus.Docs).Int64("bytes", corpus.Bytes).Int("train_tokens", len(corpus.Train)).
 		Int("val_tokens", len(corpus.Val)).Float64("unigram_val_loss", round4(unigram)).Msg("text loaded")
 
-	r, err := openTrainRun(b, runSetup{
-		dir: cfg.Out, resume: opt.Resume, config: cfg,
-		model: cfg.Model, opts: model.Options{MaxBatch: cfg.Batch, MaxSeq: cfg.Seq, Train: true}, optim: cfg.Optim,
-		initial:  func() ([]float32, error) { return initialLM(cfg.Model, cfg.Init, cfg.Seed) },
-		seek:     func(epoch, next int) error { sampler.Seek(epoch, next); return nil },
-		position: func() (int, int) { return sampler.Epoch, sampler.Next },
-	}, log)
+	m, err := model.New(b, cfg.Model, model.Options{MaxBatch: cfg.Batch, MaxSeq: cfg.Seq, Train: true})
 	if err != nil {
 		return nil, fmt.Errorf("pretrain: %w", err)
 	}
-	defer r.metrics.Close()
-	m, optim, st := r.m, r.optim, &r.st
-
-	lm, err := newLMLoss(b, cfg.Batch*cfg.Seq)
+	lm, err := NewLMStep(m, cfg.Optim, cfg.Steps, cfg.Accum, cfg.Seed)
 	if err != nil {
 		return nil, fmt.Errorf("pretrain: %w", err)
 	}
-	batch := &model.Batch{B: cfg.Batch, T: cfg.Seq, Tokens: make([]int32, cfg.Batch*cfg.Seq), Targets: make([]int32, cfg.Batch*cfg.Seq)}
-	sum := &PretrainSummary{Params: cfg.Model.NumParams(), TrainTokens: len(corpus.Train), ValTokens: len(corpus.Val), UnigramLoss: unigram}
-	tokensPerStep := int64(cfg.Batch * cfg.Seq * cfg.Accum)
-	window := newLossWindow()
-	log.Info().Int("params", sum.Params).Int("steps", cfg.Steps).Int64("tokens_per_step", tokensPerStep).
+	p := &pretrainer{
+		lm: lm, sampler: sampler, valTok: valTok, valTgt: valTgt, B: cfg.Batch, T: cfg.Seq,
+		batch: &model.Batch{B: cfg.Batch, T: cfg.Seq, Tokens: make([]int32, cfg.Batch*cfg.Seq), Targets: make([]int32, cfg.Batch*cfg.Seq)},
+		sum:   &PretrainSummary{Params: cfg.Model.NumParams(), TrainTokens: len(corpus.Train), ValTokens: len(corpus.Val), UnigramLoss: unigram},
+	}
+	l, err := openLoop(loopSpec{
+		name: "pretrain", unit: "step", dir: cfg.Out, steps: cfg.Steps,
+		logEvery: cfg.LogEvery, evalEvery: cfg.EvalEvery, saveEvery: cfg.SaveEvery,
+		resume: opt.Resume, config: cfg, parts: []savedPart{lm.t.part("", "model", 1)},
+		initial: func() ([]float32, error) { return initialLM(cfg.Model, cfg.Init, cfg.Seed) },
+	}, p, opt)
+	if err != nil {
+		return nil, fmt.Errorf("pretrain: %w", err)
+	}
+	log.Info().Int("params", p.sum.Params).Int("steps", cfg.Steps).Int("tokens_per_step", cfg.Batch*cfg.Seq*cfg.Accum).
 		Str("backend", b.Name()).Msg("pretraining")
-	progress := opt.progress()
-	progress.Start("pretrain", st.Step, cfg.Steps)
-	defer progress.Finish()
-
-	for st.Step < cfg.Steps {
-		if ctx.Err() != nil {
-			sum.Interrupted = true
-			log.Warn().Int("step", st.Step).Msg("interrupted: saving a checkpoint")
-			break
-		}
-		step := st.Step + 1
-		b.Fill(m.Grads.All, 0)
-		for micro := 0; micro < cfg.Accum; micro++ {
-			sampler.Fill(batch.Tokens, batch.Targets, cfg.Batch)
-			seed := gpu.Mix64(cfg.Seed, uint64((step-1)*cfg.Accum+micro))
-			if err := m.Forward(batch, true, seed); err != nil {
-				return nil, fmt.Errorf("pretrain step %d: %w", step, err)
-			}
-			lm.accumulate(m.LogProbs(), 1/float32(cfg.Accum))
-			if err := m.Backward(lm.weights, nil); err != nil {
-				return nil, fmt.Errorf("pretrain step %d: %w", step, err)
-			}
-		}
-		lr := CosineLR(step, cfg.Optim.Warmup, cfg.Steps, cfg.Optim.LR, cfg.Optim.MinLRFrac)
-		optim.Update(m.Params, m.Grads, lr, cfg.Accum)
-		loss, err := lm.read()
-		if err != nil {
-			return nil, fmt.Errorf("pretrain step %d: %w", step, err)
-		}
-		if math.IsNaN(loss) || math.IsInf(loss, 0) {
-			return nil, r.diverged("pretrain", step, loss)
-		}
-		st.Step, st.Tokens = step, st.Tokens+tokensPerStep
-		tokSec := window.add(loss, tokensPerStep)
-		progress.Step(step, fmt.Sprintf("loss %.4f  %.0f tok/s", loss, tokSec))
-
-		evalNow := cfg.EvalEvery > 0 && step%cfg.EvalEvery == 0
-		if step%cfg.LogEvery == 0 || evalNow || step == cfg.Steps {
-			gn, err := optim.GradNorm(cfg.Accum)
-			if err != nil {
-				return nil, fmt.Errorf("pretrain step %d: %w", step, err)
-			}
-			rec, ev := r.logStep(&window, log, step, cfg.Steps, lr, gn)
-			if evalNow || step == cfg.Steps {
-				v, err := evalLM(m, valTok, valTgt, cfg.Batch, cfg.Seq)
-				if err != nil {
-					return nil, fmt.Errorf("pretrain eval at step %d: %w", step, err)
-				}
-				rec.ValLoss = &v
-				sum.ValLoss = v
-			}
-			if rec.ValLoss != nil {
-				ev = ev.Float64("val_loss", round4(*rec.ValLoss))
-			}
-			ev.Msg("train")
-			if err := r.metrics.Write(rec); err != nil {
-				return nil, err
-			}
-			sum.TrainLoss = rec.Loss
-			window = newLossWindow()
-		}
-		if err := r.saveIfDue(step, cfg.SaveEvery, cfg.Steps); err != nil {
-			return nil, fmt.Errorf("pretrain: %w", err)
-		}
+	if err := l.run(ctx, p); err != nil {
+		l.close()
+		return nil, err
 	}
-	if err := r.save(); err != nil {
-		return nil, fmt.Errorf("pretrain: %w", err)
-	}
-	sum.Steps, sum.Tokens, sum.Seconds = st.Step, st.Tokens, st.Seconds
-	sum.TokensPerSec = float64(sum.Tokens) / math.Max(sum.Seconds, 1e-9)
+	sum := p.sum
+	sum.Steps, sum.Tokens, sum.Seconds, sum.TokensPerSec, sum.Interrupted = l.st.Step, l.st.Tokens, l.st.Seconds, l.tokensPerSec(), l.interrupted
 	if err := model.Save(cfg.Out, m); err != nil {
+		l.close()
 		return nil, fmt.Errorf("pretrain: %w", err)
 	}
 	sum.CheckpointPath = cfg.Out
-	if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, SummaryFile), sum); err != nil {
-		return nil, fmt.Errorf("pretrain: %w", err)
-	}
 	log.Info().Str("dir", cfg.Out).Float64("val_loss", round4(sum.ValLoss)).Float64("unigram_val_loss", round4(unigram)).
 		Float64("tok/s", math.Round(sum.TokensPerSec)).Msg("checkpoint saved")
-	if sum.Interrupted {
-		return sum, fmt.Errorf("pretrain interrupted after step %d (resume with --resume %s): %w", sum.Steps, cfg.Out, context.Cause(ctx))
-	}
-	return sum, nil
+	return sum, l.finish(ctx, sum)
 }
 
-// round4 rounds to four decimals for log lines (metrics keep full values).
-func round4(x float64) float64 { return math.Round(x*1e4) / 1e4 }
-
-// eta estimates the time left when done steps took elapsed and left remain.
-func eta(elapsed time.Duration, done, left int) string {
-	if done <= 0 {
-		return "?"
-	}
-	return time.Duration(float64(elapsed) / float64(done) * float64(left)).Round(time.Second).String()
+// pretrainer is pretraining as the loop driver runs it: steps of the
+// next-token loss on windows of the text, the held-out loss as its
+// evaluation.
+type pretrainer struct {
+	lm             *LMStep
+	sampler        *data.WindowSampler
+	batch          *model.Batch
+	valTok, valTgt [][]int32
+	B, T           int
+	sum            *PretrainSummary
 }
 
-// lmLoss is the mean next-token loss of a batch, kept on the device: the
-// weight of every token is −1/(B·T), so Dot(logp, weights) is the loss and
-// the weights are also ∂loss/∂logp for Backward.
-type lmLoss struct {
-	b             gpu.Backend
-	weights, loss *gpu.Tensor
-	micro, step   *gpu.Tensor
-	n             int
+func (p *pretrainer) step(step int) (stepResult, error) {
+	loss, tokens, err := p.lm.Run(step, func() (*model.Batch, error) {
+		p.sampler.Fill(p.batch.Tokens, p.batch.Targets, p.B)
+		return p.batch, nil
+	})
+	return stepResult{loss: loss, tokens: tokens}, err
 }
 
-func newLMLoss(b gpu.Backend, n int) (*lmLoss, error) {
-	l := &lmLoss{b: b, n: n}
-	var err error
-	if l.weights, err = b.Alloc(gpu.Float32, n); err != nil {
-		return nil, err
+func (p *pretrainer) record(l *loop, step int, eval bool, w *lossWindow, ev *zerolog.Event) (any, *zerolog.Event, error) {
+	rec, ev, err := lmRecord(l, step, w, p.lm, ev)
+	if err != nil {
+		return nil, nil, err
 	}
-	if l.micro, err = b.Alloc(gpu.Float32, 1); err != nil {
-		return nil, err
+	if eval {
+		v, err := HeldOutLoss(p.lm.t.m, p.valTok, p.valTgt, p.B, p.T)
+		if err != nil {
+			return nil, nil, fmt.Errorf("held-out loss: %w", err)
+		}
+		rec.ValLoss, p.sum.ValLoss = &v, v
+		ev = ev.Float64("val_loss", round4(v))
 	}
-	if l.step, err = b.Alloc(gpu.Float32, 1); err != nil {
-		return nil, err
-	}
-	b.Fill(l.weights, -1/float32(n))
-	return l, nil
+	p.sum.TrainLoss = rec.Loss
+	return rec, ev, nil
 }
 
-// accumulate adds scale × this micro-batch's loss to the step's loss.
-func (l *lmLoss) accumulate(logp *gpu.Tensor, scale float32) {
-	l.b.Dot(l.micro, logp, l.weights)
-	l.b.Axpy(l.step, scale, l.micro)
+func (p *pretrainer) state() any {
+	return dataPosition{Epoch: p.sampler.Epoch, Next: p.sampler.Next}
 }
 
-// read returns the step's loss and resets it.
-func (l *lmLoss) read() (float64, error) {
-	var v [1]float32
-	if err := l.b.Download(v[:], l.step); err != nil {
-		return 0, err
+func (p *pretrainer) restore(saved json.RawMessage) error {
+	var pos dataPosition
+	if err := json.Unmarshal(saved, &pos); err != nil {
+		return fmt.Errorf("trainer state: %w", err)
 	}
-	l.b.Fill(l.step, 0)
-	return float64(v[0]), nil
+	if pos.Epoch < 0 || pos.Next < 0 || pos.Next > p.sampler.Windows() {
+		return fmt.Errorf("data position %d in an epoch of %d windows: the text changed", pos.Next, p.sampler.Windows())
+	}
+	p.sampler.Seek(pos.Epoch, pos.Next)
+	return nil
 }
 
-// evalLM is the mean held-out loss over the given windows, in batches.
-func evalLM(m *model.Model, tokens, targets [][]int32, B, T int) (float64, error) {
+// dataPosition is where a seeded data order stands: epochs done and the
+// next item of the current one.
+type dataPosition struct {
+	Epoch int `json:"data_epoch"`
+	Next  int `json:"data_next"`
+}
+
+// lmStepper is what the record of a language model's logged step reads
+// from its step.
+type lmStepper interface {
+	LR() float32
+	GradNorm() (float64, error)
+}
+
+// lmRecord is the record of a logged step of a language-model method (the
+// window's mean loss, the last step's learning rate and gradient norm,
+// throughput and the run's time) and the same on its log line.
+func lmRecord(l *loop, step int, w *lossWindow, s lmStepper, ev *zerolog.Event) (stepMetrics, *zerolog.Event, error) {
+	gn, err := s.GradNorm()
+	if err != nil {
+		return stepMetrics{}, nil, err
+	}
+	rec := stepMetrics{Step: step, Loss: w.meanLoss(), LR: s.LR(), GradNorm: gn, TokensSec: w.tokensPerSec(), Elapsed: l.elapsed()}
+	ev = ev.Float64("loss", round4(rec.Loss)).Float32("lr", rec.LR).Float64("grad_norm", round4(gn)).
+		Float64("tok/s", math.Round(rec.TokensSec))
+	return rec, ev, nil
+}
+
+// HeldOutLoss is a language model's mean loss, in nats per token, over the
+// given windows (tokens and their next-token targets, T each), forwarded
+// in batches of B.
+func HeldOutLoss(m *model.Model, tokens, targets [][]int32, B, T int) (float64, error) {
 	total, count := 0.0, 0
 	batch := &model.Batch{T: T}
 	logp := make([]float32, B*T)

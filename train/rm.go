@@ -2,19 +2,19 @@ package train
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"path/filepath"
 	"slices"
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
-	"github.com/instructgo/instructgo/internal/atomicfile"
 	"github.com/instructgo/instructgo/model/tokenizer"
 	"github.com/instructgo/instructgo/train/data"
 	"github.com/instructgo/instructgo/train/tasks"
+	"github.com/rs/zerolog"
 )
 
 // RMConfig is a reward-model run (InstructGPT's stage 2): an SFT model with
@@ -263,26 +263,17 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 		cfg.Steps = int(math.Ceil(cfg.Epochs * float64(perEpoch)))
 	}
 
-	r, err := openTrainRun(b, runSetup{
-		dir: cfg.Out, resume: opt.Resume, config: cfg,
-		model: cfg.Model, opts: model.Options{MaxBatch: cfg.MaxRows, MaxSeq: maxSeq, Train: true}, optim: cfg.Optim,
-		initial:  func() ([]float32, error) { return InitRewardModel(cfg.Init, cfg.Model, cfg.HeadInitStd, cfg.Seed) },
-		seek:     func(epoch, next int) error { return batcher.Seek(data.Position{Epoch: epoch, Next: next}) },
-		position: func() (int, int) { p := batcher.Pos(); return p.Epoch, p.Next },
-	}, log)
+	m, err := model.New(b, cfg.Model, model.Options{MaxBatch: cfg.MaxRows, MaxSeq: maxSeq, Train: true})
 	if err != nil {
 		return nil, fmt.Errorf("rm: %w", err)
 	}
-	defer r.metrics.Close()
-	m, optim, st := r.m, r.optim, &r.st
-	head, err := newRewardHead(b, cfg.MaxRows, maxSeq, true)
+	rs, err := NewRMStep(m, cfg.Optim, cfg.Steps, cfg.MaxRows, cfg.TokenBudget, tok.Pad(), cfg.Seed)
 	if err != nil {
 		return nil, fmt.Errorf("rm: %w", err)
 	}
-
-	sum := &RMSummary{
-		TrainPrompts: len(trainTok), ValPrompts: len(valTok), Truncation: trunc, SkippedLines: stats.Skipped,
-	}
+	r := &rmTrainer{rs: rs, batcher: batcher, train: trainTok, val: valTok, valUtil: valUtil, pad: tok.Pad(), budget: cfg.TokenBudget,
+		sum: &RMSummary{TrainPrompts: len(trainTok), ValPrompts: len(valTok), Truncation: trunc, SkippedLines: stats.Skipped}}
+	sum := r.sum
 	for _, c := range trainTok {
 		k := len(c.Responses)
 		sum.TrainPairs += k * (k - 1) / 2
@@ -290,11 +281,17 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 	if c, ok := ceiling(valCs, valTok, valUtil); ok {
 		sum.Ceiling = &c
 	}
-	validate := func() (RMEval, error) {
-		return evalComparisons(m, valTok, valUtil, tok.Pad(), cfg.TokenBudget)
+	l, err := openLoop(loopSpec{
+		name: "rm", unit: "step", dir: cfg.Out, steps: cfg.Steps,
+		logEvery: cfg.LogEvery, evalEvery: cfg.EvalEvery, saveEvery: cfg.SaveEvery,
+		resume: opt.Resume, config: cfg, parts: []savedPart{rs.t.part("", "model", 1)},
+		initial: func() ([]float32, error) {
+			return InitRewardModel(cfg.Init, cfg.Model, cfg.HeadInitStd, cfg.Seed)
+		},
+	}, r, opt)
+	if err != nil {
+		return nil, fmt.Errorf("rm: %w", err)
 	}
-
-	window := newLossWindow()
 	log.Info().Int("train_prompts", len(trainTok)).Int("train_pairs", sum.TrainPairs).Int("val_prompts", len(valTok)).
 		Int("steps", cfg.Steps).Int("steps_per_epoch", perEpoch).Int("params", cfg.Model.NumParams()).
 		Str("backend", b.Name()).Msg("reward model")
@@ -304,105 +301,99 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 			Float64("labeler_vs_truth", round4(sum.Ceiling.LabelerVsTruth)).Int("pairs", sum.Ceiling.Pairs).
 			Msg("held-out ceilings: what the noise-free order and a second labeler score")
 	}
-	progress := opt.progress()
-	progress.Start("rm", st.Step, cfg.Steps)
-	defer progress.Finish()
-
-	for st.Step < cfg.Steps {
-		if ctx.Err() != nil {
-			sum.Interrupted = true
-			log.Warn().Int("step", st.Step).Msg("interrupted: saving a checkpoint")
-			break
-		}
-		step := st.Step + 1
-		b.Fill(m.Grads.All, 0)
-		prompts := batcher.Next()
-		loss, tokens, rows, err := rmStep(m, head, trainTok, prompts, tok.Pad(), cfg.MaxRows, cfg.TokenBudget, gpu.Mix64(cfg.Seed, uint64(step)))
-		if err != nil {
-			return nil, fmt.Errorf("rm step %d: %w", step, err)
-		}
-		if math.IsNaN(loss) || math.IsInf(loss, 0) {
-			return nil, r.diverged("rm", step, loss)
-		}
-		lr := CosineLR(step, cfg.Optim.Warmup, cfg.Steps, cfg.Optim.LR, cfg.Optim.MinLRFrac)
-		optim.Update(m.Params, m.Grads, lr, 1)
-		if err := b.Err(); err != nil {
-			return nil, fmt.Errorf("rm step %d: %w", step, err)
-		}
-		st.Step, st.Tokens = step, st.Tokens+tokens
-		sum.ResponsesForwarded += int64(rows)
-		tokSec := window.add(loss, tokens)
-		progress.Step(step, fmt.Sprintf("loss %.4f  %.0f tok/s", loss, tokSec))
-
-		evalNow := (cfg.EvalEvery > 0 && step%cfg.EvalEvery == 0) || step == cfg.Steps
-		if step%cfg.LogEvery == 0 || evalNow {
-			gn, err := optim.GradNorm(1)
-			if err != nil {
-				return nil, fmt.Errorf("rm step %d: %w", step, err)
-			}
-			base, ev := r.logStep(&window, log, step, cfg.Steps, lr, gn)
-			rec := rmMetrics{stepMetrics: base}
-			if evalNow {
-				v, err := validate()
-				if err != nil {
-					return nil, fmt.Errorf("rm validation at step %d: %w", step, err)
-				}
-				rec.ValLoss, rec.ValAccuracy, rec.ValMeanMargin = &v.Loss, &v.Accuracy, &v.MeanMargin
-				rec.ValRewardMean, rec.ValRewardStd, rec.ValTruthAccuracy = &v.RewardMean, &v.RewardStd, v.TruthAccuracy
-				ev = ev.Float64("val_loss", round4(v.Loss)).Float64("val_acc", round4(v.Accuracy)).
-					Float64("val_margin", round4(v.MeanMargin))
-				if v.TruthAccuracy != nil {
-					ev = ev.Float64("val_truth_acc", round4(*v.TruthAccuracy))
-				}
-			}
-			ev.Msg("rm")
-			if err := r.metrics.Write(rec); err != nil {
-				return nil, err
-			}
-			sum.TrainLoss = rec.Loss
-			window = newLossWindow()
-		}
-		if err := r.saveIfDue(step, cfg.SaveEvery, cfg.Steps); err != nil {
-			return nil, fmt.Errorf("rm: %w", err)
-		}
+	if err := l.run(ctx, r); err != nil {
+		l.close()
+		return nil, err
 	}
-	if err := r.save(); err != nil {
-		return nil, fmt.Errorf("rm: %w", err)
-	}
-	sum.Steps, sum.Tokens, sum.Seconds = st.Step, st.Tokens, st.Seconds
-	sum.Epochs = float64(st.Step) / float64(perEpoch)
-	sum.TokensPerSec = float64(sum.Tokens) / math.Max(sum.Seconds, 1e-9)
-	if sum.Interrupted {
-		if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, SummaryFile), sum); err != nil {
-			return nil, fmt.Errorf("rm: %w", err)
-		}
-		return sum, fmt.Errorf("rm interrupted after step %d (resume with --resume %s): %w", sum.Steps, cfg.Out, context.Cause(ctx))
+	sum.Steps, sum.Tokens, sum.Seconds, sum.TokensPerSec, sum.Interrupted = l.st.Step, l.st.Tokens, l.st.Seconds, l.tokensPerSec(), l.interrupted
+	sum.Epochs = float64(l.st.Step) / float64(perEpoch)
+	if l.interrupted {
+		return sum, l.finish(ctx, sum)
 	}
 
 	// Centring: the bias that gives the demonstrations mean reward 0.
 	c, err := Center(m, centre.seqs, tok.Pad(), cfg.TokenBudget)
 	if err != nil {
+		l.close()
 		return nil, fmt.Errorf("rm: centring: %w", err)
 	}
 	c.Source = centre.source
 	sum.Centering = &c
 	if err := model.Save(cfg.Out, m); err != nil {
+		l.close()
 		return nil, fmt.Errorf("rm: %w", err)
 	}
-	v, err := validate()
+	v, err := r.validate()
 	if err != nil {
+		l.close()
 		return nil, fmt.Errorf("rm: final validation: %w", err)
 	}
 	sum.Val = &v
-	if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, SummaryFile), sum); err != nil {
-		return nil, fmt.Errorf("rm: %w", err)
-	}
 	ev := log.Info().Str("dir", cfg.Out).Float64("val_acc", round4(v.Accuracy)).Float64("val_margin", round4(v.MeanMargin))
 	if v.TruthAccuracy != nil {
 		ev = ev.Float64("val_truth_acc", round4(*v.TruthAccuracy))
 	}
 	ev.Float32("bias", c.Bias).Float64("centre_mean", c.MeanAfter).Str("centred_on", c.Source).Msg("reward model saved")
-	return sum, nil
+	return sum, l.finish(ctx, sum)
+}
+
+// rmTrainer is the reward model as the loop driver runs it: steps of the
+// K-way ranking loss over batches of prompts, validation on the held-out
+// comparisons.
+type rmTrainer struct {
+	rs         *RMStep
+	batcher    *data.Batcher
+	train, val []data.ComparisonTokens
+	valUtil    [][]float64
+	pad        int32
+	budget     int
+	sum        *RMSummary
+}
+
+func (r *rmTrainer) step(step int) (stepResult, error) {
+	loss, tokens, rows, err := r.rs.Run(step, r.train, r.batcher.Next())
+	r.sum.ResponsesForwarded += int64(rows)
+	return stepResult{loss: loss, tokens: tokens}, err
+}
+
+func (r *rmTrainer) validate() (RMEval, error) {
+	return evalComparisons(r.rs.t.m, r.val, r.valUtil, r.pad, r.budget)
+}
+
+func (r *rmTrainer) record(l *loop, step int, eval bool, w *lossWindow, ev *zerolog.Event) (any, *zerolog.Event, error) {
+	base, ev, err := lmRecord(l, step, w, r.rs, ev)
+	if err != nil {
+		return nil, nil, err
+	}
+	rec := rmMetrics{stepMetrics: base}
+	if eval {
+		v, err := r.validate()
+		if err != nil {
+			return nil, nil, fmt.Errorf("validation: %w", err)
+		}
+		rec.ValLoss, rec.ValAccuracy, rec.ValMeanMargin = &v.Loss, &v.Accuracy, &v.MeanMargin
+		rec.ValRewardMean, rec.ValRewardStd, rec.ValTruthAccuracy = &v.RewardMean, &v.RewardStd, v.TruthAccuracy
+		ev = ev.Float64("val_loss", round4(v.Loss)).Float64("val_acc", round4(v.Accuracy)).
+			Float64("val_margin", round4(v.MeanMargin))
+		if v.TruthAccuracy != nil {
+			ev = ev.Float64("val_truth_acc", round4(*v.TruthAccuracy))
+		}
+	}
+	r.sum.TrainLoss = rec.Loss
+	return rec, ev, nil
+}
+
+func (r *rmTrainer) state() any {
+	p := r.batcher.Pos()
+	return dataPosition{Epoch: p.Epoch, Next: p.Next}
+}
+
+func (r *rmTrainer) restore(saved json.RawMessage) error {
+	var pos dataPosition
+	if err := json.Unmarshal(saved, &pos); err != nil {
+		return fmt.Errorf("trainer state: %w", err)
+	}
+	return r.batcher.Seek(data.Position{Epoch: pos.Epoch, Next: pos.Next})
 }
 
 // InitRewardModel returns the host parameters of a reward model of cfg
@@ -508,18 +499,53 @@ func microBatches(cs []data.ComparisonTokens, idx []int, maxRows, budget int) []
 	return out
 }
 
-// rmStep accumulates into m.Grads the gradient of the mean K-way ranking
-// loss over the prompts cs[idx...], forwarding every response once, and
-// returns that loss, the padded tokens and the rows forwarded.
-func rmStep(m *model.Model, h *rewardHead, cs []data.ComparisonTokens, idx []int, pad int32, maxRows, budget int, seed uint64) (loss float64, tokens int64, rows int, err error) {
+// RMStep is one optimizer step of a reward model on ranked comparisons:
+// zero the gradients; per micro-batch (at most maxRows responses and
+// budget padded tokens, a prompt's K responses together) forward every
+// response once, read the rewards at each row's last token, the K-way loss
+// of each prompt on the host and its gradient back through the model; then
+// clipping and AdamW.
+type RMStep struct {
+	t               *trainable
+	head            *rewardHead
+	maxRows, budget int
+	pad             int32
+	seed            uint64
+}
+
+// NewRMStep prepares steps of the scalar-head model m (built for training):
+// AdamW with oc over a run of updates steps, micro-batches of at most
+// maxRows responses and budget padded tokens padded with pad, dropout
+// masks drawn from seed.
+func NewRMStep(m *model.Model, oc OptimConfig, updates, maxRows, budget int, pad int32, seed uint64) (*RMStep, error) {
+	if !m.Cfg.ScalarHead {
+		return nil, fmt.Errorf("rm step: the model has no scalar head")
+	}
+	t, err := newTrainable(m, oc, updates)
+	if err != nil {
+		return nil, fmt.Errorf("rm step: %w", err)
+	}
+	head, err := newRewardHead(m.Backend(), maxRows, m.MaxSeq(), true)
+	if err != nil {
+		return nil, fmt.Errorf("rm step: %w", err)
+	}
+	return &RMStep{t: t, head: head, maxRows: maxRows, budget: budget, pad: pad, seed: seed}, nil
+}
+
+// Run runs step `step` on the prompts cs[idx...]: their mean K-way loss,
+// each prompt counting once. It returns the loss, the padded tokens and
+// the rows (responses) forwarded.
+func (s *RMStep) Run(step int, cs []data.ComparisonTokens, idx []int) (loss float64, tokens int64, rows int, err error) {
+	m := s.t.m
+	s.t.zeroGrad()
+	seed := gpu.Mix64(s.seed, uint64(step))
 	weight := 1 / float64(len(idx))
-	for mi, sub := range microBatches(cs, idx, maxRows, budget) {
-		cb := data.NewComparisonBatch(cs, sub, pad)
-		in := &model.Batch{B: cb.B, T: cb.T, Tokens: cb.Tokens, ValidLen: cb.ValidLen}
-		if err := m.Forward(in, true, gpu.Mix64(seed, uint64(mi))); err != nil {
+	for mi, sub := range microBatches(cs, idx, s.maxRows, s.budget) {
+		cb := data.NewComparisonBatch(cs, sub, s.pad)
+		if err := m.Forward(&cb.Batch, true, gpu.Mix64(seed, uint64(mi))); err != nil {
 			return 0, 0, 0, err
 		}
-		r, err := h.read(m, cb.B, cb.T, cb.ValidLen)
+		r, err := s.head.read(m, cb.B, cb.T, cb.ValidLen)
 		if err != nil {
 			return 0, 0, 0, err
 		}
@@ -528,15 +554,23 @@ func rmStep(m *model.Model, h *rewardHead, cs []data.ComparisonTokens, idx []int
 		if err != nil {
 			return 0, 0, 0, err
 		}
-		if err := h.backward(m, cb.B, cb.T, dr); err != nil {
+		if err := s.head.backward(m, cb.B, cb.T, dr); err != nil {
 			return 0, 0, 0, err
 		}
 		loss += l
 		tokens += int64(cb.B * cb.T)
 		rows += cb.B
 	}
-	return loss, tokens, rows, nil
+	s.t.update(1)
+	return loss, tokens, rows, m.Backend().Err()
 }
+
+// LR is the learning rate of the last step.
+func (s *RMStep) LR() float32 { return s.t.lr }
+
+// GradNorm is the global norm of the last step's gradient, before
+// clipping. It synchronises with the device.
+func (s *RMStep) GradNorm() (float64, error) { return s.t.opt.GradNorm(1) }
 
 // KWayLoss is InstructGPT's reward-model loss on the rewards r of a batch's
 // rows: for each group (a prompt's K ranked responses) the mean over its
@@ -731,7 +765,7 @@ func ScoreSequences(m *model.Model, seqs [][]int32, pad int32, budget int) ([]fl
 // dropped comparisons are counted in the returned stats) and scores every
 // response once. Comparisons of the built-in tasks are also measured
 // against the noise-free utility order (RMEval.TruthAccuracy).
-func EvalComparisons(m *model.Model, tok data.Encoder, cs []data.Comparison, budget int) (RMEval, data.TruncStats, error) {
+func EvalComparisons(m *model.Model, tok tokenizer.Tokenizer, cs []data.Comparison, budget int) (RMEval, data.TruncStats, error) {
 	ct, st := data.TokenizeComparisons(cs, tok, m.MaxSeq())
 	if len(ct) == 0 {
 		return RMEval{}, st, fmt.Errorf("evaluate: no comparison fits in %d tokens", m.MaxSeq())
@@ -879,7 +913,7 @@ type centerSet struct {
 // centerSequences returns the demonstrations of cfg.CenterData (prompt +
 // completion + EOS, fitted to MaxLen like SFT), or without it the
 // best-ranked response of every training comparison.
-func centerSequences(cfg RMConfig, train []data.ComparisonTokens, tok data.Encoder) (centerSet, error) {
+func centerSequences(cfg RMConfig, train []data.ComparisonTokens, tok tokenizer.Tokenizer) (centerSet, error) {
 	if cfg.CenterData == "" {
 		s := centerSet{source: "chosen responses of the training comparisons"}
 		for _, c := range train {

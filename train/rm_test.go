@@ -183,12 +183,12 @@ func TestKWayEqualsPairByPair(t *testing.T) {
 			maxRows, budget int
 		}{{"one micro-batch", responses, responses * T}, {"micro-batches of ≤ 12 rows", 12, 12 * T}} {
 			m := newTrainModel(t, b, cfg, params, split.maxRows, T)
-			head, err := newRewardHead(b, split.maxRows, T, true)
+			rs, err := NewRMStep(m, DefaultOptim(), 1, split.maxRows, split.budget, pad, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
-			b.Fill(m.Grads.All, 0)
-			loss, _, rows, err := rmStep(m, head, cs, idx, pad, split.maxRows, split.budget, 0)
+			// The step's update leaves the gradient it applied in m.Grads.
+			loss, _, rows, err := rs.Run(1, cs, idx)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -2,16 +2,16 @@ package train
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"path/filepath"
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
-	"github.com/instructgo/instructgo/internal/atomicfile"
 	"github.com/instructgo/instructgo/model/tokenizer"
 	"github.com/instructgo/instructgo/train/data"
+	"github.com/rs/zerolog"
 )
 
 // SFTConfig is a supervised fine-tuning run: next-token loss on the
@@ -139,160 +139,153 @@ func SFT(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg SFTCon
 	if cfg.Steps == 0 {
 		cfg.Steps = int(math.Ceil(cfg.Epochs * float64(perEpoch) / float64(cfg.Accum)))
 	}
-	valPrompts := taskPrompts(valEx, cfg.EvalPrompts)
 
-	r, err := openTrainRun(b, runSetup{
-		dir: cfg.Out, resume: opt.Resume, config: cfg,
-		model: cfg.Model, opts: model.Options{MaxBatch: cfg.MaxBatch, MaxSeq: cfg.MaxLen, Train: true}, optim: cfg.Optim,
-		initial:  func() ([]float32, error) { return initialLM(cfg.Model, cfg.Init, cfg.Seed) },
-		seek:     func(epoch, next int) error { return batcher.Seek(data.Position{Epoch: epoch, Next: next}) },
-		position: func() (int, int) { p := batcher.Pos(); return p.Epoch, p.Next },
-	}, log)
+	m, err := model.New(b, cfg.Model, model.Options{MaxBatch: cfg.MaxBatch, MaxSeq: cfg.MaxLen, Train: true})
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
-	defer r.metrics.Close()
-	m, optim, st := r.m, r.optim, &r.st
-	lm, err := newMaskedLoss(b, cfg.MaxBatch*cfg.MaxLen)
+	lm, err := NewLMStep(m, cfg.Optim, cfg.Steps, cfg.Accum, cfg.Seed)
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
-
-	sum := &SFTSummary{TrainN: len(trainTok), ValN: len(valTok), Truncation: trunc, SkippedLines: stats.Skipped, SelectedBy: "val_loss"}
-	if len(valPrompts) > 0 {
-		sum.SelectedBy = "task_score"
+	s := &sftTrainer{
+		cfg: cfg, lm: lm, tok: tok, batcher: batcher, valTok: valTok, valPrompts: taskPrompts(valEx, cfg.EvalPrompts),
+		sum: &SFTSummary{TrainN: len(trainTok), ValN: len(valTok), Truncation: trunc, SkippedLines: stats.Skipped, SelectedBy: "val_loss"},
 	}
-	// validate computes the validation loss and, for built-in tasks, the
-	// task score, and keeps the best model at the top of cfg.Out.
-	validate := func(step int, rec *sftMetrics) error {
-		vl, err := evalSFTLoss(m, lm, valTok, tok.Pad(), cfg.TokenBudget, cfg.MaxBatch)
-		if err != nil {
-			return err
-		}
-		rec.ValLoss = &vl
-		score := -vl
-		var ev TaskEval
-		if len(valPrompts) > 0 {
-			if ev, err = EvalTasks(m, tok, valPrompts, EvalOptions{MaxNew: cfg.MaxNew}); err != nil {
-				return err
-			}
-			rec.TaskScore = &ev.Score
-			score = ev.Score
-		}
-		if st.BestStep == 0 || score > st.BestScore {
-			st.BestScore, st.BestStep = score, step
-			sum.BestStep, sum.BestValLoss = step, vl
-			if len(valPrompts) > 0 {
-				s := ev.Score
-				sum.TaskScore, sum.PerTask = &s, ev.PerTask
-			}
-			if err := model.Save(cfg.Out, m); err != nil {
-				return err
-			}
-		}
-		return nil
+	if len(s.valPrompts) > 0 {
+		s.sum.SelectedBy = "task_score"
 	}
-
-	tokensPerStep := int64(0)
-	window := newLossWindow()
+	l, err := openLoop(loopSpec{
+		name: "sft", unit: "step", dir: cfg.Out, steps: cfg.Steps,
+		logEvery: cfg.LogEvery, evalEvery: cfg.EvalEvery, saveEvery: cfg.SaveEvery,
+		resume: opt.Resume, config: cfg, parts: []savedPart{lm.t.part("", "model", 1)},
+		initial: func() ([]float32, error) { return initialLM(cfg.Model, cfg.Init, cfg.Seed) },
+	}, s, opt)
+	if err != nil {
+		return nil, fmt.Errorf("sft: %w", err)
+	}
 	log.Info().Int("train", len(trainTok)).Int("val", len(valTok)).Int("steps", cfg.Steps).Int("batches_per_epoch", perEpoch).
 		Int("params", cfg.Model.NumParams()).Str("backend", b.Name()).Msg("supervised fine-tuning")
-	progress := opt.progress()
-	progress.Start("sft", st.Step, cfg.Steps)
-	defer progress.Finish()
-
-	for st.Step < cfg.Steps {
-		if ctx.Err() != nil {
-			sum.Interrupted = true
-			log.Warn().Int("step", st.Step).Msg("interrupted: saving a checkpoint")
-			break
-		}
-		step := st.Step + 1
-		b.Fill(m.Grads.All, 0)
-		tokensPerStep = 0
-		for micro := 0; micro < cfg.Accum; micro++ {
-			sb := batcher.Next()
-			in := &model.Batch{B: sb.B, T: sb.T, Tokens: sb.Tokens, Targets: sb.Targets, ValidLen: sb.ValidLen}
-			seed := gpu.Mix64(cfg.Seed, uint64((step-1)*cfg.Accum+micro))
-			if err := m.Forward(in, true, seed); err != nil {
-				return nil, fmt.Errorf("sft step %d: %w", step, err)
-			}
-			w, err := lm.setMask(sb.Targets, sb.LossTokens)
-			if err != nil {
-				return nil, fmt.Errorf("sft step %d: %w", step, err)
-			}
-			lm.accumulate(m.LogProbs(), w, 1/float32(cfg.Accum))
-			if err := m.Backward(w, nil); err != nil {
-				return nil, fmt.Errorf("sft step %d: %w", step, err)
-			}
-			tokensPerStep += int64(sb.B * sb.T)
-		}
-		lr := CosineLR(step, cfg.Optim.Warmup, cfg.Steps, cfg.Optim.LR, cfg.Optim.MinLRFrac)
-		optim.Update(m.Params, m.Grads, lr, cfg.Accum)
-		loss, err := lm.read()
-		if err != nil {
-			return nil, fmt.Errorf("sft step %d: %w", step, err)
-		}
-		if math.IsNaN(loss) || math.IsInf(loss, 0) {
-			return nil, r.diverged("sft", step, loss)
-		}
-		st.Step, st.Tokens = step, st.Tokens+tokensPerStep
-		tokSec := window.add(loss, tokensPerStep)
-		progress.Step(step, fmt.Sprintf("loss %.4f  %.0f tok/s", loss, tokSec))
-
-		evalNow := (cfg.EvalEvery > 0 && step%cfg.EvalEvery == 0) || step == cfg.Steps
-		if step%cfg.LogEvery == 0 || evalNow {
-			gn, err := optim.GradNorm(cfg.Accum)
-			if err != nil {
-				return nil, fmt.Errorf("sft step %d: %w", step, err)
-			}
-			base, ev := r.logStep(&window, log, step, cfg.Steps, lr, gn)
-			rec := sftMetrics{stepMetrics: base}
-			if evalNow {
-				if err := validate(step, &rec); err != nil {
-					return nil, fmt.Errorf("sft validation at step %d: %w", step, err)
-				}
-			}
-			if rec.ValLoss != nil {
-				ev = ev.Float64("val_loss", round4(*rec.ValLoss))
-			}
-			if rec.TaskScore != nil {
-				ev = ev.Float64("task_score", round4(*rec.TaskScore)).Int("best_step", st.BestStep)
-			}
-			ev.Msg("sft")
-			if err := r.metrics.Write(rec); err != nil {
-				return nil, err
-			}
-			sum.TrainLoss = rec.Loss
-			window = newLossWindow()
-		}
-		if err := r.saveIfDue(step, cfg.SaveEvery, cfg.Steps); err != nil {
-			return nil, fmt.Errorf("sft: %w", err)
-		}
+	if err := l.run(ctx, s); err != nil {
+		l.close()
+		return nil, err
 	}
-	if err := r.save(); err != nil {
-		return nil, fmt.Errorf("sft: %w", err)
-	}
-	if st.BestStep == 0 { // interrupted before any validation: keep the latest
+	if s.best.Step == 0 { // interrupted before any validation: keep the latest
 		if err := model.Save(cfg.Out, m); err != nil {
+			l.close()
 			return nil, fmt.Errorf("sft: %w", err)
 		}
 	}
-	sum.Steps, sum.Tokens, sum.Seconds = st.Step, st.Tokens, st.Seconds
-	sum.Epochs = float64(st.Step*cfg.Accum) / float64(perEpoch)
-	sum.TokensPerSec = float64(sum.Tokens) / math.Max(sum.Seconds, 1e-9)
-	if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, SummaryFile), sum); err != nil {
-		return nil, fmt.Errorf("sft: %w", err)
-	}
+	sum := s.sum
+	sum.BestStep, sum.BestValLoss, sum.TaskScore, sum.PerTask = s.best.Step, s.best.ValLoss, s.best.TaskScore, s.best.PerTask
+	sum.Steps, sum.Tokens, sum.Seconds, sum.TokensPerSec, sum.Interrupted = l.st.Step, l.st.Tokens, l.st.Seconds, l.tokensPerSec(), l.interrupted
+	sum.Epochs = float64(l.st.Step*cfg.Accum) / float64(perEpoch)
 	ev := log.Info().Str("dir", cfg.Out).Int("best_step", sum.BestStep).Float64("best_val_loss", round4(sum.BestValLoss))
 	if sum.TaskScore != nil {
 		ev = ev.Float64("task_score", round4(*sum.TaskScore))
 	}
 	ev.Msg("best checkpoint saved")
-	if sum.Interrupted {
-		return sum, fmt.Errorf("sft interrupted after step %d (resume with --resume %s): %w", sum.Steps, cfg.Out, context.Cause(ctx))
+	return sum, l.finish(ctx, sum)
+}
+
+// sftTrainer is SFT as the loop driver runs it: steps of the next-token
+// loss on the completions, validation (loss and, for built-in tasks, the
+// task score of greedy answers) that keeps the best model at the top of
+// the run directory.
+type sftTrainer struct {
+	cfg        SFTConfig
+	lm         *LMStep
+	tok        tokenizer.Tokenizer
+	batcher    *data.SFTBatcher
+	valTok     []data.SFTTokens
+	valPrompts []TaskPrompt
+	best       sftBest
+	sum        *SFTSummary
+}
+
+// sftBest is the best validation so far, part of the resume state so that
+// a resumed run's summary still describes the model it kept.
+type sftBest struct {
+	Score     float64            `json:"best_score"` // the task score, or minus the loss
+	Step      int                `json:"best_step"`
+	ValLoss   float64            `json:"best_val_loss"`
+	TaskScore *float64           `json:"best_task_score,omitempty"`
+	PerTask   map[string]float64 `json:"best_per_task,omitempty"`
+}
+
+// sftState is SFT's position in the resume state.
+type sftState struct {
+	dataPosition
+	sftBest
+}
+
+func (s *sftTrainer) step(step int) (stepResult, error) {
+	loss, tokens, err := s.lm.Run(step, func() (*model.Batch, error) { return &s.batcher.Next().Batch, nil })
+	return stepResult{loss: loss, tokens: tokens}, err
+}
+
+func (s *sftTrainer) record(l *loop, step int, eval bool, w *lossWindow, ev *zerolog.Event) (any, *zerolog.Event, error) {
+	base, ev, err := lmRecord(l, step, w, s.lm, ev)
+	if err != nil {
+		return nil, nil, err
 	}
-	return sum, nil
+	rec := sftMetrics{stepMetrics: base}
+	if eval {
+		if err := s.validate(step, &rec); err != nil {
+			return nil, nil, fmt.Errorf("validation: %w", err)
+		}
+		ev = ev.Float64("val_loss", round4(*rec.ValLoss))
+		if rec.TaskScore != nil {
+			ev = ev.Float64("task_score", round4(*rec.TaskScore)).Int("best_step", s.best.Step)
+		}
+	}
+	s.sum.TrainLoss = rec.Loss
+	return rec, ev, nil
+}
+
+// validate computes the validation loss and, for built-in tasks, the task
+// score, and keeps the best model at the top of the run directory.
+func (s *sftTrainer) validate(step int, rec *sftMetrics) error {
+	m := s.lm.t.m
+	vl, err := sftValLoss(m, s.valTok, s.tok.Pad(), s.cfg.TokenBudget, s.cfg.MaxBatch)
+	if err != nil {
+		return err
+	}
+	rec.ValLoss = &vl
+	score := -vl
+	var ev TaskEval
+	if len(s.valPrompts) > 0 {
+		if ev, err = EvalTasks(m, s.tok, s.valPrompts, EvalOptions{MaxNew: s.cfg.MaxNew}); err != nil {
+			return err
+		}
+		rec.TaskScore = &ev.Score
+		score = ev.Score
+	}
+	if s.best.Step == 0 || score > s.best.Score {
+		s.best = sftBest{Score: score, Step: step, ValLoss: vl}
+		if len(s.valPrompts) > 0 {
+			sc := ev.Score
+			s.best.TaskScore, s.best.PerTask = &sc, ev.PerTask
+		}
+		if err := model.Save(s.cfg.Out, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *sftTrainer) state() any {
+	p := s.batcher.Pos()
+	return sftState{dataPosition{p.Epoch, p.Next}, s.best}
+}
+
+func (s *sftTrainer) restore(saved json.RawMessage) error {
+	var st sftState
+	if err := json.Unmarshal(saved, &st); err != nil {
+		return fmt.Errorf("trainer state: %w", err)
+	}
+	s.best = st.sftBest
+	return s.batcher.Seek(data.Position{Epoch: st.Epoch, Next: st.Next})
 }
 
 // splitHoldout shuffles examples with seed and holds out the last frac
@@ -328,50 +321,8 @@ func taskPrompts(ex []data.SFTExample, n int) []TaskPrompt {
 	return out
 }
 
-// maskedLoss is the mean loss over the target tokens of a batch: each
-// target token weighs −1/(number of targets), others 0, so
-// Dot(logp, weights) is the loss and the weights are ∂loss/∂logp.
-type maskedLoss struct {
-	*lmLoss
-	host []float32
-}
-
-func newMaskedLoss(b gpu.Backend, n int) (*maskedLoss, error) {
-	l, err := newLMLoss(b, n)
-	if err != nil {
-		return nil, err
-	}
-	return &maskedLoss{lmLoss: l, host: make([]float32, n)}, nil
-}
-
-// setMask uploads the weights of a batch's targets and returns them as a
-// tensor of len(targets) elements.
-func (l *maskedLoss) setMask(targets []int32, count int) (*gpu.Tensor, error) {
-	if count <= 0 {
-		return nil, fmt.Errorf("batch has no target tokens")
-	}
-	w := l.host[:len(targets)]
-	for i, t := range targets {
-		w[i] = 0
-		if t >= 0 {
-			w[i] = -1 / float32(count)
-		}
-	}
-	view, err := l.weights.View(0, len(targets))
-	if err != nil {
-		return nil, err
-	}
-	return view, l.b.Upload(view, w)
-}
-
-// accumulate adds scale × the batch's loss to the step's loss.
-func (l *maskedLoss) accumulate(logp, w *gpu.Tensor, scale float32) {
-	l.b.Dot(l.micro, logp, w)
-	l.b.Axpy(l.step, scale, l.micro)
-}
-
-// evalSFTLoss is the mean completion-token loss over the examples.
-func evalSFTLoss(m *model.Model, l *maskedLoss, ex []data.SFTTokens, pad int32, budget, maxBatch int) (float64, error) {
+// sftValLoss is the mean completion-token loss over the examples.
+func sftValLoss(m *model.Model, ex []data.SFTTokens, pad int32, budget, maxBatch int) (float64, error) {
 	bt, err := data.NewSFTBatcher(ex, pad, data.BatchOptions{TokenBudget: budget, MaxBatch: maxBatch, Sequential: true})
 	if err != nil {
 		return 0, err
@@ -380,7 +331,7 @@ func evalSFTLoss(m *model.Model, l *maskedLoss, ex []data.SFTTokens, pad int32, 
 	logp := make([]float32, budget)
 	for i, n := 0, bt.EpochBatches(0); i < n; i++ {
 		sb := bt.Next()
-		if err := m.Forward(&model.Batch{B: sb.B, T: sb.T, Tokens: sb.Tokens, Targets: sb.Targets, ValidLen: sb.ValidLen}, false, 0); err != nil {
+		if err := m.Forward(&sb.Batch, false, 0); err != nil {
 			return 0, err
 		}
 		lp := logp[:sb.B*sb.T]

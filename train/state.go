@@ -13,40 +13,58 @@ import (
 	"strconv"
 
 	"github.com/instructgo/instructgo/gpu"
-	"github.com/instructgo/instructgo/model"
 	"github.com/instructgo/instructgo/internal/atomicfile"
+	"github.com/instructgo/instructgo/model"
 	"github.com/instructgo/instructgo/model/safetensors"
 )
 
-// A run directory keeps the state to resume from in a sub-directory:
-// the model as of the last saved step, AdamW's moments and the loop's
-// position. The model at the top of the run directory is the run's result
-// (the last step, or the best by validation for SFT).
+// A run directory keeps the state to resume from in a sub-directory: the
+// models as of the last saved step, their AdamW moments, and the loop's
+// and the method's position. The model at the top of the run directory is
+// the run's result (the last step, the best by validation for SFT, the EMA
+// policy for PPO).
 const (
 	ResumeDir        = "resume"
 	OptimizerFile    = "optimizer.safetensors"
 	TrainerStateFile = "trainer_state.json"
 )
 
-// TrainerState is the loop's position: with the model and the optimizer it
-// is everything a run needs to continue exactly where it stopped.
+// TrainerState is a run's position after a step: with the saved models and
+// optimizers it is everything the run needs to continue exactly where it
+// stopped.
 type TrainerState struct {
-	Step      int     `json:"step"`       // optimizer steps done
-	Epoch     int     `json:"data_epoch"` // data order position
-	Next      int     `json:"data_next"`
-	BestScore float64 `json:"best_score"` // best validation score so far (SFT)
-	BestStep  int     `json:"best_step"`
-	Tokens    int64   `json:"tokens"` // tokens trained on so far
-	Seconds   float64 `json:"seconds"`
+	Step    int     `json:"step"`    // loop steps done (PPO: iterations)
+	Tokens  int64   `json:"tokens"`  // tokens trained on so far
+	Seconds float64 `json:"seconds"` // training time over all segments
+	// Method is the method's own position: where its data stand, its best
+	// validation so far (SFT), its KL coefficient and the fingerprints of
+	// its frozen models (PPO).
+	Method json.RawMessage `json:"method,omitempty"`
 }
 
-// SaveResume writes the model, optimizer and loop state to dir/resume,
-// each file atomically, the trainer state last so that a state file never
-// points at data that is not there.
-func SaveResume(dir string, m *model.Model, opt *Optimizer, st TrainerState) error {
+// savedPart is one set of weights of the resume state, in a sub-directory
+// of resume/ ("" for resume/ itself): a model's checkpoint and, for a
+// model that trains, its optimizer, which must have taken updatesPerStep
+// updates per loop step.
+type savedPart struct {
+	dir            string
+	name           string // in messages: "model", "policy", "value function", "EMA"
+	b              gpu.Backend
+	cfg            model.Config
+	params         *model.Params
+	opt            *Optimizer // nil: weights only (the EMA)
+	updatesPerStep int
+}
+
+// saveResume writes the parts into dir/resume, each file atomically, and
+// the loop state last, so that a state file never points at data that is
+// not there.
+func saveResume(dir string, parts []savedPart, st TrainerState) error {
 	rd := filepath.Join(dir, ResumeDir)
-	if err := saveModelState(rd, m, opt); err != nil {
-		return fmt.Errorf("save resume state: %w", err)
+	for _, p := range parts {
+		if err := p.save(filepath.Join(rd, p.dir)); err != nil {
+			return fmt.Errorf("save resume state: %s: %w", p.name, err)
+		}
 	}
 	if err := atomicfile.WriteJSON(filepath.Join(rd, TrainerStateFile), st); err != nil {
 		return fmt.Errorf("save resume state: %w", err)
@@ -54,79 +72,83 @@ func SaveResume(dir string, m *model.Model, opt *Optimizer, st TrainerState) err
 	return nil
 }
 
-// LoadResume restores a model's parameters, the optimizer's moments and
-// step, and returns the loop state saved in dir/resume.
-func LoadResume(dir string, m *model.Model, opt *Optimizer) (TrainerState, error) {
+// loadResume restores the parts from dir/resume and returns the loop
+// state, refusing parts whose optimizers did not take the updates of the
+// saved steps.
+func loadResume(dir string, parts []savedPart) (TrainerState, error) {
 	rd := filepath.Join(dir, ResumeDir)
 	var st TrainerState
 	if err := readJSONState(filepath.Join(rd, TrainerStateFile), &st); err != nil {
 		return st, fmt.Errorf("resume: %w", err)
 	}
-	step, err := loadModelState(rd, m, opt)
-	if err != nil {
-		return st, fmt.Errorf("resume: %w", err)
+	for _, p := range parts {
+		step, err := p.load(filepath.Join(rd, p.dir))
+		if err != nil {
+			return st, fmt.Errorf("resume: %s: %w", p.name, err)
+		}
+		if want := st.Step * p.updatesPerStep; p.opt != nil && step != want {
+			return st, fmt.Errorf("resume: the %s's optimizer took %d steps, not the %d of %d steps in the trainer state", p.name, step, want, st.Step)
+		}
 	}
-	if step != st.Step {
-		return st, fmt.Errorf("resume: optimizer step %d does not match the trainer state's %d", step, st.Step)
-	}
-	opt.Step = step
 	return st, nil
 }
 
-// saveModelState writes one trained model into dir: its checkpoint
-// (config.json, model.safetensors) and its optimizer's moments and step
-// (optimizer.safetensors), each file atomically. A resume state is one or
-// more of these plus the loop's state, written after them.
-func saveModelState(dir string, m *model.Model, opt *Optimizer) error {
-	if err := model.Save(dir, m); err != nil {
+// save writes the part into dir: its checkpoint (config.json,
+// model.safetensors) and its optimizer's moments and step
+// (optimizer.safetensors), each file atomically.
+func (p savedPart) save(dir string) error {
+	b := p.b
+	host := make([]float32, p.params.All.Len())
+	if err := b.Download(host, p.params.All); err != nil {
 		return err
 	}
-	b := m.Backend()
+	if err := model.SaveHost(dir, p.cfg, host); err != nil {
+		return err
+	}
+	if p.opt == nil {
+		return nil
+	}
 	moments := make([]safetensors.Tensor, 0, 2)
-	for _, p := range []struct {
-		name string
-		t    *gpu.Tensor
-	}{{"exp_avg", opt.M.All}, {"exp_avg_sq", opt.V.All}} {
-		host := make([]float32, p.t.Len())
-		if err := b.Download(host, p.t); err != nil {
+	for _, m := range p.opt.moments() {
+		host := make([]float32, m.t.Len())
+		if err := b.Download(host, m.t); err != nil {
 			return fmt.Errorf("save optimizer: %w", err)
 		}
-		moments = append(moments, safetensors.Tensor{Name: p.name, Shape: []int{len(host)}, Data: host})
+		moments = append(moments, safetensors.Tensor{Name: m.name, Shape: []int{len(host)}, Data: host})
 	}
-	meta := map[string]string{"step": strconv.Itoa(opt.Step)}
+	meta := map[string]string{"step": strconv.Itoa(p.opt.Step)}
 	if err := safetensors.Write(filepath.Join(dir, OptimizerFile), moments, meta); err != nil {
 		return fmt.Errorf("save optimizer: %w", err)
 	}
 	return nil
 }
 
-// loadModelState restores what saveModelState wrote into dir: m's
-// parameters and opt's moments. It returns the saved optimizer step
-// without setting it, so the caller can check it against its loop state
-// first, and refuses a saved model that is not m's configuration.
-func loadModelState(dir string, m *model.Model, opt *Optimizer) (int, error) {
-	if err := loadParams(dir, m.Cfg, m.Backend(), m.Params.All); err != nil {
+// load restores what save wrote into dir, refusing a saved model that is
+// not the part's configuration, and returns the optimizer's saved step
+// (which it also sets).
+func (p savedPart) load(dir string) (int, error) {
+	b := p.b
+	if err := loadParams(dir, p.cfg, b, p.params.All); err != nil {
 		return 0, err
 	}
-	b := m.Backend()
+	if p.opt == nil {
+		return 0, nil
+	}
 	f, err := safetensors.Open(filepath.Join(dir, OptimizerFile))
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
-	for _, p := range []struct {
-		name string
-		t    *gpu.Tensor
-	}{{"exp_avg", opt.M.All}, {"exp_avg_sq", opt.V.All}} {
-		host := make([]float32, p.t.Len())
-		info, ok := f.Info(p.name)
+	for _, m := range p.opt.moments() {
+		host := make([]float32, m.t.Len())
+		info, ok := f.Info(m.name)
 		if !ok || info.NumElements() != len(host) {
-			return 0, fmt.Errorf("optimizer state %s missing or of the wrong size in %s", p.name, dir)
+			return 0, fmt.Errorf("optimizer state %s missing or of the wrong size in %s", m.name, dir)
 		}
-		if err := f.ReadFloat32(p.name, host); err != nil {
+		if err := f.ReadFloat32(m.name, host); err != nil {
 			return 0, err
 		}
-		if err := b.Upload(p.t, host); err != nil {
+		if err := b.Upload(m.t, host); err != nil {
 			return 0, err
 		}
 	}
@@ -134,6 +156,7 @@ func loadModelState(dir string, m *model.Model, opt *Optimizer) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("optimizer step %q in %s: %w", f.Metadata()["step"], dir, err)
 	}
+	p.opt.Step = step
 	return step, nil
 }
 
@@ -202,97 +225,6 @@ func truncateMetrics(dir string, step int) error {
 		}
 		return nil
 	})
-}
-
-// A PPO run's resume state holds two trained models and the EMA: the
-// policy and the value function each with their optimizer (saveModelState)
-// in resume/policy and resume/value, the EMA weights in resume/ema, and
-// the loop's PPOState in resume/trainer_state.json, written last.
-const (
-	PPOPolicyDir = "policy"
-	PPOValueDir  = "value"
-	PPOEMADir    = "ema"
-)
-
-// PPOState is a PPO run's position after an iteration: with the policy,
-// the value function, their optimizers and the EMA it is everything the
-// run needs to continue exactly where it stopped. The frozen reference and
-// reward models are not saved; the fingerprints of their checkpoints
-// refuse a resume whose checkpoints changed.
-type PPOState struct {
-	Iteration  int     `json:"iteration"`   // iterations done
-	Beta       float64 `json:"beta"`        // the KL coefficient of the next iteration
-	PromptNext int     `json:"prompt_next"` // position in the seeded prompt order
-	PtxEpoch   int     `json:"ptx_epoch"`   // ptx window sampler position
-	PtxNext    int     `json:"ptx_next"`
-	Seconds    float64 `json:"seconds"`
-	// What the summary needs: the first and latest iteration's metrics and
-	// every iteration's mean score and task score (the summary averages
-	// the last quarter).
-	First      PPOMetrics `json:"first"`
-	Last       PPOMetrics `json:"last"`
-	Scores     []float64  `json:"scores"`
-	TaskScores []float64  `json:"task_scores,omitempty"`
-
-	PolicySHA256 string `json:"policy_sha256"` // of the SFT checkpoint's weights file
-	RewardSHA256 string `json:"reward_sha256"` // of the reward model's
-}
-
-// savePPOResume writes a PPO run's resume state to dir/resume, each file
-// atomically, the state last.
-func savePPOResume(dir string, b gpu.Backend, ms *ppoModels, st PPOState) error {
-	rd := filepath.Join(dir, ResumeDir)
-	if err := saveModelState(filepath.Join(rd, PPOPolicyDir), ms.policy, ms.policyOpt); err != nil {
-		return fmt.Errorf("save resume state: policy: %w", err)
-	}
-	if err := saveModelState(filepath.Join(rd, PPOValueDir), ms.value, ms.valueOpt); err != nil {
-		return fmt.Errorf("save resume state: value function: %w", err)
-	}
-	if err := saveEMAPolicy(b, filepath.Join(rd, PPOEMADir), ms); err != nil {
-		return fmt.Errorf("save resume state: EMA: %w", err)
-	}
-	if err := atomicfile.WriteJSON(filepath.Join(rd, TrainerStateFile), st); err != nil {
-		return fmt.Errorf("save resume state: %w", err)
-	}
-	return nil
-}
-
-// loadPPOResume restores the policy, the value function, their optimizers
-// and the EMA from dir/resume and returns the loop state. It refuses a
-// state whose frozen checkpoints' fingerprints are not policySum and
-// rewardSum, whose saved models are not ms's configurations, or whose
-// optimizers did not take stepsPerIter steps per saved iteration.
-func loadPPOResume(dir string, b gpu.Backend, ms *ppoModels, stepsPerIter int, policySum, rewardSum string) (PPOState, error) {
-	rd := filepath.Join(dir, ResumeDir)
-	var st PPOState
-	if err := readJSONState(filepath.Join(rd, TrainerStateFile), &st); err != nil {
-		return st, fmt.Errorf("resume: %w", err)
-	}
-	if st.PolicySHA256 != policySum {
-		return st, fmt.Errorf("resume: the policy checkpoint's weights are not those the run started from (SHA-256 %.12s…, saved %.12s…); the run cannot continue against another SFT model", policySum, st.PolicySHA256)
-	}
-	if st.RewardSHA256 != rewardSum {
-		return st, fmt.Errorf("resume: the reward model checkpoint's weights are not those the run started from (SHA-256 %.12s…, saved %.12s…); the run cannot continue against another reward model", rewardSum, st.RewardSHA256)
-	}
-	want := st.Iteration * stepsPerIter
-	for _, p := range []struct {
-		name, dir string
-		m         *model.Model
-		opt       *Optimizer
-	}{{"policy", PPOPolicyDir, ms.policy, ms.policyOpt}, {"value function", PPOValueDir, ms.value, ms.valueOpt}} {
-		step, err := loadModelState(filepath.Join(rd, p.dir), p.m, p.opt)
-		if err != nil {
-			return st, fmt.Errorf("resume: %s: %w", p.name, err)
-		}
-		if step != want {
-			return st, fmt.Errorf("resume: the %s's optimizer took %d steps, not the %d of %d iterations in the trainer state", p.name, step, want, st.Iteration)
-		}
-		p.opt.Step = step
-	}
-	if err := loadParams(filepath.Join(rd, PPOEMADir), ms.policy.Cfg, b, ms.ema.All); err != nil {
-		return st, fmt.Errorf("resume: EMA: %w", err)
-	}
-	return st, nil
 }
 
 // fileSHA256 is the hex SHA-256 of a file's contents.

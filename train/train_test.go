@@ -14,20 +14,12 @@ import (
 
 	"github.com/instructgo/instructgo/gpu/cpu"
 	"github.com/instructgo/instructgo/model"
+	"github.com/instructgo/instructgo/model/tokenizer"
+	"github.com/instructgo/instructgo/train/data"
 )
 
-// byteEncoder is the byte tokenizer's contract without its package.
-type byteEncoder struct{}
-
-func (byteEncoder) Encode(s string) []int32 {
-	ids := make([]int32, len(s))
-	for i := 0; i < len(s); i++ {
-		ids[i] = int32(s[i])
-	}
-	return ids
-}
-func (byteEncoder) EOS() int32     { return 256 }
-func (byteEncoder) VocabSize() int { return 258 }
+// byteTok is the byte tokenizer.
+var byteTok, _ = tokenizer.New("byte")
 
 func TestCosineLR(t *testing.T) {
 	const peak, minFrac = 1.0, 0.1
@@ -45,95 +37,6 @@ func TestCosineLR(t *testing.T) {
 		if math.Abs(got-c.want) > 1e-6 {
 			t.Errorf("step %d: lr %v, want %v", c.step, got, c.want)
 		}
-	}
-}
-
-func TestUnigramEntropy(t *testing.T) {
-	// Two symbols, equally frequent, in a vocabulary of 2: add-one
-	// smoothing keeps them equal, so the cross-entropy is log 2.
-	train := []int32{0, 1, 0, 1, 1, 0}
-	got := UnigramEntropy(train, []int32{0, 1}, 2)
-	if math.Abs(got-math.Log(2)) > 1e-12 {
-		t.Fatalf("entropy %v, want log 2", got)
-	}
-	// A skewed train set makes the rare symbol expensive.
-	got = UnigramEntropy([]int32{0, 0, 0, 0, 0, 0}, []int32{1}, 2)
-	if want := -math.Log(1.0 / 8); math.Abs(got-want) > 1e-12 {
-		t.Fatalf("entropy %v, want %v", got, want)
-	}
-}
-
-func TestWindowSamplerCoversEpochAndSeeks(t *testing.T) {
-	stream := make([]int32, 101)
-	for i := range stream {
-		stream[i] = int32(i)
-	}
-	s, err := NewWindowSampler(stream, 10, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.Windows() != 10 {
-		t.Fatalf("%d windows, want 10", s.Windows())
-	}
-	tok, tgt := make([]int32, 10*10), make([]int32, 10*10)
-	s.Fill(tok, tgt, 10)
-	seen := map[int32]bool{}
-	for b := 0; b < 10; b++ {
-		first := tok[b*10]
-		if first%10 != 0 || seen[first] {
-			t.Fatalf("window %d starts at %d", b, first)
-		}
-		seen[first] = true
-		for i := 0; i < 10; i++ {
-			if tgt[b*10+i] != tok[b*10+i]+1 {
-				t.Fatalf("targets are not the next tokens")
-			}
-		}
-	}
-	// Resume: a sampler sought to (epoch 1, 3) continues identically.
-	s.Fill(tok[:30], tgt[:30], 3)
-	want := make([]int32, 20)
-	s.Fill(want, make([]int32, 20), 2)
-	r, _ := NewWindowSampler(stream, 10, 3)
-	r.Seek(1, 3)
-	got := make([]int32, 20)
-	r.Fill(got, make([]int32, 20), 2)
-	for i := range got {
-		if got[i] != want[i] {
-			t.Fatalf("resumed sampler differs at %d: %d vs %d", i, got[i], want[i])
-		}
-	}
-}
-
-func TestLoadTextErrors(t *testing.T) {
-	dir := t.TempDir()
-	bad := filepath.Join(dir, "bad.jsonl")
-	os.WriteFile(bad, []byte("{\"text\": \"ok\"}\n{\"txt\": \"no\"}\n"), 0o644)
-	_, err := LoadText([]string{bad}, byteEncoder{}, 0.1)
-	if err == nil || !strings.Contains(err.Error(), "bad.jsonl:2") || !strings.Contains(err.Error(), "text") {
-		t.Errorf("missing field: %v", err)
-	}
-	os.WriteFile(bad, []byte("{\"text\": \"ok\"}\n{\"text\": 3\n"), 0o644)
-	if _, err := LoadText([]string{bad}, byteEncoder{}, 0.1); err == nil || !strings.Contains(err.Error(), "bad.jsonl:2") {
-		t.Errorf("bad JSON: %v", err)
-	}
-	if _, err := LoadText([]string{filepath.Join(dir, "none.txt")}, byteEncoder{}, 0.1); err == nil {
-		t.Error("missing file accepted")
-	}
-	empty := t.TempDir()
-	os.WriteFile(filepath.Join(empty, "bin"), []byte{0, 1, 2}, 0o644)
-	if _, err := LoadText([]string{empty}, byteEncoder{}, 0.1); err == nil || !strings.Contains(err.Error(), "no text files") {
-		t.Errorf("directory without text: %v", err)
-	}
-	// A directory: text files in name order, binary ones skipped.
-	os.WriteFile(filepath.Join(empty, "a.txt"), []byte("ab"), 0o644)
-	os.WriteFile(filepath.Join(empty, "b.txt"), []byte("cd"), 0o644)
-	c, err := LoadText([]string{empty}, byteEncoder{}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []int32{'a', 'b', 256, 'c', 'd', 256}; len(c.Train) != len(want) || c.Train[2] != 256 || c.Train[3] != 'c' {
-		t.Errorf("stream %v, want %v", c.Train, want)
 	}
 }
 
@@ -164,7 +67,7 @@ func TestPretrainLearnsBeyondUnigram(t *testing.T) {
 		Optim: DefaultOptim(), Seed: 1, ValFrac: 0.1, EvalEvery: 50, EvalBatches: 4, LogEvery: 25,
 	}
 	cfg.Optim.LR = 3e-3
-	sum, err := Pretrain(context.Background(), cpu.New(2), byteEncoder{}, cfg, RunOptions{Log: zerolog.Nop()})
+	sum, err := Pretrain(context.Background(), cpu.New(2), byteTok, cfg, RunOptions{Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,8 +80,8 @@ func TestPretrainLearnsBeyondUnigram(t *testing.T) {
 			t.Errorf("run directory lacks %s: %v", f, err)
 		}
 	}
-	data, _ := os.ReadFile(filepath.Join(out, MetricsFile))
-	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	raw, _ := os.ReadFile(filepath.Join(out, MetricsFile))
+	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
 	if len(lines) != 6 {
 		t.Errorf("%d metrics lines, want 6 (every 25 of 150 steps)", len(lines))
 	}
@@ -193,9 +96,9 @@ func TestPretrainLearnsBeyondUnigram(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	corpus, _ := LoadText(cfg.Data, byteEncoder{}, cfg.ValFrac)
-	tok, tgt := SequentialWindows(corpus.Val, cfg.Seq, cfg.EvalBatches*cfg.Batch)
-	v, err := evalLM(m, tok, tgt, cfg.Batch, cfg.Seq)
+	corpus, _ := data.LoadText(cfg.Data, byteTok, cfg.ValFrac)
+	tok, tgt := data.SequentialWindows(corpus.Val, cfg.Seq, cfg.EvalBatches*cfg.Batch)
+	v, err := HeldOutLoss(m, tok, tgt, cfg.Batch, cfg.Seq)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +117,7 @@ func TestPretrainStopsOnCancelWithCheckpoint(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	sum, err := Pretrain(ctx, cpu.New(1), byteEncoder{}, cfg, RunOptions{Log: zerolog.Nop()})
+	sum, err := Pretrain(ctx, cpu.New(1), byteTok, cfg, RunOptions{Log: zerolog.Nop()})
 	if err == nil || !strings.Contains(err.Error(), "interrupted") {
 		t.Fatalf("cancelled run returned %v", err)
 	}
@@ -244,12 +147,12 @@ func (c cancelAt) Step(step int, _ string) {
 // there is one per step (step reads a record's step), in order.
 func readMetrics[T any](t *testing.T, dir string, step func(T) int) []T {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(dir, MetricsFile))
+	raw, err := os.ReadFile(filepath.Join(dir, MetricsFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var recs []T
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
 		var rec T
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
 			t.Fatal(err)
@@ -285,16 +188,16 @@ func TestPretrainResumeIsExact(t *testing.T) {
 		}
 	}
 	whole := t.TempDir()
-	if _, err := Pretrain(context.Background(), cpu.New(2), byteEncoder{}, cfg(whole), RunOptions{Log: zerolog.Nop()}); err != nil {
+	if _, err := Pretrain(context.Background(), cpu.New(2), byteTok, cfg(whole), RunOptions{Log: zerolog.Nop()}); err != nil {
 		t.Fatal(err)
 	}
 	split := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
-	_, err := Pretrain(ctx, cpu.New(2), byteEncoder{}, cfg(split), RunOptions{Log: zerolog.Nop(), Progress: cancelAt{step: 13, cancel: cancel}})
+	_, err := Pretrain(ctx, cpu.New(2), byteTok, cfg(split), RunOptions{Log: zerolog.Nop(), Progress: cancelAt{step: 13, cancel: cancel}})
 	if err == nil || !strings.Contains(err.Error(), "interrupted after step 13") {
 		t.Fatalf("interrupted run: %v", err)
 	}
-	if _, err := Pretrain(context.Background(), cpu.New(2), byteEncoder{}, cfg(split), RunOptions{Log: zerolog.Nop(), Resume: true}); err != nil {
+	if _, err := Pretrain(context.Background(), cpu.New(2), byteTok, cfg(split), RunOptions{Log: zerolog.Nop(), Resume: true}); err != nil {
 		t.Fatal(err)
 	}
 	a, b := readLosses(t, whole), readLosses(t, split)

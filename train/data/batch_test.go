@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+
+	"github.com/instructgo/instructgo/model"
 )
 
 func TestSFTBatchLayout(t *testing.T) {
@@ -16,18 +18,20 @@ func TestSFTBatchLayout(t *testing.T) {
 	}
 	b := NewSFTBatch(ex, []int{0, 1, 2}, 99)
 	want := &SFTBatch{
-		B: 3, T: 5,
-		Tokens: []int32{
-			1, 2, 3, 4, 5,
-			7, 8, 9, 99, 99,
-			10, 11, 99, 99, 99,
+		Batch: model.Batch{
+			B: 3, T: 5,
+			Tokens: []int32{
+				1, 2, 3, 4, 5,
+				7, 8, 9, 99, 99,
+				10, 11, 99, 99, 99,
+			},
+			Targets: []int32{
+				-1, 3, 4, 5, -1, // position 1 holds the last prompt token and predicts the first completion token
+				8, 9, -1, -1, -1,
+				11, -1, -1, -1, -1,
+			},
+			ValidLen: []int32{5, 3, 2},
 		},
-		Targets: []int32{
-			-1, 3, 4, 5, -1, // position 1 holds the last prompt token and predicts the first completion token
-			8, 9, -1, -1, -1,
-			11, -1, -1, -1, -1,
-		},
-		ValidLen:   []int32{5, 3, 2},
 		Examples:   []int{0, 1, 2},
 		LossTokens: 6,
 	}
@@ -49,15 +53,17 @@ func TestComparisonBatchLayout(t *testing.T) {
 	}
 	b := NewComparisonBatch(cs, []int{1, 0}, 99)
 	want := &ComparisonBatch{
-		B: 5, T: 4,
-		Tokens: []int32{
-			6, 7, 99, 99,
-			6, 8, 99, 99,
-			6, 99, 99, 99,
-			1, 2, 3, 99,
-			1, 2, 4, 5,
+		Batch: model.Batch{
+			B: 5, T: 4,
+			Tokens: []int32{
+				6, 7, 99, 99,
+				6, 8, 99, 99,
+				6, 99, 99, 99,
+				1, 2, 3, 99,
+				1, 2, 4, 5,
+			},
+			ValidLen: []int32{2, 2, 1, 3, 4},
 		},
-		ValidLen: []int32{2, 2, 1, 3, 4},
 		Groups: []ComparisonGroup{
 			{Start: 0, K: 3, Ranking: []int{2, 0, 1}, Margin: 0.5},
 			{Start: 3, K: 2, Ranking: []int{1, 0}},

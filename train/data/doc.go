@@ -43,6 +43,6 @@
 // elsewhere) and ValidLen; ComparisonBatch puts a comparison's K responses
 // in consecutive rows, for K forward rows per prompt.
 //
-// The package imports only the standard library; it does not import
-// package model (model/tokenizer's tokenizers satisfy Encoder).
+// The package imports the standard library, model (batches are
+// model.Batch values) and model/tokenizer.
 package data

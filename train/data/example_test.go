@@ -8,9 +8,6 @@ import (
 	"github.com/instructgo/instructgo/train/data"
 )
 
-// The project's tokenizers are Encoders.
-var _ data.Encoder = tokenizer.Tokenizer(nil)
-
 func Example() {
 	const jsonl = `{"prompt": "2+2=", "completion": "4"}
 {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}

@@ -1,18 +1,19 @@
 package data
 
-import "slices"
+import (
+	"slices"
 
-// ComparisonBatch is a batch of comparisons for the reward model, in the
-// layout of model.Batch (no Targets: the scalar head is read at
-// ValidLen−1): every response of a comparison is one row, and a
-// comparison's K rows are consecutive, so all K·(K−1)/2 pairs of a prompt
-// are scored from K forward rows, as InstructGPT does.
+	"github.com/instructgo/instructgo/model"
+)
+
+// ComparisonBatch is a batch of comparisons for the reward model: a
+// model.Batch whose rows are right-padded with Pad and which has no
+// Targets (the scalar head is read at ValidLen−1). Every response of a
+// comparison is one row, and a comparison's K rows are consecutive, so all
+// K·(K−1)/2 pairs of a prompt are scored from K forward rows, as
+// InstructGPT does.
 type ComparisonBatch struct {
-	B, T int
-	// Tokens are the inputs, B·T ids, each row right-padded with Pad.
-	Tokens []int32
-	// ValidLen is each row's length before padding.
-	ValidLen []int32
+	model.Batch
 	// Groups are the comparisons, in row order.
 	Groups []ComparisonGroup
 	// Examples are the indices of the comparisons in the
@@ -50,9 +51,7 @@ func NewComparisonBatch(cs []ComparisonTokens, idx []int, pad int32) *Comparison
 		T = max(T, cs[i].MaxLen())
 	}
 	b := &ComparisonBatch{
-		B: B, T: T,
-		Tokens:   make([]int32, B*T),
-		ValidLen: make([]int32, B),
+		Batch:    model.Batch{B: B, T: T, Tokens: make([]int32, B*T), ValidLen: make([]int32, B)},
 		Groups:   make([]ComparisonGroup, 0, len(idx)),
 		Examples: append([]int(nil), idx...),
 	}

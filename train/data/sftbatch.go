@@ -1,20 +1,16 @@
 package data
 
-// SFTBatch is a batch of demonstrations in the layout of model.Batch: B
-// sequences of T positions, row-major.
+import "github.com/instructgo/instructgo/model"
+
+// SFTBatch is a batch of demonstrations: a model.Batch of B sequences of
+// T positions, row-major, each right-padded with the encoder's Pad, whose
+// Targets are the next-token labels at completion positions only: at
+// position t the token at t+1 when that token belongs to the completion,
+// else −1 (prompt, the last position of a sequence, padding). So the
+// position holding the last prompt token predicts the first completion
+// token, and the one holding the last completion token predicts nothing.
 type SFTBatch struct {
-	B, T int
-	// Tokens are the inputs, B·T ids, each sequence right-padded with the
-	// encoder's Pad.
-	Tokens []int32
-	// Targets are the next-token labels, B·T: at position t the token at
-	// t+1 when that token belongs to the completion, else −1 (prompt,
-	// the last position of a sequence, padding). So the position holding
-	// the last prompt token predicts the first completion token, and the
-	// one holding the last completion token predicts nothing.
-	Targets []int32
-	// ValidLen is each sequence's length before padding.
-	ValidLen []int32
+	model.Batch
 	// Examples are the indices of the sequences in the SFTTokens slice.
 	Examples []int
 	// LossTokens is the number of targets that are not −1.
@@ -30,10 +26,7 @@ func NewSFTBatch(ex []SFTTokens, idx []int, pad int32) *SFTBatch {
 	}
 	B := len(idx)
 	b := &SFTBatch{
-		B: B, T: T,
-		Tokens:   make([]int32, B*T),
-		Targets:  make([]int32, B*T),
-		ValidLen: make([]int32, B),
+		Batch:    model.Batch{B: B, T: T, Tokens: make([]int32, B*T), Targets: make([]int32, B*T), ValidLen: make([]int32, B)},
 		Examples: append([]int(nil), idx...),
 	}
 	for r, i := range idx {

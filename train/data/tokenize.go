@@ -3,17 +3,9 @@ package data
 import (
 	"fmt"
 	"slices"
-)
 
-// Encoder turns text into token ids. model/tokenizer's tokenizers are
-// Encoders.
-type Encoder interface {
-	Encode(text string) []int32
-	// EOS ends every completion and response.
-	EOS() int32
-	// Pad fills batches out to a common length.
-	Pad() int32
-}
+	"github.com/instructgo/instructgo/model/tokenizer"
+)
 
 // SFTTokens is a tokenised demonstration: the prompt's tokens, then the
 // completion's, then EOS (unless the completion was cut).
@@ -105,7 +97,7 @@ func fit(p int, c []int, maxLen int) (keepP int, keepC []int) {
 //
 // Prompt and completion are encoded separately, so the boundary between
 // them is a token boundary whatever the tokenizer.
-func TokenizeSFT(examples []SFTExample, enc Encoder, maxLen int) ([]SFTTokens, TruncStats) {
+func TokenizeSFT(examples []SFTExample, enc tokenizer.Tokenizer, maxLen int) ([]SFTTokens, TruncStats) {
 	st := TruncStats{Examples: len(examples)}
 	out := make([]SFTTokens, 0, len(examples))
 	eos := enc.EOS()
@@ -142,7 +134,7 @@ func TokenizeSFT(examples []SFTExample, enc Encoder, maxLen int) ([]SFTTokens, T
 // response), so that every sequence starts with the same prompt tokens.
 // A comparison in which the prompt or any response has no token left is
 // dropped and counted.
-func TokenizeComparisons(cs []Comparison, enc Encoder, maxLen int) ([]ComparisonTokens, TruncStats) {
+func TokenizeComparisons(cs []Comparison, enc tokenizer.Tokenizer, maxLen int) ([]ComparisonTokens, TruncStats) {
 	st := TruncStats{Examples: len(cs)}
 	out := make([]ComparisonTokens, 0, len(cs))
 	eos := enc.EOS()

@@ -26,8 +26,11 @@ func (testEnc) Encode(s string) []int32 {
 	}
 	return ids
 }
-func (testEnc) EOS() int32 { return testEOS }
-func (testEnc) Pad() int32 { return testPad }
+func (testEnc) EOS() int32                { return testEOS }
+func (testEnc) Pad() int32                { return testPad }
+func (testEnc) Name() string              { return "test" }
+func (testEnc) VocabSize() int            { return 258 }
+func (testEnc) Decode(ids []int32) string { panic("testEnc: Decode is not used") }
 
 // toks encodes s; a '|' in it stands for EOS.
 func toks(s string) []int32 {

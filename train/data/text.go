@@ -1,9 +1,7 @@
-package train
+package data
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -13,15 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"unicode/utf8"
-)
 
-// Encoder turns text into token ids; model/tokenizer's tokenizers are
-// Encoders.
-type Encoder interface {
-	Encode(text string) []int32
-	EOS() int32
-	VocabSize() int
-}
+	"github.com/instructgo/instructgo/model/tokenizer"
+)
 
 // TextCorpus is plain text tokenised into one stream, each document
 // followed by EOS, split into a training part and a held-out tail.
@@ -35,7 +27,7 @@ type TextCorpus struct {
 // {"text": ...} records, and directories (every text file below them, in
 // name order; files with NUL bytes or invalid UTF-8 are skipped), and holds
 // out the last valFrac of the tokens.
-func LoadText(paths []string, enc Encoder, valFrac float64) (*TextCorpus, error) {
+func LoadText(paths []string, enc tokenizer.Tokenizer, valFrac float64) (*TextCorpus, error) {
 	if len(paths) == 0 {
 		return nil, fmt.Errorf("no text files given")
 	}
@@ -56,8 +48,12 @@ func LoadText(paths []string, enc Encoder, valFrac float64) (*TextCorpus, error)
 	}
 	for _, path := range paths {
 		if strings.HasSuffix(path, ".jsonl") {
-			if err := readJSONLText(path, add); err != nil {
+			docs, _, err := readFile(path, "text", ReadOptions{}, parseText)
+			if err != nil {
 				return nil, err
+			}
+			for _, d := range docs {
+				add(d)
 			}
 			continue
 		}
@@ -130,36 +126,13 @@ func isText(path string) bool {
 	return utf8.Valid(buf)
 }
 
-func readJSONLText(path string, add func(string)) error {
-	f, err := os.Open(path)
+// parseText reads a {"text": ...} record; the text may be empty.
+func parseText(line []byte) (string, error) {
+	obj, err := object(line)
 	if err != nil {
-		return fmt.Errorf("read text: %w", err)
+		return "", err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	line := 0
-	for sc.Scan() {
-		line++
-		raw := strings.TrimSpace(sc.Text())
-		if raw == "" {
-			continue
-		}
-		var rec struct {
-			Text *string `json:"text"`
-		}
-		if err := json.Unmarshal([]byte(raw), &rec); err != nil {
-			return fmt.Errorf("%s:%d: %w", path, line, err)
-		}
-		if rec.Text == nil {
-			return fmt.Errorf("%s:%d: missing field \"text\"", path, line)
-		}
-		add(*rec.Text)
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("%s:%d: %w", path, line+1, err)
-	}
-	return nil
+	return str(obj["text"], "text", true)
 }
 
 // UnigramEntropy is the cross-entropy, in nats per token, of a unigram model

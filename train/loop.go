@@ -1,0 +1,276 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/instructgo/instructgo/internal/atomicfile"
+)
+
+// A method is one way of training (pretraining, SFT, the reward model,
+// PPO) as the loop driver sees it: a step, the record of a logged step,
+// and its own position in the resume state. The driver owns everything
+// around the steps: the interrupt, step counting, the divergence guard,
+// the progress bar, log lines, metrics.jsonl, periodic and final saves,
+// resume and the run's time.
+type method interface {
+	// step runs loop step `step` (1-based): a language model's optimizer
+	// update over its micro-batches, a PPO iteration's rollout and
+	// minibatch updates.
+	step(step int) (stepResult, error)
+	// record returns the metrics.jsonl record of a logged step and adds
+	// the step's figures to its log line. w holds the steps since the last
+	// logged one; eval says the method's evaluation is due (every
+	// evalEvery steps and at the last).
+	record(l *loop, step int, eval bool, w *lossWindow, ev *zerolog.Event) (any, *zerolog.Event, error)
+	// state is the method's position for the resume state (data order,
+	// best checkpoint so far, ...); restore sets it from a saved one and
+	// refuses one that does not belong to this run.
+	state() any
+	restore(saved json.RawMessage) error
+}
+
+// afterSaver is a method that writes something beside the resume state at
+// every save (PPO's EMA policy at the top of the run directory).
+type afterSaver interface {
+	afterSave() error
+}
+
+// stepResult is what one step measured.
+type stepResult struct {
+	loss   float64 // the training loss, averaged over the log window
+	tokens int64   // tokens the step trained on
+	status string  // the progress bar's text; "": the loss and tokens/s
+	// finite are further values that must be finite (PPO's value loss
+	// and score), by name; the loss always is.
+	finite []namedValue
+}
+
+type namedValue struct {
+	name  string
+	value float64
+}
+
+// loopSpec says how to open a loop.
+type loopSpec struct {
+	name  string // "pretrain", "sft", "rm", "ppo": log messages and errors
+	unit  string // what a step is called in messages: "step", "iteration"
+	dir   string
+	steps int // the last step
+	// logEvery, evalEvery and saveEvery are intervals in steps; eval 0:
+	// at the last step only, save 0: at the end only.
+	logEvery, evalEvery, saveEvery int
+	resume                         bool
+	// config is recorded as run_config.json on a fresh start.
+	config any
+	// parts are the models the resume state holds.
+	parts []savedPart
+	// initial returns the starting weights of the first part on a fresh
+	// start; nil: the parts already hold theirs (PPO's, from checkpoints).
+	initial func() ([]float32, error)
+}
+
+// loop is one run of a method in a run directory.
+type loop struct {
+	loopSpec
+	st          TrainerState
+	metrics     *Metrics
+	log         zerolog.Logger
+	progress    Progress
+	interrupted bool
+	// Time counts from the last save (or the start), so st.Seconds adds up
+	// across resumed segments; segStep is the step the segment began at.
+	segStart time.Time
+	segStep  int
+}
+
+// openLoop makes the run directory and either restores the saved state
+// into the parts and the method (resume) or gives the parts their initial
+// weights and records the configuration; then it opens metrics.jsonl.
+func openLoop(s loopSpec, m method, opt RunOptions) (*loop, error) {
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return nil, err
+	}
+	l := &loop{loopSpec: s, log: opt.Log, progress: opt.progress()}
+	if s.resume {
+		st, err := loadResume(s.dir, s.parts)
+		if err != nil {
+			return nil, err
+		}
+		if err := m.restore(st.Method); err != nil {
+			return nil, fmt.Errorf("resume: %w", err)
+		}
+		l.st = st
+		l.log.Info().Int(s.unit, st.Step).Str("dir", s.dir).Msg("resuming")
+	} else {
+		if s.initial != nil {
+			host, err := s.initial()
+			if err != nil {
+				return nil, err
+			}
+			if err := s.parts[0].b.Upload(s.parts[0].params.All, host); err != nil {
+				return nil, err
+			}
+		}
+		if err := atomicfile.WriteJSON(filepath.Join(s.dir, RunConfigFile), s.config); err != nil {
+			return nil, err
+		}
+	}
+	var err error
+	if l.metrics, err = OpenMetrics(s.dir, s.resume, l.st.Step); err != nil {
+		return nil, err
+	}
+	l.segStart, l.segStep = time.Now(), l.st.Step
+	return l, nil
+}
+
+// run runs the method's steps from where the run stands to the last,
+// saving every saveEvery steps and at the end. Cancelling ctx ends the
+// loop after the step under way; the state is then saved and
+// l.interrupted set. A step that fails or diverges returns its error
+// without saving: the last saved state stays the one to resume from.
+func (l *loop) run(ctx context.Context, m method) error {
+	l.progress.Start(l.name, l.st.Step, l.steps)
+	defer l.progress.Finish()
+	w := newLossWindow()
+	for l.st.Step < l.steps {
+		if ctx.Err() != nil {
+			l.interrupted = true
+			l.log.Warn().Int(l.unit, l.st.Step).Msg("interrupted: saving the run state")
+			break
+		}
+		step := l.st.Step + 1
+		res, err := m.step(step)
+		if err != nil {
+			return fmt.Errorf("%s %s %d: %w", l.name, l.unit, step, err)
+		}
+		if err := l.checkFinite(step, res); err != nil {
+			return err
+		}
+		l.st.Step, l.st.Tokens = step, l.st.Tokens+res.tokens
+		w.add(res.loss, res.tokens)
+		if res.status == "" {
+			res.status = fmt.Sprintf("loss %.4f  %.0f tok/s", res.loss, w.tokensPerSec())
+		}
+		l.progress.Step(step, res.status)
+
+		eval := (l.evalEvery > 0 && step%l.evalEvery == 0) || step == l.steps
+		if step%l.logEvery == 0 || eval {
+			rec, ev, err := m.record(l, step, eval, &w, l.log.Info().Int(l.unit, step))
+			if err != nil {
+				return fmt.Errorf("%s %s %d: %w", l.name, l.unit, step, err)
+			}
+			ev.Str("eta", l.eta(step)).Msg(l.name)
+			if err := l.metrics.Write(rec); err != nil {
+				return err
+			}
+			w = newLossWindow()
+		}
+		if l.saveEvery > 0 && step%l.saveEvery == 0 && step < l.steps {
+			if err := l.save(m); err != nil {
+				return err
+			}
+		}
+	}
+	return l.save(m)
+}
+
+// checkFinite is the divergence guard: a step whose loss (or another of
+// its values) is not finite ends the run, naming the saved state before it.
+func (l *loop) checkFinite(step int, res stepResult) error {
+	for _, v := range append([]namedValue{{"the loss", res.loss}}, res.finite...) {
+		if math.IsNaN(v.value) || math.IsInf(v.value, 0) {
+			return fmt.Errorf("%s %s %d: %s is %v; the run diverged (try a lower learning rate); the last saved state in %s is from %s %d, before it",
+				l.name, l.unit, step, v.name, v.value, filepath.Join(l.dir, ResumeDir), l.unit, l.st.Step)
+		}
+	}
+	return nil
+}
+
+// save writes the resume state: the parts, then the loop's and the
+// method's position.
+func (l *loop) save(m method) error {
+	l.st.Seconds += time.Since(l.segStart).Seconds()
+	l.segStart, l.segStep = time.Now(), l.st.Step
+	raw, err := json.Marshal(m.state())
+	if err != nil {
+		return fmt.Errorf("save resume state: %w", err)
+	}
+	l.st.Method = raw
+	if err := saveResume(l.dir, l.parts, l.st); err != nil {
+		return err
+	}
+	if a, ok := m.(afterSaver); ok {
+		if err := a.afterSave(); err != nil {
+			return fmt.Errorf("save: %w", err)
+		}
+	}
+	return nil
+}
+
+// finish writes the run's summary.json and closes the metrics; for an
+// interrupted run it returns the error that says how to resume.
+func (l *loop) finish(ctx context.Context, summary any) error {
+	if err := atomicfile.WriteJSON(filepath.Join(l.dir, SummaryFile), summary); err != nil {
+		return err
+	}
+	if err := l.metrics.Close(); err != nil {
+		return err
+	}
+	if l.interrupted {
+		return fmt.Errorf("%s interrupted after %s %d (resume with --resume %s): %w", l.name, l.unit, l.st.Step, l.dir, context.Cause(ctx))
+	}
+	return nil
+}
+
+// close releases the metrics file of a run that ends in an error.
+func (l *loop) close() { l.metrics.Close() }
+
+// elapsed is the run's training time so far, over all its segments.
+func (l *loop) elapsed() float64 { return l.st.Seconds + time.Since(l.segStart).Seconds() }
+
+// tokensPerSec is the run's mean training throughput.
+func (l *loop) tokensPerSec() float64 { return float64(l.st.Tokens) / math.Max(l.st.Seconds, 1e-9) }
+
+// eta estimates the time to the last step from this segment's pace.
+func (l *loop) eta(step int) string {
+	return eta(time.Since(l.segStart), step-l.segStep, l.steps-step)
+}
+
+// eta estimates the time left when done steps took elapsed and left remain.
+func eta(elapsed time.Duration, done, left int) string {
+	if done <= 0 {
+		return "?"
+	}
+	return time.Duration(float64(elapsed) / float64(done) * float64(left)).Round(time.Second).String()
+}
+
+// lossWindow averages the training loss, and measures tokens per second,
+// over the steps since the last logged step.
+type lossWindow struct {
+	start  time.Time
+	loss   float64
+	steps  int
+	tokens int64
+}
+
+func newLossWindow() lossWindow { return lossWindow{start: time.Now()} }
+
+func (w *lossWindow) add(loss float64, tokens int64) {
+	w.loss += loss
+	w.steps++
+	w.tokens += tokens
+}
+
+func (w *lossWindow) meanLoss() float64     { return w.loss / float64(max(w.steps, 1)) }
+func (w *lossWindow) tokensPerSec() float64 { return float64(w.tokens) / time.Since(w.start).Seconds() }
+
+// round4 rounds to four decimals for log lines (metrics keep full values).
+func round4(x float64) float64 { return math.Round(x*1e4) / 1e4 }
