@@ -5,7 +5,6 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
 	"github.com/instructgo/instructgo/train"
 	"github.com/instructgo/instructgo/train/data"
@@ -101,9 +100,9 @@ func (e *env) stepResult(group, name, shape, unit string, work, flops float64, m
 	e.add(r)
 }
 
-// sftCase is one supervised fine-tuning step as train.SFT takes it: zero
-// the gradients, forward with dropout 0.2, the mean next-token loss (Dot
-// of the log-probs with −1/(B·T) weights), backward, global-norm clip and
+// sftCase is one supervised fine-tuning step, run by train.LMStep (the
+// step train.SFT and train.Pretrain take): zero the gradients, forward with
+// dropout 0.2, the mean next-token loss, backward, global-norm clip and
 // AdamW, and the loss read back. Tokens/s counts B·T; the MFU uses
 // TrainFLOPsPerToken.
 func (e *env) sftCase(nc namedConfig) stepCase {
@@ -119,43 +118,25 @@ func (e *env) sftCase(nc namedConfig) stepCase {
 			if err != nil {
 				return nil, err
 			}
-			opt, err := train.NewOptimizer(e.b, cfg, train.DefaultOptim())
+			step, err := train.NewLMStep(m, train.DefaultOptim(), 1<<30, 1, e.opt.Seed)
 			if err != nil {
 				return nil, err
 			}
-			weights, err := e.b.Alloc(gpu.Float32, B*T)
-			if err != nil {
-				return nil, err
-			}
-			loss, err := e.b.Alloc(gpu.Float32, 1)
-			if err != nil {
-				return nil, err
-			}
-			e.b.Fill(weights, -1/float32(B*T))
 			batches := []*model.Batch{e.randomBatch(cfg, B, T, true), e.randomBatch(cfg, B, T, true)}
-			var lossHost [1]float32
 			return func(i int) error {
-				e.b.Fill(m.Grads.All, 0)
-				if err := m.Forward(batches[i%2], true, uint64(i)); err != nil {
-					return err
-				}
-				e.b.Dot(loss, m.LogProbs(), weights)
-				if err := m.Backward(weights, nil); err != nil {
-					return err
-				}
-				opt.Update(m.Params, m.Grads, 1e-4, 1)
-				return e.b.Download(lossHost[:], loss)
+				_, _, err := step.Run(i+1, func() (*model.Batch, error) { return batches[i%2], nil })
+				return err
 			}, nil
 		},
 	}
 }
 
-// rmCase is one reward-model step as train.RM takes it: rows responses
-// (K = 4 per prompt, all C(4,2) = 6 comparisons of a prompt in the same
-// batch) forwarded once each through a scalar-head model, the rewards
-// read at the last token and sent to the host, InstructGPT's K-way loss
-// (train.KWayLoss), its gradient uploaded and scattered back, backward and
-// AdamW. The figure is comparisons/s.
+// rmCase is one reward-model step, run by train.RMStep (the step train.RM
+// takes): rows responses (K = 4 per prompt, all C(4,2) = 6 comparisons of
+// a prompt in the same batch) forwarded once each through a scalar-head
+// model, the rewards read at the last token and sent to the host,
+// InstructGPT's K-way loss, its gradient uploaded and scattered back,
+// backward and AdamW. The figure is comparisons/s.
 func (e *env) rmCase(nc namedConfig) stepCase {
 	rows, T := max(rmK, nc.shape.Batch/rmK*rmK), nc.shape.Seq
 	G := rows / rmK
@@ -171,66 +152,28 @@ func (e *env) rmCase(nc namedConfig) stepCase {
 			if err != nil {
 				return nil, err
 			}
-			opt, err := train.NewOptimizer(e.b, cfg, train.DefaultOptim())
+			step, err := train.NewRMStep(m, train.DefaultOptim(), 1<<30, rows, rows*T, 0, e.opt.Seed)
 			if err != nil {
 				return nil, err
 			}
-			groups := make([]data.ComparisonGroup, G)
-			for g := range groups {
-				groups[g] = data.ComparisonGroup{Start: g * rmK, K: rmK, Ranking: e.rng.Perm(rmK)}
+			// Two sets of G prompts, each with K responses of T tokens.
+			var sets [2][]data.ComparisonTokens
+			for s := range sets {
+				for range G {
+					c := data.ComparisonTokens{Ranking: e.rng.Perm(rmK), PromptLen: 1}
+					for range rmK {
+						c.Responses = append(c.Responses, e.randomInts(T, cfg.VocabSize))
+					}
+					sets[s] = append(sets[s], c)
+				}
 			}
-			validLen, last := make([]int32, rows), make([]int32, rows)
-			for i := range validLen {
-				validLen[i], last[i] = int32(T), int32(T-1)
+			idx := make([]int, G)
+			for g := range idx {
+				idx[g] = g
 			}
-			idx, err := e.intTensor(last, rows)
-			if err != nil {
-				return nil, err
-			}
-			r, err := e.b.Alloc(gpu.Float32, rows, 1)
-			if err != nil {
-				return nil, err
-			}
-			dr, err := e.b.Alloc(gpu.Float32, rows, 1)
-			if err != nil {
-				return nil, err
-			}
-			dv, err := e.b.Alloc(gpu.Float32, rows, T, 1)
-			if err != nil {
-				return nil, err
-			}
-			batches := []*model.Batch{e.randomBatch(cfg, rows, T, false), e.randomBatch(cfg, rows, T, false)}
-			for _, in := range batches {
-				in.ValidLen = validLen
-			}
-			rHost, drHost := make([]float32, rows), make([]float32, rows)
 			return func(i int) error {
-				e.b.Fill(m.Grads.All, 0)
-				if err := m.Forward(batches[i%2], true, uint64(i)); err != nil {
-					return err
-				}
-				values, err := m.Values().Reshape(rows, T, 1)
-				if err != nil {
-					return err
-				}
-				e.b.GatherRows(r, values, idx)
-				if err := e.b.Download(rHost, r); err != nil {
-					return err
-				}
-				clear(drHost)
-				if _, err := train.KWayLoss(groups, rHost, 1/float64(G), drHost); err != nil {
-					return err
-				}
-				if err := e.b.Upload(dr, drHost); err != nil {
-					return err
-				}
-				e.b.Fill(dv, 0)
-				e.b.ScatterAddRows(dv, dr, idx)
-				if err := m.Backward(dv.MustReshape(rows*T), nil); err != nil {
-					return err
-				}
-				opt.Update(m.Params, m.Grads, 1e-4, 1)
-				return e.b.Err()
+				_, _, _, err := step.Run(i+1, sets[i%2], idx)
+				return err
 			}, nil
 		},
 	}
