@@ -1,20 +1,22 @@
-// Package train holds the training loops of the InstructGPT recipe and what
-// they share: pretraining, SFT, the reward model (K-way ranking batches,
-// centring) and PPO-ptx (rollouts with the KV cache, KL-penalised rewards,
-// GAE, the clipped updates, the ptx term, the EMA policy); AdamW over a
-// model's single parameter buffer and learning-rate schedules; evaluation on
-// the built-in tasks and the labeler's win rate; the best-of-n check of a
-// reward model on a policy's own samples; run directories (config,
-// metrics.jsonl, checkpoints, summary, exact resume); and Pipeline, which
-// runs every stage and writes the report.
+// Package train holds the training methods of the InstructGPT recipe and
+// what they share. One loop driver (loop.go) runs every method: it owns
+// the interrupt, step counting, the divergence guard, progress, log lines,
+// metrics.jsonl, periodic and final saves, resume and the run's clock;
+// each method supplies its step and its evaluation: pretraining and SFT
+// (LMStep, the next-token loss), the reward model (RMStep, K-way ranking
+// batches, centring) and PPO-ptx (rollouts with the KV cache,
+// KL-penalised rewards, GAE, the clipped updates, the ptx term, the EMA
+// policy). Also here: AdamW over a model's single parameter buffer and
+// the learning-rate schedule; evaluation on the built-in tasks and the
+// labeler's win rate; the best-of-n check of a reward model on a policy's
+// own samples; labelling a policy's samples; run directories (config,
+// metrics, checkpoints, summary, exact resume).
 //
 // The defaults follow the paper where they fit the scale; where they do
-// not, the departure and its measurement are documented at the default:
-// DefaultPPO (ptx coefficient 0.1, minibatch and learning rate) and
-// DefaultPipeline (longer pretraining, SFT for 32 epochs at dropout 0.1,
-// β 0.1), the tiny model underfitting where the paper's overfit.
+// not, the default says why in a few lines and docs/EXPERIMENTS.md holds
+// the runs behind it. The whole pipeline is package train/pipeline.
 //
-// It imports gpu (the contract), model, train/data, train/tasks, the
-// standard library, zerolog and gonum/plot (the report's plots); never a
-// concrete backend.
+// It imports gpu (the contract), model, train/data, train/tasks,
+// internal/atomicfile, the standard library and zerolog; never a concrete
+// backend.
 package train

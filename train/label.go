@@ -210,14 +210,14 @@ func indexOf(xs []string, x string) int {
 // ({"prompt", "responses", "ranking", "task", "answer"}), replacing the file
 // atomically.
 func WriteComparisons(path string, groups []tasks.Group) error {
-	if err := atomicfile.Write(path, func(w io.Writer) error { return encodeComparisons(w, groups) }); err != nil {
+	if err := atomicfile.Write(path, func(w io.Writer) error { return EncodeComparisons(w, groups) }); err != nil {
 		return fmt.Errorf("write comparisons: %w", err)
 	}
 	return nil
 }
 
-// encodeComparisons writes groups to w, one rm.jsonl record per line.
-func encodeComparisons(w io.Writer, groups []tasks.Group) error {
+// EncodeComparisons writes groups to w, one rm.jsonl record per line.
+func EncodeComparisons(w io.Writer, groups []tasks.Group) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	for _, g := range groups {

@@ -60,14 +60,10 @@ type RMConfig struct {
 
 // DefaultRM is the paper's recipe (one epoch, cosine decay to 10%, a
 // ranking loss averaged over prompts) scaled to the built-in tasks on a
-// CPU. On data synth's rm.jsonl with the tiny model (measured held-out
-// pairwise accuracy after one epoch): batches of 32 prompts rather than
-// the paper's 64, so that one epoch is about 140 updates instead of 70
-// (67.7% against 66.5%; 16 prompts: 66.0%), and a peak learning rate of
-// 1e-3, far above the paper's 9e-6 for 6B parameters (3e-4: 64.7% at
-// batch 64; 6e-4: 67.6%; 3e-3: 64.9%). 10% of the distinct prompts are
-// held out, so that the accuracy is measured on about 9k pairs. The head
-// starts as N(0, 0.02²), transformers' initializer_range.
+// CPU: batches of 32 prompts rather than 64, so that the tiny model gets
+// twice the updates in its one epoch, and a peak learning rate of 1e-3
+// (docs/EXPERIMENTS.md). 10% of the distinct prompts are held out; the
+// head starts as N(0, 0.02²), transformers' initializer_range.
 func DefaultRM() RMConfig {
 	o := DefaultOptim()
 	o.LR, o.Warmup = 1e-3, 5

@@ -5,13 +5,12 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/train"
-	"github.com/instructgo/instructgo/train/tasks"
+	"github.com/instructgo/instructgo/train/pipeline"
 )
 
 func pipelineCommand() *cli.Command {
@@ -49,13 +48,13 @@ func runPipeline(c *cli.Context) error {
 	if err := noArgs(c); err != nil {
 		return err
 	}
-	cfg := train.DefaultPipeline(c.String("out"))
+	cfg := pipeline.Default(c.String("out"))
 	if arg := c.String("config"); arg != "" {
 		var err error
 		if strings.HasPrefix(strings.TrimSpace(arg), "{") {
-			cfg, err = train.ParsePipelineConfig([]byte(arg), c.String("out"))
+			cfg, err = pipeline.ParseConfig([]byte(arg), c.String("out"))
 		} else {
-			cfg, err = train.LoadPipelineConfig(arg, c.String("out"))
+			cfg, err = pipeline.LoadConfig(arg, c.String("out"))
 		}
 		if err != nil {
 			return usageErrorf("pipeline --config: %v", err)
@@ -67,35 +66,15 @@ func runPipeline(c *cli.Context) error {
 	if c.Bool("print-config") {
 		return writeJSON(c, cfg)
 	}
-	var rep *train.PipelineReport
+	var rep *pipeline.Report
 	if err := runTraining(c, false, func(ctx context.Context, b gpu.Backend, opt train.RunOptions) (err error) {
-		rep, err = train.Pipeline(ctx, b, cfg, opt)
+		rep, err = pipeline.Run(ctx, b, cfg, opt)
 		return err
 	}); err != nil {
 		return err
 	}
-	w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "model\ttask score\twin rate vs SFT\tpretraining loss\n")
-	fmt.Fprintf(w, "pretrained\t%.3f\t\t%.4f\n", rep.Pretrain.TaskScore, rep.Pretrain.ValLoss)
-	fmt.Fprintf(w, "SFT\t%.3f\t0.500\t%.4f\n", rep.SFT.TaskScore, rep.SFTPtxLoss)
-	fmt.Fprintf(w, "PPO-ptx\t%.3f\t%.3f\t%.4f\n", rep.PPO.TaskScore, rep.PPO.WinRateVsSFT, rep.PPO.PtxLoss)
-	if err := w.Flush(); err != nil {
+	if err := pipeline.WriteSummary(c.App.Writer, rep); err != nil {
 		return err
-	}
-	fmt.Fprintf(c.App.Writer, "standard errors over the %d held-out prompts: win rate ±%.3f, task score gain %+.3f ± %.3f\n",
-		rep.EvalN, rep.PPO.WinRateStdErr, rep.PPO.TaskScore-rep.SFT.TaskScore, rep.PPO.ScoreGainStdErr)
-	fmt.Fprintf(c.App.Writer, "reward model: held-out accuracy %.3f (labelers agree %.3f); PPO KL to SFT %.3f; %.0f s in all\n",
-		rep.RM.Accuracy, rep.RM.LabelerAgrement, rep.PPO.KLToSFT, rep.Seconds)
-	if rep.SFT.HabitRate > 0 || rep.PPO.HabitRate > 0 {
-		fmt.Fprintf(c.App.Writer, "answers opening with the demonstrators' habit %q: SFT %.3f, PPO %.3f", tasks.HabitPrefix, rep.SFT.HabitRate, rep.PPO.HabitRate)
-		if h, e := rep.PPO.WinRateSFTHabit, rep.PPO.WinRateElsewhere; h != nil && e != nil {
-			fmt.Fprintf(c.App.Writer, "; win rate where SFT's has it %.3f, elsewhere %.3f", *h, *e)
-		}
-		fmt.Fprintln(c.App.Writer)
-	}
-	if bn := rep.RM.BestOfN; bn != nil {
-		fmt.Fprintf(c.App.Writer, "on SFT's own samples, best of %d: by the reward model %.3f, by the ideal reward %.3f, one sample %.3f (task score)\n",
-			bn.N, bn.ByRM, bn.Ideal, bn.Sample)
 	}
 	fmt.Fprintf(c.App.Writer, "report: %s\n", filepath.Join(cfg.Out, "report.md"))
 	return nil

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/instructgo/instructgo/train"
+	"github.com/instructgo/instructgo/train/pipeline"
 	"github.com/instructgo/instructgo/train/tasks"
 )
 
@@ -49,11 +49,11 @@ func TestPipelinePrintConfig(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit code %d, stderr %q", code, stderr)
 	}
-	var cfg train.PipelineConfig
+	var cfg pipeline.Config
 	if err := json.Unmarshal([]byte(stdout), &cfg); err != nil {
 		t.Fatalf("not a pipeline configuration: %v\n%s", err, stdout)
 	}
-	want := train.DefaultPipeline(out)
+	want := pipeline.Default(out)
 	want.PPO.Iterations, want.Synth.Seed = 7, 3
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("printed %+v", cfg)
@@ -67,7 +67,7 @@ func TestPipelinePrintConfig(t *testing.T) {
 // seconds and checks what it prints against the report it writes.
 func TestPipelineSmallRun(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "run")
-	c := train.DefaultPipeline(out)
+	c := pipeline.Default(out)
 	c.Synth.NSFT, c.Synth.NRM, c.Synth.NPPO, c.Synth.NEval, c.Synth.PretrainBytes = 64, 48, 64, 16, 40_000
 	c.Pretrain.Steps, c.Pretrain.Batch, c.Pretrain.Seq, c.Pretrain.EvalEvery, c.Pretrain.EvalBatches = 6, 4, 64, 3, 2
 	// Every demonstration has the habit, so that even this short SFT run
@@ -85,7 +85,7 @@ func TestPipelineSmallRun(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit code %d, stderr %q", code, stderr)
 	}
-	var rep train.PipelineReport
+	var rep pipeline.Report
 	if raw, err = os.ReadFile(filepath.Join(out, "report.json")); err != nil || json.Unmarshal(raw, &rep) != nil {
 		t.Fatalf("report.json: %v", err)
 	}

@@ -314,7 +314,7 @@ func TestPermutationUniform(t *testing.T) {
 	}
 }
 
-func TestTypedBatchers(t *testing.T) {
+func TestSFTBatcherBudget(t *testing.T) {
 	var ex []SFTExample
 	for i := range 40 {
 		ex = append(ex, SFTExample{Prompt: string(rune('a'+i%26)) + "?", Completion: string(make([]byte, i))})
@@ -334,20 +334,5 @@ func TestTypedBatchers(t *testing.T) {
 	}
 	if seen != len(toks) {
 		t.Errorf("epoch saw %d examples of %d", seen, len(toks))
-	}
-
-	cs := []Comparison{
-		{Prompt: "p", Responses: []string{"a", "bb", "ccc"}, Ranking: []int{0, 1, 2}},
-		{Prompt: "q", Responses: []string{"a", "b"}, Ranking: []int{1, 0}},
-		{Prompt: "r", Responses: []string{"aaaa", "b", "c", "d"}, Ranking: []int{3, 2, 1, 0}},
-	}
-	ct, _ := TokenizeComparisons(cs, testEnc{}, 16)
-	cb, err := NewComparisonBatcher(ct, testPad, BatchOptions{MaxBatch: 6, Sequential: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b1, b2 := cb.Next(), cb.Next()
-	if b1.B != 5 || len(b1.Groups) != 2 || b2.B != 4 || b2.T != 6 || len(b2.Groups) != 1 || cb.Pos() != (Position{Epoch: 1}) {
-		t.Errorf("comparison batches %+v %+v", b1, b2)
 	}
 }

@@ -73,36 +73,3 @@ func NewComparisonBatch(cs []ComparisonTokens, idx []int, pad int32) *Comparison
 	}
 	return b
 }
-
-// ComparisonItems describes tokenised comparisons to a Batcher: K rows
-// each, as long as the longest response sequence.
-func ComparisonItems(cs []ComparisonTokens) []Item {
-	items := make([]Item, len(cs))
-	for i := range cs {
-		items[i] = Item{Rows: len(cs[i].Responses), Len: cs[i].MaxLen()}
-	}
-	return items
-}
-
-// ComparisonBatcher is a Batcher over tokenised comparisons that returns
-// laid out batches. Pos, Seek and EpochBatches are the Batcher's.
-type ComparisonBatcher struct {
-	*Batcher
-	comparisons []ComparisonTokens
-	pad         int32
-}
-
-// NewComparisonBatcher returns a ComparisonBatcher over cs, padding with
-// pad. MaxBatch in opt counts rows (responses), not comparisons.
-func NewComparisonBatcher(cs []ComparisonTokens, pad int32, opt BatchOptions) (*ComparisonBatcher, error) {
-	b, err := NewBatcher(ComparisonItems(cs), opt)
-	if err != nil {
-		return nil, err
-	}
-	return &ComparisonBatcher{Batcher: b, comparisons: cs, pad: pad}, nil
-}
-
-// Next returns the next batch.
-func (c *ComparisonBatcher) Next() *ComparisonBatch {
-	return NewComparisonBatch(c.comparisons, c.Batcher.Next(), c.pad)
-}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/instructgo/instructgo/train"
+	"github.com/instructgo/instructgo/train/pipeline"
 )
 
 // fakeBundle writes a bundle whose programs are shell scripts: a test
@@ -93,7 +93,7 @@ func TestRunnerBudget(t *testing.T) {
 // TestPipelineSmokeConfig checks that the smoke run's configuration is one
 // the pipeline accepts (a renamed field would otherwise only show on a GPU).
 func TestPipelineSmokeConfig(t *testing.T) {
-	cfg, err := train.ParsePipelineConfig([]byte(pipelineSmokeConfig), t.TempDir())
+	cfg, err := pipeline.ParseConfig([]byte(pipelineSmokeConfig), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

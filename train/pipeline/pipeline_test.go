@@ -1,11 +1,10 @@
-package train
+package pipeline
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -15,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/instructgo/instructgo/gpu/cpu"
+	"github.com/instructgo/instructgo/train"
 	"github.com/instructgo/instructgo/train/tasks"
 )
 
@@ -36,20 +36,20 @@ func TestStageState(t *testing.T) {
 		}
 	}
 	check("empty directory", false, false)
-	write(filepath.Join(dir, ResumeDir, TrainerStateFile), `{"step": 3}`)
+	write(filepath.Join(dir, train.ResumeDir, train.TrainerStateFile), `{"step": 3}`)
 	check("killed after a save", false, true)
-	write(filepath.Join(dir, SummaryFile), `{"steps": 3, "interrupted": true}`)
+	write(filepath.Join(dir, train.SummaryFile), `{"steps": 3, "interrupted": true}`)
 	check("interrupted", false, true)
-	write(filepath.Join(dir, SummaryFile), `{"steps": 9, "interrupted": false}`)
+	write(filepath.Join(dir, train.SummaryFile), `{"steps": 9, "interrupted": false}`)
 	check("finished", true, false)
-	write(filepath.Join(dir, SummaryFile), `{"steps": 9`)
+	write(filepath.Join(dir, train.SummaryFile), `{"steps": 9`)
 	check("torn summary", false, true)
 }
 
-// smallPipeline is DefaultPipeline shrunk to seconds: a few hundred
+// smallPipeline is Default shrunk to seconds: a few hundred
 // records, a handful of steps per stage.
-func smallPipeline(out string) PipelineConfig {
-	c := DefaultPipeline(out)
+func smallPipeline(out string) Config {
+	c := Default(out)
 	c.Synth.NSFT, c.Synth.NRM, c.Synth.NPPO, c.Synth.NEval, c.Synth.PretrainBytes = 64, 48, 64, 16, 40_000
 	c.Pretrain.Steps, c.Pretrain.Batch, c.Pretrain.Seq, c.Pretrain.EvalEvery, c.Pretrain.EvalBatches = 6, 4, 64, 3, 2
 	c.Pretrain.LogEvery, c.Pretrain.SaveEvery = 2, 2
@@ -66,9 +66,9 @@ func smallPipeline(out string) PipelineConfig {
 // numbers.
 func TestPipelineEndToEnd(t *testing.T) {
 	b := cpu.New(2)
-	opt := RunOptions{Log: zerolog.Nop()}
+	opt := train.RunOptions{Log: zerolog.Nop()}
 	out := t.TempDir()
-	rep, err := Pipeline(context.Background(), b, smallPipeline(out), opt)
+	rep, err := Run(context.Background(), b, smallPipeline(out), opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	if f, l := rep.PPO.FirstTaskScore, rep.PPO.LastTaskScore; f == nil || l == nil || !(*f >= 0 && *f <= 1 && *l >= 0 && *l <= 1) {
 		t.Errorf("rollout task scores %v, %v", f, l)
 	}
-	iters := readMetrics(t, filepath.Join(out, StagePPO), func(m PPOMetrics) int { return m.Step })
+	iters := readMetrics[train.PPOMetrics](t, filepath.Join(out, StagePPO))
 	for _, m := range iters {
 		if m.TaskScore == nil || *m.TaskScore < 0 || *m.TaskScore > 1 {
 			t.Fatalf("PPO iteration %d: task score %v", m.Step, m.TaskScore)
@@ -119,11 +119,11 @@ func TestPipelineEndToEnd(t *testing.T) {
 	if err != nil || string(all) != string(synth)+string(own) || len(own) == 0 {
 		t.Errorf("rm_all.jsonl (%d bytes, %v) is not rm.jsonl (%d) then rm_sft.jsonl (%d)", len(all), err, len(synth), len(own))
 	}
-	var rmRun RMConfig
-	if raw, err := os.ReadFile(filepath.Join(out, StageRM, RunConfigFile)); err != nil || json.Unmarshal(raw, &rmRun) != nil || rmRun.Data != filepath.Join(out, StageLabel, "rm_all.jsonl") {
+	var rmRun train.RMConfig
+	if raw, err := os.ReadFile(filepath.Join(out, StageRM, train.RunConfigFile)); err != nil || json.Unmarshal(raw, &rmRun) != nil || rmRun.Data != filepath.Join(out, StageLabel, "rm_all.jsonl") {
 		t.Errorf("the reward model trained on %q (%v)", rmRun.Data, err)
 	}
-	for _, want := range []string{"| SFT |", "| PPO-ptx (EMA) |", "best of 2 by the reward model", "pretrain.png", "the rollouts' ground-truth task score", "| rankings of SFT samples | 12 prompts"} {
+	for _, want := range []string{"| SFT |", "| PPO-ptx |", "best of 2 by the reward model", "pretrain.png", "the rollouts' ground-truth task score", "| rankings of SFT samples | 12 prompts"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report.md lacks %q", want)
 		}
@@ -178,7 +178,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 		}
 	}
 
-	var onDisk PipelineReport
+	var onDisk Report
 	raw, err = os.ReadFile(filepath.Join(out, "report.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -202,7 +202,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	if !closeTo(rep.Seconds, sumValues(clock)) {
 		t.Errorf("report total %v s, stages %v s", rep.Seconds, sumValues(clock))
 	}
-	again, err := Pipeline(context.Background(), b, smallPipeline(out), opt)
+	again, err := Run(context.Background(), b, smallPipeline(out), opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,11 +219,11 @@ func TestPipelineEndToEnd(t *testing.T) {
 	// The run's pipeline_config.json reruns it in another directory, with
 	// the same numbers.
 	copyDir := t.TempDir()
-	loaded, err := LoadPipelineConfig(filepath.Join(out, PipelineConfigFile), copyDir)
+	loaded, err := LoadConfig(filepath.Join(out, ConfigFile), copyDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rerun, err := Pipeline(context.Background(), b, loaded, opt)
+	rerun, err := Run(context.Background(), b, loaded, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,11 +237,11 @@ func TestPipelineEndToEnd(t *testing.T) {
 	// reported as the new configuration's.
 	other := smallPipeline(out)
 	other.Synth.Seed++
-	before, _ := os.ReadFile(filepath.Join(out, PipelineConfigFile))
-	if _, err := Pipeline(context.Background(), b, other, opt); err == nil || !strings.Contains(err.Error(), "synth.seed: 1 before, 2 now") {
+	before, _ := os.ReadFile(filepath.Join(out, ConfigFile))
+	if _, err := Run(context.Background(), b, other, opt); err == nil || !strings.Contains(err.Error(), "synth.seed: 1 before, 2 now") {
 		t.Errorf("a rerun with another seed: %v", err)
 	}
-	if after, _ := os.ReadFile(filepath.Join(out, PipelineConfigFile)); string(after) != string(before) {
+	if after, _ := os.ReadFile(filepath.Join(out, ConfigFile)); string(after) != string(before) {
 		t.Error("the refused rerun rewrote the run's configuration")
 	}
 
@@ -250,13 +250,13 @@ func TestPipelineEndToEnd(t *testing.T) {
 	out2 := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := Pipeline(ctx, b, smallPipeline(out2), opt); err == nil {
+	if _, err := Run(ctx, b, smallPipeline(out2), opt); err == nil {
 		t.Fatal("a cancelled pipeline reported success")
 	}
 	if fin, resumable := stageState(filepath.Join(out2, StagePretrain)); fin || !resumable {
 		t.Fatalf("after the interruption pretraining is finished %v, resumable %v", fin, resumable)
 	}
-	rep2, err := Pipeline(context.Background(), b, smallPipeline(out2), opt)
+	rep2, err := Run(context.Background(), b, smallPipeline(out2), opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,20 +302,20 @@ func TestLoadPipelineConfig(t *testing.T) {
 		}
 		return p
 	}
-	got, err := LoadPipelineConfig(write("few.json", `{"ppo": {"iterations": 7}, "synth": {"seed": 5}}`), out)
+	got, err := LoadConfig(write("few.json", `{"ppo": {"iterations": 7}, "synth": {"seed": 5}}`), out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := DefaultPipeline(out)
+	want := Default(out)
 	want.PPO.Iterations, want.Synth.Seed = 7, 5
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("a few fields: got %+v", got)
 	}
-	saved, _ := json.Marshal(DefaultPipeline(filepath.Join(dir, "old")))
-	if got, err := LoadPipelineConfig(write("saved.json", string(saved)), out); err != nil || !reflect.DeepEqual(got, DefaultPipeline(out)) {
+	saved, _ := json.Marshal(Default(filepath.Join(dir, "old")))
+	if got, err := LoadConfig(write("saved.json", string(saved)), out); err != nil || !reflect.DeepEqual(got, Default(out)) {
 		t.Errorf("an earlier run's configuration: %v, %+v", err, got)
 	}
-	if _, err := LoadPipelineConfig(write("typo.json", `{"ppo": {"iteratons": 7}}`), out); err == nil || !strings.Contains(err.Error(), "iteratons") {
+	if _, err := LoadConfig(write("typo.json", `{"ppo": {"iteratons": 7}}`), out); err == nil || !strings.Contains(err.Error(), "iteratons") {
 		t.Errorf("a misspelt field: %v", err)
 	}
 }
@@ -326,42 +326,39 @@ func TestLoadPipelineConfig(t *testing.T) {
 func TestCheckSameConfig(t *testing.T) {
 	dir := t.TempDir()
 	run := filepath.Join(dir, "run")
-	path := filepath.Join(run, PipelineConfigFile)
-	if err := checkSameConfig(path, DefaultPipeline(run)); err != nil {
+	path := filepath.Join(run, ConfigFile)
+	if err := checkSameConfig(path, Default(run)); err != nil {
 		t.Fatalf("no earlier configuration: %v", err)
 	}
 	if err := os.MkdirAll(run, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	raw, _ := json.Marshal(DefaultPipeline(run))
+	raw, _ := json.Marshal(Default(run))
 	if err := os.WriteFile(path, raw, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := checkSameConfig(path, DefaultPipeline(run)); err != nil {
+	if err := checkSameConfig(path, Default(run)); err != nil {
 		t.Errorf("the same configuration: %v", err)
 	}
 	moved := filepath.Join(dir, "moved")
-	if err := checkSameConfig(path, DefaultPipeline(moved)); err != nil {
+	if err := checkSameConfig(path, Default(moved)); err != nil {
 		t.Errorf("the same configuration in a moved directory: %v", err)
 	}
-	changed := DefaultPipeline(run)
+	changed := Default(run)
 	changed.PPO.Iterations++
 	want := fmt.Sprintf("ppo.iterations: %d before, %d now", changed.PPO.Iterations-1, changed.PPO.Iterations)
 	if err := checkSameConfig(path, changed); err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("another PPO length: %v, want it to name %q", err, want)
 	}
-	elsewhere := DefaultPipeline(run)
+	elsewhere := Default(run)
 	elsewhere.Pretrain.Data = []string{filepath.Join(dir, "other.txt")}
 	if err := checkSameConfig(path, elsewhere); err == nil || !strings.Contains(err.Error(), "pretrain.data") {
 		t.Errorf("pretraining text outside the run directory: %v", err)
 	}
 }
 
-// TestWinRate checks the win rate and its per-task split on hand-worked
-// preferences: a tie counts half, and a noise-free labeler prefers the
-// higher utility outright.
 // sampleStdErr is the standard error of the mean, computed in one pass
-// from Σx and Σx² (stdErr, which it checks, takes two).
+// from Σx and Σx².
 func sampleStdErr(xs []float64) float64 {
 	var s, s2 float64
 	for _, x := range xs {
@@ -372,87 +369,20 @@ func sampleStdErr(xs []float64) float64 {
 	return math.Sqrt((s2 - s*s/n) / (n - 1) / n)
 }
 
-func TestStdErr(t *testing.T) {
-	// 1, 2, 3, 4: mean 2.5, sample variance 5/3, standard error √(5/12).
-	if got, want := stdErr([]float64{1, 2, 3, 4}), math.Sqrt(5.0/12); math.Abs(got-want) > 1e-15 {
-		t.Errorf("stdErr(1..4) = %v, want %v", got, want)
-	}
-	if stdErr([]float64{0.7}) != 0 || stdErr(nil) != 0 {
-		t.Error("the standard error of fewer than two values is not 0")
-	}
-	rng := rand.New(rand.NewPCG(3, 4))
-	xs := make([]float64, 500)
-	for i := range xs {
-		xs[i] = rng.Float64()
-	}
-	if got, want := stdErr(xs), sampleStdErr(xs); math.Abs(got-want) > 1e-12 {
-		t.Errorf("stdErr of 500 uniforms %v, one-pass formula %v", got, want)
-	}
-}
-
-func deref(p *float64) any {
-	if p == nil {
-		return nil
-	}
-	return *p
-}
-
-func TestWinRate(t *testing.T) {
-	sample := func(prompt, task, answer, response string) TaskSample {
-		return TaskSample{Prompt: prompt, Task: task, Answer: answer, Response: response}
-	}
-	a := TaskEval{Samples: []TaskSample{
-		sample("reverse: cat\n", "reverse", "tac", "tac"),
-		sample("reverse: dog\n", "reverse", "god", "gdo"),
-		sample("repeat cat 3 times\n", "repeat", "cat cat cat", "cat cat cat"),
-	}}
-	b := TaskEval{Samples: []TaskSample{
-		sample("reverse: cat\n", "reverse", "tac", "tac"),
-		sample("reverse: dog\n", "reverse", "god", "god"),
-		sample("repeat cat 3 times\n", "repeat", "cat cat cat", "cat"),
-	}}
-	noiseFree := tasks.Labeler{StyleWeight: tasks.DefaultStyleWeight}
-	win, err := WinRate(a, b, noiseFree)
+// readMetrics returns the records of a run directory's metrics file.
+func readMetrics[T any](t *testing.T, dir string) []T {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, train.MetricsFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (0.5 + 0 + 1) / 3; math.Abs(win-want) > 1e-12 {
-		t.Errorf("win rate %v, want %v", win, want)
+	var recs []T
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		var rec T
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, rec)
 	}
-	byTask, err := WinRateByTask(a, b, noiseFree)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(byTask) != 2 || byTask["reverse"] != 0.25 || byTask["repeat"] != 1 {
-		t.Errorf("by task %v, want reverse 0.25, repeat 1", byTask)
-	}
-	// The default labeler is noisy: the full answer wins with
-	// σ(Δutility/noise), Δutility = 1 − 3/11 (both stop cleanly).
-	byTask, err = WinRateByTask(a, b, tasks.DefaultLabeler())
-	if want := 1 / (1 + math.Exp(-(8.0/11)/tasks.DefaultNoise)); err != nil || math.Abs(byTask["repeat"]-want) > 1e-12 {
-		t.Errorf("noisy repeat win %v (%v), want %v", byTask["repeat"], err, want)
-	}
-	// Split by b's habit: none of b's responses has it, then the first does.
-	split := func() (habit, elsewhere *float64, err error) {
-		c, err := compare(a, b, noiseFree)
-		habit, elsewhere = c.byHabit()
-		return habit, elsewhere, err
-	}
-	if h, e, err := split(); err != nil || h != nil || e == nil || math.Abs(*e-win) > 1e-12 {
-		t.Errorf("no habit: split %v, %v (%v), want nil and %v", h, e, err, win)
-	}
-	b.Samples[0].Response = tasks.HabitPrefix + "tac"
-	if h, e, err := split(); err != nil || h == nil || e == nil || *h != 1 || *e != 0.5 {
-		t.Errorf("split by habit %v, %v (%v), want 1 and 0.5", deref(h), deref(e), err)
-	}
-	if a.HabitRate() != 0 || math.Abs(b.HabitRate()-1.0/3) > 1e-12 {
-		t.Errorf("habit rates %v and %v, want 0 and 1/3", a.HabitRate(), b.HabitRate())
-	}
-	b.Samples[1].Prompt = "reverse: pig\n"
-	if _, err := WinRate(a, b, noiseFree); err == nil {
-		t.Error("WinRate accepted evaluations of different prompts")
-	}
-	if _, err := WinRateByTask(a, TaskEval{}, noiseFree); err == nil {
-		t.Error("WinRateByTask accepted evaluations of different lengths")
-	}
+	return recs
 }

@@ -1,4 +1,4 @@
-package train
+package pipeline
 
 import (
 	"bufio"
@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"text/tabwriter"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -17,6 +18,7 @@ import (
 	"gonum.org/v1/plot/vg"
 
 	"github.com/instructgo/instructgo/internal/atomicfile"
+	"github.com/instructgo/instructgo/train"
 	"github.com/instructgo/instructgo/train/tasks"
 )
 
@@ -39,7 +41,7 @@ var reportPlots = []struct {
 
 // WriteReport writes dir/report.md with the pipeline's tables and the PNG
 // plots of its training curves (from each stage's metrics.jsonl).
-func WriteReport(dir string, rep *PipelineReport) error {
+func WriteReport(dir string, rep *Report) error {
 	var plots []string
 	for _, p := range reportPlots {
 		ok, err := plotCurves(dir, p.file, p.title, p.ylabel, p.curves)
@@ -55,28 +57,74 @@ func WriteReport(dir string, rep *PipelineReport) error {
 	})
 }
 
-func writeMarkdown(w io.Writer, r *PipelineReport, plots []string) error {
+// headline is the summary the terminal prints and report.md opens with,
+// stated once: the table of the three models and the notes under it.
+func headline(r *Report) (rows [][]string, notes []string) {
+	rows = [][]string{
+		{"model", "task score", "win rate vs SFT", "pretraining loss"},
+		{"pretrained", fmt.Sprintf("%.3f", r.Pretrain.TaskScore), "", fmt.Sprintf("%.4f", r.Pretrain.ValLoss)},
+		{"SFT", fmt.Sprintf("%.3f", r.SFT.TaskScore), "0.500", fmt.Sprintf("%.4f", r.SFTPtxLoss)},
+		{"PPO-ptx", fmt.Sprintf("%.3f", r.PPO.TaskScore), fmt.Sprintf("%.3f", r.PPO.WinRateVsSFT), fmt.Sprintf("%.4f", r.PPO.PtxLoss)},
+	}
+	notes = append(notes,
+		fmt.Sprintf("standard errors over the %d held-out prompts: win rate ±%.3f, task score gain %+.3f ± %.3f",
+			r.EvalN, r.PPO.WinRateStdErr, r.PPO.TaskScore-r.SFT.TaskScore, r.PPO.ScoreGainStdErr),
+		fmt.Sprintf("reward model: held-out accuracy %.3f (labelers agree %.3f); PPO KL to SFT %.3f; alignment tax %+.4f nats/token; %.0f s in all",
+			r.RM.Accuracy, r.RM.LabelerAgrement, r.PPO.KLToSFT, r.PPO.PtxLoss-r.SFTPtxLoss, r.Seconds))
+	if r.SFT.HabitRate > 0 || r.PPO.HabitRate > 0 {
+		h := fmt.Sprintf("answers opening with the demonstrators' habit %q: SFT %.3f, PPO %.3f", tasks.HabitPrefix, r.SFT.HabitRate, r.PPO.HabitRate)
+		if hr, e := r.PPO.WinRateSFTHabit, r.PPO.WinRateElsewhere; hr != nil && e != nil {
+			h += fmt.Sprintf("; win rate where SFT's has it %.3f, elsewhere %.3f", *hr, *e)
+		}
+		notes = append(notes, h)
+	}
+	if bn := r.RM.BestOfN; bn != nil {
+		notes = append(notes, fmt.Sprintf("on SFT's own samples, best of %d: by the reward model %.3f, by the ideal reward %.3f, one sample %.3f (task score)",
+			bn.N, bn.ByRM, bn.Ideal, bn.Sample))
+	}
+	return rows, notes
+}
+
+// WriteSummary prints the headline for a terminal: the table aligned in
+// columns, then the notes, one a line.
+func WriteSummary(w io.Writer, r *Report) error {
+	rows, notes := headline(r)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, row := range rows {
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, n := range notes {
+		if _, err := fmt.Fprintln(w, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeMarkdown(w io.Writer, r *Report, plots []string) error {
 	var sb strings.Builder
 	f := func(format string, args ...any) { fmt.Fprintf(&sb, format, args...) }
 	f("# InstructGPT pipeline report\n\n")
 	f("Backend: %s. Total time: %.0f s. Held-out prompts: %d.\n\n", r.Backend, r.Seconds, r.EvalN)
 	f("## Held-out task score and preference\n\n")
-	f("| model | task score | labeler win rate vs SFT | held-out pretraining loss |\n| --- | --- | --- | --- |\n")
-	f("| pretrained | %.3f | | %.4f (at the end of pretraining) |\n", r.Pretrain.TaskScore, r.Pretrain.ValLoss)
-	f("| SFT | %.3f | 0.5 | %.4f |\n", r.SFT.TaskScore, r.SFTPtxLoss)
-	f("| PPO-ptx (EMA) | %.3f | %.3f | %.4f |\n\n", r.PPO.TaskScore, r.PPO.WinRateVsSFT, r.PPO.PtxLoss)
-	f("The win rate is the simulated labeler's expected preference for the PPO response over the SFT\n")
-	f("response to the same prompt (ties count half). Standard errors over the %d prompts: win rate ±%.3f,\n", r.EvalN, r.PPO.WinRateStdErr)
-	f("task score gain %+.3f ± %.3f (paired by prompt). The pretraining loss before and after PPO shows\n", r.PPO.TaskScore-r.SFT.TaskScore, r.PPO.ScoreGainStdErr)
-	f("the alignment tax: %+.4f nats/token (negative: PPO-ptx lowered it).\n\n", r.PPO.PtxLoss-r.SFTPtxLoss)
-	if r.SFT.HabitRate > 0 || r.PPO.HabitRate > 0 {
-		f("Responses that open with the demonstration writers' habit (%q), which the labeler marks down:\n", tasks.HabitPrefix)
-		f("SFT %.3f, PPO %.3f.", r.SFT.HabitRate, r.PPO.HabitRate)
-		if h, e := r.PPO.WinRateSFTHabit, r.PPO.WinRateElsewhere; h != nil && e != nil {
-			f(" PPO's win rate where SFT's response has it: %.3f; elsewhere: %.3f.", *h, *e)
+	rows, notes := headline(r)
+	for i, row := range rows {
+		f("| %s |\n", strings.Join(row, " | "))
+		if i == 0 {
+			f("|%s\n", strings.Repeat(" --- |", len(row)))
 		}
-		f("\n\n")
 	}
+	f("\nThe win rate is the simulated labeler's expected preference for the PPO response over the SFT\n")
+	f("response to the same prompt (ties count half); the task score gain's standard error is paired by\n")
+	f("prompt. The pretrained model's pretraining loss is its own at the end of pretraining; the alignment\n")
+	f("tax is PPO's held-out pretraining loss minus SFT's (negative: PPO-ptx lowered it).\n\n")
+	for _, n := range notes {
+		f("- %s\n", n)
+	}
+	f("\n")
 	f("Every held-out prompt's SFT and PPO responses, scores and the labeler's preference are in %s.\n\n", EvalSamplesFile)
 	f("## Per task\n\n| task | SFT | PPO | win rate vs SFT |\n| --- | --- | --- | --- |\n")
 	for _, n := range slices.Sorted(maps.Keys(r.SFT.PerTask)) {
@@ -134,7 +182,7 @@ func plotCurves(dir, file, title, ylabel string, curves []curve) (bool, error) {
 	p.Y.Label.Text = ylabel
 	var lines []any
 	for _, c := range curves {
-		pts, err := readCurve(filepath.Join(dir, c.stage, MetricsFile), c.metric)
+		pts, err := readCurve(filepath.Join(dir, c.stage, train.MetricsFile), c.metric)
 		if err != nil {
 			return false, err
 		}

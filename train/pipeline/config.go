@@ -1,0 +1,206 @@
+package pipeline
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+
+	"github.com/instructgo/instructgo/train"
+	"github.com/instructgo/instructgo/train/tasks"
+)
+
+// Config is the whole InstructGPT recipe on the built-in tasks:
+// synthetic data, pretraining, SFT, the reward model, PPO-ptx and the
+// evaluation, each stage in a sub-directory of Out.
+type Config struct {
+	Out      string               `json:"out"`
+	Model    string               `json:"model"` // named config of the pretrained model
+	Synth    tasks.SynthConfig    `json:"synth"`
+	Pretrain train.PretrainConfig `json:"pretrain"`
+	SFT      train.SFTConfig      `json:"sft"`
+	RM       train.RMConfig       `json:"rm"`
+	PPO      train.PPOConfig      `json:"ppo"`
+	MaxNew   int                  `json:"eval_max_new"`
+	// BestOfN is the samples per held-out prompt for the reward model's
+	// best-of-n check on the SFT policy (see train.BestOfN); below 2: skipped.
+	BestOfN int `json:"eval_best_of_n"`
+	// SFTSampleLabels is how many of rm.jsonl's prompts get 4 to 9 samples
+	// of the SFT policy, ranked by the simulated labeler (the way the
+	// paper collected its comparisons); the reward model then trains on
+	// these rankings together with rm.jsonl's, from label/rm_all.jsonl.
+	// 0: rm.jsonl alone.
+	SFTSampleLabels int `json:"sft_sample_labels"`
+	// SFTDropout and RMDropout are the residual dropout of the SFT model
+	// and of the reward model, whose other sizes come from the checkpoint
+	// each starts from.
+	SFTDropout float32 `json:"sft_dropout"`
+	RMDropout  float32 `json:"rm_dropout"`
+}
+
+// ConfigFile is the resolved configuration of a pipeline run, at
+// the top of its directory.
+const ConfigFile = "pipeline_config.json"
+
+// Stage directories of a pipeline run.
+const (
+	StageData     = "data"
+	StagePretrain = "pretrain"
+	StageSFT      = "sft"
+	StageRM       = "rm"
+	StagePPO      = "ppo"
+	// StageLabel holds the rankings of SFT samples: rm_sft.jsonl, and
+	// rm_all.jsonl, rm.jsonl's records followed by them.
+	StageLabel = "label"
+)
+
+// Default sizes every stage so the whole run takes minutes on two CPU
+// cores with the tiny model. Where it departs from the paper (longer
+// pretraining and SFT, SFT dropout 0.1, β 0.1, rankings of SFT samples
+// beside the synthetic ones), the tiny model underfits where the paper's
+// overfit, or the learned reward model cannot support more; the runs
+// behind each choice are in docs/EXPERIMENTS.md.
+func Default(out string) Config {
+	c := Config{Out: out, Model: "tiny", Synth: tasks.DefaultSynthConfig(), MaxNew: 32, BestOfN: 8, SFTSampleLabels: 2500,
+		SFTDropout: 0.1, RMDropout: 0}
+	d := func(stage string) string { return filepath.Join(out, stage) }
+	data := d(StageData)
+	c.Pretrain = train.PretrainConfig{
+		Data: []string{filepath.Join(data, "pretrain.txt")}, Out: d(StagePretrain),
+		Steps: 600, Batch: 16, Seq: 128, Accum: 1, Optim: train.DefaultOptim(), Seed: 1,
+		ValFrac: 0.1, EvalEvery: 100, EvalBatches: 8, LogEvery: 50, SaveEvery: 100,
+	}
+	c.SFT = train.DefaultSFT()
+	c.SFT.Data, c.SFT.Init, c.SFT.Out = filepath.Join(data, "sft.jsonl"), d(StagePretrain), d(StageSFT)
+	c.SFT.Epochs, c.SFT.LogEvery, c.SFT.EvalEvery, c.SFT.SaveEvery = 32, 40, 120, 240
+	c.RM = train.DefaultRM()
+	c.RM.Data, c.RM.Init, c.RM.Out = filepath.Join(data, "rm.jsonl"), d(StageSFT), d(StageRM)
+	c.RM.CenterData = filepath.Join(data, "sft.jsonl")
+	c.PPO = train.DefaultPPO()
+	// β 0.1, not the paper's 0.02: the learned reward model ranks the SFT
+	// policy's own samples little better than chance, so KL bought with
+	// it is mostly noise (docs/EXPERIMENTS.md).
+	c.PPO.KLCoef = 0.1
+	c.PPO.Prompts, c.PPO.Ptx = filepath.Join(data, "ppo.jsonl"), []string{filepath.Join(data, "pretrain.txt")}
+	c.PPO.Policy, c.PPO.Reward, c.PPO.Out = d(StageSFT), d(StageRM), d(StagePPO)
+	return c
+}
+
+// LoadConfig reads a pipeline configuration for a run in out from
+// the JSON file path (see ParseConfig).
+func LoadConfig(path, out string) (Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, err
+	}
+	cfg, err := ParseConfig(raw, out)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig decodes a JSON pipeline configuration for a run in
+// out: Default(out) with the fields the JSON sets replaced, so it
+// may set a few ({"ppo": {"iterations": 120}}) or be an earlier run's
+// pipeline_config.json, whose paths inside its own run directory are moved
+// to out. A field the configuration lacks is an error, so a misspelt one
+// is not silently ignored.
+func ParseConfig(raw []byte, out string) (Config, error) {
+	var head struct {
+		Out string `json:"out"`
+	}
+	if err := json.Unmarshal(raw, &head); err != nil {
+		return Config{}, err
+	}
+	raw = rebasePaths(raw, head.Out, out)
+	cfg := Default(out)
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return Config{}, err
+	}
+	cfg.Out = out
+	return cfg, nil
+}
+
+// checkSameConfig returns an error naming the first difference when path
+// holds the configuration of an earlier run that differs from cfg: the
+// stages that run finished would otherwise be reused as they are, their
+// numbers reported as if cfg had made them. Paths inside the earlier
+// run's directory count as equal when the directory was moved. A missing
+// file is no error.
+func checkSameConfig(path string, cfg Config) error {
+	var prev Config
+	if found, err := readJSONIfExists(path, &prev); !found || err != nil {
+		return err
+	}
+	before, err := json.Marshal(prev)
+	if err != nil {
+		return err
+	}
+	before = rebasePaths(before, prev.Out, cfg.Out)
+	now, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(before, now) {
+		return nil
+	}
+	var a, b any
+	if err := json.Unmarshal(before, &a); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(now, &b); err != nil {
+		return err
+	}
+	return fmt.Errorf("%s was started with another configuration (%s); run it again as it was started, or use another --out",
+		filepath.Dir(path), firstDifference("", a, b))
+}
+
+// rebasePaths rewrites, in JSON text, every string that is the path from
+// or starts with from + "/" to start with to instead.
+func rebasePaths(js []byte, from, to string) []byte {
+	if from == to || from == "" {
+		return js
+	}
+	quote := func(s string) []byte {
+		q, _ := json.Marshal(s)
+		return q[:len(q)-1] // open: the quoted string without its closing quote
+	}
+	js = bytes.ReplaceAll(js, append(quote(from), '"'), append(quote(to), '"'))
+	return bytes.ReplaceAll(js, quote(from+string(filepath.Separator)), quote(to+string(filepath.Separator)))
+}
+
+// firstDifference describes where two decoded JSON values first differ,
+// walking objects in key order: "synth.Seed: 1 before, 2 now".
+func firstDifference(at string, a, b any) string {
+	ma, okA := a.(map[string]any)
+	mb, okB := b.(map[string]any)
+	if okA && okB {
+		union := maps.Clone(ma)
+		maps.Copy(union, mb)
+		keys := slices.Sorted(maps.Keys(union))
+		for _, k := range keys {
+			path := k
+			if at != "" {
+				path = at + "." + k
+			}
+			if !reflect.DeepEqual(ma[k], mb[k]) {
+				return firstDifference(path, ma[k], mb[k])
+			}
+		}
+	}
+	show := func(v any) string {
+		if v == nil {
+			return "absent"
+		}
+		j, _ := json.Marshal(v)
+		return string(j)
+	}
+	return fmt.Sprintf("%s: %s before, %s now", at, show(a), show(b))
+}

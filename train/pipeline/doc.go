@@ -1,0 +1,19 @@
+// Package pipeline runs the whole InstructGPT recipe on the built-in
+// tasks, as `instructgo pipeline` does: synthetic data, pretraining, SFT,
+// rankings of SFT samples, the reward model, PPO-ptx, then the evaluation
+// on held-out prompts (task scores, the simulated labeler's win rate with
+// its standard errors, the alignment tax, a best-of-n check of the reward
+// model) and the report (report.json, report.md with its plots, the
+// terminal summary, eval_samples.jsonl).
+//
+// A run is a directory with a sub-directory per stage. Config is the whole
+// configuration: Default's values with any field set from JSON, recorded
+// in pipeline_config.json; a directory started with another configuration
+// is refused rather than mixed. A finished stage is not run again and an
+// interrupted one resumes, so an interrupted pipeline continues where it
+// stopped; stage_seconds.json keeps each stage's time over all the
+// invocations that worked on the run.
+//
+// It imports train and its sub-packages, model, gpu (the contract),
+// internal/atomicfile, zerolog and gonum/plot (the report's plots).
+package pipeline
