@@ -140,7 +140,7 @@ func fromHF(h hfConfig) (Config, error) {
 // ReadConfig reads a checkpoint directory's config.json.
 func ReadConfig(dir string) (Config, error) {
 	path := filepath.Join(dir, ConfigFile)
-	data, err := os.ReadFile(path)
+	data, err := readSmallFile(path, MaxJSONFileSize)
 	if err != nil {
 		return Config{}, fmt.Errorf("read checkpoint config: %w", err)
 	}

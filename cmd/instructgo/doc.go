@@ -1,7 +1,8 @@
 // Command instructgo trains language models to follow instructions with
 // human feedback, the InstructGPT way: supervised fine-tuning (SFT), a reward
 // model (RM), then PPO with a pretraining mix (PPO-ptx). It also benchmarks
-// ops and training steps, and describes the machine and build it runs on.
+// ops and training steps, inspects checkpoints (per-tensor statistics and
+// NaN/Inf counts), and describes the machine and build it runs on.
 //
 // This package is the command line only: flags and configuration, logging
 // setup (zerolog), choosing and opening the compute backend (--device), and

@@ -52,6 +52,7 @@ func newApp() *cli.App {
 			pipelineCommand(),
 			generateCommand(),
 			evalCommand(),
+			inspectCommand(),
 			benchCommand(),
 		},
 		OnUsageError: onUsageError,

@@ -67,8 +67,9 @@ func decodeFloat32(dtype string, dst []float32, src []byte) bool {
 	return true
 }
 
-// isFloat reports whether decodeFloat32 handles dtype.
-func isFloat(dtype string) bool {
+// IsFloat reports whether a tensor of dtype can be read as float32 (by
+// Float32, ReadFloat32 and Dense): F32, F16, BF16 and F64.
+func IsFloat(dtype string) bool {
 	switch dtype {
 	case F32, F16, BF16, F64:
 		return true

@@ -53,7 +53,7 @@ func FuzzParse(f *testing.F) {
 				}
 			}
 			data, shape, err := file.Float32(in.Name)
-			if isFloat(in.DType) {
+			if IsFloat(in.DType) {
 				if err != nil {
 					t.Fatalf("Float32(%q): %v", in.Name, err)
 				}

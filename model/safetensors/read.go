@@ -152,7 +152,7 @@ func (f *File) ReadFloat32(name string, dst []float32) error {
 		return f.errorf("no tensor %q", name)
 	}
 	in := f.tensors[i]
-	if !isFloat(in.DType) {
+	if !IsFloat(in.DType) {
 		return f.errorf("tensor %q: dtype %s is not a floating-point type", name, in.DType)
 	}
 	if n := in.NumElements(); len(dst) != n {
