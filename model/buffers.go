@@ -44,11 +44,11 @@ func actSpecs(c Config) []actSpec {
 		{name: "lnf", perRow: C},
 		{name: "lnfMean", perRow: 1},
 		{name: "lnfRstd", perRow: 1},
-		{name: "dres", perRow: C, train: true},
-		{name: "dC", perRow: C, train: true},
-		{name: "dC2", perRow: C, train: true},
-		{name: "d3C", perRow: 3 * C, train: true},
-		{name: "d4C", perRow: 4 * C, train: true},
+		{name: "dResidual", perRow: C, train: true},
+		{name: "dNormOut", perRow: C, train: true},
+		{name: "dAttnOut", perRow: C, train: true},
+		{name: "dQKV", perRow: 3 * C, train: true},
+		{name: "dMLPHidden", perRow: 4 * C, train: true},
 	}
 	if c.ScalarHead {
 		specs = append(specs, actSpec{name: "values", perRow: 1})
@@ -112,14 +112,23 @@ type layerActs struct {
 // acts are views of the buffers shaped for one B×T batch, plus what the
 // forward pass left for backward.
 type acts struct {
-	tokens, targets, validLen   *gpu.Tensor
-	encoded                     *gpu.Tensor
-	layers                      []layerActs
-	lnf, lnfMean, lnfRstd       *gpu.Tensor
-	logits, logp, entropy       *gpu.Tensor
-	lseV, values                *gpu.Tensor
-	dres, dC, dC2, d3C, d4C     *gpu.Tensor
-	encoded3, dres3, dC23, d3C3 *gpu.Tensor // [B,T,·] views for embedding and attention
+	tokens, targets, validLen *gpu.Tensor
+	encoded                   *gpu.Tensor
+	layers                    []layerActs
+	lnf, lnfMean, lnfRstd     *gpu.Tensor
+	logits, logp, entropy     *gpu.Tensor
+	lseV, values              *gpu.Tensor
+	encoded3                  *gpu.Tensor // [B,T,C] view for the embedding
+
+	// The backward pass's gradients, named for what they are the gradient
+	// of: dResidual of the residual stream; dNormOut of a LayerNorm's
+	// output and dBranch of a residual branch's output (attention or MLP
+	// projection), which share one buffer as they are never live together;
+	// dAttnOut of the attention's output; dQKV of the queries, keys and
+	// values; dMLPHidden of the MLP's hidden layer (before and after GELU).
+	dResidual, dNormOut, dBranch *gpu.Tensor
+	dAttnOut, dQKV, dMLPHidden   *gpu.Tensor
+	dResidual3, dAttnOut3, dQKV3 *gpu.Tensor // [B,T,·] views for embedding and attention
 
 	train  bool   // the forward pass kept what backward needs
 	seed   uint64 // the forward pass's dropout seed
@@ -143,28 +152,29 @@ func (m *Model) views(B, T int) *acts {
 		return t.MustView(0, shape...)
 	}
 	a := &acts{
-		tokens:   bf.tokens.MustView(0, B, T),
-		targets:  bf.targets.MustView(0, rows),
-		validLen: bf.validLen.MustView(0, B),
-		encoded:  v("encoded", 0, false, rows, C),
-		encoded3: v("encoded", 0, false, B, T, C),
-		lnf:      v("lnf", 0, false, rows, C),
-		lnfMean:  v("lnfMean", 0, false, rows),
-		lnfRstd:  v("lnfRstd", 0, false, rows),
-		logits:   v("logits", 0, false, rows, c.VocabSize),
-		logp:     v("logp", 0, false, rows),
-		entropy:  v("entropy", 0, false, rows),
-		lseV:     v("lseV", 0, false, rows),
-		values:   v("values", 0, false, rows, 1),
-		dres:     v("dres", 0, false, rows, C),
-		dC:       v("dC", 0, false, rows, C),
-		dres3:    v("dres", 0, false, B, T, C),
-		dC2:      v("dC2", 0, false, rows, C),
-		dC23:     v("dC2", 0, false, B, T, C),
-		d3C:      v("d3C", 0, false, rows, 3*C),
-		d3C3:     v("d3C", 0, false, B, T, 3*C),
-		d4C:      v("d4C", 0, false, rows, 4*C),
-		layers:   make([]layerActs, c.NLayer),
+		tokens:     bf.tokens.MustView(0, B, T),
+		targets:    bf.targets.MustView(0, rows),
+		validLen:   bf.validLen.MustView(0, B),
+		encoded:    v("encoded", 0, false, rows, C),
+		encoded3:   v("encoded", 0, false, B, T, C),
+		lnf:        v("lnf", 0, false, rows, C),
+		lnfMean:    v("lnfMean", 0, false, rows),
+		lnfRstd:    v("lnfRstd", 0, false, rows),
+		logits:     v("logits", 0, false, rows, c.VocabSize),
+		logp:       v("logp", 0, false, rows),
+		entropy:    v("entropy", 0, false, rows),
+		lseV:       v("lseV", 0, false, rows),
+		values:     v("values", 0, false, rows, 1),
+		dResidual:  v("dResidual", 0, false, rows, C),
+		dResidual3: v("dResidual", 0, false, B, T, C),
+		dNormOut:   v("dNormOut", 0, false, rows, C),
+		dBranch:    v("dNormOut", 0, false, rows, C),
+		dAttnOut:   v("dAttnOut", 0, false, rows, C),
+		dAttnOut3:  v("dAttnOut", 0, false, B, T, C),
+		dQKV:       v("dQKV", 0, false, rows, 3*C),
+		dQKV3:      v("dQKV", 0, false, B, T, 3*C),
+		dMLPHidden: v("dMLPHidden", 0, false, rows, 4*C),
+		layers:     make([]layerActs, c.NLayer),
 	}
 	for l := range a.layers {
 		a.layers[l] = layerActs{

@@ -60,7 +60,7 @@ func refLogits(t *testing.T, cfg Config, params []float32, seqs [][]int32) [][][
 	}
 	C, V := cfg.NEmbd, cfg.VocabSize
 	hidden := make([]float32, B*T*C)
-	mustDownload(t, b, hidden, m.Hidden())
+	mustDownload(t, b, hidden, m.hidden())
 	wte := make([]float32, V*C)
 	mustDownload(t, b, wte, m.Params.WTE)
 	ref := make([][][]float64, B)
@@ -153,7 +153,7 @@ func TestPrefillAndDecodeMatchFullForward(t *testing.T) {
 				}
 			}
 		}
-		if lens := kv.Lens(); !slices.Equal(lens, totalLens) {
+		if lens := kv.lengths(); !slices.Equal(lens, totalLens) {
 			t.Fatalf("cache lengths %v, want %v", lens, totalLens)
 		}
 		// Every sequence is full or done: a step past the cache is an error,

@@ -230,8 +230,8 @@ func (m *Model) Entropy() *gpu.Tensor { return m.cur.entropy }
 // scalar-head model, Cfg.ScoreBias included.
 func (m *Model) Values() *gpu.Tensor { return m.cur.values }
 
-// Hidden is the [B,T,C] output of the final LayerNorm from the last Forward.
-func (m *Model) Hidden() *gpu.Tensor { return m.cur.lnf }
+// hidden is the [B,T,C] output of the final LayerNorm from the last Forward.
+func (m *Model) hidden() *gpu.Tensor { return m.cur.lnf }
 
 // Backward adds the parameter gradients of the last Forward (which must have
 // run with train set) into m.Grads. For an LM model dout holds ∂L/∂logp [B·T]
@@ -259,10 +259,10 @@ func (m *Model) Backward(dout, dentropy *gpu.Tensor) error {
 		validLen = nil
 	}
 
-	// Head: gradient with respect to the final LayerNorm's output.
+	// Head: the gradient of the final LayerNorm's output.
 	if c.ScalarHead {
 		dv := dout.MustReshape(n, 1)
-		b.MatMul(a.dC, dv, p.Score, false, true, 1, 0)
+		b.MatMul(a.dNormOut, dv, p.Score, false, true, 1, 0)
 		b.MatMul(g.Score, a.lnf, dv, true, false, 1, 1)
 	} else {
 		var ent *gpu.Tensor
@@ -270,16 +270,16 @@ func (m *Model) Backward(dout, dentropy *gpu.Tensor) error {
 			ent = a.entropy
 		}
 		b.LogSoftmaxBackward(a.logits, a.lseV, ent, a.targets, dout, dentropy)
-		b.MatMul(a.dC, a.logits, p.WTE, false, false, 1, 0)
+		b.MatMul(a.dNormOut, a.logits, p.WTE, false, false, 1, 0)
 		b.MatMul(g.WTE, a.logits, a.lnf, true, false, 1, 1)
 	}
-	dres := a.dres
+	dres := a.dResidual
 	b.Fill(dres, 0)
 	last := a.encoded
 	if len(a.layers) > 0 {
 		last = a.layers[len(a.layers)-1].res3
 	}
-	b.LayerNormBackward(dres, g.LNFW, g.LNFB, a.dC, last, p.LNFW, a.lnfMean, a.lnfRstd)
+	b.LayerNormBackward(dres, g.LNFW, g.LNFB, a.dNormOut, last, p.LNFW, a.lnfMean, a.lnfRstd)
 
 	for l := len(p.Blocks) - 1; l >= 0; l-- {
 		w, gw, s := &p.Blocks[l], &g.Blocks[l], &a.layers[l]
@@ -288,28 +288,28 @@ func (m *Model) Backward(dout, dentropy *gpu.Tensor) error {
 			residual = a.layers[l-1].res3
 		}
 		// res3 = res2 + dropout(fcProj): dres stays as ∂L/∂res2's first term.
-		b.DropoutBackward(a.dC, dres, drop, dropSeed(a.seed, 2*l+2))
-		b.MatMul(gw.FCProjW, s.fchGelu, a.dC, true, false, 1, 1)
-		b.BiasBackward(gw.FCProjB, a.dC)
-		b.MatMul(a.d4C, a.dC, w.FCProjW, false, true, 1, 0)
-		b.GeluBackward(a.d4C, s.fch, a.d4C)
-		b.MatMul(gw.FCW, s.ln2, a.d4C, true, false, 1, 1)
-		b.BiasBackward(gw.FCB, a.d4C)
-		b.MatMul(a.dC, a.d4C, w.FCW, false, true, 1, 0)
-		b.LayerNormBackward(dres, gw.LN2W, gw.LN2B, a.dC, s.res2, w.LN2W, s.ln2Mean, s.ln2Rstd)
+		b.DropoutBackward(a.dBranch, dres, drop, dropSeed(a.seed, 2*l+2))
+		b.MatMul(gw.FCProjW, s.fchGelu, a.dBranch, true, false, 1, 1)
+		b.BiasBackward(gw.FCProjB, a.dBranch)
+		b.MatMul(a.dMLPHidden, a.dBranch, w.FCProjW, false, true, 1, 0)
+		b.GeluBackward(a.dMLPHidden, s.fch, a.dMLPHidden)
+		b.MatMul(gw.FCW, s.ln2, a.dMLPHidden, true, false, 1, 1)
+		b.BiasBackward(gw.FCB, a.dMLPHidden)
+		b.MatMul(a.dNormOut, a.dMLPHidden, w.FCW, false, true, 1, 0)
+		b.LayerNormBackward(dres, gw.LN2W, gw.LN2B, a.dNormOut, s.res2, w.LN2W, s.ln2Mean, s.ln2Rstd)
 		// res2 = residual + dropout(attProj).
-		b.DropoutBackward(a.dC, dres, drop, dropSeed(a.seed, 2*l+1))
-		b.MatMul(gw.AttnProjW, s.atty, a.dC, true, false, 1, 1)
-		b.BiasBackward(gw.AttnPrB, a.dC)
-		b.MatMul(a.dC2, a.dC, w.AttnProjW, false, true, 1, 0)
-		b.AttentionBackward(a.d3C3, a.dC23, s.qkv3, s.atty3, s.lse, validLen, c.NHead)
-		b.MatMul(gw.AttnW, s.ln1, a.d3C, true, false, 1, 1)
-		b.BiasBackward(gw.AttnB, a.d3C)
-		b.MatMul(a.dC, a.d3C, w.AttnW, false, true, 1, 0)
-		b.LayerNormBackward(dres, gw.LN1W, gw.LN1B, a.dC, residual, w.LN1W, s.ln1Mean, s.ln1Rstd)
+		b.DropoutBackward(a.dBranch, dres, drop, dropSeed(a.seed, 2*l+1))
+		b.MatMul(gw.AttnProjW, s.atty, a.dBranch, true, false, 1, 1)
+		b.BiasBackward(gw.AttnPrB, a.dBranch)
+		b.MatMul(a.dAttnOut, a.dBranch, w.AttnProjW, false, true, 1, 0)
+		b.AttentionBackward(a.dQKV3, a.dAttnOut3, s.qkv3, s.atty3, s.lse, validLen, c.NHead)
+		b.MatMul(gw.AttnW, s.ln1, a.dQKV, true, false, 1, 1)
+		b.BiasBackward(gw.AttnB, a.dQKV)
+		b.MatMul(a.dNormOut, a.dQKV, w.AttnW, false, true, 1, 0)
+		b.LayerNormBackward(dres, gw.LN1W, gw.LN1B, a.dNormOut, residual, w.LN1W, s.ln1Mean, s.ln1Rstd)
 	}
 	b.DropoutBackward(dres, dres, drop, dropSeed(a.seed, 0))
-	b.EmbeddingBackward(g.WTE, g.WPE, a.dres3, a.tokens, nil)
+	b.EmbeddingBackward(g.WTE, g.WPE, a.dResidual3, a.tokens, nil)
 	a.train = false // the logits were overwritten: a second Backward would be wrong
 	if err := b.Err(); err != nil {
 		return fmt.Errorf("backward: %w", err)

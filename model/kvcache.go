@@ -100,8 +100,8 @@ func (kv *KVCache) MaxBatch() int { return kv.maxB }
 // MaxSeq is the most tokens (prompt and generated) a sequence can hold.
 func (kv *KVCache) MaxSeq() int { return kv.maxS }
 
-// Lens returns each sequence's cached length in the current batch.
-func (kv *KVCache) Lens() []int { return append([]int(nil), kv.lens...) }
+// lengths returns each sequence's cached length in the current batch.
+func (kv *KVCache) lengths() []int { return append([]int(nil), kv.lens...) }
 
 // setBatch shapes the cache's views for B sequences.
 func (kv *KVCache) setBatch(B int) {
@@ -147,7 +147,7 @@ func (m *Model) NextLogits() *gpu.Tensor { return m.next }
 // model, MaxSeq of the cache) ids in the vocabulary; there are at most
 // MaxBatch of the model and of the cache. Prefill runs in the model's own
 // activation buffers, so it replaces what the last Forward left there
-// (LogProbs, Hidden, ...) and no Backward can follow it.
+// (LogProbs, hidden, ...) and no Backward can follow it.
 func (m *Model) Prefill(kv *KVCache, prompts [][]int32) error {
 	if err := m.checkCache(kv); err != nil {
 		return err

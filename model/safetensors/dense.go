@@ -27,11 +27,11 @@ func (f *File) Dense(name string) (d *tensor.Dense, err error) {
 	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(data)), nil
 }
 
-// DenseOf makes a Tensor for Write or Encode from a float32 *tensor.Dense.
+// denseOf makes a Tensor for Write or Encode from a float32 *tensor.Dense.
 // The Tensor shares d's backing data when d is contiguous and in row-major
 // order, and holds a copy otherwise (for example a transposed or strided
 // view).
-func DenseOf(name string, d *tensor.Dense) (t Tensor, err error) {
+func denseOf(name string, d *tensor.Dense) (t Tensor, err error) {
 	if d == nil {
 		return Tensor{}, fmt.Errorf("safetensors: tensor %q: nil tensor.Dense", name)
 	}

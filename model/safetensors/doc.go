@@ -25,7 +25,8 @@
 // 8 bytes as the reference writer does. Write replaces a file atomically.
 //
 // Host-side tensors in this project are gorgonia.org/tensor values, so
-// Dense and DenseOf convert to and from *tensor.Dense.
+// Dense reads a tensor into a *tensor.Dense (what instructgo inspect
+// reduces).
 //
 // It imports the standard library, gorgonia.org/tensor and
 // internal/atomicfile (atomic replacement of the file it writes).

@@ -32,9 +32,9 @@ var dtypeSizes = map[string]int64{
 	U64: 8, I64: 8, F64: 8,
 }
 
-// DTypeSize reports the element size in bytes of a dtype, and whether the
+// dtypeSize reports the element size in bytes of a dtype, and whether the
 // dtype is one this package knows.
-func DTypeSize(dtype string) (int, bool) {
+func dtypeSize(dtype string) (int, bool) {
 	n, ok := dtypeSizes[dtype]
 	return int(n), ok
 }

@@ -37,7 +37,7 @@ func FuzzParse(f *testing.F) {
 		}
 		infos := file.Tensors()
 		for i, in := range infos {
-			size, ok := DTypeSize(in.DType)
+			size, ok := dtypeSize(in.DType)
 			if !ok {
 				t.Fatalf("accepted unknown dtype %q", in.DType)
 			}

@@ -53,7 +53,7 @@ func TestDecodeHalfAndDouble(t *testing.T) {
 			[]float32{0.1, -2.5, inf, 0}},
 	}
 	for _, c := range cases {
-		size, _ := DTypeSize(c.dtype)
+		size, _ := dtypeSize(c.dtype)
 		n := len(c.data) / size
 		hdr := `{"x":{"dtype":"` + c.dtype + `","shape":[` + strconv.Itoa(n) + `],"data_offsets":[0,` + strconv.Itoa(len(c.data)) + `]}}`
 		f, err := parseBytes(build(hdr, c.data))

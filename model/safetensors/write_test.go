@@ -235,9 +235,9 @@ func TestDense(t *testing.T) {
 		name string
 		d    *tensor.Dense
 	}{{"m", d}, {"mt", tr}, {"s", scalar}} {
-		tt, err := DenseOf(c.name, c.d)
+		tt, err := denseOf(c.name, c.d)
 		if err != nil {
-			t.Fatalf("DenseOf(%s): %v", c.name, err)
+			t.Fatalf("denseOf(%s): %v", c.name, err)
 		}
 		tensors = append(tensors, tt)
 	}
@@ -283,12 +283,12 @@ func TestDense(t *testing.T) {
 		t.Errorf("Dense(s) = %v, want scalar 2.5", gotS)
 	}
 
-	if _, err := DenseOf("x", nil); err == nil {
-		t.Error("DenseOf(nil): no error")
+	if _, err := denseOf("x", nil); err == nil {
+		t.Error("denseOf(nil): no error")
 	}
-	if _, err := DenseOf("x", tensor.New(tensor.WithShape(2), tensor.WithBacking([]float64{1, 2}))); err == nil ||
+	if _, err := denseOf("x", tensor.New(tensor.WithShape(2), tensor.WithBacking([]float64{1, 2}))); err == nil ||
 		!strings.Contains(err.Error(), "float32") {
-		t.Errorf("DenseOf(float64): err = %v", err)
+		t.Errorf("denseOf(float64): err = %v", err)
 	}
 
 	// Zero-element tensors have no tensor.Dense form.

@@ -141,11 +141,11 @@ func expectedAgreement(gaps []float64, noise float64) Agreement {
 	return a
 }
 
-// CalibrateNoise returns the Noise at which a labeler with the given style
+// calibrateNoise returns the Noise at which a labeler with the given style
 // weight has expected inter-labeler agreement target on groups (by
 // bisection: agreement falls as the noise grows). target must lie between
 // the agreement of a noise-free labeler and 0.5.
-func CalibrateNoise(groups []Group, styleWeight, target float64) (float64, error) {
+func calibrateNoise(groups []Group, styleWeight, target float64) (float64, error) {
 	gaps, err := Labeler{StyleWeight: styleWeight}.pairGaps(groups)
 	if err != nil {
 		return 0, err

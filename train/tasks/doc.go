@@ -51,7 +51,7 @@
 // of them. On the easier synthetic response sets of rm.jsonl two labelers
 // agree on about 85%. MeasureAgreement measures both by sampling (Synth reports them
 // for the rankings it writes), ExpectedAgreement computes them, and
-// CalibrateNoise finds the Noise for another target.
+// calibrateNoise finds the Noise for another target.
 //
 // # Dataset
 //

@@ -22,7 +22,7 @@ import (
 // labeler agrees with a second one on about 85%; calibrated on those
 // instead (as before), the noise was 0.226 and two labelers agreed on only
 // 60% of the comparisons of SFT samples, a far noisier labeler than the
-// paper's. CalibrateNoise recomputes DefaultNoise; the tests measure both
+// paper's. calibrateNoise recomputes DefaultNoise; the tests measure both
 // agreements by sampling.
 const (
 	DefaultNoise       = 0.122

@@ -13,7 +13,7 @@ func sampleGroups(n int, seed uint64) []Group {
 	rng := rand.New(rand.NewPCG(seed, 77))
 	groups := make([]Group, n)
 	for i := range groups {
-		groups[i] = NewGroup(registry[i%len(registry)], rng)
+		groups[i] = newGroup(registry[i%len(registry)], rng)
 	}
 	return groups
 }
@@ -144,15 +144,15 @@ func sftSamples(t *testing.T) []Group {
 // TestDefaultNoiseIsCalibrated recalibrates the temperature on the SFT
 // model's samples and checks it matches DefaultNoise.
 func TestDefaultNoiseIsCalibrated(t *testing.T) {
-	noise, err := CalibrateNoise(sftSamples(t), DefaultStyleWeight, TargetAgreement)
+	noise, err := calibrateNoise(sftSamples(t), DefaultStyleWeight, TargetAgreement)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if math.Abs(noise-DefaultNoise) > 0.005 {
 		t.Errorf("calibrated noise %.4f, DefaultNoise %.4f", noise, DefaultNoise)
 	}
-	if _, err := CalibrateNoise(sampleGroups(10, 1), DefaultStyleWeight, 0.99); err == nil {
-		t.Error("CalibrateNoise accepted an unreachable target")
+	if _, err := calibrateNoise(sampleGroups(10, 1), DefaultStyleWeight, 0.99); err == nil {
+		t.Error("calibrateNoise accepted an unreachable target")
 	}
 }
 

@@ -69,9 +69,9 @@ func Responses(inst Instance, k int, rng *rand.Rand) []string {
 	return out
 }
 
-// NewGroup draws an unlabelled rm.jsonl group for a fresh instance of t:
+// newGroup draws an unlabelled rm.jsonl group for a fresh instance of t:
 // K uniform in MinResponses..MaxResponses.
-func NewGroup(t Task, rng *rand.Rand) Group {
+func newGroup(t Task, rng *rand.Rand) Group {
 	inst := t.Generate(rng)
 	k := MinResponses + rng.IntN(MaxResponses-MinResponses+1)
 	return groupFor(inst, k, rng)
