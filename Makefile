@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all build test test-short bench lint fmt clean hf-check \
+.PHONY: all build pipeline test bench lint fmt clean hf-check \
 	cuda-tools cuda-tools12 cuda-tools13 kernels cuda-check cuda-emu-test build-cuda gpu-bundle
 
 all: lint build test
@@ -16,6 +16,11 @@ all: lint build test
 ## build: the instructgo binary in bin/
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/instructgo
+
+## pipeline: build, then run the whole recipe on the built-in default into
+## runs/pipeline (about 8 minutes on two cores; ARGS="--seed 2" passes flags)
+pipeline: build
+	./$(BIN) pipeline $(ARGS)
 
 ## test: every package's tests (float64 references, gradient checks, CLI)
 test:
