@@ -90,25 +90,11 @@ type LabelStats struct {
 // (Plackett–Luce with Gumbel noise; input order for a noise-free
 // labeler), and the reward model's loss on such a pair has no net
 // gradient (identical sequences score the same, so the two terms cancel),
-// so they only dilute their prompt's weight.
-func LabelFromPolicy(m *model.Model, tok tokenizer.Tokenizer, prompts []data.Prompt, cfg LabelConfig) ([]tasks.Group, LabelStats, error) {
-	st := LabelStats{Prompts: len(prompts)}
-	if err := cfg.Validate(); err != nil {
-		return nil, st, fmt.Errorf("label: %w", err)
-	}
-	for _, p := range prompts {
-		if p.Task == "" {
-			return nil, st, fmt.Errorf("label: prompt on line %d has no \"task\": labelling needs the built-in tasks (%v)", p.Line, tasks.Names())
-		}
-		if _, err := tasks.ByName(p.Task); err != nil {
-			return nil, st, fmt.Errorf("label: prompt on line %d: %w", p.Line, err)
-		}
-		if p.Answer == "" {
-			return nil, st, fmt.Errorf("label: prompt on line %d has no \"answer\" for the labeler to judge by", p.Line)
-		}
-	}
+// sampleResponses draws K (cfg.KMin..cfg.KMax, seeded) responses of m to
+// each prompt, drawing again, up to cfg.Resamples rounds, the empty ones
+// and the duplicates of a prompt's earlier ones; st counts the draws.
+func sampleResponses(m *model.Model, tok tokenizer.Tokenizer, prompts []data.Prompt, cfg LabelConfig, st *LabelStats) ([][]string, error) {
 	kRNG := rand.New(rand.NewPCG(cfg.Seed, 0x1abe1))
-	rankRNG := rand.New(rand.NewPCG(cfg.Seed, 0x1abe2))
 	resp := make([][]string, len(prompts))
 	type slot struct{ p, k int }
 	var pending []slot
@@ -126,7 +112,7 @@ func LabelFromPolicy(m *model.Model, tok tokenizer.Tokenizer, prompts []data.Pro
 		}
 		out, _, err := GenerateText(m, tok, texts, EvalOptions{MaxNew: cfg.MaxNew, Sampling: cfg.Sampling, Seed: gpu.Mix64(cfg.Seed, uint64(round))})
 		if err != nil {
-			return nil, st, fmt.Errorf("label: sampling round %d: %w", round, err)
+			return nil, fmt.Errorf("sampling round %d: %w", round, err)
 		}
 		st.Generated += len(out)
 		if round > 0 {
@@ -152,7 +138,31 @@ func LabelFromPolicy(m *model.Model, tok tokenizer.Tokenizer, prompts []data.Pro
 			}
 		}
 	}
+	return resp, nil
+}
 
+// so they only dilute their prompt's weight.
+func LabelFromPolicy(m *model.Model, tok tokenizer.Tokenizer, prompts []data.Prompt, cfg LabelConfig) ([]tasks.Group, LabelStats, error) {
+	st := LabelStats{Prompts: len(prompts)}
+	if err := cfg.Validate(); err != nil {
+		return nil, st, fmt.Errorf("label: %w", err)
+	}
+	for _, p := range prompts {
+		if p.Task == "" {
+			return nil, st, fmt.Errorf("label: prompt on line %d has no \"task\": labelling needs the built-in tasks (%v)", p.Line, tasks.Names())
+		}
+		if _, err := tasks.ByName(p.Task); err != nil {
+			return nil, st, fmt.Errorf("label: prompt on line %d: %w", p.Line, err)
+		}
+		if p.Answer == "" {
+			return nil, st, fmt.Errorf("label: prompt on line %d has no \"answer\" for the labeler to judge by", p.Line)
+		}
+	}
+	resp, err := sampleResponses(m, tok, prompts, cfg, &st)
+	if err != nil {
+		return nil, st, fmt.Errorf("label: %w", err)
+	}
+	rankRNG := rand.New(rand.NewPCG(cfg.Seed, 0x1abe2))
 	groups := make([]tasks.Group, 0, len(prompts))
 	var scoreSum float64
 	for i, p := range prompts {
@@ -190,7 +200,6 @@ func LabelFromPolicy(m *model.Model, tok tokenizer.Tokenizer, prompts []data.Pro
 	if st.Responses > 0 {
 		st.MeanScore = scoreSum / float64(st.Responses)
 	}
-	var err error
 	if st.Agreement, err = cfg.Labeler.MeasureAgreement(groups, rand.New(rand.NewPCG(cfg.Seed, 0x1abe3))); err != nil {
 		return nil, st, fmt.Errorf("label: %w", err)
 	}

@@ -231,42 +231,12 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("ppo: %w", err)
 	}
-	prompts, _, err := data.ReadPrompts(cfg.Prompts, data.ReadOptions{})
+	d, err := readPPOData(cfg, tok)
 	if err != nil {
 		return nil, fmt.Errorf("ppo: %w", err)
 	}
-	promptIDs := make([][]int32, len(prompts))
-	maxPrompt := 0
-	for i, p := range prompts {
-		promptIDs[i] = tok.Encode(p.Prompt)
-		maxPrompt = max(maxPrompt, len(promptIDs[i]))
-	}
-	polCfg, err := model.ReadConfig(cfg.Policy)
-	if err != nil {
-		return nil, fmt.Errorf("ppo: policy: %w", err)
-	}
-	T := maxPrompt + cfg.MaxNew + 1
-	if T > polCfg.MaxSeqLen {
-		return nil, fmt.Errorf("ppo: prompts of up to %d tokens plus %d new ones exceed the policy's context of %d", maxPrompt, cfg.MaxNew, polCfg.MaxSeqLen)
-	}
-	var ptx *data.WindowSampler
-	if len(cfg.Ptx) > 0 && cfg.PtxCoef > 0 {
-		corpus, err := data.LoadText(cfg.Ptx, tok, 0)
-		if err != nil {
-			return nil, fmt.Errorf("ppo: ptx: %w", err)
-		}
-		if ptx, err = data.NewWindowSampler(corpus.Train, cfg.PtxSeq, cfg.Seed^0x9e3779b9); err != nil {
-			return nil, fmt.Errorf("ppo: ptx: %w", err)
-		}
-	}
-	modelT := T
-	if ptx != nil {
-		if cfg.PtxSeq > polCfg.MaxSeqLen {
-			return nil, fmt.Errorf("ppo: ptx sequences of %d tokens exceed the policy's context of %d", cfg.PtxSeq, polCfg.MaxSeqLen)
-		}
-		modelT = max(T, cfg.PtxSeq)
-	}
-	ms, err := loadPPOModels(b, cfg, modelT)
+	prompts, promptIDs, ptx, T := d.prompts, d.promptIDs, d.ptx, d.T
+	ms, err := loadPPOModels(b, cfg, d.modelT)
 	if err != nil {
 		return nil, fmt.Errorf("ppo: %w", err)
 	}
@@ -327,6 +297,55 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 	}
 	ev.Float64("kl", round4(sum.LastKL)).Msg("EMA policy saved")
 	return sum, l.finish(ctx, sum)
+}
+
+// ppoData is a PPO run's data: the prompts and their tokens, the ptx
+// text's window sampler (nil without ptx), the rollout's row length T
+// (the longest prompt, the new tokens and the stop action) and the
+// models' longest row, ptx windows included.
+type ppoData struct {
+	prompts   []data.Prompt
+	promptIDs [][]int32
+	ptx       *data.WindowSampler
+	T, modelT int
+}
+
+// readPPOData reads the prompts and the ptx text and checks that they fit
+// the policy's context.
+func readPPOData(cfg PPOConfig, tok tokenizer.Tokenizer) (*ppoData, error) {
+	prompts, _, err := data.ReadPrompts(cfg.Prompts, data.ReadOptions{})
+	if err != nil {
+		return nil, err
+	}
+	d := &ppoData{prompts: prompts, promptIDs: make([][]int32, len(prompts))}
+	maxPrompt := 0
+	for i, p := range prompts {
+		d.promptIDs[i] = tok.Encode(p.Prompt)
+		maxPrompt = max(maxPrompt, len(d.promptIDs[i]))
+	}
+	polCfg, err := model.ReadConfig(cfg.Policy)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	d.T = maxPrompt + cfg.MaxNew + 1
+	if d.T > polCfg.MaxSeqLen {
+		return nil, fmt.Errorf("prompts of up to %d tokens plus %d new ones exceed the policy's context of %d", maxPrompt, cfg.MaxNew, polCfg.MaxSeqLen)
+	}
+	d.modelT = d.T
+	if len(cfg.Ptx) > 0 && cfg.PtxCoef > 0 {
+		if cfg.PtxSeq > polCfg.MaxSeqLen {
+			return nil, fmt.Errorf("ptx sequences of %d tokens exceed the policy's context of %d", cfg.PtxSeq, polCfg.MaxSeqLen)
+		}
+		corpus, err := data.LoadText(cfg.Ptx, tok, 0)
+		if err != nil {
+			return nil, fmt.Errorf("ptx: %w", err)
+		}
+		if d.ptx, err = data.NewWindowSampler(corpus.Train, cfg.PtxSeq, cfg.Seed^0x9e3779b9); err != nil {
+			return nil, fmt.Errorf("ptx: %w", err)
+		}
+		d.modelT = max(d.T, cfg.PtxSeq)
+	}
+	return d, nil
 }
 
 // ppoTrainer is PPO-ptx as the loop driver runs it: a step is an

@@ -93,110 +93,142 @@ func (d *ppoDevice) advantages(ro *rollout, cfg PPOConfig, beta float32) error {
 // in the policy's gradient before one AdamW step, then the EMA follows;
 // the value function takes its own clipped-loss step.
 func (d *ppoDevice) update(ms *ppoModels, ro *rollout, ptx *data.WindowSampler, cfg PPOConfig, it int, rec *PPOMetrics) error {
-	b := d.b
 	T, MB := ro.T, cfg.MiniBatch
 	nMB := ro.E / MB
-	steps := 0
-	var polLoss, clipFrac, approxKL, valLoss, vClip, ptxLoss, entropy float64
-	ptxBatch := &model.Batch{}
+	var sum ppoUpdateStats
+	var ptxBatch *model.Batch
 	if ptx != nil {
-		ptxBatch = &model.Batch{B: cfg.PtxBatch, T: cfg.PtxSeq, Tokens: make([]int32, cfg.PtxBatch*cfg.PtxSeq), Targets: make([]int32, cfg.PtxBatch*cfg.PtxSeq)}
 		nPtx := cfg.PtxBatch * cfg.PtxSeq
-		b.Fill(d.ptxW.MustView(0, nPtx), -1/float32(nPtx))
-		b.Fill(d.ptxGradW.MustView(0, nPtx), -cfg.PtxCoef/float32(nPtx))
+		ptxBatch = &model.Batch{B: cfg.PtxBatch, T: cfg.PtxSeq, Tokens: make([]int32, nPtx), Targets: make([]int32, nPtx)}
+		d.b.Fill(d.ptxW.MustView(0, nPtx), -1/float32(nPtx))
+		d.b.Fill(d.ptxGradW.MustView(0, nPtx), -cfg.PtxCoef/float32(nPtx))
 	}
 	for epoch := 0; epoch < cfg.Epochs; epoch++ {
-		for mb := 0; mb < nMB; mb++ {
-			lo, hi := mb*MB*T, (mb+1)*MB*T
-			in := &model.Batch{B: MB, T: T, Tokens: ro.tokens[lo:hi], Targets: ro.targets[lo:hi], ValidLen: ro.validLen[mb*MB : (mb+1)*MB]}
-			var count float64
+		for i := 0; i < nMB; i++ {
+			lo, hi := i*MB*T, (i+1)*MB*T
+			mb := ppoMinibatch{
+				in:   &model.Batch{B: MB, T: T, Tokens: ro.tokens[lo:hi], Targets: ro.targets[lo:hi], ValidLen: ro.validLen[i*MB : (i+1)*MB]},
+				lo:   lo,
+				n:    hi - lo,
+				step: it*cfg.Epochs*nMB + epoch*nMB + i,
+			}
 			for _, m := range ro.mask[lo:hi] {
-				count += float64(m)
+				mb.count += float64(m)
 			}
-			// The surrogate is summed over each episode's tokens and
-			// averaged over episodes, as the paper's per-episode objective;
-			// the ptx term below is PtxCoef times the mean per-token
-			// pretraining loss (see DefaultPPO for the choice of γ).
-			scale := float32(1) / float32(MB)
-			mask := d.mask.MustView(lo, hi-lo)
-			step := it*cfg.Epochs*nMB + epoch*nMB + mb
-
-			// Policy: PPO, then ptx, into one gradient.
-			pol := ms.policy
-			ms.policyTrain.zeroGrad()
-			if err := pol.Forward(in, true, gpu.Mix64(cfg.Seed, uint64(step))); err != nil {
+			if err := d.policyStep(ms, mb, ptx, ptxBatch, cfg, &sum); err != nil {
 				return err
 			}
-			dlogp := d.dlogp.MustView(0, hi-lo)
-			b.PPOPolicyLoss(dlogp, d.pstats, pol.LogProbs(), d.oldLogp.MustView(lo, hi-lo), d.adv.MustView(lo, hi-lo), mask, cfg.ClipEps, scale)
-			b.Dot(d.scalar, pol.Entropy(), mask)
-			var ent [1]float32
-			if err := b.Download(ent[:], d.scalar); err != nil {
+			if err := d.valueStep(ms, mb, cfg, &sum); err != nil {
 				return err
 			}
-			entropy += float64(ent[0]) / count
-			var dent *gpu.Tensor
-			if cfg.EntropyCoef > 0 {
-				dent = d.dent.MustView(0, hi-lo)
-				b.Copy(dent, mask)
-				b.Scale(dent, -cfg.EntropyCoef*scale)
-			}
-			if err := pol.Backward(dlogp, dent); err != nil {
-				return err
-			}
-			var ps [4]float32
-			if err := b.Download(ps[:], d.pstats); err != nil {
-				return err
-			}
-			polLoss += float64(ps[0])
-			clipFrac += float64(ps[1])
-			approxKL += float64(ps[2])
-			if ptx != nil {
-				ptx.Fill(ptxBatch.Tokens, ptxBatch.Targets, cfg.PtxBatch)
-				if err := pol.Forward(ptxBatch, true, gpu.Mix64(cfg.Seed^0x97, uint64(step))); err != nil {
-					return err
-				}
-				nPtx := cfg.PtxBatch * cfg.PtxSeq
-				b.Dot(d.ptxLoss, pol.LogProbs(), d.ptxW.MustView(0, nPtx))
-				if err := pol.Backward(d.ptxGradW.MustView(0, nPtx), nil); err != nil {
-					return err
-				}
-				var pl [1]float32
-				if err := b.Download(pl[:], d.ptxLoss); err != nil {
-					return err
-				}
-				ptxLoss += float64(pl[0])
-			}
-			ms.policyTrain.update(1)
-			b.Lerp(ms.ema.All, pol.Params.All, 1-cfg.EMADecay)
-
-			// Value function.
-			val := ms.value
-			ms.valueTrain.zeroGrad()
-			vin := &model.Batch{B: MB, T: T, Tokens: in.Tokens, ValidLen: in.ValidLen}
-			if err := val.Forward(vin, true, 0); err != nil {
-				return err
-			}
-			dv := d.dvalues.MustView(0, hi-lo)
-			b.PPOValueLoss(dv, d.vstats, val.Values().MustReshape(hi-lo), d.values.MustView(lo, hi-lo), d.returns.MustView(lo, hi-lo), mask, cfg.ValueClip, float32(1/count))
-			if err := val.Backward(dv, nil); err != nil {
-				return err
-			}
-			ms.valueTrain.update(1)
-			var vs [3]float32
-			if err := b.Download(vs[:], d.vstats); err != nil {
-				return err
-			}
-			valLoss += float64(vs[0])
-			vClip += float64(vs[1])
-			steps++
+			sum.steps++
 		}
 	}
-	n := float64(steps)
-	rec.PolicyLoss, rec.ClipFrac, rec.ApproxKL = polLoss/n, clipFrac/n, approxKL/n
-	rec.ValueLoss, rec.ValueClipFrac, rec.Entropy = valLoss/n, vClip/n, entropy/n
+	n := float64(sum.steps)
+	rec.PolicyLoss, rec.ClipFrac, rec.ApproxKL = sum.policyLoss/n, sum.clipFrac/n, sum.approxKL/n
+	rec.ValueLoss, rec.ValueClipFrac, rec.Entropy = sum.valueLoss/n, sum.valueClip/n, sum.entropy/n
 	if ptx != nil {
-		rec.PtxLoss = ptxLoss / n
+		rec.PtxLoss = sum.ptxLoss / n
 	}
-	return b.Err()
+	return d.b.Err()
+}
+
+// ppoMinibatch is one minibatch of a rollout: its rows as a model batch,
+// its span [lo, lo+n) of the rollout's per-token tensors, its masked token
+// count and the update's global index (which seeds its dropout).
+type ppoMinibatch struct {
+	in    *model.Batch
+	lo, n int
+	count float64
+	step  int
+}
+
+// ppoUpdateStats sums the minibatches' losses and statistics.
+type ppoUpdateStats struct {
+	policyLoss, clipFrac, approxKL, entropy float64
+	valueLoss, valueClip, ptxLoss           float64
+	steps                                   int
+}
+
+// policyStep is the policy's update on one minibatch: the clipped
+// surrogate, summed over each episode's tokens and averaged over episodes
+// as the paper's per-episode objective, with the entropy bonus; then the
+// ptx term, PtxCoef times the mean per-token pretraining loss, into the
+// same gradient; one AdamW step; the EMA follows.
+func (d *ppoDevice) policyStep(ms *ppoModels, mb ppoMinibatch, ptx *data.WindowSampler, ptxBatch *model.Batch, cfg PPOConfig, sum *ppoUpdateStats) error {
+	b, pol := d.b, ms.policy
+	scale := float32(1) / float32(mb.in.B)
+	mask := d.mask.MustView(mb.lo, mb.n)
+	ms.policyTrain.zeroGrad()
+	if err := pol.Forward(mb.in, true, gpu.Mix64(cfg.Seed, uint64(mb.step))); err != nil {
+		return err
+	}
+	dlogp := d.dlogp.MustView(0, mb.n)
+	b.PPOPolicyLoss(dlogp, d.pstats, pol.LogProbs(), d.oldLogp.MustView(mb.lo, mb.n), d.adv.MustView(mb.lo, mb.n), mask, cfg.ClipEps, scale)
+	b.Dot(d.scalar, pol.Entropy(), mask)
+	var ent [1]float32
+	if err := b.Download(ent[:], d.scalar); err != nil {
+		return err
+	}
+	sum.entropy += float64(ent[0]) / mb.count
+	var dent *gpu.Tensor
+	if cfg.EntropyCoef > 0 {
+		dent = d.dent.MustView(0, mb.n)
+		b.Copy(dent, mask)
+		b.Scale(dent, -cfg.EntropyCoef*scale)
+	}
+	if err := pol.Backward(dlogp, dent); err != nil {
+		return err
+	}
+	var ps [4]float32
+	if err := b.Download(ps[:], d.pstats); err != nil {
+		return err
+	}
+	sum.policyLoss += float64(ps[0])
+	sum.clipFrac += float64(ps[1])
+	sum.approxKL += float64(ps[2])
+	if ptx != nil {
+		ptx.Fill(ptxBatch.Tokens, ptxBatch.Targets, cfg.PtxBatch)
+		if err := pol.Forward(ptxBatch, true, gpu.Mix64(cfg.Seed^0x97, uint64(mb.step))); err != nil {
+			return err
+		}
+		nPtx := cfg.PtxBatch * cfg.PtxSeq
+		b.Dot(d.ptxLoss, pol.LogProbs(), d.ptxW.MustView(0, nPtx))
+		if err := pol.Backward(d.ptxGradW.MustView(0, nPtx), nil); err != nil {
+			return err
+		}
+		var pl [1]float32
+		if err := b.Download(pl[:], d.ptxLoss); err != nil {
+			return err
+		}
+		sum.ptxLoss += float64(pl[0])
+	}
+	ms.policyTrain.update(1)
+	b.Lerp(ms.ema.All, pol.Params.All, 1-cfg.EMADecay)
+	return nil
+}
+
+// valueStep is the value function's update on one minibatch: the clipped
+// value loss, averaged over the minibatch's tokens, and one AdamW step.
+func (d *ppoDevice) valueStep(ms *ppoModels, mb ppoMinibatch, cfg PPOConfig, sum *ppoUpdateStats) error {
+	b, val := d.b, ms.value
+	ms.valueTrain.zeroGrad()
+	vin := &model.Batch{B: mb.in.B, T: mb.in.T, Tokens: mb.in.Tokens, ValidLen: mb.in.ValidLen}
+	if err := val.Forward(vin, true, 0); err != nil {
+		return err
+	}
+	dv := d.dvalues.MustView(0, mb.n)
+	b.PPOValueLoss(dv, d.vstats, val.Values().MustReshape(mb.n), d.values.MustView(mb.lo, mb.n), d.returns.MustView(mb.lo, mb.n),
+		d.mask.MustView(mb.lo, mb.n), cfg.ValueClip, float32(1/mb.count))
+	if err := val.Backward(dv, nil); err != nil {
+		return err
+	}
+	ms.valueTrain.update(1)
+	var vs [3]float32
+	if err := b.Download(vs[:], d.vstats); err != nil {
+		return err
+	}
+	sum.valueLoss += float64(vs[0])
+	sum.valueClip += float64(vs[1])
+	return nil
 }

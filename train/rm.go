@@ -208,48 +208,11 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 	if tok.VocabSize() > cfg.Model.VocabSize {
 		return nil, fmt.Errorf("rm: tokenizer vocabulary %d exceeds the model's %d", tok.VocabSize(), cfg.Model.VocabSize)
 	}
-	comparisons, stats, err := data.ReadComparisons(cfg.Data, data.ReadOptions{SkipBadLines: cfg.SkipBadLines})
+	d, err := readRMData(cfg, tok, log)
 	if err != nil {
 		return nil, fmt.Errorf("rm: %w", err)
 	}
-	if stats.Skipped > 0 {
-		log.Warn().Int("skipped", stats.Skipped).Strs("first", stats.Errors).Msg("bad lines skipped")
-	}
-	trainCs, valCs := splitComparisons(comparisons, cfg.ValFrac, cfg.Seed)
-	if len(trainCs) == 0 || len(valCs) == 0 {
-		return nil, fmt.Errorf("rm: %d comparisons are too few to hold out %.0f%% of the prompts", len(comparisons), 100*cfg.ValFrac)
-	}
-	if cfg.MaxPrompts > 0 && cfg.MaxPrompts < len(trainCs) {
-		trainCs = subset(trainCs, cfg.MaxPrompts, cfg.Seed)
-	}
-	trainTok, trunc := data.TokenizeComparisons(trainCs, tok, cfg.MaxLen)
-	valTok, _ := data.TokenizeComparisons(valCs, tok, cfg.MaxLen)
-	if trunc.Dropped > 0 || trunc.PromptTruncated > 0 || trunc.CompletionTruncated > 0 || trunc.Identical > 0 {
-		log.Warn().Str("truncation", trunc.String()).Int("max_len", cfg.MaxLen).Msg("training comparisons (prompt cut from the left, responses from the right)")
-	}
-	if len(trainTok) == 0 || len(valTok) == 0 {
-		return nil, fmt.Errorf("rm: no comparison fits in %d tokens", cfg.MaxLen)
-	}
-	valUtil, err := utilities(valCs, valTok)
-	if err != nil {
-		return nil, fmt.Errorf("rm: %w", err)
-	}
-	// The centring set is read now, so that a bad --center-data fails
-	// before training rather than after.
-	centre, err := centerSequences(cfg, trainTok, tok)
-	if err != nil {
-		return nil, fmt.Errorf("rm: centring data: %w", err)
-	}
-	// The model's buffers need only hold the longest sequence.
-	maxSeq := 1
-	for _, set := range [][]data.ComparisonTokens{trainTok, valTok} {
-		for _, c := range set {
-			maxSeq = max(maxSeq, c.MaxLen())
-		}
-	}
-	for _, s := range centre.seqs {
-		maxSeq = max(maxSeq, len(s))
-	}
+	trainTok, valTok, valCs, valUtil, centre := d.train, d.val, d.valCs, d.valUtil, d.centre
 	batcher, err := data.NewBatcher(unitItems(len(trainTok)), data.BatchOptions{MaxBatch: cfg.Batch, Seed: cfg.Seed})
 	if err != nil {
 		return nil, fmt.Errorf("rm: %w", err)
@@ -259,7 +222,7 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 		cfg.Steps = int(math.Ceil(cfg.Epochs * float64(perEpoch)))
 	}
 
-	m, err := model.New(b, cfg.Model, model.Options{MaxBatch: cfg.MaxRows, MaxSeq: maxSeq, Train: true})
+	m, err := model.New(b, cfg.Model, model.Options{MaxBatch: cfg.MaxRows, MaxSeq: d.maxSeq, Train: true})
 	if err != nil {
 		return nil, fmt.Errorf("rm: %w", err)
 	}
@@ -268,7 +231,7 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 		return nil, fmt.Errorf("rm: %w", err)
 	}
 	r := &rmTrainer{rs: rs, batcher: batcher, train: trainTok, val: valTok, valUtil: valUtil, pad: tok.Pad(), budget: cfg.TokenBudget,
-		sum: &RMSummary{TrainPrompts: len(trainTok), ValPrompts: len(valTok), Truncation: trunc, SkippedLines: stats.Skipped}}
+		sum: &RMSummary{TrainPrompts: len(trainTok), ValPrompts: len(valTok), Truncation: d.trunc, SkippedLines: d.skipped}}
 	sum := r.sum
 	for _, c := range trainTok {
 		k := len(c.Responses)
@@ -331,6 +294,68 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 	}
 	ev.Float32("bias", c.Bias).Float64("centre_mean", c.MeanAfter).Str("centred_on", c.Source).Msg("reward model saved")
 	return sum, l.finish(ctx, sum)
+}
+
+// rmData is a reward-model run's data: the training and held-out
+// comparisons tokenised, the held-out utilities (built-in tasks), the
+// centring set, and the longest sequence the model must hold.
+type rmData struct {
+	train, val []data.ComparisonTokens
+	valCs      []data.Comparison
+	valUtil    [][]float64
+	centre     centerSet
+	maxSeq     int
+	trunc      data.TruncStats
+	skipped    int
+}
+
+// readRMData reads and splits the comparisons (whole prompts held out),
+// tokenises them and reads the centring set, so that bad data fails
+// before training rather than after.
+func readRMData(cfg RMConfig, tok tokenizer.Tokenizer, log zerolog.Logger) (*rmData, error) {
+	comparisons, stats, err := data.ReadComparisons(cfg.Data, data.ReadOptions{SkipBadLines: cfg.SkipBadLines})
+	if err != nil {
+		return nil, err
+	}
+	if stats.Skipped > 0 {
+		log.Warn().Int("skipped", stats.Skipped).Strs("first", stats.Errors).Msg("bad lines skipped")
+	}
+	trainCs, valCs := splitComparisons(comparisons, cfg.ValFrac, cfg.Seed)
+	if len(trainCs) == 0 || len(valCs) == 0 {
+		return nil, fmt.Errorf("%d comparisons are too few to hold out %.0f%% of the prompts", len(comparisons), 100*cfg.ValFrac)
+	}
+	if cfg.MaxPrompts > 0 && cfg.MaxPrompts < len(trainCs) {
+		trainCs = subset(trainCs, cfg.MaxPrompts, cfg.Seed)
+	}
+	trainTok, trunc := data.TokenizeComparisons(trainCs, tok, cfg.MaxLen)
+	valTok, _ := data.TokenizeComparisons(valCs, tok, cfg.MaxLen)
+	if trunc.Dropped > 0 || trunc.PromptTruncated > 0 || trunc.CompletionTruncated > 0 || trunc.Identical > 0 {
+		log.Warn().Str("truncation", trunc.String()).Int("max_len", cfg.MaxLen).Msg("training comparisons (prompt cut from the left, responses from the right)")
+	}
+	if len(trainTok) == 0 || len(valTok) == 0 {
+		return nil, fmt.Errorf("no comparison fits in %d tokens", cfg.MaxLen)
+	}
+	valUtil, err := utilities(valCs, valTok)
+	if err != nil {
+		return nil, err
+	}
+	// The centring set is read now, so that a bad --center-data fails
+	// before training rather than after.
+	centre, err := centerSequences(cfg, trainTok, tok)
+	if err != nil {
+		return nil, fmt.Errorf("centring data: %w", err)
+	}
+	// The model's buffers need only hold the longest sequence.
+	maxSeq := 1
+	for _, set := range [][]data.ComparisonTokens{trainTok, valTok} {
+		for _, c := range set {
+			maxSeq = max(maxSeq, c.MaxLen())
+		}
+	}
+	for _, s := range centre.seqs {
+		maxSeq = max(maxSeq, len(s))
+	}
+	return &rmData{train: trainTok, val: valTok, valCs: valCs, valUtil: valUtil, centre: centre, maxSeq: maxSeq, trunc: trunc, skipped: stats.Skipped}, nil
 }
 
 // rmTrainer is the reward model as the loop driver runs it: steps of the

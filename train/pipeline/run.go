@@ -18,28 +18,20 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// Run runs every stage in order. A stage whose directory already
-// holds a summary.json from an earlier run is not run again; its numbers
-// are read back, so an interrupted pipeline continues where it stopped.
+// Run runs every stage in order. A stage whose directory already holds a
+// summary.json from an earlier run is not run again; its numbers are read
+// back, so an interrupted pipeline continues where it stopped.
 func Run(ctx context.Context, b gpu.Backend, cfg Config, opt train.RunOptions) (*Report, error) {
-	log := opt.Log
-	rep := &Report{Backend: b.Name()}
-	mc, err := model.ConfigByName(cfg.Model)
-	if err != nil {
+	r := &runner{ctx: ctx, b: b, cfg: cfg, opt: opt, rep: &Report{Backend: b.Name()}}
+	var err error
+	if r.mc, err = model.ConfigByName(cfg.Model); err != nil {
 		return nil, err
 	}
-	tok, err := tokenizer.New(mc.Tokenizer)
-	if err != nil {
+	if r.tok, err = tokenizer.New(r.mc.Tokenizer); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
-	}
-	// The reward model trains on rm.jsonl's rankings (cfg.RM.Data) followed
-	// by those of SFT samples when the label stage runs.
-	rmCfg := cfg.RM
-	if cfg.SFTSampleLabels > 0 {
-		rmCfg.Data = filepath.Join(cfg.Out, StageLabel, "rm_all.jsonl")
 	}
 	cfgPath := filepath.Join(cfg.Out, ConfigFile)
 	if err := checkSameConfig(cfgPath, cfg); err != nil {
@@ -48,131 +40,183 @@ func Run(ctx context.Context, b gpu.Backend, cfg Config, opt train.RunOptions) (
 	if err := atomicfile.WriteJSON(cfgPath, cfg); err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
-	// enter starts timing a stage and returns its log line to finish.
-	clock, err := openStageClock(filepath.Join(cfg.Out, StageClockFile))
-	if err != nil {
+	if r.clock, err = openStageClock(filepath.Join(cfg.Out, StageClockFile)); err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
-	defer clock.leave() // an interrupted stage's time counts too
-	enter := func(name string) *zerolog.Event {
-		if err := clock.enter(name); err != nil {
-			log.Warn().Err(err).Msg("pipeline stage times not recorded")
-		}
-		return log.Info().Str("stage", name)
-	}
-	// pending reports whether the stage in dir still has to run and the
-	// options to run it with: a stage is done when its summary says it ran
-	// to the end; an interrupted (or killed) one with saved state resumes.
-	pending := func(dir, name string) (train.RunOptions, bool) {
-		fin, resumable := stageState(dir)
-		o := opt
-		o.Resume = resumable
-		if !fin {
-			enter(name).Bool("resume", resumable).Msg("──── pipeline stage ────")
-		}
-		return o, !fin
-	}
-
-	// Data.
-	dataDir := filepath.Join(cfg.Out, StageData)
-	if _, err := os.Stat(filepath.Join(dataDir, "eval.jsonl")); err != nil {
-		enter("data synth").Msg("──── pipeline stage ────")
-		if _, err := tasks.Synth(dataDir, cfg.Synth); err != nil {
+	defer r.clock.leave() // an interrupted stage's time counts too
+	for _, stage := range []func() error{r.data, r.pretrain, r.sft, r.label, r.rewardModel, r.ppo} {
+		if err := stage(); err != nil {
 			return nil, fmt.Errorf("pipeline: %w", err)
 		}
 	}
-	// Pretraining.
-	if o, run := pending(cfg.Pretrain.Out, "pretrain"); run {
-		cfg.Pretrain.Model = mc
-		if _, err := train.Pretrain(ctx, b, tok, cfg.Pretrain, o); err != nil {
-			return nil, fmt.Errorf("pipeline: %w", err)
-		}
-	}
-	var pre train.PretrainSummary
-	if err := readSummary(cfg.Pretrain.Out, &pre); err != nil {
-		return nil, err
-	}
-	rep.Pretrain.ValLoss, rep.Pretrain.UnigramLoss, rep.Pretrain.Seconds = pre.ValLoss, pre.UnigramLoss, pre.Seconds
-	// SFT.
-	if o, run := pending(cfg.SFT.Out, "sft"); run {
-		if cfg.SFT.Model, err = model.ReadConfig(cfg.SFT.Init); err != nil {
-			return nil, err
-		}
-		cfg.SFT.Model.Dropout = cfg.SFTDropout
-		if _, err := train.SFT(ctx, b, tok, cfg.SFT, o); err != nil {
-			return nil, fmt.Errorf("pipeline: %w", err)
-		}
-	}
-	var sft train.SFTSummary
-	if err := readSummary(cfg.SFT.Out, &sft); err != nil {
-		return nil, err
-	}
-	rep.SFT.BestStep, rep.SFT.Seconds = sft.BestStep, sft.Seconds
-	// Rankings of SFT samples.
-	if cfg.SFTSampleLabels > 0 {
-		labelDir := filepath.Join(cfg.Out, StageLabel)
-		var st train.LabelStats
-		if err := readSummary(labelDir, &st); err != nil {
-			enter("label SFT samples").Int("prompts", cfg.SFTSampleLabels).Msg("──── pipeline stage ────")
-			if st, err = labelSFTSamples(b, tok, cfg.SFT.Out, cfg.RM.Data, labelDir, cfg.SFTSampleLabels); err != nil {
-				return nil, fmt.Errorf("pipeline: label SFT samples: %w", err)
-			}
-		}
-		rep.RM.SFTSamples = &st
-	}
-	// Reward model.
-	if o, run := pending(rmCfg.Out, "reward model"); run {
-		if rmCfg.Model, err = model.ReadConfig(rmCfg.Init); err != nil {
-			return nil, err
-		}
-		rmCfg.Model.Dropout = cfg.RMDropout
-		if _, err := train.RM(ctx, b, tok, rmCfg, o); err != nil {
-			return nil, fmt.Errorf("pipeline: %w", err)
-		}
-	}
-	var rm train.RMSummary
-	if err := readSummary(cfg.RM.Out, &rm); err != nil {
-		return nil, err
-	}
-	if rm.Val != nil {
-		rep.RM.Accuracy, rep.RM.TruthAccuracy, rep.RM.Pairs = rm.Val.Accuracy, rm.Val.TruthAccuracy, rm.Val.Pairs
-	}
-	if rm.Ceiling != nil {
-		rep.RM.LabelerAgrement = rm.Ceiling.LabelerVsLabeler
-	}
-	if rm.Centering != nil {
-		rep.RM.CentredMean = rm.Centering.MeanAfter
-	}
-	rep.RM.Seconds = rm.Seconds
-	// PPO-ptx.
-	if o, run := pending(cfg.PPO.Out, "ppo-ptx"); run {
-		if _, err := train.PPO(ctx, b, tok, cfg.PPO, o); err != nil {
-			return nil, fmt.Errorf("pipeline: %w", err)
-		}
-	}
-	var ppo train.PPOSummary
-	if err := readSummary(cfg.PPO.Out, &ppo); err != nil {
-		return nil, err
-	}
-	rep.PPO.FirstScore, rep.PPO.LastScore, rep.PPO.KLToSFT, rep.PPO.Seconds = ppo.FirstScore, ppo.LastScore, ppo.LastKL, ppo.Seconds
-	rep.PPO.FirstTaskScore, rep.PPO.LastTaskScore = ppo.FirstTaskScore, ppo.LastTaskScore
 
 	// Evaluation on the held-out prompts.
-	enter(stageEvaluation).Msg("──── pipeline stage ────")
-	if err := evaluate(b, tok, cfg, rep); err != nil {
+	r.enter(stageEvaluation).Msg("──── pipeline stage ────")
+	if err := evaluate(b, r.tok, cfg, r.rep); err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
-	if err := clock.leave(); err != nil {
-		log.Warn().Err(err).Msg("pipeline stage times not recorded")
+	if err := r.clock.leave(); err != nil {
+		opt.Log.Warn().Err(err).Msg("pipeline stage times not recorded")
 	}
-	rep.Seconds = clock.total()
-	if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, "report.json"), rep); err != nil {
+	r.rep.Seconds = r.clock.total()
+	if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, "report.json"), r.rep); err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
-	if err := WriteReport(cfg.Out, rep); err != nil {
+	if err := WriteReport(cfg.Out, r.rep); err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
-	return rep, nil
+	return r.rep, nil
+}
+
+// runner is one invocation of the pipeline: each stage is a method that
+// runs the stage unless it finished earlier, then reads its summary into
+// the report.
+type runner struct {
+	ctx   context.Context
+	b     gpu.Backend
+	cfg   Config
+	opt   train.RunOptions
+	mc    model.Config
+	tok   tokenizer.Tokenizer
+	clock *stageClock
+	rep   *Report
+}
+
+// enter starts timing a stage and returns its log line to finish.
+func (r *runner) enter(name string) *zerolog.Event {
+	if err := r.clock.enter(name); err != nil {
+		r.opt.Log.Warn().Err(err).Msg("pipeline stage times not recorded")
+	}
+	return r.opt.Log.Info().Str("stage", name)
+}
+
+// pending reports whether the stage in dir still has to run and the
+// options to run it with: a stage is done when its summary says it ran to
+// the end; an interrupted (or killed) one with saved state resumes.
+func (r *runner) pending(dir, name string) (train.RunOptions, bool) {
+	fin, resumable := stageState(dir)
+	o := r.opt
+	o.Resume = resumable
+	if !fin {
+		r.enter(name).Bool("resume", resumable).Msg("──── pipeline stage ────")
+	}
+	return o, !fin
+}
+
+func (r *runner) data() error {
+	dataDir := filepath.Join(r.cfg.Out, StageData)
+	if _, err := os.Stat(filepath.Join(dataDir, "eval.jsonl")); err == nil {
+		return nil
+	}
+	r.enter("data synth").Msg("──── pipeline stage ────")
+	_, err := tasks.Synth(dataDir, r.cfg.Synth)
+	return err
+}
+
+func (r *runner) pretrain() error {
+	c := r.cfg.Pretrain
+	if o, run := r.pending(c.Out, "pretrain"); run {
+		c.Model = r.mc
+		if _, err := train.Pretrain(r.ctx, r.b, r.tok, c, o); err != nil {
+			return err
+		}
+	}
+	var sum train.PretrainSummary
+	if err := readSummary(c.Out, &sum); err != nil {
+		return err
+	}
+	r.rep.Pretrain.ValLoss, r.rep.Pretrain.UnigramLoss, r.rep.Pretrain.Seconds = sum.ValLoss, sum.UnigramLoss, sum.Seconds
+	return nil
+}
+
+func (r *runner) sft() error {
+	c := r.cfg.SFT
+	if o, run := r.pending(c.Out, "sft"); run {
+		var err error
+		if c.Model, err = model.ReadConfig(c.Init); err != nil {
+			return err
+		}
+		c.Model.Dropout = r.cfg.SFTDropout
+		if _, err := train.SFT(r.ctx, r.b, r.tok, c, o); err != nil {
+			return err
+		}
+	}
+	var sum train.SFTSummary
+	if err := readSummary(c.Out, &sum); err != nil {
+		return err
+	}
+	r.rep.SFT.BestStep, r.rep.SFT.Seconds = sum.BestStep, sum.Seconds
+	return nil
+}
+
+// label ranks SFT samples for the reward model, when the configuration
+// asks for them.
+func (r *runner) label() error {
+	if r.cfg.SFTSampleLabels <= 0 {
+		return nil
+	}
+	labelDir := filepath.Join(r.cfg.Out, StageLabel)
+	var st train.LabelStats
+	if err := readSummary(labelDir, &st); err != nil {
+		r.enter("label SFT samples").Int("prompts", r.cfg.SFTSampleLabels).Msg("──── pipeline stage ────")
+		if st, err = labelSFTSamples(r.b, r.tok, r.cfg.SFT.Out, r.cfg.RM.Data, labelDir, r.cfg.SFTSampleLabels); err != nil {
+			return fmt.Errorf("label SFT samples: %w", err)
+		}
+	}
+	r.rep.RM.SFTSamples = &st
+	return nil
+}
+
+// rewardModel trains on rm.jsonl's rankings (cfg.RM.Data), followed by
+// those of SFT samples when the label stage ran.
+func (r *runner) rewardModel() error {
+	c := r.cfg.RM
+	if r.cfg.SFTSampleLabels > 0 {
+		c.Data = filepath.Join(r.cfg.Out, StageLabel, "rm_all.jsonl")
+	}
+	if o, run := r.pending(c.Out, "reward model"); run {
+		var err error
+		if c.Model, err = model.ReadConfig(c.Init); err != nil {
+			return err
+		}
+		c.Model.Dropout = r.cfg.RMDropout
+		if _, err := train.RM(r.ctx, r.b, r.tok, c, o); err != nil {
+			return err
+		}
+	}
+	var sum train.RMSummary
+	if err := readSummary(c.Out, &sum); err != nil {
+		return err
+	}
+	rm := &r.rep.RM
+	if sum.Val != nil {
+		rm.Accuracy, rm.TruthAccuracy, rm.Pairs = sum.Val.Accuracy, sum.Val.TruthAccuracy, sum.Val.Pairs
+	}
+	if sum.Ceiling != nil {
+		rm.LabelerAgrement = sum.Ceiling.LabelerVsLabeler
+	}
+	if sum.Centering != nil {
+		rm.CentredMean = sum.Centering.MeanAfter
+	}
+	rm.Seconds = sum.Seconds
+	return nil
+}
+
+func (r *runner) ppo() error {
+	c := r.cfg.PPO
+	if o, run := r.pending(c.Out, "ppo-ptx"); run {
+		if _, err := train.PPO(r.ctx, r.b, r.tok, c, o); err != nil {
+			return err
+		}
+	}
+	var sum train.PPOSummary
+	if err := readSummary(c.Out, &sum); err != nil {
+		return err
+	}
+	p := &r.rep.PPO
+	p.FirstScore, p.LastScore, p.KLToSFT, p.Seconds = sum.FirstScore, sum.LastScore, sum.LastKL, sum.Seconds
+	p.FirstTaskScore, p.LastTaskScore = sum.FirstTaskScore, sum.LastTaskScore
+	return nil
 }
 
 // stageState reports whether the stage in dir finished (its summary.json
@@ -192,10 +236,10 @@ func stageState(dir string) (finished, resumable bool) {
 func readSummary(dir string, v any) error {
 	raw, err := os.ReadFile(filepath.Join(dir, train.SummaryFile))
 	if err != nil {
-		return fmt.Errorf("pipeline: %w", err)
+		return err
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
-		return fmt.Errorf("pipeline: %s: %w", filepath.Join(dir, train.SummaryFile), err)
+		return fmt.Errorf("%s: %w", filepath.Join(dir, train.SummaryFile), err)
 	}
 	return nil
 }
