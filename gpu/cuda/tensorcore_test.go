@@ -395,6 +395,18 @@ func runMmaProbe(t *testing.T, b *Backend, cases []mmaCase) [][]float32 {
 	return out
 }
 
+// dHolder is the lane and element of the C/D fragment that holds (row, col).
+func dHolder(row, col int) (lane, i int) {
+	for lane = 0; lane < 32; lane++ {
+		for i = 0; i < 4; i++ {
+			if r, c := fragC(lane, i); r == row && c == col {
+				return lane, i
+			}
+		}
+	}
+	return -1, -1
+}
+
 // checkD compares a 16×8 D with the case's float64 reference.
 func checkD(t *testing.T, what string, got []float32, m mmaCase, tol func(scale float64) float64) {
 	t.Helper()
@@ -402,8 +414,9 @@ func checkD(t *testing.T, what string, got []float32, m mmaCase, tol func(scale 
 	for i, g := range got {
 		if diff := math.Abs(float64(g) - m.ref[i]); !(diff <= tol(m.sc[i])) {
 			if bad++; bad <= 5 {
-				t.Errorf("%s: D[%d][%d] = %.9g, want %.9g (error %.3g, tolerance %.3g)", what, i/8, i%8, g, m.ref[i],
-					diff, tol(m.sc[i]))
+				lane, reg := dHolder(i/8, i%8)
+				t.Errorf("%s: D[%d][%d] (lane %d, d%d) = %.9g, want %.9g (error %.3g, tolerance %.3g)", what, i/8, i%8,
+					lane, reg, g, m.ref[i], diff, tol(m.sc[i]))
 			}
 		}
 	}
