@@ -63,14 +63,6 @@ static __device__ __forceinline__ void ig_mma_m16n8k8_bf16_f32(float d[4], const
 #endif
 }
 
-// ldmatrix: PTX ISA "Warp-level matrix load instruction: ldmatrix" (9.0:
-// 9.7.14.5.15). Loads num 8×8 matrices of 16-bit elements from shared
-// memory. row is this lane's row address: lanes 8m..8m+7 give rows 0..7 of
-// matrix m (lanes 8·num and up are ignored, but pass a shared address
-// anyway), each row 16 contiguous bytes, 16-byte aligned. Register m of
-// lane l receives row l/4, columns 2·(l%4) (low half) and 2·(l%4)+1 of
-// matrix m; the _trans forms read it column-major: rows 2·(l%4) and
-// 2·(l%4)+1 of column l/4.
 #ifndef INSTRUCTGO_EMU
 // ig_shared_addr is the .shared window address of a generic pointer into
 // shared memory, as ldmatrix and cp.async take it.
@@ -79,6 +71,14 @@ static __device__ __forceinline__ unsigned ig_shared_addr(const void* p) {
 }
 #endif
 
+// ldmatrix: PTX ISA "Warp-level matrix load instruction: ldmatrix" (9.0:
+// 9.7.14.5.15). Loads num 8×8 matrices of 16-bit elements from shared
+// memory. row is this lane's row address: lanes 8m..8m+7 give rows 0..7 of
+// matrix m (lanes 8·num and up are ignored, but pass a shared address
+// anyway), each row 16 contiguous bytes, 16-byte aligned. Register m of
+// lane l receives row l/4, columns 2·(l%4) (low half) and 2·(l%4)+1 of
+// matrix m; the _trans forms read it column-major: rows 2·(l%4) and
+// 2·(l%4)+1 of column l/4.
 static __device__ __forceinline__ void ig_ldmatrix_x1(uint32_t r[1], const void* row) {
 #ifdef INSTRUCTGO_EMU
     emu_ldmatrix(1, false, r, row);
