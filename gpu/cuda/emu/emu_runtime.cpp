@@ -1,4 +1,5 @@
 #include "emu.h"
+#include "emu_internal.h"
 #include <setjmp.h>
 #include <ucontext.h>
 #include <vector>
@@ -28,6 +29,8 @@ struct EmuThread {
     int kind, arg;
     unsigned mask;
     unsigned long long val, res;
+    const void* in;  // a collective's operands and results (emu_internal.h)
+    void* out;
 };
 
 EmuThread* emu_cur = nullptr;
@@ -36,6 +39,7 @@ static std::vector<EmuThread> threads;
 static std::function<void()> cur_kernel;
 static std::string emu_err;
 static const size_t STACK = 256 * 1024;
+static char errbuf[4096];
 
 const uint3& emu_tid() { return emu_cur->tid; }
 
@@ -64,9 +68,29 @@ unsigned long long emu_warp_op(int kind, unsigned long long v, int arg, unsigned
     return emu_cur->res;
 }
 
+void emu_warp_collective(int kind, int arg, const void* in, void* out) {
+    emu_cur->in = in;
+    emu_cur->out = out;
+    emu_warp_op(kind, 0, arg, 0xffffffffu);
+}
+
+void emu_fault(const std::string& msg) {
+    fail(msg);
+    for (;;) {
+        emu_cur->st = WAIT_BLOCK;  // never resumed: run_block returns at the error
+        to_sched();
+    }
+}
+
+int emu_thread_index() { return emu_cur->lin; }
+
 static void fiber_main(int i) {
     for (;;) {
         cur_kernel();
+        if (int n = emu_async_pending(i)) {
+            snprintf(errbuf, sizeof errbuf, "thread %d exited with %d cp.async copies not waited for", i, n);
+            fail(errbuf);
+        }
         threads[i].st = DONE;
         to_sched();  // resumed when the next block starts
     }
@@ -94,11 +118,10 @@ static void abandon(int nthreads) {
         if (threads[i].st != DONE) threads[i].started = false;
 }
 
-static char errbuf[4096];
-
 // Runs one block; returns false on an error (in emu_err).
 static bool run_block(int nthreads) {
     for (int i = 0; i < nthreads; i++) threads[i].st = RUN;
+    emu_async_reset(nthreads);
     const int nwarps = (nthreads + 31) / 32;
     // The order fibers run in between barriers: a race-free kernel gives
     // the same result in every order (EMU_ORDER=forward|reverse|random).
@@ -155,6 +178,29 @@ static bool run_block(int nthreads) {
                     fail("warp op mismatch (different ops or masks in one warp)");
                     return false;
                 }
+                if (kind >= EMU_MMA_BF16 && threads[i].arg != threads[lo].arg) {
+                    snprintf(errbuf, sizeof errbuf, "warp %d: lanes 0 and %d run %s with different shapes or qualifiers",
+                             w, i - lo, kind == EMU_MMA_BF16 ? "mma.sync" : "ldmatrix");
+                    fail(errbuf);
+                    return false;
+                }
+            }
+            if (kind >= EMU_MMA_BF16) {
+                const void* in[32];
+                void* out[32];
+                for (int i = lo; i < hi; i++) {
+                    in[i - lo] = threads[i].in;
+                    out[i - lo] = threads[i].out;
+                }
+                std::string err = emu_run_collective(kind, threads[lo].arg, in, out);
+                if (!err.empty()) {
+                    snprintf(errbuf, sizeof errbuf, "warp %d: %s", w, err.c_str());
+                    fail(errbuf);
+                    return false;
+                }
+                for (int i = lo; i < hi; i++) threads[i].st = RUN;
+                released = true;
+                continue;
             }
             unsigned ball = 0;
             for (int i = lo; i < hi; i++) if (threads[i].val) ball |= 1u << (i - lo);
