@@ -3,6 +3,7 @@ package gpu
 import (
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"strings"
 )
@@ -70,36 +71,90 @@ func argName(names string, i int) string {
 	return "tensor"
 }
 
+// valid reports whether t is non-nil, belongs to the backend and has dtype d.
+func (k Checker) valid(t *Tensor, d DType) bool {
+	return t != nil && (k.Owns == nil || k.Owns(t.Storage())) && t.DType() == d
+}
+
 // Tensor checks that t is non-nil, belongs to the backend and has dtype d.
 func (k Checker) Tensor(op, name string, t *Tensor, d DType) error {
-	if t == nil {
+	switch {
+	case k.valid(t, d):
+		return nil
+	case t == nil:
 		return fmt.Errorf("%s: %s is nil", op, name)
-	}
-	if k.Owns != nil && !k.Owns(t.Storage()) {
+	case k.Owns != nil && !k.Owns(t.Storage()):
 		return fmt.Errorf("%s: %s is not a %s tensor", op, name, k.Backend)
 	}
-	if t.DType() != d {
-		return fmt.Errorf("%s: %s is %v, want %v", op, name, t.DType(), d)
+	return fmt.Errorf("%s: %s is %v, want %v", op, name, t.DType(), d)
+}
+
+// typed checks several tensors of dtype d; names lists them space-separated
+// and is split only for the message of a failure (ops call this on every
+// launch).
+func (k Checker) typed(op, names string, d DType, ts []*Tensor) error {
+	for i, t := range ts {
+		if !k.valid(t, d) {
+			return k.Tensor(op, argName(names, i), t, d)
+		}
 	}
 	return nil
 }
 
 // F32 checks several float32 tensors; names lists them space-separated.
-func (k Checker) F32(op, names string, ts ...*Tensor) error {
-	for i, t := range ts {
-		if err := k.Tensor(op, argName(names, i), t, Float32); err != nil {
-			return err
+func (k Checker) F32(op, names string, ts ...*Tensor) error { return k.typed(op, names, Float32, ts) }
+
+// I32 checks several Int32 tensors.
+func (k Checker) I32(op, names string, ts ...*Tensor) error { return k.typed(op, names, Int32, ts) }
+
+// ---- allocation and host transfers ----
+
+// maxAllocElems bounds the elements of one tensor (2⁴⁰, 4 TiB of float32):
+// far beyond any memory, and small enough that sizes in bytes stay exact.
+const maxAllocElems = 1 << 40
+
+// Alloc checks Backend.Alloc's dtype and shape and returns the element
+// count.
+func (k Checker) Alloc(dtype DType, shape []int) (int, error) {
+	if dtype != Float32 && dtype != Int32 {
+		return 0, fmt.Errorf("%s alloc: unsupported dtype %v", k.Backend, dtype)
+	}
+	n := 1
+	for _, d := range shape {
+		if d < 0 {
+			return 0, fmt.Errorf("%s alloc: negative dimension in %v", k.Backend, shape)
 		}
+		hi, lo := bits.Mul64(uint64(n), uint64(d))
+		if hi != 0 || lo > maxAllocElems {
+			return 0, fmt.Errorf("%s alloc: shape %v is too large", k.Backend, shape)
+		}
+		n = int(lo)
+	}
+	return n, nil
+}
+
+// Upload checks Backend.Upload (d Float32) and UploadInt32 (d Int32) of n
+// host values into t.
+func (k Checker) Upload(t *Tensor, d DType, n int) error {
+	const op = "upload"
+	if err := k.Tensor(op, "tensor", t, d); err != nil {
+		return err
+	}
+	if n != t.Len() {
+		return fmt.Errorf("%s: %d values into %v", op, n, t)
 	}
 	return nil
 }
 
-// I32 checks several Int32 tensors.
-func (k Checker) I32(op, names string, ts ...*Tensor) error {
-	for i, t := range ts {
-		if err := k.Tensor(op, argName(names, i), t, Int32); err != nil {
-			return err
-		}
+// Download checks Backend.Download and DownloadInt32 of t into n host
+// values.
+func (k Checker) Download(t *Tensor, d DType, n int) error {
+	const op = "download"
+	if err := k.Tensor(op, "tensor", t, d); err != nil {
+		return err
+	}
+	if n != t.Len() {
+		return fmt.Errorf("%s: %v into %d values", op, t, n)
 	}
 	return nil
 }
@@ -611,8 +666,9 @@ func (k Checker) KVCacheWrite(kc, vc, qkv, start *Tensor, nHead int) (d DecodeDi
 		if !HasShape(start, d.B) {
 			return d, nil, fmt.Errorf("%s: start is %v, want [%d]", op, start, d.B)
 		}
+		// Starts up to S−T fit; with T > S only inactive (negative) ones do.
 		t, s := d.T, d.S
-		checks = append(checks, IndexCheck{T: start, Lo: noLower, Hi: int64(s) - int64(t) + 1, Err: func(i int, st int32) error {
+		checks = append(checks, IndexCheck{T: start, Lo: noLower, Hi: max(int64(s)-int64(t)+1, 0), Err: func(i int, st int32) error {
 			return fmt.Errorf("%s: sequence %d: positions %d..%d outside the cache of %d", op, i, st, int64(st)+int64(t)-1, s)
 		}})
 	} else if d.T > d.S {
