@@ -3,16 +3,18 @@ package gpu
 import (
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"strings"
 )
 
 // Argument validation shared by the backends: the dtype, shape, length and
-// aliasing rules the Backend contract states, as one Checker method per op,
-// with the error messages the cpu backend has always given. A backend
-// checks its ops' arguments with these before running anything, records the
-// returned error (the op then does nothing), and runs the op on the
-// dimensions returned.
+// aliasing rules the Backend contract states, as one Checker method per op
+// (and per allocation and transfer), so that every backend rejects the same
+// calls with the same messages. A backend checks its ops' arguments with
+// these before running anything, records the returned error (the op then
+// does nothing), and runs the op on the dimensions returned. Limits of one
+// backend's own (the cuda kernels' 32-bit sizes) stay with that backend.
 //
 // Some rules depend on the contents of an Int32 operand (a token id inside
 // the vocabulary, a valid length inside [0,T]): the op's method returns
@@ -70,38 +72,84 @@ func argName(names string, i int) string {
 	return "tensor"
 }
 
+// valid reports whether t is non-nil, belongs to the backend and has dtype d.
+func (k Checker) valid(t *Tensor, d DType) bool {
+	return t != nil && (k.Owns == nil || k.Owns(t.Storage())) && t.DType() == d
+}
+
 // Tensor checks that t is non-nil, belongs to the backend and has dtype d.
 func (k Checker) Tensor(op, name string, t *Tensor, d DType) error {
-	if t == nil {
+	switch {
+	case k.valid(t, d):
+		return nil
+	case t == nil:
 		return fmt.Errorf("%s: %s is nil", op, name)
-	}
-	if k.Owns != nil && !k.Owns(t.Storage()) {
+	case k.Owns != nil && !k.Owns(t.Storage()):
 		return fmt.Errorf("%s: %s is not a %s tensor", op, name, k.Backend)
 	}
-	if t.DType() != d {
-		return fmt.Errorf("%s: %s is %v, want %v", op, name, t.DType(), d)
+	return fmt.Errorf("%s: %s is %v, want %v", op, name, t.DType(), d)
+}
+
+// typed checks several tensors of dtype d; names lists them space-separated
+// and is split only for the message of a failure (ops call this on every
+// launch).
+func (k Checker) typed(op, names string, d DType, ts []*Tensor) error {
+	for i, t := range ts {
+		if !k.valid(t, d) {
+			return k.Tensor(op, argName(names, i), t, d)
+		}
 	}
 	return nil
 }
 
 // F32 checks several float32 tensors; names lists them space-separated.
-func (k Checker) F32(op, names string, ts ...*Tensor) error {
-	for i, t := range ts {
-		if err := k.Tensor(op, argName(names, i), t, Float32); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+func (k Checker) F32(op, names string, ts ...*Tensor) error { return k.typed(op, names, Float32, ts) }
 
 // I32 checks several Int32 tensors.
-func (k Checker) I32(op, names string, ts ...*Tensor) error {
-	for i, t := range ts {
-		if err := k.Tensor(op, argName(names, i), t, Int32); err != nil {
-			return err
-		}
+func (k Checker) I32(op, names string, ts ...*Tensor) error { return k.typed(op, names, Int32, ts) }
+
+// ---- allocation and host transfers ----
+
+// maxAllocElems bounds the elements of one tensor (2⁴⁰, 4 TiB of float32):
+// far beyond any memory, and small enough that sizes in bytes stay exact.
+const maxAllocElems = 1 << 40
+
+// Alloc checks Backend.Alloc's dtype and shape and returns the element
+// count.
+func (k Checker) Alloc(dtype DType, shape []int) (int, error) {
+	if dtype != Float32 && dtype != Int32 {
+		return 0, fmt.Errorf("%s alloc: unsupported dtype %v", k.Backend, dtype)
 	}
-	return nil
+	n := 1
+	for _, d := range shape {
+		if d < 0 {
+			return 0, fmt.Errorf("%s alloc: negative dimension in %v", k.Backend, shape)
+		}
+		hi, lo := bits.Mul64(uint64(n), uint64(d))
+		if hi != 0 || lo > maxAllocElems {
+			return 0, fmt.Errorf("%s alloc: shape %v is too large", k.Backend, shape)
+		}
+		n = int(lo)
+	}
+	return n, nil
+}
+
+// Upload checks Backend.Upload (d Float32) and UploadInt32 (d Int32) of n
+// host values into t.
+func (k Checker) Upload(t *Tensor, d DType, n int) error {
+	if err := k.Tensor("upload", "tensor", t, d); err != nil || n == t.Len() {
+		return err
+	}
+	return fmt.Errorf("upload: %d values into %v", n, t)
+}
+
+// Download checks Backend.Download and DownloadInt32 of t into n host
+// values.
+func (k Checker) Download(t *Tensor, d DType, n int) error {
+	if err := k.Tensor("download", "tensor", t, d); err != nil || n == t.Len() {
+		return err
+	}
+	return fmt.Errorf("download: %v into %d values", t, n)
 }
 
 // CheckLen reports an error unless every tensor has n elements.
@@ -492,7 +540,9 @@ func (k Checker) checkOperand(op, name string, t *Tensor, dims ...int) error {
 		return err
 	}
 	if !HasShape(t, dims...) {
-		return fmt.Errorf("%s: %s is %v, want %v", op, name, t, dims)
+		// A copy for the message, so that dims itself need not escape:
+		// every call would otherwise allocate it.
+		return fmt.Errorf("%s: %s is %v, want %v", op, name, t, slices.Clone(dims))
 	}
 	return nil
 }
@@ -526,8 +576,8 @@ func (k Checker) attn(op string, qkv, validLen *Tensor, nHead int) (d AttnDims, 
 }
 
 // AttentionForward checks Backend.AttentionForward. The checks bound the
-// valid lengths. Beyond the cpu backend's historical checks, out and lse
-// may not overlap qkv or each other (the contract's rule for outputs).
+// valid lengths. out and lse may not overlap qkv or each other (the
+// contract's rule for outputs).
 func (k Checker) AttentionForward(out, lse, qkv, validLen *Tensor, nHead int) (AttnDims, []IndexCheck, error) {
 	const op = "attention forward"
 	d, checks, err := k.attn(op, qkv, validLen, nHead)
@@ -589,8 +639,8 @@ func (k Checker) cacheDims(op string, kc, vc *Tensor, b, c, nHead int) (s int, e
 
 // KVCacheWrite checks Backend.KVCacheWrite. With start given, the check
 // rejects a sequence whose positions start[b]..start[b]+T−1 pass the cache
-// end (a negative start is an inactive sequence, not an error). Beyond the
-// cpu backend's historical checks, kc and vc may not overlap qkv.
+// end (a negative start is an inactive sequence, not an error). kc and vc
+// may not overlap qkv or each other.
 func (k Checker) KVCacheWrite(kc, vc, qkv, start *Tensor, nHead int) (d DecodeDims, checks []IndexCheck, err error) {
 	const op = "kv-cache write"
 	if err := k.Tensor(op, "qkv", qkv, Float32); err != nil {
@@ -611,8 +661,9 @@ func (k Checker) KVCacheWrite(kc, vc, qkv, start *Tensor, nHead int) (d DecodeDi
 		if !HasShape(start, d.B) {
 			return d, nil, fmt.Errorf("%s: start is %v, want [%d]", op, start, d.B)
 		}
+		// Starts up to S−T fit; with T > S only inactive (negative) ones do.
 		t, s := d.T, d.S
-		checks = append(checks, IndexCheck{T: start, Lo: noLower, Hi: int64(s) - int64(t) + 1, Err: func(i int, st int32) error {
+		checks = append(checks, IndexCheck{T: start, Lo: noLower, Hi: max(int64(s)-int64(t)+1, 0), Err: func(i int, st int32) error {
 			return fmt.Errorf("%s: sequence %d: positions %d..%d outside the cache of %d", op, i, st, int64(st)+int64(t)-1, s)
 		}})
 	} else if d.T > d.S {
@@ -622,8 +673,7 @@ func (k Checker) KVCacheWrite(kc, vc, qkv, start *Tensor, nHead int) (d DecodeDi
 }
 
 // AttentionDecode checks Backend.AttentionDecode (T is 1). The check bounds
-// lens to [0,S]. Beyond the cpu backend's historical checks, out may not
-// overlap qkv, kc or vc.
+// lens to [0,S]. out may not overlap qkv, kc or vc.
 func (k Checker) AttentionDecode(out, qkv, kc, vc, lens *Tensor, nHead int) (d DecodeDims, checks []IndexCheck, err error) {
 	const op = "attention decode"
 	if err := k.Tensor(op, "qkv", qkv, Float32); err != nil {
@@ -682,15 +732,16 @@ func (k Checker) lsm(op string, logits, targets *Tensor) (v, n int, rows []int, 
 	if err := k.checkRows(op, "targets", targets, Int32, rows); err != nil {
 		return 0, 0, nil, nil, err
 	}
+	vocab := v // a copy for the closure: capturing v would move it to the heap
 	checks = []IndexCheck{{T: targets, Lo: noLower, Hi: int64(v), Err: func(i int, t int32) error {
-		return fmt.Errorf("%s: targets[%d] = %d outside the vocabulary of %d", op, i, t, v)
+		return fmt.Errorf("%s: targets[%d] = %d outside the vocabulary of %d", op, i, t, vocab)
 	}}}
 	return v, n, rows, checks, nil
 }
 
 // LogSoftmaxForward checks Backend.LogSoftmaxForward (entropy may be nil)
-// and returns the rows N and vocabulary V. Beyond the cpu backend's
-// historical checks, the outputs may not overlap the logits or each other.
+// and returns the rows N and vocabulary V. The outputs may not overlap the
+// logits or each other.
 func (k Checker) LogSoftmaxForward(logp, entropy, lse, logits, targets *Tensor) (n, v int, checks []IndexCheck, err error) {
 	const op = "log-softmax forward"
 	v, n, rows, checks, err := k.lsm(op, logits, targets)
@@ -712,9 +763,8 @@ func (k Checker) LogSoftmaxForward(logp, entropy, lse, logits, targets *Tensor) 
 }
 
 // LogSoftmaxBackward checks Backend.LogSoftmaxBackward (entropy and
-// dentropy may be nil; dentropy needs entropy). Beyond the cpu backend's
-// historical checks, the logits (overwritten) may not overlap the per-row
-// inputs.
+// dentropy may be nil; dentropy needs entropy). The logits (overwritten)
+// may not overlap the per-row inputs.
 func (k Checker) LogSoftmaxBackward(logits, lse, entropy, targets, dlogp, dentropy *Tensor) (n, v int, checks []IndexCheck, err error) {
 	const op = "log-softmax backward"
 	v, n, rows, checks, err := k.lsm(op, logits, targets)
@@ -758,14 +808,15 @@ func (k Checker) gather(op, rowsName, seqName string, rows, seq, idx *Tensor) (b
 	if !HasShape(idx, b) {
 		return 0, 0, 0, nil, fmt.Errorf("%s: idx is %v, want [%d]", op, idx, b)
 	}
+	tt := t // a copy for the closure, as in lsm
 	checks = []IndexCheck{{T: idx, Lo: 0, Hi: int64(t), Err: func(i int, v int32) error {
-		return fmt.Errorf("%s: idx[%d] = %d outside [0,%d)", op, i, v, t)
+		return fmt.Errorf("%s: idx[%d] = %d outside [0,%d)", op, i, v, tt)
 	}}}
 	return b, t, c, checks, CheckDisjoint(op, rowsName, rows, seqName, seq)
 }
 
-// GatherRows checks Backend.GatherRows and returns B, T, C. Beyond the cpu
-// backend's historical checks, out may not overlap inp.
+// GatherRows checks Backend.GatherRows and returns B, T, C; out may not
+// overlap inp.
 func (k Checker) GatherRows(out, inp, idx *Tensor) (b, t, c int, checks []IndexCheck, err error) {
 	return k.gather("gather rows", "out", "inp", out, inp, idx)
 }

@@ -31,25 +31,10 @@ func adamWGradScale(normSq []float32, h gpu.AdamW) float64 {
 
 // AdamW implements gpu.Backend. Step must be ≥ 1 and both betas in [0,1).
 func (b *Backend) AdamW(params, grads, m, v, normSq *gpu.Tensor, h gpu.AdamW) {
-	const op = "adamw"
-	if !b.okF32(op, "params grads m v", params, grads, m, v) ||
-		!b.okLen(op, params.Len(), "grads m v", grads, m, v) {
+	if b.err != nil {
 		return
 	}
-	if normSq != nil && (!b.okF32(op, "normSq", normSq) || !b.okLen(op, 1, "normSq", normSq)) {
-		return
-	}
-	if !b.okDisjoint(op, "params", params, "grads m v normSq", grads, m, v, normSq) ||
-		!b.okDisjoint(op, "m", m, "grads v normSq", grads, v, normSq) ||
-		!b.okDisjoint(op, "v", v, "grads normSq", grads, normSq) {
-		return
-	}
-	if h.Step < 1 {
-		b.failf("%s: step %d, want ≥ 1 (1-based)", op, h.Step)
-		return
-	}
-	if !(h.Beta1 >= 0 && h.Beta1 < 1 && h.Beta2 >= 0 && h.Beta2 < 1) {
-		b.failf("%s: betas (%v, %v) outside [0,1)", op, h.Beta1, h.Beta2)
+	if _, err := checker.AdamW(params, grads, m, v, normSq, h); b.fail(err) {
 		return
 	}
 	var ns []float32

@@ -37,72 +37,12 @@ import (
 // scratch matrices. Scores, probabilities and sums are float32 (the
 // softmax denominator is summed in float64).
 
-// attnDims are the validated dimensions of an attention call.
-type attnDims struct {
-	B, T, C, H, hs int
-}
-
-// attnHasShape reports whether t has exactly the given dimensions.
-func attnHasShape(t *gpu.Tensor, dims ...int) bool {
-	if t.Rank() != len(dims) {
-		return false
+// attnLens returns the valid lengths of a checked call (nil: all T).
+func attnLens(validLen *gpu.Tensor) []int32 {
+	if validLen == nil {
+		return nil
 	}
-	for i, d := range dims {
-		if t.Dim(i) != d {
-			return false
-		}
-	}
-	return true
-}
-
-// attnCheck validates qkv, validLen and nHead and returns the dimensions and
-// the valid lengths (nil: all T). ok is false when the op must not run.
-func (b *Backend) attnCheck(op string, qkv, validLen *gpu.Tensor, nHead int) (d attnDims, lens []int32, ok bool) {
-	if b.err != nil {
-		return d, nil, false
-	}
-	if b.fail(checkTensor(op, "qkv", qkv, gpu.Float32)) {
-		return d, nil, false
-	}
-	if qkv.Rank() != 3 || qkv.Dim(2)%3 != 0 || qkv.Dim(2) == 0 {
-		b.failf("%s: qkv is %v, want [B,T,3C] with C > 0", op, qkv)
-		return d, nil, false
-	}
-	d.B, d.T, d.C = qkv.Dim(0), qkv.Dim(1), qkv.Dim(2)/3
-	if nHead <= 0 || d.C%nHead != 0 {
-		b.failf("%s: C=%d is not divisible into %d heads", op, d.C, nHead)
-		return d, nil, false
-	}
-	d.H, d.hs = nHead, d.C/nHead
-	if validLen != nil {
-		if b.fail(checkTensor(op, "validLen", validLen, gpu.Int32)) {
-			return d, nil, false
-		}
-		if !attnHasShape(validLen, d.B) {
-			b.failf("%s: validLen is %v, want [%d]", op, validLen, d.B)
-			return d, nil, false
-		}
-		lens = I32(validLen)
-		for i, l := range lens {
-			if l < 0 || int(l) > d.T {
-				b.failf("%s: validLen[%d] = %d outside [0,%d]", op, i, l, d.T)
-				return d, nil, false
-			}
-		}
-	}
-	return d, lens, true
-}
-
-// attnCheckOperand validates a float32 operand of an attention call.
-func (b *Backend) attnCheckOperand(op, name string, t *gpu.Tensor, dims ...int) bool {
-	if b.fail(checkTensor(op, name, t, gpu.Float32)) {
-		return false
-	}
-	if !attnHasShape(t, dims...) {
-		b.failf("%s: %s is %v, want %v", op, name, t, dims)
-		return false
-	}
-	return true
+	return I32(validLen)
 }
 
 // attnBwdBlock is the number of query rows (rounded up to whole register
@@ -138,12 +78,12 @@ type attnGeom struct {
 	scale  float32
 }
 
-func newAttnGeom(d attnDims) attnGeom {
+func newAttnGeom(d gpu.AttnDims) attnGeom {
 	k := activeKernel.Load()
 	return attnGeom{
 		kern: k, mr: k.mr, nr: k.nr,
-		C: d.C, hs: d.hs, hsP: roundUp(d.hs, k.nr),
-		scale: float32(1 / math.Sqrt(float64(d.hs))),
+		C: d.C, hs: d.HS, hsP: roundUp(d.HS, k.nr),
+		scale: float32(1 / math.Sqrt(float64(d.HS))),
 	}
 }
 
@@ -293,13 +233,14 @@ func attnSplitRows(n, c, split, mr int) int {
 
 // AttentionForward implements gpu.Backend.
 func (b *Backend) AttentionForward(out, lse, qkv, validLen *gpu.Tensor, nHead int) {
-	const op = "attention forward"
-	d, lens, ok := b.attnCheck(op, qkv, validLen, nHead)
-	if !ok ||
-		!b.attnCheckOperand(op, "out", out, d.B, d.T, d.C) ||
-		!b.attnCheckOperand(op, "lse", lse, d.B, d.H, d.T) {
+	if b.err != nil {
 		return
 	}
+	d, checks, err := checker.AttentionForward(out, lse, qkv, validLen, nHead)
+	if b.failChecked(err, checks) {
+		return
+	}
+	lens := attnLens(validLen)
 	if d.B == 0 || d.T == 0 {
 		return
 	}
@@ -401,15 +342,14 @@ func (g *attnGeom) forwardRows(o, lse, xb []float32, lo, hi, h int, scratch []fl
 
 // AttentionBackward implements gpu.Backend.
 func (b *Backend) AttentionBackward(dqkv, dout, qkv, out, lse, validLen *gpu.Tensor, nHead int) {
-	const op = "attention backward"
-	d, lens, ok := b.attnCheck(op, qkv, validLen, nHead)
-	if !ok ||
-		!b.attnCheckOperand(op, "dqkv", dqkv, d.B, d.T, 3*d.C) ||
-		!b.attnCheckOperand(op, "dout", dout, d.B, d.T, d.C) ||
-		!b.attnCheckOperand(op, "out", out, d.B, d.T, d.C) ||
-		!b.attnCheckOperand(op, "lse", lse, d.B, d.H, d.T) {
+	if b.err != nil {
 		return
 	}
+	d, checks, err := checker.AttentionBackward(dqkv, dout, qkv, out, lse, validLen, nHead)
+	if b.failChecked(err, checks) {
+		return
+	}
+	lens := attnLens(validLen)
 	if d.B == 0 || d.T == 0 {
 		return
 	}

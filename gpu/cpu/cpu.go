@@ -52,26 +52,24 @@ func (s *storage) DType() gpu.DType {
 	return gpu.Float32
 }
 
+// checker validates op arguments with the rules every backend shares
+// (gpu.Checker); it accepts only this backend's tensors.
+var checker = gpu.Checker{Backend: "cpu", Owns: func(s gpu.Storage) bool {
+	_, ok := s.(*storage)
+	return ok
+}}
+
 // Alloc implements gpu.Backend.
 func (b *Backend) Alloc(dtype gpu.DType, shape ...int) (*gpu.Tensor, error) {
-	n := 1
-	for _, d := range shape {
-		if d < 0 {
-			return nil, fmt.Errorf("cpu alloc: negative dimension in %v", shape)
-		}
-		n *= d
+	n, err := checker.Alloc(dtype, shape)
+	if err != nil {
+		return nil, err
 	}
 	s := &storage{}
-	switch dtype {
-	case gpu.Float32:
+	if dtype == gpu.Int32 {
+		s.i32 = make([]int32, n) // non-nil even when empty: it marks the dtype
+	} else {
 		s.f32 = make([]float32, n)
-	case gpu.Int32:
-		s.i32 = make([]int32, n)
-		if n == 0 {
-			s.i32 = []int32{}
-		}
-	default:
-		return nil, fmt.Errorf("cpu alloc: unsupported dtype %v", dtype)
 	}
 	return gpu.NewTensor(s, 0, shape...)
 }
@@ -89,27 +87,10 @@ func I32(t *gpu.Tensor) []int32 {
 	return s.i32[t.Offset() : t.Offset()+t.Len() : t.Offset()+t.Len()]
 }
 
-// checkTensor validates that t belongs to this backend and has dtype d.
-func checkTensor(op, name string, t *gpu.Tensor, d gpu.DType) error {
-	if t == nil {
-		return fmt.Errorf("%s: %s is nil", op, name)
-	}
-	if _, ok := t.Storage().(*storage); !ok {
-		return fmt.Errorf("%s: %s is not a cpu tensor", op, name)
-	}
-	if t.DType() != d {
-		return fmt.Errorf("%s: %s is %v, want %v", op, name, t.DType(), d)
-	}
-	return nil
-}
-
 // Upload implements gpu.Backend.
 func (b *Backend) Upload(t *gpu.Tensor, src []float32) error {
-	if err := checkTensor("upload", "tensor", t, gpu.Float32); err != nil {
+	if err := checker.Upload(t, gpu.Float32, len(src)); err != nil {
 		return err
-	}
-	if len(src) != t.Len() {
-		return fmt.Errorf("upload: %d values into %v", len(src), t)
 	}
 	copy(F32(t), src)
 	return nil
@@ -117,11 +98,8 @@ func (b *Backend) Upload(t *gpu.Tensor, src []float32) error {
 
 // UploadInt32 implements gpu.Backend.
 func (b *Backend) UploadInt32(t *gpu.Tensor, src []int32) error {
-	if err := checkTensor("upload", "tensor", t, gpu.Int32); err != nil {
+	if err := checker.Upload(t, gpu.Int32, len(src)); err != nil {
 		return err
-	}
-	if len(src) != t.Len() {
-		return fmt.Errorf("upload: %d values into %v", len(src), t)
 	}
 	copy(I32(t), src)
 	return nil
@@ -129,11 +107,8 @@ func (b *Backend) UploadInt32(t *gpu.Tensor, src []int32) error {
 
 // Download implements gpu.Backend.
 func (b *Backend) Download(dst []float32, t *gpu.Tensor) error {
-	if err := checkTensor("download", "tensor", t, gpu.Float32); err != nil {
+	if err := checker.Download(t, gpu.Float32, len(dst)); err != nil {
 		return err
-	}
-	if len(dst) != t.Len() {
-		return fmt.Errorf("download: %v into %d values", t, len(dst))
 	}
 	copy(dst, F32(t))
 	return b.err
@@ -141,11 +116,8 @@ func (b *Backend) Download(dst []float32, t *gpu.Tensor) error {
 
 // DownloadInt32 implements gpu.Backend.
 func (b *Backend) DownloadInt32(dst []int32, t *gpu.Tensor) error {
-	if err := checkTensor("download", "tensor", t, gpu.Int32); err != nil {
+	if err := checker.Download(t, gpu.Int32, len(dst)); err != nil {
 		return err
-	}
-	if len(dst) != t.Len() {
-		return fmt.Errorf("download: %v into %d values", t, len(dst))
 	}
 	copy(dst, I32(t))
 	return b.err
@@ -169,9 +141,11 @@ func (b *Backend) fail(err error) bool {
 	return b.err != nil
 }
 
-// failf records a formatted error and returns true.
-func (b *Backend) failf(format string, args ...any) bool {
-	return b.fail(fmt.Errorf(format, args...))
+// failChecked records err, or else the first failure of checks (the rules
+// on Int32 contents a Checker method returns) run on the host data; it
+// reports whether the op must not run, as fail does.
+func (b *Backend) failChecked(err error, checks []gpu.IndexCheck) bool {
+	return b.fail(err) || b.fail(gpu.HostAll(checks, I32))
 }
 
 // parallelFor runs body over [0, n) split into disjoint contiguous chunks

@@ -14,84 +14,22 @@ import (
 // (exp32, as in the training attention); the softmax denominator is summed
 // in float64.
 
-// decodeShape reports whether t is a float32 cpu tensor of exactly dims,
-// recording an error when it is not.
-func (b *Backend) decodeShape(op, name string, t *gpu.Tensor, dims ...int) bool {
-	if b.fail(checkTensor(op, name, t, gpu.Float32)) {
-		return false
-	}
-	if !decodeHasShape(t, dims...) {
-		b.failf("%s: %s is %v, want %v", op, name, t, dims)
-		return false
-	}
-	return true
-}
-
-// decodeCacheDims validates a pair of caches [B,nHead,S,hs] for B sequences,
-// C channels and nHead heads and returns S.
-func (b *Backend) decodeCacheDims(op string, kc, vc *gpu.Tensor, B, C, nHead int) (S int, ok bool) {
-	if nHead <= 0 || C%nHead != 0 {
-		b.failf("%s: C=%d is not divisible into %d heads", op, C, nHead)
-		return 0, false
-	}
-	if b.fail(checkTensor(op, "kc", kc, gpu.Float32)) {
-		return 0, false
-	}
-	if kc.Rank() != 4 {
-		b.failf("%s: kc is %v, want [%d,%d,S,%d]", op, kc, B, nHead, C/nHead)
-		return 0, false
-	}
-	S = kc.Dim(2)
-	if !b.decodeShape(op, "kc", kc, B, nHead, S, C/nHead) || !b.decodeShape(op, "vc", vc, B, nHead, S, C/nHead) {
-		return 0, false
-	}
-	if kc.Storage() == vc.Storage() && kc.Offset() < vc.Offset()+vc.Len() && vc.Offset() < kc.Offset()+kc.Len() {
-		b.failf("%s: kc and vc overlap", op)
-		return 0, false
-	}
-	return S, true
-}
-
 // KVCacheWrite implements gpu.Backend.
 func (b *Backend) KVCacheWrite(kc, vc, qkv, start *gpu.Tensor, nHead int) {
-	const op = "kv-cache write"
-	if b.err != nil || b.fail(checkTensor(op, "qkv", qkv, gpu.Float32)) {
+	if b.err != nil {
 		return
 	}
-	if qkv.Rank() != 3 || qkv.Dim(2)%3 != 0 || qkv.Dim(2) == 0 {
-		b.failf("%s: qkv is %v, want [B,T,3C] with C > 0", op, qkv)
+	d, checks, err := checker.KVCacheWrite(kc, vc, qkv, start, nHead)
+	if b.failChecked(err, checks) || d.B == 0 || d.T == 0 {
 		return
 	}
-	B, T, C := qkv.Dim(0), qkv.Dim(1), qkv.Dim(2)/3
-	S, ok := b.decodeCacheDims(op, kc, vc, B, C, nHead)
-	if !ok {
-		return
-	}
+	B, T, C, S := d.B, d.T, d.C, d.S
 	var st []int32
 	if start != nil {
-		if b.fail(checkTensor(op, "start", start, gpu.Int32)) {
-			return
-		}
-		if !decodeHasShape(start, B) {
-			b.failf("%s: start is %v, want [%d]", op, start, B)
-			return
-		}
 		st = I32(start)
-		for i, s := range st {
-			if s >= 0 && int64(s)+int64(T) > int64(S) {
-				b.failf("%s: sequence %d: positions %d..%d outside the cache of %d", op, i, s, int64(s)+int64(T)-1, S)
-				return
-			}
-		}
-	} else if T > S {
-		b.failf("%s: %d positions outside the cache of %d", op, T, S)
-		return
-	}
-	if B == 0 || T == 0 {
-		return
 	}
 	x, k, v := F32(qkv), F32(kc), F32(vc)
-	H, hs := nHead, C/nHead
+	H, hs := d.H, d.HS
 	b.parallelFor(B*H, max(1, 4096/(T*hs)), func(lo, hi int) {
 		for bh := lo; bh < hi; bh++ {
 			bi, h := bh/H, bh%H
@@ -116,38 +54,17 @@ func (b *Backend) KVCacheWrite(kc, vc, qkv, start *gpu.Tensor, nHead int) {
 
 // AttentionDecode implements gpu.Backend.
 func (b *Backend) AttentionDecode(out, qkv, kc, vc, lens *gpu.Tensor, nHead int) {
-	const op = "attention decode"
-	if b.err != nil || b.fail(checkTensor(op, "qkv", qkv, gpu.Float32)) {
+	if b.err != nil {
 		return
 	}
-	if qkv.Rank() != 2 || qkv.Dim(1)%3 != 0 || qkv.Dim(1) == 0 {
-		b.failf("%s: qkv is %v, want [B,3C] with C > 0", op, qkv)
+	d, checks, err := checker.AttentionDecode(out, qkv, kc, vc, lens, nHead)
+	if b.failChecked(err, checks) || d.B == 0 {
 		return
 	}
-	B, C := qkv.Dim(0), qkv.Dim(1)/3
-	S, ok := b.decodeCacheDims(op, kc, vc, B, C, nHead)
-	if !ok || !b.decodeShape(op, "out", out, B, C) {
-		return
-	}
-	if b.fail(checkTensor(op, "lens", lens, gpu.Int32)) {
-		return
-	}
-	if !decodeHasShape(lens, B) {
-		b.failf("%s: lens is %v, want [%d]", op, lens, B)
-		return
-	}
+	B, C, S := d.B, d.C, d.S
 	ls := I32(lens)
-	for i, l := range ls {
-		if l < 0 || int(l) > S {
-			b.failf("%s: lens[%d] = %d outside [0,%d]", op, i, l, S)
-			return
-		}
-	}
-	if B == 0 {
-		return
-	}
 	x, o, k, v := F32(qkv), F32(out), F32(kc), F32(vc)
-	H, hs := nHead, C/nHead
+	H, hs := d.H, d.HS
 	scale := float32(1 / math.Sqrt(float64(hs)))
 	maxLen := 0
 	for _, l := range ls {
@@ -256,19 +173,6 @@ func decodeWeightedSum(acc, w, x []float32) {
 			acc[i] += wj * xj[i]
 		}
 	}
-}
-
-// decodeHasShape reports whether t has exactly the given dimensions.
-func decodeHasShape(t *gpu.Tensor, dims ...int) bool {
-	if t.Rank() != len(dims) {
-		return false
-	}
-	for i, d := range dims {
-		if t.Dim(i) != d {
-			return false
-		}
-	}
-	return true
 }
 
 // decodeExpShift replaces s[j] by exp(s[j] − m) and returns the sum in

@@ -4,6 +4,8 @@
 // and the reference the cuda backend is tested against. Matrix multiplication,
 // the hot spot, uses a cache-blocked, packed kernel with an AVX2/FMA
 // micro-kernel in assembly on amd64 and a portable Go one elsewhere.
+// Arguments are checked by package gpu's Checker, as on every backend, with
+// its index rules run on the host data.
 //
 // It imports the standard library, package gpu and golang.org/x/sys/cpu
 // (to select the assembly micro-kernel by CPU feature).

@@ -1,13 +1,12 @@
 package cpu
 
 import (
-	"strings"
-
 	"github.com/instructgo/instructgo/gpu"
 )
 
-// Elementwise ops, reductions and bias ops, plus the validation helpers the
-// ops in this package's other files share.
+// Elementwise ops, reductions and bias ops. Like every op of this package,
+// each validates its arguments with the shared checker first (cpu.go); a
+// rejected op records the error and does nothing.
 
 const (
 	// ewMinChunk is the smallest chunk of a streaming elementwise op worth a
@@ -16,92 +15,6 @@ const (
 	// ewMinReduce is the smallest chunk of a float64 reduction per worker.
 	ewMinReduce = 1 << 15
 )
-
-// opArgName returns the i-th space-separated word of names, for messages.
-func opArgName(names string, i int) string {
-	if f := strings.Fields(names); i < len(f) {
-		return f[i]
-	}
-	return "tensor"
-}
-
-// okF32 reports whether the op may run: no error is recorded yet and every
-// tensor is a float32 cpu tensor. names lists the tensors space-separated for
-// the error message. It records the first failure.
-func (b *Backend) okF32(op, names string, ts ...*gpu.Tensor) bool {
-	if b.err != nil {
-		return false
-	}
-	for i, t := range ts {
-		if err := checkTensor(op, opArgName(names, i), t, gpu.Float32); err != nil {
-			b.fail(err)
-			return false
-		}
-	}
-	return true
-}
-
-// okI32 is okF32 for Int32 tensors.
-func (b *Backend) okI32(op, names string, ts ...*gpu.Tensor) bool {
-	if b.err != nil {
-		return false
-	}
-	for i, t := range ts {
-		if err := checkTensor(op, opArgName(names, i), t, gpu.Int32); err != nil {
-			b.fail(err)
-			return false
-		}
-	}
-	return true
-}
-
-// okLen records an error unless every tensor has n elements.
-func (b *Backend) okLen(op string, n int, names string, ts ...*gpu.Tensor) bool {
-	for i, t := range ts {
-		if t.Len() != n {
-			b.failf("%s: %s is %v (%d elements), want %d elements", op, opArgName(names, i), t, t.Len(), n)
-			return false
-		}
-	}
-	return true
-}
-
-// viewsOverlap reports whether a and b view intersecting element ranges of
-// one storage. Empty and nil tensors overlap nothing.
-func viewsOverlap(a, b *gpu.Tensor) bool {
-	if a == nil || b == nil || a.Len() == 0 || b.Len() == 0 || a.Storage() != b.Storage() {
-		return false
-	}
-	return a.Offset() < b.Offset()+b.Len() && b.Offset() < a.Offset()+a.Len()
-}
-
-// sameElems reports whether a and b view exactly the same elements.
-func sameElems(a, b *gpu.Tensor) bool {
-	return a.Storage() == b.Storage() && a.Offset() == b.Offset() && a.Len() == b.Len()
-}
-
-// okDisjoint records an error when output out overlaps any of the other
-// tensors (nil ones are skipped): the contract's "an output may not alias an
-// input", which the cuda kernels rely on.
-func (b *Backend) okDisjoint(op, outName string, out *gpu.Tensor, names string, ts ...*gpu.Tensor) bool {
-	for i, t := range ts {
-		if viewsOverlap(out, t) {
-			b.failf("%s: %s %v overlaps %s %v", op, outName, out, opArgName(names, i), t)
-			return false
-		}
-	}
-	return true
-}
-
-// okInPlace records an error when out overlaps in without being exactly the
-// same elements; ops documented with "out may alias inp" allow only that.
-func (b *Backend) okInPlace(op, outName string, out *gpu.Tensor, inName string, in *gpu.Tensor) bool {
-	if viewsOverlap(out, in) && !sameElems(out, in) {
-		b.failf("%s: %s %v partly overlaps %s %v", op, outName, out, inName, in)
-		return false
-	}
-	return true
-}
 
 // workChunks splits [0,n) into contiguous chunks of at least minChunk items
 // (at least one chunk) for a reduction that keeps one partial result per
@@ -155,7 +68,7 @@ func (b *Backend) sumChunks(n, minChunk int, f func(lo, hi int) float64) float64
 
 // Fill implements gpu.Backend.
 func (b *Backend) Fill(t *gpu.Tensor, v float32) {
-	if !b.okF32("fill", "t", t) {
+	if b.err != nil || b.fail(checker.Fill(t)) {
 		return
 	}
 	x := F32(t)
@@ -169,9 +82,7 @@ func (b *Backend) Fill(t *gpu.Tensor, v float32) {
 
 // Copy implements gpu.Backend.
 func (b *Backend) Copy(dst, src *gpu.Tensor) {
-	const op = "copy"
-	if !b.okF32(op, "dst src", dst, src) || !b.okLen(op, src.Len(), "dst", dst) ||
-		!b.okDisjoint(op, "dst", dst, "src", src) {
+	if b.err != nil || b.fail(checker.Copy(dst, src)) {
 		return
 	}
 	d, s := F32(dst), F32(src)
@@ -180,7 +91,7 @@ func (b *Backend) Copy(dst, src *gpu.Tensor) {
 
 // Scale implements gpu.Backend.
 func (b *Backend) Scale(t *gpu.Tensor, alpha float32) {
-	if !b.okF32("scale", "t", t) {
+	if b.err != nil || b.fail(checker.Scale(t)) {
 		return
 	}
 	x := F32(t)
@@ -194,9 +105,7 @@ func (b *Backend) Scale(t *gpu.Tensor, alpha float32) {
 
 // Axpy implements gpu.Backend.
 func (b *Backend) Axpy(y *gpu.Tensor, alpha float32, x *gpu.Tensor) {
-	const op = "axpy"
-	if !b.okF32(op, "y x", y, x) || !b.okLen(op, y.Len(), "x", x) ||
-		!b.okDisjoint(op, "y", y, "x", x) {
+	if b.err != nil || b.fail(checker.Axpy(y, x)) {
 		return
 	}
 	ys, xs := F32(y), F32(x)
@@ -210,9 +119,7 @@ func (b *Backend) Axpy(y *gpu.Tensor, alpha float32, x *gpu.Tensor) {
 
 // Add implements gpu.Backend.
 func (b *Backend) Add(out, a, c *gpu.Tensor) {
-	const op = "add"
-	if !b.okF32(op, "out a b", out, a, c) || !b.okLen(op, out.Len(), "a b", a, c) ||
-		!b.okInPlace(op, "out", out, "a", a) || !b.okInPlace(op, "out", out, "b", c) {
+	if b.err != nil || b.fail(checker.Add(out, a, c)) {
 		return
 	}
 	os, as, cs := F32(out), F32(a), F32(c)
@@ -226,9 +133,7 @@ func (b *Backend) Add(out, a, c *gpu.Tensor) {
 
 // Lerp implements gpu.Backend.
 func (b *Backend) Lerp(avg, x *gpu.Tensor, t float32) {
-	const op = "lerp"
-	if !b.okF32(op, "avg x", avg, x) || !b.okLen(op, avg.Len(), "x", x) ||
-		!b.okDisjoint(op, "avg", avg, "x", x) {
+	if b.err != nil || b.fail(checker.Lerp(avg, x)) {
 		return
 	}
 	as, xs := F32(avg), F32(x)
@@ -242,9 +147,7 @@ func (b *Backend) Lerp(avg, x *gpu.Tensor, t float32) {
 
 // SumSquares implements gpu.Backend; it accumulates in float64.
 func (b *Backend) SumSquares(out, x *gpu.Tensor) {
-	const op = "sum squares"
-	if !b.okF32(op, "out x", out, x) || !b.okLen(op, 1, "out", out) ||
-		!b.okDisjoint(op, "out", out, "x", x) {
+	if b.err != nil || b.fail(checker.SumSquares(out, x)) {
 		return
 	}
 	xs := F32(x)
@@ -254,9 +157,7 @@ func (b *Backend) SumSquares(out, x *gpu.Tensor) {
 
 // Dot implements gpu.Backend; it accumulates in float64.
 func (b *Backend) Dot(out, x, y *gpu.Tensor) {
-	const op = "dot"
-	if !b.okF32(op, "out x y", out, x, y) || !b.okLen(op, 1, "out", out) ||
-		!b.okLen(op, x.Len(), "y", y) || !b.okDisjoint(op, "out", out, "x y", x, y) {
+	if b.err != nil || b.fail(checker.Dot(out, x, y)) {
 		return
 	}
 	xs, ys := F32(x), F32(y)
@@ -299,29 +200,14 @@ func dot64(x, y []float32) float64 {
 	return (s0 + s1) + (s2 + s3)
 }
 
-// rowsOf returns the row count of t read as [N,C], recording an error when t
-// has rank 0 or its last dimension is not c.
-func (b *Backend) rowsOf(op, name string, t *gpu.Tensor, c int) (n int, ok bool) {
-	if t.Rank() == 0 || t.Dim(-1) != c {
-		b.failf("%s: %s is %v, want last dimension %d", op, name, t, c)
-		return 0, false
-	}
-	if c == 0 {
-		return 0, true
-	}
-	return t.Len() / c, true
-}
-
 // AddBias implements gpu.Backend. out may have any rank ≥ 1; its last
 // dimension must equal bias's length.
 func (b *Backend) AddBias(out, bias *gpu.Tensor) {
-	const op = "add bias"
-	if !b.okF32(op, "out bias", out, bias) || !b.okDisjoint(op, "out", out, "bias", bias) {
+	if b.err != nil {
 		return
 	}
-	c := bias.Len()
-	n, ok := b.rowsOf(op, "out", out, c)
-	if !ok || n == 0 {
+	n, c, err := checker.AddBias(out, bias)
+	if b.fail(err) || n == 0 {
 		return
 	}
 	os, bs := F32(out), F32(bias)
@@ -348,13 +234,11 @@ func addRow(y, x []float32) {
 // BiasBackward implements gpu.Backend. Rows are summed in float64 per
 // worker, then added to dbias.
 func (b *Backend) BiasBackward(dbias, dout *gpu.Tensor) {
-	const op = "bias backward"
-	if !b.okF32(op, "dbias dout", dbias, dout) || !b.okDisjoint(op, "dbias", dbias, "dout", dout) {
+	if b.err != nil {
 		return
 	}
-	c := dbias.Len()
-	n, ok := b.rowsOf(op, "dout", dout, c)
-	if !ok || n == 0 {
+	n, c, err := checker.BiasBackward(dbias, dout)
+	if b.fail(err) || n == 0 {
 		return
 	}
 	ds, db := F32(dout), F32(dbias)

@@ -2,8 +2,6 @@ package cpu
 
 import (
 	"testing"
-
-	"github.com/instructgo/instructgo/gpu"
 )
 
 // Sizes used across these tests: an odd length spanning several parallel
@@ -21,36 +19,6 @@ func checkCloseLog(t testing.TB, what string, got []float32, want []float64, tol
 		t.Logf("%s: relative error %.3g", what, relErr(got, want))
 	}
 	assertClose(t, what, got, want, tol)
-}
-
-// requireOpError runs op on a fresh backend and checks that it records an
-// error without panicking, and that the error is sticky: a later valid op
-// does nothing and Err keeps the first error.
-func requireOpError(t *testing.T, name string, op func(b *Backend)) {
-	t.Helper()
-	b := New(2)
-	func() {
-		defer func() {
-			if r := recover(); r != nil {
-				t.Errorf("%s: panicked: %v", name, r)
-			}
-		}()
-		op(b)
-	}()
-	err := b.Err()
-	if err == nil {
-		t.Errorf("%s: no error recorded", name)
-		return
-	}
-	x, _ := b.Alloc(gpu.Float32, 3)
-	b.Fill(x, 1)
-	if F32(x)[0] != 0 {
-		t.Errorf("%s: op after the error ran", name)
-	}
-	if b.Err() != err || b.Sync() != err {
-		t.Errorf("%s: error not sticky: %v then %v", name, err, b.Err())
-	}
-	t.Logf("%s: %v", name, err)
 }
 
 func TestFillCopyScale(t *testing.T) {
@@ -194,43 +162,5 @@ func TestAddBiasBiasBackward(t *testing.T) {
 			fd[j] += float64(pre[j])
 		}
 		checkCloseLog(t, "bias backward vs finite differences", F32(dbias), fd, 1e-6)
-	}
-}
-
-func TestElementwiseErrors(t *testing.T) {
-	f := func(b *Backend, n ...int) *gpu.Tensor {
-		x, _ := b.Alloc(gpu.Float32, n...)
-		return x
-	}
-	requireOpError(t, "copy length", func(b *Backend) { b.Copy(f(b, 3), f(b, 4)) })
-	requireOpError(t, "copy overlap", func(b *Backend) {
-		x := f(b, 8)
-		b.Copy(x.MustView(0, 4), x.MustView(2, 4))
-	})
-	requireOpError(t, "axpy dtype", func(b *Backend) {
-		i, _ := b.Alloc(gpu.Int32, 3)
-		b.Axpy(f(b, 3), 1, i)
-	})
-	requireOpError(t, "axpy nil", func(b *Backend) { b.Axpy(f(b, 3), 1, nil) })
-	requireOpError(t, "add length", func(b *Backend) { b.Add(f(b, 3), f(b, 3), f(b, 2)) })
-	requireOpError(t, "add partial alias", func(b *Backend) {
-		x := f(b, 8)
-		b.Add(x.MustView(1, 4), x.MustView(0, 4), f(b, 4))
-	})
-	requireOpError(t, "lerp alias", func(b *Backend) { x := f(b, 4); b.Lerp(x, x, 0.5) })
-	requireOpError(t, "sum squares out", func(b *Backend) { b.SumSquares(f(b, 2), f(b, 4)) })
-	requireOpError(t, "sum squares alias", func(b *Backend) { x := f(b, 4); b.SumSquares(x.MustView(0, 1), x) })
-	requireOpError(t, "dot length", func(b *Backend) { b.Dot(f(b, 1), f(b, 4), f(b, 5)) })
-	requireOpError(t, "add bias width", func(b *Backend) { b.AddBias(f(b, 4, 3), f(b, 4)) })
-	requireOpError(t, "bias backward width", func(b *Backend) { b.BiasBackward(f(b, 4), f(b, 4, 3)) })
-	requireOpError(t, "fill nil", func(b *Backend) { b.Fill(nil, 1) })
-
-	// The first error wins: a second failing op does not replace it.
-	b := New(1)
-	b.Copy(f(b, 3), f(b, 4))
-	first := b.Err()
-	b.Dot(f(b, 2), f(b, 4), f(b, 4))
-	if b.Err() != first {
-		t.Errorf("second error replaced the first: %v", b.Err())
 	}
 }

@@ -94,9 +94,7 @@ func VecKernel() string { return activeVec.Load().name }
 // propagates.
 // out may be exactly inp (elementwise, so in place is safe).
 func (b *Backend) GeluForward(out, inp *gpu.Tensor) {
-	const op = "gelu forward"
-	if !b.okF32(op, "out inp", out, inp) || !b.okLen(op, inp.Len(), "out", out) ||
-		!b.okInPlace(op, "out", out, "inp", inp) {
+	if b.err != nil || b.fail(checker.GeluForward(out, inp)) {
 		return
 	}
 	os, xs := F32(out), F32(inp)
@@ -107,9 +105,7 @@ func (b *Backend) GeluForward(out, inp *gpu.Tensor) {
 
 // GeluBackward implements gpu.Backend. dinp may alias dout.
 func (b *Backend) GeluBackward(dinp, inp, dout *gpu.Tensor) {
-	const op = "gelu backward"
-	if !b.okF32(op, "dinp inp dout", dinp, inp, dout) || !b.okLen(op, inp.Len(), "dinp dout", dinp, dout) ||
-		!b.okDisjoint(op, "dinp", dinp, "inp", inp) || !b.okInPlace(op, "dinp", dinp, "dout", dout) {
+	if b.err != nil || b.fail(checker.GeluBackward(dinp, inp, dout)) {
 		return
 	}
 	dxs, xs, dys := F32(dinp), F32(inp), F32(dout)
@@ -146,15 +142,6 @@ func geluBwdGeneric(dx, x, dy []float32) {
 	}
 }
 
-// okDropoutP records an error unless 0 ≤ p < 1.
-func (b *Backend) okDropoutP(op string, p float32) bool {
-	if !(p >= 0 && p < 1) {
-		b.failf("%s: probability %v outside [0,1)", op, p)
-		return false
-	}
-	return true
-}
-
 // dropout writes dst = src·keep/(1−p), element i dropped when
 // gpu.DropoutUniform(seed, i) < p; p = 0 copies. len(dst) = len(src) > 0.
 func (b *Backend) dropout(dst, src []float32, p float32, seed uint64) {
@@ -185,9 +172,7 @@ func dropoutGeneric(d, s []float32, lo int, p float32, seed uint64, scale float3
 
 // Dropout implements gpu.Backend. out may alias inp.
 func (b *Backend) Dropout(out, inp *gpu.Tensor, p float32, seed uint64) {
-	const op = "dropout"
-	if !b.okF32(op, "out inp", out, inp) || !b.okLen(op, inp.Len(), "out", out) ||
-		!b.okInPlace(op, "out", out, "inp", inp) || !b.okDropoutP(op, p) || out.Len() == 0 {
+	if b.err != nil || b.fail(checker.Dropout(out, inp, p)) || out.Len() == 0 {
 		return
 	}
 	b.dropout(F32(out), F32(inp), p, seed)
@@ -195,9 +180,7 @@ func (b *Backend) Dropout(out, inp *gpu.Tensor, p float32, seed uint64) {
 
 // DropoutBackward implements gpu.Backend. dinp may alias dout.
 func (b *Backend) DropoutBackward(dinp, dout *gpu.Tensor, p float32, seed uint64) {
-	const op = "dropout backward"
-	if !b.okF32(op, "dinp dout", dinp, dout) || !b.okLen(op, dout.Len(), "dinp", dinp) ||
-		!b.okInPlace(op, "dinp", dinp, "dout", dout) || !b.okDropoutP(op, p) || dinp.Len() == 0 {
+	if b.err != nil || b.fail(checker.DropoutBackward(dinp, dout, p)) || dinp.Len() == 0 {
 		return
 	}
 	b.dropout(F32(dinp), F32(dout), p, seed)

@@ -16,27 +16,11 @@ const layerNormEps = 1e-5
 // last dimension C must equal the length of weight and bias, and out must
 // have inp's length.
 func (b *Backend) LayerNormForward(out, mean, rstd, inp, weight, bias *gpu.Tensor) {
-	const op = "layernorm forward"
-	if !b.okF32(op, "out inp weight bias", out, inp, weight, bias) {
+	if b.err != nil {
 		return
 	}
-	if (mean != nil && !b.okF32(op, "mean", mean)) || (rstd != nil && !b.okF32(op, "rstd", rstd)) {
-		return
-	}
-	c := weight.Len()
-	n, ok := b.rowsOf(op, "inp", inp, c)
-	if !ok || !b.okLen(op, c, "bias", bias) || !b.okLen(op, inp.Len(), "out", out) {
-		return
-	}
-	if (mean != nil && !b.okLen(op, n, "mean", mean)) || (rstd != nil && !b.okLen(op, n, "rstd", rstd)) {
-		return
-	}
-	if !b.okDisjoint(op, "out", out, "inp weight bias mean rstd", inp, weight, bias, mean, rstd) ||
-		!b.okDisjoint(op, "mean", mean, "inp weight bias rstd", inp, weight, bias, rstd) ||
-		!b.okDisjoint(op, "rstd", rstd, "inp weight bias", inp, weight, bias) {
-		return
-	}
-	if n == 0 || c == 0 {
+	n, c, err := checker.LayerNormForward(out, mean, rstd, inp, weight, bias)
+	if b.fail(err) || n == 0 || c == 0 {
 		return
 	}
 	os, xs, ws, bs := F32(out), F32(inp), F32(weight), F32(bias)
@@ -69,23 +53,11 @@ func (b *Backend) LayerNormForward(out, mean, rstd, inp, weight, bias *gpu.Tenso
 
 // LayerNormBackward implements gpu.Backend. mean and rstd are required.
 func (b *Backend) LayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd *gpu.Tensor) {
-	const op = "layernorm backward"
-	if !b.okF32(op, "dinp dweight dbias dout inp weight mean rstd", dinp, dweight, dbias, dout, inp, weight, mean, rstd) {
+	if b.err != nil {
 		return
 	}
-	c := weight.Len()
-	n, ok := b.rowsOf(op, "inp", inp, c)
-	if !ok || !b.okLen(op, c, "dweight dbias", dweight, dbias) ||
-		!b.okLen(op, inp.Len(), "dinp dout", dinp, dout) || !b.okLen(op, n, "mean rstd", mean, rstd) {
-		return
-	}
-	const ins = "dout inp weight mean rstd"
-	if !b.okDisjoint(op, "dinp", dinp, ins+" dweight dbias", dout, inp, weight, mean, rstd, dweight, dbias) ||
-		!b.okDisjoint(op, "dweight", dweight, ins+" dbias", dout, inp, weight, mean, rstd, dbias) ||
-		!b.okDisjoint(op, "dbias", dbias, ins, dout, inp, weight, mean, rstd) {
-		return
-	}
-	if n == 0 || c == 0 {
+	n, c, err := checker.LayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd)
+	if b.fail(err) || n == 0 || c == 0 {
 		return
 	}
 	dxs, dws, dbs := F32(dinp), F32(dweight), F32(dbias)

@@ -2,7 +2,6 @@ package cpu
 
 import (
 	"math"
-	"slices"
 
 	"github.com/instructgo/instructgo/gpu"
 )
@@ -31,55 +30,13 @@ import (
 // adding the partial sums into float64.
 const lsmBlock = 16
 
-// lsmCheckRows validates a per-row operand: dtype d and the leading shape of
-// the logits.
-func (b *Backend) lsmCheckRows(op, name string, t *gpu.Tensor, d gpu.DType, rows []int) bool {
-	if b.fail(checkTensor(op, name, t, d)) {
-		return false
-	}
-	if !slices.Equal(t.Shape(), rows) {
-		b.failf("%s: %s is %v, want %v", op, name, t, rows)
-		return false
-	}
-	return true
-}
-
-// lsmCheck validates logits [..., V] and targets [...] (negative or < V) and
-// returns V, the number of rows and the leading shape.
-func (b *Backend) lsmCheck(op string, logits, targets *gpu.Tensor) (v, n int, rows []int, ok bool) {
-	if b.err != nil {
-		return 0, 0, nil, false
-	}
-	if b.fail(checkTensor(op, "logits", logits, gpu.Float32)) {
-		return 0, 0, nil, false
-	}
-	if logits.Rank() < 2 || logits.Dim(-1) == 0 {
-		b.failf("%s: logits is %v, want [N,V] with V > 0", op, logits)
-		return 0, 0, nil, false
-	}
-	v = logits.Dim(-1)
-	n = logits.Len() / v
-	rows = logits.Shape()[:logits.Rank()-1]
-	if !b.lsmCheckRows(op, "targets", targets, gpu.Int32, rows) {
-		return 0, 0, nil, false
-	}
-	for i, t := range I32(targets) {
-		if int(t) >= v {
-			b.failf("%s: targets[%d] = %d outside the vocabulary of %d", op, i, t, v)
-			return 0, 0, nil, false
-		}
-	}
-	return v, n, rows, true
-}
-
 // LogSoftmaxForward implements gpu.Backend.
 func (b *Backend) LogSoftmaxForward(logp, entropy, lse, logits, targets *gpu.Tensor) {
-	const op = "log-softmax forward"
-	v, n, rows, ok := b.lsmCheck(op, logits, targets)
-	if !ok ||
-		!b.lsmCheckRows(op, "logp", logp, gpu.Float32, rows) ||
-		!b.lsmCheckRows(op, "lse", lse, gpu.Float32, rows) ||
-		(entropy != nil && !b.lsmCheckRows(op, "entropy", entropy, gpu.Float32, rows)) {
+	if b.err != nil {
+		return
+	}
+	n, v, checks, err := checker.LogSoftmaxForward(logp, entropy, lse, logits, targets)
+	if b.failChecked(err, checks) {
 		return
 	}
 	z, tg, lp, ls := F32(logits), I32(targets), F32(logp), F32(lse)
@@ -179,17 +136,11 @@ func lsmRowStatsGeneric(z []float32) (m float32, logS, entropy float64) {
 
 // LogSoftmaxBackward implements gpu.Backend.
 func (b *Backend) LogSoftmaxBackward(logits, lse, entropy, targets, dlogp, dentropy *gpu.Tensor) {
-	const op = "log-softmax backward"
-	v, n, rows, ok := b.lsmCheck(op, logits, targets)
-	if !ok ||
-		!b.lsmCheckRows(op, "lse", lse, gpu.Float32, rows) ||
-		!b.lsmCheckRows(op, "dlogp", dlogp, gpu.Float32, rows) ||
-		(entropy != nil && !b.lsmCheckRows(op, "entropy", entropy, gpu.Float32, rows)) ||
-		(dentropy != nil && !b.lsmCheckRows(op, "dentropy", dentropy, gpu.Float32, rows)) {
+	if b.err != nil {
 		return
 	}
-	if dentropy != nil && entropy == nil {
-		b.failf("%s: dentropy needs the entropy saved by the forward pass", op)
+	n, v, checks, err := checker.LogSoftmaxBackward(logits, lse, entropy, targets, dlogp, dentropy)
+	if b.failChecked(err, checks) {
 		return
 	}
 	z, tg, ls, dl := F32(logits), I32(targets), F32(lse), F32(dlogp)

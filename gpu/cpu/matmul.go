@@ -1,7 +1,6 @@
 package cpu
 
 import (
-	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -102,36 +101,37 @@ func (b *Backend) MatMul(c, a, b2 *gpu.Tensor, transA, transB bool, alpha, beta 
 	if b.err != nil {
 		return
 	}
-	p, err := planMatMul(c, a, b2, transA, transB)
+	p, err := checker.MatMul(c, a, b2, transA, transB)
 	if b.fail(err) {
 		return
 	}
 	as, bs, cs := F32(a), F32(b2), F32(c)
 	g := gemm{
-		m: p.m, n: p.n, k: p.k,
-		a: as, lda: a.Dim(-1), transA: transA,
-		b: bs, ldb: b2.Dim(-1), transB: transB,
-		c: cs, ldc: p.n,
+		m: p.M, n: p.N, k: p.K,
+		a: as, lda: p.LDA, transA: transA,
+		b: bs, ldb: p.LDB, transB: transB,
+		c: cs, ldc: p.N,
 		alpha: alpha, beta: beta,
 	}
-	if p.batch == 1 {
+	if p.Batch == 1 {
 		runGemm(&g, b.threads)
 		return
 	}
+	sizeA, sizeB, sizeC := p.M*p.K, p.K*p.N, p.M*p.N
 	at := func(i int) gemm {
 		gi := g
-		gi.a = as[i*p.strideA : i*p.strideA+p.sizeA]
-		gi.b = bs[i*p.strideB : i*p.strideB+p.sizeB]
-		gi.c = cs[i*p.m*p.n : (i+1)*p.m*p.n]
+		gi.a = as[i*p.StrideA : i*p.StrideA+sizeA]
+		gi.b = bs[i*p.StrideB : i*p.StrideB+sizeB]
+		gi.c = cs[i*sizeC : (i+1)*sizeC]
 		return gi
 	}
-	if flops := 2 * p.m * p.n * p.k; b.threads > 1 && p.batch >= b.threads && flops < 64*parallelFlops {
+	if flops := 2 * p.M * p.N * p.K; b.threads > 1 && p.Batch >= b.threads && flops < 64*parallelFlops {
 		// Many small products: each worker takes whole batch elements.
 		workers := b.threads
-		if flops*p.batch < parallelFlops {
+		if flops*p.Batch < parallelFlops {
 			workers = 1
 		}
-		splitRun(workers, p.batch, func(lo, hi int) {
+		splitRun(workers, p.Batch, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				gi := at(i)
 				runGemm(&gi, 1)
@@ -139,90 +139,10 @@ func (b *Backend) MatMul(c, a, b2 *gpu.Tensor, transA, transB bool, alpha, beta 
 		})
 		return
 	}
-	for i := 0; i < p.batch; i++ {
+	for i := 0; i < p.Batch; i++ {
 		gi := at(i)
 		runGemm(&gi, b.threads)
 	}
-}
-
-// matmulPlan is the validated geometry of a MatMul call.
-type matmulPlan struct {
-	batch, m, n, k int
-	strideA, sizeA int // per-batch offset (0: shared) and extent of A
-	strideB, sizeB int
-}
-
-// planMatMul validates the operands and works out the geometry. A batched
-// product whose B is shared and whose A is not transposed is one tall
-// product over all batch rows.
-func planMatMul(c, a, b *gpu.Tensor, transA, transB bool) (matmulPlan, error) {
-	var p matmulPlan
-	for _, x := range []struct {
-		name string
-		t    *gpu.Tensor
-	}{{"C", c}, {"A", a}, {"B", b}} {
-		if err := checkTensor("matmul", x.name, x.t, gpu.Float32); err != nil {
-			return p, err
-		}
-		if r := x.t.Rank(); r != 2 && r != 3 {
-			return p, fmt.Errorf("matmul: %s is %v, want rank 2 or 3", x.name, x.t)
-		}
-	}
-	bad := func(why string) error {
-		return fmt.Errorf("matmul: C %v = A %v (transA=%v) · B %v (transB=%v): %s",
-			c, a, transA, b, transB, why)
-	}
-	p.batch = 1
-	if c.Rank() == 3 {
-		p.batch = c.Dim(0)
-	} else if a.Rank() == 3 || b.Rank() == 3 {
-		return p, bad("a rank-3 operand needs a rank-3 C")
-	}
-	if a.Rank() == 3 && a.Dim(0) != p.batch {
-		return p, bad("batch sizes differ")
-	}
-	if b.Rank() == 3 && b.Dim(0) != p.batch {
-		return p, bad("batch sizes differ")
-	}
-	m, k := a.Dim(-2), a.Dim(-1)
-	if transA {
-		m, k = k, m
-	}
-	kb, n := b.Dim(-2), b.Dim(-1)
-	if transB {
-		kb, n = n, kb
-	}
-	if k != kb {
-		return p, bad(fmt.Sprintf("inner dimensions %d and %d differ", k, kb))
-	}
-	if c.Dim(-2) != m || c.Dim(-1) != n {
-		return p, bad(fmt.Sprintf("C must be [%d,%d]", m, n))
-	}
-	if overlaps(c, a) || overlaps(c, b) {
-		return p, bad("C overlaps an input")
-	}
-	p.m, p.n, p.k = m, n, k
-	p.sizeA, p.sizeB = m*k, k*n
-	if a.Rank() == 3 {
-		p.strideA = m * k
-	}
-	if b.Rank() == 3 {
-		p.strideB = k * n
-	}
-	if p.batch > 1 && a.Rank() == 3 && b.Rank() == 2 && !transA {
-		// [batch·m, k]·B: rows of all batch elements are contiguous.
-		p.m *= p.batch
-		p.batch = 1
-	}
-	return p, nil
-}
-
-// overlaps reports whether two tensors share any storage element.
-func overlaps(x, y *gpu.Tensor) bool {
-	if x.Storage() != y.Storage() || x.Len() == 0 || y.Len() == 0 {
-		return false
-	}
-	return x.Offset() < y.Offset()+y.Len() && y.Offset() < x.Offset()+x.Len()
 }
 
 // runGemm computes g with up to threads workers.

@@ -16,12 +16,6 @@ import (
 // (each token costs an exp or two in float64).
 const ppoMinChunk = 1 << 13
 
-// ppoChecker validates PPO op arguments with the rules shared with cuda.
-var ppoChecker = gpu.Checker{Backend: "cpu", Owns: func(s gpu.Storage) bool {
-	_, ok := s.(*storage)
-	return ok
-}}
-
 // sumChunksN is sumChunks for k sums at once: f adds its chunk's
 // contributions into acc (k zeros on entry); the chunks' sums are added in
 // chunk order.
@@ -75,7 +69,7 @@ func (b *Backend) PPOPolicyLoss(dlogp, stats, logp, oldLogp, adv, mask *gpu.Tens
 	if b.err != nil {
 		return
 	}
-	n, err := ppoChecker.PPOPolicyLoss(dlogp, stats, logp, oldLogp, adv, mask, clipEps, scale)
+	n, err := checker.PPOPolicyLoss(dlogp, stats, logp, oldLogp, adv, mask, clipEps, scale)
 	if b.fail(err) {
 		return
 	}
@@ -131,7 +125,7 @@ func (b *Backend) PPOValueLoss(dvalues, stats, values, oldValues, returns, mask 
 	if b.err != nil {
 		return
 	}
-	n, err := ppoChecker.PPOValueLoss(dvalues, stats, values, oldValues, returns, mask, clipEps, scale)
+	n, err := checker.PPOValueLoss(dvalues, stats, values, oldValues, returns, mask, clipEps, scale)
 	if b.fail(err) {
 		return
 	}
@@ -176,7 +170,7 @@ func (b *Backend) KLPenalizedRewards(rewards, kl, logp, refLogp, mask, score, la
 	if b.err != nil {
 		return
 	}
-	nb, nt, checks, err := ppoChecker.KLPenalizedRewards(rewards, kl, logp, refLogp, mask, score, lastIdx, beta, estimator)
+	nb, nt, checks, err := checker.KLPenalizedRewards(rewards, kl, logp, refLogp, mask, score, lastIdx, beta, estimator)
 	if b.fail(err) || b.fail(gpu.HostAll(checks, I32)) {
 		return
 	}
@@ -220,7 +214,7 @@ func (b *Backend) GAE(adv, returns, rewards, values, mask *gpu.Tensor, gamma, la
 	if b.err != nil {
 		return
 	}
-	nb, nt, err := ppoChecker.GAE(adv, returns, rewards, values, mask, gamma, lambda)
+	nb, nt, err := checker.GAE(adv, returns, rewards, values, mask, gamma, lambda)
 	if b.fail(err) || nt == 0 {
 		return
 	}
@@ -260,7 +254,7 @@ func (b *Backend) MaskedWhiten(x, mask *gpu.Tensor, shiftMean bool) {
 	if b.err != nil {
 		return
 	}
-	n, err := ppoChecker.MaskedWhiten(x, mask)
+	n, err := checker.MaskedWhiten(x, mask)
 	if b.fail(err) {
 		return
 	}

@@ -595,115 +595,11 @@ func TestMaskedWhitenEmptyMask(t *testing.T) {
 	}
 }
 
-// ---- bad input ----
+// ---- bad input (the argument rules are gpu.Checker's, tested there) ----
 
-func TestPPOBadInput(t *testing.T) {
-	const nb, nt = 2, 5
-	const n = nb * nt
-	r := testRNG(600)
-	f := func(b *Backend, shape ...int) *gpu.Tensor {
-		m := 1
-		for _, d := range shape {
-			m *= d
-		}
-		return tensorOf(t, b, randn(r, m, 1), shape...)
-	}
-	ones := func(b *Backend) *gpu.Tensor {
-		m := make([]float32, n)
-		for i := range m {
-			m[i] = 1
-		}
-		return tensorOf(t, b, m, nb, nt)
-	}
-	last := func(b *Backend, v ...int32) *gpu.Tensor { return int32Of(t, b, v, len(v)) }
-	nan := float32(math.NaN())
-	cases := []struct {
-		name string
-		op   func(b *Backend)
-	}{
-		{"policy: adv too short", func(b *Backend) {
-			b.PPOPolicyLoss(f(b, n), f(b, 4), f(b, n), f(b, n), f(b, n-1), ones(b), 0.2, 1)
-		}},
-		{"policy: stats [3]", func(b *Backend) { b.PPOPolicyLoss(f(b, n), f(b, 3), f(b, n), f(b, n), f(b, n), ones(b), 0.2, 1) }},
-		{"policy: dlogp is logp", func(b *Backend) {
-			x := f(b, n)
-			b.PPOPolicyLoss(x, f(b, 4), x, f(b, n), f(b, n), ones(b), 0.2, 1)
-		}},
-		{"policy: NaN clipEps", func(b *Backend) { b.PPOPolicyLoss(f(b, n), f(b, 4), f(b, n), f(b, n), f(b, n), ones(b), nan, 1) }},
-		{"policy: infinite scale", func(b *Backend) {
-			b.PPOPolicyLoss(f(b, n), f(b, 4), f(b, n), f(b, n), f(b, n), ones(b), 0.2, float32(math.Inf(1)))
-		}},
-		{"policy: nil mask", func(b *Backend) { b.PPOPolicyLoss(f(b, n), f(b, 4), f(b, n), f(b, n), f(b, n), nil, 0.2, 1) }},
-		{"policy: Int32 adv", func(b *Backend) {
-			b.PPOPolicyLoss(f(b, n), f(b, 4), f(b, n), f(b, n), int32Of(t, b, make([]int32, n), n), ones(b), 0.2, 1)
-		}},
-		{"value: returns too long", func(b *Backend) {
-			b.PPOValueLoss(f(b, n), f(b, 3), f(b, n), f(b, n), f(b, n+1), ones(b), 0.2, 1)
-		}},
-		{"value: stats overlap values", func(b *Backend) {
-			x := f(b, n)
-			st, _ := x.View(0, 3)
-			b.PPOValueLoss(f(b, n), st, x, f(b, n), f(b, n), ones(b), 0.2, 1)
-		}},
-		{"kl: lastIdx = T", func(b *Backend) {
-			b.KLPenalizedRewards(f(b, nb, nt), f(b, nb, nt), f(b, nb, nt), f(b, nb, nt), ones(b), f(b, nb), last(b, 1, nt), 0.1, gpu.KLK1)
-		}},
-		{"kl: lastIdx negative", func(b *Backend) {
-			b.KLPenalizedRewards(f(b, nb, nt), nil, f(b, nb, nt), f(b, nb, nt), ones(b), f(b, nb), last(b, -1, 2), 0.1, gpu.KLK1)
-		}},
-		{"kl: lastIdx outside the mask", func(b *Backend) {
-			m := tensorOf(t, b, []float32{1, 1, 1, 0, 0, 0, 1, 1, 1, 1}, nb, nt)
-			b.KLPenalizedRewards(f(b, nb, nt), nil, f(b, nb, nt), f(b, nb, nt), m, f(b, nb), last(b, 3, 4), 0.1, gpu.KLK3)
-		}},
-		{"kl: lastIdx wrong length", func(b *Backend) {
-			b.KLPenalizedRewards(f(b, nb, nt), nil, f(b, nb, nt), f(b, nb, nt), ones(b), f(b, nb), last(b, 1, 2, 3), 0.1, gpu.KLK1)
-		}},
-		{"kl: mask rank 1", func(b *Backend) {
-			b.KLPenalizedRewards(f(b, nb, nt), nil, f(b, nb, nt), f(b, nb, nt), f(b, n), f(b, nb), last(b, 1, 2), 0.1, gpu.KLK1)
-		}},
-		{"kl: score too long", func(b *Backend) {
-			b.KLPenalizedRewards(f(b, nb, nt), nil, f(b, nb, nt), f(b, nb, nt), ones(b), f(b, nb+1), last(b, 1, 2), 0.1, gpu.KLK1)
-		}},
-		{"kl: unknown estimator", func(b *Backend) {
-			b.KLPenalizedRewards(f(b, nb, nt), nil, f(b, nb, nt), f(b, nb, nt), ones(b), f(b, nb), last(b, 1, 2), 0.1, 2)
-		}},
-		{"kl: rewards is kl", func(b *Backend) {
-			x := f(b, nb, nt)
-			b.KLPenalizedRewards(x, x, f(b, nb, nt), f(b, nb, nt), ones(b), f(b, nb), last(b, 1, 2), 0.1, gpu.KLK1)
-		}},
-		{"kl: NaN beta", func(b *Backend) {
-			b.KLPenalizedRewards(f(b, nb, nt), nil, f(b, nb, nt), f(b, nb, nt), ones(b), f(b, nb), last(b, 1, 2), nan, gpu.KLK1)
-		}},
-		{"gae: values too short", func(b *Backend) {
-			b.GAE(f(b, nb, nt), f(b, nb, nt), f(b, nb, nt), f(b, n-1), ones(b), 1, 0.95)
-		}},
-		{"gae: adv is returns", func(b *Backend) {
-			x := f(b, nb, nt)
-			b.GAE(x, x, f(b, nb, nt), f(b, nb, nt), ones(b), 1, 0.95)
-		}},
-		{"gae: returns is rewards", func(b *Backend) {
-			x := f(b, nb, nt)
-			b.GAE(f(b, nb, nt), x, x, f(b, nb, nt), ones(b), 1, 0.95)
-		}},
-		{"gae: mask rank 3", func(b *Backend) {
-			b.GAE(f(b, nb, nt), f(b, nb, nt), f(b, nb, nt), f(b, nb, nt), f(b, 1, nb, nt), 1, 0.95)
-		}},
-		{"gae: NaN lambda", func(b *Backend) {
-			b.GAE(f(b, nb, nt), f(b, nb, nt), f(b, nb, nt), f(b, nb, nt), ones(b), 1, nan)
-		}},
-		{"whiten: mask too short", func(b *Backend) { b.MaskedWhiten(f(b, n), f(b, n-1), true) }},
-		{"whiten: x is mask", func(b *Backend) {
-			x := ones(b)
-			b.MaskedWhiten(x, x, true)
-		}},
-	}
-	for _, c := range cases {
-		requireOpError(t, c.name, c.op)
-	}
-}
-
-// TestKLPenalizedRewardsBadIndexWritesNothing: a rejected lastIdx leaves
-// the outputs as they were.
+// TestKLPenalizedRewardsBadIndexWritesNothing: a lastIdx on a token outside
+// the mask, the one rule the backend checks itself, is reported with
+// gpu.KLLastIdxMaskError and leaves the outputs as they were.
 func TestKLPenalizedRewardsBadIndexWritesNothing(t *testing.T) {
 	b := New(1)
 	r := testRNG(601)
@@ -712,8 +608,8 @@ func TestKLPenalizedRewardsBadIndexWritesNothing(t *testing.T) {
 	mask := tensorOf(t, b, []float32{1, 1, 0, 1, 1, 1}, 2, 3)
 	b.KLPenalizedRewards(rw, kl, tensorOf(t, b, randn(r, 6, 1), 2, 3), tensorOf(t, b, randn(r, 6, 1), 2, 3), mask,
 		tensorOf(t, b, []float32{1, 2}, 2), int32Of(t, b, []int32{2, 2}, 2), 0.1, gpu.KLK1)
-	if b.Err() == nil {
-		t.Fatal("lastIdx on a masked-out token: no error")
+	if want := gpu.KLLastIdxMaskError(0, 2); b.Err() == nil || b.Err().Error() != want.Error() {
+		t.Fatalf("lastIdx on a masked-out token: error %v, want %v", b.Err(), want)
 	}
 	for i := range rw0 {
 		if F32(rw)[i] != rw0[i] || F32(kl)[i] != kl0[i] {

@@ -37,22 +37,11 @@ var samplePool = sync.Pool{New: func() any { return new(sampleScratch) }}
 
 // Sample implements gpu.Backend.
 func (b *Backend) Sample(tokens, logits *gpu.Tensor, s gpu.Sampling, seed uint64) {
-	const op = "sample"
-	if b.err != nil || b.fail(checkTensor(op, "logits", logits, gpu.Float32)) ||
-		b.fail(checkTensor(op, "tokens", tokens, gpu.Int32)) {
+	if b.err != nil {
 		return
 	}
-	if logits.Rank() != 2 || logits.Dim(1) == 0 {
-		b.failf("%s: logits is %v, want [N,V] with V > 0", op, logits)
-		return
-	}
-	n, v := logits.Dim(0), logits.Dim(1)
-	if tokens.Rank() != 1 || tokens.Dim(0) != n {
-		b.failf("%s: tokens is %v, want [%d]", op, tokens, n)
-		return
-	}
-	if err := s.Validate(); err != nil {
-		b.failf("%s: %w", op, err)
+	n, v, err := checker.Sample(tokens, logits, s)
+	if b.fail(err) {
 		return
 	}
 	t := float64(s.Temperature)
@@ -77,7 +66,7 @@ func (b *Backend) Sample(tokens, logits *gpu.Tensor, s gpu.Sampling, seed uint64
 	})
 	for i, id := range out {
 		if id < 0 {
-			b.failf("%s: row %d of the logits has no finite maximum (NaN, +Inf, or every logit −Inf)", op, i)
+			b.fail(gpu.SampleRowError(i))
 			return
 		}
 	}

@@ -138,7 +138,7 @@ func (b *Backend) Close() error {
 func (b *Backend) SetTF32(on bool) error { return nil }
 
 func (b *Backend) Alloc(dtype gpu.DType, shape ...int) (*gpu.Tensor, error) {
-	n, err := allocElems(dtype, shape)
+	n, err := b.checker.Alloc(dtype, shape)
 	if err != nil {
 		return nil, err
 	}
@@ -270,7 +270,7 @@ func (b *Backend) UseGEMMKernel(on bool) {}
 
 // blasMatMul reports false: there is no cuBLAS here, so MatMul always
 // takes the tiled GEMM kernel.
-func (b *Backend) blasMatMul(p matmulPlan, c, a, bm *gpu.Tensor, transA, transB bool, alpha, beta float32) bool {
+func (b *Backend) blasMatMul(p gpu.MatMulDims, c, a, bm *gpu.Tensor, transA, transB bool, alpha, beta float32) bool {
 	return false
 }
 

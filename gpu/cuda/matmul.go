@@ -87,8 +87,8 @@ func (b *Backend) UseGEMMKernel(on bool) { b.gemm.fallback = on }
 // default, see SetTF32) and reports true, or reports false when MatMul must
 // take the tiled GEMM kernel: no cuBLAS, UseGEMMKernel, or an empty inner
 // dimension.
-func (b *Backend) blasMatMul(p matmulPlan, c, a, bm *gpu.Tensor, transA, transB bool, alpha, beta float32) bool {
-	if b.gemm.blas == nil || b.gemm.fallback || p.k == 0 {
+func (b *Backend) blasMatMul(p gpu.MatMulDims, c, a, bm *gpu.Tensor, transA, transB bool, alpha, beta float32) bool {
+	if b.gemm.blas == nil || b.gemm.fallback || p.K == 0 {
 		return false
 	}
 	b.cublasMatMul(p, c, a, bm, transA, transB, alpha, beta)
@@ -100,7 +100,7 @@ func (b *Backend) blasMatMul(p matmulPlan, c, a, bm *gpu.Tensor, transA, transB 
 // leading dimension, so C = op(A)·op(B) becomes Cᵀ = op(B)ᵀ·op(A)ᵀ, i.e.
 // cuBLAS's C' (n×m, ldc n) = op'(B) · op'(A) with the operands swapped and
 // each one's transpose flag kept.
-func (b *Backend) cublasMatMul(p matmulPlan, c, a, bm *gpu.Tensor, transA, transB bool, alpha, beta float32) {
+func (b *Backend) cublasMatMul(p gpu.MatMulDims, c, a, bm *gpu.Tensor, transA, transB bool, alpha, beta float32) {
 	opA, opB := cublasOpN, cublasOpN
 	if transA {
 		opA = cublasOpT
@@ -108,11 +108,11 @@ func (b *Backend) cublasMatMul(p matmulPlan, c, a, bm *gpu.Tensor, transA, trans
 	if transB {
 		opB = cublasOpT
 	}
-	strideC := int64(p.m) * int64(p.n)
-	err := b.gemm.blas.sgemm(opB, opA, p.n, p.m, p.k, alpha,
-		b.ptr(bm), p.ldb, p.strideB,
-		b.ptr(a), p.lda, p.strideA,
-		beta, b.ptr(c), p.n, strideC, p.batch)
+	strideC := int64(p.M) * int64(p.N)
+	err := b.gemm.blas.sgemm(opB, opA, p.N, p.M, p.K, alpha,
+		b.ptr(bm), p.LDB, int64(p.StrideB),
+		b.ptr(a), p.LDA, int64(p.StrideA),
+		beta, b.ptr(c), p.N, strideC, p.Batch)
 	if err != nil {
 		b.failf("matmul C %v = A %v · B %v: %w", c, a, bm, err)
 	}

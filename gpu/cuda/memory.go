@@ -64,7 +64,7 @@ func (b *Backend) ptr(t *gpu.Tensor) cu.DevicePtr {
 // Alloc implements gpu.Backend: a zero-filled tensor in device memory, from
 // the caching allocator. The zero fill is queued on the stream.
 func (b *Backend) Alloc(dtype gpu.DType, shape ...int) (*gpu.Tensor, error) {
-	n, err := allocElems(dtype, shape)
+	n, err := b.checker.Alloc(dtype, shape)
 	if err != nil {
 		return nil, err
 	}
