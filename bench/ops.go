@@ -479,7 +479,7 @@ func (e *env) adamWCases() []opCase {
 				return func(i int) {
 					j := i % k
 					h.Step = i + 1
-					e.b.AdamW(p[j], g[j], m[j], v[j], normSq, h)
+					e.b.AdamW(p[j], nil, g[j], m[j], v[j], normSq, h)
 				}
 			}),
 		})

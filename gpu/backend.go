@@ -14,9 +14,20 @@ import (
 // every op after it; Err reports it. Callers check Err once per step, the
 // way bufio.Writer is checked once after many writes.
 //
-// Unless an op says otherwise: tensors are float32, row-major and contiguous;
+// Unless an op says otherwise: tensors are row-major and contiguous;
 // outputs are overwritten; an output may not overlap an input (where an op
 // allows aliasing, it means the very same tensor, never a partial overlap).
+//
+// Float tensors are Float32 or BF16 (docs/PRECISION.md). Each argument of
+// an op is of one of two classes, which gpu.Checker states op by op: the
+// activation class (activations, their gradients and the weights the ops
+// read), whose arguments in one call share one dtype, Float32 or BF16; and
+// the float32 class (statistics, losses, log-probs, values, parameter
+// gradients, optimizer state), always Float32. An op reads bf16 inputs
+// exactly, computes in float32 (or float64 where it says so) and rounds
+// each bf16 output element once, with BF16Bits; "+=" into a bf16 output
+// widens the old value, adds in float32 and rounds once. So every backend
+// rounds at the same places.
 // "+=" in a doc comment means the op accumulates into that output, so
 // gradients of a tensor used twice add up. Elementwise ops need equal
 // lengths, not equal shapes ([B,T,C] and [B·T,C] views mix); row-wise ops
@@ -29,11 +40,13 @@ type Backend interface {
 
 	// Alloc returns a zero-filled tensor of the given type and shape.
 	Alloc(dtype DType, shape ...int) (*Tensor, error)
-	// Upload copies host data into t; len(src) must equal t.Len().
+	// Upload copies host data into a float tensor t (rounded with
+	// BF16Bits into a BF16 one); len(src) must equal t.Len().
 	Upload(t *Tensor, src []float32) error
 	// UploadInt32 copies host int32 data into an Int32 tensor.
 	UploadInt32(t *Tensor, src []int32) error
-	// Download waits for queued ops and copies t into dst (len t.Len()).
+	// Download waits for queued ops and copies a float tensor t into dst
+	// (len t.Len()); BF16 values widen exactly.
 	Download(dst []float32, t *Tensor) error
 	// DownloadInt32 is Download for Int32 tensors.
 	DownloadInt32(dst []int32, t *Tensor) error
@@ -44,10 +57,18 @@ type Backend interface {
 	// Close releases the backend's memory. Tensors must not be used after.
 	Close() error
 
-	// Fill sets every element of t to v.
+	// Fill sets every element of a float tensor t to v (rounded once for
+	// BF16).
 	Fill(t *Tensor, v float32)
-	// Copy copies src into dst (same length).
+	// Copy copies src into dst: one float dtype, one length.
 	Copy(dst, src *Tensor)
+	// Convert copies src into dst converting between float dtypes (one
+	// length): Float32 to BF16 rounds with BF16Bits, BF16 to Float32 is
+	// exact, one dtype to itself copies.
+	Convert(dst, src *Tensor)
+	// Scale, Axpy, Lerp, SumSquares and Dot are float32-class: they serve
+	// parameters, gradients, optimizer state and losses.
+
 	// Scale multiplies t by alpha in place.
 	Scale(t *Tensor, alpha float32)
 	// Axpy computes y += alpha·x.
@@ -63,7 +84,9 @@ type Backend interface {
 	Dot(out, x, y *Tensor)
 
 	// MatMul computes C = alpha·op(A)·op(B) + beta·C for row-major matrices,
-	// where op(X) is X or Xᵀ. A is [m,k] ([k,m] when transA), B is [k,n]
+	// where op(X) is X or Xᵀ. A and B share the activation dtype; C is of
+	// that dtype or Float32 (bf16 products summed in float32 into a float32
+	// parameter gradient). Products are summed in float32. A is [m,k] ([k,m] when transA), B is [k,n]
 	// ([n,k] when transB), C is [m,n]. Rank-3 tensors [batch,·,·] multiply
 	// batch-wise; a rank-2 A or B is shared by every batch element.
 	// beta = 1 accumulates (gradients); beta = 0 ignores C's old contents.
@@ -188,7 +211,9 @@ type Backend interface {
 	// to hold a NaN or +Inf or only −Inf; tokens are then unspecified.
 	Sample(tokens, logits *Tensor, s Sampling, seed uint64)
 
-	// AdamW updates params in place with decoupled weight decay:
+	// AdamW updates params in place with decoupled weight decay, and
+	// writes the updated params rounded to bf16 into lowp (BF16, params'
+	// length; nil: none), the copy the ops read in the bf16 precision mode:
 	//   g = grad·s, s = h.GradScale·min(1, h.MaxNorm/‖h.GradScale·grad‖)
 	//   m = β1·m + (1−β1)·g;  v = β2·v + (1−β2)·g²
 	//   p −= h.LR·(m̂/(sqrt(v̂)+ε) + h.WeightDecay·p)
@@ -198,7 +223,7 @@ type Backend interface {
 	// (a NaN gradient then reaches the parameters, never hidden), an
 	// infinite one a scale of 0. h.Step must be ≥ 1 and betas in [0, 1).
 	// params, grads, m, v have one length.
-	AdamW(params, grads, m, v, normSq *Tensor, h AdamW)
+	AdamW(params, lowp, grads, m, v, normSq *Tensor, h AdamW)
 
 	// The PPO math. Per-token tensors are [B,T] (B sequences of T
 	// positions, row-major; the two losses and MaskedWhiten need only equal

@@ -30,6 +30,10 @@ type Checker struct {
 	// Owns reports whether a storage belongs to the backend; nil accepts
 	// every storage.
 	Owns func(Storage) bool
+	// BF16Ops reports whether the backend runs an op (by its name in
+	// messages, e.g. "layernorm forward") with a bf16 activation dtype;
+	// nil: every op. It lets a backend gain bf16 op by op.
+	BF16Ops func(op string) bool
 }
 
 // IndexCheck is a rule on the contents of an Int32 tensor: every element v
@@ -105,6 +109,34 @@ func (k Checker) typed(op, names string, d DType, ts []*Tensor) error {
 // F32 checks several float32 tensors; names lists them space-separated.
 func (k Checker) F32(op, names string, ts ...*Tensor) error { return k.typed(op, names, Float32, ts) }
 
+// Act checks the activation-class tensors of one call (the contract's
+// activations, their gradients and the weights the ops read): all float32
+// or all bf16. It returns that dtype, the call's activation dtype.
+func (k Checker) Act(op, names string, ts ...*Tensor) (DType, error) {
+	if len(ts) == 0 || ts[0] == nil {
+		return 0, k.Tensor(op, argName(names, 0), nil, Float32)
+	}
+	d := ts[0].DType()
+	if !d.IsFloat() {
+		d = Float32 // the message names float32, the default
+	}
+	if err := k.typed(op, names, d, ts); err != nil {
+		return d, err
+	}
+	if d == BF16 && k.BF16Ops != nil && !k.BF16Ops(op) {
+		return d, fmt.Errorf("%s: bf16 activations are not supported by the %s backend yet", op, k.Backend)
+	}
+	return d, nil
+}
+
+// float checks one tensor of either float dtype and returns its dtype.
+func (k Checker) float(op, name string, t *Tensor) (DType, error) {
+	if t != nil && t.DType() == BF16 {
+		return BF16, k.Tensor(op, name, t, BF16)
+	}
+	return Float32, k.Tensor(op, name, t, Float32)
+}
+
 // I32 checks several Int32 tensors.
 func (k Checker) I32(op, names string, ts ...*Tensor) error { return k.typed(op, names, Int32, ts) }
 
@@ -117,7 +149,7 @@ const maxAllocElems = 1 << 40
 // Alloc checks Backend.Alloc's dtype and shape and returns the element
 // count.
 func (k Checker) Alloc(dtype DType, shape []int) (int, error) {
-	if dtype != Float32 && dtype != Int32 {
+	if dtype != Float32 && dtype != Int32 && dtype != BF16 {
 		return 0, fmt.Errorf("%s alloc: unsupported dtype %v", k.Backend, dtype)
 	}
 	n := 1
@@ -134,22 +166,32 @@ func (k Checker) Alloc(dtype DType, shape []int) (int, error) {
 	return n, nil
 }
 
-// Upload checks Backend.Upload (d Float32) and UploadInt32 (d Int32) of n
-// host values into t.
+// Upload checks Backend.Upload (d Float32: t is float32 or bf16) and
+// UploadInt32 (d Int32) of n host values into t.
 func (k Checker) Upload(t *Tensor, d DType, n int) error {
-	if err := k.Tensor("upload", "tensor", t, d); err != nil || n == t.Len() {
+	if err := k.transfer("upload", t, d); err != nil || n == t.Len() {
 		return err
 	}
 	return fmt.Errorf("upload: %d values into %v", n, t)
 }
 
-// Download checks Backend.Download and DownloadInt32 of t into n host
-// values.
+// Download checks Backend.Download (d Float32: t is float32 or bf16) and
+// DownloadInt32 of t into n host values.
 func (k Checker) Download(t *Tensor, d DType, n int) error {
-	if err := k.Tensor("download", "tensor", t, d); err != nil || n == t.Len() {
+	if err := k.transfer("download", t, d); err != nil || n == t.Len() {
 		return err
 	}
 	return fmt.Errorf("download: %v into %d values", t, n)
+}
+
+// transfer checks the tensor of a host transfer of float32 values (into
+// either float dtype) or int32 values.
+func (k Checker) transfer(op string, t *Tensor, d DType) error {
+	if d == Float32 {
+		_, err := k.float(op, "tensor", t)
+		return err
+	}
+	return k.Tensor(op, "tensor", t, d)
 }
 
 // CheckLen reports an error unless every tensor has n elements.
@@ -226,16 +268,32 @@ func first(errs ...error) error {
 
 // ---- elementwise ops and reductions ----
 
-// Fill checks Backend.Fill.
-func (k Checker) Fill(t *Tensor) error { return k.F32("fill", "t", t) }
+// Fill checks Backend.Fill: t of either float dtype.
+func (k Checker) Fill(t *Tensor) error {
+	_, err := k.float("fill", "t", t)
+	return err
+}
 
 // Scale checks Backend.Scale.
 func (k Checker) Scale(t *Tensor) error { return k.F32("scale", "t", t) }
 
-// Copy checks Backend.Copy.
+// Copy checks Backend.Copy: dst and src of one float dtype.
 func (k Checker) Copy(dst, src *Tensor) error {
 	const op = "copy"
-	if err := k.F32(op, "dst src", dst, src); err != nil {
+	if _, err := k.Act(op, "dst src", dst, src); err != nil {
+		return err
+	}
+	return first(CheckLen(op, src.Len(), "dst", dst), CheckDisjoint(op, "dst", dst, "src", src))
+}
+
+// Convert checks Backend.Convert: dst and src of either float dtype, one
+// length.
+func (k Checker) Convert(dst, src *Tensor) error {
+	const op = "convert"
+	if _, err := k.float(op, "dst", dst); err != nil {
+		return err
+	}
+	if _, err := k.float(op, "src", src); err != nil {
 		return err
 	}
 	return first(CheckLen(op, src.Len(), "dst", dst), CheckDisjoint(op, "dst", dst, "src", src))
@@ -253,7 +311,7 @@ func (k Checker) Axpy(y, x *Tensor) error {
 // Add checks Backend.Add: out may be exactly a or b.
 func (k Checker) Add(out, a, b *Tensor) error {
 	const op = "add"
-	if err := k.F32(op, "out a b", out, a, b); err != nil {
+	if _, err := k.Act(op, "out a b", out, a, b); err != nil {
 		return err
 	}
 	return first(CheckLen(op, out.Len(), "a b", a, b),
@@ -291,7 +349,10 @@ func (k Checker) Dot(out, x, y *Tensor) error {
 // AddBias checks Backend.AddBias and returns out's rows N and width C.
 func (k Checker) AddBias(out, bias *Tensor) (n, c int, err error) {
 	const op = "add bias"
-	if err := first(k.F32(op, "out bias", out, bias), CheckDisjoint(op, "out", out, "bias", bias)); err != nil {
+	if _, err := k.Act(op, "out bias", out, bias); err != nil {
+		return 0, 0, err
+	}
+	if err := CheckDisjoint(op, "out", out, "bias", bias); err != nil {
 		return 0, 0, err
 	}
 	c = bias.Len()
@@ -303,7 +364,10 @@ func (k Checker) AddBias(out, bias *Tensor) (n, c int, err error) {
 // width C.
 func (k Checker) BiasBackward(dbias, dout *Tensor) (n, c int, err error) {
 	const op = "bias backward"
-	if err := first(k.F32(op, "dbias dout", dbias, dout), CheckDisjoint(op, "dbias", dbias, "dout", dout)); err != nil {
+	if _, err := k.Act(op, "dout", dout); err != nil {
+		return 0, 0, err
+	}
+	if err := first(k.F32(op, "dbias", dbias), CheckDisjoint(op, "dbias", dbias, "dout", dout)); err != nil {
 		return 0, 0, err
 	}
 	c = dbias.Len()
@@ -320,10 +384,16 @@ type EmbedDims struct {
 }
 
 // embed validates the tensors of an embedding op. x is out or dout: [B,T,C],
-// or any shape of that many elements whose last dimension is C. One of wte
-// and wpe may be nil (backward skips that gradient), not both.
-func (k Checker) embed(op string, x, tokens, positions, wte, wpe *Tensor) (d EmbedDims, checks []IndexCheck, err error) {
-	if err := first(k.F32(op, "activations", x), k.I32(op, "tokens", tokens)); err != nil {
+// or any shape of that many elements whose last dimension is C; tables
+// gives the tables' dtype from x's (forward: x's own, the weights the op
+// reads; backward: float32, parameter gradients). One of wte and wpe may
+// be nil (backward skips that gradient), not both.
+func (k Checker) embed(op string, x, tokens, positions, wte, wpe *Tensor, tables func(DType) DType) (d EmbedDims, checks []IndexCheck, err error) {
+	act, err := k.Act(op, "activations", x)
+	if err != nil {
+		return d, nil, err
+	}
+	if err := k.I32(op, "tokens", tokens); err != nil {
 		return d, nil, err
 	}
 	if positions != nil {
@@ -346,7 +416,7 @@ func (k Checker) embed(op string, x, tokens, positions, wte, wpe *Tensor) (d Emb
 		if w.t == nil {
 			continue
 		}
-		if err := k.F32(op, w.name, w.t); err != nil {
+		if err := k.Tensor(op, w.name, w.t, tables(act)); err != nil {
 			return d, nil, err
 		}
 		if w.t.Rank() != 2 || (d.C >= 0 && w.t.Dim(1) != d.C) {
@@ -395,7 +465,7 @@ func (k Checker) EmbeddingForward(out, tokens, positions, wte, wpe *Tensor) (Emb
 	if wte == nil || wpe == nil {
 		return EmbedDims{}, nil, fmt.Errorf("%s: wte and wpe are required", op)
 	}
-	d, checks, err := k.embed(op, out, tokens, positions, wte, wpe)
+	d, checks, err := k.embed(op, out, tokens, positions, wte, wpe, func(act DType) DType { return act })
 	if err == nil {
 		err = CheckDisjoint(op, "out", out, "wte wpe", wte, wpe)
 	}
@@ -409,7 +479,7 @@ func (k Checker) EmbeddingBackward(dwte, dwpe, dout, tokens, positions *Tensor) 
 	if dwte == nil && dwpe == nil {
 		return d, nil, true, nil
 	}
-	d, checks, err = k.embed(op, dout, tokens, positions, dwte, dwpe)
+	d, checks, err = k.embed(op, dout, tokens, positions, dwte, dwpe, func(DType) DType { return Float32 })
 	if err == nil {
 		err = first(CheckDisjoint(op, "dwte", dwte, "dwpe dout", dwpe, dout),
 			CheckDisjoint(op, "dwpe", dwpe, "dout", dout))
@@ -423,7 +493,7 @@ func (k Checker) EmbeddingBackward(dwte, dwpe, dout, tokens, positions *Tensor) 
 // nil) and returns the rows N and width C.
 func (k Checker) LayerNormForward(out, mean, rstd, inp, weight, bias *Tensor) (n, c int, err error) {
 	const op = "layernorm forward"
-	if err := k.F32(op, "out inp weight bias", out, inp, weight, bias); err != nil {
+	if _, err := k.Act(op, "out inp weight bias", out, inp, weight, bias); err != nil {
 		return 0, 0, err
 	}
 	if mean != nil {
@@ -463,7 +533,10 @@ func (k Checker) LayerNormForward(out, mean, rstd, inp, weight, bias *Tensor) (n
 // required) and returns the rows N and width C.
 func (k Checker) LayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd *Tensor) (n, c int, err error) {
 	const op = "layernorm backward"
-	if err := k.F32(op, "dinp dweight dbias dout inp weight mean rstd", dinp, dweight, dbias, dout, inp, weight, mean, rstd); err != nil {
+	if _, err := k.Act(op, "dinp dout inp weight", dinp, dout, inp, weight); err != nil {
+		return 0, 0, err
+	}
+	if err := k.F32(op, "dweight dbias mean rstd", dweight, dbias, mean, rstd); err != nil {
 		return 0, 0, err
 	}
 	c = weight.Len()
@@ -484,7 +557,7 @@ func (k Checker) LayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean
 // GeluForward checks Backend.GeluForward: out may be exactly inp.
 func (k Checker) GeluForward(out, inp *Tensor) error {
 	const op = "gelu forward"
-	if err := k.F32(op, "out inp", out, inp); err != nil {
+	if _, err := k.Act(op, "out inp", out, inp); err != nil {
 		return err
 	}
 	return first(CheckLen(op, inp.Len(), "out", out), CheckInPlace(op, "out", out, "inp", inp))
@@ -493,7 +566,7 @@ func (k Checker) GeluForward(out, inp *Tensor) error {
 // GeluBackward checks Backend.GeluBackward: dinp may be exactly dout.
 func (k Checker) GeluBackward(dinp, inp, dout *Tensor) error {
 	const op = "gelu backward"
-	if err := k.F32(op, "dinp inp dout", dinp, inp, dout); err != nil {
+	if _, err := k.Act(op, "dinp inp dout", dinp, inp, dout); err != nil {
 		return err
 	}
 	return first(CheckLen(op, inp.Len(), "dinp dout", dinp, dout),
@@ -511,7 +584,7 @@ func checkDropoutP(op string, p float32) error {
 // Dropout checks Backend.Dropout: out may be exactly inp.
 func (k Checker) Dropout(out, inp *Tensor, p float32) error {
 	const op = "dropout"
-	if err := k.F32(op, "out inp", out, inp); err != nil {
+	if _, err := k.Act(op, "out inp", out, inp); err != nil {
 		return err
 	}
 	return first(CheckLen(op, inp.Len(), "out", out), CheckInPlace(op, "out", out, "inp", inp), checkDropoutP(op, p))
@@ -520,7 +593,7 @@ func (k Checker) Dropout(out, inp *Tensor, p float32) error {
 // DropoutBackward checks Backend.DropoutBackward: dinp may be exactly dout.
 func (k Checker) DropoutBackward(dinp, dout *Tensor, p float32) error {
 	const op = "dropout backward"
-	if err := k.F32(op, "dinp dout", dinp, dout); err != nil {
+	if _, err := k.Act(op, "dinp dout", dinp, dout); err != nil {
 		return err
 	}
 	return first(CheckLen(op, dout.Len(), "dinp", dinp), CheckInPlace(op, "dinp", dinp, "dout", dout), checkDropoutP(op, p))
@@ -529,14 +602,16 @@ func (k Checker) DropoutBackward(dinp, dout *Tensor, p float32) error {
 // ---- attention ----
 
 // AttnDims are the dimensions of an attention call: B sequences of T
-// positions, C channels in H heads of HS.
+// positions, C channels in H heads of HS, and the activation dtype.
 type AttnDims struct {
 	B, T, C, H, HS int
+	Act            DType
 }
 
-// checkOperand reports an error unless t is a float32 tensor of exactly dims.
-func (k Checker) checkOperand(op, name string, t *Tensor, dims ...int) error {
-	if err := k.Tensor(op, name, t, Float32); err != nil {
+// checkOperand reports an error unless t is a tensor of dtype dt and
+// exactly dims.
+func (k Checker) checkOperand(op, name string, t *Tensor, dt DType, dims ...int) error {
+	if err := k.Tensor(op, name, t, dt); err != nil {
 		return err
 	}
 	if !HasShape(t, dims...) {
@@ -549,7 +624,7 @@ func (k Checker) checkOperand(op, name string, t *Tensor, dims ...int) error {
 
 // attn validates qkv [B,T,3C], nHead and validLen (nil or Int32 [B]).
 func (k Checker) attn(op string, qkv, validLen *Tensor, nHead int) (d AttnDims, checks []IndexCheck, err error) {
-	if err := k.Tensor(op, "qkv", qkv, Float32); err != nil {
+	if d.Act, err = k.Act(op, "qkv", qkv); err != nil {
 		return d, nil, err
 	}
 	if qkv.Rank() != 3 || qkv.Dim(2)%3 != 0 || qkv.Dim(2) == 0 {
@@ -585,8 +660,8 @@ func (k Checker) AttentionForward(out, lse, qkv, validLen *Tensor, nHead int) (A
 		return d, nil, err
 	}
 	return d, checks, first(
-		k.checkOperand(op, "out", out, d.B, d.T, d.C),
-		k.checkOperand(op, "lse", lse, d.B, d.H, d.T),
+		k.checkOperand(op, "out", out, d.Act, d.B, d.T, d.C),
+		k.checkOperand(op, "lse", lse, Float32, d.B, d.H, d.T),
 		CheckDisjoint(op, "out", out, "qkv lse", qkv, lse),
 		CheckDisjoint(op, "lse", lse, "qkv", qkv))
 }
@@ -600,35 +675,36 @@ func (k Checker) AttentionBackward(dqkv, dout, qkv, out, lse, validLen *Tensor, 
 		return d, nil, err
 	}
 	return d, checks, first(
-		k.checkOperand(op, "dqkv", dqkv, d.B, d.T, 3*d.C),
-		k.checkOperand(op, "dout", dout, d.B, d.T, d.C),
-		k.checkOperand(op, "out", out, d.B, d.T, d.C),
-		k.checkOperand(op, "lse", lse, d.B, d.H, d.T),
+		k.checkOperand(op, "dqkv", dqkv, d.Act, d.B, d.T, 3*d.C),
+		k.checkOperand(op, "dout", dout, d.Act, d.B, d.T, d.C),
+		k.checkOperand(op, "out", out, d.Act, d.B, d.T, d.C),
+		k.checkOperand(op, "lse", lse, Float32, d.B, d.H, d.T),
 		CheckDisjoint(op, "dqkv", dqkv, "dout qkv out lse", dout, qkv, out, lse))
 }
 
 // DecodeDims are the dimensions of a KV-cache call: B sequences, T new
 // positions (1 for AttentionDecode), C channels in H heads of HS, caches of
-// S positions.
+// S positions, and the activation dtype.
 type DecodeDims struct {
 	B, T, C, H, HS, S int
+	Act               DType
 }
 
-// cacheDims validates a pair of caches [B,nHead,S,hs] for B sequences, C
-// channels and nHead heads and returns S.
-func (k Checker) cacheDims(op string, kc, vc *Tensor, b, c, nHead int) (s int, err error) {
+// cacheDims validates a pair of caches [B,nHead,S,hs] of dtype act for B
+// sequences, C channels and nHead heads and returns S.
+func (k Checker) cacheDims(op string, kc, vc *Tensor, act DType, b, c, nHead int) (s int, err error) {
 	if nHead <= 0 || c%nHead != 0 {
 		return 0, fmt.Errorf("%s: C=%d is not divisible into %d heads", op, c, nHead)
 	}
-	if err := k.Tensor(op, "kc", kc, Float32); err != nil {
+	if err := k.Tensor(op, "kc", kc, act); err != nil {
 		return 0, err
 	}
 	if kc.Rank() != 4 {
 		return 0, fmt.Errorf("%s: kc is %v, want [%d,%d,S,%d]", op, kc, b, nHead, c/nHead)
 	}
 	s = kc.Dim(2)
-	if err := first(k.checkOperand(op, "kc", kc, b, nHead, s, c/nHead),
-		k.checkOperand(op, "vc", vc, b, nHead, s, c/nHead)); err != nil {
+	if err := first(k.checkOperand(op, "kc", kc, act, b, nHead, s, c/nHead),
+		k.checkOperand(op, "vc", vc, act, b, nHead, s, c/nHead)); err != nil {
 		return 0, err
 	}
 	if Overlap(kc, vc) {
@@ -643,14 +719,14 @@ func (k Checker) cacheDims(op string, kc, vc *Tensor, b, c, nHead int) (s int, e
 // may not overlap qkv or each other.
 func (k Checker) KVCacheWrite(kc, vc, qkv, start *Tensor, nHead int) (d DecodeDims, checks []IndexCheck, err error) {
 	const op = "kv-cache write"
-	if err := k.Tensor(op, "qkv", qkv, Float32); err != nil {
+	if d.Act, err = k.Act(op, "qkv", qkv); err != nil {
 		return d, nil, err
 	}
 	if qkv.Rank() != 3 || qkv.Dim(2)%3 != 0 || qkv.Dim(2) == 0 {
 		return d, nil, fmt.Errorf("%s: qkv is %v, want [B,T,3C] with C > 0", op, qkv)
 	}
 	d.B, d.T, d.C = qkv.Dim(0), qkv.Dim(1), qkv.Dim(2)/3
-	if d.S, err = k.cacheDims(op, kc, vc, d.B, d.C, nHead); err != nil {
+	if d.S, err = k.cacheDims(op, kc, vc, d.Act, d.B, d.C, nHead); err != nil {
 		return d, nil, err
 	}
 	d.H, d.HS = nHead, d.C/nHead
@@ -676,18 +752,18 @@ func (k Checker) KVCacheWrite(kc, vc, qkv, start *Tensor, nHead int) (d DecodeDi
 // lens to [0,S]. out may not overlap qkv, kc or vc.
 func (k Checker) AttentionDecode(out, qkv, kc, vc, lens *Tensor, nHead int) (d DecodeDims, checks []IndexCheck, err error) {
 	const op = "attention decode"
-	if err := k.Tensor(op, "qkv", qkv, Float32); err != nil {
+	if d.Act, err = k.Act(op, "qkv", qkv); err != nil {
 		return d, nil, err
 	}
 	if qkv.Rank() != 2 || qkv.Dim(1)%3 != 0 || qkv.Dim(1) == 0 {
 		return d, nil, fmt.Errorf("%s: qkv is %v, want [B,3C] with C > 0", op, qkv)
 	}
 	d.B, d.T, d.C = qkv.Dim(0), 1, qkv.Dim(1)/3
-	if d.S, err = k.cacheDims(op, kc, vc, d.B, d.C, nHead); err != nil {
+	if d.S, err = k.cacheDims(op, kc, vc, d.Act, d.B, d.C, nHead); err != nil {
 		return d, nil, err
 	}
 	d.H, d.HS = nHead, d.C/nHead
-	if err := k.checkOperand(op, "out", out, d.B, d.C); err != nil {
+	if err := k.checkOperand(op, "out", out, d.Act, d.B, d.C); err != nil {
 		return d, nil, err
 	}
 	if err := k.Tensor(op, "lens", lens, Int32); err != nil {
@@ -720,7 +796,7 @@ func (k Checker) checkRows(op, name string, t *Tensor, dt DType, rows []int) err
 // lsm validates logits [..., V] and targets [...] and returns V, the row
 // count, the leading shape and the check bounding targets above by V.
 func (k Checker) lsm(op string, logits, targets *Tensor) (v, n int, rows []int, checks []IndexCheck, err error) {
-	if err := k.Tensor(op, "logits", logits, Float32); err != nil {
+	if _, err := k.Act(op, "logits", logits); err != nil {
 		return 0, 0, nil, nil, err
 	}
 	if logits.Rank() < 2 || logits.Dim(-1) == 0 {
@@ -831,7 +907,10 @@ func (k Checker) ScatterAddRows(dinp, dout, idx *Tensor) (b, t, c int, checks []
 // Sample checks Backend.Sample and returns the rows N and vocabulary V.
 func (k Checker) Sample(tokens, logits *Tensor, s Sampling) (n, v int, err error) {
 	const op = "sample"
-	if err := first(k.Tensor(op, "logits", logits, Float32), k.Tensor(op, "tokens", tokens, Int32)); err != nil {
+	if _, err := k.Act(op, "logits", logits); err != nil {
+		return 0, 0, err
+	}
+	if err := k.Tensor(op, "tokens", tokens, Int32); err != nil {
 		return 0, 0, err
 	}
 	if logits.Rank() != 2 || logits.Dim(1) == 0 {
@@ -853,14 +932,21 @@ func SampleRowError(row int) error {
 	return fmt.Errorf("sample: row %d of the logits has no finite maximum (NaN, +Inf, or every logit −Inf)", row)
 }
 
-// AdamW checks Backend.AdamW (normSq may be nil) and returns the length.
-func (k Checker) AdamW(params, grads, m, v, normSq *Tensor, h AdamW) (n int, err error) {
+// AdamW checks Backend.AdamW (lowp and normSq may be nil) and returns the
+// length.
+func (k Checker) AdamW(params, lowp, grads, m, v, normSq *Tensor, h AdamW) (n int, err error) {
 	const op = "adamw"
 	if err := k.F32(op, "params grads m v", params, grads, m, v); err != nil {
 		return 0, err
 	}
 	if err := CheckLen(op, params.Len(), "grads m v", grads, m, v); err != nil {
 		return 0, err
+	}
+	if lowp != nil {
+		if err := first(k.Tensor(op, "lowp", lowp, BF16), CheckLen(op, params.Len(), "lowp", lowp),
+			CheckDisjoint(op, "lowp", lowp, "params grads m v normSq", params, grads, m, v, normSq)); err != nil {
+			return 0, err
+		}
 	}
 	if normSq != nil {
 		if err := first(k.F32(op, "normSq", normSq), CheckLen(op, 1, "normSq", normSq)); err != nil {

@@ -9,11 +9,13 @@ import "fmt"
 // [M,K] and op(B) [K,N] into C [M,N] (row stride N). LDA and LDB are the
 // row strides of A and B as stored; StrideA and StrideB are the offsets in
 // elements from one batch element's A or B to the next (0: a rank-2
-// operand shared by every batch element).
+// operand shared by every batch element). In is the dtype of A and B, Out
+// that of C.
 type MatMulDims struct {
 	Batch, M, N, K   int
 	LDA, LDB         int
 	StrideA, StrideB int
+	In, Out          DType
 }
 
 // MatMul checks Backend.MatMul and returns its geometry. A batched product
@@ -23,7 +25,16 @@ type MatMulDims struct {
 func (k Checker) MatMul(c, a, b *Tensor, transA, transB bool) (MatMulDims, error) {
 	const op = "matmul"
 	var d MatMulDims
-	if err := k.F32(op, "C A B", c, a, b); err != nil {
+	var err error
+	if d.In, err = k.Act(op, "A B", a, b); err != nil {
+		return d, err
+	}
+	// C is of A's dtype, or float32 (bf16 products into a float32
+	// parameter gradient or into values).
+	if d.Out = d.In; c != nil && c.DType() == Float32 {
+		d.Out = Float32
+	}
+	if err := k.Tensor(op, "C", c, d.Out); err != nil {
 		return d, err
 	}
 	for _, x := range [...]struct {

@@ -437,22 +437,22 @@ func TestCheckerGatherSampleAdamW(t *testing.T) {
 
 	p, g, m, vv := f32(t, 5), f32(t, 5), f32(t, 5), f32(t, 5)
 	h := AdamW{LR: 1e-3, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, Step: 1}
-	if n, err := k.AdamW(p, g, m, vv, f32(t, 1), h); err != nil || n != 5 {
+	if n, err := k.AdamW(p, nil, g, m, vv, f32(t, 1), h); err != nil || n != 5 {
 		t.Errorf("adamw: %d %v", n, err)
 	}
-	_, err = k.AdamW(p, g, m, vv, nil, AdamW{Beta1: 0.9, Beta2: 0.999})
+	_, err = k.AdamW(p, nil, g, m, vv, nil, AdamW{Beta1: 0.9, Beta2: 0.999})
 	wantErr(t, "step 0", err, "step 0")
-	_, err = k.AdamW(p, g, m, vv, nil, AdamW{Beta1: 1, Beta2: 0.999, Step: 1})
+	_, err = k.AdamW(p, nil, g, m, vv, nil, AdamW{Beta1: 1, Beta2: 0.999, Step: 1})
 	wantErr(t, "beta 1", err, "betas")
-	_, err = k.AdamW(p, p, m, vv, nil, h)
+	_, err = k.AdamW(p, nil, p, m, vv, nil, h)
 	wantErr(t, "params = grads", err, "overlaps")
-	_, err = k.AdamW(p, g, m, vv, f32(t, 2), h)
+	_, err = k.AdamW(p, nil, g, m, vv, f32(t, 2), h)
 	wantErr(t, "normSq length", err, "normSq")
-	_, err = k.AdamW(p, g, f32(t, 4), vv, nil, h)
+	_, err = k.AdamW(p, nil, g, f32(t, 4), vv, nil, h)
 	wantErr(t, "lengths", err, "adamw: m is float32[4] (4 elements), want 5")
-	_, err = k.AdamW(p, g, m, m, nil, h)
+	_, err = k.AdamW(p, nil, g, m, m, nil, h)
 	wantErr(t, "m = v", err, "m float32[5] overlaps v")
-	_, err = k.AdamW(p, g, m, vv, nil, AdamW{Beta1: 0.9, Beta2: float32(nan()), Step: 1})
+	_, err = k.AdamW(p, nil, g, m, vv, nil, AdamW{Beta1: 0.9, Beta2: float32(nan()), Step: 1})
 	wantErr(t, "NaN beta", err, "betas")
 }
 

@@ -9,10 +9,16 @@ import (
 type DType uint8
 
 const (
-	// Float32 is IEEE-754 single precision; every activation, weight and gradient.
+	// Float32 is IEEE-754 single precision: master weights, gradients of
+	// parameters, optimizer state, statistics and losses always; weights
+	// and activations in the fp32 precision modes.
 	Float32 DType = iota
 	// Int32 holds token ids, positions and per-sequence lengths.
 	Int32
+	// BF16 is bfloat16 storage (float32's upper 16 bits): the activations
+	// and the weight copy the ops read in the bf16 precision mode. Values
+	// are rounded to it with BF16Bits and computed on in float32.
+	BF16
 )
 
 func (d DType) String() string {
@@ -21,12 +27,22 @@ func (d DType) String() string {
 		return "float32"
 	case Int32:
 		return "int32"
+	case BF16:
+		return "bf16"
 	}
 	return fmt.Sprintf("dtype(%d)", uint8(d))
 }
 
 // Size is the width of one element in bytes.
-func (d DType) Size() int { return 4 }
+func (d DType) Size() int {
+	if d == BF16 {
+		return 2
+	}
+	return 4
+}
+
+// IsFloat reports whether d holds real numbers (Float32 or BF16).
+func (d DType) IsFloat() bool { return d == Float32 || d == BF16 }
 
 // Storage is memory owned by one backend: a host slice on cpu, a device
 // allocation on cuda. Tensors are views into a Storage.

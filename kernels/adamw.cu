@@ -1,6 +1,8 @@
 // AdamW, fused: clip scale, moment updates, bias correction and decoupled
-// weight decay in one pass over params, grads, m and v.
+// weight decay in one pass over params, grads, m and v, writing the bf16
+// copy of the updated params the ops read in the bf16 precision mode.
 #include "common.cuh"
+#include "bf16.cuh"
 
 // adamw_f32: per element, g = grads·s, m = β1·m + (1−β1)·g,
 // v = β2·v + (1−β2)·g², p −= lr·(m·ibc1/(sqrt(v·ibc2) + eps) + wd·p), with
@@ -10,6 +12,7 @@
 // s = gradScale (0 means 1); with normSq given and maxNorm > 0,
 // norm = |s|·sqrt(normSq[0]) and s ·= maxNorm/norm when norm > maxNorm, so
 // a zero or NaN norm does not clip and an infinite one gives s = 0.
+// lowp (may be null) gets each updated p rounded to bf16.
 // Launch: the elementwise shape (elementwise.cu); float4 when all four
 // arrays are 16-byte aligned.
 static __device__ __forceinline__ void ig_adamw1(float& p, float g, float& m, float& v, float scale, float b1,
@@ -24,7 +27,7 @@ static __device__ __forceinline__ void ig_adamw1(float& p, float g, float& m, fl
     p = p - lr * (mi * ibc1 / den + wd * p);
 }
 
-extern "C" __global__ void adamw_f32(float* __restrict__ params, const float* __restrict__ grads,
+extern "C" __global__ void adamw_f32(float* __restrict__ params, ig_bf16* __restrict__ lowp, const float* __restrict__ grads,
                                      float* __restrict__ m, float* __restrict__ v, const float* __restrict__ normSq,
                                      long long n, float lr, float b1, float b2, float eps, float wd, float ibc1,
                                      float ibc2, float gradScale, float maxNorm) {
@@ -53,11 +56,21 @@ extern "C" __global__ void adamw_f32(float* __restrict__ params, const float* __
             p4[i] = p;
             m4[i] = mm;
             v4[i] = vv;
+            if (lowp != nullptr) {
+                lowp[4 * i] = ig_bf16_from_float(p.x);
+                lowp[4 * i + 1] = ig_bf16_from_float(p.y);
+                lowp[4 * i + 2] = ig_bf16_from_float(p.z);
+                lowp[4 * i + 3] = ig_bf16_from_float(p.w);
+            }
         }
-        for (long long i = (n4 << 2) + tid; i < n; i += stride)
+        for (long long i = (n4 << 2) + tid; i < n; i += stride) {
             ig_adamw1(params[i], grads[i], m[i], v[i], scale, b1, b2, c1, c2, lr, eps, wd, ibc1, ibc2);
+            if (lowp != nullptr) lowp[i] = ig_bf16_from_float(params[i]);
+        }
     } else {
-        for (long long i = tid; i < n; i += stride)
+        for (long long i = tid; i < n; i += stride) {
             ig_adamw1(params[i], grads[i], m[i], v[i], scale, b1, b2, c1, c2, lr, eps, wd, ibc1, ibc2);
+            if (lowp != nullptr) lowp[i] = ig_bf16_from_float(params[i]);
+        }
     }
 }

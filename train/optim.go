@@ -101,9 +101,9 @@ func (o *Optimizer) Update(params, grads *model.Params, lr float32, accum int) {
 		WeightDecay: o.Cfg.WeightDecay, Step: o.Step, MaxNorm: o.Cfg.MaxGradNorm,
 		GradScale: 1 / float32(max(accum, 1)),
 	}
-	b.AdamW(params.Decay, grads.Decay, o.M.Decay, o.V.Decay, o.normSq, h)
+	b.AdamW(params.Decay, nil, grads.Decay, o.M.Decay, o.V.Decay, o.normSq, h)
 	h.WeightDecay = 0
-	b.AdamW(params.NoDecay, grads.NoDecay, o.M.NoDecay, o.V.NoDecay, o.normSq, h)
+	b.AdamW(params.NoDecay, nil, grads.NoDecay, o.M.NoDecay, o.V.NoDecay, o.normSq, h)
 }
 
 // moments are the optimizer's state tensors by the names a saved state

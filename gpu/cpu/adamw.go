@@ -30,11 +30,11 @@ func adamWGradScale(normSq []float32, h gpu.AdamW) float64 {
 }
 
 // AdamW implements gpu.Backend. Step must be ≥ 1 and both betas in [0,1).
-func (b *Backend) AdamW(params, grads, m, v, normSq *gpu.Tensor, h gpu.AdamW) {
+func (b *Backend) AdamW(params, lowp, grads, m, v, normSq *gpu.Tensor, h gpu.AdamW) {
 	if b.err != nil {
 		return
 	}
-	if _, err := checker.AdamW(params, grads, m, v, normSq, h); b.fail(err) {
+	if _, err := checker.AdamW(params, lowp, grads, m, v, normSq, h); b.fail(err) {
 		return
 	}
 	var ns []float32
@@ -47,8 +47,15 @@ func (b *Backend) AdamW(params, grads, m, v, normSq *gpu.Tensor, h gpu.AdamW) {
 		eps:  h.Eps, lr: h.LR, wd: h.WeightDecay}
 	ps, gs, ms, vs := F32(params), F32(grads), F32(m), F32(v)
 	kern := activeVec.Load().adamw
+	var lp []uint16
+	if lowp != nil {
+		lp = BF(lowp)
+	}
 	b.parallelFor(len(ps), ewMinChunk/2, func(lo, hi int) {
 		kern(ps[lo:hi], gs[lo:hi], ms[lo:hi], vs[lo:hi], &k)
+		if lp != nil {
+			roundBF16(lp[lo:hi], ps[lo:hi])
+		}
 	})
 }
 

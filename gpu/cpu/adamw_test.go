@@ -76,7 +76,7 @@ func TestAdamW(t *testing.T) {
 				if tc.noNorm {
 					nsT = nil
 				}
-				b.AdamW(params, grads, m, v, nsT, h)
+				b.AdamW(params, nil, grads, m, v, nsT, h)
 				assertNoErr(t, b)
 				clipped := adamW64(p64, to64(gs), m64, v64, ns, !tc.noNorm, h)
 				if clipped != tc.wantClip {

@@ -192,8 +192,8 @@ func TestOpsRejectWithTheChecker(t *testing.T) {
 			p, g, mm, v := m.rnd(5), m.rnd(5), m.rnd(5), m.rnd(5)
 			h := h
 			h.Step = 0
-			_, err := checker.AdamW(p, g, mm, v, nil, h)
-			return rejected{func() { b.AdamW(p, g, mm, v, nil, h) }, err, []*gpu.Tensor{p, mm, v}}
+			_, err := checker.AdamW(p, nil, g, mm, v, nil, h)
+			return rejected{func() { b.AdamW(p, nil, g, mm, v, nil, h) }, err, []*gpu.Tensor{p, mm, v}}
 		}},
 		{"ppo policy NaN clipEps", func(b *Backend, m mk) rejected {
 			d, st, lp, old, adv, mask := m.rnd(6), m.rnd(4), m.rnd(6), m.rnd(6), m.rnd(6), m.rnd(2, 3)

@@ -32,32 +32,44 @@ func (b *Backend) Threads() int { return b.threads }
 // Name implements gpu.Backend.
 func (b *Backend) Name() string { return fmt.Sprintf("cpu (%d threads)", b.threads) }
 
-// storage is host memory: exactly one of f32 and i32 is set.
+// storage is host memory: exactly one of f32, i32 and bf (bf16 bits) is
+// set (non-nil even when empty: it marks the dtype).
 type storage struct {
 	f32 []float32
 	i32 []int32
+	bf  []uint16
 }
 
 func (s *storage) Elems() int {
-	if s.i32 != nil {
+	switch {
+	case s.i32 != nil:
 		return len(s.i32)
+	case s.bf != nil:
+		return len(s.bf)
 	}
 	return len(s.f32)
 }
 
 func (s *storage) DType() gpu.DType {
-	if s.i32 != nil {
+	switch {
+	case s.i32 != nil:
 		return gpu.Int32
+	case s.bf != nil:
+		return gpu.BF16
 	}
 	return gpu.Float32
 }
 
 // checker validates op arguments with the rules every backend shares
 // (gpu.Checker); it accepts only this backend's tensors.
-var checker = gpu.Checker{Backend: "cpu", Owns: func(s gpu.Storage) bool {
-	_, ok := s.(*storage)
-	return ok
-}}
+var checker = gpu.Checker{
+	Backend: "cpu",
+	Owns: func(s gpu.Storage) bool {
+		_, ok := s.(*storage)
+		return ok
+	},
+	BF16Ops: func(op string) bool { return op == "copy" },
+}
 
 // Alloc implements gpu.Backend.
 func (b *Backend) Alloc(dtype gpu.DType, shape ...int) (*gpu.Tensor, error) {
@@ -66,9 +78,12 @@ func (b *Backend) Alloc(dtype gpu.DType, shape ...int) (*gpu.Tensor, error) {
 		return nil, err
 	}
 	s := &storage{}
-	if dtype == gpu.Int32 {
-		s.i32 = make([]int32, n) // non-nil even when empty: it marks the dtype
-	} else {
+	switch dtype {
+	case gpu.Int32:
+		s.i32 = make([]int32, n)
+	case gpu.BF16:
+		s.bf = make([]uint16, n)
+	default:
 		s.f32 = make([]float32, n)
 	}
 	return gpu.NewTensor(s, 0, shape...)
@@ -81,6 +96,12 @@ func F32(t *gpu.Tensor) []float32 {
 	return s.f32[t.Offset() : t.Offset()+t.Len() : t.Offset()+t.Len()]
 }
 
+// BF returns the host slice of bf16 bits a BF16 tensor views.
+func BF(t *gpu.Tensor) []uint16 {
+	s := t.Storage().(*storage)
+	return s.bf[t.Offset() : t.Offset()+t.Len() : t.Offset()+t.Len()]
+}
+
 // I32 returns the host slice an Int32 tensor views.
 func I32(t *gpu.Tensor) []int32 {
 	s := t.Storage().(*storage)
@@ -91,6 +112,10 @@ func I32(t *gpu.Tensor) []int32 {
 func (b *Backend) Upload(t *gpu.Tensor, src []float32) error {
 	if err := checker.Upload(t, gpu.Float32, len(src)); err != nil {
 		return err
+	}
+	if t.DType() == gpu.BF16 {
+		roundBF16(BF(t), src)
+		return nil
 	}
 	copy(F32(t), src)
 	return nil
@@ -109,6 +134,10 @@ func (b *Backend) UploadInt32(t *gpu.Tensor, src []int32) error {
 func (b *Backend) Download(dst []float32, t *gpu.Tensor) error {
 	if err := checker.Download(t, gpu.Float32, len(dst)); err != nil {
 		return err
+	}
+	if t.DType() == gpu.BF16 {
+		widenBF16(dst, BF(t))
+		return b.err
 	}
 	copy(dst, F32(t))
 	return b.err

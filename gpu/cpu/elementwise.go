@@ -71,6 +71,16 @@ func (b *Backend) Fill(t *gpu.Tensor, v float32) {
 	if b.err != nil || b.fail(checker.Fill(t)) {
 		return
 	}
+	if t.DType() == gpu.BF16 {
+		x, bits := BF(t), gpu.BF16Bits(v)
+		b.parallelFor(len(x), ewMinChunk, func(lo, hi int) {
+			s := x[lo:hi]
+			for i := range s {
+				s[i] = bits
+			}
+		})
+		return
+	}
 	x := F32(t)
 	b.parallelFor(len(x), ewMinChunk, func(lo, hi int) {
 		s := x[lo:hi]
@@ -85,8 +95,44 @@ func (b *Backend) Copy(dst, src *gpu.Tensor) {
 	if b.err != nil || b.fail(checker.Copy(dst, src)) {
 		return
 	}
+	if dst.DType() == gpu.BF16 {
+		d, s := BF(dst), BF(src)
+		b.parallelFor(len(d), ewMinChunk, func(lo, hi int) { copy(d[lo:hi], s[lo:hi]) })
+		return
+	}
 	d, s := F32(dst), F32(src)
 	b.parallelFor(len(d), ewMinChunk, func(lo, hi int) { copy(d[lo:hi], s[lo:hi]) })
+}
+
+// Convert implements gpu.Backend.
+func (b *Backend) Convert(dst, src *gpu.Tensor) {
+	if b.err != nil || b.fail(checker.Convert(dst, src)) {
+		return
+	}
+	switch {
+	case dst.DType() == src.DType():
+		b.Copy(dst, src)
+	case dst.DType() == gpu.BF16:
+		d, s := BF(dst), F32(src)
+		b.parallelFor(len(d), ewMinChunk, func(lo, hi int) { roundBF16(d[lo:hi], s[lo:hi]) })
+	default:
+		d, s := F32(dst), BF(src)
+		b.parallelFor(len(d), ewMinChunk, func(lo, hi int) { widenBF16(d[lo:hi], s[lo:hi]) })
+	}
+}
+
+// roundBF16 stores src rounded to bf16 (gpu.BF16Bits) in dst.
+func roundBF16(dst []uint16, src []float32) {
+	for i, x := range src {
+		dst[i] = gpu.BF16Bits(x)
+	}
+}
+
+// widenBF16 stores the bf16 values src, widened exactly, in dst.
+func widenBF16(dst []float32, src []uint16) {
+	for i, x := range src {
+		dst[i] = gpu.BF16Float(x)
+	}
 }
 
 // Scale implements gpu.Backend.

@@ -93,7 +93,7 @@ func BenchmarkAdamW(tb *testing.B) {
 			normSq := benchAlloc(tb, b, 1)
 			h := gpu.AdamW{LR: 1e-4, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, Step: 1, MaxNorm: 1, GradScale: 0.5}
 			// Reads params, grads, m, v; writes params, m, v.
-			runGBs(tb, b, int64(sz.n)*4*7, func() { b.AdamW(p, g, m, v, normSq, h); h.Step++ })
+			runGBs(tb, b, int64(sz.n)*4*7, func() { b.AdamW(p, nil, g, m, v, normSq, h); h.Step++ })
 		})
 	}
 }

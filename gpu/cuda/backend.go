@@ -79,7 +79,7 @@ func open(ordinal int) (_ *Backend, err error) {
 		return nil, fmt.Errorf("no such GPU: %d device(s) visible", n)
 	}
 	b := &Backend{ordinal: ordinal, tid: unix.Gettid(), fns: make(map[string]*kernelFunc)}
-	b.checker = gpu.Checker{Backend: "cuda", Owns: b.owns}
+	b.checker = newChecker(b.owns)
 	if b.dev, err = cu.GetDevice(ordinal); err != nil {
 		return nil, fmt.Errorf("get device: %w", err)
 	}

@@ -44,7 +44,7 @@ type devicePtr uintptr
 // readDevice copies n bytes at src to dst; src must lie in one allocation.
 func (b *Backend) readDevice(dst unsafe.Pointer, src devicePtr, n int64) error {
 	for _, s := range b.allocs {
-		if src >= s.ptr && src+devicePtr(n) <= s.ptr+devicePtr(4*s.elems) {
+		if src >= s.ptr && src+devicePtr(n) <= s.ptr+devicePtr(s.bytes()) {
 			from := unsafe.Add(s.base, 4*guardWords+int(src-s.ptr))
 			copy(unsafe.Slice((*byte)(dst), n), unsafe.Slice((*byte)(from), n))
 			return nil
@@ -70,6 +70,11 @@ type storage struct {
 	dtype gpu.DType
 }
 
+// bytes is the storage's size in bytes; dataWords the 4-byte words that
+// hold it (the last one padded with zeros for an odd count of bf16).
+func (s *storage) bytes() int     { return s.elems * s.dtype.Size() }
+func (s *storage) dataWords() int { return (s.bytes() + 3) / 4 }
+
 func (s *storage) Elems() int       { return s.elems }
 func (s *storage) DType() gpu.DType { return s.dtype }
 
@@ -79,7 +84,7 @@ var errClosed = errors.New("cuda: backend is closed")
 // is ignored.
 func New(ordinal int) (*Backend, error) {
 	b := &Backend{}
-	b.checker = gpu.Checker{Backend: "cuda", Owns: b.owns}
+	b.checker = newChecker(b.owns)
 	return b, nil
 }
 
@@ -142,16 +147,17 @@ func (b *Backend) Alloc(dtype gpu.DType, shape ...int) (*gpu.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	words := n + 2*guardWords
+	s := &storage{b: b, elems: n, dtype: dtype}
+	words := s.dataWords() + 2*guardWords
 	base := C.aligned_alloc(256, C.size_t((4*words+511)/256*256))
 	w := unsafe.Slice((*uint32)(base), words)
 	for i := range w {
 		w[i] = canary
 	}
-	for i := guardWords; i < guardWords+n; i++ {
+	for i := guardWords; i < guardWords+s.dataWords(); i++ {
 		w[i] = 0
 	}
-	s := &storage{b: b, base: base, ptr: devicePtr(uintptr(base) + 4*guardWords), elems: n, dtype: dtype}
+	s.base, s.ptr = base, devicePtr(uintptr(base)+4*guardWords)
 	b.allocs = append(b.allocs, s)
 	return gpu.NewTensor(s, 0, shape...)
 }
@@ -159,9 +165,9 @@ func (b *Backend) Alloc(dtype gpu.DType, shape ...int) (*gpu.Tensor, error) {
 // checkGuards reports an allocation whose canaries a kernel overwrote.
 func (b *Backend) checkGuards(kernel string) {
 	for _, s := range b.allocs {
-		w := unsafe.Slice((*uint32)(s.base), s.elems+2*guardWords)
+		w := unsafe.Slice((*uint32)(s.base), s.dataWords()+2*guardWords)
 		for i := 0; i < guardWords; i++ {
-			if w[i] != canary || w[guardWords+s.elems+i] != canary {
+			if w[i] != canary || w[guardWords+s.dataWords()+i] != canary {
 				b.failf("emulator: %s wrote outside an allocation of %d elements", kernel, s.elems)
 				return
 			}
@@ -178,7 +184,7 @@ func (b *Backend) ptr(t *gpu.Tensor) devicePtr {
 		b.failf("cuda: %v is not a tensor of this cuda backend", t)
 		return 0
 	}
-	return s.ptr + devicePtr(t.Offset()*4)
+	return s.ptr + devicePtr(t.Offset()*t.DType().Size())
 }
 
 // hostAddr is the Go pointer to t's first element (nil after an error).
@@ -187,7 +193,7 @@ func (b *Backend) hostAddr(t *gpu.Tensor) unsafe.Pointer {
 		return nil
 	}
 	s := t.Storage().(*storage)
-	return unsafe.Add(s.base, 4*(guardWords+t.Offset()))
+	return unsafe.Add(s.base, 4*guardWords+t.Offset()*t.DType().Size())
 }
 
 // upload copies n elements at src into t.

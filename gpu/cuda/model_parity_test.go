@@ -70,7 +70,7 @@ func runModelStep(t *testing.T, b gpu.Backend, cfg model.Config, init, m0, v0, d
 	b.SumSquares(normSq, m.Grads.All)
 	r.normSq = get(normSq)[0]
 	mt, vt := tensor(m0, len(m0)), tensor(v0, len(v0))
-	b.AdamW(m.Params.All, m.Grads.All, mt, vt, normSq, gpu.AdamW{
+	b.AdamW(m.Params.All, nil, m.Grads.All, mt, vt, normSq, gpu.AdamW{
 		LR: 1e-3, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, Step: 3, MaxNorm: 1,
 	})
 	r.params = get(m.Params.All)

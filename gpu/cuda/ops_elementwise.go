@@ -16,6 +16,10 @@ func (b *Backend) Fill(t *gpu.Tensor, v float32) {
 		return
 	}
 	n := t.Len()
+	if t.DType() == gpu.BF16 {
+		b.launch("fill_bf16", ewGrid(n, ewThreads), block1(ewThreads), 0, b.ptr(t), int64(n), uint32(gpu.BF16Bits(v)))
+		return
+	}
 	b.launch("fill_f32", ewGrid(n, ewThreads), block1(ewThreads), 0, b.ptr(t), int64(n), v)
 }
 
@@ -25,7 +29,27 @@ func (b *Backend) Copy(dst, src *gpu.Tensor) {
 		return
 	}
 	n := dst.Len()
+	if dst.DType() == gpu.BF16 {
+		b.launch("copy_bf16", ewGrid(n, ewThreads), block1(ewThreads), 0, b.ptr(dst), b.ptr(src), int64(n))
+		return
+	}
 	b.launch("copy_f32", ewGrid(n, ewThreads), block1(ewThreads), 0, b.ptr(dst), b.ptr(src), int64(n))
+}
+
+// Convert implements gpu.Backend.
+func (b *Backend) Convert(dst, src *gpu.Tensor) {
+	if b.err != nil || b.fail(b.checker.Convert(dst, src)) || dst.Len() == 0 {
+		return
+	}
+	n := dst.Len()
+	switch {
+	case dst.DType() == src.DType():
+		b.Copy(dst, src)
+	case dst.DType() == gpu.BF16:
+		b.launch("convert_f32_bf16", ewGrid(n, ewThreads), block1(ewThreads), 0, b.ptr(dst), b.ptr(src), int64(n))
+	default:
+		b.launch("convert_bf16_f32", ewGrid(n, ewThreads), block1(ewThreads), 0, b.ptr(dst), b.ptr(src), int64(n))
+	}
 }
 
 // Scale implements gpu.Backend.

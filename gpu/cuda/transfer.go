@@ -13,8 +13,19 @@ import (
 // plain copy in the emulator), called once the shared Checker has accepted
 // the arguments and no error is recorded.
 
-// Upload implements gpu.Backend.
+// Upload implements gpu.Backend. Values for a bf16 tensor are rounded on
+// the host (gpu.BF16Bits) and uploaded as bf16.
 func (b *Backend) Upload(t *gpu.Tensor, src []float32) error {
+	if t != nil && t.DType() == gpu.BF16 {
+		if err := b.checker.Upload(t, gpu.Float32, len(src)); err != nil {
+			return err
+		}
+		bits := make([]uint16, len(src))
+		for i, x := range src {
+			bits[i] = gpu.BF16Bits(x)
+		}
+		return b.checkedUpload(t, gpu.BF16, unsafe.Pointer(unsafe.SliceData(bits)), len(bits))
+	}
 	return b.checkedUpload(t, gpu.Float32, unsafe.Pointer(unsafe.SliceData(src)), len(src))
 }
 
@@ -23,8 +34,22 @@ func (b *Backend) UploadInt32(t *gpu.Tensor, src []int32) error {
 	return b.checkedUpload(t, gpu.Int32, unsafe.Pointer(unsafe.SliceData(src)), len(src))
 }
 
-// Download implements gpu.Backend.
+// Download implements gpu.Backend. A bf16 tensor is downloaded as bf16 and
+// widened on the host.
 func (b *Backend) Download(dst []float32, t *gpu.Tensor) error {
+	if t != nil && t.DType() == gpu.BF16 {
+		if err := b.checker.Download(t, gpu.Float32, len(dst)); err != nil {
+			return err
+		}
+		bits := make([]uint16, len(dst))
+		if err := b.checkedDownload(t, gpu.BF16, unsafe.Pointer(unsafe.SliceData(bits)), len(bits)); err != nil {
+			return err
+		}
+		for i, x := range bits {
+			dst[i] = gpu.BF16Float(x)
+		}
+		return nil
+	}
 	return b.checkedDownload(t, gpu.Float32, unsafe.Pointer(unsafe.SliceData(dst)), len(dst))
 }
 

@@ -1,0 +1,16 @@
+//go:build cuda
+
+package cuda
+
+import "github.com/instructgo/instructgo/gpu"
+
+// bf16Ops are the ops whose kernels run with a bf16 activation dtype; the
+// Checker refuses bf16 activations for the others, with a message that
+// says so, until their kernels have it.
+var bf16Ops = map[string]bool{"copy": true}
+
+// newChecker is the shared gpu.Checker of a cuda backend whose storages
+// owns recognises.
+func newChecker(owns func(gpu.Storage) bool) gpu.Checker {
+	return gpu.Checker{Backend: "cuda", Owns: owns, BF16Ops: func(op string) bool { return bf16Ops[op] }}
+}
