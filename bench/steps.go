@@ -85,7 +85,7 @@ func (e *env) newModel(cfg model.Config, B, T int, trainable bool) (*model.Model
 	if err != nil {
 		return nil, err
 	}
-	if err := e.b.Upload(m.Params.All, e.initParams(cfg)); err != nil {
+	if err := m.SetParams(e.initParams(cfg)); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -10,16 +10,18 @@ import (
 // its largest batch. A pass over a smaller batch uses prefixes of them.
 type buffers struct {
 	tokens, targets, validLen *gpu.Tensor // Int32
-	f32                       []*gpu.Tensor
 	named                     map[string]*gpu.Tensor
 }
 
-// actSpec describes one float32 activation as a function of B·T (rows).
+// actSpec describes one activation as a function of B·T (rows). It is of
+// the precision's activation dtype unless f32: statistics, log-probs,
+// entropies and values are always float32.
 type actSpec struct {
 	name     string
 	perRow   int  // elements per token
 	perLayer bool // one per block
 	train    bool // only needed for backward
+	f32      bool
 }
 
 func actSpecs(c Config) []actSpec {
@@ -27,23 +29,23 @@ func actSpecs(c Config) []actSpec {
 	specs := []actSpec{
 		{name: "encoded", perRow: C},
 		{name: "ln1", perRow: C, perLayer: true},
-		{name: "ln1Mean", perRow: 1, perLayer: true},
-		{name: "ln1Rstd", perRow: 1, perLayer: true},
+		{name: "ln1Mean", perRow: 1, perLayer: true, f32: true},
+		{name: "ln1Rstd", perRow: 1, perLayer: true, f32: true},
 		{name: "qkv", perRow: 3 * C, perLayer: true},
 		{name: "atty", perRow: C, perLayer: true},
-		{name: "lse", perRow: c.NHead, perLayer: true},
+		{name: "lse", perRow: c.NHead, perLayer: true, f32: true},
 		{name: "attProj", perRow: C, perLayer: true},
 		{name: "res2", perRow: C, perLayer: true},
 		{name: "ln2", perRow: C, perLayer: true},
-		{name: "ln2Mean", perRow: 1, perLayer: true},
-		{name: "ln2Rstd", perRow: 1, perLayer: true},
+		{name: "ln2Mean", perRow: 1, perLayer: true, f32: true},
+		{name: "ln2Rstd", perRow: 1, perLayer: true, f32: true},
 		{name: "fch", perRow: 4 * C, perLayer: true},
 		{name: "fchGelu", perRow: 4 * C, perLayer: true},
 		{name: "fcProj", perRow: C, perLayer: true},
 		{name: "res3", perRow: C, perLayer: true},
 		{name: "lnf", perRow: C},
-		{name: "lnfMean", perRow: 1},
-		{name: "lnfRstd", perRow: 1},
+		{name: "lnfMean", perRow: 1, f32: true},
+		{name: "lnfRstd", perRow: 1, f32: true},
 		{name: "dResidual", perRow: C, train: true},
 		{name: "dNormOut", perRow: C, train: true},
 		{name: "dAttnOut", perRow: C, train: true},
@@ -51,18 +53,19 @@ func actSpecs(c Config) []actSpec {
 		{name: "dMLPHidden", perRow: 4 * C, train: true},
 	}
 	if c.ScalarHead {
-		specs = append(specs, actSpec{name: "values", perRow: 1})
+		specs = append(specs, actSpec{name: "values", perRow: 1, f32: true},
+			actSpec{name: "dValues", perRow: 1, train: true})
 	} else {
 		specs = append(specs,
 			actSpec{name: "logits", perRow: c.VocabSize},
-			actSpec{name: "logp", perRow: 1},
-			actSpec{name: "entropy", perRow: 1},
-			actSpec{name: "lseV", perRow: 1})
+			actSpec{name: "logp", perRow: 1, f32: true},
+			actSpec{name: "entropy", perRow: 1, f32: true},
+			actSpec{name: "lseV", perRow: 1, f32: true})
 	}
 	return specs
 }
 
-func (bf *buffers) alloc(b gpu.Backend, c Config, maxB, maxT int, train bool) error {
+func (bf *buffers) alloc(b gpu.Backend, c Config, act gpu.DType, maxB, maxT int, train bool) error {
 	rows := maxB * maxT
 	var err error
 	if bf.tokens, err = b.Alloc(gpu.Int32, rows); err != nil {
@@ -84,11 +87,14 @@ func (bf *buffers) alloc(b gpu.Backend, c Config, maxB, maxT int, train bool) er
 			count = c.NLayer
 		}
 		for l := 0; l < count; l++ {
-			t, err := b.Alloc(gpu.Float32, rows*s.perRow)
+			dt := act
+			if s.f32 {
+				dt = gpu.Float32
+			}
+			t, err := b.Alloc(dt, rows*s.perRow)
 			if err != nil {
 				return fmt.Errorf("%s: %w", s.name, err)
 			}
-			bf.f32 = append(bf.f32, t)
 			bf.named[key(s.name, l, s.perLayer)] = t
 		}
 	}
@@ -128,6 +134,7 @@ type acts struct {
 	// values; dMLPHidden of the MLP's hidden layer (before and after GELU).
 	dResidual, dNormOut, dBranch *gpu.Tensor
 	dAttnOut, dQKV, dMLPHidden   *gpu.Tensor
+	dValues                      *gpu.Tensor // ∂L/∂values in the activation dtype (scalar head)
 	dResidual3, dAttnOut3, dQKV3 *gpu.Tensor // [B,T,·] views for embedding and attention
 
 	train  bool   // the forward pass kept what backward needs
@@ -174,6 +181,7 @@ func (m *Model) views(B, T int) *acts {
 		dQKV:       v("dQKV", 0, false, rows, 3*C),
 		dQKV3:      v("dQKV", 0, false, B, T, 3*C),
 		dMLPHidden: v("dMLPHidden", 0, false, rows, 4*C),
+		dValues:    v("dValues", 0, false, rows, 1),
 		layers:     make([]layerActs, c.NLayer),
 	}
 	for l := range a.layers {

@@ -302,7 +302,7 @@ func Load(b gpu.Backend, dir string, opt Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := b.Upload(m.Params.All, host); err != nil {
+	if err := m.SetParams(host); err != nil {
 		return nil, fmt.Errorf("load checkpoint: %w", err)
 	}
 	return m, nil

@@ -12,8 +12,13 @@ import (
 // will see. A forward or backward pass allocates no device memory.
 type Model struct {
 	Cfg    Config
-	Params *Params
-	Grads  *Params // nil for a model that never trains
+	Params *Params // the float32 master weights
+	Grads  *Params // float32; nil for a model that never trains
+
+	prec Precision
+	// w are the weights the ops read: Params, or in the bf16 precision
+	// mode their bf16 copy (refreshed by SyncWeights and by the optimizer).
+	w *Params
 
 	b          gpu.Backend
 	maxB, maxT int
@@ -29,11 +34,12 @@ type Model struct {
 	biasOnDevice float32
 }
 
-// Options size a model's activation buffers.
+// Options size a model's activation buffers and choose its precision.
 type Options struct {
-	MaxBatch int  // sequences per forward pass
-	MaxSeq   int  // tokens per sequence; at most Cfg.MaxSeqLen
-	Train    bool // allocate gradients and the activations backward needs
+	MaxBatch  int  // sequences per forward pass
+	MaxSeq    int  // tokens per sequence; at most Cfg.MaxSeqLen
+	Train     bool // allocate gradients and the activations backward needs
+	Precision Precision
 }
 
 // New allocates a model with zeroed parameters; load a checkpoint or upload
@@ -45,17 +51,26 @@ func New(b gpu.Backend, cfg Config, opt Options) (*Model, error) {
 	if opt.MaxBatch <= 0 || opt.MaxSeq <= 0 || opt.MaxSeq > cfg.MaxSeqLen {
 		return nil, fmt.Errorf("model: batch %d × sequence %d out of range (sequence at most %d)", opt.MaxBatch, opt.MaxSeq, cfg.MaxSeqLen)
 	}
-	m := &Model{Cfg: cfg, b: b, maxB: opt.MaxBatch, maxT: opt.MaxSeq}
+	if opt.Precision > BF16 {
+		return nil, fmt.Errorf("model: unknown precision %v", opt.Precision)
+	}
+	m := &Model{Cfg: cfg, b: b, maxB: opt.MaxBatch, maxT: opt.MaxSeq, prec: opt.Precision}
 	var err error
 	if m.Params, err = NewParams(b, cfg); err != nil {
 		return nil, err
+	}
+	m.w = m.Params
+	if opt.Precision == BF16 {
+		if m.w, err = newParams(b, cfg, gpu.BF16); err != nil {
+			return nil, fmt.Errorf("bf16 weights: %w", err)
+		}
 	}
 	if opt.Train {
 		if m.Grads, err = NewParams(b, cfg); err != nil {
 			return nil, fmt.Errorf("gradients: %w", err)
 		}
 	}
-	if err := m.bufs.alloc(b, cfg, opt.MaxBatch, opt.MaxSeq, opt.Train); err != nil {
+	if err := m.bufs.alloc(b, cfg, opt.Precision.ActDType(), opt.MaxBatch, opt.MaxSeq, opt.Train); err != nil {
 		return nil, fmt.Errorf("activations: %w", err)
 	}
 	if cfg.ScalarHead {
@@ -68,6 +83,36 @@ func New(b gpu.Backend, cfg Config, opt Options) (*Model, error) {
 
 // Backend is the backend the model lives on.
 func (m *Model) Backend() gpu.Backend { return m.b }
+
+// Precision is the model's precision policy.
+func (m *Model) Precision() Precision { return m.prec }
+
+// LowP is the bf16 copy of the weights that the optimizer refreshes with
+// every update (nil unless the precision is BF16).
+func (m *Model) LowP() *Params {
+	if m.w == m.Params {
+		return nil
+	}
+	return m.w
+}
+
+// SyncWeights refreshes the weights the ops read from the master weights:
+// call it after writing m.Params other than through the optimizer.
+func (m *Model) SyncWeights() {
+	if m.w != m.Params {
+		m.b.Convert(m.w.All, m.Params.All)
+	}
+}
+
+// SetParams uploads host into the master weights and refreshes the
+// weights the ops read.
+func (m *Model) SetParams(host []float32) error {
+	if err := m.b.Upload(m.Params.All, host); err != nil {
+		return err
+	}
+	m.SyncWeights()
+	return m.b.Err()
+}
 
 // MaxBatch and MaxSeq are the largest batch shape the model accepts.
 func (m *Model) MaxBatch() int { return m.maxB }
@@ -150,7 +195,7 @@ func (m *Model) Forward(in *Batch, train bool, seed uint64) error {
 		}
 		m.biasOnDevice = c.ScoreBias
 	}
-	p := m.Params
+	p := m.w
 	drop := float32(0)
 	if train {
 		drop = c.Dropout
@@ -181,7 +226,7 @@ func (m *Model) Forward(in *Batch, train bool, seed uint64) error {
 // on the tokens already in a, with residual dropout drop (0: none).
 func (m *Model) body(a *acts, validLen *gpu.Tensor, drop float32, seed uint64) {
 	b, c := m.b, m.Cfg
-	p := m.Params
+	p := m.w
 	b.EmbeddingForward(a.encoded3, a.tokens, nil, p.WTE, p.WPE)
 	if drop > 0 {
 		b.Dropout(a.encoded, a.encoded, drop, dropSeed(seed, 0))
@@ -252,7 +297,7 @@ func (m *Model) Backward(dout, dentropy *gpu.Tensor) error {
 		return fmt.Errorf("backward: a scalar-head model has no entropy")
 	}
 	b, c := m.b, m.Cfg
-	p, g := m.Params, m.Grads
+	p, g := m.w, m.Grads
 	drop := c.Dropout
 	validLen := a.validLen
 	if !a.padded {
@@ -261,7 +306,10 @@ func (m *Model) Backward(dout, dentropy *gpu.Tensor) error {
 
 	// Head: the gradient of the final LayerNorm's output.
 	if c.ScalarHead {
-		dv := dout.MustReshape(n, 1)
+		// ∂L/∂values is float32; the products read it in the activation
+		// dtype.
+		dv := a.dValues
+		b.Convert(dv, dout.MustReshape(n, 1))
 		b.MatMul(a.dNormOut, dv, p.Score, false, true, 1, 0)
 		b.MatMul(g.Score, a.lnf, dv, true, false, 1, 1)
 	} else {

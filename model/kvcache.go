@@ -65,12 +65,13 @@ func (m *Model) NewKVCache(maxB, maxS int) (*KVCache, error) {
 		return t, nil
 	}
 	var err error
+	act := m.prec.ActDType() // the cache and the step's activations
 	for l := 0; l < c.NLayer; l++ {
-		k, err := alloc(gpu.Float32, maxB, c.NHead, maxS, c.HeadSize())
+		k, err := alloc(act, maxB, c.NHead, maxS, c.HeadSize())
 		if err != nil {
 			return nil, err
 		}
-		v, err := alloc(gpu.Float32, maxB, c.NHead, maxS, c.HeadSize())
+		v, err := alloc(act, maxB, c.NHead, maxS, c.HeadSize())
 		if err != nil {
 			return nil, err
 		}
@@ -83,9 +84,9 @@ func (m *Model) NewKVCache(maxB, maxS int) (*KVCache, error) {
 		cols int
 	}{
 		{&kv.ids, gpu.Int32, 4}, {&kv.sampled, gpu.Int32, 1},
-		{&kv.x, gpu.Float32, C}, {&kv.ln, gpu.Float32, C}, {&kv.att, gpu.Float32, C},
-		{&kv.proj, gpu.Float32, C}, {&kv.hid, gpu.Float32, C},
-		{&kv.qkv, gpu.Float32, 3 * C}, {&kv.fc, gpu.Float32, 4 * C}, {&kv.logits, gpu.Float32, c.VocabSize},
+		{&kv.x, act, C}, {&kv.ln, act, C}, {&kv.att, act, C},
+		{&kv.proj, act, C}, {&kv.hid, act, C},
+		{&kv.qkv, act, 3 * C}, {&kv.fc, act, 4 * C}, {&kv.logits, act, c.VocabSize},
 	} {
 		if *f.dst, err = alloc(f.dt, maxB*f.cols); err != nil {
 			return nil, err
@@ -197,7 +198,7 @@ func (m *Model) Prefill(kv *KVCache, prompts [][]int32) error {
 		return fmt.Errorf("prefill: upload indices: %w", err)
 	}
 	b.GatherRows(d.hid, a.lnf.MustReshape(B, T, c.NEmbd), last)
-	b.MatMul(d.logits, d.hid, m.Params.WTE, false, true, 1, 0)
+	b.MatMul(d.logits, d.hid, m.w.WTE, false, true, 1, 0)
 	m.next = d.logits
 	if err := b.Err(); err != nil {
 		return fmt.Errorf("prefill: %w", err)
@@ -240,7 +241,7 @@ func (m *Model) DecodeStep(kv *KVCache, tokens []int32) error {
 		}
 		h[i], h[B+i], h[2*B+i], h[3*B+i] = t, int32(pos), int32(pos), int32(pos+1)
 	}
-	b, c, p, d := m.b, m.Cfg, m.Params, &kv.cur
+	b, c, p, d := m.b, m.Cfg, m.w, &kv.cur
 	if err := b.UploadInt32(d.ids, h); err != nil {
 		return fmt.Errorf("decode step: upload: %w", err)
 	}

@@ -92,8 +92,12 @@ type Params struct {
 	byName map[string]*gpu.Tensor
 }
 
-// NewParams allocates a zeroed parameter buffer for cfg on b.
-func NewParams(b gpu.Backend, cfg Config) (*Params, error) {
+// NewParams allocates a zeroed float32 parameter buffer for cfg on b.
+func NewParams(b gpu.Backend, cfg Config) (*Params, error) { return newParams(b, cfg, gpu.Float32) }
+
+// newParams allocates a zeroed parameter buffer of dtype dt (float32, or
+// bf16 for the copy the ops read in the bf16 precision mode).
+func newParams(b gpu.Backend, cfg Config, dt gpu.DType) (*Params, error) {
 	specs := cfg.layout()
 	total, nDecay := 0, 0
 	for _, s := range specs {
@@ -102,7 +106,7 @@ func NewParams(b gpu.Backend, cfg Config) (*Params, error) {
 			nDecay += s.size()
 		}
 	}
-	all, err := b.Alloc(gpu.Float32, total)
+	all, err := b.Alloc(dt, total)
 	if err != nil {
 		return nil, fmt.Errorf("allocate %d parameters: %w", total, err)
 	}

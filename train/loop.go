@@ -115,8 +115,12 @@ func openLoop(s loopSpec, m method, opt RunOptions) (*loop, error) {
 			if err != nil {
 				return nil, err
 			}
-			if err := s.parts[0].b.Upload(s.parts[0].params.All, host); err != nil {
+			p := s.parts[0]
+			if err := p.b.Upload(p.params.All, host); err != nil {
 				return nil, err
+			}
+			if p.loaded != nil {
+				p.loaded()
 			}
 		}
 		if err := atomicfile.WriteJSON(filepath.Join(s.dir, RunConfigFile), s.config); err != nil {

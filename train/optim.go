@@ -90,9 +90,10 @@ func NewOptimizer(b gpu.Backend, cfg model.Config, oc OptimConfig) (*Optimizer, 
 }
 
 // Update applies one AdamW step with learning rate lr to params from grads,
-// which hold the sum of accum micro-batch gradients. The gradient norm is
+// which hold the sum of accum micro-batch gradients, and writes the bf16
+// copy lowp of the updated params (nil: none). The gradient norm is
 // computed and applied on the device; GradNorm reads it back.
-func (o *Optimizer) Update(params, grads *model.Params, lr float32, accum int) {
+func (o *Optimizer) Update(params, lowp, grads *model.Params, lr float32, accum int) {
 	o.Step++
 	b := o.b
 	b.SumSquares(o.normSq, grads.All)
@@ -101,9 +102,13 @@ func (o *Optimizer) Update(params, grads *model.Params, lr float32, accum int) {
 		WeightDecay: o.Cfg.WeightDecay, Step: o.Step, MaxNorm: o.Cfg.MaxGradNorm,
 		GradScale: 1 / float32(max(accum, 1)),
 	}
-	b.AdamW(params.Decay, nil, grads.Decay, o.M.Decay, o.V.Decay, o.normSq, h)
+	var lowDecay, lowNoDecay *gpu.Tensor
+	if lowp != nil {
+		lowDecay, lowNoDecay = lowp.Decay, lowp.NoDecay
+	}
+	b.AdamW(params.Decay, lowDecay, grads.Decay, o.M.Decay, o.V.Decay, o.normSq, h)
 	h.WeightDecay = 0
-	b.AdamW(params.NoDecay, nil, grads.NoDecay, o.M.NoDecay, o.V.NoDecay, o.normSq, h)
+	b.AdamW(params.NoDecay, lowNoDecay, grads.NoDecay, o.M.NoDecay, o.V.NoDecay, o.normSq, h)
 }
 
 // moments are the optimizer's state tensors by the names a saved state

@@ -35,7 +35,7 @@ func TestWeightDecaySkipsBiasesAndNorms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opt.Update(p, g, 0.1, 1)
+	opt.Update(p, nil, g, 0.1, 1)
 	for _, name := range p.Names() {
 		before := make([]float32, p.Tensor(name).Len())
 		after := make([]float32, len(before))

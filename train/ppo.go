@@ -236,7 +236,7 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 		return nil, fmt.Errorf("ppo: %w", err)
 	}
 	prompts, promptIDs, ptx, T := d.prompts, d.promptIDs, d.ptx, d.T
-	ms, err := loadPPOModels(b, cfg, d.modelT)
+	ms, err := loadPPOModels(b, cfg, d.modelT, opt.Precision)
 	if err != nil {
 		return nil, fmt.Errorf("ppo: %w", err)
 	}
@@ -488,10 +488,10 @@ func (p *ppoTrainer) restore(saved json.RawMessage) error {
 // run directory.
 func (p *ppoTrainer) afterSave() error { return saveEMAPolicy(p.iter.b, p.cfg.Out, p.iter.ms) }
 
-// loadPPOModels loads the policy (trainable, no dropout), the frozen SFT
+// loadPPOModels loads, in precision prec, the policy (trainable, no dropout), the frozen SFT
 // reference, the value function (trainable, from the reward model) and the
 // frozen reward model, all sized for minibatches of T tokens.
-func loadPPOModels(b gpu.Backend, cfg PPOConfig, T int) (*ppoModels, error) {
+func loadPPOModels(b gpu.Backend, cfg PPOConfig, T int, prec model.Precision) (*ppoModels, error) {
 	ms := &ppoModels{}
 	var err error
 	load := func(dir string, train bool) (*model.Model, error) {
@@ -504,11 +504,11 @@ func loadPPOModels(b gpu.Backend, cfg PPOConfig, T int) (*ppoModels, error) {
 			return nil, err
 		}
 		c.Dropout = 0 // PPO runs without dropout, so old and new log-probs compare
-		m, err := model.New(b, c, model.Options{MaxBatch: cfg.MiniBatch, MaxSeq: T, Train: train})
+		m, err := model.New(b, c, model.Options{MaxBatch: cfg.MiniBatch, MaxSeq: T, Train: train, Precision: prec})
 		if err != nil {
 			return nil, err
 		}
-		return m, b.Upload(m.Params.All, host)
+		return m, m.SetParams(host)
 	}
 	if ms.policy, err = load(cfg.Policy, true); err != nil {
 		return nil, fmt.Errorf("policy: %w", err)

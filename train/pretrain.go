@@ -109,7 +109,7 @@ func Pretrain(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg P
 	log.Info().Int("docs", corpus.Docs).Int64("bytes", corpus.Bytes).Int("train_tokens", len(corpus.Train)).
 		Int("val_tokens", len(corpus.Val)).Float64("unigram_val_loss", round4(unigram)).Msg("text loaded")
 
-	m, err := model.New(b, cfg.Model, model.Options{MaxBatch: cfg.Batch, MaxSeq: cfg.Seq, Train: true})
+	m, err := model.New(b, cfg.Model, model.Options{MaxBatch: cfg.Batch, MaxSeq: cfg.Seq, Train: true, Precision: opt.Precision})
 	if err != nil {
 		return nil, fmt.Errorf("pretrain: %w", err)
 	}

@@ -1,6 +1,9 @@
 package train
 
-import "github.com/rs/zerolog"
+import (
+	"github.com/instructgo/instructgo/model"
+	"github.com/rs/zerolog"
+)
 
 // Progress shows how far a long loop has come. The command line draws it as
 // a bar on a terminal; elsewhere the periodic log lines carry the same
@@ -22,13 +25,15 @@ func (NoProgress) Start(string, int, int) {}
 func (NoProgress) Step(int, string)       {}
 func (NoProgress) Finish()                {}
 
-// RunOptions are how a loop reports and whether it resumes.
+// RunOptions are how a loop reports, whether it resumes, and the precision
+// policy of the models it builds.
 type RunOptions struct {
 	Log      zerolog.Logger
 	Progress Progress // nil: NoProgress
 	// Resume continues the run in the output directory from its last saved
 	// state instead of starting afresh.
-	Resume bool
+	Resume    bool
+	Precision model.Precision
 }
 
 func (o RunOptions) progress() Progress {

@@ -222,7 +222,7 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 		cfg.Steps = int(math.Ceil(cfg.Epochs * float64(perEpoch)))
 	}
 
-	m, err := model.New(b, cfg.Model, model.Options{MaxBatch: cfg.MaxRows, MaxSeq: d.maxSeq, Train: true})
+	m, err := model.New(b, cfg.Model, model.Options{MaxBatch: cfg.MaxRows, MaxSeq: d.maxSeq, Train: true, Precision: opt.Precision})
 	if err != nil {
 		return nil, fmt.Errorf("rm: %w", err)
 	}

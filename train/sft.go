@@ -140,7 +140,7 @@ func SFT(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg SFTCon
 		cfg.Steps = int(math.Ceil(cfg.Epochs * float64(perEpoch) / float64(cfg.Accum)))
 	}
 
-	m, err := model.New(b, cfg.Model, model.Options{MaxBatch: cfg.MaxBatch, MaxSeq: cfg.MaxLen, Train: true})
+	m, err := model.New(b, cfg.Model, model.Options{MaxBatch: cfg.MaxBatch, MaxSeq: cfg.MaxLen, Train: true, Precision: opt.Precision})
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}

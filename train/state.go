@@ -54,6 +54,9 @@ type savedPart struct {
 	params         *model.Params
 	opt            *Optimizer // nil: weights only (the EMA)
 	updatesPerStep int
+	// loaded, when set, runs after the weights were written: a model
+	// refreshes the bf16 copy its ops read.
+	loaded func()
 }
 
 // saveResume writes the parts into dir/resume, each file atomically, and
@@ -130,6 +133,9 @@ func (p savedPart) load(dir string) (int, error) {
 	b := p.b
 	if err := loadParams(dir, p.cfg, b, p.params.All); err != nil {
 		return 0, err
+	}
+	if p.loaded != nil {
+		p.loaded()
 	}
 	if p.opt == nil {
 		return 0, nil

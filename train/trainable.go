@@ -37,10 +37,11 @@ func (t *trainable) zeroGrad() { t.m.Backend().Fill(t.m.Grads.All, 0) }
 func (t *trainable) update(accum int) {
 	c := t.opt.Cfg
 	t.lr = CosineLR(t.opt.Step+1, c.Warmup, t.updates, c.LR, c.MinLRFrac)
-	t.opt.Update(t.m.Params, t.m.Grads, t.lr, accum)
+	t.opt.Update(t.m.Params, t.m.LowP(), t.m.Grads, t.lr, accum)
 }
 
 // part is the trainable as the resume state holds it.
 func (t *trainable) part(dir, name string, updatesPerStep int) savedPart {
-	return savedPart{dir: dir, name: name, b: t.m.Backend(), cfg: t.m.Cfg, params: t.m.Params, opt: t.opt, updatesPerStep: updatesPerStep}
+	return savedPart{dir: dir, name: name, b: t.m.Backend(), cfg: t.m.Cfg, params: t.m.Params, opt: t.opt,
+		updatesPerStep: updatesPerStep, loaded: t.m.SyncWeights}
 }

@@ -67,12 +67,12 @@ func runRMBestOfN(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	b, err := openBackend(c)
+	b, prec, err := openBackendPrecision(c)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	opts := model.Options{MaxBatch: c.Int("batch")}
+	opts := model.Options{MaxBatch: c.Int("batch"), Precision: prec}
 	opts.MaxSeq = polCfg.MaxSeqLen
 	policy, err := model.Load(b, c.String("policy"), opts)
 	if err != nil {

@@ -89,7 +89,7 @@ func TestEmulatedCUDAMatchesCPU(t *testing.T) {
 
 	// Sampling from the same checkpoint draws the same tokens.
 	gen := func(dev string) string {
-		out, stderr, code := runCLI(t, "--device", dev, "generate", "--model", filepath.Join(dir, "cpu"),
+		out, stderr, code := runCLI(t, "--device", dev, "--precision", "fp32", "generate", "--model", filepath.Join(dir, "cpu"),
 			"--prompt", "reverse: apple\n", "--prompt", "the cat", "--max-new", "12", "--temperature", "1", "--seed", "7", "--json")
 		if code != 0 {
 			t.Fatalf("generate on %s: %s", dev, stderr)
@@ -111,7 +111,7 @@ func emulatedPretrain(t *testing.T, dir string) {
 		t.Fatalf("data synth: %s", stderr)
 	}
 	for _, dev := range []string{"cpu", "cuda"} {
-		if _, stderr, code := runCLI(t, "--device", dev, "pretrain", "--data", filepath.Join(data, "pretrain.txt"), "--config", "tiny",
+		if _, stderr, code := runCLI(t, "--device", dev, "--precision", "fp32", "pretrain", "--data", filepath.Join(data, "pretrain.txt"), "--config", "tiny",
 			"--steps", "3", "--batch", "4", "--seq", "64", "--log-every", "1", "--out", filepath.Join(dir, dev)); code != 0 {
 			t.Fatalf("pretrain on %s: %s", dev, stderr)
 		}
@@ -138,7 +138,7 @@ func checkEmulatedStages(t *testing.T, dir string) {
 				"--out", at("ppo-" + dev)},
 		}
 		for _, args := range stages {
-			if _, stderr, code := runCLI(t, append([]string{"--device", dev}, args...)...); code != 0 {
+			if _, stderr, code := runCLI(t, append([]string{"--device", dev, "--precision", "fp32"}, args...)...); code != 0 {
 				t.Fatalf("%s on %s: %s", args[0], dev, stderr)
 			}
 		}

@@ -50,7 +50,7 @@ func runEval(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	b, err := openBackend(c)
+	b, prec, err := openBackendPrecision(c)
 	if err != nil {
 		return err
 	}
@@ -63,7 +63,7 @@ func runEval(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	m, err := model.Load(b, c.String("model"), model.Options{MaxBatch: c.Int("batch"), MaxSeq: cfg.MaxSeqLen})
+	m, err := model.Load(b, c.String("model"), model.Options{MaxBatch: c.Int("batch"), MaxSeq: cfg.MaxSeqLen, Precision: prec})
 	if err != nil {
 		return err
 	}

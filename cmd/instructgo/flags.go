@@ -37,6 +37,7 @@ func globalFlags() []cli.Flag {
 			Value: "auto",
 			Usage: "compute device: auto (cuda when this binary has the cuda backend and a GPU answers, else cpu), cpu, cuda or cuda:N (GPU ordinal N)",
 		},
+		precisionFlag(),
 		&cli.IntFlag{
 			Name:  flagThreads,
 			Value: 0,
@@ -77,6 +78,9 @@ func setupGlobals(c *cli.Context) error {
 	}
 	if _, err := parseDevice(c.String(flagDevice)); err != nil {
 		return &usageError{err: err}
+	}
+	if err := checkPrecisionFlag(c); err != nil {
+		return err
 	}
 	if n := c.Int(flagThreads); n < 0 {
 		return usageErrorf("invalid --%s %d: want 0 (all cores) or a positive count", flagThreads, n)

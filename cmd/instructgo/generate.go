@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -13,6 +11,7 @@ import (
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
 	"github.com/instructgo/instructgo/model/tokenizer"
+	"github.com/instructgo/instructgo/train/data"
 )
 
 func generateCommand() *cli.Command {
@@ -121,7 +120,7 @@ func runGenerate(c *cli.Context) (err error) {
 		longest = max(longest, len(ids))
 	}
 
-	b, err := openBackend(c)
+	b, prec, err := openBackendPrecision(c)
 	if err != nil {
 		return err
 	}
@@ -132,7 +131,7 @@ func runGenerate(c *cli.Context) (err error) {
 	}()
 	// The model's own buffers only serve the prefill of the prompts; the
 	// KV cache Generate allocates holds prompt and completion.
-	m, err := model.Load(b, dir, model.Options{MaxBatch: min(batch, len(prompts)), MaxSeq: longest})
+	m, err := model.Load(b, dir, model.Options{MaxBatch: min(batch, len(prompts)), MaxSeq: longest, Precision: prec})
 	if err != nil {
 		return err
 	}
@@ -189,40 +188,16 @@ func stopText(r model.StopReason) string {
 	return "max new tokens"
 }
 
-// readPrompts reads the "prompt" field of each non-blank line of a JSONL
-// file; a bad line is an error naming file:line.
+// readPrompts reads the prompts of a JSONL file (train/data's prompt
+// records: a bad line is an error naming file:line).
 func readPrompts(path string) ([]string, error) {
-	f, err := os.Open(path)
+	recs, _, err := data.ReadPrompts(path, data.ReadOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("read prompts: %w", err)
+		return nil, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	var out []string
-	line := 0
-	for sc.Scan() {
-		line++
-		raw := strings.TrimSpace(sc.Text())
-		if raw == "" {
-			continue
-		}
-		var rec struct {
-			Prompt *string `json:"prompt"`
-		}
-		if err := json.Unmarshal([]byte(raw), &rec); err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", path, line, err)
-		}
-		if rec.Prompt == nil {
-			return nil, fmt.Errorf("%s:%d: missing field \"prompt\"", path, line)
-		}
-		out = append(out, *rec.Prompt)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s:%d: %w", path, line+1, err)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s: no prompts", path)
+	out := make([]string, len(recs))
+	for i, r := range recs {
+		out[i] = r.Prompt
 	}
 	return out, nil
 }

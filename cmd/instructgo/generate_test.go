@@ -177,7 +177,7 @@ func TestGenerateCommandErrors(t *testing.T) {
 		{"positional argument", []string{"--model", dir, "--prompt", "x", "extra"}, exitUsage, "takes no arguments"},
 		{"missing model", []string{"--model", filepath.Join(tmp, "nope"), "--prompt", "x"}, exitFailure, "nope"},
 		{"missing prompts file", []string{"--model", dir, "--prompts", filepath.Join(tmp, "nope.jsonl")}, exitFailure, "nope.jsonl"},
-		{"record without prompt", []string{"--model", dir, "--prompts", bad}, exitFailure, "bad.jsonl:2: missing field \"prompt\""},
+		{"record without prompt", []string{"--model", dir, "--prompts", bad}, exitFailure, "bad.jsonl:2: field \"prompt\": missing"},
 		{"broken JSON", []string{"--model", dir, "--prompts", broken}, exitFailure, "broken.jsonl:3:"},
 	}
 	for _, tc := range cases {

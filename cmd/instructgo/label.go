@@ -111,12 +111,12 @@ func runDataLabel(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("data label: %s: %w", dir, err)
 	}
-	b, err := openBackend(c)
+	b, prec, err := openBackendPrecision(c)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	m, err := train.LoadSampler(b, dir, tok, prompts, c.Int("batch"))
+	m, err := train.LoadSampler(b, dir, tok, prompts, c.Int("batch"), prec)
 	if err != nil {
 		return err
 	}

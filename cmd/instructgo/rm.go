@@ -246,12 +246,12 @@ func runRMEval(c *cli.Context) error {
 	for _, x := range ct {
 		longest = max(longest, x.MaxLen())
 	}
-	b, err := openBackend(c)
+	b, prec, err := openBackendPrecision(c)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	m, err := model.Load(b, c.String("model"), model.Options{MaxBatch: c.Int("batch"), MaxSeq: longest})
+	m, err := model.Load(b, c.String("model"), model.Options{MaxBatch: c.Int("batch"), MaxSeq: longest, Precision: prec})
 	if err != nil {
 		return err
 	}
@@ -351,12 +351,12 @@ func runRMScore(c *cli.Context) error {
 	for _, s := range seqs {
 		longest = max(longest, len(s))
 	}
-	b, err := openBackend(c)
+	b, prec, err := openBackendPrecision(c)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	m, err := model.Load(b, c.String("model"), model.Options{MaxBatch: c.Int("batch"), MaxSeq: longest})
+	m, err := model.Load(b, c.String("model"), model.Options{MaxBatch: c.Int("batch"), MaxSeq: longest, Precision: prec})
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,7 @@ import (
 // evaluate scores the pretrained, SFT and PPO models on the held-out
 // prompts, the labeler's preference for PPO over SFT, and the held-out
 // pretraining loss of SFT and PPO (the alignment tax).
-func evaluate(b gpu.Backend, tok tokenizer.Tokenizer, cfg Config, rep *Report) error {
+func evaluate(b gpu.Backend, tok tokenizer.Tokenizer, cfg Config, rep *Report, prec model.Precision) error {
 	records, _, err := data.ReadPrompts(filepath.Join(cfg.Out, StageData, "eval.jsonl"), data.ReadOptions{})
 	if err != nil {
 		return err
@@ -33,7 +33,7 @@ func evaluate(b gpu.Backend, tok tokenizer.Tokenizer, cfg Config, rep *Report) e
 		return err
 	}
 	evalOne := func(dir string) (train.TaskEval, float64, error) {
-		m, err := loadForEval(b, dir)
+		m, err := loadForEval(b, dir, prec)
 		if err != nil {
 			return train.TaskEval{}, 0, err
 		}
@@ -57,7 +57,7 @@ func evaluate(b gpu.Backend, tok tokenizer.Tokenizer, cfg Config, rep *Report) e
 		return fmt.Errorf("evaluate SFT: %w", err)
 	}
 	if cfg.BestOfN >= 2 {
-		bon, err := measureBestOfN(b, tok, cfg, prompts, sft)
+		bon, err := measureBestOfN(b, tok, cfg, prompts, sft, prec)
 		if err != nil {
 			return fmt.Errorf("best-of-%d on SFT samples: %w", cfg.BestOfN, err)
 		}
@@ -87,22 +87,22 @@ func evaluate(b gpu.Backend, tok tokenizer.Tokenizer, cfg Config, rep *Report) e
 
 // loadForEval loads the checkpoint in dir for generation and scoring:
 // batches of 64 rows over its whole context.
-func loadForEval(b gpu.Backend, dir string) (*model.Model, error) {
+func loadForEval(b gpu.Backend, dir string, prec model.Precision) (*model.Model, error) {
 	c, err := model.ReadConfig(dir)
 	if err != nil {
 		return nil, err
 	}
-	return model.Load(b, dir, model.Options{MaxBatch: 64, MaxSeq: c.MaxSeqLen})
+	return model.Load(b, dir, model.Options{MaxBatch: 64, MaxSeq: c.MaxSeqLen, Precision: prec})
 }
 
 // measureBestOfN measures the reward model on cfg.BestOfN samples
 // of the SFT policy per held-out prompt, at the PPO rollout temperature.
-func measureBestOfN(b gpu.Backend, tok tokenizer.Tokenizer, cfg Config, prompts []train.TaskPrompt, greedy train.TaskEval) (train.BestOfN, error) {
-	policy, err := loadForEval(b, cfg.SFT.Out)
+func measureBestOfN(b gpu.Backend, tok tokenizer.Tokenizer, cfg Config, prompts []train.TaskPrompt, greedy train.TaskEval, prec model.Precision) (train.BestOfN, error) {
+	policy, err := loadForEval(b, cfg.SFT.Out, prec)
 	if err != nil {
 		return train.BestOfN{}, err
 	}
-	rm, err := loadForEval(b, cfg.RM.Out)
+	rm, err := loadForEval(b, cfg.RM.Out, prec)
 	if err != nil {
 		return train.BestOfN{}, err
 	}

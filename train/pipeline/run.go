@@ -52,7 +52,7 @@ func Run(ctx context.Context, b gpu.Backend, cfg Config, opt train.RunOptions) (
 
 	// Evaluation on the held-out prompts.
 	r.enter(stageEvaluation).Msg("──── pipeline stage ────")
-	if err := evaluate(b, r.tok, cfg, r.rep); err != nil {
+	if err := evaluate(b, r.tok, cfg, r.rep, opt.Precision); err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
 	if err := r.clock.leave(); err != nil {
@@ -159,7 +159,7 @@ func (r *runner) label() error {
 	var st train.LabelStats
 	if err := readSummary(labelDir, &st); err != nil {
 		r.enter("label SFT samples").Int("prompts", r.cfg.SFTSampleLabels).Msg("──── pipeline stage ────")
-		if st, err = labelSFTSamples(r.b, r.tok, r.cfg.SFT.Out, r.cfg.RM.Data, labelDir, r.cfg.SFTSampleLabels); err != nil {
+		if st, err = labelSFTSamples(r.b, r.tok, r.cfg.SFT.Out, r.cfg.RM.Data, labelDir, r.cfg.SFTSampleLabels, r.opt.Precision); err != nil {
 			return fmt.Errorf("label SFT samples: %w", err)
 		}
 	}
@@ -248,13 +248,13 @@ func readSummary(dir string, v any) error {
 // prompts of the rankings file synthRM and writes into dir rm_sft.jsonl
 // (those rankings), rm_all.jsonl (synthRM's records, then those) and last
 // summary.json (the train.LabelStats), which marks the stage done.
-func labelSFTSamples(b gpu.Backend, tok tokenizer.Tokenizer, sftDir, synthRM, dir string, n int) (train.LabelStats, error) {
+func labelSFTSamples(b gpu.Backend, tok tokenizer.Tokenizer, sftDir, synthRM, dir string, n int, prec model.Precision) (train.LabelStats, error) {
 	prompts, _, err := data.ReadPrompts(synthRM, data.ReadOptions{})
 	if err != nil {
 		return train.LabelStats{}, err
 	}
 	prompts = prompts[:min(n, len(prompts))]
-	m, err := train.LoadSampler(b, sftDir, tok, prompts, 64)
+	m, err := train.LoadSampler(b, sftDir, tok, prompts, 64, prec)
 	if err != nil {
 		return train.LabelStats{}, err
 	}
