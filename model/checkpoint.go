@@ -168,16 +168,33 @@ func hfName(name string) string {
 // the way transformers' save_pretrained does: config.json and
 // model.safetensors, without the tied lm_head.weight. Each file is replaced
 // atomically.
-func Save(dir string, m *Model) error {
+func Save(dir string, m *Model) error { return SaveAs(dir, m, "") }
+
+// SaveAs is Save with the weights stored as dtype: float32 ("" or
+// safetensors.F32), or rounded to bf16 (safetensors.BF16, with
+// torch_dtype bfloat16 in config.json). The master weights are float32
+// whatever the precision, so only SaveAs rounds.
+func SaveAs(dir string, m *Model, dtype string) error {
 	host := make([]float32, m.Params.All.Len())
 	if err := m.b.Download(host, m.Params.All); err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
 	}
-	return SaveHost(dir, m.Cfg, host)
+	return SaveHostAs(dir, m.Cfg, host, dtype)
 }
 
 // SaveHost is Save for parameters already on the host, in layout order.
-func SaveHost(dir string, cfg Config, host []float32) error {
+func SaveHost(dir string, cfg Config, host []float32) error { return SaveHostAs(dir, cfg, host, "") }
+
+// SaveHostAs is SaveAs for parameters already on the host.
+func SaveHostAs(dir string, cfg Config, host []float32, dtype string) error {
+	torchDtype := "float32"
+	switch dtype {
+	case "", safetensors.F32:
+	case safetensors.BF16:
+		torchDtype = "bfloat16"
+	default:
+		return fmt.Errorf("save checkpoint: unsupported dtype %q (F32 or BF16)", dtype)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
 	}
@@ -189,7 +206,7 @@ func SaveHost(dir string, cfg Config, host []float32) error {
 		if s.name == "score.weight" {
 			shape = []int{1, cfg.NEmbd}
 		}
-		tensors = append(tensors, safetensors.Tensor{Name: hfName(s.name), Shape: shape, Data: host[off : off+n]})
+		tensors = append(tensors, safetensors.Tensor{Name: hfName(s.name), Shape: shape, Data: host[off : off+n], DType: dtype})
 		off += n
 	}
 	if off != len(host) {
@@ -198,7 +215,9 @@ func SaveHost(dir string, cfg Config, host []float32) error {
 	if err := safetensors.Write(filepath.Join(dir, WeightsFile), tensors, map[string]string{"format": "pt"}); err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
 	}
-	if err := atomicfile.WriteJSON(filepath.Join(dir, ConfigFile), toHF(cfg)); err != nil {
+	hf := toHF(cfg)
+	hf.TorchDtype = torchDtype
+	if err := atomicfile.WriteJSON(filepath.Join(dir, ConfigFile), hf); err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
 	}
 	return nil

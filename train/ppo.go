@@ -256,7 +256,7 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 		return nil, fmt.Errorf("ppo: %w", err)
 	}
 	p := &ppoTrainer{
-		cfg: cfg, tok: tok, prompts: prompts, promptIDs: promptIDs, hooks: hooks,
+		cfg: cfg, saveDType: opt.SaveDType, tok: tok, prompts: prompts, promptIDs: promptIDs, hooks: hooks,
 		order: rand.New(rand.NewPCG(cfg.Seed, 0x990)).Perm(len(prompts)),
 		iter:  &PPOIteration{b: b, ms: ms, dev: dev, ptx: ptx, cfg: cfg, eos: tok.EOS(), pad: tok.Pad()},
 		st:    ppoState{Beta: float64(cfg.KLCoef), PolicySHA256: policySum, RewardSHA256: rewardSum},
@@ -355,6 +355,7 @@ func readPPOData(cfg PPOConfig, tok tokenizer.Tokenizer) (*ppoData, error) {
 // directory.
 type ppoTrainer struct {
 	cfg       PPOConfig
+	saveDType string
 	tok       tokenizer.Tokenizer
 	prompts   []data.Prompt
 	promptIDs [][]int32
@@ -486,7 +487,7 @@ func (p *ppoTrainer) restore(saved json.RawMessage) error {
 
 // afterSave writes the EMA weights as the run's policy at the top of the
 // run directory.
-func (p *ppoTrainer) afterSave() error { return saveEMAPolicy(p.iter.b, p.cfg.Out, p.iter.ms) }
+func (p *ppoTrainer) afterSave() error { return saveEMAPolicy(p.iter.b, p.cfg.Out, p.iter.ms, p.saveDType) }
 
 // loadPPOModels loads, in precision prec, the policy (trainable, no dropout), the frozen SFT
 // reference, the value function (trainable, from the reward model) and the
@@ -546,14 +547,14 @@ func (ms *ppoModels) finish(b gpu.Backend, cfg PPOConfig) error {
 	return b.Err()
 }
 
-// saveEMAPolicy writes the EMA weights as the run's policy checkpoint.
-func saveEMAPolicy(b gpu.Backend, dir string, ms *ppoModels) error {
+// saveEMAPolicy writes the EMA weights as the run's policy checkpoint,
+// stored as dtype (see RunOptions.SaveDType).
+func saveEMAPolicy(b gpu.Backend, dir string, ms *ppoModels, dtype string) error {
 	host := make([]float32, ms.ema.All.Len())
 	if err := b.Download(host, ms.ema.All); err != nil {
 		return err
 	}
-	cfg := ms.policy.Cfg
-	return model.SaveHost(dir, cfg, host)
+	return model.SaveHostAs(dir, ms.policy.Cfg, host, dtype)
 }
 
 // generateRollout samples a response to each prompt with the policy (up to

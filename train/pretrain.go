@@ -139,7 +139,7 @@ func Pretrain(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg P
 	}
 	sum := p.sum
 	sum.Steps, sum.Tokens, sum.Seconds, sum.TokensPerSec, sum.Interrupted = l.st.Step, l.st.Tokens, l.st.Seconds, l.tokensPerSec(), l.interrupted
-	if err := model.Save(cfg.Out, m); err != nil {
+	if err := model.SaveAs(cfg.Out, m, opt.SaveDType); err != nil {
 		l.close()
 		return nil, fmt.Errorf("pretrain: %w", err)
 	}

@@ -34,6 +34,10 @@ type RunOptions struct {
 	// state instead of starting afresh.
 	Resume    bool
 	Precision model.Precision
+	// SaveDType is how a run's result (the checkpoint at the top of its
+	// directory) stores its weights: "" or safetensors.F32, or
+	// safetensors.BF16. The resume state is always float32.
+	SaveDType string
 }
 
 func (o RunOptions) progress() Progress {

@@ -278,7 +278,7 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 	}
 	c.Source = centre.source
 	sum.Centering = &c
-	if err := model.Save(cfg.Out, m); err != nil {
+	if err := model.SaveAs(cfg.Out, m, opt.SaveDType); err != nil {
 		l.close()
 		return nil, fmt.Errorf("rm: %w", err)
 	}

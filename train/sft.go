@@ -149,7 +149,7 @@ func SFT(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg SFTCon
 		return nil, fmt.Errorf("sft: %w", err)
 	}
 	s := &sftTrainer{
-		cfg: cfg, lm: lm, tok: tok, batcher: batcher, valTok: valTok, valPrompts: taskPrompts(valEx, cfg.EvalPrompts),
+		cfg: cfg, saveDType: opt.SaveDType, lm: lm, tok: tok, batcher: batcher, valTok: valTok, valPrompts: taskPrompts(valEx, cfg.EvalPrompts),
 		sum: &SFTSummary{TrainN: len(trainTok), ValN: len(valTok), Truncation: trunc, SkippedLines: stats.Skipped, SelectedBy: "val_loss"},
 	}
 	if len(s.valPrompts) > 0 {
@@ -171,7 +171,7 @@ func SFT(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg SFTCon
 		return nil, err
 	}
 	if s.best.Step == 0 { // interrupted before any validation: keep the latest
-		if err := model.Save(cfg.Out, m); err != nil {
+		if err := model.SaveAs(cfg.Out, m, opt.SaveDType); err != nil {
 			l.close()
 			return nil, fmt.Errorf("sft: %w", err)
 		}
@@ -194,6 +194,7 @@ func SFT(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg SFTCon
 // the run directory.
 type sftTrainer struct {
 	cfg        SFTConfig
+	saveDType  string
 	lm         *LMStep
 	tok        tokenizer.Tokenizer
 	batcher    *data.SFTBatcher
@@ -267,7 +268,7 @@ func (s *sftTrainer) validate(step int, rec *sftMetrics) error {
 			sc := ev.Score
 			s.best.TaskScore, s.best.PerTask = &sc, ev.PerTask
 		}
-		if err := model.Save(s.cfg.Out, m); err != nil {
+		if err := model.SaveAs(s.cfg.Out, m, s.saveDType); err != nil {
 			return err
 		}
 	}

@@ -38,6 +38,7 @@ func globalFlags() []cli.Flag {
 			Usage: "compute device: auto (cuda when this binary has the cuda backend and a GPU answers, else cpu), cpu, cuda or cuda:N (GPU ordinal N)",
 		},
 		precisionFlag(),
+		saveDTypeFlag(),
 		&cli.IntFlag{
 			Name:  flagThreads,
 			Value: 0,

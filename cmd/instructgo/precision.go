@@ -7,9 +7,13 @@ import (
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
+	"github.com/instructgo/instructgo/model/safetensors"
 )
 
-const flagPrecision = "precision"
+const (
+	flagPrecision = "precision"
+	flagSaveDType = "save-dtype"
+)
 
 // precisionFlag is the global --precision.
 func precisionFlag() cli.Flag {
@@ -20,14 +24,37 @@ func precisionFlag() cli.Flag {
 	}
 }
 
-// checkPrecisionFlag validates --precision before any command runs.
+// saveDTypeFlag is the global --save-dtype.
+func saveDTypeFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name:  flagSaveDType,
+		Value: "fp32",
+		Usage: "how a training run stores the model it ends with: fp32, or bf16 (half the size; transformers loads it as torch.bfloat16); the resume state is always fp32",
+	}
+}
+
+// saveDType is the safetensors dtype --save-dtype names.
+func saveDType(c *cli.Context) (string, error) {
+	switch s := c.String(flagSaveDType); s {
+	case "fp32":
+		return safetensors.F32, nil
+	case "bf16":
+		return safetensors.BF16, nil
+	default:
+		return "", usageErrorf("invalid --%s %q: want fp32 or bf16", flagSaveDType, s)
+	}
+}
+
+// checkPrecisionFlag validates --precision and --save-dtype before any
+// command runs.
 func checkPrecisionFlag(c *cli.Context) error {
 	if s := c.String(flagPrecision); s != "auto" {
 		if _, err := model.ParsePrecision(s); err != nil {
 			return usageErrorf("invalid --%s: %v", flagPrecision, err)
 		}
 	}
-	return nil
+	_, err := saveDType(c)
+	return err
 }
 
 // tf32Switch is a backend whose float32 products can run on TF32 tensor

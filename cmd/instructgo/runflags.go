@@ -81,6 +81,10 @@ func exact(x float32) float64 {
 // log and progress view; an interrupted stage (which has saved its state)
 // ends with exit status 130.
 func runTraining(c *cli.Context, resume bool, run func(ctx context.Context, b gpu.Backend, opt train.RunOptions) error) error {
+	dtype, err := saveDType(c)
+	if err != nil {
+		return err
+	}
 	b, prec, err := openBackendPrecision(c)
 	if err != nil {
 		return err
@@ -88,7 +92,7 @@ func runTraining(c *cli.Context, resume bool, run func(ctx context.Context, b gp
 	defer b.Close()
 	ctx, stop := interruptContext(c, "interrupted: finishing the current step and saving (Ctrl-C again to quit at once, unsaved)")
 	defer stop()
-	if err := run(ctx, b, train.RunOptions{Log: *logger(c), Progress: progress(c), Resume: resume, Precision: prec}); err != nil {
+	if err := run(ctx, b, train.RunOptions{Log: *logger(c), Progress: progress(c), Resume: resume, Precision: prec, SaveDType: dtype}); err != nil {
 		if ctx.Err() != nil {
 			return cli.Exit(err.Error(), 130)
 		}

@@ -20,7 +20,7 @@
 // F32, F16, BF16 and F64 tensors can be read as float32. The sub-byte dtypes
 // (F4, F6_*) and complex types are rejected as unknown.
 //
-// The writer stores float32 (F32) tensors, keys in sorted order, the data
+// The writer stores F32 or BF16 tensors, keys in sorted order, the data
 // in the same order, and the header padded with spaces to a multiple of
 // 8 bytes as the reference writer does. Write replaces a file atomically.
 //
@@ -28,6 +28,7 @@
 // Dense reads a tensor into a *tensor.Dense (what instructgo inspect
 // reduces).
 //
-// It imports the standard library, gorgonia.org/tensor and
+// It imports the standard library, gorgonia.org/tensor, gpu (the one bf16
+// rounding, gpu.BF16Bits, for BF16 tensors it writes) and
 // internal/atomicfile (atomic replacement of the file it writes).
 package safetensors

@@ -13,18 +13,33 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/internal/atomicfile"
 )
 
-// Tensor is a named float32 tensor to write. Data is row-major and holds
-// exactly the product of Shape elements (one for a scalar, Shape empty).
+// Tensor is a named tensor to write. Data is row-major and holds exactly
+// the product of Shape elements (one for a scalar, Shape empty). DType is
+// how the file stores it: F32 ("" too), or BF16 (each value rounded to
+// nearest even, gpu.BF16Bits).
 type Tensor struct {
 	Name  string
 	Shape []int
 	Data  []float32
+	DType string
 }
 
-// Write stores tensors as F32, with metadata (may be nil), in a
+// storedDType is t's dtype in the file and its element size.
+func (t *Tensor) storedDType() (string, int, error) {
+	switch t.DType {
+	case "", F32:
+		return F32, 4, nil
+	case BF16:
+		return BF16, 2, nil
+	}
+	return "", 0, fmt.Errorf("tensor %q: cannot write dtype %q (F32 or BF16)", t.Name, t.DType)
+}
+
+// Write stores tensors, with metadata (may be nil), in a
 // safetensors file at path, replacing any file there atomically: the
 // content goes to a temporary file in the same directory, which is synced
 // and renamed over path, and then the directory is synced. Everything is
@@ -90,6 +105,9 @@ func prepare(tensors []Tensor, metadata map[string]string) ([]byte, []int, error
 		if numel != int64(len(t.Data)) {
 			return nil, nil, fmt.Errorf("tensor %q: shape %v has %d elements but Data holds %d", t.Name, t.Shape, numel, len(t.Data))
 		}
+		if _, _, err := t.storedDType(); err != nil {
+			return nil, nil, err
+		}
 	}
 
 	var h bytes.Buffer
@@ -110,9 +128,10 @@ func prepare(tensors []Tensor, metadata map[string]string) ([]byte, []int, error
 		if i > 0 || len(metadata) > 0 {
 			h.WriteByte(',')
 		}
-		end := offset + 4*int64(len(t.Data))
+		dtype, size, _ := t.storedDType()
+		end := offset + int64(size)*int64(len(t.Data))
 		writeJSONString(&h, t.Name)
-		h.WriteString(`:{"dtype":"F32","shape":[`)
+		fmt.Fprintf(&h, `:{"dtype":%q,"shape":[`, dtype)
 		for j, d := range t.Shape {
 			if j > 0 {
 				h.WriteByte(',')
@@ -145,6 +164,7 @@ func writeTo(w io.Writer, header []byte, tensors []Tensor, order []int) error {
 	binary.LittleEndian.PutUint64(buf, uint64(len(header)))
 	buf = append(buf, header...)
 	for _, idx := range order {
+		dtype, _, _ := tensors[idx].storedDType()
 		for _, v := range tensors[idx].Data {
 			if len(buf)+4 > cap(buf) {
 				if _, err := w.Write(buf); err != nil {
@@ -152,7 +172,11 @@ func writeTo(w io.Writer, header []byte, tensors []Tensor, order []int) error {
 				}
 				buf = buf[:0]
 			}
-			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
+			if dtype == BF16 {
+				buf = binary.LittleEndian.AppendUint16(buf, gpu.BF16Bits(v))
+			} else {
+				buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
+			}
 		}
 	}
 	_, err := w.Write(buf)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/instructgo/instructgo/gpu"
 	"gorgonia.org/tensor"
 )
 
@@ -336,5 +337,47 @@ func TestChunkedRead(t *testing.T) {
 		if !slices.Equal(got, want.Data) {
 			t.Errorf("%s: data differs after a chunked read", want.Name)
 		}
+	}
+}
+
+// TestWriteBF16: a BF16 tensor is stored as 2-byte words rounded to nearest
+// even, which the reader widens back exactly; F32 tensors beside it are
+// untouched.
+func TestWriteBF16(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 1))
+	vals := make([]float32, 37)
+	for i := range vals {
+		vals[i] = float32(rng.NormFloat64() * 10)
+	}
+	path := filepath.Join(t.TempDir(), "bf.safetensors")
+	err := Write(path, []Tensor{{Name: "b", Shape: []int{37}, Data: vals, DType: BF16}, {Name: "f", Shape: []int{37}, Data: vals}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, c := range []struct {
+		name, dtype string
+		round       func(float32) float32
+	}{{"b", BF16, gpu.RoundBF16}, {"f", F32, func(x float32) float32 { return x }}} {
+		info, _ := f.Info(c.name)
+		if info.DType != c.dtype {
+			t.Fatalf("%s stored as %s, want %s", c.name, info.DType, c.dtype)
+		}
+		got := make([]float32, 37)
+		if err := f.ReadFloat32(c.name, got); err != nil {
+			t.Fatal(err)
+		}
+		for i := range got {
+			if got[i] != c.round(vals[i]) {
+				t.Fatalf("%s[%d] = %g, want %g", c.name, i, got[i], c.round(vals[i]))
+			}
+		}
+	}
+	if err := Write(path, []Tensor{{Name: "x", Shape: []int{1}, Data: []float32{1}, DType: "F16"}}, nil); err == nil {
+		t.Error("an F16 tensor was written")
 	}
 }
