@@ -487,7 +487,9 @@ func (p *ppoTrainer) restore(saved json.RawMessage) error {
 
 // afterSave writes the EMA weights as the run's policy at the top of the
 // run directory.
-func (p *ppoTrainer) afterSave() error { return saveEMAPolicy(p.iter.b, p.cfg.Out, p.iter.ms, p.saveDType) }
+func (p *ppoTrainer) afterSave() error {
+	return saveEMAPolicy(p.iter.b, p.cfg.Out, p.iter.ms, p.saveDType)
+}
 
 // loadPPOModels loads, in precision prec, the policy (trainable, no dropout), the frozen SFT
 // reference, the value function (trainable, from the reward model) and the
