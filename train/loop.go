@@ -98,6 +98,9 @@ func openLoop(s loopSpec, m method, opt RunOptions) (*loop, error) {
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return nil, err
 	}
+	if err := cleanStates(s.dir); err != nil {
+		return nil, fmt.Errorf("clean up after an earlier save: %w", err)
+	}
 	l := &loop{loopSpec: s, log: opt.Log, progress: opt.progress()}
 	if s.resume {
 		st, err := loadResume(s.dir, s.parts)
@@ -198,9 +201,17 @@ func (l *loop) checkFinite(step int, res stepResult) error {
 	return nil
 }
 
+// saveHook, when set (by the crash tests), is called as each save begins
+// and ends.
+var saveHook func(step int, begin bool)
+
 // save writes the resume state: the parts, then the loop's and the
 // method's position.
 func (l *loop) save(m method) error {
+	if saveHook != nil {
+		saveHook(l.st.Step, true)
+		defer saveHook(l.st.Step, false)
+	}
 	l.st.Seconds += time.Since(l.segStart).Seconds()
 	l.segStart, l.segStep = time.Now(), l.st.Step
 	raw, err := json.Marshal(m.state())

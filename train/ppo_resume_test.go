@@ -205,19 +205,42 @@ func TestPPOResumeRefusesAnotherRun(t *testing.T) {
 		t.Fatalf("resuming a finished run: %v", err)
 	}
 
-	// A saved value function of another shape.
+	// A saved value function of another shape: first as damage the
+	// manifest catches, then with the manifest rewritten to match (a state
+	// of another run).
 	other := model.Config{VocabSize: 258, MaxSeqLen: 32, NLayer: 1, NHead: 2, NEmbd: 32, Tokenizer: "byte", ScalarHead: true}
-	valueDir := filepath.Join(out, ResumeDir, PPOValueDir)
+	stateDir, err := openState(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	valueDir := filepath.Join(stateDir, PPOValueDir)
 	saved, _ := os.ReadFile(filepath.Join(valueDir, model.WeightsFile))
 	savedCfg, _ := os.ReadFile(filepath.Join(valueDir, model.ConfigFile))
 	if err := model.SaveHost(valueDir, other, model.InitGPT2(other, 1)); err != nil {
 		t.Fatal(err)
 	}
+	if err := resume(); err == nil || !strings.Contains(err.Error(), "is damaged") || !strings.Contains(err.Error(), "value/") {
+		t.Errorf("resume with a changed saved value function: %v", err)
+	}
+	rewriteManifest := func() {
+		st := readPPOState(t, out)
+		m, err := manifestOf(stateDir, st.Step)
+		if err != nil {
+			t.Fatal(err)
+		}
+		delete(m.Files, ManifestFile)
+		raw, _ := json.Marshal(m)
+		if err := os.WriteFile(filepath.Join(stateDir, ManifestFile), raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rewriteManifest()
 	if err := resume(); err == nil || !strings.Contains(err.Error(), "value function") || !strings.Contains(err.Error(), "not the configured one") {
 		t.Errorf("resume with another saved value function: %v", err)
 	}
 	os.WriteFile(filepath.Join(valueDir, model.WeightsFile), saved, 0o644)
 	os.WriteFile(filepath.Join(valueDir, model.ConfigFile), savedCfg, 0o644)
+	rewriteManifest()
 
 	// A reward model retrained since the run started.
 	rc, _ := model.ReadConfig(cfg.Reward)
@@ -230,7 +253,7 @@ func TestPPOResumeRefusesAnotherRun(t *testing.T) {
 
 	// No saved state at all.
 	cfg.Out = t.TempDir()
-	if err := resume(); err == nil || !strings.Contains(err.Error(), TrainerStateFile) {
+	if err := resume(); err == nil || !strings.Contains(err.Error(), "holds no saved state") {
 		t.Errorf("resume without a saved state: %v", err)
 	}
 }

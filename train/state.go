@@ -59,28 +59,33 @@ type savedPart struct {
 	loaded func()
 }
 
-// saveResume writes the parts into dir/resume, each file atomically, and
-// the loop state last, so that a state file never points at data that is
-// not there.
+// saveResume writes the parts and the loop state as one state set of run
+// directory dir (see stateset.go): a kill at any moment leaves the previous
+// complete state or this one.
 func saveResume(dir string, parts []savedPart, st TrainerState) error {
-	rd := filepath.Join(dir, ResumeDir)
-	for _, p := range parts {
-		if err := p.save(filepath.Join(rd, p.dir)); err != nil {
-			return fmt.Errorf("save resume state: %s: %w", p.name, err)
+	err := writeState(dir, st.Step, func(sd string) error {
+		for _, p := range parts {
+			if err := p.save(filepath.Join(sd, p.dir)); err != nil {
+				return fmt.Errorf("%s: %w", p.name, err)
+			}
 		}
-	}
-	if err := atomicfile.WriteJSON(filepath.Join(rd, TrainerStateFile), st); err != nil {
+		return atomicfile.WriteJSON(filepath.Join(sd, TrainerStateFile), st)
+	})
+	if err != nil {
 		return fmt.Errorf("save resume state: %w", err)
 	}
 	return nil
 }
 
-// loadResume restores the parts from dir/resume and returns the loop
-// state, refusing parts whose optimizers did not take the updates of the
-// saved steps.
+// loadResume restores the parts from dir's saved state (its manifest
+// verified) and returns the loop state, refusing parts whose optimizers did
+// not take the updates of the saved steps.
 func loadResume(dir string, parts []savedPart) (TrainerState, error) {
-	rd := filepath.Join(dir, ResumeDir)
 	var st TrainerState
+	rd, err := openState(dir)
+	if err != nil {
+		return st, fmt.Errorf("resume: %w", err)
+	}
 	if err := readJSONState(filepath.Join(rd, TrainerStateFile), &st); err != nil {
 		return st, fmt.Errorf("resume: %w", err)
 	}
@@ -186,7 +191,7 @@ func loadParams(dir string, cfg model.Config, b gpu.Backend, dst *gpu.Tensor) er
 
 // readJSONState reads a saved loop state.
 func readJSONState(path string, v any) error {
-	data, err := os.ReadFile(path)
+	data, err := readBounded(path, maxStateJSON)
 	if err != nil {
 		return err
 	}

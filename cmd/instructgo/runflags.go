@@ -63,7 +63,7 @@ func readResumeConfig(c *cli.Context, dir string, cfg any) error {
 
 // checkFreshOut refuses to start a new run over an existing one.
 func checkFreshOut(out string) error {
-	if _, err := os.Stat(filepath.Join(out, train.ResumeDir)); err == nil {
+	if train.HasState(out) {
 		return usageErrorf("%s already holds a run; continue it with --resume %s or choose another --out", out, out)
 	}
 	return nil

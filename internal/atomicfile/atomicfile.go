@@ -3,7 +3,9 @@
 // in the same directory, which is synced and renamed over the target, and
 // then the directory is synced.
 //
-// It imports only the standard library.
+// Every step is marked for the crash tests (internal/crashpoint).
+//
+// It imports the standard library and internal/crashpoint.
 package atomicfile
 
 import (
@@ -13,13 +15,16 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/instructgo/instructgo/internal/crashpoint"
 )
 
 // Write replaces path with what write produces. On any error the temporary
 // file is removed and an existing file at path is left as it was.
 func Write(path string, write func(w io.Writer) error) (err error) {
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	crashpoint.Hit("create " + path)
+	tmp, err := os.CreateTemp(dir, TempPrefix(path)+"*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
@@ -39,22 +44,38 @@ func Write(path string, write func(w io.Writer) error) (err error) {
 	if err := tmp.Chmod(0o644); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
+	crashpoint.Hit("sync " + path)
 	if err := tmp.Sync(); err != nil {
 		return fmt.Errorf("write %s: sync: %w", path, err)
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
+	crashpoint.Hit("rename " + path)
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
+	if err := SyncDir(dir); err != nil {
+		return fmt.Errorf("write %s: file written, but %w", path, err)
+	}
+	return nil
+}
+
+// TempPrefix is the name prefix of the temporary files Write makes for
+// path, in path's directory: a file left by a killed Write starts with it.
+func TempPrefix(path string) string { return "." + filepath.Base(path) + ".tmp-" }
+
+// SyncDir syncs a directory, so that the renames and creations in it
+// survive a crash.
+func SyncDir(dir string) error {
+	crashpoint.Hit("sync dir " + dir)
 	d, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("write %s: file written, but opening its directory to sync failed: %w", path, err)
+		return fmt.Errorf("opening directory %s to sync: %w", dir, err)
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil {
-		return fmt.Errorf("write %s: file written, but syncing its directory failed: %w", path, err)
+		return fmt.Errorf("syncing directory %s: %w", dir, err)
 	}
 	return nil
 }

@@ -229,8 +229,7 @@ func stageState(dir string) (finished, resumable bool) {
 	if raw, err := os.ReadFile(filepath.Join(dir, train.SummaryFile)); err == nil && json.Unmarshal(raw, &sum) == nil && !sum.Interrupted {
 		return true, false
 	}
-	_, err := os.Stat(filepath.Join(dir, train.ResumeDir, train.TrainerStateFile))
-	return false, err == nil
+	return false, train.HasState(dir)
 }
 
 func readSummary(dir string, v any) error {
