@@ -11,8 +11,13 @@ import (
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/internal/atomicfile"
+	"github.com/instructgo/instructgo/internal/readfile"
 	"github.com/instructgo/instructgo/model/safetensors"
 )
+
+// MaxJSONFileSize bounds the JSON files of a checkpoint directory read
+// whole (config.json, model.safetensors.index.json).
+const MaxJSONFileSize = readfile.JSONLimit
 
 // Files of a checkpoint directory, in Hugging Face layout.
 const (
@@ -42,6 +47,7 @@ type hfConfig struct {
 	EosTokenID         int               `json:"eos_token_id"`
 	PadTokenID         *int              `json:"pad_token_id,omitempty"`
 	TieWordEmbeddings  *bool             `json:"tie_word_embeddings,omitempty"`
+	ScaleAttnWeights   *bool             `json:"scale_attn_weights,omitempty"`
 	ScaleAttnByLayer   bool              `json:"scale_attn_by_inverse_layer_idx"`
 	ReorderUpcastAttn  bool              `json:"reorder_and_upcast_attn"`
 	ID2Label           map[string]string `json:"id2label,omitempty"`
@@ -110,6 +116,9 @@ func fromHF(h hfConfig) (Config, error) {
 	if h.LayerNormEpsilon != 0 && math.Abs(h.LayerNormEpsilon-1e-5) > 1e-9 {
 		return Config{}, fmt.Errorf("layer_norm_epsilon %g is not supported (want 1e-5)", h.LayerNormEpsilon)
 	}
+	if h.ScaleAttnWeights != nil && !*h.ScaleAttnWeights {
+		return Config{}, fmt.Errorf("scale_attn_weights false is not supported (attention scores are always scaled by 1/sqrt(head size))")
+	}
 	if h.ScaleAttnByLayer || h.ReorderUpcastAttn {
 		return Config{}, fmt.Errorf("scale_attn_by_inverse_layer_idx and reorder_and_upcast_attn are not supported")
 	}
@@ -140,7 +149,7 @@ func fromHF(h hfConfig) (Config, error) {
 // ReadConfig reads a checkpoint directory's config.json.
 func ReadConfig(dir string) (Config, error) {
 	path := filepath.Join(dir, ConfigFile)
-	data, err := readSmallFile(path, MaxJSONFileSize)
+	data, err := readfile.Bounded(path, MaxJSONFileSize)
 	if err != nil {
 		return Config{}, fmt.Errorf("read checkpoint config: %w", err)
 	}
@@ -195,6 +204,9 @@ func SaveHostAs(dir string, cfg Config, host []float32, dtype string) error {
 	default:
 		return fmt.Errorf("save checkpoint: unsupported dtype %q (F32 or BF16)", dtype)
 	}
+	if err := checkFinite(host, cfg); err != nil {
+		return fmt.Errorf("save checkpoint %s: refusing to write %w", dir, err)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
 	}
@@ -233,6 +245,26 @@ var ErrNoScoreHead = errors.New("checkpoint has no score.weight")
 // any other unknown tensor is an error. When cfg has a scalar head and the
 // file has none, the head is left zero and the error wraps ErrNoScoreHead.
 func LoadHost(dir string, cfg Config) ([]float32, error) {
+	return LoadHostWith(dir, cfg, LoadOptions{})
+}
+
+// LoadOptions say what a load accepts beyond a sound checkpoint.
+type LoadOptions struct {
+	// AllowNonFinite loads weights that hold NaN or infinities (to
+	// inspect or repair a diverged run); refused otherwise.
+	AllowNonFinite bool
+}
+
+// ErrNonFinite marks a checkpoint refused for NaN or infinite weights.
+var ErrNonFinite = errors.New("non-finite weights")
+
+// LoadHostWith is LoadHost with options. Every tensor's presence and shape
+// is checked against cfg from the file's header before the parameters are
+// allocated, and the allocation against the memory the machine has.
+func LoadHostWith(dir string, cfg Config, opt LoadOptions) ([]float32, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("load checkpoint %s: %w", dir, err)
+	}
 	path := filepath.Join(dir, WeightsFile)
 	f, err := safetensors.Open(path)
 	if err != nil {
@@ -254,37 +286,48 @@ func LoadHost(dir string, cfg Config) ([]float32, error) {
 	}
 	specs := cfg.layout()
 	total := 0
+	missingHead := false
+	known := make(map[string]bool, len(specs))
 	for _, s := range specs {
 		total += s.size()
-	}
-	host := make([]float32, total)
-	off := 0
-	missingHead := false
-	for _, s := range specs {
-		n := s.size()
+		known[s.name] = true
 		info, ok := byName[s.name]
-		delete(byName, s.name)
-		if !ok {
-			if s.name == "score.weight" {
-				missingHead = true
-				off += n
-				continue
-			}
+		switch {
+		case !ok && s.name == "score.weight":
+			missingHead = true
+		case !ok:
 			return nil, fmt.Errorf("load checkpoint %s: missing tensor %q", path, s.name)
-		}
-		if info.NumElements() != n || !shapeMatches(s, info.Shape, cfg) {
+		case info.NumElements() != s.size() || !shapeMatches(s, info.Shape, cfg):
 			return nil, fmt.Errorf("load checkpoint %s: tensor %q has shape %v, want %v", path, info.Name, info.Shape, s.shape)
 		}
-		if err := f.ReadFloat32(info.Name, host[off:off+n]); err != nil {
-			return nil, fmt.Errorf("load checkpoint: %w", err)
-		}
-		off += n
 	}
 	for name := range byName {
+		if known[name] {
+			continue
+		}
 		if name == "score.weight" && !cfg.ScalarHead {
 			continue // an LM may start from a reward model's body
 		}
 		return nil, fmt.Errorf("load checkpoint %s: unexpected tensor %q for this config", path, name)
+	}
+	if err := fitsMemory("load checkpoint "+path, 4*int64(total)); err != nil {
+		return nil, err
+	}
+	host := make([]float32, total)
+	off := 0
+	for _, s := range specs {
+		n := s.size()
+		if info, ok := byName[s.name]; ok {
+			if err := f.ReadFloat32(info.Name, host[off:off+n]); err != nil {
+				return nil, fmt.Errorf("load checkpoint: %w", err)
+			}
+		}
+		off += n
+	}
+	if !opt.AllowNonFinite {
+		if err := checkFinite(host, cfg); err != nil {
+			return nil, fmt.Errorf("load checkpoint %s: %w (pass --allow-nonfinite to load it anyway)", path, err)
+		}
 	}
 	if missingHead {
 		return host, fmt.Errorf("load checkpoint %s: %w", path, ErrNoScoreHead)
@@ -313,7 +356,7 @@ func Load(b gpu.Backend, dir string, opt Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	host, err := LoadHost(dir, cfg)
+	host, err := LoadHostWith(dir, cfg, LoadOptions{AllowNonFinite: opt.AllowNonFinite})
 	if err != nil {
 		return nil, err
 	}

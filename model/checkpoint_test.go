@@ -2,6 +2,7 @@ package model
 
 import (
 	"errors"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -152,5 +153,42 @@ func TestCheckpointErrors(t *testing.T) {
 	c, err := ReadConfig(dir)
 	if err != nil || c != cfg {
 		t.Errorf("ReadConfig = %+v, %v; want %+v", c, err, cfg)
+	}
+}
+
+// TestNonFiniteWeightsRefused: a checkpoint is never written with NaN or
+// infinite weights, and one that has them (written by another tool) loads
+// only with AllowNonFinite, the error naming the first bad tensor.
+func TestNonFiniteWeightsRefused(t *testing.T) {
+	cfg := Config{VocabSize: 20, MaxSeqLen: 8, NLayer: 1, NHead: 2, NEmbd: 8, Tokenizer: "byte"}
+	host := InitGPT2(cfg, 1)
+	off, _, _ := TensorRange(cfg, "h.0.mlp.c_fc.weight")
+	host[off+3] = float32(math.NaN())
+	host[off+5] = float32(math.Inf(-1))
+	dir := t.TempDir()
+	if err := SaveHost(dir, cfg, host); err == nil || !errors.Is(err, ErrNonFinite) {
+		t.Fatalf("saving NaN weights: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, WeightsFile)); err == nil {
+		t.Fatal("a refused save wrote the weights")
+	}
+	// Write them as another tool would.
+	var tensors []safetensors.Tensor
+	o := 0
+	for _, s := range cfg.layout() {
+		tensors = append(tensors, safetensors.Tensor{Name: hfName(s.name), Shape: s.shape, Data: host[o : o+s.size()]})
+		o += s.size()
+	}
+	if err := safetensors.Write(filepath.Join(dir, WeightsFile), tensors, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadHost(dir, cfg)
+	if err == nil || !errors.Is(err, ErrNonFinite) || !strings.Contains(err.Error(), "2 of") ||
+		!strings.Contains(err.Error(), "h.0.mlp.c_fc.weight[3] = NaN") || !strings.Contains(err.Error(), "--allow-nonfinite") {
+		t.Errorf("loading NaN weights: %v", err)
+	}
+	got, err := LoadHostWith(dir, cfg, LoadOptions{AllowNonFinite: true})
+	if err != nil || !math.IsNaN(float64(got[off+3])) {
+		t.Errorf("AllowNonFinite: %v", err)
 	}
 }

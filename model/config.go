@@ -67,14 +67,18 @@ func ConfigByName(name string) (Config, error) {
 // Validate reports an inconsistent configuration.
 func (c Config) Validate() error {
 	switch {
-	case c.VocabSize <= 0:
-		return fmt.Errorf("model config: vocab_size %d must be positive", c.VocabSize)
-	case c.MaxSeqLen <= 0:
-		return fmt.Errorf("model config: n_positions %d must be positive", c.MaxSeqLen)
-	case c.NLayer <= 0:
-		return fmt.Errorf("model config: n_layer %d must be positive", c.NLayer)
-	case c.NHead <= 0 || c.NEmbd <= 0 || c.NEmbd%c.NHead != 0:
+	case c.VocabSize <= 0 || c.VocabSize > MaxVocab:
+		return fmt.Errorf("model config: vocab_size %d must be in 1..%d", c.VocabSize, MaxVocab)
+	case c.MaxSeqLen <= 0 || c.MaxSeqLen > MaxPositions:
+		return fmt.Errorf("model config: n_positions %d must be in 1..%d", c.MaxSeqLen, MaxPositions)
+	case c.NLayer <= 0 || c.NLayer > MaxLayers:
+		return fmt.Errorf("model config: n_layer %d must be in 1..%d", c.NLayer, MaxLayers)
+	case c.NEmbd <= 0 || c.NEmbd > MaxEmbd:
+		return fmt.Errorf("model config: n_embd %d must be in 1..%d", c.NEmbd, MaxEmbd)
+	case c.NHead <= 0 || c.NEmbd%c.NHead != 0:
 		return fmt.Errorf("model config: n_embd %d must be a positive multiple of n_head %d", c.NEmbd, c.NHead)
+	case c.NumParams() > MaxParams:
+		return fmt.Errorf("model config: %d parameters exceed the limit of %d", c.NumParams(), MaxParams)
 	case c.Dropout < 0 || c.Dropout >= 1:
 		return fmt.Errorf("model config: dropout %g must be in [0, 1)", c.Dropout)
 	case math.IsNaN(float64(c.ScoreBias)) || math.IsInf(float64(c.ScoreBias), 0):
@@ -82,6 +86,17 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// Bounds on a configuration, far above any model this project trains, so
+// that a damaged or hostile config.json is refused before anything is
+// sized from it (every product of them fits an int64).
+const (
+	MaxVocab     = 1 << 22
+	MaxPositions = 1 << 20
+	MaxLayers    = 1 << 10
+	MaxEmbd      = 1 << 16
+	MaxParams    = 1 << 36
+)
 
 // HeadSize is the width of one attention head.
 func (c Config) HeadSize() int { return c.NEmbd / c.NHead }

@@ -40,6 +40,9 @@ type Options struct {
 	MaxSeq    int  // tokens per sequence; at most Cfg.MaxSeqLen
 	Train     bool // allocate gradients and the activations backward needs
 	Precision Precision
+	// AllowNonFinite lets Load read a checkpoint with NaN or infinite
+	// weights (refused otherwise).
+	AllowNonFinite bool
 }
 
 // New allocates a model with zeroed parameters; load a checkpoint or upload

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/instructgo/instructgo/internal/readfile"
 	"github.com/instructgo/instructgo/model/safetensors"
 )
 
@@ -164,7 +165,7 @@ func readModelType(path string, in *Inspection) error {
 	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	data, err := readSmallFile(path, MaxJSONFileSize)
+	data, err := readfile.Bounded(path, MaxJSONFileSize)
 	if err != nil {
 		return err
 	}
@@ -184,7 +185,7 @@ func readModelType(path string, in *Inspection) error {
 // of the index is in the shard it names, and every tensor of a shard is
 // in the index.
 func openShards(indexPath string) (files []openFile, err error) {
-	data, err := readSmallFile(indexPath, MaxJSONFileSize)
+	data, err := readfile.Bounded(indexPath, MaxJSONFileSize)
 	if err != nil {
 		return nil, err
 	}

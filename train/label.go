@@ -237,11 +237,12 @@ func EncodeComparisons(w io.Writer, groups []tasks.Group) error {
 	return nil
 }
 
-// LoadSampler loads the language model in dir to sample responses to
-// prompts (LabelFromPolicy, GenerateText) in batches of batch rows: the
+// LoadSampler loads the language model in dir (with base's precision and
+// loading policy) to sample responses to prompts (LabelFromPolicy,
+// GenerateText) in batches of batch rows: the
 // model's own buffers hold the longest prompt (Prefill), the KV cache the
 // rest of the context.
-func LoadSampler(b gpu.Backend, dir string, tok tokenizer.Tokenizer, prompts []data.Prompt, batch int, prec model.Precision) (*model.Model, error) {
+func LoadSampler(b gpu.Backend, dir string, tok tokenizer.Tokenizer, prompts []data.Prompt, batch int, base model.Options) (*model.Model, error) {
 	c, err := model.ReadConfig(dir)
 	if err != nil {
 		return nil, err
@@ -250,5 +251,6 @@ func LoadSampler(b gpu.Backend, dir string, tok tokenizer.Tokenizer, prompts []d
 	for _, p := range prompts {
 		longest = max(longest, len(tok.Encode(p.Prompt)))
 	}
-	return model.Load(b, dir, model.Options{MaxBatch: batch, MaxSeq: min(c.MaxSeqLen, longest+1), Precision: prec})
+	base.MaxBatch, base.MaxSeq = batch, min(c.MaxSeqLen, longest+1)
+	return model.Load(b, dir, base)
 }

@@ -70,6 +70,10 @@ func (s *LMStep) Run(step int, next func() (*model.Batch, error)) (loss float64,
 // LR is the learning rate of the last step.
 func (s *LMStep) LR() float32 { return s.t.lr }
 
+// Health reads the divergence guard's values after the last step: the
+// squared norms of its gradient and of the updated weights, by name.
+func (s *LMStep) Health() ([]namedValue, error) { return s.t.health("model") }
+
 // GradNorm is the global norm of the last step's mean gradient, before
 // clipping. It synchronises with the device.
 func (s *LMStep) GradNorm() (float64, error) { return s.t.opt.GradNorm(s.accum) }

@@ -2,9 +2,13 @@ package train
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 
 	"github.com/instructgo/instructgo/model"
 )
@@ -41,9 +45,14 @@ func OpenMetrics(dir string, resume bool, step int) (*Metrics, error) {
 }
 
 // Write appends one record. Each line is written whole, so a reader tailing
-// the file sees complete records.
+// the file sees complete records. A NaN or infinite number, which JSON
+// cannot hold, is written as null.
 func (m *Metrics) Write(rec any) error {
 	line, err := json.Marshal(rec)
+	var unsupported *json.UnsupportedValueError
+	if errors.As(err, &unsupported) {
+		line, err = json.Marshal(nonFiniteAsNull(reflect.ValueOf(rec)))
+	}
 	if err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
@@ -64,9 +73,72 @@ func (m *Metrics) Close() error {
 
 // initialLM returns a language model's starting weights: the checkpoint in
 // init when it is set, else GPT-2's initialisation of c drawn with seed.
-func initialLM(c model.Config, init string, seed uint64) ([]float32, error) {
+func initialLM(c model.Config, init string, seed uint64, lo model.LoadOptions) ([]float32, error) {
 	if init != "" {
-		return model.LoadHost(init, c)
+		return model.LoadHostWith(init, c, lo)
 	}
 	return model.InitGPT2(c, seed), nil
+}
+
+// nonFiniteAsNull rebuilds a record as the JSON values encoding/json would
+// write for it (struct fields by their json names, omitempty and embedded
+// structs honoured), with every NaN or infinite float as nil.
+func nonFiniteAsNull(v reflect.Value) any {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			return nil
+		}
+		return nonFiniteAsNull(v.Elem())
+	case reflect.Float32, reflect.Float64:
+		if f := v.Float(); math.IsNaN(f) || math.IsInf(f, 0) {
+			return nil
+		}
+		return v.Interface()
+	case reflect.Struct:
+		out := map[string]any{}
+		addStructFields(out, v)
+		return out
+	case reflect.Slice, reflect.Array:
+		if v.Kind() == reflect.Slice && v.IsNil() {
+			return nil
+		}
+		out := make([]any, v.Len())
+		for i := range out {
+			out[i] = nonFiniteAsNull(v.Index(i))
+		}
+		return out
+	case reflect.Map:
+		out := map[string]any{}
+		for it := v.MapRange(); it.Next(); {
+			out[fmt.Sprint(it.Key().Interface())] = nonFiniteAsNull(it.Value())
+		}
+		return out
+	}
+	return v.Interface()
+}
+
+// addStructFields adds v's exported fields to out as encoding/json names
+// them.
+func addStructFields(out map[string]any, v reflect.Value) {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+		fv := v.Field(i)
+		if f.Anonymous && name == "" && fv.Kind() == reflect.Struct {
+			addStructFields(out, fv) // promoted, exported or not
+			continue
+		}
+		if !f.IsExported() || (name == "-" && opts == "") {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		if strings.Contains(","+opts+",", ",omitempty,") && fv.IsZero() {
+			continue
+		}
+		out[name] = nonFiniteAsNull(fv)
+	}
 }

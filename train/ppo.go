@@ -236,7 +236,7 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 		return nil, fmt.Errorf("ppo: %w", err)
 	}
 	prompts, promptIDs, ptx, T := d.prompts, d.promptIDs, d.ptx, d.T
-	ms, err := loadPPOModels(b, cfg, d.modelT, opt.Precision)
+	ms, err := loadPPOModels(b, cfg, d.modelT, opt)
 	if err != nil {
 		return nil, fmt.Errorf("ppo: %w", err)
 	}
@@ -435,9 +435,20 @@ func (p *ppoTrainer) step(it int) (stepResult, error) {
 		st.First = rec
 	}
 	st.Last = rec
+	finite := []namedValue{{"the value loss", rec.ValueLoss}, {"the mean score", rec.Score}}
+	for _, t := range []struct {
+		name string
+		t    *trainable
+	}{{"policy", p.iter.ms.policyTrain}, {"value function", p.iter.ms.valueTrain}} {
+		h, err := t.t.health(t.name)
+		if err != nil {
+			return stepResult{}, err
+		}
+		finite = append(finite, h...)
+	}
 	return stepResult{
 		loss: rec.PolicyLoss, tokens: int64(ph.GenTokens), status: fmt.Sprintf("score %.3f  kl %.3f", rec.Score, rec.KL),
-		finite: []namedValue{{"the value loss", rec.ValueLoss}, {"the mean score", rec.Score}},
+		finite: finite,
 	}, nil
 }
 
@@ -491,10 +502,10 @@ func (p *ppoTrainer) afterSave() error {
 	return saveEMAPolicy(p.iter.b, p.cfg.Out, p.iter.ms, p.saveDType)
 }
 
-// loadPPOModels loads, in precision prec, the policy (trainable, no dropout), the frozen SFT
+// loadPPOModels loads, with opt's precision and loading policy, the policy (trainable, no dropout), the frozen SFT
 // reference, the value function (trainable, from the reward model) and the
 // frozen reward model, all sized for minibatches of T tokens.
-func loadPPOModels(b gpu.Backend, cfg PPOConfig, T int, prec model.Precision) (*ppoModels, error) {
+func loadPPOModels(b gpu.Backend, cfg PPOConfig, T int, opt RunOptions) (*ppoModels, error) {
 	ms := &ppoModels{}
 	var err error
 	load := func(dir string, train bool) (*model.Model, error) {
@@ -502,12 +513,12 @@ func loadPPOModels(b gpu.Backend, cfg PPOConfig, T int, prec model.Precision) (*
 		if err != nil {
 			return nil, err
 		}
-		host, err := model.LoadHost(dir, c)
+		host, err := model.LoadHostWith(dir, c, opt.load())
 		if err != nil {
 			return nil, err
 		}
 		c.Dropout = 0 // PPO runs without dropout, so old and new log-probs compare
-		m, err := model.New(b, c, model.Options{MaxBatch: cfg.MiniBatch, MaxSeq: T, Train: train, Precision: prec})
+		m, err := model.New(b, c, opt.models(cfg.MiniBatch, T, train))
 		if err != nil {
 			return nil, err
 		}

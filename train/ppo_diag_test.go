@@ -62,7 +62,7 @@ func TestPPODiagnoseRollout(t *testing.T) {
 		T = max(T, len(p))
 	}
 	T += cfg.MaxNew + 1
-	ms, err := loadPPOModels(b, cfg, T, model.FP32)
+	ms, err := loadPPOModels(b, cfg, T, RunOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -444,7 +444,7 @@ func TestPPODiagnoseOverfit(t *testing.T) {
 	for i, r := range recs {
 		batch[i] = tok.Encode(r.Prompt)
 	}
-	ms, err := loadPPOModels(b, cfg, 128, model.FP32)
+	ms, err := loadPPOModels(b, cfg, 128, RunOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

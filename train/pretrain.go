@@ -109,7 +109,7 @@ func Pretrain(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg P
 	log.Info().Int("docs", corpus.Docs).Int64("bytes", corpus.Bytes).Int("train_tokens", len(corpus.Train)).
 		Int("val_tokens", len(corpus.Val)).Float64("unigram_val_loss", round4(unigram)).Msg("text loaded")
 
-	m, err := model.New(b, cfg.Model, model.Options{MaxBatch: cfg.Batch, MaxSeq: cfg.Seq, Train: true, Precision: opt.Precision})
+	m, err := model.New(b, cfg.Model, opt.models(cfg.Batch, cfg.Seq, true))
 	if err != nil {
 		return nil, fmt.Errorf("pretrain: %w", err)
 	}
@@ -126,7 +126,7 @@ func Pretrain(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg P
 		name: "pretrain", unit: "step", dir: cfg.Out, steps: cfg.Steps,
 		logEvery: cfg.LogEvery, evalEvery: cfg.EvalEvery, saveEvery: cfg.SaveEvery,
 		resume: opt.Resume, config: cfg, parts: []savedPart{lm.t.part("", "model", 1)},
-		initial: func() ([]float32, error) { return initialLM(cfg.Model, cfg.Init, cfg.Seed) },
+		initial: func() ([]float32, error) { return initialLM(cfg.Model, cfg.Init, cfg.Seed, opt.load()) },
 	}, p, opt)
 	if err != nil {
 		return nil, fmt.Errorf("pretrain: %w", err)
@@ -166,7 +166,11 @@ func (p *pretrainer) step(step int) (stepResult, error) {
 		p.sampler.Fill(p.batch.Tokens, p.batch.Targets, p.B)
 		return p.batch, nil
 	})
-	return stepResult{loss: loss, tokens: tokens}, err
+	if err != nil {
+		return stepResult{}, err
+	}
+	health, err := p.lm.Health()
+	return stepResult{loss: loss, tokens: tokens, finite: health}, err
 }
 
 func (p *pretrainer) record(l *loop, step int, eval bool, w *lossWindow, ev *zerolog.Event) (any, *zerolog.Event, error) {

@@ -34,10 +34,24 @@ type RunOptions struct {
 	// state instead of starting afresh.
 	Resume    bool
 	Precision model.Precision
+	// AllowNonFinite loads starting checkpoints with NaN or infinite
+	// weights (refused otherwise); a run never saves such weights.
+	AllowNonFinite bool
 	// SaveDType is how a run's result (the checkpoint at the top of its
 	// directory) stores its weights: "" or safetensors.F32, or
 	// safetensors.BF16. The resume state is always float32.
 	SaveDType string
+}
+
+// models are the model options the run's precision and loading policy
+// give a model of at most maxB sequences of maxT tokens.
+func (o RunOptions) models(maxB, maxT int, train bool) model.Options {
+	return model.Options{MaxBatch: maxB, MaxSeq: maxT, Train: train, Precision: o.Precision, AllowNonFinite: o.AllowNonFinite}
+}
+
+// load is the loading policy for starting checkpoints.
+func (o RunOptions) load() model.LoadOptions {
+	return model.LoadOptions{AllowNonFinite: o.AllowNonFinite}
 }
 
 func (o RunOptions) progress() Progress {

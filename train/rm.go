@@ -222,7 +222,7 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 		cfg.Steps = int(math.Ceil(cfg.Epochs * float64(perEpoch)))
 	}
 
-	m, err := model.New(b, cfg.Model, model.Options{MaxBatch: cfg.MaxRows, MaxSeq: d.maxSeq, Train: true, Precision: opt.Precision})
+	m, err := model.New(b, cfg.Model, opt.models(cfg.MaxRows, d.maxSeq, true))
 	if err != nil {
 		return nil, fmt.Errorf("rm: %w", err)
 	}
@@ -245,7 +245,7 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 		logEvery: cfg.LogEvery, evalEvery: cfg.EvalEvery, saveEvery: cfg.SaveEvery,
 		resume: opt.Resume, config: cfg, parts: []savedPart{rs.t.part("", "model", 1)},
 		initial: func() ([]float32, error) {
-			return InitRewardModel(cfg.Init, cfg.Model, cfg.HeadInitStd, cfg.Seed)
+			return InitRewardModel(cfg.Init, cfg.Model, cfg.HeadInitStd, cfg.Seed, opt.load())
 		},
 	}, r, opt)
 	if err != nil {
@@ -373,8 +373,12 @@ type rmTrainer struct {
 
 func (r *rmTrainer) step(step int) (stepResult, error) {
 	loss, tokens, rows, err := r.rs.Run(step, r.train, r.batcher.Next())
+	if err != nil {
+		return stepResult{}, err
+	}
 	r.sum.ResponsesForwarded += int64(rows)
-	return stepResult{loss: loss, tokens: tokens}, err
+	health, err := r.rs.Health()
+	return stepResult{loss: loss, tokens: tokens, finite: health}, err
 }
 
 func (r *rmTrainer) validate() (RMEval, error) {
@@ -421,11 +425,11 @@ func (r *rmTrainer) restore(saved json.RawMessage) error {
 // (which must have a scalar head) initialised from the checkpoint in dir:
 // its body, and its score head when it has one (a reward model), else a new
 // head drawn from N(0, headStd²) with seed.
-func InitRewardModel(dir string, cfg model.Config, headStd float64, seed uint64) ([]float32, error) {
+func InitRewardModel(dir string, cfg model.Config, headStd float64, seed uint64, lo model.LoadOptions) ([]float32, error) {
 	if !cfg.ScalarHead {
 		return nil, fmt.Errorf("init reward model: config has no scalar head")
 	}
-	host, err := model.LoadHost(dir, cfg)
+	host, err := model.LoadHostWith(dir, cfg, lo)
 	if err == nil {
 		return host, nil
 	}
@@ -588,6 +592,10 @@ func (s *RMStep) Run(step int, cs []data.ComparisonTokens, idx []int) (loss floa
 
 // LR is the learning rate of the last step.
 func (s *RMStep) LR() float32 { return s.t.lr }
+
+// Health reads the divergence guard's values after the last step (see
+// LMStep.Health).
+func (s *RMStep) Health() ([]namedValue, error) { return s.t.health("model") }
 
 // GradNorm is the global norm of the last step's gradient, before
 // clipping. It synchronises with the device.

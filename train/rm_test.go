@@ -350,7 +350,7 @@ func TestInitRewardModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := rmTestConfig()
-	host, err := InitRewardModel(dir, cfg, 0.5, 11)
+	host, err := InitRewardModel(dir, cfg, 0.5, 11, model.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,8 +374,8 @@ func TestInitRewardModel(t *testing.T) {
 	if std := math.Sqrt(ss / float64(n)); std < 0.3 || std > 0.7 {
 		t.Errorf("head std %.3f, want about 0.5", std)
 	}
-	again, _ := InitRewardModel(dir, cfg, 0.5, 11)
-	other, _ := InitRewardModel(dir, cfg, 0.5, 12)
+	again, _ := InitRewardModel(dir, cfg, 0.5, 11, model.LoadOptions{})
+	other, _ := InitRewardModel(dir, cfg, 0.5, 12, model.LoadOptions{})
 	if !slices.Equal(again, host) || slices.Equal(other[off:off+n], head) {
 		t.Error("head init is not a function of the seed")
 	}
@@ -384,11 +384,11 @@ func TestInitRewardModel(t *testing.T) {
 	if err := model.SaveHost(rmDir, cfg, host); err != nil {
 		t.Fatal(err)
 	}
-	kept, err := InitRewardModel(rmDir, cfg, 0.5, 99)
+	kept, err := InitRewardModel(rmDir, cfg, 0.5, 99, model.LoadOptions{})
 	if err != nil || !slices.Equal(kept, host) {
 		t.Errorf("reward model re-initialised: %v", err)
 	}
-	if _, err := InitRewardModel(t.TempDir(), cfg, 0.5, 1); err == nil {
+	if _, err := InitRewardModel(t.TempDir(), cfg, 0.5, 1, model.LoadOptions{}); err == nil {
 		t.Error("missing checkpoint accepted")
 	}
 }

@@ -140,7 +140,7 @@ func SFT(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg SFTCon
 		cfg.Steps = int(math.Ceil(cfg.Epochs * float64(perEpoch) / float64(cfg.Accum)))
 	}
 
-	m, err := model.New(b, cfg.Model, model.Options{MaxBatch: cfg.MaxBatch, MaxSeq: cfg.MaxLen, Train: true, Precision: opt.Precision})
+	m, err := model.New(b, cfg.Model, opt.models(cfg.MaxBatch, cfg.MaxLen, true))
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
@@ -159,7 +159,7 @@ func SFT(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg SFTCon
 		name: "sft", unit: "step", dir: cfg.Out, steps: cfg.Steps,
 		logEvery: cfg.LogEvery, evalEvery: cfg.EvalEvery, saveEvery: cfg.SaveEvery,
 		resume: opt.Resume, config: cfg, parts: []savedPart{lm.t.part("", "model", 1)},
-		initial: func() ([]float32, error) { return initialLM(cfg.Model, cfg.Init, cfg.Seed) },
+		initial: func() ([]float32, error) { return initialLM(cfg.Model, cfg.Init, cfg.Seed, opt.load()) },
 	}, s, opt)
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
@@ -222,7 +222,11 @@ type sftState struct {
 
 func (s *sftTrainer) step(step int) (stepResult, error) {
 	loss, tokens, err := s.lm.Run(step, func() (*model.Batch, error) { return &s.batcher.Next().Batch, nil })
-	return stepResult{loss: loss, tokens: tokens}, err
+	if err != nil {
+		return stepResult{}, err
+	}
+	health, err := s.lm.Health()
+	return stepResult{loss: loss, tokens: tokens, finite: health}, err
 }
 
 func (s *sftTrainer) record(l *loop, step int, eval bool, w *lossWindow, ev *zerolog.Event) (any, *zerolog.Event, error) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/internal/atomicfile"
+	"github.com/instructgo/instructgo/internal/readfile"
 	"github.com/instructgo/instructgo/model"
 	"github.com/instructgo/instructgo/model/safetensors"
 )
@@ -191,7 +192,7 @@ func loadParams(dir string, cfg model.Config, b gpu.Backend, dst *gpu.Tensor) er
 
 // readJSONState reads a saved loop state.
 func readJSONState(path string, v any) error {
-	data, err := readBounded(path, maxStateJSON)
+	data, err := readfile.Bounded(path, readfile.JSONLimit)
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/instructgo/instructgo/internal/atomicfile"
 	"github.com/instructgo/instructgo/internal/crashpoint"
+	"github.com/instructgo/instructgo/internal/readfile"
 )
 
 // The resume state is saved as a set, so that a kill at any moment leaves
@@ -249,7 +249,7 @@ func manifestOf(stateDir string, step int) (manifest, error) {
 // verifyManifest checks every file a state directory's manifest lists.
 func verifyManifest(stateDir string) error {
 	var m manifest
-	raw, err := readBounded(filepath.Join(stateDir, ManifestFile), maxStateJSON)
+	raw, err := readfile.Bounded(filepath.Join(stateDir, ManifestFile), readfile.JSONLimit)
 	if err != nil {
 		return fmt.Errorf("saved state %s: %w", stateDir, err)
 	}
@@ -275,31 +275,4 @@ func verifyManifest(stateDir string) error {
 		}
 	}
 	return nil
-}
-
-// maxStateJSON bounds the JSON files of a saved state read into memory.
-const maxStateJSON = 64 << 20
-
-// readBounded reads a regular file of at most limit bytes.
-func readBounded(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	if info.Size() > limit {
-		return nil, fmt.Errorf("%s has %d bytes, more than the %d allowed", path, info.Size(), limit)
-	}
-	buf := make([]byte, info.Size())
-	if _, err := io.ReadFull(f, buf); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return buf, nil
 }

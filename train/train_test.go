@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -213,5 +214,71 @@ func TestPretrainResumeIsExact(t *testing.T) {
 	wb, _ := os.ReadFile(filepath.Join(split, model.WeightsFile))
 	if string(wa) != string(wb) {
 		t.Error("final weights differ between the resumed and the uninterrupted run")
+	}
+}
+
+// TestMetricsWriteNaNAsNull: a record holding NaN or infinities is written
+// with null in their places, every other field as encoding/json writes it.
+func TestMetricsWriteNaNAsNull(t *testing.T) {
+	dir := t.TempDir()
+	m, err := OpenMetrics(dir, false, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := 0.5
+	rec := sftMetrics{stepMetrics: stepMetrics{Step: 3, Loss: math.NaN(), LR: float32(math.Inf(1)), GradNorm: 1.5, ValLoss: &v}}
+	if err := m.Write(rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Write(stepMetrics{Step: 4, Loss: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(filepath.Join(dir, MetricsFile))
+	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+	var got map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &got); err != nil {
+		t.Fatalf("%s: %v", lines[0], err)
+	}
+	want := map[string]any{"step": 3.0, "loss": nil, "lr": nil, "grad_norm": 1.5, "tokens_per_sec": 0.0, "val_loss": 0.5, "elapsed_sec": 0.0}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("record %s, want %v", lines[0], want)
+	}
+	if want := `{"step":4,"loss":2,"lr":0,"grad_norm":0,"tokens_per_sec":0,"elapsed_sec":0}`; lines[1] != want {
+		t.Errorf("a finite record %s, want %s", lines[1], want)
+	}
+}
+
+// TestDivergenceStopsBeforeSaving: at a learning rate of 1e6 the weights
+// overflow within a few steps; the run stops at the first step whose loss,
+// gradient or weights are not finite, names it, and every state it saved
+// loads (nothing non-finite was written).
+func TestDivergenceStopsBeforeSaving(t *testing.T) {
+	out := t.TempDir()
+	cfg := PretrainConfig{
+		Data:  []string{synthText(t, 3000)},
+		Model: model.Config{VocabSize: 258, MaxSeqLen: 16, NLayer: 1, NHead: 2, NEmbd: 16, Tokenizer: "byte"},
+		Out:   out, Steps: 50, Batch: 2, Seq: 16, Accum: 1, Optim: DefaultOptim(), Seed: 3, ValFrac: 0.1,
+		EvalBatches: 1, LogEvery: 1, SaveEvery: 1,
+	}
+	cfg.Optim.LR, cfg.Optim.Warmup = 1e6, 0
+	_, err := Pretrain(context.Background(), cpu.New(1), byteTok, cfg, RunOptions{Log: zerolog.Nop()})
+	if err == nil || !strings.Contains(err.Error(), "the run diverged") {
+		t.Fatalf("a learning rate of 1e6 did not stop the run: %v", err)
+	}
+	t.Log(err)
+	state, err := openState(out)
+	if err != nil {
+		t.Fatalf("the last saved state: %v", err)
+	}
+	if _, err := model.LoadHost(state, cfg.Model); err != nil {
+		t.Errorf("the last saved state does not load: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(out, model.WeightsFile)); err == nil {
+		if _, err := model.LoadHost(out, cfg.Model); err != nil {
+			t.Errorf("the run's top checkpoint does not load: %v", err)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package train
 import (
 	"fmt"
 
+	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
 )
 
@@ -13,8 +14,9 @@ import (
 type trainable struct {
 	m       *model.Model
 	opt     *Optimizer
-	updates int     // optimizer updates of the whole run
-	lr      float32 // of the last update
+	updates int         // optimizer updates of the whole run
+	lr      float32     // of the last update
+	wsq     *gpu.Tensor // [1]: Σ w² of the master weights after the last update
 }
 
 func newTrainable(m *model.Model, oc OptimConfig, updates int) (*trainable, error) {
@@ -25,7 +27,11 @@ func newTrainable(m *model.Model, oc OptimConfig, updates int) (*trainable, erro
 	if err != nil {
 		return nil, err
 	}
-	return &trainable{m: m, opt: opt, updates: updates}, nil
+	wsq, err := m.Backend().Alloc(gpu.Float32, 1)
+	if err != nil {
+		return nil, err
+	}
+	return &trainable{m: m, opt: opt, updates: updates, wsq: wsq}, nil
 }
 
 // zeroGrad clears the gradients before a step's first micro-batch.
@@ -38,6 +44,23 @@ func (t *trainable) update(accum int) {
 	c := t.opt.Cfg
 	t.lr = CosineLR(t.opt.Step+1, c.Warmup, t.updates, c.LR, c.MinLRFrac)
 	t.opt.Update(t.m.Params, t.m.LowP(), t.m.Grads, t.lr, accum)
+	t.m.Backend().SumSquares(t.wsq, t.m.Params.All)
+}
+
+// health is the divergence guard's reading after the last update: the
+// squared norm of its gradient and of the updated weights, one reduction
+// each on the device, read back in one synchronisation. A non-finite one
+// ends the run before anything is saved.
+func (t *trainable) health(name string) ([]namedValue, error) {
+	b := t.m.Backend()
+	var g, w [1]float32
+	if err := b.Download(g[:], t.opt.normSq); err != nil {
+		return nil, err
+	}
+	if err := b.Download(w[:], t.wsq); err != nil {
+		return nil, err
+	}
+	return []namedValue{{"the " + name + " gradient norm", float64(g[0])}, {"the " + name + " weight norm", float64(w[0])}}, nil
 }
 
 // part is the trainable as the resume state holds it.

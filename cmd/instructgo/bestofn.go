@@ -72,7 +72,7 @@ func runRMBestOfN(c *cli.Context) error {
 		return err
 	}
 	defer b.Close()
-	opts := model.Options{MaxBatch: c.Int("batch"), Precision: prec}
+	opts := model.Options{MaxBatch: c.Int("batch"), Precision: prec, AllowNonFinite: c.Bool(flagAllowNonFinite)}
 	opts.MaxSeq = polCfg.MaxSeqLen
 	policy, err := model.Load(b, c.String("policy"), opts)
 	if err != nil {

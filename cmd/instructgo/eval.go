@@ -63,7 +63,7 @@ func runEval(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	m, err := model.Load(b, c.String("model"), model.Options{MaxBatch: c.Int("batch"), MaxSeq: cfg.MaxSeqLen, Precision: prec})
+	m, err := model.Load(b, c.String("model"), model.Options{MaxBatch: c.Int("batch"), MaxSeq: cfg.MaxSeqLen, Precision: prec, AllowNonFinite: c.Bool(flagAllowNonFinite)})
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,8 @@ const (
 	flagLogFormat = "log-format"
 	flagDevice    = "device"
 	flagThreads   = "threads"
+	// flagAllowNonFinite loads checkpoints with NaN or infinite weights.
+	flagAllowNonFinite = "allow-nonfinite"
 )
 
 // globalFlags are the flags every command shares; they go before the
@@ -39,6 +41,10 @@ func globalFlags() []cli.Flag {
 		},
 		precisionFlag(),
 		saveDTypeFlag(),
+		&cli.BoolFlag{
+			Name:  flagAllowNonFinite,
+			Usage: "load checkpoints whose weights hold NaN or infinities (refused otherwise; to inspect or repair a diverged run)",
+		},
 		&cli.IntFlag{
 			Name:  flagThreads,
 			Value: 0,

@@ -131,7 +131,7 @@ func runGenerate(c *cli.Context) (err error) {
 	}()
 	// The model's own buffers only serve the prefill of the prompts; the
 	// KV cache Generate allocates holds prompt and completion.
-	m, err := model.Load(b, dir, model.Options{MaxBatch: min(batch, len(prompts)), MaxSeq: longest, Precision: prec})
+	m, err := model.Load(b, dir, model.Options{MaxBatch: min(batch, len(prompts)), MaxSeq: longest, Precision: prec, AllowNonFinite: c.Bool(flagAllowNonFinite)})
 	if err != nil {
 		return err
 	}

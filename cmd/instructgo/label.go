@@ -116,7 +116,7 @@ func runDataLabel(c *cli.Context) error {
 		return err
 	}
 	defer b.Close()
-	m, err := train.LoadSampler(b, dir, tok, prompts, c.Int("batch"), prec)
+	m, err := train.LoadSampler(b, dir, tok, prompts, c.Int("batch"), model.Options{Precision: prec, AllowNonFinite: c.Bool(flagAllowNonFinite)})
 	if err != nil {
 		return err
 	}

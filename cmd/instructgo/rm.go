@@ -251,7 +251,7 @@ func runRMEval(c *cli.Context) error {
 		return err
 	}
 	defer b.Close()
-	m, err := model.Load(b, c.String("model"), model.Options{MaxBatch: c.Int("batch"), MaxSeq: longest, Precision: prec})
+	m, err := model.Load(b, c.String("model"), model.Options{MaxBatch: c.Int("batch"), MaxSeq: longest, Precision: prec, AllowNonFinite: c.Bool(flagAllowNonFinite)})
 	if err != nil {
 		return err
 	}
@@ -356,7 +356,7 @@ func runRMScore(c *cli.Context) error {
 		return err
 	}
 	defer b.Close()
-	m, err := model.Load(b, c.String("model"), model.Options{MaxBatch: c.Int("batch"), MaxSeq: longest, Precision: prec})
+	m, err := model.Load(b, c.String("model"), model.Options{MaxBatch: c.Int("batch"), MaxSeq: longest, Precision: prec, AllowNonFinite: c.Bool(flagAllowNonFinite)})
 	if err != nil {
 		return err
 	}

@@ -92,7 +92,8 @@ func runTraining(c *cli.Context, resume bool, run func(ctx context.Context, b gp
 	defer b.Close()
 	ctx, stop := interruptContext(c, "interrupted: finishing the current step and saving (Ctrl-C again to quit at once, unsaved)")
 	defer stop()
-	if err := run(ctx, b, train.RunOptions{Log: *logger(c), Progress: progress(c), Resume: resume, Precision: prec, SaveDType: dtype}); err != nil {
+	if err := run(ctx, b, train.RunOptions{Log: *logger(c), Progress: progress(c), Resume: resume, Precision: prec, SaveDType: dtype,
+		AllowNonFinite: c.Bool(flagAllowNonFinite)}); err != nil {
 		if ctx.Err() != nil {
 			return cli.Exit(err.Error(), 130)
 		}

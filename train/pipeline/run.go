@@ -253,7 +253,7 @@ func labelSFTSamples(b gpu.Backend, tok tokenizer.Tokenizer, sftDir, synthRM, di
 		return train.LabelStats{}, err
 	}
 	prompts = prompts[:min(n, len(prompts))]
-	m, err := train.LoadSampler(b, sftDir, tok, prompts, 64, prec)
+	m, err := train.LoadSampler(b, sftDir, tok, prompts, 64, model.Options{Precision: prec})
 	if err != nil {
 		return train.LabelStats{}, err
 	}

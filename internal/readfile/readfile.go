@@ -1,4 +1,10 @@
-package model
+// Package readfile reads small files whole with a bound: a huge file, or a
+// path that is a device (a link to /dev/zero) or a pipe, is an error
+// instead of exhausting memory or blocking. Every configuration, state and
+// summary file instructgo reads whole goes through it.
+//
+// It imports only the standard library.
+package readfile
 
 import (
 	"fmt"
@@ -6,17 +12,9 @@ import (
 	"os"
 )
 
-// MaxJSONFileSize bounds the JSON files of a checkpoint directory that are
-// read whole (config.json, model.safetensors.index.json): 16 MiB, far above
-// the few kilobytes of a config or the few hundred of a large model's
-// shard index.
-const MaxJSONFileSize = 16 << 20
-
-// readSmallFile reads the regular file at path whole, refusing one larger
-// than limit bytes, so that a huge file, or a link to a device such as
-// /dev/zero or to a pipe, is an error instead of exhausting memory or
-// blocking.
-func readSmallFile(path string, limit int64) ([]byte, error) {
+// Bounded reads the regular file at path whole, refusing one larger than
+// limit bytes.
+func Bounded(path string, limit int64) ([]byte, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, err
@@ -42,3 +40,7 @@ func readSmallFile(path string, limit int64) ([]byte, error) {
 	}
 	return data, nil
 }
+
+// JSONLimit bounds the JSON files read whole (configurations, states,
+// summaries, manifests): 16 MiB, far above any of them.
+const JSONLimit = 16 << 20
