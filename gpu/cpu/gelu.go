@@ -97,7 +97,8 @@ func (b *Backend) GeluForward(out, inp *gpu.Tensor) {
 	if b.err != nil || b.fail(checker.GeluForward(out, inp)) {
 		return
 	}
-	os, xs := F32(out), F32(inp)
+	defer b.actFlush()
+	os, xs := b.actOut(out), b.actIn(inp)
 	k := activeVec.Load()
 	fwd := k.geluFwd
 	b.parallelFor(len(os), k.geluMinChunk, func(lo, hi int) { fwd(os[lo:hi], xs[lo:hi]) })
@@ -108,7 +109,8 @@ func (b *Backend) GeluBackward(dinp, inp, dout *gpu.Tensor) {
 	if b.err != nil || b.fail(checker.GeluBackward(dinp, inp, dout)) {
 		return
 	}
-	dxs, xs, dys := F32(dinp), F32(inp), F32(dout)
+	defer b.actFlush()
+	dxs, xs, dys := b.actOut(dinp), b.actIn(inp), b.actIn(dout)
 	k := activeVec.Load()
 	bwd := k.geluBwd
 	b.parallelFor(len(dxs), k.geluMinChunk, func(lo, hi int) { bwd(dxs[lo:hi], xs[lo:hi], dys[lo:hi]) })
@@ -175,7 +177,8 @@ func (b *Backend) Dropout(out, inp *gpu.Tensor, p float32, seed uint64) {
 	if b.err != nil || b.fail(checker.Dropout(out, inp, p)) || out.Len() == 0 {
 		return
 	}
-	b.dropout(F32(out), F32(inp), p, seed)
+	defer b.actFlush()
+	b.dropout(b.actOut(out), b.actIn(inp), p, seed)
 }
 
 // DropoutBackward implements gpu.Backend. dinp may alias dout.
@@ -183,5 +186,6 @@ func (b *Backend) DropoutBackward(dinp, dout *gpu.Tensor, p float32, seed uint64
 	if b.err != nil || b.fail(checker.DropoutBackward(dinp, dout, p)) || dinp.Len() == 0 {
 		return
 	}
-	b.dropout(F32(dinp), F32(dout), p, seed)
+	defer b.actFlush()
+	b.dropout(b.actOut(dinp), b.actIn(dout), p, seed)
 }
