@@ -124,24 +124,30 @@ func (st *actStage) scratch(n int) []float32 {
 	return f
 }
 
-// widen stores the bf16 values src, widened exactly, in dst, in parallel
-// when that pays.
+// widen stores the bf16 values src, widened exactly, in dst (len(src)),
+// with the active kernel set, in parallel when that pays.
 func (b *Backend) widen(dst []float32, src []uint16) {
-	if b.threads == 1 || len(dst) <= ewMinChunk {
-		widenBF16(dst, src) // no closure: no allocation
+	f := activeVec.Load().widenBF16
+	if b.threads == 1 || len(src) <= bf16MinChunk {
+		f(dst, src) // no closure: no allocation
 		return
 	}
-	b.parallelFor(len(dst), ewMinChunk, func(lo, hi int) { widenBF16(dst[lo:hi], src[lo:hi]) })
+	b.parallelFor(len(src), bf16MinChunk, func(lo, hi int) { f(dst[lo:hi], src[lo:hi]) })
 }
 
-// round stores src rounded to bf16 in dst, in parallel when that pays.
+// round stores src rounded to bf16 in dst (len(src)), as widen does.
 func (b *Backend) round(dst []uint16, src []float32) {
-	if b.threads == 1 || len(dst) <= ewMinChunk {
-		roundBF16(dst, src)
+	f := activeVec.Load().roundBF16
+	if b.threads == 1 || len(src) <= bf16MinChunk {
+		f(dst, src)
 		return
 	}
-	b.parallelFor(len(dst), ewMinChunk, func(lo, hi int) { roundBF16(dst[lo:hi], src[lo:hi]) })
+	b.parallelFor(len(src), bf16MinChunk, func(lo, hi int) { f(dst[lo:hi], src[lo:hi]) })
 }
+
+// bf16MinChunk is the smallest chunk of a conversion worth a worker of its
+// own.
+const bf16MinChunk = 4 * ewMinChunk
 
 // roundBF16 stores src rounded to bf16 (gpu.BF16Bits) in dst.
 func roundBF16(dst []uint16, src []float32) {

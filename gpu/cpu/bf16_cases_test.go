@@ -7,7 +7,7 @@ import (
 )
 
 // The op calls of the bf16 tests (bf16_ops_test.go) and their float64
-// references. Sizes are small, but some tensors pass ewMinChunk so that
+// references. Sizes are small, but some tensors pass bf16MinChunk so that
 // widening and rounding run in parallel; aliasing the contract allows
 // (out = inp, out = a or b, A = B, in-place backward) has cases of its own.
 // Tolerances (relative to the largest expected magnitude; see bfCase) are
@@ -44,7 +44,7 @@ func per64(x []float32, f func(i int, v float64) float64) []float64 {
 
 func elementwiseCases() []bfCase {
 	r := testRNG(100)
-	const n = 2*ewMinChunk + 77 // parallel widening and rounding
+	const n = 2*bf16MinChunk + 77 // parallel widening and rounding
 	add := func(x [][]float32, a, c int) []float64 {
 		return per64(x[a], func(i int, v float64) float64 { return v + float64(x[c][i]) })
 	}
@@ -169,7 +169,7 @@ func matmulCases() []bfCase {
 		mmCaseBF16("float32 C, beta=0", 115, 0, 33, 20, 16, false, false, 1, 0, f32Arg),
 		mmCaseBF16("batched, B shared", 116, 3, 21, 30, 40, false, false, 0.5, 0, actArg),
 		mmCaseBF16("tiny triple loop", 117, 0, 3, 4, 5, false, false, 1, 1, actArg),
-		mmCaseBF16("large: parallel widening", 118, 0, 300, 200, 128, false, false, 1, 0, actArg),
+		mmCaseBF16("large: parallel widening", 118, 0, 1100, 64, 128, false, false, 1, 0, actArg),
 		{op: "MatMul", variant: "A = B: C = A·Aᵀ",
 			args: []bfArg{act(randn(r, m*m, 1), m, m).within(tolSum(k)), aa},
 			call: func(b *Backend, t []*gpu.Tensor) { b.MatMul(t[0], t[1], t[1], false, true, 1, 0) },
@@ -324,7 +324,7 @@ func attentionCases() []bfCase {
 }
 
 func logSoftmaxCases() []bfCase {
-	const n, v = 40, 1031 // n·v passes ewMinChunk
+	const n, v = 130, 1031 // n·v passes bf16MinChunk
 	r := testRNG(190)
 	z, tg := lsmInputs(r, n, v, 2, 3)
 	_, lse64, ent64 := refLogSoftmax(to64(roundAll(z)), tg, v)

@@ -116,7 +116,7 @@ func (b *Backend) Upload(t *gpu.Tensor, src []float32) error {
 		return err
 	}
 	if t.DType() == gpu.BF16 {
-		roundBF16(BF(t), src)
+		b.round(BF(t), src)
 		return nil
 	}
 	copy(F32(t), src)
@@ -138,7 +138,7 @@ func (b *Backend) Download(dst []float32, t *gpu.Tensor) error {
 		return err
 	}
 	if t.DType() == gpu.BF16 {
-		widenBF16(dst, BF(t))
+		b.widen(dst, BF(t))
 		return b.err
 	}
 	copy(dst, F32(t))

@@ -58,6 +58,10 @@ type vecKernel struct {
 	// (even and odd elements), and the per-element gradients.
 	lnBwdSums func(x, dy, w []float32, m, rstd float64) (sumD, sumDN float64)
 	lnBwdRow  func(dx, x, dy, w []float32, pw, pb []float64, m, rstd, meanD, meanDN float64)
+	// The bf16 conversions (bf16.go): dst = src widened exactly, and
+	// dst = src rounded with gpu.BF16Bits; len(dst) ≥ len(src).
+	widenBF16 func(dst []float32, src []uint16)
+	roundBF16 func(dst []uint16, src []float32)
 }
 
 // vecGeneric is the portable Go kernel set.
@@ -68,6 +72,7 @@ var vecGeneric = &vecKernel{
 	dropout: dropoutGeneric, adamw: adamWGeneric,
 	lnSum: rowSum64, lnSqDev: rowSqDev64, lnNorm: lnNormGeneric,
 	lnBwdSums: lnBackwardSums, lnBwdRow: lnBwdRowGeneric,
+	widenBF16: widenBF16, roundBF16: roundBF16,
 }
 
 var activeVec atomic.Pointer[vecKernel]
