@@ -46,7 +46,8 @@ func (b *Backend) AdamW(params, lowp, grads, m, v, normSq *gpu.Tensor, h gpu.Ada
 		ibc2: float32(1 / (1 - math.Pow(float64(h.Beta2), float64(h.Step)))),
 		eps:  h.Eps, lr: h.LR, wd: h.WeightDecay}
 	ps, gs, ms, vs := F32(params), F32(grads), F32(m), F32(v)
-	kern := activeVec.Load().adamw
+	vec := activeVec.Load()
+	kern, round := vec.adamw, vec.roundBF16
 	var lp []uint16
 	if lowp != nil {
 		lp = BF(lowp)
@@ -54,7 +55,7 @@ func (b *Backend) AdamW(params, lowp, grads, m, v, normSq *gpu.Tensor, h gpu.Ada
 	b.parallelFor(len(ps), ewMinChunk/2, func(lo, hi int) {
 		kern(ps[lo:hi], gs[lo:hi], ms[lo:hi], vs[lo:hi], &k)
 		if lp != nil {
-			roundBF16(lp[lo:hi], ps[lo:hi])
+			round(lp[lo:hi], ps[lo:hi])
 		}
 	})
 }

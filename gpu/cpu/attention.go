@@ -244,7 +244,8 @@ func (b *Backend) AttentionForward(out, lse, qkv, validLen *gpu.Tensor, nHead in
 	if d.B == 0 || d.T == 0 {
 		return
 	}
-	x, o, l := F32(qkv), F32(out), F32(lse)
+	defer b.actFlush()
+	x, o, l := b.actIn(qkv), b.actOut(out), F32(lse)
 	g := newAttnGeom(d)
 	T, C, H := d.T, d.C, d.H
 	split := attnSplit(d.B*H, T, b.threads)
@@ -353,7 +354,8 @@ func (b *Backend) AttentionBackward(dqkv, dout, qkv, out, lse, validLen *gpu.Ten
 	if d.B == 0 || d.T == 0 {
 		return
 	}
-	x, dx, do, o, l := F32(qkv), F32(dqkv), F32(dout), F32(out), F32(lse)
+	defer b.actFlush()
+	x, dx, do, o, l := b.actIn(qkv), b.actOut(dqkv), b.actIn(dout), b.actIn(out), F32(lse)
 	g := newAttnGeom(d)
 	T, C, H := d.T, d.C, d.H
 	mr, nr, hs, hsP := g.mr, g.nr, g.hs, g.hsP

@@ -90,7 +90,9 @@ func refAttnForward(x []float64, lens []int32, B, T, C, H int) (out, lse []float
 
 // refAttnBackward is the analytic float64 backward, written the textbook way
 // (softmax Jacobian with Σ_k P·dP), independent of the D = dO·O shortcut.
-func refAttnBackward(x, dout []float64, lens []int32, B, T, C, H int) []float64 {
+// Given the forward output o (nil: none), it uses Σ_k P·dP = dO·O with that
+// o instead, as the kernels do: the formula they evaluate on a rounded O.
+func refAttnBackward(x, dout, o []float64, lens []int32, B, T, C, H int) []float64 {
 	hs := C / H
 	scale := 1 / math.Sqrt(float64(hs))
 	dx := make([]float64, len(x))
@@ -128,6 +130,12 @@ func refAttnBackward(x, dout []float64, lens []int32, B, T, C, H int) []float64 
 						dp[j] += do[i] * x[vo+i]
 					}
 					pdp += p[j] * dp[j]
+				}
+				if o != nil {
+					pdp = 0
+					for i := 0; i < hs; i++ {
+						pdp += do[i] * o[(b*T+t)*C+h*hs+i]
+					}
 				}
 				for j := 0; j <= t; j++ {
 					ds := p[j] * (dp[j] - pdp) * scale
@@ -179,7 +187,7 @@ func TestAttentionForwardBackward(t *testing.T) {
 				out, lse, dx := runAttn(t, b, x, dout, c.lens, c.B, c.T, c.C, c.H)
 				x64, d64 := to64(x), to64(dout)
 				wantOut, wantLse := refAttnForward(x64, c.lens, c.B, c.T, c.C, c.H)
-				wantDx := refAttnBackward(x64, d64, c.lens, c.B, c.T, c.C, c.H)
+				wantDx := refAttnBackward(x64, d64, nil, c.lens, c.B, c.T, c.C, c.H)
 				eo, el, eg := relErr(out, wantOut), relErr(lse, wantLse), relErr(dx, wantDx)
 				worstOut, worstLse, worstGrad = max(worstOut, eo), max(worstLse, el), max(worstGrad, eg)
 				assertClose(t, "out", out, wantOut, 1e-5)
@@ -239,7 +247,7 @@ func TestAttentionKernelsAndBlocks(t *testing.T) {
 					out, lse, dx := runAttn(t, New(2), x, dout, c.lens, c.B, c.T, c.C, c.H)
 					x64 := to64(x)
 					wantOut, wantLse := refAttnForward(x64, c.lens, c.B, c.T, c.C, c.H)
-					wantDx := refAttnBackward(x64, to64(dout), c.lens, c.B, c.T, c.C, c.H)
+					wantDx := refAttnBackward(x64, to64(dout), nil, c.lens, c.B, c.T, c.C, c.H)
 					assertClose(t, c.name+" out", out, wantOut, 1e-5)
 					assertClose(t, c.name+" lse", lse, wantLse, 1e-5)
 					assertClose(t, c.name+" dqkv", dx, wantDx, 2e-5)
@@ -385,6 +393,6 @@ func TestAttentionEverySequenceLength(t *testing.T) {
 		wantOut, wantLse := refAttnForward(to64(x), lens, B, T, C, H)
 		assertClose(t, fmt.Sprintf("T=%d out", T), out, wantOut, 1e-5)
 		assertClose(t, fmt.Sprintf("T=%d lse", T), lse, wantLse, 1e-5)
-		assertClose(t, fmt.Sprintf("T=%d dqkv", T), dx, refAttnBackward(to64(x), to64(dout), lens, B, T, C, H), 1e-5)
+		assertClose(t, fmt.Sprintf("T=%d dqkv", T), dx, refAttnBackward(to64(x), to64(dout), nil, lens, B, T, C, H), 1e-5)
 	}
 }

@@ -96,3 +96,42 @@ func TestBF16Storage(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBF16ConversionKernels: every kernel set's widening gives
+// gpu.BF16Float of each of the 65536 bf16 patterns, and its rounding
+// gpu.BF16Bits of every float32 whose low half is at or next to a rounding
+// boundary (ties to even and odd, just below and above), of every sign,
+// exponent and NaN payload in the high half, and of random patterns; the
+// lengths leave tails past the vector width.
+func TestBF16ConversionKernels(t *testing.T) {
+	src := make([]uint16, 1<<16+7)
+	for i := range src {
+		src[i] = uint16(i)
+	}
+	var xs []float32
+	for hi := range 1 << 16 {
+		for _, lo := range []uint32{0, 1, 0x7fff, 0x8000, 0x8001, 0xffff} {
+			xs = append(xs, math.Float32frombits(uint32(hi)<<16|lo))
+		}
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 100003 {
+		xs = append(xs, math.Float32frombits(rng.Uint32()))
+	}
+	for _, k := range vecKernels() {
+		wide := make([]float32, len(src))
+		k.widenBF16(wide, src)
+		for i, b := range src {
+			if math.Float32bits(wide[i]) != math.Float32bits(gpu.BF16Float(b)) {
+				t.Fatalf("%s: widen %#04x = %#08x, want %#08x", k.name, b, math.Float32bits(wide[i]), math.Float32bits(gpu.BF16Float(b)))
+			}
+		}
+		bits := make([]uint16, len(xs))
+		k.roundBF16(bits, xs)
+		for i, x := range xs {
+			if bits[i] != gpu.BF16Bits(x) {
+				t.Fatalf("%s: round %#08x = %#04x, want %#04x", k.name, math.Float32bits(x), bits[i], gpu.BF16Bits(x))
+			}
+		}
+	}
+}

@@ -10,10 +10,12 @@ import (
 )
 
 // Backend is the pure-Go implementation of gpu.Backend. Ops run
-// synchronously on the calling goroutine, fanning out to Threads() workers.
+// synchronously on the calling goroutine, fanning out to Threads() workers;
+// a Backend is not safe for concurrent use.
 type Backend struct {
 	threads int
 	err     error
+	act     actStage // the float32 scratch of bf16 activations (bf16.go)
 }
 
 var _ gpu.Backend = (*Backend)(nil)
@@ -61,14 +63,14 @@ func (s *storage) DType() gpu.DType {
 }
 
 // checker validates op arguments with the rules every backend shares
-// (gpu.Checker); it accepts only this backend's tensors.
+// (gpu.Checker); it accepts only this backend's tensors. Every op runs
+// with either activation dtype (bf16.go), so BF16Ops is nil.
 var checker = gpu.Checker{
 	Backend: "cpu",
 	Owns: func(s gpu.Storage) bool {
 		_, ok := s.(*storage)
 		return ok
 	},
-	BF16Ops: func(op string) bool { return op == "copy" },
 }
 
 // Alloc implements gpu.Backend.
@@ -114,7 +116,7 @@ func (b *Backend) Upload(t *gpu.Tensor, src []float32) error {
 		return err
 	}
 	if t.DType() == gpu.BF16 {
-		roundBF16(BF(t), src)
+		b.round(BF(t), src)
 		return nil
 	}
 	copy(F32(t), src)
@@ -136,7 +138,7 @@ func (b *Backend) Download(dst []float32, t *gpu.Tensor) error {
 		return err
 	}
 	if t.DType() == gpu.BF16 {
-		widenBF16(dst, BF(t))
+		b.widen(dst, BF(t))
 		return b.err
 	}
 	copy(dst, F32(t))

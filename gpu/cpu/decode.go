@@ -14,7 +14,10 @@ import (
 // (exp32, as in the training attention); the softmax denominator is summed
 // in float64.
 
-// KVCacheWrite implements gpu.Backend.
+// KVCacheWrite implements gpu.Backend. It moves elements without arithmetic,
+// so bf16 caches take qkv's bits as they are (as Copy does): what widening
+// and rounding them gives, but for the payload of a NaN, at the cost of the
+// positions written rather than of the whole cache.
 func (b *Backend) KVCacheWrite(kc, vc, qkv, start *gpu.Tensor, nHead int) {
 	if b.err != nil {
 		return
@@ -23,12 +26,21 @@ func (b *Backend) KVCacheWrite(kc, vc, qkv, start *gpu.Tensor, nHead int) {
 	if b.failChecked(err, checks) || d.B == 0 || d.T == 0 {
 		return
 	}
-	B, T, C, S := d.B, d.T, d.C, d.S
 	var st []int32
 	if start != nil {
 		st = I32(start)
 	}
-	x, k, v := F32(qkv), F32(kc), F32(vc)
+	if d.Act == gpu.BF16 {
+		kvCacheWrite(b, BF(kc), BF(vc), BF(qkv), st, d)
+		return
+	}
+	kvCacheWrite(b, F32(kc), F32(vc), F32(qkv), st, d)
+}
+
+// kvCacheWrite copies the keys and values of x (qkv) into the caches k and
+// v for KVCacheWrite; st is start (nil: 0 everywhere).
+func kvCacheWrite[E float32 | uint16](b *Backend, k, v, x []E, st []int32, d gpu.DecodeDims) {
+	B, T, C, S := d.B, d.T, d.C, d.S
 	H, hs := d.H, d.HS
 	b.parallelFor(B*H, max(1, 4096/(T*hs)), func(lo, hi int) {
 		for bh := lo; bh < hi; bh++ {
@@ -63,7 +75,8 @@ func (b *Backend) AttentionDecode(out, qkv, kc, vc, lens *gpu.Tensor, nHead int)
 	}
 	B, C, S := d.B, d.C, d.S
 	ls := I32(lens)
-	x, o, k, v := F32(qkv), F32(out), F32(kc), F32(vc)
+	defer b.actFlush()
+	x, o, k, v := b.actIn(qkv), b.actOut(out), b.actIn(kc), b.actIn(vc)
 	H, hs := d.H, d.HS
 	scale := float32(1 / math.Sqrt(float64(hs)))
 	maxLen := 0

@@ -113,25 +113,9 @@ func (b *Backend) Convert(dst, src *gpu.Tensor) {
 	case dst.DType() == src.DType():
 		b.Copy(dst, src)
 	case dst.DType() == gpu.BF16:
-		d, s := BF(dst), F32(src)
-		b.parallelFor(len(d), ewMinChunk, func(lo, hi int) { roundBF16(d[lo:hi], s[lo:hi]) })
+		b.round(BF(dst), F32(src))
 	default:
-		d, s := F32(dst), BF(src)
-		b.parallelFor(len(d), ewMinChunk, func(lo, hi int) { widenBF16(d[lo:hi], s[lo:hi]) })
-	}
-}
-
-// roundBF16 stores src rounded to bf16 (gpu.BF16Bits) in dst.
-func roundBF16(dst []uint16, src []float32) {
-	for i, x := range src {
-		dst[i] = gpu.BF16Bits(x)
-	}
-}
-
-// widenBF16 stores the bf16 values src, widened exactly, in dst.
-func widenBF16(dst []float32, src []uint16) {
-	for i, x := range src {
-		dst[i] = gpu.BF16Float(x)
+		b.widen(F32(dst), BF(src))
 	}
 }
 
@@ -168,7 +152,8 @@ func (b *Backend) Add(out, a, c *gpu.Tensor) {
 	if b.err != nil || b.fail(checker.Add(out, a, c)) {
 		return
 	}
-	os, as, cs := F32(out), F32(a), F32(c)
+	defer b.actFlush()
+	os, as, cs := b.actOut(out), b.actIn(a), b.actIn(c)
 	b.parallelFor(len(os), ewMinChunk, func(lo, hi int) {
 		o, x, y := os[lo:hi], as[lo:hi], cs[lo:hi]
 		for i := range o {
@@ -256,7 +241,8 @@ func (b *Backend) AddBias(out, bias *gpu.Tensor) {
 	if b.fail(err) || n == 0 {
 		return
 	}
-	os, bs := F32(out), F32(bias)
+	defer b.actFlush()
+	os, bs := b.actInOut(out), b.actIn(bias)
 	b.parallelFor(n, max(1, ewMinChunk/c), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			addRow(os[r*c:(r+1)*c], bs)
@@ -287,7 +273,8 @@ func (b *Backend) BiasBackward(dbias, dout *gpu.Tensor) {
 	if b.fail(err) || n == 0 {
 		return
 	}
-	ds, db := F32(dout), F32(dbias)
+	defer b.actFlush()
+	ds, db := b.actIn(dout), F32(dbias)
 	count, size := b.workChunks(n, max(1, ewMinReduce/c))
 	partial := make([]float64, count*c)
 	b.parallelFor(count, 1, func(c0, c1 int) {

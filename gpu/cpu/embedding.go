@@ -20,7 +20,8 @@ func (b *Backend) EmbeddingForward(out, tokens, positions, wte, wpe *gpu.Tensor)
 	if n == 0 || c == 0 {
 		return
 	}
-	os, we, wp, tok := F32(out), F32(wte), F32(wpe), I32(tokens)
+	defer b.actFlush()
+	os, we, wp, tok := b.actOut(out), b.actIn(wte), b.actIn(wpe), I32(tokens)
 	var pos []int32
 	if positions != nil {
 		pos = I32(positions)
@@ -57,7 +58,8 @@ func (b *Backend) EmbeddingBackward(dwte, dwpe, dout, tokens, positions *gpu.Ten
 	if n == 0 || c == 0 {
 		return
 	}
-	ds, tok := F32(dout), I32(tokens)
+	defer b.actFlush()
+	ds, tok := b.actIn(dout), I32(tokens)
 	var dwe, dwp []float32
 	if dwte != nil {
 		dwe = F32(dwte)

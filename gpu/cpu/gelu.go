@@ -58,6 +58,10 @@ type vecKernel struct {
 	// (even and odd elements), and the per-element gradients.
 	lnBwdSums func(x, dy, w []float32, m, rstd float64) (sumD, sumDN float64)
 	lnBwdRow  func(dx, x, dy, w []float32, pw, pb []float64, m, rstd, meanD, meanDN float64)
+	// The bf16 conversions (bf16.go): dst = src widened exactly, and
+	// dst = src rounded with gpu.BF16Bits; len(dst) ≥ len(src).
+	widenBF16 func(dst []float32, src []uint16)
+	roundBF16 func(dst []uint16, src []float32)
 }
 
 // vecGeneric is the portable Go kernel set.
@@ -68,6 +72,7 @@ var vecGeneric = &vecKernel{
 	dropout: dropoutGeneric, adamw: adamWGeneric,
 	lnSum: rowSum64, lnSqDev: rowSqDev64, lnNorm: lnNormGeneric,
 	lnBwdSums: lnBackwardSums, lnBwdRow: lnBwdRowGeneric,
+	widenBF16: widenBF16, roundBF16: roundBF16,
 }
 
 var activeVec atomic.Pointer[vecKernel]
@@ -97,7 +102,8 @@ func (b *Backend) GeluForward(out, inp *gpu.Tensor) {
 	if b.err != nil || b.fail(checker.GeluForward(out, inp)) {
 		return
 	}
-	os, xs := F32(out), F32(inp)
+	defer b.actFlush()
+	os, xs := b.actOut(out), b.actIn(inp)
 	k := activeVec.Load()
 	fwd := k.geluFwd
 	b.parallelFor(len(os), k.geluMinChunk, func(lo, hi int) { fwd(os[lo:hi], xs[lo:hi]) })
@@ -108,7 +114,8 @@ func (b *Backend) GeluBackward(dinp, inp, dout *gpu.Tensor) {
 	if b.err != nil || b.fail(checker.GeluBackward(dinp, inp, dout)) {
 		return
 	}
-	dxs, xs, dys := F32(dinp), F32(inp), F32(dout)
+	defer b.actFlush()
+	dxs, xs, dys := b.actOut(dinp), b.actIn(inp), b.actIn(dout)
 	k := activeVec.Load()
 	bwd := k.geluBwd
 	b.parallelFor(len(dxs), k.geluMinChunk, func(lo, hi int) { bwd(dxs[lo:hi], xs[lo:hi], dys[lo:hi]) })
@@ -175,7 +182,8 @@ func (b *Backend) Dropout(out, inp *gpu.Tensor, p float32, seed uint64) {
 	if b.err != nil || b.fail(checker.Dropout(out, inp, p)) || out.Len() == 0 {
 		return
 	}
-	b.dropout(F32(out), F32(inp), p, seed)
+	defer b.actFlush()
+	b.dropout(b.actOut(out), b.actIn(inp), p, seed)
 }
 
 // DropoutBackward implements gpu.Backend. dinp may alias dout.
@@ -183,5 +191,6 @@ func (b *Backend) DropoutBackward(dinp, dout *gpu.Tensor, p float32, seed uint64
 	if b.err != nil || b.fail(checker.DropoutBackward(dinp, dout, p)) || dinp.Len() == 0 {
 		return
 	}
-	b.dropout(F32(dinp), F32(dout), p, seed)
+	defer b.actFlush()
+	b.dropout(b.actOut(dinp), b.actIn(dout), p, seed)
 }

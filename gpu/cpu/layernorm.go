@@ -23,7 +23,8 @@ func (b *Backend) LayerNormForward(out, mean, rstd, inp, weight, bias *gpu.Tenso
 	if b.fail(err) || n == 0 || c == 0 {
 		return
 	}
-	os, xs, ws, bs := F32(out), F32(inp), F32(weight), F32(bias)
+	defer b.actFlush()
+	os, xs, ws, bs := b.actOut(out), b.actIn(inp), b.actIn(weight), b.actIn(bias)
 	var ms, rs []float32
 	if mean != nil {
 		ms = F32(mean)
@@ -60,8 +61,9 @@ func (b *Backend) LayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mea
 	if b.fail(err) || n == 0 || c == 0 {
 		return
 	}
-	dxs, dws, dbs := F32(dinp), F32(dweight), F32(dbias)
-	dys, xs, ws, ms, rs := F32(dout), F32(inp), F32(weight), F32(mean), F32(rstd)
+	defer b.actFlush()
+	dxs, dws, dbs := b.actInOut(dinp), F32(dweight), F32(dbias)
+	dys, xs, ws, ms, rs := b.actIn(dout), b.actIn(inp), b.actIn(weight), F32(mean), F32(rstd)
 	inv := 1 / float64(c)
 	count, size := b.workChunks(n, max(1, ewMinChunk/c))
 	kern := activeVec.Load()

@@ -31,6 +31,28 @@ func layerNorm64(x, w, bias []float64, n, c int) (out, mean, rstd []float64) {
 	return out, mean, rstd
 }
 
+// layerNormBackward64 adds the closed-form gradients of rows of n×c
+// inputs x, normalised with the given mean and rstd and scaled by w, to dx,
+// dw and db, from the output gradient dy, in float64.
+func layerNormBackward64(dx, dw, db, dy, x, w, mean, rstd []float64, n, c int) {
+	for i := 0; i < n; i++ {
+		var sumD, sumDN float64
+		for j := 0; j < c; j++ {
+			nrm := (x[i*c+j] - mean[i]) * rstd[i]
+			dn := w[j] * dy[i*c+j]
+			sumD += dn
+			sumDN += dn * nrm
+		}
+		for j := 0; j < c; j++ {
+			nrm := (x[i*c+j] - mean[i]) * rstd[i]
+			g := dy[i*c+j]
+			dw[j] += nrm * g
+			db[j] += g
+			dx[i*c+j] += (w[j]*g - sumD/float64(c) - nrm*sumDN/float64(c)) * rstd[i]
+		}
+	}
+}
+
 // lnInputs draws inputs with a per-row offset and scale, as activations
 // after a residual stream have.
 func lnInputs(seed uint64, n, c int, offset float64) (x, w, bias []float32) {
@@ -132,22 +154,7 @@ func TestLayerNormBackwardLarge(t *testing.T) {
 
 	_, m64, rs64 := layerNorm64(to64(xs), to64(ws), to64(bs), n, c)
 	wantX, wantW, wantB := to64(preX), to64(preW), to64(preB)
-	for i := 0; i < n; i++ {
-		var sumD, sumDN float64
-		for j := 0; j < c; j++ {
-			nrm := (float64(xs[i*c+j]) - m64[i]) * rs64[i]
-			dn := float64(ws[j]) * float64(douts[i*c+j])
-			sumD += dn
-			sumDN += dn * nrm
-		}
-		for j := 0; j < c; j++ {
-			nrm := (float64(xs[i*c+j]) - m64[i]) * rs64[i]
-			g := float64(douts[i*c+j])
-			wantW[j] += nrm * g
-			wantB[j] += g
-			wantX[i*c+j] += (float64(ws[j])*g - sumD/c - nrm*sumDN/c) * rs64[i]
-		}
-	}
+	layerNormBackward64(wantX, wantW, wantB, to64(douts), to64(xs), to64(ws), m64, rs64, n, c)
 	b := New(4)
 	inp := tensorOf(t, b, xs, 7, n/7, c)
 	w, bias := tensorOf(t, b, ws, c), tensorOf(t, b, bs, c)

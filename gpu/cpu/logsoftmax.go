@@ -39,7 +39,8 @@ func (b *Backend) LogSoftmaxForward(logp, entropy, lse, logits, targets *gpu.Ten
 	if b.failChecked(err, checks) {
 		return
 	}
-	z, tg, lp, ls := F32(logits), I32(targets), F32(logp), F32(lse)
+	defer b.actFlush()
+	z, tg, lp, ls := b.actIn(logits), I32(targets), F32(logp), F32(lse)
 	var ent []float32
 	if entropy != nil {
 		ent = F32(entropy)
@@ -143,7 +144,8 @@ func (b *Backend) LogSoftmaxBackward(logits, lse, entropy, targets, dlogp, dentr
 	if b.failChecked(err, checks) {
 		return
 	}
-	z, tg, ls, dl := F32(logits), I32(targets), F32(lse), F32(dlogp)
+	defer b.actFlush()
+	z, tg, ls, dl := b.actInOut(logits), I32(targets), F32(lse), F32(dlogp)
 	var ent, dent []float32
 	if dentropy != nil {
 		ent, dent = F32(entropy), F32(dentropy)

@@ -105,7 +105,14 @@ func (b *Backend) MatMul(c, a, b2 *gpu.Tensor, transA, transB bool, alpha, beta 
 	if b.fail(err) {
 		return
 	}
-	as, bs, cs := F32(a), F32(b2), F32(c)
+	defer b.actFlush()
+	as, bs := b.actIn(a), b.actIn(b2)
+	var cs []float32
+	if beta == 0 {
+		cs = b.actOut(c) // C's old contents are ignored
+	} else {
+		cs = b.actInOut(c) // β·C reads them: a bf16 C's, widened
+	}
 	g := gemm{
 		m: p.M, n: p.N, k: p.K,
 		a: as, lda: p.LDA, transA: transA,

@@ -78,12 +78,14 @@ func BenchmarkMatMul(b *testing.B) {
 	}
 	for _, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) {
-			benchMatMul(b, tc, runtime.NumCPU())
+			benchMatMul(b, tc, runtime.NumCPU(), gpu.Float32)
 		})
 	}
 }
 
-func benchMatMul(b *testing.B, tc mmBench, threads int) {
+// benchMatMul times tc with A and B of the activation dtype act and C of
+// act, or float32 where tc accumulates (beta = 1: a parameter gradient).
+func benchMatMul(b *testing.B, tc mmBench, threads int, act gpu.DType) {
 	be := New(threads)
 	r := testRNG(1)
 	aShape, bShape := []int{tc.m, tc.k}, []int{tc.k, tc.n}
@@ -93,9 +95,13 @@ func benchMatMul(b *testing.B, tc mmBench, threads int) {
 	if tc.transB {
 		bShape = []int{tc.n, tc.k}
 	}
-	A := tensorOf(b, be, randn(r, tc.m*tc.k, 1), aShape...)
-	B := tensorOf(b, be, randn(r, tc.k*tc.n, 1), bShape...)
-	C, err := be.Alloc(gpu.Float32, tc.m, tc.n)
+	A := benchTensor(b, be, act, randn(r, tc.m*tc.k, 1), aShape...)
+	B := benchTensor(b, be, act, randn(r, tc.k*tc.n, 1), bShape...)
+	cType := act
+	if tc.beta != 0 {
+		cType = gpu.Float32
+	}
+	C, err := be.Alloc(cType, tc.m, tc.n)
 	if err != nil {
 		b.Fatal(err)
 	}

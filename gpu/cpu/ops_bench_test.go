@@ -29,6 +29,20 @@ func benchAlloc(tb testing.TB, b *Backend, shape ...int) *gpu.Tensor {
 	return x
 }
 
+// benchTensor allocates a tensor of dtype dt on b holding vals (rounded
+// for bf16).
+func benchTensor(tb testing.TB, b *Backend, dt gpu.DType, vals []float32, shape ...int) *gpu.Tensor {
+	tb.Helper()
+	x, err := b.Alloc(dt, shape...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := b.Upload(x, vals); err != nil {
+		tb.Fatal(err)
+	}
+	return x
+}
+
 // runGBs times f and reports bytes/call as GB/s.
 func runGBs(tb *testing.B, be *Backend, bytes int64, f func()) {
 	f() // warm up
@@ -53,15 +67,22 @@ var lnBenchShapes = []struct {
 
 func BenchmarkLayerNormForward(tb *testing.B) {
 	for _, s := range lnBenchShapes {
-		tb.Run(s.name, func(tb *testing.B) {
-			n, c := s.n, s.c
-			b := New(0)
-			inp, out := benchAlloc(tb, b, n, c), benchAlloc(tb, b, n, c)
-			w, bias := benchAlloc(tb, b, c), benchAlloc(tb, b, c)
-			mean, rstd := benchAlloc(tb, b, n), benchAlloc(tb, b, n)
-			runGBs(tb, b, int64(4*(2*n*c+2*c+2*n)), func() { b.LayerNormForward(out, mean, rstd, inp, w, bias) })
-		})
+		tb.Run(s.name, func(tb *testing.B) { benchLayerNormForward(tb, s.n, s.c, gpu.Float32) })
 	}
+}
+
+// benchLayerNormForward times LayerNormForward on n rows of c with
+// activations of dtype act, reporting the bytes of float32 activations
+// (so that GB/s compare across dtypes as time does).
+func benchLayerNormForward(tb *testing.B, n, c int, act gpu.DType) {
+	b := New(0)
+	f := func(shape ...int) *gpu.Tensor {
+		return benchTensor(tb, b, act, F32(benchAlloc(tb, b, shape...)), shape...)
+	}
+	inp, out := f(n, c), f(n, c)
+	w, bias := f(c), f(c)
+	mean, rstd := benchAlloc(tb, b, n), benchAlloc(tb, b, n)
+	runGBs(tb, b, int64(4*(2*n*c+2*c+2*n)), func() { b.LayerNormForward(out, mean, rstd, inp, w, bias) })
 }
 
 func BenchmarkLayerNormBackward(tb *testing.B) {

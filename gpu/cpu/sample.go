@@ -45,7 +45,8 @@ func (b *Backend) Sample(tokens, logits *gpu.Tensor, s gpu.Sampling, seed uint64
 		return
 	}
 	t := float64(s.Temperature)
-	z, out := F32(logits), I32(tokens)
+	defer b.actFlush()
+	z, out := b.actIn(logits), I32(tokens)
 	b.parallelFor(n, max(1, 32768/v), func(lo, hi int) {
 		var sc *sampleScratch
 		if t > 0 {

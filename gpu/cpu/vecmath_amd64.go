@@ -26,6 +26,7 @@ var vecAVX2 = &vecKernel{
 	dropout: dropoutVecAVX2, adamw: adamWVecAVX2,
 	lnSum: rowSum64AVX2, lnSqDev: rowSqDev64AVX2, lnNorm: lnNormVecAVX2,
 	lnBwdSums: lnBackwardSumsAVX2, lnBwdRow: lnBwdRowVecAVX2,
+	widenBF16: widenBF16VecAVX2, roundBF16: roundBF16VecAVX2,
 }
 
 // geluFwdVecAVX2 is geluFwdGeneric on AVX2+FMA: the assembly takes whole
