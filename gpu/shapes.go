@@ -868,10 +868,13 @@ func (k Checker) LogSoftmaxBackward(logits, lse, entropy, targets, dlogp, dentro
 
 // ---- row gather and scatter ----
 
-// gather validates rows [B,C], seq [B,T,C] and idx Int32 [B].
+// gather validates rows [B,C] and seq [B,T,C] (activation class) and idx
+// Int32 [B].
 func (k Checker) gather(op, rowsName, seqName string, rows, seq, idx *Tensor) (b, t, c int, checks []IndexCheck, err error) {
-	if err := first(k.Tensor(op, rowsName, rows, Float32), k.Tensor(op, seqName, seq, Float32),
-		k.Tensor(op, "idx", idx, Int32)); err != nil {
+	if _, err := k.Act(op, rowsName+" "+seqName, rows, seq); err != nil {
+		return 0, 0, 0, nil, err
+	}
+	if err := k.Tensor(op, "idx", idx, Int32); err != nil {
 		return 0, 0, 0, nil, err
 	}
 	if seq.Rank() != 3 {

@@ -16,7 +16,16 @@ func (b *Backend) GatherRows(out, inp, idx *gpu.Tensor) {
 	if b.failChecked(err, checks) {
 		return
 	}
-	o, x, ix := F32(out), F32(inp), I32(idx)
+	ix := I32(idx)
+	if out.DType() == gpu.BF16 { // a copy: the bits are the values
+		o, x := BF(out), BF(inp)
+		for i := 0; i < nb; i++ {
+			r := (i*nt + int(ix[i])) * nc
+			copy(o[i*nc:(i+1)*nc], x[r:r+nc])
+		}
+		return
+	}
+	o, x := F32(out), F32(inp)
 	for i := 0; i < nb; i++ {
 		r := (i*nt + int(ix[i])) * nc
 		copy(o[i*nc:(i+1)*nc], x[r:r+nc])
@@ -32,7 +41,8 @@ func (b *Backend) ScatterAddRows(dinp, dout, idx *gpu.Tensor) {
 	if b.failChecked(err, checks) {
 		return
 	}
-	d, g, ix := F32(dinp), F32(dout), I32(idx)
+	defer b.actFlush()
+	d, g, ix := b.actInOut(dinp), b.actIn(dout), I32(idx)
 	for i := 0; i < nb; i++ {
 		r := (i*nt + int(ix[i])) * nc
 		dst := d[r : r+nc]
