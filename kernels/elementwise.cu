@@ -5,13 +5,20 @@
 // size (the Go wrappers use 256 threads and min(ceil(n/1024), 4096)
 // blocks); threads stride over the elements (grid-stride loop), so any grid
 // covers any n. When every pointer of the call is 16-byte aligned, threads
-// step over float4s and a scalar loop finishes the last n mod 4 elements;
-// otherwise the whole call is scalar. n is a long long element count.
+// step over 16-byte vectors (4 floats, 8 bf16) and a scalar loop finishes
+// the last elements; otherwise the whole call is scalar. n is a long long
+// element count.
+//
+// The activation-class ops (Add, GELU, Dropout, AddBias, BiasBackward's
+// dout) have a kernel per activation type, _f32 and _bf16, instantiating
+// one template: bf16 elements are widened on load, the math is float32, and
+// each output element is rounded once on store (kernels/act.cuh).
 //
 // Ops that allow an output to be exactly an input (Add, GELU forward and
 // backward, Dropout) do not mark those pointers __restrict__: each element is
 // read before it is written by the same thread, so in place is safe.
 #include "common.cuh"
+#include "act.cuh"
 
 #define IG_EW_BEGIN                                                             \
     const long long ig_tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;  \
@@ -81,22 +88,58 @@ extern "C" __global__ void axpy_f32(float* __restrict__ y, const float* __restri
     }
 }
 
-// add_f32: out[i] = a[i] + b[i]; out may be exactly a or b.
-extern "C" __global__ void add_f32(float* out, const float* a, const float* b, long long n) {
+// ig_ew_map1 sets out[i] = f(x[i], i) and ig_ew_map2 out[i] = f(a[i], b[i], i)
+// for i < n, with the elementwise launch shape: 16-byte vectors of T when
+// every pointer is aligned, one element at a time otherwise. out may be
+// exactly an input.
+template <class T, class F>
+static __device__ __forceinline__ void ig_ew_map1(T* out, const T* x, long long n, F f) {
     IG_EW_BEGIN
-    if (ig_aligned16(out) && ig_aligned16(a) && ig_aligned16(b)) {
-        const long long n4 = n >> 2;
-        float4* o4 = reinterpret_cast<float4*>(out);
-        const float4* a4 = reinterpret_cast<const float4*>(a);
-        const float4* b4 = reinterpret_cast<const float4*>(b);
-        for (long long i = ig_tid; i < n4; i += ig_stride) {
-            const float4 x = a4[i], y = b4[i];
-            o4[i] = make_float4(x.x + y.x, x.y + y.y, x.z + y.z, x.w + y.w);
+    constexpr int VW = IG_VW(T);
+    if (ig_aligned16(out) && ig_aligned16(x)) {
+        const long long nv = n / VW;
+        for (long long i = ig_tid; i < nv; i += ig_stride) {
+            float v[VW];
+            ig_ldv<VW>(x + i * VW, v);
+#pragma unroll
+            for (int k = 0; k < VW; k++) v[k] = f(v[k], i * VW + k);
+            ig_stv<VW>(out + i * VW, v);
         }
-        for (long long i = (n4 << 2) + ig_tid; i < n; i += ig_stride) out[i] = a[i] + b[i];
+        for (long long i = nv * VW + ig_tid; i < n; i += ig_stride) ig_st(out + i, f(ig_ld(x + i), i));
     } else {
-        for (long long i = ig_tid; i < n; i += ig_stride) out[i] = a[i] + b[i];
+        for (long long i = ig_tid; i < n; i += ig_stride) ig_st(out + i, f(ig_ld(x + i), i));
     }
+}
+
+template <class T, class F>
+static __device__ __forceinline__ void ig_ew_map2(T* out, const T* a, const T* b, long long n, F f) {
+    IG_EW_BEGIN
+    constexpr int VW = IG_VW(T);
+    if (ig_aligned16(out) && ig_aligned16(a) && ig_aligned16(b)) {
+        const long long nv = n / VW;
+        for (long long i = ig_tid; i < nv; i += ig_stride) {
+            float u[VW], v[VW];
+            ig_ldv<VW>(a + i * VW, u);
+            ig_ldv<VW>(b + i * VW, v);
+#pragma unroll
+            for (int k = 0; k < VW; k++) u[k] = f(u[k], v[k], i * VW + k);
+            ig_stv<VW>(out + i * VW, u);
+        }
+        for (long long i = nv * VW + ig_tid; i < n; i += ig_stride)
+            ig_st(out + i, f(ig_ld(a + i), ig_ld(b + i), i));
+    } else {
+        for (long long i = ig_tid; i < n; i += ig_stride) ig_st(out + i, f(ig_ld(a + i), ig_ld(b + i), i));
+    }
+}
+
+// add_f32, add_bf16: out[i] = a[i] + b[i]; out may be exactly a or b.
+template <class T>
+static __device__ __forceinline__ void ig_add(T* out, const T* a, const T* b, long long n) {
+    ig_ew_map2(out, a, b, n, [](float x, float y, long long) { return x + y; });
+}
+extern "C" __global__ void add_f32(float* out, const float* a, const float* b, long long n) { ig_add(out, a, b, n); }
+extern "C" __global__ void add_bf16(ig_bf16* out, const ig_bf16* a, const ig_bf16* b, long long n) {
+    ig_add(out, a, b, n);
 }
 
 // lerp_f32: avg[i] += t·(x[i] − avg[i]) (no overlap).
@@ -150,42 +193,30 @@ static __device__ __forceinline__ float ig_gelu_grad(float v, float dy) {
     return (sig + q * (e * sig) * sig) * dy;
 }
 
-// gelu_forward_f32: out[i] = gelu(inp[i]); out may be exactly inp.
+// gelu_forward_f32, gelu_forward_bf16: out[i] = gelu(inp[i]); out may be
+// exactly inp.
+template <class T>
+static __device__ __forceinline__ void ig_gelu_forward(T* out, const T* inp, long long n) {
+    ig_ew_map1(out, inp, n, [](float x, long long) { return ig_gelu(x); });
+}
 extern "C" __global__ void gelu_forward_f32(float* out, const float* inp, long long n) {
-    IG_EW_BEGIN
-    if (ig_aligned16(out) && ig_aligned16(inp)) {
-        const long long n4 = n >> 2;
-        float4* o4 = reinterpret_cast<float4*>(out);
-        const float4* x4 = reinterpret_cast<const float4*>(inp);
-        for (long long i = ig_tid; i < n4; i += ig_stride) {
-            const float4 x = x4[i];
-            o4[i] = make_float4(ig_gelu(x.x), ig_gelu(x.y), ig_gelu(x.z), ig_gelu(x.w));
-        }
-        for (long long i = (n4 << 2) + ig_tid; i < n; i += ig_stride) out[i] = ig_gelu(inp[i]);
-    } else {
-        for (long long i = ig_tid; i < n; i += ig_stride) out[i] = ig_gelu(inp[i]);
-    }
+    ig_gelu_forward(out, inp, n);
+}
+extern "C" __global__ void gelu_forward_bf16(ig_bf16* out, const ig_bf16* inp, long long n) {
+    ig_gelu_forward(out, inp, n);
 }
 
-// gelu_backward_f32: dinp[i] = gelu'(inp[i])·dout[i]; dinp may be exactly
-// dout (never inp).
-extern "C" __global__ void gelu_backward_f32(float* dinp, const float* __restrict__ inp, const float* dout,
-                                             long long n) {
-    IG_EW_BEGIN
-    if (ig_aligned16(dinp) && ig_aligned16(inp) && ig_aligned16(dout)) {
-        const long long n4 = n >> 2;
-        float4* d4 = reinterpret_cast<float4*>(dinp);
-        const float4* x4 = reinterpret_cast<const float4*>(inp);
-        const float4* g4 = reinterpret_cast<const float4*>(dout);
-        for (long long i = ig_tid; i < n4; i += ig_stride) {
-            const float4 x = x4[i], g = g4[i];
-            d4[i] = make_float4(ig_gelu_grad(x.x, g.x), ig_gelu_grad(x.y, g.y), ig_gelu_grad(x.z, g.z),
-                                ig_gelu_grad(x.w, g.w));
-        }
-        for (long long i = (n4 << 2) + ig_tid; i < n; i += ig_stride) dinp[i] = ig_gelu_grad(inp[i], dout[i]);
-    } else {
-        for (long long i = ig_tid; i < n; i += ig_stride) dinp[i] = ig_gelu_grad(inp[i], dout[i]);
-    }
+// gelu_backward_f32, gelu_backward_bf16: dinp[i] = gelu'(inp[i])·dout[i];
+// dinp may be exactly dout (never inp).
+template <class T>
+static __device__ __forceinline__ void ig_gelu_backward(T* dinp, const T* inp, const T* dout, long long n) {
+    ig_ew_map2(dinp, inp, dout, n, [](float x, float dy, long long) { return ig_gelu_grad(x, dy); });
+}
+extern "C" __global__ void gelu_backward_f32(float* dinp, const float* inp, const float* dout, long long n) {
+    ig_gelu_backward(dinp, inp, dout, n);
+}
+extern "C" __global__ void gelu_backward_bf16(ig_bf16* dinp, const ig_bf16* inp, const ig_bf16* dout, long long n) {
+    ig_gelu_backward(dinp, inp, dout, n);
 }
 
 // ---- dropout ----
@@ -200,68 +231,77 @@ static __device__ __forceinline__ float ig_drop(float v, long long i, float p, f
     return ig_uniform(seed, (unsigned long long)i) < p ? 0.0f : v * scale;
 }
 
-// dropout_f32: out[i] = inp[i]·keep_i·scale, for both Dropout and
-// DropoutBackward (the same mask for the same seed). out may be exactly inp.
-// The host handles p = 0 (a copy, or nothing in place).
+// dropout_f32, dropout_bf16: out[i] = inp[i]·keep_i·scale, for both Dropout
+// and DropoutBackward (the same mask for the same seed). out may be exactly
+// inp. The host handles p = 0 (a copy, or nothing in place). In bf16 the
+// product is rounded once: the cpu backend's float32 result, rounded.
+template <class T>
+static __device__ __forceinline__ void ig_dropout(T* out, const T* inp, long long n, float p, float scale,
+                                                  unsigned long long seed) {
+    ig_ew_map1(out, inp, n, [=](float x, long long i) { return ig_drop(x, i, p, scale, seed); });
+}
 extern "C" __global__ void dropout_f32(float* out, const float* inp, long long n, float p, float scale,
                                        unsigned long long seed) {
-    IG_EW_BEGIN
-    if (ig_aligned16(out) && ig_aligned16(inp)) {
-        const long long n4 = n >> 2;
-        float4* o4 = reinterpret_cast<float4*>(out);
-        const float4* x4 = reinterpret_cast<const float4*>(inp);
-        for (long long i = ig_tid; i < n4; i += ig_stride) {
-            const float4 x = x4[i];
-            const long long e = i << 2;
-            o4[i] = make_float4(ig_drop(x.x, e, p, scale, seed), ig_drop(x.y, e + 1, p, scale, seed),
-                                ig_drop(x.z, e + 2, p, scale, seed), ig_drop(x.w, e + 3, p, scale, seed));
-        }
-        for (long long i = (n4 << 2) + ig_tid; i < n; i += ig_stride) out[i] = ig_drop(inp[i], i, p, scale, seed);
-    } else {
-        for (long long i = ig_tid; i < n; i += ig_stride) out[i] = ig_drop(inp[i], i, p, scale, seed);
-    }
+    ig_dropout(out, inp, n, p, scale, seed);
+}
+extern "C" __global__ void dropout_bf16(ig_bf16* out, const ig_bf16* inp, long long n, float p, float scale,
+                                        unsigned long long seed) {
+    ig_dropout(out, inp, n, p, scale, seed);
 }
 
 // ---- bias ----
 
-// add_bias_f32: out[r, c] += bias[c] for rows r < rows, columns c < C.
-// Elementwise launch shape over rows·C elements; float4 when C is a multiple
-// of 4 and both pointers are aligned.
-extern "C" __global__ void add_bias_f32(float* __restrict__ out, const float* __restrict__ bias, long long rows,
-                                        int C) {
+// add_bias_f32, add_bias_bf16: out[r, c] += bias[c] for rows r < rows,
+// columns c < C (in bf16: widened, added, rounded once). Elementwise launch
+// shape over rows·C elements; 16-byte vectors when C is a multiple of the
+// width and both pointers are aligned.
+template <class T>
+static __device__ __forceinline__ void ig_add_bias(T* __restrict__ out, const T* __restrict__ bias, long long rows,
+                                                   int C) {
     IG_EW_BEGIN
+    constexpr int VW = IG_VW(T);
     const long long n = rows * C;
-    if ((C & 3) == 0 && ig_aligned16(out) && ig_aligned16(bias)) {
-        const int C4 = C >> 2;
-        const long long n4 = n >> 2;
-        float4* o4 = reinterpret_cast<float4*>(out);
-        const float4* b4 = reinterpret_cast<const float4*>(bias);
-        for (long long i = ig_tid; i < n4; i += ig_stride) {
-            float4 v = o4[i];
-            const float4 b = b4[(int)(i % C4)];
-            v.x += b.x; v.y += b.y; v.z += b.z; v.w += b.w;
-            o4[i] = v;
+    if (C % VW == 0 && ig_aligned16(out) && ig_aligned16(bias)) {
+        const int Cv = C / VW;
+        const long long nv = n / VW;
+        for (long long i = ig_tid; i < nv; i += ig_stride) {
+            float v[VW], b[VW];
+            ig_ldv<VW>(out + i * VW, v);
+            ig_ldv<VW>(bias + (long long)(i % Cv) * VW, b);
+#pragma unroll
+            for (int k = 0; k < VW; k++) v[k] += b[k];
+            ig_stv<VW>(out + i * VW, v);
         }
     } else {
-        for (long long i = ig_tid; i < n; i += ig_stride) out[i] += bias[(int)(i % C)];
+        for (long long i = ig_tid; i < n; i += ig_stride) ig_st(out + i, ig_ld(out + i) + ig_ld(bias + (int)(i % C)));
     }
+}
+extern "C" __global__ void add_bias_f32(float* __restrict__ out, const float* __restrict__ bias, long long rows,
+                                        int C) {
+    ig_add_bias(out, bias, rows, C);
+}
+extern "C" __global__ void add_bias_bf16(ig_bf16* __restrict__ out, const ig_bf16* __restrict__ bias,
+                                         long long rows, int C) {
+    ig_add_bias(out, bias, rows, C);
 }
 
 // BiasBackward, deterministic in two stages (no atomics):
 //
-// bias_backward_partial: grid (ceil(C / (32·VW)), chunks), block (32, 8):
-// block (x, y) sums rows [y·rowsPerChunk, (y+1)·rowsPerChunk) of the
-// 32·VW-column tile x. Warp w takes every 8th row from w, each lane VW
-// consecutive columns (float4 loads when VW = 4: C a multiple of 4, dout
-// aligned), summing in float; the 8 warps' sums are then added in warp
-// order through shared memory and partial[y·C + c] receives the chunk's
-// sum. bias_backward_finish: one thread per column (any 1-D launch of at
-// least C threads) adds the chunks' partials in chunk order, in double, to
+// bias_backward_partial_f32, bias_backward_partial_bf16 (dout of the
+// activation type, partial float): grid (ceil(C / (32·VW)), chunks), block
+// (32, 8): block (x, y) sums rows [y·rowsPerChunk, (y+1)·rowsPerChunk) of
+// the 32·VW-column tile x. Warp w takes every 8th row from w, each lane VW
+// consecutive columns (VW = 4 floats or 8 bf16 in one 16-byte load when
+// vec: C a multiple of that and dout aligned; VW = 1 otherwise), summing in
+// float; the 8 warps' sums are then added in warp order through shared
+// memory and partial[y·C + c] receives the chunk's sum.
+// bias_backward_finish: one thread per column (any 1-D launch of at least C
+// threads) adds the chunks' partials in chunk order, in double, to
 // dbias[c]. The result depends only on rows, C and rowsPerChunk.
-template <int VW>
-static __device__ __forceinline__ void ig_bias_partial(const float* __restrict__ dout, float* __restrict__ partial,
+template <class T, int VW>
+static __device__ __forceinline__ void ig_bias_partial(const T* __restrict__ dout, float* __restrict__ partial,
                                                        int rows, int C, int rowsPerChunk) {
-    __shared__ float sh[8][32 * 4];
+    __shared__ float sh[8][32 * VW];
     const int lane = threadIdx.x, w = threadIdx.y;
     const int c0 = (blockIdx.x * 32 + lane) * VW;
     const int r0 = blockIdx.y * rowsPerChunk;
@@ -271,13 +311,10 @@ static __device__ __forceinline__ void ig_bias_partial(const float* __restrict__
     for (int k = 0; k < VW; k++) acc[k] = 0.0f;
     if (c0 < C) {
         for (int r = r0 + w; r < r1; r += 8) {
-            const float* row = dout + (long long)r * C + c0;
-            if (VW == 4) {
-                const float4 v = *reinterpret_cast<const float4*>(row);
-                acc[0] += v.x; acc[1] += v.y; acc[2] += v.z; acc[3] += v.w;
-            } else {
-                acc[0] += row[0];
-            }
+            float v[VW];
+            ig_ldv<VW>(dout + (long long)r * C + c0, v);
+#pragma unroll
+            for (int k = 0; k < VW; k++) acc[k] += v[k];
         }
     }
 #pragma unroll
@@ -294,12 +331,20 @@ static __device__ __forceinline__ void ig_bias_partial(const float* __restrict__
     }
 }
 
-extern "C" __global__ void bias_backward_partial(const float* __restrict__ dout, float* __restrict__ partial, int rows,
-                                                 int C, int rowsPerChunk, int vec4) {
-    if (vec4)
-        ig_bias_partial<4>(dout, partial, rows, C, rowsPerChunk);
+extern "C" __global__ void bias_backward_partial_f32(const float* __restrict__ dout, float* __restrict__ partial,
+                                                     int rows, int C, int rowsPerChunk, int vec) {
+    if (vec)
+        ig_bias_partial<float, 4>(dout, partial, rows, C, rowsPerChunk);
     else
-        ig_bias_partial<1>(dout, partial, rows, C, rowsPerChunk);
+        ig_bias_partial<float, 1>(dout, partial, rows, C, rowsPerChunk);
+}
+
+extern "C" __global__ void bias_backward_partial_bf16(const ig_bf16* __restrict__ dout, float* __restrict__ partial,
+                                                      int rows, int C, int rowsPerChunk, int vec) {
+    if (vec)
+        ig_bias_partial<ig_bf16, 8>(dout, partial, rows, C, rowsPerChunk);
+    else
+        ig_bias_partial<ig_bf16, 1>(dout, partial, rows, C, rowsPerChunk);
 }
 
 extern "C" __global__ void bias_backward_finish(float* __restrict__ dbias, const float* __restrict__ partial, int C,

@@ -13,44 +13,31 @@
 // rows in warp order and stores one partial row per block, and
 // layernorm_params_finish adds the blocks' partial rows in block order, in
 // double. Which rows a warp takes depends only on N and the grid.
+//
+// out, inp, weight, bias, dinp and dout are of the activation type (a
+// kernel per type, _f32 and _bf16; kernels/act.cuh): bf16 is widened on
+// load and rounded once on store, dinp += included (widened, added,
+// rounded). mean, rstd, the partial rows and dweight, dbias are float32 in
+// both.
 #include "common.cuh"
+#include "act.cuh"
 
 #define IG_LN_EPS 1e-5
 
-// ig_ln_load reads VW consecutive floats at p (16-byte aligned when VW = 4).
-template <int VW>
-static __device__ __forceinline__ void ig_ln_load(const float* p, float* x) {
-    if (VW == 4) {
-        const float4 v = *reinterpret_cast<const float4*>(p);
-        x[0] = v.x; x[1] = v.y; x[2] = v.z; x[3] = v.w;
-    } else {
-        x[0] = p[0];
-    }
-}
-
-template <int VW>
-static __device__ __forceinline__ void ig_ln_store(float* p, const float* x) {
-    if (VW == 4) {
-        *reinterpret_cast<float4*>(p) = make_float4(x[0], x[1], x[2], x[3]);
-    } else {
-        p[0] = x[0];
-    }
-}
-
-template <int VW>
-static __device__ __forceinline__ void ig_ln_forward(float* __restrict__ out, float* __restrict__ mean,
-                                                     float* __restrict__ rstd, const float* __restrict__ inp,
-                                                     const float* __restrict__ weight,
-                                                     const float* __restrict__ bias, int N, int C) {
+template <class T, int VW>
+static __device__ __forceinline__ void ig_ln_forward(T* __restrict__ out, float* __restrict__ mean,
+                                                     float* __restrict__ rstd, const T* __restrict__ inp,
+                                                     const T* __restrict__ weight, const T* __restrict__ bias,
+                                                     int N, int C) {
     const int lane = threadIdx.x & 31;
     const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (row >= N) return;  // uniform per warp; no block-wide barrier follows
-    const float* x = inp + (long long)row * C;
-    float* o = out + (long long)row * C;
+    const T* x = inp + (long long)row * C;
+    T* o = out + (long long)row * C;
     double s = 0.0;
     for (int c = lane * VW; c < C; c += 32 * VW) {
         float v[VW];
-        ig_ln_load<VW>(x + c, v);
+        ig_ldv<VW>(x + c, v);
 #pragma unroll
         for (int k = 0; k < VW; k++) s += (double)v[k];
     }
@@ -58,7 +45,7 @@ static __device__ __forceinline__ void ig_ln_forward(float* __restrict__ out, fl
     double ss = 0.0;
     for (int c = lane * VW; c < C; c += 32 * VW) {
         float v[VW];
-        ig_ln_load<VW>(x + c, v);
+        ig_ldv<VW>(x + c, v);
 #pragma unroll
         for (int k = 0; k < VW; k++) {
             const double d = (double)v[k] - m;
@@ -69,12 +56,12 @@ static __device__ __forceinline__ void ig_ln_forward(float* __restrict__ out, fl
     const float rsf = (float)rs;
     for (int c = lane * VW; c < C; c += 32 * VW) {
         float v[VW], w[VW], b[VW], r[VW];
-        ig_ln_load<VW>(x + c, v);
-        ig_ln_load<VW>(weight + c, w);
-        ig_ln_load<VW>(bias + c, b);
+        ig_ldv<VW>(x + c, v);
+        ig_ldv<VW>(weight + c, w);
+        ig_ldv<VW>(bias + c, b);
 #pragma unroll
         for (int k = 0; k < VW; k++) r[k] = (float)((double)v[k] - m) * rsf * w[k] + b[k];
-        ig_ln_store<VW>(o + c, r);
+        ig_stv<VW>(o + c, r);
     }
     if (lane == 0) {
         if (mean) mean[row] = (float)m;
@@ -82,26 +69,37 @@ static __device__ __forceinline__ void ig_ln_forward(float* __restrict__ out, fl
     }
 }
 
-// layernorm_forward: out = (inp − mean)·rstd·weight + bias per row of
-// inp [N,C]; mean and rstd [N] may be null.
+// layernorm_forward_f32, layernorm_forward_bf16: out = (inp − mean)·rstd·
+// weight + bias per row of inp [N,C]; mean and rstd [N] (float32) may be
+// null.
 // Launch: grid (ceil(N / W)), blocks of 32·W threads (the wrapper uses
-// W = 8): warp w of block k normalises row k·W + w. vec4: C a multiple of 4
-// and out, inp, weight, bias 16-byte aligned.
-extern "C" __global__ void layernorm_forward(float* __restrict__ out, float* __restrict__ mean,
-                                             float* __restrict__ rstd, const float* __restrict__ inp,
-                                             const float* __restrict__ weight, const float* __restrict__ bias, int N,
-                                             int C, int vec4) {
-    if (vec4)
-        ig_ln_forward<4>(out, mean, rstd, inp, weight, bias, N, C);
+// W = 8): warp w of block k normalises row k·W + w, each lane 16-byte
+// vectors (4 floats, 8 bf16) when vec: C a multiple of that width and out,
+// inp, weight, bias 16-byte aligned.
+extern "C" __global__ void layernorm_forward_f32(float* __restrict__ out, float* __restrict__ mean,
+                                                 float* __restrict__ rstd, const float* __restrict__ inp,
+                                                 const float* __restrict__ weight, const float* __restrict__ bias,
+                                                 int N, int C, int vec) {
+    if (vec)
+        ig_ln_forward<float, 4>(out, mean, rstd, inp, weight, bias, N, C);
     else
-        ig_ln_forward<1>(out, mean, rstd, inp, weight, bias, N, C);
+        ig_ln_forward<float, 1>(out, mean, rstd, inp, weight, bias, N, C);
 }
 
-template <int VW>
-static __device__ __forceinline__ void ig_ln_backward(float* __restrict__ dinp, float* __restrict__ partial,
-                                                      const float* __restrict__ dout, const float* __restrict__ inp,
-                                                      const float* __restrict__ weight,
-                                                      const float* __restrict__ mean,
+extern "C" __global__ void layernorm_forward_bf16(ig_bf16* __restrict__ out, float* __restrict__ mean,
+                                                  float* __restrict__ rstd, const ig_bf16* __restrict__ inp,
+                                                  const ig_bf16* __restrict__ weight,
+                                                  const ig_bf16* __restrict__ bias, int N, int C, int vec) {
+    if (vec)
+        ig_ln_forward<ig_bf16, 8>(out, mean, rstd, inp, weight, bias, N, C);
+    else
+        ig_ln_forward<ig_bf16, 1>(out, mean, rstd, inp, weight, bias, N, C);
+}
+
+template <class T, int VW>
+static __device__ __forceinline__ void ig_ln_backward(T* __restrict__ dinp, float* __restrict__ partial,
+                                                      const T* __restrict__ dout, const T* __restrict__ inp,
+                                                      const T* __restrict__ weight, const float* __restrict__ mean,
                                                       const float* __restrict__ rstd, int N, int C) {
     IG_DYN_SMEM(float, acc);  // [W][2C]: per warp, C dweight then C dbias sums
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, W = blockDim.x >> 5;
@@ -110,17 +108,17 @@ static __device__ __forceinline__ void ig_ln_backward(float* __restrict__ dinp, 
     __syncwarp();
     const float invC = 1.0f / (float)C;
     for (int row = blockIdx.x * W + warp; row < N; row += gridDim.x * W) {
-        const float* x = inp + (long long)row * C;
-        const float* dy = dout + (long long)row * C;
-        float* dx = dinp + (long long)row * C;
+        const T* x = inp + (long long)row * C;
+        const T* dy = dout + (long long)row * C;
+        T* dx = dinp + (long long)row * C;
         const float m = mean[row], rs = rstd[row];
         // dnorm = w·dy; dx = rstd·(dnorm − mean(dnorm) − norm·mean(dnorm·norm)).
         float sumD = 0.0f, sumDN = 0.0f;
         for (int c = lane * VW; c < C; c += 32 * VW) {
             float v[VW], g[VW], w[VW];
-            ig_ln_load<VW>(x + c, v);
-            ig_ln_load<VW>(dy + c, g);
-            ig_ln_load<VW>(weight + c, w);
+            ig_ldv<VW>(x + c, v);
+            ig_ldv<VW>(dy + c, g);
+            ig_ldv<VW>(weight + c, w);
 #pragma unroll
             for (int k = 0; k < VW; k++) {
                 const float a = w[k] * g[k];
@@ -132,12 +130,12 @@ static __device__ __forceinline__ void ig_ln_backward(float* __restrict__ dinp, 
         const float meanDN = ig_warp_sum(sumDN) * invC;
         for (int c = lane * VW; c < C; c += 32 * VW) {
             float v[VW], g[VW], w[VW], d[VW], pw[VW], pb[VW];
-            ig_ln_load<VW>(x + c, v);
-            ig_ln_load<VW>(dy + c, g);
-            ig_ln_load<VW>(weight + c, w);
-            ig_ln_load<VW>(dx + c, d);
-            ig_ln_load<VW>(my + c, pw);
-            ig_ln_load<VW>(my + C + c, pb);
+            ig_ldv<VW>(x + c, v);
+            ig_ldv<VW>(dy + c, g);
+            ig_ldv<VW>(weight + c, w);
+            ig_ldv<VW>(dx + c, d);
+            ig_ldv<VW>(my + c, pw);
+            ig_ldv<VW>(my + C + c, pb);
 #pragma unroll
             for (int k = 0; k < VW; k++) {
                 const float nrm = (v[k] - m) * rs;
@@ -145,9 +143,9 @@ static __device__ __forceinline__ void ig_ln_backward(float* __restrict__ dinp, 
                 pb[k] += g[k];
                 d[k] += (w[k] * g[k] - meanD - nrm * meanDN) * rs;
             }
-            ig_ln_store<VW>(dx + c, d);
-            ig_ln_store<VW>(my + c, pw);
-            ig_ln_store<VW>(my + C + c, pb);
+            ig_stv<VW>(dx + c, d);
+            ig_stv<VW>(my + c, pw);
+            ig_stv<VW>(my + C + c, pb);
         }
     }
     __syncthreads();
@@ -158,22 +156,36 @@ static __device__ __forceinline__ void ig_ln_backward(float* __restrict__ dinp, 
     }
 }
 
-// layernorm_backward: dinp += the input gradient of every row of inp [N,C];
-// partial [gridDim.x, 2C] receives each block's column sums of norm·dout
-// (for dweight) and dout (for dbias), which layernorm_params_finish adds.
+// layernorm_backward_f32, layernorm_backward_bf16: dinp += the input
+// gradient of every row of inp [N,C]; partial [gridDim.x, 2C] (float)
+// receives each block's column sums of norm·dout (for dweight) and dout
+// (for dbias), which layernorm_params_finish adds.
 // Launch: grid (G), blocks of 32·W threads, dynamic shared memory
 // W·2C·4 bytes (the wrapper picks W ≤ 8 with that at most 48 KiB, and
 // G = min(ceil(N/W), 512): both from N and C alone); warp w of block k takes
 // rows k·W + w, then every G·W-th.
-// vec4: C a multiple of 4 and dinp, dout, inp, weight 16-byte aligned.
-extern "C" __global__ void layernorm_backward(float* __restrict__ dinp, float* __restrict__ partial,
-                                              const float* __restrict__ dout, const float* __restrict__ inp,
-                                              const float* __restrict__ weight, const float* __restrict__ mean,
-                                              const float* __restrict__ rstd, int N, int C, int vec4) {
-    if (vec4)
-        ig_ln_backward<4>(dinp, partial, dout, inp, weight, mean, rstd, N, C);
+// vec: 16-byte vectors (4 floats, 8 bf16; the shared sums then as two
+// float4s): C a multiple of that width and dinp, dout, inp, weight 16-byte
+// aligned.
+extern "C" __global__ void layernorm_backward_f32(float* __restrict__ dinp, float* __restrict__ partial,
+                                                  const float* __restrict__ dout, const float* __restrict__ inp,
+                                                  const float* __restrict__ weight, const float* __restrict__ mean,
+                                                  const float* __restrict__ rstd, int N, int C, int vec) {
+    if (vec)
+        ig_ln_backward<float, 4>(dinp, partial, dout, inp, weight, mean, rstd, N, C);
     else
-        ig_ln_backward<1>(dinp, partial, dout, inp, weight, mean, rstd, N, C);
+        ig_ln_backward<float, 1>(dinp, partial, dout, inp, weight, mean, rstd, N, C);
+}
+
+extern "C" __global__ void layernorm_backward_bf16(ig_bf16* __restrict__ dinp, float* __restrict__ partial,
+                                                   const ig_bf16* __restrict__ dout, const ig_bf16* __restrict__ inp,
+                                                   const ig_bf16* __restrict__ weight,
+                                                   const float* __restrict__ mean, const float* __restrict__ rstd,
+                                                   int N, int C, int vec) {
+    if (vec)
+        ig_ln_backward<ig_bf16, 8>(dinp, partial, dout, inp, weight, mean, rstd, N, C);
+    else
+        ig_ln_backward<ig_bf16, 1>(dinp, partial, dout, inp, weight, mean, rstd, N, C);
 }
 
 // layernorm_params_finish: dweight[c] += Σ_k partial[k, c] and

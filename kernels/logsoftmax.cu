@@ -10,10 +10,17 @@
 // then the warps in order. The entropy is log s − w/s and the target's
 // log-probability (z_t − m) − log s, so large logits do not cancel.
 //
-// Loads are float4 where the row allows: each row starts with a scalar head
-// up to its first 16-byte boundary, then float4s, then a scalar tail (rows
-// of V = 50257 logits are aligned differently row to row).
+// The logits are of the activation type, a kernel per type (_f32, _bf16;
+// kernels/act.cuh): bf16 logits are widened on load and the gradient
+// written over them is rounded once per element; lse, logp, entropy and the
+// per-row inputs of the backward pass are float32 in both.
+//
+// Loads are 16-byte vectors (4 floats, 8 bf16) where the row allows: each
+// row starts with a scalar head up to its first 16-byte boundary, then
+// vectors, then a scalar tail (rows of V = 50257 logits are aligned
+// differently row to row).
 #include "common.cuh"
+#include "act.cuh"
 
 #define IG_LSM_FLOOR (-80.0f)
 
@@ -66,48 +73,36 @@ static __device__ __forceinline__ IgLsm ig_lsm_shfl(IgLsm a, int o) {
     return b;
 }
 
-// ig_lsm_head is the number of scalar elements before the first 16-byte
-// boundary of p (at most n).
-static __device__ __forceinline__ int ig_lsm_head(const float* p, int n) {
-    const int mis = (int)((reinterpret_cast<unsigned long long>(p) >> 2) & 3ull);
-    const int head = (4 - mis) & 3;
-    return head < n ? head : n;
-}
-
-// logsoftmax_forward: per row i of logits [N,V]: lse[i], entropy[i] (entropy
-// may be null) and logp[i] = log softmax(row)[targets[i]], 0 when
-// targets[i] < 0.
+// logsoftmax_forward_f32, logsoftmax_forward_bf16: per row i of logits
+// [N,V]: lse[i], entropy[i] (entropy may be null) and logp[i] =
+// log softmax(row)[targets[i]], 0 when targets[i] < 0.
 // Launch: grid (N), 1-D blocks of a multiple of 32 threads, at most 1024
 // (the wrapper uses 256); block i reduces row i. A target ≥ V is an error
 // found by the check the wrapper queues first: nothing is written then.
-extern "C" __global__ void __launch_bounds__(1024) logsoftmax_forward(float* __restrict__ logp,
-                                                                      float* __restrict__ entropy,
-                                                                      float* __restrict__ lse,
-                                                                      const float* __restrict__ logits,
-                                                                      const int* __restrict__ targets, int N,
-                                                                      int V, const int* flag) {
+template <class T>
+static __device__ __forceinline__ void ig_lsm_forward(float* __restrict__ logp, float* __restrict__ entropy,
+                                                      float* __restrict__ lse, const T* __restrict__ logits,
+                                                      const int* __restrict__ targets, int N, int V) {
+    constexpr int VW = IG_VW(T);
     __shared__ IgLsm sh[32];
-    if (ig_failed(flag)) return;
     const int row = blockIdx.x;
     if (row >= N) return;
-    const float* z = logits + (long long)row * V;
+    const T* z = logits + (long long)row * V;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nt = blockDim.x;
     IgLsm st;
     st.m = -3.402823466e38f;  // the lowest float: z − m stays −Inf (not NaN) for −Inf logits
     st.s = 0.0f;
     st.w = 0.0f;
-    const int head = ig_lsm_head(z, V);
-    const int n4 = (V - head) >> 2;
-    if (tid < head) ig_lsm_add(st, z[tid]);
-    const float4* z4 = reinterpret_cast<const float4*>(z + head);
-    for (int i = tid; i < n4; i += nt) {
-        const float4 v = z4[i];
-        ig_lsm_add(st, v.x);
-        ig_lsm_add(st, v.y);
-        ig_lsm_add(st, v.z);
-        ig_lsm_add(st, v.w);
+    const int head = ig_head16(z, V);
+    const int nv = (V - head) / VW;
+    if (tid < head) ig_lsm_add(st, ig_ld(z + tid));
+    for (int i = tid; i < nv; i += nt) {
+        float v[VW];
+        ig_ldv<VW>(z + head + i * VW, v);
+#pragma unroll
+        for (int k = 0; k < VW; k++) ig_lsm_add(st, v[k]);
     }
-    for (int j = head + (n4 << 2) + tid; j < V; j += nt) ig_lsm_add(st, z[j]);
+    for (int j = head + nv * VW + tid; j < V; j += nt) ig_lsm_add(st, ig_ld(z + j));
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) st = ig_lsm_merge(st, ig_lsm_shfl(st, o));
     if (lane == 0) sh[warp] = st;
@@ -119,17 +114,37 @@ extern "C" __global__ void __launch_bounds__(1024) logsoftmax_forward(float* __r
         lse[row] = r.m + logS;
         if (entropy) entropy[row] = logS - r.w / r.s;
         const int t = targets[row];
-        logp[row] = (t >= 0 && t < V) ? (z[t] - r.m) - logS : 0.0f;
+        logp[row] = (t >= 0 && t < V) ? (ig_ld(z + t) - r.m) - logS : 0.0f;
     }
 }
 
-// logsoftmax_backward: overwrites each row of logits [N,V] with
-// dlogp·∂logp/∂z + dentropy·∂H/∂z:
+extern "C" __global__ void __launch_bounds__(1024) logsoftmax_forward_f32(float* __restrict__ logp,
+                                                                          float* __restrict__ entropy,
+                                                                          float* __restrict__ lse,
+                                                                          const float* __restrict__ logits,
+                                                                          const int* __restrict__ targets, int N,
+                                                                          int V, const int* flag) {
+    if (ig_failed(flag)) return;
+    ig_lsm_forward(logp, entropy, lse, logits, targets, N, V);
+}
+
+extern "C" __global__ void __launch_bounds__(1024) logsoftmax_forward_bf16(float* __restrict__ logp,
+                                                                           float* __restrict__ entropy,
+                                                                           float* __restrict__ lse,
+                                                                           const ig_bf16* __restrict__ logits,
+                                                                           const int* __restrict__ targets, int N,
+                                                                           int V, const int* flag) {
+    if (ig_failed(flag)) return;
+    ig_lsm_forward(logp, entropy, lse, logits, targets, N, V);
+}
+
+// logsoftmax_backward_f32, logsoftmax_backward_bf16: overwrites each row of
+// logits [N,V] with dlogp·∂logp/∂z + dentropy·∂H/∂z:
 // z_j ← −p_j·(g + de·(log p_j + h)) + g·[j = t], p_j = exp(z_j − lse),
 // g = dlogp[i] (0 when targets[i] < 0), de = dentropy[i] and h = entropy[i]
 // (0 and unused when dentropy is null).
 // Launch: grid (N), 1-D blocks of any size (the wrapper uses 256); block i
-// rewrites row i, float4 where aligned as in the forward pass.
+// rewrites row i, in vectors where aligned as in the forward pass.
 static __device__ __forceinline__ float ig_lsm_grad(float z, int j, float lse, float g, float de, float c, int t) {
     float r;
     if (de == 0.0f) {
@@ -142,14 +157,15 @@ static __device__ __forceinline__ float ig_lsm_grad(float z, int j, float lse, f
     return j == t ? r + g : r;
 }
 
-extern "C" __global__ void logsoftmax_backward(float* __restrict__ logits, const float* __restrict__ lse,
-                                               const float* __restrict__ entropy, const int* __restrict__ targets,
-                                               const float* __restrict__ dlogp, const float* __restrict__ dentropy,
-                                               int N, int V, const int* flag) {
-    if (ig_failed(flag)) return;
+template <class T>
+static __device__ __forceinline__ void ig_lsm_backward(T* __restrict__ logits, const float* __restrict__ lse,
+                                                       const float* __restrict__ entropy,
+                                                       const int* __restrict__ targets, const float* __restrict__ dlogp,
+                                                       const float* __restrict__ dentropy, int N, int V) {
+    constexpr int VW = IG_VW(T);
     const int row = blockIdx.x;
     if (row >= N) return;
-    float* z = logits + (long long)row * V;
+    T* z = logits + (long long)row * V;
     const int tid = threadIdx.x, nt = blockDim.x;
     const int t = targets[row];
     const float g = t >= 0 ? dlogp[row] : 0.0f;
@@ -157,18 +173,33 @@ extern "C" __global__ void logsoftmax_backward(float* __restrict__ logits, const
     const float h = dentropy ? entropy[row] : 0.0f;
     const float c = g + de * h;
     const float L = lse[row];
-    const int head = ig_lsm_head(z, V);
-    const int n4 = (V - head) >> 2;
-    if (tid < head) z[tid] = ig_lsm_grad(z[tid], tid, L, g, de, c, t);
-    float4* z4 = reinterpret_cast<float4*>(z + head);
-    for (int i = tid; i < n4; i += nt) {
-        float4 v = z4[i];
-        const int j = head + (i << 2);
-        v.x = ig_lsm_grad(v.x, j, L, g, de, c, t);
-        v.y = ig_lsm_grad(v.y, j + 1, L, g, de, c, t);
-        v.z = ig_lsm_grad(v.z, j + 2, L, g, de, c, t);
-        v.w = ig_lsm_grad(v.w, j + 3, L, g, de, c, t);
-        z4[i] = v;
+    const int head = ig_head16(z, V);
+    const int nv = (V - head) / VW;
+    if (tid < head) ig_st(z + tid, ig_lsm_grad(ig_ld(z + tid), tid, L, g, de, c, t));
+    for (int i = tid; i < nv; i += nt) {
+        const int j = head + i * VW;
+        float v[VW];
+        ig_ldv<VW>(z + j, v);
+#pragma unroll
+        for (int k = 0; k < VW; k++) v[k] = ig_lsm_grad(v[k], j + k, L, g, de, c, t);
+        ig_stv<VW>(z + j, v);
     }
-    for (int j = head + (n4 << 2) + tid; j < V; j += nt) z[j] = ig_lsm_grad(z[j], j, L, g, de, c, t);
+    for (int j = head + nv * VW + tid; j < V; j += nt) ig_st(z + j, ig_lsm_grad(ig_ld(z + j), j, L, g, de, c, t));
+}
+
+extern "C" __global__ void logsoftmax_backward_f32(float* __restrict__ logits, const float* __restrict__ lse,
+                                                   const float* __restrict__ entropy, const int* __restrict__ targets,
+                                                   const float* __restrict__ dlogp, const float* __restrict__ dentropy,
+                                                   int N, int V, const int* flag) {
+    if (ig_failed(flag)) return;
+    ig_lsm_backward(logits, lse, entropy, targets, dlogp, dentropy, N, V);
+}
+
+extern "C" __global__ void logsoftmax_backward_bf16(ig_bf16* __restrict__ logits, const float* __restrict__ lse,
+                                                    const float* __restrict__ entropy,
+                                                    const int* __restrict__ targets, const float* __restrict__ dlogp,
+                                                    const float* __restrict__ dentropy, int N, int V,
+                                                    const int* flag) {
+    if (ig_failed(flag)) return;
+    ig_lsm_backward(logits, lse, entropy, targets, dlogp, dentropy, N, V);
 }

@@ -40,7 +40,12 @@
 // wrapper uses 512): block x samples row rowBase + x of logits [N,V] (rows
 // past N do nothing), so a large batch can go in several launches; wbuf
 // holds gridDim.x·V doubles (unused when greedy).
+//
+// The logits are of the activation type, a kernel per type (sample_rows_f32,
+// sample_rows_bf16; kernels/act.cuh): bf16 logits are widened exactly on
+// load, so a bf16 row samples as the float32 row of the same values.
 #include "common.cuh"
+#include "act.cuh"
 
 struct IgSampleShared {
     int hist[256];
@@ -143,22 +148,22 @@ static __device__ __forceinline__ int ig_block_max_i(int v, int* sh) {
     return -ig_block_min_i(-v, sh);
 }
 
-extern "C" __global__ void __launch_bounds__(512, 1) sample_rows(int* __restrict__ tokens,
-                                                              const float* __restrict__ logits,
-                                                              double* __restrict__ wbuf, int rowBase, int N, int V,
-                                                              float temperature, int topk, float topp,
-                                                              unsigned long long seed, int code, int* flag) {
+template <class T>
+static __device__ __forceinline__ void ig_sample_rows(int* __restrict__ tokens, const T* __restrict__ logits,
+                                                      double* __restrict__ wbuf, int rowBase, int N, int V,
+                                                      float temperature, int topk, float topp,
+                                                      unsigned long long seed, int code, int* flag) {
     __shared__ IgSampleShared sh;
     const int row = rowBase + blockIdx.x;
     if (row >= N) return;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nt = blockDim.x, nw = nt >> 5;
-    const float* z = logits + (long long)row * V;
+    const T* z = logits + (long long)row * V;
 
     // 1. The largest logit (lowest id on ties), validity, the finite count.
     float m = -INFINITY;
     int best = 0x7fffffff, bad = 0, finite = 0;
     for (int j = tid; j < V; j += nt) {
-        const float x = z[j];
+        const float x = ig_ld(z + j);
         if (x != x || x == INFINITY) bad = 1;
         else if (x > m) { m = x; best = j; }  // j ascends per thread: the first max is the lowest id
         if (x > -INFINITY && x == x) finite++;
@@ -215,7 +220,7 @@ extern "C" __global__ void __launch_bounds__(512, 1) sample_rows(int* __restrict
             for (int i = tid; i < 256; i += nt) sh.hist[i] = 0;
             __syncthreads();
             for (int j = tid; j < V; j += nt) {
-                const float x = z[j];
+                const float x = ig_ld(z + j);
                 if (x == -INFINITY) continue;
                 const unsigned key = ig_ord(x);
                 if ((key & pmask) == prefix) atomicAdd(&sh.hist[(key >> shift) & 255u], 1);
@@ -240,7 +245,7 @@ extern "C" __global__ void __launch_bounds__(512, 1) sample_rows(int* __restrict
         needTies = remaining;
         int ties = 0;
         for (int j = c0; j < c1; j++) {
-            const float x = z[j];
+            const float x = ig_ld(z + j);
             if (x != -INFINITY && ig_ord(x) == kth) ties++;
         }
         int unused;
@@ -255,7 +260,7 @@ extern "C" __global__ void __launch_bounds__(512, 1) sample_rows(int* __restrict
     {
         int rank = tieBase;
         for (int j = c0; j < c1; j++) {
-            const float x = z[j];
+            const float x = ig_ld(z + j);
             bool cand = x != -INFINITY;
             if (cand && useK) {
                 const unsigned key = ig_ord(x);
@@ -390,4 +395,20 @@ extern "C" __global__ void __launch_bounds__(512, 1) sample_rows(int* __restrict
     } else if (tid == walker) {
         tokens[row] = choice;
     }
+}
+
+extern "C" __global__ void __launch_bounds__(512, 1) sample_rows_f32(int* __restrict__ tokens,
+                                                                  const float* __restrict__ logits,
+                                                                  double* __restrict__ wbuf, int rowBase, int N, int V,
+                                                                  float temperature, int topk, float topp,
+                                                                  unsigned long long seed, int code, int* flag) {
+    ig_sample_rows(tokens, logits, wbuf, rowBase, N, V, temperature, topk, topp, seed, code, flag);
+}
+
+extern "C" __global__ void __launch_bounds__(512, 1) sample_rows_bf16(int* __restrict__ tokens,
+                                                                   const ig_bf16* __restrict__ logits,
+                                                                   double* __restrict__ wbuf, int rowBase, int N,
+                                                                   int V, float temperature, int topk, float topp,
+                                                                   unsigned long long seed, int code, int* flag) {
+    ig_sample_rows(tokens, logits, wbuf, rowBase, N, V, temperature, topk, topp, seed, code, flag);
 }

@@ -7,7 +7,13 @@ import "github.com/instructgo/instructgo/gpu"
 // bf16Ops are the ops whose kernels run with a bf16 activation dtype; the
 // Checker refuses bf16 activations for the others, with a message that
 // says so, until their kernels have it.
-var bf16Ops = map[string]bool{"copy": true}
+var bf16Ops = map[string]bool{
+	"copy": true, "add": true, "add bias": true, "bias backward": true,
+	"gelu forward": true, "gelu backward": true, "dropout": true, "dropout backward": true,
+	"embedding forward": true, "embedding backward": true,
+	"layernorm forward": true, "layernorm backward": true,
+	"log-softmax forward": true, "log-softmax backward": true, "sample": true,
+}
 
 // newChecker is the shared gpu.Checker of a cuda backend whose storages
 // owns recognises.

@@ -76,7 +76,8 @@ func (b *Backend) Add(out, a, c *gpu.Tensor) {
 		return
 	}
 	n := out.Len()
-	b.launch("add_f32", ewGrid(n, ewThreads), block1(ewThreads), 0, b.ptr(out), b.ptr(a), b.ptr(c), int64(n))
+	b.launch(byAct(out.DType(), "add_f32", "add_bf16"), ewGrid(n, ewThreads), block1(ewThreads), 0,
+		b.ptr(out), b.ptr(a), b.ptr(c), int64(n))
 }
 
 // Lerp implements gpu.Backend.
@@ -137,7 +138,8 @@ func (b *Backend) AddBias(out, bias *gpu.Tensor) {
 	if b.fail(err) || b.fail(fitsInt32("add bias", c)) || n == 0 || c == 0 {
 		return
 	}
-	b.launch("add_bias_f32", ewGrid(n*c, ewThreads), block1(ewThreads), 0, b.ptr(out), b.ptr(bias), int64(n), i32(c))
+	b.launch(byAct(out.DType(), "add_bias_f32", "add_bias_bf16"), ewGrid(n*c, ewThreads), block1(ewThreads), 0,
+		b.ptr(out), b.ptr(bias), int64(n), i32(c))
 }
 
 // biasChunks splits n rows into the row chunks of bias_backward_partial:
@@ -151,7 +153,8 @@ func biasChunks(n int) (chunks, rowsPerChunk int) {
 }
 
 // BiasBackward implements gpu.Backend: column sums per chunk of rows
-// (float), then the chunks in order in double; deterministic, no atomics.
+// (float, from dout of either activation dtype), then the chunks in order
+// in double; deterministic, no atomics.
 func (b *Backend) BiasBackward(dbias, dout *gpu.Tensor) {
 	if b.err != nil {
 		return
@@ -160,10 +163,11 @@ func (b *Backend) BiasBackward(dbias, dout *gpu.Tensor) {
 	if b.fail(err) || b.fail(fitsInt32("bias backward", n, c, 512*c)) || n == 0 || c == 0 {
 		return
 	}
-	vec4 := c%4 == 0 && b.aligned16(dout)
-	vw := 1
-	if vec4 {
-		vw = 4
+	act := dout.DType()
+	vw := vecWidth(act)
+	vec := c%vw == 0 && b.aligned16(dout)
+	if !vec {
+		vw = 1
 	}
 	chunks, rows := biasChunks(n)
 	partial := b.scratch(4 * chunks * c)
@@ -171,8 +175,8 @@ func (b *Backend) BiasBackward(dbias, dout *gpu.Tensor) {
 		return
 	}
 	tiles := (c + 32*vw - 1) / (32 * vw)
-	b.launch("bias_backward_partial", [3]int{tiles, chunks, 1}, [3]int{32, 8, 1}, 0,
-		b.ptr(dout), partial, i32(n), i32(c), i32(rows), bool32(vec4))
+	b.launch(byAct(act, "bias_backward_partial_f32", "bias_backward_partial_bf16"), [3]int{tiles, chunks, 1}, [3]int{32, 8, 1}, 0,
+		b.ptr(dout), partial, i32(n), i32(c), i32(rows), bool32(vec))
 	b.launch("bias_backward_finish", grid1((c+255)/256), block1(256), 0, b.ptr(dbias), partial, i32(c), i32(chunks))
 }
 
@@ -182,7 +186,8 @@ func (b *Backend) GeluForward(out, inp *gpu.Tensor) {
 		return
 	}
 	n := out.Len()
-	b.launch("gelu_forward_f32", ewGrid(n, ewThreads), block1(ewThreads), 0, b.ptr(out), b.ptr(inp), int64(n))
+	b.launch(byAct(out.DType(), "gelu_forward_f32", "gelu_forward_bf16"), ewGrid(n, ewThreads), block1(ewThreads), 0,
+		b.ptr(out), b.ptr(inp), int64(n))
 }
 
 // GeluBackward implements gpu.Backend; dinp may be exactly dout.
@@ -191,26 +196,30 @@ func (b *Backend) GeluBackward(dinp, inp, dout *gpu.Tensor) {
 		return
 	}
 	n := dinp.Len()
-	b.launch("gelu_backward_f32", ewGrid(n, ewThreads), block1(ewThreads), 0, b.ptr(dinp), b.ptr(inp), b.ptr(dout), int64(n))
+	b.launch(byAct(dinp.DType(), "gelu_backward_f32", "gelu_backward_bf16"), ewGrid(n, ewThreads), block1(ewThreads), 0,
+		b.ptr(dinp), b.ptr(inp), b.ptr(dout), int64(n))
 }
 
 // dropout runs Dropout and DropoutBackward: out = inp·keep/(1−p) with the
 // mask of gpu.DropoutUniform(seed, i), bit for bit the cpu backend's (the
-// float32 scale is computed here exactly as the cpu does). p = 0 copies
-// (nothing when out is inp).
+// float32 scale is computed here exactly as the cpu does; in bf16 the
+// product is rounded once). p = 0 copies (nothing when out is inp).
 func (b *Backend) dropout(out, inp *gpu.Tensor, p float32, seed uint64) {
 	n := out.Len()
 	if n == 0 {
 		return
 	}
+	act := out.DType()
 	if p == 0 {
 		if !gpu.SameElems(out, inp) {
-			b.launch("copy_f32", ewGrid(n, ewThreads), block1(ewThreads), 0, b.ptr(out), b.ptr(inp), int64(n))
+			b.launch(byAct(act, "copy_f32", "copy_bf16"), ewGrid(n, ewThreads), block1(ewThreads), 0,
+				b.ptr(out), b.ptr(inp), int64(n))
 		}
 		return
 	}
 	scale := 1 / (1 - p)
-	b.launch("dropout_f32", ewGrid(n, ewThreads), block1(ewThreads), 0, b.ptr(out), b.ptr(inp), int64(n), p, scale, seed)
+	b.launch(byAct(act, "dropout_f32", "dropout_bf16"), ewGrid(n, ewThreads), block1(ewThreads), 0,
+		b.ptr(out), b.ptr(inp), int64(n), p, scale, seed)
 }
 
 // Dropout implements gpu.Backend; out may be exactly inp.

@@ -27,10 +27,11 @@ func (b *Backend) EmbeddingForward(out, tokens, positions, wte, wpe *gpu.Tensor)
 	if !b.runChecks(checks) {
 		return
 	}
-	vec4 := d.C%4 == 0 && b.aligned16(out, wte, wpe)
-	b.launch("embedding_forward", grid1(d.B*d.T), block1(embedThreads), 0,
+	act := out.DType()
+	vec := d.C%vecWidth(act) == 0 && b.aligned16(out, wte, wpe)
+	b.launch(byAct(act, "embedding_forward_f32", "embedding_forward_bf16"), grid1(d.B*d.T), block1(embedThreads), 0,
 		b.ptr(out), b.ptr(tokens), b.ptr(positions), b.ptr(wte), b.ptr(wpe),
-		i32(d.B*d.T), i32(d.T), i32(d.C), i32(d.V), i32(d.MaxT), bool32(vec4), b.flagPtr())
+		i32(d.B*d.T), i32(d.T), i32(d.C), i32(d.V), i32(d.MaxT), bool32(vec), b.flagPtr())
 }
 
 // scatterRows is the number of table rows each block of
@@ -53,21 +54,25 @@ func (b *Backend) EmbeddingBackward(dwte, dwpe, dout, tokens, positions *gpu.Ten
 	}
 	n := d.B * d.T
 	flag := b.flagPtr()
+	act := dout.DType()
+	scatter := byAct(act, "embedding_scatter_f32", "embedding_scatter_bf16")
+	vw := vecWidth(act)
 	if dwte != nil {
 		r := scatterRows(d.V)
-		vec4 := d.C%4 == 0 && b.aligned16(dwte, dout)
-		b.launch("embedding_scatter", grid1((d.V+r-1)/r), block1(embedThreads), 0,
-			b.ptr(dwte), b.ptr(dout), b.ptr(tokens), i32(n), i32(d.C), i32(d.V), i32(r), bool32(vec4), flag)
+		vec := d.C%vw == 0 && b.aligned16(dwte, dout)
+		b.launch(scatter, grid1((d.V+r-1)/r), block1(embedThreads), 0,
+			b.ptr(dwte), b.ptr(dout), b.ptr(tokens), i32(n), i32(d.C), i32(d.V), i32(r), bool32(vec), flag)
 	}
 	if dwpe != nil {
-		vec4 := d.C%4 == 0 && b.aligned16(dwpe, dout)
+		vec := d.C%vw == 0 && b.aligned16(dwpe, dout)
 		if positions == nil {
-			b.launch("embedding_positions_backward", grid1(d.T), block1(embedThreads), 0,
-				b.ptr(dwpe), b.ptr(dout), i32(d.B), i32(d.T), i32(d.C), bool32(vec4), flag)
+			b.launch(byAct(act, "embedding_positions_backward_f32", "embedding_positions_backward_bf16"),
+				grid1(d.T), block1(embedThreads), 0,
+				b.ptr(dwpe), b.ptr(dout), i32(d.B), i32(d.T), i32(d.C), bool32(vec), flag)
 		} else {
 			r := scatterRows(d.MaxT)
-			b.launch("embedding_scatter", grid1((d.MaxT+r-1)/r), block1(embedThreads), 0,
-				b.ptr(dwpe), b.ptr(dout), b.ptr(positions), i32(n), i32(d.C), i32(d.MaxT), i32(r), bool32(vec4), flag)
+			b.launch(scatter, grid1((d.MaxT+r-1)/r), block1(embedThreads), 0,
+				b.ptr(dwpe), b.ptr(dout), b.ptr(positions), i32(n), i32(d.C), i32(d.MaxT), i32(r), bool32(vec), flag)
 		}
 	}
 }

@@ -22,9 +22,10 @@ func (b *Backend) LayerNormForward(out, mean, rstd, inp, weight, bias *gpu.Tenso
 	if b.fail(err) || b.fail(fitsInt32("layernorm forward", n, c)) || n == 0 || c == 0 {
 		return
 	}
-	vec4 := c%4 == 0 && b.aligned16(out, inp, weight, bias)
-	b.launch("layernorm_forward", grid1((n+lnWarps-1)/lnWarps), block1(32*lnWarps), 0,
-		b.ptr(out), b.ptr(mean), b.ptr(rstd), b.ptr(inp), b.ptr(weight), b.ptr(bias), i32(n), i32(c), bool32(vec4))
+	act := inp.DType()
+	vec := c%vecWidth(act) == 0 && b.aligned16(out, inp, weight, bias)
+	b.launch(byAct(act, "layernorm_forward_f32", "layernorm_forward_bf16"), grid1((n+lnWarps-1)/lnWarps), block1(32*lnWarps), 0,
+		b.ptr(out), b.ptr(mean), b.ptr(rstd), b.ptr(inp), b.ptr(weight), b.ptr(bias), i32(n), i32(c), bool32(vec))
 }
 
 // lnBackwardShape returns the warps per block (each needs 2C floats of
@@ -58,9 +59,10 @@ func (b *Backend) LayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mea
 	if b.err != nil {
 		return
 	}
-	vec4 := c%4 == 0 && b.aligned16(dinp, dout, inp, weight)
-	b.launch("layernorm_backward", grid1(blocks), block1(32*warps), warps*2*c*4,
-		b.ptr(dinp), partial, b.ptr(dout), b.ptr(inp), b.ptr(weight), b.ptr(mean), b.ptr(rstd), i32(n), i32(c), bool32(vec4))
+	act := inp.DType()
+	vec := c%vecWidth(act) == 0 && b.aligned16(dinp, dout, inp, weight)
+	b.launch(byAct(act, "layernorm_backward_f32", "layernorm_backward_bf16"), grid1(blocks), block1(32*warps), warps*2*c*4,
+		b.ptr(dinp), partial, b.ptr(dout), b.ptr(inp), b.ptr(weight), b.ptr(mean), b.ptr(rstd), i32(n), i32(c), bool32(vec))
 	b.launch("layernorm_params_finish", grid1((2*c+255)/256), block1(256), 0,
 		b.ptr(dweight), b.ptr(dbias), partial, i32(c), i32(blocks))
 }

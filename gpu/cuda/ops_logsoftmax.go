@@ -23,7 +23,7 @@ func (b *Backend) LogSoftmaxForward(logp, entropy, lse, logits, targets *gpu.Ten
 	if b.fail(err) || n == 0 || b.fail(fitsInt32(op, n, v)) || !b.runChecks(checks) {
 		return
 	}
-	b.launch("logsoftmax_forward", grid1(n), block1(lsmThreads), 0,
+	b.launch(byAct(logits.DType(), "logsoftmax_forward_f32", "logsoftmax_forward_bf16"), grid1(n), block1(lsmThreads), 0,
 		b.ptr(logp), b.ptr(entropy), b.ptr(lse), b.ptr(logits), b.ptr(targets), i32(n), i32(v), b.flagPtr())
 }
 
@@ -40,6 +40,6 @@ func (b *Backend) LogSoftmaxBackward(logits, lse, entropy, targets, dlogp, dentr
 	if dentropy == nil {
 		entropy = nil // unused without dentropy
 	}
-	b.launch("logsoftmax_backward", grid1(n), block1(lsmThreads), 0,
+	b.launch(byAct(logits.DType(), "logsoftmax_backward_f32", "logsoftmax_backward_bf16"), grid1(n), block1(lsmThreads), 0,
 		b.ptr(logits), b.ptr(lse), b.ptr(entropy), b.ptr(targets), b.ptr(dlogp), b.ptr(dentropy), i32(n), i32(v), b.flagPtr())
 }

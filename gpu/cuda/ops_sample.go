@@ -41,8 +41,9 @@ func (b *Backend) Sample(tokens, logits *gpu.Tensor, s gpu.Sampling, seed uint64
 	if b.err != nil {
 		return
 	}
+	kernel := byAct(logits.DType(), "sample_rows_f32", "sample_rows_bf16")
 	for r0 := 0; r0 < n; r0 += rows {
-		b.launch("sample_rows", grid1(min(rows, n-r0)), block1(sampleThreads), 0,
+		b.launch(kernel, grid1(min(rows, n-r0)), block1(sampleThreads), 0,
 			b.ptr(tokens), b.ptr(logits), wbuf, i32(r0), i32(n), i32(v), s.Temperature, topk, s.TopP, seed, code, flag)
 	}
 }
