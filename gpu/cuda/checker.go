@@ -13,6 +13,7 @@ var bf16Ops = map[string]bool{
 	"embedding forward": true, "embedding backward": true,
 	"layernorm forward": true, "layernorm backward": true,
 	"log-softmax forward": true, "log-softmax backward": true, "sample": true,
+	"gather rows": true, "scatter-add rows": true,
 }
 
 // newChecker is the shared gpu.Checker of a cuda backend whose storages

@@ -20,7 +20,7 @@ func (b *Backend) GatherRows(out, inp, idx *gpu.Tensor) {
 	if b.fail(err) || nb == 0 || nc == 0 || b.fail(fitsInt32(op, nb, nt, nc)) || !b.runChecks(checks) {
 		return
 	}
-	b.launch("gather_rows", grid1(nb), block1(128), 0,
+	b.launch(byAct(out.DType(), "gather_rows_f32", "gather_rows_bf16"), grid1(nb), block1(128), 0,
 		b.ptr(out), b.ptr(inp), b.ptr(idx), i32(nb), i32(nt), i32(nc), b.flagPtr())
 }
 
@@ -34,6 +34,6 @@ func (b *Backend) ScatterAddRows(dinp, dout, idx *gpu.Tensor) {
 	if b.fail(err) || nb == 0 || nc == 0 || b.fail(fitsInt32(op, nb, nt, nc)) || !b.runChecks(checks) {
 		return
 	}
-	b.launch("scatter_add_rows", grid1(nb), block1(128), 0,
+	b.launch(byAct(dinp.DType(), "scatter_add_rows_f32", "scatter_add_rows_bf16"), grid1(nb), block1(128), 0,
 		b.ptr(dinp), b.ptr(dout), b.ptr(idx), i32(nb), i32(nt), i32(nc), b.flagPtr())
 }
