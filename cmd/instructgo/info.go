@@ -6,6 +6,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/instructgo/instructgo/gpu/cpu"
 	"github.com/urfave/cli/v2"
 )
 
@@ -16,6 +17,9 @@ type infoReport struct {
 	Device       string `json:"device"`        // "cpu" or "cuda:N"
 	DeviceReason string `json:"device_reason"` // why --device resolved to it
 	Threads      int    `json:"threads"`       // cpu worker threads in use
+	// CPUKernels are the cpu backend's micro-kernels on this machine
+	// (matmul, vector math): what its speed comes from.
+	CPUKernels   string `json:"cpu_kernels"`
 	CUDACompiled bool   `json:"cuda_compiled"`
 	MachineInfo
 }
@@ -50,6 +54,7 @@ func runInfo(c *cli.Context) (err error) {
 		Device:       choice.Device,
 		DeviceReason: choice.Reason,
 		Threads:      threadsInUse(b, c.Int(flagThreads)),
+		CPUKernels:   fmt.Sprintf("matmul %s, vector math %s", cpu.MatMulKernel(), cpu.VecKernel()),
 		CUDACompiled: cudaCompiled(),
 		MachineInfo:  DescribeMachine(),
 	}
@@ -87,6 +92,7 @@ func writeInfoText(c *cli.Context, r infoReport) error {
 	fmt.Fprintf(tw, "logical cores\t%d\n", r.LogicalCores)
 	fmt.Fprintf(tw, "simd\t%s\n", simd)
 	fmt.Fprintf(tw, "threads\t%d\n", r.Threads)
+	fmt.Fprintf(tw, "cpu kernels\t%s\n", r.CPUKernels)
 	fmt.Fprintf(tw, "GOMAXPROCS\t%d\n", r.GOMAXPROCS)
 	fmt.Fprintf(tw, "memory\t%s\n", mem)
 	fmt.Fprintf(tw, "go\t%s %s/%s\n", r.GoVersion, r.GOOS, r.GOARCH)

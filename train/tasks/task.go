@@ -73,9 +73,9 @@ func (t *task) Generate(rng *rand.Rand) Instance {
 	}
 }
 
-// Phrasings returns the instruction templates of a built-in task (fmt
+// phrasings returns the instruction templates of a built-in task (fmt
 // verbs in place of the input), or nil for another Task.
-func Phrasings(t Task) []string {
+func phrasings(t Task) []string {
 	if bt, ok := t.(*task); ok {
 		return append([]string(nil), bt.phrasings...)
 	}

@@ -34,8 +34,8 @@ func TestRegistry(t *testing.T) {
 		if err != nil || task.Name() != name {
 			t.Fatalf("ByName(%q) = %v, %v", name, task, err)
 		}
-		if task.Description() == "" || len(Phrasings(task)) < 2 {
-			t.Errorf("%s: description %q, %d phrasings", name, task.Description(), len(Phrasings(task)))
+		if task.Description() == "" || len(phrasings(task)) < 2 {
+			t.Errorf("%s: description %q, %d phrasings", name, task.Description(), len(phrasings(task)))
 		}
 	}
 	if _, err := ByName("nope"); err == nil || !strings.Contains(err.Error(), "reverse") {
@@ -66,15 +66,15 @@ func TestGeneratedInstances(t *testing.T) {
 			if want := solve(t, task.Name(), p); want != a {
 				t.Fatalf("%s: prompt %q has answer %q, want %q", task.Name(), p, a, want)
 			}
-			for _, ph := range Phrasings(task) {
+			for _, ph := range phrasings(task) {
 				head, _, _ := strings.Cut(ph, "%")
 				if strings.HasPrefix(p, head) {
 					used[ph] = true
 				}
 			}
 		}
-		if len(used) != len(Phrasings(task)) {
-			t.Errorf("%s: phrasings used %v of %v", task.Name(), used, Phrasings(task))
+		if len(used) != len(phrasings(task)) {
+			t.Errorf("%s: phrasings used %v of %v", task.Name(), used, phrasings(task))
 		}
 	}
 }
