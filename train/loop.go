@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -75,6 +76,9 @@ type loopSpec struct {
 	// initial returns the starting weights of the first part on a fresh
 	// start; nil: the parts already hold theirs (PPO's, from checkpoints).
 	initial func() ([]float32, error)
+	// inputs are the data files (or directories) the run reads: their
+	// digests are recorded, and a resume refuses changed ones.
+	inputs []string
 }
 
 // loop is one run of a method in a run directory.
@@ -85,11 +89,16 @@ type loop struct {
 	log         zerolog.Logger
 	progress    Progress
 	interrupted bool
+	window      lossWindow
 	// Time counts from the last save (or the start), so st.Seconds adds up
 	// across resumed segments; segStep is the step the segment began at.
 	segStart time.Time
 	segStep  int
 }
+
+// ErrFinished is the error of resuming a run that ran to its end: nothing
+// is done and nothing changes.
+var ErrFinished = errors.New("the run is finished; there is nothing to resume")
 
 // openLoop makes the run directory and either restores the saved state
 // into the parts and the method (resume) or gives the parts their initial
@@ -101,16 +110,27 @@ func openLoop(s loopSpec, m method, opt RunOptions) (*loop, error) {
 	if err := cleanStates(s.dir); err != nil {
 		return nil, fmt.Errorf("clean up after an earlier save: %w", err)
 	}
-	l := &loop{loopSpec: s, log: opt.Log, progress: opt.progress()}
+	l := &loop{loopSpec: s, log: opt.Log, progress: opt.progress(), window: newLossWindow()}
+	inputs, err := digestInputs(s.inputs)
+	if err != nil {
+		return nil, err
+	}
 	if s.resume {
+		if finished(s.dir) {
+			return nil, fmt.Errorf("%s: %w", s.dir, ErrFinished)
+		}
 		st, err := loadResume(s.dir, s.parts)
 		if err != nil {
 			return nil, err
+		}
+		if err := checkInputs(st.Inputs, inputs, opt.AllowChangedData); err != nil {
+			return nil, fmt.Errorf("resume: %w", err)
 		}
 		if err := m.restore(st.Method); err != nil {
 			return nil, fmt.Errorf("resume: %w", err)
 		}
 		l.st = st
+		l.window.loss, l.window.steps, l.window.tokens = st.Window.Loss, st.Window.Steps, st.Window.Tokens
 		l.log.Info().Int(s.unit, st.Step).Str("dir", s.dir).Msg("resuming")
 	} else {
 		if s.initial != nil {
@@ -130,7 +150,7 @@ func openLoop(s loopSpec, m method, opt RunOptions) (*loop, error) {
 			return nil, err
 		}
 	}
-	var err error
+	l.st.Inputs = inputs
 	if l.metrics, err = OpenMetrics(s.dir, s.resume, l.st.Step); err != nil {
 		return nil, err
 	}
@@ -146,7 +166,7 @@ func openLoop(s loopSpec, m method, opt RunOptions) (*loop, error) {
 func (l *loop) run(ctx context.Context, m method) error {
 	l.progress.Start(l.name, l.st.Step, l.steps)
 	defer l.progress.Finish()
-	w := newLossWindow()
+	w := &l.window
 	for l.st.Step < l.steps {
 		if ctx.Err() != nil {
 			l.interrupted = true
@@ -170,7 +190,7 @@ func (l *loop) run(ctx context.Context, m method) error {
 
 		eval := (l.evalEvery > 0 && step%l.evalEvery == 0) || step == l.steps
 		if step%l.logEvery == 0 || eval {
-			rec, ev, err := m.record(l, step, eval, &w, l.log.Info().Int(l.unit, step))
+			rec, ev, err := m.record(l, step, eval, w, l.log.Info().Int(l.unit, step))
 			if err != nil {
 				return fmt.Errorf("%s %s %d: %w", l.name, l.unit, step, err)
 			}
@@ -178,7 +198,7 @@ func (l *loop) run(ctx context.Context, m method) error {
 			if err := l.metrics.Write(rec); err != nil {
 				return err
 			}
-			w = newLossWindow()
+			*w = newLossWindow()
 		}
 		if l.saveEvery > 0 && step%l.saveEvery == 0 && step < l.steps {
 			if err := l.save(m); err != nil {
@@ -219,6 +239,7 @@ func (l *loop) save(m method) error {
 		return fmt.Errorf("save resume state: %w", err)
 	}
 	l.st.Method = raw
+	l.st.Window = savedWindow{Loss: l.window.loss, Steps: l.window.steps, Tokens: l.window.tokens}
 	if err := saveResume(l.dir, l.parts, l.st); err != nil {
 		return err
 	}

@@ -231,6 +231,8 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("ppo: %w", err)
 	}
+	cfg.Prompts, cfg.Ptx, cfg.Out = absPath(cfg.Prompts), absPaths(cfg.Ptx), absPath(cfg.Out)
+	cfg.Policy, cfg.Reward = absPath(cfg.Policy), absPath(cfg.Reward)
 	d, err := readPPOData(cfg, tok)
 	if err != nil {
 		return nil, fmt.Errorf("ppo: %w", err)
@@ -264,7 +266,7 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 	l, err := openLoop(loopSpec{
 		name: "ppo", unit: "iteration", dir: cfg.Out, steps: cfg.Iterations,
 		logEvery: cfg.LogEvery, saveEvery: cfg.SaveEvery,
-		resume: opt.Resume, config: cfg, parts: ms.parts(cfg),
+		resume: opt.Resume, config: cfg, parts: ms.parts(cfg), inputs: append([]string{cfg.Prompts}, cfg.Ptx...),
 	}, p, opt)
 	if err != nil {
 		return nil, fmt.Errorf("ppo: %w", err)

@@ -201,9 +201,18 @@ func TestPPOResumeRefusesAnotherRun(t *testing.T) {
 		_, err := PPO(context.Background(), cpu.New(1), tok, cfg, RunOptions{Log: zerolog.Nop(), Resume: true})
 		return err
 	}
-	if err := resume(); err != nil {
+	if err := resume(); !errors.Is(err, ErrFinished) {
 		t.Fatalf("resuming a finished run: %v", err)
 	}
+	// Without its summary the run looks killed after its last save: the
+	// checks below are those of a resume.
+	if err := os.Remove(filepath.Join(out, SummaryFile)); err != nil {
+		t.Fatal(err)
+	}
+	if err := resume(); err != nil {
+		t.Fatalf("resuming after the last save: %v", err)
+	}
+	os.Remove(filepath.Join(out, SummaryFile))
 
 	// A saved value function of another shape: first as damage the
 	// manifest catches, then with the manifest rewritten to match (a state

@@ -90,6 +90,7 @@ func Pretrain(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg P
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("pretrain: %w", err)
 	}
+	cfg.Data, cfg.Init, cfg.Out = absPaths(cfg.Data), absPath(cfg.Init), absPath(cfg.Out)
 	if tok.VocabSize() > cfg.Model.VocabSize {
 		return nil, fmt.Errorf("pretrain: tokenizer vocabulary %d exceeds the model's %d", tok.VocabSize(), cfg.Model.VocabSize)
 	}
@@ -125,7 +126,7 @@ func Pretrain(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg P
 	l, err := openLoop(loopSpec{
 		name: "pretrain", unit: "step", dir: cfg.Out, steps: cfg.Steps,
 		logEvery: cfg.LogEvery, evalEvery: cfg.EvalEvery, saveEvery: cfg.SaveEvery,
-		resume: opt.Resume, config: cfg, parts: []savedPart{lm.t.part("", "model", 1)},
+		resume: opt.Resume, config: cfg, parts: []savedPart{lm.t.part("", "model", 1)}, inputs: cfg.Data,
 		initial: func() ([]float32, error) { return initialLM(cfg.Model, cfg.Init, cfg.Seed, opt.load()) },
 	}, p, opt)
 	if err != nil {

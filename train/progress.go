@@ -37,6 +37,9 @@ type RunOptions struct {
 	// AllowNonFinite loads starting checkpoints with NaN or infinite
 	// weights (refused otherwise); a run never saves such weights.
 	AllowNonFinite bool
+	// AllowChangedData resumes a run whose data files changed since it
+	// started (refused otherwise).
+	AllowChangedData bool
 	// SaveDType is how a run's result (the checkpoint at the top of its
 	// directory) stores its weights: "" or safetensors.F32, or
 	// safetensors.BF16. The resume state is always float32.

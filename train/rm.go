@@ -205,6 +205,7 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("rm: %w", err)
 	}
+	cfg.Data, cfg.Init, cfg.Out, cfg.CenterData = absPath(cfg.Data), absPath(cfg.Init), absPath(cfg.Out), absPath(cfg.CenterData)
 	if tok.VocabSize() > cfg.Model.VocabSize {
 		return nil, fmt.Errorf("rm: tokenizer vocabulary %d exceeds the model's %d", tok.VocabSize(), cfg.Model.VocabSize)
 	}
@@ -243,7 +244,7 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 	l, err := openLoop(loopSpec{
 		name: "rm", unit: "step", dir: cfg.Out, steps: cfg.Steps,
 		logEvery: cfg.LogEvery, evalEvery: cfg.EvalEvery, saveEvery: cfg.SaveEvery,
-		resume: opt.Resume, config: cfg, parts: []savedPart{rs.t.part("", "model", 1)},
+		resume: opt.Resume, config: cfg, parts: []savedPart{rs.t.part("", "model", 1)}, inputs: []string{cfg.Data, cfg.CenterData},
 		initial: func() ([]float32, error) {
 			return InitRewardModel(cfg.Init, cfg.Model, cfg.HeadInitStd, cfg.Seed, opt.load())
 		},

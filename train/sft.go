@@ -109,6 +109,7 @@ func SFT(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg SFTCon
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
+	cfg.Data, cfg.Init, cfg.Out = absPath(cfg.Data), absPath(cfg.Init), absPath(cfg.Out)
 	if tok.VocabSize() > cfg.Model.VocabSize {
 		return nil, fmt.Errorf("sft: tokenizer vocabulary %d exceeds the model's %d", tok.VocabSize(), cfg.Model.VocabSize)
 	}
@@ -158,7 +159,7 @@ func SFT(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg SFTCon
 	l, err := openLoop(loopSpec{
 		name: "sft", unit: "step", dir: cfg.Out, steps: cfg.Steps,
 		logEvery: cfg.LogEvery, evalEvery: cfg.EvalEvery, saveEvery: cfg.SaveEvery,
-		resume: opt.Resume, config: cfg, parts: []savedPart{lm.t.part("", "model", 1)},
+		resume: opt.Resume, config: cfg, parts: []savedPart{lm.t.part("", "model", 1)}, inputs: []string{cfg.Data},
 		initial: func() ([]float32, error) { return initialLM(cfg.Model, cfg.Init, cfg.Seed, opt.load()) },
 	}, s, opt)
 	if err != nil {

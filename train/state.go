@@ -41,6 +41,20 @@ type TrainerState struct {
 	// validation so far (SFT), its KL coefficient and the fingerprints of
 	// its frozen models (PPO).
 	Method json.RawMessage `json:"method,omitempty"`
+	// Window is the loss window since the last logged step, so that the
+	// first line a resumed run logs averages the same steps as the
+	// uninterrupted run's.
+	Window savedWindow `json:"window"`
+	// Inputs are the SHA-256 digests of the run's data files (and
+	// directories) by absolute path: a resume refuses data that changed.
+	Inputs map[string]string `json:"inputs,omitempty"`
+}
+
+// savedWindow is a lossWindow's sums.
+type savedWindow struct {
+	Loss   float64 `json:"loss_sum"`
+	Steps  int     `json:"steps"`
+	Tokens int64   `json:"tokens"`
 }
 
 // savedPart is one set of weights of the resume state, in a sub-directory

@@ -3,11 +3,14 @@ package train
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -280,5 +283,75 @@ func TestDivergenceStopsBeforeSaving(t *testing.T) {
 		if _, err := model.LoadHost(out, cfg.Model); err != nil {
 			t.Errorf("the run's top checkpoint does not load: %v", err)
 		}
+	}
+}
+
+// TestResumeIsHonest: a resumed pretraining run logs the same losses as
+// the uninterrupted one even when the interruption falls inside a log
+// window; it refuses data that changed since it started unless told to
+// allow it; and resuming a finished run changes nothing.
+func TestResumeIsHonest(t *testing.T) {
+	text := synthText(t, 8000)
+	cfg := func(out string) PretrainConfig {
+		return PretrainConfig{
+			Data:  []string{text},
+			Model: model.Config{VocabSize: 258, MaxSeqLen: 16, NLayer: 1, NHead: 2, NEmbd: 16, Tokenizer: "byte"},
+			Out:   out, Steps: 12, Batch: 2, Seq: 16, Accum: 1, Optim: DefaultOptim(), Seed: 5, ValFrac: 0.1,
+			EvalBatches: 1, LogEvery: 4, SaveEvery: 3,
+		}
+	}
+	run := func(ctx context.Context, out string, opt RunOptions) error {
+		opt.Log = zerolog.Nop()
+		_, err := Pretrain(ctx, cpu.New(1), byteTok, cfg(out), opt)
+		return err
+	}
+	whole, split := t.TempDir(), t.TempDir()
+	if err := run(context.Background(), whole, RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Interrupted after step 7: saved at 7, inside the window of steps 5..8.
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := run(ctx, split, RunOptions{Progress: cancelAt{step: 7, cancel: cancel}}); err == nil {
+		t.Fatal("the interrupted run ended without an error")
+	}
+	cancel()
+	// A changed data file is refused, and allowed when asked.
+	orig, _ := os.ReadFile(text)
+	os.WriteFile(text, append(orig, '!'), 0o644)
+	if err := run(context.Background(), split, RunOptions{Resume: true}); err == nil || !strings.Contains(err.Error(), "changed since the run started") {
+		t.Errorf("resume on changed data: %v", err)
+	}
+	os.WriteFile(text, orig, 0o644)
+	// From another working directory: the saved configuration is absolute.
+	wd, _ := os.Getwd()
+	os.Chdir(t.TempDir())
+	err := run(context.Background(), split, RunOptions{Resume: true})
+	os.Chdir(wd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logged := func(dir string) []string {
+		raw, err := os.ReadFile(filepath.Join(dir, MetricsFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+			var r stepMetrics
+			json.Unmarshal([]byte(line), &r)
+			out = append(out, fmt.Sprint(r.Step, r.Loss, r.GradNorm))
+		}
+		return out
+	}
+	if a, b := logged(whole), logged(split); !slices.Equal(a, b) || len(a) != 3 {
+		t.Errorf("logged steps: resumed %v, uninterrupted %v", b, a)
+	}
+	// A finished run: nothing to do, nothing changed.
+	before, _ := os.ReadFile(filepath.Join(split, SummaryFile))
+	if err := run(context.Background(), split, RunOptions{Resume: true}); !errors.Is(err, ErrFinished) {
+		t.Errorf("resuming a finished run: %v", err)
+	}
+	if after, _ := os.ReadFile(filepath.Join(split, SummaryFile)); string(after) != string(before) {
+		t.Error("resuming a finished run rewrote its summary")
 	}
 }

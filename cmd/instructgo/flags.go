@@ -18,6 +18,8 @@ const (
 	flagThreads   = "threads"
 	// flagAllowNonFinite loads checkpoints with NaN or infinite weights.
 	flagAllowNonFinite = "allow-nonfinite"
+	// flagAllowChangedData resumes runs whose data changed.
+	flagAllowChangedData = "allow-changed-data"
 )
 
 // globalFlags are the flags every command shares; they go before the
@@ -41,6 +43,10 @@ func globalFlags() []cli.Flag {
 		},
 		precisionFlag(),
 		saveDTypeFlag(),
+		&cli.BoolFlag{
+			Name:  flagAllowChangedData,
+			Usage: "let --resume continue a run whose data files changed since it started (refused otherwise)",
+		},
 		&cli.BoolFlag{
 			Name:  flagAllowNonFinite,
 			Usage: "load checkpoints whose weights hold NaN or infinities (refused otherwise; to inspect or repair a diverged run)",

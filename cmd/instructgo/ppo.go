@@ -85,7 +85,7 @@ func runPPO(c *cli.Context) error {
 	if err := runTraining(c, resume, func(ctx context.Context, b gpu.Backend, opt train.RunOptions) (err error) {
 		sum, err = train.PPO(ctx, b, tok, cfg, opt)
 		return err
-	}); err != nil {
+	}); err != nil || sum == nil { // nil: a finished run, nothing done
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "mean RM score %.3f → %.3f over %d iterations, KL to SFT %.3f; EMA policy in %s\n",

@@ -64,7 +64,7 @@ func runPretrain(c *cli.Context) error {
 	if err := runTraining(c, resume, func(ctx context.Context, b gpu.Backend, opt train.RunOptions) (err error) {
 		sum, err = train.Pretrain(ctx, b, tok, cfg, opt)
 		return err
-	}); err != nil {
+	}); err != nil || sum == nil { // nil: a finished run, nothing done
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "held-out loss %.4f nats/token (unigram baseline %.4f), %d steps, %.0f tokens/s; checkpoint in %s\n",

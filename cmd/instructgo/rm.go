@@ -136,7 +136,7 @@ func runRM(c *cli.Context) error {
 	if err := runTraining(c, resume, func(ctx context.Context, b gpu.Backend, opt train.RunOptions) (err error) {
 		sum, err = train.RM(ctx, b, tok, cfg, opt)
 		return err
-	}); err != nil {
+	}); err != nil || sum == nil { // nil: a finished run, nothing done
 		return err
 	}
 	w := c.App.Writer

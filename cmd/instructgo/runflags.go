@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -93,7 +94,12 @@ func runTraining(c *cli.Context, resume bool, run func(ctx context.Context, b gp
 	ctx, stop := interruptContext(c, "interrupted: finishing the current step and saving (Ctrl-C again to quit at once, unsaved)")
 	defer stop()
 	if err := run(ctx, b, train.RunOptions{Log: *logger(c), Progress: progress(c), Resume: resume, Precision: prec, SaveDType: dtype,
-		AllowNonFinite: c.Bool(flagAllowNonFinite)}); err != nil {
+		AllowNonFinite: c.Bool(flagAllowNonFinite), AllowChangedData: c.Bool(flagAllowChangedData)}); err != nil {
+		if errors.Is(err, train.ErrFinished) {
+			// Nothing to do is no failure: say so, change nothing.
+			logger(c).Info().Msg(err.Error())
+			return nil
+		}
 		if ctx.Err() != nil {
 			return cli.Exit(err.Error(), 130)
 		}

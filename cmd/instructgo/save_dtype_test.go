@@ -71,3 +71,25 @@ func TestSaveDTypeBF16(t *testing.T) {
 		t.Errorf("--save-dtype fp16: exit %d, %s", code, stderr)
 	}
 }
+
+// TestResumeFinishedRun: --resume on a finished run says so, exits 0 and
+// changes nothing.
+func TestResumeFinishedRun(t *testing.T) {
+	dir := t.TempDir()
+	text := filepath.Join(dir, "text.txt")
+	if err := os.WriteFile(text, []byte(strings.Repeat("a finished run stays finished. ", 300)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "run")
+	if _, stderr, code := runCLI(t, "pretrain", "--data", text, "--config", "tiny", "--steps", "2", "--batch", "2", "--seq", "32", "--out", out); code != 0 {
+		t.Fatalf("pretrain: exit %d, %s", code, stderr)
+	}
+	before, _ := os.ReadFile(filepath.Join(out, train.SummaryFile))
+	stdout, stderr, code := runCLI(t, "pretrain", "--resume", out)
+	if code != 0 || !strings.Contains(stderr, "finished") || stdout != "" {
+		t.Errorf("resume of a finished run: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if after, _ := os.ReadFile(filepath.Join(out, train.SummaryFile)); string(after) != string(before) {
+		t.Error("the finished run's summary changed")
+	}
+}

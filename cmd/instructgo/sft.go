@@ -68,7 +68,7 @@ func runSFT(c *cli.Context) error {
 	if err := runTraining(c, resume, func(ctx context.Context, b gpu.Backend, opt train.RunOptions) (err error) {
 		sum, err = train.SFT(ctx, b, tok, cfg, opt)
 		return err
-	}); err != nil {
+	}); err != nil || sum == nil { // nil: a finished run, nothing done
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "best step %d of %d: validation loss %.4f", sum.BestStep, sum.Steps, sum.BestValLoss)
