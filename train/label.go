@@ -149,13 +149,13 @@ func LabelFromPolicy(m *model.Model, tok tokenizer.Tokenizer, prompts []data.Pro
 	}
 	for _, p := range prompts {
 		if p.Task == "" {
-			return nil, st, fmt.Errorf("label: prompt on line %d has no \"task\": labelling needs the built-in tasks (%v)", p.Line, tasks.Names())
+			return nil, st, fmt.Errorf("label: prompt at %s has no \"task\": labelling needs the built-in tasks (%v)", p.Where(), tasks.Names())
 		}
 		if _, err := tasks.ByName(p.Task); err != nil {
-			return nil, st, fmt.Errorf("label: prompt on line %d: %w", p.Line, err)
+			return nil, st, fmt.Errorf("label: prompt at %s: %w", p.Where(), err)
 		}
 		if p.Answer == "" {
-			return nil, st, fmt.Errorf("label: prompt on line %d has no \"answer\" for the labeler to judge by", p.Line)
+			return nil, st, fmt.Errorf("label: prompt at %s has no \"answer\" for the labeler to judge by", p.Where())
 		}
 	}
 	resp, err := sampleResponses(m, tok, prompts, cfg, &st)
@@ -183,12 +183,12 @@ func LabelFromPolicy(m *model.Model, tok tokenizer.Tokenizer, prompts []data.Pro
 		}
 		ranking, err := cfg.Labeler.Rank(p.Task, p.Answer, kept, rankRNG)
 		if err != nil {
-			return nil, st, fmt.Errorf("label: prompt on line %d: %w", p.Line, err)
+			return nil, st, fmt.Errorf("label: prompt at %s: %w", p.Where(), err)
 		}
 		for _, r := range kept {
 			s, err := tasks.ScoreRecord(p.Task, p.Answer, r)
 			if err != nil {
-				return nil, st, fmt.Errorf("label: prompt on line %d: %w", p.Line, err)
+				return nil, st, fmt.Errorf("label: prompt at %s: %w", p.Where(), err)
 			}
 			scoreSum += s
 		}

@@ -41,7 +41,7 @@ func taskPromptsForTest(t *testing.T, n int) []data.Prompt {
 		name := tasks.Names()[i%len(tasks.Names())]
 		task, _ := tasks.ByName(name)
 		inst := task.Generate(rng)
-		out = append(out, data.Prompt{Prompt: inst.Prompt, Task: inst.Task, Answer: inst.Answer, Line: i + 1})
+		out = append(out, data.Prompt{Prompt: inst.Prompt, Task: inst.Task, Answer: inst.Answer, Source: data.Source{File: "test", Line: i + 1}})
 	}
 	return out
 }
@@ -161,9 +161,9 @@ func TestLabelRefusesOtherRecords(t *testing.T) {
 		p    data.Prompt
 		want string
 	}{
-		{data.Prompt{Prompt: "hello\n", Line: 3}, "line 3 has no \"task\""},
-		{data.Prompt{Prompt: "hello\n", Task: "poetry", Answer: "x", Line: 4}, "poetry"},
-		{data.Prompt{Prompt: "hello\n", Task: "upper", Line: 5}, "no \"answer\""},
+		{data.Prompt{Prompt: "hello\n", Source: data.Source{File: "p.jsonl", Line: 3}}, "p.jsonl:3 has no \"task\""},
+		{data.Prompt{Prompt: "hello\n", Task: "poetry", Answer: "x", Source: data.Source{File: "p.jsonl", Line: 4}}, "poetry"},
+		{data.Prompt{Prompt: "hello\n", Task: "upper", Source: data.Source{File: "p.jsonl", Line: 5}}, "no \"answer\""},
 	}
 	for _, c := range cases {
 		_, _, err := LabelFromPolicy(m, tok, []data.Prompt{c.p}, DefaultLabel())

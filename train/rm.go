@@ -890,7 +890,7 @@ func utilities(cs []data.Comparison, ct []data.ComparisonTokens) ([][]float64, e
 		}
 		t, err := tasks.ByName(rec.Task)
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", rec.Line, err)
+			return nil, fmt.Errorf("%s: %w", rec.Where(), err)
 		}
 		if out == nil {
 			out = make([][]float64, len(ct))

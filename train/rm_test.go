@@ -307,7 +307,7 @@ func TestSplitComparisonsHoldsOutWholePrompts(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var cs []data.Comparison
 	for i := range 300 {
-		cs = append(cs, data.Comparison{Prompt: fmt.Sprintf("p%d", rng.IntN(120)), Responses: []string{"a", "b"}, Ranking: []int{0, 1}, Line: i + 1})
+		cs = append(cs, data.Comparison{Prompt: fmt.Sprintf("p%d", rng.IntN(120)), Responses: []string{"a", "b"}, Ranking: []int{0, 1}, Source: data.Source{File: "test", Line: i + 1}})
 	}
 	train, val := splitComparisons(cs, 0.1, 7)
 	if len(train)+len(val) != len(cs) {

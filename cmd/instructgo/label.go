@@ -75,6 +75,9 @@ func runDataLabel(c *cli.Context) error {
 	if c.String("policy") == "" || c.String("prompts") == "" || c.String("out") == "" {
 		return usageErrorf("data label needs --policy DIR, --prompts FILE and --out FILE")
 	}
+	if err := notAnInput(c.String("out"), c.String("prompts")); err != nil {
+		return err
+	}
 	cfg := train.DefaultLabel()
 	var err error
 	if cfg.KMin, cfg.KMax, err = parseKRange(c.String("k")); err != nil {

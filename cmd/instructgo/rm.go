@@ -300,6 +300,9 @@ func runRMScore(c *cli.Context) error {
 	if c.Bool("json") && c.String("out") != "" {
 		return usageErrorf("rm score: --json prints the records and --out writes them; give one")
 	}
+	if err := notAnInput(c.String("out"), c.String("data")); err != nil {
+		return err
+	}
 	cfg, tok, err := loadRewardModel(c.String("model"))
 	if err != nil {
 		return err

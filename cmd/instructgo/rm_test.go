@@ -129,6 +129,19 @@ func TestRMCommandTrainsScoresAndEvaluates(t *testing.T) {
 	if _, stderr, code = runCLI(t, "--device", "cpu", "rm", "score", "--model", out, "--data", rmData, "--out", file); code != 0 {
 		t.Fatalf("rm score --out: exit %d, %s", code, stderr)
 	}
+	// Its own input as --out is refused, the input untouched.
+	before, _ := os.ReadFile(rmData)
+	if _, stderr, code := runCLI(t, "--device", "cpu", "rm", "score", "--model", out, "--data", rmData, "--out", rmData); code != exitUsage || !strings.Contains(stderr, "is an input") {
+		t.Errorf("rm score --out its input: exit %d, %s", code, stderr)
+	}
+	link := filepath.Join(t.TempDir(), "same.jsonl")
+	os.Link(rmData, link)
+	if _, stderr, code := runCLI(t, "--device", "cpu", "rm", "score", "--model", out, "--data", rmData, "--out", link); code != exitUsage || !strings.Contains(stderr, "is an input") {
+		t.Errorf("rm score --out a hard link of its input: exit %d, %s", code, stderr)
+	}
+	if after, _ := os.ReadFile(rmData); string(after) != string(before) {
+		t.Error("the input changed")
+	}
 	raw, _ = os.ReadFile(file)
 	first := strings.SplitN(string(raw), "\n", 2)[0]
 	var rec struct {

@@ -31,7 +31,7 @@ type Comparison struct {
 	// built-in instruction tasks write ("" when absent), so the responses
 	// can be scored against the task's ground truth.
 	Task, Answer string
-	Line         int // line in the file it was read from
+	Source       // where it was read
 }
 
 // Pairs returns the K·(K−1)/2 comparisons a ranking implies, as (better,

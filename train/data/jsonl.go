@@ -131,9 +131,13 @@ func readFrom[T any](r io.Reader, name string, opt ReadOptions, parse func([]byt
 				continue
 			}
 			st.Lines++
-			ex, perr := parse(raw)
+			var ex T
+			perr := validUTF8(raw)
 			if perr == nil {
-				setLine(&ex, line)
+				ex, perr = parse(raw)
+			}
+			if perr == nil {
+				setLine(&ex, name, line)
 				out = append(out, ex)
 				continue
 			}
@@ -163,16 +167,26 @@ func readFrom[T any](r io.Reader, name string, opt ReadOptions, parse func([]byt
 }
 
 // setLine records the source line in an example that has a Line field.
-func setLine(ex any, line int) {
+func setLine(ex any, file string, line int) {
 	switch e := ex.(type) {
 	case *SFTExample:
-		e.Line = line
+		e.Source = Source{file, line}
 	case *Comparison:
-		e.Line = line
+		e.Source = Source{file, line}
 	case *Prompt:
-		e.Line = line
+		e.Source = Source{file, line}
 	}
 }
+
+// Source is where a record was read: its file (as named to the reader)
+// and line, counted from 1.
+type Source struct {
+	File string
+	Line int
+}
+
+// Where is "file:line", for messages about the record.
+func (s Source) Where() string { return fmt.Sprintf("%s:%d", s.File, s.Line) }
 
 // readLine returns the next line without its newline, reusing *accum for
 // lines longer than the reader's buffer. A line over MaxLineBytes is read
@@ -345,4 +359,18 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n] + "…"
+}
+
+// validUTF8 refuses a line that is not valid UTF-8 (encoding/json would
+// replace the bad bytes with U+FFFD and the text would change silently),
+// naming the byte offset.
+func validUTF8(line []byte) error {
+	for i := 0; i < len(line); {
+		r, n := utf8.DecodeRune(line[i:])
+		if r == utf8.RuneError && n == 1 {
+			return lineErr("invalid UTF-8 at byte %d", i+1)
+		}
+		i += n
+	}
+	return nil
 }

@@ -19,7 +19,7 @@ type Prompt struct {
 	// rendered with RenderPrompt; a reply then starts with a space (see
 	// RenderCompletion).
 	Conversational bool
-	Line           int // line in the file it was read from
+	Source         // where it was read
 }
 
 // ReadPrompts reads PPO prompts from a JSONL file: {"prompt": "..."} with

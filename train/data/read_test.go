@@ -27,11 +27,11 @@ func TestReadSFTFormats(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []SFTExample{
-		{Prompt: "Add 2 and 2.", Completion: "4", Line: 1},
-		{Prompt: "system: Be brief.\nuser: Hi\nassistant: Hello\nuser: 2+2?\nassistant:", Completion: " 4", Line: 3},
-		{Prompt: "user: Hi\nassistant:", Completion: " Hey", Line: 4},
-		{Prompt: "user: Q\nassistant:", Completion: " A", Line: 5},
-		{Prompt: "p", Completion: "c", Line: 6},
+		{Prompt: "Add 2 and 2.", Completion: "4", Source: Source{"sft.jsonl", 1}},
+		{Prompt: "system: Be brief.\nuser: Hi\nassistant: Hello\nuser: 2+2?\nassistant:", Completion: " 4", Source: Source{"sft.jsonl", 3}},
+		{Prompt: "user: Hi\nassistant:", Completion: " Hey", Source: Source{"sft.jsonl", 4}},
+		{Prompt: "user: Q\nassistant:", Completion: " A", Source: Source{"sft.jsonl", 5}},
+		{Prompt: "p", Completion: "c", Source: Source{"sft.jsonl", 6}},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %#v\nwant %#v", got, want)
@@ -128,11 +128,11 @@ func TestReadComparisons(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Comparison{
-		{Prompt: "P", Responses: []string{"good", "bad"}, Ranking: []int{0, 1}, Line: 1},
-		{Prompt: "P", Responses: []string{"good", "bad"}, Ranking: []int{0, 1}, Margin: 1.5, Line: 2},
-		{Prompt: "Q", Responses: []string{"a", "b", "c", "d"}, Ranking: []int{2, 0, 3, 1}, Line: 3},
-		{Prompt: "user: Hi\nassistant:", Responses: []string{" Hello", " Go away"}, Ranking: []int{0, 1}, Line: 4},
-		{Prompt: "R", Responses: []string{"x", "y"}, Ranking: []int{1, 0}, Margin: -2, Line: 5},
+		{Prompt: "P", Responses: []string{"good", "bad"}, Ranking: []int{0, 1}, Source: Source{"rm.jsonl", 1}},
+		{Prompt: "P", Responses: []string{"good", "bad"}, Ranking: []int{0, 1}, Margin: 1.5, Source: Source{"rm.jsonl", 2}},
+		{Prompt: "Q", Responses: []string{"a", "b", "c", "d"}, Ranking: []int{2, 0, 3, 1}, Source: Source{"rm.jsonl", 3}},
+		{Prompt: "user: Hi\nassistant:", Responses: []string{" Hello", " Go away"}, Ranking: []int{0, 1}, Source: Source{"rm.jsonl", 4}},
+		{Prompt: "R", Responses: []string{"x", "y"}, Ranking: []int{1, 0}, Margin: -2, Source: Source{"rm.jsonl", 5}},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %#v\nwant %#v", got, want)
@@ -190,9 +190,9 @@ func TestReadPrompts(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Prompt{
-		{Prompt: "Sort: c a b", Task: "sort", Answer: "a b c", Meta: map[string]json.RawMessage{"id": json.RawMessage("7")}, Line: 1},
-		{Prompt: "user: Hi\nassistant:", Conversational: true, Line: 2},
-		{Prompt: "plain", Line: 3},
+		{Prompt: "Sort: c a b", Task: "sort", Answer: "a b c", Meta: map[string]json.RawMessage{"id": json.RawMessage("7")}, Source: Source{"ppo.jsonl", 1}},
+		{Prompt: "user: Hi\nassistant:", Conversational: true, Source: Source{"ppo.jsonl", 2}},
+		{Prompt: "plain", Source: Source{"ppo.jsonl", 3}},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %#v\nwant %#v", got, want)
@@ -302,5 +302,20 @@ func TestLongLines(t *testing.T) {
 	}
 	if _, _, err := readSFT(t, exact+"\n"+exact, ReadOptions{}); err != nil {
 		t.Errorf("line of exactly the limit: %v", err)
+	}
+}
+
+// TestInvalidUTF8 refuses a line that is not UTF-8, naming file, line and
+// byte, instead of reading it with the bad bytes replaced; with
+// SkipBadLines the line is counted and skipped.
+func TestInvalidUTF8(t *testing.T) {
+	in := "{\"prompt\": \"ok\"}\n{\"prompt\": \"caf\xe9\"}\n{\"prompt\": \"fine\"}\n"
+	_, _, err := ReadPromptsFrom(strings.NewReader(in), "p.jsonl", ReadOptions{})
+	if err == nil || !strings.Contains(err.Error(), "p.jsonl:2") || !strings.Contains(err.Error(), "invalid UTF-8 at byte 16") {
+		t.Errorf("invalid UTF-8: %v", err)
+	}
+	got, st, err := ReadPromptsFrom(strings.NewReader(in), "p.jsonl", ReadOptions{SkipBadLines: true})
+	if err != nil || len(got) != 2 || st.Skipped != 1 {
+		t.Errorf("skipped: %d prompts, %d skipped, %v", len(got), st.Skipped, err)
 	}
 }

@@ -14,8 +14,8 @@ type SFTExample struct {
 	// Task names the built-in instruction task the example belongs to
 	// (optional "task" field); validation then scores generated
 	// completions against Completion with that task's scorer.
-	Task string
-	Line int // line in the file it was read from
+	Task   string
+	Source // where it was read
 }
 
 // ReadSFT reads supervised fine-tuning data from a JSONL file. Each line is
