@@ -1,5 +1,14 @@
-// Fused causal multi-head attention, FlashAttention-2 style, in float32 on
-// the CUDA cores. The T×T score matrix never reaches device memory.
+// Fused causal multi-head attention, FlashAttention-2 style, on the CUDA
+// cores, for float32 activations and, as the fallback of the tensor-core
+// kernels (attention_mma*.cu), for bf16 activations of the head sizes and
+// alignments those do not take. The T×T score matrix never reaches device
+// memory.
+//
+// Storage: every kernel is instantiated for float32 (attention_*_hs*) and
+// for bf16 activations (attention_*_bf16_hs*: qkv, out, dout and dqkv are
+// bf16, lse and the D scratch float32): bf16 elements are widened exactly on
+// load, all arithmetic is float32 as in the float32 kernels, and each output
+// element is rounded once when it is stored.
 //
 // Layout (gpu.Backend.AttentionForward): qkv [B,T,3C], head h reads columns
 // h·hs.. (queries), C+h·hs.. (keys), 2C+h·hs.. (values) of each row; out
@@ -46,23 +55,15 @@
 // Errors: a valid length outside [0,T] is an error found by the check the
 // Go wrapper queues first; these kernels then write nothing (flag), and
 // clamp n to [0,T] in any case.
-#include "common.cuh"
+#include "attention.cuh"
 
 #define IG_ATT_BC 32
-#define IG_LN2F 0.69314718055994531f
-#define IG_LOG2EF 1.4426950408889634f
-
-static __device__ __forceinline__ int ig_attn_len(const int* validLen, int b, int T) {
-    if (validLen == nullptr) return T;
-    const int n = validLen[b];
-    return n < 0 ? 0 : (n > T ? T : n);
-}
 
 // ---------------------------------------------------------------- forward
 
-template <int HSP, int R, int W>
-static __device__ __forceinline__ void ig_attn_fwd(float* __restrict__ out, float* __restrict__ lse,
-                                                   const float* __restrict__ qkv, const int* __restrict__ validLen,
+template <typename T_, int HSP, int R, int W>
+static __device__ __forceinline__ void ig_attn_fwd(T_* __restrict__ out, float* __restrict__ lse,
+                                                   const T_* __restrict__ qkv, const int* __restrict__ validLen,
                                                    int T, int C, int H, int hs, float scale2) {
     constexpr int BR = R * W, BC = IG_ATT_BC, DPL = HSP / 32, NT = W * 32;
     __shared__ __align__(16) float Qs[BR][HSP];
@@ -76,11 +77,11 @@ static __device__ __forceinline__ void ig_attn_fwd(float* __restrict__ out, floa
     if (q0 >= T) return;  // uniform over the block
     const int n = ig_attn_len(validLen, b, T);
     const long long C3 = 3LL * C;
-    const float* base = qkv + (long long)b * T * C3 + (long long)h * hs;
+    const T_* base = qkv + (long long)b * T * C3 + (long long)h * hs;
 
     for (int idx = tid; idx < BR * HSP; idx += NT) {
         const int r = idx / HSP, d = idx % HSP, t = q0 + r;
-        Qs[r][d] = (t < n && d < hs) ? base[t * C3 + d] : 0.0f;
+        Qs[r][d] = (t < n && d < hs) ? ig_attn_ld(base + t * C3 + d) : 0.0f;
     }
 
     float m[R], l[R], o[R][DPL];
@@ -98,8 +99,8 @@ static __device__ __forceinline__ void ig_attn_fwd(float* __restrict__ out, floa
         for (int idx = tid; idx < BC * HSP; idx += NT) {
             const int j = idx / HSP, d = idx % HSP, jg = j0 + j;
             const bool ok = jg < kend && d < hs;
-            Kt[d][j] = ok ? base[jg * C3 + C + d] : 0.0f;
-            Vs[j][d] = ok ? base[jg * C3 + 2 * C + d] : 0.0f;
+            Kt[d][j] = ok ? ig_attn_ld(base + jg * C3 + C + d) : 0.0f;
+            Vs[j][d] = ok ? ig_attn_ld(base + jg * C3 + 2 * C + d) : 0.0f;
         }
         __syncthreads();
         if (tw0 >= n || j0 > tw0 + R - 1) continue;  // uniform per warp: nothing to see here
@@ -147,7 +148,7 @@ static __device__ __forceinline__ void ig_attn_fwd(float* __restrict__ out, floa
         __syncwarp();
     }
 
-    float* ob = out + (long long)b * T * C + (long long)h * hs;
+    T_* ob = out + (long long)b * T * C + (long long)h * hs;
     float* lb = lse + (long long)bh * T;
 #pragma unroll
     for (int r = 0; r < R; r++) {
@@ -159,39 +160,43 @@ static __device__ __forceinline__ void ig_attn_fwd(float* __restrict__ out, floa
 #pragma unroll
             for (int i = 0; i < DPL; i++) {
                 const int d = lane + 32 * i;
-                if (d < hs) ob[(long long)t * C + d] = o[r][i] * inv;
+                if (d < hs) ig_attn_st(ob + (long long)t * C + d, o[r][i] * inv);
             }
             if (lane == 0) lb[t] = (m[r] + log2f(L)) * IG_LN2F;
         } else {
 #pragma unroll
             for (int i = 0; i < DPL; i++) {
                 const int d = lane + 32 * i;
-                if (d < hs) ob[(long long)t * C + d] = 0.0f;
+                if (d < hs) ig_attn_st(ob + (long long)t * C + d, 0.0f);
             }
             if (lane == 0) lb[t] = 0.0f;
         }
     }
 }
 
-#define IG_ATTN_FWD(HSP, R)                                                                                   \
-    extern "C" __global__ void __launch_bounds__(128, 2) attention_forward_hs##HSP(                              \
-        float* __restrict__ out, float* __restrict__ lse, const float* __restrict__ qkv,                      \
+#define IG_ATTN_FWD(NAME, T_, HSP, R)                                                                         \
+    extern "C" __global__ void __launch_bounds__(128, 2) NAME##HSP(                                              \
+        T_* __restrict__ out, float* __restrict__ lse, const T_* __restrict__ qkv,                            \
         const int* __restrict__ validLen, int T, int C, int H, int hs, float scale2, const int* flag) {        \
         if (ig_failed(flag)) return;                                                                          \
-        ig_attn_fwd<HSP, R, 4>(out, lse, qkv, validLen, T, C, H, hs, scale2);                                 \
+        ig_attn_fwd<T_, HSP, R, 4>(out, lse, qkv, validLen, T, C, H, hs, scale2);                             \
     }
 
-IG_ATTN_FWD(32, 8)
-IG_ATTN_FWD(64, 8)
-IG_ATTN_FWD(96, 8)
-IG_ATTN_FWD(128, 4)
+IG_ATTN_FWD(attention_forward_hs, float, 32, 8)
+IG_ATTN_FWD(attention_forward_hs, float, 64, 8)
+IG_ATTN_FWD(attention_forward_hs, float, 96, 8)
+IG_ATTN_FWD(attention_forward_hs, float, 128, 4)
+IG_ATTN_FWD(attention_forward_bf16_hs, ig_bf16, 32, 8)
+IG_ATTN_FWD(attention_forward_bf16_hs, ig_bf16, 64, 8)
+IG_ATTN_FWD(attention_forward_bf16_hs, ig_bf16, 96, 8)
+IG_ATTN_FWD(attention_forward_bf16_hs, ig_bf16, 128, 4)
 
 // ------------------------------------------------------------ backward dQ
 
-template <int HSP, int R, int W>
-static __device__ __forceinline__ void ig_attn_bwd_dq(float* __restrict__ dqkv, float* __restrict__ Dbuf,
-                                                      const float* __restrict__ dout, const float* __restrict__ qkv,
-                                                      const float* __restrict__ out, const float* __restrict__ lse,
+template <typename T_, int HSP, int R, int W>
+static __device__ __forceinline__ void ig_attn_bwd_dq(T_* __restrict__ dqkv, float* __restrict__ Dbuf,
+                                                      const T_* __restrict__ dout, const T_* __restrict__ qkv,
+                                                      const T_* __restrict__ out, const float* __restrict__ lse,
                                                       const int* __restrict__ validLen, int T, int C, int H, int hs,
                                                       float scale2, float scale) {
     constexpr int BR = R * W, BC = IG_ATT_BC, DPL = HSP / 32, NT = W * 32;
@@ -207,15 +212,15 @@ static __device__ __forceinline__ void ig_attn_bwd_dq(float* __restrict__ dqkv, 
     if (q0 >= T) return;  // uniform over the block
     const int n = ig_attn_len(validLen, b, T);
     const long long C3 = 3LL * C;
-    const float* base = qkv + (long long)b * T * C3 + (long long)h * hs;
-    const float* dob = dout + (long long)b * T * C + (long long)h * hs;
-    const float* obase = out + (long long)b * T * C + (long long)h * hs;
+    const T_* base = qkv + (long long)b * T * C3 + (long long)h * hs;
+    const T_* dob = dout + (long long)b * T * C + (long long)h * hs;
+    const T_* obase = out + (long long)b * T * C + (long long)h * hs;
 
     for (int idx = tid; idx < BR * HSP; idx += NT) {
         const int r = idx / HSP, d = idx % HSP, t = q0 + r;
         const bool ok = t < n && d < hs;
-        Qs[r][d] = ok ? base[t * C3 + d] : 0.0f;
-        dOs[r][d] = ok ? dob[(long long)t * C + d] : 0.0f;
+        Qs[r][d] = ok ? ig_attn_ld(base + t * C3 + d) : 0.0f;
+        dOs[r][d] = ok ? ig_attn_ld(dob + (long long)t * C + d) : 0.0f;
     }
     __syncthreads();
 
@@ -229,7 +234,7 @@ static __device__ __forceinline__ void ig_attn_bwd_dq(float* __restrict__ dqkv, 
 #pragma unroll
             for (int i = 0; i < DPL; i++) {
                 const int d = lane + 32 * i;
-                if (d < hs) dd += dOs[warp * R + r][d] * obase[(long long)t * C + d];
+                if (d < hs) dd += dOs[warp * R + r][d] * ig_attn_ld(obase + (long long)t * C + d);
             }
             dd = ig_warp_sum(dd);
             lse2[r] = lse[(long long)bh * T + t] * IG_LOG2EF;
@@ -248,8 +253,8 @@ static __device__ __forceinline__ void ig_attn_bwd_dq(float* __restrict__ dqkv, 
         for (int idx = tid; idx < BC * HSP; idx += NT) {
             const int j = idx / HSP, d = idx % HSP, jg = j0 + j;
             const bool ok = jg < kend && d < hs;
-            Kt[d][j] = ok ? base[jg * C3 + C + d] : 0.0f;
-            Vt[d][j] = ok ? base[jg * C3 + 2 * C + d] : 0.0f;
+            Kt[d][j] = ok ? ig_attn_ld(base + jg * C3 + C + d) : 0.0f;
+            Vt[d][j] = ok ? ig_attn_ld(base + jg * C3 + 2 * C + d) : 0.0f;
         }
         __syncthreads();
         if (tw0 >= n || j0 > tw0 + R - 1) continue;  // uniform per warp
@@ -293,7 +298,7 @@ static __device__ __forceinline__ void ig_attn_bwd_dq(float* __restrict__ dqkv, 
         __syncwarp();
     }
 
-    float* dxb = dqkv + (long long)b * T * C3 + (long long)h * hs;
+    T_* dxb = dqkv + (long long)b * T * C3 + (long long)h * hs;
 #pragma unroll
     for (int r = 0; r < R; r++) {
         const int t = tw0 + r;
@@ -301,32 +306,36 @@ static __device__ __forceinline__ void ig_attn_bwd_dq(float* __restrict__ dqkv, 
 #pragma unroll
         for (int i = 0; i < DPL; i++) {
             const int d = lane + 32 * i;
-            if (d < hs) dxb[t * C3 + d] = t < n ? dq[r][i] * scale : 0.0f;
+            if (d < hs) ig_attn_st(dxb + t * C3 + d, t < n ? dq[r][i] * scale : 0.0f);
         }
     }
 }
 
-#define IG_ATTN_BWD_DQ(HSP, R)                                                                              \
-    extern "C" __global__ void __launch_bounds__(128, 2) attention_backward_dq_hs##HSP(                        \
-        float* __restrict__ dqkv, float* __restrict__ Dbuf, const float* __restrict__ dout,                 \
-        const float* __restrict__ qkv, const float* __restrict__ out, const float* __restrict__ lse,        \
+#define IG_ATTN_BWD_DQ(NAME, T_, HSP, R)                                                                    \
+    extern "C" __global__ void __launch_bounds__(128, 2) NAME##HSP(                                            \
+        T_* __restrict__ dqkv, float* __restrict__ Dbuf, const T_* __restrict__ dout,                       \
+        const T_* __restrict__ qkv, const T_* __restrict__ out, const float* __restrict__ lse,              \
         const int* __restrict__ validLen, int T, int C, int H, int hs, float scale2, float scale,           \
         const int* flag) {                                                                                  \
         if (ig_failed(flag)) return;                                                                        \
-        ig_attn_bwd_dq<HSP, R, 4>(dqkv, Dbuf, dout, qkv, out, lse, validLen, T, C, H, hs, scale2, scale);   \
+        ig_attn_bwd_dq<T_, HSP, R, 4>(dqkv, Dbuf, dout, qkv, out, lse, validLen, T, C, H, hs, scale2, scale); \
     }
 
-IG_ATTN_BWD_DQ(32, 8)
-IG_ATTN_BWD_DQ(64, 8)
-IG_ATTN_BWD_DQ(96, 4)
-IG_ATTN_BWD_DQ(128, 2)
+IG_ATTN_BWD_DQ(attention_backward_dq_hs, float, 32, 8)
+IG_ATTN_BWD_DQ(attention_backward_dq_hs, float, 64, 8)
+IG_ATTN_BWD_DQ(attention_backward_dq_hs, float, 96, 4)
+IG_ATTN_BWD_DQ(attention_backward_dq_hs, float, 128, 2)
+IG_ATTN_BWD_DQ(attention_backward_dq_bf16_hs, ig_bf16, 32, 8)
+IG_ATTN_BWD_DQ(attention_backward_dq_bf16_hs, ig_bf16, 64, 8)
+IG_ATTN_BWD_DQ(attention_backward_dq_bf16_hs, ig_bf16, 96, 4)
+IG_ATTN_BWD_DQ(attention_backward_dq_bf16_hs, ig_bf16, 128, 2)
 
 // ---------------------------------------------------------- backward dK, dV
 
-template <int HSP, int R, int W>
-static __device__ __forceinline__ void ig_attn_bwd_dkdv(float* __restrict__ dqkv, const float* __restrict__ Dbuf,
-                                                        const float* __restrict__ dout,
-                                                        const float* __restrict__ qkv,
+template <typename T_, int HSP, int R, int W>
+static __device__ __forceinline__ void ig_attn_bwd_dkdv(T_* __restrict__ dqkv, const float* __restrict__ Dbuf,
+                                                        const T_* __restrict__ dout,
+                                                        const T_* __restrict__ qkv,
                                                         const float* __restrict__ lse,
                                                         const int* __restrict__ validLen, int T, int C, int H,
                                                         int hs, float scale2, float scale) {
@@ -344,14 +353,14 @@ static __device__ __forceinline__ void ig_attn_bwd_dkdv(float* __restrict__ dqkv
     if (k0 >= T) return;  // uniform over the block
     const int n = ig_attn_len(validLen, b, T);
     const long long C3 = 3LL * C;
-    const float* base = qkv + (long long)b * T * C3 + (long long)h * hs;
-    const float* dob = dout + (long long)b * T * C + (long long)h * hs;
+    const T_* base = qkv + (long long)b * T * C3 + (long long)h * hs;
+    const T_* dob = dout + (long long)b * T * C + (long long)h * hs;
 
     for (int idx = tid; idx < BK * HSP; idx += NT) {
         const int r = idx / HSP, d = idx % HSP, j = k0 + r;
         const bool ok = j < n && d < hs;
-        Ks[r][d] = ok ? base[j * C3 + C + d] : 0.0f;
-        Vs[r][d] = ok ? base[j * C3 + 2 * C + d] : 0.0f;
+        Ks[r][d] = ok ? ig_attn_ld(base + j * C3 + C + d) : 0.0f;
+        Vs[r][d] = ok ? ig_attn_ld(base + j * C3 + 2 * C + d) : 0.0f;
     }
 
     float dk[R][DPL], dv[R][DPL];
@@ -366,8 +375,8 @@ static __device__ __forceinline__ void ig_attn_bwd_dkdv(float* __restrict__ dqkv
         for (int idx = tid; idx < BQ * HSP; idx += NT) {
             const int i = idx / HSP, d = idx % HSP, ig = i0 + i;
             const bool ok = ig < n && d < hs;
-            Qt[d][i] = ok ? base[ig * C3 + d] : 0.0f;
-            dOt[d][i] = ok ? dob[(long long)ig * C + d] : 0.0f;
+            Qt[d][i] = ok ? ig_attn_ld(base + ig * C3 + d) : 0.0f;
+            dOt[d][i] = ok ? ig_attn_ld(dob + (long long)ig * C + d) : 0.0f;
         }
         __syncthreads();
         const int ig = i0 + lane;  // this lane's query
@@ -421,7 +430,7 @@ static __device__ __forceinline__ void ig_attn_bwd_dkdv(float* __restrict__ dqkv
         __syncwarp();
     }
 
-    float* dxb = dqkv + (long long)b * T * C3 + (long long)h * hs;
+    T_* dxb = dqkv + (long long)b * T * C3 + (long long)h * hs;
 #pragma unroll
     for (int r = 0; r < R; r++) {
         const int j = jw0 + r;
@@ -430,26 +439,30 @@ static __device__ __forceinline__ void ig_attn_bwd_dkdv(float* __restrict__ dqkv
         for (int x = 0; x < DPL; x++) {
             const int d = lane + 32 * x;
             if (d < hs) {
-                dxb[j * C3 + C + d] = j < n ? dk[r][x] * scale : 0.0f;
-                dxb[j * C3 + 2 * C + d] = j < n ? dv[r][x] : 0.0f;
+                ig_attn_st(dxb + j * C3 + C + d, j < n ? dk[r][x] * scale : 0.0f);
+                ig_attn_st(dxb + j * C3 + 2 * C + d, j < n ? dv[r][x] : 0.0f);
             }
         }
     }
 }
 
-#define IG_ATTN_BWD_DKDV(HSP, R)                                                                             \
-    extern "C" __global__ void __launch_bounds__(128, 2) attention_backward_dkdv_hs##HSP(                       \
-        float* __restrict__ dqkv, const float* __restrict__ Dbuf, const float* __restrict__ dout,            \
-        const float* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ validLen, int T,\
+#define IG_ATTN_BWD_DKDV(NAME, T_, HSP, R)                                                                   \
+    extern "C" __global__ void __launch_bounds__(128, 2) NAME##HSP(                                             \
+        T_* __restrict__ dqkv, const float* __restrict__ Dbuf, const T_* __restrict__ dout,                  \
+        const T_* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ validLen, int T,  \
         int C, int H, int hs, float scale2, float scale, const int* flag) {                                  \
         if (ig_failed(flag)) return;                                                                         \
-        ig_attn_bwd_dkdv<HSP, R, 4>(dqkv, Dbuf, dout, qkv, lse, validLen, T, C, H, hs, scale2, scale);       \
+        ig_attn_bwd_dkdv<T_, HSP, R, 4>(dqkv, Dbuf, dout, qkv, lse, validLen, T, C, H, hs, scale2, scale);   \
     }
 
-IG_ATTN_BWD_DKDV(32, 8)
-IG_ATTN_BWD_DKDV(64, 8)
-IG_ATTN_BWD_DKDV(96, 4)
-IG_ATTN_BWD_DKDV(128, 2)
+IG_ATTN_BWD_DKDV(attention_backward_dkdv_hs, float, 32, 8)
+IG_ATTN_BWD_DKDV(attention_backward_dkdv_hs, float, 64, 8)
+IG_ATTN_BWD_DKDV(attention_backward_dkdv_hs, float, 96, 4)
+IG_ATTN_BWD_DKDV(attention_backward_dkdv_hs, float, 128, 2)
+IG_ATTN_BWD_DKDV(attention_backward_dkdv_bf16_hs, ig_bf16, 32, 8)
+IG_ATTN_BWD_DKDV(attention_backward_dkdv_bf16_hs, ig_bf16, 64, 8)
+IG_ATTN_BWD_DKDV(attention_backward_dkdv_bf16_hs, ig_bf16, 96, 4)
+IG_ATTN_BWD_DKDV(attention_backward_dkdv_bf16_hs, ig_bf16, 128, 2)
 
 #undef IG_ATTN_FWD
 #undef IG_ATTN_BWD_DQ

@@ -1,8 +1,14 @@
 // Incremental decoding: appending keys and values to a KV cache, and one
 // query per sequence against it.
 //
-// Caches are [B,H,S,hs]: one head's keys are contiguous rows of hs floats.
-#include "common.cuh"
+// Caches are [B,H,S,hs]: one head's keys are contiguous rows of hs
+// elements. Every kernel is instantiated for float32 activations and for
+// bf16 ones (name suffix _bf16: qkv, the caches and out are bf16): the
+// cache write copies bf16 elements unchanged, decode widens them exactly,
+// computes in float32 and rounds each output element once. Decode reads
+// one query row, so it stays on the CUDA cores in both: each key and value
+// is used once and the tensor cores would have nothing to reuse.
+#include "attention.cuh"
 
 // kvcache_write: for every sequence b with start s0 = start[b] (0 when
 // start is null; b skipped when s0 < 0), position t < T and column c < C
@@ -13,16 +19,16 @@
 // Positions s0+t ≥ S are errors found by the check the wrapper queues
 // first; the kernel writes nothing once the flag is set and never writes
 // past the cache.
-extern "C" __global__ void kvcache_write(float* __restrict__ kc, float* __restrict__ vc,
-                                         const float* __restrict__ qkv, const int* __restrict__ start, int B, int T,
-                                         int C, int H, int hs, int S, const int* flag) {
-    if (ig_failed(flag)) return;
+template <typename T_>
+static __device__ __forceinline__ void ig_kvcache_write(T_* __restrict__ kc, T_* __restrict__ vc,
+                                                        const T_* __restrict__ qkv, const int* __restrict__ start,
+                                                        int B, int T, int C, int H, int hs, int S) {
     const int i = blockIdx.x;
     if (i >= B * T) return;
     const int b = i / T, t = i % T;
     const int s0 = start ? start[b] : 0;
     if (s0 < 0 || s0 + t >= S) return;
-    const float* row = qkv + (long long)i * 3 * C;
+    const T_* row = qkv + (long long)i * 3 * C;
     for (int c = threadIdx.x; c < C; c += blockDim.x) {
         const int h = c / hs, d = c - h * hs;
         const long long dst = (((long long)b * H + h) * S + s0 + t) * hs + d;
@@ -30,6 +36,19 @@ extern "C" __global__ void kvcache_write(float* __restrict__ kc, float* __restri
         vc[dst] = row[2 * C + c];
     }
 }
+
+#define IG_KVCACHE_WRITE(NAME, T_)                                                                          \
+    extern "C" __global__ void NAME(T_* __restrict__ kc, T_* __restrict__ vc, const T_* __restrict__ qkv,   \
+                                    const int* __restrict__ start, int B, int T, int C, int H, int hs, int S, \
+                                    const int* flag) {                                                      \
+        if (ig_failed(flag)) return;                                                                        \
+        ig_kvcache_write<T_>(kc, vc, qkv, start, B, T, C, H, hs, S);                                        \
+    }
+
+IG_KVCACHE_WRITE(kvcache_write, float)
+IG_KVCACHE_WRITE(kvcache_write_bf16, ig_bf16)
+
+#undef IG_KVCACHE_WRITE
 
 // attention_decode_hs*: out[b, h·hs..] = softmax(q·kᵀ/sqrt(hs))·v over the
 // cache positions [0, n), n = lens[b] (clamped to [0,S]; n = 0 writes a zero
@@ -41,9 +60,9 @@ extern "C" __global__ void kvcache_write(float* __restrict__ kc, float* __restri
 // maximum m, sum l, and the unnormalised output) in the log2 domain. The 8
 // warps' states are then merged through shared memory in warp order. Any S
 // works; each key and value row is read once.
-template <int HSP>
-static __device__ __forceinline__ void ig_decode(float* __restrict__ out, const float* __restrict__ qkv,
-                                                 const float* __restrict__ kc, const float* __restrict__ vc,
+template <typename T_, int HSP>
+static __device__ __forceinline__ void ig_decode(T_* __restrict__ out, const T_* __restrict__ qkv,
+                                                 const T_* __restrict__ kc, const T_* __restrict__ vc,
                                                  const int* __restrict__ lens, int C, int H, int hs, int S,
                                                  float scale2) {
     constexpr int DPL = HSP / 32, NW = 8;
@@ -53,19 +72,19 @@ static __device__ __forceinline__ void ig_decode(float* __restrict__ out, const 
     const int bh = blockIdx.x, b = bh / H, h = bh % H;
     int n = lens[b];
     n = n < 0 ? 0 : (n > S ? S : n);
-    float* o = out + (long long)b * C + (long long)h * hs;
+    T_* o = out + (long long)b * C + (long long)h * hs;
     if (n == 0) {  // uniform over the block
-        for (int d = tid; d < hs; d += blockDim.x) o[d] = 0.0f;
+        for (int d = tid; d < hs; d += blockDim.x) ig_attn_st(o + d, 0.0f);
         return;
     }
-    const float* q = qkv + (long long)b * 3 * C + (long long)h * hs;
-    const float* K = kc + (long long)bh * S * hs;
-    const float* Vv = vc + (long long)bh * S * hs;
+    const T_* q = qkv + (long long)b * 3 * C + (long long)h * hs;
+    const T_* K = kc + (long long)bh * S * hs;
+    const T_* Vv = vc + (long long)bh * S * hs;
     float qr[DPL], acc[DPL];
 #pragma unroll
     for (int i = 0; i < DPL; i++) {
         const int d = lane + 32 * i;
-        qr[i] = d < hs ? q[d] * scale2 : 0.0f;
+        qr[i] = d < hs ? ig_attn_ld(q + d) * scale2 : 0.0f;
         acc[i] = 0.0f;
     }
     float m = -INFINITY, l = 0.0f;
@@ -79,7 +98,7 @@ static __device__ __forceinline__ void ig_decode(float* __restrict__ out, const 
 #pragma unroll
                 for (int i = 0; i < DPL; i++) {
                     const int d = lane + 32 * i;
-                    if (d < hs) part += qr[i] * K[(long long)j * hs + d];
+                    if (d < hs) part += qr[i] * ig_attn_ld(K + (long long)j * hs + d);
                 }
             }
             s[k] = part;
@@ -102,7 +121,7 @@ static __device__ __forceinline__ void ig_decode(float* __restrict__ out, const 
             if (d < hs) {
 #pragma unroll
                 for (int k = 0; k < 4; k++)
-                    if (j0 + k < n) a += p[k] * Vv[(long long)(j0 + k) * hs + d];
+                    if (j0 + k < n) a += p[k] * ig_attn_ld(Vv + (long long)(j0 + k) * hs + d);
             }
             acc[i] = a;
         }
@@ -130,23 +149,27 @@ static __device__ __forceinline__ void ig_decode(float* __restrict__ out, const 
         float a = 0.0f;
 #pragma unroll
         for (int w = 0; w < NW; w++) a += wo[w][d] * f[w];
-        o[d] = a * inv;
+        ig_attn_st(o + d, a * inv);
     }
 }
 
-#define IG_DECODE(HSP)                                                                                      \
-    extern "C" __global__ void __launch_bounds__(256) attention_decode_hs##HSP(                             \
-        float* __restrict__ out, const float* __restrict__ qkv, const float* __restrict__ kc,               \
-        const float* __restrict__ vc, const int* __restrict__ lens, int B, int C, int H, int hs, int S,     \
+#define IG_DECODE(NAME, T_, HSP)                                                                            \
+    extern "C" __global__ void __launch_bounds__(256) NAME##HSP(                                            \
+        T_* __restrict__ out, const T_* __restrict__ qkv, const T_* __restrict__ kc,                        \
+        const T_* __restrict__ vc, const int* __restrict__ lens, int B, int C, int H, int hs, int S,        \
         float scale2, const int* flag) {                                                                    \
         if (ig_failed(flag)) return;                                                                        \
         if ((int)blockIdx.x >= B * H) return;                                                               \
-        ig_decode<HSP>(out, qkv, kc, vc, lens, C, H, hs, S, scale2);                                        \
+        ig_decode<T_, HSP>(out, qkv, kc, vc, lens, C, H, hs, S, scale2);                                    \
     }
 
-IG_DECODE(32)
-IG_DECODE(64)
-IG_DECODE(96)
-IG_DECODE(128)
+IG_DECODE(attention_decode_hs, float, 32)
+IG_DECODE(attention_decode_hs, float, 64)
+IG_DECODE(attention_decode_hs, float, 96)
+IG_DECODE(attention_decode_hs, float, 128)
+IG_DECODE(attention_decode_bf16_hs, ig_bf16, 32)
+IG_DECODE(attention_decode_bf16_hs, ig_bf16, 64)
+IG_DECODE(attention_decode_bf16_hs, ig_bf16, 96)
+IG_DECODE(attention_decode_bf16_hs, ig_bf16, 128)
 
 #undef IG_DECODE

@@ -14,6 +14,8 @@ var bf16Ops = map[string]bool{
 	"layernorm forward": true, "layernorm backward": true,
 	"log-softmax forward": true, "log-softmax backward": true, "sample": true,
 	"gather rows": true, "scatter-add rows": true,
+	"attention forward": true, "attention backward": true,
+	"kv-cache write": true, "attention decode": true,
 }
 
 // newChecker is the shared gpu.Checker of a cuda backend whose storages
