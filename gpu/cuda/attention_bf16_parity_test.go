@@ -141,21 +141,12 @@ func bf16Close(t *testing.T, what string, got, want []float32, slack, floor floa
 			}
 			continue
 		}
-		if d := math.Abs(g - w); d > bf16ULP(w)+slack*scale {
+		if d := math.Abs(g - w); d > bf16ULP(float32(w))+slack*scale {
 			t.Errorf("%s: element %d is %v, want %v: off by %.3g, allowed %.3g (one bf16 ulp %.3g + %.3g of %.3g)",
-				what, i, g, w, d, bf16ULP(w)+slack*scale, bf16ULP(w), slack, scale)
+				what, i, g, w, d, bf16ULP(float32(w))+slack*scale, bf16ULP(float32(w)), slack, scale)
 			return
 		}
 	}
-}
-
-// bf16ULP is the spacing of bf16 values at |x| (8 significant bits).
-func bf16ULP(x float64) float64 {
-	if x == 0 {
-		return 0
-	}
-	_, e := math.Frexp(math.Abs(x)) // |x| = f·2^e, f in [0.5, 1)
-	return math.Ldexp(1, e-8)
 }
 
 // attnParts splits dqkv rows [.., 3C] into their q, k and v parts.

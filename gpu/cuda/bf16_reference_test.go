@@ -69,6 +69,9 @@ func (p *opsPair) refOut(h *gpu.Tensor) []float32 {
 // [2^(e−1), 2^e) (8 significant bits), and that of the subnormals below
 // 2^−126.
 func bf16ULP(w float32) float64 {
+	if w == 0 {
+		return 0 // an exact zero has no rounding neighbour to allow
+	}
 	_, e := math.Frexp(math.Abs(float64(w)))
 	return math.Ldexp(1, max(e, -125)-8)
 }
