@@ -91,15 +91,6 @@ func roundedRandn(rng *rand.Rand, B, T, w int, lens []int32) []float32 {
 	return x
 }
 
-// roundedBF16 returns x rounded to bf16.
-func roundedBF16(x []float32) []float32 {
-	r := make([]float32, len(x))
-	for i, v := range x {
-		r[i] = gpu.RoundBF16(v)
-	}
-	return r
-}
-
 // devBF16 puts vals (rounded on upload) on the cuda backend as a bf16 view
 // at element offset off of a larger allocation.
 func devBF16(t *testing.T, b *Backend, off int, vals []float32, shape ...int) *gpu.Tensor {
@@ -180,7 +171,7 @@ func attentionBF16Parity(t *testing.T, c attnBF16Case, seed uint64) {
 	}
 	p.g.AttentionForward(gout, glse, gqkv, gl, H)
 	p.h.AttentionForward(hout, hlse, hqkv, hl, H)
-	wantOut := roundedBF16(cpu.F32(hout))
+	wantOut := roundBF16s(cpu.F32(hout))
 	bf16Close(t, "out", p.get(gout), wantOut, attnBF16Slack, 0)
 	closeTo(t, "lse", p.get(glse), cpu.F32(hlse), 2e-6)
 
@@ -196,7 +187,7 @@ func attentionBF16Parity(t *testing.T, c attnBF16Case, seed uint64) {
 	p.g.AttentionBackward(gdq, gd, gqkv, gof, glf, gl, H)
 	p.h.AttentionBackward(hdq, hd, hqkv, hof, hlse, hl, H)
 	gq, gk, gv := attnParts(p.get(gdq), C)
-	wq, wk, wv := attnParts(roundedBF16(cpu.F32(hdq)), C)
+	wq, wk, wv := attnParts(roundBF16s(cpu.F32(hdq)), C)
 	floor := maxAbs(wv)
 	bf16Close(t, "dq", gq, wq, attnBF16Slack, floor)
 	bf16Close(t, "dk", gk, wk, attnBF16Slack, floor)
@@ -246,8 +237,8 @@ func TestDecodeBF16Parity(t *testing.T) {
 		qkv := roundedRandn(rng, B, S, 3*C, nil)
 		gqkv, hqkv := devBF16(t, p.g, 0, qkv, B, S, 3*C), p.hostF32(qkv, B, S, 3*C)
 		cache := randn(rng, B*H*S*hs, 1)
-		gkc, hkc := devBF16(t, p.g, 0, cache, B, H, S, hs), p.hostF32(roundedBF16(cache), B, H, S, hs)
-		gvc, hvc := devBF16(t, p.g, 0, cache, B, H, S, hs), p.hostF32(roundedBF16(cache), B, H, S, hs)
+		gkc, hkc := devBF16(t, p.g, 0, cache, B, H, S, hs), p.hostF32(roundBF16s(cache), B, H, S, hs)
+		gvc, hvc := devBF16(t, p.g, 0, cache, B, H, S, hs), p.hostF32(roundBF16s(cache), B, H, S, hs)
 		p.g.KVCacheWrite(gkc, gvc, gqkv, nil, H)
 		p.h.KVCacheWrite(hkc, hvc, hqkv, nil, H)
 		sameBits(t, name+" kc", p.get(gkc), cpu.F32(hkc))
@@ -257,7 +248,7 @@ func TestDecodeBF16Parity(t *testing.T) {
 		hout := p.hostF32(make([]float32, B*S*C), B, S, C)
 		hlse := p.hostF32(make([]float32, B*H*S), B, H, S)
 		p.h.AttentionForward(hout, hlse, hqkv, nil, H)
-		fwd := roundedBF16(cpu.F32(hout))
+		fwd := roundBF16s(cpu.F32(hout))
 
 		// Decode position L−1 of each sequence against the first L cached.
 		q := make([]float32, B*3*C)

@@ -120,7 +120,7 @@ func open(ordinal int) (_ *Backend, err error) {
 }
 
 // Name implements gpu.Backend, e.g.
-// "cuda:0 (NVIDIA H100 80GB HBM3, sm_90, cuBLAS 12.4.5 TF32)".
+// "cuda:0 (NVIDIA H100 80GB HBM3, sm_90, cuBLAS 12.4.5 FP32, cuBLASLt 12.4.5 bf16)".
 func (b *Backend) Name() string {
 	return fmt.Sprintf("cuda:%d (%s, sm_%d%d, %s)", b.ordinal, b.devName, b.ccMajor, b.ccMinor, b.gemm.describe())
 }

@@ -84,53 +84,69 @@ func TestOtherGoroutine(t *testing.T) {
 }
 
 // BenchmarkMatMul measures the GEMM shapes of a GPT-2 (124M) step with
-// B·T = 8192 tokens, on each path, in TFLOP/s.
+// B·T = 8192 tokens, on each path, in TFLOP/s: float32 on our kernel and
+// cuBLAS (TF32 and FP32), bf16 on our tensor-core kernel and cuBLASLt. The
+// weight-gradient shape accumulates bf16 products into a float32 C (beta =
+// 1), as the bf16 precision mode does.
 func BenchmarkMatMul(bm *testing.B) {
 	g := openTestBackend(bm)
 	shapes := []struct {
-		name    string
-		m, n, k int
-		transB  bool
+		name           string
+		m, n, k        int
+		transA, transB bool
+		beta           float32
 	}{
-		{"qkv_fwd_8192x2304x768", 8192, 2304, 768, false},
-		{"fc_fwd_8192x3072x768", 8192, 3072, 768, false},
-		{"proj_fwd_8192x768x3072", 8192, 768, 3072, false},
-		{"lmhead_fwd_8192x50304x768", 8192, 50304, 768, true},
+		{"qkv_fwd_8192x2304x768", 8192, 2304, 768, false, false, 0},
+		{"fc_fwd_8192x3072x768", 8192, 3072, 768, false, false, 0},
+		{"proj_fwd_8192x768x3072", 8192, 768, 3072, false, false, 0},
+		{"lmhead_fwd_8192x50304x768", 8192, 50304, 768, false, true, 0},
+		{"fc_wgrad_768x3072x8192", 768, 3072, 8192, true, false, 1},
 	}
 	type path struct {
 		name   string
 		kernel bool
 		tf32   bool
+		in     gpu.DType
 	}
-	paths := []path{{"kernel", true, false}}
+	paths := []path{{"kernel", true, false, gpu.Float32}, {"kernel_bf16", true, false, gpu.BF16}}
 	if g.CuBLASLoaded() {
-		paths = append(paths, path{"cublas_tf32", false, true}, path{"cublas_fp32", false, false})
+		paths = append(paths, path{"cublas_tf32", false, true, gpu.Float32}, path{"cublas_fp32", false, false, gpu.Float32})
+	}
+	if g.CuBLASLtLoaded() {
+		paths = append(paths, path{"cublaslt_bf16", false, false, gpu.BF16})
 	}
 	for _, p := range paths {
 		for _, s := range shapes {
 			// b.Run runs on another goroutine; the backend belongs to this
 			// one, so time by hand and report with b.ReportMetric there.
 			g.UseGEMMKernel(p.kernel)
-			if !p.kernel {
+			if !p.kernel && p.in == gpu.Float32 {
 				if err := g.SetTF32(p.tf32); err != nil {
 					bm.Fatal(err)
 				}
 			}
-			a, _ := g.Alloc(gpu.Float32, s.m, s.k)
-			bshape := []int{s.k, s.n}
+			ashape, bshape := []int{s.m, s.k}, []int{s.k, s.n}
+			if s.transA {
+				ashape = []int{s.k, s.m}
+			}
 			if s.transB {
 				bshape = []int{s.n, s.k}
 			}
-			b, _ := g.Alloc(gpu.Float32, bshape...)
-			c, _ := g.Alloc(gpu.Float32, s.m, s.n)
-			g.MatMul(c, a, b, false, s.transB, 1, 0) // warm up
+			cdt := p.in
+			if s.beta != 0 {
+				cdt = gpu.Float32 // a parameter gradient
+			}
+			a, _ := g.Alloc(p.in, ashape...)
+			b, _ := g.Alloc(p.in, bshape...)
+			c, _ := g.Alloc(cdt, s.m, s.n)
+			g.MatMul(c, a, b, s.transA, s.transB, 1, s.beta) // warm up
 			if err := g.Sync(); err != nil {
 				bm.Fatal(err)
 			}
 			const reps = 20
 			start := time.Now()
 			for i := 0; i < reps; i++ {
-				g.MatMul(c, a, b, false, s.transB, 1, 0)
+				g.MatMul(c, a, b, s.transA, s.transB, 1, s.beta)
 			}
 			if err := g.Sync(); err != nil {
 				bm.Fatal(err)

@@ -8,7 +8,7 @@ import "github.com/instructgo/instructgo/gpu"
 // Checker refuses bf16 activations for the others, with a message that
 // says so, until their kernels have it.
 var bf16Ops = map[string]bool{
-	"copy": true, "add": true, "add bias": true, "bias backward": true,
+	"copy": true, "add": true, "add bias": true, "bias backward": true, "matmul": true,
 	"gelu forward": true, "gelu backward": true, "dropout": true, "dropout backward": true,
 	"embedding forward": true, "embedding backward": true,
 	"layernorm forward": true, "layernorm backward": true,

@@ -99,7 +99,6 @@ import "C"
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"unsafe"
 
@@ -111,24 +110,8 @@ const (
 	cublasOpN             = 0
 	cublasOpT             = 1
 	cublasDefaultMath     = 0
-	cublasPedanticMath    = 2
 	cublasTF32TensorOpMth = 3
 )
-
-// cublasEnv names the environment variable that points at a cuBLAS library
-// file; "none" (or "off") disables cuBLAS and selects the GEMM kernel.
-const cublasEnv = "INSTRUCTGO_CUBLAS"
-
-// cublasCandidates are the libraries tried in turn when cublasEnv is unset:
-// CUDA 13's first (it needs a CUDA 13 driver; cublasCreate fails on an
-// older one and the next is tried), then CUDA 12's, by soname and at the
-// toolkit's default location.
-var cublasCandidates = []string{
-	"libcublas.so.13",
-	"libcublas.so.12",
-	"/usr/local/cuda/lib64/libcublas.so.13",
-	"/usr/local/cuda/lib64/libcublas.so.12",
-}
 
 // cublasLib is an open cuBLAS handle bound to the backend's stream.
 type cublasLib struct {
@@ -137,15 +120,13 @@ type cublasLib struct {
 	version int // e.g. 120405 for 12.4.5
 }
 
-// loadCublas opens the first cuBLAS that loads and creates a handle. Its
-// error lists why each candidate failed.
+// loadCublas opens the first cuBLAS that loads (cudaLibSearch's order:
+// CUDA 13's, then 12's) and creates a handle. Its error lists why each
+// candidate failed.
 func loadCublas(stream cu.Stream) (*cublasLib, error) {
-	candidates := cublasCandidates
-	if env := strings.TrimSpace(os.Getenv(cublasEnv)); env != "" {
-		if env == "none" || env == "off" {
-			return nil, fmt.Errorf("disabled by %s=%s", cublasEnv, env)
-		}
-		candidates = []string{env}
+	candidates, err := cudaLibSearch("cublas", cublasEnv, cudaMajors, hostLibEnv())
+	if err != nil {
+		return nil, err
 	}
 	var errs []string
 	for _, path := range candidates {
@@ -184,8 +165,11 @@ func (l *cublasLib) versionString() string {
 	return fmt.Sprintf("%d.%d.%d", v/10000, v/100%100, v%100)
 }
 
+// setTF32 selects CUBLAS_TF32_TENSOR_OP_MATH (on) or CUBLAS_DEFAULT_MATH
+// (off), in which single-precision products are computed in FP32: TF32 is
+// used only when asked for.
 func (l *cublasLib) setTF32(on bool) error {
-	mode := cublasPedanticMath
+	mode := cublasDefaultMath
 	if on {
 		mode = cublasTF32TensorOpMth
 	}

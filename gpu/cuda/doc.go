@@ -4,8 +4,9 @@
 // with the build tag cuda. It drives the CUDA driver API through
 // gorgonia.org/cu package-level functions, runs the handwritten kernels of
 // kernels/*.cu (compiled by `make kernels` into one fatbin that this package
-// embeds), and multiplies matrices with cuBLAS, loaded at run time with
-// dlopen, or with a tiled GEMM kernel of ours when cuBLAS is missing.
+// embeds), and multiplies matrices with cuBLAS (float32) and cuBLASLt
+// (bf16), loaded at run time with dlopen, or with GEMM kernels of ours
+// (tiled fp32, bf16 tensor cores) when they are missing.
 //
 // # One goroutine, one OS thread
 //
@@ -44,13 +45,15 @@
 // exit into a readable message. The fatbin holds SASS for sm_80, sm_86,
 // sm_89 and sm_90 and compute_80 PTX, so it needs an Ampere or newer GPU.
 // cuBLAS is looked up as $INSTRUCTGO_CUBLAS (a path; "none" disables it),
-// then libcublas.so.13 and libcublas.so.12.
+// then libcublas.so.13 and libcublas.so.12 (by soname, in
+// /usr/local/cuda/lib64, and in Python site-packages' NVIDIA wheels), and
+// cuBLASLt beside it (cudalib.go).
 //
 // # The emulated build
 //
 // With the build tags cuda and cudaemu, the driver-facing files (backend,
 // memory, module, cuBLAS, events) give way to emu_backend.go: the same op
-// wrappers against host memory, every kernel (MatMul's tiled GEMM kernel
+// wrappers against host memory, every kernel (MatMul's GEMM kernels
 // included) run by the CPU emulator of CUDA in emu/ (make cuda-emu-test builds it and runs the parity tests, in
 // CI). It checks the kernels and their launches against the CPU backend
 // without a GPU; it measures no speed and cannot show what only hardware

@@ -7,9 +7,10 @@ package cuda
 // the CPU emulator of CUDA in emu/ (blocks one after another, each thread a
 // fiber, so barriers and warp shuffles keep their semantics and misuse is
 // caught). Allocations are fenced by canary words that every launch
-// checks. MatMul is always the tiled GEMM kernel, the GPU build's fallback
-// when cuBLAS is missing. It lets the parity tests check every kernel
-// against the CPU backend on a machine without a GPU (make cuda-emu-test);
+// checks. MatMul always takes our GEMM kernels (tiled fp32, bf16 tensor
+// cores), the GPU build's fallback when cuBLAS or cuBLASLt is missing. It
+// lets the parity tests check every kernel against the CPU backend on a
+// machine without a GPU (make cuda-emu-test);
 // it says nothing about speed, and nothing about what only hardware shows
 // (memory-model races across blocks, occupancy, the driver).
 
@@ -266,16 +267,21 @@ func (b *Backend) launch(kernel string, grid, block [3]int, sharedMem int, args 
 }
 
 // GEMM says which GEMM path MatMul takes.
-func (b *Backend) GEMM() string { return "tiled GEMM kernel (emulated)" }
+func (b *Backend) GEMM() string {
+	return "GEMM kernels (emulated): tiled fp32, bf16 tensor cores"
+}
 
 // CuBLASLoaded is false: the emulated build has no cuBLAS.
 func (b *Backend) CuBLASLoaded() bool { return false }
 
-// UseGEMMKernel does nothing: the kernel is the only path here.
+// CuBLASLtLoaded is false: the emulated build has no cuBLASLt.
+func (b *Backend) CuBLASLtLoaded() bool { return false }
+
+// UseGEMMKernel does nothing: the kernels are the only path here.
 func (b *Backend) UseGEMMKernel(on bool) {}
 
 // blasMatMul reports false: there is no cuBLAS here, so MatMul always
-// takes the tiled GEMM kernel.
+// takes our GEMM kernels.
 func (b *Backend) blasMatMul(p gpu.MatMulDims, c, a, bm *gpu.Tensor, transA, transB bool, alpha, beta float32) bool {
 	return false
 }

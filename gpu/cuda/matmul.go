@@ -3,71 +3,112 @@
 package cuda
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/instructgo/instructgo/gpu"
 )
 
-// gemmEngine is the GEMM path: cuBLAS when it loaded, else the tiled kernel
-// of kernels/gemm.cu.
+// gemmEngine is the GEMM paths of the GPU build: cuBLAS for float32
+// products, cuBLASLt for bf16 ones, each when it loaded, else our kernels
+// (kernels/gemm.cu, kernels/gemm_bf16.cu). gemmPathFor decides.
 type gemmEngine struct {
-	blas     *cublasLib // nil: the kernel
-	why      string     // why cuBLAS is not used (when blas is nil)
-	tf32     bool       // cuBLAS math mode: TF32 tensor cores, else FP32 pedantic
-	fallback bool       // route MatMul to the kernel although cuBLAS loaded
+	blas     *cublasLib   // nil: no cuBLAS
+	why      string       // why cuBLAS is not used (when blas is nil)
+	lt       *cublasLtLib // nil: no cuBLASLt
+	whyLt    string       // why cuBLASLt is not used (when lt is nil)
+	ltWS     *gpu.Tensor  // cuBLASLt's workspace, allocated at its first call
+	tf32     bool         // cuBLAS math mode: TF32 tensor cores, else full FP32
+	fallback bool         // route MatMul to our kernels although the libraries loaded
 }
 
-// openGEMM loads cuBLAS on b's stream in TF32 mode, or records why not.
+// openGEMM loads cuBLAS on b's stream in full FP32 mode (the fp32
+// precision mode's math; SetTF32 switches it) and cuBLASLt of the same
+// CUDA version, or records why not.
 func openGEMM(b *Backend) gemmEngine {
+	var g gemmEngine
 	l, err := loadCublas(b.stream)
+	if err == nil {
+		if err = l.setTF32(false); err != nil {
+			l.close()
+			l = nil
+		}
+	}
 	if err != nil {
-		return gemmEngine{why: err.Error()}
+		g.why = err.Error()
 	}
-	if err := l.setTF32(true); err != nil {
-		l.close()
-		return gemmEngine{why: err.Error()}
+	g.blas = l
+	path, major := "", 0
+	if l != nil {
+		path, major = l.path, l.version/10000
 	}
-	return gemmEngine{blas: l, tf32: true}
+	if g.lt, err = loadCublasLt(path, major); err != nil {
+		g.whyLt = err.Error()
+	}
+	return g
 }
 
 func (g *gemmEngine) close() {
 	g.blas.close()
 	g.blas = nil
+	g.lt.close()
+	g.lt = nil
 }
 
-// describe names the active path, e.g. "cuBLAS 12.4.5 TF32".
+// describe names the active paths, e.g. "cuBLAS 12.4.5 FP32, cuBLASLt
+// 12.4.5 bf16".
 func (g *gemmEngine) describe() string {
+	if g.fallback {
+		return "GEMM kernels (cuBLAS not used)"
+	}
+	var parts []string
 	switch {
 	case g.blas == nil:
-		return "tiled GEMM kernel, no cuBLAS"
-	case g.fallback:
-		return fmt.Sprintf("tiled GEMM kernel (cuBLAS %s loaded from %s, not used)", g.blas.versionString(), g.blas.path)
+		parts = append(parts, "fp32 GEMM kernel, no cuBLAS")
 	case g.tf32:
-		return fmt.Sprintf("cuBLAS %s TF32", g.blas.versionString())
+		parts = append(parts, fmt.Sprintf("cuBLAS %s TF32", g.blas.versionString()))
 	default:
-		return fmt.Sprintf("cuBLAS %s FP32", g.blas.versionString())
+		parts = append(parts, fmt.Sprintf("cuBLAS %s FP32", g.blas.versionString()))
 	}
+	if g.lt == nil {
+		parts = append(parts, "bf16 tensor-core GEMM kernel, no cuBLASLt")
+	} else {
+		parts = append(parts, fmt.Sprintf("cuBLASLt %s bf16", g.lt.versionString()))
+	}
+	return strings.Join(parts, ", ")
 }
 
-// GEMM describes the active matrix-multiplication path: which cuBLAS, from
-// where, in which math mode, or why the fallback kernel runs.
+// GEMM describes the active matrix-multiplication paths: which cuBLAS and
+// cuBLASLt, from where, in which math mode, or why our kernels run.
 func (b *Backend) GEMM() string {
-	switch {
-	case b.gemm.blas == nil:
-		return b.gemm.describe() + ": " + b.gemm.why
-	case !b.gemm.fallback:
-		return b.gemm.describe() + " from " + b.gemm.blas.path
+	g := &b.gemm
+	s := g.describe()
+	if g.blas == nil {
+		s += "; cuBLAS: " + g.why
+	} else {
+		s += "; cuBLAS from " + g.blas.path
 	}
-	return b.gemm.describe()
+	if g.lt == nil {
+		s += "; cuBLASLt: " + g.whyLt
+	} else {
+		s += "; cuBLASLt from " + g.lt.path
+	}
+	return s
 }
 
 // CuBLASLoaded reports whether cuBLAS is loaded.
 func (b *Backend) CuBLASLoaded() bool { return b.gemm.blas != nil }
 
-// SetTF32 selects cuBLAS's math mode: TF32 tensor cores (the default; inputs
-// rounded to 10 mantissa bits, about 1e-3 relative error per product) or
-// FP32 pedantic (IEEE single precision throughout). The fallback kernel is
-// always FP32. It is an error without cuBLAS.
+// CuBLASLtLoaded reports whether cuBLASLt is loaded (bf16 products use it).
+func (b *Backend) CuBLASLtLoaded() bool { return b.gemm.lt != nil }
+
+// SetTF32 selects cuBLAS's math mode for float32 products: TF32 tensor
+// cores (on: the tf32 precision mode; inputs rounded to 10 mantissa bits,
+// about 1e-3 relative error per product) or full FP32 (off, the default:
+// cuBLAS's default math, IEEE single-precision products and sums, which
+// uses TF32 only when asked). The fallback kernel is always FP32. It is an
+// error without cuBLAS.
 func (b *Backend) SetTF32(on bool) error {
 	if b.gemm.blas == nil {
 		return fmt.Errorf("cuda: no cuBLAS (%s)", b.gemm.why)
@@ -79,20 +120,26 @@ func (b *Backend) SetTF32(on bool) error {
 	return nil
 }
 
-// UseGEMMKernel routes MatMul to the tiled GEMM kernel even when cuBLAS is
-// loaded (on = true), or back to cuBLAS (tests and benchmarks use it).
+// UseGEMMKernel routes MatMul to our GEMM kernels even when cuBLAS and
+// cuBLASLt are loaded (on = true), or back to them (tests and benchmarks
+// use it).
 func (b *Backend) UseGEMMKernel(on bool) { b.gemm.fallback = on }
 
-// blasMatMul runs the product through cuBLAS (TF32 tensor cores by
-// default, see SetTF32) and reports true, or reports false when MatMul must
-// take the tiled GEMM kernel: no cuBLAS, UseGEMMKernel, or an empty inner
-// dimension.
+// blasMatMul runs the product through cuBLAS or cuBLASLt and reports true,
+// or reports false when MatMul must take our kernel (gemmPathFor, or no
+// cuBLASLt plan for it).
 func (b *Backend) blasMatMul(p gpu.MatMulDims, c, a, bm *gpu.Tensor, transA, transB bool, alpha, beta float32) bool {
-	if b.gemm.blas == nil || b.gemm.fallback || p.K == 0 {
-		return false
+	g := &b.gemm
+	switch gemmPathFor(p.In, g.blas != nil, g.lt != nil, g.fallback, p.K) {
+	case pathCublas:
+		b.cublasMatMul(p, c, a, bm, transA, transB, alpha, beta)
+		return true
+	case pathCublasLt:
+		// Without a plan nothing was queued: the kernel runs it.
+		err := b.ltMatMul(p, c, a, bm, transA, transB, alpha, beta, epiNone, nil, nil)
+		return !errors.Is(err, errNoLtPlan)
 	}
-	b.cublasMatMul(p, c, a, bm, transA, transB, alpha, beta)
-	return true
+	return false
 }
 
 // cublasMatMul runs the row-major product as the column-major one cuBLAS
@@ -116,4 +163,41 @@ func (b *Backend) cublasMatMul(p gpu.MatMulDims, c, a, bm *gpu.Tensor, transA, t
 	if err != nil {
 		b.failf("matmul C %v = A %v · B %v: %w", c, a, bm, err)
 	}
+}
+
+// matMulFused computes C = epilogue(alpha·op(A)·op(B) + beta·C) in one
+// cuBLASLt call (gemmEpilogue says what each epilogue does; aux is the
+// GELU pre-activation, bias the bias or the bias gradient). It returns an
+// error, and queues nothing, when the fused form cannot run here (no
+// cuBLASLt, float32 inputs, a shape cuBLASLt's epilogue does not take, no
+// algorithm; the error wraps errNoLtPlan): the caller then runs the
+// separate ops. The GELU epilogues take beta = 0. Bad arguments are
+// returned too, not recorded; a cuBLASLt call that fails once queued is
+// recorded (Err).
+//
+// Not used by the model yet. It runs only on a GPU with cuBLASLt, so it is
+// untested until a GPU run (cublaslt_test.go checks each epilogue against
+// a float64 reference there).
+func (b *Backend) matMulFused(c, a, bm *gpu.Tensor, transA, transB bool, alpha, beta float32,
+	epi gemmEpilogue, bias, aux *gpu.Tensor) error {
+	if b.err != nil {
+		return b.err
+	}
+	p, err := b.checker.MatMul(c, a, bm, transA, transB)
+	if err != nil {
+		return err
+	}
+	if err := fitsInt32("matmul", p.M, p.N, p.K, p.LDA, p.LDB); err != nil {
+		return err
+	}
+	if err := checkEpilogueArgs(p, epi, beta, c, bias, aux); err != nil {
+		return err
+	}
+	if b.gemm.fallback {
+		return errors.New("fused GEMM: UseGEMMKernel is on")
+	}
+	if p.M == 0 || p.N == 0 || p.Batch == 0 || p.K == 0 {
+		return errors.New("fused GEMM: empty product")
+	}
+	return b.ltMatMul(p, c, a, bm, transA, transB, alpha, beta, epi, bias, aux)
 }

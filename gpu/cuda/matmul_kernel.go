@@ -8,11 +8,13 @@ import (
 
 // The part of MatMul both builds share: the entry point, which validates
 // with the shared Checker (gpu.Checker.MatMul, which also works out the
-// geometry), and the tiled GEMM kernel (kernels/gemm.cu), which the GPU
-// build falls back to without cuBLAS and the emulated build always uses.
+// geometry and the dtypes), and the launch of our GEMM kernels: the tiled
+// float32 one (kernels/gemm.cu) and the bf16 tensor-core one
+// (kernels/gemm_bf16.cu), which the GPU build falls back to without cuBLAS
+// or cuBLASLt and the emulated build always uses.
 
-// MatMul implements gpu.Backend: through cuBLAS where the build has it
-// (blasMatMul), else with the tiled GEMM kernel.
+// MatMul implements gpu.Backend: through cuBLAS (float32) or cuBLASLt
+// (bf16) where the build has them (blasMatMul), else with our kernels.
 func (b *Backend) MatMul(c, a, bm *gpu.Tensor, transA, transB bool, alpha, beta float32) {
 	if b.err != nil {
 		return
@@ -27,27 +29,30 @@ func (b *Backend) MatMul(c, a, bm *gpu.Tensor, transA, transB bool, alpha, beta 
 }
 
 // gemmMaxGridZ is the largest gridDim.z; bigger batches launch in parts.
-// gemmMaxGridY bounds gridDim.y, the 64-row tiles of C.
+// gemmMaxGridY bounds gridDim.y, the row tiles of C.
 const (
 	gemmMaxGridZ = 65535
 	gemmMaxGridY = 65535
 )
 
-// kernelMatMul launches gemm_fallback_{n,t}{n,t} (kernels/gemm.cu).
+// kernelMatMul launches our GEMM kernel for the product (gemmKernelFor):
+// gemm_fallback_XY (kernels/gemm.cu) for float32, gemm_bf16_XY_cT[_ua]
+// (kernels/gemm_bf16.cu) for bf16 A and B.
 func (b *Backend) kernelMatMul(p gpu.MatMulDims, c, a, bm *gpu.Tensor, transA, transB bool, alpha, beta float32) {
-	name := "gemm_fallback_" + map[bool]string{false: "n", true: "t"}[transA] + map[bool]string{false: "n", true: "t"}[transB]
-	strideA, strideB, strideC := int64(p.StrideA), int64(p.StrideB), int64(p.M)*int64(p.N)
-	if (p.M+63)/64 > gemmMaxGridY {
-		b.failf("matmul C %v = A %v · B %v: %d rows exceed the GEMM kernel's grid (at most %d)", c, a, bm, p.M, gemmMaxGridY*64)
+	pa, pb, pc := b.ptr(a), b.ptr(bm), b.ptr(c)
+	k := gemmKernelFor(p, transA, transB, uint64(pa), uint64(pb))
+	rowTiles := (p.M + k.tileM - 1) / k.tileM
+	if rowTiles > gemmMaxGridY {
+		b.failf("matmul C %v = A %v · B %v: %d rows exceed the GEMM kernel's grid (at most %d)", c, a, bm, p.M, gemmMaxGridY*k.tileM)
 		return
 	}
-	pa, pb, pc := b.ptr(a), b.ptr(bm), b.ptr(c)
+	strideA, strideB, strideC := int64(p.StrideA), int64(p.StrideB), int64(p.M)*int64(p.N)
 	for z0 := 0; z0 < p.Batch; z0 += gemmMaxGridZ {
 		nz := min(gemmMaxGridZ, p.Batch-z0)
-		off := func(stride int64) int64 { return int64(z0) * stride * 4 }
-		b.launch(name,
-			[3]int{(p.N + 63) / 64, (p.M + 63) / 64, nz}, [3]int{16, 16, 1}, 0,
-			pc+devicePtr(off(strideC)), pa+devicePtr(off(strideA)), pb+devicePtr(off(strideB)),
+		off := func(stride int64, size int) devicePtr { return devicePtr(int64(z0) * stride * int64(size)) }
+		b.launch(k.name,
+			[3]int{(p.N + k.tileN - 1) / k.tileN, rowTiles, nz}, k.block, 0,
+			pc+off(strideC, k.out), pa+off(strideA, k.in), pb+off(strideB, k.in),
 			int32(p.M), int32(p.N), int32(p.K), int32(p.LDA), int32(p.LDB), int32(p.N),
 			strideA, strideB, strideC, alpha, beta)
 	}

@@ -161,7 +161,7 @@ func checkMatMul(t *testing.T, g *Backend, h *cpu.Backend, rng *rand.Rand, c mat
 
 // Tolerances, relative to the error scale above. TF32 rounds both inputs to
 // 10 mantissa bits (2⁻¹¹ each, about 1e-3 per product): 1e-2 leaves room.
-// FP32 (cuBLAS pedantic, our kernel) differs from the cpu only in the
+// FP32 (cuBLAS default math, our kernel) differs from the cpu only in the
 // order of the additions: a few k·2⁻²⁴ at worst.
 const (
 	tolTF32 = 1e-2
