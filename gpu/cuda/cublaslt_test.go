@@ -43,7 +43,7 @@ func TestCuBLASLtEpilogues(t *testing.T) {
 		for _, transB := range []bool{false, true} {
 			name := fmt.Sprintf("%v transB=%v", epi, transB)
 			av, bv := randVals(rng, m*k), randVals(rng, k*n)
-			ar, br := roundedBF16(av), roundedBF16(bv)
+			ar, br := roundBF16s(av), roundBF16s(bv)
 			bShape := []int{k, n}
 			if transB {
 				bShape = []int{n, k}
@@ -61,7 +61,7 @@ func TestCuBLASLtEpilogues(t *testing.T) {
 			var biasV, auxV []float32
 			switch epi {
 			case epiBias, epiBiasGELU:
-				biasV = roundedBF16(randVals(rng, n))
+				biasV = roundBF16s(randVals(rng, n))
 				bias = bf16Upload(t, g, 0, biasV, n)
 			case epiBiasGradB:
 				bias, _ = g.Alloc(gpu.Float32, n)
@@ -71,7 +71,7 @@ func TestCuBLASLtEpilogues(t *testing.T) {
 			if epi == epiGELU || epi == epiBiasGELU || epi == epiDGELU {
 				auxV = make([]float32, m*n)
 				if epi == epiDGELU { // the forward's pre-activation, an input
-					auxV = roundedBF16(randn(rng, m*n, 1.5))
+					auxV = roundBF16s(randn(rng, m*n, 1.5))
 				}
 				aux = bf16Upload(t, g, 0, auxV, m, n)
 			}
@@ -115,7 +115,7 @@ func TestCuBLASLtEpilogues(t *testing.T) {
 					}
 					tol := float64(k+4) * 0x1p-23 * s
 					idx := i*n + j
-					ulp := func(v float64) float64 { return bf16ULP(math.Abs(v)) }
+					ulp := func(v float64) float64 { return bf16ULP(float32(math.Abs(v))) }
 					switch epi {
 					case epiBias:
 						check("D", idx, got[idx], pre, tol+ulp(pre))
