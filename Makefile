@@ -133,13 +133,13 @@ cuda-check: kernels cuda-tools13
 	@bash gpu/cuda/scripts/check-linkage.sh $(CUDA_BUILD)/check12/instructgo $(CUDA_BUILD)/check13/instructgo
 	@echo "cuda-check: ok"
 
-## cuda-emu-test: the cuda parity tests with every kernel run by a CPU emulator of CUDA (gpu/cuda/emu): kernels against the CPU backend, no GPU needed
+## cuda-emu-test: the cuda parity tests with every kernel run by a CPU emulator of CUDA (gpu/cuda/emu): kernels against the CPU backend, the command line on both backends, and 200 bf16 pretraining steps against fp32 (about 12 minutes), no GPU needed
 EMU_BUILD     := build/cudaemu
 cuda-emu-test: | cuda-tools12
 	@bash gpu/cuda/emu/build.sh "$(NVCC) -ccbin $(CUDA_HOSTCXX)" kernels $(EMU_BUILD)
 	$(GO) vet -tags cuda,cudaemu ./gpu/cuda/ ./cmd/instructgo/
 	$(GO) test -count=1 -tags cuda,cudaemu ./gpu/cuda/
-	$(GO) test -count=1 -tags cuda,cudaemu -run TestEmulatedCUDAMatchesCPU ./cmd/instructgo/
+	$(GO) test -count=1 -timeout 30m -tags cuda,cudaemu -run 'TestEmulatedCUDAMatchesCPU|TestEmulatedBF16TracksFP32' ./cmd/instructgo/
 
 ## build-cuda: the instructgo binary with the cuda backend in bin/instructgo-cuda (needs the NVIDIA driver to run)
 build-cuda: kernels
