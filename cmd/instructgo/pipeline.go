@@ -66,6 +66,9 @@ func runPipeline(c *cli.Context) error {
 	if c.Bool("print-config") {
 		return writeJSON(c, cfg)
 	}
+	if err := cfg.Validate(); err != nil {
+		return usageErrorf("pipeline: %v", err)
+	}
 	var rep *pipeline.Report
 	if err := runTraining(c, false, func(ctx context.Context, b gpu.Backend, opt train.RunOptions) (err error) {
 		rep, err = pipeline.Run(ctx, b, cfg, opt)

@@ -29,6 +29,9 @@ func TestPipelineConfigErrors(t *testing.T) {
 		{filepath.Join(dir, "missing.json"), "no such file"},
 		{`{"ppo": {"iteratons": 7}}`, `unknown field "iteratons"`},
 		{`{"ppo": {"iterations": "many"}}`, "cannot unmarshal"},
+		// A setting of the last stage fails before the first stage runs.
+		{`{"ppo": {"iterations": -3}}`, "ppo: iterations"},
+		{`{"sft_dropout": 1.5}`, "sft_dropout 1.5"},
 	} {
 		_, stderr, code := runCLI(t, "pipeline", "--out", out, "--config", c.config)
 		if code != exitUsage || !strings.Contains(stderr, c.want) {

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"slices"
 
+	"github.com/instructgo/instructgo/model"
 	"github.com/instructgo/instructgo/train"
 	"github.com/instructgo/instructgo/train/tasks"
 )
@@ -88,6 +89,49 @@ func Default(out string) Config {
 	c.PPO.Prompts, c.PPO.Ptx = filepath.Join(data, "ppo.jsonl"), []string{filepath.Join(data, "pretrain.txt")}
 	c.PPO.Policy, c.PPO.Reward, c.PPO.Out = d(StageSFT), d(StageRM), d(StagePPO)
 	return c
+}
+
+// Validate checks every stage's configuration before any stage runs, so
+// that a mistake in the last stage's settings fails at once rather than
+// after the stages before it (and is not recorded in the run directory).
+// The models SFT and the reward model start from are the pretrained one,
+// of the named config.
+func (c Config) Validate() error {
+	mc, err := model.ConfigByName(c.Model)
+	if err != nil {
+		return err
+	}
+	switch {
+	case c.MaxNew <= 0:
+		return fmt.Errorf("eval_max_new %d must be positive", c.MaxNew)
+	case c.BestOfN < 0 || c.SFTSampleLabels < 0:
+		return fmt.Errorf("eval_best_of_n %d and sft_sample_labels %d must not be negative", c.BestOfN, c.SFTSampleLabels)
+	case !(c.SFTDropout >= 0 && c.SFTDropout < 1) || !(c.RMDropout >= 0 && c.RMDropout < 1):
+		return fmt.Errorf("sft_dropout %g and rm_dropout %g must be in [0, 1)", c.SFTDropout, c.RMDropout)
+	}
+	if err := c.Synth.Validate(); err != nil {
+		return fmt.Errorf("synth: %w", err)
+	}
+	pre := c.Pretrain
+	pre.Model = mc
+	if err := pre.Validate(); err != nil {
+		return fmt.Errorf("pretrain: %w", err)
+	}
+	sft := c.SFT
+	sft.Model, sft.Model.Dropout = mc, c.SFTDropout
+	if err := sft.Validate(); err != nil {
+		return fmt.Errorf("sft: %w", err)
+	}
+	rm := c.RM
+	rm.Model, rm.Model.Dropout, rm.Model.ScalarHead = mc, c.RMDropout, true
+	if err := rm.Validate(); err != nil {
+		return fmt.Errorf("rm: %w", err)
+	}
+	ppo := c.PPO
+	if err := ppo.Validate(); err != nil {
+		return fmt.Errorf("ppo: %w", err)
+	}
+	return nil
 }
 
 // LoadConfig reads a pipeline configuration for a run in out from

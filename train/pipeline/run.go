@@ -22,6 +22,9 @@ import (
 // summary.json from an earlier run is not run again; its numbers are read
 // back, so an interrupted pipeline continues where it stopped.
 func Run(ctx context.Context, b gpu.Backend, cfg Config, opt train.RunOptions) (*Report, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
 	r := &runner{ctx: ctx, b: b, cfg: cfg, opt: opt, rep: &Report{Backend: b.Name()}}
 	var err error
 	if r.mc, err = model.ConfigByName(cfg.Model); err != nil {
