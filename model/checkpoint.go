@@ -7,12 +7,14 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/internal/atomicfile"
 	"github.com/instructgo/instructgo/internal/readfile"
 	"github.com/instructgo/instructgo/model/safetensors"
+	"github.com/instructgo/instructgo/model/tokenizer"
 )
 
 // MaxJSONFileSize bounds the JSON files of a checkpoint directory read
@@ -134,6 +136,9 @@ func fromHF(h hfConfig) (Config, error) {
 	}
 	if c.Tokenizer == "" {
 		c.Tokenizer = "gpt2" // a checkpoint from the Hugging Face hub
+	}
+	if !slices.Contains(tokenizer.Names(), c.Tokenizer) {
+		return Config{}, fmt.Errorf("instructgo_tokenizer %q is not a tokenizer instructgo has (%s)", c.Tokenizer, strings.Join(tokenizer.Names(), ", "))
 	}
 	for _, a := range h.Architectures {
 		if a == "GPT2ForSequenceClassification" {

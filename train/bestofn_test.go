@@ -14,7 +14,7 @@ import (
 // made case: two "reverse" prompts, three samples each, known rewards.
 func TestBestOfNPicks(t *testing.T) {
 	lab := tasks.Labeler{Noise: 0.2, StyleWeight: 0.1}
-	prompts := []TaskPrompt{{"reverse: ab\n", "reverse", "ba"}, {"reverse: cat\n", "reverse", "tac"}}
+	prompts := []TaskPrompt{{Prompt: "reverse: ab\n", Task: "reverse", Answer: "ba"}, {Prompt: "reverse: cat\n", Task: "reverse", Answer: "tac"}}
 	resp := [][]string{{"ab", "ba", "b"}, {"tac", "cat", "tac"}} // resp[i][k]
 	greedyResp := []string{"ab", "cat"}
 	eval := func(r func(i int) string) TaskEval {
@@ -111,7 +111,7 @@ func TestMeasureBestOfNRuns(t *testing.T) {
 		return m
 	}
 	policy, rm := load(policyDir), load(rewardDir)
-	prompts := []TaskPrompt{{"reverse: ab\n", "reverse", "ba"}, {"add: 1 + 2\n", "add", "3"}, {"uppercase: hi\n", "upper", "HI"}}
+	prompts := []TaskPrompt{{Prompt: "reverse: ab\n", Task: "reverse", Answer: "ba"}, {Prompt: "add: 1 + 2\n", Task: "add", Answer: "3"}, {Prompt: "uppercase: hi\n", Task: "upper", Answer: "HI"}}
 	greedy, err := EvalTasks(policy, tok, prompts, EvalOptions{MaxNew: 6})
 	if err != nil {
 		t.Fatal(err)

@@ -8,13 +8,24 @@ import (
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
 	"github.com/instructgo/instructgo/model/tokenizer"
+	"github.com/instructgo/instructgo/train/data"
 	"github.com/instructgo/instructgo/train/tasks"
 )
 
 // TaskPrompt is a prompt of a built-in instruction task with its reference
-// answer.
+// answer, and where it was read (zero when not from a file).
 type TaskPrompt struct {
 	Prompt, Task, Answer string
+	Source               data.Source
+}
+
+// where names the prompt in messages: its file and line, or its index
+// (counted from 1).
+func (p TaskPrompt) where(i int) string {
+	if p.Source.File != "" {
+		return p.Source.Where()
+	}
+	return fmt.Sprintf("prompt %d", i+1)
 }
 
 // TaskSample is one generated response and its score.
@@ -79,7 +90,7 @@ func EvalTasks(m *model.Model, tok tokenizer.Tokenizer, prompts []TaskPrompt, op
 	texts := make([]string, len(prompts))
 	for i, p := range prompts {
 		if _, err := tasks.ByName(p.Task); err != nil {
-			return TaskEval{}, fmt.Errorf("evaluate prompt %d: %w", i, err)
+			return TaskEval{}, fmt.Errorf("evaluate %s: %w", p.where(i), err)
 		}
 		texts[i] = p.Prompt
 	}
@@ -92,7 +103,7 @@ func EvalTasks(m *model.Model, tok tokenizer.Tokenizer, prompts []TaskPrompt, op
 	for i, p := range prompts {
 		s, err := tasks.ScoreRecord(p.Task, p.Answer, responses[i])
 		if err != nil {
-			return TaskEval{}, fmt.Errorf("evaluate prompt %d: %w", i, err)
+			return TaskEval{}, fmt.Errorf("evaluate %s: %w", p.where(i), err)
 		}
 		ev.Score += s
 		ev.PerTask[p.Task] += s

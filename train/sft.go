@@ -321,7 +321,7 @@ func taskPrompts(ex []data.SFTExample, n int) []TaskPrompt {
 			break
 		}
 		if e.Task != "" {
-			out = append(out, TaskPrompt{Prompt: e.Prompt, Task: e.Task, Answer: e.Completion})
+			out = append(out, TaskPrompt{Prompt: e.Prompt, Task: e.Task, Answer: e.Completion, Source: e.Source})
 		}
 	}
 	return out

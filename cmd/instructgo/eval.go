@@ -104,7 +104,7 @@ func readTaskPrompts(path string, limit int, cmd string) ([]train.TaskPrompt, er
 		if r.Task == "" {
 			return nil, fmt.Errorf("%s:%d: field \"task\": missing (%s scores the built-in tasks)", path, r.Line, cmd)
 		}
-		prompts = append(prompts, train.TaskPrompt{Prompt: r.Prompt, Task: r.Task, Answer: r.Answer})
+		prompts = append(prompts, train.TaskPrompt{Prompt: r.Prompt, Task: r.Task, Answer: r.Answer, Source: r.Source})
 	}
 	if limit > 0 && limit < len(prompts) {
 		prompts = prompts[:limit]

@@ -26,7 +26,7 @@ func evaluate(b gpu.Backend, tok tokenizer.Tokenizer, cfg Config, rep *Report, p
 	}
 	prompts := make([]train.TaskPrompt, len(records))
 	for i, r := range records {
-		prompts[i] = train.TaskPrompt{Prompt: r.Prompt, Task: r.Task, Answer: r.Answer}
+		prompts[i] = train.TaskPrompt{Prompt: r.Prompt, Task: r.Task, Answer: r.Answer, Source: r.Source}
 	}
 	corpus, err := data.LoadText(cfg.Pretrain.Data, tok, cfg.Pretrain.ValFrac)
 	if err != nil {
