@@ -104,16 +104,31 @@ var ErrFinished = errors.New("the run is finished; there is nothing to resume")
 // into the parts and the method (resume) or gives the parts their initial
 // weights and records the configuration; then it opens metrics.jsonl.
 func openLoop(s loopSpec, m method, opt RunOptions) (*loop, error) {
+	l := &loop{loopSpec: s, log: opt.Log, progress: opt.progress(), window: newLossWindow()}
+	inputs, err := digestInputs(s.inputs)
+	if err != nil {
+		return nil, err
+	}
+	// A fresh run reads its starting weights before it creates anything,
+	// so that a bad checkpoint leaves no run directory behind.
+	if !s.resume && s.initial != nil {
+		host, err := s.initial()
+		if err != nil {
+			return nil, err
+		}
+		p := s.parts[0]
+		if err := p.b.Upload(p.params.All, host); err != nil {
+			return nil, err
+		}
+		if p.loaded != nil {
+			p.loaded()
+		}
+	}
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return nil, err
 	}
 	if err := cleanStates(s.dir); err != nil {
 		return nil, fmt.Errorf("clean up after an earlier save: %w", err)
-	}
-	l := &loop{loopSpec: s, log: opt.Log, progress: opt.progress(), window: newLossWindow()}
-	inputs, err := digestInputs(s.inputs)
-	if err != nil {
-		return nil, err
 	}
 	if s.resume {
 		if finished(s.dir) {
@@ -132,23 +147,8 @@ func openLoop(s loopSpec, m method, opt RunOptions) (*loop, error) {
 		l.st = st
 		l.window.loss, l.window.steps, l.window.tokens = st.Window.Loss, st.Window.Steps, st.Window.Tokens
 		l.log.Info().Int(s.unit, st.Step).Str("dir", s.dir).Msg("resuming")
-	} else {
-		if s.initial != nil {
-			host, err := s.initial()
-			if err != nil {
-				return nil, err
-			}
-			p := s.parts[0]
-			if err := p.b.Upload(p.params.All, host); err != nil {
-				return nil, err
-			}
-			if p.loaded != nil {
-				p.loaded()
-			}
-		}
-		if err := atomicfile.WriteJSON(filepath.Join(s.dir, RunConfigFile), s.config); err != nil {
-			return nil, err
-		}
+	} else if err := atomicfile.WriteJSON(filepath.Join(s.dir, RunConfigFile), s.config); err != nil {
+		return nil, err
 	}
 	l.st.Inputs = inputs
 	if l.metrics, err = OpenMetrics(s.dir, s.resume, l.st.Step); err != nil {

@@ -2,13 +2,11 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -308,9 +306,9 @@ func runRMScore(c *cli.Context) error {
 		return err
 	}
 	path := c.String("data")
-	comparisons, err := isComparisonFile(path)
+	comparisons, err := data.IsComparisonFile(path)
 	if err != nil {
-		return err
+		return fmt.Errorf("rm score: %w", err)
 	}
 	// seqs are every sequence to score; owner maps them back to records.
 	var seqs [][]int32
@@ -418,42 +416,4 @@ func warnTruncation(c *cli.Context, st data.TruncStats, context int) {
 	if st.Dropped > 0 || st.PromptTruncated > 0 || st.CompletionTruncated > 0 {
 		logger(c).Warn().Str("truncation", st.String()).Int("context", context).Msg("records cut to the model's context")
 	}
-}
-
-// isComparisonFile tells a comparison file from an SFT file by its first
-// record: "responses", "ranking", "chosen" or "rejected" make it
-// comparisons, "completion" or "messages" demonstrations.
-func isComparisonFile(path string) (bool, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return false, fmt.Errorf("rm score: %w", err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<16), 1<<26)
-	for line := 1; sc.Scan(); line++ {
-		text := bytes.TrimSpace(sc.Bytes())
-		if len(text) == 0 {
-			continue
-		}
-		var obj map[string]json.RawMessage
-		if err := json.Unmarshal(text, &obj); err != nil {
-			return false, fmt.Errorf("%s:%d: not a JSON object: %v", path, line, err)
-		}
-		for _, k := range []string{"responses", "ranking", "chosen", "rejected"} {
-			if _, ok := obj[k]; ok {
-				return true, nil
-			}
-		}
-		for _, k := range []string{"completion", "messages"} {
-			if _, ok := obj[k]; ok {
-				return false, nil
-			}
-		}
-		return false, fmt.Errorf(`%s:%d: neither an SFT record ({"prompt", "completion"} or {"messages"}) nor a comparison ({"prompt", "responses", "ranking"} or {"prompt", "chosen", "rejected"})`, path, line)
-	}
-	if err := sc.Err(); err != nil {
-		return false, fmt.Errorf("rm score: %s: %w", path, err)
-	}
-	return false, fmt.Errorf("rm score: %s has no records", path)
 }

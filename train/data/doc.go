@@ -44,5 +44,6 @@
 // in consecutive rows, for K forward rows per prompt.
 //
 // The package imports the standard library, model (batches are
-// model.Batch values) and model/tokenizer.
+// model.Batch values), model/tokenizer and internal/readfile (bounded
+// whole-file reads).
 package data

@@ -86,6 +86,7 @@ var (
 	errEmpty     = errors.New("empty")
 	errNoExample = errors.New("no examples")
 	errLongLine  = errors.New("line too long")
+	errEndless   = errors.New("no end of line in sight; is this a JSONL file?")
 )
 
 // readFile opens path and reads it with readFrom.
@@ -99,54 +100,30 @@ func readFile[T any](path, what string, opt ReadOptions, parse func([]byte) (T, 
 }
 
 // readFrom reads JSONL from r, calling parse on each non-blank line; name
-// stands for the file in messages. Lines are numbered from 1, blank lines
-// included, so that a message points at the line an editor shows.
+// stands for the file in messages.
 func readFrom[T any](r io.Reader, name string, opt ReadOptions, parse func([]byte) (T, error)) ([]T, ReadStats, error) {
 	var (
-		out   []T
-		st    ReadStats
-		br    = bufio.NewReaderSize(r, 64<<10)
-		line  int
-		accum []byte
+		out []T
+		st  ReadStats
+		lr  = newLineReader(r, name)
 	)
 	for {
-		raw, err := readLine(br, &accum)
+		raw, lerr, err := lr.next()
 		if err == io.EOF {
 			break
 		}
-		line++
-		if err != nil && err != errLongLine {
-			return nil, st, fmt.Errorf("%s:%d: %w", name, line, err)
+		if err != nil {
+			return nil, st, err
 		}
-		var lerr error
-		if err == errLongLine {
-			st.Lines++
-			lerr = &LineError{Path: name, Line: line, Err: fmt.Errorf("%w: over %d bytes", errLongLine, maxLineBytes)}
-		} else {
-			if line == 1 {
-				raw = bytes.TrimPrefix(raw, []byte("\xEF\xBB\xBF")) // UTF-8 byte order mark
-			}
-			raw = bytes.TrimSpace(raw)
-			if len(raw) == 0 {
-				continue
-			}
-			st.Lines++
-			var ex T
-			perr := validUTF8(raw)
+		st.Lines++
+		if lerr == nil {
+			ex, perr := parse(raw)
 			if perr == nil {
-				ex, perr = parse(raw)
-			}
-			if perr == nil {
-				setLine(&ex, name, line)
+				setLine(&ex, name, lr.line)
 				out = append(out, ex)
 				continue
 			}
-			le := &LineError{Path: name, Line: line, Err: perr}
-			var fe *fieldError
-			if errors.As(perr, &fe) {
-				le.Field, le.Err = fe.field, fe.err
-			}
-			lerr = le
+			lerr = lr.lineError(perr)
 		}
 		if !opt.SkipBadLines {
 			return nil, st, lerr
@@ -164,6 +141,97 @@ func readFrom[T any](r io.Reader, name string, opt ReadOptions, parse func([]byt
 		return nil, st, fmt.Errorf("%s: %w", name, errNoExample)
 	}
 	return out, st, nil
+}
+
+// lineReader yields the non-blank lines of a JSONL input. Lines are
+// numbered from 1, blank lines included, so that a message points at the
+// line an editor shows.
+type lineReader struct {
+	br    *bufio.Reader
+	name  string
+	line  int
+	accum []byte
+}
+
+func newLineReader(r io.Reader, name string) *lineReader {
+	return &lineReader{br: bufio.NewReaderSize(r, 64<<10), name: name}
+}
+
+// next returns the next non-blank line, trimmed, without a byte order
+// mark and checked to be UTF-8. A line that is too long or not UTF-8 comes
+// back as a *LineError in bad (the caller may skip it); err is a read
+// failure or io.EOF.
+func (lr *lineReader) next() (raw []byte, bad, err error) {
+	for {
+		raw, err := readLine(lr.br, &lr.accum)
+		if err == io.EOF {
+			return nil, nil, io.EOF
+		}
+		lr.line++
+		if err == errLongLine {
+			return nil, lr.lineError(fmt.Errorf("%w: over %d bytes", errLongLine, maxLineBytes)), nil
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s:%d: %w", lr.name, lr.line, err)
+		}
+		if lr.line == 1 {
+			raw = bytes.TrimPrefix(raw, []byte("\xEF\xBB\xBF")) // UTF-8 byte order mark
+		}
+		if raw = bytes.TrimSpace(raw); len(raw) == 0 {
+			continue
+		}
+		if err := validUTF8(raw); err != nil {
+			return nil, lr.lineError(err), nil
+		}
+		return raw, nil, nil
+	}
+}
+
+// lineError is err located at the current line, with the field it names.
+func (lr *lineReader) lineError(err error) *LineError {
+	le := &LineError{Path: lr.name, Line: lr.line, Err: err}
+	var fe *fieldError
+	if errors.As(err, &fe) {
+		le.Field, le.Err = fe.field, fe.err
+	}
+	return le
+}
+
+// IsComparisonFile tells a comparison file from an SFT file by its first
+// record, reading no further: "responses", "ranking", "chosen" or
+// "rejected" make it comparisons, "completion" or "messages"
+// demonstrations.
+func IsComparisonFile(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, fmt.Errorf("read records: %w", err)
+	}
+	defer f.Close()
+	lr := newLineReader(f, path)
+	raw, bad, err := lr.next()
+	switch {
+	case err == io.EOF:
+		return false, fmt.Errorf("%s: %w", path, errNoExample)
+	case err != nil:
+		return false, err
+	case bad != nil:
+		return false, bad
+	}
+	obj, err := object(raw)
+	if err != nil {
+		return false, lr.lineError(err)
+	}
+	for _, k := range []string{"responses", "ranking", "chosen", "rejected"} {
+		if present(obj, k) {
+			return true, nil
+		}
+	}
+	for _, k := range []string{"completion", "messages"} {
+		if present(obj, k) {
+			return false, nil
+		}
+	}
+	return false, lr.lineError(lineErr(`neither an SFT record ({"prompt", "completion"} or {"messages"}) nor a comparison ({"prompt", "responses", "ranking"} or {"prompt", "chosen", "rejected"})`))
 }
 
 // setLine records the source line in an example that has a Line field.
@@ -190,8 +258,10 @@ func (s Source) Where() string { return fmt.Sprintf("%s:%d", s.File, s.Line) }
 
 // readLine returns the next line without its newline, reusing *accum for
 // lines longer than the reader's buffer. A line over MaxLineBytes is read
-// to its end and reported as errLongLine. At the end of input it returns
-// io.EOF (a last line without a newline is returned first).
+// to its end and reported as errLongLine, unless it runs on for another
+// 4×MaxLineBytes (an endless input such as /dev/zero), which is errEndless.
+// At the end of input it returns io.EOF (a last line without a newline is
+// returned first).
 func readLine(br *bufio.Reader, accum *[]byte) ([]byte, error) {
 	frag, err := br.ReadSlice('\n')
 	if err == nil || (err == io.EOF && len(frag) > 0) {
@@ -202,9 +272,14 @@ func readLine(br *bufio.Reader, accum *[]byte) ([]byte, error) {
 	}
 	buf := append((*accum)[:0], frag...)
 	long := false
+	skipped := 0
 	for {
 		frag, err = br.ReadSlice('\n')
-		if !long {
+		if long {
+			if skipped += len(frag); skipped > 4*maxLineBytes {
+				return nil, errEndless
+			}
+		} else {
 			n := len(frag)
 			if err == nil {
 				n-- // the newline

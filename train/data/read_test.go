@@ -305,6 +305,29 @@ func TestLongLines(t *testing.T) {
 	}
 }
 
+// endlessReader is an input without end or newline, like /dev/zero.
+type endlessReader struct{}
+
+func (endlessReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = 'x'
+	}
+	return len(p), nil
+}
+
+// TestEndlessInput stops on an input whose line never ends, even when bad
+// lines are skipped, instead of reading forever.
+func TestEndlessInput(t *testing.T) {
+	defer func(n int) { maxLineBytes = n }(maxLineBytes)
+	maxLineBytes = 1 << 20
+	for _, skip := range []bool{false, true} {
+		_, _, err := ReadPromptsFrom(endlessReader{}, "zero.jsonl", ReadOptions{SkipBadLines: skip})
+		if !errors.Is(err, errEndless) || !strings.Contains(err.Error(), "zero.jsonl:1") {
+			t.Errorf("skip=%v: %v", skip, err)
+		}
+	}
+}
+
 // TestInvalidUTF8 refuses a line that is not UTF-8, naming file, line and
 // byte, instead of reading it with the bad bytes replaced; with
 // SkipBadLines the line is counted and skipped.
@@ -317,5 +340,39 @@ func TestInvalidUTF8(t *testing.T) {
 	got, st, err := ReadPromptsFrom(strings.NewReader(in), "p.jsonl", ReadOptions{SkipBadLines: true})
 	if err != nil || len(got) != 2 || st.Skipped != 1 {
 		t.Errorf("skipped: %d prompts, %d skipped, %v", len(got), st.Skipped, err)
+	}
+}
+
+// TestIsComparisonFile tells comparisons from demonstrations by the first
+// record, past blank lines and a byte order mark, reading no further, and
+// names the file and line of a first record that is neither.
+func TestIsComparisonFile(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name, text string
+		want       bool
+		err        string
+	}{
+		{"pair", "\xEF\xBB\xBF\n{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": \"b\"}\n{oops\n", true, ""},
+		{"ranking", "{\"prompt\": \"p\", \"responses\": [\"a\", \"b\"], \"ranking\": [1, 0]}\n", true, ""},
+		{"sft", "\n\n{\"prompt\": \"p\", \"completion\": \"c\"}\n", false, ""},
+		{"chat", "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}\n", false, ""},
+		{"neither", "\n{\"prompt\": \"p\"}\n", false, "neither.jsonl:2: neither an SFT record"},
+		{"not json", "{\"prompt\"\n", false, "not json.jsonl:1: invalid JSON"},
+		{"empty", "\n \n", false, "empty.jsonl: no examples"},
+		{"latin1", "{\"prompt\": \"caf\xe9\"}\n", false, "latin1.jsonl:1: invalid UTF-8"},
+	}
+	for _, c := range cases {
+		path := filepath.Join(dir, c.name+".jsonl")
+		if err := os.WriteFile(path, []byte(c.text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, err := IsComparisonFile(path)
+		switch {
+		case c.err == "" && (err != nil || got != c.want):
+			t.Errorf("%s: got %v, %v; want %v", c.name, got, err, c.want)
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("%s: error %v, want one containing %q", c.name, err, c.err)
+		}
 	}
 }

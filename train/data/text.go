@@ -12,8 +12,13 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/instructgo/instructgo/internal/readfile"
 	"github.com/instructgo/instructgo/model/tokenizer"
 )
+
+// maxTextBytes bounds one plain-text file: the corpus is held in memory as
+// 4-byte tokens, up to one per byte, so a larger file is a sharding job.
+const maxTextBytes = 2 << 30
 
 // TextCorpus is plain text tokenised into one stream, each document
 // followed by EOS, split into a training part and a held-out tail.
@@ -57,7 +62,7 @@ func LoadText(paths []string, enc tokenizer.Tokenizer, valFrac float64) (*TextCo
 			}
 			continue
 		}
-		data, err := os.ReadFile(path)
+		data, err := readfile.Bounded(path, maxTextBytes)
 		if err != nil {
 			return nil, fmt.Errorf("read text: %w", err)
 		}
