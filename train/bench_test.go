@@ -76,3 +76,33 @@ func benchTrainStep(b *testing.B, cfg model.Config, B, T int) {
 }
 
 var _ gpu.Backend = (*cpu.Backend)(nil)
+
+// BenchmarkDivergenceGuard times the divergence guard's per-step work (one
+// Σw² reduction over the master weights and the read-back of it and of the
+// gradient norm), to set beside BenchmarkTrainStep of the same config.
+func BenchmarkDivergenceGuard(b *testing.B) {
+	for _, name := range []string{"tiny", "gpt2"} {
+		cfg, _ := model.ConfigByName(name)
+		b.Run(name, func(b *testing.B) {
+			be := cpu.New(runtime.GOMAXPROCS(0))
+			m, err := model.New(be, cfg, model.Options{MaxBatch: 1, MaxSeq: 8, Train: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := be.Upload(m.Params.All, model.InitGPT2(cfg, 1)); err != nil {
+				b.Fatal(err)
+			}
+			tr, err := newTrainable(m, DefaultOptim(), 1<<30)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				be.SumSquares(tr.wsq, m.Params.All)
+				if _, err := tr.health("model"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

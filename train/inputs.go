@@ -9,14 +9,58 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/instructgo/instructgo/internal/readfile"
+	"github.com/instructgo/instructgo/model"
 )
 
 // A run records what it reads: the digest of each data file, or of a
 // directory's files (names and contents, in name order), by absolute path.
 // A resume compares them with the files as they are, so that data replaced
 // between two invocations is not used silently.
+
+// outsideInputs refuses a run directory that would overwrite what the run
+// reads: one of its checkpoint directories, or a directory holding an input
+// file under a name the run writes (model.safetensors, metrics.jsonl, ...).
+func outsideInputs(dir string, checkpoints, inputs []string) error {
+	for _, c := range checkpoints {
+		if c != "" && samePath(c, dir) {
+			return fmt.Errorf("the run directory %s is the checkpoint the run starts from; choose another --out", dir)
+		}
+	}
+	for _, in := range inputs {
+		if in == "" {
+			continue
+		}
+		if samePath(in, dir) || (samePath(filepath.Dir(in), dir) && runWrites(filepath.Base(in))) {
+			return fmt.Errorf("the run directory %s would overwrite the input %s; choose another --out", dir, in)
+		}
+	}
+	return nil
+}
+
+// runWrites tells whether a run directory's top holds a file of this name.
+func runWrites(name string) bool {
+	switch name {
+	case model.ConfigFile, model.WeightsFile, RunConfigFile, MetricsFile, SummaryFile:
+		return true
+	}
+	return strings.HasPrefix(name, ResumeDir)
+}
+
+// samePath tells whether a and b name the same file: the same absolute
+// path, or the same file under two names.
+func samePath(a, b string) bool {
+	aa, err1 := filepath.Abs(a)
+	ba, err2 := filepath.Abs(b)
+	if err1 == nil && err2 == nil && aa == ba {
+		return true
+	}
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
+}
 
 // digestInputs returns the digests of paths (empty ones are skipped).
 func digestInputs(paths []string) (map[string]string, error) {

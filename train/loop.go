@@ -79,6 +79,9 @@ type loopSpec struct {
 	// inputs are the data files (or directories) the run reads: their
 	// digests are recorded, and a resume refuses changed ones.
 	inputs []string
+	// checkpoints are the checkpoint directories the run reads, which its
+	// run directory must not be.
+	checkpoints []string
 }
 
 // loop is one run of a method in a run directory.
@@ -105,6 +108,9 @@ var ErrFinished = errors.New("the run is finished; there is nothing to resume")
 // weights and records the configuration; then it opens metrics.jsonl.
 func openLoop(s loopSpec, m method, opt RunOptions) (*loop, error) {
 	l := &loop{loopSpec: s, log: opt.Log, progress: opt.progress(), window: newLossWindow()}
+	if err := outsideInputs(s.dir, s.checkpoints, s.inputs); err != nil {
+		return nil, err
+	}
 	inputs, err := digestInputs(s.inputs)
 	if err != nil {
 		return nil, err

@@ -267,6 +267,7 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 		name: "ppo", unit: "iteration", dir: cfg.Out, steps: cfg.Iterations,
 		logEvery: cfg.LogEvery, saveEvery: cfg.SaveEvery,
 		resume: opt.Resume, config: cfg, parts: ms.parts(cfg), inputs: append([]string{cfg.Prompts}, cfg.Ptx...),
+		checkpoints: []string{cfg.Policy, cfg.Reward},
 	}, p, opt)
 	if err != nil {
 		return nil, fmt.Errorf("ppo: %w", err)

@@ -126,7 +126,7 @@ func Pretrain(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg P
 	l, err := openLoop(loopSpec{
 		name: "pretrain", unit: "step", dir: cfg.Out, steps: cfg.Steps,
 		logEvery: cfg.LogEvery, evalEvery: cfg.EvalEvery, saveEvery: cfg.SaveEvery,
-		resume: opt.Resume, config: cfg, parts: []savedPart{lm.t.part("", "model", 1)}, inputs: cfg.Data,
+		resume: opt.Resume, config: cfg, parts: []savedPart{lm.t.part("", "model", 1)}, inputs: cfg.Data, checkpoints: []string{cfg.Init},
 		initial: func() ([]float32, error) { return initialLM(cfg.Model, cfg.Init, cfg.Seed, opt.load()) },
 	}, p, opt)
 	if err != nil {

@@ -292,9 +292,10 @@ func TestDivergenceStopsBeforeSaving(t *testing.T) {
 // allow it; and resuming a finished run changes nothing.
 func TestResumeIsHonest(t *testing.T) {
 	text := synthText(t, 8000)
+	data := text
 	cfg := func(out string) PretrainConfig {
 		return PretrainConfig{
-			Data:  []string{text},
+			Data:  []string{data},
 			Model: model.Config{VocabSize: 258, MaxSeqLen: 16, NLayer: 1, NHead: 2, NEmbd: 16, Tokenizer: "byte"},
 			Out:   out, Steps: 12, Batch: 2, Seq: 16, Accum: 1, Optim: DefaultOptim(), Seed: 5, ValFrac: 0.1,
 			EvalBatches: 1, LogEvery: 4, SaveEvery: 3,
@@ -310,24 +311,33 @@ func TestResumeIsHonest(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Interrupted after step 7: saved at 7, inside the window of steps 5..8.
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := run(ctx, split, RunOptions{Progress: cancelAt{step: 7, cancel: cancel}}); err == nil {
-		t.Fatal("the interrupted run ended without an error")
+	// The data is named relative to the working directory.
+	interrupted := func(out string) {
+		t.Chdir(filepath.Dir(text))
+		data = filepath.Base(text)
+		defer func() { data = text }()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		if err := run(ctx, out, RunOptions{Progress: cancelAt{step: 7, cancel: cancel}}); err == nil {
+			t.Fatal("the interrupted run ended without an error")
+		}
 	}
-	cancel()
+	interrupted(split)
 	// A changed data file is refused, and allowed when asked.
+	changed := t.TempDir()
+	interrupted(changed)
 	orig, _ := os.ReadFile(text)
 	os.WriteFile(text, append(orig, '!'), 0o644)
 	if err := run(context.Background(), split, RunOptions{Resume: true}); err == nil || !strings.Contains(err.Error(), "changed since the run started") {
 		t.Errorf("resume on changed data: %v", err)
 	}
+	if err := run(context.Background(), changed, RunOptions{Resume: true, AllowChangedData: true}); err != nil {
+		t.Errorf("resume on changed data with AllowChangedData: %v", err)
+	}
 	os.WriteFile(text, orig, 0o644)
 	// From another working directory: the saved configuration is absolute.
-	wd, _ := os.Getwd()
-	os.Chdir(t.TempDir())
-	err := run(context.Background(), split, RunOptions{Resume: true})
-	os.Chdir(wd)
-	if err != nil {
+	t.Chdir(t.TempDir())
+	if err := run(context.Background(), split, RunOptions{Resume: true}); err != nil {
 		t.Fatal(err)
 	}
 	logged := func(dir string) []string {
