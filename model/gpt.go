@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/instructgo/instructgo/gpu"
 )
@@ -56,6 +57,11 @@ func New(b gpu.Backend, cfg Config, opt Options) (*Model, error) {
 	}
 	if opt.Precision > BF16 {
 		return nil, fmt.Errorf("model: unknown precision %v", opt.Precision)
+	}
+	if strings.HasPrefix(b.Name(), "cpu") { // a device reports its own out-of-memory
+		if err := fitsMemory("model", footprint(cfg, opt.Precision, opt.MaxBatch, opt.MaxSeq, opt.Train)); err != nil {
+			return nil, err
+		}
 	}
 	m := &Model{Cfg: cfg, b: b, maxB: opt.MaxBatch, maxT: opt.MaxSeq, prec: opt.Precision}
 	var err error
