@@ -4,7 +4,9 @@
 // Forward: the row mean and the sum of squared deviations are accumulated in
 // double (per lane, then across the warp), as the cpu backend does in
 // float64, so rows far from zero keep their precision; the output is
-// computed in float from (x − mean) (subtracted in double) times rstd.
+// computed in float from (x − mean) (subtracted in double) times rstd. The
+// fused residual form (add_layernorm_forward) first stores the row's sum
+// a + b and then normalises it as stored, with the same arithmetic.
 //
 // Backward: dinp += per row (one warp per row, row sums in float); dweight
 // and dbias += the column sums over all rows, deterministically: each warp
@@ -14,11 +16,11 @@
 // layernorm_params_finish adds the blocks' partial rows in block order, in
 // double. Which rows a warp takes depends only on N and the grid.
 //
-// out, inp, weight, bias, dinp and dout are of the activation type (a
-// kernel per type, _f32 and _bf16; kernels/act.cuh): bf16 is widened on
-// load and rounded once on store, dinp += included (widened, added,
-// rounded). mean, rstd, the partial rows and dweight, dbias are float32 in
-// both.
+// out, inp, weight, bias, dinp, dout and the fused form's res, a, b are of
+// the activation type (a kernel per type, _f32 and _bf16; kernels/act.cuh):
+// bf16 is widened on load and rounded once on store, dinp += included
+// (widened, added, rounded). mean, rstd, the partial rows and dweight,
+// dbias are float32 in both.
 #include "common.cuh"
 #include "act.cuh"
 
