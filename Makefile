@@ -87,7 +87,7 @@ NVCC_GENCODE  := -gencode arch=compute_80,code=sm_80 -gencode arch=compute_86,co
                  -gencode arch=compute_80,code=compute_80
 NVCCFLAGS     ?= -O3 -std=c++17 -lineinfo --threads 2
 # Kernels that must not spill registers (an ERE, case-insensitive).
-SPILL_CHECK_PATTERN ?= attention|attn|flash|log_?softmax|gemm
+SPILL_CHECK_PATTERN ?= attention|attn|flash|log_?softmax|cross_?entropy|gemm
 WITH_CUDA12   := bash gpu/cuda/scripts/with-cuda.sh $(CUDA12_HOME)/include $(CUDA_BUILD)/stub12
 WITH_CUDA13   := bash gpu/cuda/scripts/with-cuda.sh $(CUDA13_INC) $(CUDA_BUILD)/stub13
 # Packages with cuda-tagged tests (their test binaries go into the checks
@@ -105,7 +105,7 @@ cuda-tools12:
 cuda-tools13:
 	@bash third_party/cuda/install.sh cuda13
 
-## kernels: compile kernels/*.cu into one fatbin (embedded by gpu/cuda), keep the ptxas report, fail on spills in attention/log-softmax/GEMM
+## kernels: compile kernels/*.cu into one fatbin (embedded by gpu/cuda), keep the ptxas report, fail on spills in attention/log-softmax/cross-entropy/GEMM
 kernels: $(FATBIN)
 
 $(FATBIN): $(KERNEL_SRCS) $(KERNEL_HDRS) gpu/cuda/scripts/check-spills.sh | cuda-tools12

@@ -111,6 +111,16 @@ type Backend interface {
 	// (biased variance). mean and rstd [N] receive the statistics for the
 	// backward pass; both may be nil when no backward follows.
 	LayerNormForward(out, mean, rstd, inp, weight, bias *Tensor)
+	// AddLayerNormForward is Add then LayerNormForward in one pass over the
+	// residual stream: resOut = a + b (the residual connection), then
+	// lnOut, mean and rstd as LayerNormForward(lnOut, mean, rstd, resOut,
+	// weight, bias) gives them. The normalisation reads the sum as stored:
+	// in bf16 the rounded resOut, so the results are the two ops' up to
+	// the order of float32 sums (the cpu backend's bit for bit, in either
+	// dtype). a, b, resOut and lnOut have one length, [N,C] read by rows;
+	// mean and rstd may be nil. No output may overlap an input or another
+	// output.
+	AddLayerNormForward(resOut, lnOut, mean, rstd, a, b, weight, bias *Tensor)
 	// LayerNormBackward computes dinp +=, dweight += and dbias += from dout,
 	// using the statistics saved by the forward pass.
 	LayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd *Tensor)
@@ -179,6 +189,23 @@ type Backend interface {
 	// entropy term; entropy is then unused); given dentropy, entropy is
 	// required. Ignored rows get dlogp treated as 0.
 	LogSoftmaxBackward(logits, lse, entropy, targets, dlogp, dentropy *Tensor)
+
+	// CrossEntropy is LogSoftmaxForward and LogSoftmaxBackward fused for a
+	// loss L = Σ_i dlogp[i]·logp[i] whose weights dlogp [N] (float32) are
+	// known before the forward pass: the next-token loss, e.g. dlogp[i] =
+	// −1/count on the counted targets. Per row it writes logp[i] and lse[i]
+	// as LogSoftmaxForward does (no entropy), and overwrites logits [N,V]
+	// with ∂L/∂logits = dlogp[i]·(onehot(targets[i]) − softmax(logits[i])),
+	// as LogSoftmaxBackward(logits, lse, nil, targets, dlogp, nil) does: the
+	// probabilities come from the float32 lse, and bf16 logits are read
+	// exactly and each gradient element rounded once. A negative target
+	// marks an ignored row: logp 0, a zero gradient row (dlogp[i] is
+	// treated as 0); a target ≥ V is an error, and nothing is written. The
+	// results are the two ops' up to the order of float32 sums (the cpu
+	// backend's bit for bit, in either dtype). Leading dimensions may be
+	// kept, as in LogSoftmaxForward. logp, lse and dlogp may not overlap
+	// the logits or each other.
+	CrossEntropy(logp, lse, logits, targets, dlogp *Tensor)
 
 	// GatherRows picks one row per sequence: out[b] = inp[b, idx[b]],
 	// out [B,C], inp [B,T,C], idx Int32 [B]. It reads scalar heads at the

@@ -496,37 +496,74 @@ func (k Checker) LayerNormForward(out, mean, rstd, inp, weight, bias *Tensor) (n
 	if _, err := k.Act(op, "out inp weight bias", out, inp, weight, bias); err != nil {
 		return 0, 0, err
 	}
-	if mean != nil {
-		if err := k.F32(op, "mean", mean); err != nil {
-			return 0, 0, err
-		}
-	}
-	if rstd != nil {
-		if err := k.F32(op, "rstd", rstd); err != nil {
-			return 0, 0, err
-		}
+	if err := k.lnStats(op, mean, rstd); err != nil {
+		return 0, 0, err
 	}
 	c = weight.Len()
 	if n, err = RowsOf(op, "inp", inp, c); err != nil {
 		return 0, 0, err
 	}
-	if err := first(CheckLen(op, c, "bias", bias), CheckLen(op, inp.Len(), "out", out)); err != nil {
+	if err := first(CheckLen(op, c, "bias", bias), CheckLen(op, inp.Len(), "out", out),
+		k.lnStatsLen(op, n, mean, rstd)); err != nil {
 		return 0, 0, err
-	}
-	if mean != nil {
-		if err := CheckLen(op, n, "mean", mean); err != nil {
-			return 0, 0, err
-		}
-	}
-	if rstd != nil {
-		if err := CheckLen(op, n, "rstd", rstd); err != nil {
-			return 0, 0, err
-		}
 	}
 	return n, c, first(
 		CheckDisjoint(op, "out", out, "inp weight bias mean rstd", inp, weight, bias, mean, rstd),
 		CheckDisjoint(op, "mean", mean, "inp weight bias rstd", inp, weight, bias, rstd),
 		CheckDisjoint(op, "rstd", rstd, "inp weight bias", inp, weight, bias))
+}
+
+// AddLayerNormForward checks Backend.AddLayerNormForward (mean and rstd
+// may be nil) and returns the rows N and width C: LayerNormForward's rules
+// with resOut as its input, a and b of resOut's length, and no output
+// overlapping an input or another output.
+func (k Checker) AddLayerNormForward(resOut, lnOut, mean, rstd, a, b, weight, bias *Tensor) (n, c int, err error) {
+	const op = "add layernorm forward"
+	if _, err := k.Act(op, "resOut lnOut a b weight bias", resOut, lnOut, a, b, weight, bias); err != nil {
+		return 0, 0, err
+	}
+	if err := k.lnStats(op, mean, rstd); err != nil {
+		return 0, 0, err
+	}
+	c = weight.Len()
+	if n, err = RowsOf(op, "resOut", resOut, c); err != nil {
+		return 0, 0, err
+	}
+	if err := first(CheckLen(op, c, "bias", bias), CheckLen(op, resOut.Len(), "lnOut a b", lnOut, a, b),
+		k.lnStatsLen(op, n, mean, rstd)); err != nil {
+		return 0, 0, err
+	}
+	return n, c, first(
+		CheckDisjoint(op, "resOut", resOut, "lnOut mean rstd a b weight bias", lnOut, mean, rstd, a, b, weight, bias),
+		CheckDisjoint(op, "lnOut", lnOut, "mean rstd a b weight bias", mean, rstd, a, b, weight, bias),
+		CheckDisjoint(op, "mean", mean, "rstd a b weight bias", rstd, a, b, weight, bias),
+		CheckDisjoint(op, "rstd", rstd, "a b weight bias", a, b, weight, bias))
+}
+
+// lnStats checks a layernorm's optional float32 statistics.
+func (k Checker) lnStats(op string, mean, rstd *Tensor) error {
+	if mean != nil {
+		if err := k.F32(op, "mean", mean); err != nil {
+			return err
+		}
+	}
+	if rstd != nil {
+		return k.F32(op, "rstd", rstd)
+	}
+	return nil
+}
+
+// lnStatsLen checks that the optional statistics hold n rows.
+func (k Checker) lnStatsLen(op string, n int, mean, rstd *Tensor) error {
+	if mean != nil {
+		if err := CheckLen(op, n, "mean", mean); err != nil {
+			return err
+		}
+	}
+	if rstd != nil {
+		return CheckLen(op, n, "rstd", rstd)
+	}
+	return nil
 }
 
 // LayerNormBackward checks Backend.LayerNormBackward (every tensor
@@ -864,6 +901,25 @@ func (k Checker) LogSoftmaxBackward(logits, lse, entropy, targets, dlogp, dentro
 		}
 	}
 	return n, v, checks, CheckDisjoint(op, "logits", logits, "lse entropy dlogp dentropy", lse, entropy, dlogp, dentropy)
+}
+
+// CrossEntropy checks Backend.CrossEntropy and returns the rows N and
+// vocabulary V. logp, lse and dlogp may not overlap the logits (written in
+// place) or each other.
+func (k Checker) CrossEntropy(logp, lse, logits, targets, dlogp *Tensor) (n, v int, checks []IndexCheck, err error) {
+	const op = "cross-entropy"
+	v, n, rows, checks, err := k.lsm(op, logits, targets)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	if err := first(k.checkRows(op, "logp", logp, Float32, rows), k.checkRows(op, "lse", lse, Float32, rows),
+		k.checkRows(op, "dlogp", dlogp, Float32, rows)); err != nil {
+		return 0, 0, nil, err
+	}
+	return n, v, checks, first(
+		CheckDisjoint(op, "logits", logits, "logp lse dlogp", logp, lse, dlogp),
+		CheckDisjoint(op, "logp", logp, "lse dlogp", lse, dlogp),
+		CheckDisjoint(op, "lse", lse, "dlogp", dlogp))
 }
 
 // ---- row gather and scatter ----

@@ -235,6 +235,35 @@ func TestCheckerLayerNorm(t *testing.T) {
 	wantErr(t, "backward dbias", err, "dbias is float32[3]")
 }
 
+func TestCheckerAddLayerNorm(t *testing.T) {
+	res, out, a, b, w, bias := f32(t, 3, 4), f32(t, 3, 4), f32(t, 3, 4), f32(t, 12), f32(t, 4), f32(t, 4)
+	n, c, err := k.AddLayerNormForward(res, out, f32(t, 3), f32(t, 3), a, b, w, bias)
+	if err != nil || n != 3 || c != 4 {
+		t.Errorf("forward: %d %d %v", n, c, err)
+	}
+	_, _, err = k.AddLayerNormForward(res, out, nil, nil, a, b, w, bias)
+	noErr(t, "no statistics", err)
+	_, _, err = k.AddLayerNormForward(res, out, nil, nil, a, f32(t, 11), w, bias)
+	wantErr(t, "b length", err, "b is float32[11] (11 elements), want 12")
+	_, _, err = k.AddLayerNormForward(res, f32(t, 2, 4), nil, nil, a, b, w, bias)
+	wantErr(t, "lnOut length", err, "lnOut is float32[2,4]")
+	_, _, err = k.AddLayerNormForward(f32(t, 4, 3), out, nil, nil, a, b, w, bias)
+	wantErr(t, "resOut width", err, "resOut is float32[4,3], want last dimension 4")
+	_, _, err = k.AddLayerNormForward(res, out, f32(t, 4), nil, a, b, w, bias)
+	wantErr(t, "mean length", err, "mean is float32[4]")
+	_, _, err = k.AddLayerNormForward(res, out, nil, nil, a, b, w, f32(t, 5))
+	wantErr(t, "bias length", err, "bias is float32[5]")
+	_, _, err = k.AddLayerNormForward(a, out, nil, nil, a, b, w, bias)
+	wantErr(t, "resOut = a", err, "resOut float32[3,4] overlaps a")
+	_, _, err = k.AddLayerNormForward(res, res, nil, nil, a, b, w, bias)
+	wantErr(t, "lnOut = resOut", err, "resOut float32[3,4] overlaps lnOut")
+	_, _, err = k.AddLayerNormForward(res, out, nil, nil, a, b.MustView(0, 3, 4), w, bias)
+	noErr(t, "a view of b's shape", err)
+	st := f32(t, 6)
+	_, _, err = k.AddLayerNormForward(res, out, st.MustView(0, 3), st.MustView(2, 3), a, b, w, bias)
+	wantErr(t, "mean overlaps rstd", err, "mean float32[3] overlaps rstd")
+}
+
 func TestCheckerAttention(t *testing.T) {
 	qkv, out, lse := f32(t, 2, 5, 12), f32(t, 2, 5, 4), f32(t, 2, 2, 5)
 	d, checks, err := k.AttentionForward(out, lse, qkv, nil, 2)
@@ -347,6 +376,28 @@ func TestCheckerDecode(t *testing.T) {
 	} {
 		wantErr(t, c.name, c.err, c.want)
 	}
+}
+
+func TestCheckerCrossEntropy(t *testing.T) {
+	logits, targets := f32(t, 2, 3, 7), i32(t, 2, 3)
+	logp, lse, dlogp := f32(t, 2, 3), f32(t, 2, 3), f32(t, 2, 3)
+	n, v, checks, err := k.CrossEntropy(logp, lse, logits, targets, dlogp)
+	if err != nil || n != 6 || v != 7 || len(checks) != 1 {
+		t.Fatalf("cross-entropy: %d %d %v", n, v, err)
+	}
+	wantErr(t, "target V", checks[0].Host([]int32{0, 7, 0, 0, 0, 0}), "cross-entropy: targets[1] = 7 outside the vocabulary of 7")
+	_, _, _, err = k.CrossEntropy(logp, lse, logits, targets, nil)
+	wantErr(t, "dlogp nil", err, "dlogp is nil")
+	_, _, _, err = k.CrossEntropy(logp, lse, logits, targets, f32(t, 6))
+	wantErr(t, "dlogp shape", err, "dlogp is float32[6], want [2 3]")
+	_, _, _, err = k.CrossEntropy(logp, newT(t, BF16, 2, 3), logits, targets, dlogp)
+	wantErr(t, "bf16 lse", err, "lse is bf16, want float32")
+	_, _, _, err = k.CrossEntropy(logp, lse, logits, targets, logp)
+	wantErr(t, "dlogp = logp", err, "logp float32[2,3] overlaps dlogp")
+	_, _, _, err = k.CrossEntropy(logits.MustView(0, 2, 3), lse, logits, targets, dlogp)
+	wantErr(t, "logp in the logits", err, "logits float32[2,3,7] overlaps logp")
+	_, _, _, err = k.CrossEntropy(logp, lse, newT(t, BF16, 2, 3, 7), targets, dlogp)
+	noErr(t, "bf16 logits", err)
 }
 
 func TestCheckerLogSoftmax(t *testing.T) {

@@ -28,6 +28,14 @@ static __device__ __forceinline__ float ig_ld(const ig_bf16* p) { return ig_bf16
 static __device__ __forceinline__ void ig_st(float* p, float v) { *p = v; }
 static __device__ __forceinline__ void ig_st(ig_bf16* p, float v) { *p = ig_bf16_from_float(v); }
 
+// ig_stored is v as a store into p's type keeps it: v for float, v rounded
+// to bf16 and widened for ig_bf16 (p only picks the type). A kernel that
+// reads back what it stores uses it to compute with the stored value.
+static __device__ __forceinline__ float ig_stored(const float*, float v) { return v; }
+static __device__ __forceinline__ float ig_stored(const ig_bf16*, float v) {
+    return ig_bf16_to_float(ig_bf16_from_float(v));
+}
+
 // ig_ldv reads VW consecutive elements at p into x: VW = 1, or 4 or 8
 // floats (one or two float4s), or 8 bf16, at a 16-byte-aligned p.
 template <int VW>

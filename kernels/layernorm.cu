@@ -4,7 +4,9 @@
 // Forward: the row mean and the sum of squared deviations are accumulated in
 // double (per lane, then across the warp), as the cpu backend does in
 // float64, so rows far from zero keep their precision; the output is
-// computed in float from (x − mean) (subtracted in double) times rstd.
+// computed in float from (x − mean) (subtracted in double) times rstd. The
+// fused residual form (add_layernorm_forward) first stores the row's sum
+// a + b and then normalises it as stored, with the same arithmetic.
 //
 // Backward: dinp += per row (one warp per row, row sums in float); dweight
 // and dbias += the column sums over all rows, deterministically: each warp
@@ -14,33 +16,26 @@
 // layernorm_params_finish adds the blocks' partial rows in block order, in
 // double. Which rows a warp takes depends only on N and the grid.
 //
-// out, inp, weight, bias, dinp and dout are of the activation type (a
-// kernel per type, _f32 and _bf16; kernels/act.cuh): bf16 is widened on
-// load and rounded once on store, dinp += included (widened, added,
-// rounded). mean, rstd, the partial rows and dweight, dbias are float32 in
-// both.
+// out, inp, weight, bias, dinp, dout and the fused form's res, a, b are of
+// the activation type (a kernel per type, _f32 and _bf16; kernels/act.cuh):
+// bf16 is widened on load and rounded once on store, dinp += included
+// (widened, added, rounded). mean, rstd, the partial rows and dweight,
+// dbias are float32 in both.
 #include "common.cuh"
 #include "act.cuh"
 
 #define IG_LN_EPS 1e-5
 
+// ig_ln_normalise finishes the forward pass of one row x of C elements in
+// one warp, given each lane's double sum s of its elements (lane-strided in
+// vectors of VW): the mean, the double sum of squared deviations (a second
+// read of x), rstd, and o = (x − mean)·rstd·weight + bias (a third read).
 template <class T, int VW>
-static __device__ __forceinline__ void ig_ln_forward(T* __restrict__ out, float* __restrict__ mean,
-                                                     float* __restrict__ rstd, const T* __restrict__ inp,
-                                                     const T* __restrict__ weight, const T* __restrict__ bias,
-                                                     int N, int C) {
+static __device__ __forceinline__ void ig_ln_normalise(T* __restrict__ o, float* __restrict__ mean,
+                                                       float* __restrict__ rstd, const T* x,
+                                                       const T* __restrict__ weight, const T* __restrict__ bias,
+                                                       int row, int C, double s) {
     const int lane = threadIdx.x & 31;
-    const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    if (row >= N) return;  // uniform per warp; no block-wide barrier follows
-    const T* x = inp + (long long)row * C;
-    T* o = out + (long long)row * C;
-    double s = 0.0;
-    for (int c = lane * VW; c < C; c += 32 * VW) {
-        float v[VW];
-        ig_ldv<VW>(x + c, v);
-#pragma unroll
-        for (int k = 0; k < VW; k++) s += (double)v[k];
-    }
     const double m = ig_warp_sum_d(s) / (double)C;
     double ss = 0.0;
     for (int c = lane * VW; c < C; c += 32 * VW) {
@@ -69,6 +64,25 @@ static __device__ __forceinline__ void ig_ln_forward(T* __restrict__ out, float*
     }
 }
 
+template <class T, int VW>
+static __device__ __forceinline__ void ig_ln_forward(T* __restrict__ out, float* __restrict__ mean,
+                                                     float* __restrict__ rstd, const T* __restrict__ inp,
+                                                     const T* __restrict__ weight, const T* __restrict__ bias,
+                                                     int N, int C) {
+    const int lane = threadIdx.x & 31;
+    const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (row >= N) return;  // uniform per warp; no block-wide barrier follows
+    const T* x = inp + (long long)row * C;
+    double s = 0.0;
+    for (int c = lane * VW; c < C; c += 32 * VW) {
+        float v[VW];
+        ig_ldv<VW>(x + c, v);
+#pragma unroll
+        for (int k = 0; k < VW; k++) s += (double)v[k];
+    }
+    ig_ln_normalise<T, VW>(out + (long long)row * C, mean, rstd, x, weight, bias, row, C, s);
+}
+
 // layernorm_forward_f32, layernorm_forward_bf16: out = (inp − mean)·rstd·
 // weight + bias per row of inp [N,C]; mean and rstd [N] (float32) may be
 // null.
@@ -94,6 +108,67 @@ extern "C" __global__ void layernorm_forward_bf16(ig_bf16* __restrict__ out, flo
         ig_ln_forward<ig_bf16, 8>(out, mean, rstd, inp, weight, bias, N, C);
     else
         ig_ln_forward<ig_bf16, 1>(out, mean, rstd, inp, weight, bias, N, C);
+}
+
+// ig_add_ln_forward: res = a + b stored (rounded once in bf16), and the
+// row sum taken of the stored values in the order ig_ln_forward takes it;
+// then ig_ln_normalise reads the row back from res. Each lane reads back
+// only the elements it wrote, so no barrier is needed.
+template <class T, int VW>
+static __device__ __forceinline__ void ig_add_ln_forward(T* __restrict__ res, T* __restrict__ out,
+                                                         float* __restrict__ mean, float* __restrict__ rstd,
+                                                         const T* __restrict__ a, const T* __restrict__ b,
+                                                         const T* __restrict__ weight, const T* __restrict__ bias,
+                                                         int N, int C) {
+    const int lane = threadIdx.x & 31;
+    const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (row >= N) return;  // uniform per warp; no block-wide barrier follows
+    const long long base = (long long)row * C;
+    T* x = res + base;
+    double s = 0.0;
+    for (int c = lane * VW; c < C; c += 32 * VW) {
+        float u[VW], v[VW];
+        ig_ldv<VW>(a + base + c, u);
+        ig_ldv<VW>(b + base + c, v);
+#pragma unroll
+        for (int k = 0; k < VW; k++) v[k] = ig_stored(x, u[k] + v[k]);
+        ig_stv<VW>(x + c, v);
+#pragma unroll
+        for (int k = 0; k < VW; k++) s += (double)v[k];
+    }
+    ig_ln_normalise<T, VW>(out + base, mean, rstd, x, weight, bias, row, C, s);
+}
+
+// add_layernorm_forward_f32, add_layernorm_forward_bf16: res = a + b and
+// out = layernorm(res) per row of [N,C] (mean and rstd, float32, may be
+// null), the normalisation reading the sum as stored, so the results are
+// add's and layernorm_forward's. res is written once and read back twice
+// (the squared deviations, the output) by the lane that wrote it; add then
+// layernorm_forward write it once and read it three times.
+// Launch: as layernorm_forward: grid (ceil(N / W)), blocks of 32·W threads
+// (the wrapper uses W = 8), warp w of block k on row k·W + w; vec: 16-byte
+// vectors when C is a multiple of their width and res, out, a, b, weight,
+// bias are 16-byte aligned.
+extern "C" __global__ void add_layernorm_forward_f32(float* __restrict__ res, float* __restrict__ out,
+                                                     float* __restrict__ mean, float* __restrict__ rstd,
+                                                     const float* __restrict__ a, const float* __restrict__ b,
+                                                     const float* __restrict__ weight,
+                                                     const float* __restrict__ bias, int N, int C, int vec) {
+    if (vec)
+        ig_add_ln_forward<float, 4>(res, out, mean, rstd, a, b, weight, bias, N, C);
+    else
+        ig_add_ln_forward<float, 1>(res, out, mean, rstd, a, b, weight, bias, N, C);
+}
+
+extern "C" __global__ void add_layernorm_forward_bf16(ig_bf16* __restrict__ res, ig_bf16* __restrict__ out,
+                                                      float* __restrict__ mean, float* __restrict__ rstd,
+                                                      const ig_bf16* __restrict__ a, const ig_bf16* __restrict__ b,
+                                                      const ig_bf16* __restrict__ weight,
+                                                      const ig_bf16* __restrict__ bias, int N, int C, int vec) {
+    if (vec)
+        ig_add_ln_forward<ig_bf16, 8>(res, out, mean, rstd, a, b, weight, bias, N, C);
+    else
+        ig_add_ln_forward<ig_bf16, 1>(res, out, mean, rstd, a, b, weight, bias, N, C);
 }
 
 template <class T, int VW>

@@ -1,7 +1,9 @@
 // Fused log-softmax over the vocabulary, one block per row: the target's
 // log-probability, the row's log-sum-exp and entropy in one pass over the
 // logits (online maximum), and the gradient written over the logits in
-// place. The N×V probabilities are never stored.
+// place. The N×V probabilities are never stored. The cross-entropy kernel
+// runs both passes of a row in one block, for a loss whose weights are
+// known before the forward pass.
 //
 // Precision follows gpu/cpu/logsoftmax.go: each thread keeps, for its
 // running maximum m, s = Σ e^(z−m) and w = Σ e^(z−m)·(z−m) in float (z − m
@@ -73,21 +75,13 @@ static __device__ __forceinline__ IgLsm ig_lsm_shfl(IgLsm a, int o) {
     return b;
 }
 
-// logsoftmax_forward_f32, logsoftmax_forward_bf16: per row i of logits
-// [N,V]: lse[i], entropy[i] (entropy may be null) and logp[i] =
-// log softmax(row)[targets[i]], 0 when targets[i] < 0.
-// Launch: grid (N), 1-D blocks of a multiple of 32 threads, at most 1024
-// (the wrapper uses 256); block i reduces row i. A target ≥ V is an error
-// found by the check the wrapper queues first: nothing is written then.
+// ig_lsm_reduce reads row z of V logits with the whole block (16-byte
+// vectors where aligned) and returns, in thread 0, the row's merged state;
+// sh is the block's shared scratch of one state per warp. Other threads get
+// their own partial states.
 template <class T>
-static __device__ __forceinline__ void ig_lsm_forward(float* __restrict__ logp, float* __restrict__ entropy,
-                                                      float* __restrict__ lse, const T* __restrict__ logits,
-                                                      const int* __restrict__ targets, int N, int V) {
+static __device__ __forceinline__ IgLsm ig_lsm_reduce(const T* __restrict__ z, int V, IgLsm* sh) {
     constexpr int VW = IG_VW(T);
-    __shared__ IgLsm sh[32];
-    const int row = blockIdx.x;
-    if (row >= N) return;
-    const T* z = logits + (long long)row * V;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nt = blockDim.x;
     IgLsm st;
     st.m = -3.402823466e38f;  // the lowest float: z − m stays −Inf (not NaN) for −Inf logits
@@ -108,13 +102,38 @@ static __device__ __forceinline__ void ig_lsm_forward(float* __restrict__ logp, 
     if (lane == 0) sh[warp] = st;
     __syncthreads();
     if (tid == 0) {
-        IgLsm r = sh[0];
-        for (int w = 1; w < (nt >> 5); w++) r = ig_lsm_merge(r, sh[w]);
+        for (int w = 1; w < (nt >> 5); w++) st = ig_lsm_merge(st, sh[w]);
+    }
+    return st;
+}
+
+// ig_lsm_logp is the log-probability of target t in row z whose merged
+// state is r, with logS = log r.s; 0 for an ignored row (t < 0).
+template <class T>
+static __device__ __forceinline__ float ig_lsm_logp(const T* z, IgLsm r, float logS, int t, int V) {
+    return (t >= 0 && t < V) ? (ig_ld(z + t) - r.m) - logS : 0.0f;
+}
+
+// logsoftmax_forward_f32, logsoftmax_forward_bf16: per row i of logits
+// [N,V]: lse[i], entropy[i] (entropy may be null) and logp[i] =
+// log softmax(row)[targets[i]], 0 when targets[i] < 0.
+// Launch: grid (N), 1-D blocks of a multiple of 32 threads, at most 1024
+// (the wrapper uses 256); block i reduces row i. A target ≥ V is an error
+// found by the check the wrapper queues first: nothing is written then.
+template <class T>
+static __device__ __forceinline__ void ig_lsm_forward(float* __restrict__ logp, float* __restrict__ entropy,
+                                                      float* __restrict__ lse, const T* __restrict__ logits,
+                                                      const int* __restrict__ targets, int N, int V) {
+    __shared__ IgLsm sh[32];
+    const int row = blockIdx.x;
+    if (row >= N) return;
+    const T* z = logits + (long long)row * V;
+    const IgLsm r = ig_lsm_reduce(z, V, sh);
+    if (threadIdx.x == 0) {
         const float logS = logf(r.s);
         lse[row] = r.m + logS;
         if (entropy) entropy[row] = logS - r.w / r.s;
-        const int t = targets[row];
-        logp[row] = (t >= 0 && t < V) ? (ig_ld(z + t) - r.m) - logS : 0.0f;
+        logp[row] = ig_lsm_logp(z, r, logS, targets[row], V);
     }
 }
 
@@ -157,22 +176,13 @@ static __device__ __forceinline__ float ig_lsm_grad(float z, int j, float lse, f
     return j == t ? r + g : r;
 }
 
+// ig_lsm_grad_row overwrites row z of V logits with ig_lsm_grad of each
+// element, with the whole block, in vectors where aligned as in the
+// forward pass.
 template <class T>
-static __device__ __forceinline__ void ig_lsm_backward(T* __restrict__ logits, const float* __restrict__ lse,
-                                                       const float* __restrict__ entropy,
-                                                       const int* __restrict__ targets, const float* __restrict__ dlogp,
-                                                       const float* __restrict__ dentropy, int N, int V) {
+static __device__ __forceinline__ void ig_lsm_grad_row(T* z, int V, float L, float g, float de, float c, int t) {
     constexpr int VW = IG_VW(T);
-    const int row = blockIdx.x;
-    if (row >= N) return;
-    T* z = logits + (long long)row * V;
     const int tid = threadIdx.x, nt = blockDim.x;
-    const int t = targets[row];
-    const float g = t >= 0 ? dlogp[row] : 0.0f;
-    const float de = dentropy ? dentropy[row] : 0.0f;
-    const float h = dentropy ? entropy[row] : 0.0f;
-    const float c = g + de * h;
-    const float L = lse[row];
     const int head = ig_head16(z, V);
     const int nv = (V - head) / VW;
     if (tid < head) ig_st(z + tid, ig_lsm_grad(ig_ld(z + tid), tid, L, g, de, c, t));
@@ -185,6 +195,20 @@ static __device__ __forceinline__ void ig_lsm_backward(T* __restrict__ logits, c
         ig_stv<VW>(z + j, v);
     }
     for (int j = head + nv * VW + tid; j < V; j += nt) ig_st(z + j, ig_lsm_grad(ig_ld(z + j), j, L, g, de, c, t));
+}
+
+template <class T>
+static __device__ __forceinline__ void ig_lsm_backward(T* __restrict__ logits, const float* __restrict__ lse,
+                                                       const float* __restrict__ entropy,
+                                                       const int* __restrict__ targets, const float* __restrict__ dlogp,
+                                                       const float* __restrict__ dentropy, int N, int V) {
+    const int row = blockIdx.x;
+    if (row >= N) return;
+    const int t = targets[row];
+    const float g = t >= 0 ? dlogp[row] : 0.0f;
+    const float de = dentropy ? dentropy[row] : 0.0f;
+    const float h = dentropy ? entropy[row] : 0.0f;
+    ig_lsm_grad_row(logits + (long long)row * V, V, lse[row], g, de, g + de * h, t);
 }
 
 extern "C" __global__ void logsoftmax_backward_f32(float* __restrict__ logits, const float* __restrict__ lse,
@@ -202,4 +226,59 @@ extern "C" __global__ void logsoftmax_backward_bf16(ig_bf16* __restrict__ logits
                                                     const int* flag) {
     if (ig_failed(flag)) return;
     ig_lsm_backward(logits, lse, entropy, targets, dlogp, dentropy, N, V);
+}
+
+// crossentropy_f32, crossentropy_bf16: logsoftmax_forward (without the
+// entropy) and logsoftmax_backward (without the entropy term) of one row in
+// one block, for the loss Σ dlogp[i]·logp[i]: lse[i] and logp[i] as the
+// forward kernel computes them (the same reduction in the same order), then
+// the row overwritten with dlogp[i]·(onehot(targets[i]) − p), p from the
+// float32 lse[i], as the backward kernel computes it; ignored rows
+// (targets[i] < 0) get logp 0 and a zero gradient row.
+// Each row is read twice and written once: the statistics pass, then the
+// gradient pass, which re-reads the row right after the block's reduction,
+// likely from L2 (a bf16 row of GPT-2's 50257 logits is 100 KB); the
+// unfused ops read it three times over two launches.
+// Launch: as logsoftmax_forward: grid (N), 1-D blocks of a multiple of 32
+// threads, at most 1024 (the wrapper uses 256); a target ≥ V is an error
+// found by the check the wrapper queues first, and nothing is written then.
+template <class T>
+static __device__ __forceinline__ void ig_cross_entropy(float* __restrict__ logp, float* __restrict__ lse,
+                                                        T* __restrict__ logits, const int* __restrict__ targets,
+                                                        const float* __restrict__ dlogp, int N, int V) {
+    __shared__ IgLsm sh[32];
+    __shared__ float shL;
+    const int row = blockIdx.x;
+    if (row >= N) return;
+    T* z = logits + (long long)row * V;
+    const int t = targets[row];
+    const IgLsm r = ig_lsm_reduce(z, V, sh);
+    if (threadIdx.x == 0) {
+        const float logS = logf(r.s);
+        const float L = r.m + logS;
+        lse[row] = L;
+        logp[row] = ig_lsm_logp(z, r, logS, t, V);
+        shL = L;
+    }
+    __syncthreads();  // the statistics (and the read of z[t]) before any gradient is written
+    const float g = t >= 0 ? dlogp[row] : 0.0f;
+    ig_lsm_grad_row(z, V, shL, g, 0.0f, g, t);
+}
+
+extern "C" __global__ void __launch_bounds__(1024) crossentropy_f32(float* __restrict__ logp, float* __restrict__ lse,
+                                                                    float* __restrict__ logits,
+                                                                    const int* __restrict__ targets,
+                                                                    const float* __restrict__ dlogp, int N, int V,
+                                                                    const int* flag) {
+    if (ig_failed(flag)) return;
+    ig_cross_entropy(logp, lse, logits, targets, dlogp, N, V);
+}
+
+extern "C" __global__ void __launch_bounds__(1024) crossentropy_bf16(float* __restrict__ logp, float* __restrict__ lse,
+                                                                     ig_bf16* __restrict__ logits,
+                                                                     const int* __restrict__ targets,
+                                                                     const float* __restrict__ dlogp, int N, int V,
+                                                                     const int* flag) {
+    if (ig_failed(flag)) return;
+    ig_cross_entropy(logp, lse, logits, targets, dlogp, N, V);
 }

@@ -137,9 +137,10 @@ type acts struct {
 	dValues                      *gpu.Tensor // ∂L/∂values in the activation dtype (scalar head)
 	dResidual3, dAttnOut3, dQKV3 *gpu.Tensor // [B,T,·] views for embedding and attention
 
-	train  bool   // the forward pass kept what backward needs
-	seed   uint64 // the forward pass's dropout seed
-	padded bool   // valid lengths were given
+	train      bool   // the forward pass kept what backward needs
+	seed       uint64 // the forward pass's dropout seed
+	padded     bool   // valid lengths were given
+	logitsGrad bool   // ForwardLM left ∂L/∂logits in the logits (no entropies)
 }
 
 // views returns the activation views for a B×T batch, reusing the last set

@@ -184,6 +184,29 @@ func (m *Model) checkBatch(in *Batch) error {
 // ends with per-token log-probabilities of the targets and entropies
 // (LogProbs, Entropy); a scalar-head model with per-token values (Values).
 func (m *Model) Forward(in *Batch, train bool, seed uint64) error {
+	return m.forward(in, train, seed, nil)
+}
+
+// ForwardLM is the training forward pass of an LM model for a loss
+// L = Σ_i dlogp[i]·logp[i] whose weights dlogp [B·T] (float32; 0 where no
+// loss applies) are known before it runs, as the next-token loss of
+// pretraining and SFT: the head is the fused cross-entropy, which leaves
+// LogProbs and, in the logits buffer, ∂L/∂logits, so the Backward(nil, nil)
+// that follows starts from there instead of recomputing the softmax. It
+// computes no entropies (Entropy is nil until the next Forward). Dropout
+// masks are drawn from seed, as in Forward.
+func (m *Model) ForwardLM(in *Batch, seed uint64, dlogp *gpu.Tensor) error {
+	if m.Cfg.ScalarHead {
+		return fmt.Errorf("forward: a scalar-head model has no LM loss")
+	}
+	if dlogp == nil || dlogp.Len() != in.B*in.T {
+		return fmt.Errorf("forward: the loss weights must have %d elements", in.B*in.T)
+	}
+	return m.forward(in, true, seed, dlogp)
+}
+
+// forward is Forward, or with dlogp (an LM model training) ForwardLM.
+func (m *Model) forward(in *Batch, train bool, seed uint64, dlogp *gpu.Tensor) error {
 	if err := m.checkBatch(in); err != nil {
 		return err
 	}
@@ -222,9 +245,14 @@ func (m *Model) Forward(in *Batch, train bool, seed uint64) error {
 		}
 	} else {
 		b.MatMul(a.logits, a.lnf, p.WTE, false, true, 1, 0)
-		b.LogSoftmaxForward(a.logp, a.entropy, a.lseV, a.logits, a.targets)
+		if dlogp != nil {
+			b.CrossEntropy(a.logp, a.lseV, a.logits, a.targets, dlogp.MustReshape(in.B*in.T))
+		} else {
+			b.LogSoftmaxForward(a.logp, a.entropy, a.lseV, a.logits, a.targets)
+		}
 	}
 	a.train, a.seed, a.padded = train, seed, in.ValidLen != nil
+	a.logitsGrad = dlogp != nil
 	if err := b.Err(); err != nil {
 		return fmt.Errorf("forward: %w", err)
 	}
@@ -240,10 +268,14 @@ func (m *Model) body(a *acts, validLen *gpu.Tensor, drop float32, seed uint64) {
 	if drop > 0 {
 		b.Dropout(a.encoded, a.encoded, drop, dropSeed(seed, 0))
 	}
+	// Each residual add is fused with the LayerNorm that reads its sum:
+	// res2 with the block's ln2, res3 with the next block's ln1 (or the
+	// final LayerNorm). Only the first ln1 stands alone.
+	s0 := &a.layers[0]
+	b.LayerNormForward(s0.ln1, s0.ln1Mean, s0.ln1Rstd, a.encoded, p.Blocks[0].LN1W, p.Blocks[0].LN1B)
 	residual := a.encoded
 	for l := range p.Blocks {
 		w, s := &p.Blocks[l], &a.layers[l]
-		b.LayerNormForward(s.ln1, s.ln1Mean, s.ln1Rstd, residual, w.LN1W, w.LN1B)
 		b.MatMul(s.qkv, s.ln1, w.AttnW, false, false, 1, 0)
 		b.AddBias(s.qkv, w.AttnB)
 		b.AttentionForward(s.atty3, s.lse, s.qkv3, validLen, c.NHead)
@@ -252,8 +284,7 @@ func (m *Model) body(a *acts, validLen *gpu.Tensor, drop float32, seed uint64) {
 		if drop > 0 {
 			b.Dropout(s.attProj, s.attProj, drop, dropSeed(seed, 2*l+1))
 		}
-		b.Add(s.res2, residual, s.attProj)
-		b.LayerNormForward(s.ln2, s.ln2Mean, s.ln2Rstd, s.res2, w.LN2W, w.LN2B)
+		b.AddLayerNormForward(s.res2, s.ln2, s.ln2Mean, s.ln2Rstd, residual, s.attProj, w.LN2W, w.LN2B)
 		b.MatMul(s.fch, s.ln2, w.FCW, false, false, 1, 0)
 		b.AddBias(s.fch, w.FCB)
 		b.GeluForward(s.fchGelu, s.fch)
@@ -262,10 +293,14 @@ func (m *Model) body(a *acts, validLen *gpu.Tensor, drop float32, seed uint64) {
 		if drop > 0 {
 			b.Dropout(s.fcProj, s.fcProj, drop, dropSeed(seed, 2*l+2))
 		}
-		b.Add(s.res3, s.res2, s.fcProj)
+		if l+1 < len(p.Blocks) {
+			nw, ns := &p.Blocks[l+1], &a.layers[l+1]
+			b.AddLayerNormForward(s.res3, ns.ln1, ns.ln1Mean, ns.ln1Rstd, s.res2, s.fcProj, nw.LN1W, nw.LN1B)
+		} else {
+			b.AddLayerNormForward(s.res3, a.lnf, a.lnfMean, a.lnfRstd, s.res2, s.fcProj, p.LNFW, p.LNFB)
+		}
 		residual = s.res3
 	}
-	b.LayerNormForward(a.lnf, a.lnfMean, a.lnfRstd, residual, p.LNFW, p.LNFB)
 }
 
 // dropSeed derives the dropout seed of one site (embedding, or a block's
@@ -277,8 +312,13 @@ func dropSeed(seed uint64, site int) uint64 { return gpu.Mix64(seed, uint64(site
 func (m *Model) LogProbs() *gpu.Tensor { return m.cur.logp }
 
 // Entropy is the [B·T] entropy of each position's next-token distribution
-// from the last Forward.
-func (m *Model) Entropy() *gpu.Tensor { return m.cur.entropy }
+// from the last Forward; nil after a ForwardLM, which computes none.
+func (m *Model) Entropy() *gpu.Tensor {
+	if m.cur.logitsGrad {
+		return nil
+	}
+	return m.cur.entropy
+}
 
 // Values is the [B·T] scalar head output from the last Forward of a
 // scalar-head model, Cfg.ScoreBias included.
@@ -288,21 +328,25 @@ func (m *Model) Values() *gpu.Tensor { return m.cur.values }
 func (m *Model) hidden() *gpu.Tensor { return m.cur.lnf }
 
 // Backward adds the parameter gradients of the last Forward (which must have
-// run with train set) into m.Grads. For an LM model dout holds ∂L/∂logp [B·T]
-// and dentropy ∂L/∂entropy [B·T] (nil for none); for a scalar-head model dout
-// holds ∂L/∂values [B·T] and dentropy must be nil. Backward overwrites the
-// logits buffer; gradients accumulate, so zero m.Grads.All before the first
-// micro-batch of a step.
+// run with train set) or ForwardLM into m.Grads. For an LM model dout holds
+// ∂L/∂logp [B·T] and dentropy ∂L/∂entropy [B·T] (nil for none); for a
+// scalar-head model dout holds ∂L/∂values [B·T] and dentropy must be nil.
+// After ForwardLM both are nil: the loss's gradient is already in the
+// logits buffer. Backward overwrites the logits buffer; gradients
+// accumulate, so zero m.Grads.All before the first micro-batch of a step.
 func (m *Model) Backward(dout, dentropy *gpu.Tensor) error {
 	a := m.cur
 	if a == nil || !a.train {
 		return fmt.Errorf("backward: no training forward pass to differentiate")
 	}
 	n := m.curB * m.curT
-	if dout == nil || dout.Len() != n || (dentropy != nil && dentropy.Len() != n) {
+	switch {
+	case a.logitsGrad && (dout != nil || dentropy != nil):
+		return fmt.Errorf("backward: after ForwardLM the loss's gradient is in the logits; pass no gradient tensors")
+	case a.logitsGrad:
+	case dout == nil || dout.Len() != n || (dentropy != nil && dentropy.Len() != n):
 		return fmt.Errorf("backward: gradient tensors must have %d elements", n)
-	}
-	if m.Cfg.ScalarHead && dentropy != nil {
+	case m.Cfg.ScalarHead && dentropy != nil:
 		return fmt.Errorf("backward: a scalar-head model has no entropy")
 	}
 	b, c := m.b, m.Cfg
@@ -322,11 +366,14 @@ func (m *Model) Backward(dout, dentropy *gpu.Tensor) error {
 		b.MatMul(a.dNormOut, dv, p.Score, false, true, 1, 0)
 		b.MatMul(g.Score, a.lnf, dv, true, false, 1, 1)
 	} else {
-		var ent *gpu.Tensor
-		if dentropy != nil {
-			ent = a.entropy
+		if !a.logitsGrad {
+			var ent *gpu.Tensor
+			if dentropy != nil {
+				ent = a.entropy
+			}
+			b.LogSoftmaxBackward(a.logits, a.lseV, ent, a.targets, dout, dentropy)
 		}
-		b.LogSoftmaxBackward(a.logits, a.lseV, ent, a.targets, dout, dentropy)
+		// The logits now hold ∂L/∂logits.
 		b.MatMul(a.dNormOut, a.logits, p.WTE, false, false, 1, 0)
 		b.MatMul(g.WTE, a.logits, a.lnf, true, false, 1, 1)
 	}

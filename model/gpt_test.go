@@ -79,6 +79,7 @@ type gradCase struct {
 	padded  bool
 	dropout float32
 	entropy bool
+	lmLoss  bool // ForwardLM with dout as the loss weights, then Backward(nil, nil)
 }
 
 func TestGradientsMatchFloat64Reference(t *testing.T) {
@@ -87,6 +88,7 @@ func TestGradientsMatchFloat64Reference(t *testing.T) {
 		{name: "lm-padded-entropy", padded: true, entropy: true},
 		{name: "lm-dropout", dropout: 0.2},
 		{name: "scalar-padded", scalar: true, padded: true},
+		{name: "lm-loss-padded-dropout", padded: true, dropout: 0.2, lmLoss: true},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) { checkGradients(t, tc, uint64(i+1)) })
@@ -120,7 +122,12 @@ func checkGradients(t *testing.T, tc gradCase, seed uint64) {
 	const dropSeedValue = 1234
 
 	// Model: forward, compare outputs, backward.
-	if err := m.Forward(in, true, dropSeedValue); err != nil {
+	if tc.lmLoss {
+		err = m.ForwardLM(in, dropSeedValue, upload(t, b, dout, B*T))
+	} else {
+		err = m.Forward(in, true, dropSeedValue)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	params64 := make([]float64, len(host))
@@ -136,15 +143,20 @@ func checkGradients(t *testing.T, tc gradCase, seed uint64) {
 	} else {
 		mustDownload(t, b, out, m.LogProbs())
 		assertRel(t, "logp", out, want.logp, 1e-5)
-		mustDownload(t, b, out, m.Entropy())
-		assertRel(t, "entropy", out, want.entropy, 1e-5)
+		if !tc.lmLoss {
+			mustDownload(t, b, out, m.Entropy())
+			assertRel(t, "entropy", out, want.entropy, 1e-5)
+		}
 	}
 	b.Fill(m.Grads.All, 0)
-	var dentT *gpu.Tensor
+	var doutT, dentT *gpu.Tensor
 	if dent != nil {
 		dentT = upload(t, b, dent, B*T)
 	}
-	if err := m.Backward(upload(t, b, dout, B*T), dentT); err != nil {
+	if !tc.lmLoss {
+		doutT = upload(t, b, dout, B*T)
+	}
+	if err := m.Backward(doutT, dentT); err != nil {
 		t.Fatal(err)
 	}
 	grads := make([]float32, m.Grads.All.Len())

@@ -8,11 +8,12 @@ import (
 )
 
 // LMStep is one optimizer step of the next-token loss, as pretraining and
-// SFT take it: zero the gradients; per micro-batch the forward pass (with
-// the model's dropout), the mean loss over the batch's targets (a target
-// of −1 carries none), and the backward pass; then global-norm clipping
-// and AdamW at the schedule's learning rate. The loss stays on the device
-// until the step ends.
+// SFT take it: zero the gradients; per micro-batch the loss weights of the
+// batch's targets (a target of −1 carries none), the forward pass (with the
+// model's dropout) whose fused cross-entropy head leaves the loss's
+// gradient in the logits, the mean loss, and the backward pass; then
+// global-norm clipping and AdamW at the schedule's learning rate. The loss
+// stays on the device until the step ends.
 type LMStep struct {
 	t     *trainable
 	loss  *tokenLoss
@@ -49,15 +50,15 @@ func (s *LMStep) Run(step int, next func() (*model.Batch, error)) (loss float64,
 		if err != nil {
 			return 0, 0, err
 		}
-		if err := m.Forward(in, true, gpu.Mix64(s.seed, uint64((step-1)*s.accum+micro))); err != nil {
-			return 0, 0, err
-		}
 		w, err := s.loss.weights(in.Targets)
 		if err != nil {
 			return 0, 0, err
 		}
+		if err := m.ForwardLM(in, gpu.Mix64(s.seed, uint64((step-1)*s.accum+micro)), w); err != nil {
+			return 0, 0, err
+		}
 		s.loss.accumulate(m.LogProbs(), w, 1/float32(s.accum))
-		if err := m.Backward(w, nil); err != nil {
+		if err := m.Backward(nil, nil); err != nil {
 			return 0, 0, err
 		}
 		tokens += int64(in.B * in.T)

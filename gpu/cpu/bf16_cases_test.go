@@ -244,6 +244,31 @@ func layerNormCases() []bfCase {
 				out, m, rs := layerNorm64(to64(x[3]), to64(x[4]), to64(x[5]), n, c)
 				return [][]float64{out, m, rs, nil, nil, nil}
 			}},
+		{op: "AddLayerNormForward", variant: "with statistics",
+			args: []bfArg{act(randn(r, n*c, 1), n, c).within(0), act(randn(r, n*c, 1), n, c).within(1e-6),
+				f32(randn(r, n, 1), n).within(1e-6), f32(randn(r, n, 1), n).within(1e-6),
+				act(xs, n, c), act(randn(r, n*c, 0.5), n, c), act(ws, c), act(bs, c)},
+			call: func(b *Backend, t []*gpu.Tensor) {
+				b.AddLayerNormForward(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7])
+			},
+			// The normalisation reads the sum as stored: rounded to bf16.
+			def: func(b *Backend, t []*gpu.Tensor) {
+				b.Add(t[0], t[4], t[5])
+				sum := F32(t[0])
+				for i, v := range sum {
+					sum[i] = gpu.RoundBF16(v)
+				}
+				b.LayerNormForward(t[1], t[2], t[3], t[0], t[6], t[7])
+			},
+			ref: func(x [][]float32) [][]float64 {
+				// a + b of bf16 values is exact in float64; the op's
+				// float32 sum is it rounded once, and then to bf16.
+				sum := per64(x[4], func(i int, v float64) float64 {
+					return float64(gpu.RoundBF16(float32(v + float64(x[5][i]))))
+				})
+				out, m, rs := layerNorm64(sum, to64(x[6]), to64(x[7]), n, c)
+				return [][]float64{sum, out, m, rs, nil, nil, nil, nil}
+			}},
 		{op: "LayerNormBackward", variant: "dinp +=",
 			args: []bfArg{act(randn(r, n*c, 1), n, c).within(1e-5), f32(randn(r, c, 1), c).within(1e-5),
 				f32(randn(r, c, 1), c).within(1e-6), act(randn(r, n*c, 1), n, c), act(xs, n, c), act(ws, c),
@@ -388,6 +413,14 @@ func logSoftmaxCases() []bfCase {
 			call: func(b *Backend, t []*gpu.Tensor) { b.LogSoftmaxBackward(t[0], t[1], nil, t[2], t[3], nil) },
 			ref: func(x [][]float32) [][]float64 {
 				return [][]float64{refLogSoftmaxGrad(to64(x[0]), tg, v, to64(x[3]), nil), nil, nil, nil}
+			}},
+		{op: "CrossEntropy", variant: "in place, a row ignored",
+			args: []bfArg{f32(randn(r, n, 1), n).within(1e-5), f32(randn(r, n, 1), n).within(1e-5),
+				act(z, n, v).within(1e-5), ids(tg, n), f32(dlogp, n)},
+			call: func(b *Backend, t []*gpu.Tensor) { b.CrossEntropy(t[0], t[1], t[2], t[3], t[4]) },
+			ref: func(x [][]float32) [][]float64 {
+				logp, l, _ := refLogSoftmax(to64(x[2]), tg, v)
+				return [][]float64{logp, l, refLogSoftmaxGrad(to64(x[2]), tg, v, to64(x[4]), nil), nil, nil}
 			}},
 		{op: "Sample", variant: "greedy",
 			args: []bfArg{ids(make([]int32, ns), ns), act(zs, ns, vs)},

@@ -121,6 +121,11 @@ func TestOpsRejectWithTheChecker(t *testing.T) {
 			_, _, err := checker.LayerNormForward(x, mean, rstd, x, w, bias)
 			return rejected{func() { b.LayerNormForward(x, mean, rstd, x, w, bias) }, err, []*gpu.Tensor{x, mean, rstd}}
 		}},
+		{"add layernorm resOut aliases a", func(b *Backend, m mk) rejected {
+			a, c, o, mean, rstd, w, bias := m.rnd(4, 6), m.rnd(4, 6), m.rnd(4, 6), m.rnd(4), m.rnd(4), m.rnd(6), m.rnd(6)
+			_, _, err := checker.AddLayerNormForward(a, o, mean, rstd, a, c, w, bias)
+			return rejected{func() { b.AddLayerNormForward(a, o, mean, rstd, a, c, w, bias) }, err, []*gpu.Tensor{a, o, mean, rstd}}
+		}},
 		{"layernorm backward nil rstd", func(b *Backend, m mk) rejected {
 			dx, dw, db, dy, x, w, mean := m.rnd(4, 6), m.rnd(6), m.rnd(6), m.rnd(4, 6), m.rnd(4, 6), m.rnd(6), m.rnd(4)
 			_, _, err := checker.LayerNormBackward(dx, dw, db, dy, x, w, mean, nil)
@@ -166,6 +171,11 @@ func TestOpsRejectWithTheChecker(t *testing.T) {
 			z, lse, dlp, dent, tg := m.rnd(4, 9), m.rnd(4), m.rnd(4), m.rnd(4), m.ids([]int32{1, -1, 8, 0}, 4)
 			_, _, checks, err := checker.LogSoftmaxBackward(z, lse, nil, tg, dlp, dent)
 			return rejected{func() { b.LogSoftmaxBackward(z, lse, nil, tg, dlp, dent) }, indexErr(err, checks), []*gpu.Tensor{z}}
+		}},
+		{"cross-entropy target past V", func(b *Backend, m mk) rejected {
+			lp, lse, z, dlp, tg := m.rnd(4), m.rnd(4), m.rnd(4, 9), m.rnd(4), m.ids([]int32{1, -1, 9, 0}, 4)
+			_, _, checks, err := checker.CrossEntropy(lp, lse, z, tg, dlp)
+			return rejected{func() { b.CrossEntropy(lp, lse, z, tg, dlp) }, indexErr(err, checks), []*gpu.Tensor{lp, lse, z}}
 		}},
 		{"gather idx = T", func(b *Backend, m mk) rejected {
 			o, x, idx := m.rnd(2, 3), m.rnd(2, 4, 3), m.ids([]int32{0, 4}, 2)

@@ -32,16 +32,10 @@ func (b *Backend) LayerNormForward(out, mean, rstd, inp, weight, bias *gpu.Tenso
 	if rstd != nil {
 		rs = F32(rstd)
 	}
-	inv := 1 / float64(c)
 	k := activeVec.Load()
 	b.parallelFor(n, max(1, ewMinChunk/c), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			x := xs[r*c : (r+1)*c]
-			o := os[r*c : (r+1)*c]
-			m := k.lnSum(x) * inv
-			ss := k.lnSqDev(x, m)
-			rsd := 1 / math.Sqrt(ss*inv+layerNormEps)
-			k.lnNorm(o, x, ws, bs, m, rsd)
+			m, rsd := lnForwardRow(k, os[r*c:(r+1)*c], xs[r*c:(r+1)*c], ws, bs)
 			if ms != nil {
 				ms[r] = float32(m)
 			}
@@ -50,6 +44,64 @@ func (b *Backend) LayerNormForward(out, mean, rstd, inp, weight, bias *gpu.Tenso
 			}
 		}
 	})
+}
+
+// AddLayerNormForward implements gpu.Backend: per row, the sum, stored
+// (rounded once in bf16) and then normalised by LayerNormForward's row
+// kernels from the stored values, so its results are Add's and
+// LayerNormForward's bit for bit, in either dtype.
+func (b *Backend) AddLayerNormForward(resOut, lnOut, mean, rstd, a, bb, weight, bias *gpu.Tensor) {
+	if b.err != nil {
+		return
+	}
+	n, c, err := checker.AddLayerNormForward(resOut, lnOut, mean, rstd, a, bb, weight, bias)
+	if b.fail(err) || n == 0 || c == 0 {
+		return
+	}
+	defer b.actFlush()
+	rs, os := b.actOut(resOut), b.actOut(lnOut)
+	as, bs, ws, bis := b.actIn(a), b.actIn(bb), b.actIn(weight), b.actIn(bias)
+	var ms, rds []float32
+	if mean != nil {
+		ms = F32(mean)
+	}
+	if rstd != nil {
+		rds = F32(rstd)
+	}
+	roundSum := resOut.DType() == gpu.BF16
+	k := activeVec.Load()
+	b.parallelFor(n, max(1, ewMinChunk/c), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			x := rs[r*c : (r+1)*c]
+			xa, xb := as[r*c : (r+1)*c][:len(x)], bs[r*c : (r+1)*c][:len(x)]
+			for j := range x {
+				x[j] = xa[j] + xb[j]
+			}
+			if roundSum {
+				// The normalisation reads the sum as stored.
+				for j, v := range x {
+					x[j] = gpu.RoundBF16(v)
+				}
+			}
+			m, rsd := lnForwardRow(k, os[r*c:(r+1)*c], x, ws, bis)
+			if ms != nil {
+				ms[r] = float32(m)
+			}
+			if rds != nil {
+				rds[r] = float32(rsd)
+			}
+		}
+	})
+}
+
+// lnForwardRow normalises one row x into o with the kernel set k and
+// returns its mean and rstd: the arithmetic of both forward ops.
+func lnForwardRow(k *vecKernel, o, x, w, b []float32) (m, rstd float64) {
+	inv := 1 / float64(len(x))
+	m = k.lnSum(x) * inv
+	rstd = 1 / math.Sqrt(k.lnSqDev(x, m)*inv+layerNormEps)
+	k.lnNorm(o, x, w, b, m, rstd)
+	return m, rstd
 }
 
 // LayerNormBackward implements gpu.Backend. mean and rstd are required.

@@ -47,21 +47,25 @@ func (b *Backend) LogSoftmaxForward(logp, entropy, lse, logits, targets *gpu.Ten
 	}
 	b.parallelFor(n, max(1, 32768/v), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			zi := z[i*v : (i+1)*v]
-			m, logS, h := lsmRowStats(zi)
-			ls[i] = float32(float64(m) + logS)
+			var h float64
+			ls[i], lp[i], h = lsmRow(z[i*v:(i+1)*v], tg[i])
 			if ent != nil {
 				ent[i] = float32(h)
 			}
-			if t := tg[i]; t >= 0 {
-				// (z_t − m) − log s is exact in its first term, so the
-				// log-probability keeps its precision however large m is.
-				lp[i] = float32(float64(zi[t]) - float64(m) - logS)
-			} else {
-				lp[i] = 0
-			}
 		}
 	})
+}
+
+// lsmRow returns the log-sum-exp of the row z, the log-probability of
+// target t (0 when t < 0: an ignored row) and the entropy.
+func lsmRow(z []float32, t int32) (lse, logp float32, entropy float64) {
+	m, logS, h := lsmRowStats(z)
+	if t >= 0 {
+		// (z_t − m) − log s is exact in its first term, so the
+		// log-probability keeps its precision however large m is.
+		logp = float32(float64(z[t]) - float64(m) - logS)
+	}
+	return float32(float64(m) + logS), logp, h
 }
 
 // lsmRowStats returns the maximum m of z, log Σ exp(z − m) (so the
@@ -152,19 +156,49 @@ func (b *Backend) LogSoftmaxBackward(logits, lse, entropy, targets, dlogp, dentr
 	}
 	b.parallelFor(n, max(1, 32768/v), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			zi := z[i*v : (i+1)*v]
-			var g, de, h float32
-			t := tg[i]
-			if t >= 0 {
-				g = dl[i]
-			}
+			var de, h float32
 			if dent != nil {
 				de, h = dent[i], ent[i]
 			}
-			lsmRowGrad(zi, ls[i], g, de, h)
-			if t >= 0 {
-				zi[t] += g
-			}
+			lsmRowBackward(z[i*v:(i+1)*v], ls[i], tg[i], dl[i], de, h)
+		}
+	})
+}
+
+// lsmRowBackward overwrites the logits z of one row with the gradient of
+// g·logp_t + de·H (g counts as 0 when t < 0: an ignored row), from the
+// row's log-sum-exp lse and entropy h.
+func lsmRowBackward(z []float32, lse float32, t int32, g, de, h float32) {
+	if t < 0 {
+		g = 0
+	}
+	lsmRowGrad(z, lse, g, de, h)
+	if t >= 0 {
+		z[t] += g
+	}
+}
+
+// CrossEntropy implements gpu.Backend: per row, LogSoftmaxForward's
+// statistics and then LogSoftmaxBackward's gradient without the entropy
+// term, with the same row kernels, so its results are those two ops' bit
+// for bit. A row is read twice (the statistics, then the gradient written
+// over it) while it is still in cache, instead of in two ops over all N·V
+// logits.
+func (b *Backend) CrossEntropy(logp, lse, logits, targets, dlogp *gpu.Tensor) {
+	if b.err != nil {
+		return
+	}
+	n, v, checks, err := checker.CrossEntropy(logp, lse, logits, targets, dlogp)
+	if b.failChecked(err, checks) {
+		return
+	}
+	defer b.actFlush()
+	z, tg, lp, ls, dl := b.actInOut(logits), I32(targets), F32(logp), F32(lse), F32(dlogp)
+	b.parallelFor(n, max(1, 32768/v), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			zi := z[i*v : (i+1)*v]
+			ls[i], lp[i], _ = lsmRow(zi, tg[i])
+			lsmRowBackward(zi, ls[i], tg[i], dl[i], 0, 0)
 		}
 	})
 }

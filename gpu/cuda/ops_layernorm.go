@@ -28,6 +28,23 @@ func (b *Backend) LayerNormForward(out, mean, rstd, inp, weight, bias *gpu.Tenso
 		b.ptr(out), b.ptr(mean), b.ptr(rstd), b.ptr(inp), b.ptr(weight), b.ptr(bias), i32(n), i32(c), bool32(vec))
 }
 
+// AddLayerNormForward implements gpu.Backend: one warp per row writes the
+// sum and normalises it, with layernorm_forward's launch shape.
+func (b *Backend) AddLayerNormForward(resOut, lnOut, mean, rstd, a, bb, weight, bias *gpu.Tensor) {
+	if b.err != nil {
+		return
+	}
+	n, c, err := b.checker.AddLayerNormForward(resOut, lnOut, mean, rstd, a, bb, weight, bias)
+	if b.fail(err) || b.fail(fitsInt32("add layernorm forward", n, c)) || n == 0 || c == 0 {
+		return
+	}
+	act := resOut.DType()
+	vec := c%vecWidth(act) == 0 && b.aligned16(resOut, lnOut, a, bb, weight, bias)
+	b.launch(byAct(act, "add_layernorm_forward_f32", "add_layernorm_forward_bf16"), grid1((n+lnWarps-1)/lnWarps), block1(32*lnWarps), 0,
+		b.ptr(resOut), b.ptr(lnOut), b.ptr(mean), b.ptr(rstd), b.ptr(a), b.ptr(bb), b.ptr(weight), b.ptr(bias),
+		i32(n), i32(c), bool32(vec))
+}
+
 // lnBackwardShape returns the warps per block (each needs 2C floats of
 // shared memory, 48 KiB in all at most) and the number of blocks (a
 // function of n and c only, so the parameter sums are reproducible).

@@ -3,15 +3,16 @@
 # table of every kernel per architecture (registers, shared memory, stack,
 # spills) to ptxas-summary.txt beside it, and fails when a kernel whose name
 # matches the critical pattern spills: fused attention, the fused
-# log-softmax and the fallback GEMM must keep everything in registers.
+# log-softmax, the cross-entropy and the fallback GEMM must keep everything
+# in registers.
 #
 #   check-spills.sh build/cuda/ptxas.txt [PATTERN]
 #
 # PATTERN is an extended regular expression matched case-insensitively
-# against kernel names (default: attention|attn|flash|log_?softmax|gemm).
+# against kernel names (default: attention|attn|flash|log_?softmax|cross_?entropy|gemm).
 set -euo pipefail
 report=${1:?usage: check-spills.sh PTXAS_REPORT [PATTERN]}
-pattern=${2:-attention|attn|flash|log_?softmax|gemm}
+pattern=${2:-attention|attn|flash|log_?softmax|cross_?entropy|gemm}
 summary=$(dirname "$report")/ptxas-summary.txt
 
 awk -v pat="$pattern" -v summary="$summary" '
