@@ -42,11 +42,8 @@ func BenchmarkOps(b *testing.B) {
 			if err := e.b.Sync(); err != nil {
 				b.Fatal(err)
 			}
-			unit := "GFLOP/s"
-			if c.ceiling == CeilMemory {
-				unit = "GB/s"
-			}
-			b.ReportMetric(c.work*float64(b.N)/b.Elapsed().Seconds()/1e9, unit)
+			unit, scale := c.rateUnit()
+			b.ReportMetric(c.work*float64(b.N)/b.Elapsed().Seconds()/scale, unit)
 		})
 	}
 }

@@ -2,20 +2,23 @@ package bench
 
 import "github.com/instructgo/instructgo/model"
 
-// The FLOP counts behind every GFLOP/s and MFU figure. A multiply-add
-// counts two.
+// The FLOP counts behind every FLOP rate and MFU figure (a multiply-add
+// counts two), and the byte count of the cross-entropy figure.
 
 // MatMulFLOPs is the cost of one [m,k]·[k,n] product: 2·m·n·k.
 func MatMulFLOPs(m, n, k int) float64 {
 	return 2 * float64(m) * float64(n) * float64(k)
 }
 
-// AttentionFLOPs is the causal FLOP count of fused attention over B
-// sequences of T tokens with nHead heads of size hs: each head forms about
-// T²/2 scores (a dot product of length hs, 2·hs FLOPs each) and as many
-// multiply-adds of values into the output, so the forward pass costs
-// 4·B·nHead·hs·T²/2. The backward pass recomputes the scores and forms dV,
-// dP, dQ and dK, 2.5 times the forward pass (FlashAttention's convention).
+// AttentionFLOPs is fused attention's FLOP count in FlashAttention's
+// convention, so that its rates read like the published FlashAttention
+// figures: the forward pass over B sequences of T tokens with nHead heads
+// of size hs counts 4·B·nHead·T²·hs (two products of T×T×hs per head),
+// halved for causal attention, which forms about half of the scores; the
+// backward pass counts 2.5 times the forward (five products against two,
+// the scores recomputed). This is the count of the FlashAttention-2 paper
+// (Dao 2023, arXiv 2307.08691, section 4.1) and of its repository's
+// benchmarks/benchmark_flash_attention.py.
 func AttentionFLOPs(B, T, nHead, hs int, backward bool) float64 {
 	f := 4 * float64(B) * float64(nHead) * float64(hs) * float64(T) * float64(T) / 2
 	if backward {
@@ -72,4 +75,14 @@ func GenerateFLOPs(cfg model.Config, promptLen, newTokens int) float64 {
 		f += 2*N + 4*L*C*float64(promptLen+j)
 	}
 	return f
+}
+
+// CrossEntropyBytes is the memory the cross-entropy of N rows of V logits
+// must move at the least, whatever the kernels: one read of the logits and
+// one write of their gradient, elemSize bytes each (the activation
+// dtype's). The unfused log-softmax pair moves more (the backward reads
+// the logits again), which shows as a lower fraction of the memory
+// ceiling, not as more bytes.
+func CrossEntropyBytes(N, V, elemSize int) float64 {
+	return 2 * float64(N) * float64(V) * float64(elemSize)
 }

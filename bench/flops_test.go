@@ -68,6 +68,48 @@ func TestOpFLOPs(t *testing.T) {
 	}
 }
 
+// TestAttentionFLOPsFlashConvention counts the benchmark's shapes by hand
+// in FlashAttention's convention: 4·B·H·T²·hs for the two T×T×hs
+// products of every head, halved for causal, and 2.5 times that backward.
+func TestAttentionFLOPsFlashConvention(t *testing.T) {
+	for _, tc := range []struct {
+		B, T, H, hs int
+		fwd         float64
+	}{
+		// Head sizes 32, 64 and 128 at 768 wide, B4 T512: 4·4·H·512²·hs/2
+		// = 8·768·262,144 whatever the split: 1,610,612,736.
+		{4, 512, 24, 32, 1610612736},
+		{4, 512, 12, 64, 1610612736},
+		{4, 512, 6, 128, 1610612736},
+		// The tiny model's training shape: 4·16·4·128²·32/2 = 67,108,864.
+		{16, 128, 4, 32, 67108864},
+		// One sequence of 2 tokens, one head of 1: 4·1·1·4·1/2 = 8.
+		{1, 2, 1, 1, 8},
+	} {
+		if got := AttentionFLOPs(tc.B, tc.T, tc.H, tc.hs, false); got != tc.fwd {
+			t.Errorf("AttentionFLOPs(B%d T%d H%d hs%d) forward = %v, want %v", tc.B, tc.T, tc.H, tc.hs, got, tc.fwd)
+		}
+		if got := AttentionFLOPs(tc.B, tc.T, tc.H, tc.hs, true); got != 2.5*tc.fwd {
+			t.Errorf("AttentionFLOPs(B%d T%d H%d hs%d) backward = %v, want %v", tc.B, tc.T, tc.H, tc.hs, got, 2.5*tc.fwd)
+		}
+	}
+}
+
+// TestCrossEntropyBytes: the logits read once and their gradient written
+// once, in the activation dtype: GPT-2's 8192×50257 moves 3.29 GB in
+// float32 and 1.65 GB in bf16.
+func TestCrossEntropyBytes(t *testing.T) {
+	if got := CrossEntropyBytes(8192, 50257, 4); got != 3293642752 {
+		t.Errorf("CrossEntropyBytes(8192, 50257, float32) = %v, want 3,293,642,752", got)
+	}
+	if got := CrossEntropyBytes(8192, 50257, 2); got != 1646821376 {
+		t.Errorf("CrossEntropyBytes(8192, 50257, bf16) = %v, want 1,646,821,376", got)
+	}
+	if got := CrossEntropyBytes(3, 5, 2); got != 60 {
+		t.Errorf("CrossEntropyBytes(3, 5, bf16) = %v, want 60", got)
+	}
+}
+
 func TestGenerateFLOPsByHand(t *testing.T) {
 	cfg, _ := model.ConfigByName("tiny")
 	N, L, C, V := tinyParamsByHand(), 4.0, 128.0, 258.0

@@ -13,10 +13,13 @@ import (
 // set it up on the backend.
 type opCase struct {
 	group, name, shape string
-	// ceiling is CeilCompute (the figure is GFLOP/s of work FLOPs) or
+	// ceiling is CeilCompute (the figure is a FLOP rate of work FLOPs) or
 	// CeilMemory (GB/s of work bytes).
 	ceiling string
 	work    float64
+	// unit is the figure's unit: "" for GFLOP/s (compute) or GB/s
+	// (memory); attention's is TFLOP/s.
+	unit string
 	// extra are secondary rates of the same timing: Value is the work
 	// per call in Unit's numerator (scaled by 1e9 for G-units).
 	extra []Metric
@@ -58,37 +61,43 @@ func (o *operands) check(err error, shape []int) {
 	}
 }
 
-// alloc is a float32 tensor of random values in ±1 (env.alloc).
-func (o *operands) alloc(shape ...int) *gpu.Tensor {
-	t, err := o.e.alloc(shape...)
+// The tensors of a case are of the activation class (dtype o.e.act: the
+// activations, their gradients and the weights the ops read) or of the
+// float32 class (statistics, losses, parameter gradients, optimizer
+// state), as gpu.Checker states op by op; every helper takes the dtype.
+
+// alloc is a tensor of dtype dt of random values in ±1 (env.alloc).
+func (o *operands) alloc(dt gpu.DType, shape ...int) *gpu.Tensor {
+	t, err := o.e.alloc(dt, shape...)
 	o.check(err, shape)
 	return t
 }
 
-// allocs is k float32 tensors of random values in ±1, each drawn anew.
-func (o *operands) allocs(k int, shape ...int) []*gpu.Tensor {
+// allocs is k tensors of dtype dt of random values in ±1, each drawn anew.
+func (o *operands) allocs(dt gpu.DType, k int, shape ...int) []*gpu.Tensor {
 	ts := make([]*gpu.Tensor, k)
 	for j := range ts {
-		ts[j] = o.alloc(shape...)
+		ts[j] = o.alloc(dt, shape...)
 	}
 	return ts
 }
 
-// tensors is k float32 tensors holding host (env.tensors).
-func (o *operands) tensors(k int, host []float32, shape ...int) []*gpu.Tensor {
-	ts, err := o.e.tensors(k, host, shape...)
+// tensors is k tensors of dtype dt holding host (env.tensors).
+func (o *operands) tensors(dt gpu.DType, k int, host []float32, shape ...int) []*gpu.Tensor {
+	ts, err := o.e.tensors(dt, k, host, shape...)
 	o.check(err, shape)
 	return ts
 }
 
-// randoms is k float32 tensors holding the same random values in ±scale,
-// drawn once: copies an op rotates through to read them from memory.
-func (o *operands) randoms(k int, scale float32, shape ...int) []*gpu.Tensor {
+// randoms is k tensors of dtype dt holding the same random values in
+// ±scale, drawn once: copies an op rotates through to read them from
+// memory.
+func (o *operands) randoms(dt gpu.DType, k int, scale float32, shape ...int) []*gpu.Tensor {
 	n := 1
 	for _, d := range shape {
 		n *= d
 	}
-	return o.tensors(k, o.e.random(n, scale), shape...)
+	return o.tensors(dt, k, o.e.random(n, scale), shape...)
 }
 
 // ints is an Int32 tensor holding host.
@@ -128,6 +137,7 @@ func (e *env) opCases() []opCase {
 	cs = append(cs, e.matmulCases()...)
 	cs = append(cs, e.attentionCases()...)
 	cs = append(cs, e.logSoftmaxCases()...)
+	cs = append(cs, e.crossEntropyCases()...)
 	cs = append(cs, e.layerNormCases()...)
 	cs = append(cs, e.adamWCases()...)
 	cs = append(cs, e.decodeAttentionCases()...)
@@ -156,11 +166,8 @@ func (e *env) runOp(c opCase) error {
 	if err != nil {
 		return fmt.Errorf("bench %s/%s (%s): %w", c.group, c.name, c.shape, err)
 	}
-	unit := "GFLOP/s"
-	if c.ceiling == CeilMemory {
-		unit = "GB/s"
-	}
-	r := e.result(c.group, c.name, c.shape, unit, c.work, 1e9, c.ceiling, c.work, m)
+	unit, scale := c.rateUnit()
+	r := e.result(c.group, c.name, c.shape, unit, c.work, scale, c.ceiling, c.work, m)
 	for _, x := range c.extra {
 		scale := 1.0
 		if len(x.Unit) > 0 && x.Unit[0] == 'G' {
@@ -170,6 +177,17 @@ func (e *env) runOp(c opCase) error {
 	}
 	e.add(r)
 	return nil
+}
+
+// rateUnit is the case's unit and the scale that divides work/s into it.
+func (c opCase) rateUnit() (string, float64) {
+	switch {
+	case c.unit == "TFLOP/s":
+		return c.unit, 1e12
+	case c.ceiling == CeilMemory:
+		return "GB/s", 1e9
+	}
+	return "GFLOP/s", 1e9
 }
 
 // ---- matmul ----------------------------------------------------------
@@ -217,7 +235,7 @@ func (e *env) matmulCases() []opCase {
 		}
 		// Decoding multiplies a few rows by every weight matrix in turn:
 		// the weights stream from memory when the model exceeds the cache.
-		cold := int64(nc.cfg.NumParams())*4 > LastLevelCache()
+		cold := int64(nc.cfg.NumParams()*e.actSize) > LastLevelCache()
 		for _, m := range slices.Compact([]int{1, nc.shape.MiniBatch}) {
 			cs = append(cs, e.mm(fmt.Sprintf("%s decode qkv m=%d", nc.name, m), m, 3*c, c, false, false, 0, cold))
 		}
@@ -226,8 +244,10 @@ func (e *env) matmulCases() []opCase {
 	return cs
 }
 
-// mm is C[m,n] = op(A)·op(B) + beta·C; rotateB rotates copies of B (the
-// weights) through the rotation footprint.
+// mm is C[m,n] = op(A)·op(B) + beta·C with A and B in the activation
+// dtype; C too, except for the accumulating products (beta ≠ 0: the weight
+// gradients), whose C is float32 as a parameter gradient is. rotateB
+// rotates copies of B (the weights) through the rotation footprint.
 func (e *env) mm(name string, m, n, k int, transA, transB bool, beta float32, rotateB bool) opCase {
 	shape := fmt.Sprintf("%d×%d×%d", m, n, k)
 	switch {
@@ -254,9 +274,13 @@ func (e *env) mm(name string, m, n, k int, transA, transB bool, beta float32, ro
 			}
 			copies := 1
 			if rotateB {
-				copies = e.copies(int64(4 * k * n))
+				copies = e.copies(int64(e.actSize * k * n))
 			}
-			A, Bs, C := o.alloc(aShape...), o.randoms(copies, 1, bShape...), o.alloc(m, n)
+			cType := e.act
+			if beta != 0 {
+				cType = gpu.Float32
+			}
+			A, Bs, C := o.alloc(e.act, aShape...), o.randoms(e.act, copies, 1, bShape...), o.alloc(cType, m, n)
 			return func(i int) { e.b.MatMul(C, A, Bs[i%copies], transA, transB, 1, beta) }
 		}),
 	}
@@ -269,9 +293,10 @@ type attnShape struct {
 	B, T, C, H int
 }
 
-// attentionCases: each config's training shape, then head sizes 64 and 128
-// (768 wide: 12 and 6 heads) across sequence lengths at a fixed token count
-// per call.
+// attentionCases: each config's training shape, then head sizes 32, 64 and
+// 128 (768 wide: 24, 12 and 6 heads) across sequence lengths at a fixed
+// token count per call. Rates are TFLOP/s of AttentionFLOPs,
+// FlashAttention's count.
 func (e *env) attentionCases() []opCase {
 	var shapes []attnShape
 	for _, nc := range e.configs() {
@@ -287,7 +312,7 @@ func (e *env) attentionCases() []opCase {
 			Ts = []int{512, 1024, 2048, 4096}
 		}
 	}
-	for _, hs := range []int{64, 128} {
+	for _, hs := range []int{32, 64, 128} {
 		for _, T := range Ts {
 			shapes = append(shapes, attnShape{fmt.Sprintf("hs%d T%d", hs, T), max(1, tokens/T), T, 768, 768 / hs})
 		}
@@ -310,13 +335,13 @@ func (e *env) attention(s attnShape, bwd bool) opCase {
 	return opCase{
 		group: "attention", name: s.label + " " + pass,
 		shape:   fmt.Sprintf("B%d T%d C%d H%d hs%d causal", B, T, C, H, C/H),
-		ceiling: CeilCompute, work: AttentionFLOPs(B, T, H, C/H, bwd),
+		ceiling: CeilCompute, work: AttentionFLOPs(B, T, H, C/H, bwd), unit: "TFLOP/s",
 		setup: e.setup(func(o *operands) func(int) {
-			qkv, out, lse := o.alloc(B, T, 3*C), o.alloc(B, T, C), o.alloc(B, H, T)
+			qkv, out, lse := o.alloc(e.act, B, T, 3*C), o.alloc(e.act, B, T, C), o.alloc(gpu.Float32, B, H, T)
 			if !bwd {
 				return func(int) { e.b.AttentionForward(out, lse, qkv, nil, H) }
 			}
-			dout, dqkv := o.alloc(B, T, C), o.alloc(B, T, 3*C)
+			dout, dqkv := o.alloc(e.act, B, T, C), o.alloc(e.act, B, T, 3*C)
 			if o.err != nil {
 				return nil
 			}
@@ -352,27 +377,28 @@ func (e *env) lsmShapes() []rowsShape {
 }
 
 // logSoftmaxCases: the fused forward (one read of the logits counted) and
-// backward (one read and one write: the gradient overwrites the logits).
+// backward (one read and one write: the gradient overwrites the logits),
+// the logits in the activation dtype.
 func (e *env) logSoftmaxCases() []opCase {
 	var cs []opCase
 	for _, s := range e.lsmShapes() {
 		N, V := s.N, s.V
-		bytes := int64(4 * N * V)
+		bytes := int64(e.actSize * N * V)
 		k := e.copies(bytes)
 		shape := fmt.Sprintf("%d×%d", N, V)
 		cs = append(cs, opCase{
 			group: "logsoftmax", name: s.label + " fwd", shape: shape + ", logits read once", ceiling: CeilMemory, work: float64(bytes),
 			setup: e.setup(func(o *operands) func(int) {
-				logits, targets, logp := o.randoms(k, 4, N, V), o.ints(e.randomInts(N, V), N), o.alloc(N)
-				ent, lse := o.alloc(N), o.alloc(N)
+				logits, targets, logp := o.randoms(e.act, k, 4, N, V), o.ints(e.randomInts(N, V), N), o.alloc(gpu.Float32, N)
+				ent, lse := o.alloc(gpu.Float32, N), o.alloc(gpu.Float32, N)
 				return func(i int) { e.b.LogSoftmaxForward(logp, ent, lse, logits[i%k], targets) }
 			}),
 		})
 		cs = append(cs, opCase{
 			group: "logsoftmax", name: s.label + " bwd", shape: shape + ", in place: read + write", ceiling: CeilMemory, work: float64(2 * bytes),
 			setup: e.setup(func(o *operands) func(int) {
-				logits, targets, logp := o.randoms(k, 4, N, V), o.ints(e.randomInts(N, V), N), o.alloc(N)
-				dlogp, lses := o.alloc(N), o.allocs(k, N)
+				logits, targets, logp := o.randoms(e.act, k, 4, N, V), o.ints(e.randomInts(N, V), N), o.alloc(gpu.Float32, N)
+				dlogp, lses := o.alloc(gpu.Float32, N), o.allocs(gpu.Float32, k, N)
 				if o.err != nil {
 					return nil
 				}
@@ -388,25 +414,71 @@ func (e *env) logSoftmaxCases() []opCase {
 	return cs
 }
 
+// ---- cross-entropy ---------------------------------------------------
+
+// crossEntropyCases: the loss's log-softmax pair as one call, forward
+// (LogSoftmaxForward: per-row log-probability of the target and
+// log-sum-exp) then backward (LogSoftmaxBackward: the gradient of the mean
+// loss written over the logits), at the log-softmax shapes and, with Full,
+// GPT-2's LM head at 8 sequences of 1024 tokens. Counted bytes:
+// CrossEntropyBytes, the logits read once and their gradient written once
+// in the activation dtype; the pair reads the logits twice, so it can
+// reach at most about 2/3 of the memory ceiling, a fused kernel all of it.
+func (e *env) crossEntropyCases() []opCase {
+	shapes := e.lsmShapes()
+	if e.opt.Full {
+		shapes = append(shapes, rowsShape{"V50257 N8192", 8192, 50257})
+	}
+	var cs []opCase
+	for _, s := range shapes {
+		N, V := s.N, s.V
+		bytes := CrossEntropyBytes(N, V, e.actSize)
+		k := e.copies(int64(e.actSize * N * V))
+		cs = append(cs, opCase{
+			group: "crossentropy", name: s.label,
+			shape:   fmt.Sprintf("%d×%d %s, log-softmax fwd + bwd; logits read + gradient written", N, V, e.act),
+			ceiling: CeilMemory, work: bytes,
+			setup: e.setup(func(o *operands) func(int) {
+				logits, targets := o.randoms(e.act, k, 4, N, V), o.ints(e.randomInts(N, V), N)
+				logp, lse := o.alloc(gpu.Float32, N), o.alloc(gpu.Float32, N)
+				dlogp := o.tensors(gpu.Float32, 1, slices.Repeat([]float32{-1 / float32(N)}, N), N)
+				if o.err != nil {
+					return nil
+				}
+				// Later calls run on earlier gradients: the same work.
+				return func(i int) {
+					x := logits[i%k]
+					e.b.LogSoftmaxForward(logp, nil, lse, x, targets)
+					e.b.LogSoftmaxBackward(x, lse, nil, targets, dlogp[0], nil)
+				}
+			}),
+		})
+	}
+	return cs
+}
+
 // ---- layernorm -------------------------------------------------------
 
-// layerNormCases: forward (reads the input, writes the output and the
-// statistics) and backward (reads dout and the input, accumulates into
-// dinp, dweight, dbias) at each config's activation shape.
+// layerNormCases: forward (reads the input, weight and bias, writes the
+// output and the float32 statistics) and backward (reads dout, the input,
+// the weight and the statistics, accumulates into dinp and into the
+// float32 dweight and dbias) at each config's activation shape; the
+// activation-class tensors in the activation dtype.
 func (e *env) layerNormCases() []opCase {
 	var cs []opCase
 	for _, nc := range e.configs() {
 		N, C := nc.shape.Batch*nc.shape.Seq, nc.cfg.NEmbd
 		shape := fmt.Sprintf("%d×%d", N, C)
-		fwdBytes := int64(4 * (2*N*C + 2*C + 2*N))
-		bwdBytes := int64(4 * (4*N*C + 5*C + 2*N))
+		a := e.actSize
+		fwdBytes := int64(a*(2*N*C+2*C) + 4*2*N)
+		bwdBytes := int64(a*(4*N*C+C) + 4*(4*C+2*N))
 		cs = append(cs, opCase{
 			group: "layernorm", name: nc.name + " fwd", shape: shape, ceiling: CeilMemory, work: float64(fwdBytes),
 			setup: e.setup(func(o *operands) func(int) {
 				k := e.copies(fwdBytes)
-				inp, out := o.randoms(k, 2, N, C), o.randoms(k, 1, N, C)
-				mean, rstd := o.randoms(k, 1, N), o.randoms(k, 1, N)
-				w, bias := o.alloc(C), o.alloc(C)
+				inp, out := o.randoms(e.act, k, 2, N, C), o.randoms(e.act, k, 1, N, C)
+				mean, rstd := o.randoms(gpu.Float32, k, 1, N), o.randoms(gpu.Float32, k, 1, N)
+				w, bias := o.alloc(e.act, C), o.alloc(e.act, C)
 				return func(i int) {
 					j := i % k
 					e.b.LayerNormForward(out[j], mean[j], rstd[j], inp[j], w, bias)
@@ -417,9 +489,9 @@ func (e *env) layerNormCases() []opCase {
 			group: "layernorm", name: nc.name + " bwd", shape: shape, ceiling: CeilMemory, work: float64(bwdBytes),
 			setup: e.setup(func(o *operands) func(int) {
 				k := e.copies(bwdBytes)
-				inp, dout, dinp := o.randoms(k, 2, N, C), o.randoms(k, 1, N, C), o.randoms(k, 1, N, C)
-				w, bias, dw, db := o.alloc(C), o.alloc(C), o.alloc(C), o.alloc(C)
-				out, mean, rstd := o.alloc(N, C), o.allocs(k, N), o.allocs(k, N)
+				inp, dout, dinp := o.randoms(e.act, k, 2, N, C), o.randoms(e.act, k, 1, N, C), o.randoms(e.act, k, 1, N, C)
+				w, bias, dw, db := o.alloc(e.act, C), o.alloc(e.act, C), o.alloc(gpu.Float32, C), o.alloc(gpu.Float32, C)
+				out, mean, rstd := o.alloc(e.act, N, C), o.allocs(gpu.Float32, k, N), o.allocs(gpu.Float32, k, N)
 				if o.err != nil {
 					return nil
 				}
@@ -439,8 +511,9 @@ func (e *env) layerNormCases() []opCase {
 // ---- AdamW -----------------------------------------------------------
 
 // adamWCases: one fused AdamW pass (reads params, grads and both moments,
-// writes params and moments: 7 floats per parameter) over each config's
-// parameter count and over 16M parameters.
+// writes params and moments: 7 floats per parameter; in the bf16 mode it
+// also writes the bf16 copy of the weights the ops read, 2 bytes more)
+// over each config's parameter count and over 16M parameters.
 func (e *env) adamWCases() []opCase {
 	type size struct {
 		label string
@@ -460,17 +533,27 @@ func (e *env) adamWCases() []opCase {
 	var cs []opCase
 	for _, s := range sizes {
 		n := s.n
-		bytes := int64(7 * 4 * n)
+		bf16 := e.act == gpu.BF16
+		bytes, what := int64(7*4*n), "clip + decay"
+		if bf16 {
+			bytes, what = bytes+int64(2*n), "clip + decay + bf16 copy"
+		}
 		cs = append(cs, opCase{
-			group: "adamw", name: s.label, shape: fmt.Sprintf("%s params, clip + decay", groupThousands(int64(n))), ceiling: CeilMemory, work: float64(bytes),
+			group: "adamw", name: s.label, shape: fmt.Sprintf("%s params, %s", groupThousands(int64(n)), what), ceiling: CeilMemory, work: float64(bytes),
 			setup: e.setup(func(o *operands) func(int) {
 				k := e.copies(int64(16 * n))
 				host := e.random(n, 1)
-				p, g, m := o.tensors(k, host, n), o.randoms(k, 1e-2, n), o.randoms(k, 1e-3, n)
+				p, g, m := o.tensors(gpu.Float32, k, host, n), o.randoms(gpu.Float32, k, 1e-2, n), o.randoms(gpu.Float32, k, 1e-3, n)
 				for i := range host {
 					host[i] = host[i]*host[i]*1e-4 + 1e-8
 				}
-				v, normSq := o.tensors(k, host, n), o.zeros(gpu.Float32, 1)
+				v, normSq := o.tensors(gpu.Float32, k, host, n), o.zeros(gpu.Float32, 1)
+				lowp := make([]*gpu.Tensor, k) // nil: no bf16 copy
+				if bf16 {
+					for j := range lowp {
+						lowp[j] = o.zeros(gpu.BF16, n)
+					}
+				}
 				if o.err != nil {
 					return nil
 				}
@@ -479,7 +562,7 @@ func (e *env) adamWCases() []opCase {
 				return func(i int) {
 					j := i % k
 					h.Step = i + 1
-					e.b.AdamW(p[j], nil, g[j], m[j], v[j], normSq, h)
+					e.b.AdamW(p[j], lowp[j], g[j], m[j], v[j], normSq, h)
 				}
 			}),
 		})
@@ -496,8 +579,8 @@ type decodeShape struct {
 
 // decodeAttentionCases: one query per sequence against a full KV cache:
 // each config at its PPO rollout shape, then head sizes 64 and 128 at 512
-// cached positions (and 1024 with Full). Counted bytes: the keys and
-// values read, the query read and the output written.
+// cached positions (and 1024 with Full). Counted bytes, in the activation
+// dtype: the keys and values read, the query read and the output written.
 func (e *env) decodeAttentionCases() []opCase {
 	var shapes []decodeShape
 	for _, nc := range e.configs() {
@@ -519,16 +602,16 @@ func (e *env) decodeAttentionCases() []opCase {
 	for _, s := range shapes {
 		B, H, hs, S := s.B, s.H, s.hs, s.S
 		C := H * hs
-		cache := int64(4 * B * H * S * hs)
-		bytes := 2*cache + int64(4*2*B*C)
+		cache := int64(e.actSize * B * H * S * hs)
+		bytes := 2*cache + int64(e.actSize*2*B*C)
 		cs = append(cs, opCase{
 			group: "decode-attn", name: s.label, shape: fmt.Sprintf("B%d H%d hs%d, %d cached", B, H, hs, S), ceiling: CeilMemory, work: float64(bytes),
 			extra: []Metric{{Name: "compute", Value: DecodeAttentionFLOPs(B, S, H, hs), Unit: "GFLOP/s"}},
 			setup: e.setup(func(o *operands) func(int) {
 				k := e.copies(2 * cache)
-				qkv := o.alloc(B, 3*C)
-				kc, vc := o.randoms(k, 1, B, H, S, hs), o.randoms(k, 1, B, H, S, hs)
-				lens, out := o.ints(slices.Repeat([]int32{int32(S)}, B), B), o.alloc(B, C)
+				qkv := o.alloc(e.act, B, 3*C)
+				kc, vc := o.randoms(e.act, k, 1, B, H, S, hs), o.randoms(e.act, k, 1, B, H, S, hs)
+				lens, out := o.ints(slices.Repeat([]int32{int32(S)}, B), B), o.alloc(e.act, B, C)
 				return func(i int) { e.b.AttentionDecode(out, qkv, kc[i%k], vc[i%k], lens, H) }
 			}),
 		})
@@ -541,7 +624,7 @@ func (e *env) decodeAttentionCases() []opCase {
 // sampleCases: one token per row of logits, as PPO's rollouts (temperature
 // 1) and evaluation (greedy) draw them, at each config's PPO batch and at
 // GPT-2's vocabulary, where top-p (a sort per row) is measured too.
-// Counted bytes: the logits read once.
+// Counted bytes: the logits read once, in the activation dtype.
 func (e *env) sampleCases() []opCase {
 	type sampleShape struct {
 		label string
@@ -567,13 +650,13 @@ func (e *env) sampleCases() []opCase {
 	var cs []opCase
 	for _, s := range shapes {
 		N, V, smp := s.N, s.V, s.s
-		bytes := int64(4 * N * V)
+		bytes := int64(e.actSize * N * V)
 		cs = append(cs, opCase{
 			group: "sample", name: s.label, shape: fmt.Sprintf("%d×%d, %s", N, V, s.desc), ceiling: CeilMemory, work: float64(bytes),
 			extra: []Metric{{Name: "rows", Value: float64(N), Unit: "rows/s"}},
 			setup: e.setup(func(o *operands) func(int) {
 				k := e.copies(bytes)
-				logits, tokens := o.randoms(k, 4, N, V), o.zeros(gpu.Int32, N)
+				logits, tokens := o.randoms(e.act, k, 4, N, V), o.zeros(gpu.Int32, N)
 				seed := e.opt.Seed
 				return func(i int) { e.b.Sample(tokens, logits[i%k], smp, gpu.Mix64(seed, uint64(i))) }
 			}),

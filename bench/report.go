@@ -9,10 +9,15 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/instructgo/instructgo/model"
 )
 
-// SchemaVersion is the version of the Report JSON layout.
-const SchemaVersion = 1
+// SchemaVersion is the version of the Report JSON layout. Version 2 added
+// the precision, the published peak and the two named fractions
+// (of_measured_ceiling, of_published_peak) in place of version 1's
+// "fraction"; ReadReport reads version 1 too (fp32, no published peak).
+const SchemaVersion = 2
 
 // Report is one run of the harness: where it ran, with which settings, the
 // ceilings, and every figure.
@@ -63,6 +68,9 @@ type Settings struct {
 	Full    bool     `json:"full"`
 	Only    string   `json:"only"`
 	Match   string   `json:"match,omitempty"`
+	// Precision is the run's precision mode: the step benchmarks' models
+	// and the activation dtype of the op benchmarks.
+	Precision model.Precision `json:"precision"`
 	// Timing is the ops' timing, StepTiming the steps', CeilingTime the
 	// time spent on each ceiling.
 	Timing      Timing        `json:"timing"`
@@ -72,12 +80,19 @@ type Settings struct {
 	Clock       string        `json:"clock"` // "host clock" or "device events"
 }
 
-// Ceilings are the machine's measured limits every figure is a fraction of.
+// Ceilings are the limits every figure is a fraction of: the compute and
+// memory ceilings measured on this machine, in the run's precision, and
+// the card's published dense peak for that precision where one is known
+// (never on the cpu: no vendor publishes a bf16 matrix peak for it).
 type Ceilings struct {
 	ComputeGFLOPs float64 `json:"compute_gflops"`
 	ComputeMethod string  `json:"compute_method"`
 	MemoryGBs     float64 `json:"memory_gbs"`
 	MemoryMethod  string  `json:"memory_method"`
+	// PublishedGFLOPs is the published peak (LookupPeak), 0 when none is
+	// known; PublishedSource names the card, the precision and the source.
+	PublishedGFLOPs float64 `json:"published_peak_gflops,omitempty"`
+	PublishedSource string  `json:"published_peak_source,omitempty"`
 }
 
 // Ceiling kinds a Result is measured against.
@@ -87,7 +102,7 @@ const (
 )
 
 // Result is one figure: the rate at the median time per call, its spread,
-// and its fraction of the ceiling.
+// and its fractions of the measured ceiling and of the published peak.
 type Result struct {
 	Group string `json:"group"` // ceiling, matmul, attention, logsoftmax, ...
 	Name  string `json:"name"`  // unique within the group
@@ -101,12 +116,17 @@ type Result struct {
 	// Work is what one call does in Unit's numerator (FLOPs, bytes,
 	// tokens, comparisons; GFLOP/s and GB/s are scaled by 1e9).
 	Work float64 `json:"work"`
-	// Ceiling names the ceiling (compute or memory), Fraction is the
-	// figure's share of it: achieved GFLOP/s (for steps the model FLOP
-	// rate, i.e. MFU) or GB/s over the ceiling's.
-	Ceiling  string  `json:"ceiling"`
-	Fraction float64 `json:"fraction"`
-	Time     Stats   `json:"time"`
+	// Ceiling names the measured ceiling (compute or memory); OfMeasured
+	// is the figure's share of it: the FLOP rate (for steps the model FLOP
+	// rate: MFU) over the measured compute ceiling (the GEMM rate of this
+	// precision on a GPU, the FMA peak on the cpu), or GB/s over the
+	// memory ceiling. OfPublished is the same FLOP rate over the card's
+	// published dense peak for the run's precision (Ceilings); 0 for
+	// memory figures and where no peak is known.
+	Ceiling     string  `json:"ceiling"`
+	OfMeasured  float64 `json:"of_measured_ceiling"`
+	OfPublished float64 `json:"of_published_peak,omitempty"`
+	Time        Stats   `json:"time"`
 	// PerSample is the number of calls each timed sample averaged.
 	PerSample int `json:"per_sample"`
 	// Extra holds secondary figures of the same timing (the model FLOP
@@ -134,7 +154,9 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	return nil
 }
 
-// ReadReport reads a report written by WriteJSON (instructgo bench --json).
+// ReadReport reads a report written by WriteJSON (instructgo bench --json),
+// of this schema or of version 1, whose figures were all fp32 and whose
+// "fraction" was the share of the measured ceiling.
 func ReadReport(path string) (*Report, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -144,8 +166,23 @@ func ReadReport(path string) (*Report, error) {
 	if err := json.Unmarshal(data, &r); err != nil {
 		return nil, fmt.Errorf("read report %s: %w", path, err)
 	}
-	if r.Schema != SchemaVersion {
-		return nil, fmt.Errorf("read report %s: schema %d, want %d (is it instructgo bench --json output?)", path, r.Schema, SchemaVersion)
+	switch r.Schema {
+	case SchemaVersion:
+	case 1:
+		var v1 struct {
+			Results []struct {
+				Fraction float64 `json:"fraction"`
+			} `json:"results"`
+		}
+		if err := json.Unmarshal(data, &v1); err != nil || len(v1.Results) != len(r.Results) {
+			return nil, fmt.Errorf("read report %s: not a schema 1 report (%v)", path, err)
+		}
+		for i := range r.Results {
+			r.Results[i].OfMeasured = v1.Results[i].Fraction
+		}
+		r.Settings.Precision = model.FP32
+	default:
+		return nil, fmt.Errorf("read report %s: schema %d, want %d or 1 (is it instructgo bench --json output?)", path, r.Schema, SchemaVersion)
 	}
 	return &r, nil
 }
@@ -171,8 +208,14 @@ func (r *Report) Header() string {
 		fmt.Fprintf(&b, "load average: %.2f at start, %.2f at end; run took %.0f s\n", m.LoadStart, m.LoadEnd, r.Seconds)
 	}
 	c := r.Ceilings
-	fmt.Fprintf(&b, "ceilings: compute %s GFLOP/s (%s); memory %s GB/s (%s)\n",
+	fmt.Fprintf(&b, "precision: %s\n", r.Settings.Precision)
+	fmt.Fprintf(&b, "measured ceilings: compute %s GFLOP/s (%s); memory %s GB/s (%s)\n",
 		formatValue(c.ComputeGFLOPs), c.ComputeMethod, formatValue(c.MemoryGBs), c.MemoryMethod)
+	if c.PublishedGFLOPs > 0 {
+		fmt.Fprintf(&b, "published peak: %s GFLOP/s (%s)\n", formatValue(c.PublishedGFLOPs), c.PublishedSource)
+	} else {
+		b.WriteString("published peak: none known for this device and precision (no \"of published\" figures)\n")
+	}
 	s := r.Settings
 	fmt.Fprintf(&b, "timing (%s): ops %d warm-up call(s), then the median of ≥%d samples of ≥%v over ≥%v; steps %d warm-up, then ≥%d over ≥%v; memory-bound ops rotate %d MiB of inputs\n",
 		s.Clock, s.Timing.Warmup, s.Timing.MinReps, s.Timing.MinSample, s.Timing.MinTime,
@@ -181,10 +224,11 @@ func (r *Report) Header() string {
 }
 
 // WriteTable prints the header and one row per result: the median rate,
-// the range of the samples' rates, the interquartile spread, the fraction
-// of the ceiling, the median time per call and the sample count.
+// the range of the samples' rates, the interquartile spread, the fractions
+// of the measured ceiling and of the published peak, the median time per
+// call and the sample count.
 func (r *Report) WriteTable(w io.Writer) error {
-	rows := [][]string{{"group", "benchmark", "shape", "median", "unit", "min–max", "IQR", "of ceiling", "time/call", "n", "notes"}}
+	rows := [][]string{{"group", "benchmark", "shape", "median", "unit", "min–max", "IQR", "of measured", "of published", "time/call", "n", "notes"}}
 	for i, res := range r.Results {
 		if i > 0 && res.Group != r.Results[i-1].Group {
 			rows = append(rows, nil)
@@ -195,11 +239,13 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		rows = append(rows, []string{
 			res.Group, res.Name, res.Shape, formatValue(res.Value), res.Unit,
-			spread, iqr, formatFraction(res), perCall, n, formatExtra(res.Extra),
+			spread, iqr, formatFraction(res, res.OfMeasured), formatFraction(res, res.OfPublished), perCall, n, formatExtra(res.Extra),
 		})
 	}
-	right := []bool{false, false, false, true, false, true, true, true, true, true, false}
-	if _, err := io.WriteString(w, r.Header()+"\n"+alignColumns(rows, right)); err != nil {
+	right := []bool{false, false, false, true, false, true, true, true, true, true, true, false}
+	legend := "of measured: the share of the measured ceiling above (compute: the FLOP rate over the compute ceiling, MFU for steps; mem: GB/s over the memory ceiling); " +
+		"of published: the FLOP rate over the published peak\n"
+	if _, err := io.WriteString(w, r.Header()+legend+"\n"+alignColumns(rows, right)); err != nil {
 		return fmt.Errorf("write table: %w", err)
 	}
 	return nil
@@ -236,17 +282,18 @@ func alignColumns(rows [][]string, right []bool) string {
 	return b.String()
 }
 
-// formatFraction is the ceiling fraction with the ceiling's name, "MFU"
-// for steps.
-func formatFraction(r Result) string {
-	name := "peak"
+// formatFraction prints a fraction of a result's ceiling, marked "MFU" for
+// steps and "mem" for the memory ceiling; "–" for none.
+func formatFraction(r Result, f float64) string {
 	switch {
+	case f == 0:
+		return "–"
 	case r.Group == "step" || r.Group == "ppo":
-		name = "MFU"
+		return fmt.Sprintf("%.3f MFU", f)
 	case r.Ceiling == CeilMemory:
-		name = "mem"
+		return fmt.Sprintf("%.3f mem", f)
 	}
-	return fmt.Sprintf("%.3f %s", r.Fraction, name)
+	return fmt.Sprintf("%.3f", f)
 }
 
 func formatExtra(ms []Metric) string {

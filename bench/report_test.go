@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/instructgo/instructgo/model"
 )
 
 // sampleReport is a small report with every kind of figure.
@@ -32,15 +34,35 @@ func sampleReport(values map[string]float64) *Report {
 		}
 		group, name, _ := strings.Cut(key, "/")
 		r.Results = append(r.Results, Result{Group: group, Name: name, Shape: "s", Unit: units[group],
-			Value: v, Min: v * 0.9, Max: v * 1.1, Work: 1e9, Ceiling: CeilCompute, Fraction: v / 200,
+			Value: v, Min: v * 0.9, Max: v * 1.1, Work: 1e9, Ceiling: CeilCompute, OfMeasured: v / 200,
 			Time: Summarize([]float64{1e-3, 2e-3, 3e-3}), PerSample: 1,
 			Extra: []Metric{{Name: "model", Value: 12.5, Unit: "GFLOP/s"}}})
 	}
 	return r
 }
 
+// gpuReport is sampleReport as a bf16 run on an H100 with its published
+// peak: every compute figure has both fractions.
+func gpuReport(values map[string]float64) *Report {
+	r := sampleReport(values)
+	r.Machine.GPUName, r.Machine.Backend = "NVIDIA H100 80GB HBM3", "cuda:0 (NVIDIA H100 80GB HBM3)"
+	r.Settings.Precision = model.BF16
+	r.Ceilings.ComputeGFLOPs, r.Ceilings.ComputeMethod = 800000, "gemm"
+	r.Ceilings.PublishedGFLOPs, r.Ceilings.PublishedSource = 989500, "H100 SXM5, bf16 dense: datasheet"
+	for i := range r.Results {
+		// The step's fractions are of its model FLOP rate, as if 0.36
+		// PFLOP/s; every other figure is a FLOP rate.
+		flops := r.Results[i].Value * 1e9
+		if r.Results[i].Group == "step" {
+			flops = 0.36e15
+		}
+		r.Results[i].OfMeasured, r.Results[i].OfPublished = flops/800000e9, flops/989500e9
+	}
+	return r
+}
+
 func TestReportJSONRoundTrip(t *testing.T) {
-	r := sampleReport(map[string]float64{"ceiling/fma peak": 200, "matmul/square 512": 150, "step/tiny sft": 9000})
+	r := gpuReport(map[string]float64{"ceiling/fma peak": 200, "matmul/square 512": 150, "step/tiny sft": 9000})
 	path := filepath.Join(t.TempDir(), "r.json")
 	var buf bytes.Buffer
 	if err := r.WriteJSON(&buf); err != nil {
@@ -56,9 +78,12 @@ func TestReportJSONRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(got, r) {
 		t.Errorf("round trip changed the report:\n got %+v\nwant %+v", got, r)
 	}
-	// Every machine field is present, the GPU ones empty on the cpu.
+	// The new fields are there under names that say what they are.
 	var raw struct {
-		Machine map[string]any `json:"machine"`
+		Machine  map[string]any   `json:"machine"`
+		Settings map[string]any   `json:"settings"`
+		Ceilings map[string]any   `json:"ceilings"`
+		Results  []map[string]any `json:"results"`
 	}
 	if err := json.Unmarshal(buf.Bytes(), &raw); err != nil {
 		t.Fatal(err)
@@ -68,8 +93,46 @@ func TestReportJSONRoundTrip(t *testing.T) {
 			t.Errorf("report JSON lacks machine.%s", key)
 		}
 	}
-	if raw.Machine["gpu_name"] != "" {
-		t.Errorf("gpu_name = %v on a cpu report, want empty", raw.Machine["gpu_name"])
+	if raw.Settings["precision"] != "bf16" || raw.Ceilings["published_peak_gflops"] != 989500.0 || raw.Ceilings["published_peak_source"] == "" {
+		t.Errorf("settings %v, ceilings %v: want precision bf16 and the published peak", raw.Settings, raw.Ceilings)
+	}
+	for _, res := range raw.Results {
+		if res["of_measured_ceiling"] == nil || res["of_published_peak"] == nil || res["fraction"] != nil {
+			t.Errorf("result %v: want of_measured_ceiling and of_published_peak, no fraction", res)
+		}
+	}
+
+	// A cpu report has no published peak: the fields are left out, not 0.
+	buf.Reset()
+	if err := sampleReport(map[string]float64{"matmul/square 512": 150}).WriteJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"published_peak_gflops", "of_published_peak"} {
+		if strings.Contains(buf.String(), key) {
+			t.Errorf("cpu report JSON has %s:\n%s", key, buf.String())
+		}
+	}
+	if !strings.Contains(buf.String(), `"precision": "fp32"`) {
+		t.Errorf("cpu report JSON lacks its precision:\n%s", buf.String())
+	}
+}
+
+// TestReadSchema1 reads a report of the first layout: "fraction" is the
+// share of the measured ceiling, and the run was fp32.
+func TestReadSchema1(t *testing.T) {
+	v1 := `{"schema": 1, "settings": {"configs": ["tiny"]}, "results": [
+		{"group": "matmul", "name": "square 256", "unit": "GFLOP/s", "value": 150, "ceiling": "compute", "fraction": 0.644},
+		{"group": "attention", "name": "tiny fwd", "unit": "GFLOP/s", "value": 31.7, "ceiling": "compute", "fraction": 0.136}]}`
+	path := filepath.Join(t.TempDir(), "v1.json")
+	if err := os.WriteFile(path, []byte(v1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := ReadReport(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Settings.Precision != model.FP32 || len(r.Results) != 2 || r.Results[0].OfMeasured != 0.644 || r.Results[1].OfMeasured != 0.136 || r.Results[0].OfPublished != 0 {
+		t.Errorf("schema 1 report read as %+v", r)
 	}
 }
 
@@ -97,10 +160,82 @@ func TestWriteTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := buf.String()
-	for _, want := range []string{"AMD EPYC", "0123456789ab", "go1.26.8", "ceilings: compute 200 GFLOP/s", "square 512", "150", "0.750 peak", "9,000", "45.000 MFU", "model 12.5 GFLOP/s", "2.00 ms"} {
+	for _, want := range []string{"AMD EPYC", "0123456789ab", "go1.26.8", "precision: fp32", "measured ceilings: compute 200 GFLOP/s",
+		"published peak: none known", "of measured", "of published", "square 512", "150", "0.750", "9,000", "45.000 MFU", "model 12.5 GFLOP/s", "2.00 ms"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
+	}
+
+	// A GPU report prints both fractions in their own columns.
+	buf.Reset()
+	if err := gpuReport(map[string]float64{"matmul/square 512": 600000, "step/tiny sft": 900000}).WriteTable(&buf); err != nil {
+		t.Fatal(err)
+	}
+	out = buf.String()
+	for _, want := range []string{"precision: bf16", "published peak: 989,500 GFLOP/s (H100 SXM5, bf16 dense"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("GPU table lacks %q:\n%s", want, out)
+		}
+	}
+	// The measured fraction, then the published one, in each row.
+	for name, want := range map[string]string{"square 512": "0.750 0.606", "tiny sft": "0.450 MFU 0.364 MFU"} {
+		found := false
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(line, name) {
+				found = strings.Contains(strings.Join(strings.Fields(line), " "), want)
+			}
+		}
+		if !found {
+			t.Errorf("GPU table row %s lacks %q:\n%s", name, want, out)
+		}
+	}
+}
+
+// TestCompareAcrossPrecisions: a comparison of an fp32 and a bf16 report
+// says so in its JSON and its table; one within a precision does not.
+func TestCompareAcrossPrecisions(t *testing.T) {
+	a := sampleReport(map[string]float64{"matmul/square 512": 100})
+	b := sampleReport(map[string]float64{"matmul/square 512": 80})
+	b.Settings.Precision = model.BF16
+	c := Compare(a, b)
+	if !c.CrossPrecision || c.PrecisionA != model.FP32 || c.PrecisionB != model.BF16 || len(c.Rows) != 1 || c.Rows[0].Ratio != 0.8 {
+		t.Errorf("comparison %+v: want it flagged fp32 against bf16, ratio 0.8", c)
+	}
+	var buf bytes.Buffer
+	if err := c.WriteTable(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "WARNING: A ran in fp32 and B in bf16") {
+		t.Errorf("cross-precision table lacks the warning:\n%s", buf.String())
+	}
+	data, err := json.Marshal(c)
+	if err != nil || !strings.Contains(string(data), `"cross_precision":true`) || !strings.Contains(string(data), `"precision_b":"bf16"`) {
+		t.Errorf("comparison JSON %s (%v): want cross_precision true and the precisions", data, err)
+	}
+	same := Compare(a, a)
+	buf.Reset()
+	if err := same.WriteTable(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if same.CrossPrecision || strings.Contains(buf.String(), "WARNING") {
+		t.Errorf("a report against itself is flagged:\n%s", buf.String())
+	}
+}
+
+// TestCompareConvertsFLOPRates: attention was GFLOP/s before schema 2 and
+// is TFLOP/s now; the two compare, in B's unit. Other units never mix.
+func TestCompareConvertsFLOPRates(t *testing.T) {
+	a := sampleReport(nil)
+	a.Results = []Result{{Group: "attention", Name: "tiny fwd", Unit: "GFLOP/s", Value: 31.7}, {Group: "layernorm", Name: "tiny fwd", Unit: "GB/s", Value: 4}}
+	b := sampleReport(nil)
+	b.Results = []Result{{Group: "attention", Name: "tiny fwd", Unit: "TFLOP/s", Value: 0.0634}, {Group: "layernorm", Name: "tiny fwd", Unit: "GFLOP/s", Value: 4}}
+	c := Compare(a, b)
+	if len(c.Rows) != 1 || c.Rows[0].Unit != "TFLOP/s" || math.Abs(c.Rows[0].A-0.0317) > 1e-12 || math.Abs(c.Rows[0].Ratio-2) > 1e-12 {
+		t.Errorf("rows %+v: want attention in TFLOP/s, A 0.0317, ratio 2", c.Rows)
+	}
+	if !reflect.DeepEqual(c.OnlyB, []string{"layernorm/tiny fwd"}) {
+		t.Errorf("only in B %v: GB/s and GFLOP/s must not compare", c.OnlyB)
 	}
 }
 

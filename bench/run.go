@@ -29,6 +29,12 @@ type Options struct {
 	// sequences and decode caches. (instructgo bench --full also runs the
 	// gpt2 config and samples longer.)
 	Full bool
+	// Precision is the precision mode of the run: the step benchmarks
+	// build their models with it, the op benchmarks run in its activation
+	// dtype (bf16 tensors for BF16), and the compute ceiling of a GPU is
+	// the GEMM rate in it. TF32 products are the backend's switch, set by
+	// the caller (the command line does, with --precision tf32).
+	Precision model.Precision
 	// Only restricts the run to "ops" or "steps"; "" runs both.
 	Only string
 	// Match, when set, keeps only the benchmarks whose key (group/name, as
@@ -113,15 +119,19 @@ func (s Shape) check(name string, cfg model.Config) error {
 
 // env is one run's state: the backend, options, ceilings and results.
 type env struct {
-	ctx    context.Context
-	b      gpu.Backend
-	opt    Options
-	rng    *rand.Rand
-	ceil   Ceilings
-	isCPU  bool
-	rep    *Report
-	inits  map[string][]float32 // InitGPT2 per config, drawn once
-	rotate int64
+	ctx   context.Context
+	b     gpu.Backend
+	opt   Options
+	rng   *rand.Rand
+	ceil  Ceilings
+	isCPU bool
+	// act is the activation dtype of the run's precision, actSize its
+	// bytes per element.
+	act     gpu.DType
+	actSize int
+	rep     *Report
+	inits   map[string][]float32 // InitGPT2 per config, drawn once
+	rotate  int64
 }
 
 // Run measures the ceilings, then the op and step benchmarks Options
@@ -140,6 +150,9 @@ func Run(ctx context.Context, b gpu.Backend, opt Options) (*Report, error) {
 	}
 	if opt.Batch < 0 || opt.Seq < 0 {
 		return nil, fmt.Errorf("bench: batch %d and sequence length %d must not be negative", opt.Batch, opt.Seq)
+	}
+	if opt.Precision > model.BF16 {
+		return nil, fmt.Errorf("bench: unknown precision %v", opt.Precision)
 	}
 	for _, name := range opt.Configs {
 		cfg, err := model.ConfigByName(name)
@@ -176,6 +189,7 @@ func Run(ctx context.Context, b gpu.Backend, opt Options) (*Report, error) {
 		major, minor := cc.ComputeCapability()
 		m.GPUComputeCapability = fmt.Sprintf("%d.%d", major, minor)
 	}
+	e.ceil.PublishedGFLOPs, e.ceil.PublishedSource = publishedCeiling(m.GPUName, opt.Precision)
 	clock := "host clock"
 	if _, ok := b.(EventTimer); ok {
 		clock = "device events"
@@ -188,7 +202,7 @@ func Run(ctx context.Context, b gpu.Backend, opt Options) (*Report, error) {
 		Schema: SchemaVersion,
 		Date:   start.UTC().Truncate(time.Second),
 		Settings: Settings{
-			Configs: slices.Clone(opt.Configs), Batch: opt.Batch, Seq: opt.Seq, Full: opt.Full, Only: opt.Only,
+			Configs: slices.Clone(opt.Configs), Batch: opt.Batch, Seq: opt.Seq, Full: opt.Full, Only: opt.Only, Precision: opt.Precision,
 			Match: match, Timing: opt.Timing, StepTiming: opt.StepTiming, CeilingTime: opt.CeilingTime, Rotate: e.rotate, Clock: clock,
 		},
 		Results: []Result{},
@@ -217,9 +231,21 @@ func Run(ctx context.Context, b gpu.Backend, opt Options) (*Report, error) {
 	return e.rep, nil
 }
 
+// publishedCeiling is the published dense peak in GFLOP/s of the GPU named
+// gpuName for prec, and what it is; 0 and "" when none is known.
+func publishedCeiling(gpuName string, prec model.Precision) (float64, string) {
+	p, ok := LookupPeak(gpuName)
+	if !ok || p.For(prec) <= 0 {
+		return 0, ""
+	}
+	return p.For(prec), fmt.Sprintf("%s, %s dense: %s", p.Card, prec, p.Source)
+}
+
 // newEnv prepares a run on b with opt (defaults already applied).
 func newEnv(ctx context.Context, b gpu.Backend, opt Options) *env {
-	e := &env{ctx: ctx, b: b, opt: opt, rng: rand.New(rand.NewPCG(opt.Seed, 0xbe9c4)), inits: map[string][]float32{}}
+	e := &env{ctx: ctx, b: b, opt: opt, rng: rand.New(rand.NewPCG(opt.Seed, 0xbe9c4)), inits: map[string][]float32{},
+		act: opt.Precision.ActDType()}
+	e.actSize = e.act.Size()
 	_, e.isCPU = b.(*cpu.Backend)
 	e.rotate = opt.RotateBytes
 	if e.rotate <= 0 {
@@ -240,14 +266,15 @@ func (e *env) selected(group, name string) bool {
 func (e *env) add(r Result) {
 	e.rep.Results = append(e.rep.Results, r)
 	e.opt.Log.Info().Str("bench", r.Key()).Str("shape", r.Shape).
-		Str("median", formatValue(r.Value)+" "+r.Unit).Str("of_ceiling", formatFraction(r)).
+		Str("median", formatValue(r.Value)+" "+r.Unit).Str("of_measured", formatFraction(r, r.OfMeasured)).
+		Str("of_published", formatFraction(r, r.OfPublished)).
 		Str("time", formatDuration(r.Time.Median)).Int("n", r.Time.N).Msg("bench")
 }
 
 // result builds a Result from a measurement: unit is the rate's unit,
 // scale divides work/s into it (1e9 for GFLOP/s and GB/s), ceilWork the
-// work per call the ceiling fraction is computed from (FLOPs for compute,
-// bytes for memory).
+// work per call the ceiling fractions are computed from (FLOPs for
+// compute, bytes for memory).
 func (e *env) result(group, name, shape, unit string, work, scale float64, ceiling string, ceilWork float64, m measured) Result {
 	s := m.stats
 	r := Result{
@@ -255,20 +282,24 @@ func (e *env) result(group, name, shape, unit string, work, scale float64, ceili
 		Value: rate(work, s.Median) / scale, Min: rate(work, s.Max) / scale, Max: rate(work, s.Min) / scale,
 		Work: work, Ceiling: ceiling, Time: s, PerSample: m.perSample,
 	}
-	r.Fraction = e.fraction(ceiling, rate(ceilWork, s.Median))
+	r.OfMeasured, r.OfPublished = e.fractions(ceiling, rate(ceilWork, s.Median))
 	return r
 }
 
-// fraction is perSecond (FLOP/s or bytes/s) over the ceiling.
-func (e *env) fraction(ceiling string, perSecond float64) float64 {
+// fractions are perSecond (FLOP/s or bytes/s) over the measured ceiling
+// and, for a FLOP rate, over the published peak (0 where there is none).
+func (e *env) fractions(ceiling string, perSecond float64) (measured, published float64) {
 	c := e.ceil.ComputeGFLOPs
 	if ceiling == CeilMemory {
 		c = e.ceil.MemoryGBs
 	}
-	if c <= 0 {
-		return 0
+	if c > 0 {
+		measured = perSecond / 1e9 / c
 	}
-	return perSecond / 1e9 / c
+	if ceiling == CeilCompute && e.ceil.PublishedGFLOPs > 0 {
+		published = perSecond / 1e9 / e.ceil.PublishedGFLOPs
+	}
+	return measured, published
 }
 
 // random returns n pseudo-random floats uniform in (−scale, scale), never
@@ -295,9 +326,10 @@ func (e *env) randomInts(n, hi int) []int32 {
 	return out
 }
 
-// tensor allocates a float32 tensor holding host.
-func (e *env) tensor(host []float32, shape ...int) (*gpu.Tensor, error) {
-	t, err := e.b.Alloc(gpu.Float32, shape...)
+// tensor allocates a float tensor of dtype dt holding host (rounded to
+// bf16 for a BF16 one).
+func (e *env) tensor(dt gpu.DType, host []float32, shape ...int) (*gpu.Tensor, error) {
+	t, err := e.b.Alloc(dt, shape...)
 	if err != nil {
 		return nil, err
 	}
@@ -307,13 +339,14 @@ func (e *env) tensor(host []float32, shape ...int) (*gpu.Tensor, error) {
 	return t, nil
 }
 
-// tensors allocates k float32 tensors of the shape holding host (the same
-// values at different addresses: what the caches see is the addresses).
-func (e *env) tensors(k int, host []float32, shape ...int) ([]*gpu.Tensor, error) {
+// tensors allocates k tensors of dtype dt and the shape holding host (the
+// same values at different addresses: what the caches see is the
+// addresses).
+func (e *env) tensors(dt gpu.DType, k int, host []float32, shape ...int) ([]*gpu.Tensor, error) {
 	ts := make([]*gpu.Tensor, k)
 	for i := range ts {
 		var err error
-		if ts[i], err = e.tensor(host, shape...); err != nil {
+		if ts[i], err = e.tensor(dt, host, shape...); err != nil {
 			return nil, err
 		}
 	}
@@ -332,13 +365,13 @@ func (e *env) intTensor(host []int32, shape ...int) (*gpu.Tensor, error) {
 	return t, nil
 }
 
-// alloc allocates a float32 tensor filled with random values in ±1.
-func (e *env) alloc(shape ...int) (*gpu.Tensor, error) {
+// alloc allocates a tensor of dtype dt filled with random values in ±1.
+func (e *env) alloc(dt gpu.DType, shape ...int) (*gpu.Tensor, error) {
 	n := 1
 	for _, d := range shape {
 		n *= d
 	}
-	return e.tensor(e.random(n, 1), shape...)
+	return e.tensor(dt, e.random(n, 1), shape...)
 }
 
 // copies is how many copies of a working set of bytes the memory-bound

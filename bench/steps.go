@@ -78,10 +78,10 @@ func (e *env) randomBatch(cfg model.Config, B, T int, targets bool) *model.Batch
 	return in
 }
 
-// newModel allocates a model of cfg on the backend with GPT-2's
-// initialisation.
+// newModel allocates a model of cfg on the backend in the run's precision
+// with GPT-2's initialisation.
 func (e *env) newModel(cfg model.Config, B, T int, trainable bool) (*model.Model, error) {
-	m, err := model.New(e.b, cfg, model.Options{MaxBatch: B, MaxSeq: T, Train: trainable})
+	m, err := model.New(e.b, cfg, model.Options{MaxBatch: B, MaxSeq: T, Train: trainable, Precision: e.opt.Precision})
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +93,8 @@ func (e *env) newModel(cfg model.Config, B, T int, trainable bool) (*model.Model
 
 // stepResult records a training-step figure: work items (tokens,
 // comparisons) per second in unit, and the model FLOP rate of flops per
-// call as the MFU.
+// call as the MFU, against the measured compute ceiling and against the
+// published peak.
 func (e *env) stepResult(group, name, shape, unit string, work, flops float64, m measured, extra ...Metric) {
 	r := e.result(group, name, shape, unit, work, 1, CeilCompute, flops, m)
 	r.Extra = append([]Metric{{Name: "model", Value: rate(flops, m.stats.Median) / 1e9, Unit: "GFLOP/s"}}, extra...)

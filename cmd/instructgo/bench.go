@@ -17,20 +17,26 @@ import (
 func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "bench",
-		Usage: "benchmark the ops and training steps on this machine, as fractions of its measured ceilings (roofline, MFU)",
+		Usage: "benchmark the ops and training steps on this machine in the run's --precision, as fractions of its measured ceilings and of the card's published peak (roofline, MFU)",
 		UsageText: "instructgo [global options] bench [--json] [--full] [--config tiny,gpt2] [--batch N] [--seq N] [--only ops|steps] [--match REGEXP]\n" +
 			"instructgo bench --compare A.json B.json [--json]",
-		Description: "Measures the machine's ceilings first (cpu: the float32 FMA peak and the memory bandwidth;\n" +
-			"a GPU: the GEMM rate of a large MatMul and the copy bandwidth, through the backend), then\n" +
-			"times the ops (matmul, fused attention forward and backward, log-softmax, layernorm, AdamW,\n" +
-			"decode attention, sampling) and the steps of each --config (an SFT step, a reward-model step,\n" +
-			"a PPO-ptx iteration split into generation, scoring and update). Every figure is the median\n" +
-			"of repeated timed runs after a warm-up, with its spread and its fraction of a ceiling; steps\n" +
-			"report MFU with llm.c's FLOP count (6·N + 6·L·C·T per token). The table goes to stdout (--json:\n" +
+		Description: "Runs in the global --precision (auto: bf16 on cuda, fp32 on the cpu): the steps' models use\n" +
+			"it and the ops run in its activation dtype. Measures the machine's ceilings first (cpu: the\n" +
+			"float32 FMA peak and the memory bandwidth; a GPU: the GEMM rate of a large MatMul in the\n" +
+			"precision and the copy bandwidth, through the backend) and looks up the card's published\n" +
+			"dense peak for the precision (H100, H200, A100, A10, L4, L40S, RTX 4090; none on the cpu),\n" +
+			"then times the ops (matmul, fused attention forward and backward in TFLOP/s with\n" +
+			"FlashAttention's FLOP count, log-softmax, cross-entropy in GB/s of logits moved, layernorm,\n" +
+			"AdamW, decode attention, sampling) and the steps of each --config (an SFT step, a\n" +
+			"reward-model step, a PPO-ptx iteration split into generation, scoring and update). Every\n" +
+			"figure is the median of repeated timed runs after a warm-up, with its spread, its fraction\n" +
+			"of the measured ceiling and, for FLOP rates, of the published peak; steps report MFU with\n" +
+			"llm.c's FLOP count (6·N + 6·L·C·T per token), against both. The table goes to stdout (--json:\n" +
 			"one JSON report with the machine, build and settings), progress to stderr. Defaults take\n" +
 			"30-40 s on two cores; --full adds larger shapes, the gpt2 config (about 7 GB of memory for\n" +
 			"its PPO models) and more samples, and takes several minutes.\n" +
-			"--compare A.json B.json prints B's figures over A's. Results and their reading are kept in\n" +
+			"--compare A.json B.json prints B's figures over A's, with a warning when the two reports'\n" +
+			"precisions differ. Results and their reading are kept in\n" +
 			"bench/RESULTS.md.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON (with --compare: the comparison)"},
@@ -58,20 +64,23 @@ func runBench(c *cli.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	b, choice, err := openDevice(c)
+	b, prec, err := openBackendPrecision(c)
 	if err != nil {
 		return err
 	}
+	device := backendDevice(b.Name())
 	defer func() {
 		if cerr := b.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("close %s backend: %w", choice.Device, cerr)
+			err = fmt.Errorf("close %s backend: %w", device, cerr)
 		}
 	}()
 	ctx, stop := interruptContext(c, "interrupted: stopping after the current measurement (Ctrl-C again to quit at once)")
 	defer stop()
-	opt.Machine = benchMachine(ctx, choice.Device)
+	opt.Precision = prec
+	opt.Machine = benchMachine(ctx, device)
 	opt.Log = *logger(c)
-	logger(c).Info().Strs("configs", opt.Configs).Bool("full", opt.Full).Str("only", opt.Only).Msg("bench: measuring the ceilings, then each benchmark")
+	logger(c).Info().Strs("configs", opt.Configs).Bool("full", opt.Full).Str("only", opt.Only).Str("precision", prec.String()).
+		Msg("bench: measuring the ceilings, then each benchmark")
 	rep, err := bench.Run(ctx, b, opt)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -157,6 +166,15 @@ func runBenchCompare(c *cli.Context) error {
 		return writeJSON(c, cmp)
 	}
 	return cmp.WriteTable(c.App.Writer)
+}
+
+// backendDevice is the device part of a backend's name: "cpu" of "cpu (2
+// threads)", "cuda:0" of "cuda:0 (NVIDIA H100 80GB HBM3, ...)".
+func backendDevice(name string) string {
+	if f := strings.Fields(name); len(f) > 0 {
+		return f[0]
+	}
+	return name
 }
 
 // benchMachine describes the machine and build for a report; Run adds the

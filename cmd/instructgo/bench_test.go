@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/instructgo/instructgo/bench"
+	"github.com/instructgo/instructgo/model"
 )
 
 // benchArgs is a bench command line quick enough for a test: one matmul,
@@ -28,10 +29,14 @@ func TestBenchJSON(t *testing.T) {
 	if m.GoVersion != runtime.Version() || m.Commit == "" || m.Backend != "cpu (2 threads)" || m.Device != "cpu" || m.LogicalCores < 1 || m.GPUName != "" {
 		t.Errorf("machine = %+v", m)
 	}
+	// --precision auto is fp32 on the cpu.
+	if r.Settings.Precision != model.FP32 {
+		t.Errorf("precision %v, want fp32 (auto on the cpu)", r.Settings.Precision)
+	}
 	var keys []string
 	for _, res := range r.Results {
 		keys = append(keys, res.Key())
-		if !(res.Fraction > 0) {
+		if !(res.OfMeasured > 0) {
 			t.Errorf("%s has no ceiling fraction", res.Key())
 		}
 	}
@@ -63,12 +68,68 @@ func TestBenchJSON(t *testing.T) {
 	}
 }
 
+// TestBenchPrecision: --precision bf16 reaches the benchmarks (the report
+// says bf16, the ops' shapes name it), and --compare of an fp32 and a bf16
+// report flags the difference.
+func TestBenchPrecision(t *testing.T) {
+	args := []string{"--log-format", "json", "--device", "cpu", "--threads", "2", "--precision", "bf16", "bench", "--only", "ops",
+		"--match", "^(matmul/square 256|crossentropy/tiny)$", "--min-time", "1ms", "--json"}
+	out, stderr, code := runCLI(t, args...)
+	if code != 0 {
+		t.Fatalf("exit code %d, stderr %q", code, stderr)
+	}
+	var r bench.Report
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("bench --json is not a report: %v\n%s", err, out)
+	}
+	if r.Settings.Precision != model.BF16 || len(r.Results) != 5 || !strings.Contains(r.Results[4].Shape, "bf16") {
+		t.Fatalf("precision %v, results %+v: want bf16 and the cross-entropy in bf16", r.Settings.Precision, r.Results)
+	}
+	dir := t.TempDir()
+	bf16 := filepath.Join(dir, "bf16.json")
+	fp32 := filepath.Join(dir, "fp32.json")
+	os.WriteFile(bf16, []byte(out), 0o644)
+	out32, stderr, code := runCLI(t, append(benchArgs, "--json")...)
+	if code != 0 {
+		t.Fatalf("fp32 run: exit code %d, stderr %q", code, stderr)
+	}
+	os.WriteFile(fp32, []byte(out32), 0o644)
+	cmp, stderr, code := runCLI(t, "bench", "--compare", fp32, bf16)
+	if code != 0 || !strings.Contains(cmp, "WARNING: A ran in fp32 and B in bf16") || !strings.Contains(cmp, "matmul/square 256") {
+		t.Errorf("compare fp32 with bf16: exit %d, stderr %q:\n%s", code, stderr, cmp)
+	}
+}
+
+// TestBenchCompareSchema1: the reports kept in bench/results (schema 1)
+// still compare with new ones, attention's GFLOP/s then against its
+// TFLOP/s now.
+func TestBenchCompareSchema1(t *testing.T) {
+	old := filepath.Join("..", "..", "bench", "results", "2026-11-28-cpu-epyc-2core.json")
+	out, stderr, code := runCLI(t, "--device", "cpu", "--threads", "2", "bench", "--only", "ops", "--match", "^attention/tiny fwd$", "--min-time", "1ms", "--json")
+	if code != 0 {
+		t.Fatalf("exit code %d, stderr %q", code, stderr)
+	}
+	path := filepath.Join(t.TempDir(), "new.json")
+	os.WriteFile(path, []byte(out), 0o644)
+	cmp, stderr, code := runCLI(t, "bench", "--compare", old, path)
+	row := ""
+	for _, line := range strings.Split(cmp, "\n") {
+		if strings.HasPrefix(line, "attention/tiny fwd ") {
+			row = strings.Join(strings.Fields(line), " ")
+		}
+	}
+	if code != 0 || !strings.HasPrefix(row, "attention/tiny fwd TFLOP/s 0.0317 ") || strings.Contains(cmp, "WARNING") {
+		t.Errorf("compare a schema 1 report with a new one: exit %d, stderr %q, attention row %q:\n%s", code, stderr, row, cmp)
+	}
+}
+
 func TestBenchTable(t *testing.T) {
 	out, stderr, code := runCLI(t, benchArgs...)
 	if code != 0 {
 		t.Fatalf("exit code %d, stderr %q", code, stderr)
 	}
-	for _, want := range []string{"ceilings: compute", "GFLOP/s", "square 256", "256×256×256", "peak", runtime.Version()} {
+	for _, want := range []string{"precision: fp32", "measured ceilings: compute", "published peak: none known", "of measured", "of published",
+		"GFLOP/s", "square 256", "256×256×256", runtime.Version()} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
