@@ -339,14 +339,14 @@ func (e *env) attention(s attnShape, bwd bool) opCase {
 		setup: e.setup(func(o *operands) func(int) {
 			qkv, out, lse := o.alloc(e.act, B, T, 3*C), o.alloc(e.act, B, T, C), o.alloc(gpu.Float32, B, H, T)
 			if !bwd {
-				return func(int) { e.b.AttentionForward(out, lse, qkv, nil, H) }
+				return func(int) { e.b.AttentionForward(out, lse, qkv, nil, H, H) }
 			}
 			dout, dqkv := o.alloc(e.act, B, T, C), o.alloc(e.act, B, T, 3*C)
 			if o.err != nil {
 				return nil
 			}
-			e.b.AttentionForward(out, lse, qkv, nil, H)
-			return func(int) { e.b.AttentionBackward(dqkv, dout, qkv, out, lse, nil, H) }
+			e.b.AttentionForward(out, lse, qkv, nil, H, H)
+			return func(int) { e.b.AttentionBackward(dqkv, dout, qkv, out, lse, nil, H, H) }
 		}),
 	}
 }
@@ -612,7 +612,7 @@ func (e *env) decodeAttentionCases() []opCase {
 				qkv := o.alloc(e.act, B, 3*C)
 				kc, vc := o.randoms(e.act, k, 1, B, H, S, hs), o.randoms(e.act, k, 1, B, H, S, hs)
 				lens, out := o.ints(slices.Repeat([]int32{int32(S)}, B), B), o.alloc(e.act, B, C)
-				return func(i int) { e.b.AttentionDecode(out, qkv, kc[i%k], vc[i%k], lens, H) }
+				return func(i int) { e.b.AttentionDecode(out, qkv, kc[i%k], vc[i%k], lens, H, H) }
 			}),
 		})
 	}

@@ -31,7 +31,7 @@ import (
 // "+=" in a doc comment means the op accumulates into that output, so
 // gradients of a tensor used twice add up. Elementwise ops need equal
 // lengths, not equal shapes ([B,T,C] and [B·T,C] views mix); row-wise ops
-// (LayerNorm, AddBias, BiasBackward, LogSoftmax) read the last dimension as
+// (LayerNorm, RMSNorm, SwiGLU, AddBias, BiasBackward, LogSoftmax) read the last dimension as
 // the row width. Reductions are deterministic for a given backend and thread
 // count, not bit-identical across thread counts.
 type Backend interface {
@@ -141,40 +141,88 @@ type Backend interface {
 	// seed.
 	DropoutBackward(dinp, dout *Tensor, p float32, seed uint64)
 
-	// AttentionForward is fused causal multi-head self-attention.
-	// qkv [B,T,3C] holds queries, keys and values side by side (columns
-	// [0,C), [C,2C), [2C,3C)); head h uses columns h·hs..(h+1)·hs of each,
-	// hs = C/nHead. out [B,T,C] gets softmax(q·kᵀ/sqrt(hs))·v over keys
-	// j ≤ t; lse [B,nHead,T] gets each row's log-sum-exp of the scaled
-	// scores, which the backward pass uses to recompute probabilities.
-	// validLen Int32 [B] (nil: all T) marks right padding: query rows
-	// t ≥ validLen[b] get out = 0 and lse = 0 and pass no gradient. lse is
-	// required.
-	AttentionForward(out, lse, qkv, validLen *Tensor, nHead int)
-	// AttentionBackward computes dqkv [B,T,3C] (overwrites) from dout, the
-	// forward inputs and the forward outputs out and lse. Padded rows get a
+	// AttentionForward is fused causal multi-head self-attention with
+	// grouped-query attention: nHead query heads share kvHeads key/value
+	// heads (kvHeads divides nHead; kvHeads = nHead is multi-head attention,
+	// as GPT-2 has it). qkv [B,T,(H+2·KVH)·hs] holds, per row, the query
+	// heads, then the key heads, then the value heads, hs columns each (one
+	// matmul by the concatenated q, k and v projections gives it; with
+	// KVH = H the columns [0,C), [C,2C), [2C,3C) of [B,T,3C]). Query head h
+	// reads key/value head h/(H/KVH), in place. out [B,T,C], C = H·hs, gets
+	// softmax(q·kᵀ/sqrt(hs))·v over keys j ≤ t; lse [B,H,T] gets each row's
+	// log-sum-exp of the scaled scores, which the backward pass uses to
+	// recompute probabilities. validLen Int32 [B] (nil: all T) marks right
+	// padding: query rows t ≥ validLen[b] get out = 0 and lse = 0 and pass
+	// no gradient. lse is required.
+	AttentionForward(out, lse, qkv, validLen *Tensor, nHead, kvHeads int)
+	// AttentionBackward computes dqkv [B,T,(H+2·KVH)·hs] (overwrites) from
+	// dout, the forward inputs and the forward outputs out and lse; a shared
+	// key/value head gets the sum over its query heads. Padded rows get a
 	// zero gradient in all three parts; keys at or beyond validLen get none.
-	AttentionBackward(dqkv, dout, qkv, out, lse, validLen *Tensor, nHead int)
+	AttentionBackward(dqkv, dout, qkv, out, lse, validLen *Tensor, nHead, kvHeads int)
 
 	// KVCacheWrite appends keys and values to a decoding cache: for every
-	// sequence b, position t and head h it copies the key part of qkv
-	// [B,T,3C] (columns C+h·hs..C+(h+1)·hs, the layout AttentionForward
-	// reads) to kc[b,h,start[b]+t] and the value part (columns 2C+h·hs..)
-	// to vc[b,h,start[b]+t], with caches kc, vc [B,nHead,S,hs] and
-	// hs = C/nHead. start is Int32 [B], or nil for 0 everywhere; a negative
-	// start[b] skips sequence b (an inactive sequence: nothing written). A
-	// position ≥ S is an error and nothing is written. kc and vc must not
-	// overlap.
-	KVCacheWrite(kc, vc, qkv, start *Tensor, nHead int)
+	// sequence b, position t and key/value head g it copies key head g of
+	// qkv [B,T,(H+2·KVH)·hs] (the layout AttentionForward reads) to
+	// kc[b,g,start[b]+t] and value head g to vc[b,g,start[b]+t], with
+	// caches kc, vc [B,KVH,S,hs]. start is Int32 [B], or nil for 0
+	// everywhere; a negative start[b] skips sequence b (an inactive
+	// sequence: nothing written). A position ≥ S is an error and nothing is
+	// written. kc and vc must not overlap.
+	KVCacheWrite(kc, vc, qkv, start *Tensor, nHead, kvHeads int)
 	// AttentionDecode is causal attention for one new query per sequence
-	// against a KV cache: out [B,C] gets, per head h,
-	// softmax(q·kᵀ/sqrt(hs))·v over cache positions [0, lens[b]) of kc, vc
-	// [B,nHead,S,hs], where q is the query part of qkv [B,3C] (columns
-	// h·hs..). lens is Int32 [B], each in 0..S; lens[b] = 0 marks an
-	// inactive sequence, whose output row is 0. With the cache holding the
-	// keys and values of positions 0..t, the result equals row t of
+	// against a KV cache: out [B,C] gets, per query head h,
+	// softmax(q·kᵀ/sqrt(hs))·v over cache positions [0, lens[b]) of key/value
+	// head h/(H/KVH) of kc, vc [B,KVH,S,hs], where q is query head h of qkv
+	// [B,(H+2·KVH)·hs]. lens is Int32 [B], each in 0..S; lens[b] = 0 marks
+	// an inactive sequence, whose output row is 0. With the cache holding
+	// the keys and values of positions 0..t, the result equals row t of
 	// AttentionForward over the whole sequence.
-	AttentionDecode(out, qkv, kc, vc, lens *Tensor, nHead int)
+	AttentionDecode(out, qkv, kc, vc, lens *Tensor, nHead, kvHeads int)
+
+	// The Llama family's ops: RMSNorm, rotary position embeddings, SwiGLU.
+
+	// RMSNormForward normalises each row of inp [N,C] by its root mean
+	// square: out = x·rstd·weight, rstd = 1/sqrt(mean(x²) + eps), eps > 0
+	// (the model's rms_norm_eps). rstd [N] (float32) receives the
+	// statistic for the backward pass; it may be nil when no backward
+	// follows.
+	RMSNormForward(out, rstd, inp, weight *Tensor, eps float32)
+	// RMSNormBackward computes dinp += and dweight += from dout, using the
+	// rstd saved by the forward pass.
+	RMSNormBackward(dinp, dweight, dout, inp, weight, rstd *Tensor)
+
+	// RoPEForward applies rotary position embeddings in place to the query
+	// and key heads of qkv [B,T,(H+2·KVH)·hs] (AttentionForward's layout;
+	// the value heads are untouched), in the rotate_half convention of
+	// Hugging Face's Llama: element i of a head pairs with element
+	// i + hs/2, and at position p, with θ = p·invFreq[i] (a float32
+	// product),
+	//   x'[i]      = x[i]·cos θ − x[i+hs/2]·sin θ
+	//   x'[i+hs/2] = x[i+hs/2]·cos θ + x[i]·sin θ   for i < hs/2.
+	// invFreq [hs/2] (float32) holds the inverse frequencies, computed on
+	// the host (RoPEInvFreq: rope_theta and any frequency scaling), so one
+	// kernel serves every scaling. Row t of sequence b is at position
+	// start[b] + t: start Int32 [B] is the offset of a decoding step (the
+	// tokens already cached), nil for 0; a negative start[b] skips sequence
+	// b (an inactive sequence: its rows are left as they are). A separate
+	// op (one extra pass over q and k) rather than folded into the
+	// attention kernels: simple and testable; folding it in is the follow-up
+	// to measure.
+	RoPEForward(qkv, invFreq, start *Tensor, nHead, kvHeads int)
+	// RoPEBackward is RoPEForward's backward: the inverse rotation (θ
+	// negated) of the query and key parts of the gradient dqkv, in place.
+	RoPEBackward(dqkv, invFreq, start *Tensor, nHead, kvHeads int)
+
+	// SwiGLUForward is the gated MLP activation of the Llama family:
+	// out[r,j] = silu(gate)·up, silu(g) = g·σ(g), with gate = inp[r,j] and
+	// up = inp[r,F+j] for inp [N,2F] (the gate projection's outputs first,
+	// then the up projection's: one matmul by the two weight matrices
+	// concatenated gives it) and out [N,F].
+	SwiGLUForward(out, inp *Tensor)
+	// SwiGLUBackward computes dinp [N,2F] (overwrites) from inp and dout
+	// [N,F]: d gate = dout·up·σ(g)·(1 + g·(1−σ(g))), d up = dout·silu(g).
+	SwiGLUBackward(dinp, inp, dout *Tensor)
 
 	// LogSoftmaxForward reads logits [N,V] and targets Int32 [N] and writes,
 	// per row, logp[i] = log softmax(logits[i])[targets[i]], lse[i] the

@@ -639,10 +639,27 @@ func (k Checker) DropoutBackward(dinp, dout *Tensor, p float32) error {
 // ---- attention ----
 
 // AttnDims are the dimensions of an attention call: B sequences of T
-// positions, C channels in H heads of HS, and the activation dtype.
+// positions, C = H·HS output channels in H query heads of HS, KVH key/value
+// heads (KVH divides H), and the activation dtype.
 type AttnDims struct {
-	B, T, C, H, HS int
-	Act            DType
+	B, T, C, H, KVH, HS int
+	Act                 DType
+}
+
+// QKVWidth is the row width of the packed qkv: (H+2·KVH)·HS.
+func (d AttnDims) QKVWidth() int { return (d.H + 2*d.KVH) * d.HS }
+
+// qkvHeadSize checks the head counts of a packed qkv whose rows have w
+// elements (H query heads, then KVH key heads, then KVH value heads, with
+// KVH dividing H) and returns the head size.
+func qkvHeadSize(op, name string, qkv *Tensor, w, nHead, kvHeads int) (int, error) {
+	if nHead <= 0 || kvHeads <= 0 || nHead%kvHeads != 0 {
+		return 0, fmt.Errorf("%s: %d query heads cannot share %d key/value heads (want 0 < KVH dividing H)", op, nHead, kvHeads)
+	}
+	if g := nHead + 2*kvHeads; w == 0 || w%g != 0 {
+		return 0, fmt.Errorf("%s: %s is %v, want rows of (H+2·KVH)·hs = %d·hs elements, hs > 0", op, name, qkv, g)
+	}
+	return w / (nHead + 2*kvHeads), nil
 }
 
 // checkOperand reports an error unless t is a tensor of dtype dt and
@@ -659,19 +676,20 @@ func (k Checker) checkOperand(op, name string, t *Tensor, dt DType, dims ...int)
 	return nil
 }
 
-// attn validates qkv [B,T,3C], nHead and validLen (nil or Int32 [B]).
-func (k Checker) attn(op string, qkv, validLen *Tensor, nHead int) (d AttnDims, checks []IndexCheck, err error) {
+// attn validates qkv [B,T,(H+2·KVH)·hs], the head counts and validLen
+// (nil or Int32 [B]).
+func (k Checker) attn(op string, qkv, validLen *Tensor, nHead, kvHeads int) (d AttnDims, checks []IndexCheck, err error) {
 	if d.Act, err = k.Act(op, "qkv", qkv); err != nil {
 		return d, nil, err
 	}
-	if qkv.Rank() != 3 || qkv.Dim(2)%3 != 0 || qkv.Dim(2) == 0 {
-		return d, nil, fmt.Errorf("%s: qkv is %v, want [B,T,3C] with C > 0", op, qkv)
+	if qkv.Rank() != 3 {
+		return d, nil, fmt.Errorf("%s: qkv is %v, want [B,T,(H+2·KVH)·hs]", op, qkv)
 	}
-	d.B, d.T, d.C = qkv.Dim(0), qkv.Dim(1), qkv.Dim(2)/3
-	if nHead <= 0 || d.C%nHead != 0 {
-		return d, nil, fmt.Errorf("%s: C=%d is not divisible into %d heads", op, d.C, nHead)
+	if d.HS, err = qkvHeadSize(op, "qkv", qkv, qkv.Dim(2), nHead, kvHeads); err != nil {
+		return d, nil, err
 	}
-	d.H, d.HS = nHead, d.C/nHead
+	d.B, d.T, d.H, d.KVH = qkv.Dim(0), qkv.Dim(1), nHead, kvHeads
+	d.C = d.H * d.HS
 	if validLen != nil {
 		if err := k.Tensor(op, "validLen", validLen, Int32); err != nil {
 			return d, nil, err
@@ -690,9 +708,9 @@ func (k Checker) attn(op string, qkv, validLen *Tensor, nHead int) (d AttnDims, 
 // AttentionForward checks Backend.AttentionForward. The checks bound the
 // valid lengths. out and lse may not overlap qkv or each other (the
 // contract's rule for outputs).
-func (k Checker) AttentionForward(out, lse, qkv, validLen *Tensor, nHead int) (AttnDims, []IndexCheck, error) {
+func (k Checker) AttentionForward(out, lse, qkv, validLen *Tensor, nHead, kvHeads int) (AttnDims, []IndexCheck, error) {
 	const op = "attention forward"
-	d, checks, err := k.attn(op, qkv, validLen, nHead)
+	d, checks, err := k.attn(op, qkv, validLen, nHead, kvHeads)
 	if err != nil {
 		return d, nil, err
 	}
@@ -705,14 +723,14 @@ func (k Checker) AttentionForward(out, lse, qkv, validLen *Tensor, nHead int) (A
 
 // AttentionBackward checks Backend.AttentionBackward; dqkv may not overlap
 // any input.
-func (k Checker) AttentionBackward(dqkv, dout, qkv, out, lse, validLen *Tensor, nHead int) (AttnDims, []IndexCheck, error) {
+func (k Checker) AttentionBackward(dqkv, dout, qkv, out, lse, validLen *Tensor, nHead, kvHeads int) (AttnDims, []IndexCheck, error) {
 	const op = "attention backward"
-	d, checks, err := k.attn(op, qkv, validLen, nHead)
+	d, checks, err := k.attn(op, qkv, validLen, nHead, kvHeads)
 	if err != nil {
 		return d, nil, err
 	}
 	return d, checks, first(
-		k.checkOperand(op, "dqkv", dqkv, d.Act, d.B, d.T, 3*d.C),
+		k.checkOperand(op, "dqkv", dqkv, d.Act, d.B, d.T, d.QKVWidth()),
 		k.checkOperand(op, "dout", dout, d.Act, d.B, d.T, d.C),
 		k.checkOperand(op, "out", out, d.Act, d.B, d.T, d.C),
 		k.checkOperand(op, "lse", lse, Float32, d.B, d.H, d.T),
@@ -720,28 +738,29 @@ func (k Checker) AttentionBackward(dqkv, dout, qkv, out, lse, validLen *Tensor, 
 }
 
 // DecodeDims are the dimensions of a KV-cache call: B sequences, T new
-// positions (1 for AttentionDecode), C channels in H heads of HS, caches of
-// S positions, and the activation dtype.
+// positions (1 for AttentionDecode), C = H·HS output channels in H query
+// heads of HS, KVH key/value heads, caches of S positions, and the
+// activation dtype.
 type DecodeDims struct {
-	B, T, C, H, HS, S int
-	Act               DType
+	B, T, C, H, KVH, HS, S int
+	Act                    DType
 }
 
-// cacheDims validates a pair of caches [B,nHead,S,hs] of dtype act for B
-// sequences, C channels and nHead heads and returns S.
-func (k Checker) cacheDims(op string, kc, vc *Tensor, act DType, b, c, nHead int) (s int, err error) {
-	if nHead <= 0 || c%nHead != 0 {
-		return 0, fmt.Errorf("%s: C=%d is not divisible into %d heads", op, c, nHead)
-	}
+// QKVWidth is the row width of the packed qkv: (H+2·KVH)·HS.
+func (d DecodeDims) QKVWidth() int { return (d.H + 2*d.KVH) * d.HS }
+
+// cacheDims validates a pair of caches [B,KVH,S,hs] of dtype act for the
+// B, KVH and HS of d and returns S.
+func (k Checker) cacheDims(op string, kc, vc *Tensor, act DType, d DecodeDims) (s int, err error) {
 	if err := k.Tensor(op, "kc", kc, act); err != nil {
 		return 0, err
 	}
 	if kc.Rank() != 4 {
-		return 0, fmt.Errorf("%s: kc is %v, want [%d,%d,S,%d]", op, kc, b, nHead, c/nHead)
+		return 0, fmt.Errorf("%s: kc is %v, want [%d,%d,S,%d]", op, kc, d.B, d.KVH, d.HS)
 	}
 	s = kc.Dim(2)
-	if err := first(k.checkOperand(op, "kc", kc, act, b, nHead, s, c/nHead),
-		k.checkOperand(op, "vc", vc, act, b, nHead, s, c/nHead)); err != nil {
+	if err := first(k.checkOperand(op, "kc", kc, act, d.B, d.KVH, s, d.HS),
+		k.checkOperand(op, "vc", vc, act, d.B, d.KVH, s, d.HS)); err != nil {
 		return 0, err
 	}
 	if Overlap(kc, vc) {
@@ -754,19 +773,22 @@ func (k Checker) cacheDims(op string, kc, vc *Tensor, act DType, b, c, nHead int
 // rejects a sequence whose positions start[b]..start[b]+T−1 pass the cache
 // end (a negative start is an inactive sequence, not an error). kc and vc
 // may not overlap qkv or each other.
-func (k Checker) KVCacheWrite(kc, vc, qkv, start *Tensor, nHead int) (d DecodeDims, checks []IndexCheck, err error) {
+func (k Checker) KVCacheWrite(kc, vc, qkv, start *Tensor, nHead, kvHeads int) (d DecodeDims, checks []IndexCheck, err error) {
 	const op = "kv-cache write"
 	if d.Act, err = k.Act(op, "qkv", qkv); err != nil {
 		return d, nil, err
 	}
-	if qkv.Rank() != 3 || qkv.Dim(2)%3 != 0 || qkv.Dim(2) == 0 {
-		return d, nil, fmt.Errorf("%s: qkv is %v, want [B,T,3C] with C > 0", op, qkv)
+	if qkv.Rank() != 3 {
+		return d, nil, fmt.Errorf("%s: qkv is %v, want [B,T,(H+2·KVH)·hs]", op, qkv)
 	}
-	d.B, d.T, d.C = qkv.Dim(0), qkv.Dim(1), qkv.Dim(2)/3
-	if d.S, err = k.cacheDims(op, kc, vc, d.Act, d.B, d.C, nHead); err != nil {
+	if d.HS, err = qkvHeadSize(op, "qkv", qkv, qkv.Dim(2), nHead, kvHeads); err != nil {
 		return d, nil, err
 	}
-	d.H, d.HS = nHead, d.C/nHead
+	d.B, d.T, d.H, d.KVH = qkv.Dim(0), qkv.Dim(1), nHead, kvHeads
+	d.C = d.H * d.HS
+	if d.S, err = k.cacheDims(op, kc, vc, d.Act, d); err != nil {
+		return d, nil, err
+	}
 	if start != nil {
 		if err := k.Tensor(op, "start", start, Int32); err != nil {
 			return d, nil, err
@@ -787,19 +809,22 @@ func (k Checker) KVCacheWrite(kc, vc, qkv, start *Tensor, nHead int) (d DecodeDi
 
 // AttentionDecode checks Backend.AttentionDecode (T is 1). The check bounds
 // lens to [0,S]. out may not overlap qkv, kc or vc.
-func (k Checker) AttentionDecode(out, qkv, kc, vc, lens *Tensor, nHead int) (d DecodeDims, checks []IndexCheck, err error) {
+func (k Checker) AttentionDecode(out, qkv, kc, vc, lens *Tensor, nHead, kvHeads int) (d DecodeDims, checks []IndexCheck, err error) {
 	const op = "attention decode"
 	if d.Act, err = k.Act(op, "qkv", qkv); err != nil {
 		return d, nil, err
 	}
-	if qkv.Rank() != 2 || qkv.Dim(1)%3 != 0 || qkv.Dim(1) == 0 {
-		return d, nil, fmt.Errorf("%s: qkv is %v, want [B,3C] with C > 0", op, qkv)
+	if qkv.Rank() != 2 {
+		return d, nil, fmt.Errorf("%s: qkv is %v, want [B,(H+2·KVH)·hs]", op, qkv)
 	}
-	d.B, d.T, d.C = qkv.Dim(0), 1, qkv.Dim(1)/3
-	if d.S, err = k.cacheDims(op, kc, vc, d.Act, d.B, d.C, nHead); err != nil {
+	if d.HS, err = qkvHeadSize(op, "qkv", qkv, qkv.Dim(1), nHead, kvHeads); err != nil {
 		return d, nil, err
 	}
-	d.H, d.HS = nHead, d.C/nHead
+	d.B, d.T, d.H, d.KVH = qkv.Dim(0), 1, nHead, kvHeads
+	d.C = d.H * d.HS
+	if d.S, err = k.cacheDims(op, kc, vc, d.Act, d); err != nil {
+		return d, nil, err
+	}
 	if err := k.checkOperand(op, "out", out, d.Act, d.B, d.C); err != nil {
 		return d, nil, err
 	}

@@ -50,7 +50,7 @@ func TestCheckerActivationClasses(t *testing.T) {
 	wantErr(t, "bf16 embedding gradient", err, "wte is bf16, want float32")
 
 	// Attention: lse float32.
-	_, _, err = k.AttentionForward(bf(2, 3, 8), bf(2, 2, 3), bf(2, 3, 24), nil, 2)
+	_, _, err = k.AttentionForward(bf(2, 3, 8), bf(2, 2, 3), bf(2, 3, 24), nil, 2, 2)
 	wantErr(t, "bf16 lse", err, "lse is bf16, want float32")
 
 	// Float32-class ops stay float32; the conversions take either.

@@ -266,28 +266,28 @@ func TestCheckerAddLayerNorm(t *testing.T) {
 
 func TestCheckerAttention(t *testing.T) {
 	qkv, out, lse := f32(t, 2, 5, 12), f32(t, 2, 5, 4), f32(t, 2, 2, 5)
-	d, checks, err := k.AttentionForward(out, lse, qkv, nil, 2)
-	if err != nil || d != (AttnDims{B: 2, T: 5, C: 4, H: 2, HS: 2}) || len(checks) != 0 {
+	d, checks, err := k.AttentionForward(out, lse, qkv, nil, 2, 2)
+	if err != nil || d != (AttnDims{B: 2, T: 5, C: 4, H: 2, KVH: 2, HS: 2}) || len(checks) != 0 {
 		t.Fatalf("forward: %+v %d %v", d, len(checks), err)
 	}
 	vl := i32(t, 2)
-	_, checks, err = k.AttentionForward(out, lse, qkv, vl, 2)
+	_, checks, err = k.AttentionForward(out, lse, qkv, vl, 2, 2)
 	if err != nil || len(checks) != 1 {
 		t.Fatalf("forward with lengths: %d %v", len(checks), err)
 	}
 	noErr(t, "lengths 0 and T", checks[0].Host([]int32{0, 5}))
 	wantErr(t, "length 6", checks[0].Host([]int32{1, 6}), "validLen[1] = 6 outside [0,5]")
-	_, _, err = k.AttentionForward(out, lse, qkv, nil, 3)
-	wantErr(t, "heads", err, "not divisible into 3 heads")
-	_, _, err = k.AttentionForward(out, f32(t, 2, 5, 2), qkv, nil, 2)
+	_, _, err = k.AttentionForward(out, lse, qkv, nil, 3, 3)
+	wantErr(t, "heads", err, "qkv is float32[2,5,12], want rows of (H+2·KVH)·hs = 9·hs elements")
+	_, _, err = k.AttentionForward(out, f32(t, 2, 5, 2), qkv, nil, 2, 2)
 	wantErr(t, "lse shape", err, "lse is")
-	_, _, err = k.AttentionForward(out, lse, f32(t, 2, 5, 13), nil, 2)
-	wantErr(t, "qkv width", err, "[B,T,3C]")
-	_, _, err = k.AttentionForward(out, lse, qkv, i32(t, 3), 2)
+	_, _, err = k.AttentionForward(out, lse, f32(t, 2, 5, 13), nil, 2, 2)
+	wantErr(t, "qkv width", err, "(H+2·KVH)·hs")
+	_, _, err = k.AttentionForward(out, lse, qkv, i32(t, 3), 2, 2)
 	wantErr(t, "validLen shape", err, "validLen is")
-	_, _, err = k.AttentionBackward(f32(t, 2, 5, 12), f32(t, 2, 5, 4), qkv, out, lse, nil, 2)
+	_, _, err = k.AttentionBackward(f32(t, 2, 5, 12), f32(t, 2, 5, 4), qkv, out, lse, nil, 2, 2)
 	noErr(t, "backward", err)
-	_, _, err = k.AttentionBackward(qkv, f32(t, 2, 5, 4), qkv, out, lse, nil, 2)
+	_, _, err = k.AttentionBackward(qkv, f32(t, 2, 5, 4), qkv, out, lse, nil, 2, 2)
 	wantErr(t, "backward dqkv = qkv", err, "overlaps")
 	wantErr(t, "negative length", checks[0].Host([]int32{-1, 2}), "validLen[0] = -1")
 	shared := f32(t, 30)
@@ -296,18 +296,18 @@ func TestCheckerAttention(t *testing.T) {
 		err  error
 		want string
 	}{
-		{"zero heads", attnErr(k.AttentionForward(out, lse, qkv, nil, 0)), "C=4 is not divisible into 0 heads"},
-		{"qkv rank 2", attnErr(k.AttentionForward(out, lse, f32(t, 10, 12), nil, 2)), "qkv is float32[10,12], want [B,T,3C]"},
-		{"qkv int32", attnErr(k.AttentionForward(out, lse, i32(t, 2, 5, 12), nil, 2)), "qkv is int32, want float32"},
-		{"qkv empty width", attnErr(k.AttentionForward(out, lse, f32(t, 2, 5, 0), nil, 2)), "with C > 0"},
-		{"out shape", attnErr(k.AttentionForward(f32(t, 2, 4, 5), lse, qkv, nil, 2)), "out is float32[2,4,5], want [2 5 4]"},
-		{"lse nil", attnErr(k.AttentionForward(out, nil, qkv, nil, 2)), "lse is nil"},
-		{"out overlaps lse", attnErr(k.AttentionForward(shared.MustView(0, 2, 5, 2), shared.MustView(10, 2, 1, 5), f32(t, 2, 5, 6), nil, 1)), "out float32[2,5,2] overlaps lse"},
-		{"validLen float32", attnErr(k.AttentionForward(out, lse, qkv, f32(t, 2), 2)), "validLen is float32, want int32"},
-		{"backward dqkv shape", attnErr(k.AttentionBackward(f32(t, 2, 12, 5), f32(t, 2, 5, 4), qkv, out, lse, nil, 2)), "dqkv is float32[2,12,5]"},
-		{"backward dout shape", attnErr(k.AttentionBackward(f32(t, 2, 5, 12), f32(t, 5, 2, 4), qkv, out, lse, nil, 2)), "dout is float32[5,2,4]"},
-		{"backward lse shape", attnErr(k.AttentionBackward(f32(t, 2, 5, 12), f32(t, 2, 5, 4), qkv, out, f32(t, 2, 10), nil, 2)), "lse is float32[2,10]"},
-		{"backward heads", attnErr(k.AttentionBackward(f32(t, 2, 5, 12), f32(t, 2, 5, 4), qkv, out, lse, nil, 5)), "not divisible into 5 heads"},
+		{"zero heads", attnErr(k.AttentionForward(out, lse, qkv, nil, 0, 0)), "0 query heads cannot share 0 key/value heads"},
+		{"qkv rank 2", attnErr(k.AttentionForward(out, lse, f32(t, 10, 12), nil, 2, 2)), "qkv is float32[10,12], want [B,T,(H+2·KVH)·hs]"},
+		{"qkv int32", attnErr(k.AttentionForward(out, lse, i32(t, 2, 5, 12), nil, 2, 2)), "qkv is int32, want float32"},
+		{"qkv empty width", attnErr(k.AttentionForward(out, lse, f32(t, 2, 5, 0), nil, 2, 2)), "hs > 0"},
+		{"out shape", attnErr(k.AttentionForward(f32(t, 2, 4, 5), lse, qkv, nil, 2, 2)), "out is float32[2,4,5], want [2 5 4]"},
+		{"lse nil", attnErr(k.AttentionForward(out, nil, qkv, nil, 2, 2)), "lse is nil"},
+		{"out overlaps lse", attnErr(k.AttentionForward(shared.MustView(0, 2, 5, 2), shared.MustView(10, 2, 1, 5), f32(t, 2, 5, 6), nil, 1, 1)), "out float32[2,5,2] overlaps lse"},
+		{"validLen float32", attnErr(k.AttentionForward(out, lse, qkv, f32(t, 2), 2, 2)), "validLen is float32, want int32"},
+		{"backward dqkv shape", attnErr(k.AttentionBackward(f32(t, 2, 12, 5), f32(t, 2, 5, 4), qkv, out, lse, nil, 2, 2)), "dqkv is float32[2,12,5]"},
+		{"backward dout shape", attnErr(k.AttentionBackward(f32(t, 2, 5, 12), f32(t, 5, 2, 4), qkv, out, lse, nil, 2, 2)), "dout is float32[5,2,4]"},
+		{"backward lse shape", attnErr(k.AttentionBackward(f32(t, 2, 5, 12), f32(t, 2, 5, 4), qkv, out, f32(t, 2, 10), nil, 2, 2)), "lse is float32[2,10]"},
+		{"backward heads", attnErr(k.AttentionBackward(f32(t, 2, 5, 12), f32(t, 2, 5, 4), qkv, out, lse, nil, 5, 5)), "want rows of (H+2·KVH)·hs = 15·hs"},
 	} {
 		wantErr(t, c.name, c.err, "attention ", c.want)
 	}
@@ -321,36 +321,36 @@ func decodeErr(_ DecodeDims, _ []IndexCheck, err error) error { return err }
 
 func TestCheckerDecode(t *testing.T) {
 	kc, vc := f32(t, 2, 2, 8, 3), f32(t, 2, 2, 8, 3)
-	d, checks, err := k.KVCacheWrite(kc, vc, f32(t, 2, 3, 18), nil, 2)
+	d, checks, err := k.KVCacheWrite(kc, vc, f32(t, 2, 3, 18), nil, 2, 2)
 	if err != nil || d.S != 8 || d.T != 3 || d.HS != 3 || len(checks) != 0 {
 		t.Fatalf("write: %+v %v", d, err)
 	}
-	_, _, err = k.KVCacheWrite(kc, vc, f32(t, 2, 9, 18), nil, 2)
+	_, _, err = k.KVCacheWrite(kc, vc, f32(t, 2, 9, 18), nil, 2, 2)
 	wantErr(t, "too many positions", err, "9 positions outside the cache of 8")
-	_, checks, err = k.KVCacheWrite(kc, vc, f32(t, 2, 3, 18), i32(t, 2), 2)
+	_, checks, err = k.KVCacheWrite(kc, vc, f32(t, 2, 3, 18), i32(t, 2), 2, 2)
 	if err != nil || len(checks) != 1 {
 		t.Fatalf("write with start: %v", err)
 	}
 	noErr(t, "inactive and last fit", checks[0].Host([]int32{-7, 5}))
 	wantErr(t, "past the end", checks[0].Host([]int32{6, 0}), "sequence 0: positions 6..8 outside the cache of 8")
-	_, _, err = k.KVCacheWrite(kc, kc, f32(t, 2, 3, 18), nil, 2)
+	_, _, err = k.KVCacheWrite(kc, kc, f32(t, 2, 3, 18), nil, 2, 2)
 	wantErr(t, "kc = vc", err, "overlap")
-	_, _, err = k.KVCacheWrite(kc, f32(t, 2, 2, 7, 3), f32(t, 2, 3, 18), nil, 2)
+	_, _, err = k.KVCacheWrite(kc, f32(t, 2, 2, 7, 3), f32(t, 2, 3, 18), nil, 2, 2)
 	wantErr(t, "vc shape", err, "vc is")
 
-	d, checks, err = k.AttentionDecode(f32(t, 2, 6), f32(t, 2, 18), kc, vc, i32(t, 2), 2)
+	d, checks, err = k.AttentionDecode(f32(t, 2, 6), f32(t, 2, 18), kc, vc, i32(t, 2), 2, 2)
 	if err != nil || d.S != 8 || len(checks) != 1 {
 		t.Fatalf("decode: %+v %v", d, err)
 	}
 	noErr(t, "lens 0 and S", checks[0].Host([]int32{0, 8}))
 	wantErr(t, "lens past S", checks[0].Host([]int32{9, 0}), "lens[0] = 9 outside [0,8]")
-	_, _, err = k.AttentionDecode(f32(t, 2, 6), f32(t, 2, 18), kc, vc, nil, 2)
+	_, _, err = k.AttentionDecode(f32(t, 2, 6), f32(t, 2, 18), kc, vc, nil, 2, 2)
 	wantErr(t, "lens nil", err, "lens is nil")
 	wantErr(t, "negative lens", checks[0].Host([]int32{-1, 0}), "lens[0] = -1 outside [0,8]")
 
 	// With more new positions than the cache holds, only inactive
 	// (negative) starts pass.
-	_, checks, err = k.KVCacheWrite(kc, vc, f32(t, 2, 10, 18), i32(t, 2), 2)
+	_, checks, err = k.KVCacheWrite(kc, vc, f32(t, 2, 10, 18), i32(t, 2), 2, 2)
 	if err != nil || len(checks) != 1 {
 		t.Fatalf("write past the cache with start: %v", err)
 	}
@@ -363,16 +363,16 @@ func TestCheckerDecode(t *testing.T) {
 		err  error
 		want string
 	}{
-		{"write heads", decodeErr(k.KVCacheWrite(kc, vc, f32(t, 2, 3, 18), nil, 4)), "C=6 is not divisible into 4 heads"},
-		{"write float start", decodeErr(k.KVCacheWrite(kc, vc, f32(t, 2, 3, 18), f32(t, 2), 2)), "start is float32, want int32"},
-		{"write start length", decodeErr(k.KVCacheWrite(kc, vc, f32(t, 2, 3, 18), i32(t, 3), 2)), "start is int32[3], want [2]"},
-		{"write rank-2 qkv", decodeErr(k.KVCacheWrite(kc, vc, f32(t, 2, 18), nil, 2)), "want [B,T,3C]"},
-		{"write kc rank 3", decodeErr(k.KVCacheWrite(f32(t, 2, 2, 24), vc, f32(t, 2, 3, 18), nil, 2)), "kc is float32[2,2,24], want [2,2,S,3]"},
-		{"write kc = qkv", decodeErr(k.KVCacheWrite(whole.MustView(0, 2, 2, 8, 3), vc, whole.MustView(10, 2, 1, 18), nil, 2)), "kc float32[2,2,8,3] overlaps qkv"},
-		{"decode rank-3 qkv", decodeErr(k.AttentionDecode(f32(t, 2, 6), f32(t, 2, 1, 18), kc, vc, i32(t, 2), 2)), "want [B,3C]"},
-		{"decode out shape", decodeErr(k.AttentionDecode(f32(t, 2, 5), f32(t, 2, 18), kc, vc, i32(t, 2), 2)), "out is float32[2,5], want [2 6]"},
-		{"decode lens length", decodeErr(k.AttentionDecode(f32(t, 2, 6), f32(t, 2, 18), kc, vc, i32(t, 1), 2)), "lens is int32[1], want [2]"},
-		{"decode out = kc", decodeErr(k.AttentionDecode(whole.MustView(0, 2, 6), f32(t, 2, 18), whole.MustView(0, 2, 2, 8, 3), vc, i32(t, 2), 2)), "out float32[2,6] overlaps kc"},
+		{"write heads", decodeErr(k.KVCacheWrite(kc, vc, f32(t, 2, 3, 18), nil, 4, 4)), "want rows of (H+2·KVH)·hs = 12·hs"},
+		{"write float start", decodeErr(k.KVCacheWrite(kc, vc, f32(t, 2, 3, 18), f32(t, 2), 2, 2)), "start is float32, want int32"},
+		{"write start length", decodeErr(k.KVCacheWrite(kc, vc, f32(t, 2, 3, 18), i32(t, 3), 2, 2)), "start is int32[3], want [2]"},
+		{"write rank-2 qkv", decodeErr(k.KVCacheWrite(kc, vc, f32(t, 2, 18), nil, 2, 2)), "want [B,T,(H+2·KVH)·hs]"},
+		{"write kc rank 3", decodeErr(k.KVCacheWrite(f32(t, 2, 2, 24), vc, f32(t, 2, 3, 18), nil, 2, 2)), "kc is float32[2,2,24], want [2,2,S,3]"},
+		{"write kc = qkv", decodeErr(k.KVCacheWrite(whole.MustView(0, 2, 2, 8, 3), vc, whole.MustView(10, 2, 1, 18), nil, 2, 2)), "kc float32[2,2,8,3] overlaps qkv"},
+		{"decode rank-3 qkv", decodeErr(k.AttentionDecode(f32(t, 2, 6), f32(t, 2, 1, 18), kc, vc, i32(t, 2), 2, 2)), "want [B,(H+2·KVH)·hs]"},
+		{"decode out shape", decodeErr(k.AttentionDecode(f32(t, 2, 5), f32(t, 2, 18), kc, vc, i32(t, 2), 2, 2)), "out is float32[2,5], want [2 6]"},
+		{"decode lens length", decodeErr(k.AttentionDecode(f32(t, 2, 6), f32(t, 2, 18), kc, vc, i32(t, 1), 2, 2)), "lens is int32[1], want [2]"},
+		{"decode out = kc", decodeErr(k.AttentionDecode(whole.MustView(0, 2, 6), f32(t, 2, 18), whole.MustView(0, 2, 2, 8, 3), vc, i32(t, 2), 2, 2)), "out float32[2,6] overlaps kc"},
 	} {
 		wantErr(t, c.name, c.err, c.want)
 	}

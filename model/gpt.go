@@ -278,7 +278,7 @@ func (m *Model) body(a *acts, validLen *gpu.Tensor, drop float32, seed uint64) {
 		w, s := &p.Blocks[l], &a.layers[l]
 		b.MatMul(s.qkv, s.ln1, w.AttnW, false, false, 1, 0)
 		b.AddBias(s.qkv, w.AttnB)
-		b.AttentionForward(s.atty3, s.lse, s.qkv3, validLen, c.NHead)
+		b.AttentionForward(s.atty3, s.lse, s.qkv3, validLen, c.NHead, c.NHead)
 		b.MatMul(s.attProj, s.atty, w.AttnProjW, false, false, 1, 0)
 		b.AddBias(s.attProj, w.AttnPrB)
 		if drop > 0 {
@@ -406,7 +406,7 @@ func (m *Model) Backward(dout, dentropy *gpu.Tensor) error {
 		b.MatMul(gw.AttnProjW, s.atty, a.dBranch, true, false, 1, 1)
 		b.BiasBackward(gw.AttnPrB, a.dBranch)
 		b.MatMul(a.dAttnOut, a.dBranch, w.AttnProjW, false, true, 1, 0)
-		b.AttentionBackward(a.dQKV3, a.dAttnOut3, s.qkv3, s.atty3, s.lse, validLen, c.NHead)
+		b.AttentionBackward(a.dQKV3, a.dAttnOut3, s.qkv3, s.atty3, s.lse, validLen, c.NHead, c.NHead)
 		b.MatMul(gw.AttnW, s.ln1, a.dQKV, true, false, 1, 1)
 		b.BiasBackward(gw.AttnB, a.dQKV)
 		b.MatMul(a.dNormOut, a.dQKV, w.AttnW, false, true, 1, 0)

@@ -187,7 +187,7 @@ func (m *Model) Prefill(kv *KVCache, prompts [][]int32) error {
 	d := &kv.cur
 	m.body(a, a.validLen, 0, 0)
 	for l := range a.layers {
-		b.KVCacheWrite(d.k[l], d.v[l], a.layers[l].qkv3, nil, c.NHead)
+		b.KVCacheWrite(d.k[l], d.v[l], a.layers[l].qkv3, nil, c.NHead, c.NHead)
 	}
 	// Logits at each prompt's last token only.
 	for i := range valid {
@@ -251,8 +251,8 @@ func (m *Model) DecodeStep(kv *KVCache, tokens []int32) error {
 		b.LayerNormForward(d.ln, nil, nil, d.x, w.LN1W, w.LN1B)
 		b.MatMul(d.qkv, d.ln, w.AttnW, false, false, 1, 0)
 		b.AddBias(d.qkv, w.AttnB)
-		b.KVCacheWrite(d.k[l], d.v[l], d.qkv3, d.start, c.NHead)
-		b.AttentionDecode(d.att, d.qkv, d.k[l], d.v[l], d.lens, c.NHead)
+		b.KVCacheWrite(d.k[l], d.v[l], d.qkv3, d.start, c.NHead, c.NHead)
+		b.AttentionDecode(d.att, d.qkv, d.k[l], d.v[l], d.lens, c.NHead, c.NHead)
 		b.MatMul(d.proj, d.att, w.AttnProjW, false, false, 1, 0)
 		b.AddBias(d.proj, w.AttnPrB)
 		b.Add(d.x, d.x, d.proj)

@@ -14,7 +14,12 @@ import (
 //
 // Work is split over (batch, head) pairs, handed out dynamically; when
 // there are few pairs for the workers, each head's query rows are split
-// too (the backward pass then sums per-piece partial dK and dV). For its
+// too (the backward pass then sums per-piece partial dK and dV). With
+// grouped-query attention the forward pass still takes (batch, query head)
+// pairs, reading the group's key/value head in place; the backward pass
+// takes (batch, key/value head) pairs and runs the group's query heads one
+// after the other, accumulating their dK and dV in the same scratch, so a
+// shared head's gradient is summed in a fixed order without extra memory. For its
 // rows of a head a worker packs the operands once, the way the GEMM packs
 // B panels: keys and values transposed into nr-key panels (for S = Q·Kᵀ
 // and dP = dO·Vᵀ), and keys, values, queries and output gradients as
@@ -73,7 +78,9 @@ var attnFwdPool, attnBwdPool, attnPartPool sync.Pool
 type attnGeom struct {
 	kern   *microKernel
 	mr, nr int
-	C, hs  int
+	C, W   int // the row widths of out (H·hs) and of qkv ((H+2·KVH)·hs)
+	H, KVH int
+	hs     int
 	hsP    int // hs rounded up to whole nr-column panels
 	scale  float32
 }
@@ -82,9 +89,19 @@ func newAttnGeom(d gpu.AttnDims) attnGeom {
 	k := activeKernel.Load()
 	return attnGeom{
 		kern: k, mr: k.mr, nr: k.nr,
-		C: d.C, hs: d.HS, hsP: roundUp(d.HS, k.nr),
+		C: d.C, W: d.QKVWidth(), H: d.H, KVH: d.KVH, hs: d.HS, hsP: roundUp(d.HS, k.nr),
 		scale: float32(1 / math.Sqrt(float64(d.HS))),
 	}
+}
+
+// group is the number of query heads sharing one key/value head.
+func (g *attnGeom) group() int { return g.H / g.KVH }
+
+// cols returns the first qkv columns of query head h and of the key and
+// value parts of its key/value head h/group.
+func (g *attnGeom) cols(h int) (q, k, v int) {
+	kvh := h / g.group()
+	return h * g.hs, (g.H + kvh) * g.hs, (g.H + g.KVH + kvh) * g.hs
 }
 
 // ld is the row stride of a score scratch matrix for n keys: whole mr- and
@@ -232,11 +249,11 @@ func attnSplitRows(n, c, split, mr int) int {
 }
 
 // AttentionForward implements gpu.Backend.
-func (b *Backend) AttentionForward(out, lse, qkv, validLen *gpu.Tensor, nHead int) {
+func (b *Backend) AttentionForward(out, lse, qkv, validLen *gpu.Tensor, nHead, kvHeads int) {
 	if b.err != nil {
 		return
 	}
-	d, checks, err := checker.AttentionForward(out, lse, qkv, validLen, nHead)
+	d, checks, err := checker.AttentionForward(out, lse, qkv, validLen, nHead, kvHeads)
 	if b.failChecked(err, checks) {
 		return
 	}
@@ -247,7 +264,7 @@ func (b *Backend) AttentionForward(out, lse, qkv, validLen *gpu.Tensor, nHead in
 	defer b.actFlush()
 	x, o, l := b.actIn(qkv), b.actOut(out), F32(lse)
 	g := newAttnGeom(d)
-	T, C, H := d.T, d.C, d.H
+	T, C, W, H := d.T, d.C, g.W, d.H
 	split := attnSplit(d.B*H, T, b.threads)
 	mr, nr, hs, hsP := g.mr, g.nr, g.hs, g.hsP
 	ldMax := g.ldBound(T)
@@ -259,7 +276,7 @@ func (b *Backend) AttentionForward(out, lse, qkv, validLen *gpu.Tensor, nHead in
 		if lens != nil {
 			n = int(lens[bi])
 		}
-		xb := x[bi*T*3*C : (bi+1)*T*3*C]
+		xb := x[bi*T*W : (bi+1)*T*W]
 		ob := o[bi*T*C : (bi+1)*T*C]
 		lb := l[(bi*H+h)*T : (bi*H+h+1)*T]
 		lo, hi := attnSplitRows(n, c, split, mr), attnSplitRows(n, c+1, split, mr)
@@ -276,10 +293,11 @@ func (b *Backend) AttentionForward(out, lse, qkv, validLen *gpu.Tensor, nHead in
 }
 
 // forwardRows computes the output rows [lo,hi) (lo a multiple of mr,
-// hi ≤ validLen) of head h of one sequence: xb is its [T,3C] qkv, o its
-// output from column h·hs on (row stride C), lse its [T] log-sum-exps.
+// hi ≤ validLen) of query head h of one sequence: xb is its [T,W] qkv, o
+// its output from column h·hs on (row stride C), lse its [T] log-sum-exps.
 func (g *attnGeom) forwardRows(o, lse, xb []float32, lo, hi, h int, scratch []float32) {
-	mr, nr, hs, hsP, C := g.mr, g.nr, g.hs, g.hsP, g.C
+	mr, nr, hs, hsP, C, W := g.mr, g.nr, g.hs, g.hsP, g.C, g.W
+	qc, kc, vc := g.cols(h)
 	tile := g.kern.tile
 	ld := g.ld(hi)
 	ar := attnArena{scratch}
@@ -290,18 +308,18 @@ func (g *attnGeom) forwardRows(o, lse, xb []float32, lo, hi, h int, scratch []fl
 	ot := ar.take(mr * hsP)             // one panel of (unnormalized) outputs
 	inv := ar.take(mr)                  // 1/Σ of the panel's rows
 	kmax := ar.take(hi)                 // kmax[j] = max over keys j' ≤ j of |k_j'|²
-	attnPackT(kt, xb, hi, 3*C, C+h*hs, hs, nr)
-	attnPackN(vn, xb, hi, 3*C, 2*C+h*hs, hs, nr)
+	attnPackT(kt, xb, hi, W, kc, hs, nr)
+	attnPackN(vn, xb, hi, W, vc, hs, nr)
 	var km float32
 	for j := range kmax {
-		kj := xb[j*3*C+C+h*hs:][:hs]
+		kj := xb[j*W+kc:][:hs]
 		km = max(km, attnDot(kj, kj)) // a NaN sticks, and disables the shortcut below
 		kmax[j] = km
 	}
 	for r0 := lo; r0 < hi; r0 += mr {
 		// Keys [0, kd) are seen by some row of the panel.
 		kd := min(r0+mr, hi)
-		qa, rsa := attnPanelA(xb, r0, hi, mr, 3*C, h*hs, hs, pad)
+		qa, rsa := attnPanelA(xb, r0, hi, mr, W, qc, hs, pad)
 		for j := 0; j < kd; j += nr {
 			tile(hs, qa, rsa, 1, kt[j*hs:], s[j:], ld, g.scale, 0)
 		}
@@ -317,7 +335,7 @@ func (g *attnGeom) forwardRows(o, lse, xb []float32, lo, hi, h int, scratch []fl
 			// maximum (saving a pass) when no score can exceed it by more
 			// than attnShiftSlack, by Cauchy–Schwarz: s_j ≤ scale·|q_i|·|k_j|.
 			m := p[i]
-			qi := xb[i*3*C+h*hs:][:hs]
+			qi := xb[i*W+qc:][:hs]
 			bound := g.scale * float32(math.Sqrt(float64(attnDot(qi, qi))*float64(kmax[i])))
 			if !(bound-m <= attnShiftSlack && bound <= attnShiftMaxBound) {
 				m = attnMax(p)
@@ -341,12 +359,14 @@ func (g *attnGeom) forwardRows(o, lse, xb []float32, lo, hi, h int, scratch []fl
 	}
 }
 
-// AttentionBackward implements gpu.Backend.
-func (b *Backend) AttentionBackward(dqkv, dout, qkv, out, lse, validLen *gpu.Tensor, nHead int) {
+// AttentionBackward implements gpu.Backend. A work item is a key/value
+// head of one sequence (or a piece of its query rows): it runs the group's
+// query heads in turn, writing their dQ and accumulating their dK and dV.
+func (b *Backend) AttentionBackward(dqkv, dout, qkv, out, lse, validLen *gpu.Tensor, nHead, kvHeads int) {
 	if b.err != nil {
 		return
 	}
-	d, checks, err := checker.AttentionBackward(dqkv, dout, qkv, out, lse, validLen, nHead)
+	d, checks, err := checker.AttentionBackward(dqkv, dout, qkv, out, lse, validLen, nHead, kvHeads)
 	if b.failChecked(err, checks) {
 		return
 	}
@@ -357,10 +377,10 @@ func (b *Backend) AttentionBackward(dqkv, dout, qkv, out, lse, validLen *gpu.Ten
 	defer b.actFlush()
 	x, dx, do, o, l := b.actIn(qkv), b.actOut(dqkv), b.actIn(dout), b.actIn(out), F32(lse)
 	g := newAttnGeom(d)
-	T, C, H := d.T, d.C, d.H
+	T, C, W, H, KVH, G := d.T, d.C, g.W, d.H, d.KVH, g.group()
 	mr, nr, hs, hsP := g.mr, g.nr, g.hs, g.hsP
 	blk := roundUp(max(1, attnBwdBlock), mr)
-	split := attnSplit(d.B*H, T, b.threads)
+	split := attnSplit(d.B*KVH, T, b.threads)
 	tM, ldMax := roundUp(T, mr), g.ldBound(T)
 	size := 2*mr*hs + // partial panels of q and dO
 		2*roundUp(T, nr)*hs + // kt, vt
@@ -371,21 +391,31 @@ func (b *Backend) AttentionBackward(dqkv, dout, qkv, out, lse, validLen *gpu.Ten
 	dkvSize := 2 * tM * hsP // dK and dV of one head (or of one item)
 	var parts []float32     // split > 1: each item's partial dK and dV
 	if split > 1 {
-		pp := getBuf(&attnPartPool, d.B*H*split*dkvSize)
+		pp := getBuf(&attnPartPool, d.B*KVH*split*dkvSize)
 		defer attnPartPool.Put(pp)
 		parts = *pp
 	} else {
 		size += dkvSize
 	}
-	attnWorkers(b.threads, d.B*H*split, &attnBwdPool, size, func(item int, scratch []float32) {
+	// clearPadded zeroes the gradient of a padded row t of key/value head
+	// kvh: its group's queries, its key and its value.
+	clearPadded := func(r []float32, kvh int) {
+		for h := kvh * G; h < (kvh+1)*G; h++ {
+			clear(r[h*hs : h*hs+hs])
+		}
+		_, kc, vc := g.cols(kvh * G)
+		clear(r[kc : kc+hs])
+		clear(r[vc : vc+hs])
+	}
+	attnWorkers(b.threads, d.B*KVH*split, &attnBwdPool, size, func(item int, scratch []float32) {
 		bh, c := item/split, item%split
-		bi, h := bh/H, bh%H
+		bi, kvh := bh/KVH, bh%KVH
 		n := T
 		if lens != nil {
 			n = int(lens[bi])
 		}
-		xb := x[bi*T*3*C : (bi+1)*T*3*C]
-		dxb := dx[bi*T*3*C : (bi+1)*T*3*C]
+		xb := x[bi*T*W : (bi+1)*T*W]
+		dxb := dx[bi*T*W : (bi+1)*T*W]
 		lo, hi := attnSplitRows(n, c, split, mr), attnSplitRows(n, c+1, split, mr)
 		var dkv []float32
 		if split > 1 {
@@ -397,22 +427,23 @@ func (b *Backend) AttentionBackward(dqkv, dout, qkv, out, lse, validLen *gpu.Ten
 		if lo < hi {
 			dob := do[bi*T*C : (bi+1)*T*C]
 			ob := o[bi*T*C : (bi+1)*T*C]
-			lb := l[(bi*H+h)*T : (bi*H+h+1)*T]
-			g.backwardRows(dxb, dk, dv, xb, dob, ob, lb, lo, hi, h, blk, scratch)
+			for h := kvh * G; h < (kvh+1)*G; h++ {
+				lb := l[(bi*H+h)*T : (bi*H+h+1)*T]
+				g.backwardRows(dxb, dk, dv, xb, dob, ob, lb, lo, hi, h, blk, h > kvh*G, scratch)
+			}
 		}
 		if split > 1 {
 			return // the partial dK and dV are summed below
 		}
+		_, kc, vc := g.cols(kvh * G)
 		for t := 0; t < T; t++ {
-			r := dxb[t*3*C : (t+1)*3*C]
+			r := dxb[t*W : (t+1)*W]
 			if t >= n {
-				clear(r[h*hs : h*hs+hs])
-				clear(r[C+h*hs : C+h*hs+hs])
-				clear(r[2*C+h*hs : 2*C+h*hs+hs])
+				clearPadded(r, kvh)
 				continue
 			}
-			copy(r[C+h*hs:C+h*hs+hs], dk[t*hsP:][:hs])
-			copy(r[2*C+h*hs:2*C+h*hs+hs], dv[t*hsP:][:hs])
+			copy(r[kc:kc+hs], dk[t*hsP:][:hs])
+			copy(r[vc:vc+hs], dv[t*hsP:][:hs])
 		}
 	})
 	if split == 1 {
@@ -420,23 +451,24 @@ func (b *Backend) AttentionBackward(dqkv, dout, qkv, out, lse, validLen *gpu.Ten
 	}
 	// Sum the items' partial dK and dV: item c of a head covered the keys
 	// [0, hi_c). Workers take (head, row range) pieces.
-	attnWorkers(b.threads, d.B*H*split, nil, 0, func(item int, _ []float32) {
+	attnWorkers(b.threads, d.B*KVH*split, nil, 0, func(item int, _ []float32) {
 		bh, rc := item/split, item%split
-		bi, h := bh/H, bh%H
+		bi, kvh := bh/KVH, bh%KVH
 		n := T
 		if lens != nil {
 			n = int(lens[bi])
 		}
-		dxb := dx[bi*T*3*C : (bi+1)*T*3*C]
+		dxb := dx[bi*T*W : (bi+1)*T*W]
+		_, kc, vc := g.cols(kvh * G)
 		for t := rc * T / split; t < (rc+1)*T/split; t++ {
-			r := dxb[t*3*C : (t+1)*3*C]
-			dk, dv := r[C+h*hs:C+h*hs+hs], r[2*C+h*hs:2*C+h*hs+hs]
-			clear(dk)
-			clear(dv)
+			r := dxb[t*W : (t+1)*W]
 			if t >= n {
-				clear(r[h*hs : h*hs+hs])
+				clearPadded(r, kvh)
 				continue
 			}
+			dk, dv := r[kc:kc+hs], r[vc:vc+hs]
+			clear(dk)
+			clear(dv)
 			for c := 0; c < split; c++ {
 				lo, hi := attnSplitRows(n, c, split, mr), attnSplitRows(n, c+1, split, mr)
 				if lo >= hi || t >= hi {
@@ -454,13 +486,15 @@ func (b *Backend) AttentionBackward(dqkv, dout, qkv, out, lse, validLen *gpu.Ten
 }
 
 // backwardRows handles the query rows [lo,hi) (lo a multiple of mr,
-// hi ≤ validLen) of head h of one sequence, from its qkv xb, output
-// gradient dob and output ob ([T,C]) and log-sum-exps lse [T]: it writes
-// their q gradients into dxb [T,3C] and sets dk and dv (at least
+// hi ≤ validLen) of query head h of one sequence, from its qkv xb ([T,W]),
+// output gradient dob and output ob ([T,C]) and log-sum-exps lse [T]: it
+// writes their q gradients into dxb [T,W] and sets dk and dv (at least
 // roundUp(hi, mr) rows of hsP) to their contributions to the k and v
-// gradients of keys [0,hi).
-func (g *attnGeom) backwardRows(dxb, dk, dv, xb, dob, ob, lse []float32, lo, hi, h, blk int, scratch []float32) {
-	mr, nr, hs, hsP, C := g.mr, g.nr, g.hs, g.hsP, g.C
+// gradients of keys [0,hi) of h's key/value head, or adds them to what dk
+// and dv hold when accumulate (the next query head of a group).
+func (g *attnGeom) backwardRows(dxb, dk, dv, xb, dob, ob, lse []float32, lo, hi, h, blk int, accumulate bool, scratch []float32) {
+	mr, nr, hs, hsP, C, W := g.mr, g.nr, g.hs, g.hsP, g.C, g.W
+	qc, kc, vc := g.cols(h)
 	tile := g.kern.tile
 	scale := g.scale
 	ld := g.ld(hi)
@@ -477,14 +511,16 @@ func (g *attnGeom) backwardRows(dxb, dk, dv, xb, dob, ob, lse []float32, lo, hi,
 	p := ar.take(blk * ld)
 	ds := ar.take(blk * ld)
 	dd := ar.take(rows)
-	attnPackT(kt, xb, hi, 3*C, C+h*hs, hs, nr)
-	attnPackT(vt, xb, hi, 3*C, 2*C+h*hs, hs, nr)
-	attnPackN(kn, xb, hi, 3*C, C+h*hs, hs, nr)
-	attnPackN(qn, xb[lo*3*C:], rows, 3*C, h*hs, hs, nr)
+	attnPackT(kt, xb, hi, W, kc, hs, nr)
+	attnPackT(vt, xb, hi, W, vc, hs, nr)
+	attnPackN(kn, xb, hi, W, kc, hs, nr)
+	attnPackN(qn, xb[lo*W:], rows, W, qc, hs, nr)
 	attnPackN(don, dob[lo*C:], rows, C, h*hs, hs, nr)
 	dk, dv = dk[:roundUp(hi, mr)*hsP], dv[:roundUp(hi, mr)*hsP]
-	clear(dk)
-	clear(dv)
+	if !accumulate {
+		clear(dk)
+		clear(dv)
+	}
 	for i := lo; i < hi; i++ {
 		dd[i-lo] = attnDot(dob[i*C+h*hs:][:hs], ob[i*C+h*hs:][:hs]) // D = dO·O
 	}
@@ -494,7 +530,7 @@ func (g *attnGeom) backwardRows(dxb, dk, dv, xb, dob, ob, lse []float32, lo, hi,
 			kd := min(r0+mr, hi)
 			pr, dr := p[(r0-i0)*ld:], ds[(r0-i0)*ld:]
 			// S and dP of the panel over keys [0, kd), whole tiles.
-			qa, rsq := attnPanelA(xb, r0, hi, mr, 3*C, h*hs, hs, padQ)
+			qa, rsq := attnPanelA(xb, r0, hi, mr, W, qc, hs, padQ)
 			oa, rso := attnPanelA(dob, r0, hi, mr, C, h*hs, hs, padO)
 			for j := 0; j < kd; j += nr {
 				tile(hs, qa, rsq, 1, kt[j*hs:], pr[j:], ld, scale, 0)
@@ -519,7 +555,7 @@ func (g *attnGeom) backwardRows(dxb, dk, dv, xb, dob, ob, lse []float32, lo, hi,
 				tile(kd, dr, ld, 1, kn[c*hi:], dq[c:], hsP, 1, 0)
 			}
 			for r := 0; r < mr && r0+r < hi; r++ {
-				copy(dxb[(r0+r)*3*C+h*hs:][:hs], dq[r*hsP:][:hs])
+				copy(dxb[(r0+r)*W+qc:][:hs], dq[r*hsP:][:hs])
 			}
 		}
 		// dK += dSᵀ·Q and dV += Pᵀ·dO over the block's rows that see each

@@ -38,7 +38,7 @@ func BenchmarkAttentionForward(bm *testing.B) {
 				lse := tensorOf(bm, b, randn(r, s.B*s.H*s.T, 1), s.B, s.H, s.T)
 				bm.ResetTimer()
 				for bm.Loop() {
-					b.AttentionForward(out, lse, qkv, nil, s.H)
+					b.AttentionForward(out, lse, qkv, nil, s.H, s.H)
 				}
 				assertNoErr(bm, b)
 				bm.ReportMetric(attnFlops(s.B, s.T, s.C, s.H, 2)*float64(bm.N)/bm.Elapsed().Seconds()/1e9, "GFLOP/s")
@@ -58,10 +58,10 @@ func BenchmarkAttentionBackward(bm *testing.B) {
 				lse := tensorOf(bm, b, randn(r, s.B*s.H*s.T, 1), s.B, s.H, s.T)
 				dout := tensorOf(bm, b, randn(r, s.B*s.T*s.C, 1), s.B, s.T, s.C)
 				dqkv := tensorOf(bm, b, randn(r, s.B*s.T*3*s.C, 1), s.B, s.T, 3*s.C)
-				b.AttentionForward(out, lse, qkv, nil, s.H)
+				b.AttentionForward(out, lse, qkv, nil, s.H, s.H)
 				bm.ResetTimer()
 				for bm.Loop() {
-					b.AttentionBackward(dqkv, dout, qkv, out, lse, nil, s.H)
+					b.AttentionBackward(dqkv, dout, qkv, out, lse, nil, s.H, s.H)
 				}
 				assertNoErr(bm, b)
 				bm.ReportMetric(attnFlops(s.B, s.T, s.C, s.H, 5)*float64(bm.N)/bm.Elapsed().Seconds()/1e9, "GFLOP/s")
@@ -138,10 +138,10 @@ func BenchmarkAttnBwdBlock(bm *testing.B) {
 				lse := tensorOf(bm, b, randn(r, s.B*s.H*s.T, 1), s.B, s.H, s.T)
 				dout := tensorOf(bm, b, randn(r, s.B*s.T*s.C, 1), s.B, s.T, s.C)
 				dqkv := tensorOf(bm, b, randn(r, s.B*s.T*3*s.C, 1), s.B, s.T, 3*s.C)
-				b.AttentionForward(out, lse, qkv, nil, s.H)
+				b.AttentionForward(out, lse, qkv, nil, s.H, s.H)
 				bm.ResetTimer()
 				for bm.Loop() {
-					b.AttentionBackward(dqkv, dout, qkv, out, lse, nil, s.H)
+					b.AttentionBackward(dqkv, dout, qkv, out, lse, nil, s.H, s.H)
 				}
 				assertNoErr(bm, b)
 				bm.ReportMetric(attnFlops(s.B, s.T, s.C, s.H, 5)*float64(bm.N)/bm.Elapsed().Seconds()/1e9, "GFLOP/s")

@@ -15,7 +15,19 @@ type attnCase struct {
 	lens        []int32
 	qkvStd      float64 // spread of q, k, v (0: 1); larger gives sharper softmaxes
 	fdCheckGrad bool    // also check the gradient by finite differences
+	KVH         int     // key/value heads (grouped-query attention); 0: H
 }
+
+// kvh is the case's number of key/value heads.
+func (c attnCase) kvh() int {
+	if c.KVH == 0 {
+		return c.H
+	}
+	return c.KVH
+}
+
+// width is the row width of the case's packed qkv.
+func (c attnCase) width() int { return (c.H + 2*c.kvh()) * (c.C / c.H) }
 
 var attnCases = []attnCase{
 	{name: "B2T5C8H2-padded", B: 2, T: 5, C: 8, H: 2, lens: []int32{5, 3}, fdCheckGrad: true},
@@ -42,12 +54,37 @@ var attnCases = []attnCase{
 	// Scores hundreds apart: the forward softmax must shift by the row
 	// maximum, not by the diagonal score.
 	{name: "B2T40C16H2-extreme", B: 2, T: 40, C: 16, H: 2, lens: []int32{40, 23}, qkvStd: 6},
+	// Grouped-query attention: groups of 2 and of all heads, head sizes
+	// 32, 64 and 128 and odd ones, padding, pieces split between workers
+	// (few key/value heads), finite differences on the small ones.
+	{name: "B2T5C12H4KVH2-padded", B: 2, T: 5, C: 12, H: 4, KVH: 2, lens: []int32{5, 3}, fdCheckGrad: true},
+	{name: "B2T6C12H4KVH1-padded", B: 2, T: 6, C: 12, H: 4, KVH: 1, lens: []int32{2, 6}, fdCheckGrad: true},
+	{name: "B1T7C15H3KVH1", B: 1, T: 7, C: 15, H: 3, KVH: 1, fdCheckGrad: true},
+	{name: "B2T45C128H4KVH2-hs32", B: 2, T: 45, C: 128, H: 4, KVH: 2, lens: []int32{45, 30}},
+	{name: "B1T70C256H4KVH1-hs64", B: 1, T: 70, C: 256, H: 4, KVH: 1},
+	{name: "B2T33C512H4KVH2-hs128", B: 2, T: 33, C: 512, H: 4, KVH: 2, lens: []int32{33, 9}},
+	{name: "B1T150C96H6KVH3-split", B: 1, T: 150, C: 96, H: 6, KVH: 3, lens: []int32{131}, qkvStd: 1.5},
+	{name: "B3T64C40H8KVH2-hs5", B: 3, T: 64, C: 40, H: 8, KVH: 2, lens: []int32{64, 1, 0}},
 }
 
-// refAttnForward is the float64 reference: explicit scores over keys j ≤ t,
-// a masked softmax and the weighted sum of values. Padded rows are zero.
+// refAttnForward is refGQAForward for multi-head attention: qkv [B,T,3C].
 func refAttnForward(x []float64, lens []int32, B, T, C, H int) (out, lse []float64) {
-	hs := C / H
+	return refGQAForward(x, lens, B, T, H, H, C/H)
+}
+
+// gqaCols returns the first columns of query head h and of the key and
+// value parts of its key/value head h/(H/KVH) in a packed qkv row.
+func gqaCols(h, H, KVH, hs int) (q, k, v int) {
+	g := h / (H / KVH)
+	return h * hs, (H + g) * hs, (H + KVH + g) * hs
+}
+
+// refGQAForward is the float64 reference: explicit scores over keys j ≤ t,
+// a masked softmax and the weighted sum of values; query head h reads the
+// keys and values of head h/(H/KVH) of x [B,T,(H+2·KVH)·hs]. Padded rows
+// are zero.
+func refGQAForward(x []float64, lens []int32, B, T, H, KVH, hs int) (out, lse []float64) {
+	C, W := H*hs, (H+2*KVH)*hs
 	scale := 1 / math.Sqrt(float64(hs))
 	out = make([]float64, B*T*C)
 	lse = make([]float64, B*H*T)
@@ -57,12 +94,13 @@ func refAttnForward(x []float64, lens []int32, B, T, C, H int) (out, lse []float
 			n = int(lens[b])
 		}
 		for h := 0; h < H; h++ {
+			qc, kc, vc := gqaCols(h, H, KVH, hs)
 			for t := 0; t < n; t++ {
-				q := x[(b*T+t)*3*C+h*hs:]
+				q := x[(b*T+t)*W+qc:]
 				s := make([]float64, t+1)
 				m := math.Inf(-1)
 				for j := 0; j <= t; j++ {
-					k := x[(b*T+j)*3*C+C+h*hs:]
+					k := x[(b*T+j)*W+kc:]
 					for i := 0; i < hs; i++ {
 						s[j] += q[i] * k[i]
 					}
@@ -77,7 +115,7 @@ func refAttnForward(x []float64, lens []int32, B, T, C, H int) (out, lse []float
 				lse[(b*H+h)*T+t] = l
 				for j := 0; j <= t; j++ {
 					p := math.Exp(s[j] - l)
-					v := x[(b*T+j)*3*C+2*C+h*hs:]
+					v := x[(b*T+j)*W+vc:]
 					for i := 0; i < hs; i++ {
 						out[(b*T+t)*C+h*hs+i] += p * v[i]
 					}
@@ -88,12 +126,18 @@ func refAttnForward(x []float64, lens []int32, B, T, C, H int) (out, lse []float
 	return out, lse
 }
 
-// refAttnBackward is the analytic float64 backward, written the textbook way
-// (softmax Jacobian with Σ_k P·dP), independent of the D = dO·O shortcut.
+// refAttnBackward is refGQABackward for multi-head attention.
+func refAttnBackward(x, dout, o []float64, lens []int32, B, T, C, H int) []float64 {
+	return refGQABackward(x, dout, o, lens, B, T, H, H, C/H)
+}
+
+// refGQABackward is the analytic float64 backward, written the textbook way
+// (softmax Jacobian with Σ_k P·dP), independent of the D = dO·O shortcut;
+// a key/value head gathers the gradients of its group's query heads.
 // Given the forward output o (nil: none), it uses Σ_k P·dP = dO·O with that
 // o instead, as the kernels do: the formula they evaluate on a rounded O.
-func refAttnBackward(x, dout, o []float64, lens []int32, B, T, C, H int) []float64 {
-	hs := C / H
+func refGQABackward(x, dout, o []float64, lens []int32, B, T, H, KVH, hs int) []float64 {
+	C, W := H*hs, (H+2*KVH)*hs
 	scale := 1 / math.Sqrt(float64(hs))
 	dx := make([]float64, len(x))
 	for b := 0; b < B; b++ {
@@ -102,12 +146,13 @@ func refAttnBackward(x, dout, o []float64, lens []int32, B, T, C, H int) []float
 			n = int(lens[b])
 		}
 		for h := 0; h < H; h++ {
+			qc, kc, vc := gqaCols(h, H, KVH, hs)
 			for t := 0; t < n; t++ {
-				qo := (b*T+t)*3*C + h*hs
+				qo := (b*T+t)*W + qc
 				p := make([]float64, t+1)
 				m := math.Inf(-1)
 				for j := 0; j <= t; j++ {
-					ko := (b*T+j)*3*C + C + h*hs
+					ko := (b*T+j)*W + kc
 					for i := 0; i < hs; i++ {
 						p[j] += x[qo+i] * x[ko+i]
 					}
@@ -124,7 +169,7 @@ func refAttnBackward(x, dout, o []float64, lens []int32, B, T, C, H int) []float
 				do := dout[(b*T+t)*C+h*hs:]
 				for j := 0; j <= t; j++ {
 					p[j] /= sum
-					vo := (b*T+j)*3*C + 2*C + h*hs
+					vo := (b*T+j)*W + vc
 					for i := 0; i < hs; i++ {
 						dx[vo+i] += p[j] * do[i]
 						dp[j] += do[i] * x[vo+i]
@@ -139,7 +184,7 @@ func refAttnBackward(x, dout, o []float64, lens []int32, B, T, C, H int) []float
 				}
 				for j := 0; j <= t; j++ {
 					ds := p[j] * (dp[j] - pdp) * scale
-					ko := (b*T+j)*3*C + C + h*hs
+					ko := (b*T+j)*W + kc
 					for i := 0; i < hs; i++ {
 						dx[qo+i] += ds * x[ko+i]
 						dx[ko+i] += ds * x[qo+i]
@@ -151,22 +196,29 @@ func refAttnBackward(x, dout, o []float64, lens []int32, B, T, C, H int) []float
 	return dx
 }
 
-// runAttn runs forward and backward on the cpu backend and returns out, lse
-// and dqkv.
+// runAttn runs forward and backward of multi-head attention on the cpu
+// backend and returns out, lse and dqkv.
 func runAttn(t *testing.T, b *Backend, x, dout []float32, lens []int32, B, T, C, H int) (out, lse, dx []float32) {
 	t.Helper()
-	qkv := tensorOf(t, b, x, B, T, 3*C)
+	return runGQA(t, b, x, dout, lens, B, T, H, H, C/H)
+}
+
+// runGQA is runAttn for H query heads on KVH key/value heads of hs.
+func runGQA(t *testing.T, b *Backend, x, dout []float32, lens []int32, B, T, H, KVH, hs int) (out, lse, dx []float32) {
+	t.Helper()
+	C, W := H*hs, (H+2*KVH)*hs
+	qkv := tensorOf(t, b, x, B, T, W)
 	var vl *gpu.Tensor
 	if lens != nil {
 		vl = int32Of(t, b, lens, B)
 	}
 	o := tensorOf(t, b, randn(testRNG(99), B*T*C, 1), B, T, C) // garbage: must be overwritten
 	l := tensorOf(t, b, randn(testRNG(98), B*H*T, 1), B, H, T)
-	b.AttentionForward(o, l, qkv, vl, H)
+	b.AttentionForward(o, l, qkv, vl, H, KVH)
 	assertNoErr(t, b)
 	d := tensorOf(t, b, dout, B, T, C)
-	dq := tensorOf(t, b, randn(testRNG(97), B*T*3*C, 1), B, T, 3*C)
-	b.AttentionBackward(dq, d, qkv, o, l, vl, H)
+	dq := tensorOf(t, b, randn(testRNG(97), B*T*W, 1), B, T, W)
+	b.AttentionBackward(dq, d, qkv, o, l, vl, H, KVH)
 	assertNoErr(t, b)
 	return append([]float32(nil), F32(o)...), append([]float32(nil), F32(l)...), append([]float32(nil), F32(dq)...)
 }
@@ -180,14 +232,15 @@ func TestAttentionForwardBackward(t *testing.T) {
 			if std == 0 {
 				std = 1
 			}
-			x := randn(r, c.B*c.T*3*c.C, std)
+			hs := c.C / c.H
+			x := randn(r, c.B*c.T*c.width(), std)
 			dout := randn(r, c.B*c.T*c.C, 1)
 			for _, threads := range []int{1, 3} {
 				b := New(threads)
-				out, lse, dx := runAttn(t, b, x, dout, c.lens, c.B, c.T, c.C, c.H)
+				out, lse, dx := runGQA(t, b, x, dout, c.lens, c.B, c.T, c.H, c.kvh(), hs)
 				x64, d64 := to64(x), to64(dout)
-				wantOut, wantLse := refAttnForward(x64, c.lens, c.B, c.T, c.C, c.H)
-				wantDx := refAttnBackward(x64, d64, nil, c.lens, c.B, c.T, c.C, c.H)
+				wantOut, wantLse := refGQAForward(x64, c.lens, c.B, c.T, c.H, c.kvh(), hs)
+				wantDx := refGQABackward(x64, d64, nil, c.lens, c.B, c.T, c.H, c.kvh(), hs)
 				eo, el, eg := relErr(out, wantOut), relErr(lse, wantLse), relErr(dx, wantDx)
 				worstOut, worstLse, worstGrad = max(worstOut, eo), max(worstLse, el), max(worstGrad, eg)
 				assertClose(t, "out", out, wantOut, 1e-5)
@@ -199,7 +252,7 @@ func TestAttentionForwardBackward(t *testing.T) {
 				// Central differences of L = Σ dout·out through the float64
 				// reference forward.
 				loss := func() float64 {
-					o, _ := refAttnForward(x64, c.lens, c.B, c.T, c.C, c.H)
+					o, _ := refGQAForward(x64, c.lens, c.B, c.T, c.H, c.kvh(), hs)
 					var s float64
 					for i := range o {
 						s += d64[i] * o[i]
@@ -242,12 +295,13 @@ func TestAttentionKernelsAndBlocks(t *testing.T) {
 					if std == 0 {
 						std = 1
 					}
-					x := randn(r, c.B*c.T*3*c.C, std)
+					hs := c.C / c.H
+					x := randn(r, c.B*c.T*c.width(), std)
 					dout := randn(r, c.B*c.T*c.C, 1)
-					out, lse, dx := runAttn(t, New(2), x, dout, c.lens, c.B, c.T, c.C, c.H)
+					out, lse, dx := runGQA(t, New(2), x, dout, c.lens, c.B, c.T, c.H, c.kvh(), hs)
 					x64 := to64(x)
-					wantOut, wantLse := refAttnForward(x64, c.lens, c.B, c.T, c.C, c.H)
-					wantDx := refAttnBackward(x64, to64(dout), nil, c.lens, c.B, c.T, c.C, c.H)
+					wantOut, wantLse := refGQAForward(x64, c.lens, c.B, c.T, c.H, c.kvh(), hs)
+					wantDx := refGQABackward(x64, to64(dout), nil, c.lens, c.B, c.T, c.H, c.kvh(), hs)
 					assertClose(t, c.name+" out", out, wantOut, 1e-5)
 					assertClose(t, c.name+" lse", lse, wantLse, 1e-5)
 					assertClose(t, c.name+" dqkv", dx, wantDx, 2e-5)

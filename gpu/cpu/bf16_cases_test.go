@@ -30,6 +30,7 @@ func bf16Cases() []bfCase {
 	cs = append(cs, layerNormCases()...)
 	cs = append(cs, attentionCases()...)
 	cs = append(cs, logSoftmaxCases()...)
+	cs = append(cs, llamaCases()...)
 	return cs
 }
 
@@ -308,7 +309,7 @@ func attentionCases() []bfCase {
 		{op: "AttentionForward", variant: "padded",
 			args: []bfArg{act(randn(r, B*T*C, 1), B, T, C).within(1e-5), f32(randn(r, B*H*T, 1), B, H, T).within(1e-5),
 				act(qkv, B, T, 3*C), ids(lens, B)},
-			call: func(b *Backend, t []*gpu.Tensor) { b.AttentionForward(t[0], t[1], t[2], t[3], H) },
+			call: func(b *Backend, t []*gpu.Tensor) { b.AttentionForward(t[0], t[1], t[2], t[3], H, H) },
 			ref: func(x [][]float32) [][]float64 {
 				o, l := refAttnForward(to64(x[2]), lens, B, T, C, H)
 				return [][]float64{o, l, nil, nil}
@@ -316,13 +317,13 @@ func attentionCases() []bfCase {
 		{op: "AttentionBackward", variant: "padded",
 			args: []bfArg{act(randn(r, B*T*3*C, 1), B, T, 3*C).within(2e-5), act(randn(r, B*T*C, 1), B, T, C),
 				act(qkv, B, T, 3*C), act(out, B, T, C), f32(lse, B, H, T), ids(lens, B)},
-			call: func(b *Backend, t []*gpu.Tensor) { b.AttentionBackward(t[0], t[1], t[2], t[3], t[4], t[5], H) },
+			call: func(b *Backend, t []*gpu.Tensor) { b.AttentionBackward(t[0], t[1], t[2], t[3], t[4], t[5], H, H) },
 			ref: func(x [][]float32) [][]float64 {
 				return [][]float64{refAttnBackward(to64(x[2]), to64(x[1]), to64(x[3]), lens, B, T, C, H), nil, nil, nil, nil, nil}
 			}},
 		{op: "KVCacheWrite", variant: "two positions, one sequence inactive",
 			args: []bfArg{act(kc, B, H, S, hs), act(vc, B, H, S, hs), act(dqkv[:B*2*3*C], B, 2, 3*C), ids(start, B)},
-			call: func(b *Backend, t []*gpu.Tensor) { b.KVCacheWrite(t[0], t[1], t[2], t[3], H) },
+			call: func(b *Backend, t []*gpu.Tensor) { b.KVCacheWrite(t[0], t[1], t[2], t[3], H, H) },
 			ref: func(x [][]float32) [][]float64 {
 				k, v := to64(x[0]), to64(x[1])
 				for bi := range B {
@@ -341,7 +342,7 @@ func attentionCases() []bfCase {
 		{op: "AttentionDecode", variant: "one sequence inactive",
 			args: []bfArg{act(randn(r, B*C, 1), B, C).within(2e-6), act(dqkv[:B*3*C], B, 3*C),
 				act(kc, B, H, S, hs), act(vc, B, H, S, hs), ids(dlens, B)},
-			call: func(b *Backend, t []*gpu.Tensor) { b.AttentionDecode(t[0], t[1], t[2], t[3], t[4], H) },
+			call: func(b *Backend, t []*gpu.Tensor) { b.AttentionDecode(t[0], t[1], t[2], t[3], t[4], H, H) },
 			ref: func(x [][]float32) [][]float64 {
 				return [][]float64{attnDecodeRef(x[1], x[2], x[3], dlens, B, H, S, hs), nil, nil, nil, nil}
 			}},
@@ -431,6 +432,137 @@ func logSoftmaxCases() []bfCase {
 			call: func(b *Backend, t []*gpu.Tensor) { b.Sample(t[0], t[1], gpu.Sampling{Temperature: temp}, seed) },
 			ref: func(x [][]float32) [][]float64 {
 				return [][]float64{sample(x[1], float64(float32(temp))), nil} // T as Sample reads it
+			}},
+	}
+}
+
+// llamaCases are the Llama family's ops: RMSNorm, RoPE, SwiGLU, and
+// attention, KV cache and decode with grouped key/value heads.
+func llamaCases() []bfCase {
+	r := testRNG(190)
+	const n, c, eps = 30, 72, 1e-5
+	xs, ws, _ := lnInputs(191, n, c, 2)
+	_, rs64 := rmsNorm64(to64(roundAll(xs)), to64(roundAll(ws)), n, c, eps)
+	rstd := make([]float32, n)
+	for i, v := range rs64 {
+		rstd[i] = float32(v)
+	}
+
+	rc := ropeCase{B: 2, T: 7, H: 4, KVH: 2, hs: 16, start: []int32{3, 500}, theta: 500000, scaling: llama32Scaling}
+	inv, _ := gpu.RoPEInvFreq(rc.hs, rc.theta, rc.scaling)
+	angle := func(sign float64) func(p, i int) float64 {
+		return func(p, i int) float64 { return sign * float64(float32(p)*inv[i]) }
+	}
+
+	const rows, f = 40, 50
+	swi := swigluInputs(192, rows, f, 3)
+
+	const B, T, H, KVH, hs, S = 2, 19, 4, 2, 8, 13
+	const C, W = H * hs, (H + 2*KVH) * hs
+	lens := []int32{T, 11}
+	qkv := randn(r, B*T*W, 1.5)
+	out64, lse64 := refGQAForward(to64(roundAll(qkv)), lens, B, T, H, KVH, hs)
+	out, lse := make([]float32, len(out64)), make([]float32, len(lse64))
+	for i, v := range out64 {
+		out[i] = float32(v)
+	}
+	for i, v := range lse64 {
+		lse[i] = float32(v)
+	}
+	start, dlens := []int32{4, -1}, []int32{9, 0}
+	dqkv := randn(r, B*2*W, 1)
+	kc, vc := randn(r, B*KVH*S*hs, 1), randn(r, B*KVH*S*hs, 1)
+
+	return []bfCase{
+		{op: "RMSNormForward", variant: "with rstd",
+			args: []bfArg{act(randn(r, n*c, 1), n, c).within(1e-6), f32(randn(r, n, 1), n).within(1e-6),
+				act(xs, n, c), act(ws, c)},
+			call: func(b *Backend, t []*gpu.Tensor) { b.RMSNormForward(t[0], t[1], t[2], t[3], eps) },
+			ref: func(x [][]float32) [][]float64 {
+				o, rs := rmsNorm64(to64(x[2]), to64(x[3]), n, c, eps)
+				return [][]float64{o, rs, nil, nil}
+			}},
+		{op: "RMSNormBackward", variant: "dinp +=",
+			args: []bfArg{act(randn(r, n*c, 1), n, c).within(1e-5), f32(randn(r, c, 1), c).within(1e-5),
+				act(randn(r, n*c, 1), n, c), act(xs, n, c), act(ws, c), f32(rstd, n)},
+			call: func(b *Backend, t []*gpu.Tensor) { b.RMSNormBackward(t[0], t[1], t[2], t[3], t[4], t[5]) },
+			ref: func(x [][]float32) [][]float64 {
+				dx, dw := to64(x[0]), to64(x[1])
+				rmsNormBackward64(dx, dw, to64(x[2]), to64(x[3]), to64(x[4]), to64(x[5]), n, c)
+				return [][]float64{dx, dw, nil, nil, nil, nil}
+			}},
+		{op: "RoPEForward", variant: "grouped, offsets",
+			args: []bfArg{act(randn(r, rc.B*rc.T*rc.width(), 1), rc.B, rc.T, rc.width()).within(2e-7),
+				f32(inv, rc.hs/2), ids(rc.start, rc.B)},
+			call: func(b *Backend, t []*gpu.Tensor) { b.RoPEForward(t[0], t[1], t[2], rc.H, rc.KVH) },
+			ref: func(x [][]float32) [][]float64 {
+				return [][]float64{refRoPE64(x[0], rc, angle(1)), nil, nil}
+			}},
+		{op: "RoPEBackward", variant: "grouped, offsets",
+			args: []bfArg{act(randn(r, rc.B*rc.T*rc.width(), 1), rc.B, rc.T, rc.width()).within(2e-7),
+				f32(inv, rc.hs/2), ids(rc.start, rc.B)},
+			call: func(b *Backend, t []*gpu.Tensor) { b.RoPEBackward(t[0], t[1], t[2], rc.H, rc.KVH) },
+			ref: func(x [][]float32) [][]float64 {
+				return [][]float64{refRoPE64(x[0], rc, angle(-1)), nil, nil}
+			}},
+		{op: "SwiGLUForward", variant: "rows",
+			args: []bfArg{act(randn(r, rows*f, 1), rows, f).within(1e-6), act(swi, rows, 2*f)},
+			call: func(b *Backend, t []*gpu.Tensor) { b.SwiGLUForward(t[0], t[1]) },
+			ref:  func(x [][]float32) [][]float64 { return [][]float64{swiglu64(x[1], rows, f), nil} }},
+		{op: "SwiGLUBackward", variant: "rows",
+			args: []bfArg{act(randn(r, rows*2*f, 1), rows, 2*f).within(1e-6), act(swi, rows, 2*f),
+				act(randn(r, rows*f, 1), rows, f)},
+			call: func(b *Backend, t []*gpu.Tensor) { b.SwiGLUBackward(t[0], t[1], t[2]) },
+			ref: func(x [][]float32) [][]float64 {
+				d := make([]float64, rows*2*f)
+				for i := 0; i < rows; i++ {
+					for j := 0; j < f; j++ {
+						g, u, dy := float64(x[1][i*2*f+j]), float64(x[1][i*2*f+f+j]), float64(x[2][i*f+j])
+						s := 1 / (1 + math.Exp(-g))
+						d[i*2*f+j], d[i*2*f+f+j] = dy*u*s*(1+g*(1-s)), dy*g*s
+					}
+				}
+				return [][]float64{d, nil, nil}
+			}},
+		{op: "AttentionForward", variant: "grouped, padded",
+			args: []bfArg{act(randn(r, B*T*C, 1), B, T, C).within(1e-5), f32(randn(r, B*H*T, 1), B, H, T).within(1e-5),
+				act(qkv, B, T, W), ids(lens, B)},
+			call: func(b *Backend, t []*gpu.Tensor) { b.AttentionForward(t[0], t[1], t[2], t[3], H, KVH) },
+			ref: func(x [][]float32) [][]float64 {
+				o, l := refGQAForward(to64(x[2]), lens, B, T, H, KVH, hs)
+				return [][]float64{o, l, nil, nil}
+			}},
+		{op: "AttentionBackward", variant: "grouped, padded",
+			args: []bfArg{act(randn(r, B*T*W, 1), B, T, W).within(2e-5), act(randn(r, B*T*C, 1), B, T, C),
+				act(qkv, B, T, W), act(out, B, T, C), f32(lse, B, H, T), ids(lens, B)},
+			call: func(b *Backend, t []*gpu.Tensor) { b.AttentionBackward(t[0], t[1], t[2], t[3], t[4], t[5], H, KVH) },
+			ref: func(x [][]float32) [][]float64 {
+				return [][]float64{refGQABackward(to64(x[2]), to64(x[1]), to64(x[3]), lens, B, T, H, KVH, hs), nil, nil, nil, nil, nil}
+			}},
+		{op: "KVCacheWrite", variant: "grouped, one sequence inactive",
+			args: []bfArg{act(kc, B, KVH, S, hs), act(vc, B, KVH, S, hs), act(dqkv, B, 2, W), ids(start, B)},
+			call: func(b *Backend, t []*gpu.Tensor) { b.KVCacheWrite(t[0], t[1], t[2], t[3], H, KVH) },
+			ref: func(x [][]float32) [][]float64 {
+				k, v := to64(x[0]), to64(x[1])
+				for bi := range B {
+					for g := range KVH {
+						for p := 0; p < 2 && start[bi] >= 0; p++ {
+							for i := range hs {
+								row := x[2][(bi*2+p)*W:]
+								at := ((bi*KVH+g)*S+int(start[bi])+p)*hs + i
+								k[at], v[at] = float64(row[(H+g)*hs+i]), float64(row[(H+KVH+g)*hs+i])
+							}
+						}
+					}
+				}
+				return [][]float64{k, v, nil, nil}
+			}},
+		{op: "AttentionDecode", variant: "grouped, one sequence inactive",
+			args: []bfArg{act(randn(r, B*C, 1), B, C).within(2e-6), act(dqkv[:B*W], B, W),
+				act(kc, B, KVH, S, hs), act(vc, B, KVH, S, hs), ids(dlens, B)},
+			call: func(b *Backend, t []*gpu.Tensor) { b.AttentionDecode(t[0], t[1], t[2], t[3], t[4], H, KVH) },
+			ref: func(x [][]float32) [][]float64 {
+				return [][]float64{gqaDecodeRef(x[1], x[2], x[3], dlens, B, H, KVH, S, hs), nil, nil, nil, nil}
 			}},
 	}
 }

@@ -144,23 +144,63 @@ func TestOpsRejectWithTheChecker(t *testing.T) {
 		}},
 		{"attention validLen past T", func(b *Backend, m mk) rejected {
 			o, lse, qkv, vl := m.rnd(2, 4, 8), m.rnd(2, 2, 4), m.rnd(2, 4, 24), m.ids([]int32{4, 5}, 2)
-			_, checks, err := checker.AttentionForward(o, lse, qkv, vl, 2)
-			return rejected{func() { b.AttentionForward(o, lse, qkv, vl, 2) }, indexErr(err, checks), []*gpu.Tensor{o, lse}}
+			_, checks, err := checker.AttentionForward(o, lse, qkv, vl, 2, 2)
+			return rejected{func() { b.AttentionForward(o, lse, qkv, vl, 2, 2) }, indexErr(err, checks), []*gpu.Tensor{o, lse}}
 		}},
 		{"attention backward heads", func(b *Backend, m mk) rejected {
 			dqkv, dy, qkv, o, lse := m.rnd(2, 4, 24), m.rnd(2, 4, 8), m.rnd(2, 4, 24), m.rnd(2, 4, 8), m.rnd(2, 2, 4)
-			_, checks, err := checker.AttentionBackward(dqkv, dy, qkv, o, lse, nil, 3)
-			return rejected{func() { b.AttentionBackward(dqkv, dy, qkv, o, lse, nil, 3) }, indexErr(err, checks), []*gpu.Tensor{dqkv}}
+			_, checks, err := checker.AttentionBackward(dqkv, dy, qkv, o, lse, nil, 3, 3)
+			return rejected{func() { b.AttentionBackward(dqkv, dy, qkv, o, lse, nil, 3, 3) }, indexErr(err, checks), []*gpu.Tensor{dqkv}}
 		}},
 		{"kv-cache write past the cache", func(b *Backend, m mk) rejected {
 			kc, vc, qkv, start := m.rnd(2, 2, 4, 3), m.rnd(2, 2, 4, 3), m.rnd(2, 2, 18), m.ids([]int32{0, 3}, 2)
-			_, checks, err := checker.KVCacheWrite(kc, vc, qkv, start, 2)
-			return rejected{func() { b.KVCacheWrite(kc, vc, qkv, start, 2) }, indexErr(err, checks), []*gpu.Tensor{kc, vc}}
+			_, checks, err := checker.KVCacheWrite(kc, vc, qkv, start, 2, 2)
+			return rejected{func() { b.KVCacheWrite(kc, vc, qkv, start, 2, 2) }, indexErr(err, checks), []*gpu.Tensor{kc, vc}}
 		}},
 		{"attention decode lens past S", func(b *Backend, m mk) rejected {
 			o, qkv, kc, vc, lens := m.rnd(2, 6), m.rnd(2, 18), m.rnd(2, 2, 4, 3), m.rnd(2, 2, 4, 3), m.ids([]int32{1, 5}, 2)
-			_, checks, err := checker.AttentionDecode(o, qkv, kc, vc, lens, 2)
-			return rejected{func() { b.AttentionDecode(o, qkv, kc, vc, lens, 2) }, indexErr(err, checks), []*gpu.Tensor{o}}
+			_, checks, err := checker.AttentionDecode(o, qkv, kc, vc, lens, 2, 2)
+			return rejected{func() { b.AttentionDecode(o, qkv, kc, vc, lens, 2, 2) }, indexErr(err, checks), []*gpu.Tensor{o}}
+		}},
+		{"grouped attention kvHeads not dividing", func(b *Backend, m mk) rejected {
+			o, lse, qkv := m.rnd(2, 4, 12), m.rnd(2, 4, 4), m.rnd(2, 4, 30)
+			_, checks, err := checker.AttentionForward(o, lse, qkv, nil, 4, 3)
+			return rejected{func() { b.AttentionForward(o, lse, qkv, nil, 4, 3) }, indexErr(err, checks), []*gpu.Tensor{o, lse}}
+		}},
+		{"grouped decode caches of H heads", func(b *Backend, m mk) rejected {
+			o, qkv, kc, vc, lens := m.rnd(2, 12), m.rnd(2, 24), m.rnd(2, 4, 4, 3), m.rnd(2, 4, 4, 3), m.ids([]int32{1, 2}, 2)
+			_, checks, err := checker.AttentionDecode(o, qkv, kc, vc, lens, 4, 2)
+			return rejected{func() { b.AttentionDecode(o, qkv, kc, vc, lens, 4, 2) }, indexErr(err, checks), []*gpu.Tensor{o}}
+		}},
+		{"rmsnorm eps 0", func(b *Backend, m mk) rejected {
+			o, rstd, x, w := m.rnd(4, 6), m.rnd(4), m.rnd(4, 6), m.rnd(6)
+			_, _, err := checker.RMSNormForward(o, rstd, x, w, 0)
+			return rejected{func() { b.RMSNormForward(o, rstd, x, w, 0) }, err, []*gpu.Tensor{o, rstd}}
+		}},
+		{"rmsnorm backward dweight length", func(b *Backend, m mk) rejected {
+			dx, dw, dy, x, w, rstd := m.rnd(4, 6), m.rnd(5), m.rnd(4, 6), m.rnd(4, 6), m.rnd(6), m.rnd(4)
+			_, _, err := checker.RMSNormBackward(dx, dw, dy, x, w, rstd)
+			return rejected{func() { b.RMSNormBackward(dx, dw, dy, x, w, rstd) }, err, []*gpu.Tensor{dx, dw}}
+		}},
+		{"rope invFreq length", func(b *Backend, m mk) rejected {
+			qkv, inv := m.rnd(2, 3, 32), m.rnd(3)
+			_, err := checker.RoPE(false, qkv, inv, nil, 4, 2)
+			return rejected{func() { b.RoPEForward(qkv, inv, nil, 4, 2) }, err, []*gpu.Tensor{qkv}}
+		}},
+		{"rope backward start shape", func(b *Backend, m mk) rejected {
+			dqkv, inv, st := m.rnd(2, 3, 32), m.rnd(2), m.ids([]int32{0, 1, 2}, 3)
+			_, err := checker.RoPE(true, dqkv, inv, st, 4, 2)
+			return rejected{func() { b.RoPEBackward(dqkv, inv, st, 4, 2) }, err, []*gpu.Tensor{dqkv}}
+		}},
+		{"swiglu odd input width", func(b *Backend, m mk) rejected {
+			o, x := m.rnd(3, 4), m.rnd(3, 7)
+			_, _, err := checker.SwiGLUForward(o, x)
+			return rejected{func() { b.SwiGLUForward(o, x) }, err, []*gpu.Tensor{o}}
+		}},
+		{"swiglu backward dinp aliases inp", func(b *Backend, m mk) rejected {
+			x, dy := m.rnd(3, 8), m.rnd(3, 4)
+			_, _, err := checker.SwiGLUBackward(x, x, dy)
+			return rejected{func() { b.SwiGLUBackward(x, x, dy) }, err, []*gpu.Tensor{x}}
 		}},
 		{"log-softmax target past V", func(b *Backend, m mk) rejected {
 			lp, ent, lse, z, tg := m.rnd(4), m.rnd(4), m.rnd(4), m.rnd(4, 9), m.ids([]int32{1, -1, 9, 0}, 4)

@@ -7,10 +7,11 @@ import (
 )
 
 // Incremental decoding: a KV cache holds each layer's keys and values per
-// sequence as [B,nHead,S,hs], so one head's keys are contiguous rows; a
-// decode step appends one position per sequence and runs one query against
-// the cached keys. Work is split over (sequence, head) pairs; the scratch is
-// one row of S scores per worker. Scores and probabilities are float32
+// sequence as [B,KVH,S,hs] (KVH key/value heads), so one head's keys are
+// contiguous rows; a decode step appends one position per sequence and runs
+// one query against the cached keys. Work is split over (sequence, query
+// head) pairs, a query head reading its group's key/value head; the scratch
+// is one row of S scores per worker. Scores and probabilities are float32
 // (exp32, as in the training attention); the softmax denominator is summed
 // in float64.
 
@@ -18,11 +19,11 @@ import (
 // so bf16 caches take qkv's bits as they are (as Copy does): what widening
 // and rounding them gives, but for the payload of a NaN, at the cost of the
 // positions written rather than of the whole cache.
-func (b *Backend) KVCacheWrite(kc, vc, qkv, start *gpu.Tensor, nHead int) {
+func (b *Backend) KVCacheWrite(kc, vc, qkv, start *gpu.Tensor, nHead, kvHeads int) {
 	if b.err != nil {
 		return
 	}
-	d, checks, err := checker.KVCacheWrite(kc, vc, qkv, start, nHead)
+	d, checks, err := checker.KVCacheWrite(kc, vc, qkv, start, nHead, kvHeads)
 	if b.failChecked(err, checks) || d.B == 0 || d.T == 0 {
 		return
 	}
@@ -40,11 +41,11 @@ func (b *Backend) KVCacheWrite(kc, vc, qkv, start *gpu.Tensor, nHead int) {
 // kvCacheWrite copies the keys and values of x (qkv) into the caches k and
 // v for KVCacheWrite; st is start (nil: 0 everywhere).
 func kvCacheWrite[E float32 | uint16](b *Backend, k, v, x []E, st []int32, d gpu.DecodeDims) {
-	B, T, C, S := d.B, d.T, d.C, d.S
-	H, hs := d.H, d.HS
-	b.parallelFor(B*H, max(1, 4096/(T*hs)), func(lo, hi int) {
+	B, T, W, S := d.B, d.T, d.QKVWidth(), d.S
+	H, KVH, hs := d.H, d.KVH, d.HS
+	b.parallelFor(B*KVH, max(1, 4096/(T*hs)), func(lo, hi int) {
 		for bh := lo; bh < hi; bh++ {
-			bi, h := bh/H, bh%H
+			bi, h := bh/KVH, bh%KVH
 			s0 := 0
 			if st != nil {
 				if st[bi] < 0 {
@@ -52,32 +53,33 @@ func kvCacheWrite[E float32 | uint16](b *Backend, k, v, x []E, st []int32, d gpu
 				}
 				s0 = int(st[bi])
 			}
-			xb := x[bi*T*3*C : (bi+1)*T*3*C]
+			xb := x[bi*T*W : (bi+1)*T*W]
 			base := (bh*S + s0) * hs
 			kb, vb := k[base:base+T*hs], v[base:base+T*hs]
+			kc, vc := (H+h)*hs, (H+KVH+h)*hs
 			for t := 0; t < T; t++ {
-				row := xb[t*3*C : (t+1)*3*C]
-				copy(kb[t*hs:(t+1)*hs], row[C+h*hs:C+h*hs+hs])
-				copy(vb[t*hs:(t+1)*hs], row[2*C+h*hs:2*C+h*hs+hs])
+				row := xb[t*W : (t+1)*W]
+				copy(kb[t*hs:(t+1)*hs], row[kc:kc+hs])
+				copy(vb[t*hs:(t+1)*hs], row[vc:vc+hs])
 			}
 		}
 	})
 }
 
 // AttentionDecode implements gpu.Backend.
-func (b *Backend) AttentionDecode(out, qkv, kc, vc, lens *gpu.Tensor, nHead int) {
+func (b *Backend) AttentionDecode(out, qkv, kc, vc, lens *gpu.Tensor, nHead, kvHeads int) {
 	if b.err != nil {
 		return
 	}
-	d, checks, err := checker.AttentionDecode(out, qkv, kc, vc, lens, nHead)
+	d, checks, err := checker.AttentionDecode(out, qkv, kc, vc, lens, nHead, kvHeads)
 	if b.failChecked(err, checks) || d.B == 0 {
 		return
 	}
-	B, C, S := d.B, d.C, d.S
+	B, C, W, S := d.B, d.C, d.QKVWidth(), d.S
 	ls := I32(lens)
 	defer b.actFlush()
 	x, o, k, v := b.actIn(qkv), b.actOut(out), b.actIn(kc), b.actIn(vc)
-	H, hs := d.H, d.HS
+	H, G, hs := d.H, d.H/d.KVH, d.HS
 	scale := float32(1 / math.Sqrt(float64(hs)))
 	maxLen := 0
 	for _, l := range ls {
@@ -100,8 +102,8 @@ func (b *Backend) AttentionDecode(out, qkv, kc, vc, lens *gpu.Tensor, nHead int)
 				clear(ob) // inactive sequence
 				continue
 			}
-			q := x[bi*3*C+h*hs : bi*3*C+h*hs+hs]
-			base := bh * S * hs
+			q := x[bi*W+h*hs : bi*W+h*hs+hs]
+			base := (bi*d.KVH + h/G) * S * hs
 			kh, vh := k[base:base+n*hs], v[base:base+n*hs]
 			s := scores[:n]
 			if vec != nil {

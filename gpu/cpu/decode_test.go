@@ -30,7 +30,7 @@ func TestKVCacheWriteMatchesReference(t *testing.T) {
 				if tc.start != nil {
 					start = int32Of(t, b, tc.start, B)
 				}
-				b.KVCacheWrite(kc, vc, tensorOf(t, b, qkv, B, T, 3*C), start, H)
+				b.KVCacheWrite(kc, vc, tensorOf(t, b, qkv, B, T, 3*C), start, H, H)
 				assertNoErr(t, b)
 
 				wantK, wantV := to64(k0), to64(v0)
@@ -63,7 +63,13 @@ func TestKVCacheWriteMatchesReference(t *testing.T) {
 // attnDecodeRef is the float64 single-query attention over the first
 // lens[b] cached positions.
 func attnDecodeRef(qkv, kc, vc []float32, lens []int32, B, H, S, hs int) []float64 {
-	C := H * hs
+	return gqaDecodeRef(qkv, kc, vc, lens, B, H, H, S, hs)
+}
+
+// gqaDecodeRef is attnDecodeRef for H query heads on KVH key/value heads:
+// qkv [B,(H+2·KVH)·hs], caches [B,KVH,S,hs].
+func gqaDecodeRef(qkv, kc, vc []float32, lens []int32, B, H, KVH, S, hs int) []float64 {
+	C, W := H*hs, (H+2*KVH)*hs
 	out := make([]float64, B*C)
 	scale := 1 / math.Sqrt(float64(hs))
 	for bi := 0; bi < B; bi++ {
@@ -72,12 +78,13 @@ func attnDecodeRef(qkv, kc, vc []float32, lens []int32, B, H, S, hs int) []float
 			if n == 0 {
 				continue
 			}
+			cache := (bi*KVH + h/(H/KVH)) * S * hs
 			s := make([]float64, n)
 			m := math.Inf(-1)
 			for j := range s {
 				var d float64
 				for i := 0; i < hs; i++ {
-					d += float64(qkv[bi*3*C+h*hs+i]) * float64(kc[((bi*H+h)*S+j)*hs+i])
+					d += float64(qkv[bi*W+h*hs+i]) * float64(kc[cache+j*hs+i])
 				}
 				s[j] = d * scale
 				m = math.Max(m, s[j])
@@ -89,7 +96,7 @@ func attnDecodeRef(qkv, kc, vc []float32, lens []int32, B, H, S, hs int) []float
 			}
 			for j := range s {
 				for i := 0; i < hs; i++ {
-					out[bi*C+h*hs+i] += s[j] / sum * float64(vc[((bi*H+h)*S+j)*hs+i])
+					out[bi*C+h*hs+i] += s[j] / sum * float64(vc[cache+j*hs+i])
 				}
 			}
 		}
@@ -112,7 +119,7 @@ func TestAttentionDecodeMatchesFloat64(t *testing.T) {
 			b := New(threads)
 			out := tensorOf(t, b, randn(r, B*C, 1), B, C)
 			b.AttentionDecode(out, tensorOf(t, b, qkv, B, 3*C), tensorOf(t, b, k, B, H, S, hs),
-				tensorOf(t, b, v, B, H, S, hs), int32Of(t, b, lens, B), H)
+				tensorOf(t, b, v, B, H, S, hs), int32Of(t, b, lens, B), H, H)
 			assertNoErr(t, b)
 			assertClose(t, fmt.Sprintf("hs %d out", hs), F32(out), want, 2e-6)
 			for i, x := range F32(out)[3*C:] {
@@ -138,7 +145,7 @@ func TestAttentionDecodeMatchesTrainingAttention(t *testing.T) {
 	qkvAll := randn(r, B*T*3*C, 1)
 	out := tensorOf(t, b, randn(r, B*T*C, 1), B, T, C)
 	lse := tensorOf(t, b, randn(r, B*H*T, 1), B, H, T)
-	b.AttentionForward(out, lse, tensorOf(t, b, qkvAll, B, T, 3*C), int32Of(t, b, valid, B), H)
+	b.AttentionForward(out, lse, tensorOf(t, b, qkvAll, B, T, 3*C), int32Of(t, b, valid, B), H, H)
 	assertNoErr(t, b)
 	want := F32(out)
 
@@ -158,8 +165,8 @@ func TestAttentionDecodeMatchesTrainingAttention(t *testing.T) {
 				I32(start)[bi], I32(lens)[bi] = -1, 0 // finished: leave the cache alone
 			}
 		}
-		b.KVCacheWrite(kc, vc, step.MustReshape(B, 1, 3*C), start, H)
-		b.AttentionDecode(dec, step, kc, vc, lens, H)
+		b.KVCacheWrite(kc, vc, step.MustReshape(B, 1, 3*C), start, H, H)
+		b.AttentionDecode(dec, step, kc, vc, lens, H, H)
 		assertNoErr(t, b)
 		for bi := 0; bi < B; bi++ {
 			ref := to64(want[(bi*T+tt)*C : (bi*T+tt+1)*C])
