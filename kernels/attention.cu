@@ -10,11 +10,14 @@
 // load, all arithmetic is float32 as in the float32 kernels, and each output
 // element is rounded once when it is stored.
 //
-// Layout (gpu.Backend.AttentionForward): qkv [B,T,3C], head h reads columns
-// h·hs.. (queries), C+h·hs.. (keys), 2C+h·hs.. (values) of each row; out
-// [B,T,C]; lse [B,H,T]. Rows t ≥ n = validLen[b] (clamped to [0,T]) are
-// padding: out = 0, lse = 0, and in the backward pass they get a zero
-// gradient and pass none; keys j ≥ n are never read.
+// Layout (gpu.Backend.AttentionForward): qkv [B,T,W], W = (H+2·KVH)·hs:
+// H query heads, then KVH key heads, then KVH value heads (grouped-query
+// attention; KVH = H is multi-head attention, W = 3C). Query head h reads
+// columns h·hs.. and the keys and values of key/value head
+// g = h/(H/KVH), columns (H+g)·hs.. and (H+KVH+g)·hs.. (ig_attn_heads);
+// out [B,T,C], C = H·hs; lse [B,H,T]. Rows t ≥ n = validLen[b] (clamped
+// to [0,T]) are padding: out = 0, lse = 0, and in the backward pass they
+// get a zero gradient and pass none; keys j ≥ n are never read.
 //
 // Head sizes: each kernel is instantiated for a padded head size HSP of 32,
 // 64, 96 or 128 and takes the real hs ≤ HSP at run time (the Go wrapper picks
@@ -44,11 +47,13 @@
 //    dS = P∘(dP − D) and accumulates dQ += dS·K. It first computes
 //    D_t = dO_t·O_t for its rows and stores it in Dbuf [B,H,T] (0 for
 //    padded rows) for the second kernel.
-//  - attention_backward_dkdv_hs*: grid (ceil(T/BK), B·H), 128 threads; block
-//    x owns keys [k0, k0+BK) (warp w owns R of them) with K and V in shared
-//    memory, streams 32-query tiles of Q and dO (both transposed and padded)
-//    from q = k0 to n, recomputes Pᵀ and dSᵀ for its keys (lane = query) and
-//    accumulates dV += Pᵀ·dO and dK += dSᵀ·Q.
+//  - attention_backward_dkdv_hs*: grid (ceil(T/BK), B·KVH), 128 threads;
+//    block x owns keys [k0, k0+BK) of one key/value head (warp w owns R of
+//    them) with K and V in shared memory; for each query head of the
+//    group in turn it streams 32-query tiles of Q and dO (both transposed
+//    and padded) from q = k0 to n, recomputes Pᵀ and dSᵀ for its keys
+//    (lane = query) and accumulates dV += Pᵀ·dO and dK += dSᵀ·Q, so a
+//    shared head's gradient sums its group in a fixed order.
 //  dQ and dK are scaled by 1/sqrt(hs) at the end. Every block writes its
 //  whole rows of dqkv (zeros for padding): dqkv is overwritten.
 //
@@ -64,7 +69,7 @@
 template <typename T_, int HSP, int R, int W>
 static __device__ __forceinline__ void ig_attn_fwd(T_* __restrict__ out, float* __restrict__ lse,
                                                    const T_* __restrict__ qkv, const int* __restrict__ validLen,
-                                                   int T, int C, int H, int hs, float scale2) {
+                                                   int T, int H, int KVH, int hs, float scale2) {
     constexpr int BR = R * W, BC = IG_ATT_BC, DPL = HSP / 32, NT = W * 32;
     __shared__ __align__(16) float Qs[BR][HSP];
     __shared__ float Kt[HSP][BC + 1];
@@ -76,12 +81,15 @@ static __device__ __forceinline__ void ig_attn_fwd(T_* __restrict__ out, float* 
     const int q0 = (gridDim.x - 1 - blockIdx.x) * BR;
     if (q0 >= T) return;  // uniform over the block
     const int n = ig_attn_len(validLen, b, T);
-    const long long C3 = 3LL * C;
-    const T_* base = qkv + (long long)b * T * C3 + (long long)h * hs;
+    const ig_attn_heads hd(b, T, H, KVH, hs);
+    const long long QW = hd.W, C = hd.C;
+    const T_* base = qkv + hd.q(h);
+    const T_* kb = qkv + hd.k(h);
+    const T_* vb = qkv + hd.v(h);
 
     for (int idx = tid; idx < BR * HSP; idx += NT) {
         const int r = idx / HSP, d = idx % HSP, t = q0 + r;
-        Qs[r][d] = (t < n && d < hs) ? ig_attn_ld(base + t * C3 + d) : 0.0f;
+        Qs[r][d] = (t < n && d < hs) ? ig_attn_ld(base + t * QW + d) : 0.0f;
     }
 
     float m[R], l[R], o[R][DPL];
@@ -99,8 +107,8 @@ static __device__ __forceinline__ void ig_attn_fwd(T_* __restrict__ out, float* 
         for (int idx = tid; idx < BC * HSP; idx += NT) {
             const int j = idx / HSP, d = idx % HSP, jg = j0 + j;
             const bool ok = jg < kend && d < hs;
-            Kt[d][j] = ok ? ig_attn_ld(base + jg * C3 + C + d) : 0.0f;
-            Vs[j][d] = ok ? ig_attn_ld(base + jg * C3 + 2 * C + d) : 0.0f;
+            Kt[d][j] = ok ? ig_attn_ld(kb + jg * QW + d) : 0.0f;
+            Vs[j][d] = ok ? ig_attn_ld(vb + jg * QW + d) : 0.0f;
         }
         __syncthreads();
         if (tw0 >= n || j0 > tw0 + R - 1) continue;  // uniform per warp: nothing to see here
@@ -177,9 +185,9 @@ static __device__ __forceinline__ void ig_attn_fwd(T_* __restrict__ out, float* 
 #define IG_ATTN_FWD(NAME, T_, HSP, R)                                                                         \
     extern "C" __global__ void __launch_bounds__(128, 2) NAME##HSP(                                              \
         T_* __restrict__ out, float* __restrict__ lse, const T_* __restrict__ qkv,                            \
-        const int* __restrict__ validLen, int T, int C, int H, int hs, float scale2, const int* flag) {        \
+        const int* __restrict__ validLen, int T, int H, int KVH, int hs, float scale2, const int* flag) {      \
         if (ig_failed(flag)) return;                                                                          \
-        ig_attn_fwd<T_, HSP, R, 4>(out, lse, qkv, validLen, T, C, H, hs, scale2);                             \
+        ig_attn_fwd<T_, HSP, R, 4>(out, lse, qkv, validLen, T, H, KVH, hs, scale2);                           \
     }
 
 IG_ATTN_FWD(attention_forward_hs, float, 32, 8)
@@ -197,7 +205,7 @@ template <typename T_, int HSP, int R, int W>
 static __device__ __forceinline__ void ig_attn_bwd_dq(T_* __restrict__ dqkv, float* __restrict__ Dbuf,
                                                       const T_* __restrict__ dout, const T_* __restrict__ qkv,
                                                       const T_* __restrict__ out, const float* __restrict__ lse,
-                                                      const int* __restrict__ validLen, int T, int C, int H, int hs,
+                                                      const int* __restrict__ validLen, int T, int H, int KVH, int hs,
                                                       float scale2, float scale) {
     constexpr int BR = R * W, BC = IG_ATT_BC, DPL = HSP / 32, NT = W * 32;
     __shared__ __align__(16) float Qs[BR][HSP];
@@ -211,15 +219,18 @@ static __device__ __forceinline__ void ig_attn_bwd_dq(T_* __restrict__ dqkv, flo
     const int q0 = (gridDim.x - 1 - blockIdx.x) * BR;
     if (q0 >= T) return;  // uniform over the block
     const int n = ig_attn_len(validLen, b, T);
-    const long long C3 = 3LL * C;
-    const T_* base = qkv + (long long)b * T * C3 + (long long)h * hs;
+    const ig_attn_heads hd(b, T, H, KVH, hs);
+    const long long QW = hd.W, C = hd.C;
+    const T_* base = qkv + hd.q(h);
+    const T_* kb = qkv + hd.k(h);
+    const T_* vb = qkv + hd.v(h);
     const T_* dob = dout + (long long)b * T * C + (long long)h * hs;
     const T_* obase = out + (long long)b * T * C + (long long)h * hs;
 
     for (int idx = tid; idx < BR * HSP; idx += NT) {
         const int r = idx / HSP, d = idx % HSP, t = q0 + r;
         const bool ok = t < n && d < hs;
-        Qs[r][d] = ok ? ig_attn_ld(base + t * C3 + d) : 0.0f;
+        Qs[r][d] = ok ? ig_attn_ld(base + t * QW + d) : 0.0f;
         dOs[r][d] = ok ? ig_attn_ld(dob + (long long)t * C + d) : 0.0f;
     }
     __syncthreads();
@@ -253,8 +264,8 @@ static __device__ __forceinline__ void ig_attn_bwd_dq(T_* __restrict__ dqkv, flo
         for (int idx = tid; idx < BC * HSP; idx += NT) {
             const int j = idx / HSP, d = idx % HSP, jg = j0 + j;
             const bool ok = jg < kend && d < hs;
-            Kt[d][j] = ok ? ig_attn_ld(base + jg * C3 + C + d) : 0.0f;
-            Vt[d][j] = ok ? ig_attn_ld(base + jg * C3 + 2 * C + d) : 0.0f;
+            Kt[d][j] = ok ? ig_attn_ld(kb + jg * QW + d) : 0.0f;
+            Vt[d][j] = ok ? ig_attn_ld(vb + jg * QW + d) : 0.0f;
         }
         __syncthreads();
         if (tw0 >= n || j0 > tw0 + R - 1) continue;  // uniform per warp
@@ -298,7 +309,7 @@ static __device__ __forceinline__ void ig_attn_bwd_dq(T_* __restrict__ dqkv, flo
         __syncwarp();
     }
 
-    T_* dxb = dqkv + (long long)b * T * C3 + (long long)h * hs;
+    T_* dxb = dqkv + hd.q(h);
 #pragma unroll
     for (int r = 0; r < R; r++) {
         const int t = tw0 + r;
@@ -306,7 +317,7 @@ static __device__ __forceinline__ void ig_attn_bwd_dq(T_* __restrict__ dqkv, flo
 #pragma unroll
         for (int i = 0; i < DPL; i++) {
             const int d = lane + 32 * i;
-            if (d < hs) ig_attn_st(dxb + t * C3 + d, t < n ? dq[r][i] * scale : 0.0f);
+            if (d < hs) ig_attn_st(dxb + t * QW + d, t < n ? dq[r][i] * scale : 0.0f);
         }
     }
 }
@@ -315,10 +326,10 @@ static __device__ __forceinline__ void ig_attn_bwd_dq(T_* __restrict__ dqkv, flo
     extern "C" __global__ void __launch_bounds__(128, 2) NAME##HSP(                                            \
         T_* __restrict__ dqkv, float* __restrict__ Dbuf, const T_* __restrict__ dout,                       \
         const T_* __restrict__ qkv, const T_* __restrict__ out, const float* __restrict__ lse,              \
-        const int* __restrict__ validLen, int T, int C, int H, int hs, float scale2, float scale,           \
+        const int* __restrict__ validLen, int T, int H, int KVH, int hs, float scale2, float scale,         \
         const int* flag) {                                                                                  \
         if (ig_failed(flag)) return;                                                                        \
-        ig_attn_bwd_dq<T_, HSP, R, 4>(dqkv, Dbuf, dout, qkv, out, lse, validLen, T, C, H, hs, scale2, scale); \
+        ig_attn_bwd_dq<T_, HSP, R, 4>(dqkv, Dbuf, dout, qkv, out, lse, validLen, T, H, KVH, hs, scale2, scale); \
     }
 
 IG_ATTN_BWD_DQ(attention_backward_dq_hs, float, 32, 8)
@@ -337,7 +348,7 @@ static __device__ __forceinline__ void ig_attn_bwd_dkdv(T_* __restrict__ dqkv, c
                                                         const T_* __restrict__ dout,
                                                         const T_* __restrict__ qkv,
                                                         const float* __restrict__ lse,
-                                                        const int* __restrict__ validLen, int T, int C, int H,
+                                                        const int* __restrict__ validLen, int T, int H, int KVH,
                                                         int hs, float scale2, float scale) {
     constexpr int BK = R * W, BQ = IG_ATT_BC, DPL = HSP / 32, NT = W * 32;
     __shared__ __align__(16) float Ks[BK][HSP];
@@ -348,19 +359,20 @@ static __device__ __forceinline__ void ig_attn_bwd_dkdv(T_* __restrict__ dqkv, c
     __shared__ __align__(16) float dSs[W][R][BQ];
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int bh = blockIdx.y, b = bh / H, h = bh % H;
+    const int bg = blockIdx.y, b = bg / KVH, g = bg % KVH, G = H / KVH;
     const int k0 = blockIdx.x * BK;
     if (k0 >= T) return;  // uniform over the block
     const int n = ig_attn_len(validLen, b, T);
-    const long long C3 = 3LL * C;
-    const T_* base = qkv + (long long)b * T * C3 + (long long)h * hs;
-    const T_* dob = dout + (long long)b * T * C + (long long)h * hs;
+    const ig_attn_heads hd(b, T, H, KVH, hs);
+    const long long QW = hd.W, C = hd.C;
+    const T_* kb = qkv + hd.k(g * G);
+    const T_* vb = qkv + hd.v(g * G);
 
     for (int idx = tid; idx < BK * HSP; idx += NT) {
         const int r = idx / HSP, d = idx % HSP, j = k0 + r;
         const bool ok = j < n && d < hs;
-        Ks[r][d] = ok ? ig_attn_ld(base + j * C3 + C + d) : 0.0f;
-        Vs[r][d] = ok ? ig_attn_ld(base + j * C3 + 2 * C + d) : 0.0f;
+        Ks[r][d] = ok ? ig_attn_ld(kb + j * QW + d) : 0.0f;
+        Vs[r][d] = ok ? ig_attn_ld(vb + j * QW + d) : 0.0f;
     }
 
     float dk[R][DPL], dv[R][DPL];
@@ -370,67 +382,73 @@ static __device__ __forceinline__ void ig_attn_bwd_dkdv(T_* __restrict__ dqkv, c
         for (int i = 0; i < DPL; i++) dk[r][i] = dv[r][i] = 0.0f;
 
     const int jw0 = k0 + warp * R;  // the warp's first key
-    for (int i0 = k0; i0 < n; i0 += BQ) {
-        __syncthreads();  // the previous tile is no longer read (and Ks, Vs are written)
-        for (int idx = tid; idx < BQ * HSP; idx += NT) {
-            const int i = idx / HSP, d = idx % HSP, ig = i0 + i;
-            const bool ok = ig < n && d < hs;
-            Qt[d][i] = ok ? ig_attn_ld(base + ig * C3 + d) : 0.0f;
-            dOt[d][i] = ok ? ig_attn_ld(dob + (long long)ig * C + d) : 0.0f;
-        }
-        __syncthreads();
-        const int ig = i0 + lane;  // this lane's query
-        if (jw0 >= n || i0 + BQ - 1 < jw0) continue;  // uniform per warp
-        const float lse2 = ig < n ? lse[(long long)bh * T + ig] * IG_LOG2EF : 0.0f;
-        const float Dq = ig < n ? Dbuf[(long long)bh * T + ig] : 0.0f;
-        float s[R], dp[R];
+    for (int h = g * G; h < (g + 1) * G; h++) {  // the group's query heads, in order
+        const int bh = b * H + h;
+        const T_* base = qkv + hd.q(h);
+        const T_* dob = dout + (long long)b * T * C + (long long)h * hs;
+        for (int i0 = k0; i0 < n; i0 += BQ) {
+            __syncthreads();  // the previous tile is no longer read (and Ks, Vs are written)
+            for (int idx = tid; idx < BQ * HSP; idx += NT) {
+                const int i = idx / HSP, d = idx % HSP, ig = i0 + i;
+                const bool ok = ig < n && d < hs;
+                Qt[d][i] = ok ? ig_attn_ld(base + ig * QW + d) : 0.0f;
+                dOt[d][i] = ok ? ig_attn_ld(dob + (long long)ig * C + d) : 0.0f;
+            }
+            __syncthreads();
+            const int ig = i0 + lane;  // this lane's query
+            if (jw0 >= n || i0 + BQ - 1 < jw0) continue;  // uniform per warp
+            const float lse2 = ig < n ? lse[(long long)bh * T + ig] * IG_LOG2EF : 0.0f;
+            const float Dq = ig < n ? Dbuf[(long long)bh * T + ig] : 0.0f;
+            float s[R], dp[R];
 #pragma unroll
-        for (int r = 0; r < R; r++) s[r] = dp[r] = 0.0f;
+            for (int r = 0; r < R; r++) s[r] = dp[r] = 0.0f;
 #pragma unroll 4
-        for (int d = 0; d < HSP; d += 4) {
-            const float q0 = Qt[d][lane], q1 = Qt[d + 1][lane], q2 = Qt[d + 2][lane], q3 = Qt[d + 3][lane];
-            const float g0 = dOt[d][lane], g1 = dOt[d + 1][lane], g2 = dOt[d + 2][lane], g3 = dOt[d + 3][lane];
+            for (int d = 0; d < HSP; d += 4) {
+                const float q0 = Qt[d][lane], q1 = Qt[d + 1][lane], q2 = Qt[d + 2][lane], q3 = Qt[d + 3][lane];
+                const float g0 = dOt[d][lane], g1 = dOt[d + 1][lane], g2 = dOt[d + 2][lane], g3 = dOt[d + 3][lane];
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    const float4 k = *reinterpret_cast<const float4*>(&Ks[warp * R + r][d]);
+                    const float4 v = *reinterpret_cast<const float4*>(&Vs[warp * R + r][d]);
+                    s[r] += k.x * q0 + k.y * q1 + k.z * q2 + k.w * q3;
+                    dp[r] += v.x * g0 + v.y * g1 + v.z * g2 + v.w * g3;
+                }
+            }
 #pragma unroll
             for (int r = 0; r < R; r++) {
-                const float4 k = *reinterpret_cast<const float4*>(&Ks[warp * R + r][d]);
-                const float4 v = *reinterpret_cast<const float4*>(&Vs[warp * R + r][d]);
-                s[r] += k.x * q0 + k.y * q1 + k.z * q2 + k.w * q3;
-                dp[r] += v.x * g0 + v.y * g1 + v.z * g2 + v.w * g3;
+                const int j = jw0 + r;
+                const float p = (ig >= j && ig < n && j < n) ? exp2f(s[r] * scale2 - lse2) : 0.0f;
+                Ps[warp][r][lane] = p;
+                dSs[warp][r][lane] = p * (dp[r] - Dq);
             }
-        }
-#pragma unroll
-        for (int r = 0; r < R; r++) {
-            const int j = jw0 + r;
-            const float p = (ig >= j && ig < n && j < n) ? exp2f(s[r] * scale2 - lse2) : 0.0f;
-            Ps[warp][r][lane] = p;
-            dSs[warp][r][lane] = p * (dp[r] - Dq);
-        }
-        __syncwarp();
+            __syncwarp();
 #pragma unroll 2
-        for (int i = 0; i < BQ; i += 4) {
-            float q[4][DPL], g[4][DPL];
+            for (int i = 0; i < BQ; i += 4) {
+                float q[4][DPL], go[4][DPL];
 #pragma unroll
-            for (int ii = 0; ii < 4; ii++)
+                for (int ii = 0; ii < 4; ii++)
 #pragma unroll
-                for (int x = 0; x < DPL; x++) {
-                    q[ii][x] = Qt[lane + 32 * x][i + ii];
-                    g[ii][x] = dOt[lane + 32 * x][i + ii];
-                }
+                    for (int x = 0; x < DPL; x++) {
+                        q[ii][x] = Qt[lane + 32 * x][i + ii];
+                        go[ii][x] = dOt[lane + 32 * x][i + ii];
+                    }
 #pragma unroll
-            for (int r = 0; r < R; r++) {
-                const float4 p = *reinterpret_cast<const float4*>(&Ps[warp][r][i]);
-                const float4 ds = *reinterpret_cast<const float4*>(&dSs[warp][r][i]);
+                for (int r = 0; r < R; r++) {
+                    const float4 p = *reinterpret_cast<const float4*>(&Ps[warp][r][i]);
+                    const float4 ds = *reinterpret_cast<const float4*>(&dSs[warp][r][i]);
 #pragma unroll
-                for (int x = 0; x < DPL; x++) {
-                    dv[r][x] += p.x * g[0][x] + p.y * g[1][x] + p.z * g[2][x] + p.w * g[3][x];
-                    dk[r][x] += ds.x * q[0][x] + ds.y * q[1][x] + ds.z * q[2][x] + ds.w * q[3][x];
+                    for (int x = 0; x < DPL; x++) {
+                        dv[r][x] += p.x * go[0][x] + p.y * go[1][x] + p.z * go[2][x] + p.w * go[3][x];
+                        dk[r][x] += ds.x * q[0][x] + ds.y * q[1][x] + ds.z * q[2][x] + ds.w * q[3][x];
+                    }
                 }
             }
+            __syncwarp();
         }
-        __syncwarp();
     }
 
-    T_* dxb = dqkv + (long long)b * T * C3 + (long long)h * hs;
+    T_* dkb = dqkv + hd.k(g * G);
+    T_* dvb = dqkv + hd.v(g * G);
 #pragma unroll
     for (int r = 0; r < R; r++) {
         const int j = jw0 + r;
@@ -439,8 +457,8 @@ static __device__ __forceinline__ void ig_attn_bwd_dkdv(T_* __restrict__ dqkv, c
         for (int x = 0; x < DPL; x++) {
             const int d = lane + 32 * x;
             if (d < hs) {
-                ig_attn_st(dxb + j * C3 + C + d, j < n ? dk[r][x] * scale : 0.0f);
-                ig_attn_st(dxb + j * C3 + 2 * C + d, j < n ? dv[r][x] : 0.0f);
+                ig_attn_st(dkb + j * QW + d, j < n ? dk[r][x] * scale : 0.0f);
+                ig_attn_st(dvb + j * QW + d, j < n ? dv[r][x] : 0.0f);
             }
         }
     }
@@ -450,9 +468,9 @@ static __device__ __forceinline__ void ig_attn_bwd_dkdv(T_* __restrict__ dqkv, c
     extern "C" __global__ void __launch_bounds__(128, 2) NAME##HSP(                                             \
         T_* __restrict__ dqkv, const float* __restrict__ Dbuf, const T_* __restrict__ dout,                  \
         const T_* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ validLen, int T,  \
-        int C, int H, int hs, float scale2, float scale, const int* flag) {                                  \
+        int H, int KVH, int hs, float scale2, float scale, const int* flag) {                                \
         if (ig_failed(flag)) return;                                                                         \
-        ig_attn_bwd_dkdv<T_, HSP, R, 4>(dqkv, Dbuf, dout, qkv, lse, validLen, T, C, H, hs, scale2, scale);   \
+        ig_attn_bwd_dkdv<T_, HSP, R, 4>(dqkv, Dbuf, dout, qkv, lse, validLen, T, H, KVH, hs, scale2, scale); \
     }
 
 IG_ATTN_BWD_DKDV(attention_backward_dkdv_hs, float, 32, 8)

@@ -17,6 +17,27 @@ static __device__ __forceinline__ int ig_attn_len(const int* validLen, int b, in
     return n < 0 ? 0 : (n > T ? T : n);
 }
 
+// ig_attn_heads locates the heads of sequence b in a packed qkv [B,T,W],
+// W = (H+2·KVH)·hs (grouped-query attention; KVH = H is multi-head
+// attention): query head h at column h·hs, the key and value parts of its
+// key/value head g = h/(H/KVH) at columns (H+g)·hs and (H+KVH+g)·hs. q, k
+// and v are element offsets of those columns in row 0 of sequence b; W is
+// the row stride of qkv and dqkv, C = H·hs that of out and dout.
+struct ig_attn_heads {
+    long long base, W, C;
+    int H, KVH, hs;
+    __device__ ig_attn_heads(int b, int T, int H_, int KVH_, int hs_)
+        : base((long long)b * T * ((long long)(H_ + 2 * KVH_) * hs_)),
+          W((long long)(H_ + 2 * KVH_) * hs_),
+          C((long long)H_ * hs_),
+          H(H_),
+          KVH(KVH_),
+          hs(hs_) {}
+    __device__ long long q(int h) const { return base + (long long)h * hs; }
+    __device__ long long k(int h) const { return base + (long long)(H + h / (H / KVH)) * hs; }
+    __device__ long long v(int h) const { return base + (long long)(H + KVH + h / (H / KVH)) * hs; }
+};
+
 // ig_attn_ld reads an activation element as float (bf16 widened exactly);
 // ig_attn_st stores one (bf16 rounded once, to nearest even).
 static __device__ __forceinline__ float ig_attn_ld(const float* p) { return *p; }

@@ -1,6 +1,7 @@
 // Fused causal attention on the tensor cores, FlashAttention-2 class, for
 // bf16 activations: the forward pass. Layout and padding rules as in
-// attention.cu (qkv [B,T,3C], out [B,T,C] bf16, lse [B,H,T] float32; rows
+// attention.cu (qkv [B,T,(H+2·KVH)·HS] with grouped key/value heads,
+// ig_attn_heads; out [B,T,C] bf16, lse [B,H,T] float32; rows
 // t ≥ n = validLen[b] get out = 0 and lse = 0, keys j ≥ n are never read).
 // Scores are fp32 accumulations of bf16 products (mma m16n8k16), kept in
 // the log2 domain (s2 = q·k·scale·log2 e) as in attention.cu.
@@ -23,8 +24,9 @@
 // rows; lse = (m2 + log2 l)·ln 2 from the fp32 row sum.
 //
 // The wrapper uses these kernels when every bf16 tensor starts 16-byte
-// aligned (C is then a multiple of 8 elements); other head sizes and
-// alignments take attention.cu's bf16 kernels.
+// aligned (every head then starts 16-byte aligned too: HS is a multiple of
+// 8 elements); other head sizes and alignments take attention.cu's bf16
+// kernels.
 #include "attention_mma.cuh"
 
 #define IG_FA_FWD_SMEM(HS, BC) ((IG_FA_BR + 4 * (BC)) * IG_FA_LDS(HS) * 2)
@@ -32,7 +34,7 @@
 template <int HS, int BC>
 static __device__ __forceinline__ void ig_fa_fwd(ig_bf16* __restrict__ out, float* __restrict__ lse,
                                                  const ig_bf16* __restrict__ qkv, const int* __restrict__ validLen,
-                                                 int T, int C, int H, float scale2) {
+                                                 int T, int H, int KVH, float scale2) {
     constexpr int BR = IG_FA_BR, NT = 128, LDS = IG_FA_LDS(HS), NS = BC / 8, NO = HS / 8;
     IG_DYN_SMEM(ig_bf16, smem);
     ig_bf16* Qs = smem;               // [BR][LDS]
@@ -44,14 +46,17 @@ static __device__ __forceinline__ void ig_fa_fwd(ig_bf16* __restrict__ out, floa
     const int q0 = (gridDim.y - 1 - blockIdx.y) * BR;
     if (q0 >= T) return;  // uniform over the block
     const int n = ig_attn_len(validLen, b, T);
-    const long long C3 = 3LL * C;
-    const ig_bf16* qb = qkv + (long long)b * T * C3 + (long long)h * HS;
+    const ig_attn_heads hd(b, T, H, KVH, HS);
+    const long long QW = hd.W, C = hd.C;
+    const ig_bf16* qb = qkv + hd.q(h);
+    const ig_bf16* kb = qkv + hd.k(h);
+    const ig_bf16* vb = qkv + hd.v(h);
     const int kend = q0 < n ? min(q0 + BR, n) : 0;  // keys the block's rows see
     const int ntile = (kend + BC - 1) / BC;
     if (ntile > 0) {
-        ig_fa_load_tile<HS, BR, NT>(Qs, qb, C3, q0, n, tid);
-        ig_fa_load_tile<HS, BC, NT>(Ks, qb + C, C3, 0, kend, tid);
-        ig_fa_load_tile<HS, BC, NT>(Vs, qb + 2 * C, C3, 0, kend, tid);
+        ig_fa_load_tile<HS, BR, NT>(Qs, qb, QW, q0, n, tid);
+        ig_fa_load_tile<HS, BC, NT>(Ks, kb, QW, 0, kend, tid);
+        ig_fa_load_tile<HS, BC, NT>(Vs, vb, QW, 0, kend, tid);
         ig_cp_async_commit();
     }
 
@@ -66,8 +71,8 @@ static __device__ __forceinline__ void ig_fa_fwd(ig_bf16* __restrict__ out, floa
         const ig_bf16* Kt = Ks + (it & 1) * BC * LDS;
         const ig_bf16* Vt = Vs + (it & 1) * BC * LDS;
         if (it + 1 < ntile) {  // the next tile into the other buffer, freed by the barrier below
-            ig_fa_load_tile<HS, BC, NT>(Ks + ((it + 1) & 1) * BC * LDS, qb + C, C3, j0 + BC, kend, tid);
-            ig_fa_load_tile<HS, BC, NT>(Vs + ((it + 1) & 1) * BC * LDS, qb + 2 * C, C3, j0 + BC, kend, tid);
+            ig_fa_load_tile<HS, BC, NT>(Ks + ((it + 1) & 1) * BC * LDS, kb, QW, j0 + BC, kend, tid);
+            ig_fa_load_tile<HS, BC, NT>(Vs + ((it + 1) & 1) * BC * LDS, vb, QW, j0 + BC, kend, tid);
             ig_cp_async_commit();
             ig_cp_async_wait<1>();  // this tile (and Q) landed; the next may be in flight
         } else {
@@ -145,10 +150,10 @@ static __device__ __forceinline__ void ig_fa_fwd(ig_bf16* __restrict__ out, floa
 #define IG_FA_FWD(HS, BC)                                                                                     \
     extern "C" __global__ void __launch_bounds__(128, 1) attention_forward_mma_hs##HS(                             \
         ig_bf16* __restrict__ out, float* __restrict__ lse, const ig_bf16* __restrict__ qkv,                  \
-        const int* __restrict__ validLen, int T, int C, int H, float scale2, int smem, int smemCode,           \
+        const int* __restrict__ validLen, int T, int H, int KVH, float scale2, int smem, int smemCode,         \
         int* flag) {                                                                                          \
         if (ig_failed(flag) || !ig_fa_smem_ok(smem, IG_FA_FWD_SMEM(HS, BC), smemCode, flag)) return;         \
-        ig_fa_fwd<HS, BC>(out, lse, qkv, validLen, T, C, H, scale2);                                          \
+        ig_fa_fwd<HS, BC>(out, lse, qkv, validLen, T, H, KVH, scale2);                                        \
     }
 
 IG_FA_FWD(32, 64)

@@ -1,6 +1,7 @@
 // Fused causal attention on the tensor cores, FlashAttention-2 class, for
 // bf16 activations: the backward pass, dqkv (bf16, overwritten) from dout,
-// qkv, out (bf16) and lse (float32). Probabilities are recomputed from lse,
+// qkv, out (bf16) and lse (float32), in attention.cu's layout (grouped
+// key/value heads, ig_attn_heads). Probabilities are recomputed from lse,
 // P = exp2(s2 − lse·log2 e), never stored; dS = P∘(dP − D) with
 // dP = dO·Vᵀ and D_t = dO_t·O_t; dQ = scale·dS·K, dK = scale·dSᵀ·Q,
 // dV = Pᵀ·dO. Products are mma m16n8k16 with fp32 accumulation; P and dS
@@ -21,14 +22,16 @@
 //    V tiles of BC keys stream through two cp.async buffers up to the
 //    causal end. It first stores D for its rows in Dbuf [B,H,T] (0 for
 //    padded rows), read by the next kernel.
-//  - attention_backward_dkdv_mma_hs*: grid (B·H, ceil(T/64)), 128 threads,
-//    IG_FA_DKV_SMEM(HS, BQ) bytes. Block (bh, y) owns keys [k0, k0+64),
-//    k0 = 64·y (the blocks that start first see the most queries), warp w
-//    keys k0+16w..+15, K and V in shared memory; Q and dO tiles of BQ
-//    queries (with their lse and D) stream through two buffers from query
-//    k0 to n. A warp computes Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ for its keys, so
-//    that Pᵀ and dSᵀ are already A fragments of dV += Pᵀ·dO and
-//    dK += dSᵀ·Q.
+//  - attention_backward_dkdv_mma_hs*: grid (B·KVH, ceil(T/64)), 128
+//    threads, IG_FA_DKV_SMEM(HS, BQ) bytes. Block (bg, y) owns keys
+//    [k0, k0+64) of key/value head g, k0 = 64·y (the blocks that start
+//    first see the most queries), warp w keys k0+16w..+15, K and V in
+//    shared memory; Q and dO tiles of BQ queries (with their lse and D)
+//    stream through two buffers from query k0 to n, for each query head of
+//    the group in turn (one pipeline over all of them), so a shared head's
+//    dK and dV sum its group in a fixed order. A warp computes Sᵀ = K·Qᵀ
+//    and dPᵀ = V·dOᵀ for its keys, so that Pᵀ and dSᵀ are already A
+//    fragments of dV += Pᵀ·dO and dK += dSᵀ·Q.
 // Tiles: BC = BQ = 64 for head sizes 32 and 64; 32 for 128, which keeps
 // the dK and dV accumulators (128 fp32 registers a thread) beside the
 // score tiles without spilling, and the shared memory under the 99 KiB of
@@ -45,7 +48,7 @@ static __device__ __forceinline__ void ig_fa_bwd_dq(ig_bf16* __restrict__ dqkv, 
                                                     const ig_bf16* __restrict__ dout,
                                                     const ig_bf16* __restrict__ qkv,
                                                     const ig_bf16* __restrict__ out, const float* __restrict__ lse,
-                                                    const int* __restrict__ validLen, int T, int C, int H,
+                                                    const int* __restrict__ validLen, int T, int H, int KVH,
                                                     float scale2, float scale) {
     constexpr int BR = IG_FA_BR, NT = 128, LDS = IG_FA_LDS(HS), NS = BC / 8, NO = HS / 8;
     IG_DYN_SMEM(ig_bf16, smem);
@@ -60,16 +63,19 @@ static __device__ __forceinline__ void ig_fa_bwd_dq(ig_bf16* __restrict__ dqkv, 
     const int q0 = (gridDim.y - 1 - blockIdx.y) * BR;
     if (q0 >= T) return;  // uniform over the block
     const int n = ig_attn_len(validLen, b, T);
-    const long long C3 = 3LL * C;
-    const ig_bf16* qb = qkv + (long long)b * T * C3 + (long long)h * HS;
+    const ig_attn_heads hd(b, T, H, KVH, HS);
+    const long long QW = hd.W, C = hd.C;
+    const ig_bf16* qb = qkv + hd.q(h);
+    const ig_bf16* kb = qkv + hd.k(h);
+    const ig_bf16* vb = qkv + hd.v(h);
     const ig_bf16* dob = dout + (long long)b * T * C + (long long)h * HS;
     const int kend = q0 < n ? min(q0 + BR, n) : 0;
     const int ntile = (kend + BC - 1) / BC;
     if (ntile > 0) {
-        ig_fa_load_tile<HS, BR, NT>(Qs, qb, C3, q0, n, tid);
+        ig_fa_load_tile<HS, BR, NT>(Qs, qb, QW, q0, n, tid);
         ig_fa_load_tile<HS, BR, NT>(dOs, dob, C, q0, n, tid);
-        ig_fa_load_tile<HS, BC, NT>(Ks, qb + C, C3, 0, kend, tid);
-        ig_fa_load_tile<HS, BC, NT>(Vs, qb + 2 * C, C3, 0, kend, tid);
+        ig_fa_load_tile<HS, BC, NT>(Ks, kb, QW, 0, kend, tid);
+        ig_fa_load_tile<HS, BC, NT>(Vs, vb, QW, 0, kend, tid);
         ig_cp_async_commit();
     }
 
@@ -117,8 +123,8 @@ static __device__ __forceinline__ void ig_fa_bwd_dq(ig_bf16* __restrict__ dqkv, 
         const ig_bf16* Kt = Ks + (it & 1) * BC * LDS;
         const ig_bf16* Vt = Vs + (it & 1) * BC * LDS;
         if (it + 1 < ntile) {
-            ig_fa_load_tile<HS, BC, NT>(Ks + ((it + 1) & 1) * BC * LDS, qb + C, C3, j0 + BC, kend, tid);
-            ig_fa_load_tile<HS, BC, NT>(Vs + ((it + 1) & 1) * BC * LDS, qb + 2 * C, C3, j0 + BC, kend, tid);
+            ig_fa_load_tile<HS, BC, NT>(Ks + ((it + 1) & 1) * BC * LDS, kb, QW, j0 + BC, kend, tid);
+            ig_fa_load_tile<HS, BC, NT>(Vs + ((it + 1) & 1) * BC * LDS, vb, QW, j0 + BC, kend, tid);
             ig_cp_async_commit();
             ig_cp_async_wait<1>();
         } else {
@@ -149,8 +155,7 @@ static __device__ __forceinline__ void ig_fa_bwd_dq(ig_bf16* __restrict__ dqkv, 
     }
 
     const float f[2] = {scale, scale};
-    ig_fa_store_rows<HS>(dqkv + (long long)b * T * C3 + (long long)h * HS, C3, rw, T, Qs + 16 * warp * LDS, dq, f,
-                         lane);
+    ig_fa_store_rows<HS>(dqkv + hd.q(h), QW, rw, T, Qs + 16 * warp * LDS, dq, f, lane);
 }
 
 // --------------------------------------------------------------- dK, dV
@@ -160,7 +165,7 @@ static __device__ __forceinline__ void ig_fa_bwd_dkdv(ig_bf16* __restrict__ dqkv
                                                       const ig_bf16* __restrict__ dout,
                                                       const ig_bf16* __restrict__ qkv,
                                                       const float* __restrict__ lse,
-                                                      const int* __restrict__ validLen, int T, int C, int H,
+                                                      const int* __restrict__ validLen, int T, int H, int KVH,
                                                       float scale2, float scale) {
     constexpr int BK = IG_FA_BR, NT = 128, LDS = IG_FA_LDS(HS), NQ = BQ / 8, NO = HS / 8;
     static_assert(BK % BQ == 0, "a key block starts on a query tile");
@@ -173,22 +178,23 @@ static __device__ __forceinline__ void ig_fa_bwd_dkdv(ig_bf16* __restrict__ dqkv
     float* Ds = Ls + 2 * BQ;                                   // [2][BQ]: their D
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, tq = lane & 3;
-    const int bh = blockIdx.x, b = bh / H, h = bh % H;
+    const int bg = blockIdx.x, b = bg / KVH, g = bg % KVH, G = H / KVH;
     const int k0 = blockIdx.y * BK;
     if (k0 >= T) return;  // uniform over the block
     const int n = ig_attn_len(validLen, b, T);
-    const long long C3 = 3LL * C;
-    const ig_bf16* qb = qkv + (long long)b * T * C3 + (long long)h * HS;
-    const ig_bf16* dob = dout + (long long)b * T * C + (long long)h * HS;
-    const float* lb = lse + (long long)bh * T;
-    const float* Db = Dbuf + (long long)bh * T;
-    const int ntile = k0 < n ? (n - k0 + BQ - 1) / BQ : 0;  // query tiles from k0 on
+    const ig_attn_heads hd(b, T, H, KVH, HS);
+    const long long QW = hd.W, C = hd.C;
+    const int ntile = k0 < n ? (n - k0 + BQ - 1) / BQ : 0;  // query tiles from k0 on, per query head
 
-    // stage issues query tile i (rows k0 + i·BQ..) into buffer i&1.
+    // stage issues tile i of the group's query heads (head g·G + i/ntile,
+    // rows k0 + (i mod ntile)·BQ..) into buffer i&1.
     auto stage = [&](int i) {
-        const int i0 = k0 + i * BQ, buf = i & 1;
-        ig_fa_load_tile<HS, BQ, NT>(Qs + buf * BQ * LDS, qb, C3, i0, n, tid);
-        ig_fa_load_tile<HS, BQ, NT>(dOs + buf * BQ * LDS, dob, C, i0, n, tid);
+        const int h = g * G + i / ntile, i0 = k0 + (i % ntile) * BQ, buf = i & 1;
+        const float* lb = lse + ((long long)b * H + h) * T;
+        const float* Db = Dbuf + ((long long)b * H + h) * T;
+        ig_fa_load_tile<HS, BQ, NT>(Qs + buf * BQ * LDS, qkv + hd.q(h), QW, i0, n, tid);
+        ig_fa_load_tile<HS, BQ, NT>(dOs + buf * BQ * LDS, dout + (long long)b * T * C + (long long)h * HS, C, i0, n,
+                                    tid);
         if (tid < BQ) {
             const int q = i0 + tid;
             Ls[buf * BQ + tid] = q < n ? lb[q] * IG_LOG2EF : 0.0f;
@@ -196,8 +202,8 @@ static __device__ __forceinline__ void ig_fa_bwd_dkdv(ig_bf16* __restrict__ dqkv
         }
     };
     if (ntile > 0) {
-        ig_fa_load_tile<HS, BK, NT>(Ks, qb + C, C3, k0, n, tid);
-        ig_fa_load_tile<HS, BK, NT>(Vs, qb + 2 * C, C3, k0, n, tid);
+        ig_fa_load_tile<HS, BK, NT>(Ks, qkv + hd.k(g * G), QW, k0, n, tid);
+        ig_fa_load_tile<HS, BK, NT>(Vs, qkv + hd.v(g * G), QW, k0, n, tid);
         stage(0);
         ig_cp_async_commit();
     }
@@ -210,11 +216,11 @@ static __device__ __forceinline__ void ig_fa_bwd_dkdv(ig_bf16* __restrict__ dqkv
 #pragma unroll
         for (int e = 0; e < 4; e++) dk[j][e] = dv[j][e] = 0.0f;
 
-    for (int it = 0; it < ntile; it++) {
-        const int i0 = k0 + it * BQ, buf = it & 1;
+    for (int it = 0; it < G * ntile; it++) {
+        const int i0 = k0 + (it % ntile) * BQ, buf = it & 1;
         const ig_bf16* Qt = Qs + buf * BQ * LDS;
         const ig_bf16* dOt = dOs + buf * BQ * LDS;
-        if (it + 1 < ntile) {
+        if (it + 1 < G * ntile) {
             stage(it + 1);
             ig_cp_async_commit();
             ig_cp_async_wait<1>();
@@ -248,10 +254,9 @@ static __device__ __forceinline__ void ig_fa_bwd_dkdv(ig_bf16* __restrict__ dqkv
         __syncthreads();
     }
 
-    ig_bf16* dxb = dqkv + (long long)b * T * C3 + (long long)h * HS;
     const float fk[2] = {scale, scale}, fv[2] = {1.0f, 1.0f};
-    ig_fa_store_rows<HS>(dxb + C, C3, kw, T, Ks + 16 * warp * LDS, dk, fk, lane);
-    ig_fa_store_rows<HS>(dxb + 2 * C, C3, kw, T, Vs + 16 * warp * LDS, dv, fv, lane);
+    ig_fa_store_rows<HS>(dqkv + hd.k(g * G), QW, kw, T, Ks + 16 * warp * LDS, dk, fk, lane);
+    ig_fa_store_rows<HS>(dqkv + hd.v(g * G), QW, kw, T, Vs + 16 * warp * LDS, dv, fv, lane);
 }
 
 // smem is the dynamic shared memory of the launch in bytes and smemCode
@@ -260,17 +265,17 @@ static __device__ __forceinline__ void ig_fa_bwd_dkdv(ig_bf16* __restrict__ dqkv
     extern "C" __global__ void __launch_bounds__(128, 1) attention_backward_dq_mma_hs##HS(                         \
         ig_bf16* __restrict__ dqkv, float* __restrict__ Dbuf, const ig_bf16* __restrict__ dout,               \
         const ig_bf16* __restrict__ qkv, const ig_bf16* __restrict__ out, const float* __restrict__ lse,      \
-        const int* __restrict__ validLen, int T, int C, int H, float scale2, float scale, int smem,            \
+        const int* __restrict__ validLen, int T, int H, int KVH, float scale2, float scale, int smem,          \
         int smemCode, int* flag) {                                                                            \
         if (ig_failed(flag) || !ig_fa_smem_ok(smem, IG_FA_DQ_SMEM(HS, BC), smemCode, flag)) return;          \
-        ig_fa_bwd_dq<HS, BC>(dqkv, Dbuf, dout, qkv, out, lse, validLen, T, C, H, scale2, scale);              \
+        ig_fa_bwd_dq<HS, BC>(dqkv, Dbuf, dout, qkv, out, lse, validLen, T, H, KVH, scale2, scale);            \
     }                                                                                                         \
     extern "C" __global__ void __launch_bounds__(128, 1) attention_backward_dkdv_mma_hs##HS(                       \
         ig_bf16* __restrict__ dqkv, const float* __restrict__ Dbuf, const ig_bf16* __restrict__ dout,         \
         const ig_bf16* __restrict__ qkv, const float* __restrict__ lse, const int* __restrict__ validLen,     \
-        int T, int C, int H, float scale2, float scale, int smem, int smemCode, int* flag) {                  \
+        int T, int H, int KVH, float scale2, float scale, int smem, int smemCode, int* flag) {                \
         if (ig_failed(flag) || !ig_fa_smem_ok(smem, IG_FA_DKV_SMEM(HS, BC), smemCode, flag)) return;         \
-        ig_fa_bwd_dkdv<HS, BC>(dqkv, Dbuf, dout, qkv, lse, validLen, T, C, H, scale2, scale);                 \
+        ig_fa_bwd_dkdv<HS, BC>(dqkv, Dbuf, dout, qkv, lse, validLen, T, H, KVH, scale2, scale);               \
     }
 
 IG_FA_BWD(32, 64)

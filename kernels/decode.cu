@@ -1,8 +1,9 @@
 // Incremental decoding: appending keys and values to a KV cache, and one
 // query per sequence against it.
 //
-// Caches are [B,H,S,hs]: one head's keys are contiguous rows of hs
-// elements. Every kernel is instantiated for float32 activations and for
+// Caches are [B,KVH,S,hs]: one key/value head's keys are contiguous rows
+// of hs elements; qkv rows are attention.cu's, W = (H+2·KVH)·hs wide
+// (grouped key/value heads, ig_attn_heads). Every kernel is instantiated for float32 activations and for
 // bf16 ones (name suffix _bf16: qkv, the caches and out are bf16): the
 // cache write copies bf16 elements unchanged, decode widens them exactly,
 // computes in float32 and rounds each output element once. Decode reads
@@ -11,9 +12,9 @@
 #include "attention.cuh"
 
 // kvcache_write: for every sequence b with start s0 = start[b] (0 when
-// start is null; b skipped when s0 < 0), position t < T and column c < C
-// (head h = c / hs, d = c mod hs): kc[b,h,s0+t,d] = qkv[b,t,C+c] and
-// vc[b,h,s0+t,d] = qkv[b,t,2C+c].
+// start is null; b skipped when s0 < 0), position t < T and column
+// c < KVH·hs (key/value head g = c / hs, d = c mod hs):
+// kc[b,g,s0+t,d] = qkv[b,t,H·hs+c] and vc[b,g,s0+t,d] = qkv[b,t,(H+KVH)·hs+c].
 // Launch: grid (B·T), 1-D blocks of any size (the wrapper uses 128); block
 // b·T+t copies row t of sequence b, threads striding over the columns.
 // Positions s0+t ≥ S are errors found by the check the wrapper queues
@@ -22,27 +23,29 @@
 template <typename T_>
 static __device__ __forceinline__ void ig_kvcache_write(T_* __restrict__ kc, T_* __restrict__ vc,
                                                         const T_* __restrict__ qkv, const int* __restrict__ start,
-                                                        int B, int T, int C, int H, int hs, int S) {
+                                                        int B, int T, int H, int KVH, int hs, int S) {
     const int i = blockIdx.x;
     if (i >= B * T) return;
     const int b = i / T, t = i % T;
     const int s0 = start ? start[b] : 0;
     if (s0 < 0 || s0 + t >= S) return;
-    const T_* row = qkv + (long long)i * 3 * C;
-    for (int c = threadIdx.x; c < C; c += blockDim.x) {
-        const int h = c / hs, d = c - h * hs;
-        const long long dst = (((long long)b * H + h) * S + s0 + t) * hs + d;
-        kc[dst] = row[C + c];
-        vc[dst] = row[2 * C + c];
+    const T_* row = qkv + (long long)i * (H + 2 * KVH) * hs;
+    const T_* krow = row + (long long)H * hs;
+    const T_* vrow = row + (long long)(H + KVH) * hs;
+    for (int c = threadIdx.x; c < KVH * hs; c += blockDim.x) {
+        const int g = c / hs, d = c - g * hs;
+        const long long dst = (((long long)b * KVH + g) * S + s0 + t) * hs + d;
+        kc[dst] = krow[c];
+        vc[dst] = vrow[c];
     }
 }
 
 #define IG_KVCACHE_WRITE(NAME, T_)                                                                          \
     extern "C" __global__ void NAME(T_* __restrict__ kc, T_* __restrict__ vc, const T_* __restrict__ qkv,   \
-                                    const int* __restrict__ start, int B, int T, int C, int H, int hs, int S, \
-                                    const int* flag) {                                                      \
+                                    const int* __restrict__ start, int B, int T, int H, int KVH, int hs,    \
+                                    int S, const int* flag) {                                               \
         if (ig_failed(flag)) return;                                                                        \
-        ig_kvcache_write<T_>(kc, vc, qkv, start, B, T, C, H, hs, S);                                        \
+        ig_kvcache_write<T_>(kc, vc, qkv, start, B, T, H, KVH, hs, S);                                      \
     }
 
 IG_KVCACHE_WRITE(kvcache_write, float)
@@ -51,9 +54,11 @@ IG_KVCACHE_WRITE(kvcache_write_bf16, ig_bf16)
 #undef IG_KVCACHE_WRITE
 
 // attention_decode_hs*: out[b, h·hs..] = softmax(q·kᵀ/sqrt(hs))·v over the
-// cache positions [0, n), n = lens[b] (clamped to [0,S]; n = 0 writes a zero
-// row), q the query part of qkv [B,3C].
-// Launch: grid (B·H), 256 threads (8 warps); block b·H+h handles one head.
+// cache positions [0, n) of key/value head h/(H/KVH), n = lens[b] (clamped
+// to [0,S]; n = 0 writes a zero row), q query head h of qkv
+// [B,(H+2·KVH)·hs].
+// Launch: grid (B·H), 256 threads (8 warps); block b·H+h handles one query
+// head.
 // Warp w takes the groups of 4 positions g = w, w+8, ...: the lanes own the
 // dimensions d = lane, lane+32, .. < HSP (HSP = 32, 64, 96 or 128 ≥ hs),
 // form the 4 scores with warp sums, and keep an online softmax (running
@@ -63,7 +68,7 @@ IG_KVCACHE_WRITE(kvcache_write_bf16, ig_bf16)
 template <typename T_, int HSP>
 static __device__ __forceinline__ void ig_decode(T_* __restrict__ out, const T_* __restrict__ qkv,
                                                  const T_* __restrict__ kc, const T_* __restrict__ vc,
-                                                 const int* __restrict__ lens, int C, int H, int hs, int S,
+                                                 const int* __restrict__ lens, int H, int KVH, int hs, int S,
                                                  float scale2) {
     constexpr int DPL = HSP / 32, NW = 8;
     __shared__ float wm[NW], wl[NW];
@@ -72,14 +77,15 @@ static __device__ __forceinline__ void ig_decode(T_* __restrict__ out, const T_*
     const int bh = blockIdx.x, b = bh / H, h = bh % H;
     int n = lens[b];
     n = n < 0 ? 0 : (n > S ? S : n);
-    T_* o = out + (long long)b * C + (long long)h * hs;
+    T_* o = out + ((long long)b * H + h) * hs;
     if (n == 0) {  // uniform over the block
         for (int d = tid; d < hs; d += blockDim.x) ig_attn_st(o + d, 0.0f);
         return;
     }
-    const T_* q = qkv + (long long)b * 3 * C + (long long)h * hs;
-    const T_* K = kc + (long long)bh * S * hs;
-    const T_* Vv = vc + (long long)bh * S * hs;
+    const T_* q = qkv + (long long)b * (H + 2 * KVH) * hs + (long long)h * hs;
+    const long long cache = ((long long)b * KVH + h / (H / KVH)) * S * hs;
+    const T_* K = kc + cache;
+    const T_* Vv = vc + cache;
     float qr[DPL], acc[DPL];
 #pragma unroll
     for (int i = 0; i < DPL; i++) {
@@ -156,11 +162,11 @@ static __device__ __forceinline__ void ig_decode(T_* __restrict__ out, const T_*
 #define IG_DECODE(NAME, T_, HSP)                                                                            \
     extern "C" __global__ void __launch_bounds__(256) NAME##HSP(                                            \
         T_* __restrict__ out, const T_* __restrict__ qkv, const T_* __restrict__ kc,                        \
-        const T_* __restrict__ vc, const int* __restrict__ lens, int B, int C, int H, int hs, int S,        \
+        const T_* __restrict__ vc, const int* __restrict__ lens, int B, int H, int KVH, int hs, int S,      \
         float scale2, const int* flag) {                                                                    \
         if (ig_failed(flag)) return;                                                                        \
         if ((int)blockIdx.x >= B * H) return;                                                               \
-        ig_decode<T_, HSP>(out, qkv, kc, vc, lens, C, H, hs, S, scale2);                                    \
+        ig_decode<T_, HSP>(out, qkv, kc, vc, lens, H, KVH, hs, S, scale2);                                  \
     }
 
 IG_DECODE(attention_decode_hs, float, 32)

@@ -165,12 +165,12 @@ func attentionBF16Parity(t *testing.T, c attnBF16Case, seed uint64) {
 	glse := devView(t, p.g, 0, randn(rng, B*H*T, 1), B, H, T)
 	hout := p.hostF32(make([]float32, B*T*C), B, T, C)
 	hlse := p.hostF32(make([]float32, B*H*T), B, H, T)
-	d := gpu.AttnDims{B: B, T: T, C: C, H: H, HS: C / H, Act: gpu.BF16}
+	d := gpu.AttnDims{B: B, T: T, C: C, H: H, KVH: H, HS: C / H, Act: gpu.BF16}
 	if got := p.g.attnUseMMA(d, gout, gqkv); got != c.mma {
 		t.Fatalf("tensor-core kernels take it: %v, want %v", got, c.mma)
 	}
-	p.g.AttentionForward(gout, glse, gqkv, gl, H)
-	p.h.AttentionForward(hout, hlse, hqkv, hl, H)
+	p.g.AttentionForward(gout, glse, gqkv, gl, H, H)
+	p.h.AttentionForward(hout, hlse, hqkv, hl, H, H)
 	wantOut := roundBF16s(cpu.F32(hout))
 	bf16Close(t, "out", p.get(gout), wantOut, attnBF16Slack, 0)
 	closeTo(t, "lse", p.get(glse), cpu.F32(hlse), 2e-6)
@@ -184,8 +184,8 @@ func attentionBF16Parity(t *testing.T, c attnBF16Case, seed uint64) {
 	glf := devView(t, p.g, 0, cpu.F32(hlse), B, H, T)
 	gdq := devBF16(t, p.g, c.off, randn(rng, B*T*3*C, 1), B, T, 3*C) // overwritten
 	hdq := p.hostF32(make([]float32, B*T*3*C), B, T, 3*C)
-	p.g.AttentionBackward(gdq, gd, gqkv, gof, glf, gl, H)
-	p.h.AttentionBackward(hdq, hd, hqkv, hof, hlse, hl, H)
+	p.g.AttentionBackward(gdq, gd, gqkv, gof, glf, gl, H, H)
+	p.h.AttentionBackward(hdq, hd, hqkv, hof, hlse, hl, H, H)
 	gq, gk, gv := attnParts(p.get(gdq), C)
 	wq, wk, wv := attnParts(roundBF16s(cpu.F32(hdq)), C)
 	floor := maxAbs(wv)
@@ -205,11 +205,11 @@ func TestAttentionBF16Deterministic(t *testing.T) {
 	out := devBF16(t, g, 0, make([]float32, B*T*C), B, T, C)
 	lse := devView(t, g, 0, make([]float32, B*H*T), B, H, T)
 	dout := devBF16(t, g, 0, randn(rng, B*T*C, 1), B, T, C)
-	g.AttentionForward(out, lse, qkv, nil, H)
+	g.AttentionForward(out, lse, qkv, nil, H, H)
 	d1 := devBF16(t, g, 0, make([]float32, B*T*3*C), B, T, 3*C)
 	d2 := devBF16(t, g, 0, make([]float32, B*T*3*C), B, T, 3*C)
-	g.AttentionBackward(d1, dout, qkv, out, lse, nil, H)
-	g.AttentionBackward(d2, dout, qkv, out, lse, nil, H)
+	g.AttentionBackward(d1, dout, qkv, out, lse, nil, H, H)
+	g.AttentionBackward(d2, dout, qkv, out, lse, nil, H, H)
 	sameBits(t, "dqkv twice", download(t, g, d1), download(t, g, d2))
 }
 
@@ -239,15 +239,15 @@ func TestDecodeBF16Parity(t *testing.T) {
 		cache := randn(rng, B*H*S*hs, 1)
 		gkc, hkc := devBF16(t, p.g, 0, cache, B, H, S, hs), p.hostF32(roundBF16s(cache), B, H, S, hs)
 		gvc, hvc := devBF16(t, p.g, 0, cache, B, H, S, hs), p.hostF32(roundBF16s(cache), B, H, S, hs)
-		p.g.KVCacheWrite(gkc, gvc, gqkv, nil, H)
-		p.h.KVCacheWrite(hkc, hvc, hqkv, nil, H)
+		p.g.KVCacheWrite(gkc, gvc, gqkv, nil, H, H)
+		p.h.KVCacheWrite(hkc, hvc, hqkv, nil, H, H)
 		sameBits(t, name+" kc", p.get(gkc), cpu.F32(hkc))
 		sameBits(t, name+" vc", p.get(gvc), cpu.F32(hvc))
 
 		// The reference forward pass over the whole sequences.
 		hout := p.hostF32(make([]float32, B*S*C), B, S, C)
 		hlse := p.hostF32(make([]float32, B*H*S), B, H, S)
-		p.h.AttentionForward(hout, hlse, hqkv, nil, H)
+		p.h.AttentionForward(hout, hlse, hqkv, nil, H, H)
 		fwd := roundBF16s(cpu.F32(hout))
 
 		// Decode position L−1 of each sequence against the first L cached.
@@ -262,7 +262,7 @@ func TestDecodeBF16Parity(t *testing.T) {
 		gq := devBF16(t, p.g, 0, q, B, 3*C)
 		gln, _ := p.i32(tc.lens, B)
 		gout := devBF16(t, p.g, 0, randn(rng, B*C, 1), B, C)
-		p.g.AttentionDecode(gout, gq, gkc, gvc, gln, H)
+		p.g.AttentionDecode(gout, gq, gkc, gvc, gln, H, H)
 		// Decode rounds P nowhere: one ulp (a tie) and float32 order.
 		bf16Close(t, name+" decode", p.get(gout), want, 1e-5, 0)
 
@@ -275,8 +275,8 @@ func TestDecodeBF16Parity(t *testing.T) {
 		start[B-1] = -1
 		gst, hst := p.i32(start, B)
 		row := roundedRandn(rng, B, 1, 3*C, nil)
-		p.g.KVCacheWrite(gkc, gvc, devBF16(t, p.g, 0, row, B, 1, 3*C), gst, H)
-		p.h.KVCacheWrite(hkc, hvc, p.hostF32(row, B, 1, 3*C), hst, H)
+		p.g.KVCacheWrite(gkc, gvc, devBF16(t, p.g, 0, row, B, 1, 3*C), gst, H, H)
+		p.h.KVCacheWrite(hkc, hvc, p.hostF32(row, B, 1, 3*C), hst, H, H)
 		sameBits(t, name+" kc after start", p.get(gkc), cpu.F32(hkc))
 		sameBits(t, name+" vc after start", p.get(gvc), cpu.F32(hvc))
 		p.noErr()
@@ -295,7 +295,7 @@ func TestAttentionMMASharedMemoryGuard(t *testing.T) {
 	need, _, _ := attnMMASmem(C / H)
 	_, scale2 := attnScales(C / H)
 	g.launch("attention_forward_mma_hs32", [3]int{B * H, 1, 1}, block1(128), need-16,
-		g.ptr(out), g.ptr(lse), g.ptr(qkv), devicePtr(0), i32(T), i32(C), i32(H), scale2, i32(need-16),
+		g.ptr(out), g.ptr(lse), g.ptr(qkv), devicePtr(0), i32(T), i32(H), i32(H), scale2, i32(need-16),
 		g.attnSmemCode(), g.flagPtr())
 	wantErrContains(t, "short shared memory", g.Sync(), fmt.Sprintf("needs %d bytes of shared memory", need))
 }

@@ -63,16 +63,16 @@ func attentionParity(t *testing.T, c attnCase, seed uint64) {
 	}
 	gout, hout := p.f32(0, randn(rng, B*T*C, 1), B, T, C)
 	glse, hlse := p.f32(0, randn(rng, B*H*T, 1), B, H, T)
-	p.g.AttentionForward(gout, glse, gqkv, gl, H)
-	p.h.AttentionForward(hout, hlse, hqkv, hl, H)
+	p.g.AttentionForward(gout, glse, gqkv, gl, H, H)
+	p.h.AttentionForward(hout, hlse, hqkv, hl, H, H)
 	closeTo(t, "out", p.get(gout), cpu.F32(hout), 1e-4)
 	closeTo(t, "lse", p.get(glse), cpu.F32(hlse), 1e-4)
 
 	dout := randn(rng, B*T*C, 1)
 	gd, hd := p.f32(0, dout, B, T, C)
 	gdq, hdq := p.f32(0, randn(rng, B*T*3*C, 1), B, T, 3*C) // overwritten
-	p.g.AttentionBackward(gdq, gd, gqkv, gout, glse, gl, H)
-	p.h.AttentionBackward(hdq, hd, hqkv, hout, hlse, hl, H)
+	p.g.AttentionBackward(gdq, gd, gqkv, gout, glse, gl, H, H)
+	p.h.AttentionBackward(hdq, hd, hqkv, hout, hlse, hl, H, H)
 	got, want := p.get(gdq), cpu.F32(hdq)
 	// Compare the q, k and v parts separately (their scales differ); dq
 	// and dk cancel to rounding noise where few keys are seen (one key: 0
@@ -99,11 +99,11 @@ func TestAttentionDeterministic(t *testing.T) {
 	out := devView(t, g, 0, make([]float32, B*T*C), B, T, C)
 	lse := devView(t, g, 0, make([]float32, B*H*T), B, H, T)
 	dout := devView(t, g, 0, randn(rng, B*T*C, 1), B, T, C)
-	g.AttentionForward(out, lse, qkv, nil, H)
+	g.AttentionForward(out, lse, qkv, nil, H, H)
 	d1 := devView(t, g, 0, make([]float32, B*T*3*C), B, T, 3*C)
 	d2 := devView(t, g, 0, make([]float32, B*T*3*C), B, T, 3*C)
-	g.AttentionBackward(d1, dout, qkv, out, lse, nil, H)
-	g.AttentionBackward(d2, dout, qkv, out, lse, nil, H)
+	g.AttentionBackward(d1, dout, qkv, out, lse, nil, H, H)
+	g.AttentionBackward(d2, dout, qkv, out, lse, nil, H, H)
 	sameBits(t, "dqkv twice", download(t, g, d1), download(t, g, d2))
 }
 
@@ -114,8 +114,8 @@ func TestAttentionBadLength(t *testing.T) {
 	gl, hl := p.i32([]int32{4, 5}, B)
 	gout, hout := p.f32(0, make([]float32, B*T*C), B, T, C)
 	glse, hlse := p.f32(0, make([]float32, B*H*T), B, H, T)
-	p.h.AttentionForward(hout, hlse, hqkv, hl, H)
-	p.g.AttentionForward(gout, glse, gqkv, gl, H)
+	p.h.AttentionForward(hout, hlse, hqkv, hl, H, H)
+	p.g.AttentionForward(gout, glse, gqkv, gl, H, H)
 	if p.h.Err() == nil {
 		t.Fatal("cpu accepted validLen 5 > T")
 	}
@@ -127,7 +127,7 @@ func TestAttentionHeadTooLarge(t *testing.T) {
 	qkv, _ := g.Alloc(gpu.Float32, 1, 2, 3*256)
 	out, _ := g.Alloc(gpu.Float32, 1, 2, 256)
 	lse, _ := g.Alloc(gpu.Float32, 1, 1, 2)
-	g.AttentionForward(out, lse, qkv, nil, 1)
+	g.AttentionForward(out, lse, qkv, nil, 1, 1)
 	wantErrContains(t, "head size 256", g.Err(), "head size 256")
 }
 
@@ -150,8 +150,8 @@ func TestDecodeParity(t *testing.T) {
 		gkc, hkc := p.f32(0, randn(rng, B*H*S*hs, 1), B, H, S, hs)
 		gvc, hvc := p.f32(0, randn(rng, B*H*S*hs, 1), B, H, S, hs)
 		gqkv, hqkv := p.f32(0, randn(rng, B*T*3*C, 1), B, T, 3*C)
-		p.g.KVCacheWrite(gkc, gvc, gqkv, nil, H)
-		p.h.KVCacheWrite(hkc, hvc, hqkv, nil, H)
+		p.g.KVCacheWrite(gkc, gvc, gqkv, nil, H, H)
+		p.h.KVCacheWrite(hkc, hvc, hqkv, nil, H, H)
 		sameBits(t, name+" kc", p.get(gkc), cpu.F32(hkc))
 		sameBits(t, name+" vc", p.get(gvc), cpu.F32(hvc))
 
@@ -164,8 +164,8 @@ func TestDecodeParity(t *testing.T) {
 		start[B-1] = -1
 		gst, hst := p.i32(start, B)
 		gq1, hq1 := p.f32(0, randn(rng, B*3*C, 1), B, 1, 3*C)
-		p.g.KVCacheWrite(gkc, gvc, gq1, gst, H)
-		p.h.KVCacheWrite(hkc, hvc, hq1, hst, H)
+		p.g.KVCacheWrite(gkc, gvc, gq1, gst, H, H)
+		p.h.KVCacheWrite(hkc, hvc, hq1, hst, H, H)
 		sameBits(t, name+" kc after start", p.get(gkc), cpu.F32(hkc))
 		sameBits(t, name+" vc after start", p.get(gvc), cpu.F32(hvc))
 
@@ -180,8 +180,8 @@ func TestDecodeParity(t *testing.T) {
 		gln, hln := p.i32(lens, B)
 		gq, hq := p.f32(1, randn(rng, B*3*C, 1), B, 3*C)
 		gout, hout := p.f32(0, randn(rng, B*C, 1), B, C)
-		p.g.AttentionDecode(gout, gq, gkc, gvc, gln, H)
-		p.h.AttentionDecode(hout, hq, hkc, hvc, hln, H)
+		p.g.AttentionDecode(gout, gq, gkc, gvc, gln, H, H)
+		p.h.AttentionDecode(hout, hq, hkc, hvc, hln, H, H)
 		closeTo(t, name+" decode", p.get(gout), cpu.F32(hout), 1e-4)
 		p.noErr()
 	}
@@ -195,8 +195,8 @@ func TestDecodeBadLength(t *testing.T) {
 	gq, hq := p.f32(0, make([]float32, B*3*C), B, 3*C)
 	gout, hout := p.f32(0, make([]float32, B*C), B, C)
 	gln, hln := p.i32([]int32{5, 1}, B)
-	p.h.AttentionDecode(hout, hq, hkc, hvc, hln, H)
-	p.g.AttentionDecode(gout, gq, gkc, gvc, gln, H)
+	p.h.AttentionDecode(hout, hq, hkc, hvc, hln, H, H)
+	p.g.AttentionDecode(gout, gq, gkc, gvc, gln, H, H)
 	if p.h.Err() == nil {
 		t.Fatal("cpu accepted lens 5 > S")
 	}
@@ -210,8 +210,8 @@ func TestKVCacheWriteBadStart(t *testing.T) {
 	gvc, hvc := p.f32(0, make([]float32, B*H*S*C), B, H, S, C)
 	gq, hq := p.f32(0, make([]float32, B*T*3*C), B, T, 3*C)
 	gst, hst := p.i32([]int32{1, 2}, B) // 2+3 > 4
-	p.h.KVCacheWrite(hkc, hvc, hq, hst, H)
-	p.g.KVCacheWrite(gkc, gvc, gq, gst, H)
+	p.h.KVCacheWrite(hkc, hvc, hq, hst, H, H)
+	p.g.KVCacheWrite(gkc, gvc, gq, gst, H, H)
 	if p.h.Err() == nil {
 		t.Fatal("cpu accepted start 2 with T=3, S=4")
 	}

@@ -16,6 +16,8 @@ var bf16Ops = map[string]bool{
 	"gather rows": true, "scatter-add rows": true,
 	"attention forward": true, "attention backward": true,
 	"kv-cache write": true, "attention decode": true,
+	"rmsnorm forward": true, "rmsnorm backward": true, "rope forward": true, "rope backward": true,
+	"swiglu forward": true, "swiglu backward": true,
 }
 
 // newChecker is the shared gpu.Checker of a cuda backend whose storages

@@ -18,8 +18,11 @@ import (
 //     64 and 128 when every bf16 tensor starts 16-byte aligned; otherwise
 //     the CUDA-core kernels' bf16 instances (every head size up to 128, any
 //     alignment). Decode stays on the CUDA cores for both dtypes.
-// A head size above 128 is an error of this backend. No kernel uses
-// atomics: every result is the same bits run to run.
+// Grouped-query attention (kvHeads < nHead) runs in the same kernels: the
+// forward and dQ blocks own query heads and read their group's key/value
+// head in place; the dK/dV blocks own key/value heads and loop over their
+// group's query heads. A head size above 128 is an error of this backend.
+// No kernel uses atomics: every result is the same bits run to run.
 
 // attnMaxHead is the largest head size the kernels handle.
 const attnMaxHead = 128
@@ -62,8 +65,8 @@ func attnMMASmem(hs int) (fwd, dq, dkv int) {
 
 // attnUseMMA reports whether the tensor-core kernels take a call: bf16
 // activations, a head size they are instantiated for, and every bf16
-// tensor 16-byte aligned (their 16-byte cp.async and stores; C is then a
-// multiple of 8).
+// tensor 16-byte aligned (their 16-byte cp.async and stores; every head
+// then starts 16-byte aligned, hs being a multiple of 8).
 func (b *Backend) attnUseMMA(d gpu.AttnDims, act ...*gpu.Tensor) bool {
 	_, ok := attnMMABwdTile[d.HS]
 	return d.Act == gpu.BF16 && ok && b.aligned16(act...)
@@ -94,8 +97,8 @@ func attnScales(hs int) (scale, scale2 float32) {
 }
 
 // attnCheckSizes records an error unless the kernels can run these shapes:
-// the CUDA-core kernels put B·H, the tensor-core ones the row blocks, in
-// the grid's y dimension (at most 65535).
+// the CUDA-core kernels put B·H (or B·KVH ≤ B·H), the tensor-core ones the
+// row blocks, in the grid's y dimension (at most 65535).
 func (b *Backend) attnCheckSizes(op string, d gpu.AttnDims, mma bool) bool {
 	if d.HS > attnMaxHead {
 		b.failf("%s: head size %d exceeds the cuda kernels' limit of %d", op, d.HS, attnMaxHead)
@@ -109,16 +112,16 @@ func (b *Backend) attnCheckSizes(op string, d gpu.AttnDims, mma bool) bool {
 		b.failf("%s: %d sequences × %d heads exceed the cuda kernels' limit of 65535", op, d.B, d.H)
 		return false
 	}
-	return !b.fail(fitsInt32(op, d.B*d.T, 3*d.C, d.B*d.H*d.T))
+	return !b.fail(fitsInt32(op, d.B*d.T, d.QKVWidth(), d.B*d.H*d.T))
 }
 
 // AttentionForward implements gpu.Backend.
-func (b *Backend) AttentionForward(out, lse, qkv, validLen *gpu.Tensor, nHead int) {
+func (b *Backend) AttentionForward(out, lse, qkv, validLen *gpu.Tensor, nHead, kvHeads int) {
 	const op = "attention forward"
 	if b.err != nil {
 		return
 	}
-	d, checks, err := b.checker.AttentionForward(out, lse, qkv, validLen, nHead)
+	d, checks, err := b.checker.AttentionForward(out, lse, qkv, validLen, nHead, kvHeads)
 	if b.fail(err) || d.B == 0 || d.T == 0 {
 		return
 	}
@@ -130,24 +133,24 @@ func (b *Backend) AttentionForward(out, lse, qkv, validLen *gpu.Tensor, nHead in
 	if mma {
 		smem, _, _ := attnMMASmem(d.HS)
 		b.launch(kernelName("attention_forward_mma_hs", d.HS), [3]int{d.B * d.H, (d.T + attnMMARows - 1) / attnMMARows, 1},
-			block1(128), smem, b.ptr(out), b.ptr(lse), b.ptr(qkv), b.ptr(validLen), i32(d.T), i32(d.C), i32(d.H),
+			block1(128), smem, b.ptr(out), b.ptr(lse), b.ptr(qkv), b.ptr(validLen), i32(d.T), i32(d.H), i32(d.KVH),
 			scale2, i32(smem), b.attnSmemCode(), b.flagPtr())
 		return
 	}
 	hsp, rows, _, _ := attnHSP(d.HS)
 	b.launch(kernelName(attnFamily("attention_forward_", d.Act), hsp), [3]int{(d.T + rows - 1) / rows, d.B * d.H, 1}, block1(128), 0,
-		b.ptr(out), b.ptr(lse), b.ptr(qkv), b.ptr(validLen), i32(d.T), i32(d.C), i32(d.H), i32(d.HS), scale2, b.flagPtr())
+		b.ptr(out), b.ptr(lse), b.ptr(qkv), b.ptr(validLen), i32(d.T), i32(d.H), i32(d.KVH), i32(d.HS), scale2, b.flagPtr())
 }
 
 // AttentionBackward implements gpu.Backend: the dQ kernel (which also
-// stores D = rowsum(dO∘O) in float32 scratch) then the dK/dV kernel; no
-// atomics, so dqkv is deterministic.
-func (b *Backend) AttentionBackward(dqkv, dout, qkv, out, lse, validLen *gpu.Tensor, nHead int) {
+// stores D = rowsum(dO∘O) in float32 scratch) over query heads, then the
+// dK/dV kernel over key/value heads; no atomics, so dqkv is deterministic.
+func (b *Backend) AttentionBackward(dqkv, dout, qkv, out, lse, validLen *gpu.Tensor, nHead, kvHeads int) {
 	const op = "attention backward"
 	if b.err != nil {
 		return
 	}
-	d, checks, err := b.checker.AttentionBackward(dqkv, dout, qkv, out, lse, validLen, nHead)
+	d, checks, err := b.checker.AttentionBackward(dqkv, dout, qkv, out, lse, validLen, nHead, kvHeads)
 	if b.fail(err) || d.B == 0 || d.T == 0 {
 		return
 	}
@@ -163,23 +166,23 @@ func (b *Backend) AttentionBackward(dqkv, dout, qkv, out, lse, validLen *gpu.Ten
 	}
 	if mma {
 		_, smemDQ, smemDKV := attnMMASmem(d.HS)
-		grid := [3]int{d.B * d.H, (d.T + attnMMARows - 1) / attnMMARows, 1}
+		rowBlocks := (d.T + attnMMARows - 1) / attnMMARows
 		code := b.attnSmemCode()
-		b.launch(kernelName("attention_backward_dq_mma_hs", d.HS), grid, block1(128), smemDQ,
+		b.launch(kernelName("attention_backward_dq_mma_hs", d.HS), [3]int{d.B * d.H, rowBlocks, 1}, block1(128), smemDQ,
 			b.ptr(dqkv), dbuf, b.ptr(dout), b.ptr(qkv), b.ptr(out), b.ptr(lse), b.ptr(validLen),
-			i32(d.T), i32(d.C), i32(d.H), scale2, scale, i32(smemDQ), code, flag)
-		b.launch(kernelName("attention_backward_dkdv_mma_hs", d.HS), grid, block1(128), smemDKV,
+			i32(d.T), i32(d.H), i32(d.KVH), scale2, scale, i32(smemDQ), code, flag)
+		b.launch(kernelName("attention_backward_dkdv_mma_hs", d.HS), [3]int{d.B * d.KVH, rowBlocks, 1}, block1(128), smemDKV,
 			b.ptr(dqkv), dbuf, b.ptr(dout), b.ptr(qkv), b.ptr(lse), b.ptr(validLen),
-			i32(d.T), i32(d.C), i32(d.H), scale2, scale, i32(smemDKV), code, flag)
+			i32(d.T), i32(d.H), i32(d.KVH), scale2, scale, i32(smemDKV), code, flag)
 		return
 	}
 	hsp, _, dqRows, dkvRows := attnHSP(d.HS)
 	b.launch(kernelName(attnFamily("attention_backward_dq_", d.Act), hsp), [3]int{(d.T + dqRows - 1) / dqRows, d.B * d.H, 1}, block1(128), 0,
 		b.ptr(dqkv), dbuf, b.ptr(dout), b.ptr(qkv), b.ptr(out), b.ptr(lse), b.ptr(validLen),
-		i32(d.T), i32(d.C), i32(d.H), i32(d.HS), scale2, scale, flag)
-	b.launch(kernelName(attnFamily("attention_backward_dkdv_", d.Act), hsp), [3]int{(d.T + dkvRows - 1) / dkvRows, d.B * d.H, 1}, block1(128), 0,
+		i32(d.T), i32(d.H), i32(d.KVH), i32(d.HS), scale2, scale, flag)
+	b.launch(kernelName(attnFamily("attention_backward_dkdv_", d.Act), hsp), [3]int{(d.T + dkvRows - 1) / dkvRows, d.B * d.KVH, 1}, block1(128), 0,
 		b.ptr(dqkv), dbuf, b.ptr(dout), b.ptr(qkv), b.ptr(lse), b.ptr(validLen),
-		i32(d.T), i32(d.C), i32(d.H), i32(d.HS), scale2, scale, flag)
+		i32(d.T), i32(d.H), i32(d.KVH), i32(d.HS), scale2, scale, flag)
 }
 
 // kernelName appends a head size to a kernel family's name.
@@ -196,13 +199,13 @@ func kernelName(family string, hsp int) string {
 }
 
 // KVCacheWrite implements gpu.Backend.
-func (b *Backend) KVCacheWrite(kc, vc, qkv, start *gpu.Tensor, nHead int) {
+func (b *Backend) KVCacheWrite(kc, vc, qkv, start *gpu.Tensor, nHead, kvHeads int) {
 	const op = "kv-cache write"
 	if b.err != nil {
 		return
 	}
-	d, checks, err := b.checker.KVCacheWrite(kc, vc, qkv, start, nHead)
-	if b.fail(err) || d.B == 0 || d.T == 0 || b.fail(fitsInt32(op, d.B*d.T, 3*d.C, d.S)) || !b.runChecks(checks) {
+	d, checks, err := b.checker.KVCacheWrite(kc, vc, qkv, start, nHead, kvHeads)
+	if b.fail(err) || d.B == 0 || d.T == 0 || b.fail(fitsInt32(op, d.B*d.T, d.QKVWidth(), d.S)) || !b.runChecks(checks) {
 		return
 	}
 	name := "kvcache_write"
@@ -210,16 +213,16 @@ func (b *Backend) KVCacheWrite(kc, vc, qkv, start *gpu.Tensor, nHead int) {
 		name = "kvcache_write_bf16"
 	}
 	b.launch(name, grid1(d.B*d.T), block1(128), 0,
-		b.ptr(kc), b.ptr(vc), b.ptr(qkv), b.ptr(start), i32(d.B), i32(d.T), i32(d.C), i32(d.H), i32(d.HS), i32(d.S), b.flagPtr())
+		b.ptr(kc), b.ptr(vc), b.ptr(qkv), b.ptr(start), i32(d.B), i32(d.T), i32(d.H), i32(d.KVH), i32(d.HS), i32(d.S), b.flagPtr())
 }
 
 // AttentionDecode implements gpu.Backend.
-func (b *Backend) AttentionDecode(out, qkv, kc, vc, lens *gpu.Tensor, nHead int) {
+func (b *Backend) AttentionDecode(out, qkv, kc, vc, lens *gpu.Tensor, nHead, kvHeads int) {
 	const op = "attention decode"
 	if b.err != nil {
 		return
 	}
-	d, checks, err := b.checker.AttentionDecode(out, qkv, kc, vc, lens, nHead)
+	d, checks, err := b.checker.AttentionDecode(out, qkv, kc, vc, lens, nHead, kvHeads)
 	if b.fail(err) || d.B == 0 {
 		return
 	}
@@ -227,11 +230,11 @@ func (b *Backend) AttentionDecode(out, qkv, kc, vc, lens *gpu.Tensor, nHead int)
 		b.failf("%s: head size %d exceeds the cuda kernels' limit of %d", op, d.HS, attnMaxHead)
 		return
 	}
-	if b.fail(fitsInt32(op, d.B*d.H, 3*d.C, d.S)) || !b.runChecks(checks) {
+	if b.fail(fitsInt32(op, d.B*d.H, d.QKVWidth(), d.S)) || !b.runChecks(checks) {
 		return
 	}
 	hsp, _, _, _ := attnHSP(d.HS)
 	_, scale2 := attnScales(d.HS)
 	b.launch(kernelName(attnFamily("attention_decode_", d.Act), hsp), grid1(d.B*d.H), block1(256), 0,
-		b.ptr(out), b.ptr(qkv), b.ptr(kc), b.ptr(vc), b.ptr(lens), i32(d.B), i32(d.C), i32(d.H), i32(d.HS), i32(d.S), scale2, b.flagPtr())
+		b.ptr(out), b.ptr(qkv), b.ptr(kc), b.ptr(vc), b.ptr(lens), i32(d.B), i32(d.H), i32(d.KVH), i32(d.HS), i32(d.S), scale2, b.flagPtr())
 }
