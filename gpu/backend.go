@@ -31,9 +31,9 @@ import (
 // "+=" in a doc comment means the op accumulates into that output, so
 // gradients of a tensor used twice add up. Elementwise ops need equal
 // lengths, not equal shapes ([B,T,C] and [B·T,C] views mix); row-wise ops
-// (LayerNorm, RMSNorm, SwiGLU, AddBias, BiasBackward, LogSoftmax) read the last dimension as
-// the row width. Reductions are deterministic for a given backend and thread
-// count, not bit-identical across thread counts.
+// (LayerNorm, RMSNorm, SwiGLU, AddBias, BiasBackward, LogSoftmax) read the
+// last dimension as the row width. Reductions are deterministic for a
+// given backend and thread count, not bit-identical across thread counts.
 type Backend interface {
 	// Name identifies the backend and device, e.g. "cpu (2 threads)".
 	Name() string
@@ -197,7 +197,7 @@ type Backend interface {
 	// the value heads are untouched), in the rotate_half convention of
 	// Hugging Face's Llama: element i of a head pairs with element
 	// i + hs/2, and at position p, with θ = p·invFreq[i] (a float32
-	// product),
+	// product; p is exact in float32 below 2²⁴),
 	//   x'[i]      = x[i]·cos θ − x[i+hs/2]·sin θ
 	//   x'[i+hs/2] = x[i+hs/2]·cos θ + x[i]·sin θ   for i < hs/2.
 	// invFreq [hs/2] (float32) holds the inverse frequencies, computed on

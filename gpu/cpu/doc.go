@@ -1,6 +1,7 @@
-// Package cpu implements gpu.Backend in pure Go: every op of a GPT training
-// step and of generation (KV-cache writes, single-query decode attention,
-// sampling), multi-threaded over rows, heads and tiles. It is the default backend
+// Package cpu implements gpu.Backend in pure Go: every op of a GPT-2 or
+// Llama-family training step and of generation (KV-cache writes,
+// single-query decode attention, sampling), multi-threaded over rows, heads
+// and tiles. It is the default backend
 // and the reference the cuda backend is tested against. Matrix multiplication,
 // the hot spot, uses a cache-blocked, packed kernel with an AVX2/FMA
 // micro-kernel in assembly on amd64 and a portable Go one elsewhere.
