@@ -71,11 +71,11 @@ esac
 
 // Figures of the fixtures, chosen so that every ratio is known.
 const (
-	sftTokens   = 200000.0 // instructgo's SFT step, tokens/s
-	eagerTokens = 50000.0  // → 4x
-	attnSeconds = 1e-3     // instructgo's attention call; PyTorch takes twice as long
+	sftTokens       = 200000.0 // instructgo's SFT step, tokens/s
+	eagerTokens     = 50000.0  // → 4x
+	attnSeconds     = 1e-3     // instructgo's attention call; PyTorch takes twice as long
 	trlEpisodesPerS = 40.0     // TRL; instructgo 100 → 2.5x
-	hfTokens    = 2000.0   // HF generate; instructgo 8000 → 4x
+	hfTokens        = 2000.0   // HF generate; instructgo 8000 → 4x
 )
 
 func writeJSON(t *testing.T, path string, v any) {
