@@ -49,7 +49,9 @@
 // passed and every step succeeded, 1 otherwise.
 //
 // It is plain Go (no cgo, no build tag) so that it runs anywhere and is
-// tested by the ordinary `go test ./...`.
+// tested by the ordinary `go test ./...`. It imports the standard library
+// and gpu/cuda/internal/cudalib only (not package bench, whose report it
+// reads: see goals.go).
 package main
 
 import (

@@ -20,15 +20,28 @@ set -eu
 [ $# -eq 3 ] || { echo "usage: trl-venv.sh PYTHON WHEELS_DIR VENV_DIR" >&2; exit 2; }
 python=$1 wheels=$2 venv=$3
 ls "$wheels"/*.whl >/dev/null 2>&1 || { echo "trl-venv.sh: no wheels in $wheels" >&2; exit 1; }
-"$python" -m venv --system-site-packages --without-pip "$venv"
-site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-"$python" - > "$site/_instructgo_parent_site.pth" <<'EOF'
+pip_flags="--quiet --disable-pip-version-check --no-index --no-deps --no-compile"
+if "$python" -m venv --system-site-packages --without-pip "$venv"; then
+	site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+	"$python" - > "$site/_instructgo_parent_site.pth" <<'EOF'
 import site, sys
 for p in site.getsitepackages() + [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]:
     print(p)
 EOF
-# pip comes from PYTHON's packages (the .pth) and installs into the venv.
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-index --no-deps --no-compile "$wheels"/*.whl
+	# pip comes from PYTHON's packages (the .pth) and installs into the venv.
+	# shellcheck disable=SC2086
+	"$venv/bin/python" -m pip install $pip_flags "$wheels"/*.whl
+else
+	# No venv module: the wheels go into a folder that a wrapper, standing
+	# where the venv's python would, puts first on PYTHONPATH.
+	echo "trl-venv.sh: $python -m venv failed; installing into $venv/site behind a PYTHONPATH wrapper" >&2
+	interp=$(command -v "$python")
+	mkdir -p "$venv/bin"
+	# shellcheck disable=SC2086
+	"$python" -m pip install $pip_flags --target "$venv/site" "$wheels"/*.whl
+	printf '#!/bin/sh\nPYTHONPATH="%s${PYTHONPATH:+:$PYTHONPATH}" exec "%s" "$@"\n' "$venv/site" "$interp" > "$venv/bin/python"
+	chmod +x "$venv/bin/python"
+fi
 "$venv/bin/python" - <<'EOF'
 import importlib.metadata as md
 import trl.experimental.ppo  # noqa: F401  (fails here, not in the timed run)
