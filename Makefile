@@ -145,15 +145,28 @@ cuda-emu-test: | cuda-tools12
 build-cuda: kernels
 	$(WITH_CUDA12) $(GO) build -tags cuda -ldflags '$(LDFLAGS)' -o $(BIN_CUDA) ./cmd/instructgo
 
-## gpu-bundle: build/gpu-bundle: the cuda binary, the cuda test binaries and run.sh, for a GPU machine without Go
-gpu-bundle: kernels
-	rm -rf $(BUNDLE) && mkdir -p $(BUNDLE)/tests
+## gpu-bundle: build/gpu-bundle and build/gpu-bundle.tar.gz, for a GPU machine without Go or network: the cuda binary, the gpu/cuda test binary (the parity tests), the runner, the PyTorch and TRL baseline scripts and TRL's wheels (bench/trl/requirements.txt, downloaded once from PyPI); run.sh runs it all in one command
+TRL_WHEELS    := build/wheels/trl
+BUNDLE_MAX_MB := 56
+PIP_DOWNLOAD  := $(PYTHON) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+                 --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
+                 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
+gpu-bundle: kernels $(TRL_WHEELS)/.done
+	rm -rf $(BUNDLE) && mkdir -p $(BUNDLE)/tests $(BUNDLE)/python $(BUNDLE)/wheels
 	$(WITH_CUDA12) sh -c '$(GO) build -tags cuda -ldflags "-s -w $(LDFLAGS)" -o $(BUNDLE)/instructgo ./cmd/instructgo && \
-		$(GO) test -c -tags cuda -ldflags "-s -w" -o $(BUNDLE)/tests/ $(CUDA_TEST_PKGS)'
+		$(GO) test -c -tags cuda -ldflags "-s -w" -o $(BUNDLE)/tests/cuda.test ./gpu/cuda'
 	CGO_ENABLED=0 $(GO) build -ldflags "-s -w" -o $(BUNDLE)/bundle-runner ./gpu/cuda/bundle
-	cp gpu/cuda/bundle/run.sh $(BUNDLE)/run.sh && chmod +x $(BUNDLE)/run.sh
+	cp gpu/cuda/bundle/run.sh gpu/cuda/bundle/trl-venv.sh $(BUNDLE)/ && chmod +x $(BUNDLE)/run.sh $(BUNDLE)/trl-venv.sh
+	cp bench/pytorch/train_step.py bench/pytorch/ops.py bench/trl/ppo_iteration.py $(BUNDLE)/python/
+	cp $(TRL_WHEELS)/*.whl $(BUNDLE)/wheels/
 	cp $(CUDA_BUILD)/ptxas.txt $(CUDA_BUILD)/ptxas-summary.txt $(BUNDLE)/
 	@bash gpu/cuda/scripts/check-linkage.sh $(BUNDLE)/instructgo $(BUNDLE)/tests/*.test
 	tar czf $(BUNDLE).tar.gz -C $(dir $(BUNDLE)) $(notdir $(BUNDLE))
 	@du -sh $(BUNDLE) | awk '{print "gpu-bundle: " $$2 " (" $$1 "); run ./run.sh [OUTDIR] on the GPU machine"}'
-	@du -sh $(BUNDLE).tar.gz | awk '{print "gpu-bundle: " $$2 " (" $$1 ") travels where the folder is too big: tar xzf it there, then run gpu-bundle/run.sh"}'
+	@size=$$(stat -c %s $(BUNDLE).tar.gz); echo "gpu-bundle: $(BUNDLE).tar.gz $$size bytes (limit $(BUNDLE_MAX_MB) MiB): tar xzf it there, then run gpu-bundle/run.sh"; \
+		[ $$size -le $$(( $(BUNDLE_MAX_MB) * 1048576 )) ] || { echo "gpu-bundle: compressed bundle over $(BUNDLE_MAX_MB) MiB"; exit 1; }
+
+$(TRL_WHEELS)/.done: bench/trl/requirements.txt
+	rm -rf $(TRL_WHEELS) && mkdir -p $(TRL_WHEELS)
+	$(PIP_DOWNLOAD) -d $(TRL_WHEELS) -r bench/trl/requirements.txt
+	@touch $@

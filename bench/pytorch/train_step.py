@@ -1,22 +1,32 @@
 #!/usr/bin/env python3
-"""PyTorch eager baseline for instructgo's CPU training step.
+"""PyTorch baseline for instructgo's training step, on the CPU or a GPU.
 
-Times one full GPT-2 language-model training step on the CPU -- zero the
-gradients, forward, cross-entropy loss, backward, global-norm gradient
-clipping, AdamW update -- for the same model, shapes and optimizer settings
-as the Go benchmark `go test ./train -bench TrainStep` (train/bench_test.go),
-so the two tokens/s (and model FLOP/s) figures can be compared directly.
+Times one full GPT-2 language-model training step -- zero the gradients,
+forward, cross-entropy loss, backward, global-norm gradient clipping, AdamW
+update, the loss read back -- for the same model, shapes and optimizer
+settings as instructgo's SFT step (`instructgo bench`, step/<config> sft;
+`go test ./train -bench TrainStep` on the CPU), so the two tokens/s (and
+model FLOP/s) figures can be compared directly.
 
 The network mirrors model/ exactly: token + learned position embeddings,
 pre-LayerNorm blocks (eps 1e-5) with causal multi-head attention from one
-fused c_attn projection (C -> 3C) and a c_proj projection, an MLP
-C -> 4C -> C with tanh-approximated GELU, a final LayerNorm and an LM head
-tied to the token embedding; no dropout; float32 throughout. AdamW uses
-betas (0.9, 0.95), eps 1e-8, weight decay 0.1 on matrices and embeddings only
-(as train/optim.go), a fixed lr of 1e-4, and clipping at global norm 1.0.
+fused c_attn projection (C -> 3C) through F.scaled_dot_product_attention
+(its flash kernel on a GPU) and a c_proj projection, an MLP C -> 4C -> C
+with tanh-approximated GELU, a final LayerNorm and an LM head tied to the
+token embedding; residual and embedding dropout (--dropout; instructgo's SFT
+step uses 0.2; attention-probability dropout is not used). AdamW uses betas
+(0.9, 0.95), eps 1e-8, weight decay 0.1 on matrices and embeddings only (as
+train/optim.go), a fixed lr of 1e-4, and clipping at global norm 1.0.
 
-Setup: bash bench/pytorch/setup.sh
+Precision (--dtype): fp32 everywhere, or bf16 the way instructgo's bf16
+mode holds it -- float32 weights, gradients and AdamW state, the forward and
+backward under torch.autocast(bfloat16) (bf16 matrix products and attention,
+float32 accumulation, LayerNorm and the loss in float32). --compile wraps
+the model in torch.compile (the first warm-up steps compile it).
+
+Setup (CPU): bash bench/pytorch/setup.sh
 Run:   .venv/bin/python bench/pytorch/train_step.py --config tiny --batch 16 --seq 128 --json
+GPU:   python3 bench/pytorch/train_step.py --device cuda --dtype bf16 --config gpt2 --batch 16 --seq 1024 --dropout 0.2 [--compile] --json
 """
 
 from __future__ import annotations
@@ -75,11 +85,12 @@ def expected_params(cfg: GPTConfig) -> int:
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: GPTConfig, dropout: float):
         super().__init__()
         self.n_head = cfg.n_head
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
@@ -89,26 +100,27 @@ class CausalSelfAttention(nn.Module):
         q, k, v = (t.view(B, T, H, C // H).transpose(1, 2) for t in (q, k, v))
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return self.c_proj(y)
+        return self.drop(self.c_proj(y))
 
 
 class MLP(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: GPTConfig, dropout: float):
         super().__init__()
         self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd)
         self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd)
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
+        return self.drop(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: GPTConfig, dropout: float):
         super().__init__()
         self.ln_1 = nn.LayerNorm(cfg.n_embd, eps=1e-5)
-        self.attn = CausalSelfAttention(cfg)
+        self.attn = CausalSelfAttention(cfg, dropout)
         self.ln_2 = nn.LayerNorm(cfg.n_embd, eps=1e-5)
-        self.mlp = MLP(cfg)
+        self.mlp = MLP(cfg, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x))
@@ -116,12 +128,13 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: GPTConfig, dropout: float = 0.0):
         super().__init__()
         self.cfg = cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.n_positions, cfg.n_embd)
-        self.h = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.drop = nn.Dropout(dropout)
+        self.h = nn.ModuleList(Block(cfg, dropout) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd, eps=1e-5)
         self._init_weights()
 
@@ -143,7 +156,7 @@ class GPT(nn.Module):
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         B, T = idx.shape
         pos = torch.arange(T, device=idx.device)
-        x = self.wte(idx) + self.wpe(pos)
+        x = self.drop(self.wte(idx) + self.wpe(pos))
         for block in self.h:
             x = block(x)
         x = self.ln_f(x)
@@ -154,7 +167,7 @@ class GPT(nn.Module):
 def make_optimizer(model: GPT, impl: str) -> tuple[torch.optim.AdamW, str]:
     """AdamW with decay on matrices and embeddings (dim >= 2) only.
 
-    impl "auto" tries the fused CPU kernel and falls back to foreach.
+    impl "auto" tries the fused kernel (CPU or CUDA) and falls back to foreach.
     """
     decay = [p for p in model.parameters() if p.dim() >= 2]
     plain = [p for p in model.parameters() if p.dim() < 2]
@@ -190,9 +203,14 @@ def main() -> None:
     ap.add_argument("--seq", type=int, default=128, help="tokens per sequence (T)")
     ap.add_argument("--steps", type=int, default=10, help="timed steps")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU)")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32",
+                    help="fp32, or bf16 autocast over float32 weights and optimizer state")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the model")
+    ap.add_argument("--dropout", type=float, default=0.0, help="residual and embedding dropout")
     ap.add_argument("--optim", choices=["auto", "fused", "foreach", "for-loop"], default="auto",
-                    help="AdamW implementation (auto: fused if this build has it on CPU)")
+                    help="AdamW implementation (auto: fused if this build has it on the device)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", action="store_true", help="print one JSON object only")
     args = ap.parse_args()
@@ -201,10 +219,15 @@ def main() -> None:
     B, T = args.batch, args.seq
     if B <= 0 or T <= 0 or T > cfg.n_positions or args.steps <= 0 or args.warmup < 0:
         ap.error(f"need B > 0, 0 < T <= {cfg.n_positions}, steps > 0, warmup >= 0")
+    if not 0 <= args.dropout < 1:
+        ap.error("need 0 <= dropout < 1")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: torch sees no GPU")
+    device = torch.device(args.device)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    model = GPT(cfg)  # float32 on the CPU
+    model = GPT(cfg, args.dropout).to(device)  # float32 weights
     model.train()
 
     # parameters() yields the tied wte weight once, like the Go count.
@@ -215,30 +238,37 @@ def main() -> None:
 
     opt, opt_impl = make_optimizer(model, args.optim)
     params = list(model.parameters())
+    forward = torch.compile(model) if args.compile else model
+    autocast = torch.autocast(device_type=args.device, dtype=torch.bfloat16, enabled=args.dtype == "bf16")
 
     # Random tokens over the whole vocabulary; targets are the next tokens.
     gen = torch.Generator().manual_seed(args.seed)
     data = torch.randint(0, cfg.vocab_size, (B, T + 1), generator=gen)
-    x, y = data[:, :-1].contiguous(), data[:, 1:].contiguous()
+    x, y = data[:, :-1].contiguous().to(device), data[:, 1:].contiguous().to(device)
 
     def step() -> tuple[float, float]:
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        logits = model(x)
-        # Mean cross-entropy over all B·T next-token targets.
-        loss = F.cross_entropy(logits.view(B * T, cfg.vocab_size), y.view(B * T))
+        with autocast:
+            logits = forward(x)
+            # Mean cross-entropy over all B·T next-token targets (autocast
+            # computes it in float32).
+            loss = F.cross_entropy(logits.view(B * T, cfg.vocab_size), y.view(B * T))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        lv = loss.item()  # the Go step reads its loss back too
+        lv = loss.item()  # the Go step reads its loss back too (and it waits for the GPU)
         return time.perf_counter() - t0, lv
 
+    where = torch.cuda.get_device_name(device) if args.device == "cuda" else f"{args.threads} threads"
     if not args.json:
-        print(f"{args.config}: {n_params} params, B={B} T={T}, {args.threads} threads, "
-              f"torch {torch.__version__}, AdamW {opt_impl}")
+        print(f"{args.config}: {n_params} params, B={B} T={T}, {where}, {args.dtype}, "
+              f"{'compiled' if args.compile else 'eager'}, torch {torch.__version__}, AdamW {opt_impl}")
     losses = []
+    warm_start = time.perf_counter()
     for _ in range(args.warmup):
         losses.append(step()[1])
+    warmup_s = time.perf_counter() - warm_start
     times = []
     for i in range(args.steps):
         dt, lv = step()
@@ -257,7 +287,14 @@ def main() -> None:
         "B": B,
         "T": T,
         "threads": args.threads,
+        "device": args.device,
+        "device_name": torch.cuda.get_device_name(device) if args.device == "cuda" else platform.processor(),
+        "dtype": args.dtype,
+        "compile": args.compile,
+        "dropout": args.dropout,
+        "warmup_s": warmup_s,
         "torch": torch.__version__,
+        "cuda": torch.version.cuda,
         "optimizer": f"AdamW {opt_impl}",
         "params": n_params,
         "warmup": args.warmup,

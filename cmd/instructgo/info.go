@@ -21,6 +21,10 @@ type infoReport struct {
 	// (matmul, vector math): what its speed comes from.
 	CPUKernels   string `json:"cpu_kernels"`
 	CUDACompiled bool   `json:"cuda_compiled"`
+	// GEMM is a GPU backend's matrix-product paths: the cuBLAS and
+	// cuBLASLt it loaded and from which files, or why it runs its own GEMM
+	// kernels; empty on the cpu.
+	GEMM string `json:"gemm,omitempty"`
 	MachineInfo
 }
 
@@ -57,6 +61,9 @@ func runInfo(c *cli.Context) (err error) {
 		CPUKernels:   fmt.Sprintf("matmul %s, vector math %s", cpu.MatMulKernel(), cpu.VecKernel()),
 		CUDACompiled: cudaCompiled(),
 		MachineInfo:  DescribeMachine(),
+	}
+	if g, ok := b.(interface{ GEMM() string }); ok {
+		r.GEMM = g.GEMM()
 	}
 	if c.Bool("json") {
 		return writeJSON(c, r)
@@ -97,6 +104,9 @@ func writeInfoText(c *cli.Context, r infoReport) error {
 	fmt.Fprintf(tw, "memory\t%s\n", mem)
 	fmt.Fprintf(tw, "go\t%s %s/%s\n", r.GoVersion, r.GOOS, r.GOARCH)
 	fmt.Fprintf(tw, "cuda backend\t%s\n", cudaStatus(r.CUDACompiled))
+	if r.GEMM != "" {
+		fmt.Fprintf(tw, "gemm\t%s\n", r.GEMM)
+	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write info: %w", err)
 	}

@@ -38,10 +38,10 @@ type Backend struct {
 	mem     *allocator
 	staging *stagingRing
 
-	mod    cu.Module
-	fns    map[string]*kernelFunc
-	args   [maxKernelArgs]uint64         // launch: argument values
-	params [maxKernelArgs]unsafe.Pointer // launch: params[i] = &args[i]
+	mod     cu.Module
+	fns     map[string]*kernelFunc
+	largs   *launchArgs    // every launch's argument storage, made once
+	streamC unsafe.Pointer // the CUstream inside stream, for our own launch call
 
 	gemm gemmEngine
 
@@ -108,6 +108,8 @@ func open(ordinal int) (_ *Backend, err error) {
 	if b.stream, err = cu.MakeStream(cu.NonBlocking); err != nil {
 		return nil, fmt.Errorf("create stream: %w", err)
 	}
+	b.streamC = unsafe.Pointer(b.stream.C())
+	b.largs = newLaunchArgs()
 	b.mem = newAllocator()
 	if b.staging, err = newStagingRing(); err != nil {
 		return nil, err
@@ -208,6 +210,7 @@ func (b *Backend) release() error {
 	if b.stream != (cu.Stream{}) {
 		add("destroy stream", b.stream.Destroy())
 	}
+	b.largs.free()
 	if b.ctx != (cu.CUContext{}) {
 		add("release primary context", b.dev.ReleasePrimaryCtx())
 		b.ctx = cu.CUContext{}

@@ -103,6 +103,8 @@ import (
 	"unsafe"
 
 	"gorgonia.org/cu"
+
+	"github.com/instructgo/instructgo/gpu/cuda/internal/cudalib"
 )
 
 // cuBLAS enum values (cublas_api.h).
@@ -120,11 +122,11 @@ type cublasLib struct {
 	version int // e.g. 120405 for 12.4.5
 }
 
-// loadCublas opens the first cuBLAS that loads (cudaLibSearch's order:
+// loadCublas opens the first cuBLAS that loads (internal/cudalib's order:
 // CUDA 13's, then 12's) and creates a handle. Its error lists why each
 // candidate failed.
 func loadCublas(stream cu.Stream) (*cublasLib, error) {
-	candidates, err := cudaLibSearch("cublas", cublasEnv, cudaMajors, hostLibEnv())
+	candidates, err := cudalib.Search("cublas", cudalib.CublasEnv, cudalib.Majors, cudalib.Host())
 	if err != nil {
 		return nil, err
 	}

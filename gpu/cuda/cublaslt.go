@@ -257,6 +257,7 @@ import (
 	"gorgonia.org/cu"
 
 	"github.com/instructgo/instructgo/gpu"
+	"github.com/instructgo/instructgo/gpu/cuda/internal/cudalib"
 )
 
 // ltWorkspaceBytes is cuBLASLt's workspace, allocated once at the first
@@ -284,10 +285,10 @@ type ltCached struct {
 // shape rule, no algorithm, a refused descriptor); nothing was queued.
 var errNoLtPlan = errors.New("no cuBLASLt plan")
 
-// loadCublasLt opens the first cuBLASLt that loads (cublasLtSearch's
-// order). Its error lists why each candidate failed.
+// loadCublasLt opens the first cuBLASLt that loads (internal/cudalib's
+// LtSearch order). Its error lists why each candidate failed.
 func loadCublasLt(cublasPath string, cublasMajor int) (*cublasLtLib, error) {
-	paths, err := cublasLtSearch(cublasPath, cublasMajor, hostLibEnv())
+	paths, err := cudalib.LtSearch(cublasPath, cublasMajor, cudalib.Host())
 	if err != nil {
 		return nil, err
 	}

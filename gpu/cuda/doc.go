@@ -45,9 +45,10 @@
 // exit into a readable message. The fatbin holds SASS for sm_80, sm_86,
 // sm_89 and sm_90 and compute_80 PTX, so it needs an Ampere or newer GPU.
 // cuBLAS is looked up as $INSTRUCTGO_CUBLAS (a path; "none" disables it),
-// then libcublas.so.13 and libcublas.so.12 (by soname, in
-// /usr/local/cuda/lib64, and in Python site-packages' NVIDIA wheels), and
-// cuBLASLt beside it (cudalib.go).
+// then libcublas.so.13 and libcublas.so.12 (by soname, in the CUDA
+// toolkits, and in the NVIDIA wheels of Python's site-packages, python3's
+// sys.path included), and cuBLASLt beside it: internal/cudalib has the one
+// search rule, which the GPU bundle's runner shares.
 //
 // # The emulated build
 //
@@ -64,7 +65,7 @@
 // INTERNALS.md beside this file describes the helpers kernel wrappers use
 // (ptr, launch, fail, checker).
 //
-// It imports gpu, gpu/cuda/internal/cuinit, gorgonia.org/cu,
+// It imports gpu, gpu/cuda/internal/cuinit, gpu/cuda/internal/cudalib, gorgonia.org/cu,
 // golang.org/x/sys/unix and the standard library (the emulated build: gpu
 // and the standard library); its tests also gpu/cpu and model.
 package cuda

@@ -26,7 +26,6 @@ import "C"
 import (
 	"errors"
 	"fmt"
-	"math"
 	"unsafe"
 
 	"github.com/instructgo/instructgo/gpu"
@@ -61,6 +60,8 @@ type Backend struct {
 	checker    gpu.Checker
 	syncChecks []func() error
 	allocs     []*storage
+	largs      *launchArgs        // every launch's argument storage, made once
+	cnames     map[string]*C.char // kernelCName's C strings
 }
 
 type storage struct {
@@ -84,7 +85,7 @@ var errClosed = errors.New("cuda: backend is closed")
 // New opens the emulated backend; there is one emulated device, so ordinal
 // is ignored.
 func New(ordinal int) (*Backend, error) {
-	b := &Backend{}
+	b := &Backend{largs: newLaunchArgs(), cnames: map[string]*C.char{}}
 	b.checker = newChecker(b.owns)
 	return b, nil
 }
@@ -135,6 +136,11 @@ func (b *Backend) Close() error {
 		C.free(s.base)
 	}
 	b.allocs = nil
+	b.largs.free()
+	for _, c := range b.cnames {
+		C.free(unsafe.Pointer(c))
+	}
+	b.cnames = nil
 	b.fail(errClosed)
 	opStates.Delete(b)
 	return nil
@@ -213,7 +219,9 @@ func (b *Backend) download(op string, t *gpu.Tensor, d gpu.DType, dst unsafe.Poi
 
 // launch runs kernel in the emulator at once (the emulated stream is
 // synchronous) after the same shape checks as the GPU build, then checks
-// every allocation's canaries. Arguments take the GPU build's types.
+// every allocation's canaries. The arguments go through the same launch
+// storage as on the GPU (launchArgs), with their sizes, which the emulator
+// checks against the kernel's signature.
 func (b *Backend) launch(kernel string, grid, block [3]int, sharedMem int, args ...any) {
 	if b.err != nil {
 		return
@@ -222,48 +230,28 @@ func (b *Backend) launch(kernel string, grid, block [3]int, sharedMem int, args 
 		b.fail(err)
 		return
 	}
-	n := len(args)
-	mem := C.malloc(C.size_t(8*n + 8*n + 4*n + 8))
-	slots := unsafe.Slice((*uint64)(mem), n)
-	ptrs := unsafe.Slice((*unsafe.Pointer)(unsafe.Add(mem, 8*n)), n)
-	sizes := unsafe.Slice((*C.int)(unsafe.Add(mem, 16*n)), n)
-	for i, a := range args {
-		var v uint64
-		var sz int
-		switch x := a.(type) {
-		case devicePtr:
-			v, sz = uint64(x), 8
-		case int32:
-			v, sz = uint64(uint32(x)), 4
-		case uint32:
-			v, sz = uint64(x), 4
-		case int64:
-			v, sz = uint64(x), 8
-		case uint64:
-			v, sz = x, 8
-		case float32:
-			v, sz = uint64(math.Float32bits(x)), 4
-		case float64:
-			v, sz = math.Float64bits(x), 8
-		default:
-			C.free(mem)
-			b.failf("cuda launch %s: argument %d has type %T", kernel, i, a)
-			return
-		}
-		slots[i] = v
-		ptrs[i] = unsafe.Pointer(&slots[i])
-		sizes[i] = C.int(sz)
+	if err := b.largs.set(args); err != nil {
+		b.failf("cuda launch %s: %w", kernel, err)
+		return
 	}
-	name := C.CString(kernel)
-	msg := C.emu_launch(name, C.int(grid[0]), C.int(grid[1]), C.int(grid[2]), C.int(block[0]), C.int(block[1]), C.int(block[2]),
-		C.int(sharedMem), (*unsafe.Pointer)(unsafe.Add(mem, 8*n)), (*C.int)(unsafe.Add(mem, 16*n)), C.int(n))
-	C.free(unsafe.Pointer(name))
-	C.free(mem)
+	msg := C.emu_launch(b.kernelCName(kernel), C.int(grid[0]), C.int(grid[1]), C.int(grid[2]), C.int(block[0]), C.int(block[1]), C.int(block[2]),
+		C.int(sharedMem), b.largs.params(), b.largs.sizesPtr(), C.int(len(args)))
 	if msg != nil {
 		b.failf("emulator: %s", C.GoString(msg))
 		return
 	}
 	b.checkGuards(kernel)
+}
+
+// kernelCName is kernel's name as a C string, made once per name (the
+// emulator finds a kernel by name at every launch).
+func (b *Backend) kernelCName(kernel string) *C.char {
+	c, ok := b.cnames[kernel]
+	if !ok {
+		c = C.CString(kernel)
+		b.cnames[kernel] = c
+	}
+	return c
 }
 
 // GEMM says which GEMM path MatMul takes.

@@ -12,6 +12,13 @@ package cuda
 static CUresult igo_set_max_dynamic_smem(void *f, int bytes) {
 	return cuFuncSetAttribute((CUfunction)f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes);
 }
+
+// igo_launch queues f on stream with the argument array params (see
+// launchArgs): cuLaunchKernel, with the values unpacked from Go's ints.
+static CUresult igo_launch(void *f, unsigned gx, unsigned gy, unsigned gz,
+		unsigned bx, unsigned by, unsigned bz, unsigned smem, void *stream, void **params) {
+	return cuLaunchKernel((CUfunction)f, gx, gy, gz, bx, by, bz, smem, (CUstream)stream, params, NULL);
+}
 */
 import "C"
 
@@ -19,7 +26,6 @@ import (
 	_ "embed" // the kernels' fatbin
 	"errors"
 	"fmt"
-	"math"
 	"unsafe"
 
 	"gorgonia.org/cu"
@@ -31,9 +37,6 @@ import (
 //
 //go:embed kernels.fatbin
 var kernelsFatbin string
-
-// maxKernelArgs bounds the parameters of one launch.
-const maxKernelArgs = 32
 
 // defaultDynamicSmem is the dynamic shared memory a kernel may use without
 // opting in through cuFuncSetAttribute.
@@ -52,9 +55,6 @@ func (b *Backend) loadModule() error {
 		return fmt.Errorf("load the embedded kernels (%d-byte fatbin) on sm_%d%d: %w", len(kernelsFatbin), b.ccMajor, b.ccMinor, err)
 	}
 	b.mod = mod
-	for i := range b.params {
-		b.params[i] = unsafe.Pointer(&b.args[i])
-	}
 	return nil
 }
 
@@ -62,6 +62,7 @@ func (b *Backend) loadModule() error {
 // allowed.
 type kernelFunc struct {
 	fn       cu.Function
+	handle   unsafe.Pointer // the CUfunction inside fn
 	smemOK   int
 	notFound error
 }
@@ -76,7 +77,7 @@ func (b *Backend) function(name string) (*kernelFunc, error) {
 	if err != nil {
 		k.notFound = fmt.Errorf("cuda: kernel %q is not in the embedded fatbin (%v): rebuild with `make kernels`", name, err)
 	}
-	k.fn = fn
+	k.fn, k.handle = fn, funcHandle(fn)
 	b.fns[name] = k
 	return k, k.notFound
 }
@@ -88,13 +89,13 @@ func (b *Backend) HasKernel(name string) bool {
 }
 
 // launch queues kernel on the stream with the given grid and block shapes
-// and dynamic shared memory in bytes. Each argument must have the exact type
-// of the kernel's parameter: cu.DevicePtr (any pointer), int32, uint32,
-// int64, uint64, float32 or float64; a Go int is rejected, since its width
-// would silently have to match. A grid with a zero dimension launches
-// nothing (an empty op). Errors are recorded (see fail); after one, launch
-// does nothing. Launches more than 48 KiB of dynamic shared memory opt the
-// kernel in once (cuFuncSetAttribute).
+// and dynamic shared memory in bytes. The arguments are written into the
+// backend's launch storage (launchArgs.set says which Go types map to which
+// C types) and handed to cuLaunchKernel; nothing is allocated. A grid with
+// a zero dimension launches nothing (an empty op). Errors are recorded
+// (see fail); after one, launch does nothing. Launches with more than
+// 48 KiB of dynamic shared memory opt the kernel in once
+// (cuFuncSetAttribute).
 func (b *Backend) launch(kernel string, grid, block [3]int, sharedMem int, args ...any) {
 	if b.err != nil {
 		return
@@ -103,46 +104,24 @@ func (b *Backend) launch(kernel string, grid, block [3]int, sharedMem int, args 
 		b.fail(err)
 		return
 	}
-	if len(args) > maxKernelArgs {
-		b.failf("cuda launch %s: %d arguments, at most %d", kernel, len(args), maxKernelArgs)
-		return
-	}
 	k, err := b.function(kernel)
 	if b.fail(err) {
 		return
 	}
-	for i, a := range args {
-		var v uint64
-		switch x := a.(type) {
-		case cu.DevicePtr:
-			v = uint64(x)
-		case int32:
-			v = uint64(uint32(x))
-		case uint32:
-			v = uint64(x)
-		case int64:
-			v = uint64(x)
-		case uint64:
-			v = x
-		case float32:
-			v = uint64(math.Float32bits(x))
-		case float64:
-			v = math.Float64bits(x)
-		default:
-			b.failf("cuda launch %s: argument %d has type %T; use cu.DevicePtr, int32, uint32, int64, uint64, float32 or float64", kernel, i, a)
-			return
-		}
-		b.args[i] = v
+	if err := b.largs.set(args); err != nil {
+		b.failf("cuda launch %s: %w", kernel, err)
+		return
 	}
 	if sharedMem > k.smemOK {
-		if b.fail(wrapCU("launch "+kernel+": allow dynamic shared memory", result(C.igo_set_max_dynamic_smem(funcHandle(k.fn), C.int(sharedMem))))) {
+		if b.fail(wrapCU("launch "+kernel+": allow dynamic shared memory", result(C.igo_set_max_dynamic_smem(k.handle, C.int(sharedMem))))) {
 			return
 		}
 		k.smemOK = sharedMem
 	}
-	err = k.fn.Launch(grid[0], grid[1], grid[2], block[0], block[1], block[2], sharedMem, b.stream, b.params[:len(args)])
-	if err != nil {
-		b.failf("cuda launch %s (grid %v, block %v, %d B shared): %w", kernel, grid, block, sharedMem, err)
+	r := C.igo_launch(k.handle, C.uint(grid[0]), C.uint(grid[1]), C.uint(grid[2]), C.uint(block[0]), C.uint(block[1]), C.uint(block[2]),
+		C.uint(sharedMem), b.streamC, b.largs.params())
+	if r != C.CUDA_SUCCESS {
+		b.failf("cuda launch %s (grid %v, block %v, %d B shared): %w", kernel, grid, block, sharedMem, result(r))
 	}
 }
 

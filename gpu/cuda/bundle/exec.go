@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -20,28 +21,52 @@ const minStep = 5 * time.Second
 // outOfTime is Step.Skipped for a step the time budget left no room for.
 const outOfTime = "out of the time budget (-budget)"
 
-// exec runs argv with a time limit (cut to what is left of ctx's deadline),
-// its output (stdout and stderr together) going to logs/NAME.log, and
-// returns the step with the output's tail. A step ctx leaves too little
-// time for is not started and comes back skipped.
-func (r *runner) exec(ctx context.Context, name string, argv []string, limit time.Duration) Step {
-	st := Step{Name: name, Command: argv, Log: filepath.Join(r.out, "logs", name+".log")}
+// command is one program run as a step.
+type command struct {
+	name  string
+	argv  []string
+	limit time.Duration
+	// json, when set, sends standard output to logs/NAME.out (kept apart
+	// from the log, where standard error goes) for the step's JSON result.
+	json bool
+	env  []string // added to the runner's environment
+}
+
+// exec runs c with its time limit (cut to what is left of ctx's deadline),
+// its output going to logs/NAME.log, and returns the step with the
+// output's tail. A step ctx leaves too little time for is not started and
+// comes back skipped.
+func (r *runner) exec(ctx context.Context, c command) Step {
+	st := Step{Name: c.name, Command: c.argv, Log: filepath.Join(r.work, "logs", c.name+".log")}
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < minStep {
 		st.Skipped, st.Log = outOfTime, ""
-		fmt.Fprintf(os.Stderr, "== %s: skipped, out of time\n", name)
+		fmt.Fprintf(os.Stderr, "== %s: skipped, out of time\n", c.name)
 		return st
 	}
-	fmt.Fprintf(os.Stderr, "== %s: %s\n", name, strings.Join(argv, " "))
+	fmt.Fprintf(os.Stderr, "== %s: %s\n", c.name, strings.Join(c.argv, " "))
 	f, err := os.Create(st.Log)
 	if err != nil {
 		st.ExitCode, st.Tail = -1, err.Error()
 		return st
 	}
 	defer f.Close()
-	ctx, cancel := context.WithTimeout(ctx, limit)
+	ctx, cancel := context.WithTimeout(ctx, c.limit)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd := exec.CommandContext(ctx, c.argv[0], c.argv[1:]...)
 	cmd.Stdout, cmd.Stderr = f, f
+	if c.json {
+		st.Stdout = filepath.Join(r.work, "logs", c.name+".out")
+		out, err := os.Create(st.Stdout)
+		if err != nil {
+			st.ExitCode, st.Tail = -1, err.Error()
+			return st
+		}
+		defer out.Close()
+		cmd.Stdout = out
+	}
+	if len(c.env) > 0 {
+		cmd.Env = append(os.Environ(), c.env...)
+	}
 	cmd.WaitDelay = 10 * time.Second
 	start := time.Now()
 	err = cmd.Run()
@@ -59,12 +84,25 @@ func (r *runner) exec(ctx context.Context, name string, argv []string, limit tim
 		fmt.Fprintf(f, "\nbundle-runner: %v\n", err)
 	}
 	if ctx.Err() != nil {
-		fmt.Fprintf(f, "\nbundle-runner: stopped after %v\n", limit)
+		fmt.Fprintf(f, "\nbundle-runner: stopped after %v\n", c.limit)
 	}
 	f.Sync()
 	st.Tail = tail(readFile(st.Log), 40)
 	fmt.Fprintf(os.Stderr, "   exit %d after %.1fs\n", st.ExitCode, st.Seconds)
 	return st
+}
+
+// jsonResult is the JSON object a step printed last on its standard
+// output (Step.Stdout), or nil when there is none.
+func jsonResult(st Step) json.RawMessage {
+	if st.ExitCode != 0 || st.Skipped != "" || st.Stdout == "" {
+		return nil
+	}
+	raw := strings.TrimSpace(lastJSONObject(readFile(st.Stdout)))
+	if !json.Valid([]byte(raw)) {
+		return nil
+	}
+	return json.RawMessage(raw)
 }
 
 // tail is the last n lines of s.
@@ -125,7 +163,7 @@ func parseBenchOutput(out string) []Benchmark {
 
 // parseNvidiaSMI reads nvidia-smi's CSV (the fields of main's query).
 func parseNvidiaSMI(out string) []map[string]any {
-	keys := []string{"name", "driver_version", "memory_total_mib", "compute_cap", "max_sm_clock_mhz", "power_limit_w"}
+	keys := []string{"name", "driver_version", "memory_total_mib", "compute_cap", "max_sm_clock_mhz", "power_limit_w", "sm_clock_mhz", "temperature_c"}
 	var gpus []map[string]any
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		if strings.TrimSpace(line) == "" {

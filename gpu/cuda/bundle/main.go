@@ -1,26 +1,57 @@
 // Command bundle-runner is the program inside the GPU bundle (`make
-// gpu-bundle`): on a GPU machine without Go it runs every compiled cuda test
-// binary (the CUDA-vs-CPU parity tests), `instructgo --device cuda info`,
-// the benchmarks of the test binaries, `instructgo bench` when the binary
-// has it, a short `instructgo pretrain` smoke run on generated text and a
-// pipeline with a few steps per stage, and writes one JSON report
-// (report.json) plus the raw logs.
+// gpu-bundle`). On a GPU machine without Go, in one command that fits a
+// borrowed GPU's time limit, it checks the cuda backend and measures issue
+// 16's goals against their baselines, and writes one JSON report:
 //
-//	bundle-runner [-bundle DIR] [-out DIR] [-timeout 4m] [-budget 8m] [-skip-bench]
+//	bundle-runner [-bundle DIR] [-out DIR] [-work DIR] [-budget 8m] [-timeout 4m]
+//	              [-python python3] [-tests REGEXP] [-allow-fallback-gemm]
+//	              [-skip-bench] [-skip-baselines] [-skip-smoke]
 //
-// The bundle's run.sh calls it with the bundle directory and the output
-// directory ($OUT or ./gpu-report), passing on any further flags. The steps
-// run most important first (the parity tests, then the backend's info, a
-// short training run and a few steps of every pipeline stage, then the
-// benchmarks), each within -timeout and all
-// within -budget, so that a session on a borrowed GPU with a hard time
-// limit gets its answers before the limit; a step the budget no longer
-// allows is recorded as skipped. report.json is rewritten after every
-// step, so a run killed from outside still leaves what it found. It exits 0
-// when every test passed and every step succeeded, 1 otherwise.
+// The steps, most important first, each within its own limit (at most
+// -timeout) and all within -budget (a step the budget no longer allows is
+// recorded as out of time):
 //
-// It is plain Go (no cgo, no build tag) so that it runs anywhere and its
-// parsing is tested by the ordinary `go test ./...`.
+//  1. the machine: nvidia-smi (card, driver, clocks), and where the CUDA
+//     math libraries are: the files the cuda backend's library search
+//     (gpu/cuda/internal/cudalib, the same code) finds, python3's
+//     site-packages included;
+//  2. the cuda parity tests: the gpu/cuda test binary (CUDA against the
+//     CPU backend, every op), -tests selecting which;
+//  3. `instructgo --device cuda info`: which cuBLAS and cuBLASLt the
+//     backend loaded, from which files, or why it runs its fallback GEMM
+//     kernels. Figures measured with the fallback GEMM are refused (the
+//     GEMM-bound benchmarks are not run) unless -allow-fallback-gemm or
+//     INSTRUCTGO_ALLOW_FALLBACK_GEMM=1 says otherwise;
+//  4. the host cost of a kernel launch (the test binary's BenchmarkLaunch
+//     and BenchmarkLaunchCu, ours against gorgonia.org/cu's);
+//  5. `instructgo bench` at the goals' shapes: the GEMM ceiling, the GPT-2
+//     124M SFT step at B16×T1024 (MFU), causal attention at head sizes 64
+//     and 128, T 2048, forward and backward, cross-entropy over 8192×50257
+//     logits, then a GPT-2 PPO iteration (minibatch 64, 64 prompt + 64
+//     generated tokens) with its generation (decode) rate;
+//  6. the baselines on the same machine: PyTorch's training step
+//     (bench/pytorch/train_step.py, eager and torch.compile, bf16 autocast,
+//     SDPA), PyTorch's ops (bench/pytorch/ops.py), and TRL's PPO iteration
+//     and Hugging Face generate (bench/trl/ppo_iteration.py, in a virtual
+//     environment made offline from the bundle's wheels: trl-venv.sh);
+//  7. smoke runs of the command line: a short `instructgo pretrain` and a
+//     pipeline with a few steps of every stage.
+//
+// report.json holds every figure: the card and driver, the libraries, the
+// test results, the benchmark reports, the baselines' results and the
+// goals, each with instructgo's figure, its MFU where it has one, and its
+// ratio to each baseline (above 1: instructgo is faster). It is rewritten
+// after every step, so a run killed from outside still leaves what it
+// found. The output folder gets only report.json, summary.txt (the goals
+// as a table, also printed at the end) and logs.tar.gz (every step's log):
+// a GPU lease returns few files. Everything else (logs, runs, the
+// virtual environment) goes to the work folder. It exits 0 when every test
+// passed and every step succeeded, 1 otherwise.
+//
+// It is plain Go (no cgo, no build tag) so that it runs anywhere and is
+// tested by the ordinary `go test ./...`. It imports the standard library
+// and gpu/cuda/internal/cudalib only (not package bench, whose report it
+// reads: see goals.go).
 package main
 
 import (
@@ -30,25 +61,38 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"time"
 )
 
 func main() {
-	bundle := flag.String("bundle", ".", "the bundle directory (instructgo, tests/*.test)")
-	out := flag.String("out", "", "directory for report.json and logs (default $OUT, else ./gpu-report)")
-	timeout := flag.Duration("timeout", 4*time.Minute, "time limit of each step")
+	r := &runner{}
+	flag.StringVar(&r.bundle, "bundle", ".", "the bundle directory (instructgo, tests/*.test, python/, wheels/)")
+	flag.StringVar(&r.out, "out", "", "directory for report.json, summary.txt and logs.tar.gz (default $OUT, else ./gpu-report)")
+	flag.StringVar(&r.work, "work", "", "directory for logs, runs and the TRL environment (default a new temporary one)")
+	flag.DurationVar(&r.timeout, "timeout", 4*time.Minute, "time limit of any one step")
 	budget := flag.Duration("budget", 8*time.Minute, "time limit of all steps together")
-	skipBench := flag.Bool("skip-bench", false, "skip the benchmarks")
+	flag.StringVar(&r.python, "python", "python3", "the Python interpreter with torch, transformers and accelerate")
+	flag.StringVar(&r.tests, "tests", ".", "regular expression of the parity tests to run (-test.run of the test binary)")
+	flag.BoolVar(&r.allowFallback, "allow-fallback-gemm", os.Getenv(allowFallbackV) == "1",
+		"measure GEMM and step speeds even when cuBLAS or cuBLASLt did not load (env INSTRUCTGO_ALLOW_FALLBACK_GEMM=1)")
+	flag.BoolVar(&r.skipBench, "skip-bench", false, "skip instructgo's benchmarks")
+	flag.BoolVar(&r.skipBaselines, "skip-baselines", false, "skip the PyTorch and TRL baselines")
+	flag.BoolVar(&r.skipSmoke, "skip-smoke", false, "skip the pretrain and pipeline smoke runs")
 	flag.Parse()
-	if *out == "" {
-		*out = os.Getenv("OUT")
+	if r.out == "" {
+		r.out = os.Getenv("OUT")
 	}
-	if *out == "" {
-		*out = "gpu-report"
+	if r.out == "" {
+		r.out = "gpu-report"
 	}
-	r := &runner{bundle: *bundle, out: *out, timeout: *timeout, skipBench: *skipBench}
+	if r.work == "" {
+		dir, err := os.MkdirTemp("", "instructgo-bundle-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bundle-runner:", err)
+			os.Exit(2)
+		}
+		r.work = dir
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), *budget)
 	defer cancel()
 	rep, err := r.run(ctx)
@@ -56,33 +100,38 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bundle-runner:", err)
 		os.Exit(2)
 	}
-	path := filepath.Join(*out, "report.json")
-	fmt.Printf("report: %s (tests %d passed, %d failed, %d skipped; steps ok: %v)\n",
-		path, rep.Summary.TestsPassed, rep.Summary.TestsFailed, rep.Summary.TestsSkipped, rep.Summary.OK)
+	fmt.Print(goalTable(rep))
+	fmt.Printf("report: %s (tests %d passed, %d failed, %d skipped; steps ok: %v; work folder %s)\n",
+		filepath.Join(r.out, "report.json"), rep.Summary.TestsPassed, rep.Summary.TestsFailed, rep.Summary.TestsSkipped, rep.Summary.OK, r.work)
 	if !rep.Summary.OK {
 		os.Exit(1)
 	}
 }
 
-// pipelineSmokeConfig sizes the pipeline smoke run: every stage of the
-// default pipeline on the tiny model with a few steps each (24 s on the
-// 2-core CPU).
-const pipelineSmokeConfig = `{"synth": {"sft": 200, "rm": 100, "ppo": 100, "eval": 20, "pretrain_bytes": 100000},
- "pretrain": {"steps": 20, "eval_every": 0, "save_every": 0}, "sft": {"steps": 20, "eval_every": 10, "save_every": 0},
- "rm": {"steps": 10, "eval_every": 5, "save_every": 0}, "ppo": {"iterations": 3}, "sft_sample_labels": 20, "eval_best_of_n": 2}`
-
 // Report is report.json.
 type Report struct {
-	Created    time.Time        `json:"created"`
-	Host       string           `json:"host"`
-	GPU        []map[string]any `json:"gpu,omitempty"` // nvidia-smi, one entry per GPU
-	GPUError   string           `json:"gpu_error,omitempty"`
-	Version    string           `json:"instructgo_version,omitempty"`
-	Info       json.RawMessage  `json:"info,omitempty"` // instructgo --device cuda info --json
-	InfoError  string           `json:"info_error,omitempty"`
-	Tests      []TestBinary     `json:"tests"`
-	Benchmarks []Benchmark      `json:"benchmarks,omitempty"`
-	Steps      []Step           `json:"steps"`
+	Created   time.Time        `json:"created"`
+	Host      string           `json:"host"`
+	GPU       []map[string]any `json:"gpu,omitempty"` // nvidia-smi, one entry per GPU
+	GPUError  string           `json:"gpu_error,omitempty"`
+	Version   string           `json:"instructgo_version,omitempty"`
+	Libraries Libraries        `json:"libraries"`
+	Info      json.RawMessage  `json:"info,omitempty"` // instructgo --device cuda info --json
+	InfoError string           `json:"info_error,omitempty"`
+	Tests     []TestBinary     `json:"tests"`
+	// Benchmarks are the Go benchmarks of the test binaries (the launch
+	// path's host cost).
+	Benchmarks []Benchmark `json:"benchmarks,omitempty"`
+	// InstructgoBench are the reports of `instructgo bench --json`, by
+	// run: "sft" (the ceilings, the ops and the SFT step), "ppo".
+	InstructgoBench map[string]json.RawMessage `json:"instructgo_bench,omitempty"`
+	// Baselines are the JSON results of the baseline scripts, by run:
+	// "pytorch_eager", "pytorch_compile", "pytorch_ops", "trl_ppo".
+	Baselines map[string]json.RawMessage `json:"baselines,omitempty"`
+	// Goals are issue 16's figures: instructgo's, and its ratio to each
+	// baseline.
+	Goals []Goal `json:"goals"`
+	Steps []Step `json:"steps"`
 	// PipelineSmoke is the report.json of the pipeline smoke run.
 	PipelineSmoke json.RawMessage `json:"pipeline_smoke,omitempty"`
 	// Complete is false while the runner is still at work (report.json is
@@ -91,9 +140,34 @@ type Report struct {
 	Summary  Summary `json:"summary"`
 }
 
+// Libraries says where the CUDA math libraries are and which the backend
+// loaded.
+type Libraries struct {
+	// Python is the interpreter asked for its sys.path, PythonPath its
+	// answer, PythonError why there is none.
+	Python      string   `json:"python"`
+	PythonPath  []string `json:"python_sys_path,omitempty"`
+	PythonError string   `json:"python_error,omitempty"`
+	// Cublas and CublasLt are the backend's search order for each library
+	// (cudalib.Search, cudalib.LtSearch without a cuBLAS loaded): sonames,
+	// which the dynamic loader resolves, and the files found on disk.
+	Cublas   []string `json:"cublas_search"`
+	CublasLt []string `json:"cublaslt_search"`
+	// Loaded is what the backend reports it loaded (info's gemm).
+	Loaded         string `json:"loaded,omitempty"`
+	CublasLoaded   bool   `json:"cublas_loaded"`
+	CublasLtLoaded bool   `json:"cublaslt_loaded"`
+	// FallbackGEMM is true when a GEMM path runs our fallback kernels (or
+	// the backend did not say), FallbackAllowed when such figures are
+	// measured anyway (-allow-fallback-gemm).
+	FallbackGEMM    bool `json:"fallback_gemm"`
+	FallbackAllowed bool `json:"fallback_allowed"`
+}
+
 // TestBinary is one compiled test binary's run.
 type TestBinary struct {
 	Binary   string       `json:"binary"`
+	Run      string       `json:"run"` // its -test.run
 	ExitCode int          `json:"exit_code"`
 	Seconds  float64      `json:"seconds"`
 	Results  []TestResult `json:"results"`
@@ -124,6 +198,7 @@ type Step struct {
 	Seconds  float64  `json:"seconds"`
 	Tail     string   `json:"output_tail"` // the last lines of its output
 	Log      string   `json:"log"`
+	Stdout   string   `json:"stdout,omitempty"` // its standard output, where kept apart
 	Skipped  string   `json:"skipped,omitempty"`
 }
 
@@ -134,177 +209,8 @@ type Summary struct {
 	TestsSkipped int `json:"tests_skipped"`
 	StepsFailed  int `json:"steps_failed"`
 	// OutOfTime counts the steps the time budget left no room for.
-	OutOfTime int  `json:"steps_out_of_time"`
-	OK        bool `json:"ok"`
-}
-
-type runner struct {
-	bundle, out string
-	timeout     time.Duration
-	skipBench   bool
-}
-
-func (r *runner) run(ctx context.Context) (*Report, error) {
-	if err := os.MkdirAll(filepath.Join(r.out, "logs"), 0o755); err != nil {
-		return nil, err
-	}
-	host, _ := os.Hostname()
-	rep := &Report{Created: time.Now().UTC(), Host: host}
-	bin := filepath.Join(r.bundle, "instructgo")
-	// save rewrites report.json with what is known so far.
-	save := func() error {
-		rep.Summary = summarize(rep)
-		data, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(r.out, "report.json"), append(data, '\n'), 0o644)
-	}
-	step := func(s Step) error {
-		rep.Steps = append(rep.Steps, s)
-		return save()
-	}
-	last := func(s Step) (*Report, error) {
-		rep.Complete = true
-		return rep, step(s)
-	}
-
-	// The machine.
-	smi := r.exec(ctx, "nvidia-smi", []string{"nvidia-smi",
-		"--query-gpu=name,driver_version,memory.total,compute_cap,clocks.max.sm,power.limit",
-		"--format=csv,noheader,nounits"}, 30*time.Second)
-	if smi.ExitCode == 0 {
-		rep.GPU = parseNvidiaSMI(readFile(smi.Log))
-	} else {
-		rep.GPUError = smi.Tail
-	}
-	if v := r.exec(ctx, "version", []string{bin, "version"}, 30*time.Second); v.ExitCode == 0 {
-		rep.Version = strings.TrimSpace(readFile(v.Log))
-	}
-
-	// Parity tests.
-	tests, err := filepath.Glob(filepath.Join(r.bundle, "tests", "*.test"))
-	if err != nil {
-		return nil, err
-	}
-	sort.Strings(tests)
-	for _, tb := range tests {
-		s := r.exec(ctx, "test-"+filepath.Base(tb), []string{tb, "-test.v", "-test.count=1", "-test.timeout=" + r.timeout.String()}, r.timeout+time.Minute)
-		res := TestBinary{Binary: filepath.Base(tb), ExitCode: s.ExitCode, Seconds: s.Seconds, Results: parseTestOutput(readFile(s.Log)), Log: s.Log}
-		rep.Tests = append(rep.Tests, res)
-		if s.ExitCode != 0 && !hasFailure(res.Results) {
-			// A crash or a timeout: no FAIL line says so.
-			res.Results = append(res.Results, TestResult{Name: "(binary)", Status: "FAIL", Seconds: s.Seconds})
-			rep.Tests[len(rep.Tests)-1] = res
-		}
-		if s.Skipped != "" {
-			res.Results = append(res.Results, TestResult{Name: "(binary)", Status: "SKIP"})
-			rep.Tests[len(rep.Tests)-1] = res
-			rep.Steps = append(rep.Steps, s)
-		}
-		if err := save(); err != nil {
-			return nil, err
-		}
-	}
-
-	// The backend as instructgo sees it.
-	info := r.exec(ctx, "info", []string{bin, "--device", "cuda", "info", "--json"}, time.Minute)
-	if raw := strings.TrimSpace(readFile(info.Log)); info.ExitCode == 0 && json.Valid([]byte(lastJSONObject(raw))) {
-		rep.Info = json.RawMessage(lastJSONObject(raw))
-	} else {
-		rep.InfoError = info.Tail
-	}
-	if err := step(info); err != nil {
-		return nil, err
-	}
-
-	// A short training run on generated text.
-	text := filepath.Join(r.out, "smoke.txt")
-	if err := os.WriteFile(text, []byte(smokeText(200_000)), 0o644); err != nil {
-		return nil, err
-	}
-	if err := step(r.exec(ctx, "pretrain-smoke", []string{bin, "--device", "cuda", "pretrain",
-		"--data", text, "--out", filepath.Join(r.out, "pretrain-run"), "--config", "tiny",
-		"--steps", "30", "--batch", "8", "--seq", "64", "--eval-every", "0", "--save-every", "0", "--log-every", "10"}, r.timeout)); err != nil {
-		return nil, err
-	}
-
-	// Every stage of the pipeline, a few steps each: the CUDA path of SFT,
-	// the reward model, generation and PPO end to end.
-	smokeDir := filepath.Join(r.out, "pipeline-smoke")
-	if err := step(r.exec(ctx, "pipeline-smoke", []string{bin, "--device", "cuda", "pipeline", "--out", smokeDir,
-		"--config", pipelineSmokeConfig}, r.timeout)); err != nil {
-		return nil, err
-	}
-	if raw, err := os.ReadFile(filepath.Join(smokeDir, "report.json")); err == nil && json.Valid(raw) {
-		rep.PipelineSmoke = json.RawMessage(raw)
-		if err := save(); err != nil {
-			return nil, err
-		}
-	}
-
-	// Benchmarks.
-	if r.skipBench {
-		return last(Step{Name: "benchmarks", Skipped: "-skip-bench"})
-	}
-	for _, tb := range tests {
-		s := r.exec(ctx, "bench-"+filepath.Base(tb), []string{tb, "-test.run=^$", "-test.bench=.", "-test.benchtime=20x", "-test.timeout=" + r.timeout.String()}, r.timeout+time.Minute)
-		for _, b := range parseBenchOutput(readFile(s.Log)) {
-			b.Binary = filepath.Base(tb)
-			rep.Benchmarks = append(rep.Benchmarks, b)
-		}
-		if err := step(s); err != nil {
-			return nil, err
-		}
-	}
-	if h := r.exec(ctx, "bench-help", []string{bin, "help", "bench"}, 30*time.Second); h.ExitCode == 0 && strings.Contains(readFile(h.Log), "bench") && !strings.Contains(readFile(h.Log), "No help topic") {
-		return last(r.exec(ctx, "instructgo-bench", []string{bin, "--device", "cuda", "bench"}, r.timeout))
-	}
-	return last(Step{Name: "instructgo-bench", Skipped: "this instructgo has no bench command"})
-}
-
-func hasFailure(rs []TestResult) bool {
-	for _, t := range rs {
-		if t.Status == "FAIL" {
-			return true
-		}
-	}
-	return false
-}
-
-func summarize(rep *Report) Summary {
-	var s Summary
-	for _, tb := range rep.Tests {
-		for _, t := range tb.Results {
-			if strings.Contains(t.Name, "/") {
-				continue // subtests are counted in their parent
-			}
-			switch t.Status {
-			case "PASS":
-				s.TestsPassed++
-			case "FAIL":
-				s.TestsFailed++
-			case "SKIP":
-				s.TestsSkipped++
-			}
-		}
-	}
-	for _, st := range rep.Steps {
-		switch {
-		case st.Skipped == outOfTime:
-			s.OutOfTime++
-		case st.Skipped == "" && st.ExitCode != 0:
-			s.StepsFailed++
-		}
-	}
-	s.OK = rep.Complete && s.TestsFailed == 0 && s.StepsFailed == 0 && s.OutOfTime == 0 && len(rep.Tests) > 0
-	return s
-}
-
-func readFile(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	return string(b)
+	OutOfTime int `json:"steps_out_of_time"`
+	// Refused counts the measurements not taken on the fallback GEMM.
+	Refused int  `json:"steps_refused"`
+	OK      bool `json:"ok"`
 }
