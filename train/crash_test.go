@@ -75,6 +75,16 @@ var crashScenarios = []crashScenario{
 		_, err := RM(context.Background(), cpu.New(1), byteTok, cfg, RunOptions{Log: zerolog.Nop(), Resume: resume})
 		return err
 	}},
+	{"dpo", func(t *testing.T) map[string]string {
+		rm, _ := writeLengthRM(t, 40)
+		return map[string]string{"rm": rm, "init": writeInitWith(t, dpoLMConfig())}
+	}, func(out string, fx map[string]string, resume bool) error {
+		cfg := smallDPO(fx["rm"], fx["init"], out)
+		// Saves between logged steps: the reward metrics' window is saved too.
+		cfg.Batch, cfg.Epochs, cfg.Steps, cfg.EvalEvery, cfg.LogEvery, cfg.SaveEvery = 4, 0, 6, 3, 3, 2
+		_, err := DPO(context.Background(), cpu.New(1), byteTok, cfg, RunOptions{Log: zerolog.Nop(), Resume: resume})
+		return err
+	}},
 	{"ppo", func(t *testing.T) map[string]string {
 		prompts, policy, reward := writePPOFixture(t)
 		return map[string]string{"prompts": prompts, "policy": policy, "reward": reward, "ptx": synthText(t, 600)}

@@ -4,9 +4,11 @@
 // metrics.jsonl, periodic and final saves, resume and the run's clock;
 // each method supplies its step and its evaluation: pretraining and SFT
 // (LMStep, the next-token loss), the reward model (RMStep, K-way ranking
-// batches, centring) and PPO-ptx (rollouts with the KV cache,
+// batches, centring), PPO-ptx (rollouts with the KV cache,
 // KL-penalised rewards, GAE, the clipped updates, the ptx term, the EMA
-// policy). Also here: AdamW over a model's single parameter buffer and
+// policy) and DPO (DPOStep: responses' sequence log-probs against a frozen
+// reference's, the Plackett–Luce, pairwise and IPO preference losses on
+// the implicit reward). Also here: AdamW over a model's single parameter buffer and
 // the learning-rate schedule; evaluation on the built-in tasks and the
 // labeler's win rate; the best-of-n check of a reward model on a policy's
 // own samples; labelling a policy's samples; run directories (config,

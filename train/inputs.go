@@ -43,7 +43,7 @@ func outsideInputs(dir string, checkpoints, inputs []string) error {
 // runWrites tells whether a run directory's top holds a file of this name.
 func runWrites(name string) bool {
 	switch name {
-	case model.ConfigFile, model.WeightsFile, RunConfigFile, MetricsFile, SummaryFile:
+	case model.ConfigFile, model.WeightsFile, RunConfigFile, MetricsFile, SummaryFile, ReferenceFile:
 		return true
 	}
 	return strings.HasPrefix(name, ResumeDir)

@@ -297,66 +297,89 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 	return sum, l.finish(ctx, sum)
 }
 
-// rmData is a reward-model run's data: the training and held-out
-// comparisons tokenised, the held-out utilities (built-in tasks), the
-// centring set, and the longest sequence the model must hold.
+// rmData is a reward-model run's data: its comparisons split and
+// tokenised, and the centring set.
 type rmData struct {
+	*comparisonSplit
+	centre centerSet
+}
+
+// readRMData reads the run's comparisons (readComparisonSplit) and the
+// centring set, so that bad data fails before training rather than after.
+func readRMData(cfg RMConfig, tok tokenizer.Tokenizer, log zerolog.Logger) (*rmData, error) {
+	d, err := readComparisonSplit(splitSpec{path: cfg.Data, valFrac: cfg.ValFrac, seed: cfg.Seed, maxPrompts: cfg.MaxPrompts, maxLen: cfg.MaxLen, skipBadLines: cfg.SkipBadLines}, tok, log)
+	if err != nil {
+		return nil, err
+	}
+	centre, err := centerSequences(cfg, d.train, tok)
+	if err != nil {
+		return nil, fmt.Errorf("centring data: %w", err)
+	}
+	for _, s := range centre.seqs {
+		d.maxSeq = max(d.maxSeq, len(s))
+	}
+	return &rmData{comparisonSplit: d, centre: centre}, nil
+}
+
+// comparisonSplit is a run's comparisons, split with whole prompts held out
+// and tokenised: the held-out records and their utilities (built-in tasks),
+// and the longest sequence the model must hold.
+type comparisonSplit struct {
 	train, val []data.ComparisonTokens
 	valCs      []data.Comparison
 	valUtil    [][]float64
-	centre     centerSet
 	maxSeq     int
 	trunc      data.TruncStats
 	skipped    int
 }
 
-// readRMData reads and splits the comparisons (whole prompts held out),
-// tokenises them and reads the centring set, so that bad data fails
-// before training rather than after.
-func readRMData(cfg RMConfig, tok tokenizer.Tokenizer, log zerolog.Logger) (*rmData, error) {
-	comparisons, stats, err := data.ReadComparisons(cfg.Data, data.ReadOptions{SkipBadLines: cfg.SkipBadLines})
+// splitSpec says which comparisons a run reads and how it splits them.
+type splitSpec struct {
+	path         string
+	valFrac      float64
+	seed         uint64
+	maxPrompts   int // a seeded subset of the training comparisons; 0: all
+	maxLen       int
+	skipBadLines bool
+}
+
+// readComparisonSplit reads the comparisons of s.path, holds out the
+// comparisons of a seeded share of the distinct prompts and tokenises both
+// parts to s.maxLen (data.TokenizeComparisons's rule, counted and logged).
+func readComparisonSplit(s splitSpec, tok tokenizer.Tokenizer, log zerolog.Logger) (*comparisonSplit, error) {
+	comparisons, stats, err := data.ReadComparisons(s.path, data.ReadOptions{SkipBadLines: s.skipBadLines})
 	if err != nil {
 		return nil, err
 	}
 	if stats.Skipped > 0 {
 		log.Warn().Int("skipped", stats.Skipped).Strs("first", stats.Errors).Msg("bad lines skipped")
 	}
-	trainCs, valCs := splitComparisons(comparisons, cfg.ValFrac, cfg.Seed)
+	trainCs, valCs := splitComparisons(comparisons, s.valFrac, s.seed)
 	if len(trainCs) == 0 || len(valCs) == 0 {
-		return nil, fmt.Errorf("%d comparisons are too few to hold out %.0f%% of the prompts", len(comparisons), 100*cfg.ValFrac)
+		return nil, fmt.Errorf("%d comparisons are too few to hold out %.0f%% of the prompts", len(comparisons), 100*s.valFrac)
 	}
-	if cfg.MaxPrompts > 0 && cfg.MaxPrompts < len(trainCs) {
-		trainCs = subset(trainCs, cfg.MaxPrompts, cfg.Seed)
+	if s.maxPrompts > 0 && s.maxPrompts < len(trainCs) {
+		trainCs = subset(trainCs, s.maxPrompts, s.seed)
 	}
-	trainTok, trunc := data.TokenizeComparisons(trainCs, tok, cfg.MaxLen)
-	valTok, _ := data.TokenizeComparisons(valCs, tok, cfg.MaxLen)
+	trainTok, trunc := data.TokenizeComparisons(trainCs, tok, s.maxLen)
+	valTok, _ := data.TokenizeComparisons(valCs, tok, s.maxLen)
 	if trunc.Dropped > 0 || trunc.PromptTruncated > 0 || trunc.CompletionTruncated > 0 || trunc.Identical > 0 {
-		log.Warn().Str("truncation", trunc.String()).Int("max_len", cfg.MaxLen).Msg("training comparisons (prompt cut from the left, responses from the right)")
+		log.Warn().Str("truncation", trunc.String()).Int("max_len", s.maxLen).Msg("training comparisons (prompt cut from the left, responses from the right)")
 	}
 	if len(trainTok) == 0 || len(valTok) == 0 {
-		return nil, fmt.Errorf("no comparison fits in %d tokens", cfg.MaxLen)
+		return nil, fmt.Errorf("no comparison fits in %d tokens", s.maxLen)
 	}
 	valUtil, err := utilities(valCs, valTok)
 	if err != nil {
 		return nil, err
 	}
-	// The centring set is read now, so that a bad --center-data fails
-	// before training rather than after.
-	centre, err := centerSequences(cfg, trainTok, tok)
-	if err != nil {
-		return nil, fmt.Errorf("centring data: %w", err)
-	}
-	// The model's buffers need only hold the longest sequence.
 	maxSeq := 1
 	for _, set := range [][]data.ComparisonTokens{trainTok, valTok} {
 		for _, c := range set {
 			maxSeq = max(maxSeq, c.MaxLen())
 		}
 	}
-	for _, s := range centre.seqs {
-		maxSeq = max(maxSeq, len(s))
-	}
-	return &rmData{train: trainTok, val: valTok, valCs: valCs, valUtil: valUtil, centre: centre, maxSeq: maxSeq, trunc: trunc, skipped: stats.Skipped}, nil
+	return &comparisonSplit{train: trainTok, val: valTok, valCs: valCs, valUtil: valUtil, maxSeq: maxSeq, trunc: trunc, skipped: stats.Skipped}, nil
 }
 
 // rmTrainer is the reward model as the loop driver runs it: steps of the
@@ -620,27 +643,63 @@ func KWayLoss(groups []data.ComparisonGroup, r []float32, weight float64, dr []f
 	if len(dr) != len(r) {
 		return 0, fmt.Errorf("k-way loss: %d gradients for %d rewards", len(dr), len(r))
 	}
+	r64 := make([]float64, len(r))
+	for i, x := range r {
+		r64[i] = float64(x)
+	}
 	grad := make([]float64, len(r))
-	loss := 0.0
-	for gi, g := range groups {
-		if g.K < 2 || g.Start < 0 || g.Start+g.K > len(r) || len(g.Ranking) != g.K {
-			return 0, fmt.Errorf("k-way loss: group %d (rows %d..%d, ranking of %d) outside the %d rewards", gi, g.Start, g.Start+g.K-1, len(g.Ranking), len(r))
-		}
-		pairs := g.Pairs()
-		w := weight / float64(len(pairs))
-		for _, p := range pairs {
-			d := float64(r[p[0]]) - float64(r[p[1]]) - g.Margin
-			loss += w * softplus(-d)
-			// ∂(−log σ(d))/∂d = −σ(−d)
-			gd := -w * sigmoid64(-d)
-			grad[p[0]] += gd
-			grad[p[1]] -= gd
-		}
+	loss, err := pairwiseLoss(groups, r64, weight, grad)
+	if err != nil {
+		return 0, fmt.Errorf("k-way loss: %w", err)
 	}
 	for i, g := range grad {
 		dr[i] += float32(g)
 	}
 	return loss, nil
+}
+
+// pairwiseLoss is KWayLoss in float64: weight × Σ_groups mean over the
+// group's C(K,2) pairs of −log σ(r_w − r_l − margin), its gradient added
+// to dr. DPO's pairwise form is this loss on implicit rewards.
+func pairwiseLoss(groups []data.ComparisonGroup, r []float64, weight float64, dr []float64) (float64, error) {
+	if err := checkGroups(groups, len(r), len(dr)); err != nil {
+		return 0, err
+	}
+	loss := 0.0
+	for _, g := range groups {
+		pairs := g.Pairs()
+		w := weight / float64(len(pairs))
+		for _, p := range pairs {
+			d := r[p[0]] - r[p[1]] - g.Margin
+			loss += w * softplus(-d)
+			// ∂(−log σ(d))/∂d = −σ(−d)
+			gd := -w * sigmoid64(-d)
+			dr[p[0]] += gd
+			dr[p[1]] -= gd
+		}
+	}
+	return loss, nil
+}
+
+// checkGroups refuses groups that are not rankings of rows inside n
+// rewards (and as many gradients).
+func checkGroups(groups []data.ComparisonGroup, n, nGrad int) error {
+	if nGrad != n {
+		return fmt.Errorf("%d gradients for %d rewards", nGrad, n)
+	}
+	for gi, g := range groups {
+		if g.K < 2 || g.Start < 0 || g.Start+g.K > n || len(g.Ranking) != g.K {
+			return fmt.Errorf("group %d (rows %d..%d, ranking of %d) outside the %d rewards", gi, g.Start, g.Start+g.K-1, len(g.Ranking), n)
+		}
+		seen := make([]bool, g.K)
+		for _, k := range g.Ranking {
+			if k < 0 || k >= g.K || seen[k] {
+				return fmt.Errorf("group %d: ranking %v is not a permutation of 0..%d", gi, g.Ranking, g.K-1)
+			}
+			seen[k] = true
+		}
+	}
+	return nil
 }
 
 // softplus is log(1 + eˣ), without overflow.
@@ -809,8 +868,7 @@ func EvalComparisons(m *model.Model, tok tokenizer.Tokenizer, cs []data.Comparis
 }
 
 // evalComparisons scores every response of cs once and measures the
-// rewards against the rankings (and, where util[i] is set, against the
-// utilities).
+// rewards against the rankings (see measureRewards).
 func evalComparisons(m *model.Model, cs []data.ComparisonTokens, util [][]float64, pad int32, budget int) (RMEval, error) {
 	var seqs [][]int32
 	for _, c := range cs {
@@ -820,6 +878,14 @@ func evalComparisons(m *model.Model, cs []data.ComparisonTokens, util [][]float6
 	if err != nil {
 		return RMEval{}, err
 	}
+	return measureRewards(cs, scores, util), nil
+}
+
+// measureRewards measures rewards against the rankings of cs (and, where
+// util[i] is set, against the utilities): scores holds the reward of every
+// response, comparison after comparison in cs's order. A reward model's
+// scores and DPO's implicit rewards are measured alike.
+func measureRewards(cs []data.ComparisonTokens, scores []float64, util [][]float64) RMEval {
 	ev := RMEval{Prompts: len(cs)}
 	var correct, margin, truthCorrect, sum, sumSq float64
 	row := 0
@@ -861,7 +927,7 @@ func evalComparisons(m *model.Model, cs []data.ComparisonTokens, util [][]float6
 		a := truthCorrect / float64(ev.TruthPairs)
 		ev.TruthAccuracy = &a
 	}
-	return ev, nil
+	return ev
 }
 
 // agreeScore is 1 when a pair's reward difference d (better minus worse)

@@ -17,7 +17,7 @@ import (
 // the emulated build (build tags cuda and cudaemu: every kernel on the CPU
 // emulator of gpu/cuda/emu) and on the cpu backend: a few pretraining steps
 // must give the same losses and weights, sampling from one checkpoint the
-// same tokens, and SFT, RM and PPO steps the same metrics. It checks the cuda backend through the real training
+// same tokens, and SFT, RM, PPO and DPO steps the same metrics. It checks the cuda backend through the real training
 // and decoding code, not op by op. Run by make cuda-emu-test.
 func TestEmulatedCUDAMatchesCPU(t *testing.T) {
 	dir := t.TempDir()
@@ -119,8 +119,8 @@ func emulatedPretrain(t *testing.T, dir string) {
 
 }
 
-// checkEmulatedStages runs SFT, the reward model and one PPO-ptx iteration
-// from the same starting checkpoints (dir/cpu's) on both backends, a few
+// checkEmulatedStages runs SFT, the reward model, one PPO-ptx iteration and
+// DPO from the same starting checkpoints (dir/cpu's) on both backends, a few
 // steps each, and requires the same numbers in their metrics: every stage
 // of the pipeline through the cuda backend, as the GPU bundle's pipeline
 // smoke run does on a GPU.
@@ -136,6 +136,8 @@ func checkEmulatedStages(t *testing.T, dir string) {
 			{"ppo", "--prompts", data("ppo.jsonl"), "--ptx", data("pretrain.txt"), "--policy", at("sft-cpu"), "--reward", at("rm-cpu"),
 				"--iterations", "1", "--episodes", "4", "--minibatch", "2", "--max-new", "6", "--ptx-batch", "2", "--ptx-seq", "32",
 				"--out", at("ppo-" + dev)},
+			{"dpo", "--data", data("rm.jsonl"), "--init", at("sft-cpu"), "--steps", "2", "--batch", "3", "--max-len", "48", "--token-budget", "512",
+				"--lr", "1e-3", "--warmup", "0", "--eval-every", "0", "--eval-prompts", "2", "--max-new", "6", "--log-every", "1", "--out", at("dpo-" + dev)},
 		}
 		for _, args := range stages {
 			if _, stderr, code := runCLI(t, append([]string{"--device", dev, "--precision", "fp32"}, args...)...); code != 0 {
@@ -143,7 +145,7 @@ func checkEmulatedStages(t *testing.T, dir string) {
 			}
 		}
 	}
-	for _, stage := range []string{"sft", "rm", "ppo"} {
+	for _, stage := range []string{"sft", "rm", "ppo", "dpo"} {
 		c, g := lastMetrics(t, at(stage+"-cpu")), lastMetrics(t, at(stage+"-cuda"))
 		compared := 0
 		for k, cv := range c {

@@ -278,6 +278,9 @@ func TestHostileCheckpoints(t *testing.T) {
 		{"ppo --policy", func(c, o string) []string {
 			return []string{"ppo", "--policy", c, "--reward", fx.rm, "--prompts", d("ppo.jsonl"), "--iterations", "1", "--episodes", "4", "--minibatch", "4", "--out", o}
 		}},
+		{"dpo --init", func(c, o string) []string {
+			return []string{"dpo", "--init", c, "--data", d("rm.jsonl"), "--steps", "1", "--eval-prompts", "1", "--max-new", "2", "--out", o}
+		}},
 	}
 	rmCommands := []struct {
 		name string
@@ -355,6 +358,9 @@ func TestHostileData(t *testing.T) {
 		{"rm --data", func(f, o string) []string {
 			return []string{"rm", "--init", fx.lm, "--data", f, "--steps", "1", "--out", o}
 		}},
+		{"dpo --data", func(f, o string) []string {
+			return []string{"dpo", "--init", fx.lm, "--data", f, "--steps", "1", "--eval-prompts", "1", "--max-new", "2", "--out", o}
+		}},
 		{"ppo --prompts", func(f, o string) []string {
 			return []string{"ppo", "--policy", fx.lm, "--reward", fx.rm, "--prompts", f, "--iterations", "1", "--episodes", "4", "--minibatch", "4", "--out", o}
 		}},
@@ -369,7 +375,7 @@ func TestHostileData(t *testing.T) {
 		}},
 	}
 	valid := map[string]string{
-		"sft --data": fx.data + "/sft.jsonl", "rm --data": fx.data + "/rm.jsonl", "ppo --prompts": fx.data + "/ppo.jsonl",
+		"sft --data": fx.data + "/sft.jsonl", "rm --data": fx.data + "/rm.jsonl", "dpo --data": fx.data + "/rm.jsonl", "ppo --prompts": fx.data + "/ppo.jsonl",
 		"generate --prompts": fx.data + "/ppo.jsonl", "eval --data": fx.data + "/eval.jsonl",
 		"data label --prompts": fx.data + "/rm.jsonl", "rm score --data": fx.data + "/rm.jsonl",
 		"pretrain --data": fx.data + "/pretrain.txt",

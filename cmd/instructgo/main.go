@@ -48,6 +48,7 @@ func newApp() *cli.App {
 			dataCommand(),
 			sftCommand(),
 			rmCommand(),
+			dpoCommand(),
 			ppoCommand(),
 			pipelineCommand(),
 			generateCommand(),
