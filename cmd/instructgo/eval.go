@@ -11,6 +11,7 @@ import (
 	"github.com/instructgo/instructgo/model/tokenizer"
 	"github.com/instructgo/instructgo/train"
 	"github.com/instructgo/instructgo/train/data"
+	"github.com/instructgo/instructgo/train/tasks"
 )
 
 func evalCommand() *cli.Command {
@@ -20,9 +21,13 @@ func evalCommand() *cli.Command {
 		UsageText: "instructgo [global options] eval --model DIR --data eval.jsonl [--json]",
 		Description: "Generates a response to each {\"prompt\", \"task\", \"answer\"} record (greedy by default)\n" +
 			"and scores it with the task's scorer (1 = exact, partial credit below). Prints the mean\n" +
-			"score per task and overall; --json prints {\"task_score\", \"per_task\", \"n\"}.",
+			"score per task and overall; --json prints {\"task_score\", \"per_task\", \"n\"}. With --against DIR\n" +
+			"the second model answers the same prompts and the simulated labeler compares the two:\n" +
+			"the win rate of --model over --against (ties count half) and the task score gain, each\n" +
+			"with its standard error over the prompts, and the win rate per task.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "model", Usage: "checkpoint directory"},
+			&cli.StringFlag{Name: "against", Usage: "a second checkpoint directory: the labeler's win rate of --model over it"},
 			&cli.StringFlag{Name: "data", Usage: "JSONL of {\"prompt\", \"task\", \"answer\"} records (eval.jsonl of data synth)"},
 			&cli.IntFlag{Name: "max-new", Value: 32, Usage: "tokens generated per prompt"},
 			&cli.IntFlag{Name: "batch", Value: 64, Usage: "prompts decoded together"},
@@ -55,24 +60,12 @@ func runEval(c *cli.Context) error {
 		return err
 	}
 	defer b.Close()
-	cfg, err := model.ReadConfig(c.String("model"))
+	ev, err := evalModel(c, b, prec, c.String("model"), prompts)
 	if err != nil {
 		return err
 	}
-	tok, err := tokenizer.New(cfg.Tokenizer)
-	if err != nil {
-		return err
-	}
-	m, err := model.Load(b, c.String("model"), model.Options{MaxBatch: c.Int("batch"), MaxSeq: cfg.MaxSeqLen, Precision: prec, AllowNonFinite: c.Bool(flagAllowNonFinite)})
-	if err != nil {
-		return err
-	}
-	ev, err := train.EvalTasks(m, tok, prompts, train.EvalOptions{
-		MaxNew: c.Int("max-new"), Seed: c.Uint64("seed"),
-		Sampling: gpu.Sampling{Temperature: float32(c.Float64("temperature"))},
-	})
-	if err != nil {
-		return err
+	if c.String("against") != "" {
+		return evalAgainst(c, b, prec, ev, prompts)
 	}
 	if c.Bool("json") {
 		return writeJSON(c, ev)
@@ -89,6 +82,77 @@ func runEval(c *cli.Context) error {
 	}
 	fmt.Fprintf(w, "all (%d prompts)\t%.3f\t\n", ev.N, ev.Score)
 	return w.Flush()
+}
+
+// evalModel loads the checkpoint in dir and scores its responses to prompts
+// as eval's flags say.
+func evalModel(c *cli.Context, b gpu.Backend, prec model.Precision, dir string, prompts []train.TaskPrompt) (train.TaskEval, error) {
+	cfg, err := model.ReadConfig(dir)
+	if err != nil {
+		return train.TaskEval{}, err
+	}
+	tok, err := tokenizer.New(cfg.Tokenizer)
+	if err != nil {
+		return train.TaskEval{}, err
+	}
+	m, err := model.Load(b, dir, model.Options{MaxBatch: c.Int("batch"), MaxSeq: cfg.MaxSeqLen, Precision: prec, AllowNonFinite: c.Bool(flagAllowNonFinite)})
+	if err != nil {
+		return train.TaskEval{}, err
+	}
+	return train.EvalTasks(m, tok, prompts, train.EvalOptions{
+		MaxNew: c.Int("max-new"), Seed: c.Uint64("seed"),
+		Sampling: gpu.Sampling{Temperature: float32(c.Float64("temperature"))},
+	})
+}
+
+// againstReport is eval --against --json's output.
+type againstReport struct {
+	Model           string             `json:"model"`
+	Against         string             `json:"against"`
+	N               int                `json:"n"`
+	TaskScore       float64            `json:"task_score"`
+	AgainstScore    float64            `json:"against_task_score"`
+	WinRate         float64            `json:"win_rate"`
+	WinRateStdErr   float64            `json:"win_rate_stderr"`
+	ScoreGain       float64            `json:"task_score_gain"`
+	ScoreGainStdErr float64            `json:"task_score_gain_stderr"`
+	WinRateByTask   map[string]float64 `json:"win_rate_by_task"`
+}
+
+// evalAgainst scores --against's responses to the same prompts and prints
+// the labeler's comparison of ev's model with it.
+func evalAgainst(c *cli.Context, b gpu.Backend, prec model.Precision, ev train.TaskEval, prompts []train.TaskPrompt) error {
+	other, err := evalModel(c, b, prec, c.String("against"), prompts)
+	if err != nil {
+		return err
+	}
+	cmp, err := train.Compare(ev, other, tasks.DefaultLabeler())
+	if err != nil {
+		return err
+	}
+	seWin, seGain := cmp.StdErrs()
+	r := againstReport{
+		Model: c.String("model"), Against: c.String("against"), N: ev.N,
+		TaskScore: ev.Score, AgainstScore: other.Score,
+		WinRate: cmp.WinRate(), WinRateStdErr: seWin,
+		ScoreGain: ev.Score - other.Score, ScoreGainStdErr: seGain,
+		WinRateByTask: cmp.ByTask(),
+	}
+	if c.Bool("json") {
+		return writeJSON(c, r)
+	}
+	w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "task\tscore\tagainst\twin rate\t")
+	for _, t := range ev.TaskNames() {
+		fmt.Fprintf(w, "%s\t%.3f\t%.3f\t%.3f\t\n", t, ev.PerTask[t], other.PerTask[t], r.WinRateByTask[t])
+	}
+	fmt.Fprintf(w, "all (%d prompts)\t%.3f\t%.3f\t%.3f\t\n", ev.N, ev.Score, other.Score, r.WinRate)
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(c.App.Writer, "win rate %.3f ± %.3f, task score gain %+.3f ± %.3f (standard errors over %d prompts)\n",
+		r.WinRate, seWin, r.ScoreGain, seGain, ev.N)
+	return err
 }
 
 // readTaskPrompts reads records of the built-in tasks ({"prompt", "task",
