@@ -58,15 +58,9 @@ type EvalOptions struct {
 // responses (up to EOS, which is not included) and whether each stopped at
 // EOS.
 func GenerateText(m *model.Model, tok tokenizer.Tokenizer, prompts []string, opt EvalOptions) ([]string, []bool, error) {
-	ids := make([][]int32, len(prompts))
-	for i, p := range prompts {
-		ids[i] = tok.Encode(p)
-		if len(ids[i]) == 0 {
-			return nil, nil, fmt.Errorf("prompt %d is empty after tokenisation", i)
-		}
-		if max := m.MaxSeq() - 1; len(ids[i]) > max {
-			ids[i] = ids[i][len(ids[i])-max:] // keep the end, as training truncates
-		}
+	ids, err := encodePrompts(m, tok, prompts)
+	if err != nil {
+		return nil, nil, err
 	}
 	gens, err := model.Generate(m, ids, model.GenerateOptions{MaxNew: opt.MaxNew, Sampling: opt.Sampling, Seed: opt.Seed, EOS: tok.EOS()})
 	if err != nil {
@@ -79,6 +73,23 @@ func GenerateText(m *model.Model, tok tokenizer.Tokenizer, prompts []string, opt
 		eos[i] = g.Stop == model.StopEOS
 	}
 	return texts, eos, nil
+}
+
+// encodePrompts tokenises prompts for generation with m, keeping the end
+// of one too long for m's buffers (as training truncates) so that at least
+// one token can follow.
+func encodePrompts(m *model.Model, tok tokenizer.Tokenizer, prompts []string) ([][]int32, error) {
+	ids := make([][]int32, len(prompts))
+	for i, p := range prompts {
+		ids[i] = tok.Encode(p)
+		if len(ids[i]) == 0 {
+			return nil, fmt.Errorf("prompt %d is empty after tokenisation", i)
+		}
+		if max := m.MaxSeq() - 1; len(ids[i]) > max {
+			ids[i] = ids[i][len(ids[i])-max:]
+		}
+	}
+	return ids, nil
 }
 
 // EvalTasks generates a response to each prompt and scores it with its
