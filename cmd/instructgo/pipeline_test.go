@@ -92,16 +92,19 @@ func TestPipelineSmallRun(t *testing.T) {
 	if raw, err = os.ReadFile(filepath.Join(out, "report.json")); err != nil || json.Unmarshal(raw, &rep) != nil {
 		t.Fatalf("report.json: %v", err)
 	}
+	if len(rep.Methods) != 1 || rep.Methods[0].Name != "ppo" {
+		t.Fatalf("methods in the report: %+v", rep.Methods)
+	}
+	ppo := rep.Methods[0]
 	want := []string{
-		"model       task score  win rate vs SFT  pretraining loss",
-		fmt.Sprintf("SFT         %.3f       0.500            %.4f", rep.SFT.TaskScore, rep.SFTPtxLoss),
-		fmt.Sprintf("PPO-ptx     %.3f       %.3f            %.4f", rep.PPO.TaskScore, rep.PPO.WinRateVsSFT, rep.PPO.PtxLoss),
-		fmt.Sprintf("PPO KL to SFT %.3f", rep.PPO.KLToSFT),
-		fmt.Sprintf("standard errors over the 16 held-out prompts: win rate ±%.3f, task score gain %+.3f ± %.3f",
-			rep.PPO.WinRateStdErr, rep.PPO.TaskScore-rep.SFT.TaskScore, rep.PPO.ScoreGainStdErr),
+		"model       task score  win rate vs SFT  KL to SFT      pretraining loss",
+		fmt.Sprintf("SFT         %.3f       0.500            0              %.4f", rep.SFT.TaskScore, rep.SFTPtxLoss),
+		fmt.Sprintf("PPO-ptx     %.3f       %.3f ± %.3f    %.3f ± %.3f  %.4f", ppo.TaskScore, ppo.WinRateVsSFT, ppo.WinRateStdErr, ppo.KLToSFT.KL, ppo.KLToSFT.StdErr, ppo.PtxLoss),
+		fmt.Sprintf("over the 16 held-out prompts, task score gain on SFT (± standard error): PPO-ptx %+.3f ± %.3f", ppo.TaskScore-rep.SFT.TaskScore, ppo.ScoreGainStdErr),
+		fmt.Sprintf("alignment tax (nats/token): PPO-ptx %+.4f", ppo.PtxLoss-rep.SFTPtxLoss),
 		"report: " + filepath.Join(out, "report.md"),
 	}
-	habit := fmt.Sprintf("answers opening with the demonstrators' habit %q: SFT %.3f, PPO %.3f", tasks.HabitPrefix, rep.SFT.HabitRate, rep.PPO.HabitRate)
+	habit := fmt.Sprintf("answers opening with the demonstrators' habit %q: SFT %.3f, PPO-ptx %.3f", tasks.HabitPrefix, rep.SFT.HabitRate, ppo.HabitRate)
 	if rep.SFT.HabitRate == 0 {
 		t.Fatalf("SFT never answered with the habit it was shown in every demonstration:\n%s", stdout)
 	}

@@ -26,7 +26,12 @@ type Config struct {
 	SFT      train.SFTConfig      `json:"sft"`
 	RM       train.RMConfig       `json:"rm"`
 	PPO      train.PPOConfig      `json:"ppo"`
-	MaxNew   int                  `json:"eval_max_new"`
+	DPO      train.DPOConfig      `json:"dpo"`
+	// Methods are the ways of training a policy from the SFT model that
+	// the pipeline runs, each in its own stage, and compares in the
+	// report (MethodNames lists them); the paper's is "ppo" (PPO-ptx).
+	Methods []string `json:"methods"`
+	MaxNew  int      `json:"eval_max_new"`
 	// BestOfN is the samples per held-out prompt for the reward model's
 	// best-of-n check on the SFT policy (see train.BestOfN); below 2: skipped.
 	BestOfN int `json:"eval_best_of_n"`
@@ -54,6 +59,7 @@ const (
 	StageSFT      = "sft"
 	StageRM       = "rm"
 	StagePPO      = "ppo"
+	StageDPO      = "dpo"
 	// StageLabel holds the rankings of SFT samples: rm_sft.jsonl, and
 	// rm_all.jsonl, rm.jsonl's records followed by them.
 	StageLabel = "label"
@@ -88,6 +94,13 @@ func Default(out string) Config {
 	c.PPO.KLCoef = 0.1
 	c.PPO.Prompts, c.PPO.Ptx = filepath.Join(data, "ppo.jsonl"), []string{filepath.Join(data, "pretrain.txt")}
 	c.PPO.Policy, c.PPO.Reward, c.PPO.Out = d(StageSFT), d(StageRM), d(StagePPO)
+	// DPO learns from the comparisons the reward model saw, split as the
+	// reward model splits them, so that its implicit reward and the reward
+	// model are measured on the same held-out rankings.
+	c.DPO = train.DefaultDPO()
+	c.DPO.Data, c.DPO.Init, c.DPO.Out = c.RM.Data, d(StageSFT), d(StageDPO)
+	c.DPO.ValFrac, c.DPO.Seed = c.RM.ValFrac, c.RM.Seed
+	c.Methods = []string{"ppo"}
 	return c
 }
 
@@ -127,9 +140,17 @@ func (c Config) Validate() error {
 	if err := rm.Validate(); err != nil {
 		return fmt.Errorf("rm: %w", err)
 	}
+	if err := validMethods(c.Methods); err != nil {
+		return err
+	}
 	ppo := c.PPO
 	if err := ppo.Validate(); err != nil {
 		return fmt.Errorf("ppo: %w", err)
+	}
+	dpo := c.DPO
+	dpo.Model = mc
+	if err := dpo.Validate(); err != nil {
+		return fmt.Errorf("dpo: %w", err)
 	}
 	return nil
 }

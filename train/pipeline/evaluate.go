@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,43 +17,46 @@ import (
 	"github.com/instructgo/instructgo/train/tasks"
 )
 
-// evaluate scores the pretrained, SFT and PPO models on the held-out
-// prompts, the labeler's preference for PPO over SFT, and the held-out
-// pretraining loss of SFT and PPO (the alignment tax).
+// evaluate scores the pretrained and SFT models and every method's policy
+// on the held-out prompts: task scores, the labeler's preference for each
+// policy over SFT, each policy's KL to SFT on its own samples, and the
+// held-out pretraining loss of SFT and the policies (the alignment tax).
 func evaluate(b gpu.Backend, tok tokenizer.Tokenizer, cfg Config, rep *Report, prec model.Precision) error {
 	records, _, err := data.ReadPrompts(filepath.Join(cfg.Out, StageData, "eval.jsonl"), data.ReadOptions{})
 	if err != nil {
 		return err
 	}
 	prompts := make([]train.TaskPrompt, len(records))
+	texts := make([]string, len(records))
 	for i, r := range records {
 		prompts[i] = train.TaskPrompt{Prompt: r.Prompt, Task: r.Task, Answer: r.Answer, Source: r.Source}
+		texts[i] = r.Prompt
 	}
 	corpus, err := data.LoadText(cfg.Pretrain.Data, tok, cfg.Pretrain.ValFrac)
 	if err != nil {
 		return err
 	}
-	evalOne := func(dir string) (train.TaskEval, float64, error) {
+	evalOne := func(dir string) (*model.Model, train.TaskEval, float64, error) {
 		m, err := loadForEval(b, dir, prec)
 		if err != nil {
-			return train.TaskEval{}, 0, err
+			return nil, train.TaskEval{}, 0, err
 		}
 		ev, err := train.EvalTasks(m, tok, prompts, train.EvalOptions{MaxNew: cfg.MaxNew})
 		if err != nil {
-			return train.TaskEval{}, 0, err
+			return nil, train.TaskEval{}, 0, err
 		}
 		tk, tg := data.SequentialWindows(corpus.Val, cfg.Pretrain.Seq, cfg.Pretrain.EvalBatches*cfg.Pretrain.Batch)
 		if len(tk) == 0 {
-			return ev, 0, errors.New("no held-out pretraining text")
+			return nil, ev, 0, errors.New("no held-out pretraining text")
 		}
 		loss, err := train.HeldOutLoss(m, tk, tg, 64, cfg.Pretrain.Seq)
-		return ev, loss, err
+		return m, ev, loss, err
 	}
-	pre, _, err := evalOne(cfg.Pretrain.Out)
+	_, pre, _, err := evalOne(cfg.Pretrain.Out)
 	if err != nil {
 		return fmt.Errorf("evaluate the pretrained model: %w", err)
 	}
-	sft, sftPtx, err := evalOne(cfg.SFT.Out)
+	sftModel, sft, sftPtx, err := evalOne(cfg.SFT.Out)
 	if err != nil {
 		return fmt.Errorf("evaluate SFT: %w", err)
 	}
@@ -63,26 +67,39 @@ func evaluate(b gpu.Backend, tok tokenizer.Tokenizer, cfg Config, rep *Report, p
 		}
 		rep.RM.BestOfN = &bon
 	}
-	ppo, ppoPtx, err := evalOne(cfg.PPO.Out)
-	if err != nil {
-		return fmt.Errorf("evaluate PPO: %w", err)
-	}
-	cmp, err := train.Compare(ppo, sft, tasks.DefaultLabeler())
-	if err != nil {
-		return err
-	}
-	if err := writeEvalSamples(filepath.Join(cfg.Out, EvalSamplesFile), cmp); err != nil {
-		return err
-	}
 	rep.Pretrain.TaskScore = pre.Score
 	rep.SFT.TaskScore, rep.SFT.PerTask, rep.SFT.HabitRate = sft.Score, sft.PerTask, sft.HabitRate()
-	rep.PPO.TaskScore, rep.PPO.PerTask, rep.PPO.HabitRate = ppo.Score, ppo.PerTask, ppo.HabitRate()
-	rep.PPO.WinRateVsSFT, rep.PPO.WinRateByTask = cmp.WinRate(), cmp.ByTask()
-	rep.PPO.WinRateStdErr, rep.PPO.ScoreGainStdErr = cmp.StdErrs()
-	rep.PPO.WinRateSFTHabit, rep.PPO.WinRateElsewhere = cmp.ByHabit()
-	rep.PPO.PtxLoss, rep.SFTPtxLoss = ppoPtx, sftPtx
+	rep.SFTPtxLoss = sftPtx
 	rep.EvalN = len(prompts)
-	return nil
+	var cmps []namedComparison
+	for _, meth := range selectedMethods(cfg) {
+		policy, ev, ptx, err := evalOne(meth.dir(cfg))
+		if err != nil {
+			return fmt.Errorf("evaluate %s: %w", meth.label, err)
+		}
+		cmp, err := train.Compare(ev, sft, tasks.DefaultLabeler())
+		if err != nil {
+			return err
+		}
+		kl, err := train.MeasureKL(policy, sftModel, tok, texts, cfg.MaxNew, cfg.Synth.Seed)
+		if err != nil {
+			return fmt.Errorf("%s: %w", meth.label, err)
+		}
+		res := MethodResult{Name: meth.name, TaskScore: ev.Score, PerTask: ev.PerTask, WinRateVsSFT: cmp.WinRate(),
+			WinRateByTask: cmp.ByTask(), HabitRate: ev.HabitRate(), KLToSFT: kl, PtxLoss: ptx, Seconds: meth.cost(rep)}
+		res.WinRateStdErr, res.ScoreGainStdErr = cmp.StdErrs()
+		rep.Methods = append(rep.Methods, res)
+		if meth.name == "ppo" {
+			p := &rep.PPO
+			p.TaskScore, p.PerTask, p.HabitRate = ev.Score, ev.PerTask, res.HabitRate
+			p.WinRateVsSFT, p.WinRateByTask = res.WinRateVsSFT, res.WinRateByTask
+			p.WinRateStdErr, p.ScoreGainStdErr = res.WinRateStdErr, res.ScoreGainStdErr
+			p.WinRateSFTHabit, p.WinRateElsewhere = cmp.ByHabit()
+			p.PtxLoss = ptx
+		}
+		cmps = append(cmps, namedComparison{meth.name, cmp})
+	}
+	return writeEvalSamples(filepath.Join(cfg.Out, EvalSamplesFile), sft, cmps)
 }
 
 // loadForEval loads the checkpoint in dir for generation and scoring:
@@ -112,34 +129,64 @@ func measureBestOfN(b gpu.Backend, tok tokenizer.Tokenizer, cfg Config, prompts 
 }
 
 // EvalSamplesFile is the pipeline's record of the evaluation, one line per
-// held-out prompt: the SFT and PPO responses, their scores and the
-// labeler's preference for PPO's.
+// held-out prompt: the prompt, its task and answer, SFT's response ("sft")
+// and score ("sft_score"), then for each method (named as in
+// Config.Methods, e.g. "ppo") its response, its score ("ppo_score") and the
+// labeler's probability of preferring it to SFT's ("ppo_preferred", 0.5
+// for equal utilities).
 const EvalSamplesFile = "eval_samples.jsonl"
 
-// writeEvalSamples writes EvalSamplesFile from the comparison of the PPO
-// evaluation (a) with the SFT one (b).
-func writeEvalSamples(path string, c train.Comparison) error {
-	type record struct {
-		Prompt   string  `json:"prompt"`
-		Task     string  `json:"task"`
-		Answer   string  `json:"answer"`
-		SFT      string  `json:"sft"`
-		PPO      string  `json:"ppo"`
-		SFTScore float64 `json:"sft_score"`
-		PPOScore float64 `json:"ppo_score"`
-		// PPOPreferred is the labeler's probability of preferring PPO's
-		// response (0.5 for equal utilities).
-		PPOPreferred float64 `json:"ppo_preferred"`
-	}
+// namedComparison is a method's comparison with SFT (train.Compare(policy,
+// sft)).
+type namedComparison struct {
+	name string
+	cmp  train.Comparison
+}
+
+// writeEvalSamples writes EvalSamplesFile from SFT's evaluation and each
+// method's comparison with it.
+func writeEvalSamples(path string, sft train.TaskEval, cmps []namedComparison) error {
 	return atomicfile.Write(path, func(w io.Writer) error {
-		enc := json.NewEncoder(w)
-		enc.SetEscapeHTML(false)
-		for i, s := range c.B.Samples {
-			p := c.A.Samples[i]
-			if err := enc.Encode(record{s.Prompt, s.Task, s.Answer, s.Response, p.Response, s.Score, p.Score, c.Prefs[i]}); err != nil {
+		for i, s := range sft.Samples {
+			fields := []any{"prompt", s.Prompt, "task", s.Task, "answer", s.Answer, "sft", s.Response, "sft_score", s.Score}
+			for _, c := range cmps {
+				p := c.cmp.A.Samples[i]
+				if p.Prompt != s.Prompt {
+					return fmt.Errorf("eval samples: %s's sample %d answers another prompt", c.name, i)
+				}
+				fields = append(fields, c.name, p.Response, c.name+"_score", p.Score, c.name+"_preferred", c.cmp.Prefs[i])
+			}
+			if err := writeObject(w, fields); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// writeObject writes one JSON object, its keys in the order given
+// (alternating keys and values), and a line break.
+func writeObject(w io.Writer, kv []any) error {
+	var buf bytes.Buffer
+	buf.WriteByte('{')
+	for i := 0; i < len(kv); i += 2 {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		for j, v := range kv[i : i+2] {
+			var e bytes.Buffer
+			enc := json.NewEncoder(&e)
+			enc.SetEscapeHTML(false)
+			if err := enc.Encode(v); err != nil {
+				return err
+			}
+			buf.Write(bytes.TrimSuffix(e.Bytes(), []byte("\n")))
+			if j == 0 {
+				buf.WriteByte(':')
+			}
+		}
+	}
+	buf.WriteString("}\n")
+	_, err := w.Write(buf.Bytes())
+	return err
 }

@@ -386,3 +386,95 @@ func readMetrics[T any](t *testing.T, dir string) []T {
 	}
 	return recs
 }
+
+// TestPipelineMethods runs PPO and DPO from the same SFT model: both are
+// evaluated the same way, in the configured order, eval_samples.jsonl holds
+// each method's responses with the numbers the report gives, DPO learns
+// from the reward model's comparisons, and the report compares them.
+func TestPipelineMethods(t *testing.T) {
+	out := t.TempDir()
+	cfg := smallPipeline(out)
+	cfg.Methods = []string{"dpo", "ppo"}
+	cfg.DPO.Steps, cfg.DPO.Batch, cfg.DPO.EvalEvery, cfg.DPO.EvalPrompts, cfg.DPO.MaxNew, cfg.DPO.LogEvery, cfg.DPO.SaveEvery = 3, 8, 0, 4, 8, 1, 2
+	rep, err := Run(context.Background(), cpu.New(2), cfg, train.RunOptions{Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Methods) != 2 || rep.Methods[0].Name != "ppo" || rep.Methods[1].Name != "dpo" {
+		t.Fatalf("methods in the report: %+v", rep.Methods)
+	}
+	ppo, dpo := rep.Methods[0], rep.Methods[1]
+	if ppo.TaskScore != rep.PPO.TaskScore || ppo.WinRateVsSFT != rep.PPO.WinRateVsSFT || ppo.Seconds != rep.PPO.Seconds {
+		t.Errorf("PPO's row %+v differs from its section %+v", ppo, rep.PPO)
+	}
+	for _, m := range rep.Methods {
+		if m.KLToSFT.N != rep.EvalN || !(m.KLToSFT.StdErr > 0) || math.IsNaN(m.KLToSFT.KL) || !(m.PtxLoss > 0) || !(m.Seconds > 0) {
+			t.Errorf("%s: %+v", m.Name, m)
+		}
+	}
+	if rep.DPO.Steps != 3 || rep.DPO.Pairs == 0 || !(rep.DPO.Accuracy >= 0 && rep.DPO.Accuracy <= 1) || rep.DPO.Seconds != dpo.Seconds {
+		t.Errorf("DPO section %+v", rep.DPO)
+	}
+	var dpoRun train.DPOConfig
+	if raw, err := os.ReadFile(filepath.Join(out, StageDPO, train.RunConfigFile)); err != nil || json.Unmarshal(raw, &dpoRun) != nil ||
+		dpoRun.Data != filepath.Join(out, StageLabel, "rm_all.jsonl") || dpoRun.Init != filepath.Join(out, StageSFT) {
+		t.Errorf("DPO trained on %q from %q (%v)", dpoRun.Data, dpoRun.Init, err)
+	}
+	raw, err := os.ReadFile(filepath.Join(out, EvalSamplesFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n")
+	var pref, score float64
+	for _, line := range lines {
+		var r struct {
+			Prompt       string  `json:"prompt"`
+			DPOScore     float64 `json:"dpo_score"`
+			DPOPreferred float64 `json:"dpo_preferred"`
+		}
+		if err := json.Unmarshal([]byte(line), &r); err != nil || r.Prompt == "" || !strings.Contains(line, `"ppo_preferred":`) {
+			t.Fatalf("%s: %v: %s", EvalSamplesFile, err, line)
+		}
+		pref += r.DPOPreferred / float64(len(lines))
+		score += r.DPOScore / float64(len(lines))
+	}
+	if len(lines) != rep.EvalN || math.Abs(pref-dpo.WinRateVsSFT) > 1e-9 || math.Abs(score-dpo.TaskScore) > 1e-9 {
+		t.Errorf("%s: %d records, DPO win rate %v and score %v; the report %v and %v", EvalSamplesFile, len(lines), pref, score, dpo.WinRateVsSFT, dpo.TaskScore)
+	}
+	md, err := os.ReadFile(filepath.Join(out, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| DPO | ", "| PPO-ptx | ", "KL to SFT", "DPO's implicit reward", "| task | SFT | PPO-ptx | DPO | PPO-ptx win rate | DPO win rate |", methodsPlotFile} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report.md lacks %q", want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, methodsPlotFile)); err != nil {
+		t.Error(err)
+	}
+	if clock := readStageClock(t, out); !(clock["dpo"] > 0) {
+		t.Errorf("no time recorded for the DPO stage: %v", clock)
+	}
+}
+
+func TestPipelineMethodsValidated(t *testing.T) {
+	for _, tc := range []struct {
+		methods []string
+		want    string
+	}{
+		{nil, "none given"}, {[]string{"ppo", "reinforce"}, `unknown method "reinforce"`}, {[]string{"dpo", "dpo"}, `"dpo" given twice`},
+	} {
+		c := Default(t.TempDir())
+		c.Methods = tc.methods
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("methods %v: %v, want %q", tc.methods, err, tc.want)
+		}
+	}
+	c := Default(t.TempDir())
+	c.Methods = []string{"dpo"}
+	c.DPO.Loss.Beta = 0
+	if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), "dpo:") {
+		t.Errorf("a bad DPO setting: %v", err)
+	}
+}

@@ -43,6 +43,11 @@ var reportPlots = []struct {
 // plots of its training curves (from each stage's metrics.jsonl).
 func WriteReport(dir string, rep *Report) error {
 	var plots []string
+	if len(rep.Methods) > 1 {
+		if err := plotMethods(dir, rep); err != nil {
+			return fmt.Errorf("report: %s: %w", methodsPlotFile, err)
+		}
+	}
 	for _, p := range reportPlots {
 		ok, err := plotCurves(dir, p.file, p.title, p.ylabel, p.curves)
 		if err != nil {
@@ -58,31 +63,61 @@ func WriteReport(dir string, rep *Report) error {
 }
 
 // headline is the summary the terminal prints and report.md opens with,
-// stated once: the table of the three models and the notes under it.
+// stated once: the table of the models and the notes under it.
 func headline(r *Report) (rows [][]string, notes []string) {
 	rows = [][]string{
-		{"model", "task score", "win rate vs SFT", "pretraining loss"},
-		{"pretrained", fmt.Sprintf("%.3f", r.Pretrain.TaskScore), "", fmt.Sprintf("%.4f", r.Pretrain.ValLoss)},
-		{"SFT", fmt.Sprintf("%.3f", r.SFT.TaskScore), "0.500", fmt.Sprintf("%.4f", r.SFTPtxLoss)},
-		{"PPO-ptx", fmt.Sprintf("%.3f", r.PPO.TaskScore), fmt.Sprintf("%.3f", r.PPO.WinRateVsSFT), fmt.Sprintf("%.4f", r.PPO.PtxLoss)},
+		{"model", "task score", "win rate vs SFT", "KL to SFT", "pretraining loss"},
+		{"pretrained", fmt.Sprintf("%.3f", r.Pretrain.TaskScore), "", "", fmt.Sprintf("%.4f", r.Pretrain.ValLoss)},
+		{"SFT", fmt.Sprintf("%.3f", r.SFT.TaskScore), "0.500", "0", fmt.Sprintf("%.4f", r.SFTPtxLoss)},
+	}
+	var gains, taxes, habits []string
+	for _, m := range r.Methods {
+		label := methodLabel(m.Name)
+		rows = append(rows, []string{label, fmt.Sprintf("%.3f", m.TaskScore), fmt.Sprintf("%.3f ± %.3f", m.WinRateVsSFT, m.WinRateStdErr),
+			fmt.Sprintf("%.3f ± %.3f", m.KLToSFT.KL, m.KLToSFT.StdErr), fmt.Sprintf("%.4f", m.PtxLoss)})
+		gains = append(gains, fmt.Sprintf("%s %+.3f ± %.3f", label, m.TaskScore-r.SFT.TaskScore, m.ScoreGainStdErr))
+		taxes = append(taxes, fmt.Sprintf("%s %+.4f", label, m.PtxLoss-r.SFTPtxLoss))
+		habits = append(habits, fmt.Sprintf("%s %.3f", label, m.HabitRate))
 	}
 	notes = append(notes,
-		fmt.Sprintf("standard errors over the %d held-out prompts: win rate ±%.3f, task score gain %+.3f ± %.3f",
-			r.EvalN, r.PPO.WinRateStdErr, r.PPO.TaskScore-r.SFT.TaskScore, r.PPO.ScoreGainStdErr),
-		fmt.Sprintf("reward model: held-out accuracy %.3f (labelers agree %.3f); PPO KL to SFT %.3f; alignment tax %+.4f nats/token; %.0f s in all",
-			r.RM.Accuracy, r.RM.LabelerAgrement, r.PPO.KLToSFT, r.PPO.PtxLoss-r.SFTPtxLoss, r.Seconds))
-	if r.SFT.HabitRate > 0 || r.PPO.HabitRate > 0 {
-		h := fmt.Sprintf("answers opening with the demonstrators' habit %q: SFT %.3f, PPO %.3f", tasks.HabitPrefix, r.SFT.HabitRate, r.PPO.HabitRate)
+		fmt.Sprintf("over the %d held-out prompts, task score gain on SFT (± standard error): %s; KL to SFT in nats per response on each policy's own samples",
+			r.EvalN, strings.Join(gains, ", ")),
+		fmt.Sprintf("reward model: held-out accuracy %.3f (labelers agree %.3f); alignment tax (nats/token): %s; %.0f s in all",
+			r.RM.Accuracy, r.RM.LabelerAgrement, strings.Join(taxes, ", "), r.Seconds))
+	if r.SFT.HabitRate > 0 || slices.ContainsFunc(r.Methods, func(m MethodResult) bool { return m.HabitRate > 0 }) {
+		h := fmt.Sprintf("answers opening with the demonstrators' habit %q: SFT %.3f, %s", tasks.HabitPrefix, r.SFT.HabitRate, strings.Join(habits, ", "))
 		if hr, e := r.PPO.WinRateSFTHabit, r.PPO.WinRateElsewhere; hr != nil && e != nil {
-			h += fmt.Sprintf("; win rate where SFT's has it %.3f, elsewhere %.3f", *hr, *e)
+			h += fmt.Sprintf("; PPO's win rate where SFT's has it %.3f, elsewhere %.3f", *hr, *e)
 		}
 		notes = append(notes, h)
+	}
+	if ran(r, "dpo") {
+		n := fmt.Sprintf("DPO's implicit reward: held-out pairwise accuracy %.3f on the reward model's %d held-out pairs (reward model %.3f)", r.DPO.Accuracy, r.DPO.Pairs, r.RM.Accuracy)
+		if r.DPO.TruthAccuracy != nil && r.RM.TruthAccuracy != nil {
+			n += fmt.Sprintf("; against the noise-free order %.3f (reward model %.3f)", *r.DPO.TruthAccuracy, *r.RM.TruthAccuracy)
+		}
+		notes = append(notes, n)
 	}
 	if bn := r.RM.BestOfN; bn != nil {
 		notes = append(notes, fmt.Sprintf("on SFT's own samples, best of %d: by the reward model %.3f, by the ideal reward %.3f, one sample %.3f (task score)",
 			bn.N, bn.ByRM, bn.Ideal, bn.Sample))
 	}
 	return rows, notes
+}
+
+// methodLabel is a method's name in the report's tables.
+func methodLabel(name string) string {
+	for _, m := range allMethods {
+		if m.name == name {
+			return m.label
+		}
+	}
+	return name
+}
+
+// ran reports whether the method named ran in the pipeline of r.
+func ran(r *Report, name string) bool {
+	return slices.ContainsFunc(r.Methods, func(m MethodResult) bool { return m.Name == name })
 }
 
 // WriteSummary prints the headline for a terminal: the table aligned in
@@ -117,18 +152,37 @@ func writeMarkdown(w io.Writer, r *Report, plots []string) error {
 			f("|%s\n", strings.Repeat(" --- |", len(row)))
 		}
 	}
-	f("\nThe win rate is the simulated labeler's expected preference for the PPO response over the SFT\n")
-	f("response to the same prompt (ties count half); the task score gain's standard error is paired by\n")
-	f("prompt. The pretrained model's pretraining loss is its own at the end of pretraining; the alignment\n")
-	f("tax is PPO's held-out pretraining loss minus SFT's (negative: PPO-ptx lowered it).\n\n")
+	f("\nThe win rate is the simulated labeler's expected preference for a policy's response over the SFT\n")
+	f("response to the same prompt (ties count half), with its standard error over the prompts; the task score\n")
+	f("gain's standard error is paired by prompt. KL to SFT is measured the same way for every method: the mean\n")
+	f("over the held-out prompts of log π(y|x) − log π_SFT(y|x) for one sample y of the policy at temperature 1.\n")
+	f("The pretrained model's pretraining loss is its own at the end of pretraining; the alignment tax is a\n")
+	f("policy's held-out pretraining loss minus SFT's (negative: it lowered it).\n\n")
 	for _, n := range notes {
 		f("- %s\n", n)
 	}
 	f("\n")
-	f("Every held-out prompt's SFT and PPO responses, scores and the labeler's preference are in %s.\n\n", EvalSamplesFile)
-	f("## Per task\n\n| task | SFT | PPO | win rate vs SFT |\n| --- | --- | --- | --- |\n")
+	if len(r.Methods) > 1 {
+		f("![task score against KL to SFT](%s)\n\n", methodsPlotFile)
+	}
+	f("Every held-out prompt's responses, scores and the labeler's preferences are in %s.\n\n", EvalSamplesFile)
+	f("## Per task\n\n| task | SFT |")
+	for _, m := range r.Methods {
+		f(" %s |", methodLabel(m.Name))
+	}
+	for _, m := range r.Methods {
+		f(" %s win rate |", methodLabel(m.Name))
+	}
+	f("\n|%s\n", strings.Repeat(" --- |", 2+2*len(r.Methods)))
 	for _, n := range slices.Sorted(maps.Keys(r.SFT.PerTask)) {
-		f("| %s | %.3f | %.3f | %.3f |\n", n, r.SFT.PerTask[n], r.PPO.PerTask[n], r.PPO.WinRateByTask[n])
+		f("| %s | %.3f |", n, r.SFT.PerTask[n])
+		for _, m := range r.Methods {
+			f(" %.3f |", m.PerTask[n])
+		}
+		for _, m := range r.Methods {
+			f(" %.3f |", m.WinRateByTask[n])
+		}
+		f("\n")
 	}
 	f("\n## Stages\n\n| stage | result | seconds |\n| --- | --- | --- |\n")
 	f("| pretrain | held-out loss %.4f nats/token (unigram baseline %.4f) | %.0f |\n", r.Pretrain.ValLoss, r.Pretrain.UnigramLoss, r.Pretrain.Seconds)
@@ -147,7 +201,13 @@ func writeMarkdown(w io.Writer, r *Report, plots []string) error {
 	if r.PPO.FirstTaskScore != nil && r.PPO.LastTaskScore != nil {
 		rollouts = fmt.Sprintf("; the rollouts' ground-truth task score %.3f → %.3f", *r.PPO.FirstTaskScore, *r.PPO.LastTaskScore)
 	}
-	f("| PPO-ptx | mean RM score %.3f → %.3f%s; KL to SFT %.3f per episode | %.0f |\n\n", r.PPO.FirstScore, r.PPO.LastScore, rollouts, r.PPO.KLToSFT, r.PPO.Seconds)
+	if ran(r, "ppo") {
+		f("| PPO-ptx | mean RM score %.3f → %.3f%s; the rollouts' KL to SFT %.3f per episode | %.0f |\n", r.PPO.FirstScore, r.PPO.LastScore, rollouts, r.PPO.KLToSFT, r.PPO.Seconds)
+	}
+	if ran(r, "dpo") {
+		f("| DPO | %d steps; implicit reward's held-out pairwise accuracy %.3f on %d pairs | %.0f |\n", r.DPO.Steps, r.DPO.Accuracy, r.DPO.Pairs, r.DPO.Seconds)
+	}
+	f("\n")
 	if bn := r.RM.BestOfN; bn != nil {
 		f("## The reward model on the SFT policy's own samples\n\n")
 		f("%d samples per held-out prompt at temperature %.2g; one is picked at random, by the reward model, or by the\n", bn.N, bn.Temperature)
@@ -226,4 +286,41 @@ func readCurve(path, metric string) (plotter.XYs, error) {
 		}
 	}
 	return pts, sc.Err()
+}
+
+// methodsPlotFile shows each policy's task score against its KL to SFT.
+const methodsPlotFile = "methods.png"
+
+// plotMethods draws methodsPlotFile: SFT at KL 0 and every method's
+// policy, each point labelled, with its KL's standard error as a bar.
+func plotMethods(dir string, r *Report) error {
+	p := plot.New()
+	p.Title.Text = "Policies: held-out task score against KL to SFT"
+	p.X.Label.Text = "KL to SFT (nats per response)"
+	p.Y.Label.Text = "task score"
+	pts := plotter.XYs{{X: 0, Y: r.SFT.TaskScore}}
+	labels := []string{"SFT"}
+	errs := plotter.XErrors{{Low: 0, High: 0}}
+	for _, m := range r.Methods {
+		pts = append(pts, plotter.XY{X: m.KLToSFT.KL, Y: m.TaskScore})
+		labels = append(labels, methodLabel(m.Name))
+		errs = append(errs, struct{ Low, High float64 }{m.KLToSFT.StdErr, m.KLToSFT.StdErr})
+	}
+	sc, err := plotter.NewScatter(pts)
+	if err != nil {
+		return err
+	}
+	lb, err := plotter.NewLabels(plotter.XYLabels{XYs: pts, Labels: labels})
+	if err != nil {
+		return err
+	}
+	bars, err := plotter.NewXErrorBars(struct {
+		plotter.XYer
+		plotter.XErrorer
+	}{pts, errs})
+	if err != nil {
+		return err
+	}
+	p.Add(sc, bars, lb)
+	return p.Save(6*vg.Inch, 4*vg.Inch, filepath.Join(dir, methodsPlotFile))
 }

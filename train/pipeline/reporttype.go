@@ -62,8 +62,44 @@ type Report struct {
 		LastTaskScore  *float64 `json:"last_rollout_task_score,omitempty"`
 		Seconds        float64  `json:"seconds"`
 	} `json:"ppo"`
-	SFTPtxLoss float64 `json:"sft_ptx_loss"`
-	EvalN      int     `json:"eval_n"`
-	Seconds    float64 `json:"seconds"`
-	Backend    string  `json:"backend"`
+	// DPO is the DPO stage's own numbers when it ran: its implicit
+	// reward's held-out accuracy, on the reward model's held-out rankings.
+	DPO struct {
+		Accuracy      float64  `json:"accuracy"`
+		TruthAccuracy *float64 `json:"truth_accuracy,omitempty"`
+		Pairs         int      `json:"n_pairs"`
+		Steps         int      `json:"steps"`
+		Seconds       float64  `json:"seconds"`
+	} `json:"dpo"`
+	// Methods compares the policies of every method the pipeline ran, all
+	// measured the same way, in the order they ran.
+	Methods    []MethodResult `json:"methods"`
+	SFTPtxLoss float64        `json:"sft_ptx_loss"`
+	EvalN      int            `json:"eval_n"`
+	Seconds    float64        `json:"seconds"`
+	Backend    string         `json:"backend"`
+}
+
+// MethodResult is one method's policy on the held-out prompts.
+type MethodResult struct {
+	Name      string             `json:"name"`
+	TaskScore float64            `json:"task_score"`
+	PerTask   map[string]float64 `json:"per_task"`
+	// WinRateVsSFT is the labeler's expected preference for the policy's
+	// response over SFT's (ties half), with its standard error over the
+	// prompts; ScoreGainStdErr is that of TaskScore − SFT's, paired by
+	// prompt.
+	WinRateVsSFT    float64            `json:"win_rate_vs_sft"`
+	WinRateStdErr   float64            `json:"win_rate_stderr"`
+	ScoreGainStdErr float64            `json:"task_score_gain_stderr"`
+	WinRateByTask   map[string]float64 `json:"win_rate_by_task"`
+	HabitRate       float64            `json:"habit_rate"`
+	// KLToSFT is measured on the policy's own samples of the held-out
+	// prompts (train.MeasureKL), the same way for every method.
+	KLToSFT train.KLEstimate `json:"kl_to_sft"`
+	// PtxLoss is the held-out pretraining loss (the alignment tax is it
+	// minus SFT's).
+	PtxLoss float64 `json:"ptx_loss"`
+	// Seconds is the method's training wall time.
+	Seconds float64 `json:"seconds"`
 }

@@ -47,9 +47,14 @@ func Run(ctx context.Context, b gpu.Backend, cfg Config, opt train.RunOptions) (
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
 	defer r.clock.leave() // an interrupted stage's time counts too
-	for _, stage := range []func() error{r.data, r.pretrain, r.sft, r.label, r.rewardModel, r.ppo} {
+	for _, stage := range []func() error{r.data, r.pretrain, r.sft, r.label, r.rewardModel} {
 		if err := stage(); err != nil {
 			return nil, fmt.Errorf("pipeline: %w", err)
+		}
+	}
+	for _, m := range selectedMethods(cfg) {
+		if err := m.run(r); err != nil {
+			return nil, fmt.Errorf("pipeline: %s: %w", m.name, err)
 		}
 	}
 
@@ -174,9 +179,7 @@ func (r *runner) label() error {
 // those of SFT samples when the label stage ran.
 func (r *runner) rewardModel() error {
 	c := r.cfg.RM
-	if r.cfg.SFTSampleLabels > 0 {
-		c.Data = filepath.Join(r.cfg.Out, StageLabel, "rm_all.jsonl")
-	}
+	c.Data = r.comparisonData()
 	if o, run := r.pending(c.Out, "reward model"); run {
 		var err error
 		if c.Model, err = model.ReadConfig(c.Init); err != nil {
@@ -220,6 +223,15 @@ func (r *runner) ppo() error {
 	p.FirstScore, p.LastScore, p.KLToSFT, p.Seconds = sum.FirstScore, sum.LastScore, sum.LastKL, sum.Seconds
 	p.FirstTaskScore, p.LastTaskScore = sum.FirstTaskScore, sum.LastTaskScore
 	return nil
+}
+
+// labelledRankingsFile, in the label stage's directory, holds rm.jsonl's
+// records followed by the rankings of SFT samples.
+const labelledRankingsFile = "rm_all.jsonl"
+
+// labelledRankings is the path of c's labelledRankingsFile.
+func labelledRankings(c Config) string {
+	return filepath.Join(c.Out, StageLabel, labelledRankingsFile)
 }
 
 // stageState reports whether the stage in dir finished (its summary.json
@@ -274,7 +286,7 @@ func labelSFTSamples(b gpu.Backend, tok tokenizer.Tokenizer, sftDir, synthRM, di
 	if err != nil {
 		return train.LabelStats{}, err
 	}
-	err = atomicfile.Write(filepath.Join(dir, "rm_all.jsonl"), func(w io.Writer) error {
+	err = atomicfile.Write(filepath.Join(dir, labelledRankingsFile), func(w io.Writer) error {
 		if _, err := w.Write(synth); err != nil {
 			return err
 		}
