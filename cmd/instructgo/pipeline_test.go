@@ -6,9 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/instructgo/instructgo/train"
 	"github.com/instructgo/instructgo/train/pipeline"
 	"github.com/instructgo/instructgo/train/tasks"
 )
@@ -96,10 +98,24 @@ func TestPipelineSmallRun(t *testing.T) {
 		t.Fatalf("methods in the report: %+v", rep.Methods)
 	}
 	ppo := rep.Methods[0]
+	// The table's rows, cell by cell (columns are two or more spaces apart).
+	rows := map[string][]string{}
+	for _, line := range strings.Split(stdout, "\n") {
+		cells := regexp.MustCompile(`\s{2,}`).Split(strings.TrimSpace(line), -1)
+		rows[cells[0]] = cells[1:]
+	}
+	rating := func(r train.Rating) string { return fmt.Sprintf("%.2f ± %.2f", r.Mean, r.StdErr) }
+	for name, want := range map[string][]string{
+		"model": {"task score", "win rate vs SFT", "Likert 1-7", "KL to SFT", "pretraining loss"},
+		"SFT":   {fmt.Sprintf("%.3f", rep.SFT.TaskScore), "0.500", rating(rep.SFT.Rating), "0", fmt.Sprintf("%.4f", rep.SFTPtxLoss)},
+		"PPO-ptx": {fmt.Sprintf("%.3f", ppo.TaskScore), fmt.Sprintf("%.3f ± %.3f", ppo.WinRateVsSFT, ppo.WinRateStdErr), rating(ppo.Rating),
+			fmt.Sprintf("%.3f ± %.3f", ppo.KLToSFT.KL, ppo.KLToSFT.StdErr), fmt.Sprintf("%.4f", ppo.PtxLoss)},
+	} {
+		if !reflect.DeepEqual(rows[name], want) {
+			t.Errorf("row %q: %q, want %q\n%s", name, rows[name], want, stdout)
+		}
+	}
 	want := []string{
-		"model       task score  win rate vs SFT  KL to SFT      pretraining loss",
-		fmt.Sprintf("SFT         %.3f       0.500            0              %.4f", rep.SFT.TaskScore, rep.SFTPtxLoss),
-		fmt.Sprintf("PPO-ptx     %.3f       %.3f ± %.3f    %.3f ± %.3f  %.4f", ppo.TaskScore, ppo.WinRateVsSFT, ppo.WinRateStdErr, ppo.KLToSFT.KL, ppo.KLToSFT.StdErr, ppo.PtxLoss),
 		fmt.Sprintf("over the 16 held-out prompts, task score gain on SFT (± standard error): PPO-ptx %+.3f ± %.3f", ppo.TaskScore-rep.SFT.TaskScore, ppo.ScoreGainStdErr),
 		fmt.Sprintf("alignment tax (nats/token): PPO-ptx %+.4f", ppo.PtxLoss-rep.SFTPtxLoss),
 		"report: " + filepath.Join(out, "report.md"),

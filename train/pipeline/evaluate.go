@@ -68,6 +68,13 @@ func evaluate(b gpu.Backend, tok tokenizer.Tokenizer, cfg Config, rep *Report, p
 		rep.RM.BestOfN = &bon
 	}
 	rep.Pretrain.TaskScore = pre.Score
+	labeler := tasks.DefaultLabeler()
+	if rep.Pretrain.Rating, err = train.Rate(pre, labeler); err != nil {
+		return err
+	}
+	if rep.SFT.Rating, err = train.Rate(sft, labeler); err != nil {
+		return err
+	}
 	rep.SFT.TaskScore, rep.SFT.PerTask, rep.SFT.HabitRate = sft.Score, sft.PerTask, sft.HabitRate()
 	rep.SFTPtxLoss = sftPtx
 	rep.EvalN = len(prompts)
@@ -77,7 +84,7 @@ func evaluate(b gpu.Backend, tok tokenizer.Tokenizer, cfg Config, rep *Report, p
 		if err != nil {
 			return fmt.Errorf("evaluate %s: %w", meth.label, err)
 		}
-		cmp, err := train.Compare(ev, sft, tasks.DefaultLabeler())
+		cmp, err := train.Compare(ev, sft, labeler)
 		if err != nil {
 			return err
 		}
@@ -88,6 +95,9 @@ func evaluate(b gpu.Backend, tok tokenizer.Tokenizer, cfg Config, rep *Report, p
 		res := MethodResult{Name: meth.name, TaskScore: ev.Score, PerTask: ev.PerTask, WinRateVsSFT: cmp.WinRate(),
 			WinRateByTask: cmp.ByTask(), HabitRate: ev.HabitRate(), KLToSFT: kl, PtxLoss: ptx, Seconds: meth.cost(rep)}
 		res.WinRateStdErr, res.ScoreGainStdErr = cmp.StdErrs()
+		if res.Rating, err = train.Rate(ev, labeler); err != nil {
+			return err
+		}
 		rep.Methods = append(rep.Methods, res)
 		if meth.name == "ppo" {
 			p := &rep.PPO

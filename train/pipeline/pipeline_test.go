@@ -408,7 +408,8 @@ func TestPipelineMethods(t *testing.T) {
 		t.Errorf("PPO's row %+v differs from its section %+v", ppo, rep.PPO)
 	}
 	for _, m := range rep.Methods {
-		if m.KLToSFT.N != rep.EvalN || !(m.KLToSFT.StdErr > 0) || math.IsNaN(m.KLToSFT.KL) || !(m.PtxLoss > 0) || !(m.Seconds > 0) {
+		if m.KLToSFT.N != rep.EvalN || !(m.KLToSFT.StdErr > 0) || math.IsNaN(m.KLToSFT.KL) || !(m.PtxLoss > 0) || !(m.Seconds > 0) ||
+			!(m.Rating.Mean >= 1 && m.Rating.Mean <= 7 && m.Rating.StdErr > 0) {
 			t.Errorf("%s: %+v", m.Name, m)
 		}
 	}
@@ -445,7 +446,7 @@ func TestPipelineMethods(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| DPO | ", "| PPO-ptx | ", "KL to SFT", "DPO's implicit reward", "| task | SFT | PPO-ptx | DPO | PPO-ptx win rate | DPO win rate |", methodsPlotFile} {
+	for _, want := range []string{"| DPO | ", "| PPO-ptx | ", "KL to SFT", "DPO's implicit reward", "| task | SFT | PPO-ptx | DPO | PPO-ptx win rate | DPO win rate |", methodsPlotFile, "Likert 1-7"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report.md lacks %q", want)
 		}

@@ -66,14 +66,14 @@ func WriteReport(dir string, rep *Report) error {
 // stated once: the table of the models and the notes under it.
 func headline(r *Report) (rows [][]string, notes []string) {
 	rows = [][]string{
-		{"model", "task score", "win rate vs SFT", "KL to SFT", "pretraining loss"},
-		{"pretrained", fmt.Sprintf("%.3f", r.Pretrain.TaskScore), "", "", fmt.Sprintf("%.4f", r.Pretrain.ValLoss)},
-		{"SFT", fmt.Sprintf("%.3f", r.SFT.TaskScore), "0.500", "0", fmt.Sprintf("%.4f", r.SFTPtxLoss)},
+		{"model", "task score", "win rate vs SFT", "Likert 1-7", "KL to SFT", "pretraining loss"},
+		{"pretrained", fmt.Sprintf("%.3f", r.Pretrain.TaskScore), "", rating(r.Pretrain.Rating), "", fmt.Sprintf("%.4f", r.Pretrain.ValLoss)},
+		{"SFT", fmt.Sprintf("%.3f", r.SFT.TaskScore), "0.500", rating(r.SFT.Rating), "0", fmt.Sprintf("%.4f", r.SFTPtxLoss)},
 	}
 	var gains, taxes, habits []string
 	for _, m := range r.Methods {
 		label := methodLabel(m.Name)
-		rows = append(rows, []string{label, fmt.Sprintf("%.3f", m.TaskScore), fmt.Sprintf("%.3f ± %.3f", m.WinRateVsSFT, m.WinRateStdErr),
+		rows = append(rows, []string{label, fmt.Sprintf("%.3f", m.TaskScore), fmt.Sprintf("%.3f ± %.3f", m.WinRateVsSFT, m.WinRateStdErr), rating(m.Rating),
 			fmt.Sprintf("%.3f ± %.3f", m.KLToSFT.KL, m.KLToSFT.StdErr), fmt.Sprintf("%.4f", m.PtxLoss)})
 		gains = append(gains, fmt.Sprintf("%s %+.3f ± %.3f", label, m.TaskScore-r.SFT.TaskScore, m.ScoreGainStdErr))
 		taxes = append(taxes, fmt.Sprintf("%s %+.4f", label, m.PtxLoss-r.SFTPtxLoss))
@@ -104,6 +104,9 @@ func headline(r *Report) (rows [][]string, notes []string) {
 	}
 	return rows, notes
 }
+
+// rating shows a mean Likert rating with its standard error.
+func rating(r train.Rating) string { return fmt.Sprintf("%.2f ± %.2f", r.Mean, r.StdErr) }
 
 // methodLabel is a method's name in the report's tables.
 func methodLabel(name string) string {
@@ -156,6 +159,8 @@ func writeMarkdown(w io.Writer, r *Report, plots []string) error {
 	f("response to the same prompt (ties count half), with its standard error over the prompts; the task score\n")
 	f("gain's standard error is paired by prompt. KL to SFT is measured the same way for every method: the mean\n")
 	f("over the held-out prompts of log π(y|x) − log π_SFT(y|x) for one sample y of the policy at temperature 1.\n")
+	f("The Likert rating is the labeler's mean 1–7 rating of the responses (an ordered-logit model on the\n")
+	f("utility and noise it compares with; tasks.Labeler.ExpectedRating), ± its standard error.\n")
 	f("The pretrained model's pretraining loss is its own at the end of pretraining; the alignment tax is a\n")
 	f("policy's held-out pretraining loss minus SFT's (negative: it lowered it).\n\n")
 	for _, n := range notes {

@@ -8,16 +8,19 @@ type Report struct {
 		ValLoss     float64 `json:"val_loss"`
 		UnigramLoss float64 `json:"unigram_val_loss"`
 		TaskScore   float64 `json:"task_score"`
-		Seconds     float64 `json:"seconds"`
+		// Rating is the labeler's mean 1–7 Likert rating of the responses.
+		Rating  train.Rating `json:"rating"`
+		Seconds float64      `json:"seconds"`
 	} `json:"pretrain"`
 	SFT struct {
 		TaskScore float64            `json:"task_score"`
 		PerTask   map[string]float64 `json:"per_task"`
 		// HabitRate is the share of held-out responses that open with the
 		// demonstration writers' habit (tasks.HabitPrefix).
-		HabitRate float64 `json:"habit_rate"`
-		BestStep  int     `json:"best_step"`
-		Seconds   float64 `json:"seconds"`
+		HabitRate float64      `json:"habit_rate"`
+		Rating    train.Rating `json:"rating"`
+		BestStep  int          `json:"best_step"`
+		Seconds   float64      `json:"seconds"`
 	} `json:"sft"`
 	RM struct {
 		Accuracy        float64  `json:"accuracy"`
@@ -94,6 +97,8 @@ type MethodResult struct {
 	ScoreGainStdErr float64            `json:"task_score_gain_stderr"`
 	WinRateByTask   map[string]float64 `json:"win_rate_by_task"`
 	HabitRate       float64            `json:"habit_rate"`
+	// Rating is the labeler's mean 1–7 Likert rating of the responses.
+	Rating train.Rating `json:"rating"`
 	// KLToSFT is measured on the policy's own samples of the held-out
 	// prompts (train.MeasureKL), the same way for every method.
 	KLToSFT train.KLEstimate `json:"kl_to_sft"`
