@@ -1,8 +1,13 @@
 """Make the tokenizer.json test files and the ids Hugging Face `tokenizers` gives.
 
 Usage:
-    python3 make_hf.py          # rewrite the tokenizers and expected.json
-    python3 make_hf.py --check  # compare with the committed expected.json
+    python3 make_hf.py --retrain  # train and write the tokenizers, then expected.json
+    python3 make_hf.py            # rewrite expected.json for the tokenizers here
+    python3 make_hf.py --check    # compare with the committed expected.json
+
+Training is not deterministic across runs, so the tokenizers are written
+only with --retrain (or when missing); expected.json always comes from the
+files as they are.
 
 It trains two tiny tokenizers on multilingual.txt and writes them in the
 layouts the models ship:
@@ -157,14 +162,57 @@ def pretok_cases():
     return out
 
 
+# Chat templates in the Jinja of the models' tokenizer_config.json files
+# (ChatML, Qwen2-Instruct's with its default system message, Llama 3
+# Instruct's), rendered for a few conversations.
+CHAT_TEMPLATES = {
+    "chatml": "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}"
+              "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}",
+    "qwen2": "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+             "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}"
+             "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}"
+             "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}",
+    "llama3": "{% set loop_messages = messages %}{% for message in loop_messages %}"
+              "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' %}"
+              "{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}"
+              "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}",
+}
+CONVERSATIONS = [
+    [{"role": "user", "content": "What is 2+2?"}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hallo, wie geht's?"},
+     {"role": "assistant", "content": "  Gut, danke!  \n"}, {"role": "user", "content": "日本語で？ 🤖\n\n  x  "}],
+    [{"role": "user", "content": "  code:\n\tfunc f() {}\n"}, {"role": "assistant", "content": "ok"}],
+]
+
+
+def chat_cases():
+    """Each template's rendering of each conversation, with and without the
+    generation prompt, and its ids under bl_llama3.json (special tokens
+    matched)."""
+    import jinja2
+    env = jinja2.Environment()
+    tok = Tokenizer.from_file(os.path.join(HERE, "bl_llama3.json"))
+    out = {"templates": CHAT_TEMPLATES, "conversations": CONVERSATIONS, "rendered": {}}
+    for name, src in CHAT_TEMPLATES.items():
+        tmpl = env.from_string(src)
+        for i, conv in enumerate(CONVERSATIONS):
+            for gen in (False, True):
+                text = tmpl.render(messages=conv, add_generation_prompt=gen, bos_token="<|begin_of_text|>")
+                ids = tok.encode(text, add_special_tokens=False).ids
+                out["rendered"]["%s/%d/%s" % (name, i, "gen" if gen else "nogen")] = {"text": text, "ids": ids}
+    return out
+
+
 def main():
     check = "--check" in sys.argv[1:]
-    if not check:
+    names = ["bl_gpt2.json", "bl_llama3.json", "bl_qwen2.json", "sp_llama2.json", "sp_metaspace.json"]
+    missing = any(not os.path.exists(os.path.join(HERE, n)) for n in names)
+    if not check and ("--retrain" in sys.argv[1:] or missing):
         for name, data in {**byte_level(), **sentencepiece_style()}.items():
             # Re-serialise through the library so the file is what it saves.
             Tokenizer.from_str(data).save(os.path.join(HERE, name), pretty=False)
-    names = ["bl_gpt2.json", "bl_llama3.json", "bl_qwen2.json", "sp_llama2.json", "sp_metaspace.json"]
-    got = {"extra": EXTRA, "files": {n: expected(n) for n in names}, "pretok": pretok_cases()}
+    got = {"extra": EXTRA, "files": {n: expected(n) for n in names}, "pretok": pretok_cases(),
+           "chat": chat_cases()}
     path = os.path.join(HERE, "expected.json")
     if check:
         with open(path, encoding="utf-8") as f:
@@ -173,8 +221,9 @@ def main():
             for n in names:
                 if got["files"][n] != want["files"].get(n):
                     print("differs from expected.json:", n)
-            if got["pretok"] != want.get("pretok"):
-                print("differs from expected.json: pretok")
+            for part in ("pretok", "chat"):
+                if got[part] != want.get(part):
+                    print("differs from expected.json:", part)
             sys.exit(1)
         print("tokenizers", __import__("tokenizers").__version__, "agrees with expected.json")
         return
