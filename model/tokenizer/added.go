@@ -16,15 +16,15 @@ type addedToken struct {
 // addedMatcher finds added tokens in text, leftmost first and longest
 // among those starting at the same place, as Hugging Face does.
 type addedMatcher struct {
-	byFirst map[byte][]addedToken // by first byte, longest first
+	byFirst [256][]addedToken // by first byte, longest first
 }
 
 func newAddedMatcher(tokens []addedToken) *addedMatcher {
-	m := &addedMatcher{byFirst: map[byte][]addedToken{}}
+	m := &addedMatcher{}
 	for _, t := range tokens {
 		m.byFirst[t.content[0]] = append(m.byFirst[t.content[0]], t)
 	}
-	for _, ts := range m.byFirst {
+	for _, ts := range &m.byFirst {
 		slices.SortStableFunc(ts, func(a, b addedToken) int { return len(b.content) - len(a.content) })
 	}
 	return m

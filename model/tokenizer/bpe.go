@@ -1,7 +1,6 @@
 package tokenizer
 
 import (
-	"container/heap"
 	"sync"
 	"unicode/utf8"
 )
@@ -120,15 +119,15 @@ func (m *bpe) merge(syms []int32) []int32 {
 			return
 		}
 		if mg, ok := m.merges[pairKey(syms[l], syms[r])]; ok {
-			heap.Push(&h, candidate{rank: mg.rank, left: l, right: r, leftID: syms[l], rightID: syms[r], id: mg.id})
+			h.push(candidate{rank: mg.rank, left: l, right: r, leftID: syms[l], rightID: syms[r], id: mg.id})
 		}
 	}
 	for i := range n - 1 {
 		push(int32(i), int32(i+1))
 	}
 	dead := make([]bool, n)
-	for h.Len() > 0 {
-		c := heap.Pop(&h).(candidate)
+	for len(h) > 0 {
+		c := h.pop()
 		l, r := c.left, c.right
 		if dead[l] || dead[r] || next[l] != r || syms[l] != c.leftID || syms[r] != c.rightID {
 			continue // stale: one side was merged since
@@ -155,21 +154,51 @@ type candidate struct {
 	leftID, rightID, id int32
 }
 
-// pairHeap orders candidates by rank, then position.
+// pairHeap is a binary min-heap of candidates by rank, then position
+// (typed, to keep the interface boxing of container/heap out of the
+// merge loop).
 type pairHeap []candidate
 
-func (h pairHeap) Len() int { return len(h) }
-func (h pairHeap) Less(i, j int) bool {
-	if h[i].rank != h[j].rank {
-		return h[i].rank < h[j].rank
+func (c candidate) before(d candidate) bool {
+	if c.rank != d.rank {
+		return c.rank < d.rank
 	}
-	return h[i].left < h[j].left
+	return c.left < d.left
 }
-func (h pairHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *pairHeap) Push(x any)   { *h = append(*h, x.(candidate)) }
-func (h *pairHeap) Pop() any {
-	old := *h
-	c := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return c
+
+func (h *pairHeap) push(c candidate) {
+	*h = append(*h, c)
+	s := *h
+	for i := len(s) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !s[i].before(s[p]) {
+			break
+		}
+		s[i], s[p] = s[p], s[i]
+		i = p
+	}
+}
+
+func (h *pairHeap) pop() candidate {
+	s := *h
+	top := s[0]
+	last := len(s) - 1
+	s[0] = s[last]
+	s = s[:last]
+	for i := 0; ; {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < len(s) && s[l].before(s[m]) {
+			m = l
+		}
+		if r < len(s) && s[r].before(s[m]) {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		s[i], s[m] = s[m], s[i]
+		i = m
+	}
+	*h = s
+	return top
 }
