@@ -59,7 +59,7 @@ func runEval(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	tok, err := tokenizer.New(cfg.Tokenizer)
+	tok, err := tokenizer.ForModel(c.String("model"), cfg.Tokenizer)
 	if err != nil {
 		return err
 	}

@@ -37,5 +37,6 @@
 // that each decoding drops one leading space, as Hugging Face's does).
 //
 // It imports the standard library, github.com/tiktoken-go/tokenizer,
-// golang.org/x/text (NFC for Qwen2) and internal/readfile.
+// golang.org/x/text (NFC for Qwen2), internal/readfile and
+// internal/atomicfile.
 package tokenizer

@@ -24,6 +24,9 @@ type HF struct {
 	bos     int32 // -1: none
 	eos     int32
 	pad     int32
+	// files are the bytes of tokenizer.json and tokenizer_config.json,
+	// by name, when loaded from a directory (see WriteFiles).
+	files map[string][]byte
 }
 
 // SpecialEncoder is a Tokenizer that can also encode text in which

@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 
+	"github.com/instructgo/instructgo/internal/atomicfile"
 	"github.com/instructgo/instructgo/internal/readfile"
 )
 
@@ -120,7 +122,29 @@ func LoadDir(dir string) (*HF, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer %s: %w", dir, err)
 	}
+	t.files = map[string][]byte{HFTokenizerFile: data, HFConfigFile: cfg}
 	return t, nil
+}
+
+// WriteFiles writes the tokenizer.json and tokenizer_config.json the
+// tokenizer was loaded from into dir, unchanged, so that a checkpoint
+// saved there has the same tokenizer. A tokenizer made by ParseHF has no
+// files to write: that is an error.
+func (t *HF) WriteFiles(dir string) error {
+	if t.files == nil {
+		return fmt.Errorf("tokenizer: not loaded from a directory, no files to write")
+	}
+	for _, name := range []string{HFTokenizerFile, HFConfigFile} {
+		data := t.files[name]
+		err := atomicfile.Write(filepath.Join(dir, name), func(w io.Writer) error {
+			_, err := w.Write(data)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("tokenizer: %w", err)
+		}
+	}
+	return nil
 }
 
 // ForModel returns the tokenizer of a model directory: its tokenizer.json

@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -45,6 +46,23 @@ func TestForModel(t *testing.T) {
 	}
 	if hf.Specials().ChatTemplate != "{{ bos_token }}..." {
 		t.Errorf("chat template %q", hf.Specials().ChatTemplate)
+	}
+
+	// WriteFiles carries the tokenizer to another directory unchanged.
+	out := t.TempDir()
+	if err := hf.WriteFiles(out); err != nil {
+		t.Fatal(err)
+	}
+	again, err := ForModel(out, "byte")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := "Grüße, 世界 <|eot_id|>"
+	if a, b := tok.Encode(s), again.Encode(s); !slices.Equal(a, b) || again.EOS() != tok.EOS() {
+		t.Errorf("after WriteFiles: %v EOS %d, want %v EOS %d", b, again.EOS(), a, tok.EOS())
+	}
+	if err := loadTestHF(t, "bl_llama3.json").WriteFiles(out); err == nil {
+		t.Error("WriteFiles of a tokenizer made by ParseHF: no error")
 	}
 
 	// Without tokenizer.json, or without a directory, the name decides.
