@@ -104,38 +104,95 @@ func tokenText(raw json.RawMessage) (string, error) {
 	return obj.Content, nil
 }
 
-// LoadDir reads dir/tokenizer.json and dir/tokenizer_config.json.
+// LoadDir reads dir/tokenizer.json with dir/tokenizer_config.json. Where
+// the latter is missing or names no eos_token (as in the hub's GPT-2), the
+// BOS, EOS and pad ids of the model's config.json stand in.
 func LoadDir(dir string) (*HF, error) {
-	cfg, err := readfile.Bounded(filepath.Join(dir, HFConfigFile), maxHFFile)
-	if err != nil {
-		return nil, fmt.Errorf("tokenizer: %w", err)
-	}
-	sp, err := ParseSpecials(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("tokenizer %s: %w", dir, err)
-	}
 	data, err := readfile.Bounded(filepath.Join(dir, HFTokenizerFile), maxHFFile)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
-	t, err := ParseHF(data, sp)
+	t, err := parseHF(data)
 	if err != nil {
+		return nil, fmt.Errorf("tokenizer %s: %w", filepath.Join(dir, HFTokenizerFile), err)
+	}
+	cfg, err := readfile.Bounded(filepath.Join(dir, HFConfigFile), maxHFFile)
+	var sp Specials
+	switch {
+	case err == nil:
+		if sp, err = ParseSpecials(cfg); err != nil {
+			return nil, fmt.Errorf("tokenizer %s: %w", dir, err)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		cfg = nil
+	default:
+		return nil, fmt.Errorf("tokenizer: %w", err)
+	}
+	if sp.EOS == "" {
+		if err := t.specialsFromModelConfig(dir, &sp); err != nil {
+			return nil, fmt.Errorf("tokenizer %s: %w", dir, err)
+		}
+	}
+	if err := t.setSpecials(sp); err != nil {
 		return nil, fmt.Errorf("tokenizer %s: %w", dir, err)
 	}
-	t.files = map[string][]byte{HFTokenizerFile: data, HFConfigFile: cfg}
+	t.files = map[string][]byte{HFTokenizerFile: data}
+	if cfg != nil {
+		t.files[HFConfigFile] = cfg
+	}
 	return t, nil
 }
 
-// WriteFiles writes the tokenizer.json and tokenizer_config.json the
-// tokenizer was loaded from into dir, unchanged, so that a checkpoint
+// specialsFromModelConfig fills sp's empty BOS, EOS and Pad from the
+// bos_token_id, eos_token_id and pad_token_id of dir/config.json (a
+// number, or a list whose first entry counts).
+func (t *HF) specialsFromModelConfig(dir string, sp *Specials) error {
+	data, err := readfile.Bounded(filepath.Join(dir, "config.json"), maxHFFile)
+	if err != nil {
+		return fmt.Errorf("no eos_token in %s, and no config.json to take eos_token_id from: %w", HFConfigFile, err)
+	}
+	var c struct {
+		BOS json.RawMessage `json:"bos_token_id"`
+		EOS json.RawMessage `json:"eos_token_id"`
+		Pad json.RawMessage `json:"pad_token_id"`
+	}
+	if err := json.Unmarshal(data, &c); err != nil {
+		return fmt.Errorf("config.json: %w", err)
+	}
+	for _, f := range []struct {
+		raw  json.RawMessage
+		dst  *string
+		name string
+	}{{c.BOS, &sp.BOS, "bos_token_id"}, {c.EOS, &sp.EOS, "eos_token_id"}, {c.Pad, &sp.Pad, "pad_token_id"}} {
+		if *f.dst != "" || len(f.raw) == 0 || string(f.raw) == "null" {
+			continue
+		}
+		var id int
+		var ids []int
+		switch {
+		case json.Unmarshal(f.raw, &id) == nil:
+		case json.Unmarshal(f.raw, &ids) == nil && len(ids) > 0:
+			id = ids[0]
+		default:
+			return fmt.Errorf("config.json: %s: want a number or a list of numbers", f.name)
+		}
+		if id < 0 || id >= len(t.tokens) || !t.valid[id] {
+			return fmt.Errorf("config.json: %s %d is not a token of the tokenizer", f.name, id)
+		}
+		*f.dst = t.tokens[id]
+	}
+	return nil
+}
+
+// WriteFiles writes the tokenizer.json and tokenizer_config.json (if there
+// was one) the tokenizer was loaded from into dir, unchanged, so that a checkpoint
 // saved there has the same tokenizer. A tokenizer made by ParseHF has no
 // files to write: that is an error.
 func (t *HF) WriteFiles(dir string) error {
 	if t.files == nil {
 		return fmt.Errorf("tokenizer: not loaded from a directory, no files to write")
 	}
-	for _, name := range []string{HFTokenizerFile, HFConfigFile} {
-		data := t.files[name]
+	for name, data := range t.files {
 		err := atomicfile.Write(filepath.Join(dir, name), func(w io.Writer) error {
 			_, err := w.Write(data)
 			return err

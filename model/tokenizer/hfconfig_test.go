@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -72,10 +73,28 @@ func TestForModel(t *testing.T) {
 			t.Errorf("ForModel(%q, byte) = %v, %v", d, tok, err)
 		}
 	}
-	// A tokenizer.json without its tokenizer_config.json is an error.
+	// Without tokenizer_config.json (or without eos_token in it), the
+	// ids of config.json stand in; without either, it is an error.
 	os.Remove(filepath.Join(dir, HFConfigFile))
-	if _, err := ForModel(dir, "gpt2"); err == nil || !strings.Contains(err.Error(), HFConfigFile) {
-		t.Errorf("missing %s: error %v", HFConfigFile, err)
+	if _, err := ForModel(dir, "gpt2"); err == nil || !strings.Contains(err.Error(), "config.json") {
+		t.Errorf("no %s and no config.json: error %v", HFConfigFile, err)
+	}
+	cfg := fmt.Sprintf(`{"model_type": "llama", "bos_token_id": %d, "eos_token_id": [%d, %d]}`, bos, eot, bos)
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tok, err = ForModel(dir, "gpt2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := tok.(*HF).BOS(); tok.EOS() != eot || tok.Pad() != eot || b != bos {
+		t.Errorf("from config.json: EOS %d Pad %d BOS %d, want %d %d %d", tok.EOS(), tok.Pad(), b, eot, eot, bos)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"eos_token_id": 99999}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ForModel(dir, "gpt2"); err == nil || !strings.Contains(err.Error(), "99999") {
+		t.Errorf("eos_token_id out of range: error %v", err)
 	}
 }
 

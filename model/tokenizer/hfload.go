@@ -47,18 +47,26 @@ type hfFile struct {
 // added tokens that strip spaces, unknown normalizers, pre-tokenizers and
 // decoders).
 func ParseHF(data []byte, sp Specials) (*HF, error) {
-	var f hfFile
-	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("tokenizer.json: %w", err)
+	t, err := parseHF(data)
+	if err == nil {
+		err = t.setSpecials(sp)
 	}
-	t, err := buildHF(&f, sp)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer.json: %w", err)
 	}
 	return t, nil
 }
 
-func buildHF(f *hfFile, sp Specials) (*HF, error) {
+// parseHF reads a tokenizer.json without resolving special tokens.
+func parseHF(data []byte) (*HF, error) {
+	var f hfFile
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, err
+	}
+	return buildHF(&f)
+}
+
+func buildHF(f *hfFile) (*HF, error) {
 	mj := &f.Model
 	switch {
 	case mj.Type != "" && mj.Type != "BPE":
@@ -148,9 +156,6 @@ func buildHF(f *hfFile, sp Specials) (*HF, error) {
 		return nil, err
 	}
 	if t.dec, err = parseDecoder(f.Decoder); err != nil {
-		return nil, err
-	}
-	if err := t.setSpecials(sp); err != nil {
 		return nil, err
 	}
 	return t, nil
