@@ -178,9 +178,9 @@ func (t *ChatTemplate) Render(msgs []Message, generationPrompt bool) ([]Segment,
 		out = append(out, t.turn(Message{Role: "system", Content: t.system})...)
 	}
 	for i, m := range msgs {
-		for _, c := range t.controls {
-			if strings.Contains(m.Content, c) || strings.Contains(m.Role, c) {
-				return nil, fmt.Errorf("chat template %s: message %d contains the control token %s", t.name, i, c)
+		for _, s := range []string{m.Role, m.Content} {
+			if err := t.CheckText(s); err != nil {
+				return nil, fmt.Errorf("message %d: %w", i, err)
 			}
 		}
 		out = append(out, t.turn(m)...)
@@ -189,6 +189,17 @@ func (t *ChatTemplate) Render(msgs []Message, generationPrompt bool) ([]Segment,
 		out = append(out, t.header("assistant")...)
 	}
 	return out, nil
+}
+
+// CheckText refuses text holding a control token's text, which would be
+// read as that token in the rendering.
+func (t *ChatTemplate) CheckText(s string) error {
+	for _, c := range t.controls {
+		if strings.Contains(s, c) {
+			return fmt.Errorf("chat template %s: text contains the control token %s", t.name, c)
+		}
+	}
+	return nil
 }
 
 // Reply is what follows Render(msgs, true) when the assistant answers

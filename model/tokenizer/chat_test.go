@@ -149,3 +149,42 @@ func TestDetectChatTemplateRefuses(t *testing.T) {
 		t.Errorf("ChatTemplateByName(jinja): %v", err)
 	}
 }
+
+// TestWithChat: the chat tokenizer encodes a rendered conversation as
+// EncodeChat does, leaves other special tokens plain, and ends turns.
+func TestWithChat(t *testing.T) {
+	hf := loadTestHF(t, "bl_llama3.json")
+	msgs := []Message{{Role: "system", Content: "Sei kurz."}, {Role: "user", Content: "Wie viel ist 2+2? <|endoftext|>"}}
+	for _, name := range ChatTemplateNames() {
+		tmpl, _ := ChatTemplateByName(name)
+		tok, err := WithChat(hf, tmpl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		segs, err := tmpl.Render(msgs, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := EncodeChat(hf, segs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tok.Encode(String(segs)); !slices.Equal(got, want) {
+			t.Errorf("%s: Encode(rendered) = %v, want %v", name, got, want)
+		}
+		if slices.Contains(want, hf.EOS()) {
+			t.Errorf("%s: <|endoftext|> in a message became the special token", name)
+		}
+		if eot, _ := hf.TokenID(tmpl.EndOfTurn()); tok.EOS() != eot || tok.Pad() != hf.Pad() {
+			t.Errorf("%s: EOS %d Pad %d, want %d %d", name, tok.EOS(), tok.Pad(), eot, hf.Pad())
+		}
+		if got := tok.Decode(want); got != String(segs) {
+			t.Errorf("%s: Decode = %q, want %q", name, got, String(segs))
+		}
+	}
+	sp := loadTestHF(t, "sp_llama2.json")
+	tmpl, _ := ChatTemplateByName("chatml")
+	if _, err := WithChat(sp, tmpl); err == nil || !strings.Contains(err.Error(), imStart) {
+		t.Errorf("WithChat on a tokenizer without ChatML tokens: %v", err)
+	}
+}
