@@ -4,6 +4,7 @@ Usage:
     python3 make_hf.py --retrain  # train and write the tokenizers, then expected.json
     python3 make_hf.py            # rewrite expected.json for the tokenizers here
     python3 make_hf.py --check    # compare with the committed expected.json
+    python3 make_hf.py --bench    # encode speed of tokenizers on the text (tokens/s)
 
 Training is not deterministic across runs, so the tokenizers are written
 only with --retrain (or when missing); expected.json always comes from the
@@ -203,7 +204,25 @@ def chat_cases():
     return out
 
 
+def bench(names):
+    """Tokens per second of one encode call at a time, as Go's
+    BenchmarkHFEncode measures, special-token text plain."""
+    import time
+    text = read_text() + EXTRA
+    for name in names:
+        tok = Tokenizer.from_file(os.path.join(HERE, name))
+        tok.encode_special_tokens = True
+        n = len(tok.encode(text, add_special_tokens=False).ids)
+        reps, start = 2000, time.perf_counter()
+        for _ in range(reps):
+            tok.encode(text, add_special_tokens=False)
+        print("%-18s %.2fM tokens/s" % (name, n * reps / (time.perf_counter() - start) / 1e6))
+
+
 def main():
+    if "--bench" in sys.argv[1:]:
+        bench(["bl_gpt2.json", "bl_llama3.json", "bl_qwen2.json", "sp_llama2.json", "sp_metaspace.json"])
+        return
     check = "--check" in sys.argv[1:]
     names = ["bl_gpt2.json", "bl_llama3.json", "bl_qwen2.json", "sp_llama2.json", "sp_metaspace.json"]
     missing = any(not os.path.exists(os.path.join(HERE, n)) for n in names)
