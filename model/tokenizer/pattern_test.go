@@ -16,10 +16,16 @@ var testPatterns = map[string]string{
 	"qwen2":  `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`,
 }
 
-// TestPatternSplitMatchesOniguruma compares the lookahead-free rewrite of
-// the patterns with Hugging Face's splits (Oniguruma, with lookahead and
-// Unicode \s) of random strings rich in whitespace runs.
-func TestPatternSplitMatchesOniguruma(t *testing.T) {
+// pretokCase is a string and Hugging Face's split of it.
+type pretokCase struct {
+	in   string
+	want []string
+}
+
+// readPretokCases reads expected.json's "pretok": by pattern name, random
+// strings and how Hugging Face's Split cut them.
+func readPretokCases(t testing.TB) map[string][]pretokCase {
+	t.Helper()
 	data, err := os.ReadFile(filepath.Join("testdata", "hf", "expected.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -30,25 +36,39 @@ func TestPatternSplitMatchesOniguruma(t *testing.T) {
 	if err := json.Unmarshal(data, &e); err != nil {
 		t.Fatal(err)
 	}
+	out := map[string][]pretokCase{}
+	for name, cases := range e.Pretok {
+		for _, c := range cases {
+			var pc pretokCase
+			if err := json.Unmarshal(c[0], &pc.in); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(c[1], &pc.want); err != nil {
+				t.Fatal(err)
+			}
+			out[name] = append(out[name], pc)
+		}
+	}
+	return out
+}
+
+// TestPatternSplitMatchesOniguruma compares the lookahead-free rewrite of
+// the patterns with Hugging Face's splits (Oniguruma, with lookahead and
+// Unicode \s) of random strings rich in whitespace runs.
+func TestPatternSplitMatchesOniguruma(t *testing.T) {
+	all := readPretokCases(t)
 	for name, src := range testPatterns {
 		pt, err := compilePattern(src)
 		if err != nil {
 			t.Fatal(err)
 		}
-		cases := e.Pretok[name]
+		cases := all[name]
 		if len(cases) < 100 {
 			t.Fatalf("%s: %d cases", name, len(cases))
 		}
 		trimmed := 0
 		for _, c := range cases {
-			var in string
-			var want []string
-			if err := json.Unmarshal(c[0], &in); err != nil {
-				t.Fatal(err)
-			}
-			if err := json.Unmarshal(c[1], &want); err != nil {
-				t.Fatal(err)
-			}
+			in, want := c.in, c.want
 			got := pt.split(in, nil)
 			if !slices.Equal(got, want) {
 				t.Errorf("%s: split(%q) = %q, want %q", name, in, got, want)
