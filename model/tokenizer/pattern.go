@@ -15,14 +15,15 @@ import (
 //   - GPT-2, Llama 3 and Qwen2 end their patterns in `\s+(?!\S)|\s+`: a
 //     whitespace run leaves its last character to the word that follows.
 //     Go has no lookahead, so compilePattern turns that tail into one
-//     capturing group `(\s+)`, and splitPattern gives back the last
+//     capturing group `(\s+)`, and split gives back the last
 //     character of a group match of two or more characters that stops
 //     before the end of the text (a greedy run stops only at a
 //     non-space). That is exactly what the lookahead matches: `\s+(?!\S)`
 //     backtracks one character when a non-space follows, and fails (so
 //     `\s+` takes the run) when the run is one character.
 //
-// Any other lookaround is refused.
+// The tail must end the pattern's top-level alternation; any other
+// lookaround is refused.
 
 // whiteSpace is Unicode's White_Space property as a class body: the ASCII
 // controls, U+0085 and the separators (Zs, Zl, Zp).
@@ -45,8 +46,10 @@ type pattern struct {
 func compilePattern(src string) (*pattern, error) {
 	p := src
 	trim := false
-	if i := strings.Index(p, lookaheadTail); i >= 0 {
-		p = p[:i] + `(?P<` + trimName + `>\s+)` + p[i+len(lookaheadTail):]
+	// The rewrite is exact only for the last alternatives of the whole
+	// pattern; elsewhere the lookahead is left in and refused below.
+	if i := len(p) - len(lookaheadTail); strings.HasSuffix(p, lookaheadTail) && (i == 0 || p[i-1] == '|' && (i < 2 || p[i-2] != '\\')) {
+		p = p[:i] + `(?P<` + trimName + `>\s+)`
 		trim = true
 	}
 	for _, la := range []string{"(?=", "(?!", "(?<=", "(?<!"} {

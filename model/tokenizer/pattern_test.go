@@ -89,7 +89,7 @@ func TestPatternSplitMatchesOniguruma(t *testing.T) {
 }
 
 func TestPatternRefusesLookaround(t *testing.T) {
-	for _, p := range []string{`a(?=b)`, `(?<!x)y`, `\s+(?!\S)`, `[\S]`} {
+	for _, p := range []string{`a(?=b)`, `(?<!x)y`, `\s+(?!\S)`, `[\S]`, `(\s+(?!\S)|\s+)x`, `a\|\s+(?!\S)|\s+`} {
 		if _, err := compilePattern(p); err == nil {
 			t.Errorf("compilePattern(%q): no error", p)
 		}
