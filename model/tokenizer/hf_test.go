@@ -19,10 +19,19 @@ var hfFiles = []string{"bl_gpt2.json", "bl_llama3.json", "bl_qwen2.json", "sp_ll
 
 type hfExpected struct {
 	Extra string `json:"extra"`
-	Files map[string]map[string]struct {
-		IDs     []int32 `json:"ids"`
-		Decoded string  `json:"decoded"`
+	Files map[string]struct {
+		Plain   hfCase   `json:"plain"`
+		Special hfCase   `json:"special"`
+		Edges   []hfCase `json:"edges"`
 	} `json:"files"`
+}
+
+// hfCase is a text (the multilingual one where absent), its ids and
+// their decoding by Hugging Face tokenizers.
+type hfCase struct {
+	Text    string  `json:"text"`
+	IDs     []int32 `json:"ids"`
+	Decoded string  `json:"decoded"`
 }
 
 func readExpected(t testing.TB) (hfExpected, string) {
@@ -71,7 +80,10 @@ func TestHFMatchesTokenizers(t *testing.T) {
 	for _, name := range hfFiles {
 		tok := loadTestHF(t, name)
 		for mode, enc := range map[string]func(string) []int32{"plain": tok.Encode, "special": tok.EncodeSpecial} {
-			want := exp.Files[name][mode]
+			want := exp.Files[name].Plain
+			if mode == "special" {
+				want = exp.Files[name].Special
+			}
 			if len(want.IDs) == 0 {
 				t.Fatalf("%s %s: no expected ids", name, mode)
 			}
@@ -87,6 +99,18 @@ func TestHFMatchesTokenizers(t *testing.T) {
 			}
 			if dec := tok.Decode(want.IDs); dec != want.Decoded {
 				t.Errorf("%s %s: Decode = %q, want %q", name, mode, dec, want.Decoded)
+			}
+		}
+		edges := exp.Files[name].Edges
+		if len(edges) < 10 {
+			t.Fatalf("%s: %d edge cases", name, len(edges))
+		}
+		for _, c := range edges {
+			if got := tok.EncodeSpecial(c.Text); !slices.Equal(got, c.IDs) {
+				t.Errorf("%s: EncodeSpecial(%q) = %v, want %v", name, c.Text, got, c.IDs)
+			}
+			if got := tok.Decode(c.IDs); got != c.Decoded {
+				t.Errorf("%s: Decode(%v) = %q, want %q", name, c.IDs, got, c.Decoded)
 			}
 		}
 	}

@@ -135,6 +135,12 @@ def read_text():
         return f.read()
 
 
+# Short texts at the edges of the pre-tokenizers and decoders: leading
+# spaces, space runs, the text's own "▁", added tokens at either end.
+EDGES = ["", " ", "  two", " x", "a  b", "\u2581\u2581y", "\n", "\u00a0", "<s>", "hello</s>world",
+         "<|im_end|>", "x<tool>", "<tool>", "  <tool>  ", "\t\n  \n"]
+
+
 def expected(name):
     tok = Tokenizer.from_file(os.path.join(HERE, name))
     text = read_text() + EXTRA
@@ -143,6 +149,11 @@ def expected(name):
         tok.encode_special_tokens = plain
         ids = tok.encode(text, add_special_tokens=False).ids
         out[mode] = {"ids": ids, "decoded": tok.decode(ids, skip_special_tokens=False)}
+    tok.encode_special_tokens = False
+    out["edges"] = []
+    for s in EDGES:
+        ids = tok.encode(s, add_special_tokens=False).ids
+        out["edges"].append({"text": s, "ids": ids, "decoded": tok.decode(ids, skip_special_tokens=False)})
     return out
 
 
