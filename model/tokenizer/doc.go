@@ -22,6 +22,14 @@
 // our own code: the pure-Go ports we looked at get whitespace wrong or
 // lack byte fallback, and the Rust library needs cgo.
 //
+// Chat templates (chat.go) render conversations the way the models'
+// Jinja chat_template does, for ChatML, Qwen2 and Llama 3, recognised from
+// tokenizer_config.json by DetectChatTemplate; Jinja is not interpreted,
+// and an unknown template is refused with an error quoting it. EncodeChat
+// and WithChat encode a rendering with the control tokens as ids and the
+// messages as plain text, and end assistant turns with the template's
+// end-of-turn token.
+//
 // Special tokens are never produced from user text: Encode treats the text
 // "<|endoftext|>" like any other characters, so a prompt cannot forge an end
 // of sequence. Callers append EOS themselves where a sequence ends. HF
