@@ -19,7 +19,8 @@ type HF struct {
 	tokens  []string     // by id: the vocabulary and the added tokens
 	valid   []bool       // by id: whether tokens holds an entry
 	raw     *addedMatcher
-	normed  *addedMatcher // added tokens matched in normalized text
+	normed  *addedMatcher    // added tokens matched in normalized text
+	added   map[string]int32 // added tokens by their content
 	special Specials
 	bos     int32 // -1: none
 	eos     int32
@@ -54,23 +55,14 @@ func (t *HF) BOS() (int32, bool) { return t.bos, t.bos >= 0 }
 func (t *HF) Specials() Specials { return t.special }
 
 // TokenID returns the id of a token given its text: an added token's
-// content, or a vocabulary entry as the model stores it (for byte-level
-// models, in the byte alphabet).
+// content as tokenizer.json writes it, or a vocabulary entry as the model
+// stores it (for byte-level models, in the byte alphabet).
 func (t *HF) TokenID(text string) (int32, bool) {
-	if id, ok := t.model.vocab[text]; ok {
+	if id, ok := t.added[text]; ok {
 		return id, true
 	}
-	for _, m := range []*addedMatcher{t.raw, t.normed} {
-		if text == "" {
-			break
-		}
-		for _, a := range m.byFirst[text[0]] {
-			if a.content == text {
-				return a.id, true
-			}
-		}
-	}
-	return 0, false
+	id, ok := t.model.vocab[text]
+	return id, ok
 }
 
 // Encode tokenizes text with special-token text kept plain (Hugging Face's

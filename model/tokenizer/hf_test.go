@@ -252,3 +252,51 @@ func TestHFRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestHFNormalizedSpecials: special tokens marked normalized (as in some
+// Llama conversions) are matched in normalized text, in their normalized
+// form, and still found by their content.
+func TestHFNormalizedSpecials(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "hf", "sp_llama2.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var j map[string]any
+	if err := json.Unmarshal(data, &j); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range j["added_tokens"].([]any) {
+		a.(map[string]any)["normalized"] = true
+	}
+	if data, err = json.Marshal(j); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := ParseHF(data, testSpecials("sp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join("testdata", "hf", "expected.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e struct {
+		Cases []hfCase `json:"sp_llama2_normalized_specials"`
+	}
+	if err := json.Unmarshal(raw, &e); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.Cases) < 10 {
+		t.Fatalf("%d cases", len(e.Cases))
+	}
+	for _, c := range e.Cases {
+		if got := tok.EncodeSpecial(c.Text); !slices.Equal(got, c.IDs) {
+			t.Errorf("EncodeSpecial(%.40q) = %v, want %v", c.Text, got, c.IDs)
+		}
+		if got := tok.Decode(c.IDs); got != c.Decoded {
+			t.Errorf("Decode(%.40q's ids) = %q, want %q", c.Text, got, c.Decoded)
+		}
+	}
+	if bos, ok := tok.BOS(); !ok || bos != 1 {
+		t.Errorf("BOS = %d, %v; want 1", bos, ok)
+	}
+}

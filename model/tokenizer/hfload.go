@@ -109,6 +109,7 @@ func buildHF(f *hfFile) (*HF, error) {
 		return nil, err
 	}
 	var raw, normed []addedToken
+	t.added = make(map[string]int32, len(f.AddedTokens))
 	for _, a := range f.AddedTokens {
 		switch {
 		case a.Content == "":
@@ -121,13 +122,16 @@ func buildHF(f *hfFile) (*HF, error) {
 			// Matched in normalized text, so in its normalized form,
 			// which is also its token string (as in Hugging Face).
 			if t.norm != nil {
-				at.content = t.norm(at.content)
+				if at.content = t.norm(at.content); at.content == "" {
+					return nil, fmt.Errorf("added token %q normalizes to nothing", a.Content)
+				}
 			}
 			normed = append(normed, at)
 		} else {
 			raw = append(raw, at)
 		}
 		t.tokens[a.ID], t.valid[a.ID] = at.content, true
+		t.added[a.Content] = at.id
 	}
 	t.raw, t.normed = newAddedMatcher(raw), newAddedMatcher(normed)
 

@@ -230,6 +230,21 @@ def bench(names):
         print("%-18s %.2fM tokens/s" % (name, n * reps / (time.perf_counter() - start) / 1e6))
 
 
+def normalized_specials():
+    """sp_llama2.json with its special tokens marked normalized, as some
+    Llama conversions have them: matched in normalized text."""
+    with open(os.path.join(HERE, "sp_llama2.json"), encoding="utf-8") as f:
+        j = json.load(f)
+    for a in j["added_tokens"]:
+        a["normalized"] = True
+    tok = Tokenizer.from_str(json.dumps(j))
+    out = []
+    for s in EDGES + [read_text() + EXTRA]:
+        ids = tok.encode(s, add_special_tokens=False).ids
+        out.append({"text": s, "ids": ids, "decoded": tok.decode(ids, skip_special_tokens=False)})
+    return out
+
+
 def main():
     if "--bench" in sys.argv[1:]:
         bench(["bl_gpt2.json", "bl_llama3.json", "bl_qwen2.json", "sp_llama2.json", "sp_metaspace.json"])
@@ -242,6 +257,7 @@ def main():
             # Re-serialise through the library so the file is what it saves.
             Tokenizer.from_str(data).save(os.path.join(HERE, name), pretty=False)
     got = {"extra": EXTRA, "files": {n: expected(n) for n in names}, "pretok": pretok_cases(),
+           "sp_llama2_normalized_specials": normalized_specials(),
            "chat": chat_cases()}
     path = os.path.join(HERE, "expected.json")
     if check:
@@ -251,7 +267,7 @@ def main():
             for n in names:
                 if got["files"][n] != want["files"].get(n):
                     print("differs from expected.json:", n)
-            for part in ("pretok", "chat"):
+            for part in ("pretok", "chat", "sp_llama2_normalized_specials"):
                 if got[part] != want.get(part):
                     print("differs from expected.json:", part)
             sys.exit(1)
