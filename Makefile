@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all build pipeline test bench lint fmt clean hf-check \
+.PHONY: all build pipeline test bench lint fmt clean hf-check tokenizer-check \
 	cuda-tools cuda-tools12 cuda-tools13 kernels cuda-check cuda-emu-test build-cuda gpu-bundle
 
 all: lint build test
@@ -30,6 +30,14 @@ test:
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./gpu/cpu/ ./model/
 
+## tokenizer-check: Python's Hugging Face tokenizers (and jinja2, for the chat
+## templates) still give the ids, splits and renderings the tokenizer tests use
+## (model/tokenizer/testdata/hf/expected.json); PYTHON with `pip install
+## tokenizers jinja2`
+tokenizer-check:
+	$(PYTHON) model/tokenizer/testdata/hf/make_hf.py --check
+	$(GO) test -count=1 -run 'HF|Pattern|BPE|Chat' ./model/tokenizer/
+
 ## hf-check: Hugging Face transformers loads a pipeline run's PPO policy and
 ## reward model with instructgo's greedy tokens and rewards, and instructgo loads
 ## a GPT-2 that transformers saved, with its greedy tokens
@@ -37,7 +45,7 @@ bench:
 RUN    ?= runs/pipeline
 PYTHON ?= python3
 HFC    := build/hf-check
-hf-check: build
+hf-check: build tokenizer-check
 	@mkdir -p $(HFC)
 	head -n 40 $(RUN)/data/eval.jsonl > $(HFC)/prompts.jsonl
 	head -n 20 $(RUN)/data/rm.jsonl > $(HFC)/comparisons.jsonl

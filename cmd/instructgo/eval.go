@@ -91,7 +91,7 @@ func evalModel(c *cli.Context, b gpu.Backend, prec model.Precision, dir string, 
 	if err != nil {
 		return train.TaskEval{}, err
 	}
-	tok, err := tokenizer.New(cfg.Tokenizer)
+	tok, err := tokenizer.ForModel(dir, cfg.Tokenizer)
 	if err != nil {
 		return train.TaskEval{}, err
 	}

@@ -99,7 +99,7 @@ func runGenerate(c *cli.Context) (err error) {
 	if cfg.ScalarHead {
 		return fmt.Errorf("generate: %s is a scalar-head model (reward or value), not a language model", dir)
 	}
-	tok, err := tokenizer.New(cfg.Tokenizer)
+	tok, err := tokenizer.ForModel(dir, cfg.Tokenizer)
 	if err != nil {
 		return fmt.Errorf("generate: %s: %w", dir, err)
 	}

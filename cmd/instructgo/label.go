@@ -110,7 +110,7 @@ func runDataLabel(c *cli.Context) error {
 	if mcfg.ScalarHead {
 		return fmt.Errorf("data label: %s is a scalar-head model (reward or value), not a policy", dir)
 	}
-	tok, err := tokenizer.New(mcfg.Tokenizer)
+	tok, err := tokenizer.ForModel(dir, mcfg.Tokenizer)
 	if err != nil {
 		return fmt.Errorf("data label: %s: %w", dir, err)
 	}

@@ -77,7 +77,7 @@ func runPPO(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("ppo: policy: %w", err)
 	}
-	tok, err := tokenizer.New(pc.Tokenizer)
+	tok, err := tokenizer.ForModel(cfg.Policy, pc.Tokenizer)
 	if err != nil {
 		return err
 	}

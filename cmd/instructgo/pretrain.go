@@ -56,7 +56,7 @@ func runPretrain(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	tok, err := tokenizer.New(cfg.Model.Tokenizer)
+	tok, err := tokenizer.ForModel(cfg.Init, cfg.Model.Tokenizer)
 	if err != nil {
 		return err
 	}

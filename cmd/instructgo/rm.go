@@ -126,7 +126,7 @@ func runRM(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	tok, err := tokenizer.New(cfg.Model.Tokenizer)
+	tok, err := tokenizer.ForModel(cfg.Init, cfg.Model.Tokenizer)
 	if err != nil {
 		return err
 	}
@@ -207,7 +207,7 @@ func loadRewardModel(dir string) (model.Config, tokenizer.Tokenizer, error) {
 	if !cfg.ScalarHead {
 		return cfg, nil, fmt.Errorf("%s is not a reward model (config.json architecture is not GPT2ForSequenceClassification)", dir)
 	}
-	tok, err := tokenizer.New(cfg.Tokenizer)
+	tok, err := tokenizer.ForModel(dir, cfg.Tokenizer)
 	return cfg, tok, err
 }
 

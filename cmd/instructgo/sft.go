@@ -60,7 +60,7 @@ func runSFT(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	tok, err := tokenizer.New(cfg.Model.Tokenizer)
+	tok, err := tokenizer.ForModel(cfg.Init, cfg.Model.Tokenizer)
 	if err != nil {
 		return err
 	}

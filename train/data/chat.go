@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/instructgo/instructgo/model/tokenizer"
 )
 
 // Message is one turn of a conversation, as in TRL's conversational
@@ -89,16 +91,47 @@ func messages(raw json.RawMessage, field string) ([]Message, error) {
 	return msgs, nil
 }
 
+// render renders conversations with the package's template (RenderPrompt,
+// RenderCompletion) or, when chat is set, with a model's chat template:
+// the prompt with its generation prompt, the reply as the template writes
+// it (the end-of-turn token is the EOS the tokenizer appends).
+type render struct{ chat *tokenizer.ChatTemplate }
+
+func (r render) prompt(msgs []Message, field string) (string, error) {
+	if r.chat == nil {
+		return RenderPrompt(msgs), nil
+	}
+	conv := make([]tokenizer.Message, len(msgs))
+	for i, m := range msgs {
+		conv[i] = tokenizer.Message{Role: m.Role, Content: m.Content}
+	}
+	segs, err := r.chat.Render(conv, true)
+	if err != nil {
+		return "", fieldErr(field, "%v", err)
+	}
+	return tokenizer.String(segs), nil
+}
+
+func (r render) reply(content, field string) (string, error) {
+	if r.chat == nil {
+		return RenderCompletion(content), nil
+	}
+	if err := r.chat.CheckText(content); err != nil {
+		return "", fieldErr(field, "%v", err)
+	}
+	return r.chat.Reply(content), nil
+}
+
 // promptValue decodes a prompt: a non-empty string, or a list of messages
-// (TRL's conversational prompt) rendered with RenderPrompt. conv reports
-// which.
-func promptValue(raw json.RawMessage, field string) (text string, conv bool, err error) {
+// (TRL's conversational prompt) rendered as a prompt. conv reports which.
+func (r render) promptValue(raw json.RawMessage, field string) (text string, conv bool, err error) {
 	if kind(raw) == "array" {
 		msgs, err := messages(raw, field)
 		if err != nil {
 			return "", false, err
 		}
-		return RenderPrompt(msgs), true, nil
+		text, err := r.prompt(msgs, field)
+		return text, true, err
 	}
 	text, err = str(raw, field, false)
 	return text, false, err
@@ -106,8 +139,8 @@ func promptValue(raw json.RawMessage, field string) (text string, conv bool, err
 
 // replyValue decodes a completion or response: a non-empty string, or
 // (TRL's conversational form) a list of exactly one assistant message with
-// non-empty content, rendered with RenderCompletion.
-func replyValue(raw json.RawMessage, field string) (string, error) {
+// non-empty content, rendered as a reply.
+func (r render) replyValue(raw json.RawMessage, field string) (string, error) {
 	if kind(raw) != "array" {
 		return str(raw, field, false)
 	}
@@ -124,5 +157,5 @@ func replyValue(raw json.RawMessage, field string) (string, error) {
 	if msgs[0].Content == "" {
 		return "", &fieldError{field + "[0].content", errEmpty}
 	}
-	return RenderCompletion(msgs[0].Content), nil
+	return r.reply(msgs[0].Content, field)
 }

@@ -56,20 +56,21 @@ func (c *Comparison) Pairs() [][2]int {
 // as the built-in tasks write them). A ranking has 2 to 9 responses and lists
 // every response index once, best first. The prompt may also be a list of
 // messages and each response a list of one assistant message (TRL's
-// conversational form), rendered with RenderPrompt and RenderCompletion.
+// conversational form), rendered with RenderPrompt and RenderCompletion
+// (or ReadOptions.Chat).
 // Prompts and responses must be non-empty; a record with both "responses"
 // and "chosen" is refused as ambiguous. Other fields are ignored.
 func ReadComparisons(path string, opt ReadOptions) ([]Comparison, ReadStats, error) {
-	return readFile(path, "comparison data", opt, parseComparison)
+	return readFile(path, "comparison data", opt, render{opt.Chat}.parseComparison)
 }
 
 // ReadComparisonsFrom is ReadComparisons on a reader; name stands for the
 // file in messages.
 func ReadComparisonsFrom(r io.Reader, name string, opt ReadOptions) ([]Comparison, ReadStats, error) {
-	return readFrom(r, name, opt, parseComparison)
+	return readFrom(r, name, opt, render{opt.Chat}.parseComparison)
 }
 
-func parseComparison(line []byte) (Comparison, error) {
+func (r render) parseComparison(line []byte) (Comparison, error) {
 	obj, err := object(line)
 	if err != nil {
 		return Comparison{}, err
@@ -86,7 +87,7 @@ func parseComparison(line []byte) (Comparison, error) {
 		return Comparison{}, &fieldError{"chosen", errMissing}
 	}
 	var c Comparison
-	if c.Prompt, _, err = promptValue(obj["prompt"], "prompt"); err != nil {
+	if c.Prompt, _, err = r.promptValue(obj["prompt"], "prompt"); err != nil {
 		return Comparison{}, err
 	}
 	if c.Task, err = optStr(obj, "task"); err != nil {
@@ -104,11 +105,11 @@ func parseComparison(line []byte) (Comparison, error) {
 		}
 	}
 	if paired {
-		chosen, err := replyValue(obj["chosen"], "chosen")
+		chosen, err := r.replyValue(obj["chosen"], "chosen")
 		if err != nil {
 			return Comparison{}, err
 		}
-		rejected, err := replyValue(obj["rejected"], "rejected")
+		rejected, err := r.replyValue(obj["rejected"], "rejected")
 		if err != nil {
 			return Comparison{}, err
 		}
@@ -125,7 +126,7 @@ func parseComparison(line []byte) (Comparison, error) {
 	}
 	c.Responses = make([]string, k)
 	for i, el := range elems {
-		if c.Responses[i], err = replyValue(el, fmt.Sprintf("responses[%d]", i)); err != nil {
+		if c.Responses[i], err = r.replyValue(el, fmt.Sprintf("responses[%d]", i)); err != nil {
 			return Comparison{}, err
 		}
 	}

@@ -14,7 +14,9 @@
 // A pair is read as the K = 2 ranking, so the reward model sees one type,
 // Comparison. Conversations are rendered to text with one fixed template
 // (RenderPrompt, RenderCompletion): "<role>: <content>\n" per message, the
-// prompt ending in "assistant:" and the completion being " " + the reply.
+// prompt ending in "assistant:" and the completion being " " + the reply;
+// or, with ReadOptions.Chat, with a model's chat template (ChatML, Llama 3),
+// whose texts tokenizer.WithChat encodes.
 //
 // A bad line (invalid JSON, not an object, a missing or empty required
 // field, a field of the wrong type, an unknown or ambiguous record shape,

@@ -78,7 +78,7 @@ func FuzzReadSFT(f *testing.F) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			back, err := parseSFT(line)
+			back, err := render{}.parseSFT(line)
 			if err != nil || back.Prompt != ex.Prompt || back.Completion != ex.Completion {
 				t.Fatalf("round trip of %+v: %+v, %v", ex, back, err)
 			}
@@ -115,7 +115,7 @@ func FuzzReadComparisons(f *testing.F) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			back, err := parseComparison(line)
+			back, err := render{}.parseComparison(line)
 			if err != nil || !reflect.DeepEqual(back, Comparison{Prompt: c.Prompt, Responses: c.Responses, Ranking: c.Ranking, Margin: c.Margin}) {
 				t.Fatalf("round trip of %+v: %+v, %v", c, back, err)
 			}

@@ -10,6 +10,8 @@ import (
 	"os"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/instructgo/instructgo/model/tokenizer"
 )
 
 // MaxLineBytes is the longest JSONL line the readers accept. A longer line
@@ -23,11 +25,16 @@ var maxLineBytes = MaxLineBytes
 // maxKeptErrors is how many skipped-line messages ReadStats keeps.
 const maxKeptErrors = 5
 
-// ReadOptions controls how the readers treat bad lines.
+// ReadOptions controls how the readers treat bad lines and render
+// conversations.
 type ReadOptions struct {
 	// SkipBadLines counts a bad line in ReadStats and goes on, instead of
 	// failing on it.
 	SkipBadLines bool
+	// Chat renders messages with a model's chat template instead of the
+	// package's plain one (see chat.go); encode the texts with
+	// tokenizer.WithChat.
+	Chat *tokenizer.ChatTemplate
 }
 
 // ReadStats describes what a reader saw.

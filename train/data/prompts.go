@@ -17,32 +17,32 @@ type Prompt struct {
 	Meta map[string]json.RawMessage
 	// Conversational is set when the prompt was a list of messages,
 	// rendered with RenderPrompt; a reply then starts with a space (see
-	// RenderCompletion).
+	// RenderCompletion). With ReadOptions.Chat, the template rendered it.
 	Conversational bool
 	Source         // where it was read
 }
 
 // ReadPrompts reads PPO prompts from a JSONL file: {"prompt": "..."} with
 // a non-empty prompt, or a list of messages (TRL's conversational
-// prompt-only form), rendered with RenderPrompt. "task" and "answer", when
+// prompt-only form), rendered with RenderPrompt (or ReadOptions.Chat). "task" and "answer", when
 // present and not null, must be strings; every other field is kept in Meta.
 func ReadPrompts(path string, opt ReadOptions) ([]Prompt, ReadStats, error) {
-	return readFile(path, "prompts", opt, parsePrompt)
+	return readFile(path, "prompts", opt, render{opt.Chat}.parsePrompt)
 }
 
 // ReadPromptsFrom is ReadPrompts on a reader; name stands for the file in
 // messages.
 func ReadPromptsFrom(r io.Reader, name string, opt ReadOptions) ([]Prompt, ReadStats, error) {
-	return readFrom(r, name, opt, parsePrompt)
+	return readFrom(r, name, opt, render{opt.Chat}.parsePrompt)
 }
 
-func parsePrompt(line []byte) (Prompt, error) {
+func (r render) parsePrompt(line []byte) (Prompt, error) {
 	obj, err := object(line)
 	if err != nil {
 		return Prompt{}, err
 	}
 	var p Prompt
-	if p.Prompt, p.Conversational, err = promptValue(obj["prompt"], "prompt"); err != nil {
+	if p.Prompt, p.Conversational, err = r.promptValue(obj["prompt"], "prompt"); err != nil {
 		return Prompt{}, err
 	}
 	if p.Task, err = optStr(obj, "task"); err != nil {

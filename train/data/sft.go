@@ -32,17 +32,18 @@ type SFTExample struct {
 // RenderCompletion, and everything before it is the prompt, rendered with
 // RenderPrompt; earlier assistant turns are part of the prompt and carry no
 // loss. The third form is TRL's conversational prompt-completion, rendered
-// the same way. Other fields are ignored.
+// the same way. With ReadOptions.Chat, conversations are rendered with
+// that template instead. Other fields are ignored.
 func ReadSFT(path string, opt ReadOptions) ([]SFTExample, ReadStats, error) {
-	return readFile(path, "sft data", opt, parseSFT)
+	return readFile(path, "sft data", opt, render{opt.Chat}.parseSFT)
 }
 
 // ReadSFTFrom is ReadSFT on a reader; name stands for the file in messages.
 func ReadSFTFrom(r io.Reader, name string, opt ReadOptions) ([]SFTExample, ReadStats, error) {
-	return readFrom(r, name, opt, parseSFT)
+	return readFrom(r, name, opt, render{opt.Chat}.parseSFT)
 }
 
-func parseSFT(line []byte) (SFTExample, error) {
+func (r render) parseSFT(line []byte) (SFTExample, error) {
 	obj, err := object(line)
 	if err != nil {
 		return SFTExample{}, err
@@ -52,25 +53,25 @@ func parseSFT(line []byte) (SFTExample, error) {
 		return SFTExample{}, err
 	}
 	if present(obj, "messages") {
-		ex, err := sftFromMessages(obj["messages"])
+		ex, err := r.sftFromMessages(obj["messages"])
 		ex.Task = task
 		return ex, err
 	}
 	if !present(obj, "prompt") && !present(obj, "completion") {
 		return SFTExample{}, lineErr(`unknown record: want {"prompt", "completion"} or {"messages"}`)
 	}
-	prompt, _, err := promptValue(obj["prompt"], "prompt")
+	prompt, _, err := r.promptValue(obj["prompt"], "prompt")
 	if err != nil {
 		return SFTExample{}, err
 	}
-	completion, err := replyValue(obj["completion"], "completion")
+	completion, err := r.replyValue(obj["completion"], "completion")
 	if err != nil {
 		return SFTExample{}, err
 	}
 	return SFTExample{Prompt: prompt, Completion: completion, Task: task}, nil
 }
 
-func sftFromMessages(raw json.RawMessage) (SFTExample, error) {
+func (r render) sftFromMessages(raw json.RawMessage) (SFTExample, error) {
 	msgs, err := messages(raw, "messages")
 	if err != nil {
 		return SFTExample{}, err
@@ -82,8 +83,13 @@ func sftFromMessages(raw json.RawMessage) (SFTExample, error) {
 	if last.Content == "" {
 		return SFTExample{}, &fieldError{field: "messages[" + strconv.Itoa(len(msgs)-1) + "].content", err: errEmpty}
 	}
-	return SFTExample{
-		Prompt:     RenderPrompt(msgs[:len(msgs)-1]),
-		Completion: RenderCompletion(last.Content),
-	}, nil
+	prompt, err := r.prompt(msgs[:len(msgs)-1], "messages")
+	if err != nil {
+		return SFTExample{}, err
+	}
+	completion, err := r.reply(last.Content, "messages")
+	if err != nil {
+		return SFTExample{}, err
+	}
+	return SFTExample{Prompt: prompt, Completion: completion}, nil
 }
