@@ -198,7 +198,10 @@ func ParseConfig(raw []byte, out string) (Config, error) {
 // stages that run finished would otherwise be reused as they are, their
 // numbers reported as if cfg had made them. Paths inside the earlier
 // run's directory count as equal when the directory was moved. A missing
-// file is no error.
+// file is no error. The list of methods may differ: a method only one of
+// the two runs names has its own stage, so adding one to a finished run
+// runs just that stage (and the evaluation); the settings of a method both
+// name must be the same.
 func checkSameConfig(path string, cfg Config) error {
 	var prev Config
 	if found, err := readJSONIfExists(path, &prev); !found || err != nil {
@@ -213,15 +216,29 @@ func checkSameConfig(path string, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	if bytes.Equal(before, now) {
-		return nil
-	}
-	var a, b any
+	var a, b map[string]any
 	if err := json.Unmarshal(before, &a); err != nil {
 		return err
 	}
 	if err := json.Unmarshal(now, &b); err != nil {
 		return err
+	}
+	// An earlier version's configuration may lack the method sections
+	// and the list (PPO was then the only method).
+	prevMethods := prev.Methods
+	if _, ok := a["methods"]; !ok {
+		prevMethods = []string{"ppo"}
+	}
+	for _, m := range MethodNames() {
+		if !slices.Contains(prevMethods, m) || !slices.Contains(cfg.Methods, m) {
+			delete(a, m)
+			delete(b, m)
+		}
+	}
+	delete(a, "methods")
+	delete(b, "methods")
+	if reflect.DeepEqual(a, b) {
+		return nil
 	}
 	return fmt.Errorf("%s was started with another configuration (%s); run it again as it was started, or use another --out",
 		filepath.Dir(path), firstDifference("", a, b))

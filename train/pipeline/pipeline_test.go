@@ -350,6 +350,34 @@ func TestCheckSameConfig(t *testing.T) {
 	if err := checkSameConfig(path, changed); err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("another PPO length: %v, want it to name %q", err, want)
 	}
+	// Methods: one more runs only its stage; a method both name keeps its
+	// settings; a configuration from before the methods existed is PPO's.
+	more := Default(run)
+	more.Methods = []string{"ppo", "dpo"}
+	more.DPO.Loss.Beta = 0.3
+	if err := checkSameConfig(path, more); err != nil {
+		t.Errorf("DPO added to a finished run: %v", err)
+	}
+	raw, _ = json.Marshal(more)
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	more.DPO.Loss.Beta = 0.1
+	if err := checkSameConfig(path, more); err == nil || !strings.Contains(err.Error(), "dpo.loss.beta: 0.3 before, 0.1 now") {
+		t.Errorf("DPO's β changed: %v", err)
+	}
+	var old map[string]any
+	raw, _ = json.Marshal(Default(run))
+	_ = json.Unmarshal(raw, &old)
+	delete(old, "methods")
+	delete(old, "dpo")
+	raw, _ = json.Marshal(old)
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkSameConfig(path, Default(run)); err != nil {
+		t.Errorf("a configuration written before the methods existed: %v", err)
+	}
 	elsewhere := Default(run)
 	elsewhere.Pretrain.Data = []string{filepath.Join(dir, "other.txt")}
 	if err := checkSameConfig(path, elsewhere); err == nil || !strings.Contains(err.Error(), "pretrain.data") {

@@ -327,5 +327,9 @@ func plotMethods(dir string, r *Report) error {
 		return err
 	}
 	p.Add(sc, bars, lb)
+	// Room around the points for their labels and error bars.
+	yPad := 0.1*(p.Y.Max-p.Y.Min) + 0.01
+	p.X.Min, p.X.Max = 0, 1.25*p.X.Max+0.01
+	p.Y.Min, p.Y.Max = p.Y.Min-yPad, p.Y.Max+yPad
 	return p.Save(6*vg.Inch, 4*vg.Inch, filepath.Join(dir, methodsPlotFile))
 }
