@@ -295,24 +295,12 @@ type ppoData struct {
 // readPPOData reads the prompts and the ptx text and checks that they fit
 // the policy's context.
 func readPPOData(cfg PPOConfig, tok tokenizer.Tokenizer) (*ppoData, error) {
-	prompts, _, err := data.ReadPrompts(cfg.Prompts, data.ReadOptions{})
+	rp, err := readRolloutPrompts(cfg.Prompts, cfg.Policy, cfg.MaxNew, tok)
 	if err != nil {
 		return nil, err
 	}
-	d := &ppoData{prompts: prompts, promptIDs: make([][]int32, len(prompts))}
-	maxPrompt := 0
-	for i, p := range prompts {
-		d.promptIDs[i] = tok.Encode(p.Prompt)
-		maxPrompt = max(maxPrompt, len(d.promptIDs[i]))
-	}
-	polCfg, err := model.ReadConfig(cfg.Policy)
-	if err != nil {
-		return nil, fmt.Errorf("policy: %w", err)
-	}
-	d.T = maxPrompt + cfg.MaxNew + 1
-	if d.T > polCfg.MaxSeqLen {
-		return nil, fmt.Errorf("prompts of up to %d tokens plus %d new ones exceed the policy's context of %d", maxPrompt, cfg.MaxNew, polCfg.MaxSeqLen)
-	}
+	d := &ppoData{prompts: rp.prompts, promptIDs: rp.ids, T: rp.T}
+	polCfg := rp.policy
 	d.modelT = d.T
 	if len(cfg.Ptx) > 0 && cfg.PtxCoef > 0 {
 		if cfg.PtxSeq > polCfg.MaxSeqLen {
@@ -491,20 +479,7 @@ func loadPPOModels(b gpu.Backend, cfg PPOConfig, T int, opt RunOptions) (*ppoMod
 	ms := &ppoModels{}
 	var err error
 	load := func(dir string, train bool) (*model.Model, error) {
-		c, err := model.ReadConfig(dir)
-		if err != nil {
-			return nil, err
-		}
-		host, err := model.LoadHostWith(dir, c, opt.load())
-		if err != nil {
-			return nil, err
-		}
-		c.Dropout = 0 // PPO runs without dropout, so old and new log-probs compare
-		m, err := model.New(b, c, opt.models(cfg.MiniBatch, T, train))
-		if err != nil {
-			return nil, err
-		}
-		return m, m.SetParams(host)
+		return loadNoDropout(b, dir, cfg.MiniBatch, T, train, opt)
 	}
 	if ms.policy, err = load(cfg.Policy, true); err != nil {
 		return nil, fmt.Errorf("policy: %w", err)

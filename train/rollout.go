@@ -235,8 +235,8 @@ func taskScores(recs []data.Prompt, responses []string) ([]float32, error) {
 
 // sequenceKL returns, per episode, the sum over its response tokens of the
 // KL estimate between the sampling policy and the reference: k1 = log π −
-// log π_ref, or k3 = (ρ−1) − log ρ with ρ = π_ref/π (estimator KLK1 or
-// KLK3, the numbering of Backend.KLPenalizedRewards), in float64.
+// log π_ref, or k3 = (ρ−1) − log ρ with ρ = π_ref/π (estimator gpu.KLK1
+// or gpu.KLK3), in float64.
 func (ro *rollout) sequenceKL(estimator int) []float64 {
 	out := make([]float64, ro.E)
 	for i, m := range ro.mask {
@@ -244,10 +244,64 @@ func (ro *rollout) sequenceKL(estimator int) []float64 {
 			continue
 		}
 		d := float64(ro.oldLogp[i]) - float64(ro.ref[i])
-		if estimator == 1 {
+		if estimator == gpu.KLK3 {
 			d = math.Expm1(-d) + d
 		}
 		out[i/ro.T] += d
 	}
 	return out
+}
+
+// rolloutPrompts are an RL run's prompts, tokenised, with the rollout's
+// row length T (the longest prompt, the new tokens and the stop action)
+// and the policy's config.
+type rolloutPrompts struct {
+	prompts []data.Prompt
+	ids     [][]int32
+	T       int
+	policy  model.Config
+}
+
+// readRolloutPrompts reads the prompts and checks that their rollouts fit
+// the policy's context.
+func readRolloutPrompts(path, policy string, maxNew int, tok tokenizer.Tokenizer) (*rolloutPrompts, error) {
+	prompts, _, err := data.ReadPrompts(path, data.ReadOptions{})
+	if err != nil {
+		return nil, err
+	}
+	rp := &rolloutPrompts{prompts: prompts, ids: make([][]int32, len(prompts))}
+	maxPrompt := 0
+	for i, p := range prompts {
+		rp.ids[i] = tok.Encode(p.Prompt)
+		maxPrompt = max(maxPrompt, len(rp.ids[i]))
+	}
+	if rp.policy, err = model.ReadConfig(policy); err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	rp.T = maxPrompt + maxNew + 1
+	if rp.T > rp.policy.MaxSeqLen {
+		return nil, fmt.Errorf("prompts of up to %d tokens plus %d new ones exceed the policy's context of %d", maxPrompt, maxNew, rp.policy.MaxSeqLen)
+	}
+	return rp, nil
+}
+
+// loadNoDropout loads the checkpoint in dir with opt's precision and
+// loading policy for rows of at most T tokens, rows at a time, without
+// dropout: the RL methods compare the log-probs of the sampling policy,
+// the training policy and the reference, which dropout would make differ.
+func loadNoDropout(b gpu.Backend, dir string, rows, T int, train bool, opt RunOptions) (*model.Model, error) {
+	c, err := model.ReadConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	host, err := model.LoadHostWith(dir, c, opt.load())
+	if err != nil {
+		return nil, err
+	}
+	c.Dropout = 0
+	m, err := model.New(b, c, opt.models(rows, T, train))
+	if err != nil {
+		return nil, err
+	}
+	return m, m.SetParams(host)
 }
