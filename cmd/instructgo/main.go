@@ -50,6 +50,8 @@ func newApp() *cli.App {
 			rmCommand(),
 			dpoCommand(),
 			ppoCommand(),
+			grpoCommand(),
+			rlooCommand(),
 			pipelineCommand(),
 			generateCommand(),
 			evalCommand(),
