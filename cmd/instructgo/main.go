@@ -52,6 +52,7 @@ func newApp() *cli.App {
 			ppoCommand(),
 			grpoCommand(),
 			rlooCommand(),
+			rsCommand(),
 			pipelineCommand(),
 			generateCommand(),
 			evalCommand(),
