@@ -70,3 +70,69 @@ func TestGroupAdvantages(t *testing.T) {
 		t.Error("groups of 1 accepted by RLOO")
 	}
 }
+
+// The per-token layout: every response token of episode i carries w_i·A_i
+// and w_i, other positions 0; w is 1/|o_i| for GRPO, 1/MaxNew for Dr.
+// GRPO and 1 for RLOO, whose rewards lose β·Σ k1 first.
+func TestGroupTokenAdvantages(t *testing.T) {
+	const E, T = 4, 6
+	ro := &rollout{E: E, T: T, mask: make([]float32, E*T), oldLogp: make([]float32, E*T), ref: make([]float32, E*T),
+		scores: []float32{0.2, 0.9, 0.4, 0.4}, responseLen: []int{2, 4, 3, 1}}
+	rng := rand.New(rand.NewPCG(8, 9))
+	kl := make([]float64, E)
+	for i := range E {
+		for p := 1; p <= ro.responseLen[i]; p++ {
+			k := i*T + p
+			ro.mask[k] = 1
+			ro.oldLogp[k] = float32(-rng.Float64())
+			ro.ref[k] = float32(-rng.Float64())
+			kl[i] += float64(ro.oldLogp[k]) - float64(ro.ref[k])
+		}
+	}
+	for _, tc := range []struct {
+		method string
+		dr     bool
+	}{{MethodGRPO, false}, {MethodGRPO, true}, {MethodRLOO, false}} {
+		cfg := DefaultGRPO()
+		cfg.Method, cfg.DrGRPO, cfg.Group, cfg.PromptsPerIter, cfg.MaxNew, cfg.KLCoef = tc.method, tc.dr, 2, 2, 10, 0.3
+		g := &groupTrainer{cfg: cfg}
+		var rec GroupMetrics
+		adv, weight, err := g.advantages(ro, &rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rewards := make([]float64, E)
+		for i, s := range ro.scores {
+			rewards[i] = float64(s)
+			if tc.method == MethodRLOO {
+				rewards[i] -= 0.3 * kl[i]
+			}
+		}
+		var a []float64
+		if tc.method == MethodRLOO {
+			a, _ = rlooAdvantages(rewards, 2)
+		} else {
+			a, _ = grpoAdvantages(rewards, 2, tc.dr)
+		}
+		for k := range E * T {
+			i := k / T
+			w := 0.0
+			if ro.mask[k] != 0 {
+				switch {
+				case tc.method == MethodRLOO:
+					w = 1
+				case tc.dr:
+					w = 0.1
+				default:
+					w = 1 / float64(ro.responseLen[i])
+				}
+			}
+			if math.Abs(float64(weight[k])-w) > 1e-6 || math.Abs(float64(adv[k])-w*a[i]) > 1e-6 {
+				t.Errorf("%s dr=%v position %d: weight %v adv %v, want %v and %v", tc.method, tc.dr, k, weight[k], adv[k], w, w*a[i])
+			}
+		}
+		if rec.FlatGroups != 0.5 {
+			t.Errorf("%s: flat groups %v, want 0.5 (the second group's rewards are equal)", tc.method, rec.FlatGroups)
+		}
+	}
+}
