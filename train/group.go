@@ -111,8 +111,8 @@ func (c *GroupConfig) Validate() error {
 		return fmt.Errorf("iterations, prompts per iteration, minibatch and epochs must be positive")
 	case c.Group < 2 || c.Group > 1024:
 		return fmt.Errorf("group %d: want 2..1024 responses per prompt (a group of one has no baseline)", c.Group)
-	case c.PromptsPerIter > 1<<16 || c.Episodes()%c.MiniBatch != 0:
-		return fmt.Errorf("%d responses an iteration (at most %d prompts) must be a multiple of the minibatch %d", c.Episodes(), 1<<16, c.MiniBatch)
+	case c.PromptsPerIter > maxRolloutEpisodes/c.Group || c.Episodes()%c.MiniBatch != 0:
+		return fmt.Errorf("%d×%d responses an iteration must be at most %d and a multiple of the minibatch %d", c.PromptsPerIter, c.Group, maxRolloutEpisodes, c.MiniBatch)
 	case c.MaxNew <= 0 || c.Temperature < 0:
 		return fmt.Errorf("max new tokens must be positive and the temperature not negative")
 	case !(c.KLCoef >= 0) || !(c.ClipEps > 0) || !(c.MissingEOSPenalty >= 0):
@@ -124,6 +124,11 @@ func (c *GroupConfig) Validate() error {
 	}
 	return c.Optim.Validate()
 }
+
+// maxRolloutEpisodes bounds the responses sampled at once (a group
+// method's iteration, a rejection-sampling batch) before anything is
+// allocated.
+const maxRolloutEpisodes = 1 << 16
 
 // GroupMetrics is one iteration's line of metrics.jsonl.
 type GroupMetrics struct {

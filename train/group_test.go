@@ -148,6 +148,7 @@ func TestGroupConfigValidate(t *testing.T) {
 		"dr-grpo rloo":   func(c *GroupConfig) { c.Method, c.DrGRPO = MethodRLOO, true },
 		"unknown method": func(c *GroupConfig) { c.Method = "ppo" },
 		"no clip":        func(c *GroupConfig) { c.ClipEps = 0 },
+		"huge rollout":   func(c *GroupConfig) { c.PromptsPerIter, c.Group, c.MiniBatch = 1<<14, 8, 8 },
 	} {
 		c := ok
 		bad(&c)

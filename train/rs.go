@@ -63,8 +63,8 @@ func (c *RSConfig) Validate() error {
 		return fmt.Errorf("rejection sampling needs prompts, a policy, a reward model and an output directory")
 	case c.N < 2 || c.N > 1024:
 		return fmt.Errorf("%d samples per prompt: want 2..1024", c.N)
-	case c.MaxPrompts < 0 || c.Batch <= 0 || c.Batch > 1<<12:
-		return fmt.Errorf("max prompts %d must not be negative, batch %d in 1..%d", c.MaxPrompts, c.Batch, 1<<12)
+	case c.MaxPrompts < 0 || c.Batch <= 0 || c.Batch > maxRolloutEpisodes/c.N:
+		return fmt.Errorf("max prompts %d must not be negative, batch %d positive and %d×%d samples at most %d", c.MaxPrompts, c.Batch, c.Batch, c.N, maxRolloutEpisodes)
 	case c.MaxNew <= 0 || !(c.Temperature > 0) || !(c.MissingEOSPenalty >= 0):
 		return fmt.Errorf("max new tokens and temperature must be positive, the missing-EOS penalty not negative")
 	}
