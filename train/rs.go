@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/internal/atomicfile"
@@ -185,6 +186,11 @@ func sampleBestOfN(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, 
 	res := &rsSampling{RSSummary: RSSummary{Prompts: len(rp.prompts), N: cfg.N}}
 	var pickTask, sampleTask float64
 	tasks := 0
+	batches := (len(rp.prompts) + cfg.Batch - 1) / cfg.Batch
+	progress := opt.progress()
+	progress.Start("rs sampling", 0, batches)
+	defer progress.Finish()
+	start := time.Now()
 	for k, lo := 0, 0; lo < len(rp.prompts); k, lo = k+1, lo+cfg.Batch {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("interrupted while sampling, before anything was saved: %w", context.Cause(ctx))
@@ -226,6 +232,12 @@ func sampleBestOfN(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, 
 				pickTask += *pick
 				tasks++
 			}
+		}
+		status := fmt.Sprintf("%d of %d prompts, picks' score %.3f", hi, len(rp.prompts), res.PickScore/float64(hi))
+		progress.Step(k+1, status)
+		if (k+1)%10 == 0 || k+1 == batches {
+			opt.Log.Info().Int("prompts", hi).Int("of", len(rp.prompts)).Float64("pick_rm_score", round4(res.PickScore/float64(hi))).
+				Str("eta", eta(time.Since(start), k+1, batches-k-1)).Msg("rs sampling")
 		}
 	}
 	n := float64(len(rp.prompts))
