@@ -84,7 +84,7 @@ type RSSummary struct {
 	SampleScore     float64     `json:"sample_rm_score"`
 	PickTaskScore   *float64    `json:"pick_task_score,omitempty"`
 	SampleTaskScore *float64    `json:"sample_task_score,omitempty"`
-	SFT             *SFTSummary `json:"sft"`
+	SFT             *SFTSummary `json:"sft,omitempty"`
 }
 
 // RSSummaryFile is the sampling's summary in the run directory.
