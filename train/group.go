@@ -81,7 +81,9 @@ func defaultGroup() GroupConfig {
 }
 
 // DefaultGRPO is GRPO with the DeepSeekMath paper's β 0.04 and groups of 8
-// (the paper samples 64 at a larger scale).
+// (the paper samples 64 at a larger scale). β 0.04 suits the tasks'
+// scorers; against a learned reward model GRPO over-optimised at it and
+// needed about 0.4 (docs/EXPERIMENTS.md).
 func DefaultGRPO() GroupConfig {
 	c := defaultGroup()
 	c.Method, c.PromptsPerIter, c.Group, c.KLCoef = MethodGRPO, 32, 8, 0.04
