@@ -96,6 +96,24 @@ var crashScenarios = []crashScenario{
 		_, err := PPO(context.Background(), cpu.New(1), byteTok, cfg, RunOptions{Log: zerolog.Nop(), Resume: resume})
 		return err
 	}},
+	{"grpo", func(t *testing.T) map[string]string {
+		prompts, policy, reward := writePPOFixture(t)
+		return map[string]string{"prompts": prompts, "policy": policy, "reward": reward}
+	}, func(out string, fx map[string]string, resume bool) error {
+		cfg := smallGroup(DefaultGRPO(), fx["prompts"], fx["policy"], fx["reward"], out)
+		cfg.Iterations, cfg.PromptsPerIter, cfg.Group, cfg.MiniBatch, cfg.MaxNew, cfg.SaveEvery = 6, 2, 3, 3, 4, 2
+		_, err := GRPO(context.Background(), cpu.New(1), byteTok, cfg, RunOptions{Log: zerolog.Nop(), Resume: resume})
+		return err
+	}},
+	{"rloo", func(t *testing.T) map[string]string {
+		prompts, policy, reward := writePPOFixture(t)
+		return map[string]string{"prompts": prompts, "policy": policy, "reward": reward}
+	}, func(out string, fx map[string]string, resume bool) error {
+		cfg := smallGroup(DefaultRLOO(), fx["prompts"], fx["policy"], fx["reward"], out)
+		cfg.Iterations, cfg.PromptsPerIter, cfg.Group, cfg.MiniBatch, cfg.MaxNew, cfg.SaveEvery = 6, 2, 2, 2, 4, 2
+		_, err := RLOO(context.Background(), cpu.New(1), byteTok, cfg, RunOptions{Log: zerolog.Nop(), Resume: resume})
+		return err
+	}},
 }
 
 // TestMain runs a crash child when asked to, else the tests.

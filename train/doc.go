@@ -8,7 +8,12 @@
 // KL-penalised rewards, GAE, the clipped updates, the ptx term, the EMA
 // policy) and DPO (DPOStep: responses' sequence log-probs against a frozen
 // reference's, the Plackett–Luce, pairwise and IPO preference losses on
-// the implicit reward). Also here: AdamW over a model's single parameter buffer and
+// the implicit reward), the group methods GRPO, Dr. GRPO and RLOO (no
+// value model: each prompt's responses are sampled together and judged
+// against each other, rewarded by the reward model or the built-in tasks'
+// scorers; rollout.go is the rollout code they share with PPO) and
+// rejection-sampling fine-tuning (SFT on the reward model's best of N
+// samples). Also here: AdamW over a model's single parameter buffer and
 // the learning-rate schedule; evaluation on the built-in tasks and the
 // labeler's win rate; the best-of-n check of a reward model on a policy's
 // own samples; labelling a policy's samples; run directories (config,

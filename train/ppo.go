@@ -12,7 +12,6 @@ import (
 	"github.com/instructgo/instructgo/model"
 	"github.com/instructgo/instructgo/model/tokenizer"
 	"github.com/instructgo/instructgo/train/data"
-	"github.com/instructgo/instructgo/train/tasks"
 	"github.com/rs/zerolog"
 )
 
@@ -183,26 +182,6 @@ func (ms *ppoModels) parts(cfg PPOConfig) []savedPart {
 	}
 }
 
-// rollout is one batch of episodes laid out [E, T]: prompt + response,
-// right-padded; action positions p predict token p+1 of the response.
-type rollout struct {
-	E, T          int
-	tokens        []int32 // E·T
-	targets       []int32 // E·T, the next token at action positions, −1 elsewhere
-	validLen      []int32 // E
-	mask          []float32
-	lastIdx       []int32   // E, the last action position
-	rawScores     []float32 // the reward model's, before penalties
-	scores        []float32
-	responseLen   []int     // actions, EOS included
-	generated     [][]int32 // the sampled tokens, without EOS
-	eos           []bool
-	oldLogp, ref  []float32
-	values        []float32
-	adv, returns  []float32 // after GAE and whitening (host copies)
-	klSum, entSum float64
-}
-
 // PPO runs PPO-ptx and leaves the EMA policy in cfg.Out. Resumable like
 // Pretrain: the policy, the value function, their optimizers, the EMA and
 // the loop's position are saved to cfg.Out/resume every cfg.SaveEvery
@@ -316,24 +295,12 @@ type ppoData struct {
 // readPPOData reads the prompts and the ptx text and checks that they fit
 // the policy's context.
 func readPPOData(cfg PPOConfig, tok tokenizer.Tokenizer) (*ppoData, error) {
-	prompts, _, err := data.ReadPrompts(cfg.Prompts, data.ReadOptions{})
+	rp, err := readRolloutPrompts(cfg.Prompts, cfg.Policy, cfg.MaxNew, tok)
 	if err != nil {
 		return nil, err
 	}
-	d := &ppoData{prompts: prompts, promptIDs: make([][]int32, len(prompts))}
-	maxPrompt := 0
-	for i, p := range prompts {
-		d.promptIDs[i] = tok.Encode(p.Prompt)
-		maxPrompt = max(maxPrompt, len(d.promptIDs[i]))
-	}
-	polCfg, err := model.ReadConfig(cfg.Policy)
-	if err != nil {
-		return nil, fmt.Errorf("policy: %w", err)
-	}
-	d.T = maxPrompt + cfg.MaxNew + 1
-	if d.T > polCfg.MaxSeqLen {
-		return nil, fmt.Errorf("prompts of up to %d tokens plus %d new ones exceed the policy's context of %d", maxPrompt, cfg.MaxNew, polCfg.MaxSeqLen)
-	}
+	d := &ppoData{prompts: rp.prompts, promptIDs: rp.ids, T: rp.T}
+	polCfg := rp.policy
 	d.modelT = d.T
 	if len(cfg.Ptx) > 0 && cfg.PtxCoef > 0 {
 		if cfg.PtxSeq > polCfg.MaxSeqLen {
@@ -512,20 +479,7 @@ func loadPPOModels(b gpu.Backend, cfg PPOConfig, T int, opt RunOptions) (*ppoMod
 	ms := &ppoModels{}
 	var err error
 	load := func(dir string, train bool) (*model.Model, error) {
-		c, err := model.ReadConfig(dir)
-		if err != nil {
-			return nil, err
-		}
-		host, err := model.LoadHostWith(dir, c, opt.load())
-		if err != nil {
-			return nil, err
-		}
-		c.Dropout = 0 // PPO runs without dropout, so old and new log-probs compare
-		m, err := model.New(b, c, opt.models(cfg.MiniBatch, T, train))
-		if err != nil {
-			return nil, err
-		}
-		return m, m.SetParams(host)
+		return loadNoDropout(b, dir, cfg.MiniBatch, T, train, opt)
 	}
 	if ms.policy, err = load(cfg.Policy, true); err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
@@ -573,174 +527,19 @@ func saveEMAPolicy(b gpu.Backend, dir string, ms *ppoModels, dtype string) error
 	return model.SaveHostAs(dir, ms.policy.Cfg, host, dtype)
 }
 
-// generateRollout samples a response to each prompt with the policy (up to
-// cfg.MaxNew tokens, stopping at eos; eos −1 never stops) and lays the
-// episodes out as a rollout, right-padded with pad.
-func generateRollout(ms *ppoModels, prompts [][]int32, cfg PPOConfig, seed uint64, eos, pad int32) (*rollout, int, error) {
-	gens, err := model.Generate(ms.policy, prompts, model.GenerateOptions{
-		MaxNew: cfg.MaxNew, Sampling: gpu.Sampling{Temperature: cfg.Temperature}, Seed: seed, EOS: eos,
-	})
-	if err != nil {
-		return nil, 0, err
-	}
-	stop := eos // the action that ends an episode
-	if stop < 0 {
-		stop = pad
-	}
-	E := len(prompts)
-	ro := &rollout{E: E, validLen: make([]int32, E), lastIdx: make([]int32, E), scores: make([]float32, E),
-		responseLen: make([]int, E), eos: make([]bool, E), generated: make([][]int32, E)}
-	seqs := make([][]int32, E)
-	genTokens := 0
-	for i, g := range gens {
-		s := append(append([]int32(nil), prompts[i]...), g.Tokens...)
-		ro.generated[i] = g.Tokens
-		ro.eos[i] = g.Stop == model.StopEOS
-		if ro.eos[i] {
-			s = append(s, stop) // stopping is an action the policy learns
-		}
-		if len(s) == len(prompts[i]) { // nothing generated (context full): one pad action keeps the shapes valid
-			s = append(s, stop)
-		}
-		seqs[i] = s
-		ro.responseLen[i] = len(s) - len(prompts[i])
-		genTokens += len(g.Tokens)
-		ro.T = max(ro.T, len(s))
-	}
-	T := ro.T
-	ro.tokens, ro.targets = make([]int32, E*T), make([]int32, E*T)
-	ro.mask = make([]float32, E*T)
-	for i, s := range seqs {
-		for j := range T {
-			ro.targets[i*T+j] = -1
-			ro.tokens[i*T+j] = pad
-		}
-		copy(ro.tokens[i*T:], s)
-		ro.validLen[i] = int32(len(s))
-		for p := len(prompts[i]) - 1; p < len(s)-1; p++ {
-			ro.targets[i*T+p] = s[p+1]
-			ro.mask[i*T+p] = 1
-		}
-		ro.lastIdx[i] = int32(len(s) - 2)
-	}
-	return ro, genTokens, nil
-}
-
 // scoreRollout runs the rollout through the four models: the policy's and
 // the reference's log-probs of each response token, the value of each
 // state, and the reward model's score of each whole response.
 func scoreRollout(ms *ppoModels, ro *rollout) error {
+	if err := ro.scoreLogProbs(ms.policy, ms.ref); err != nil {
+		return err
+	}
 	var err error
-	if ro.oldLogp, err = forwardAll(ms.policy, ro, false); err != nil {
-		return fmt.Errorf("policy log-probs: %w", err)
-	}
-	if ro.ref, err = forwardAll(ms.ref, ro, false); err != nil {
-		return fmt.Errorf("reference log-probs: %w", err)
-	}
 	if ro.values, err = forwardAll(ms.value, ro, true); err != nil {
 		return fmt.Errorf("values: %w", err)
 	}
-	rewards, err := forwardAll(ms.reward, ro, true)
-	if err != nil {
-		return fmt.Errorf("reward model: %w", err)
-	}
-	ro.rawScores = make([]float32, ro.E)
-	for i := range ro.E {
-		ro.rawScores[i] = rewards[i*ro.T+int(ro.validLen[i])-1] // the score at the final token, EOS included
-	}
-	return nil
-}
-
-// finishScores turns the raw scores into the episodes' scores: the
-// missing-EOS penalty, then the optional clip.
-func (ro *rollout) finishScores(cfg PPOConfig) {
-	for i, s := range ro.rawScores {
-		if !ro.eos[i] {
-			s -= cfg.MissingEOSPenalty
-		}
-		if c := cfg.RewardClip; c > 0 {
-			s = max(-c, min(c, s))
-		}
-		ro.scores[i] = s
-	}
-}
-
-// responses decodes each episode's response, without its EOS.
-func (ro *rollout) responses(tok tokenizer.Tokenizer) []string {
-	out := make([]string, ro.E)
-	for i, g := range ro.generated {
-		out[i] = tok.Decode(g)
-	}
-	return out
-}
-
-// forwardAll runs a model over the rollout; see ForwardRows.
-func forwardAll(m *model.Model, ro *rollout, scalar bool) ([]float32, error) {
-	return ForwardRows(m, ro.tokens, ro.targets, ro.validLen, ro.E, ro.T, scalar)
-}
-
-// ForwardRows runs m without dropout over E right-padded rows of T tokens
-// (validLen[i] of row i real) in chunks of its MaxBatch and returns the
-// per-position outputs [E·T]: the log-prob of each position's target for a
-// language model (targets −1 where there is none), the value for a scalar
-// head (targets unused). It is how PPO scores a rollout with its four
-// models; the benchmarks time the same code.
-func ForwardRows(m *model.Model, tokens, targets, validLen []int32, E, T int, scalar bool) ([]float32, error) {
-	out := make([]float32, E*T)
-	for lo := 0; lo < E; lo += m.MaxBatch() {
-		hi := min(E, lo+m.MaxBatch())
-		in := &model.Batch{B: hi - lo, T: T, Tokens: tokens[lo*T : hi*T], ValidLen: validLen[lo:hi]}
-		src := m.Values
-		if !scalar {
-			in.Targets = targets[lo*T : hi*T]
-			src = m.LogProbs
-		}
-		if err := m.Forward(in, false, 0); err != nil {
-			return nil, err
-		}
-		if err := m.Backend().Download(out[lo*T:hi*T], src()); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
-// lastQuarterMean is the mean of the last quarter of xs (at least one
-// value; 0 for none).
-func lastQuarterMean(xs []float64) float64 {
-	n := len(xs)
-	if n == 0 {
-		return 0
-	}
-	k := max(1, n/4)
-	mean := 0.0
-	for _, x := range xs[n-k:] {
-		mean += x / float64(k)
-	}
-	return mean
-}
-
-// rolloutTaskScore is the mean ground-truth score of the responses to
-// prompts of a built-in task (nil when there are none); prompts without a
-// task, or naming one that is not built in, are left out.
-func rolloutTaskScore(recs []data.Prompt, responses []string) *float64 {
-	total, n := 0.0, 0
-	for i, r := range recs {
-		if r.Task == "" {
-			continue
-		}
-		s, err := tasks.ScoreRecord(r.Task, r.Answer, responses[i])
-		if err != nil {
-			continue
-		}
-		total += s
-		n++
-	}
-	if n == 0 {
-		return nil
-	}
-	mean := total / float64(n)
-	return &mean
+	ro.rawScores, err = ro.rewardModelScores(ms.reward)
+	return err
 }
 
 func fillRolloutMetrics(rec *PPOMetrics, ro *rollout) {

@@ -70,7 +70,7 @@ func TestPPODiagnoseRollout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ro.finishScores(cfg)
+	ro.finishScores(cfg.MissingEOSPenalty, cfg.RewardClip)
 	dev, err := newPPODevice(b, ro.E, T, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -458,7 +458,7 @@ func TestPPODiagnoseOverfit(t *testing.T) {
 		tk, _ := tasks.ByName(r.Task)
 		ro.rawScores[i] = float32((lab.Utility(tk, r.Answer, resp[i]) - 1.1) / lab.Noise)
 	}
-	ro.finishScores(cfg)
+	ro.finishScores(cfg.MissingEOSPenalty, cfg.RewardClip)
 	dev, err := newPPODevice(b, ro.E, 128, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -515,7 +515,7 @@ func TestPPODiagnoseOverfit(t *testing.T) {
 // and the reference's log-probs of each response token, the value of each
 // state, and the reward model's score of each whole response.
 func collect(ms *ppoModels, tok tokenizer.Tokenizer, prompts [][]int32, cfg PPOConfig, seed uint64) (*rollout, int, error) {
-	ro, genTokens, err := generateRollout(ms, prompts, cfg, seed, tok.EOS(), tok.Pad())
+	ro, genTokens, err := generateRollout(ms.policy, prompts, rolloutSampling{maxNew: cfg.MaxNew, temperature: cfg.Temperature, seed: seed, eos: tok.EOS(), pad: tok.Pad()})
 	if err != nil {
 		return nil, 0, err
 	}

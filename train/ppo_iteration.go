@@ -87,7 +87,9 @@ func (p *PPOIteration) run(prompts [][]int32, it int, beta float64, between func
 		return ph, fmt.Errorf("%d prompts for %d episodes", len(prompts), p.cfg.Episodes)
 	}
 	t0 := time.Now()
-	ro, genTokens, err := generateRollout(p.ms, prompts, p.cfg, gpu.Mix64(p.cfg.Seed, uint64(it)), p.eos, p.pad)
+	ro, genTokens, err := generateRollout(p.ms.policy, prompts, rolloutSampling{
+		maxNew: p.cfg.MaxNew, temperature: p.cfg.Temperature, seed: gpu.Mix64(p.cfg.Seed, uint64(it)), eos: p.eos, pad: p.pad,
+	})
 	if err != nil {
 		return ph, fmt.Errorf("rollout: %w", err)
 	}
@@ -103,7 +105,7 @@ func (p *PPOIteration) run(prompts [][]int32, it int, beta float64, between func
 			return ph, err
 		}
 	}
-	ro.finishScores(p.cfg)
+	ro.finishScores(p.cfg.MissingEOSPenalty, p.cfg.RewardClip)
 	t2 := time.Now()
 	ph.Metrics = PPOMetrics{Step: it, Beta: beta}
 	if err := p.dev.advantages(ro, p.cfg, float32(beta)); err != nil {

@@ -159,7 +159,7 @@ func TestRolloutScores(t *testing.T) {
 		generated: [][]int32{tok.Encode("ab"), tok.Encode("abc"), nil}}
 	cfg := DefaultPPO()
 	cfg.MissingEOSPenalty, cfg.RewardClip = 1, 2
-	ro.finishScores(cfg)
+	ro.finishScores(cfg.MissingEOSPenalty, cfg.RewardClip)
 	if want := []float32{0.5, -0.5, -2}; fmt.Sprint(ro.scores) != fmt.Sprint(want) {
 		t.Errorf("scores %v, want %v", ro.scores, want)
 	}

@@ -119,8 +119,8 @@ func emulatedPretrain(t *testing.T, dir string) {
 
 }
 
-// checkEmulatedStages runs SFT, the reward model, one PPO-ptx iteration and
-// DPO from the same starting checkpoints (dir/cpu's) on both backends, a few
+// checkEmulatedStages runs SFT, the reward model, one PPO-ptx iteration,
+// DPO, and one GRPO and RLOO iteration from the same starting checkpoints (dir/cpu's) on both backends, a few
 // steps each, and requires the same numbers in their metrics: every stage
 // of the pipeline through the cuda backend, as the GPU bundle's pipeline
 // smoke run does on a GPU.
@@ -138,6 +138,12 @@ func checkEmulatedStages(t *testing.T, dir string) {
 				"--out", at("ppo-" + dev)},
 			{"dpo", "--data", data("rm.jsonl"), "--init", at("sft-cpu"), "--steps", "2", "--batch", "3", "--max-len", "48", "--token-budget", "512",
 				"--lr", "1e-3", "--warmup", "0", "--eval-every", "0", "--eval-prompts", "2", "--max-new", "6", "--log-every", "1", "--out", at("dpo-" + dev)},
+			{"grpo", "--prompts", data("ppo.jsonl"), "--policy", at("sft-cpu"), "--reward", at("rm-cpu"), "--reward", "tasks",
+				"--iterations", "1", "--prompts-per-iter", "2", "--group", "2", "--minibatch", "2", "--max-new", "6",
+				"--lr", "1e-3", "--warmup", "0", "--out", at("grpo-" + dev)},
+			{"rloo", "--prompts", data("ppo.jsonl"), "--policy", at("sft-cpu"), "--reward", at("rm-cpu"),
+				"--iterations", "1", "--prompts-per-iter", "2", "--group", "2", "--minibatch", "2", "--max-new", "6",
+				"--lr", "1e-3", "--warmup", "0", "--out", at("rloo-" + dev)},
 		}
 		for _, args := range stages {
 			if _, stderr, code := runCLI(t, append([]string{"--device", dev, "--precision", "fp32"}, args...)...); code != 0 {
@@ -145,7 +151,7 @@ func checkEmulatedStages(t *testing.T, dir string) {
 			}
 		}
 	}
-	for _, stage := range []string{"sft", "rm", "ppo", "dpo"} {
+	for _, stage := range []string{"sft", "rm", "ppo", "dpo", "grpo", "rloo"} {
 		c, g := lastMetrics(t, at(stage+"-cpu")), lastMetrics(t, at(stage+"-cuda"))
 		compared := 0
 		for k, cv := range c {

@@ -281,6 +281,15 @@ func TestHostileCheckpoints(t *testing.T) {
 		{"dpo --init", func(c, o string) []string {
 			return []string{"dpo", "--init", c, "--data", d("rm.jsonl"), "--steps", "1", "--eval-prompts", "1", "--max-new", "2", "--out", o}
 		}},
+		{"grpo --policy", func(c, o string) []string {
+			return []string{"grpo", "--policy", c, "--reward", fx.rm, "--prompts", d("ppo.jsonl"), "--iterations", "1", "--prompts-per-iter", "2", "--group", "2", "--minibatch", "4", "--max-new", "4", "--out", o}
+		}},
+		{"rs --policy", func(c, o string) []string {
+			return []string{"rs", "--policy", c, "--reward", fx.rm, "--prompts", d("ppo.jsonl"), "--n", "2", "--max-prompts", "40", "--batch", "8", "--max-new", "4", "--steps", "1", "--eval-prompts", "0", "--out", o}
+		}},
+		{"rloo --policy", func(c, o string) []string {
+			return []string{"rloo", "--policy", c, "--reward", "tasks", "--prompts", d("ppo.jsonl"), "--iterations", "1", "--prompts-per-iter", "2", "--group", "2", "--minibatch", "4", "--max-new", "4", "--out", o}
+		}},
 	}
 	rmCommands := []struct {
 		name string
@@ -292,6 +301,12 @@ func TestHostileCheckpoints(t *testing.T) {
 		{"rm eval", func(c, _ string) []string { return []string{"rm", "eval", "--model", c, "--data", d("rm.jsonl")} }},
 		{"ppo --reward", func(c, o string) []string {
 			return []string{"ppo", "--policy", fx.lm, "--reward", c, "--prompts", d("ppo.jsonl"), "--iterations", "1", "--episodes", "4", "--minibatch", "4", "--out", o}
+		}},
+		{"rs --reward", func(c, o string) []string {
+			return []string{"rs", "--policy", fx.lm, "--reward", c, "--prompts", d("ppo.jsonl"), "--n", "2", "--max-prompts", "40", "--batch", "8", "--max-new", "4", "--steps", "1", "--eval-prompts", "0", "--out", o}
+		}},
+		{"grpo --reward", func(c, o string) []string {
+			return []string{"grpo", "--policy", fx.lm, "--reward", c, "--reward", "tasks", "--prompts", d("ppo.jsonl"), "--iterations", "1", "--prompts-per-iter", "2", "--group", "2", "--minibatch", "4", "--max-new", "4", "--out", o}
 		}},
 	}
 	for _, c := range lmCommands {
@@ -364,6 +379,15 @@ func TestHostileData(t *testing.T) {
 		{"ppo --prompts", func(f, o string) []string {
 			return []string{"ppo", "--policy", fx.lm, "--reward", fx.rm, "--prompts", f, "--iterations", "1", "--episodes", "4", "--minibatch", "4", "--out", o}
 		}},
+		{"grpo --prompts", func(f, o string) []string {
+			return []string{"grpo", "--policy", fx.lm, "--reward", fx.rm, "--prompts", f, "--iterations", "1", "--prompts-per-iter", "2", "--group", "2", "--minibatch", "4", "--max-new", "4", "--out", o}
+		}},
+		{"rs --prompts", func(f, o string) []string {
+			return []string{"rs", "--policy", fx.lm, "--reward", fx.rm, "--prompts", f, "--n", "2", "--max-prompts", "40", "--batch", "8", "--max-new", "4", "--steps", "1", "--eval-prompts", "0", "--out", o}
+		}},
+		{"rloo --prompts", func(f, o string) []string {
+			return []string{"rloo", "--policy", fx.lm, "--reward", "tasks", "--prompts", f, "--iterations", "1", "--prompts-per-iter", "2", "--group", "2", "--minibatch", "4", "--max-new", "4", "--out", o}
+		}},
 		{"generate --prompts", func(f, _ string) []string { return []string{"generate", "--model", fx.lm, "--prompts", f} }},
 		{"eval --data", func(f, _ string) []string { return []string{"eval", "--model", fx.lm, "--data", f} }},
 		{"data label --prompts", func(f, o string) []string {
@@ -376,6 +400,7 @@ func TestHostileData(t *testing.T) {
 	}
 	valid := map[string]string{
 		"sft --data": fx.data + "/sft.jsonl", "rm --data": fx.data + "/rm.jsonl", "dpo --data": fx.data + "/rm.jsonl", "ppo --prompts": fx.data + "/ppo.jsonl",
+		"grpo --prompts": fx.data + "/ppo.jsonl", "rloo --prompts": fx.data + "/ppo.jsonl", "rs --prompts": fx.data + "/ppo.jsonl",
 		"generate --prompts": fx.data + "/ppo.jsonl", "eval --data": fx.data + "/eval.jsonl",
 		"data label --prompts": fx.data + "/rm.jsonl", "rm score --data": fx.data + "/rm.jsonl",
 		"pretrain --data": fx.data + "/pretrain.txt",

@@ -46,12 +46,17 @@ var resumeFlag = &cli.StringFlag{Name: "resume", Usage: "continue the interrupte
 // readResumeConfig loads the run configuration saved in dir into cfg,
 // refusing other options: a resumed run must be the run it continues.
 func readResumeConfig(c *cli.Context, dir string, cfg any) error {
+	return readResumeConfigFile(c, filepath.Join(dir, train.RunConfigFile), cfg)
+}
+
+// readResumeConfigFile is readResumeConfig for a run whose configuration
+// is the file at path.
+func readResumeConfigFile(c *cli.Context, path string, cfg any) error {
 	for _, f := range c.Command.Flags {
 		if name := f.Names()[0]; name != resumeFlag.Name && c.IsSet(name) {
 			return usageErrorf("--resume continues with the run's saved configuration; drop --%s", name)
 		}
 	}
-	path := filepath.Join(dir, train.RunConfigFile)
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("resume: %w", err)

@@ -1,0 +1,211 @@
+package train
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/instructgo/instructgo/gpu"
+	"github.com/instructgo/instructgo/model"
+	"github.com/instructgo/instructgo/train/data"
+)
+
+// groupDevice holds a rollout's per-token tensors on the backend and the
+// scratch of the update, allocated once for the largest rollout.
+type groupDevice struct {
+	n                               int // elements of each per-token tensor
+	oldLogp, refLogp, mask          *gpu.Tensor
+	adv, weight, dlogp, dkl         *gpu.Tensor
+	stats, klStats, entropy, scalar *gpu.Tensor
+}
+
+func newGroupDevice(b gpu.Backend, n int) (*groupDevice, error) {
+	d := &groupDevice{n: n}
+	var err error
+	for _, t := range []**gpu.Tensor{&d.oldLogp, &d.refLogp, &d.mask, &d.adv, &d.weight, &d.dlogp, &d.dkl} {
+		if err == nil {
+			*t, err = b.Alloc(gpu.Float32, n)
+		}
+	}
+	for _, t := range []**gpu.Tensor{&d.stats, &d.klStats} {
+		if err == nil {
+			*t, err = b.Alloc(gpu.Float32, 4)
+		}
+	}
+	if err == nil {
+		d.scalar, err = b.Alloc(gpu.Float32, 1)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("rollout tensors: %w", err)
+	}
+	return d, nil
+}
+
+// rollout samples the iteration's responses, scores their tokens with the
+// policy and the reference and the responses with the reward model and/or
+// the task scorers, and starts the iteration's metrics.
+func (g *groupTrainer) rollout(ids [][]int32, recs []data.Prompt, it int) (*rollout, GroupMetrics, error) {
+	cfg := g.cfg
+	rec := GroupMetrics{Step: it}
+	t0 := time.Now()
+	ro, genTokens, err := generateRollout(g.policy.m, ids, rolloutSampling{
+		maxNew: cfg.MaxNew, temperature: cfg.Temperature, seed: gpu.Mix64(cfg.Seed, uint64(it)), eos: g.tok.EOS(), pad: g.tok.Pad(),
+	})
+	if err != nil {
+		return nil, rec, fmt.Errorf("rollout: %w", err)
+	}
+	if ro.E*ro.T > g.dev.n {
+		return nil, rec, fmt.Errorf("rollout of %d×%d tokens exceeds the %d allocated", ro.E, ro.T, g.dev.n)
+	}
+	if err := ro.scoreLogProbs(g.policy.m, g.ref); err != nil {
+		return nil, rec, fmt.Errorf("rollout: %w", err)
+	}
+	responses := ro.responses(g.tok)
+	rec.TaskScore = rolloutTaskScore(recs, responses)
+	ro.rawScores = make([]float32, ro.E)
+	if g.rm != nil {
+		s, err := ro.rewardModelScores(g.rm)
+		if err != nil {
+			return nil, rec, fmt.Errorf("rollout: %w", err)
+		}
+		mean := 0.0
+		for i, v := range s {
+			ro.rawScores[i] += v
+			mean += float64(v) / float64(ro.E)
+		}
+		rec.RMScore = &mean
+	}
+	if cfg.TaskReward {
+		s, err := taskScores(recs, responses)
+		if err != nil {
+			return nil, rec, err
+		}
+		for i, v := range s {
+			ro.rawScores[i] += v
+		}
+	}
+	ro.finishScores(cfg.MissingEOSPenalty, 0)
+	var length, eos float64
+	for i := range ro.E {
+		rec.Reward += float64(ro.scores[i]) / float64(ro.E)
+		length += float64(ro.responseLen[i])
+		if ro.eos[i] {
+			eos++
+		}
+	}
+	rec.ResponseLen, rec.EOSFrac = length/float64(ro.E), eos/float64(ro.E)
+	rec.GenSeconds = time.Since(t0).Seconds()
+	rec.GenTokensSec = float64(genTokens) / rec.GenSeconds
+	return ro, rec, nil
+}
+
+// advantages returns the per-token advantage w_i·A_i and token weight w_i
+// of every response token (0 elsewhere): GRPO's group-normalised A_i with
+// w_i = 1/|o_i| (the mean over the response's tokens), Dr. GRPO's
+// centred A_i with w_i = 1/MaxNew, RLOO's leave-one-out A_i of the
+// KL-penalised reward r_i − β·Σ_t k1 with w_i = 1 (the gradient of the
+// sequence log-prob).
+func (g *groupTrainer) advantages(ro *rollout, rec *GroupMetrics) (adv, weight []float32, err error) {
+	cfg := g.cfg
+	rewards := make([]float64, ro.E)
+	for i, s := range ro.scores {
+		rewards[i] = float64(s)
+	}
+	rec.FlatGroups = float64(flatGroups(rewards, cfg.Group)) / float64(cfg.PromptsPerIter)
+	var a []float64
+	w := make([]float64, ro.E)
+	if cfg.Method == MethodRLOO {
+		kl := ro.sequenceKL(gpu.KLK1)
+		for i := range rewards {
+			rewards[i] -= float64(cfg.KLCoef) * kl[i]
+			rec.KL += kl[i] / float64(ro.E)
+			w[i] = 1
+		}
+		a, err = rlooAdvantages(rewards, cfg.Group)
+	} else {
+		kl := ro.sequenceKL(gpu.KLK3)
+		for i := range rewards {
+			rec.KL += kl[i] / float64(ro.E)
+			w[i] = 1 / float64(ro.responseLen[i])
+			if cfg.DrGRPO {
+				w[i] = 1 / float64(cfg.MaxNew)
+			}
+		}
+		a, err = grpoAdvantages(rewards, cfg.Group, cfg.DrGRPO)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	n := ro.E * ro.T
+	adv, weight = make([]float32, n), make([]float32, n)
+	for i, m := range ro.mask {
+		if m != 0 {
+			e := i / ro.T
+			adv[i], weight[i] = float32(a[e]*w[e]), float32(w[e])
+		}
+	}
+	return adv, weight, nil
+}
+
+// update takes cfg.Epochs passes of policy steps over the rollout's
+// minibatches: each step's loss is the group loss (group_loss.go) averaged
+// over the minibatch's responses, then one AdamW update.
+func (g *groupTrainer) update(ro *rollout, adv, weight []float32, it int, rec *GroupMetrics) error {
+	cfg, b, d, pol := g.cfg, g.b, g.dev, g.policy.m
+	t0 := time.Now()
+	n := ro.E * ro.T
+	for _, p := range []struct {
+		t    *gpu.Tensor
+		host []float32
+	}{{d.oldLogp, ro.oldLogp}, {d.refLogp, ro.ref}, {d.mask, ro.mask}, {d.adv, adv}, {d.weight, weight}} {
+		if err := b.Upload(p.t.MustView(0, n), p.host); err != nil {
+			return err
+		}
+	}
+	beta := cfg.KLCoef
+	if cfg.Method == MethodRLOO {
+		beta = 0 // in the reward
+	}
+	MB, T := cfg.MiniBatch, ro.T
+	nMB := ro.E / MB
+	var loss, clip, approxKL, entropy float64
+	for range cfg.Epochs {
+		for i := range nMB {
+			lo, mbn := i*MB*T, MB*T
+			in := &model.Batch{B: MB, T: T, Tokens: ro.tokens[lo : lo+mbn], Targets: ro.targets[lo : lo+mbn], ValidLen: ro.validLen[i*MB : (i+1)*MB]}
+			g.policy.zeroGrad()
+			if err := pol.Forward(in, true, 0); err != nil {
+				return err
+			}
+			mask := d.mask.MustView(lo, mbn)
+			dlogp := d.dlogp.MustView(0, mbn)
+			groupLoss(b, dlogp, d.stats, d.dkl.MustView(0, mbn), d.klStats, groupLossInputs{
+				logp: pol.LogProbs(), oldLogp: d.oldLogp.MustView(lo, mbn), refLogp: d.refLogp.MustView(lo, mbn),
+				adv: d.adv.MustView(lo, mbn), weight: d.weight.MustView(lo, mbn), mask: mask,
+			}, cfg.ClipEps, beta, 1/float32(MB))
+			b.Dot(d.scalar, pol.Entropy(), mask)
+			if err := pol.Backward(dlogp, nil); err != nil {
+				return err
+			}
+			g.policy.update(1)
+			var st [4]float32
+			var ent [1]float32
+			if err := b.Download(st[:], d.stats); err != nil {
+				return err
+			}
+			if err := b.Download(ent[:], d.scalar); err != nil {
+				return err
+			}
+			loss += float64(st[0])
+			clip += float64(st[1])
+			approxKL += float64(st[2])
+			entropy += float64(ent[0]) / max(float64(st[3]), 1)
+		}
+	}
+	steps := float64(cfg.Epochs * nMB)
+	rec.PolicyLoss, rec.ClipFrac, rec.ApproxKL, rec.Entropy = loss/steps, clip/steps, approxKL/steps, entropy/steps
+	if err := b.Sync(); err != nil {
+		return err
+	}
+	rec.TrainSeconds = time.Since(t0).Seconds()
+	return b.Err()
+}
