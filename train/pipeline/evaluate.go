@@ -93,7 +93,7 @@ func evaluate(b gpu.Backend, tok tokenizer.Tokenizer, cfg Config, rep *Report, p
 			return fmt.Errorf("%s: %w", meth.label, err)
 		}
 		res := MethodResult{Name: meth.name, TaskScore: ev.Score, PerTask: ev.PerTask, WinRateVsSFT: cmp.WinRate(),
-			WinRateByTask: cmp.ByTask(), HabitRate: ev.HabitRate(), KLToSFT: kl, PtxLoss: ptx, Seconds: meth.cost(rep)}
+			WinRateByTask: cmp.ByTask(), HabitRate: ev.HabitRate(), KLToSFT: kl, PtxLoss: ptx}
 		res.WinRateStdErr, res.ScoreGainStdErr = cmp.StdErrs()
 		if res.Rating, err = train.Rate(ev, labeler); err != nil {
 			return err

@@ -1,11 +1,15 @@
 package pipeline
 
 import (
+	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
+	"github.com/instructgo/instructgo/model/tokenizer"
 	"github.com/instructgo/instructgo/train"
 )
 
@@ -15,17 +19,20 @@ import (
 // score, the labeler's win rate over SFT, KL to SFT on the policy's own
 // samples, held-out pretraining loss) and compares them in the report.
 type method struct {
-	name  string                  // as in Config.Methods
-	label string                  // in the report's tables
-	dir   func(c Config) string   // its run directory, which holds the policy
-	run   func(r *runner) error   // trains unless finished; reads its summary into the report
-	cost  func(r *Report) float64 // its training wall time in seconds
+	name  string                              // as in Config.Methods
+	label string                              // in the report's tables
+	stage string                              // its name in the stage clock
+	dir   func(c Config) string               // its run directory, which holds the policy
+	run   func(r *runner, stage string) error // trains unless finished; reads its summary into the report
 }
 
 // allMethods are the methods in the order the pipeline runs them.
 var allMethods = []method{
-	{"ppo", "PPO-ptx", func(c Config) string { return c.PPO.Out }, (*runner).ppo, func(r *Report) float64 { return r.PPO.Seconds }},
-	{"dpo", "DPO", func(c Config) string { return c.DPO.Out }, (*runner).dpo, func(r *Report) float64 { return r.DPO.Seconds }},
+	{"ppo", "PPO-ptx", "ppo-ptx", func(c Config) string { return c.PPO.Out }, (*runner).ppo},
+	{"dpo", "DPO", "dpo", func(c Config) string { return c.DPO.Out }, (*runner).dpo},
+	{"grpo", "GRPO", "grpo", func(c Config) string { return c.GRPO.Out }, (*runner).grpo},
+	{"rloo", "RLOO", "rloo", func(c Config) string { return c.RLOO.Out }, (*runner).rloo},
+	{"rs", "rejection sampling", "rejection sampling", func(c Config) string { return c.RS.Out }, (*runner).rs},
 }
 
 // MethodNames lists the methods a configuration may name.
@@ -73,10 +80,10 @@ func (r *runner) comparisonData() string {
 	return r.cfg.RM.Data
 }
 
-func (r *runner) dpo() error {
+func (r *runner) dpo(stage string) error {
 	c := r.cfg.DPO
 	c.Data = r.comparisonData()
-	if o, run := r.pending(c.Out, "dpo"); run {
+	if o, run := r.pending(c.Out, stage); run {
 		var err error
 		if c.Model, err = model.ReadConfig(c.Init); err != nil {
 			return err
@@ -94,5 +101,52 @@ func (r *runner) dpo() error {
 	if sum.Val != nil {
 		d.Accuracy, d.TruthAccuracy, d.Pairs = sum.Val.Preference.Accuracy, sum.Val.Preference.TruthAccuracy, sum.Val.Preference.Pairs
 	}
+	return nil
+}
+
+// methodStage is the stage-clock name of the method named.
+func methodStage(name string) string {
+	for _, m := range allMethods {
+		if m.name == name {
+			return m.stage
+		}
+	}
+	return name
+}
+
+func (r *runner) grpo(stage string) error { return r.group(stage, r.cfg.GRPO, train.GRPO, &r.rep.GRPO) }
+func (r *runner) rloo(stage string) error { return r.group(stage, r.cfg.RLOO, train.RLOO, &r.rep.RLOO) }
+
+// groupTrainer is train.GRPO or train.RLOO.
+type groupTrainer func(context.Context, gpu.Backend, tokenizer.Tokenizer, train.GroupConfig, train.RunOptions) (*train.GroupSummary, error)
+
+// group runs GRPO or RLOO (train with c) unless it finished, and reads its
+// summary into rep.
+func (r *runner) group(stage string, c train.GroupConfig, fit groupTrainer, rep **train.GroupSummary) error {
+	if o, run := r.pending(c.Out, stage); run {
+		if _, err := fit(r.ctx, r.b, r.tok, c, o); err != nil {
+			return err
+		}
+	}
+	var sum train.GroupSummary
+	if err := readSummary(c.Out, &sum); err != nil {
+		return err
+	}
+	*rep = &sum
+	return nil
+}
+
+func (r *runner) rs(stage string) error {
+	c := r.cfg.RS
+	if o, run := r.pending(c.Out, stage); run {
+		if _, err := train.RejectionSampling(r.ctx, r.b, r.tok, c, o); err != nil {
+			return err
+		}
+	}
+	var sum train.RSSummary
+	if found, err := readJSONIfExists(filepath.Join(c.Out, train.RSSummaryFile), &sum); err != nil || !found {
+		return fmt.Errorf("rejection sampling: %s: %w (found %v)", train.RSSummaryFile, err, found)
+	}
+	r.rep.RS = &sum
 	return nil
 }

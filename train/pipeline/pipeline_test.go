@@ -424,6 +424,11 @@ func TestPipelineMethods(t *testing.T) {
 	cfg := smallPipeline(out)
 	cfg.Methods = []string{"dpo", "ppo"}
 	cfg.DPO.Steps, cfg.DPO.Batch, cfg.DPO.EvalEvery, cfg.DPO.EvalPrompts, cfg.DPO.MaxNew, cfg.DPO.LogEvery, cfg.DPO.SaveEvery = 3, 8, 0, 4, 8, 1, 2
+	for _, g := range []*train.GroupConfig{&cfg.GRPO, &cfg.RLOO} {
+		g.Iterations, g.PromptsPerIter, g.Group, g.MiniBatch, g.MaxNew, g.SaveEvery = 2, 2, 4, 4, 8, 1
+	}
+	cfg.RS.MaxPrompts, cfg.RS.N, cfg.RS.Batch, cfg.RS.MaxNew = 4, 2, 4, 8
+	cfg.RS.SFT.Epochs, cfg.RS.SFT.EvalEvery, cfg.RS.SFT.EvalPrompts, cfg.RS.SFT.SaveEvery = 1, 0, 2, 1
 	rep, err := Run(context.Background(), cpu.New(2), cfg, train.RunOptions{Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
@@ -431,8 +436,37 @@ func TestPipelineMethods(t *testing.T) {
 	if len(rep.Methods) != 2 || rep.Methods[0].Name != "ppo" || rep.Methods[1].Name != "dpo" {
 		t.Fatalf("methods in the report: %+v", rep.Methods)
 	}
+	// The group methods and rejection sampling join the finished run:
+	// only their stages and the evaluation run.
+	before := readStageClock(t, out)
+	cfg.Methods = []string{"rs", "rloo", "grpo", "dpo", "ppo"}
+	if rep, err = Run(context.Background(), cpu.New(2), cfg, train.RunOptions{Log: zerolog.Nop()}); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, m := range rep.Methods {
+		names = append(names, m.Name)
+	}
+	if !reflect.DeepEqual(names, MethodNames()) {
+		t.Fatalf("methods in the report: %v, want %v", names, MethodNames())
+	}
+	after := readStageClock(t, out)
+	for st, sec := range before {
+		if st != "evaluation" && after[st] != sec {
+			t.Errorf("stage %q ran again: %v s, %v before", st, after[st], sec)
+		}
+	}
+	for _, st := range []string{"grpo", "rloo", "rejection sampling"} {
+		if !(after[st] > 0) {
+			t.Errorf("stage %q: %v s", st, after[st])
+		}
+	}
+	if rep.GRPO == nil || rep.GRPO.Iterations != 2 || rep.RLOO == nil || rep.RLOO.Episodes != 16 || rep.RS == nil || rep.RS.Prompts != 4 {
+		t.Errorf("group and rs summaries: %+v %+v %+v", rep.GRPO, rep.RLOO, rep.RS)
+	}
 	ppo, dpo := rep.Methods[0], rep.Methods[1]
-	if ppo.TaskScore != rep.PPO.TaskScore || ppo.WinRateVsSFT != rep.PPO.WinRateVsSFT || ppo.Seconds != rep.PPO.Seconds {
+	clock := readStageClock(t, out)
+	if ppo.TaskScore != rep.PPO.TaskScore || ppo.WinRateVsSFT != rep.PPO.WinRateVsSFT || ppo.Seconds != clock["ppo-ptx"] || dpo.Seconds != clock["dpo"] {
 		t.Errorf("PPO's row %+v differs from its section %+v", ppo, rep.PPO)
 	}
 	for _, m := range rep.Methods {
@@ -441,7 +475,7 @@ func TestPipelineMethods(t *testing.T) {
 			t.Errorf("%s: %+v", m.Name, m)
 		}
 	}
-	if rep.DPO.Steps != 3 || rep.DPO.Pairs == 0 || !(rep.DPO.Accuracy >= 0 && rep.DPO.Accuracy <= 1) || rep.DPO.Seconds != dpo.Seconds {
+	if rep.DPO.Steps != 3 || rep.DPO.Pairs == 0 || !(rep.DPO.Accuracy >= 0 && rep.DPO.Accuracy <= 1) || !(rep.DPO.Seconds > 0) {
 		t.Errorf("DPO section %+v", rep.DPO)
 	}
 	var dpoRun train.DPOConfig
@@ -467,14 +501,14 @@ func TestPipelineMethods(t *testing.T) {
 		pref += r.DPOPreferred / float64(len(lines))
 		score += r.DPOScore / float64(len(lines))
 	}
-	if len(lines) != rep.EvalN || math.Abs(pref-dpo.WinRateVsSFT) > 1e-9 || math.Abs(score-dpo.TaskScore) > 1e-9 {
+	if len(lines) != rep.EvalN || !strings.Contains(lines[0], `"rs_preferred":`) || math.Abs(pref-dpo.WinRateVsSFT) > 1e-9 || math.Abs(score-dpo.TaskScore) > 1e-9 {
 		t.Errorf("%s: %d records, DPO win rate %v and score %v; the report %v and %v", EvalSamplesFile, len(lines), pref, score, dpo.WinRateVsSFT, dpo.TaskScore)
 	}
 	md, err := os.ReadFile(filepath.Join(out, "report.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| DPO | ", "| PPO-ptx | ", "KL to SFT", "DPO's implicit reward", "| task | SFT | PPO-ptx | DPO | PPO-ptx win rate | DPO win rate |", methodsPlotFile, "Likert 1-7"} {
+	for _, want := range []string{"| DPO | ", "| PPO-ptx | ", "KL to SFT", "DPO's implicit reward", "| task | SFT | PPO-ptx | DPO | GRPO | RLOO | rejection sampling | PPO-ptx win rate | DPO win rate |", methodsPlotFile, "Likert 1-7", "| GRPO | 2 iterations, 16 responses", "| rejection sampling | best of 2 on 4 prompts"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report.md lacks %q", want)
 		}
@@ -482,7 +516,7 @@ func TestPipelineMethods(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(out, methodsPlotFile)); err != nil {
 		t.Error(err)
 	}
-	if clock := readStageClock(t, out); !(clock["dpo"] > 0) {
+	if !(clock["dpo"] > 0) {
 		t.Errorf("no time recorded for the DPO stage: %v", clock)
 	}
 }

@@ -212,6 +212,25 @@ func writeMarkdown(w io.Writer, r *Report, plots []string) error {
 	if ran(r, "dpo") {
 		f("| DPO | %d steps; implicit reward's held-out pairwise accuracy %.3f on %d pairs | %.0f |\n", r.DPO.Steps, r.DPO.Accuracy, r.DPO.Pairs, r.DPO.Seconds)
 	}
+	for _, g := range []*train.GroupSummary{r.GRPO, r.RLOO} {
+		if g == nil {
+			continue
+		}
+		rollouts := ""
+		if g.FirstTaskScore != nil && g.LastTaskScore != nil {
+			rollouts = fmt.Sprintf("; the rollouts' ground-truth task score %.3f → %.3f", *g.FirstTaskScore, *g.LastTaskScore)
+		}
+		f("| %s | %d iterations, %d responses; mean reward %.3f → %.3f%s; KL to SFT %.3f per response | %.0f |\n",
+			methodLabel(g.Method), g.Iterations, g.Episodes, g.FirstReward, g.LastReward, rollouts, g.LastKL, g.Seconds)
+	}
+	if rs := r.RS; rs != nil {
+		task := ""
+		if rs.PickTaskScore != nil && rs.SampleTaskScore != nil {
+			task = fmt.Sprintf(" (task score %.3f, all samples %.3f)", *rs.PickTaskScore, *rs.SampleTaskScore)
+		}
+		f("| %s | best of %d on %d prompts by the reward model: its score %.3f, all samples %.3f%s; then SFT on the picks | |\n",
+			methodLabel("rs"), rs.N, rs.Prompts, rs.PickScore, rs.SampleScore, task)
+	}
 	f("\n")
 	if bn := r.RM.BestOfN; bn != nil {
 		f("## The reward model on the SFT policy's own samples\n\n")

@@ -74,6 +74,10 @@ type Report struct {
 		Steps         int      `json:"steps"`
 		Seconds       float64  `json:"seconds"`
 	} `json:"dpo"`
+	// GRPO, RLOO and RS are those stages' summaries when they ran.
+	GRPO *train.GroupSummary `json:"grpo,omitempty"`
+	RLOO *train.GroupSummary `json:"rloo,omitempty"`
+	RS   *train.RSSummary    `json:"rs,omitempty"`
 	// Methods compares the policies of every method the pipeline ran, all
 	// measured the same way, in the order they ran.
 	Methods    []MethodResult `json:"methods"`
@@ -105,6 +109,6 @@ type MethodResult struct {
 	// PtxLoss is the held-out pretraining loss (the alignment tax is it
 	// minus SFT's).
 	PtxLoss float64 `json:"ptx_loss"`
-	// Seconds is the method's training wall time.
+	// Seconds is the method's stage's wall time (stage_seconds.json).
 	Seconds float64 `json:"seconds"`
 }

@@ -53,7 +53,7 @@ func Run(ctx context.Context, b gpu.Backend, cfg Config, opt train.RunOptions) (
 		}
 	}
 	for _, m := range selectedMethods(cfg) {
-		if err := m.run(r); err != nil {
+		if err := m.run(r, m.stage); err != nil {
 			return nil, fmt.Errorf("pipeline: %s: %w", m.name, err)
 		}
 	}
@@ -65,6 +65,9 @@ func Run(ctx context.Context, b gpu.Backend, cfg Config, opt train.RunOptions) (
 	}
 	if err := r.clock.leave(); err != nil {
 		opt.Log.Warn().Err(err).Msg("pipeline stage times not recorded")
+	}
+	for i := range r.rep.Methods {
+		r.rep.Methods[i].Seconds = r.clock.seconds[methodStage(r.rep.Methods[i].Name)]
 	}
 	r.rep.Seconds = r.clock.total()
 	if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, "report.json"), r.rep); err != nil {
@@ -208,9 +211,9 @@ func (r *runner) rewardModel() error {
 	return nil
 }
 
-func (r *runner) ppo() error {
+func (r *runner) ppo(stage string) error {
 	c := r.cfg.PPO
-	if o, run := r.pending(c.Out, "ppo-ptx"); run {
+	if o, run := r.pending(c.Out, stage); run {
 		if _, err := train.PPO(r.ctx, r.b, r.tok, c, o); err != nil {
 			return err
 		}
