@@ -21,8 +21,12 @@ import (
 type PPOConfig struct {
 	Prompts string   `json:"prompts"`       // JSONL of {"prompt"}
 	Ptx     []string `json:"ptx,omitempty"` // pretraining text for the ptx term; empty: PPO without ptx
-	Policy  string   `json:"policy"`        // SFT checkpoint
+	Policy  string   `json:"policy"`        // the policy's start: the SFT checkpoint
 	Reward  string   `json:"reward"`        // reward-model checkpoint (centred)
+	// Reference is the frozen KL reference; empty: Policy. Iterated rounds
+	// continue a PPO policy (Policy) while keeping the SFT model as the
+	// reference, as InstructGPT's KL is always to the SFT model.
+	Reference string `json:"reference,omitempty"`
 	Out     string   `json:"out"`
 
 	Iterations int `json:"iterations"` // rollout + update rounds
@@ -211,7 +215,7 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 		return nil, fmt.Errorf("ppo: %w", err)
 	}
 	cfg.Prompts, cfg.Ptx, cfg.Out = absPath(cfg.Prompts), absPaths(cfg.Ptx), absPath(cfg.Out)
-	cfg.Policy, cfg.Reward = absPath(cfg.Policy), absPath(cfg.Reward)
+	cfg.Policy, cfg.Reward, cfg.Reference = absPath(cfg.Policy), absPath(cfg.Reward), absPath(cfg.Reference)
 	d, err := readPPOData(cfg, tok)
 	if err != nil {
 		return nil, fmt.Errorf("ppo: %w", err)
@@ -232,6 +236,12 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 	if err != nil {
 		return nil, fmt.Errorf("ppo: reward model: %w", err)
 	}
+	var refSum string
+	if cfg.Reference != "" {
+		if refSum, err = fileSHA256(filepath.Join(cfg.Reference, model.WeightsFile)); err != nil {
+			return nil, fmt.Errorf("ppo: reference: %w", err)
+		}
+	}
 	dev, err := newPPODevice(b, cfg.Episodes, T, max(cfg.PtxBatch*cfg.PtxSeq, 1))
 	if err != nil {
 		return nil, fmt.Errorf("ppo: %w", err)
@@ -240,13 +250,13 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 		cfg: cfg, saveDType: opt.SaveDType, tok: tok, prompts: prompts, promptIDs: promptIDs, hooks: hooks,
 		order: rand.New(rand.NewPCG(cfg.Seed, 0x990)).Perm(len(prompts)),
 		iter:  &PPOIteration{b: b, ms: ms, dev: dev, ptx: ptx, cfg: cfg, eos: tok.EOS(), pad: tok.Pad()},
-		st:    ppoState{Beta: float64(cfg.KLCoef), PolicySHA256: policySum, RewardSHA256: rewardSum},
+		st:    ppoState{Beta: float64(cfg.KLCoef), PolicySHA256: policySum, RewardSHA256: rewardSum, ReferenceSHA256: refSum},
 	}
 	l, err := openLoop(loopSpec{
 		name: "ppo", unit: "iteration", dir: cfg.Out, steps: cfg.Iterations,
 		logEvery: cfg.LogEvery, saveEvery: cfg.SaveEvery,
 		resume: opt.Resume, config: cfg, parts: ms.parts(cfg), inputs: append([]string{cfg.Prompts}, cfg.Ptx...),
-		checkpoints: []string{cfg.Policy, cfg.Reward},
+		checkpoints: nonEmpty(cfg.Policy, cfg.Reward, cfg.Reference),
 	}, p, opt)
 	if err != nil {
 		return nil, fmt.Errorf("ppo: %w", err)
@@ -352,8 +362,9 @@ type ppoState struct {
 	TaskScores []float64  `json:"task_scores,omitempty"`
 	// The fingerprints of the frozen checkpoints' weights files: a resume
 	// against other ones is refused.
-	PolicySHA256 string `json:"policy_sha256"`
-	RewardSHA256 string `json:"reward_sha256"`
+	PolicySHA256    string `json:"policy_sha256"`
+	RewardSHA256    string `json:"reward_sha256"`
+	ReferenceSHA256 string `json:"reference_sha256,omitempty"` // with PPOConfig.Reference
 }
 
 func (p *ppoTrainer) step(it int) (stepResult, error) {
@@ -453,6 +464,9 @@ func (p *ppoTrainer) restore(saved json.RawMessage) error {
 	if st.RewardSHA256 != p.st.RewardSHA256 {
 		return fmt.Errorf("the reward model checkpoint's weights are not those the run started from (SHA-256 %.12s…, saved %.12s…); the run cannot continue against another reward model", p.st.RewardSHA256, st.RewardSHA256)
 	}
+	if st.ReferenceSHA256 != p.st.ReferenceSHA256 {
+		return fmt.Errorf("the reference checkpoint's weights are not those the run started from (SHA-256 %.12s…, saved %.12s…); the run cannot continue against another reference", p.st.ReferenceSHA256, st.ReferenceSHA256)
+	}
 	if st.PromptNext < 0 || st.PromptNext > len(p.order) {
 		return fmt.Errorf("prompt position %d in a file of %d prompts: the prompts changed", st.PromptNext, len(p.order))
 	}
@@ -472,6 +486,25 @@ func (p *ppoTrainer) afterSave() error {
 	return saveEMAPolicy(p.iter.b, p.cfg.Out, p.iter.ms, p.saveDType)
 }
 
+// reference is the KL reference's checkpoint.
+func (c PPOConfig) reference() string {
+	if c.Reference != "" {
+		return c.Reference
+	}
+	return c.Policy
+}
+
+// nonEmpty is its arguments without the empty strings.
+func nonEmpty(paths ...string) []string {
+	var out []string
+	for _, p := range paths {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // loadPPOModels loads, with opt's precision and loading policy, the policy (trainable, no dropout), the frozen SFT
 // reference, the value function (trainable, from the reward model) and the
 // frozen reward model, all sized for minibatches of T tokens.
@@ -484,8 +517,11 @@ func loadPPOModels(b gpu.Backend, cfg PPOConfig, T int, opt RunOptions) (*ppoMod
 	if ms.policy, err = load(cfg.Policy, true); err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	if ms.ref, err = load(cfg.Policy, false); err != nil {
+	if ms.ref, err = load(cfg.reference(), false); err != nil {
 		return nil, fmt.Errorf("reference: %w", err)
+	}
+	if a, r := ms.policy.Cfg, ms.ref.Cfg; a.VocabSize != r.VocabSize || a.Tokenizer != r.Tokenizer {
+		return nil, fmt.Errorf("reference %s: vocabulary %d (%s), the policy's %d (%s)", cfg.reference(), r.VocabSize, r.Tokenizer, a.VocabSize, a.Tokenizer)
 	}
 	if ms.value, err = load(cfg.Reward, true); err != nil {
 		return nil, fmt.Errorf("value function: %w", err)

@@ -257,3 +257,35 @@ func TestPPOIterationIsPPOsIteration(t *testing.T) {
 		t.Error("Run accepted 3 prompts for 16 episodes")
 	}
 }
+
+// TestPPOReference: by default the policy's start is the KL reference, so
+// the first rollout's KL is exactly 0; with Reference another model is,
+// and the KL is not.
+func TestPPOReference(t *testing.T) {
+	prompts, policy, reward := writePPOFixture(t)
+	other := filepath.Join(t.TempDir(), "other")
+	oc, err := model.ReadConfig(policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := model.SaveHost(other, oc, model.InitGPT2(oc, 99)); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := tokenizer.New("byte")
+	run := func(ref string) float64 {
+		cfg := DefaultPPO()
+		cfg.Prompts, cfg.Policy, cfg.Reward, cfg.Reference, cfg.Out = prompts, policy, reward, ref, t.TempDir()
+		cfg.Iterations, cfg.Episodes, cfg.MiniBatch, cfg.MaxNew = 1, 8, 8, 4
+		sum, err := PPO(context.Background(), cpu.New(2), tok, cfg, RunOptions{Log: zerolog.Nop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sum.LastKL
+	}
+	if kl := run(""); kl != 0 {
+		t.Errorf("KL to the policy's own start at the first rollout: %v", kl)
+	}
+	if kl := run(other); kl == 0 || math.IsNaN(kl) {
+		t.Errorf("KL to another reference at the first rollout: %v", kl)
+	}
+}

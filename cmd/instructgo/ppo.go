@@ -31,6 +31,7 @@ func ppoCommand() *cli.Command {
 			&cli.StringFlag{Name: "prompts", Usage: "JSONL of {\"prompt\"} records"},
 			&cli.StringSliceFlag{Name: "ptx", Usage: "pretraining text for the ptx term (repeatable; none: plain PPO)"},
 			&cli.StringFlag{Name: "policy", Usage: "SFT checkpoint (policy and KL reference)"},
+			&cli.StringFlag{Name: "reference", Usage: "another KL reference than --policy (e.g. the SFT model when --policy continues an earlier PPO run)"},
 			&cli.StringFlag{Name: "reward", Usage: "reward-model checkpoint (reward and value-function init)"},
 			&cli.StringFlag{Name: "out", Usage: "run directory to write"},
 			&cli.IntFlag{Name: "iterations", Value: d.Iterations, Usage: "rollout and update rounds"},
@@ -105,6 +106,7 @@ func ppoConfig(c *cli.Context) (train.PPOConfig, bool, error) {
 		return cfg, true, nil
 	}
 	cfg.Prompts, cfg.Ptx, cfg.Policy, cfg.Reward, cfg.Out = c.String("prompts"), c.StringSlice("ptx"), c.String("policy"), c.String("reward"), c.String("out")
+	cfg.Reference = c.String("reference")
 	cfg.Iterations, cfg.Episodes, cfg.MiniBatch, cfg.Epochs = c.Int("iterations"), c.Int("episodes"), c.Int("minibatch"), c.Int("ppo-epochs")
 	cfg.MaxNew, cfg.Temperature, cfg.MissingEOSPenalty = c.Int("max-new"), float32(c.Float64("temperature")), float32(c.Float64("missing-eos-penalty"))
 	cfg.KLCoef, cfg.KLTarget, cfg.KLHorizon = float32(c.Float64("kl-coef")), float32(c.Float64("kl-target")), c.Int("kl-horizon")
