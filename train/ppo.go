@@ -27,7 +27,7 @@ type PPOConfig struct {
 	// continue a PPO policy (Policy) while keeping the SFT model as the
 	// reference, as InstructGPT's KL is always to the SFT model.
 	Reference string `json:"reference,omitempty"`
-	Out     string   `json:"out"`
+	Out       string `json:"out"`
 
 	Iterations int `json:"iterations"` // rollout + update rounds
 	Episodes   int `json:"episodes"`   // prompts per rollout (paper: 512)
