@@ -88,7 +88,6 @@ func MeasureBestOfN(policy, rm *model.Model, tok tokenizer.Tokenizer, prompts []
 	if err := CheckPolicyReward(policy.Cfg, rm.Cfg); err != nil {
 		return BestOfN{}, fmt.Errorf("best-of-n: %w", err)
 	}
-	P := len(prompts)
 	samples := make([]TaskEval, opt.N)
 	rewards := make([][]float64, opt.N)
 	for k := range opt.N {
@@ -96,24 +95,32 @@ func MeasureBestOfN(policy, rm *model.Model, tok tokenizer.Tokenizer, prompts []
 		if err != nil {
 			return BestOfN{}, fmt.Errorf("best-of-n: sample %d: %w", k, err)
 		}
-		seqs := make([][]int32, P)
-		for i, s := range ev.Samples {
-			seq := append(tok.Encode(s.Prompt), tok.Encode(s.Response)...)
-			if s.EOS || len(s.Response) == 0 {
-				seq = append(seq, tok.EOS())
-			}
-			if over := len(seq) - rm.MaxSeq(); over > 0 {
-				seq = seq[over:] // lose the prompt's start, as reward-model training does
-			}
-			seqs[i] = seq
-		}
-		r, err := ScoreSequences(rm, seqs, tok.EOS(), 4096) // padding is masked: any id does
+		r, err := RewardOfSamples(rm, tok, ev)
 		if err != nil {
 			return BestOfN{}, fmt.Errorf("best-of-n: sample %d: %w", k, err)
 		}
 		samples[k], rewards[k] = ev, r
 	}
 	return bestOfN(prompts, greedy, samples, rewards, opt)
+}
+
+// RewardOfSamples scores each response of ev with the reward model rm:
+// the prompt followed by the response, and EOS when the response stopped
+// there (or is empty), as the rollouts score them; a sequence longer than
+// rm's context loses its prompt's start, as reward-model training does.
+func RewardOfSamples(rm *model.Model, tok tokenizer.Tokenizer, ev TaskEval) ([]float64, error) {
+	seqs := make([][]int32, len(ev.Samples))
+	for i, s := range ev.Samples {
+		seq := append(tok.Encode(s.Prompt), tok.Encode(s.Response)...)
+		if s.EOS || len(s.Response) == 0 {
+			seq = append(seq, tok.EOS())
+		}
+		if over := len(seq) - rm.MaxSeq(); over > 0 {
+			seq = seq[over:]
+		}
+		seqs[i] = seq
+	}
+	return ScoreSequences(rm, seqs, tok.EOS(), 4096) // padding is masked: any id does
 }
 
 // bestOfN computes the report from the samples (samples[k].Samples[i] is

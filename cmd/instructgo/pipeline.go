@@ -17,7 +17,7 @@ func pipelineCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "pipeline",
 		Usage:     "run InstructGPT end to end on the built-in tasks: data, pretrain, SFT, RM, PPO-ptx, evaluation",
-		UsageText: "instructgo [global options] pipeline [--out DIR] [--seed N] [--methods ppo,dpo] [--config FILE.json | JSON] [--print-config]",
+		UsageText: "instructgo [global options] pipeline [--out DIR] [--seed N] [--methods ppo,dpo] [--rounds N] [--config FILE.json | JSON] [--print-config]",
 		Description: "Each stage writes a sub-directory of --out (data, pretrain, sft, label: rankings of SFT\n" +
 			"samples for the reward model, rm, ppo); a stage that finished in an earlier run is not\n" +
 			"repeated and an interrupted one resumes from its saved state, so an interrupted pipeline\n" +
@@ -33,6 +33,10 @@ func pipelineCommand() *cli.Command {
 			"--methods ppo,dpo trains each method from the same SFT model (DPO on the comparisons the\n" +
 			"reward model saw) and the report compares them: task score, win rate over SFT, KL to SFT\n" +
 			"on each policy's own samples, pretraining loss, time, and a plot of score against KL.\n" +
+			"--rounds 3 iterates as InstructGPT's later data collection did: each round ranks samples of\n" +
+			"the last PPO policy, retrains the reward model on all comparisons so far and continues\n" +
+			"PPO from that policy (KL still to SFT); the report adds a table and the reward\n" +
+			"distribution per round.\n" +
 			"--config sets any part of the configuration from JSON over the defaults, inline or in a\n" +
 			"file: a few fields (--config '{\"ppo\": {\"iterations\": 120}}') or a whole pipeline_config.json\n" +
 			"of an earlier run, which reruns it (its paths move to --out; --seed, when given, overrides\n" +
@@ -42,6 +46,7 @@ func pipelineCommand() *cli.Command {
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the synthetic data (the stages keep their own seeds)"},
 			&cli.StringFlag{Name: "methods", Usage: "the methods that train a policy from the SFT model, compared in the report, comma-separated: " +
 				strings.Join(pipeline.MethodNames(), ", ") + " (default: ppo, or --config's)"},
+			&cli.IntFlag{Name: "rounds", Value: 1, Usage: "iterated rounds: each ranks samples of the last PPO policy, retrains the reward model on every comparison so far and continues PPO (default: 1, or --config's)"},
 			&cli.StringFlag{Name: "config", Usage: "configuration fields over the defaults: a JSON file (e.g. an earlier run's pipeline_config.json) or inline JSON"},
 			&cli.BoolFlag{Name: "print-config", Usage: "print the resolved configuration as JSON (a starting point for --config) and exit"},
 		},
@@ -73,6 +78,9 @@ func runPipeline(c *cli.Context) error {
 		for i := range cfg.Methods {
 			cfg.Methods[i] = strings.TrimSpace(cfg.Methods[i])
 		}
+	}
+	if c.IsSet("rounds") {
+		cfg.Rounds = c.Int("rounds")
 	}
 	if c.Bool("print-config") {
 		return writeJSON(c, cfg)

@@ -34,7 +34,10 @@ type Config struct {
 	// the pipeline runs, each in its own stage, and compares in the
 	// report (MethodNames lists them); the paper's is "ppo" (PPO-ptx).
 	Methods []string `json:"methods"`
-	MaxNew  int      `json:"eval_max_new"`
+	// Rounds > 1 iterates labelling, the reward model and PPO (see
+	// rounds.go); it needs the "ppo" method and SFTSampleLabels > 0.
+	Rounds int `json:"rounds"`
+	MaxNew int `json:"eval_max_new"`
 	// BestOfN is the samples per held-out prompt for the reward model's
 	// best-of-n check on the SFT policy (see train.BestOfN); below 2: skipped.
 	BestOfN int `json:"eval_best_of_n"`
@@ -50,6 +53,9 @@ type Config struct {
 	SFTDropout float32 `json:"sft_dropout"`
 	RMDropout  float32 `json:"rm_dropout"`
 }
+
+// maxRounds bounds Config.Rounds.
+const maxRounds = 10
 
 // ConfigFile is the resolved configuration of a pipeline run, at
 // the top of its directory.
@@ -122,7 +128,7 @@ func Default(out string) Config {
 	c.RS = train.DefaultRS()
 	c.RS.Prompts, c.RS.Policy, c.RS.Reward, c.RS.Out = c.PPO.Prompts, d(StageSFT), d(StageRM), d(StageRS)
 	c.RS.MaxPrompts = 1280
-	c.Methods = []string{"ppo"}
+	c.Methods, c.Rounds = []string{"ppo"}, 1
 	return c
 }
 
@@ -164,6 +170,12 @@ func (c Config) Validate() error {
 	}
 	if err := validMethods(c.Methods); err != nil {
 		return err
+	}
+	switch {
+	case c.Rounds < 1 || c.Rounds > maxRounds:
+		return fmt.Errorf("rounds %d: want 1..%d", c.Rounds, maxRounds)
+	case c.Rounds > 1 && (!slices.Contains(c.Methods, "ppo") || c.SFTSampleLabels <= 0):
+		return fmt.Errorf("rounds %d: iterated rounds continue PPO on rankings of its samples; they need the ppo method and sft_sample_labels > 0", c.Rounds)
 	}
 	ppo := c.PPO
 	if err := ppo.Validate(); err != nil {
@@ -229,7 +241,8 @@ func ParseConfig(raw []byte, out string) (Config, error) {
 // stages that run finished would otherwise be reused as they are, their
 // numbers reported as if cfg had made them. Paths inside the earlier
 // run's directory count as equal when the directory was moved. A missing
-// file is no error. The list of methods may differ: a method only one of
+// file is no error. The number of rounds and the list of methods may
+// differ: a method only one of
 // the two runs names has its own stage, so adding one to a finished run
 // runs just that stage (and the evaluation); the settings of a method both
 // name must be the same.
@@ -266,8 +279,11 @@ func checkSameConfig(path string, cfg Config) error {
 			delete(b, m)
 		}
 	}
-	delete(a, "methods")
-	delete(b, "methods")
+	// More rounds run only the new rounds' stages; fewer evaluate fewer.
+	for _, k := range []string{"methods", "rounds"} {
+		delete(a, k)
+		delete(b, k)
+	}
 	if reflect.DeepEqual(a, b) {
 		return nil
 	}

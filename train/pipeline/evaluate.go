@@ -36,22 +36,8 @@ func evaluate(b gpu.Backend, tok tokenizer.Tokenizer, cfg Config, rep *Report, p
 	if err != nil {
 		return err
 	}
-	evalOne := func(dir string) (*model.Model, train.TaskEval, float64, error) {
-		m, err := loadForEval(b, dir, prec)
-		if err != nil {
-			return nil, train.TaskEval{}, 0, err
-		}
-		ev, err := train.EvalTasks(m, tok, prompts, train.EvalOptions{MaxNew: cfg.MaxNew})
-		if err != nil {
-			return nil, train.TaskEval{}, 0, err
-		}
-		tk, tg := data.SequentialWindows(corpus.Val, cfg.Pretrain.Seq, cfg.Pretrain.EvalBatches*cfg.Pretrain.Batch)
-		if len(tk) == 0 {
-			return nil, ev, 0, errors.New("no held-out pretraining text")
-		}
-		loss, err := train.HeldOutLoss(m, tk, tg, 64, cfg.Pretrain.Seq)
-		return m, ev, loss, err
-	}
+	e := &evaluator{b: b, tok: tok, cfg: cfg, prompts: prompts, texts: texts, corpus: corpus, labeler: tasks.DefaultLabeler(), prec: prec}
+	evalOne := e.evalOne
 	_, pre, _, err := evalOne(cfg.Pretrain.Out)
 	if err != nil {
 		return fmt.Errorf("evaluate the pretrained model: %w", err)
@@ -68,7 +54,7 @@ func evaluate(b gpu.Backend, tok tokenizer.Tokenizer, cfg Config, rep *Report, p
 		rep.RM.BestOfN = &bon
 	}
 	rep.Pretrain.TaskScore = pre.Score
-	labeler := tasks.DefaultLabeler()
+	labeler := e.labeler
 	if rep.Pretrain.Rating, err = train.Rate(pre, labeler); err != nil {
 		return err
 	}
@@ -109,7 +95,45 @@ func evaluate(b gpu.Backend, tok tokenizer.Tokenizer, cfg Config, rep *Report, p
 		}
 		cmps = append(cmps, namedComparison{meth.name, cmp})
 	}
+	if cfg.Rounds > 1 {
+		if err := evaluateRounds(b, cfg, e, sft, sftModel, rep); err != nil {
+			return err
+		}
+	}
 	return writeEvalSamples(filepath.Join(cfg.Out, EvalSamplesFile), sft, cmps)
+}
+
+// evaluator holds what every model's evaluation shares: the held-out
+// prompts, the held-out pretraining text and the labeler.
+type evaluator struct {
+	b       gpu.Backend
+	tok     tokenizer.Tokenizer
+	cfg     Config
+	prompts []train.TaskPrompt
+	texts   []string
+	corpus  *data.TextCorpus
+	labeler tasks.Labeler
+	prec    model.Precision
+}
+
+// evalOne loads the checkpoint in dir and returns it, its greedy answers'
+// evaluation and its held-out pretraining loss.
+func (e *evaluator) evalOne(dir string) (*model.Model, train.TaskEval, float64, error) {
+	m, err := loadForEval(e.b, dir, e.prec)
+	if err != nil {
+		return nil, train.TaskEval{}, 0, err
+	}
+	ev, err := train.EvalTasks(m, e.tok, e.prompts, train.EvalOptions{MaxNew: e.cfg.MaxNew})
+	if err != nil {
+		return nil, train.TaskEval{}, 0, err
+	}
+	pc := e.cfg.Pretrain
+	tk, tg := data.SequentialWindows(e.corpus.Val, pc.Seq, pc.EvalBatches*pc.Batch)
+	if len(tk) == 0 {
+		return nil, ev, 0, errors.New("no held-out pretraining text")
+	}
+	loss, err := train.HeldOutLoss(m, tk, tg, 64, pc.Seq)
+	return m, ev, loss, err
 }
 
 // loadForEval loads the checkpoint in dir for generation and scoring:

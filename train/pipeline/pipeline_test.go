@@ -541,3 +541,65 @@ func TestPipelineMethodsValidated(t *testing.T) {
 		t.Errorf("a bad DPO setting: %v", err)
 	}
 }
+
+// TestPipelineRounds: a second round ranks the first round's PPO samples,
+// retrains the reward model on all comparisons so far and continues PPO
+// from the first round's policy with the KL still to SFT; a third round
+// added to the finished run runs only its own stages.
+func TestPipelineRounds(t *testing.T) {
+	out := t.TempDir()
+	cfg := smallPipeline(out)
+	cfg.Rounds = 2
+	b, opt := cpu.New(2), train.RunOptions{Log: zerolog.Nop()}
+	rep, err := Run(context.Background(), b, cfg, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rounds) != 2 || rep.Rounds[0].Round != 1 || rep.Rounds[1].Round != 2 {
+		t.Fatalf("rounds in the report: %+v", rep.Rounds)
+	}
+	r1, r2 := rep.Rounds[0], rep.Rounds[1]
+	if r1.TaskScore != rep.PPO.TaskScore || r1.WinRateVsSFT != rep.PPO.WinRateVsSFT || !(r2.RMTrainPairs > r1.RMTrainPairs) ||
+		len(r2.Scores) != rep.EvalN || !(r2.FinalRMScores.Q25 <= r2.FinalRMScores.Median && r2.FinalRMScores.Median <= r2.FinalRMScores.Q75) {
+		t.Errorf("round 1 %+v, round 2 %+v", r1, r2)
+	}
+	// Round 2's data: all of round 1's comparisons, then the rankings of
+	// PPO samples.
+	prev, _ := os.ReadFile(filepath.Join(out, StageLabel, "rm_all.jsonl"))
+	own, _ := os.ReadFile(filepath.Join(out, "round-2", StageLabel, "rm_policy.jsonl"))
+	all, _ := os.ReadFile(filepath.Join(out, "round-2", StageLabel, "rm_all.jsonl"))
+	if len(own) == 0 || string(all) != string(prev)+string(own) {
+		t.Errorf("round 2's comparisons (%d bytes) are not round 1's (%d) then the PPO samples' (%d)", len(all), len(prev), len(own))
+	}
+	var ppo train.PPOConfig
+	if raw, err := os.ReadFile(filepath.Join(out, "round-2", StagePPO, train.RunConfigFile)); err != nil || json.Unmarshal(raw, &ppo) != nil ||
+		ppo.Policy != filepath.Join(out, StagePPO) || ppo.Reference != filepath.Join(out, StageSFT) || ppo.Reward != filepath.Join(out, "round-2", StageRM) {
+		t.Errorf("round 2's PPO: policy %q, reference %q, reward %q (%v)", ppo.Policy, ppo.Reference, ppo.Reward, err)
+	}
+	md, _ := os.ReadFile(filepath.Join(out, "report.md"))
+	if !strings.Contains(string(md), "## Iterated rounds") {
+		t.Error("report.md lacks the rounds")
+	}
+	if _, err := os.Stat(filepath.Join(out, roundsPlotFile)); err != nil {
+		t.Error(err)
+	}
+	before := readStageClock(t, out)
+	cfg.Rounds = 3
+	if rep, err = Run(context.Background(), b, cfg, opt); err != nil {
+		t.Fatal(err)
+	}
+	after := readStageClock(t, out)
+	for st, sec := range before {
+		if st != "evaluation" && after[st] != sec {
+			t.Errorf("stage %q ran again", st)
+		}
+	}
+	if len(rep.Rounds) != 3 || !(after["round 3: ppo-ptx"] > 0) {
+		t.Errorf("%d rounds, round 3's PPO %v s", len(rep.Rounds), after["round 3: ppo-ptx"])
+	}
+	bad := smallPipeline(t.TempDir())
+	bad.Rounds, bad.SFTSampleLabels = 2, 0
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "sft_sample_labels") {
+		t.Errorf("rounds without labels: %v", err)
+	}
+}

@@ -43,6 +43,11 @@ var reportPlots = []struct {
 // plots of its training curves (from each stage's metrics.jsonl).
 func WriteReport(dir string, rep *Report) error {
 	var plots []string
+	if len(rep.Rounds) > 0 {
+		if err := plotRounds(dir, rep); err != nil {
+			return fmt.Errorf("report: %s: %w", roundsPlotFile, err)
+		}
+	}
 	if len(rep.Methods) > 1 {
 		if err := plotMethods(dir, rep); err != nil {
 			return fmt.Errorf("report: %s: %w", methodsPlotFile, err)
@@ -232,6 +237,9 @@ func writeMarkdown(w io.Writer, r *Report, plots []string) error {
 			methodLabel("rs"), rs.N, rs.Prompts, rs.PickScore, rs.SampleScore, task)
 	}
 	f("\n")
+	if len(r.Rounds) > 0 {
+		writeRounds(f, r)
+	}
 	if bn := r.RM.BestOfN; bn != nil {
 		f("## The reward model on the SFT policy's own samples\n\n")
 		f("%d samples per held-out prompt at temperature %.2g; one is picked at random, by the reward model, or by the\n", bn.N, bn.Temperature)

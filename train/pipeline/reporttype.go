@@ -78,6 +78,9 @@ type Report struct {
 	GRPO *train.GroupSummary `json:"grpo,omitempty"`
 	RLOO *train.GroupSummary `json:"rloo,omitempty"`
 	RS   *train.RSSummary    `json:"rs,omitempty"`
+	// Rounds are the iterated rounds' policies, round 1 first (absent
+	// with one round).
+	Rounds []RoundResult `json:"rounds,omitempty"`
 	// Methods compares the policies of every method the pipeline ran, all
 	// measured the same way, in the order they ran.
 	Methods    []MethodResult `json:"methods"`

@@ -57,6 +57,9 @@ func Run(ctx context.Context, b gpu.Backend, cfg Config, opt train.RunOptions) (
 			return nil, fmt.Errorf("pipeline: %s: %w", m.name, err)
 		}
 	}
+	if err := r.rounds(); err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
 
 	// Evaluation on the held-out prompts.
 	r.enter(stageEvaluation).Msg("──── pipeline stage ────")
@@ -266,12 +269,33 @@ func readSummary(dir string, v any) error {
 // (those rankings), rm_all.jsonl (synthRM's records, then those) and last
 // summary.json (the train.LabelStats), which marks the stage done.
 func labelSFTSamples(b gpu.Backend, tok tokenizer.Tokenizer, sftDir, synthRM, dir string, n int, prec model.Precision) (train.LabelStats, error) {
-	prompts, _, err := data.ReadPrompts(synthRM, data.ReadOptions{})
+	return labelPolicySamples(b, tok, labelJob{policy: sftDir, prompts: synthRM, from: 0, n: n, base: synthRM, dir: dir, own: "rm_sft.jsonl"}, prec)
+}
+
+// labelJob is one labelling of a policy's samples: n prompts of the
+// rankings file prompts from the from-th on (cyclically), ranked by the
+// simulated labeler into dir/own; dir/rm_all.jsonl is base's records
+// followed by them.
+type labelJob struct {
+	policy, prompts, base, dir, own string
+	from, n                         int
+}
+
+// labelPolicySamples runs job and writes dir/summary.json last, which
+// marks the stage done.
+func labelPolicySamples(b gpu.Backend, tok tokenizer.Tokenizer, job labelJob, prec model.Precision) (train.LabelStats, error) {
+	all, _, err := data.ReadPrompts(job.prompts, data.ReadOptions{})
 	if err != nil {
 		return train.LabelStats{}, err
 	}
-	prompts = prompts[:min(n, len(prompts))]
-	m, err := train.LoadSampler(b, sftDir, tok, prompts, 64, model.Options{Precision: prec})
+	if len(all) == 0 {
+		return train.LabelStats{}, fmt.Errorf("%s: no prompts", job.prompts)
+	}
+	prompts := make([]data.Prompt, 0, min(job.n, len(all)))
+	for i := range min(job.n, len(all)) {
+		prompts = append(prompts, all[(job.from+i)%len(all)])
+	}
+	m, err := train.LoadSampler(b, job.policy, tok, prompts, 64, model.Options{Precision: prec})
 	if err != nil {
 		return train.LabelStats{}, err
 	}
@@ -279,21 +303,21 @@ func labelSFTSamples(b gpu.Backend, tok tokenizer.Tokenizer, sftDir, synthRM, di
 	if err != nil {
 		return train.LabelStats{}, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(job.dir, 0o755); err != nil {
 		return train.LabelStats{}, err
 	}
-	if err := train.WriteComparisons(filepath.Join(dir, "rm_sft.jsonl"), groups); err != nil {
+	if err := train.WriteComparisons(filepath.Join(job.dir, job.own), groups); err != nil {
 		return train.LabelStats{}, err
 	}
-	synth, err := os.ReadFile(synthRM)
+	base, err := os.ReadFile(job.base)
 	if err != nil {
 		return train.LabelStats{}, err
 	}
-	err = atomicfile.Write(filepath.Join(dir, labelledRankingsFile), func(w io.Writer) error {
-		if _, err := w.Write(synth); err != nil {
+	err = atomicfile.Write(filepath.Join(job.dir, labelledRankingsFile), func(w io.Writer) error {
+		if _, err := w.Write(base); err != nil {
 			return err
 		}
-		if len(synth) > 0 && synth[len(synth)-1] != '\n' {
+		if len(base) > 0 && base[len(base)-1] != '\n' {
 			if _, err := w.Write([]byte("\n")); err != nil {
 				return err
 			}
@@ -303,5 +327,5 @@ func labelSFTSamples(b gpu.Backend, tok tokenizer.Tokenizer, sftDir, synthRM, di
 	if err != nil {
 		return train.LabelStats{}, err
 	}
-	return st, atomicfile.WriteJSON(filepath.Join(dir, train.SummaryFile), st)
+	return st, atomicfile.WriteJSON(filepath.Join(job.dir, train.SummaryFile), st)
 }
