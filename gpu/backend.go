@@ -96,6 +96,29 @@ type Backend interface {
 	// BiasBackward computes dbias [C] += Σ over rows of dout [N,C].
 	BiasBackward(dbias, dout *Tensor)
 
+	// The linear layers fused with what follows their product (GEMM
+	// epilogues): a [M,K] is an activation (rank 2, or [B,T,K] read as B·T
+	// rows), the weight b is rank 2, and every operand is of the activation
+	// dtype. Each computes what the unfused ops compute, with one rounding
+	// per output element (bf16): the float32 result of the product and its
+	// epilogue is rounded once when stored, where the unfused ops round the
+	// product too. In float32 nothing is rounded between, so the results
+	// are the unfused ops' (the cpu backend's bit for bit). No output may
+	// overlap an input or another output.
+
+	// MatMulBias computes c [M,N] = a·b + bias, b [K,N], bias [N] added to
+	// every row: MatMul then AddBias.
+	MatMulBias(c, a, b, bias *Tensor)
+	// MatMulBiasGELU computes pre [M,N] = a·b + bias, the pre-activation
+	// the backward pass reads, and out [M,N] = gelu(pre) (GeluForward's
+	// function) of the float32 pre before it is rounded: MatMul, AddBias,
+	// GeluForward.
+	MatMulBiasGELU(out, pre, a, b, bias *Tensor)
+	// MatMulDGELU computes dpre [M,N] = gelu'(pre)·(dout·bᵀ) (overwrites),
+	// dout [M,K], b [N,K] the weight the forward multiplied by, pre the
+	// forward's pre-activation: MatMul with transB, then GeluBackward.
+	MatMulDGELU(dpre, dout, b, pre *Tensor)
+
 	// EmbeddingForward computes out[b,t] = wte[tokens[b,t]] + wpe[pos[b,t]],
 	// out [B,T,C], tokens Int32 [B,T], wte [V,C], wpe [maxT,C]. positions is
 	// Int32 [B,T], or nil for 0..T−1 in every row.
