@@ -264,8 +264,11 @@ type Backend interface {
 	// CrossEntropy is LogSoftmaxForward and LogSoftmaxBackward fused for a
 	// loss L = Σ_i dlogp[i]·logp[i] whose weights dlogp [N] (float32) are
 	// known before the forward pass: the next-token loss, e.g. dlogp[i] =
-	// −1/count on the counted targets. Per row it writes logp[i] and lse[i]
-	// as LogSoftmaxForward does (no entropy), and overwrites logits [N,V]
+	// −1/count on the counted targets. Per row it writes logp[i], lse[i]
+	// and, when entropy is not nil, entropy[i] = −Σ p log p, as
+	// LogSoftmaxForward does (the entropy comes from the same pass over the
+	// row, at no extra read; it takes no part in the gradient), and
+	// overwrites logits [N,V]
 	// with ∂L/∂logits = dlogp[i]·(onehot(targets[i]) − softmax(logits[i])),
 	// as LogSoftmaxBackward(logits, lse, nil, targets, dlogp, nil) does: the
 	// probabilities come from the float32 lse, and bf16 logits are read
@@ -274,9 +277,9 @@ type Backend interface {
 	// treated as 0); a target ≥ V is an error, and nothing is written. The
 	// results are the two ops' up to the order of float32 sums (the cpu
 	// backend's bit for bit, in either dtype). Leading dimensions may be
-	// kept, as in LogSoftmaxForward. logp, lse and dlogp may not overlap
-	// the logits or each other.
-	CrossEntropy(logp, lse, logits, targets, dlogp *Tensor)
+	// kept, as in LogSoftmaxForward. logp, entropy, lse and dlogp may not
+	// overlap the logits or each other.
+	CrossEntropy(logp, entropy, lse, logits, targets, dlogp *Tensor)
 
 	// GatherRows picks one row per sequence: out[b] = inp[b, idx[b]],
 	// out [B,C], inp [B,T,C], idx Int32 [B]. It reads scalar heads at the

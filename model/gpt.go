@@ -246,7 +246,7 @@ func (m *Model) forward(in *Batch, train bool, seed uint64, dlogp *gpu.Tensor) e
 	} else {
 		b.MatMul(a.logits, a.lnf, p.WTE, false, true, 1, 0)
 		if dlogp != nil {
-			b.CrossEntropy(a.logp, a.lseV, a.logits, a.targets, dlogp.MustReshape(in.B*in.T))
+			b.CrossEntropy(a.logp, nil, a.lseV, a.logits, a.targets, dlogp.MustReshape(in.B*in.T))
 		} else {
 			b.LogSoftmaxForward(a.logp, a.entropy, a.lseV, a.logits, a.targets)
 		}

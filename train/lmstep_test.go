@@ -54,9 +54,9 @@ func (u *unfusedBackend) MatMulDGELU(dpre, dout, w, pre *gpu.Tensor) {
 	u.GeluBackward(dpre, pre, dpre)
 }
 
-func (u *unfusedBackend) CrossEntropy(logp, lse, logits, targets, dlogp *gpu.Tensor) {
+func (u *unfusedBackend) CrossEntropy(logp, entropy, lse, logits, targets, dlogp *gpu.Tensor) {
 	u.crossEntropy++
-	u.LogSoftmaxForward(logp, nil, lse, logits, targets)
+	u.LogSoftmaxForward(logp, entropy, lse, logits, targets)
 	u.LogSoftmaxBackward(logits, lse, nil, targets, dlogp, nil)
 }
 

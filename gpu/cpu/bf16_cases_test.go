@@ -467,10 +467,18 @@ func logSoftmaxCases() []bfCase {
 		{op: "CrossEntropy", variant: "in place, a row ignored",
 			args: []bfArg{f32(randn(r, n, 1), n).within(1e-5), f32(randn(r, n, 1), n).within(1e-5),
 				act(z, n, v).within(1e-5), ids(tg, n), f32(dlogp, n)},
-			call: func(b *Backend, t []*gpu.Tensor) { b.CrossEntropy(t[0], t[1], t[2], t[3], t[4]) },
+			call: func(b *Backend, t []*gpu.Tensor) { b.CrossEntropy(t[0], nil, t[1], t[2], t[3], t[4]) },
 			ref: func(x [][]float32) [][]float64 {
 				logp, l, _ := refLogSoftmax(to64(x[2]), tg, v)
 				return [][]float64{logp, l, refLogSoftmaxGrad(to64(x[2]), tg, v, to64(x[4]), nil), nil, nil}
+			}},
+		{op: "CrossEntropy", variant: "in place, with entropy",
+			args: []bfArg{f32(randn(r, n, 1), n).within(1e-5), f32(randn(r, n, 1), n).within(1e-5),
+				f32(randn(r, n, 1), n).within(1e-5), act(z, n, v).within(1e-5), ids(tg, n), f32(dlogp, n)},
+			call: func(b *Backend, t []*gpu.Tensor) { b.CrossEntropy(t[0], t[1], t[2], t[3], t[4], t[5]) },
+			ref: func(x [][]float32) [][]float64 {
+				logp, l, h := refLogSoftmax(to64(x[3]), tg, v)
+				return [][]float64{logp, h, l, refLogSoftmaxGrad(to64(x[3]), tg, v, to64(x[5]), nil), nil, nil}
 			}},
 		{op: "Sample", variant: "greedy",
 			args: []bfArg{ids(make([]int32, ns), ns), act(zs, ns, vs)},
