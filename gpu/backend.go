@@ -96,6 +96,29 @@ type Backend interface {
 	// BiasBackward computes dbias [C] += Σ over rows of dout [N,C].
 	BiasBackward(dbias, dout *Tensor)
 
+	// The linear layers fused with what follows their product (GEMM
+	// epilogues): a [M,K] is an activation (rank 2, or [B,T,K] read as B·T
+	// rows), the weight b is rank 2, and every operand is of the activation
+	// dtype. Each computes what the unfused ops compute, with one rounding
+	// per output element (bf16): the float32 result of the product and its
+	// epilogue is rounded once when stored, where the unfused ops round the
+	// product too. In float32 nothing is rounded between, so the results
+	// are the unfused ops' (the cpu backend's bit for bit). No output may
+	// overlap an input or another output.
+
+	// MatMulBias computes c [M,N] = a·b + bias, b [K,N], bias [N] added to
+	// every row: MatMul then AddBias.
+	MatMulBias(c, a, b, bias *Tensor)
+	// MatMulBiasGELU computes pre [M,N] = a·b + bias, the pre-activation
+	// the backward pass reads, and out [M,N] = gelu(pre) (GeluForward's
+	// function) of the float32 pre before it is rounded: MatMul, AddBias,
+	// GeluForward.
+	MatMulBiasGELU(out, pre, a, b, bias *Tensor)
+	// MatMulDGELU computes dpre [M,N] = gelu'(pre)·(dout·bᵀ) (overwrites),
+	// dout [M,K], b [N,K] the weight the forward multiplied by, pre the
+	// forward's pre-activation: MatMul with transB, then GeluBackward.
+	MatMulDGELU(dpre, dout, b, pre *Tensor)
+
 	// EmbeddingForward computes out[b,t] = wte[tokens[b,t]] + wpe[pos[b,t]],
 	// out [B,T,C], tokens Int32 [B,T], wte [V,C], wpe [maxT,C]. positions is
 	// Int32 [B,T], or nil for 0..T−1 in every row.
@@ -241,8 +264,11 @@ type Backend interface {
 	// CrossEntropy is LogSoftmaxForward and LogSoftmaxBackward fused for a
 	// loss L = Σ_i dlogp[i]·logp[i] whose weights dlogp [N] (float32) are
 	// known before the forward pass: the next-token loss, e.g. dlogp[i] =
-	// −1/count on the counted targets. Per row it writes logp[i] and lse[i]
-	// as LogSoftmaxForward does (no entropy), and overwrites logits [N,V]
+	// −1/count on the counted targets. Per row it writes logp[i], lse[i]
+	// and, when entropy is not nil, entropy[i] = −Σ p log p, as
+	// LogSoftmaxForward does (the entropy comes from the same pass over the
+	// row, at no extra read; it takes no part in the gradient), and
+	// overwrites logits [N,V]
 	// with ∂L/∂logits = dlogp[i]·(onehot(targets[i]) − softmax(logits[i])),
 	// as LogSoftmaxBackward(logits, lse, nil, targets, dlogp, nil) does: the
 	// probabilities come from the float32 lse, and bf16 logits are read
@@ -251,9 +277,9 @@ type Backend interface {
 	// treated as 0); a target ≥ V is an error, and nothing is written. The
 	// results are the two ops' up to the order of float32 sums (the cpu
 	// backend's bit for bit, in either dtype). Leading dimensions may be
-	// kept, as in LogSoftmaxForward. logp, lse and dlogp may not overlap
-	// the logits or each other.
-	CrossEntropy(logp, lse, logits, targets, dlogp *Tensor)
+	// kept, as in LogSoftmaxForward. logp, entropy, lse and dlogp may not
+	// overlap the logits or each other.
+	CrossEntropy(logp, entropy, lse, logits, targets, dlogp *Tensor)
 
 	// GatherRows picks one row per sequence: out[b] = inp[b, idx[b]],
 	// out [B,C], inp [B,T,C], idx Int32 [B]. It reads scalar heads at the

@@ -929,9 +929,9 @@ func (k Checker) LogSoftmaxBackward(logits, lse, entropy, targets, dlogp, dentro
 }
 
 // CrossEntropy checks Backend.CrossEntropy and returns the rows N and
-// vocabulary V. logp, lse and dlogp may not overlap the logits (written in
-// place) or each other.
-func (k Checker) CrossEntropy(logp, lse, logits, targets, dlogp *Tensor) (n, v int, checks []IndexCheck, err error) {
+// vocabulary V. entropy is optional (nil). logp, entropy, lse and dlogp
+// may not overlap the logits (written in place) or each other.
+func (k Checker) CrossEntropy(logp, entropy, lse, logits, targets, dlogp *Tensor) (n, v int, checks []IndexCheck, err error) {
 	const op = "cross-entropy"
 	v, n, rows, checks, err := k.lsm(op, logits, targets)
 	if err != nil {
@@ -941,9 +941,15 @@ func (k Checker) CrossEntropy(logp, lse, logits, targets, dlogp *Tensor) (n, v i
 		k.checkRows(op, "dlogp", dlogp, Float32, rows)); err != nil {
 		return 0, 0, nil, err
 	}
+	if entropy != nil {
+		if err := k.checkRows(op, "entropy", entropy, Float32, rows); err != nil {
+			return 0, 0, nil, err
+		}
+	}
 	return n, v, checks, first(
-		CheckDisjoint(op, "logits", logits, "logp lse dlogp", logp, lse, dlogp),
-		CheckDisjoint(op, "logp", logp, "lse dlogp", lse, dlogp),
+		CheckDisjoint(op, "logits", logits, "logp entropy lse dlogp", logp, entropy, lse, dlogp),
+		CheckDisjoint(op, "logp", logp, "entropy lse dlogp", entropy, lse, dlogp),
+		CheckDisjoint(op, "entropy", entropy, "lse dlogp", lse, dlogp),
 		CheckDisjoint(op, "lse", lse, "dlogp", dlogp))
 }
 

@@ -23,7 +23,11 @@ type MatMulDims struct {
 // product: the rows of every batch element of A and C are contiguous, so it
 // is [Batch·M, K]·op(B) with Batch 1.
 func (k Checker) MatMul(c, a, b *Tensor, transA, transB bool) (MatMulDims, error) {
-	const op = "matmul"
+	return k.matMul("matmul", c, a, b, transA, transB)
+}
+
+// matMul is MatMul's checks under the name of the op that runs them.
+func (k Checker) matMul(op string, c, a, b *Tensor, transA, transB bool) (MatMulDims, error) {
 	var d MatMulDims
 	var err error
 	if d.In, err = k.Act(op, "A B", a, b); err != nil {
@@ -87,4 +91,69 @@ func (k Checker) MatMul(c, a, b *Tensor, transA, transB bool) (MatMulDims, error
 		d.Batch, d.StrideA = 1, 0
 	}
 	return d, nil
+}
+
+// The fused linear layers (Backend.MatMulBias, MatMulBiasGELU, MatMulDGELU)
+// are one product of an activation [M,K] (rank 2, or rank 3 with the rows
+// of every batch element read as one matrix) by a rank-2 weight, into an
+// output of the activation dtype; their extra operands are one row of bias
+// [N] or one more matrix of C's length, all of that dtype. No output may
+// overlap an input or another output.
+
+// linear checks the product of a fused linear layer: C = A·op(B) with B a
+// rank-2 weight, C of the activation dtype, the geometry Batch 1.
+func (k Checker) linear(op string, c, a, b *Tensor, transB bool) (MatMulDims, error) {
+	d, err := k.matMul(op, c, a, b, false, transB)
+	if err != nil {
+		return d, err
+	}
+	if c.DType() != d.In {
+		return d, fmt.Errorf("%s: C %v must be of the activation dtype %v", op, c, d.In)
+	}
+	if b.Rank() != 2 || d.Batch != 1 {
+		return d, fmt.Errorf("%s: B %v must be a rank-2 weight shared by every row of A %v", op, b, a)
+	}
+	return d, nil
+}
+
+// linearOperand checks one extra operand of a fused linear layer: t of the
+// activation dtype d and n elements, overlapping none of the others.
+func (k Checker) linearOperand(op, name string, t *Tensor, d DType, n int, names string, others ...*Tensor) error {
+	if err := k.Tensor(op, name, t, d); err != nil {
+		return err
+	}
+	return first(CheckLen(op, n, name, t), CheckDisjoint(op, name, t, names, others...))
+}
+
+// MatMulBias checks Backend.MatMulBias and returns the product's geometry.
+func (k Checker) MatMulBias(c, a, b, bias *Tensor) (MatMulDims, error) {
+	const op = "matmul bias"
+	d, err := k.linear(op, c, a, b, false)
+	if err != nil {
+		return d, err
+	}
+	return d, k.linearOperand(op, "bias", bias, d.In, d.N, "C", c)
+}
+
+// MatMulBiasGELU checks Backend.MatMulBiasGELU (the product goes into pre)
+// and returns its geometry.
+func (k Checker) MatMulBiasGELU(out, pre, a, b, bias *Tensor) (MatMulDims, error) {
+	const op = "matmul bias gelu"
+	d, err := k.linear(op, pre, a, b, false)
+	if err != nil {
+		return d, err
+	}
+	return d, first(k.linearOperand(op, "bias", bias, d.In, d.N, "pre", pre),
+		k.linearOperand(op, "out", out, d.In, d.M*d.N, "pre A B bias", pre, a, b, bias))
+}
+
+// MatMulDGELU checks Backend.MatMulDGELU (the product dout·bᵀ goes into
+// dpre) and returns its geometry.
+func (k Checker) MatMulDGELU(dpre, dout, b, pre *Tensor) (MatMulDims, error) {
+	const op = "matmul dgelu"
+	d, err := k.linear(op, dpre, dout, b, true)
+	if err != nil {
+		return d, err
+	}
+	return d, k.linearOperand(op, "pre", pre, d.In, d.M*d.N, "dpre", dpre)
 }

@@ -66,3 +66,53 @@ func TestCheckerMatMulRejects(t *testing.T) {
 		return err
 	}())
 }
+
+func TestCheckerFusedLinear(t *testing.T) {
+	// Accepted: a rank-3 activation by a rank-2 weight is one tall product.
+	d, err := k.MatMulBias(f32(t, 2, 4, 5), f32(t, 2, 4, 3), f32(t, 3, 5), f32(t, 5))
+	if want := (MatMulDims{Batch: 1, M: 8, N: 5, K: 3, LDA: 3, LDB: 5}); err != nil || d != want {
+		t.Errorf("matmul bias: %+v, %v; want %+v", d, err, want)
+	}
+	d, err = k.MatMulDGELU(f32(t, 4, 5), f32(t, 4, 3), f32(t, 5, 3), f32(t, 4, 5))
+	if want := (MatMulDims{Batch: 1, M: 4, N: 5, K: 3, LDA: 3, LDB: 3}); err != nil || d != want {
+		t.Errorf("matmul dgelu: %+v, %v; want %+v", d, err, want)
+	}
+	noErr(t, "bias gelu", func() error {
+		_, err := k.MatMulBiasGELU(f32(t, 4, 5), f32(t, 4, 5), f32(t, 4, 3), f32(t, 3, 5), f32(t, 5))
+		return err
+	}())
+
+	shared := f32(t, 100)
+	bf := newT(t, BF16, 5)
+	cases := []struct {
+		name string
+		err  error
+		want []string
+	}{
+		{"bias width", errOf(k.MatMulBias(f32(t, 4, 5), f32(t, 4, 3), f32(t, 3, 5), f32(t, 4))),
+			[]string{"matmul bias: ", "bias", "want 5 elements"}},
+		{"nil bias", errOf(k.MatMulBias(f32(t, 4, 5), f32(t, 4, 3), f32(t, 3, 5), nil)), []string{"bias is nil"}},
+		{"bias dtype", errOf(k.MatMulBias(f32(t, 4, 5), f32(t, 4, 3), f32(t, 3, 5), bf)), []string{"bias is bf16, want float32"}},
+		{"batched weight", errOf(k.MatMulBias(f32(t, 2, 4, 5), f32(t, 2, 4, 3), f32(t, 2, 3, 5), f32(t, 5))),
+			[]string{"must be a rank-2 weight"}},
+		{"float32 C of bf16 inputs", errOf(k.MatMulBias(f32(t, 4, 5), newT(t, BF16, 4, 3), newT(t, BF16, 3, 5), bf)),
+			[]string{"must be of the activation dtype bf16"}},
+		{"bias overlaps C", errOf(k.MatMulBias(shared.MustView(0, 4, 5), f32(t, 4, 3), f32(t, 3, 5), shared.MustView(15, 5))),
+			[]string{"bias", "overlaps C"}},
+		{"out overlaps pre", errOf(k.MatMulBiasGELU(shared.MustView(10, 4, 5), shared.MustView(0, 4, 5), f32(t, 4, 3), f32(t, 3, 5), f32(t, 5))),
+			[]string{"matmul bias gelu: ", "out", "overlaps pre"}},
+		{"out overlaps A", errOf(k.MatMulBiasGELU(shared.MustView(0, 4, 5), f32(t, 4, 5), shared.MustView(10, 4, 3), f32(t, 3, 5), f32(t, 5))),
+			[]string{"out", "overlaps A"}},
+		{"out length", errOf(k.MatMulBiasGELU(f32(t, 4, 4), f32(t, 4, 5), f32(t, 4, 3), f32(t, 3, 5), f32(t, 5))),
+			[]string{"out", "want 20 elements"}},
+		{"dgelu takes B transposed", errOf(k.MatMulDGELU(f32(t, 4, 5), f32(t, 4, 3), f32(t, 3, 5), f32(t, 4, 5))),
+			[]string{"matmul dgelu: ", "inner dimensions 3 and 5 differ"}},
+		{"pre is dpre", errOf(k.MatMulDGELU(shared.MustView(0, 4, 5), f32(t, 4, 3), f32(t, 5, 3), shared.MustView(0, 4, 5))),
+			[]string{"pre", "overlaps dpre"}},
+	}
+	for _, tc := range cases {
+		wantErr(t, tc.name, tc.err, tc.want...)
+	}
+}
+
+func errOf(_ MatMulDims, err error) error { return err }

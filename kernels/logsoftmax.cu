@@ -228,10 +228,11 @@ extern "C" __global__ void logsoftmax_backward_bf16(ig_bf16* __restrict__ logits
     ig_lsm_backward(logits, lse, entropy, targets, dlogp, dentropy, N, V);
 }
 
-// crossentropy_f32, crossentropy_bf16: logsoftmax_forward (without the
-// entropy) and logsoftmax_backward (without the entropy term) of one row in
-// one block, for the loss Σ dlogp[i]·logp[i]: lse[i] and logp[i] as the
-// forward kernel computes them (the same reduction in the same order), then
+// crossentropy_f32, crossentropy_bf16: logsoftmax_forward and
+// logsoftmax_backward (without the entropy term) of one row in one block,
+// for the loss Σ dlogp[i]·logp[i]: lse[i], logp[i] and entropy[i] (entropy
+// may be null) as the forward kernel computes them (the same reduction in
+// the same order, which gives the entropy's sum at no extra read), then
 // the row overwritten with dlogp[i]·(onehot(targets[i]) − p), p from the
 // float32 lse[i], as the backward kernel computes it; ignored rows
 // (targets[i] < 0) get logp 0 and a zero gradient row.
@@ -243,8 +244,8 @@ extern "C" __global__ void logsoftmax_backward_bf16(ig_bf16* __restrict__ logits
 // threads, at most 1024 (the wrapper uses 256); a target ≥ V is an error
 // found by the check the wrapper queues first, and nothing is written then.
 template <class T>
-static __device__ __forceinline__ void ig_cross_entropy(float* __restrict__ logp, float* __restrict__ lse,
-                                                        T* __restrict__ logits, const int* __restrict__ targets,
+static __device__ __forceinline__ void ig_cross_entropy(float* __restrict__ logp, float* __restrict__ entropy,
+                                                        float* __restrict__ lse, T* __restrict__ logits, const int* __restrict__ targets,
                                                         const float* __restrict__ dlogp, int N, int V) {
     __shared__ IgLsm sh[32];
     __shared__ float shL;
@@ -257,6 +258,7 @@ static __device__ __forceinline__ void ig_cross_entropy(float* __restrict__ logp
         const float logS = logf(r.s);
         const float L = r.m + logS;
         lse[row] = L;
+        if (entropy) entropy[row] = logS - r.w / r.s;
         logp[row] = ig_lsm_logp(z, r, logS, t, V);
         shL = L;
     }
@@ -265,20 +267,22 @@ static __device__ __forceinline__ void ig_cross_entropy(float* __restrict__ logp
     ig_lsm_grad_row(z, V, shL, g, 0.0f, g, t);
 }
 
-extern "C" __global__ void __launch_bounds__(1024) crossentropy_f32(float* __restrict__ logp, float* __restrict__ lse,
+extern "C" __global__ void __launch_bounds__(1024) crossentropy_f32(float* __restrict__ logp, float* __restrict__ entropy,
+                                                                    float* __restrict__ lse,
                                                                     float* __restrict__ logits,
                                                                     const int* __restrict__ targets,
                                                                     const float* __restrict__ dlogp, int N, int V,
                                                                     const int* flag) {
     if (ig_failed(flag)) return;
-    ig_cross_entropy(logp, lse, logits, targets, dlogp, N, V);
+    ig_cross_entropy(logp, entropy, lse, logits, targets, dlogp, N, V);
 }
 
-extern "C" __global__ void __launch_bounds__(1024) crossentropy_bf16(float* __restrict__ logp, float* __restrict__ lse,
+extern "C" __global__ void __launch_bounds__(1024) crossentropy_bf16(float* __restrict__ logp, float* __restrict__ entropy,
+                                                                     float* __restrict__ lse,
                                                                      ig_bf16* __restrict__ logits,
                                                                      const int* __restrict__ targets,
                                                                      const float* __restrict__ dlogp, int N, int V,
                                                                      const int* flag) {
     if (ig_failed(flag)) return;
-    ig_cross_entropy(logp, lse, logits, targets, dlogp, N, V);
+    ig_cross_entropy(logp, entropy, lse, logits, targets, dlogp, N, V);
 }

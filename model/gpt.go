@@ -246,7 +246,7 @@ func (m *Model) forward(in *Batch, train bool, seed uint64, dlogp *gpu.Tensor) e
 	} else {
 		b.MatMul(a.logits, a.lnf, p.WTE, false, true, 1, 0)
 		if dlogp != nil {
-			b.CrossEntropy(a.logp, a.lseV, a.logits, a.targets, dlogp.MustReshape(in.B*in.T))
+			b.CrossEntropy(a.logp, nil, a.lseV, a.logits, a.targets, dlogp.MustReshape(in.B*in.T))
 		} else {
 			b.LogSoftmaxForward(a.logp, a.entropy, a.lseV, a.logits, a.targets)
 		}
@@ -276,20 +276,15 @@ func (m *Model) body(a *acts, validLen *gpu.Tensor, drop float32, seed uint64) {
 	residual := a.encoded
 	for l := range p.Blocks {
 		w, s := &p.Blocks[l], &a.layers[l]
-		b.MatMul(s.qkv, s.ln1, w.AttnW, false, false, 1, 0)
-		b.AddBias(s.qkv, w.AttnB)
+		b.MatMulBias(s.qkv, s.ln1, w.AttnW, w.AttnB)
 		b.AttentionForward(s.atty3, s.lse, s.qkv3, validLen, c.NHead, c.NHead)
-		b.MatMul(s.attProj, s.atty, w.AttnProjW, false, false, 1, 0)
-		b.AddBias(s.attProj, w.AttnPrB)
+		b.MatMulBias(s.attProj, s.atty, w.AttnProjW, w.AttnPrB)
 		if drop > 0 {
 			b.Dropout(s.attProj, s.attProj, drop, dropSeed(seed, 2*l+1))
 		}
 		b.AddLayerNormForward(s.res2, s.ln2, s.ln2Mean, s.ln2Rstd, residual, s.attProj, w.LN2W, w.LN2B)
-		b.MatMul(s.fch, s.ln2, w.FCW, false, false, 1, 0)
-		b.AddBias(s.fch, w.FCB)
-		b.GeluForward(s.fchGelu, s.fch)
-		b.MatMul(s.fcProj, s.fchGelu, w.FCProjW, false, false, 1, 0)
-		b.AddBias(s.fcProj, w.FCProjB)
+		b.MatMulBiasGELU(s.fchGelu, s.fch, s.ln2, w.FCW, w.FCB) // fch keeps the pre-activation
+		b.MatMulBias(s.fcProj, s.fchGelu, w.FCProjW, w.FCProjB)
 		if drop > 0 {
 			b.Dropout(s.fcProj, s.fcProj, drop, dropSeed(seed, 2*l+2))
 		}
@@ -395,8 +390,7 @@ func (m *Model) Backward(dout, dentropy *gpu.Tensor) error {
 		b.DropoutBackward(a.dBranch, dres, drop, dropSeed(a.seed, 2*l+2))
 		b.MatMul(gw.FCProjW, s.fchGelu, a.dBranch, true, false, 1, 1)
 		b.BiasBackward(gw.FCProjB, a.dBranch)
-		b.MatMul(a.dMLPHidden, a.dBranch, w.FCProjW, false, true, 1, 0)
-		b.GeluBackward(a.dMLPHidden, s.fch, a.dMLPHidden)
+		b.MatMulDGELU(a.dMLPHidden, a.dBranch, w.FCProjW, s.fch)
 		b.MatMul(gw.FCW, s.ln2, a.dMLPHidden, true, false, 1, 1)
 		b.BiasBackward(gw.FCB, a.dMLPHidden)
 		b.MatMul(a.dNormOut, a.dMLPHidden, w.FCW, false, true, 1, 0)

@@ -26,6 +26,7 @@ func bf16Cases() []bfCase {
 	var cs []bfCase
 	cs = append(cs, elementwiseCases()...)
 	cs = append(cs, matmulCases()...)
+	cs = append(cs, linearCases()...)
 	cs = append(cs, embeddingCases()...)
 	cs = append(cs, layerNormCases()...)
 	cs = append(cs, attentionCases()...)
@@ -125,6 +126,54 @@ func elementwiseCases() []bfCase {
 			args: []bfArg{act(randn(r, n, 1), n).within(tolOne)},
 			call: func(b *Backend, t []*gpu.Tensor) { b.DropoutBackward(t[0], t[0], p, seed) },
 			ref:  func(x [][]float32) [][]float64 { return [][]float64{drop(x[0], p)} }},
+	}
+}
+
+// linearCases are the fused linear layers. Their float32 results carry the
+// product's sum error (tolSum(k)) through the bias add (one rounding) and
+// through GELU or its derivative (slope below 1.2, exp32 about 1e-7).
+func linearCases() []bfCase {
+	r := testRNG(119)
+	const m, k, n = 67, 48, 40 // m·k·n above the triple loop's size
+	gelu, dgelu := tolSum(k)*1.2+1e-6, tolSum(k)*1.2+1e-6
+	lin := func(x [][]float32, a, w, bias int) []float64 {
+		y := refGemm(m, n, k, x[a], false, x[w], false, nil, 1, 0)
+		for i := range y {
+			y[i] += float64(x[bias][i%n])
+		}
+		return y
+	}
+	return []bfCase{
+		{op: "MatMulBias", variant: "rank 3",
+			args: []bfArg{act(randn(r, m*n, 1), 1, m, n).within(tolSum(k) + tolOne), act(randn(r, m*k, 1), 1, m, k),
+				act(randn(r, k*n, 1), k, n), act(randn(r, n, 1), n)},
+			call: func(b *Backend, t []*gpu.Tensor) { b.MatMulBias(t[0], t[1], t[2], t[3]) },
+			ref: func(x [][]float32) [][]float64 {
+				return [][]float64{lin(x, 1, 2, 3), nil, nil, nil}
+			}},
+		{op: "MatMulBiasGELU", variant: "out pre",
+			args: []bfArg{act(randn(r, m*n, 1), m, n).within(gelu), act(randn(r, m*n, 1), m, n).within(tolSum(k) + tolOne),
+				act(randn(r, m*k, 1), m, k), act(randn(r, k*n, 0.5), k, n), act(randn(r, n, 1), n)},
+			call: func(b *Backend, t []*gpu.Tensor) { b.MatMulBiasGELU(t[0], t[1], t[2], t[3], t[4]) },
+			ref: func(x [][]float32) [][]float64 {
+				pre := lin(x, 2, 3, 4)
+				out := make([]float64, len(pre))
+				for i, v := range pre {
+					out[i] = gelu64(v) // of the pre-activation before it is rounded
+				}
+				return [][]float64{out, pre, nil, nil, nil}
+			}},
+		{op: "MatMulDGELU", variant: "dpre",
+			args: []bfArg{act(randn(r, m*n, 1), m, n).within(dgelu), act(randn(r, m*k, 1), m, k),
+				act(randn(r, n*k, 1), n, k), act(randn(r, m*n, 2), m, n)},
+			call: func(b *Backend, t []*gpu.Tensor) { b.MatMulDGELU(t[0], t[1], t[2], t[3]) },
+			ref: func(x [][]float32) [][]float64 {
+				d := refGemm(m, n, k, x[1], false, x[2], true, nil, 1, 0)
+				for i := range d {
+					d[i] *= geluGrad64(float64(x[3][i]))
+				}
+				return [][]float64{d, nil, nil, nil}
+			}},
 	}
 }
 
@@ -418,10 +467,18 @@ func logSoftmaxCases() []bfCase {
 		{op: "CrossEntropy", variant: "in place, a row ignored",
 			args: []bfArg{f32(randn(r, n, 1), n).within(1e-5), f32(randn(r, n, 1), n).within(1e-5),
 				act(z, n, v).within(1e-5), ids(tg, n), f32(dlogp, n)},
-			call: func(b *Backend, t []*gpu.Tensor) { b.CrossEntropy(t[0], t[1], t[2], t[3], t[4]) },
+			call: func(b *Backend, t []*gpu.Tensor) { b.CrossEntropy(t[0], nil, t[1], t[2], t[3], t[4]) },
 			ref: func(x [][]float32) [][]float64 {
 				logp, l, _ := refLogSoftmax(to64(x[2]), tg, v)
 				return [][]float64{logp, l, refLogSoftmaxGrad(to64(x[2]), tg, v, to64(x[4]), nil), nil, nil}
+			}},
+		{op: "CrossEntropy", variant: "in place, with entropy",
+			args: []bfArg{f32(randn(r, n, 1), n).within(1e-5), f32(randn(r, n, 1), n).within(1e-5),
+				f32(randn(r, n, 1), n).within(1e-5), act(z, n, v).within(1e-5), ids(tg, n), f32(dlogp, n)},
+			call: func(b *Backend, t []*gpu.Tensor) { b.CrossEntropy(t[0], t[1], t[2], t[3], t[4], t[5]) },
+			ref: func(x [][]float32) [][]float64 {
+				logp, l, h := refLogSoftmax(to64(x[3]), tg, v)
+				return [][]float64{logp, h, l, refLogSoftmaxGrad(to64(x[3]), tg, v, to64(x[5]), nil), nil, nil}
 			}},
 		{op: "Sample", variant: "greedy",
 			args: []bfArg{ids(make([]int32, ns), ns), act(zs, ns, vs)},

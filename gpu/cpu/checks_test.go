@@ -214,8 +214,8 @@ func TestOpsRejectWithTheChecker(t *testing.T) {
 		}},
 		{"cross-entropy target past V", func(b *Backend, m mk) rejected {
 			lp, lse, z, dlp, tg := m.rnd(4), m.rnd(4), m.rnd(4, 9), m.rnd(4), m.ids([]int32{1, -1, 9, 0}, 4)
-			_, _, checks, err := checker.CrossEntropy(lp, lse, z, tg, dlp)
-			return rejected{func() { b.CrossEntropy(lp, lse, z, tg, dlp) }, indexErr(err, checks), []*gpu.Tensor{lp, lse, z}}
+			_, _, checks, err := checker.CrossEntropy(lp, nil, lse, z, tg, dlp)
+			return rejected{func() { b.CrossEntropy(lp, nil, lse, z, tg, dlp) }, indexErr(err, checks), []*gpu.Tensor{lp, lse, z}}
 		}},
 		{"gather idx = T", func(b *Backend, m mk) rejected {
 			o, x, idx := m.rnd(2, 3), m.rnd(2, 4, 3), m.ids([]int32{0, 4}, 2)

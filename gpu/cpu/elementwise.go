@@ -242,7 +242,12 @@ func (b *Backend) AddBias(out, bias *gpu.Tensor) {
 		return
 	}
 	defer b.actFlush()
-	os, bs := b.actInOut(out), b.actIn(bias)
+	b.addBias(b.actInOut(out), b.actIn(bias), n, c)
+}
+
+// addBias adds bs [c] to each of the n rows of os: AddBias on float32
+// values, and the bias step of the fused linear layers.
+func (b *Backend) addBias(os, bs []float32, n, c int) {
 	b.parallelFor(n, max(1, ewMinChunk/c), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			addRow(os[r*c:(r+1)*c], bs)

@@ -27,7 +27,7 @@ func BenchmarkCrossEntropy(tb *testing.B) {
 					b.LogSoftmaxBackward(z, ls, nil, tgt, dl, nil)
 				}
 				if fused {
-					f = func() { b.CrossEntropy(lp, ls, z, tgt, dl) }
+					f = func() { b.CrossEntropy(lp, nil, ls, z, tgt, dl) }
 				}
 				runGBs(tb, b, int64(4*s.n*s.v), f)
 			})

@@ -9,7 +9,8 @@ import (
 )
 
 // Tests of the fused ops: CrossEntropy and AddLayerNormForward give the
-// bits of the ops they fuse (LogSoftmaxForward then LogSoftmaxBackward;
+// bits of the ops they fuse (LogSoftmaxForward, the entropy included, then
+// LogSoftmaxBackward;
 // Add then LayerNormForward), with every kernel set, thread count and
 // activation dtype, and match the float64 references of those ops.
 
@@ -91,15 +92,18 @@ func TestCrossEntropyIsLogSoftmaxForwardBackward(t *testing.T) {
 						tg1 := int32Of(t, b, tg, c.n)
 						lp1 := tensorOf(t, b, randn(r, c.n, 1), c.n)
 						ls1 := tensorOf(t, b, randn(r, c.n, 1), c.n)
+						en1 := tensorOf(t, b, randn(r, c.n, 1), c.n)
 						dl := tensorOf(t, b, dlogp, c.n)
-						b.LogSoftmaxForward(lp1, nil, ls1, z1, tg1)
+						b.LogSoftmaxForward(lp1, en1, ls1, z1, tg1)
 						b.LogSoftmaxBackward(z1, ls1, nil, tg1, dl, nil)
 						// The fused op.
 						z2 := actTensor(t, b, dt, z, c.n, c.v)
 						lp2 := tensorOf(t, b, randn(r, c.n, 1), c.n)
 						ls2 := tensorOf(t, b, randn(r, c.n, 1), c.n)
-						b.CrossEntropy(lp2, ls2, z2, tg1, dl)
+						en2 := tensorOf(t, b, randn(r, c.n, 1), c.n)
+						b.CrossEntropy(lp2, en2, ls2, z2, tg1, dl)
 						assertNoErr(t, b)
+						sameBits(t, "entropy", download(t, b, en2), download(t, b, en1))
 						sameBits(t, "logp", download(t, b, lp2), download(t, b, lp1))
 						sameBits(t, "lse", download(t, b, ls2), download(t, b, ls1))
 						sameBits(t, "gradient", download(t, b, z2), download(t, b, z1))
@@ -115,7 +119,7 @@ func TestCrossEntropyIsLogSoftmaxForwardBackward(t *testing.T) {
 								z64[i] = -1e4
 							}
 						}
-						wl, ws, _ := refLogSoftmax(z64, tg, c.v)
+						wl, ws, wh := refLogSoftmax(z64, tg, c.v)
 						dz := refLogSoftmaxGrad(z64, tg, c.v, to64(dlogp), nil)
 						logp, lse, grad := download(t, b, lp2), download(t, b, ls2), download(t, b, z2)
 						for _, i := range c.ignored {
@@ -137,6 +141,8 @@ func TestCrossEntropyIsLogSoftmaxForwardBackward(t *testing.T) {
 						}
 						assertClose(t, "logp", logp, wl, 2e-6)
 						assertClose(t, "lse", lse, ws, 2e-6)
+						// As in TestLogSoftmaxForward's entropy.
+						assertClose(t, "entropy", download(t, b, en2), wh, 1e-5)
 						assertClose(t, "gradient", grad, dz, tol)
 						worst[0] = max(worst[0], relErr(logp, wl))
 						worst[1] = max(worst[1], relErr(lse, ws))
@@ -162,7 +168,7 @@ func TestCrossEntropyLeadingDims(t *testing.T) {
 		lz := tensorOf(t, b, z, shape...)
 		lp := tensorOf(t, b, make([]float32, B*T), rows...)
 		ls := tensorOf(t, b, make([]float32, B*T), rows...)
-		b.CrossEntropy(lp, ls, lz, int32Of(t, b, tg, rows...), tensorOf(t, b, dlogp, rows...))
+		b.CrossEntropy(lp, nil, ls, lz, int32Of(t, b, tg, rows...), tensorOf(t, b, dlogp, rows...))
 		assertNoErr(t, b)
 		return F32(lp), F32(ls), F32(lz)
 	}

@@ -103,7 +103,12 @@ func (b *Backend) GeluForward(out, inp *gpu.Tensor) {
 		return
 	}
 	defer b.actFlush()
-	os, xs := b.actOut(out), b.actIn(inp)
+	b.gelu(b.actOut(out), b.actIn(inp))
+}
+
+// gelu writes os = gelu(xs) (os may be xs): GeluForward on float32 values,
+// and the last step of MatMulBiasGELU.
+func (b *Backend) gelu(os, xs []float32) {
 	k := activeVec.Load()
 	fwd := k.geluFwd
 	b.parallelFor(len(os), k.geluMinChunk, func(lo, hi int) { fwd(os[lo:hi], xs[lo:hi]) })
@@ -115,7 +120,12 @@ func (b *Backend) GeluBackward(dinp, inp, dout *gpu.Tensor) {
 		return
 	}
 	defer b.actFlush()
-	dxs, xs, dys := b.actOut(dinp), b.actIn(inp), b.actIn(dout)
+	b.geluGrad(b.actOut(dinp), b.actIn(inp), b.actIn(dout))
+}
+
+// geluGrad writes dxs = gelu'(xs)·dys (dxs may be dys): GeluBackward on
+// float32 values, and the last step of MatMulDGELU.
+func (b *Backend) geluGrad(dxs, xs, dys []float32) {
 	k := activeVec.Load()
 	bwd := k.geluBwd
 	b.parallelFor(len(dxs), k.geluMinChunk, func(lo, hi int) { bwd(dxs[lo:hi], xs[lo:hi], dys[lo:hi]) })

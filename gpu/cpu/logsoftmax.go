@@ -179,25 +179,33 @@ func lsmRowBackward(z []float32, lse float32, t int32, g, de, h float32) {
 }
 
 // CrossEntropy implements gpu.Backend: per row, LogSoftmaxForward's
-// statistics and then LogSoftmaxBackward's gradient without the entropy
-// term, with the same row kernels, so its results are those two ops' bit
-// for bit. A row is read twice (the statistics, then the gradient written
+// statistics (the entropy among them when asked) and then
+// LogSoftmaxBackward's gradient without the entropy term, with the same
+// row kernels, so its results are those two ops' bit for bit. A row is read twice (the statistics, then the gradient written
 // over it) while it is still in cache, instead of in two ops over all N·V
 // logits.
-func (b *Backend) CrossEntropy(logp, lse, logits, targets, dlogp *gpu.Tensor) {
+func (b *Backend) CrossEntropy(logp, entropy, lse, logits, targets, dlogp *gpu.Tensor) {
 	if b.err != nil {
 		return
 	}
-	n, v, checks, err := checker.CrossEntropy(logp, lse, logits, targets, dlogp)
+	n, v, checks, err := checker.CrossEntropy(logp, entropy, lse, logits, targets, dlogp)
 	if b.failChecked(err, checks) {
 		return
 	}
 	defer b.actFlush()
 	z, tg, lp, ls, dl := b.actInOut(logits), I32(targets), F32(logp), F32(lse), F32(dlogp)
+	var ent []float32
+	if entropy != nil {
+		ent = F32(entropy)
+	}
 	b.parallelFor(n, max(1, 32768/v), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			zi := z[i*v : (i+1)*v]
-			ls[i], lp[i], _ = lsmRow(zi, tg[i])
+			var h float64
+			ls[i], lp[i], h = lsmRow(zi, tg[i])
+			if ent != nil {
+				ent[i] = float32(h)
+			}
 			lsmRowBackward(zi, ls[i], tg[i], dl[i], 0, 0)
 		}
 	})

@@ -113,6 +113,12 @@ func (b *Backend) MatMul(c, a, b2 *gpu.Tensor, transA, transB bool, alpha, beta 
 	} else {
 		cs = b.actInOut(c) // β·C reads them: a bf16 C's, widened
 	}
+	b.matMul(p, cs, as, bs, transA, transB, alpha, beta)
+}
+
+// matMul runs the product of geometry p on float32 slices (the staged
+// operands of MatMul and of the fused linear layers).
+func (b *Backend) matMul(p gpu.MatMulDims, cs, as, bs []float32, transA, transB bool, alpha, beta float32) {
 	g := gemm{
 		m: p.M, n: p.N, k: p.K,
 		a: as, lda: p.LDA, transA: transA,

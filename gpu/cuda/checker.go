@@ -9,6 +9,7 @@ import "github.com/instructgo/instructgo/gpu"
 // says so, until their kernels have it.
 var bf16Ops = map[string]bool{
 	"copy": true, "add": true, "add bias": true, "bias backward": true, "matmul": true,
+	"matmul bias": true, "matmul bias gelu": true, "matmul dgelu": true,
 	"gelu forward": true, "gelu backward": true, "dropout": true, "dropout backward": true,
 	"embedding forward": true, "embedding backward": true,
 	"layernorm forward": true, "layernorm backward": true, "add layernorm forward": true,

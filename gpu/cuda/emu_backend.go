@@ -274,6 +274,12 @@ func (b *Backend) blasMatMul(p gpu.MatMulDims, c, a, bm *gpu.Tensor, transA, tra
 	return false
 }
 
+// ltLinear reports false: without cuBLASLt the fused linear layers run
+// their product and epilogue kernels.
+func (b *Backend) ltLinear(p gpu.MatMulDims, c, a, w *gpu.Tensor, transB bool, epi gemmEpilogue, bias, aux *gpu.Tensor) bool {
+	return false
+}
+
 func wrapCU(what string, err error) error {
 	if err == nil {
 		return nil

@@ -66,8 +66,16 @@ func TestCrossEntropyParity(t *testing.T) {
 		gdl, hdl := p.f32(0, dlogp, N)
 		glp, hlp := p.f32(0, randn(rng, N, 1), N)
 		glse, hlse := p.f32(0, randn(rng, N, 1), N)
-		p.g.CrossEntropy(glp, glse, gz, gt, gdl)
-		p.h.CrossEntropy(hlp, hlse, hz, ht, hdl)
+		// The entropy in every other case (nil: not computed).
+		var gent, hent *gpu.Tensor
+		if ci%2 == 0 {
+			gent, hent = p.f32(0, randn(rng, N, 1), N)
+		}
+		p.g.CrossEntropy(glp, gent, glse, gz, gt, gdl)
+		p.h.CrossEntropy(hlp, hent, hlse, hz, ht, hdl)
+		if gent != nil { // as in the log-softmax parity test
+			closeTo(t, name+" entropy", p.get(gent), p.getH(hent), 1e-4)
+		}
 		checkCrossEntropy(t, p, name, N, V, glp, glse, gz, p.getH(hlp), p.getH(hlse), p.getH(hz), 0)
 		p.noErr()
 	}
@@ -85,8 +93,16 @@ func TestCrossEntropyBF16Parity(t *testing.T) {
 		gdl, hdl := p.f32(0, dlogp, N)
 		glp, hlp := p.f32(0, randn(rng, N, 1), N)
 		glse, hlse := p.f32(0, randn(rng, N, 1), N)
-		p.g.CrossEntropy(glp, glse, gz, gt, gdl)
-		p.h.CrossEntropy(hlp, hlse, hz, ht, hdl)
+		// The entropy in every other case (nil: not computed).
+		var gent, hent *gpu.Tensor
+		if ci%2 == 0 {
+			gent, hent = p.f32(0, randn(rng, N, 1), N)
+		}
+		p.g.CrossEntropy(glp, gent, glse, gz, gt, gdl)
+		p.h.CrossEntropy(hlp, hent, hlse, hz, ht, hdl)
+		if gent != nil { // as in the log-softmax parity test
+			closeTo(t, name+" entropy", p.get(gent), p.getH(hent), 1e-4)
+		}
 		checkCrossEntropy(t, p, name, N, V, glp, glse, gz, p.getH(hlp), p.getH(hlse), p.refOut(hz), 1)
 		p.noErr()
 	}
@@ -213,8 +229,8 @@ func TestCrossEntropyBadTarget(t *testing.T) {
 	gdl, hdl := p.f32(0, randn(newRNG(231), N, 1), N)
 	glp, hlp := p.f32(0, make([]float32, N), N)
 	glse, hlse := p.f32(0, make([]float32, N), N)
-	p.h.CrossEntropy(hlp, hlse, hz, ht, hdl)
-	p.g.CrossEntropy(glp, glse, gz, gt, gdl)
+	p.h.CrossEntropy(hlp, nil, hlse, hz, ht, hdl)
+	p.g.CrossEntropy(glp, nil, glse, gz, gt, gdl)
 	if p.h.Err() == nil {
 		t.Fatal("cpu accepted target 5 = V")
 	}

@@ -142,6 +142,22 @@ func (b *Backend) blasMatMul(p gpu.MatMulDims, c, a, bm *gpu.Tensor, transA, tra
 	return false
 }
 
+// ltLinear runs a fused linear layer (ops_linear.go) as one cuBLASLt call
+// with the epilogue epi and reports true, or reports false, having queued
+// nothing, when the product does not take cuBLASLt (gemmPathFor: float32,
+// no library, the kernels forced) or cuBLASLt has no plan for it (a GELU
+// epilogue with N not a multiple of 8, no algorithm): the caller then runs
+// its product and epilogue kernel. The checks of matMulFused were done by
+// the caller's Checker method.
+func (b *Backend) ltLinear(p gpu.MatMulDims, c, a, w *gpu.Tensor, transB bool, epi gemmEpilogue, bias, aux *gpu.Tensor) bool {
+	g := &b.gemm
+	if gemmPathFor(p.In, g.blas != nil, g.lt != nil, g.fallback, p.K) != pathCublasLt {
+		return false
+	}
+	err := b.ltMatMul(p, c, a, w, false, transB, 1, 0, epi, bias, aux)
+	return !errors.Is(err, errNoLtPlan)
+}
+
 // cublasMatMul runs the row-major product as the column-major one cuBLAS
 // computes: a row-major X [r,c] is the column-major Xᵀ [c,r] with the same
 // leading dimension, so C = op(A)·op(B) becomes Cᵀ = op(B)ᵀ·op(A)ᵀ, i.e.
@@ -175,9 +191,10 @@ func (b *Backend) cublasMatMul(p gpu.MatMulDims, c, a, bm *gpu.Tensor, transA, t
 // returned too, not recorded; a cuBLASLt call that fails once queued is
 // recorded (Err).
 //
-// Not used by the model yet. It runs only on a GPU with cuBLASLt, so it is
-// untested until a GPU run (cublaslt_test.go checks each epilogue against
-// a float64 reference there).
+// The fused linear layers reach the same call through ltLinear. It runs
+// only on a GPU with cuBLASLt, so it is untested until a GPU run
+// (cublaslt_test.go checks each epilogue against a float64 reference
+// there).
 func (b *Backend) matMulFused(c, a, bm *gpu.Tensor, transA, transB bool, alpha, beta float32,
 	epi gemmEpilogue, bias, aux *gpu.Tensor) error {
 	if b.err != nil {

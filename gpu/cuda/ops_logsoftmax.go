@@ -45,16 +45,17 @@ func (b *Backend) LogSoftmaxBackward(logits, lse, entropy, targets, dlogp, dentr
 }
 
 // CrossEntropy implements gpu.Backend: one block per row computes the
-// row's statistics and then writes its gradient (kernels/logsoftmax.cu).
-func (b *Backend) CrossEntropy(logp, lse, logits, targets, dlogp *gpu.Tensor) {
+// row's statistics (the entropy too when asked: a null pointer otherwise)
+// and then writes its gradient (kernels/logsoftmax.cu).
+func (b *Backend) CrossEntropy(logp, entropy, lse, logits, targets, dlogp *gpu.Tensor) {
 	const op = "cross-entropy"
 	if b.err != nil {
 		return
 	}
-	n, v, checks, err := b.checker.CrossEntropy(logp, lse, logits, targets, dlogp)
+	n, v, checks, err := b.checker.CrossEntropy(logp, entropy, lse, logits, targets, dlogp)
 	if b.fail(err) || n == 0 || b.fail(fitsInt32(op, n, v)) || !b.runChecks(checks) {
 		return
 	}
 	b.launch(byAct(logits.DType(), "crossentropy_f32", "crossentropy_bf16"), grid1(n), block1(lsmThreads), 0,
-		b.ptr(logp), b.ptr(lse), b.ptr(logits), b.ptr(targets), b.ptr(dlogp), i32(n), i32(v), b.flagPtr())
+		b.ptr(logp), b.ptr(entropy), b.ptr(lse), b.ptr(logits), b.ptr(targets), b.ptr(dlogp), i32(n), i32(v), b.flagPtr())
 }

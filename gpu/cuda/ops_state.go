@@ -41,6 +41,7 @@ type opState struct {
 	codes   map[string]int32
 	errs    []func(i int, v int32) error // the error of code c is errs[c−1]
 	scratch *gpu.Tensor                  // reused device memory, grown on demand
+	acc     *gpu.Tensor                  // float32 products of bf16 fused linear layers (ops_linear.go)
 }
 
 // opStates maps a *Backend to its *opState. (The state would be a field of
