@@ -201,6 +201,9 @@ func SaveHost(dir string, cfg Config, host []float32) error { return SaveHostAs(
 
 // SaveHostAs is SaveAs for parameters already on the host.
 func SaveHostAs(dir string, cfg Config, host []float32, dtype string) error {
+	if cfg.IsLlama() {
+		return fmt.Errorf("save checkpoint: the %s architecture has no checkpoint format yet", cfg.Arch)
+	}
 	torchDtype := "float32"
 	switch dtype {
 	case "", safetensors.F32:

@@ -52,6 +52,9 @@ func (m *Model) NewKVCache(maxB, maxS int) (*KVCache, error) {
 	if c.ScalarHead {
 		return nil, fmt.Errorf("kv cache: a scalar-head model has no language-model head to decode with")
 	}
+	if c.IsLlama() {
+		return nil, fmt.Errorf("kv cache: not yet for the %s architecture", c.Arch)
+	}
 	if maxB <= 0 || maxS <= 0 || maxS > c.MaxSeqLen {
 		return nil, fmt.Errorf("kv cache: %d sequences × %d tokens out of range (tokens at most the context of %d)", maxB, maxS, c.MaxSeqLen)
 	}
