@@ -146,3 +146,33 @@ func (m *Model) llamaBackward(a *acts, validLen *gpu.Tensor) {
 	b.DropoutBackward(dres, dres, drop, dropSeed(a.seed, 0))
 	b.EmbeddingBackward(g.WTE, nil, a.dResidual3, a.tokens, nil)
 }
+
+// llamaDecode is DecodeStep's network for the Llama family: the step's
+// tokens in d, each rotated to its own position (d.start; −1 skips an
+// inactive sequence), through every block, appending the rotated keys to
+// the cache, to the logits.
+func (m *Model) llamaDecode(d *decodeViews) {
+	b, c, p, ls := m.b, m.Cfg, m.w, &m.llama
+	H, KVH := c.NHead, c.KVHeads
+	ls.embed(b, d.x3, d.tokens, p.WTE)
+	for l := range p.Layers {
+		w := &p.Layers[l]
+		b.RMSNormForward(d.ln, nil, d.x, w.AttnNorm, ls.eps)
+		b.MatMul(d.qkv, d.ln, w.QKVW, false, true, 1, 0)
+		if w.QKVB != nil {
+			b.AddBias(d.qkv, w.QKVB)
+		}
+		b.RoPEForward(d.qkv3, ls.invFreq, d.start, H, KVH)
+		b.KVCacheWrite(d.k[l], d.v[l], d.qkv3, d.start, H, KVH)
+		b.AttentionDecode(d.att, d.qkv, d.k[l], d.v[l], d.lens, H, KVH)
+		b.MatMul(d.proj, d.att, w.OW, false, true, 1, 0)
+		b.Add(d.x, d.x, d.proj)
+		b.RMSNormForward(d.ln, nil, d.x, w.MLPNorm, ls.eps)
+		b.MatMul(d.fc, d.ln, w.GateUpW, false, true, 1, 0)
+		b.SwiGLUForward(d.act, d.fc)
+		b.MatMul(d.proj, d.act, w.DownW, false, true, 1, 0)
+		b.Add(d.x, d.x, d.proj)
+	}
+	b.RMSNormForward(d.ln, nil, d.x, p.Norm, ls.eps)
+	b.MatMul(d.logits, d.ln, p.LMHead, false, true, 1, 0)
+}
