@@ -46,9 +46,10 @@ type Config struct {
 	// Intermediate is the width of the SwiGLU MLP (intermediate_size).
 	Intermediate int `json:"intermediate_size,omitempty"`
 	// RopeTheta is the base of the rotary frequencies (rope_theta) and
-	// RopeScaling their optional rescaling (rope_scaling).
-	RopeTheta   float64          `json:"rope_theta,omitempty"`
-	RopeScaling *gpu.RoPEScaling `json:"rope_scaling,omitempty"`
+	// RopeScaling their rescaling (rope_scaling; the zero value is none).
+	// A value, not a pointer, so that configs compare with ==.
+	RopeTheta   float64         `json:"rope_theta,omitempty"`
+	RopeScaling gpu.RoPEScaling `json:"rope_scaling,omitzero"`
 	// RMSNormEps is the epsilon of every RMSNorm (rms_norm_eps).
 	RMSNormEps float64 `json:"rms_norm_eps,omitempty"`
 	// AttentionBias gives the q, k and v projections biases (Qwen2).

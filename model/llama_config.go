@@ -35,7 +35,7 @@ func (c Config) validateGPT2() error {
 		return fmt.Errorf("num_key_value_heads %d is a Llama-family field; GPT-2 has none", c.KVHeads)
 	case c.Intermediate != 0:
 		return fmt.Errorf("intermediate_size %d is a Llama-family field; GPT-2's MLP is 4·n_embd", c.Intermediate)
-	case c.RopeTheta != 0 || c.RopeScaling != nil:
+	case c.RopeTheta != 0 || c.RopeScaling != (gpu.RoPEScaling{}):
 		return fmt.Errorf("rope_theta and rope_scaling are Llama-family fields; GPT-2 has learned positions")
 	case c.RMSNormEps != 0:
 		return fmt.Errorf("rms_norm_eps is a Llama-family field; GPT-2 uses LayerNorm")
@@ -72,5 +72,5 @@ func (c Config) validateLlama() error {
 
 // ropeInvFreq is the rotary inverse frequencies of c's heads.
 func (c Config) ropeInvFreq() ([]float32, error) {
-	return gpu.RoPEInvFreq(c.HeadSize(), c.RopeTheta, c.RopeScaling)
+	return gpu.RoPEInvFreq(c.HeadSize(), c.RopeTheta, &c.RopeScaling)
 }

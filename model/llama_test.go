@@ -22,7 +22,7 @@ func TestLlamaGradientsMatchFloat64Reference(t *testing.T) {
 	qwen := base
 	qwen.Arch, qwen.AttentionBias, qwen.RopeTheta = ArchQwen2, true, 100
 	scaled := tied
-	scaled.RopeScaling = &gpu.RoPEScaling{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositions: 16}
+	scaled.RopeScaling = gpu.RoPEScaling{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositions: 16}
 	cases := []gradCase{
 		{name: "lm-untied", cfg: base},
 		{name: "lm-tied-padded-entropy", cfg: tied, padded: true, entropy: true},
@@ -61,7 +61,7 @@ func TestLlamaConfigValidation(t *testing.T) {
 		{"intermediate_size", func(c *Config) { c.Intermediate = 0 }},
 		{"rms_norm_eps", func(c *Config) { c.RMSNormEps = 0 }},
 		{"rope_theta", func(c *Config) { c.RopeTheta = 1 }},
-		{"rope_scaling", func(c *Config) { c.RopeScaling = &gpu.RoPEScaling{Type: "yarn", Factor: 2} }},
+		{"rope_scaling", func(c *Config) { c.RopeScaling = gpu.RoPEScaling{Type: "yarn", Factor: 2} }},
 		{"attention_bias", func(c *Config) { c.AttentionBias = true }},
 		{"attention_bias", func(c *Config) { c.Arch = ArchQwen2 }},
 		{"head size", func(c *Config) { c.NEmbd, c.NHead, c.KVHeads = 12, 4, 2 }}, // head size 3
