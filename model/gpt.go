@@ -8,9 +8,10 @@ import (
 	"github.com/instructgo/instructgo/gpu"
 )
 
-// Model is a network (GPT-2 or the Llama family, by Cfg.Arch) on a backend: parameters, optionally their
-// gradients, and activation buffers sized once for the largest batch it
-// will see. A forward or backward pass allocates no device memory.
+// Model is a network (GPT-2 or the Llama family, by Cfg.Arch) on a
+// backend: parameters, optionally their gradients, and activation buffers
+// sized once for the largest batch it will see. A forward or backward pass
+// allocates no device memory.
 type Model struct {
 	Cfg    Config
 	Params *Params // the float32 master weights
