@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all build pipeline test bench lint fmt clean hf-check tokenizer-check \
+.PHONY: all build pipeline test bench lint fmt clean hf-check hf-check-llama tokenizer-check \
 	cuda-tools cuda-tools12 cuda-tools13 kernels cuda-check cuda-emu-test build-cuda gpu-bundle
 
 all: lint build test
@@ -45,7 +45,7 @@ tokenizer-check:
 RUN    ?= runs/pipeline
 PYTHON ?= python3
 HFC    := build/hf-check
-hf-check: build tokenizer-check
+hf-check: build tokenizer-check hf-check-llama
 	@mkdir -p $(HFC)
 	head -n 40 $(RUN)/data/eval.jsonl > $(HFC)/prompts.jsonl
 	head -n 20 $(RUN)/data/rm.jsonl > $(HFC)/comparisons.jsonl
@@ -57,6 +57,19 @@ hf-check: build tokenizer-check
 	$(BIN) generate --model $(HFC)/hf-gpt2 --prompt "The quick brown fox" --prompt "Hello, world" \
 		--prompt "instructgo trains language models" --max-new 12 --json > $(HFC)/generate-hf.jsonl
 	$(PYTHON) model/hfcheck/check_hf.py lm $(HFC)/hf-gpt2 $(HFC)/generate-hf.jsonl
+
+## hf-check-llama: the Llama family both ways, on random models (no run needed):
+## a LlamaForCausalLM (sharded, llama3 rope scaling) and a Qwen2ForCausalLM (bf16)
+## that transformers saved load in instructgo with the same logits (to 1e-4) and
+## greedy tokens; a Llama (sharded) and a Qwen2 reward model (bf16) that instructgo
+## saved load in transformers with the same logits, greedy tokens and rewards
+hf-check-llama:
+	@rm -rf $(HFC)/hf-llama $(HFC)/hf-qwen2 $(HFC)/ig-llama $(HFC)/ig-qwen2-rm; mkdir -p $(HFC)
+	$(PYTHON) model/hfcheck/check_hf.py save-random-llama $(HFC)/hf-llama llama
+	$(PYTHON) model/hfcheck/check_hf.py save-random-llama $(HFC)/hf-qwen2 qwen2
+	INSTRUCTGO_HF_CHECK=$(CURDIR)/$(HFC) $(GO) test ./model -run '^TestHFCheckLlama$$' -count=1 -v
+	$(PYTHON) model/hfcheck/check_hf.py check-llama $(HFC)/ig-llama
+	$(PYTHON) model/hfcheck/check_hf.py check-llama $(HFC)/ig-qwen2-rm
 
 ## lint: gofmt check and go vet
 lint:

@@ -385,7 +385,8 @@ func (e *env) copies(bytes int64) int {
 
 // initParams returns GPT-2's initialisation for cfg, drawn once per run.
 func (e *env) initParams(cfg model.Config) []float32 {
-	key := fmt.Sprintf("%d/%d/%d/%d/%d/%v", cfg.VocabSize, cfg.MaxSeqLen, cfg.NLayer, cfg.NHead, cfg.NEmbd, cfg.ScalarHead)
+	key := fmt.Sprintf("%d/%d/%d/%d/%d/%v/%s/%d/%d/%v", cfg.VocabSize, cfg.MaxSeqLen, cfg.NLayer, cfg.NHead, cfg.NEmbd, cfg.ScalarHead,
+		cfg.Arch, cfg.KVHeads, cfg.Intermediate, cfg.TieEmbeddings)
 	if p, ok := e.inits[key]; ok {
 		return p
 	}

@@ -25,32 +25,45 @@ type actSpec struct {
 }
 
 func actSpecs(c Config) []actSpec {
-	C := c.NEmbd
+	C, W, F := c.NEmbd, c.QKVWidth(), c.MLPWidth()
+	// hidden is the MLP's first projection: GPT-2's 4C before GELU, the
+	// Llama family's gate and up projections (2F) before SwiGLU.
+	hidden, llama := F, c.IsLlama()
+	if llama {
+		hidden = 2 * F
+	}
 	specs := []actSpec{
 		{name: "encoded", perRow: C},
 		{name: "ln1", perRow: C, perLayer: true},
-		{name: "ln1Mean", perRow: 1, perLayer: true, f32: true},
 		{name: "ln1Rstd", perRow: 1, perLayer: true, f32: true},
-		{name: "qkv", perRow: 3 * C, perLayer: true},
+		{name: "qkv", perRow: W, perLayer: true},
 		{name: "atty", perRow: C, perLayer: true},
 		{name: "lse", perRow: c.NHead, perLayer: true, f32: true},
 		{name: "attProj", perRow: C, perLayer: true},
 		{name: "res2", perRow: C, perLayer: true},
 		{name: "ln2", perRow: C, perLayer: true},
-		{name: "ln2Mean", perRow: 1, perLayer: true, f32: true},
 		{name: "ln2Rstd", perRow: 1, perLayer: true, f32: true},
-		{name: "fch", perRow: 4 * C, perLayer: true},
-		{name: "fchGelu", perRow: 4 * C, perLayer: true},
+		{name: "fch", perRow: hidden, perLayer: true},
+		{name: "fchGelu", perRow: F, perLayer: true},
 		{name: "fcProj", perRow: C, perLayer: true},
 		{name: "res3", perRow: C, perLayer: true},
 		{name: "lnf", perRow: C},
-		{name: "lnfMean", perRow: 1, f32: true},
 		{name: "lnfRstd", perRow: 1, f32: true},
 		{name: "dResidual", perRow: C, train: true},
 		{name: "dNormOut", perRow: C, train: true},
 		{name: "dAttnOut", perRow: C, train: true},
-		{name: "dQKV", perRow: 3 * C, train: true},
-		{name: "dMLPHidden", perRow: 4 * C, train: true},
+		{name: "dQKV", perRow: W, train: true},
+		{name: "dMLPHidden", perRow: hidden, train: true},
+	}
+	if llama {
+		// SwiGLU's backward reads ∂L/∂(its output) from a buffer of its own.
+		specs = append(specs, actSpec{name: "dMLPAct", perRow: F, train: true})
+	} else {
+		// LayerNorm's means.
+		specs = append(specs,
+			actSpec{name: "ln1Mean", perRow: 1, perLayer: true, f32: true},
+			actSpec{name: "ln2Mean", perRow: 1, perLayer: true, f32: true},
+			actSpec{name: "lnfMean", perRow: 1, f32: true})
 	}
 	if c.ScalarHead {
 		specs = append(specs, actSpec{name: "values", perRow: 1, f32: true},
@@ -108,7 +121,9 @@ func key(name string, l int, perLayer bool) string {
 	return fmt.Sprintf("%s.%d", name, l)
 }
 
-// layerActs are one block's activations for a B×T batch.
+// layerActs are one block's activations for a B×T batch. The Llama family
+// uses the same slots: ln1 and ln2 hold RMSNorm outputs (no means), fch the
+// gate and up projections, fchGelu their SwiGLU.
 type layerActs struct {
 	ln1, ln1Mean, ln1Rstd, qkv, atty, lse, attProj, res2 *gpu.Tensor
 	ln2, ln2Mean, ln2Rstd, fch, fchGelu, fcProj, res3    *gpu.Tensor
@@ -134,6 +149,7 @@ type acts struct {
 	// values; dMLPHidden of the MLP's hidden layer (before and after GELU).
 	dResidual, dNormOut, dBranch *gpu.Tensor
 	dAttnOut, dQKV, dMLPHidden   *gpu.Tensor
+	dMLPAct                      *gpu.Tensor // ∂L/∂(SwiGLU output), the Llama family
 	dValues                      *gpu.Tensor // ∂L/∂values in the activation dtype (scalar head)
 	dResidual3, dAttnOut3, dQKV3 *gpu.Tensor // [B,T,·] views for embedding and attention
 
@@ -151,7 +167,11 @@ func (m *Model) views(B, T int) *acts {
 	}
 	c, bf := m.Cfg, &m.bufs
 	rows := B * T
-	C := c.NEmbd
+	C, W, F := c.NEmbd, c.QKVWidth(), c.MLPWidth()
+	hidden := F
+	if c.IsLlama() {
+		hidden = 2 * F
+	}
 	v := func(name string, l int, perLayer bool, shape ...int) *gpu.Tensor {
 		t, ok := bf.named[key(name, l, perLayer)]
 		if !ok {
@@ -179,9 +199,10 @@ func (m *Model) views(B, T int) *acts {
 		dBranch:    v("dNormOut", 0, false, rows, C),
 		dAttnOut:   v("dAttnOut", 0, false, rows, C),
 		dAttnOut3:  v("dAttnOut", 0, false, B, T, C),
-		dQKV:       v("dQKV", 0, false, rows, 3*C),
-		dQKV3:      v("dQKV", 0, false, B, T, 3*C),
-		dMLPHidden: v("dMLPHidden", 0, false, rows, 4*C),
+		dQKV:       v("dQKV", 0, false, rows, W),
+		dQKV3:      v("dQKV", 0, false, B, T, W),
+		dMLPHidden: v("dMLPHidden", 0, false, rows, hidden),
+		dMLPAct:    v("dMLPAct", 0, false, rows, F),
 		dValues:    v("dValues", 0, false, rows, 1),
 		layers:     make([]layerActs, c.NLayer),
 	}
@@ -190,8 +211,8 @@ func (m *Model) views(B, T int) *acts {
 			ln1:     v("ln1", l, true, rows, C),
 			ln1Mean: v("ln1Mean", l, true, rows),
 			ln1Rstd: v("ln1Rstd", l, true, rows),
-			qkv:     v("qkv", l, true, rows, 3*C),
-			qkv3:    v("qkv", l, true, B, T, 3*C),
+			qkv:     v("qkv", l, true, rows, W),
+			qkv3:    v("qkv", l, true, B, T, W),
 			atty:    v("atty", l, true, rows, C),
 			atty3:   v("atty", l, true, B, T, C),
 			lse:     v("lse", l, true, B, c.NHead, T),
@@ -200,8 +221,8 @@ func (m *Model) views(B, T int) *acts {
 			ln2:     v("ln2", l, true, rows, C),
 			ln2Mean: v("ln2Mean", l, true, rows),
 			ln2Rstd: v("ln2Rstd", l, true, rows),
-			fch:     v("fch", l, true, rows, 4*C),
-			fchGelu: v("fchGelu", l, true, rows, 4*C),
+			fch:     v("fch", l, true, rows, hidden),
+			fchGelu: v("fchGelu", l, true, rows, F),
 			fcProj:  v("fcProj", l, true, rows, C),
 			res3:    v("res3", l, true, rows, C),
 		}

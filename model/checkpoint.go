@@ -71,6 +71,20 @@ func hfEOS(c Config) int {
 	return c.VocabSize - 1
 }
 
+// hfPad is the pad id a scalar-head checkpoint declares: the
+// *ForSequenceClassification models read the score at the last token that
+// is not padding, which they find by this id; instructgo reads it at the
+// last token of the sequence, EOS included. The byte tokenizer pads with
+// its own id (257), so transformers reads at the same token; gpt2 pads with
+// EOS, so on a sequence ending in EOS transformers reads one token earlier
+// unless given one unpadded sequence with pad_token_id unset.
+func hfPad(c Config) int {
+	if c.Tokenizer == "byte" {
+		return hfEOS(c) + 1
+	}
+	return hfEOS(c)
+}
+
 func toHF(c Config) hfConfig {
 	tie := true
 	h := hfConfig{
@@ -82,17 +96,7 @@ func toHF(c Config) hfConfig {
 		TorchDtype: "float32", Tokenizer: c.Tokenizer,
 	}
 	if c.ScalarHead {
-		// GPT2ForSequenceClassification with one label reads the score at
-		// the last token that is not padding, which it finds by pad id.
-		// instructgo reads it at the last token of the sequence, EOS
-		// included. The byte tokenizer pads with its own id (257), so
-		// transformers reads at the same token; gpt2 pads with EOS, so on a
-		// sequence ending in EOS transformers reads one token earlier
-		// unless given one unpadded sequence with pad_token_id unset.
-		pad := hfEOS(c)
-		if c.Tokenizer == "byte" {
-			pad = hfEOS(c) + 1
-		}
+		pad := hfPad(c)
 		h.Architectures = []string{"GPT2ForSequenceClassification"}
 		h.PadTokenID = &pad
 		h.ID2Label = map[string]string{"0": "LABEL_0"}
@@ -105,7 +109,7 @@ func toHF(c Config) hfConfig {
 
 func fromHF(h hfConfig) (Config, error) {
 	if h.ModelType != "" && h.ModelType != "gpt2" {
-		return Config{}, fmt.Errorf("model_type %q is not gpt2", h.ModelType)
+		return Config{}, fmt.Errorf("model_type %q is not supported (gpt2, llama, qwen2, mistral)", h.ModelType)
 	}
 	switch h.ActivationFunction {
 	case "", "gelu_new", "gelu_pytorch_tanh":
@@ -158,24 +162,29 @@ func ReadConfig(dir string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("read checkpoint config: %w", err)
 	}
-	var h hfConfig
-	if err := json.Unmarshal(data, &h); err != nil {
+	var kind struct {
+		ModelType string `json:"model_type"`
+	}
+	if err := json.Unmarshal(data, &kind); err != nil {
 		return Config{}, fmt.Errorf("read checkpoint config %s: %w", path, err)
 	}
-	c, err := fromHF(h)
+	var c Config
+	switch kind.ModelType {
+	case ArchLlama, ArchQwen2, ArchMistral:
+		var h hfLlamaConfig
+		if err = json.Unmarshal(data, &h); err == nil {
+			c, err = fromHFLlama(h)
+		}
+	default:
+		var h hfConfig
+		if err = json.Unmarshal(data, &h); err == nil {
+			c, err = fromHF(h)
+		}
+	}
 	if err != nil {
 		return Config{}, fmt.Errorf("checkpoint config %s: %w", path, err)
 	}
 	return c, nil
-}
-
-// hfName is the name save_pretrained gives a parameter: GPT2LMHeadModel and
-// GPT2ForSequenceClassification both keep the body under "transformer.".
-func hfName(name string) string {
-	if name == "score.weight" {
-		return name
-	}
-	return "transformer." + name
 }
 
 // Save writes m's configuration and parameters to dir (created if needed)
@@ -201,13 +210,49 @@ func SaveHost(dir string, cfg Config, host []float32) error { return SaveHostAs(
 
 // SaveHostAs is SaveAs for parameters already on the host.
 func SaveHostAs(dir string, cfg Config, host []float32, dtype string) error {
+	return SaveHostWith(dir, cfg, host, SaveOptions{DType: dtype})
+}
+
+// SaveOptions say how a checkpoint is written.
+type SaveOptions struct {
+	// DType stores the weights as float32 ("" or safetensors.F32) or
+	// rounded to bf16 (safetensors.BF16, with torch_dtype bfloat16).
+	DType string
+	// MaxShardBytes > 0 splits the weights into shards of at most this
+	// many bytes (a larger tensor gets a shard of its own) listed by
+	// model.safetensors.index.json, as save_pretrained's max_shard_size
+	// does; 0 writes one model.safetensors.
+	MaxShardBytes int64
+}
+
+// SaveWith is Save with options.
+func SaveWith(dir string, m *Model, opt SaveOptions) error {
+	host := make([]float32, m.Params.All.Len())
+	if err := m.b.Download(host, m.Params.All); err != nil {
+		return fmt.Errorf("save checkpoint: %w", err)
+	}
+	return SaveHostWith(dir, m.Cfg, host, opt)
+}
+
+// SaveHostWith is SaveWith for parameters already on the host, in layout
+// order.
+func SaveHostWith(dir string, cfg Config, host []float32, opt SaveOptions) error {
 	torchDtype := "float32"
-	switch dtype {
+	switch opt.DType {
 	case "", safetensors.F32:
 	case safetensors.BF16:
 		torchDtype = "bfloat16"
 	default:
-		return fmt.Errorf("save checkpoint: unsupported dtype %q (F32 or BF16)", dtype)
+		return fmt.Errorf("save checkpoint: unsupported dtype %q (F32 or BF16)", opt.DType)
+	}
+	if opt.MaxShardBytes < 0 {
+		return fmt.Errorf("save checkpoint: shard size %d must not be negative", opt.MaxShardBytes)
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("save checkpoint %s: %w", dir, err)
+	}
+	if n := cfg.NumParams(); n != len(host) {
+		return fmt.Errorf("save checkpoint: %d parameters for a layout of %d", len(host), n)
 	}
 	if err := checkFinite(host, cfg); err != nil {
 		return fmt.Errorf("save checkpoint %s: refusing to write %w", dir, err)
@@ -216,28 +261,89 @@ func SaveHostAs(dir string, cfg Config, host []float32, dtype string) error {
 		return fmt.Errorf("save checkpoint: %w", err)
 	}
 	var tensors []safetensors.Tensor
-	off := 0
-	for _, s := range cfg.layout() {
-		n := s.size()
-		shape := s.shape
-		if s.name == "score.weight" {
-			shape = []int{1, cfg.NEmbd}
-		}
-		tensors = append(tensors, safetensors.Tensor{Name: hfName(s.name), Shape: shape, Data: host[off : off+n], DType: dtype})
-		off += n
+	for _, t := range checkpointTensors(cfg) {
+		tensors = append(tensors, safetensors.Tensor{Name: cfg.fileName(t.name), Shape: t.shape, Data: host[t.off : t.off+t.n], DType: opt.DType})
 	}
-	if off != len(host) {
-		return fmt.Errorf("save checkpoint: %d parameters for a layout of %d", len(host), off)
-	}
-	if err := safetensors.Write(filepath.Join(dir, WeightsFile), tensors, map[string]string{"format": "pt"}); err != nil {
+	if err := writeWeights(dir, tensors, opt.MaxShardBytes); err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
 	}
-	hf := toHF(cfg)
-	hf.TorchDtype = torchDtype
+	var hf any
+	if cfg.IsLlama() {
+		h := toHFLlama(cfg)
+		h.TorchDtype = torchDtype
+		hf = h
+	} else {
+		h := toHF(cfg)
+		h.TorchDtype = torchDtype
+		hf = h
+	}
 	if err := atomicfile.WriteJSON(filepath.Join(dir, ConfigFile), hf); err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
 	}
 	return nil
+}
+
+// ckptTensor is one tensor of a checkpoint file: its name without the
+// architecture's prefix (see Config.fileName), its shape in the file, and
+// the contiguous range of the parameter buffer it holds.
+type ckptTensor struct {
+	name   string
+	shape  []int
+	off, n int
+}
+
+// checkpointTensors lists cfg's checkpoint tensors in buffer order. GPT-2's
+// are its parameters one to one (score.weight stored as HF's [1, C]); the
+// Llama family's split the concatenated projections (llama_params.go).
+func checkpointTensors(cfg Config) []ckptTensor {
+	var out []ckptTensor
+	off := 0
+	for _, s := range cfg.layout() {
+		switch {
+		case s.name == "score.weight":
+			out = append(out, ckptTensor{name: s.name, shape: []int{1, cfg.NEmbd}, off: off, n: s.size()})
+		case cfg.IsLlama():
+			out = append(out, llamaCheckpointTensors(cfg, s, off)...)
+		default:
+			out = append(out, ckptTensor{name: s.name, shape: s.shape, off: off, n: s.size()})
+		}
+		off += s.size()
+	}
+	return out
+}
+
+// fileName is the name save_pretrained gives a tensor: the body is under
+// "transformer." (GPT-2) or "model." (the Llama family); the heads
+// (lm_head, score) are not.
+func (c Config) fileName(name string) string {
+	if name == "score.weight" || name == "lm_head.weight" {
+		return name
+	}
+	return c.filePrefix() + name
+}
+
+func (c Config) filePrefix() string {
+	if c.IsLlama() {
+		return "model."
+	}
+	return "transformer."
+}
+
+// ignoredTensor reports a tensor a checkpoint may hold that cfg does not
+// read: a head the config does not have (an LM starting from a reward
+// model's body, a reward model from an LM), a tied lm_head.weight, and the
+// buffers older transformers saved (GPT-2's attention masks, Llama's
+// rotary frequencies).
+func ignoredTensor(cfg Config, name string, info safetensors.Info) bool {
+	switch {
+	case name == "score.weight":
+		return !cfg.ScalarHead
+	case name == "lm_head.weight":
+		return !cfg.IsLlama() || cfg.ScalarHead || cfg.TieEmbeddings
+	case cfg.IsLlama():
+		return strings.HasSuffix(name, ".rotary_emb.inv_freq")
+	}
+	return strings.HasSuffix(name, ".attn.bias") && len(info.Shape) == 4 || strings.HasSuffix(name, ".attn.masked_bias")
 }
 
 // ErrNoScoreHead reports a scalar-head model loaded from a checkpoint that
@@ -264,95 +370,70 @@ type LoadOptions struct {
 var ErrNonFinite = errors.New("non-finite weights")
 
 // LoadHostWith is LoadHost with options. Every tensor's presence and shape
-// is checked against cfg from the file's header before the parameters are
+// is checked against cfg from the files' headers before the parameters are
 // allocated, and the allocation against the memory the machine has.
 func LoadHostWith(dir string, cfg Config, opt LoadOptions) ([]float32, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("load checkpoint %s: %w", dir, err)
 	}
-	path := filepath.Join(dir, WeightsFile)
-	f, err := safetensors.Open(path)
+	ws, err := openCheckpointWeights(dir)
 	if err != nil {
 		return nil, fmt.Errorf("load checkpoint: %w", err)
 	}
-	defer f.Close()
-	byName := map[string]safetensors.Info{}
-	for _, info := range f.Tensors() {
-		name := strings.TrimPrefix(info.Name, "transformer.")
-		switch {
-		case name == "lm_head.weight", strings.HasSuffix(name, ".attn.bias") && len(info.Shape) == 4,
-			strings.HasSuffix(name, ".attn.masked_bias"):
+	defer ws.Close()
+	prefix := cfg.filePrefix()
+	byName := map[string]weightRef{}
+	for _, ref := range ws.tensors {
+		name := strings.TrimPrefix(ref.info.Name, prefix)
+		if ignoredTensor(cfg, name, ref.info) {
 			continue
 		}
 		if _, dup := byName[name]; dup {
-			return nil, fmt.Errorf("load checkpoint %s: tensor %q appears with and without the transformer. prefix", path, name)
+			return nil, fmt.Errorf("load checkpoint %s: tensor %q appears with and without the %s prefix", dir, name, prefix)
 		}
-		byName[name] = info
+		byName[name] = ref
 	}
-	specs := cfg.layout()
-	total := 0
+	want := checkpointTensors(cfg)
 	missingHead := false
-	known := make(map[string]bool, len(specs))
-	for _, s := range specs {
-		total += s.size()
-		known[s.name] = true
-		info, ok := byName[s.name]
+	known := make(map[string]bool, len(want))
+	for _, t := range want {
+		known[t.name] = true
+		ref, ok := byName[t.name]
 		switch {
-		case !ok && s.name == "score.weight":
+		case !ok && t.name == "score.weight":
 			missingHead = true
 		case !ok:
-			return nil, fmt.Errorf("load checkpoint %s: missing tensor %q", path, s.name)
-		case info.NumElements() != s.size() || !shapeMatches(s, info.Shape, cfg):
-			return nil, fmt.Errorf("load checkpoint %s: tensor %q has shape %v, want %v", path, info.Name, info.Shape, s.shape)
+			return nil, fmt.Errorf("load checkpoint %s: missing tensor %q", dir, cfg.fileName(t.name))
+		case !slices.Equal(ref.info.Shape, t.shape):
+			return nil, fmt.Errorf("load checkpoint %s: tensor %q has shape %v, want %v", ref.path, ref.info.Name, ref.info.Shape, t.shape)
 		}
 	}
-	for name := range byName {
-		if known[name] {
-			continue
+	for name, ref := range byName {
+		if !known[name] {
+			return nil, fmt.Errorf("load checkpoint %s: unexpected tensor %q for this config", ref.path, ref.info.Name)
 		}
-		if name == "score.weight" && !cfg.ScalarHead {
-			continue // an LM may start from a reward model's body
-		}
-		return nil, fmt.Errorf("load checkpoint %s: unexpected tensor %q for this config", path, name)
 	}
-	if err := fitsMemory("load checkpoint "+path, 4*int64(total)); err != nil {
+	total := cfg.NumParams()
+	if err := fitsMemory("load checkpoint "+dir, 4*int64(total)); err != nil {
 		return nil, err
 	}
 	host := make([]float32, total)
-	off := 0
-	for _, s := range specs {
-		n := s.size()
-		if info, ok := byName[s.name]; ok {
-			if err := f.ReadFloat32(info.Name, host[off:off+n]); err != nil {
+	for _, t := range want {
+		if ref, ok := byName[t.name]; ok {
+			if err := ref.f.ReadFloat32(ref.info.Name, host[t.off:t.off+t.n]); err != nil {
 				return nil, fmt.Errorf("load checkpoint: %w", err)
 			}
 		}
-		off += n
 	}
 	if !opt.AllowNonFinite {
 		if err := checkFinite(host, cfg); err != nil {
-			return nil, fmt.Errorf("load checkpoint %s: %w (pass --allow-nonfinite to load it anyway)", path, err)
+			return nil, fmt.Errorf("load checkpoint %s: %w (pass --allow-nonfinite to load it anyway)", dir, err)
 		}
 	}
 	if missingHead {
-		return host, fmt.Errorf("load checkpoint %s: %w", path, ErrNoScoreHead)
+		return host, fmt.Errorf("load checkpoint %s: %w", dir, ErrNoScoreHead)
 	}
 	return host, nil
-}
-
-func shapeMatches(s paramSpec, shape []int, cfg Config) bool {
-	if s.name == "score.weight" {
-		return len(shape) == 2 && shape[0] == 1 && shape[1] == cfg.NEmbd
-	}
-	if len(shape) != len(s.shape) {
-		return false
-	}
-	for i := range shape {
-		if shape[i] != s.shape[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Load reads a checkpoint directory into a new model on b.

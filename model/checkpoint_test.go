@@ -176,7 +176,7 @@ func TestNonFiniteWeightsRefused(t *testing.T) {
 	var tensors []safetensors.Tensor
 	o := 0
 	for _, s := range cfg.layout() {
-		tensors = append(tensors, safetensors.Tensor{Name: hfName(s.name), Shape: s.shape, Data: host[o : o+s.size()]})
+		tensors = append(tensors, safetensors.Tensor{Name: cfg.fileName(s.name), Shape: s.shape, Data: host[o : o+s.size()]})
 		o += s.size()
 	}
 	if err := safetensors.Write(filepath.Join(dir, WeightsFile), tensors, nil); err != nil {

@@ -5,9 +5,13 @@ import (
 	"math"
 	"sort"
 	"strings"
+
+	"github.com/instructgo/instructgo/gpu"
 )
 
-// Config describes a GPT-2-architecture network.
+// Config describes a network: GPT-2, or with Arch set a member of the
+// Llama family (Llama, Qwen2, Mistral; llama_config.go). The fields below
+// Arch are zero for GPT-2.
 type Config struct {
 	VocabSize int `json:"vocab_size"`
 	MaxSeqLen int `json:"n_positions"`
@@ -31,6 +35,29 @@ type Config struct {
 	// always include it; it carries no gradient. config.json records it as
 	// instructgo_score_bias. An LM model ignores it.
 	ScoreBias float32 `json:"score_bias,omitempty"`
+
+	// Arch is the network family, named as Hugging Face's model_type:
+	// "" or "gpt2", or "llama", "qwen2", "mistral" (one network, see
+	// llama.go; the name decides the checkpoint format).
+	Arch string `json:"arch,omitempty"`
+	// KVHeads is the number of key/value heads of grouped-query attention
+	// (num_key_value_heads; divides n_head).
+	KVHeads int `json:"num_key_value_heads,omitempty"`
+	// Intermediate is the width of the SwiGLU MLP (intermediate_size).
+	Intermediate int `json:"intermediate_size,omitempty"`
+	// RopeTheta is the base of the rotary frequencies (rope_theta) and
+	// RopeScaling their rescaling (rope_scaling; the zero value is none).
+	// A value, not a pointer, so that configs compare with ==.
+	RopeTheta   float64         `json:"rope_theta,omitempty"`
+	RopeScaling gpu.RoPEScaling `json:"rope_scaling,omitzero"`
+	// RMSNormEps is the epsilon of every RMSNorm (rms_norm_eps).
+	RMSNormEps float64 `json:"rms_norm_eps,omitempty"`
+	// AttentionBias gives the q, k and v projections biases (Qwen2).
+	AttentionBias bool `json:"attention_bias,omitempty"`
+	// TieEmbeddings reads the LM head from the token embedding
+	// (tie_word_embeddings); otherwise it is its own lm_head.weight.
+	// GPT-2 always ties.
+	TieEmbeddings bool `json:"tie_word_embeddings,omitempty"`
 }
 
 // Named configurations. tiny is for tests and the CPU demo; small (10.8M
@@ -43,6 +70,11 @@ var configs = map[string]Config{
 	"gpt2":        {VocabSize: 50257, MaxSeqLen: 1024, NLayer: 12, NHead: 12, NEmbd: 768, Tokenizer: "gpt2"},
 	"gpt2-medium": {VocabSize: 50257, MaxSeqLen: 1024, NLayer: 24, NHead: 16, NEmbd: 1024, Tokenizer: "gpt2"},
 	"gpt2-large":  {VocabSize: 50257, MaxSeqLen: 1024, NLayer: 36, NHead: 20, NEmbd: 1280, Tokenizer: "gpt2"},
+	// llama-tiny is tiny as a Llama: the same vocabulary, width, depth,
+	// heads and context, two key/value heads, a SwiGLU MLP 2.7× wide
+	// (344 = 128·8/3 rounded up to a multiple of 8), tied embeddings.
+	"llama-tiny": {VocabSize: 258, MaxSeqLen: 256, NLayer: 4, NHead: 4, NEmbd: 128, Tokenizer: "byte",
+		Arch: ArchLlama, KVHeads: 2, Intermediate: 344, RopeTheta: 10000, RMSNormEps: 1e-5, TieEmbeddings: true},
 }
 
 // ConfigNames lists the named configurations, sorted.
@@ -64,7 +96,7 @@ func ConfigByName(name string) (Config, error) {
 	return c, nil
 }
 
-// Validate reports an inconsistent configuration.
+// Validate reports an inconsistent configuration, naming the field.
 func (c Config) Validate() error {
 	switch {
 	case c.VocabSize <= 0 || c.VocabSize > MaxVocab:
@@ -77,12 +109,22 @@ func (c Config) Validate() error {
 		return fmt.Errorf("model config: n_embd %d must be in 1..%d", c.NEmbd, MaxEmbd)
 	case c.NHead <= 0 || c.NEmbd%c.NHead != 0:
 		return fmt.Errorf("model config: n_embd %d must be a positive multiple of n_head %d", c.NEmbd, c.NHead)
-	case c.NumParams() > MaxParams:
-		return fmt.Errorf("model config: %d parameters exceed the limit of %d", c.NumParams(), MaxParams)
 	case c.Dropout < 0 || c.Dropout >= 1:
 		return fmt.Errorf("model config: dropout %g must be in [0, 1)", c.Dropout)
 	case math.IsNaN(float64(c.ScoreBias)) || math.IsInf(float64(c.ScoreBias), 0):
 		return fmt.Errorf("model config: score bias %g must be finite", c.ScoreBias)
+	}
+	var err error
+	if c.IsLlama() {
+		err = c.validateLlama()
+	} else {
+		err = c.validateGPT2()
+	}
+	if err != nil {
+		return fmt.Errorf("model config: %w", err)
+	}
+	if c.NumParams() > MaxParams {
+		return fmt.Errorf("model config: %d parameters exceed the limit of %d", c.NumParams(), MaxParams)
 	}
 	return nil
 }
@@ -100,6 +142,28 @@ const (
 
 // HeadSize is the width of one attention head.
 func (c Config) HeadSize() int { return c.NEmbd / c.NHead }
+
+// KVHeadCount is the number of key/value heads: KVHeads in the Llama
+// family, n_head in GPT-2.
+func (c Config) KVHeadCount() int {
+	if c.IsLlama() {
+		return c.KVHeads
+	}
+	return c.NHead
+}
+
+// QKVWidth is the row width of the packed queries, keys and values the
+// attention reads: (n_head + 2·kv_heads)·head size.
+func (c Config) QKVWidth() int { return (c.NHead + 2*c.KVHeadCount()) * c.HeadSize() }
+
+// MLPWidth is the width of the MLP's hidden layer after its activation:
+// 4·n_embd in GPT-2, intermediate_size in the Llama family.
+func (c Config) MLPWidth() int {
+	if c.IsLlama() {
+		return c.Intermediate
+	}
+	return 4 * c.NEmbd
+}
 
 // NumParams is the number of trainable parameters (tied LM head counted once).
 func (c Config) NumParams() int {

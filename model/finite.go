@@ -10,17 +10,15 @@ import (
 // them is refused on load and never written.
 func checkFinite(host []float32, cfg Config) error {
 	bad, first := 0, ""
-	off := 0
-	for _, s := range cfg.layout() {
-		for i, v := range host[off : off+s.size()] {
+	for _, t := range checkpointTensors(cfg) {
+		for i, v := range host[t.off : t.off+t.n] {
 			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 				if bad == 0 {
-					first = fmt.Sprintf("%s[%d] = %v", hfName(s.name), i, v)
+					first = fmt.Sprintf("%s[%d] = %v", cfg.fileName(t.name), i, v)
 				}
 				bad++
 			}
 		}
-		off += s.size()
 	}
 	if bad > 0 {
 		return fmt.Errorf("%w: %d of %d (first: %s)", ErrNonFinite, bad, len(host), first)

@@ -17,6 +17,30 @@ func genConfig() Config {
 	return Config{VocabSize: 23, MaxSeqLen: 16, NLayer: 2, NHead: 2, NEmbd: 16, Tokenizer: "byte"}
 }
 
+// genConfigs are genConfig and its Llama-family counterparts: Qwen2 with
+// q/k/v biases and an untied head, and Llama with four query heads on one
+// key/value head and a tied head (rope_theta small so that rotations
+// differ visibly across 16 positions).
+func genConfigs() []Config {
+	g := genConfig()
+	qwen := g
+	qwen.Arch, qwen.NHead, qwen.KVHeads, qwen.Intermediate, qwen.RopeTheta, qwen.RMSNormEps, qwen.AttentionBias = ArchQwen2, 4, 2, 20, 100, 1e-6, true
+	llama := qwen
+	llama.Arch, llama.KVHeads, llama.AttentionBias, llama.TieEmbeddings = ArchLlama, 1, false, true
+	return []Config{g, qwen, llama}
+}
+
+// forConfigs runs f as a subtest for each of genConfigs.
+func forConfigs(t *testing.T, f func(t *testing.T, cfg Config)) {
+	for _, cfg := range genConfigs() {
+		name := cfg.Arch
+		if name == "" {
+			name = "gpt2"
+		}
+		t.Run(name, func(t *testing.T) { f(t, cfg) })
+	}
+}
+
 // newGenModel returns an inference-only model (no training buffers) with
 // random parameters drawn from seed, and those parameters.
 func newGenModel(t testing.TB, b gpu.Backend, cfg Config, maxB, maxT int, seed uint64) (*Model, []float32) {
@@ -34,7 +58,7 @@ func newGenModel(t testing.TB, b gpu.Backend, cfg Config, maxB, maxT int, seed u
 
 // refLogits runs the model's own full forward pass over the sequences
 // (right-padded into one batch) and returns every position's logits,
-// lnf·wteᵀ in float64: ref[b][t] are the logits that follow seqs[b][t].
+// lnf·lm_headᵀ in float64: ref[b][t] are the logits that follow seqs[b][t].
 func refLogits(t *testing.T, cfg Config, params []float32, seqs [][]int32) [][][]float64 {
 	t.Helper()
 	b := cpu.New(2)
@@ -62,7 +86,7 @@ func refLogits(t *testing.T, cfg Config, params []float32, seqs [][]int32) [][][
 	hidden := make([]float32, B*T*C)
 	mustDownload(t, b, hidden, m.hidden())
 	wte := make([]float32, V*C)
-	mustDownload(t, b, wte, m.Params.WTE)
+	mustDownload(t, b, wte, m.Params.LMHead)
 	ref := make([][][]float64, B)
 	for i, s := range seqs {
 		for j := range s {
@@ -104,7 +128,10 @@ func downloadLogits(t *testing.T, m *Model) []float32 {
 // different lengths in one right-padded batch and sequences that go
 // inactive at different steps.
 func TestPrefillAndDecodeMatchFullForward(t *testing.T) {
-	cfg := genConfig()
+	forConfigs(t, checkPrefillAndDecode)
+}
+
+func checkPrefillAndDecode(t *testing.T, cfg Config) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	promptLens := []int{5, 1, 9, 3}
 	totalLens := []int{16, 7, 13, 16}
@@ -116,6 +143,10 @@ func TestPrefillAndDecodeMatchFullForward(t *testing.T) {
 		kv, err := m.NewKVCache(4, cfg.MaxSeqLen)
 		if err != nil {
 			t.Fatal(err)
+		}
+		// Grouped-query attention caches only the key/value heads.
+		if want := []int{4, cfg.KVHeadCount(), cfg.MaxSeqLen, cfg.HeadSize()}; !slices.Equal(kv.k[0].Shape(), want) {
+			t.Fatalf("cache keys %v, want %v", kv.k[0].Shape(), want)
 		}
 		prompts := make([][]int32, len(seqs))
 		for i, s := range seqs {
@@ -180,7 +211,10 @@ func argmax(x []float64) int32 {
 }
 
 func TestGenerateGreedyFollowsReferenceArgmax(t *testing.T) {
-	cfg := genConfig()
+	forConfigs(t, checkGreedyFollowsArgmax)
+}
+
+func checkGreedyFollowsArgmax(t *testing.T, cfg Config) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	prompts := randomSeqs(rng, cfg.VocabSize, 4, 1, 12, 7, 2)
 	opt := GenerateOptions{MaxNew: 6, EOS: -1}

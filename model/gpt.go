@@ -8,9 +8,10 @@ import (
 	"github.com/instructgo/instructgo/gpu"
 )
 
-// Model is a GPT-2 network on a backend: parameters, optionally their
-// gradients, and activation buffers sized once for the largest batch it
-// will see. A forward or backward pass allocates no device memory.
+// Model is a network (GPT-2 or the Llama family, by Cfg.Arch) on a
+// backend: parameters, optionally their gradients, and activation buffers
+// sized once for the largest batch it will see. A forward or backward pass
+// allocates no device memory.
 type Model struct {
 	Cfg    Config
 	Params *Params // the float32 master weights
@@ -33,6 +34,8 @@ type Model struct {
 	// Cfg.ScoreBias reaches the device at the next Forward.
 	scoreBias    *gpu.Tensor
 	biasOnDevice float32
+
+	llama llamaState // the Llama family's constant tensors
 }
 
 // Options size a model's activation buffers and choose its precision.
@@ -85,6 +88,11 @@ func New(b gpu.Backend, cfg Config, opt Options) (*Model, error) {
 	if cfg.ScalarHead {
 		if m.scoreBias, err = b.Alloc(gpu.Float32, 1); err != nil {
 			return nil, fmt.Errorf("score bias: %w", err)
+		}
+	}
+	if cfg.IsLlama() {
+		if err := m.llama.init(m); err != nil {
+			return nil, err
 		}
 	}
 	return m, nil
@@ -227,7 +235,6 @@ func (m *Model) forward(in *Batch, train bool, seed uint64, dlogp *gpu.Tensor) e
 		}
 		m.biasOnDevice = c.ScoreBias
 	}
-	p := m.w
 	drop := float32(0)
 	if train {
 		drop = c.Dropout
@@ -238,19 +245,7 @@ func (m *Model) forward(in *Batch, train bool, seed uint64, dlogp *gpu.Tensor) e
 	}
 
 	m.body(a, validLen, drop, seed)
-	if c.ScalarHead {
-		b.MatMul(a.values, a.lnf, p.Score, false, false, 1, 0)
-		if c.ScoreBias != 0 {
-			b.AddBias(a.values, m.scoreBias)
-		}
-	} else {
-		b.MatMul(a.logits, a.lnf, p.WTE, false, true, 1, 0)
-		if dlogp != nil {
-			b.CrossEntropy(a.logp, nil, a.lseV, a.logits, a.targets, dlogp.MustReshape(in.B*in.T))
-		} else {
-			b.LogSoftmaxForward(a.logp, a.entropy, a.lseV, a.logits, a.targets)
-		}
-	}
+	m.headForward(a, dlogp)
 	a.train, a.seed, a.padded = train, seed, in.ValidLen != nil
 	a.logitsGrad = dlogp != nil
 	if err := b.Err(); err != nil {
@@ -259,9 +254,18 @@ func (m *Model) forward(in *Batch, train bool, seed uint64, dlogp *gpu.Tensor) e
 	return nil
 }
 
-// body runs the network from the embeddings to the final LayerNorm (a.lnf)
-// on the tokens already in a, with residual dropout drop (0: none).
+// body runs the network from the embeddings to the final normalisation
+// (a.lnf) on the tokens already in a, with residual dropout drop (0: none).
 func (m *Model) body(a *acts, validLen *gpu.Tensor, drop float32, seed uint64) {
+	if m.Cfg.IsLlama() {
+		m.llamaBody(a, validLen, drop, seed)
+	} else {
+		m.gpt2Body(a, validLen, drop, seed)
+	}
+}
+
+// gpt2Body is body for GPT-2.
+func (m *Model) gpt2Body(a *acts, validLen *gpu.Tensor, drop float32, seed uint64) {
 	b, c := m.b, m.Cfg
 	p := m.w
 	b.EmbeddingForward(a.encoded3, a.tokens, nil, p.WTE, p.WPE)
@@ -344,34 +348,29 @@ func (m *Model) Backward(dout, dentropy *gpu.Tensor) error {
 	case m.Cfg.ScalarHead && dentropy != nil:
 		return fmt.Errorf("backward: a scalar-head model has no entropy")
 	}
-	b, c := m.b, m.Cfg
-	p, g := m.w, m.Grads
-	drop := c.Dropout
 	validLen := a.validLen
 	if !a.padded {
 		validLen = nil
 	}
-
-	// Head: the gradient of the final LayerNorm's output.
-	if c.ScalarHead {
-		// ∂L/∂values is float32; the products read it in the activation
-		// dtype.
-		dv := a.dValues
-		b.Convert(dv, dout.MustReshape(n, 1))
-		b.MatMul(a.dNormOut, dv, p.Score, false, true, 1, 0)
-		b.MatMul(g.Score, a.lnf, dv, true, false, 1, 1)
+	m.headBackward(a, dout, dentropy)
+	if m.Cfg.IsLlama() {
+		m.llamaBackward(a, validLen)
 	} else {
-		if !a.logitsGrad {
-			var ent *gpu.Tensor
-			if dentropy != nil {
-				ent = a.entropy
-			}
-			b.LogSoftmaxBackward(a.logits, a.lseV, ent, a.targets, dout, dentropy)
-		}
-		// The logits now hold ∂L/∂logits.
-		b.MatMul(a.dNormOut, a.logits, p.WTE, false, false, 1, 0)
-		b.MatMul(g.WTE, a.logits, a.lnf, true, false, 1, 1)
+		m.gpt2Backward(a, validLen)
 	}
+	a.train = false // the logits were overwritten: a second Backward would be wrong
+	if err := m.b.Err(); err != nil {
+		return fmt.Errorf("backward: %w", err)
+	}
+	return nil
+}
+
+// gpt2Backward is Backward through GPT-2's body, from ∂L/∂(final LayerNorm
+// output) in a.dNormOut.
+func (m *Model) gpt2Backward(a *acts, validLen *gpu.Tensor) {
+	b, c := m.b, m.Cfg
+	p, g := m.w, m.Grads
+	drop := c.Dropout
 	dres := a.dResidual
 	b.Fill(dres, 0)
 	last := a.encoded
@@ -408,9 +407,4 @@ func (m *Model) Backward(dout, dentropy *gpu.Tensor) error {
 	}
 	b.DropoutBackward(dres, dres, drop, dropSeed(a.seed, 0))
 	b.EmbeddingBackward(g.WTE, g.WPE, a.dResidual3, a.tokens, nil)
-	a.train = false // the logits were overwritten: a second Backward would be wrong
-	if err := b.Err(); err != nil {
-		return fmt.Errorf("backward: %w", err)
-	}
-	return nil
 }

@@ -23,7 +23,7 @@ func randomParams(cfg Config, rng *rand.Rand) []float32 {
 	for _, s := range cfg.layout() {
 		for i := 0; i < s.size(); i++ {
 			v := rng.NormFloat64() * 0.3
-			if hasSuffix(s.name, "ln_1.weight") || hasSuffix(s.name, "ln_2.weight") || s.name == "ln_f.weight" {
+			if s.init == initOnes {
 				v = 1 + 0.1*rng.NormFloat64()
 			}
 			out = append(out, float32(v))
@@ -75,6 +75,7 @@ func upload(t *testing.T, b gpu.Backend, data []float32, shape ...int) *gpu.Tens
 // with finite differences over every parameter.
 type gradCase struct {
 	name    string
+	cfg     Config // zero: testConfig()
 	scalar  bool
 	padded  bool
 	dropout float32
@@ -97,7 +98,10 @@ func TestGradientsMatchFloat64Reference(t *testing.T) {
 
 func checkGradients(t *testing.T, tc gradCase, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 99))
-	cfg := testConfig()
+	cfg := tc.cfg
+	if cfg.VocabSize == 0 {
+		cfg = testConfig()
+	}
 	cfg.ScalarHead = tc.scalar
 	cfg.Dropout = tc.dropout
 	const B, T = 2, 6

@@ -343,7 +343,7 @@ func TestInspectCheckpointOfASavedModel(t *testing.T) {
 	values := map[string][]float32{}
 	off := 0
 	for _, s := range cfg.layout() {
-		values[hfName(s.name)] = host[off : off+s.size()]
+		values[cfg.fileName(s.name)] = host[off : off+s.size()]
 		off += s.size()
 	}
 	var params int64

@@ -8,8 +8,9 @@ import (
 
 // KVCache holds what incremental decoding keeps between steps: every
 // layer's keys and values for up to maxB sequences of up to maxS tokens,
-// laid out [maxB,nHead,maxS,hs] so one head's keys are contiguous, and the
-// activations of one decoding step. Everything is allocated once by
+// laid out [maxB,KVH,maxS,hs] so one head's keys are contiguous (KVH is
+// the number of key/value heads: n_head in GPT-2, fewer with grouped-query
+// attention), and the activations of one decoding step. Everything is allocated once by
 // NewKVCache; Prefill and DecodeStep allocate no device memory.
 //
 // A cache serves one batch at a time: Prefill starts a batch (forgetting the
@@ -17,7 +18,7 @@ import (
 type KVCache struct {
 	m          *Model
 	maxB, maxS int
-	k, v       []*gpu.Tensor // per layer [maxB,nHead,maxS,hs]
+	k, v       []*gpu.Tensor // per layer [maxB,KVH,maxS,hs]
 
 	// The current batch: its size, each sequence's cached length, and views
 	// of the buffers shaped for it.
@@ -28,19 +29,31 @@ type KVCache struct {
 	ids                   *gpu.Tensor // Int32 [4·maxB]: tokens, positions, write starts, lengths
 	sampled               *gpu.Tensor // Int32 [maxB]: Generate's sampled tokens
 	x, ln, att, proj, hid *gpu.Tensor // [maxB,C]
-	qkv, fc, logits       *gpu.Tensor // [maxB,3C], [maxB,4C], [maxB,V]
+	qkv, fc, logits       *gpu.Tensor // [maxB,W], [maxB,hidden], [maxB,V]
+	act                   *gpu.Tensor // [maxB,F]: SwiGLU's output (Llama family; nil for GPT-2)
 	host                  []int32     // staging for ids
 }
 
 // decodeViews are the cache's buffers shaped for a batch of B sequences.
 type decodeViews struct {
-	k, v                  []*gpu.Tensor // per layer [B,nHead,maxS,hs]
+	k, v                  []*gpu.Tensor // per layer [B,KVH,maxS,hs]
 	ids                   *gpu.Tensor   // Int32 [4·B]
 	tokens, positions     *gpu.Tensor   // Int32 [B,1]
 	start, lens, sampled  *gpu.Tensor   // Int32 [B]
 	x, ln, att, proj, hid *gpu.Tensor   // [B,C]
 	x3                    *gpu.Tensor   // [B,1,C]
-	qkv, qkv3, fc, logits *gpu.Tensor   // [B,3C], [B,1,3C], [B,4C], [B,V]
+	qkv, qkv3, fc, logits *gpu.Tensor   // [B,W], [B,1,W], [B,hidden], [B,V]
+	act                   *gpu.Tensor   // [B,F] (Llama family)
+}
+
+// The widths of a decoding step's rows: W = QKVWidth; hidden = the MLP's
+// first projection (GPT-2: 4C, GELU in place; Llama family: 2F, gate and
+// up, then SwiGLU into act [F]).
+func decodeHidden(c Config) int {
+	if c.IsLlama() {
+		return 2 * c.MLPWidth()
+	}
+	return c.MLPWidth()
 }
 
 // NewKVCache allocates a cache for up to maxB sequences of up to maxS
@@ -52,6 +65,7 @@ func (m *Model) NewKVCache(maxB, maxS int) (*KVCache, error) {
 	if c.ScalarHead {
 		return nil, fmt.Errorf("kv cache: a scalar-head model has no language-model head to decode with")
 	}
+
 	if maxB <= 0 || maxS <= 0 || maxS > c.MaxSeqLen {
 		return nil, fmt.Errorf("kv cache: %d sequences × %d tokens out of range (tokens at most the context of %d)", maxB, maxS, c.MaxSeqLen)
 	}
@@ -67,11 +81,11 @@ func (m *Model) NewKVCache(maxB, maxS int) (*KVCache, error) {
 	var err error
 	act := m.prec.ActDType() // the cache and the step's activations
 	for l := 0; l < c.NLayer; l++ {
-		k, err := alloc(act, maxB, c.NHead, maxS, c.HeadSize())
+		k, err := alloc(act, maxB, c.KVHeadCount(), maxS, c.HeadSize())
 		if err != nil {
 			return nil, err
 		}
-		v, err := alloc(act, maxB, c.NHead, maxS, c.HeadSize())
+		v, err := alloc(act, maxB, c.KVHeadCount(), maxS, c.HeadSize())
 		if err != nil {
 			return nil, err
 		}
@@ -86,9 +100,14 @@ func (m *Model) NewKVCache(maxB, maxS int) (*KVCache, error) {
 		{&kv.ids, gpu.Int32, 4}, {&kv.sampled, gpu.Int32, 1},
 		{&kv.x, act, C}, {&kv.ln, act, C}, {&kv.att, act, C},
 		{&kv.proj, act, C}, {&kv.hid, act, C},
-		{&kv.qkv, act, 3 * C}, {&kv.fc, act, 4 * C}, {&kv.logits, act, c.VocabSize},
+		{&kv.qkv, act, c.QKVWidth()}, {&kv.fc, act, decodeHidden(c)}, {&kv.logits, act, c.VocabSize},
 	} {
 		if *f.dst, err = alloc(f.dt, maxB*f.cols); err != nil {
+			return nil, err
+		}
+	}
+	if c.IsLlama() {
+		if kv.act, err = alloc(act, maxB*c.MLPWidth()); err != nil {
 			return nil, err
 		}
 	}
@@ -112,12 +131,12 @@ func (kv *KVCache) setBatch(B int) {
 		kv.lens = append(kv.lens, 0)
 	}
 	c := kv.m.Cfg
-	C, H, hs := c.NEmbd, c.NHead, c.HeadSize()
+	C, KVH, hs, W := c.NEmbd, c.KVHeadCount(), c.HeadSize(), c.QKVWidth()
 	d := &kv.cur
 	d.k, d.v = d.k[:0], d.v[:0]
 	for l := range kv.k {
-		d.k = append(d.k, kv.k[l].MustView(0, B, H, kv.maxS, hs))
-		d.v = append(d.v, kv.v[l].MustView(0, B, H, kv.maxS, hs))
+		d.k = append(d.k, kv.k[l].MustView(0, B, KVH, kv.maxS, hs))
+		d.v = append(d.v, kv.v[l].MustView(0, B, KVH, kv.maxS, hs))
 	}
 	d.ids = kv.ids.MustView(0, 4*B)
 	d.tokens = kv.ids.MustView(0, B, 1)
@@ -131,10 +150,13 @@ func (kv *KVCache) setBatch(B int) {
 	d.att = kv.att.MustView(0, B, C)
 	d.proj = kv.proj.MustView(0, B, C)
 	d.hid = kv.hid.MustView(0, B, C)
-	d.qkv = kv.qkv.MustView(0, B, 3*C)
-	d.qkv3 = kv.qkv.MustView(0, B, 1, 3*C)
-	d.fc = kv.fc.MustView(0, B, 4*C)
+	d.qkv = kv.qkv.MustView(0, B, W)
+	d.qkv3 = kv.qkv.MustView(0, B, 1, W)
+	d.fc = kv.fc.MustView(0, B, decodeHidden(c))
 	d.logits = kv.logits.MustView(0, B, c.VocabSize)
+	if kv.act != nil {
+		d.act = kv.act.MustView(0, B, c.MLPWidth())
+	}
 }
 
 // NextLogits is the [B,V] next-token logits of the last Prefill or
@@ -187,7 +209,7 @@ func (m *Model) Prefill(kv *KVCache, prompts [][]int32) error {
 	d := &kv.cur
 	m.body(a, a.validLen, 0, 0)
 	for l := range a.layers {
-		b.KVCacheWrite(d.k[l], d.v[l], a.layers[l].qkv3, nil, c.NHead, c.NHead)
+		b.KVCacheWrite(d.k[l], d.v[l], a.layers[l].qkv3, nil, c.NHead, c.KVHeadCount())
 	}
 	// Logits at each prompt's last token only.
 	for i := range valid {
@@ -198,7 +220,7 @@ func (m *Model) Prefill(kv *KVCache, prompts [][]int32) error {
 		return fmt.Errorf("prefill: upload indices: %w", err)
 	}
 	b.GatherRows(d.hid, a.lnf.MustReshape(B, T, c.NEmbd), last)
-	b.MatMul(d.logits, d.hid, m.w.WTE, false, true, 1, 0)
+	b.MatMul(d.logits, d.hid, m.w.LMHead, false, true, 1, 0)
 	m.next = d.logits
 	if err := b.Err(); err != nil {
 		return fmt.Errorf("prefill: %w", err)
@@ -241,31 +263,15 @@ func (m *Model) DecodeStep(kv *KVCache, tokens []int32) error {
 		}
 		h[i], h[B+i], h[2*B+i], h[3*B+i] = t, int32(pos), int32(pos), int32(pos+1)
 	}
-	b, c, p, d := m.b, m.Cfg, m.w, &kv.cur
+	b, d := m.b, &kv.cur
 	if err := b.UploadInt32(d.ids, h); err != nil {
 		return fmt.Errorf("decode step: upload: %w", err)
 	}
-	b.EmbeddingForward(d.x3, d.tokens, d.positions, p.WTE, p.WPE)
-	for l := range p.Blocks {
-		w := &p.Blocks[l]
-		b.LayerNormForward(d.ln, nil, nil, d.x, w.LN1W, w.LN1B)
-		b.MatMul(d.qkv, d.ln, w.AttnW, false, false, 1, 0)
-		b.AddBias(d.qkv, w.AttnB)
-		b.KVCacheWrite(d.k[l], d.v[l], d.qkv3, d.start, c.NHead, c.NHead)
-		b.AttentionDecode(d.att, d.qkv, d.k[l], d.v[l], d.lens, c.NHead, c.NHead)
-		b.MatMul(d.proj, d.att, w.AttnProjW, false, false, 1, 0)
-		b.AddBias(d.proj, w.AttnPrB)
-		b.Add(d.x, d.x, d.proj)
-		b.LayerNormForward(d.ln, nil, nil, d.x, w.LN2W, w.LN2B)
-		b.MatMul(d.fc, d.ln, w.FCW, false, false, 1, 0)
-		b.AddBias(d.fc, w.FCB)
-		b.GeluForward(d.fc, d.fc)
-		b.MatMul(d.proj, d.fc, w.FCProjW, false, false, 1, 0)
-		b.AddBias(d.proj, w.FCProjB)
-		b.Add(d.x, d.x, d.proj)
+	if m.Cfg.IsLlama() {
+		m.llamaDecode(d)
+	} else {
+		m.gpt2Decode(d)
 	}
-	b.LayerNormForward(d.ln, nil, nil, d.x, p.LNFW, p.LNFB)
-	b.MatMul(d.logits, d.ln, p.WTE, false, true, 1, 0)
 	m.next = d.logits
 	if err := b.Err(); err != nil {
 		return fmt.Errorf("decode step: %w", err)
@@ -294,4 +300,31 @@ func (m *Model) checkIDs(ids []int32) error {
 		}
 	}
 	return nil
+}
+
+// gpt2Decode is DecodeStep's network for GPT-2: the step's tokens in d
+// through every block, appending to the cache, to the logits.
+func (m *Model) gpt2Decode(d *decodeViews) {
+	b, c, p := m.b, m.Cfg, m.w
+	b.EmbeddingForward(d.x3, d.tokens, d.positions, p.WTE, p.WPE)
+	for l := range p.Blocks {
+		w := &p.Blocks[l]
+		b.LayerNormForward(d.ln, nil, nil, d.x, w.LN1W, w.LN1B)
+		b.MatMul(d.qkv, d.ln, w.AttnW, false, false, 1, 0)
+		b.AddBias(d.qkv, w.AttnB)
+		b.KVCacheWrite(d.k[l], d.v[l], d.qkv3, d.start, c.NHead, c.NHead)
+		b.AttentionDecode(d.att, d.qkv, d.k[l], d.v[l], d.lens, c.NHead, c.NHead)
+		b.MatMul(d.proj, d.att, w.AttnProjW, false, false, 1, 0)
+		b.AddBias(d.proj, w.AttnPrB)
+		b.Add(d.x, d.x, d.proj)
+		b.LayerNormForward(d.ln, nil, nil, d.x, w.LN2W, w.LN2B)
+		b.MatMul(d.fc, d.ln, w.FCW, false, false, 1, 0)
+		b.AddBias(d.fc, w.FCB)
+		b.GeluForward(d.fc, d.fc)
+		b.MatMul(d.proj, d.fc, w.FCProjW, false, false, 1, 0)
+		b.AddBias(d.proj, w.FCProjB)
+		b.Add(d.x, d.x, d.proj)
+	}
+	b.LayerNormForward(d.ln, nil, nil, d.x, p.LNFW, p.LNFB)
+	b.MatMul(d.logits, d.ln, p.LMHead, false, true, 1, 0)
 }

@@ -15,7 +15,18 @@ type paramSpec struct {
 	name  string
 	shape []int
 	decay bool // weight decay applies (matrices and embeddings, not biases or norms)
+	init  paramInit
 }
+
+// paramInit is how Init draws a tensor.
+type paramInit uint8
+
+const (
+	initNormal   paramInit = iota // N(0, 0.02)
+	initResidual                  // N(0, 0.02/sqrt(2·n_layer)): projections into the residual stream
+	initOnes                      // normalisation gains
+	initZero                      // biases
+)
 
 func (p paramSpec) size() int {
 	n := 1
@@ -29,41 +40,55 @@ func (p paramSpec) size() int {
 // then every tensor without decay, so AdamW runs as two passes over two
 // contiguous halves of one buffer.
 func (c Config) layout() []paramSpec {
-	C, V := c.NEmbd, c.VocabSize
-	var decay, plain []paramSpec
-	add := func(name string, dec bool, shape ...int) {
-		p := paramSpec{name: name, shape: shape, decay: dec}
-		if dec {
-			decay = append(decay, p)
-		} else {
-			plain = append(plain, p)
-		}
+	var l layoutBuilder
+	if c.IsLlama() {
+		c.llamaLayout(&l)
+	} else {
+		c.gpt2Layout(&l)
 	}
-	add("wte.weight", true, V, C)
-	add("wpe.weight", true, c.MaxSeqLen, C)
-	for l := 0; l < c.NLayer; l++ {
-		h := fmt.Sprintf("h.%d.", l)
-		add(h+"ln_1.weight", false, C)
-		add(h+"ln_1.bias", false, C)
-		add(h+"attn.c_attn.weight", true, C, 3*C)
-		add(h+"attn.c_attn.bias", false, 3*C)
-		add(h+"attn.c_proj.weight", true, C, C)
-		add(h+"attn.c_proj.bias", false, C)
-		add(h+"ln_2.weight", false, C)
-		add(h+"ln_2.bias", false, C)
-		add(h+"mlp.c_fc.weight", true, C, 4*C)
-		add(h+"mlp.c_fc.bias", false, 4*C)
-		add(h+"mlp.c_proj.weight", true, 4*C, C)
-		add(h+"mlp.c_proj.bias", false, C)
-	}
-	add("ln_f.weight", false, C)
-	add("ln_f.bias", false, C)
 	if c.ScalarHead {
 		// HF stores score.weight as [1, C]; [C, 1] is the same bytes and
 		// lets the head be a plain x·W matmul.
-		add("score.weight", true, C, 1)
+		l.add("score.weight", true, initNormal, c.NEmbd, 1)
 	}
-	return append(decay, plain...)
+	return append(l.decay, l.plain...)
+}
+
+// layoutBuilder collects parameter specs into the decayed and the plain
+// part of the buffer.
+type layoutBuilder struct{ decay, plain []paramSpec }
+
+func (l *layoutBuilder) add(name string, decay bool, init paramInit, shape ...int) {
+	p := paramSpec{name: name, shape: shape, decay: decay, init: init}
+	if decay {
+		l.decay = append(l.decay, p)
+	} else {
+		l.plain = append(l.plain, p)
+	}
+}
+
+// gpt2Layout adds GPT-2's tensors.
+func (c Config) gpt2Layout(l *layoutBuilder) {
+	C, V := c.NEmbd, c.VocabSize
+	l.add("wte.weight", true, initNormal, V, C)
+	l.add("wpe.weight", true, initNormal, c.MaxSeqLen, C)
+	for i := 0; i < c.NLayer; i++ {
+		h := fmt.Sprintf("h.%d.", i)
+		l.add(h+"ln_1.weight", false, initOnes, C)
+		l.add(h+"ln_1.bias", false, initZero, C)
+		l.add(h+"attn.c_attn.weight", true, initNormal, C, 3*C)
+		l.add(h+"attn.c_attn.bias", false, initZero, 3*C)
+		l.add(h+"attn.c_proj.weight", true, initResidual, C, C)
+		l.add(h+"attn.c_proj.bias", false, initZero, C)
+		l.add(h+"ln_2.weight", false, initOnes, C)
+		l.add(h+"ln_2.bias", false, initZero, C)
+		l.add(h+"mlp.c_fc.weight", true, initNormal, C, 4*C)
+		l.add(h+"mlp.c_fc.bias", false, initZero, 4*C)
+		l.add(h+"mlp.c_proj.weight", true, initResidual, 4*C, C)
+		l.add(h+"mlp.c_proj.bias", false, initZero, C)
+	}
+	l.add("ln_f.weight", false, initOnes, C)
+	l.add("ln_f.bias", false, initZero, C)
 }
 
 // Block holds one transformer block's tensors (parameters or gradients).
@@ -83,10 +108,16 @@ type Params struct {
 	Decay   *gpu.Tensor // the leading part that gets weight decay
 	NoDecay *gpu.Tensor // the rest: biases and norms
 
-	WTE, WPE   *gpu.Tensor // [V,C], [maxT,C]
-	Blocks     []Block
-	LNFW, LNFB *gpu.Tensor // [C]
+	WTE, WPE   *gpu.Tensor // [V,C] (Llama: embed_tokens), [maxT,C] (GPT-2 only)
+	Blocks     []Block     // GPT-2
+	LNFW, LNFB *gpu.Tensor // [C] (GPT-2)
 	Score      *gpu.Tensor // [C,1], nil without a scalar head
+	// LMHead is the [V,C] unembedding: WTE when tied (always in GPT-2),
+	// else lm_head.weight; nil with a scalar head.
+	LMHead *gpu.Tensor
+
+	Layers []LlamaBlock // the Llama family
+	Norm   *gpu.Tensor  // [C], the Llama family's final RMSNorm gain
 
 	names  []string
 	byName map[string]*gpu.Tensor
@@ -115,7 +146,6 @@ func newParams(b gpu.Backend, cfg Config, dt gpu.DType) (*Params, error) {
 		Decay:   all.MustView(0, nDecay),
 		NoDecay: all.MustView(nDecay, total-nDecay),
 		byName:  make(map[string]*gpu.Tensor, len(specs)),
-		Blocks:  make([]Block, cfg.NLayer),
 	}
 	off := 0
 	for _, s := range specs {
@@ -124,9 +154,17 @@ func newParams(b gpu.Backend, cfg Config, dt gpu.DType) (*Params, error) {
 		p.names = append(p.names, s.name)
 		p.byName[s.name] = t
 	}
+	p.Score = p.byName["score.weight"]
+	if cfg.IsLlama() {
+		p.bindLlama(cfg)
+		return p, nil
+	}
+	p.Blocks = make([]Block, cfg.NLayer)
 	p.WTE, p.WPE = p.byName["wte.weight"], p.byName["wpe.weight"]
 	p.LNFW, p.LNFB = p.byName["ln_f.weight"], p.byName["ln_f.bias"]
-	p.Score = p.byName["score.weight"]
+	if !cfg.ScalarHead {
+		p.LMHead = p.WTE
+	}
 	for l := range p.Blocks {
 		h := fmt.Sprintf("h.%d.", l)
 		get := func(n string) *gpu.Tensor { return p.byName[h+n] }
@@ -145,26 +183,26 @@ func newParams(b gpu.Backend, cfg Config, dt gpu.DType) (*Params, error) {
 // Names lists the tensor names in buffer order.
 func (p *Params) Names() []string { return p.names }
 
-// Tensor returns the named tensor (HF GPT-2 name without "transformer."),
-// or nil.
+// Tensor returns the named tensor, or nil: an HF GPT-2 name without
+// "transformer.", or a Llama-family name of llama_params.go.
 func (p *Params) Tensor(name string) *gpu.Tensor { return p.byName[name] }
 
-// InitGPT2 fills host with GPT-2's initialisation for cfg's layout:
-// weights and embeddings N(0, 0.02), the residual projections (attn.c_proj,
-// mlp.c_proj) N(0, 0.02/sqrt(2·n_layer)), biases 0, LayerNorm gains 1.
-// The draw is a pure function of seed.
+// InitGPT2 fills host with GPT-2's initialisation for cfg's layout, which
+// serves the Llama family too: weights and embeddings N(0, 0.02), the
+// projections into the residual stream N(0, 0.02/sqrt(2·n_layer)), biases
+// 0, normalisation gains 1. The draw is a pure function of seed.
 func InitGPT2(cfg Config, seed uint64) []float32 {
 	rng := rand.New(rand.NewPCG(seed, 0x6a09e667f3bcc908))
 	projStd := 0.02 / math.Sqrt(2*float64(cfg.NLayer))
 	var host []float32
 	for _, s := range cfg.layout() {
 		n := s.size()
-		switch {
-		case hasSuffix(s.name, ".c_proj.weight"):
-			host = appendNormal(host, rng, n, projStd)
-		case s.decay:
+		switch s.init {
+		case initNormal:
 			host = appendNormal(host, rng, n, 0.02)
-		case hasSuffix(s.name, "ln_1.weight"), hasSuffix(s.name, "ln_2.weight"), s.name == "ln_f.weight":
+		case initResidual:
+			host = appendNormal(host, rng, n, projStd)
+		case initOnes:
 			for i := 0; i < n; i++ {
 				host = append(host, 1)
 			}
@@ -182,12 +220,8 @@ func appendNormal(dst []float32, rng *rand.Rand, n int, std float64) []float32 {
 	return dst
 }
 
-func hasSuffix(s, suffix string) bool {
-	return len(s) >= len(suffix) && s[len(s)-len(suffix):] == suffix
-}
-
-// TensorRange locates a named tensor (HF GPT-2 name without
-// "transformer.") in cfg's parameter buffer: its offset and element count,
+// TensorRange locates a named tensor (as Params.Tensor names it) in cfg's
+// parameter buffer: its offset and element count,
 // for code that prepares host parameters (e.g. initialising a new score
 // head). ok is false when cfg has no such tensor.
 func TensorRange(cfg Config, name string) (offset, n int, ok bool) {

@@ -17,8 +17,15 @@ import (
 // spread for log-probs and 5% relative L2 error per gradient tensor. The
 // bf16 model's weights are the master weights rounded (SyncWeights).
 func TestBF16TracksFP32(t *testing.T) {
-	for _, scalar := range []bool{false, true} {
-		cfg := Config{VocabSize: 50, MaxSeqLen: 24, NLayer: 2, NHead: 2, NEmbd: 32, Tokenizer: "byte", ScalarHead: scalar}
+	gpt2 := Config{VocabSize: 50, MaxSeqLen: 24, NLayer: 2, NHead: 2, NEmbd: 32, Tokenizer: "byte"}
+	qwen := gpt2
+	qwen.Arch, qwen.NHead, qwen.KVHeads, qwen.Intermediate, qwen.RopeTheta, qwen.RMSNormEps, qwen.AttentionBias = ArchQwen2, 4, 2, 40, 1000, 1e-6, true
+	for _, c := range []struct {
+		base   Config
+		scalar bool
+	}{{gpt2, false}, {gpt2, true}, {qwen, false}, {qwen, true}} {
+		scalar, cfg := c.scalar, c.base
+		cfg.ScalarHead = scalar
 		host := InitGPT2(cfg, 7)
 		rng := rand.New(rand.NewPCG(9, uint64(len(host))))
 		for i := range host {
@@ -102,7 +109,7 @@ func TestBF16TracksFP32(t *testing.T) {
 				worst, worstName = r, s.name
 			}
 		}
-		t.Logf("scalar head %v: outputs differ by %.3g (spread %.3g); worst gradient %s, relative error %.3g", scalar, maxDiff, hi-lo, worstName, worst)
+		t.Logf("%s, scalar head %v: outputs differ by %.3g (spread %.3g); worst gradient %s, relative error %.3g", cfg.Arch, scalar, maxDiff, hi-lo, worstName, worst)
 		if worst > 0.05 || worst == 0 {
 			t.Errorf("scalar head %v: gradient of %s differs by %.3g relative", scalar, worstName, worst)
 		}
@@ -112,10 +119,14 @@ func TestBF16TracksFP32(t *testing.T) {
 // TestBF16DecodeTracksFullForward: generation in the bf16 mode (bf16
 // weights, KV cache and step activations) gives, after Prefill and each
 // DecodeStep, the logits the fp32 full forward pass gives at that position,
-// to bf16 accuracy (3% of the largest logit: a few bf16 roundings of 2⁻⁹
-// relative each per layer).
+// to bf16 accuracy (4% of the largest logit: a few bf16 roundings of 2⁻⁹
+// relative each per layer, and the Llama family's step rounds more often:
+// biases, RoPE in place, SwiGLU).
 func TestBF16DecodeTracksFullForward(t *testing.T) {
-	cfg := genConfig()
+	forConfigs(t, checkBF16Decode)
+}
+
+func checkBF16Decode(t *testing.T, cfg Config) {
 	rng := rand.New(rand.NewPCG(4, 5))
 	b := cpu.New(2)
 	m, err := New(b, cfg, Options{MaxBatch: 3, MaxSeq: 9, Precision: BF16})
@@ -145,7 +156,7 @@ func TestBF16DecodeTracksFullForward(t *testing.T) {
 			scale = math.Max(scale, math.Abs(w))
 		}
 		for j := range got {
-			if d := math.Abs(float64(got[j]) - want[j]); d > 0.03*scale {
+			if d := math.Abs(float64(got[j]) - want[j]); d > 0.04*scale {
 				t.Fatalf("%s: logit %d is %g, fp32 %g (scale %g)", what, j, got[j], want[j], scale)
 			}
 		}

@@ -100,6 +100,14 @@ func refGelu(x float64) float64 {
 
 // forward runs the network on in; drop is the dropout probability in force.
 func (r *refNet) forward(in *Batch, drop float32, seed uint64) refOut {
+	if r.cfg.IsLlama() {
+		return r.head(in, r.llamaBody(in, drop, seed), "embed_tokens.weight")
+	}
+	return r.head(in, r.gpt2Body(in, drop, seed), "wte.weight")
+}
+
+// gpt2Body runs GPT-2 up to the final LayerNorm's output.
+func (r *refNet) gpt2Body(in *Batch, drop float32, seed uint64) []float64 {
 	c := r.cfg
 	B, T, C, H := in.B, in.T, c.NEmbd, c.NHead
 	hs := C / H
@@ -117,40 +125,7 @@ func (r *refNet) forward(in *Batch, drop float32, seed uint64) refOut {
 		pre := "h." + itoa(l) + "."
 		ln1 := refLayerNorm(x, r.p(pre+"ln_1.weight"), r.p(pre+"ln_1.bias"), C)
 		qkv := refLinear(ln1, r.p(pre+"attn.c_attn.weight"), r.p(pre+"attn.c_attn.bias"), C, 3*C)
-		att := make([]float64, N*C)
-		for b := 0; b < B; b++ {
-			L := T
-			if in.ValidLen != nil {
-				L = int(in.ValidLen[b])
-			}
-			for h := 0; h < H; h++ {
-				for t := 0; t < L; t++ {
-					q := qkv[(b*T+t)*3*C+h*hs:]
-					scores := make([]float64, t+1)
-					maxS := math.Inf(-1)
-					for j := 0; j <= t; j++ {
-						k := qkv[(b*T+j)*3*C+C+h*hs:]
-						s := 0.0
-						for d := 0; d < hs; d++ {
-							s += q[d] * k[d]
-						}
-						scores[j] = s / math.Sqrt(float64(hs))
-						maxS = math.Max(maxS, scores[j])
-					}
-					sum := 0.0
-					for j := range scores {
-						scores[j] = math.Exp(scores[j] - maxS)
-						sum += scores[j]
-					}
-					for j := 0; j <= t; j++ {
-						v := qkv[(b*T+j)*3*C+2*C+h*hs:]
-						for d := 0; d < hs; d++ {
-							att[(b*T+t)*C+h*hs+d] += scores[j] / sum * v[d]
-						}
-					}
-				}
-			}
-		}
+		att := refAttention(qkv, in, H, H, hs)
 		proj := refLinear(att, r.p(pre+"attn.c_proj.weight"), r.p(pre+"attn.c_proj.bias"), C, C)
 		refDropout(proj, drop, dropSeed(seed, 2*l+1))
 		for i := range x {
@@ -167,13 +142,24 @@ func (r *refNet) forward(in *Batch, drop float32, seed uint64) refOut {
 			x[i] += mlp[i]
 		}
 	}
-	lnf := refLayerNorm(x, r.p("ln_f.weight"), r.p("ln_f.bias"), C)
+	return refLayerNorm(x, r.p("ln_f.weight"), r.p("ln_f.bias"), C)
+}
+
+// head runs the LM head (unembedding lm_head.weight, or the tied embedding
+// named tied) or the scalar head on the final hidden states lnf.
+func (r *refNet) head(in *Batch, lnf []float64, tied string) refOut {
+	c := r.cfg
+	N, C := in.B*in.T, c.NEmbd
 	var out refOut
 	if c.ScalarHead {
 		out.values = refLinear(lnf, r.p("score.weight"), nil, C, 1)
 		return out
 	}
 	V := c.VocabSize
+	wte := r.p(tied)
+	if _, untied := r.offset["lm_head.weight"]; untied {
+		wte = r.p("lm_head.weight")
+	}
 	out.logp, out.entropy = make([]float64, N), make([]float64, N)
 	for i := 0; i < N; i++ {
 		logits := make([]float64, V)
