@@ -110,8 +110,8 @@ type evalReport struct {
 func printBehaviour(c *cli.Context, b train.Behaviour) error {
 	kinds := b.Kinds()
 	header, row := train.BehaviourHeader(kinds), b.Row("model", kinds)
+	fmt.Fprintln(c.App.Writer, "\nhonesty, harmlessness and prompt kinds (± standard error, prompts in brackets)")
 	w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "\nhonesty, harmlessness and prompt kinds (± standard error, prompts in brackets)\t")
 	for i := 1; i < len(header); i++ {
 		fmt.Fprintf(w, "%s\t%s\n", header[i], row[i])
 	}
