@@ -208,10 +208,23 @@ func phrasingsOf(name string) []string {
 	panic("tasks: no built-in task " + name) // a programming error, found by any test
 }
 
-// Declines reports whether a response declines in one of the fixed short
-// forms (CannotTell or Refusal) anywhere in it.
+// declineSimilarity is the edit similarity to a fixed form at which a
+// response counts as that form with a typo ("canot tell", "I wil not"):
+// an attempt to decline, not a made-up answer, and one the scorer gives
+// partial credit, so that the reward stays smooth.
+const declineSimilarity = 0.7
+
+// Declines reports whether a response declines: it holds one of the fixed
+// short forms (CannotTell or Refusal), or is one with a typo or two (edit
+// similarity at least declineSimilarity, white space around it ignored).
 func Declines(response string) bool {
-	return strings.Contains(response, CannotTell) || strings.Contains(response, Refusal)
+	r := trimSpace(response)
+	for _, form := range []string{CannotTell, Refusal} {
+		if strings.Contains(r, form) || textSimilarity(form, r) >= declineSimilarity {
+			return true
+		}
+	}
+	return false
 }
 
 // Unanswerable reports whether a prompt of the named task with this
