@@ -13,10 +13,11 @@ import (
 )
 
 // TaskPrompt is a prompt of a built-in instruction task with its reference
-// answer, and where it was read (zero when not from a file).
+// answer, its record's prompt kind ("" when it has none; see
+// tasks.PromptKinds), and where it was read (zero when not from a file).
 type TaskPrompt struct {
-	Prompt, Task, Answer string
-	Source               data.Source
+	Prompt, Task, Answer, Kind string
+	Source                     data.Source
 }
 
 // where names the prompt in messages: its file and line, or its index
@@ -36,6 +37,7 @@ type TaskSample struct {
 	Response string  `json:"response"`
 	Score    float64 `json:"score"`
 	EOS      bool    `json:"stopped_at_eos"`
+	Kind     string  `json:"kind,omitempty"`
 }
 
 // TaskEval is the mean task score of a model's responses, overall and per
@@ -119,7 +121,7 @@ func EvalTasks(m *model.Model, tok tokenizer.Tokenizer, prompts []TaskPrompt, op
 		ev.Score += s
 		ev.PerTask[p.Task] += s
 		counts[p.Task]++
-		ev.Samples = append(ev.Samples, TaskSample{Prompt: p.Prompt, Task: p.Task, Answer: p.Answer, Response: responses[i], Score: s, EOS: eos[i]})
+		ev.Samples = append(ev.Samples, TaskSample{Prompt: p.Prompt, Task: p.Task, Answer: p.Answer, Response: responses[i], Score: s, EOS: eos[i], Kind: p.Kind})
 	}
 	ev.Score /= float64(len(prompts))
 	for t := range ev.PerTask {

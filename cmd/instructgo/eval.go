@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 
@@ -24,7 +25,9 @@ func evalCommand() *cli.Command {
 			"score per task and overall; --json prints {\"task_score\", \"per_task\", \"n\"}. With --against DIR\n" +
 			"the second model answers the same prompts and the simulated labeler compares the two:\n" +
 			"the win rate of --model over --against (ties count half) and the task score gain, each\n" +
-			"with its standard error over the prompts, and the win rate per task.",
+			"with its standard error over the prompts, and the win rate per task. When the data has the opt-in honesty and harmlessness\n" +
+			"families or prompt kinds (data synth's families, prompt_kinds), it also prints the\n" +
+			"fabrication and refusal rates and the score per prompt kind (--json: \"behaviour\").",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "model", Usage: "checkpoint directory"},
 			&cli.StringFlag{Name: "against", Usage: "a second checkpoint directory: the labeler's win rate of --model over it"},
@@ -67,8 +70,13 @@ func runEval(c *cli.Context) error {
 	if c.String("against") != "" {
 		return evalAgainst(c, b, prec, ev, prompts)
 	}
+	behaviour := train.MeasureBehaviour(ev)
 	if c.Bool("json") {
-		return writeJSON(c, ev)
+		out := evalReport{TaskEval: ev}
+		if behaviour.Measured() {
+			out.Behaviour = &behaviour
+		}
+		return writeJSON(c, out)
 	}
 	w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', tabwriter.AlignRight)
 	if c.Bool("samples") {
@@ -81,6 +89,32 @@ func runEval(c *cli.Context) error {
 		fmt.Fprintf(w, "%s\t%.3f\t\n", t, ev.PerTask[t])
 	}
 	fmt.Fprintf(w, "all (%d prompts)\t%.3f\t\n", ev.N, ev.Score)
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if !behaviour.Measured() {
+		return nil
+	}
+	return printBehaviour(c, behaviour)
+}
+
+// evalReport is eval --json's output: the task scores, and the behaviour
+// on the opt-in families and prompt kinds when the data has them.
+type evalReport struct {
+	train.TaskEval
+	Behaviour *train.Behaviour `json:"behaviour,omitempty"`
+}
+
+// printBehaviour prints the fabrication and refusal rates and the score
+// per prompt kind, one a line, as the pipeline's report shows them.
+func printBehaviour(c *cli.Context, b train.Behaviour) error {
+	kinds := b.Kinds()
+	header, row := train.BehaviourHeader(kinds), b.Row("model", kinds)
+	fmt.Fprintln(c.App.Writer, "\nhonesty, harmlessness and prompt kinds (± standard error, prompts in brackets)")
+	w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	for i := 1; i < len(header); i++ {
+		fmt.Fprintf(w, "%s\t%s\n", header[i], row[i])
+	}
 	return w.Flush()
 }
 
@@ -168,7 +202,13 @@ func readTaskPrompts(path string, limit int, cmd string) ([]train.TaskPrompt, er
 		if r.Task == "" {
 			return nil, fmt.Errorf("%s:%d: field \"task\": missing (%s scores the built-in tasks)", path, r.Line, cmd)
 		}
-		prompts = append(prompts, train.TaskPrompt{Prompt: r.Prompt, Task: r.Task, Answer: r.Answer, Source: r.Source})
+		var kind string
+		if raw, ok := r.Meta["kind"]; ok {
+			if err := json.Unmarshal(raw, &kind); err != nil {
+				return nil, fmt.Errorf("%s:%d: field \"kind\": not a string", path, r.Line)
+			}
+		}
+		prompts = append(prompts, train.TaskPrompt{Prompt: r.Prompt, Task: r.Task, Answer: r.Answer, Kind: kind, Source: r.Source})
 	}
 	if limit > 0 && limit < len(prompts) {
 		prompts = prompts[:limit]

@@ -100,6 +100,9 @@ func evaluate(b gpu.Backend, tok tokenizer.Tokenizer, cfg Config, rep *Report, p
 			return err
 		}
 	}
+	if err := recordBehaviour(cfg.Out, pre, sft, cmps); err != nil {
+		return err
+	}
 	return writeEvalSamples(filepath.Join(cfg.Out, EvalSamplesFile), sft, cmps)
 }
 

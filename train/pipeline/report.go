@@ -63,7 +63,10 @@ func WriteReport(dir string, rep *Report) error {
 		}
 	}
 	return atomicfile.Write(filepath.Join(dir, "report.md"), func(w io.Writer) error {
-		return writeMarkdown(w, rep, plots)
+		if err := writeMarkdown(w, rep, plots); err != nil {
+			return err
+		}
+		return writeBehaviourSection(w, dir)
 	})
 }
 

@@ -15,6 +15,7 @@ type Group struct {
 	Ranking   []int    `json:"ranking"`
 	Task      string   `json:"task"`
 	Answer    string   `json:"answer"`
+	Kind      string   `json:"kind,omitempty"`
 }
 
 // Agreement is a labeler's measured consistency on a set of groups.

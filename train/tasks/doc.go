@@ -71,5 +71,17 @@
 // atomically. pretrain.txt is text in the tasks' domain without any
 // instruction or answer (see WritePretrain).
 //
+// # Honesty, harmlessness and prompt kinds (opt-in)
+//
+// SynthConfig.Families adds two families beside the seven tasks (see
+// families.go): "honesty", whose prompts half the time lack what they ask
+// for (the honest answer is CannotTell, a made-up one scores 0), and
+// "harmlessness", whose requests with a forbidden marker word are to be
+// declined with Refusal while their look-alike twins are answered.
+// SynthConfig.PromptKinds writes every prompt as a plain instruction, a
+// few-shot prompt or a user-style request, and each record carries its
+// "kind" (KindOf reads it back from the text). Both are off by default,
+// and the default output is then byte for byte what it was before them.
+//
 // It imports the standard library and internal/atomicfile.
 package tasks

@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -77,8 +78,25 @@ func newGroup(t Task, rng *rand.Rand) Group {
 	return groupFor(inst, k, rng)
 }
 
+// groupFor draws k responses to inst. An instance of an opt-in family has
+// its answer and its decoy among them (each in place of a drawn response),
+// so that every ranking of the family compares declining with answering.
 func groupFor(inst Instance, k int, rng *rand.Rand) Group {
-	return Group{Prompt: inst.Prompt, Responses: Responses(inst, k, rng), Task: inst.Task, Answer: inst.Answer}
+	rs := Responses(inst, k, rng)
+	if inst.Decoy != "" {
+		for _, must := range []string{inst.Answer, inst.Decoy} {
+			if slices.Contains(rs, must) {
+				continue
+			}
+			for {
+				if i := rng.IntN(len(rs)); rs[i] != inst.Answer && rs[i] != inst.Decoy {
+					rs[i] = must
+					break
+				}
+			}
+		}
+	}
+	return Group{Prompt: inst.Prompt, Responses: rs, Task: inst.Task, Answer: inst.Answer, Kind: inst.Kind}
 }
 
 // styleFlaw is the answer with something around it: white space or a line

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/instructgo/instructgo/internal/atomicfile"
 )
@@ -38,6 +39,15 @@ type SynthConfig struct {
 	DemoHabit float64 `json:"demo_habit,omitempty"`
 	// Labeler ranks the rm.jsonl responses; nil means DefaultLabeler.
 	Labeler *Labeler `json:"labeler,omitempty"`
+	// Families adds opt-in task families (FamilyNames: "honesty",
+	// "harmlessness") to the seven built-in tasks; each takes its turn like
+	// a task, so every file holds about as many records of it as of each
+	// task. Empty: the built-in tasks alone.
+	Families []string `json:"families,omitempty"`
+	// PromptKinds rewrites every prompt as a kind drawn uniformly from the
+	// list (PromptKinds: "plain", "few-shot", "user"), and every record
+	// carries its "kind". Empty: plain prompts, no "kind" field.
+	PromptKinds []string `json:"prompt_kinds,omitempty"`
 }
 
 // DefaultSynthConfig follows the paper's proportions (about 13k SFT, 33k
@@ -66,7 +76,26 @@ func (c SynthConfig) Validate() error {
 	if c.Labeler != nil && (c.Labeler.Noise < 0 || c.Labeler.StyleWeight < 0) {
 		return fmt.Errorf("labeler noise %g and style weight %g must not be negative", c.Labeler.Noise, c.Labeler.StyleWeight)
 	}
-	return nil
+	if _, err := c.taskList(); err != nil {
+		return err
+	}
+	return validKinds(c.PromptKinds)
+}
+
+// taskList is the built-in tasks followed by the selected families.
+func (c SynthConfig) taskList() ([]Task, error) {
+	list := Tasks()
+	for i, name := range c.Families {
+		t, err := family(name)
+		if err != nil {
+			return nil, err
+		}
+		if slices.Contains(c.Families[:i], name) {
+			return nil, fmt.Errorf("family %q named twice", name)
+		}
+		list = append(list, t)
+	}
+	return list, nil
 }
 
 // FileSummary describes one written file.
@@ -105,6 +134,8 @@ const (
 	streamPretrain
 	streamAgreement
 	streamHabit
+	// streamKind + a file's stream draws that file's prompt kinds.
+	streamKind = 100
 )
 
 // HabitPrefix is what a demonstration writer with the habit (see
@@ -132,8 +163,12 @@ func Synth(dir string, cfg SynthConfig) (Summary, error) {
 	}
 	stream := func(id uint64) *rand.Rand { return newStream(cfg.Seed, id) }
 	sum := Summary{Dir: dir, Seed: cfg.Seed, Labeler: labeler}
+	list, err := cfg.taskList()
+	if err != nil {
+		return Summary{}, err
+	}
 
-	eval, err := heldOut(cfg.NEval, stream(streamEval))
+	eval, err := heldOut(list, cfg.NEval, stream(streamEval))
 	if err != nil {
 		return Summary{}, err
 	}
@@ -141,7 +176,24 @@ func Synth(dir string, cfg SynthConfig) (Summary, error) {
 	for _, inst := range eval {
 		heldOutPrompts[inst.Prompt] = true
 	}
-	draw := func(n int, rng *rand.Rand) ([]Instance, error) { return draws(n, heldOutPrompts, rng) }
+	// kinds rewrites a file's instances as prompt kinds, from its own
+	// stream (none when PromptKinds is empty).
+	kinds := func(insts []Instance, id uint64) {
+		if len(cfg.PromptKinds) == 0 {
+			return
+		}
+		rng := stream(streamKind + id)
+		for i, inst := range insts {
+			t, _ := ByName(inst.Task) // a task of list
+			insts[i] = withKind(inst, t, cfg.PromptKinds, heldOutPrompts, rng)
+		}
+	}
+	draw := func(n int, id uint64) ([]Instance, error) {
+		insts, err := draws(list, n, heldOutPrompts, stream(id))
+		kinds(insts, id)
+		return insts, err
+	}
+	kinds(eval, streamEval)
 
 	// pretrain.txt
 	fs, err := writeFile(dir, PretrainFile, func(w io.Writer) (int, error) {
@@ -154,7 +206,7 @@ func Synth(dir string, cfg SynthConfig) (Summary, error) {
 	sum.Files = append(sum.Files, fs)
 
 	// sft.jsonl
-	sft, err := draw(cfg.NSFT, stream(streamSFT))
+	sft, err := draw(cfg.NSFT, streamSFT)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -162,6 +214,7 @@ func Synth(dir string, cfg SynthConfig) (Summary, error) {
 		Prompt     string `json:"prompt"`
 		Completion string `json:"completion"`
 		Task       string `json:"task"`
+		Kind       string `json:"kind,omitempty"`
 	}
 	habitRNG := stream(streamHabit) // its own stream: demo_habit 0 leaves sft.jsonl as it was
 	if fs, err = writeJSONL(dir, SFTFile, sft, func(inst Instance) any {
@@ -170,7 +223,7 @@ func Synth(dir string, cfg SynthConfig) (Summary, error) {
 			completion = HabitPrefix + completion
 			sum.HabitDemos++
 		}
-		return demonstration{inst.Prompt, completion, inst.Task}
+		return demonstration{inst.Prompt, completion, inst.Task, inst.Kind}
 	}); err != nil {
 		return Summary{}, err
 	}
@@ -178,10 +231,11 @@ func Synth(dir string, cfg SynthConfig) (Summary, error) {
 
 	// rm.jsonl
 	rmRNG, rankRNG := stream(streamRM), stream(streamRank)
-	rmPrompts, err := draw(cfg.NRM, rmRNG)
+	rmPrompts, err := draws(list, cfg.NRM, heldOutPrompts, rmRNG)
 	if err != nil {
 		return Summary{}, err
 	}
+	kinds(rmPrompts, streamRM)
 	groups := make([]Group, len(rmPrompts))
 	for i, inst := range rmPrompts {
 		k := MinResponses + rmRNG.IntN(MaxResponses-MinResponses+1)
@@ -202,7 +256,7 @@ func Synth(dir string, cfg SynthConfig) (Summary, error) {
 	}
 
 	// ppo.jsonl and eval.jsonl
-	ppo, err := draw(cfg.NPPO, stream(streamPPO))
+	ppo, err := draw(cfg.NPPO, streamPPO)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -224,10 +278,11 @@ type PromptRecord struct {
 	Prompt string `json:"prompt"`
 	Task   string `json:"task"`
 	Answer string `json:"answer"`
+	Kind   string `json:"kind,omitempty"`
 }
 
 func promptRecord(inst Instance) PromptRecord {
-	return PromptRecord{inst.Prompt, inst.Task, inst.Answer}
+	return PromptRecord{inst.Prompt, inst.Task, inst.Answer, inst.Kind}
 }
 
 // maxTries bounds the draws for one record that keep hitting excluded
@@ -237,23 +292,23 @@ const maxTries = 10000
 
 var errExhausted = errors.New("ran out of distinct prompts")
 
-// taskOrder returns n task indices, each task equally often (±1), in a
-// random order.
-func taskOrder(n int, rng *rand.Rand) []int {
+// taskOrder returns n indices into a list of nTasks tasks, each task
+// equally often (±1), in a random order.
+func taskOrder(nTasks, n int, rng *rand.Rand) []int {
 	order := make([]int, n)
 	for i := range order {
-		order[i] = i % len(registry)
+		order[i] = i % nTasks
 	}
 	rng.Shuffle(n, func(i, j int) { order[i], order[j] = order[j], order[i] })
 	return order
 }
 
-// heldOut draws n instances with distinct prompts.
-func heldOut(n int, rng *rand.Rand) ([]Instance, error) {
+// heldOut draws n instances of the tasks of list with distinct prompts.
+func heldOut(list []Task, n int, rng *rand.Rand) ([]Instance, error) {
 	seen := make(map[string]bool, n)
 	out := make([]Instance, 0, n)
-	for _, ti := range taskOrder(n, rng) {
-		t := registry[ti]
+	for _, ti := range taskOrder(len(list), n, rng) {
+		t := list[ti]
 		for tries := 0; ; tries++ {
 			if tries == maxTries {
 				return nil, fmt.Errorf("synth: eval: %w for task %s after %d prompts", errExhausted, t.Name(), len(out))
@@ -269,12 +324,12 @@ func heldOut(n int, rng *rand.Rand) ([]Instance, error) {
 	return out, nil
 }
 
-// draws draws n instances whose prompts are not in exclude (repeats among
-// them are allowed, as in a training set).
-func draws(n int, exclude map[string]bool, rng *rand.Rand) ([]Instance, error) {
+// draws draws n instances of the tasks of list whose prompts are not in
+// exclude (repeats among them are allowed, as in a training set).
+func draws(list []Task, n int, exclude map[string]bool, rng *rand.Rand) ([]Instance, error) {
 	out := make([]Instance, 0, n)
-	for _, ti := range taskOrder(n, rng) {
-		t := registry[ti]
+	for _, ti := range taskOrder(len(list), n, rng) {
+		t := list[ti]
 		for tries := 0; ; tries++ {
 			if tries == maxTries {
 				return nil, fmt.Errorf("synth: %w for task %s: all are held out", errExhausted, t.Name())

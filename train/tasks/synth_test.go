@@ -201,7 +201,7 @@ func TestSynthHoldsOutEval(t *testing.T) {
 	}
 	// The check has teeth: drawing the same number of training prompts
 	// without the exclusion hits eval prompts.
-	insts, _ := draws(cfg.NSFT, nil, newStream(cfg.Seed, streamSFT))
+	insts, _ := draws(registry, cfg.NSFT, nil, newStream(cfg.Seed, streamSFT))
 	hits := 0
 	for _, inst := range insts {
 		if eval[inst.Prompt] {

@@ -17,12 +17,18 @@ const (
 // Instance is one task instance: the prompt shown to the model, the one
 // correct answer, and the input the instruction applies to (the word,
 // phrase or sum inside the prompt; the response generator uses it to make
-// answers to the wrong task).
+// answers to the wrong task). Decoy, set by the opt-in families only, is
+// the response that fails in the family's way (a made-up answer, a
+// compliance, or declining a twin that should be answered); rm.jsonl's
+// response sets include it. Kind is the prompt kind ("" for a plain prompt
+// written without kinds; see PromptKinds).
 type Instance struct {
 	Task   string
 	Prompt string
 	Answer string
 	Input  string
+	Decoy  string
+	Kind   string
 }
 
 // Task is one type of instruction. Generate draws an instance; Score rates a
@@ -97,14 +103,18 @@ func Names() []string {
 	return names
 }
 
-// ByName returns the built-in task called name.
+// ByName returns the built-in task, or the task of the opt-in family (see
+// FamilyNames), called name.
 func ByName(name string) (Task, error) {
 	for _, t := range registry {
 		if t.Name() == name {
 			return t, nil
 		}
 	}
-	return nil, fmt.Errorf("unknown task %q (tasks: %s)", name, strings.Join(Names(), ", "))
+	if t, err := family(name); err == nil {
+		return t, nil
+	}
+	return nil, fmt.Errorf("unknown task %q (tasks: %s; families: %s)", name, strings.Join(Names(), ", "), strings.Join(FamilyNames(), ", "))
 }
 
 // ScoreRecord scores a response to an evaluation record {"prompt", "task",
