@@ -38,6 +38,8 @@ func dataCommand() *cli.Command {
 			&cli.IntFlag{Name: "eval", Value: d.NEval, Usage: "held-out prompts in eval.jsonl"},
 			&cli.IntFlag{Name: "pretrain-bytes", Value: d.PretrainBytes, Usage: "size of pretrain.txt"},
 			&cli.Float64Flag{Name: "demo-habit", Value: d.DemoHabit, Usage: "fraction of demonstrations that open with the writers' habit \"" + tasks.HabitPrefix + "\" (0: every demonstration is the bare answer)"},
+			&cli.StringSliceFlag{Name: "families", Usage: "opt-in task families, comma-separated or repeated: " + strings.Join(tasks.FamilyNames(), ", ")},
+			&cli.StringSliceFlag{Name: "prompt-kinds", Usage: "phrase every prompt as one of these kinds, drawn uniformly: " + strings.Join(tasks.PromptKinds(), ", ")},
 			&cli.BoolFlag{Name: "json", Usage: "print the summary as one JSON object instead of a table"},
 		},
 		Action:       runDataSynth,
@@ -72,6 +74,10 @@ func runDataSynth(c *cli.Context) error {
 	cfg := tasks.SynthConfig{
 		Seed: c.Uint64("seed"), NSFT: c.Int("sft"), NRM: c.Int("rm"), NPPO: c.Int("ppo"),
 		NEval: c.Int("eval"), PretrainBytes: c.Int("pretrain-bytes"), DemoHabit: c.Float64("demo-habit"),
+		Families: splitList(c.StringSlice("families")), PromptKinds: splitList(c.StringSlice("prompt-kinds")),
+	}
+	if err := cfg.Validate(); err != nil {
+		return usageErrorf("data synth: %v", err)
 	}
 	if h := cfg.DemoHabit; !(h >= 0 && h <= 1) {
 		return usageErrorf("data synth: invalid --demo-habit %g: want a fraction from 0 to 1", h)
@@ -139,4 +145,18 @@ func subcommandUsageError(c *cli.Context, err error, _ bool) error {
 		msg = "unknown flag --" + flag
 	}
 	return usageErrorf("%s: %s (see '%s %s --help')", name, msg, c.App.Name, name)
+}
+
+// splitList splits each value of a repeatable flag at commas, so that
+// "--families a,b" and "--families a --families b" say the same.
+func splitList(vals []string) []string {
+	var out []string
+	for _, v := range vals {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
 }

@@ -120,3 +120,33 @@ func TestDataHelp(t *testing.T) {
 		t.Errorf("data synth --help: exit code %d, output %q", code, out)
 	}
 }
+
+// TestDataSynthFamiliesAndKinds: --families and --prompt-kinds (commas or
+// repeats) reach the data: records of the families' tasks and of each kind;
+// an unknown family is a usage error that writes nothing.
+func TestDataSynthFamiliesAndKinds(t *testing.T) {
+	out := t.TempDir()
+	if _, stderr, code := runCLI(t, "data", "synth", "--out", out, "--families", "honesty,harmlessness", "--prompt-kinds", "user",
+		"--prompt-kinds", "few-shot", "--sft", "60", "--rm", "10", "--ppo", "10", "--eval", "10", "--pretrain-bytes", "2000"); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	raw, err := os.ReadFile(filepath.Join(out, "sft.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"task":"honesty"`, `"task":"harmlessness"`, `"kind":"user"`, `"kind":"few-shot"`} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("sft.jsonl has no %s", want)
+		}
+	}
+	if strings.Contains(string(raw), `"kind":"plain"`) {
+		t.Error("a kind that was not asked for")
+	}
+	bad := filepath.Join(t.TempDir(), "bad")
+	if _, stderr, code := runCLI(t, "data", "synth", "--out", bad, "--families", "honesty,flattery"); code != exitUsage || !strings.Contains(stderr, `"flattery"`) {
+		t.Errorf("unknown family: exit %d, %s", code, stderr)
+	}
+	if _, err := os.Stat(bad); err == nil {
+		t.Error("a refused synth created its directory")
+	}
+}
