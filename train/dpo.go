@@ -193,7 +193,7 @@ func DPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg DPOCon
 		tr.sum.Ceiling = &c
 	}
 	l, err := openLoop(loopSpec{
-		name: "dpo", unit: "step", dir: cfg.Out, steps: cfg.Steps,
+		name: "dpo", tok: tok, unit: "step", dir: cfg.Out, steps: cfg.Steps,
 		logEvery: cfg.LogEvery, evalEvery: cfg.EvalEvery, saveEvery: cfg.SaveEvery,
 		resume: opt.Resume, config: cfg, parts: []savedPart{ds.t.part("", "model", 1)}, inputs: []string{cfg.Data}, checkpoints: []string{cfg.Init},
 		initial: func() ([]float32, error) { return initialLM(cfg.Model, cfg.Init, cfg.Seed, opt.load()) },

@@ -209,7 +209,7 @@ func runGroup(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg G
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	l, err := openLoop(loopSpec{
-		name: name, unit: "iteration", dir: cfg.Out, steps: cfg.Iterations,
+		name: name, tok: tok, unit: "iteration", dir: cfg.Out, steps: cfg.Iterations,
 		logEvery: cfg.LogEvery, saveEvery: cfg.SaveEvery,
 		resume: opt.Resume, config: cfg, parts: []savedPart{g.policy.part("", "policy", cfg.Epochs*cfg.Episodes()/cfg.MiniBatch)},
 		inputs: []string{cfg.Prompts}, checkpoints: []string{cfg.Policy, cfg.Reward},

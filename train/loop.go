@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/instructgo/instructgo/internal/atomicfile"
+	"github.com/instructgo/instructgo/model/tokenizer"
 )
 
 // A method is one way of training (pretraining, SFT, the reward model,
@@ -82,6 +83,10 @@ type loopSpec struct {
 	// checkpoints are the checkpoint directories the run reads, which its
 	// run directory must not be.
 	checkpoints []string
+	// tok is the run's tokenizer: a Hugging Face one's files are written
+	// beside the checkpoint, so the run directory loads with the same
+	// tokenizer as the checkpoint it started from.
+	tok tokenizer.Tokenizer
 }
 
 // loop is one run of a method in a run directory.
@@ -132,6 +137,11 @@ func openLoop(s loopSpec, m method, opt RunOptions) (*loop, error) {
 	}
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return nil, err
+	}
+	if hf, ok := s.tok.(*tokenizer.HF); ok {
+		if err := hf.WriteFiles(s.dir); err != nil {
+			return nil, err
+		}
 	}
 	if err := cleanStates(s.dir); err != nil {
 		return nil, fmt.Errorf("clean up after an earlier save: %w", err)

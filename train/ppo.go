@@ -253,7 +253,7 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 		st:    ppoState{Beta: float64(cfg.KLCoef), PolicySHA256: policySum, RewardSHA256: rewardSum, ReferenceSHA256: refSum},
 	}
 	l, err := openLoop(loopSpec{
-		name: "ppo", unit: "iteration", dir: cfg.Out, steps: cfg.Iterations,
+		name: "ppo", tok: tok, unit: "iteration", dir: cfg.Out, steps: cfg.Iterations,
 		logEvery: cfg.LogEvery, saveEvery: cfg.SaveEvery,
 		resume: opt.Resume, config: cfg, parts: ms.parts(cfg), inputs: append([]string{cfg.Prompts}, cfg.Ptx...),
 		checkpoints: nonEmpty(cfg.Policy, cfg.Reward, cfg.Reference),

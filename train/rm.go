@@ -242,7 +242,7 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 		sum.Ceiling = &c
 	}
 	l, err := openLoop(loopSpec{
-		name: "rm", unit: "step", dir: cfg.Out, steps: cfg.Steps,
+		name: "rm", tok: tok, unit: "step", dir: cfg.Out, steps: cfg.Steps,
 		logEvery: cfg.LogEvery, evalEvery: cfg.EvalEvery, saveEvery: cfg.SaveEvery,
 		resume: opt.Resume, config: cfg, parts: []savedPart{rs.t.part("", "model", 1)}, inputs: []string{cfg.Data, cfg.CenterData}, checkpoints: []string{cfg.Init},
 		initial: func() ([]float32, error) {

@@ -157,7 +157,7 @@ func SFT(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg SFTCon
 		s.sum.SelectedBy = "task_score"
 	}
 	l, err := openLoop(loopSpec{
-		name: "sft", unit: "step", dir: cfg.Out, steps: cfg.Steps,
+		name: "sft", tok: tok, unit: "step", dir: cfg.Out, steps: cfg.Steps,
 		logEvery: cfg.LogEvery, evalEvery: cfg.EvalEvery, saveEvery: cfg.SaveEvery,
 		resume: opt.Resume, config: cfg, parts: []savedPart{lm.t.part("", "model", 1)}, inputs: []string{cfg.Data}, checkpoints: []string{cfg.Init},
 		initial: func() ([]float32, error) { return initialLM(cfg.Model, cfg.Init, cfg.Seed, opt.load()) },
