@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"path/filepath"
 
 	"github.com/rs/zerolog"
 
@@ -292,7 +291,7 @@ func newGroupTrainer(b gpu.Backend, tok tokenizer.Tokenizer, cfg GroupConfig, op
 	}
 	g := &groupTrainer{cfg: cfg, saveDType: opt.SaveDType, b: b, tok: tok, prompts: rp.prompts, promptIDs: rp.ids,
 		order: rand.New(rand.NewPCG(cfg.Seed, 0x6e0)).Perm(len(rp.prompts))}
-	if g.st.PolicySHA256, err = fileSHA256(filepath.Join(cfg.Policy, model.WeightsFile)); err != nil {
+	if g.st.PolicySHA256, err = checkpointSHA256(cfg.Policy); err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
 	pol, err := loadNoDropout(b, cfg.Policy, cfg.MiniBatch, rp.T, true, opt)
@@ -306,7 +305,7 @@ func newGroupTrainer(b gpu.Backend, tok tokenizer.Tokenizer, cfg GroupConfig, op
 		return nil, fmt.Errorf("reference: %w", err)
 	}
 	if cfg.Reward != "" {
-		if g.st.RewardSHA256, err = fileSHA256(filepath.Join(cfg.Reward, model.WeightsFile)); err != nil {
+		if g.st.RewardSHA256, err = checkpointSHA256(cfg.Reward); err != nil {
 			return nil, fmt.Errorf("reward model: %w", err)
 		}
 		if g.rm, err = loadNoDropout(b, cfg.Reward, cfg.MiniBatch, rp.T, false, opt); err != nil {

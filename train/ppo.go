@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"path/filepath"
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
@@ -228,17 +227,17 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 	// The frozen reference and reward model are read from their
 	// checkpoints again on resume: their fingerprints make sure they are
 	// the same.
-	policySum, err := fileSHA256(filepath.Join(cfg.Policy, model.WeightsFile))
+	policySum, err := checkpointSHA256(cfg.Policy)
 	if err != nil {
 		return nil, fmt.Errorf("ppo: policy: %w", err)
 	}
-	rewardSum, err := fileSHA256(filepath.Join(cfg.Reward, model.WeightsFile))
+	rewardSum, err := checkpointSHA256(cfg.Reward)
 	if err != nil {
 		return nil, fmt.Errorf("ppo: reward model: %w", err)
 	}
 	var refSum string
 	if cfg.Reference != "" {
-		if refSum, err = fileSHA256(filepath.Join(cfg.Reference, model.WeightsFile)); err != nil {
+		if refSum, err = checkpointSHA256(cfg.Reference); err != nil {
 			return nil, fmt.Errorf("ppo: reference: %w", err)
 		}
 	}

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 
 	"github.com/instructgo/instructgo/gpu"
@@ -254,6 +256,43 @@ func truncateMetrics(dir string, step int) error {
 }
 
 // fileSHA256 is the hex SHA-256 of a file's contents.
+// checkpointSHA256 fingerprints a checkpoint's weights: its
+// model.safetensors, or for a sharded checkpoint its index and every shard
+// the index names (in name order), so that a frozen model read again on
+// resume is known to be the same.
+func checkpointSHA256(dir string) (string, error) {
+	single := filepath.Join(dir, model.WeightsFile)
+	if _, err := os.Stat(single); err == nil {
+		return fileSHA256(single)
+	}
+	index := filepath.Join(dir, model.WeightsIndexFile)
+	raw, err := os.ReadFile(index)
+	if err != nil {
+		return "", fmt.Errorf("%s has neither %s nor a readable %s: %w", dir, model.WeightsFile, model.WeightsIndexFile, err)
+	}
+	var idx struct {
+		WeightMap map[string]string `json:"weight_map"`
+	}
+	if err := json.Unmarshal(raw, &idx); err != nil {
+		return "", fmt.Errorf("%s: %w", index, err)
+	}
+	files := slices.Sorted(maps.Values(idx.WeightMap))
+	files = slices.Compact(files)
+	h := sha256.New()
+	h.Write(raw)
+	for _, f := range files {
+		if filepath.Base(f) != f {
+			return "", fmt.Errorf("%s: shard %q is not a file name in the checkpoint's directory", index, f)
+		}
+		sum, err := fileSHA256(filepath.Join(dir, f))
+		if err != nil {
+			return "", err
+		}
+		h.Write([]byte(f + " " + sum + "\n"))
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
 func fileSHA256(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
