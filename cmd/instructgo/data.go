@@ -76,9 +76,6 @@ func runDataSynth(c *cli.Context) error {
 		NEval: c.Int("eval"), PretrainBytes: c.Int("pretrain-bytes"), DemoHabit: c.Float64("demo-habit"),
 		Families: splitList(c.StringSlice("families")), PromptKinds: splitList(c.StringSlice("prompt-kinds")),
 	}
-	if err := cfg.Validate(); err != nil {
-		return usageErrorf("data synth: %v", err)
-	}
 	if h := cfg.DemoHabit; !(h >= 0 && h <= 1) {
 		return usageErrorf("data synth: invalid --demo-habit %g: want a fraction from 0 to 1", h)
 	}
@@ -86,6 +83,9 @@ func runDataSynth(c *cli.Context) error {
 		if n := c.Int(name); n < 0 {
 			return usageErrorf("data synth: invalid --%s %d: want 0 or more", name, n)
 		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return usageErrorf("data synth: %v", err)
 	}
 	logger(c).Debug().Str("out", out).Uint64("seed", cfg.Seed).Msg("writing the instruction-task dataset")
 	sum, err := tasks.Synth(out, cfg)
