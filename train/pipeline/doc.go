@@ -1,9 +1,14 @@
 // Package pipeline runs the whole InstructGPT recipe on the built-in
 // tasks, as `instructgo pipeline` does: synthetic data, pretraining, SFT,
-// rankings of SFT samples, the reward model, PPO-ptx, then the evaluation
-// on held-out prompts (task scores, the simulated labeler's win rate with
-// its standard errors, the alignment tax, a best-of-n check of the reward
-// model) and the report (report.json, report.md with its plots, the
+// rankings of SFT samples, the reward model, then the methods that train a
+// policy from the SFT model (PPO-ptx by default; DPO, GRPO, RLOO and
+// rejection sampling on request, methods.go) and optionally iterated
+// rounds of labelling, reward model and PPO (rounds.go), then the
+// evaluation on held-out prompts (task scores, the simulated labeler's win
+// rate with its standard errors and Likert ratings, KL to SFT on each
+// policy's own samples, the alignment tax, a best-of-n check of the reward
+// model, the honesty/harmlessness/prompt-kind breakdown when the data has
+// them) and the report (report.json, report.md with its plots, the
 // terminal summary, eval_samples.jsonl).
 //
 // A run is a directory with a sub-directory per stage. Config is the whole
