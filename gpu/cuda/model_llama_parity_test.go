@@ -45,16 +45,7 @@ func TestLlamaModelStepParity(t *testing.T) {
 	want := runModelStep(t, cpu.New(2), cfg, init, m0, v0, dlogp, dent, batch)
 	got := runModelStep(t, g, cfg, init, m0, v0, dlogp, dent, batch)
 
-	closeTo(t, "logp", got.logp, want.logp, 1e-4)
-	closeTo(t, "entropy", got.entropy, want.entropy, 1e-4)
-	for name, w := range want.grads {
-		closeTo(t, "grad "+name, got.grads[name], w, 1e-3)
-	}
-	closeTo(t, "‖grad‖²", []float32{got.normSq}, []float32{want.normSq}, 1e-4)
-	closeTo(t, "params after AdamW", got.params, want.params, 1e-5)
-	closeTo(t, "logp after the step", got.logpAfter, want.logpAfter, 1e-4)
-	closeTo(t, "prefill logits", got.prefill, want.prefill, 1e-4)
-	closeTo(t, "decode logits", got.decode, want.decode, 1e-4)
+	checkFP32Step(t, got, want)
 
 	// The bf16 precision mode: bf16 weights and activations on both
 	// backends. They round at the same points but sum in other orders, so

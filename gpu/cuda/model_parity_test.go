@@ -32,6 +32,23 @@ func modelParityConfig() model.Config {
 	return model.Config{VocabSize: 97, MaxSeqLen: 64, NLayer: 2, NHead: 4, NEmbd: 128, Dropout: 0.1, Tokenizer: "byte"}
 }
 
+// checkFP32Step requires an fp32 step on the cuda backend (got) to match
+// the cpu backend's (want): log-probs, entropies, gradients, the update
+// and the decoding after it, within float32 sum-order differences.
+func checkFP32Step(t *testing.T, got, want modelStepResult) {
+	t.Helper()
+	closeTo(t, "logp", got.logp, want.logp, 1e-4)
+	closeTo(t, "entropy", got.entropy, want.entropy, 1e-4)
+	for name, w := range want.grads {
+		closeTo(t, "grad "+name, got.grads[name], w, 1e-3)
+	}
+	closeTo(t, "‖grad‖²", []float32{got.normSq}, []float32{want.normSq}, 1e-4)
+	closeTo(t, "params after AdamW", got.params, want.params, 1e-5)
+	closeTo(t, "logp after the step", got.logpAfter, want.logpAfter, 1e-4)
+	closeTo(t, "prefill logits", got.prefill, want.prefill, 1e-4)
+	closeTo(t, "decode logits", got.decode, want.decode, 1e-4)
+}
+
 // runModelStep runs the step on b; every input comes from the arguments so
 // both backends see the same ones.
 func runModelStep(t *testing.T, b gpu.Backend, cfg model.Config, init, m0, v0, dlogp, dent []float32, batch *model.Batch) modelStepResult {
@@ -115,16 +132,7 @@ func TestModelStepParity(t *testing.T) {
 	want := runModelStep(t, cpu.New(2), cfg, init, m0, v0, dlogp, dent, batch)
 	got := runModelStep(t, g, cfg, init, m0, v0, dlogp, dent, batch)
 
-	closeTo(t, "logp", got.logp, want.logp, 1e-4)
-	closeTo(t, "entropy", got.entropy, want.entropy, 1e-4)
-	for name, w := range want.grads {
-		closeTo(t, "grad "+name, got.grads[name], w, 1e-3)
-	}
-	closeTo(t, "‖grad‖²", []float32{got.normSq}, []float32{want.normSq}, 1e-4)
-	closeTo(t, "params after AdamW", got.params, want.params, 1e-5)
-	closeTo(t, "logp after the step", got.logpAfter, want.logpAfter, 1e-4)
-	closeTo(t, "prefill logits", got.prefill, want.prefill, 1e-4)
-	closeTo(t, "decode logits", got.decode, want.decode, 1e-4)
+	checkFP32Step(t, got, want)
 
 	// TF32 tensor cores: the same step within TF32's precision.
 	if err := g.SetTF32(true); err != nil {
