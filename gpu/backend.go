@@ -202,6 +202,26 @@ type Backend interface {
 	// the keys and values of positions 0..t, the result equals row t of
 	// AttentionForward over the whole sequence.
 	AttentionDecode(out, qkv, kc, vc, lens *Tensor, nHead, kvHeads int)
+	// DecodeAdvance is generation's per-token bookkeeping, on the device so
+	// that decoding needs no host round trip per token. state Int32 [3,B]
+	// holds per sequence b its cached length n[b], its count of generated
+	// tokens g[b] and its stop code s[b] (DecodeActive while it runs, else
+	// a DecodeStop*). With t = sampled[b] (Int32 [B], just sampled after
+	// the sequence's last token), an active sequence
+	//   - stops with DecodeStopEOS if t = eos (t is not kept; eos < 0:
+	//     never);
+	//   - else keeps t: out[b,g[b]] = t, g[b]++ (out is Int32 [B,M], M the
+	//     most tokens generated); then stops with DecodeStopMaxNew if
+	//     g[b] = M, else with DecodeStopContext if n[b]+1 = ctx (prompt and
+	//     completion fill the context), else goes on: t is fed at position
+	//     n[b] and n[b]++.
+	// ids Int32 [4,B] receives the next decoding step's input as rows of
+	// tokens, positions, write starts and lengths (the layout the KV cache
+	// ops read): (t, n, n, n+1) for a sequence fed, (0, 0, −1, 0) for every
+	// other (inactive: nothing written, an attention row of 0). live Int32
+	// [1] receives the number of sequences fed. Stopped sequences are left
+	// alone; ctx must be positive.
+	DecodeAdvance(ids, state, out, live, sampled *Tensor, eos int32, ctx int)
 
 	// The Llama family's ops: RMSNorm, rotary position embeddings, SwiGLU.
 
@@ -450,3 +470,14 @@ const (
 	// (Schulman's k3): never negative, of lower variance than k1.
 	KLK3 = 1
 )
+
+// Device is a Backend whose ops queue on an accelerator and run while the
+// host goes on, so that every read of a result (Download, Sync) leaves the
+// device idle until the host queues more: callers keep such reads few (one
+// per batch of tokens or minibatch, not one per op). HostSyncs counts them,
+// for the tests that hold callers to that. The cpu backend runs each op
+// before returning and is not a Device.
+type Device interface {
+	Backend
+	HostSyncs() int64
+}

@@ -179,3 +179,53 @@ IG_DECODE(attention_decode_bf16_hs, ig_bf16, 96)
 IG_DECODE(attention_decode_bf16_hs, ig_bf16, 128)
 
 #undef IG_DECODE
+
+// decode_advance: generation's per-token bookkeeping (gpu.Backend.DecodeAdvance).
+// state [3,B] holds per sequence its cached length n, generated count g and
+// stop code s (-1 active; 0 max-new, 1 EOS, 2 context); t = sampled[b]. An
+// active sequence stops at t = eos, else keeps out[b,g] = t, g+1, and stops
+// at g = M or n+1 = ctx, else is fed: ids rows (tokens, positions, starts,
+// lengths) get (t, n, n, n+1) and n+1; every other sequence gets (0, 0, -1, 0).
+// live[0] = the sequences fed. An active state with g outside [0, M) raises
+// code at its index and changes nothing of that sequence.
+// Launch: one block of any multiple of 32 threads, striding over B.
+extern "C" __global__ void decode_advance(int* __restrict__ ids, int* __restrict__ state, int* __restrict__ out,
+                                          int* __restrict__ live, const int* __restrict__ sampled, int B, int M,
+                                          int eos, int ctx, int code, int* flag) {
+    __shared__ int fed;
+    if (threadIdx.x == 0) fed = 0;
+    __syncthreads();
+    int* n = state;
+    int* g = state + B;
+    int* s = state + 2 * B;
+    for (int b = threadIdx.x; b < B; b += blockDim.x) {
+        int tok = 0, pos = 0, start = -1, len = 0;
+        if (s[b] == -1) {
+            const int t = sampled[b];
+            const int gb = g[b];
+            if (gb < 0 || gb >= M) {
+                ig_raise(flag, code, b, gb);
+            } else if (t == eos) {
+                s[b] = 1;
+            } else {
+                out[(long long)b * M + gb] = t;
+                g[b] = gb + 1;
+                if (gb + 1 == M) {
+                    s[b] = 0;
+                } else if (n[b] + 1 == ctx) {
+                    s[b] = 2;
+                } else {
+                    tok = t, pos = n[b], start = n[b], len = n[b] + 1;
+                    n[b] = len;
+                    atomicAdd(&fed, 1);
+                }
+            }
+        }
+        ids[b] = tok;
+        ids[B + b] = pos;
+        ids[2 * B + b] = start;
+        ids[3 * B + b] = len;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) live[0] = fed;
+}

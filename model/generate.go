@@ -32,11 +32,11 @@ type StopReason int
 
 const (
 	// StopMaxNew: it generated MaxNew tokens.
-	StopMaxNew StopReason = iota
+	StopMaxNew StopReason = gpu.DecodeStopMaxNew
 	// StopEOS: it sampled the end-of-sequence token.
-	StopEOS
+	StopEOS StopReason = gpu.DecodeStopEOS
 	// StopContext: prompt and completion filled the context.
-	StopContext
+	StopContext StopReason = gpu.DecodeStopContext
 )
 
 func (r StopReason) String() string {
@@ -127,55 +127,65 @@ func Generate(m *Model, prompts [][]int32, opt GenerateOptions) ([]Generation, e
 	return out, nil
 }
 
+// devicePollEvery is how many tokens Generate decodes on a gpu.Device
+// between reads of the count of live sequences: each read waits for the
+// device to drain, so it is made rarely; the steps decoded after every
+// sequence stopped change nothing. Other backends read it every token.
+const devicePollEvery = 16
+
 // generateBatch decodes one batch of prompts that fits kv, with prompt plus
-// completion limited to ctx tokens.
+// completion limited to ctx tokens. The tokens, their positions, each
+// sequence's length and why it stopped stay on the device
+// (Backend.DecodeAdvance): the host reads them back once, at the end, and
+// the count of live sequences every devicePollEvery tokens.
 func (m *Model) generateBatch(kv *KVCache, prompts [][]int32, opt GenerateOptions, ctx int, seed uint64) ([]Generation, error) {
 	if err := m.Prefill(kv, prompts); err != nil {
 		return nil, err
 	}
 	B := len(prompts)
+	M := min(opt.MaxNew, ctx) // a sequence never generates ctx tokens, so M < MaxNew never stops one early
+	host := make([]int32, 1+3*B+B*M)
+	for i, p := range prompts {
+		host[1+i], host[1+2*B+i] = int32(len(p)), gpu.DecodeActive
+	}
+	b, d := m.b, &kv.cur
+	all := kv.gen.MustView(0, len(host))
+	live, state, out := kv.gen.MustView(0, 1), kv.gen.MustView(1, 3, B), kv.gen.MustView(1+3*B, B, M)
+	if err := b.UploadInt32(all, host); err != nil {
+		return nil, fmt.Errorf("upload state: %w", err)
+	}
+	poll := 1
+	if _, ok := b.(gpu.Device); ok {
+		poll = devicePollEvery
+	}
+	ids := kv.ids.MustView(0, 4, B)
+	for step := 0; step < M; step++ {
+		b.Sample(d.sampled, m.next, opt.Sampling, gpu.Mix64(seed, uint64(step)))
+		b.DecodeAdvance(ids, state, out, live, d.sampled, opt.EOS, ctx)
+		if step == M-1 {
+			break // every sequence has stopped
+		}
+		if (step+1)%poll == 0 {
+			if err := b.DownloadInt32(host[:1], live); err != nil {
+				return nil, fmt.Errorf("decode: %w", err)
+			}
+			if host[0] == 0 {
+				break
+			}
+		}
+		m.decodeNetwork(kv)
+	}
+	if err := b.DownloadInt32(host, all); err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
 	gens := make([]Generation, B)
-	active := make([]bool, B)
-	for i := range active {
-		active[i] = true
+	for i := range gens {
+		n, g, stop := host[1+i], host[1+B+i], host[1+2*B+i]
+		if stop == gpu.DecodeActive {
+			return nil, fmt.Errorf("decode: sequence %d still active after %d tokens", i, g)
+		}
+		gens[i] = Generation{Tokens: append([]int32(nil), host[1+3*B+i*M:1+3*B+i*M+int(g)]...), Stop: StopReason(stop)}
+		kv.lens[i] = int(n)
 	}
-	sampled := make([]int32, B)
-	feed := make([]int32, B)
-	b, tok := m.b, kv.cur.sampled
-	for step := 0; ; step++ {
-		b.Sample(tok, m.next, opt.Sampling, gpu.Mix64(seed, uint64(step)))
-		if err := b.DownloadInt32(sampled, tok); err != nil {
-			return nil, fmt.Errorf("sample: %w", err)
-		}
-		live := 0
-		for i, t := range sampled {
-			feed[i] = -1
-			if !active[i] {
-				continue
-			}
-			g := &gens[i]
-			switch {
-			case t == opt.EOS:
-				g.Stop = StopEOS
-			case len(g.Tokens)+1 == opt.MaxNew:
-				g.Tokens = append(g.Tokens, t)
-				g.Stop = StopMaxNew
-			case len(prompts[i])+len(g.Tokens)+1 == ctx:
-				g.Tokens = append(g.Tokens, t)
-				g.Stop = StopContext
-			default:
-				g.Tokens = append(g.Tokens, t)
-				feed[i] = t
-				live++
-				continue
-			}
-			active[i] = false
-		}
-		if live == 0 {
-			return gens, nil
-		}
-		if err := m.DecodeStep(kv, feed); err != nil {
-			return nil, err
-		}
-	}
+	return gens, nil
 }

@@ -28,6 +28,7 @@ type KVCache struct {
 
 	ids                   *gpu.Tensor // Int32 [4·maxB]: tokens, positions, write starts, lengths
 	sampled               *gpu.Tensor // Int32 [maxB]: Generate's sampled tokens
+	gen                   *gpu.Tensor // Int32 [1+3·maxB+maxB·maxS]: Generate's live count, state and tokens
 	x, ln, att, proj, hid *gpu.Tensor // [maxB,C]
 	qkv, fc, logits       *gpu.Tensor // [maxB,W], [maxB,hidden], [maxB,V]
 	act                   *gpu.Tensor // [maxB,F]: SwiGLU's output (Llama family; nil for GPT-2)
@@ -105,6 +106,9 @@ func (m *Model) NewKVCache(maxB, maxS int) (*KVCache, error) {
 		if *f.dst, err = alloc(f.dt, maxB*f.cols); err != nil {
 			return nil, err
 		}
+	}
+	if kv.gen, err = alloc(gpu.Int32, 1+maxB*(3+maxS)); err != nil {
+		return nil, err
 	}
 	if c.IsLlama() {
 		if kv.act, err = alloc(act, maxB*c.MLPWidth()); err != nil {
@@ -263,16 +267,11 @@ func (m *Model) DecodeStep(kv *KVCache, tokens []int32) error {
 		}
 		h[i], h[B+i], h[2*B+i], h[3*B+i] = t, int32(pos), int32(pos), int32(pos+1)
 	}
-	b, d := m.b, &kv.cur
-	if err := b.UploadInt32(d.ids, h); err != nil {
+	b := m.b
+	if err := b.UploadInt32(kv.cur.ids, h); err != nil {
 		return fmt.Errorf("decode step: upload: %w", err)
 	}
-	if m.Cfg.IsLlama() {
-		m.llamaDecode(d)
-	} else {
-		m.gpt2Decode(d)
-	}
-	m.next = d.logits
+	m.decodeNetwork(kv)
 	if err := b.Err(); err != nil {
 		return fmt.Errorf("decode step: %w", err)
 	}
@@ -282,6 +281,17 @@ func (m *Model) DecodeStep(kv *KVCache, tokens []int32) error {
 		}
 	}
 	return nil
+}
+
+// decodeNetwork runs the network of a decoding step on the input already in
+// the cache's ids (on the device) and leaves the logits in NextLogits.
+func (m *Model) decodeNetwork(kv *KVCache) {
+	if m.Cfg.IsLlama() {
+		m.llamaDecode(&kv.cur)
+	} else {
+		m.gpt2Decode(&kv.cur)
+	}
+	m.next = kv.cur.logits
 }
 
 // checkCache reports a cache that cannot serve m.

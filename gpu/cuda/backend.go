@@ -30,6 +30,7 @@ type Backend struct {
 
 	err    error // first error of any op; later ops do nothing
 	closed bool
+	syncs  int64 // host synchronisations: Sync and Download calls that wait for the stream
 
 	// checker validates op arguments with the contract's rules (package
 	// gpu's shared Checker); it accepts only this backend's tensors.
@@ -138,6 +139,7 @@ func (b *Backend) Sync() error {
 	if !b.onOwnerThread("sync") {
 		return b.err
 	}
+	b.syncs++
 	if b.err == nil && !b.fail(wrapCU("sync", b.stream.Synchronize())) {
 		b.runSyncChecks()
 	}

@@ -57,6 +57,7 @@ func (b *Backend) readDevice(dst unsafe.Pointer, src devicePtr, n int64) error {
 type Backend struct {
 	err        error
 	closed     bool
+	syncs      int64 // Sync and Download calls, the host synchronisations of the GPU build
 	checker    gpu.Checker
 	syncChecks []func() error
 	allocs     []*storage
@@ -117,6 +118,7 @@ func (b *Backend) runSyncChecks() {
 }
 
 func (b *Backend) Sync() error {
+	b.syncs++
 	if b.err == nil {
 		b.runSyncChecks()
 	}
@@ -212,6 +214,7 @@ func (b *Backend) upload(op string, t *gpu.Tensor, d gpu.DType, src unsafe.Point
 // download copies t into n elements at dst, then runs the checks a GPU
 // build runs at a synchronisation.
 func (b *Backend) download(op string, t *gpu.Tensor, d gpu.DType, dst unsafe.Pointer, n int) error {
+	b.syncs++
 	copy(unsafe.Slice((*byte)(dst), n*d.Size()), unsafe.Slice((*byte)(b.hostAddr(t)), n*d.Size()))
 	b.runSyncChecks()
 	return b.err

@@ -131,6 +131,7 @@ func (b *Backend) download(op string, t *gpu.Tensor, d gpu.DType, dst unsafe.Poi
 	if n == 0 {
 		return b.Sync()
 	}
+	b.syncs++
 	src := b.ptr(t)
 	total := n * d.Size()
 	type chunk struct {

@@ -47,3 +47,23 @@ func (b *Backend) Sample(tokens, logits *gpu.Tensor, s gpu.Sampling, seed uint64
 			b.ptr(tokens), b.ptr(logits), wbuf, i32(r0), i32(n), i32(v), s.Temperature, topk, s.TopP, seed, code, flag)
 	}
 }
+
+// DecodeAdvance implements gpu.Backend (kernels/decode.cu): one block, so
+// that live is counted without a second pass.
+func (b *Backend) DecodeAdvance(ids, state, out, live, sampled *gpu.Tensor, eos int32, ctx int) {
+	const op = "decode advance"
+	if b.err != nil {
+		return
+	}
+	d, err := b.checker.DecodeAdvance(ids, state, out, live, sampled, ctx)
+	if b.fail(err) || b.fail(fitsInt32(op, d.B, d.M)) {
+		return
+	}
+	code := b.checkCode(func(i int, _ int32) error { return gpu.DecodeStateError(i) })
+	flag := b.flagPtr()
+	if b.err != nil {
+		return
+	}
+	b.launch("decode_advance", grid1(1), block1(256), 0,
+		b.ptr(ids), b.ptr(state), b.ptr(out), b.ptr(live), b.ptr(sampled), i32(d.B), i32(d.M), eos, i32(ctx), code, flag)
+}

@@ -81,3 +81,9 @@ func (b *Backend) checkedDownload(t *gpu.Tensor, d gpu.DType, dst unsafe.Pointer
 	}
 	return b.download("download", t, d, dst, n)
 }
+
+// HostSyncs implements gpu.Device: the Sync and Download calls so far, each
+// of which waits for the stream to drain.
+func (b *Backend) HostSyncs() int64 { return b.syncs }
+
+var _ gpu.Device = (*Backend)(nil)

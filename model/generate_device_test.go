@@ -1,0 +1,166 @@
+package model
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/instructgo/instructgo/gpu"
+	"github.com/instructgo/instructgo/gpu/cpu"
+)
+
+// syncCounter is the cpu backend presented as a gpu.Device, counting its
+// downloads and syncs: Generate then takes the path it takes on a GPU
+// (reading the live count every devicePollEvery tokens), which the tests
+// check against a per-token host loop and hold to its count of reads.
+type syncCounter struct {
+	*cpu.Backend
+	syncs int64
+}
+
+func (s *syncCounter) HostSyncs() int64 { return s.syncs }
+func (s *syncCounter) Sync() error      { s.syncs++; return s.Backend.Sync() }
+func (s *syncCounter) Download(dst []float32, t *gpu.Tensor) error {
+	s.syncs++
+	return s.Backend.Download(dst, t)
+}
+func (s *syncCounter) DownloadInt32(dst []int32, t *gpu.Tensor) error {
+	s.syncs++
+	return s.Backend.DownloadInt32(dst, t)
+}
+
+var _ gpu.Device = (*syncCounter)(nil)
+
+// hostLoopGenerate is generation as it was before it moved to the device:
+// after each Sample the host downloads the tokens, decides who stops and
+// feeds the others through DecodeStep. It is the reference the
+// device-resident loop must equal token for token.
+func hostLoopGenerate(t *testing.T, m *Model, prompts [][]int32, opt GenerateOptions) []Generation {
+	t.Helper()
+	b := m.Backend()
+	kv, err := m.NewKVCache(m.MaxBatch(), m.Cfg.MaxSeqLen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, chunk := kv.MaxSeq(), m.MaxBatch()
+	var out []Generation
+	for k := 0; k*chunk < len(prompts); k++ {
+		batch := prompts[k*chunk : min((k+1)*chunk, len(prompts))]
+		seed := gpu.Mix64(opt.Seed, uint64(k))
+		if err := m.Prefill(kv, batch); err != nil {
+			t.Fatal(err)
+		}
+		B := len(batch)
+		gens, active := make([]Generation, B), slices.Repeat([]bool{true}, B)
+		sampled, feed := make([]int32, B), make([]int32, B)
+		tok, err := b.Alloc(gpu.Int32, B)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for step := 0; ; step++ {
+			b.Sample(tok, m.NextLogits(), opt.Sampling, gpu.Mix64(seed, uint64(step)))
+			if err := b.DownloadInt32(sampled, tok); err != nil {
+				t.Fatal(err)
+			}
+			live := 0
+			for i, tk := range sampled {
+				feed[i] = -1
+				if !active[i] {
+					continue
+				}
+				g := &gens[i]
+				switch {
+				case tk == opt.EOS:
+					g.Stop = StopEOS
+				case len(g.Tokens)+1 == opt.MaxNew:
+					g.Tokens, g.Stop = append(g.Tokens, tk), StopMaxNew
+				case len(batch[i])+len(g.Tokens)+1 == ctx:
+					g.Tokens, g.Stop = append(g.Tokens, tk), StopContext
+				default:
+					g.Tokens, feed[i] = append(g.Tokens, tk), tk
+					live++
+					continue
+				}
+				active[i] = false
+			}
+			if live == 0 {
+				break
+			}
+			if err := m.DecodeStep(kv, feed); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out = append(out, gens...)
+	}
+	return out
+}
+
+// TestGenerateOnDeviceMatchesHostLoop samples (temperature 1) from random
+// models of each architecture with an EOS the models produce often, prompts
+// of mixed lengths and a context they fill, so all three stops occur, and
+// wants the device-resident loop to give the host loop's tokens and stops,
+// on the cpu backend and on the cpu backend posing as a device (polling the
+// live count every devicePollEvery tokens, decoding past the end).
+func TestGenerateOnDeviceMatchesHostLoop(t *testing.T) {
+	forConfigs(t, func(t *testing.T, cfg Config) {
+		rng := rand.New(rand.NewPCG(21, 22))
+		prompts := randomSeqs(rng, cfg.VocabSize, 1, 9, 3, 12, 2, 5, 14, 4, 7)
+		for _, maxNew := range []int{3, 40} {
+			opt := GenerateOptions{MaxNew: maxNew, Sampling: gpu.Sampling{Temperature: 1}, Seed: 77, EOS: 5}
+			m, _ := newGenModel(t, cpu.New(2), cfg, 4, cfg.MaxSeqLen, 13)
+			want := hostLoopGenerate(t, m, prompts, opt)
+			stops := map[StopReason]bool{}
+			for _, g := range want {
+				stops[g.Stop] = true
+			}
+			if maxNew == 40 && (!stops[StopEOS] || !stops[StopContext]) || maxNew == 3 && !stops[StopMaxNew] {
+				t.Fatalf("max new %d: the reference stopped only by %v: the case exercises too little", maxNew, stops)
+			}
+			for _, dev := range []bool{false, true} {
+				var b gpu.Backend = cpu.New(2)
+				if dev {
+					b = &syncCounter{Backend: cpu.New(2)}
+				}
+				m, _ := newGenModel(t, b, cfg, 4, cfg.MaxSeqLen, 13)
+				got, err := Generate(m, prompts, opt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range want {
+					if !slices.Equal(got[i].Tokens, want[i].Tokens) || got[i].Stop != want[i].Stop {
+						t.Fatalf("max new %d, device %v: prompt %d: %v (%v), host loop %v (%v)", maxNew, dev, i, got[i].Tokens, got[i].Stop, want[i].Tokens, want[i].Stop)
+					}
+				}
+			}
+		}
+	})
+}
+
+// TestGenerateHostSyncsPerBatch counts the reads back of a generation on
+// a device: one at the end of each batch, and one per devicePollEvery
+// tokens decoded, where the host loop read once per token.
+func TestGenerateHostSyncsPerBatch(t *testing.T) {
+	cfg := genConfig()
+	cfg.MaxSeqLen = 64
+	rng := rand.New(rand.NewPCG(3, 4))
+	prompts := randomSeqs(rng, cfg.VocabSize, 2, 3, 4, 5, 6, 7, 8, 9) // two batches of four
+	b := &syncCounter{Backend: cpu.New(2)}
+	m, _ := newGenModel(t, b, cfg, 4, cfg.MaxSeqLen, 5)
+	const maxNew = 40
+	before := b.syncs
+	gens, err := Generate(m, prompts, GenerateOptions{MaxNew: maxNew, Sampling: gpu.Sampling{Temperature: 1}, Seed: 1, EOS: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, g := range gens {
+		if len(g.Tokens) != maxNew {
+			t.Fatalf("prompt %d: %d tokens without an EOS, want %d", i, len(g.Tokens), maxNew)
+		}
+	}
+	// Per batch: polls after tokens 16 and 32 (the 40th is the last, with
+	// no poll), then the final read.
+	polls := (maxNew - 1) / devicePollEvery
+	if got, want := b.syncs-before, int64(2*(polls+1)); got != want {
+		t.Fatalf("%d host syncs for 2 batches of %d tokens, want %d", got, maxNew, want)
+	}
+}
