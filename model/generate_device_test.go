@@ -9,28 +9,6 @@ import (
 	"github.com/instructgo/instructgo/gpu/cpu"
 )
 
-// syncCounter is the cpu backend presented as a gpu.Device, counting its
-// downloads and syncs: Generate then takes the path it takes on a GPU
-// (reading the live count every devicePollEvery tokens), which the tests
-// check against a per-token host loop and hold to its count of reads.
-type syncCounter struct {
-	*cpu.Backend
-	syncs int64
-}
-
-func (s *syncCounter) HostSyncs() int64 { return s.syncs }
-func (s *syncCounter) Sync() error      { s.syncs++; return s.Backend.Sync() }
-func (s *syncCounter) Download(dst []float32, t *gpu.Tensor) error {
-	s.syncs++
-	return s.Backend.Download(dst, t)
-}
-func (s *syncCounter) DownloadInt32(dst []int32, t *gpu.Tensor) error {
-	s.syncs++
-	return s.Backend.DownloadInt32(dst, t)
-}
-
-var _ gpu.Device = (*syncCounter)(nil)
-
 // hostLoopGenerate is generation as it was before it moved to the device:
 // after each Sample the host downloads the tokens, decides who stops and
 // feeds the others through DecodeStep. It is the reference the
@@ -119,7 +97,7 @@ func TestGenerateOnDeviceMatchesHostLoop(t *testing.T) {
 			for _, dev := range []bool{false, true} {
 				var b gpu.Backend = cpu.New(2)
 				if dev {
-					b = &syncCounter{Backend: cpu.New(2)}
+					b = cpu.NewCounting(2)
 				}
 				m, _ := newGenModel(t, b, cfg, 4, cfg.MaxSeqLen, 13)
 				got, err := Generate(m, prompts, opt)
@@ -144,10 +122,10 @@ func TestGenerateHostSyncsPerBatch(t *testing.T) {
 	cfg.MaxSeqLen = 64
 	rng := rand.New(rand.NewPCG(3, 4))
 	prompts := randomSeqs(rng, cfg.VocabSize, 2, 3, 4, 5, 6, 7, 8, 9) // two batches of four
-	b := &syncCounter{Backend: cpu.New(2)}
+	b := cpu.NewCounting(2)
 	m, _ := newGenModel(t, b, cfg, 4, cfg.MaxSeqLen, 5)
 	const maxNew = 40
-	before := b.syncs
+	before := b.HostSyncs()
 	gens, err := Generate(m, prompts, GenerateOptions{MaxNew: maxNew, Sampling: gpu.Sampling{Temperature: 1}, Seed: 1, EOS: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -160,7 +138,7 @@ func TestGenerateHostSyncsPerBatch(t *testing.T) {
 	// Per batch: polls after tokens 16 and 32 (the 40th is the last, with
 	// no poll), then the final read.
 	polls := (maxNew - 1) / devicePollEvery
-	if got, want := b.syncs-before, int64(2*(polls+1)); got != want {
+	if got, want := b.HostSyncs()-before, int64(2*(polls+1)); got != want {
 		t.Fatalf("%d host syncs for 2 batches of %d tokens, want %d", got, maxNew, want)
 	}
 }

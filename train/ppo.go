@@ -241,7 +241,7 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 			return nil, fmt.Errorf("ppo: reference: %w", err)
 		}
 	}
-	dev, err := newPPODevice(b, cfg.Episodes, T, max(cfg.PtxBatch*cfg.PtxSeq, 1))
+	dev, err := newPPODevice(b, cfg.Episodes, T, max(cfg.PtxBatch*cfg.PtxSeq, 1), cfg.Epochs*(cfg.Episodes/cfg.MiniBatch))
 	if err != nil {
 		return nil, fmt.Errorf("ppo: %w", err)
 	}
@@ -560,21 +560,6 @@ func saveEMAPolicy(b gpu.Backend, dir string, ms *ppoModels, dtype string) error
 		return err
 	}
 	return model.SaveHostAs(dir, ms.policy.Cfg, host, dtype)
-}
-
-// scoreRollout runs the rollout through the four models: the policy's and
-// the reference's log-probs of each response token, the value of each
-// state, and the reward model's score of each whole response.
-func scoreRollout(ms *ppoModels, ro *rollout) error {
-	if err := ro.scoreLogProbs(ms.policy, ms.ref); err != nil {
-		return err
-	}
-	var err error
-	if ro.values, err = forwardAll(ms.value, ro, true); err != nil {
-		return fmt.Errorf("values: %w", err)
-	}
-	ro.rawScores, err = ro.rewardModelScores(ms.reward)
-	return err
 }
 
 func fillRolloutMetrics(rec *PPOMetrics, ro *rollout) {

@@ -66,17 +66,20 @@ func TestPPODiagnoseRollout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ro, _, err := collect(ms, tok, batch, cfg, 7)
+	dev, err := newPPODevice(b, len(batch), T, 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro, _, err := collect(ms, dev, tok, batch, cfg, 7)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ro.finishScores(cfg.MissingEOSPenalty, cfg.RewardClip)
-	dev, err := newPPODevice(b, ro.E, T, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
 	beta := cfg.KLCoef
 	if err := dev.advantages(ro, cfg, beta); err != nil {
+		t.Fatal(err)
+	}
+	if err := dev.readBack(ro, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	n := ro.E * ro.T
@@ -448,7 +451,11 @@ func TestPPODiagnoseOverfit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ro, _, err := collect(ms, tok, batch, cfg, 5)
+	dev, err := newPPODevice(b, cfg.Episodes, 128, 1, cfg.Epochs*(cfg.Episodes/cfg.MiniBatch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro, _, err := collect(ms, dev, tok, batch, cfg, 5)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -459,10 +466,6 @@ func TestPPODiagnoseOverfit(t *testing.T) {
 		ro.rawScores[i] = float32((lab.Utility(tk, r.Answer, resp[i]) - 1.1) / lab.Noise)
 	}
 	ro.finishScores(cfg.MissingEOSPenalty, cfg.RewardClip)
-	dev, err := newPPODevice(b, ro.E, 128, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := dev.advantages(ro, cfg, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -511,13 +514,22 @@ func TestPPODiagnoseOverfit(t *testing.T) {
 	}
 }
 
-// collect samples responses to the prompts and scores them: the policy's
-// and the reference's log-probs of each response token, the value of each
-// state, and the reward model's score of each whole response.
-func collect(ms *ppoModels, tok tokenizer.Tokenizer, prompts [][]int32, cfg PPOConfig, seed uint64) (*rollout, int, error) {
+// collect samples responses to the prompts and scores them on dev: the
+// policy's and the reference's log-probs of each response token (also read
+// back into ro for the diagnostics), the value of each state, and the
+// reward model's score of each whole response.
+func collect(ms *ppoModels, dev *ppoDevice, tok tokenizer.Tokenizer, prompts [][]int32, cfg PPOConfig, seed uint64) (*rollout, int, error) {
 	ro, genTokens, err := generateRollout(ms.policy, prompts, rolloutSampling{maxNew: cfg.MaxNew, temperature: cfg.Temperature, seed: seed, eos: tok.EOS(), pad: tok.Pad()})
 	if err != nil {
 		return nil, 0, err
 	}
-	return ro, genTokens, scoreRollout(ms, ro)
+	if err := dev.scoreRollout(ms, ro); err != nil {
+		return nil, 0, err
+	}
+	n := ro.E * ro.T
+	ro.oldLogp, ro.ref = make([]float32, n), make([]float32, n)
+	if err := dev.b.Download(ro.oldLogp, dev.oldLogp.MustView(0, n)); err != nil {
+		return nil, 0, err
+	}
+	return ro, genTokens, dev.b.Download(ro.ref, dev.refLogp.MustView(0, n))
 }

@@ -54,7 +54,7 @@ func NewPPOIteration(b gpu.Backend, models PPOIterationModels, cfg PPOConfig, pt
 		ptxTokens = cfg.PtxBatch * cfg.PtxSeq
 	}
 	var err error
-	if p.dev, err = newPPODevice(b, cfg.Episodes, models.Policy.MaxSeq(), ptxTokens); err != nil {
+	if p.dev, err = newPPODevice(b, cfg.Episodes, models.Policy.MaxSeq(), ptxTokens, cfg.Epochs*(cfg.Episodes/cfg.MiniBatch)); err != nil {
 		return nil, fmt.Errorf("ppo iteration: %w", err)
 	}
 	return p, nil
@@ -97,7 +97,7 @@ func (p *PPOIteration) run(prompts [][]int32, it int, beta float64, between func
 		return ph, fmt.Errorf("rollout rows of %d tokens exceed the models' %d", ro.T, p.dev.Tmax)
 	}
 	t1 := time.Now()
-	if err := scoreRollout(p.ms, ro); err != nil {
+	if err := p.dev.scoreRollout(p.ms, ro); err != nil {
 		return ph, fmt.Errorf("rollout: %w", err)
 	}
 	if between != nil {
@@ -111,11 +111,8 @@ func (p *PPOIteration) run(prompts [][]int32, it int, beta float64, between func
 	if err := p.dev.advantages(ro, p.cfg, float32(beta)); err != nil {
 		return ph, err
 	}
-	if err := p.dev.update(p.ms, ro, p.ptx, p.cfg, it, &ph.Metrics); err != nil {
+	if err := p.dev.update(p.ms, ro, p.ptx, p.cfg, it, &ph.Metrics); err != nil { // ends with the iteration's read back
 		return ph, fmt.Errorf("update: %w", err)
-	}
-	if err := p.b.Sync(); err != nil {
-		return ph, err
 	}
 	t3 := time.Now()
 	fillRolloutMetrics(&ph.Metrics, ro)

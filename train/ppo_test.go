@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/gpu/cpu"
 	"github.com/instructgo/instructgo/model"
 	"github.com/instructgo/instructgo/model/safetensors"
@@ -188,18 +189,35 @@ func TestRolloutTaskScore(t *testing.T) {
 
 // TestPPOIterationIsPPOsIteration: PPOIteration on the same checkpoints,
 // prompts and seed reproduces the metrics of PPO's first two iterations
-// exactly, so what the benchmarks time is what training runs.
+// exactly, so what the benchmarks time is what training runs. It does so
+// also on the cpu backend posing as a device (cpu.Counting), whose
+// generation polls rarely, and counts the iteration's reads back: one per
+// generated batch (no poll within 8 tokens), one for the reward model's
+// scores and three for the metrics (statistics, returns, values), and none
+// per minibatch, so that a GPU never idles between a forward and its
+// backward.
 func TestPPOIterationIsPPOsIteration(t *testing.T) {
 	prompts, policy, reward := writePPOFixture(t)
 	cfg := DefaultPPO()
 	cfg.Prompts, cfg.Policy, cfg.Reward, cfg.Out = prompts, policy, reward, t.TempDir()
 	cfg.Iterations, cfg.Episodes, cfg.MiniBatch, cfg.MaxNew = 2, 16, 8, 8
 	tok, _ := tokenizer.New("byte")
-	b := cpu.New(2)
-	if _, err := PPO(context.Background(), b, tok, cfg, RunOptions{Log: zerolog.Nop()}); err != nil {
+	if _, err := PPO(context.Background(), cpu.New(2), tok, cfg, RunOptions{Log: zerolog.Nop()}); err != nil {
 		t.Fatal(err)
 	}
 	want := readMetrics(t, cfg.Out, func(m PPOMetrics) int { return m.Step })
+	for _, device := range []bool{false, true} {
+		var b gpu.Backend = cpu.New(2)
+		if device {
+			b = cpu.NewCounting(2)
+		}
+		checkPPOIteration(t, b, cfg, tok, policy, reward, prompts, want)
+	}
+}
+
+// checkPPOIteration runs TestPPOIterationIsPPOsIteration's iterations on b.
+func checkPPOIteration(t *testing.T, b gpu.Backend, cfg PPOConfig, tok tokenizer.Tokenizer, policy, reward, prompts string, want []PPOMetrics) {
+	t.Helper()
 
 	recs, _, err := data.ReadPrompts(prompts, data.ReadOptions{})
 	if err != nil {
@@ -240,9 +258,20 @@ func TestPPOIterationIsPPOsIteration(t *testing.T) {
 		for k := range batch {
 			batch[k] = tok.Encode(recs[order[((i-1)*cfg.Episodes+k)%len(recs)]].Prompt)
 		}
+		var before int64
+		dev, isDev := b.(gpu.Device)
+		if isDev {
+			before = dev.HostSyncs()
+		}
 		ph, err := it.Run(batch, i)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if isDev {
+			batches := cfg.Episodes / cfg.MiniBatch
+			if got, want := dev.HostSyncs()-before, int64(batches+1+3); got != want {
+				t.Errorf("iteration %d: %d host syncs, want %d", i, got, want)
+			}
 		}
 		g, w := ph.Metrics, want[i-1]
 		if g.Score != w.Score || g.KL != w.KL || g.PolicyLoss != w.PolicyLoss || g.ValueLoss != w.ValueLoss ||

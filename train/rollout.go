@@ -134,6 +134,25 @@ func forwardAll(m *model.Model, ro *rollout, scalar bool) ([]float32, error) {
 // models; the benchmarks time the same code.
 func ForwardRows(m *model.Model, tokens, targets, validLen []int32, E, T int, scalar bool) ([]float32, error) {
 	out := make([]float32, E*T)
+	err := forwardChunks(m, tokens, targets, validLen, E, T, scalar, func(lo, hi int, o *gpu.Tensor) error {
+		return m.Backend().Download(out[lo*T:hi*T], o)
+	})
+	return out, err
+}
+
+// forwardInto is ForwardRows over the rollout with the outputs left on the
+// device, in dst [E·T], for the steps that read them there.
+func forwardInto(m *model.Model, ro *rollout, scalar bool, dst *gpu.Tensor) error {
+	T := ro.T
+	return forwardChunks(m, ro.tokens, ro.targets, ro.validLen, ro.E, T, scalar, func(lo, hi int, o *gpu.Tensor) error {
+		m.Backend().Copy(dst.MustView(lo*T, (hi-lo)*T), o)
+		return nil
+	})
+}
+
+// forwardChunks runs ForwardRows' forward passes, one per chunk of rows
+// lo..hi, and hands use each chunk's outputs [(hi−lo)·T] on the device.
+func forwardChunks(m *model.Model, tokens, targets, validLen []int32, E, T int, scalar bool, use func(lo, hi int, out *gpu.Tensor) error) error {
 	for lo := 0; lo < E; lo += m.MaxBatch() {
 		hi := min(E, lo+m.MaxBatch())
 		in := &model.Batch{B: hi - lo, T: T, Tokens: tokens[lo*T : hi*T], ValidLen: validLen[lo:hi]}
@@ -143,13 +162,13 @@ func ForwardRows(m *model.Model, tokens, targets, validLen []int32, E, T int, sc
 			src = m.LogProbs
 		}
 		if err := m.Forward(in, false, 0); err != nil {
-			return nil, err
+			return err
 		}
-		if err := m.Backend().Download(out[lo*T:hi*T], src()); err != nil {
-			return nil, err
+		if err := use(lo, hi, src().MustReshape((hi-lo)*T)); err != nil {
+			return err
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // lastQuarterMean is the mean of the last quarter of xs (at least one

@@ -9,6 +9,7 @@ import (
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/gpu/cpu"
+	"github.com/instructgo/instructgo/model"
 )
 
 // TestDecodeAdvanceParity runs generation's bookkeeping on random states
@@ -74,4 +75,53 @@ func TestDecodeAdvanceBadState(t *testing.T) {
 		t.Fatal("cpu accepted a full output")
 	}
 	wantErrContains(t, fmt.Sprint("cuda"), p.g.Sync(), p.h.Err().Error())
+}
+
+// TestGenerateOnDeviceParity decodes greedily with a random GPT-2 on both
+// backends (the tokens must agree: the model's logits agree to float32
+// rounding and greedy choice is far from ties on random weights) and counts
+// the cuda backend's host syncs: one poll of the live count per 16 tokens
+// and one final read per batch of MaxBatch prompts, where the host loop
+// before DecodeAdvance read once per token.
+func TestGenerateOnDeviceParity(t *testing.T) {
+	cfg := modelParityConfig()
+	cfg.Dropout = 0
+	rng := newRNG(41)
+	init := model.InitGPT2(cfg, 41)
+	prompts := make([][]int32, 6)
+	for i := range prompts {
+		prompts[i] = make([]int32, 1+rng.IntN(9))
+		for j := range prompts[i] {
+			prompts[i][j] = int32(rng.IntN(cfg.VocabSize))
+		}
+	}
+	const maxNew = 20
+	run := func(b gpu.Backend) []model.Generation {
+		m, err := model.New(b, cfg, model.Options{MaxBatch: 4, MaxSeq: 32})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Upload(m.Params.All, init); err != nil {
+			t.Fatal(err)
+		}
+		gens, err := model.Generate(m, prompts, model.GenerateOptions{MaxNew: maxNew, EOS: -1})
+		if err != nil {
+			t.Fatalf("%s: %v", b.Name(), err)
+		}
+		return gens
+	}
+	want := run(cpu.New(2))
+	g := openTestBackend(t)
+	before := g.HostSyncs()
+	got := run(g)
+	// Two batches (4 + 2 prompts) of 20 tokens: a poll after token 16 and a
+	// final read each, plus model.New's and Upload's (none).
+	if n := g.HostSyncs() - before; n != 2*2 {
+		t.Errorf("%d host syncs for two batches of %d tokens, want 4", n, maxNew)
+	}
+	for i := range want {
+		if !slices.Equal(got[i].Tokens, want[i].Tokens) || got[i].Stop != want[i].Stop {
+			t.Errorf("prompt %d: cuda %v (%v), cpu %v (%v)", i, got[i].Tokens, got[i].Stop, want[i].Tokens, want[i].Stop)
+		}
+	}
 }
