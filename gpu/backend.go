@@ -481,3 +481,25 @@ type Device interface {
 	Backend
 	HostSyncs() int64
 }
+
+// Graphs is a Backend that can record the ops queued between BeginCapture
+// and EndCapture, without running them, as a Graph whose Launch replays
+// them all at once (CUDA graphs): a decoding step becomes one launch
+// instead of hundreds. A recorded op keeps the tensors, shapes and scalars
+// it was called with, so whatever varies between replays must be read from
+// device memory, and the recorded tensors must outlive the graph. No
+// transfer or Sync may happen while capturing (it is an error), and an op's
+// error during capture fails EndCapture.
+type Graphs interface {
+	Backend
+	BeginCapture() error
+	EndCapture() (Graph, error)
+}
+
+// Graph is a recorded sequence of ops (see Graphs).
+type Graph interface {
+	// Launch queues the recorded ops.
+	Launch() error
+	// Close frees the graph; it may not be launched again.
+	Close() error
+}

@@ -12,10 +12,10 @@ type GenerateOptions struct {
 	MaxNew int
 	// Sampling picks each token; the zero value is greedy decoding.
 	Sampling gpu.Sampling
-	// Seed makes sampling reproducible: step s of the k-th chunk of
-	// prompts samples with seed Mix64(Mix64(Seed, k), s), row b of the
-	// chunk being sequence b. The tokens of a prompt therefore depend on
-	// the seed, the model's MaxBatch (which fixes the chunks) and the
+	// Seed makes sampling reproducible: step s of the k-th group of
+	// MaxBatch prompts samples with seed Mix64(Mix64(Seed, k), s), row b of
+	// the group being sequence b. The tokens of a prompt therefore depend
+	// on the seed, the model's MaxBatch (which fixes the groups) and the
 	// prompt's place in the list.
 	Seed uint64
 	// EOS is the end-of-sequence id; a sequence stops when it samples it.
@@ -25,6 +25,13 @@ type GenerateOptions struct {
 	// (so repeated calls, e.g. PPO rollouts, allocate nothing). It bounds
 	// the chunk size and the length of prompt plus completion.
 	Cache *KVCache
+	// Batch is how many sequences decode together (0 or less than the
+	// model's MaxBatch: MaxBatch): on a GPU, all of a rollout's prompts in
+	// one batch use it far better. The prefill still runs MaxBatch prompts
+	// at a time, and sampling seeds go by groups of MaxBatch, so the tokens
+	// do not depend on Batch (but for the backend's rounding of a larger
+	// batch).
+	Batch int
 }
 
 // StopReason says why a sequence stopped.
@@ -61,8 +68,9 @@ type Generation struct {
 }
 
 // Generate continues each prompt with up to opt.MaxNew tokens, decoding
-// batches of up to MaxBatch prompts at a time with a KV cache: one Prefill
-// per batch, then one DecodeStep per token. A sequence stops at EOS, after
+// batches of opt.Batch prompts (at least the model's MaxBatch) at a time
+// with a KV cache: one Prefill per batch, then one decoding step per token,
+// kept on the device (see generateBatch). A sequence stops at EOS, after
 // MaxNew tokens, or when prompt and completion fill the context (the
 // cache's length, at most Cfg.MaxSeqLen); the others of its batch go on.
 // Prompts must be non-empty, hold ids of the vocabulary, fit the model's
@@ -110,17 +118,20 @@ func Generate(m *Model, prompts [][]int32, opt GenerateOptions) ([]Generation, e
 	if kv == nil {
 		var err error
 		ctx = min(ctx, longest+opt.MaxNew)
-		if kv, err = m.NewKVCache(min(len(prompts), m.maxB), ctx); err != nil {
+		if kv, err = m.NewKVCache(min(len(prompts), max(m.maxB, opt.Batch)), ctx); err != nil {
 			return nil, fmt.Errorf("generate: %w", err)
 		}
 	}
-	chunk := min(m.maxB, kv.maxB)
+	// Seeds go by groups of the model's MaxBatch (or the cache's, if
+	// smaller); a decoding batch is a whole number of groups.
+	group := min(m.maxB, kv.maxB)
+	chunk := group * max(1, min(kv.maxB, opt.Batch)/group)
 	out := make([]Generation, 0, len(prompts))
-	for k := 0; k*chunk < len(prompts); k++ {
-		batch := prompts[k*chunk : min((k+1)*chunk, len(prompts))]
-		gens, err := m.generateBatch(kv, batch, opt, ctx, gpu.Mix64(opt.Seed, uint64(k)))
+	for lo := 0; lo < len(prompts); lo += chunk {
+		batch := prompts[lo:min(lo+chunk, len(prompts))]
+		gens, err := m.generateBatch(kv, batch, opt, ctx, lo/group, group)
 		if err != nil {
-			return nil, fmt.Errorf("generate: prompts %d..%d: %w", k*chunk, k*chunk+len(batch)-1, err)
+			return nil, fmt.Errorf("generate: prompts %d..%d: %w", lo, lo+len(batch)-1, err)
 		}
 		out = append(out, gens...)
 	}
@@ -134,11 +145,12 @@ func Generate(m *Model, prompts [][]int32, opt GenerateOptions) ([]Generation, e
 const devicePollEvery = 16
 
 // generateBatch decodes one batch of prompts that fits kv, with prompt plus
-// completion limited to ctx tokens. The tokens, their positions, each
+// completion limited to ctx tokens; its rows sample in groups of group
+// rows, the first being seed group g0. The tokens, their positions, each
 // sequence's length and why it stopped stay on the device
 // (Backend.DecodeAdvance): the host reads them back once, at the end, and
 // the count of live sequences every devicePollEvery tokens.
-func (m *Model) generateBatch(kv *KVCache, prompts [][]int32, opt GenerateOptions, ctx int, seed uint64) ([]Generation, error) {
+func (m *Model) generateBatch(kv *KVCache, prompts [][]int32, opt GenerateOptions, ctx, g0, group int) ([]Generation, error) {
 	if err := m.Prefill(kv, prompts); err != nil {
 		return nil, err
 	}
@@ -159,8 +171,13 @@ func (m *Model) generateBatch(kv *KVCache, prompts [][]int32, opt GenerateOption
 		poll = devicePollEvery
 	}
 	ids := kv.ids.MustView(0, 4, B)
+	V := m.Cfg.VocabSize
 	for step := 0; step < M; step++ {
-		b.Sample(d.sampled, m.next, opt.Sampling, gpu.Mix64(seed, uint64(step)))
+		for lo := 0; lo < B; lo += group {
+			n := min(group, B-lo)
+			seed := gpu.Mix64(gpu.Mix64(opt.Seed, uint64(g0+lo/group)), uint64(step))
+			b.Sample(d.sampled.MustView(lo, n), m.next.MustView(lo*V, n, V), opt.Sampling, seed)
+		}
 		b.DecodeAdvance(ids, state, out, live, d.sampled, opt.EOS, ctx)
 		if step == M-1 {
 			break // every sequence has stopped
@@ -173,7 +190,9 @@ func (m *Model) generateBatch(kv *KVCache, prompts [][]int32, opt GenerateOption
 				break
 			}
 		}
-		m.decodeNetwork(kv)
+		if err := m.decodeNetwork(kv); err != nil {
+			return nil, fmt.Errorf("decode: %w", err)
+		}
 	}
 	if err := b.DownloadInt32(host, all); err != nil {
 		return nil, fmt.Errorf("decode: %w", err)

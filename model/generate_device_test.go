@@ -142,3 +142,39 @@ func TestGenerateHostSyncsPerBatch(t *testing.T) {
 		t.Fatalf("%d host syncs for 2 batches of %d tokens, want %d", got, maxNew, want)
 	}
 }
+
+// TestGenerateBatchDoesNotChangeTokens decodes 11 prompts of mixed lengths
+// in one batch (Batch 12 with a MaxBatch of 4: prefill in three parts,
+// sampling in three seed groups) and wants the tokens of batches of 4, on
+// the cpu backend and posing as a device.
+func TestGenerateBatchDoesNotChangeTokens(t *testing.T) {
+	forConfigs(t, func(t *testing.T, cfg Config) {
+		rng := rand.New(rand.NewPCG(8, 9))
+		prompts := randomSeqs(rng, cfg.VocabSize, 1, 9, 3, 12, 2, 5, 14, 4, 7, 2, 6)
+		opt := GenerateOptions{MaxNew: 30, Sampling: gpu.Sampling{Temperature: 1}, Seed: 5, EOS: 5}
+		for _, dev := range []bool{false, true} {
+			var b gpu.Backend = cpu.New(2)
+			if dev {
+				b = cpu.NewCounting(2)
+			}
+			m, _ := newGenModel(t, b, cfg, 4, cfg.MaxSeqLen, 17)
+			want, err := Generate(m, prompts, opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, batch := range []int{8, 12, 100} {
+				opt.Batch = batch
+				got, err := Generate(m, prompts, opt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range want {
+					if !slices.Equal(got[i].Tokens, want[i].Tokens) || got[i].Stop != want[i].Stop {
+						t.Fatalf("batch %d, device %v: prompt %d: %v (%v), batches of 4: %v (%v)", batch, dev, i, got[i].Tokens, got[i].Stop, want[i].Tokens, want[i].Stop)
+					}
+				}
+			}
+			opt.Batch = 0
+		}
+	})
+}

@@ -33,6 +33,12 @@ type KVCache struct {
 	qkv, fc, logits       *gpu.Tensor // [maxB,W], [maxB,hidden], [maxB,V]
 	act                   *gpu.Tensor // [maxB,F]: SwiGLU's output (Llama family; nil for GPT-2)
 	host                  []int32     // staging for ids
+
+	// On a gpu.Graphs backend a decoding step of a batch of graphB
+	// sequences is recorded once as graph and replayed per token; warmB
+	// is the batch size of the last step run without it.
+	graph         gpu.Graph
+	graphB, warmB int
 }
 
 // decodeViews are the cache's buffers shaped for a batch of B sequences.
@@ -172,7 +178,8 @@ func (m *Model) NextLogits() *gpu.Tensor { return m.next }
 // keys and values into the cache, and leaves in NextLogits the logits that
 // follow each prompt's last token. Each prompt needs 1..min(MaxSeq of the
 // model, MaxSeq of the cache) ids in the vocabulary; there are at most
-// MaxBatch of the model and of the cache. Prefill runs in the model's own
+// MaxBatch of the cache, which the model runs MaxBatch of its own at a
+// time. Prefill runs in the model's own
 // activation buffers, so it replaces what the last Forward left there
 // (LogProbs, hidden, ...) and no Backward can follow it.
 func (m *Model) Prefill(kv *KVCache, prompts [][]int32) error {
@@ -180,11 +187,10 @@ func (m *Model) Prefill(kv *KVCache, prompts [][]int32) error {
 		return err
 	}
 	B := len(prompts)
-	if B == 0 || B > min(m.maxB, kv.maxB) {
-		return fmt.Errorf("prefill: %d prompts, want 1..%d", B, min(m.maxB, kv.maxB))
+	if B == 0 || B > kv.maxB {
+		return fmt.Errorf("prefill: %d prompts, want 1..%d", B, kv.maxB)
 	}
 	maxLen := min(m.maxT, kv.maxS)
-	T := 0
 	for i, p := range prompts {
 		if len(p) == 0 || len(p) > maxLen {
 			return fmt.Errorf("prefill: prompt %d has %d tokens, want 1..%d", i, len(p), maxLen)
@@ -192,46 +198,65 @@ func (m *Model) Prefill(kv *KVCache, prompts [][]int32) error {
 		if err := m.checkIDs(p); err != nil {
 			return fmt.Errorf("prefill: prompt %d: %w", i, err)
 		}
-		T = max(T, len(p))
-	}
-	b, c := m.b, m.Cfg
-	a := m.views(B, T)
-	a.train = false // what Backward needs is not kept
-	tokens := make([]int32, B*T)
-	valid := make([]int32, B)
-	for i, p := range prompts {
-		copy(tokens[i*T:], p)
-		valid[i] = int32(len(p))
-	}
-	if err := b.UploadInt32(a.tokens, tokens); err != nil {
-		return fmt.Errorf("prefill: upload tokens: %w", err)
-	}
-	if err := b.UploadInt32(a.validLen, valid); err != nil {
-		return fmt.Errorf("prefill: upload lengths: %w", err)
 	}
 	kv.setBatch(B)
-	d := &kv.cur
-	m.body(a, a.validLen, 0, 0)
-	for l := range a.layers {
-		b.KVCacheWrite(d.k[l], d.v[l], a.layers[l].qkv3, nil, c.NHead, c.KVHeadCount())
+	for lo := 0; lo < B; lo += m.maxB {
+		if err := m.prefillRows(kv, prompts[lo:min(B, lo+m.maxB)], lo); err != nil {
+			return fmt.Errorf("prefill: %w", err)
+		}
 	}
-	// Logits at each prompt's last token only.
-	for i := range valid {
-		valid[i]--
-	}
-	last := d.start // any Int32 [B] view of the step buffer will do
-	if err := b.UploadInt32(last, valid); err != nil {
-		return fmt.Errorf("prefill: upload indices: %w", err)
-	}
-	b.GatherRows(d.hid, a.lnf.MustReshape(B, T, c.NEmbd), last)
-	b.MatMul(d.logits, d.hid, m.w.LMHead, false, true, 1, 0)
-	m.next = d.logits
-	if err := b.Err(); err != nil {
+	if err := m.b.Err(); err != nil {
 		return fmt.Errorf("prefill: %w", err)
 	}
 	for i, p := range prompts {
 		kv.lens[i] = len(p)
 	}
+	return nil
+}
+
+// prefillRows is Prefill's forward pass for the prompts of rows lo.. of
+// the batch (at most the model's MaxBatch): their keys and values into
+// those rows of the cache, their next-token logits into those rows of
+// NextLogits.
+func (m *Model) prefillRows(kv *KVCache, prompts [][]int32, lo int) error {
+	n, T := len(prompts), 0
+	for _, p := range prompts {
+		T = max(T, len(p))
+	}
+	b, c := m.b, m.Cfg
+	a := m.views(n, T)
+	a.train = false // what Backward needs is not kept
+	tokens := make([]int32, n*T)
+	valid := make([]int32, n)
+	for i, p := range prompts {
+		copy(tokens[i*T:], p)
+		valid[i] = int32(len(p))
+	}
+	if err := b.UploadInt32(a.tokens, tokens); err != nil {
+		return fmt.Errorf("upload tokens: %w", err)
+	}
+	if err := b.UploadInt32(a.validLen, valid); err != nil {
+		return fmt.Errorf("upload lengths: %w", err)
+	}
+	m.body(a, a.validLen, 0, 0)
+	C, KVH, hs, S, V := c.NEmbd, c.KVHeadCount(), c.HeadSize(), kv.maxS, c.VocabSize
+	for l := range a.layers {
+		kc := kv.k[l].MustView(lo*KVH*S*hs, n, KVH, S, hs)
+		vc := kv.v[l].MustView(lo*KVH*S*hs, n, KVH, S, hs)
+		b.KVCacheWrite(kc, vc, a.layers[l].qkv3, nil, c.NHead, KVH)
+	}
+	// Logits at each prompt's last token only.
+	for i := range valid {
+		valid[i]--
+	}
+	last := kv.ids.MustView(2*kv.nb+lo, n) // these rows of the step's write starts, free until decoding
+	if err := b.UploadInt32(last, valid); err != nil {
+		return fmt.Errorf("upload indices: %w", err)
+	}
+	hid := kv.hid.MustView(lo*C, n, C)
+	b.GatherRows(hid, a.lnf.MustReshape(n, T, C), last)
+	b.MatMul(kv.logits.MustView(lo*V, n, V), hid, m.w.LMHead, false, true, 1, 0)
+	m.next = kv.cur.logits
 	return nil
 }
 
@@ -271,7 +296,9 @@ func (m *Model) DecodeStep(kv *KVCache, tokens []int32) error {
 	if err := b.UploadInt32(kv.cur.ids, h); err != nil {
 		return fmt.Errorf("decode step: upload: %w", err)
 	}
-	m.decodeNetwork(kv)
+	if err := m.decodeNetwork(kv); err != nil {
+		return fmt.Errorf("decode step: %w", err)
+	}
 	if err := b.Err(); err != nil {
 		return fmt.Errorf("decode step: %w", err)
 	}
@@ -284,14 +311,49 @@ func (m *Model) DecodeStep(kv *KVCache, tokens []int32) error {
 }
 
 // decodeNetwork runs the network of a decoding step on the input already in
-// the cache's ids (on the device) and leaves the logits in NextLogits.
-func (m *Model) decodeNetwork(kv *KVCache) {
-	if m.Cfg.IsLlama() {
-		m.llamaDecode(&kv.cur)
-	} else {
-		m.gpt2Decode(&kv.cur)
+// the cache's ids (on the device) and leaves the logits in NextLogits. On a
+// backend with graphs the step's ops (about 200 launches for GPT-2 124M)
+// are recorded once per batch size and replayed as one launch: the first
+// step of a batch size runs directly (so that the ops' scratch reaches its
+// size before it is recorded), the second is captured, every later one
+// replays. The step reads its tokens and positions from the cache's ids,
+// which is what lets one recording serve every token.
+func (m *Model) decodeNetwork(kv *KVCache) error {
+	gb, ok := m.b.(gpu.Graphs)
+	if !ok || kv.warmB != kv.nb {
+		kv.warmB = kv.nb
+		m.decodeOps(&kv.cur)
+		return nil
+	}
+	if kv.graph == nil || kv.graphB != kv.nb {
+		if kv.graph != nil {
+			if err := kv.graph.Close(); err != nil {
+				return fmt.Errorf("decode graph: %w", err)
+			}
+			kv.graph = nil
+		}
+		if err := gb.BeginCapture(); err != nil {
+			return fmt.Errorf("decode graph: %w", err)
+		}
+		m.decodeOps(&kv.cur)
+		g, err := gb.EndCapture()
+		if err != nil {
+			return fmt.Errorf("decode graph: %w", err)
+		}
+		kv.graph, kv.graphB = g, kv.nb
 	}
 	m.next = kv.cur.logits
+	return kv.graph.Launch()
+}
+
+// decodeOps queues the ops of a decoding step's network.
+func (m *Model) decodeOps(d *decodeViews) {
+	if m.Cfg.IsLlama() {
+		m.llamaDecode(d)
+	} else {
+		m.gpt2Decode(d)
+	}
+	m.next = d.logits
 }
 
 // checkCache reports a cache that cannot serve m.

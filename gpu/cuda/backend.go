@@ -32,6 +32,8 @@ type Backend struct {
 	closed bool
 	syncs  int64 // host synchronisations: Sync and Download calls that wait for the stream
 
+	capturing bool // between BeginCapture and EndCapture (graph.go)
+
 	// checker validates op arguments with the contract's rules (package
 	// gpu's shared Checker); it accepts only this backend's tensors.
 	checker gpu.Checker
@@ -140,6 +142,10 @@ func (b *Backend) Sync() error {
 		return b.err
 	}
 	b.syncs++
+	if b.capturing {
+		b.fail(errCapturing("sync"))
+		return b.err
+	}
 	if b.err == nil && !b.fail(wrapCU("sync", b.stream.Synchronize())) {
 		b.runSyncChecks()
 	}

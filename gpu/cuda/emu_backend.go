@@ -58,6 +58,8 @@ type Backend struct {
 	err        error
 	closed     bool
 	syncs      int64 // Sync and Download calls, the host synchronisations of the GPU build
+	capturing  bool  // between BeginCapture and EndCapture (graph_emu.go)
+	recorded   []emuLaunch
 	checker    gpu.Checker
 	syncChecks []func() error
 	allocs     []*storage
@@ -119,6 +121,10 @@ func (b *Backend) runSyncChecks() {
 
 func (b *Backend) Sync() error {
 	b.syncs++
+	if b.capturing {
+		b.fail(errCapturing("sync"))
+		return b.err
+	}
 	if b.err == nil {
 		b.runSyncChecks()
 	}
@@ -233,6 +239,15 @@ func (b *Backend) launch(kernel string, grid, block [3]int, sharedMem int, args 
 		b.fail(err)
 		return
 	}
+	if b.capturing {
+		b.recorded = append(b.recorded, emuLaunch{kernel, grid, block, sharedMem, append([]any(nil), args...)})
+		return
+	}
+	b.run(kernel, grid, block, sharedMem, args...)
+}
+
+// run runs one launch in the emulator (launch's work, and a graph replay's).
+func (b *Backend) run(kernel string, grid, block [3]int, sharedMem int, args ...any) {
 	if err := b.largs.set(args); err != nil {
 		b.failf("cuda launch %s: %w", kernel, err)
 		return

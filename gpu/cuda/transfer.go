@@ -3,6 +3,7 @@
 package cuda
 
 import (
+	"fmt"
 	"unsafe"
 
 	"github.com/instructgo/instructgo/gpu"
@@ -67,6 +68,10 @@ func (b *Backend) checkedUpload(t *gpu.Tensor, d gpu.DType, src unsafe.Pointer, 
 	if b.err != nil {
 		return b.err
 	}
+	if b.capturing {
+		b.fail(errCapturing("upload"))
+		return b.err
+	}
 	return b.upload("upload", t, d, src, n)
 }
 
@@ -79,6 +84,10 @@ func (b *Backend) checkedDownload(t *gpu.Tensor, d gpu.DType, dst unsafe.Pointer
 	if b.err != nil {
 		return b.err
 	}
+	if b.capturing {
+		b.fail(errCapturing("download"))
+		return b.err
+	}
 	return b.download("download", t, d, dst, n)
 }
 
@@ -87,3 +96,9 @@ func (b *Backend) checkedDownload(t *gpu.Tensor, d gpu.DType, dst unsafe.Pointer
 func (b *Backend) HostSyncs() int64 { return b.syncs }
 
 var _ gpu.Device = (*Backend)(nil)
+
+// errCapturing is the error of a transfer or sync during a graph capture,
+// which would read or write memory at capture time rather than at replay.
+func errCapturing(op string) error {
+	return fmt.Errorf("cuda %s: not allowed while a graph is being captured", op)
+}
