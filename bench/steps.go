@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
 	"github.com/instructgo/instructgo/train"
 	"github.com/instructgo/instructgo/train/data"
@@ -217,6 +218,9 @@ func (e *env) newPPOBench(nc namedConfig) (*ppoBench, error) {
 	}
 	cfg := train.DefaultPPO()
 	cfg.Episodes, cfg.MiniBatch, cfg.MaxNew, cfg.PtxBatch, cfg.PtxSeq, cfg.Seed = p.E, p.MB, p.G, p.ptxB, p.ptxT, e.opt.Seed
+	if _, ok := e.b.(gpu.Device); ok {
+		cfg.GenBatch = p.E // every episode in one decoding batch, as a GPU run would
+	}
 	if p.it, err = train.NewPPOIteration(e.b, ms, cfg, e.randomInts(64*p.ptxT, lm.VocabSize), -1, 0); err != nil {
 		return nil, err
 	}

@@ -36,6 +36,10 @@ type PPOConfig struct {
 	MaxNew            int     `json:"max_new"`
 	Temperature       float32 `json:"temperature"`
 	MissingEOSPenalty float32 `json:"missing_eos_penalty"` // subtracted from the score of a response without EOS
+	// GenBatch is how many episodes generate together (0: a minibatch at
+	// a time); on a GPU, all of a rollout's (Episodes) use it best. The
+	// tokens do not depend on it (see model.GenerateOptions.Batch).
+	GenBatch int `json:"gen_batch,omitempty"`
 
 	KLCoef      float32 `json:"kl_coef"`      // β (paper: 0.02)
 	KLTarget    float32 `json:"kl_target"`    // > 0: adaptive β (Ziegler et al.) aiming at this KL per episode
@@ -93,6 +97,8 @@ func (c *PPOConfig) Validate() error {
 		return fmt.Errorf("episodes %d must be a multiple of the minibatch %d", c.Episodes, c.MiniBatch)
 	case c.MaxNew <= 0 || c.Temperature < 0:
 		return fmt.Errorf("max new tokens must be positive and the temperature not negative")
+	case c.GenBatch < 0 || c.GenBatch > c.Episodes:
+		return fmt.Errorf("generation batch %d: want 0 (a minibatch) up to the episodes, %d", c.GenBatch, c.Episodes)
 	case c.KLCoef < 0 || c.KLTarget < 0 || (c.KLTarget > 0 && c.KLHorizon <= 0):
 		return fmt.Errorf("KL coefficient and target must not be negative; an adaptive target needs a horizon")
 	case c.KLEstimator != 0 && c.KLEstimator != 1:

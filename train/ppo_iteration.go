@@ -89,6 +89,7 @@ func (p *PPOIteration) run(prompts [][]int32, it int, beta float64, between func
 	t0 := time.Now()
 	ro, genTokens, err := generateRollout(p.ms.policy, prompts, rolloutSampling{
 		maxNew: p.cfg.MaxNew, temperature: p.cfg.Temperature, seed: gpu.Mix64(p.cfg.Seed, uint64(it)), eos: p.eos, pad: p.pad,
+		batch: p.cfg.GenBatch,
 	})
 	if err != nil {
 		return ph, fmt.Errorf("rollout: %w", err)

@@ -192,10 +192,10 @@ func TestRolloutTaskScore(t *testing.T) {
 // exactly, so what the benchmarks time is what training runs. It does so
 // also on the cpu backend posing as a device (cpu.Counting), whose
 // generation polls rarely, and counts the iteration's reads back: one per
-// generated batch (no poll within 8 tokens), one for the reward model's
-// scores and three for the metrics (statistics, returns, values), and none
-// per minibatch, so that a GPU never idles between a forward and its
-// backward.
+// generated batch (no poll within 8 tokens; all episodes in one batch with
+// GenBatch), one for the reward model's scores and three for the metrics
+// (statistics, returns, values), and none per minibatch, so that a GPU
+// never idles between a forward and its backward.
 func TestPPOIterationIsPPOsIteration(t *testing.T) {
 	prompts, policy, reward := writePPOFixture(t)
 	cfg := DefaultPPO()
@@ -206,12 +206,17 @@ func TestPPOIterationIsPPOsIteration(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := readMetrics(t, cfg.Out, func(m PPOMetrics) int { return m.Step })
-	for _, device := range []bool{false, true} {
+	for _, v := range []struct {
+		device   bool
+		genBatch int
+	}{{false, 0}, {true, 0}, {true, cfg.Episodes}} {
 		var b gpu.Backend = cpu.New(2)
-		if device {
+		if v.device {
 			b = cpu.NewCounting(2)
 		}
-		checkPPOIteration(t, b, cfg, tok, policy, reward, prompts, want)
+		c := cfg
+		c.GenBatch = v.genBatch
+		checkPPOIteration(t, b, c, tok, policy, reward, prompts, want)
 	}
 }
 
@@ -269,6 +274,9 @@ func checkPPOIteration(t *testing.T, b gpu.Backend, cfg PPOConfig, tok tokenizer
 		}
 		if isDev {
 			batches := cfg.Episodes / cfg.MiniBatch
+			if cfg.GenBatch > 0 {
+				batches = (cfg.Episodes + cfg.GenBatch - 1) / cfg.GenBatch
+			}
 			if got, want := dev.HostSyncs()-before, int64(batches+1+3); got != want {
 				t.Errorf("iteration %d: %d host syncs, want %d", i, got, want)
 			}

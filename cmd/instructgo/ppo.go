@@ -40,6 +40,7 @@ func ppoCommand() *cli.Command {
 			&cli.IntFlag{Name: "ppo-epochs", Value: d.Epochs, Usage: "passes over each rollout"},
 			&cli.IntFlag{Name: "max-new", Value: d.MaxNew, Usage: "tokens per response at most"},
 			&cli.Float64Flag{Name: "temperature", Value: exact(d.Temperature), Usage: "rollout sampling temperature"},
+			&cli.IntFlag{Name: "gen-batch", Value: d.GenBatch, Usage: "episodes generated together (0: a minibatch at a time; on a GPU, --episodes is fastest; the tokens are the same)"},
 			&cli.Float64Flag{Name: "missing-eos-penalty", Value: exact(d.MissingEOSPenalty), Usage: "subtracted from the score of a response that does not end"},
 			&cli.Float64Flag{Name: "kl-coef", Value: exact(d.KLCoef), Usage: "β, the per-token KL penalty"},
 			&cli.Float64Flag{Name: "kl-target", Usage: "adaptive β aiming at this KL per episode (0: fixed β)"},
@@ -109,6 +110,7 @@ func ppoConfig(c *cli.Context) (train.PPOConfig, bool, error) {
 	cfg.Reference = c.String("reference")
 	cfg.Iterations, cfg.Episodes, cfg.MiniBatch, cfg.Epochs = c.Int("iterations"), c.Int("episodes"), c.Int("minibatch"), c.Int("ppo-epochs")
 	cfg.MaxNew, cfg.Temperature, cfg.MissingEOSPenalty = c.Int("max-new"), float32(c.Float64("temperature")), float32(c.Float64("missing-eos-penalty"))
+	cfg.GenBatch = c.Int("gen-batch")
 	cfg.KLCoef, cfg.KLTarget, cfg.KLHorizon = float32(c.Float64("kl-coef")), float32(c.Float64("kl-target")), c.Int("kl-horizon")
 	switch c.String("kl-estimator") {
 	case "k1":

@@ -90,3 +90,25 @@ func TestPPOCommandResumes(t *testing.T) {
 		t.Errorf("%d metrics records, want 3", n)
 	}
 }
+
+// TestPPOGenBatch: --gen-batch generates the episodes in one batch with
+// the same tokens, so the run's EMA policy is the same file as with the
+// default batches; a batch larger than the episodes is a usage error.
+func TestPPOGenBatch(t *testing.T) {
+	args := ppoFixture(t)
+	dirs := []string{filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")}
+	for i, extra := range [][]string{nil, {"--gen-batch", "4"}} {
+		if _, stderr, code := runCLI(t, append(args(dirs[i]), extra...)...); code != 0 {
+			t.Fatalf("ppo %v: exit %d, stderr %s", extra, code, stderr)
+		}
+	}
+	a, _ := os.ReadFile(filepath.Join(dirs[0], model.WeightsFile))
+	b, _ := os.ReadFile(filepath.Join(dirs[1], model.WeightsFile))
+	if len(a) == 0 || !bytes.Equal(a, b) {
+		t.Error("--gen-batch 4 trained another policy than the default batches of 2")
+	}
+	_, stderr, code := runCLI(t, append(args(filepath.Join(t.TempDir(), "c")), "--gen-batch", "5")...)
+	if code != exitUsage || !strings.Contains(stderr, "generation batch 5") {
+		t.Errorf("--gen-batch 5 for 4 episodes: exit %d, stderr %q", code, stderr)
+	}
+}
