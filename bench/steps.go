@@ -186,11 +186,13 @@ func (e *env) rmCase(nc namedConfig) stepCase {
 // models, prompts and pretraining text. Responses run to the full length
 // (no EOS), so every iteration does the same work.
 type ppoBench struct {
-	it         *train.PPOIteration
-	E, MB      int
-	P, G, T    int
-	ptxB, ptxT int
-	prompts    [][]int32
+	it          *train.PPOIteration
+	E, MB       int
+	P, G, T     int
+	ptxB, ptxT  int
+	prompts     [][]int32
+	genBatch    int     // episodes decoded together
+	hostPerStep float64 // seconds the host spent queueing a decoding step, in the last iteration
 }
 
 func (e *env) newPPOBench(nc namedConfig) (*ppoBench, error) {
@@ -218,8 +220,9 @@ func (e *env) newPPOBench(nc namedConfig) (*ppoBench, error) {
 	}
 	cfg := train.DefaultPPO()
 	cfg.Episodes, cfg.MiniBatch, cfg.MaxNew, cfg.PtxBatch, cfg.PtxSeq, cfg.Seed = p.E, p.MB, p.G, p.ptxB, p.ptxT, e.opt.Seed
+	p.genBatch = p.MB
 	if _, ok := e.b.(gpu.Device); ok {
-		cfg.GenBatch = p.E // every episode in one decoding batch, as a GPU run would
+		cfg.GenBatch, p.genBatch = p.E, p.E // every episode in one decoding batch, as a GPU run would
 	}
 	if p.it, err = train.NewPPOIteration(e.b, ms, cfg, e.randomInts(64*p.ptxT, lm.VocabSize), -1, 0); err != nil {
 		return nil, err
@@ -247,6 +250,9 @@ func (p *ppoBench) iteration(it int) ([numPhases]time.Duration, error) {
 		return d, fmt.Errorf("ppo iteration: rows of %d tokens with %d generated, want %d and %d", ph.T, ph.GenTokens, p.T, p.E*p.G)
 	}
 	d[phaseGenerate], d[phaseScore], d[phaseUpdate] = ph.Generate, ph.Score, ph.Update
+	if ph.Decode.Steps > 0 {
+		p.hostPerStep = ph.Decode.Host.Seconds() / float64(ph.Decode.Steps) // the last iteration's
+	}
 	return d, nil
 }
 
@@ -308,8 +314,9 @@ func (e *env) ppoIteration(nc namedConfig) error {
 	updFLOPs := nMB * (float64(MB*T)*(TrainFLOPsPerToken(lm, T)+TrainFLOPsPerToken(sc, T)) + ptxTokens*TrainFLOPsPerToken(lm, p.ptxT))
 	shape := fmt.Sprintf("%d episodes of %d+%d tokens, minibatch %d", p.E, p.P, p.G, MB)
 	if e.selected("ppo", prefix+names[0]) {
-		e.stepResult("ppo", prefix+names[0], fmt.Sprintf("%d prompts of %d tokens + %d new, KV cache, batches of %d, T=1", p.E, p.P, p.G, MB),
-			"tokens/s", E*float64(p.G), genFLOPs, phase(phaseGenerate))
+		host := Metric{Name: "host per decoding step", Value: p.hostPerStep * 1e6, Unit: "µs"}
+		e.stepResult("ppo", prefix+names[0], fmt.Sprintf("%d prompts of %d tokens + %d new, KV cache, batches of %d, T=1", p.E, p.P, p.G, p.genBatch),
+			"tokens/s", E*float64(p.G), genFLOPs, phase(phaseGenerate), host)
 	}
 	if e.selected("ppo", prefix+names[1]) {
 		e.stepResult("ppo", prefix+names[1], fmt.Sprintf("policy, reference, value, reward forwards of %d×%d", p.E, T),

@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/instructgo/instructgo/gpu"
 )
@@ -32,6 +33,20 @@ type GenerateOptions struct {
 	// do not depend on Batch (but for the backend's rounding of a larger
 	// batch).
 	Batch int
+	// Stats, when set, receives what the decoding loop cost the host.
+	Stats *GenerateStats
+}
+
+// GenerateStats is what a Generate call's decoding loop cost the host: the
+// decoding steps (one token sampled per sequence of a batch) and the wall
+// time spent queueing them (sampling, DecodeAdvance, the step's network or
+// its graph), reads back excluded. On
+// a GPU that is the host's share of a step, which must stay far below the
+// device's time for the device never to wait; on the cpu backend the ops
+// run while they are queued, so it is the whole step.
+type GenerateStats struct {
+	Steps int
+	Host  time.Duration
 }
 
 // StopReason says why a sequence stopped.
@@ -172,7 +187,11 @@ func (m *Model) generateBatch(kv *KVCache, prompts [][]int32, opt GenerateOption
 	}
 	ids := kv.ids.MustView(0, 4, B)
 	V := m.Cfg.VocabSize
+	var queued time.Duration
+	steps := 0
 	for step := 0; step < M; step++ {
+		steps++
+		t0 := time.Now()
 		for lo := 0; lo < B; lo += group {
 			n := min(group, B-lo)
 			seed := gpu.Mix64(gpu.Mix64(opt.Seed, uint64(g0+lo/group)), uint64(step))
@@ -180,8 +199,10 @@ func (m *Model) generateBatch(kv *KVCache, prompts [][]int32, opt GenerateOption
 		}
 		b.DecodeAdvance(ids, state, out, live, d.sampled, opt.EOS, ctx)
 		if step == M-1 {
+			queued += time.Since(t0)
 			break // every sequence has stopped
 		}
+		queued += time.Since(t0)
 		if (step+1)%poll == 0 {
 			if err := b.DownloadInt32(host[:1], live); err != nil {
 				return nil, fmt.Errorf("decode: %w", err)
@@ -190,9 +211,15 @@ func (m *Model) generateBatch(kv *KVCache, prompts [][]int32, opt GenerateOption
 				break
 			}
 		}
+		t1 := time.Now()
 		if err := m.decodeNetwork(kv); err != nil {
 			return nil, fmt.Errorf("decode: %w", err)
 		}
+		queued += time.Since(t1)
+	}
+	if opt.Stats != nil {
+		opt.Stats.Host += queued
+		opt.Stats.Steps += steps
 	}
 	if err := b.DownloadInt32(host, all); err != nil {
 		return nil, fmt.Errorf("decode: %w", err)

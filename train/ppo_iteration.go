@@ -65,6 +65,7 @@ func NewPPOIteration(b gpu.Backend, models PPOIterationModels, cfg PPOConfig, pt
 type PPOPhases struct {
 	Generate, Score, Update time.Duration
 	GenTokens               int // tokens sampled
+	Decode                  model.GenerateStats
 	T                       int // the rollout's row length: prompt + response, right-padded
 	Metrics                 PPOMetrics
 }
@@ -89,7 +90,7 @@ func (p *PPOIteration) run(prompts [][]int32, it int, beta float64, between func
 	t0 := time.Now()
 	ro, genTokens, err := generateRollout(p.ms.policy, prompts, rolloutSampling{
 		maxNew: p.cfg.MaxNew, temperature: p.cfg.Temperature, seed: gpu.Mix64(p.cfg.Seed, uint64(it)), eos: p.eos, pad: p.pad,
-		batch: p.cfg.GenBatch,
+		batch: p.cfg.GenBatch, stats: &ph.Decode,
 	})
 	if err != nil {
 		return ph, fmt.Errorf("rollout: %w", err)

@@ -43,6 +43,7 @@ type rolloutSampling struct {
 	seed        uint64
 	eos, pad    int32 // eos ends a response (−1: never); pad fills the rows
 	batch       int   // sequences decoded together (see model.GenerateOptions.Batch)
+	stats       *model.GenerateStats
 }
 
 // generateRollout samples a response to each prompt with the policy (up to
@@ -51,7 +52,7 @@ type rolloutSampling struct {
 func generateRollout(policy *model.Model, prompts [][]int32, s rolloutSampling) (*rollout, int, error) {
 	eos, pad := s.eos, s.pad
 	gens, err := model.Generate(policy, prompts, model.GenerateOptions{
-		MaxNew: s.maxNew, Sampling: gpu.Sampling{Temperature: s.temperature}, Seed: s.seed, EOS: eos, Batch: s.batch,
+		MaxNew: s.maxNew, Sampling: gpu.Sampling{Temperature: s.temperature}, Seed: s.seed, EOS: eos, Batch: s.batch, Stats: s.stats,
 	})
 	if err != nil {
 		return nil, 0, err
