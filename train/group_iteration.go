@@ -10,29 +10,33 @@ import (
 )
 
 // groupDevice holds a rollout's per-token tensors on the backend and the
-// scratch of the update, allocated once for the largest rollout.
+// scratch of the update, allocated once for the largest rollout. Each
+// update step leaves its statistics in its slot of stats (the loss's 4 and
+// the entropy summed over the minibatch's tokens), read back once per
+// update.
 type groupDevice struct {
-	n                               int // elements of each per-token tensor
-	oldLogp, refLogp, mask          *gpu.Tensor
-	adv, weight, dlogp, dkl         *gpu.Tensor
-	stats, klStats, entropy, scalar *gpu.Tensor
+	n, steps                int // elements of each per-token tensor; update steps
+	oldLogp, refLogp, mask  *gpu.Tensor
+	adv, weight, dlogp, dkl *gpu.Tensor
+	stats, klStats          *gpu.Tensor
 }
 
-func newGroupDevice(b gpu.Backend, n int) (*groupDevice, error) {
-	d := &groupDevice{n: n}
+// groupStatWidth is an update step's slot in groupDevice.stats.
+const groupStatWidth = 5
+
+func newGroupDevice(b gpu.Backend, n, steps int) (*groupDevice, error) {
+	d := &groupDevice{n: n, steps: steps}
 	var err error
 	for _, t := range []**gpu.Tensor{&d.oldLogp, &d.refLogp, &d.mask, &d.adv, &d.weight, &d.dlogp, &d.dkl} {
 		if err == nil {
 			*t, err = b.Alloc(gpu.Float32, n)
 		}
 	}
-	for _, t := range []**gpu.Tensor{&d.stats, &d.klStats} {
-		if err == nil {
-			*t, err = b.Alloc(gpu.Float32, 4)
-		}
+	if err == nil {
+		d.klStats, err = b.Alloc(gpu.Float32, 4)
 	}
 	if err == nil {
-		d.scalar, err = b.Alloc(gpu.Float32, 1)
+		d.stats, err = b.Alloc(gpu.Float32, steps*groupStatWidth)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("rollout tensors: %w", err)
@@ -167,7 +171,11 @@ func (g *groupTrainer) update(ro *rollout, adv, weight []float32, it int, rec *G
 	}
 	MB, T := cfg.MiniBatch, ro.T
 	nMB := ro.E / MB
-	var loss, clip, approxKL, entropy float64
+	steps := cfg.Epochs * nMB
+	if steps > d.steps {
+		return fmt.Errorf("%d update steps, the statistics hold %d", steps, d.steps)
+	}
+	step := 0
 	for range cfg.Epochs {
 		for i := range nMB {
 			lo, mbn := i*MB*T, MB*T
@@ -178,34 +186,33 @@ func (g *groupTrainer) update(ro *rollout, adv, weight []float32, it int, rec *G
 			}
 			mask := d.mask.MustView(lo, mbn)
 			dlogp := d.dlogp.MustView(0, mbn)
-			groupLoss(b, dlogp, d.stats, d.dkl.MustView(0, mbn), d.klStats, groupLossInputs{
+			slot := d.stats.MustView(step*groupStatWidth, groupStatWidth)
+			groupLoss(b, dlogp, slot.MustView(0, 4), d.dkl.MustView(0, mbn), d.klStats, groupLossInputs{
 				logp: pol.LogProbs(), oldLogp: d.oldLogp.MustView(lo, mbn), refLogp: d.refLogp.MustView(lo, mbn),
 				adv: d.adv.MustView(lo, mbn), weight: d.weight.MustView(lo, mbn), mask: mask,
 			}, cfg.ClipEps, beta, 1/float32(MB))
-			b.Dot(d.scalar, pol.Entropy(), mask)
+			b.Dot(slot.MustView(4, 1), pol.Entropy(), mask)
 			if err := pol.Backward(dlogp, nil); err != nil {
 				return err
 			}
 			g.policy.update(1)
-			var st [4]float32
-			var ent [1]float32
-			if err := b.Download(st[:], d.stats); err != nil {
-				return err
-			}
-			if err := b.Download(ent[:], d.scalar); err != nil {
-				return err
-			}
-			loss += float64(st[0])
-			clip += float64(st[1])
-			approxKL += float64(st[2])
-			entropy += float64(ent[0]) / max(float64(st[3]), 1)
+			step++
 		}
 	}
-	steps := float64(cfg.Epochs * nMB)
-	rec.PolicyLoss, rec.ClipFrac, rec.ApproxKL, rec.Entropy = loss/steps, clip/steps, approxKL/steps, entropy/steps
-	if err := b.Sync(); err != nil {
+	host := make([]float32, steps*groupStatWidth) // the update's one read back
+	if err := b.Download(host, d.stats.MustView(0, len(host))); err != nil {
 		return err
 	}
+	var loss, clip, approxKL, entropy float64
+	for i := range steps {
+		st := host[i*groupStatWidth:]
+		loss += float64(st[0])
+		clip += float64(st[1])
+		approxKL += float64(st[2])
+		entropy += float64(st[4]) / max(float64(st[3]), 1)
+	}
+	n64 := float64(steps)
+	rec.PolicyLoss, rec.ClipFrac, rec.ApproxKL, rec.Entropy = loss/n64, clip/n64, approxKL/n64, entropy/n64
 	rec.TrainSeconds = time.Since(t0).Seconds()
 	return b.Err()
 }
