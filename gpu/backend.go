@@ -503,3 +503,10 @@ type Graph interface {
 	// Close frees the graph; it may not be launched again.
 	Close() error
 }
+
+// MemoryReporter is a Backend that can tell how much of its device memory
+// is free, for callers that size optional buffers (a larger decoding batch)
+// to what is left.
+type MemoryReporter interface {
+	FreeMemory() (int64, error)
+}

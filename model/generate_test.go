@@ -446,7 +446,7 @@ func TestGenerateRejectsBadInput(t *testing.T) {
 // second and the latency of one decoding step (one token for each of the B
 // sequences; the prefill is amortised over the 64 steps).
 func BenchmarkGenerateTiny(bm *testing.B) {
-	for _, B := range []int{1, 16} {
+	for _, B := range []int{1, 16, 64} {
 		bm.Run(fmt.Sprintf("batch=%d", B), func(bm *testing.B) { benchGenerate(bm, "tiny", B, 16, 64) })
 	}
 }

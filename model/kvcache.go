@@ -400,3 +400,39 @@ func (m *Model) gpt2Decode(d *decodeViews) {
 	b.LayerNormForward(d.ln, nil, nil, d.x, p.LNFW, p.LNFB)
 	b.MatMul(d.logits, d.ln, p.LMHead, false, true, 1, 0)
 }
+
+// kvCacheBytes is the device memory NewKVCache(B, S) takes: the keys and
+// values of every layer and a decoding step's buffers.
+func kvCacheBytes(c Config, prec Precision, B, S int) int64 {
+	act := int64(prec.ActDType().Size())
+	kv := 2 * int64(c.NLayer) * int64(B) * int64(c.KVHeadCount()) * int64(S) * int64(c.HeadSize()) * act
+	width := 5*c.NEmbd + c.QKVWidth() + decodeHidden(c) + c.VocabSize
+	if c.IsLlama() {
+		width += c.MLPWidth() // SwiGLU's output
+	}
+	step := int64(B) * int64(width) * act
+	ints := 4 * (int64(B)*(4+1+3+int64(S)) + 1)
+	return kv + step + ints
+}
+
+// DecodeBatch is how many of want sequences of up to S tokens to decode
+// together: want itself when its KV cache fits in half the device memory
+// the backend reports free (a gpu.MemoryReporter), else the most whole
+// multiples of MaxBatch that fit, at least MaxBatch; MaxBatch on a backend
+// that reports nothing.
+func (m *Model) DecodeBatch(want, S int) int {
+	r, ok := m.b.(gpu.MemoryReporter)
+	if !ok || want <= m.maxB {
+		return min(want, m.maxB)
+	}
+	free, err := r.FreeMemory()
+	if err != nil {
+		return m.maxB
+	}
+	budget := free / 2
+	if kvCacheBytes(m.Cfg, m.prec, want, S) <= budget {
+		return want
+	}
+	per := kvCacheBytes(m.Cfg, m.prec, m.maxB, S)
+	return m.maxB * max(1, int(budget/max(per, 1)))
+}

@@ -59,3 +59,59 @@ func TestNewRefusesWhatDoesNotFit(t *testing.T) {
 		t.Fatalf("a 64k×1024 gpt2 batch: %v", err)
 	}
 }
+
+// freeMemory is the cpu backend reporting a fixed amount of free device
+// memory, for DecodeBatch.
+type freeMemory struct {
+	*cpu.Backend
+	free int64
+}
+
+func (f freeMemory) FreeMemory() (int64, error) { return f.free, nil }
+
+// TestKVCacheBytesCountsAllocations: the estimate DecodeBatch sizes a
+// decoding batch with is what NewKVCache allocates, for GPT-2 and the
+// Llama family in fp32 and bf16; DecodeBatch takes every sequence when
+// half the free memory holds them, else whole multiples of MaxBatch.
+func TestKVCacheBytesCountsAllocations(t *testing.T) {
+	tiny, _ := ConfigByName("tiny")
+	llama, _ := ConfigByName("llama-tiny")
+	for _, cfg := range []Config{tiny, llama} {
+		for _, prec := range []Precision{FP32, BF16} {
+			m, err := New(cpu.New(1), cfg, Options{MaxBatch: 4, MaxSeq: 40, Precision: prec})
+			if err != nil {
+				t.Fatal(err)
+			}
+			kv, err := m.NewKVCache(6, 50)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got int64
+			for _, x := range append(append([]*gpu.Tensor{kv.ids, kv.sampled, kv.gen, kv.x, kv.ln, kv.att, kv.proj, kv.hid, kv.qkv, kv.fc, kv.logits, kv.act}, kv.k...), kv.v...) {
+				if x != nil {
+					got += int64(x.Len() * x.DType().Size())
+				}
+			}
+			if want := kvCacheBytes(cfg, prec, 6, 50); got != want {
+				t.Errorf("%s %v: allocated %d bytes, kvCacheBytes %d", cfg.Arch, prec, got, want)
+			}
+		}
+	}
+	per := kvCacheBytes(tiny, FP32, 4, 50)
+	for _, c := range []struct {
+		free      int64
+		want, got int
+	}{{1 << 40, 64, 64}, {2*per*5 + 1, 64, 20}, {per, 64, 4}, {1 << 40, 3, 3}} {
+		m, err := New(freeMemory{cpu.New(1), c.free}, tiny, Options{MaxBatch: 4, MaxSeq: 40})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.DecodeBatch(c.want, 50); got != c.got {
+			t.Errorf("free %d, want %d: DecodeBatch %d, expected %d", c.free, c.want, got, c.got)
+		}
+	}
+	m, _ := New(cpu.New(1), tiny, Options{MaxBatch: 4, MaxSeq: 40})
+	if got := m.DecodeBatch(64, 50); got != 4 {
+		t.Errorf("a backend that reports no memory: DecodeBatch %d, want MaxBatch 4", got)
+	}
+}

@@ -36,8 +36,9 @@ type PPOConfig struct {
 	MaxNew            int     `json:"max_new"`
 	Temperature       float32 `json:"temperature"`
 	MissingEOSPenalty float32 `json:"missing_eos_penalty"` // subtracted from the score of a response without EOS
-	// GenBatch is how many episodes generate together (0: a minibatch at
-	// a time); on a GPU, all of a rollout's (Episodes) use it best. The
+	// GenBatch is how many episodes generate together; 0: on a GPU (a
+	// gpu.Device) as many as half its free memory holds, up to all of a
+	// rollout's (model.DecodeBatch), elsewhere a minibatch at a time. The
 	// tokens do not depend on it (see model.GenerateOptions.Batch).
 	GenBatch int `json:"gen_batch,omitempty"`
 

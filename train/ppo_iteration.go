@@ -90,7 +90,7 @@ func (p *PPOIteration) run(prompts [][]int32, it int, beta float64, between func
 	t0 := time.Now()
 	ro, genTokens, err := generateRollout(p.ms.policy, prompts, rolloutSampling{
 		maxNew: p.cfg.MaxNew, temperature: p.cfg.Temperature, seed: gpu.Mix64(p.cfg.Seed, uint64(it)), eos: p.eos, pad: p.pad,
-		batch: p.cfg.GenBatch, stats: &ph.Decode,
+		batch: p.genBatch(), stats: &ph.Decode,
 	})
 	if err != nil {
 		return ph, fmt.Errorf("rollout: %w", err)
@@ -121,4 +121,16 @@ func (p *PPOIteration) run(prompts [][]int32, it int, beta float64, between func
 	ph.Generate, ph.Score, ph.Update = t1.Sub(t0), t2.Sub(t1), t3.Sub(t2)
 	ph.GenTokens, ph.T = genTokens, ro.T
 	return ph, nil
+}
+
+// genBatch is the rollout's decoding batch: cfg.GenBatch, or with 0 what
+// the device's memory allows (see PPOConfig.GenBatch).
+func (p *PPOIteration) genBatch() int {
+	if p.cfg.GenBatch > 0 {
+		return p.cfg.GenBatch
+	}
+	if _, ok := p.b.(gpu.Device); ok {
+		return p.ms.policy.DecodeBatch(p.cfg.Episodes, p.dev.Tmax)
+	}
+	return 0
 }

@@ -40,7 +40,7 @@ func ppoCommand() *cli.Command {
 			&cli.IntFlag{Name: "ppo-epochs", Value: d.Epochs, Usage: "passes over each rollout"},
 			&cli.IntFlag{Name: "max-new", Value: d.MaxNew, Usage: "tokens per response at most"},
 			&cli.Float64Flag{Name: "temperature", Value: exact(d.Temperature), Usage: "rollout sampling temperature"},
-			&cli.IntFlag{Name: "gen-batch", Value: d.GenBatch, Usage: "episodes generated together (0: a minibatch at a time; on a GPU, --episodes is fastest; the tokens are the same)"},
+			&cli.IntFlag{Name: "gen-batch", Value: d.GenBatch, Usage: "episodes generated together (0: on a GPU as many as half its free memory holds, up to --episodes; on the CPU a minibatch at a time); the tokens are the same"},
 			&cli.Float64Flag{Name: "missing-eos-penalty", Value: exact(d.MissingEOSPenalty), Usage: "subtracted from the score of a response that does not end"},
 			&cli.Float64Flag{Name: "kl-coef", Value: exact(d.KLCoef), Usage: "β, the per-token KL penalty"},
 			&cli.Float64Flag{Name: "kl-target", Usage: "adaptive β aiming at this KL per episode (0: fixed β)"},

@@ -264,3 +264,18 @@ func wrapCU(what string, err error) error {
 	}
 	return fmt.Errorf("cuda %s: %w", what, err)
 }
+
+// FreeMemory implements gpu.MemoryReporter: the device's free memory as the
+// driver reports it (memory our allocator holds for reuse counts as used).
+func (b *Backend) FreeMemory() (int64, error) {
+	if !b.onOwnerThread("free memory") {
+		return 0, b.err
+	}
+	free, _, err := cu.MemInfo()
+	if err != nil {
+		return 0, wrapCU("memory info", err)
+	}
+	return free, nil
+}
+
+var _ gpu.MemoryReporter = (*Backend)(nil)
