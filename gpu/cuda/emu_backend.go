@@ -239,21 +239,22 @@ func (b *Backend) launch(kernel string, grid, block [3]int, sharedMem int, args 
 		b.fail(err)
 		return
 	}
-	if b.capturing {
-		b.recorded = append(b.recorded, emuLaunch{kernel, grid, block, sharedMem, append([]any(nil), args...)})
-		return
-	}
-	b.run(kernel, grid, block, sharedMem, args...)
-}
-
-// run runs one launch in the emulator (launch's work, and a graph replay's).
-func (b *Backend) run(kernel string, grid, block [3]int, sharedMem int, args ...any) {
 	if err := b.largs.set(args); err != nil {
 		b.failf("cuda launch %s: %w", kernel, err)
 		return
 	}
+	if b.capturing {
+		b.recorded = append(b.recorded, emuLaunch{kernel, grid, block, sharedMem, b.largs.snapshot(len(args))})
+		return
+	}
+	b.run(kernel, grid, block, sharedMem, len(args))
+}
+
+// run runs one launch in the emulator with the n arguments in the launch
+// storage (launch's work, and a graph replay's).
+func (b *Backend) run(kernel string, grid, block [3]int, sharedMem, n int) {
 	msg := C.emu_launch(b.kernelCName(kernel), C.int(grid[0]), C.int(grid[1]), C.int(grid[2]), C.int(block[0]), C.int(block[1]), C.int(block[2]),
-		C.int(sharedMem), b.largs.params(), b.largs.sizesPtr(), C.int(len(args)))
+		C.int(sharedMem), b.largs.params(), b.largs.sizesPtr(), C.int(n))
 	if msg != nil {
 		b.failf("emulator: %s", C.GoString(msg))
 		return

@@ -21,7 +21,7 @@ type emuLaunch struct {
 	kernel      string
 	grid, block [3]int
 	sharedMem   int
-	args        []any
+	args        argSnapshot
 }
 
 // emuGraph is a recorded sequence of launches; scratch keeps the capture's
@@ -72,7 +72,7 @@ func (g *emuGraph) Launch() error {
 		if b.err != nil {
 			break
 		}
-		b.run(l.kernel, l.grid, l.block, l.sharedMem, l.args...)
+		b.run(l.kernel, l.grid, l.block, l.sharedMem, b.largs.restore(l.args))
 	}
 	return b.err
 }

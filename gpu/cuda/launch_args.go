@@ -103,3 +103,23 @@ func (a *launchArgs) set(args []any) error {
 	}
 	return nil
 }
+
+// argSnapshot is a copy of the first arguments in the storage, for a
+// launch recorded into a graph (the emulated build's; the driver copies
+// the values itself).
+type argSnapshot struct {
+	vals  []uint64
+	sizes []C.int
+}
+
+// snapshot copies the first n arguments.
+func (a *launchArgs) snapshot(n int) argSnapshot {
+	return argSnapshot{vals: append([]uint64(nil), a.vals[:n]...), sizes: append([]C.int(nil), a.sizes[:n]...)}
+}
+
+// restore writes s back into the storage and returns its count.
+func (a *launchArgs) restore(s argSnapshot) int {
+	copy(a.vals, s.vals)
+	copy(a.sizes, s.sizes)
+	return len(s.vals)
+}
