@@ -92,7 +92,7 @@ var goalSpecs = []goalSpec{
 	attentionGoal(64, "fwd"), attentionGoal(64, "bwd"), attentionGoal(128, "fwd"), attentionGoal(128, "bwd"),
 	{name: "cross-entropy 8192×50257, fwd + bwd, bf16 logits", run: "sft", key: "crossentropy/V50257 N8192",
 		baselines: []baselineSpec{{"PyTorch F.cross_entropy, bf16", "pytorch_ops", opTime("crossentropy/V50257 N8192")}}},
-	{name: "decode: PPO generation, GPT-2, 64 sequences, 64 + 64 tokens", run: "ppo", key: "ppo/gpt2 generate", gemm: true,
+	{name: "decode: PPO generation, GPT-2, 64 + 64 tokens (instructgo: the 128 episodes in one batch; Hugging Face generate: 64 sequences)", run: "ppo", key: "ppo/gpt2 generate", gemm: true,
 		baselines: []baselineSpec{{"Hugging Face generate, bf16 autocast", "trl_ppo", nested("generate", "tokens_per_s")}}},
 	{name: "PPO iteration, GPT-2, minibatch 64, 64 + 64 tokens", run: "ppo", key: "ppo/gpt2 iteration", gemm: true,
 		baselines: []baselineSpec{{"TRL PPOTrainer (256 episodes; instructgo 128)", "trl_ppo", field("episodes_per_s")}}},
