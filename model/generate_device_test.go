@@ -1,6 +1,7 @@
 package model
 
 import (
+	"errors"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -177,4 +178,34 @@ func TestGenerateBatchDoesNotChangeTokens(t *testing.T) {
 			opt.Batch = 0
 		}
 	})
+}
+
+// refusingGraphs is a device whose graph capture is refused, as the cuda
+// backend's with INSTRUCTGO_CUDA_GRAPHS=0.
+type refusingGraphs struct{ *cpu.Counting }
+
+func (refusingGraphs) BeginCapture() error { return errors.New("graphs are off") }
+func (refusingGraphs) EndCapture() (gpu.Graph, error) {
+	return nil, errors.New("not capturing")
+}
+
+// TestGenerateWithoutGraphs: a backend that refuses to capture decodes
+// every step directly, with the tokens it would have had.
+func TestGenerateWithoutGraphs(t *testing.T) {
+	cfg := genConfig()
+	prompts := randomSeqs(rand.New(rand.NewPCG(4, 4)), cfg.VocabSize, 3, 5, 2, 7, 1)
+	opt := GenerateOptions{MaxNew: 9, Sampling: gpu.Sampling{Temperature: 1}, Seed: 3, EOS: -1}
+	var gens [2][]Generation
+	for i, b := range []gpu.Backend{cpu.New(2), refusingGraphs{cpu.NewCounting(2)}} {
+		m, _ := newGenModel(t, b, cfg, 4, cfg.MaxSeqLen, 6)
+		var err error
+		if gens[i], err = Generate(m, prompts, opt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range gens[0] {
+		if !slices.Equal(gens[0][i].Tokens, gens[1][i].Tokens) {
+			t.Fatalf("prompt %d: %v without graphs, %v on the cpu", i, gens[1][i].Tokens, gens[0][i].Tokens)
+		}
+	}
 }

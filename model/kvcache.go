@@ -39,6 +39,7 @@ type KVCache struct {
 	// is the batch size of the last step run without it.
 	graph         gpu.Graph
 	graphB, warmB int
+	noGraph       bool // the backend refused to capture: every step runs its ops
 }
 
 // decodeViews are the cache's buffers shaped for a batch of B sequences.
@@ -320,7 +321,7 @@ func (m *Model) DecodeStep(kv *KVCache, tokens []int32) error {
 // which is what lets one recording serve every token.
 func (m *Model) decodeNetwork(kv *KVCache) error {
 	gb, ok := m.b.(gpu.Graphs)
-	if !ok || kv.warmB != kv.nb {
+	if !ok || kv.noGraph || kv.warmB != kv.nb {
 		kv.warmB = kv.nb
 		m.decodeOps(&kv.cur)
 		return nil
@@ -333,7 +334,12 @@ func (m *Model) decodeNetwork(kv *KVCache) error {
 			kv.graph = nil
 		}
 		if err := gb.BeginCapture(); err != nil {
-			return fmt.Errorf("decode graph: %w", err)
+			if m.b.Err() != nil {
+				return fmt.Errorf("decode graph: %w", err)
+			}
+			kv.noGraph = true // refused, not failed: decode without graphs
+			m.decodeOps(&kv.cur)
+			return nil
 		}
 		m.decodeOps(&kv.cur)
 		g, err := gb.EndCapture()

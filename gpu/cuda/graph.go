@@ -11,6 +11,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/instructgo/instructgo/gpu"
 )
@@ -29,10 +30,18 @@ type graph struct {
 	scratch *gpu.Tensor
 }
 
+// graphsOff is INSTRUCTGO_CUDA_GRAPHS=0: BeginCapture then refuses (and
+// the model runs each decoding step's ops directly), the way out should a
+// driver or cuBLAS fail to capture.
+var graphsOff = os.Getenv("INSTRUCTGO_CUDA_GRAPHS") == "0"
+
 // BeginCapture implements gpu.Graphs.
 func (b *Backend) BeginCapture() error {
 	if !b.onOwnerThread("begin capture") || b.err != nil {
 		return b.err
+	}
+	if graphsOff {
+		return errors.New("cuda begin capture: graphs are off (INSTRUCTGO_CUDA_GRAPHS=0)")
 	}
 	if b.capturing {
 		return errors.New("cuda begin capture: already capturing")
