@@ -319,7 +319,7 @@ func newGroupTrainer(b gpu.Backend, tok tokenizer.Tokenizer, cfg GroupConfig, op
 	if g.policy, err = newTrainable(pol, cfg.Optim, updates); err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	if g.dev, err = newGroupDevice(b, cfg.Episodes()*rp.T, cfg.Epochs*(cfg.Episodes()/cfg.MiniBatch)); err != nil {
+	if g.dev, err = newGroupDevice(b, cfg.Episodes(), rp.T, cfg.Epochs*(cfg.Episodes()/cfg.MiniBatch)); err != nil {
 		return nil, err
 	}
 	return g, nil

@@ -15,8 +15,9 @@ import (
 // the entropy summed over the minibatch's tokens), read back once per
 // update.
 type groupDevice struct {
-	n, steps                int // elements of each per-token tensor; update steps
-	oldLogp, refLogp, mask  *gpu.Tensor
+	*rolloutScorer                      // oldLogp, refLogp: the scoring's, read by the update
+	n, steps                int         // elements of each per-token tensor; update steps
+	mask                    *gpu.Tensor // [n]
 	adv, weight, dlogp, dkl *gpu.Tensor
 	stats, klStats          *gpu.Tensor
 }
@@ -24,10 +25,16 @@ type groupDevice struct {
 // groupStatWidth is an update step's slot in groupDevice.stats.
 const groupStatWidth = 5
 
-func newGroupDevice(b gpu.Backend, n, steps int) (*groupDevice, error) {
+// newGroupDevice allocates for rollouts of E episodes of up to T tokens and
+// updates of up to steps minibatch steps.
+func newGroupDevice(b gpu.Backend, E, T, steps int) (*groupDevice, error) {
+	n := E * T
 	d := &groupDevice{n: n, steps: steps}
 	var err error
-	for _, t := range []**gpu.Tensor{&d.oldLogp, &d.refLogp, &d.mask, &d.adv, &d.weight, &d.dlogp, &d.dkl} {
+	if d.rolloutScorer, err = newRolloutScorer(b, E, T); err != nil {
+		return nil, err
+	}
+	for _, t := range []**gpu.Tensor{&d.mask, &d.adv, &d.weight, &d.dlogp, &d.dkl} {
 		if err == nil {
 			*t, err = b.Alloc(gpu.Float32, n)
 		}
@@ -57,17 +64,17 @@ func (g *groupTrainer) rollout(ids [][]int32, recs []data.Prompt, it int) (*roll
 	if err != nil {
 		return nil, rec, fmt.Errorf("rollout: %w", err)
 	}
-	if ro.E*ro.T > g.dev.n {
-		return nil, rec, fmt.Errorf("rollout of %d×%d tokens exceeds the %d allocated", ro.E, ro.T, g.dev.n)
+	if err := g.dev.logProbs(g.policy.m, g.ref, ro); err != nil {
+		return nil, rec, fmt.Errorf("rollout: %w", err)
 	}
-	if err := ro.scoreLogProbs(g.policy.m, g.ref); err != nil {
+	if err := g.dev.readLogProbs(ro); err != nil { // the group advantages' KL is summed on the host
 		return nil, rec, fmt.Errorf("rollout: %w", err)
 	}
 	responses := ro.responses(g.tok)
 	rec.TaskScore = rolloutTaskScore(recs, responses)
 	ro.rawScores = make([]float32, ro.E)
 	if g.rm != nil {
-		s, err := ro.rewardModelScores(g.rm)
+		s, err := g.dev.rewardModel(g.rm, ro)
 		if err != nil {
 			return nil, rec, fmt.Errorf("rollout: %w", err)
 		}
@@ -160,7 +167,7 @@ func (g *groupTrainer) update(ro *rollout, adv, weight []float32, it int, rec *G
 	for _, p := range []struct {
 		t    *gpu.Tensor
 		host []float32
-	}{{d.oldLogp, ro.oldLogp}, {d.refLogp, ro.ref}, {d.mask, ro.mask}, {d.adv, adv}, {d.weight, weight}} {
+	}{{d.mask, ro.mask}, {d.adv, adv}, {d.weight, weight}} { // the log-probs are there from the scoring
 		if err := b.Upload(p.t.MustView(0, n), p.host); err != nil {
 			return err
 		}

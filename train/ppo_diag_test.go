@@ -477,7 +477,7 @@ func TestPPODiagnoseOverfit(t *testing.T) {
 		if err := dev.update(ms, ro, nil, cfg, it, &rec); err != nil {
 			t.Fatal(err)
 		}
-		newLogp, err := forwardAll(ms.policy, ro, false)
+		newLogp, err := ForwardRows(ms.policy, ro.tokens, ro.targets, ro.validLen, ro.E, ro.T, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -526,10 +526,5 @@ func collect(ms *ppoModels, dev *ppoDevice, tok tokenizer.Tokenizer, prompts [][
 	if err := dev.scoreRollout(ms, ro); err != nil {
 		return nil, 0, err
 	}
-	n := ro.E * ro.T
-	ro.oldLogp, ro.ref = make([]float32, n), make([]float32, n)
-	if err := dev.b.Download(ro.oldLogp, dev.oldLogp.MustView(0, n)); err != nil {
-		return nil, 0, err
-	}
-	return ro, genTokens, dev.b.Download(ro.ref, dev.refLogp.MustView(0, n))
+	return ro, genTokens, dev.readLogProbs(ro)
 }

@@ -15,16 +15,15 @@ import (
 // scores once per rollout and the update's statistics (stats) once per
 // update, never between a forward and its backward.
 type ppoDevice struct {
-	b                      gpu.Backend
-	E, Tmax, steps         int
-	oldLogp, refLogp, mask *gpu.Tensor // [E·Tmax]
-	kl, rewards, values    *gpu.Tensor
-	adv, returns           *gpu.Tensor
-	score                  *gpu.Tensor // [E]
-	lastIdx, rowEnd        *gpu.Tensor // Int32 [E]
-	dlogp, dvalues, dent   *gpu.Tensor // [E·Tmax]; minibatches use prefixes
-	stats                  *gpu.Tensor // [1 + steps·ppoStatWidth]: Σ KL, then each update step's statistics
-	ptxW, ptxGradW         *gpu.Tensor
+	*rolloutScorer       // oldLogp, refLogp, rewards (the KL-penalised rewards after the scoring), score
+	b                    gpu.Backend
+	E, Tmax, steps       int
+	mask, kl, values     *gpu.Tensor // [E·Tmax]
+	adv, returns         *gpu.Tensor
+	lastIdx              *gpu.Tensor // Int32 [E]
+	dlogp, dvalues, dent *gpu.Tensor // [E·Tmax]; minibatches use prefixes
+	stats                *gpu.Tensor // [1 + steps·ppoStatWidth]: Σ KL, then each update step's statistics
+	ptxW, ptxGradW       *gpu.Tensor
 }
 
 // The statistics an update step leaves in its slot of ppoDevice.stats:
@@ -46,17 +45,18 @@ func newPPODevice(b gpu.Backend, E, T, ptxTokens, steps int) (*ppoDevice, error)
 	d := &ppoDevice{b: b, E: E, Tmax: T, steps: steps}
 	n := E * T
 	var err error
+	if d.rolloutScorer, err = newRolloutScorer(b, E, T); err != nil {
+		return nil, err
+	}
 	alloc := func(dst **gpu.Tensor, dt gpu.DType, size int) {
 		if err == nil {
 			*dst, err = b.Alloc(dt, size)
 		}
 	}
-	for _, t := range []**gpu.Tensor{&d.oldLogp, &d.refLogp, &d.mask, &d.kl, &d.rewards, &d.values, &d.adv, &d.returns, &d.dlogp, &d.dvalues, &d.dent} {
+	for _, t := range []**gpu.Tensor{&d.mask, &d.kl, &d.values, &d.adv, &d.returns, &d.dlogp, &d.dvalues, &d.dent} {
 		alloc(t, gpu.Float32, n)
 	}
-	alloc(&d.score, gpu.Float32, E)
 	alloc(&d.lastIdx, gpu.Int32, E)
-	alloc(&d.rowEnd, gpu.Int32, E)
 	alloc(&d.stats, gpu.Float32, 1+steps*ppoStatWidth)
 	alloc(&d.ptxW, gpu.Float32, ptxTokens)
 	alloc(&d.ptxGradW, gpu.Float32, ptxTokens)
@@ -68,43 +68,23 @@ func (d *ppoDevice) stat(i, off, n int) *gpu.Tensor {
 	return d.stats.MustView(1+i*ppoStatWidth+off, n)
 }
 
-// scoreRollout runs the rollout through the four models, leaving the policy's and
-// the reference's log-probs of each response token and the value of each
-// state on the device, and reads back the reward model's score of each
-// whole response (at its final token, EOS included) into ro.rawScores:
-// the rollout's one read.
+// scoreRollout runs the rollout through the four models, leaving the
+// policy's and the reference's log-probs of each response token and the
+// value of each state on the device, and reads back the reward model's
+// score of each whole response into ro.rawScores: the rollout's one read.
 func (d *ppoDevice) scoreRollout(ms *ppoModels, ro *rollout) error {
-	b, E, T := d.b, ro.E, ro.T
-	if E > d.E || T > d.Tmax {
-		return fmt.Errorf("a rollout of %d×%d tokens exceeds the buffers' %d×%d", E, T, d.E, d.Tmax)
+	if ro.T > d.Tmax {
+		return fmt.Errorf("rollout rows of %d tokens exceed the buffers' %d", ro.T, d.Tmax)
 	}
-	n := E * T
-	for _, f := range []struct {
-		what   string
-		m      *model.Model
-		scalar bool
-		dst    *gpu.Tensor
-	}{
-		{"policy log-probs", ms.policy, false, d.oldLogp}, {"reference log-probs", ms.ref, false, d.refLogp},
-		{"values", ms.value, true, d.values}, {"reward model", ms.reward, true, d.rewards},
-	} {
-		if err := forwardInto(f.m, ro, f.scalar, f.dst.MustView(0, n)); err != nil {
-			return fmt.Errorf("%s: %w", f.what, err)
-		}
-	}
-	end := make([]int32, E)
-	for i, v := range ro.validLen {
-		end[i] = v - 1
-	}
-	if err := b.UploadInt32(d.rowEnd.MustView(0, E), end); err != nil {
+	if err := d.logProbs(ms.policy, ms.ref, ro); err != nil {
 		return err
 	}
-	b.GatherRows(d.score.MustView(0, E, 1), d.rewards.MustView(0, E, T, 1), d.rowEnd.MustView(0, E))
-	ro.rawScores = make([]float32, E)
-	if err := b.Download(ro.rawScores, d.score.MustView(0, E)); err != nil {
-		return fmt.Errorf("reward model: %w", err)
+	if err := forwardInto(ms.value, ro, true, d.values.MustView(0, ro.E*ro.T)); err != nil {
+		return fmt.Errorf("values: %w", err)
 	}
-	return nil
+	var err error
+	ro.rawScores, err = d.rewardModel(ms.reward, ro)
+	return err
 }
 
 // advantages computes the KL-penalised per-token rewards, GAE advantages

@@ -123,11 +123,6 @@ func (ro *rollout) responses(tok tokenizer.Tokenizer) []string {
 	return out
 }
 
-// forwardAll runs a model over the rollout; see ForwardRows.
-func forwardAll(m *model.Model, ro *rollout, scalar bool) ([]float32, error) {
-	return ForwardRows(m, ro.tokens, ro.targets, ro.validLen, ro.E, ro.T, scalar)
-}
-
 // ForwardRows runs m without dropout over E right-padded rows of T tokens
 // (validLen[i] of row i real) in chunks of its MaxBatch and returns the
 // per-position outputs [E·T]: the log-prob of each position's target for a
@@ -211,30 +206,96 @@ func rolloutTaskScore(recs []data.Prompt, responses []string) *float64 {
 	return &mean
 }
 
-// scoreLogProbs sets the rollout's per-token log-probs of its response
-// tokens under the policy (oldLogp, the sampling policy's) and under the
-// frozen reference.
-func (ro *rollout) scoreLogProbs(policy, ref *model.Model) error {
+// rolloutScorer scores rollouts of up to E episodes of T tokens on the
+// device, in tensors allocated once: the policy's and the reference's
+// per-token log-probs stay there for the update to read, and the reward
+// model's score of each episode is gathered there (at its final token, EOS
+// included) and read back, the scoring's one read. PPO, GRPO, RLOO and
+// rejection sampling score with it.
+type rolloutScorer struct {
+	b                         gpu.Backend
+	maxE, maxT                int
+	oldLogp, refLogp, rewards *gpu.Tensor // [E·T]; rewards: the reward model's per-token outputs, then scratch
+	rowEnd                    *gpu.Tensor // Int32 [E]: each row's final token
+	score                     *gpu.Tensor // [E]
+}
+
+func newRolloutScorer(b gpu.Backend, E, T int) (*rolloutScorer, error) {
+	s := &rolloutScorer{b: b, maxE: E, maxT: T}
 	var err error
-	if ro.oldLogp, err = forwardAll(policy, ro, false); err != nil {
+	for _, t := range []**gpu.Tensor{&s.oldLogp, &s.refLogp, &s.rewards} {
+		if err == nil {
+			*t, err = b.Alloc(gpu.Float32, E*T)
+		}
+	}
+	if err == nil {
+		s.rowEnd, err = b.Alloc(gpu.Int32, E)
+	}
+	if err == nil {
+		s.score, err = b.Alloc(gpu.Float32, E)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("rollout tensors: %w", err)
+	}
+	return s, nil
+}
+
+// fits reports a rollout larger than the scorer's tensors.
+func (s *rolloutScorer) fits(ro *rollout) error {
+	if ro.E > s.maxE || ro.E*ro.T > s.maxE*s.maxT {
+		return fmt.Errorf("a rollout of %d×%d tokens exceeds the %d×%d allocated", ro.E, ro.T, s.maxE, s.maxT)
+	}
+	return nil
+}
+
+// logProbs leaves the rollout's per-token log-probs of its response tokens
+// under the policy (the sampling policy's) in oldLogp and under the frozen
+// reference in refLogp, [E·T] prefixes.
+func (s *rolloutScorer) logProbs(policy, ref *model.Model, ro *rollout) error {
+	if err := s.fits(ro); err != nil {
+		return err
+	}
+	n := ro.E * ro.T
+	if err := forwardInto(policy, ro, false, s.oldLogp.MustView(0, n)); err != nil {
 		return fmt.Errorf("policy log-probs: %w", err)
 	}
-	if ro.ref, err = forwardAll(ref, ro, false); err != nil {
+	if err := forwardInto(ref, ro, false, s.refLogp.MustView(0, n)); err != nil {
 		return fmt.Errorf("reference log-probs: %w", err)
 	}
 	return nil
 }
 
-// rewardModelScores returns the reward model's score of each episode, read
-// at its final token (EOS included).
-func (ro *rollout) rewardModelScores(rm *model.Model) ([]float32, error) {
-	rewards, err := forwardAll(rm, ro, true)
-	if err != nil {
+// readLogProbs copies the log-probs logProbs left on the device into
+// ro.oldLogp and ro.ref, for the methods that use them on the host.
+func (s *rolloutScorer) readLogProbs(ro *rollout) error {
+	n := ro.E * ro.T
+	ro.oldLogp, ro.ref = make([]float32, n), make([]float32, n)
+	if err := s.b.Download(ro.oldLogp, s.oldLogp.MustView(0, n)); err != nil {
+		return err
+	}
+	return s.b.Download(ro.ref, s.refLogp.MustView(0, n))
+}
+
+// rewardModel returns the reward model's score of each episode.
+func (s *rolloutScorer) rewardModel(rm *model.Model, ro *rollout) ([]float32, error) {
+	if err := s.fits(ro); err != nil {
+		return nil, err
+	}
+	b, E, T := s.b, ro.E, ro.T
+	if err := forwardInto(rm, ro, true, s.rewards.MustView(0, E*T)); err != nil {
 		return nil, fmt.Errorf("reward model: %w", err)
 	}
-	out := make([]float32, ro.E)
-	for i := range ro.E {
-		out[i] = rewards[i*ro.T+int(ro.validLen[i])-1]
+	end := make([]int32, E)
+	for i, v := range ro.validLen {
+		end[i] = v - 1
+	}
+	if err := b.UploadInt32(s.rowEnd.MustView(0, E), end); err != nil {
+		return nil, err
+	}
+	b.GatherRows(s.score.MustView(0, E, 1), s.rewards.MustView(0, E, T, 1), s.rowEnd.MustView(0, E))
+	out := make([]float32, E)
+	if err := b.Download(out, s.score.MustView(0, E)); err != nil {
+		return nil, fmt.Errorf("reward model: %w", err)
 	}
 	return out, nil
 }

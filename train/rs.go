@@ -183,6 +183,10 @@ func sampleBestOfN(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, 
 	if err := CheckPolicyReward(policy.Cfg, rm.Cfg); err != nil {
 		return nil, err
 	}
+	scorer, err := newRolloutScorer(b, cfg.Batch*cfg.N, rp.T)
+	if err != nil {
+		return nil, err
+	}
 	res := &rsSampling{RSSummary: RSSummary{Prompts: len(rp.prompts), N: cfg.N}}
 	var pickTask, sampleTask float64
 	tasks := 0
@@ -209,7 +213,7 @@ func sampleBestOfN(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, 
 		if err != nil {
 			return nil, fmt.Errorf("sample: %w", err)
 		}
-		if ro.rawScores, err = ro.rewardModelScores(rm); err != nil {
+		if ro.rawScores, err = scorer.rewardModel(rm, ro); err != nil {
 			return nil, err
 		}
 		ro.finishScores(cfg.MissingEOSPenalty, 0)
