@@ -265,7 +265,7 @@ type rolloutPrompts struct {
 // readRolloutPrompts reads the prompts and checks that their rollouts fit
 // the policy's context.
 func readRolloutPrompts(path, policy string, maxNew int, tok tokenizer.Tokenizer) (*rolloutPrompts, error) {
-	prompts, _, err := data.ReadPrompts(path, data.ReadOptions{})
+	prompts, _, err := data.ReadPrompts(path, data.ReadOptions{}.ChatFor(tok))
 	if err != nil {
 		return nil, err
 	}

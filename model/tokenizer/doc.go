@@ -28,7 +28,9 @@
 // and an unknown template is refused with an error quoting it. EncodeChat
 // and WithChat encode a rendering with the control tokens as ids and the
 // messages as plain text, and end assistant turns with the template's
-// end-of-turn token.
+// end-of-turn token. ForChat is the one place that decides, from the
+// tokenizer and a choice (auto, none, a name), which template a run's
+// conversations get; ChatOf reads the decision back, and Base unwraps.
 //
 // Special tokens are never produced from user text: Encode treats the text
 // "<|endoftext|>" like any other characters, so a prompt cannot forge an end
