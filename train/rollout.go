@@ -272,7 +272,7 @@ func readRolloutPrompts(path, policy string, maxNew int, tok tokenizer.Tokenizer
 	rp := &rolloutPrompts{prompts: prompts, ids: make([][]int32, len(prompts))}
 	maxPrompt := 0
 	for i, p := range prompts {
-		rp.ids[i] = tok.Encode(p.Prompt)
+		rp.ids[i] = tokenizer.EncodeStart(tok, p.Prompt)
 		maxPrompt = max(maxPrompt, len(rp.ids[i]))
 	}
 	if rp.policy, err = model.ReadConfig(policy); err != nil {

@@ -112,7 +112,7 @@ func runGenerate(c *cli.Context) (err error) {
 	prompts := make([][]int32, len(texts))
 	longest := 0
 	for i, text := range texts {
-		ids := tok.Encode(text)
+		ids := tokenizer.EncodeStart(tok, text)
 		switch {
 		case len(ids) == 0:
 			return usageErrorf("prompt %d is empty", i+1)

@@ -32,6 +32,10 @@
 // tokenizer and a choice (auto, none, a name), which template a run's
 // conversations get; ChatOf reads the decision back, and Base unwraps.
 //
+// A sequence's start gets the token Hugging Face's tokenizer(text) puts
+// there (EncodeStart, bos.go): BOS from add_bos_token (Llama 2, Mistral)
+// or the post_processor's template (Llama 3); Encode never adds it.
+//
 // Special tokens are never produced from user text: Encode treats the text
 // "<|endoftext|>" like any other characters, so a prompt cannot forge an end
 // of sequence. Callers append EOS themselves where a sequence ends. HF
