@@ -111,7 +111,7 @@ func MeasureBestOfN(policy, rm *model.Model, tok tokenizer.Tokenizer, prompts []
 func RewardOfSamples(rm *model.Model, tok tokenizer.Tokenizer, ev TaskEval) ([]float64, error) {
 	seqs := make([][]int32, len(ev.Samples))
 	for i, s := range ev.Samples {
-		seq := append(tok.Encode(s.Prompt), tok.Encode(s.Response)...)
+		seq := append(tokenizer.EncodeStart(tok, s.Prompt), tok.Encode(s.Response)...)
 		if s.EOS || len(s.Response) == 0 {
 			seq = append(seq, tok.EOS())
 		}

@@ -83,7 +83,7 @@ func GenerateText(m *model.Model, tok tokenizer.Tokenizer, prompts []string, opt
 func encodePrompts(m *model.Model, tok tokenizer.Tokenizer, prompts []string) ([][]int32, error) {
 	ids := make([][]int32, len(prompts))
 	for i, p := range prompts {
-		ids[i] = tok.Encode(p)
+		ids[i] = tokenizer.EncodeStart(tok, p)
 		if len(ids[i]) == 0 {
 			return nil, fmt.Errorf("prompt %d is empty after tokenisation", i)
 		}

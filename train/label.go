@@ -249,7 +249,7 @@ func LoadSampler(b gpu.Backend, dir string, tok tokenizer.Tokenizer, prompts []d
 	}
 	longest := 1
 	for _, p := range prompts {
-		longest = max(longest, len(tok.Encode(p.Prompt)))
+		longest = max(longest, len(tokenizer.EncodeStart(tok, p.Prompt)))
 	}
 	base.MaxBatch, base.MaxSeq = batch, min(c.MaxSeqLen, longest+1)
 	return model.Load(b, dir, base)

@@ -138,7 +138,7 @@ func openLoop(s loopSpec, m method, opt RunOptions) (*loop, error) {
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return nil, err
 	}
-	if hf, ok := s.tok.(*tokenizer.HF); ok {
+	if hf, ok := tokenizer.Base(s.tok).(*tokenizer.HF); ok {
 		if err := hf.WriteFiles(s.dir); err != nil {
 			return nil, err
 		}

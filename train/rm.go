@@ -347,7 +347,7 @@ type splitSpec struct {
 // comparisons of a seeded share of the distinct prompts and tokenises both
 // parts to s.maxLen (data.TokenizeComparisons's rule, counted and logged).
 func readComparisonSplit(s splitSpec, tok tokenizer.Tokenizer, log zerolog.Logger) (*comparisonSplit, error) {
-	comparisons, stats, err := data.ReadComparisons(s.path, data.ReadOptions{SkipBadLines: s.skipBadLines})
+	comparisons, stats, err := data.ReadComparisons(s.path, data.ReadOptions{SkipBadLines: s.skipBadLines}.ChatFor(tok))
 	if err != nil {
 		return nil, err
 	}
@@ -1017,7 +1017,7 @@ func centerSequences(cfg RMConfig, train []data.ComparisonTokens, tok tokenizer.
 		}
 		return s, nil
 	}
-	ex, _, err := data.ReadSFT(cfg.CenterData, data.ReadOptions{SkipBadLines: cfg.SkipBadLines})
+	ex, _, err := data.ReadSFT(cfg.CenterData, data.ReadOptions{SkipBadLines: cfg.SkipBadLines}.ChatFor(tok))
 	if err != nil {
 		return centerSet{}, err
 	}

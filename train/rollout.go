@@ -347,14 +347,14 @@ type rolloutPrompts struct {
 // readRolloutPrompts reads the prompts and checks that their rollouts fit
 // the policy's context.
 func readRolloutPrompts(path, policy string, maxNew int, tok tokenizer.Tokenizer) (*rolloutPrompts, error) {
-	prompts, _, err := data.ReadPrompts(path, data.ReadOptions{})
+	prompts, _, err := data.ReadPrompts(path, data.ReadOptions{}.ChatFor(tok))
 	if err != nil {
 		return nil, err
 	}
 	rp := &rolloutPrompts{prompts: prompts, ids: make([][]int32, len(prompts))}
 	maxPrompt := 0
 	for i, p := range prompts {
-		rp.ids[i] = tok.Encode(p.Prompt)
+		rp.ids[i] = tokenizer.EncodeStart(tok, p.Prompt)
 		maxPrompt = max(maxPrompt, len(rp.ids[i]))
 	}
 	if rp.policy, err = model.ReadConfig(policy); err != nil {

@@ -113,25 +113,11 @@ func SFT(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg SFTCon
 	if tok.VocabSize() > cfg.Model.VocabSize {
 		return nil, fmt.Errorf("sft: tokenizer vocabulary %d exceeds the model's %d", tok.VocabSize(), cfg.Model.VocabSize)
 	}
-	examples, stats, err := data.ReadSFT(cfg.Data, data.ReadOptions{SkipBadLines: cfg.SkipBadLines})
+	d, err := readSFTData(cfg, tok, log)
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
-	if stats.Skipped > 0 {
-		log.Warn().Int("skipped", stats.Skipped).Strs("first", stats.Errors).Msg("bad lines skipped")
-	}
-	trainEx, valEx := splitHoldout(examples, cfg.ValFrac, cfg.Seed)
-	if len(trainEx) == 0 || len(valEx) == 0 {
-		return nil, fmt.Errorf("sft: %d examples are too few to hold out %.0f%% for validation", len(examples), 100*cfg.ValFrac)
-	}
-	trainTok, trunc := data.TokenizeSFT(trainEx, tok, cfg.MaxLen)
-	valTok, _ := data.TokenizeSFT(valEx, tok, cfg.MaxLen)
-	if trunc.Dropped > 0 || trunc.PromptTruncated > 0 || trunc.CompletionTruncated > 0 {
-		log.Warn().Str("truncation", trunc.String()).Int("max_len", cfg.MaxLen).Msg("long examples truncated (prompt from the left, completion from the right)")
-	}
-	if len(trainTok) == 0 || len(valTok) == 0 {
-		return nil, fmt.Errorf("sft: no example fits in %d tokens", cfg.MaxLen)
-	}
+	trainTok, valTok, valEx, trunc := d.trainTok, d.valTok, d.valEx, d.trunc
 	batcher, err := data.NewSFTBatcher(trainTok, tok.Pad(), data.BatchOptions{TokenBudget: cfg.TokenBudget, MaxBatch: cfg.MaxBatch, Seed: cfg.Seed})
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
@@ -151,7 +137,7 @@ func SFT(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg SFTCon
 	}
 	s := &sftTrainer{
 		cfg: cfg, saveDType: opt.SaveDType, lm: lm, tok: tok, batcher: batcher, valTok: valTok, valPrompts: taskPrompts(valEx, cfg.EvalPrompts),
-		sum: &SFTSummary{TrainN: len(trainTok), ValN: len(valTok), Truncation: trunc, SkippedLines: stats.Skipped, SelectedBy: "val_loss"},
+		sum: &SFTSummary{TrainN: len(trainTok), ValN: len(valTok), Truncation: trunc, SkippedLines: d.skipped, SelectedBy: "val_loss"},
 	}
 	if len(s.valPrompts) > 0 {
 		s.sum.SelectedBy = "task_score"
@@ -187,6 +173,43 @@ func SFT(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg SFTCon
 	}
 	ev.Msg("best checkpoint saved")
 	return sum, l.finish(ctx, sum)
+}
+
+// sftData are an SFT run's examples: the validation ones (for task
+// prompts) and both parts tokenised.
+type sftData struct {
+	valEx            []data.SFTExample
+	trainTok, valTok []data.SFTTokens
+	trunc            data.TruncStats
+	skipped          int
+}
+
+// readSFTData reads cfg.Data with its conversations rendered for tok
+// (data.ReadOptions.ChatFor), holds out the validation examples and
+// tokenises both parts to cfg.MaxLen, logging skipped lines and
+// truncation.
+func readSFTData(cfg SFTConfig, tok tokenizer.Tokenizer, log zerolog.Logger) (sftData, error) {
+	examples, stats, err := data.ReadSFT(cfg.Data, data.ReadOptions{SkipBadLines: cfg.SkipBadLines}.ChatFor(tok))
+	if err != nil {
+		return sftData{}, err
+	}
+	if stats.Skipped > 0 {
+		log.Warn().Int("skipped", stats.Skipped).Strs("first", stats.Errors).Msg("bad lines skipped")
+	}
+	trainEx, valEx := splitHoldout(examples, cfg.ValFrac, cfg.Seed)
+	if len(trainEx) == 0 || len(valEx) == 0 {
+		return sftData{}, fmt.Errorf("%d examples are too few to hold out %.0f%% for validation", len(examples), 100*cfg.ValFrac)
+	}
+	d := sftData{valEx: valEx, skipped: stats.Skipped}
+	d.trainTok, d.trunc = data.TokenizeSFT(trainEx, tok, cfg.MaxLen)
+	d.valTok, _ = data.TokenizeSFT(valEx, tok, cfg.MaxLen)
+	if d.trunc.Dropped > 0 || d.trunc.PromptTruncated > 0 || d.trunc.CompletionTruncated > 0 {
+		log.Warn().Str("truncation", d.trunc.String()).Int("max_len", cfg.MaxLen).Msg("long examples truncated (prompt from the left, completion from the right)")
+	}
+	if len(d.trainTok) == 0 || len(d.valTok) == 0 {
+		return sftData{}, fmt.Errorf("no example fits in %d tokens", cfg.MaxLen)
+	}
+	return d, nil
 }
 
 // sftTrainer is SFT as the loop driver runs it: steps of the next-token

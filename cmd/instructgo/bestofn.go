@@ -52,7 +52,7 @@ func runRMBestOfN(c *cli.Context) error {
 	if c.Int("n") < 2 || !(c.Float64("temperature") > 0) || c.Int("max-new") <= 0 || c.Int("batch") <= 0 || c.Int("limit") < 0 {
 		return usageErrorf("rm best-of-n: -n must be at least 2, --temperature, --max-new and --batch positive, --limit not negative")
 	}
-	rmCfg, tok, err := loadRewardModel(c.String("model"))
+	rmCfg, tok, err := loadRewardModel(c, c.String("model"))
 	if err != nil {
 		return err
 	}
@@ -63,7 +63,7 @@ func runRMBestOfN(c *cli.Context) error {
 	if err := train.CheckPolicyReward(polCfg, rmCfg); err != nil {
 		return fmt.Errorf("--policy %s, --model %s: %w", c.String("policy"), c.String("model"), err)
 	}
-	prompts, err := readTaskPrompts(c.String("data"), c.Int("limit"), "rm best-of-n")
+	prompts, _, err := readTaskPrompts(c.String("data"), c.Int("limit"), "rm best-of-n", tok)
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
-	"github.com/instructgo/instructgo/model/tokenizer"
 	"github.com/instructgo/instructgo/train"
 )
 
@@ -73,7 +72,7 @@ func runDPO(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	tok, err := tokenizer.ForModel(cfg.Init, cfg.Model.Tokenizer)
+	tok, err := modelTokenizer(c, cfg.Init, cfg.Model.Tokenizer)
 	if err != nil {
 		return err
 	}

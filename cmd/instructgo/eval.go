@@ -54,9 +54,23 @@ func runEval(c *cli.Context) error {
 	if c.Int("batch") <= 0 || c.Int("max-new") <= 0 || c.Float64("temperature") < 0 || c.Int("limit") < 0 {
 		return usageErrorf("eval: --batch and --max-new must be positive, --temperature and --limit not negative")
 	}
-	prompts, err := readTaskPrompts(c.String("data"), c.Int("limit"), "eval")
+	tok, err := dirTokenizer(c, c.String("model"))
 	if err != nil {
 		return err
+	}
+	prompts, conv, err := readTaskPrompts(c.String("data"), c.Int("limit"), "eval", tok)
+	if err != nil {
+		return err
+	}
+	if against := c.String("against"); against != "" && conv {
+		// The prompts were rendered for --model's template.
+		other, err := dirTokenizer(c, against)
+		if err != nil {
+			return err
+		}
+		if a, b := chatName(tok), chatName(other); a != b {
+			return fmt.Errorf("eval: the prompts are conversations, which --model renders as %s and --against as %s; compare models with one chat template", a, b)
+		}
 	}
 	b, prec, err := openBackendPrecision(c)
 	if err != nil {
@@ -125,7 +139,7 @@ func evalModel(c *cli.Context, b gpu.Backend, prec model.Precision, dir string, 
 	if err != nil {
 		return train.TaskEval{}, err
 	}
-	tok, err := tokenizer.ForModel(dir, cfg.Tokenizer)
+	tok, err := modelTokenizer(c, dir, cfg.Tokenizer)
 	if err != nil {
 		return train.TaskEval{}, err
 	}
@@ -190,28 +204,29 @@ func evalAgainst(c *cli.Context, b gpu.Backend, prec model.Precision, ev train.T
 }
 
 // readTaskPrompts reads records of the built-in tasks ({"prompt", "task",
-// "answer"}), the first limit of them (0: all); cmd names the command in
+// "answer"}), the first limit of them (0: all), conversations rendered for
+// tok; conv reports whether any prompt was one. cmd names the command in
 // the error for a record without a task.
-func readTaskPrompts(path string, limit int, cmd string) ([]train.TaskPrompt, error) {
-	records, _, err := data.ReadPrompts(path, data.ReadOptions{})
+func readTaskPrompts(path string, limit int, cmd string, tok tokenizer.Tokenizer) (prompts []train.TaskPrompt, conv bool, err error) {
+	records, _, err := data.ReadPrompts(path, data.ReadOptions{}.ChatFor(tok))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	var prompts []train.TaskPrompt
 	for _, r := range records {
 		if r.Task == "" {
-			return nil, fmt.Errorf("%s:%d: field \"task\": missing (%s scores the built-in tasks)", path, r.Line, cmd)
+			return nil, false, fmt.Errorf("%s:%d: field \"task\": missing (%s scores the built-in tasks)", path, r.Line, cmd)
 		}
 		var kind string
 		if raw, ok := r.Meta["kind"]; ok {
 			if err := json.Unmarshal(raw, &kind); err != nil {
-				return nil, fmt.Errorf("%s:%d: field \"kind\": not a string", path, r.Line)
+				return nil, false, fmt.Errorf("%s:%d: field \"kind\": not a string", path, r.Line)
 			}
 		}
+		conv = conv || r.Conversational
 		prompts = append(prompts, train.TaskPrompt{Prompt: r.Prompt, Task: r.Task, Answer: r.Answer, Kind: kind, Source: r.Source})
 	}
 	if limit > 0 && limit < len(prompts) {
 		prompts = prompts[:limit]
 	}
-	return prompts, nil
+	return prompts, conv, nil
 }

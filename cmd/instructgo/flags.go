@@ -42,6 +42,7 @@ func globalFlags() []cli.Flag {
 			Usage: "compute device: auto (cuda when this binary has the cuda backend and a GPU answers, else cpu), cpu, cuda or cuda:N (GPU ordinal N)",
 		},
 		precisionFlag(),
+		chatTemplateFlag(),
 		saveDTypeFlag(),
 		&cli.BoolFlag{
 			Name:  flagAllowChangedData,
@@ -93,6 +94,9 @@ func setupGlobals(c *cli.Context) error {
 		return &usageError{err: err}
 	}
 	if err := checkPrecisionFlag(c); err != nil {
+		return err
+	}
+	if err := checkChatTemplateFlag(c); err != nil {
 		return err
 	}
 	if n := c.Int(flagThreads); n < 0 {

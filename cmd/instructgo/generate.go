@@ -80,15 +80,7 @@ func runGenerate(c *cli.Context) (err error) {
 	if err := s.Validate(); err != nil {
 		return usageErrorf("%v", err)
 	}
-	texts := c.StringSlice("prompt")
-	if path := c.String("prompts"); path != "" {
-		more, err := readPrompts(path)
-		if err != nil {
-			return err
-		}
-		texts = append(texts, more...)
-	}
-	if len(texts) == 0 {
+	if len(c.StringSlice("prompt")) == 0 && c.String("prompts") == "" {
 		return usageErrorf("generate needs at least one --prompt TEXT or a --prompts FILE")
 	}
 
@@ -99,9 +91,20 @@ func runGenerate(c *cli.Context) (err error) {
 	if cfg.ScalarHead {
 		return fmt.Errorf("generate: %s is a scalar-head model (reward or value), not a language model", dir)
 	}
-	tok, err := tokenizer.ForModel(dir, cfg.Tokenizer)
+	tok, err := modelTokenizer(c, dir, cfg.Tokenizer)
 	if err != nil {
 		return fmt.Errorf("generate: %s: %w", dir, err)
+	}
+	texts := c.StringSlice("prompt")
+	if path := c.String("prompts"); path != "" {
+		more, err := readPrompts(path, tok)
+		if err != nil {
+			return err
+		}
+		texts = append(texts, more...)
+	}
+	if len(texts) == 0 {
+		return usageErrorf("generate needs at least one --prompt TEXT or a --prompts FILE")
 	}
 	if tok.VocabSize() > cfg.VocabSize {
 		return fmt.Errorf("generate: tokenizer %s has %d ids, more than the model's vocabulary of %d", tok.Name(), tok.VocabSize(), cfg.VocabSize)
@@ -109,7 +112,7 @@ func runGenerate(c *cli.Context) (err error) {
 	prompts := make([][]int32, len(texts))
 	longest := 0
 	for i, text := range texts {
-		ids := tok.Encode(text)
+		ids := tokenizer.EncodeStart(tok, text)
 		switch {
 		case len(ids) == 0:
 			return usageErrorf("prompt %d is empty", i+1)
@@ -189,9 +192,10 @@ func stopText(r model.StopReason) string {
 }
 
 // readPrompts reads the prompts of a JSONL file (train/data's prompt
-// records: a bad line is an error naming file:line).
-func readPrompts(path string) ([]string, error) {
-	recs, _, err := data.ReadPrompts(path, data.ReadOptions{})
+// records: a bad line is an error naming file:line), conversations
+// rendered for tok.
+func readPrompts(path string, tok tokenizer.Tokenizer) ([]string, error) {
+	recs, _, err := data.ReadPrompts(path, data.ReadOptions{}.ChatFor(tok))
 	if err != nil {
 		return nil, err
 	}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
-	"github.com/instructgo/instructgo/model/tokenizer"
 	"github.com/instructgo/instructgo/train"
 )
 
@@ -98,7 +97,7 @@ func runGroup(c *cli.Context, method string) error {
 	if err != nil {
 		return fmt.Errorf("%s: policy: %w", method, err)
 	}
-	tok, err := tokenizer.New(pc.Tokenizer)
+	tok, err := modelTokenizer(c, cfg.Policy, pc.Tokenizer)
 	if err != nil {
 		return err
 	}

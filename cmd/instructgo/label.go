@@ -9,7 +9,6 @@ import (
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
-	"github.com/instructgo/instructgo/model/tokenizer"
 	"github.com/instructgo/instructgo/train"
 	"github.com/instructgo/instructgo/train/data"
 )
@@ -95,13 +94,6 @@ func runDataLabel(c *cli.Context) error {
 	if err := cfg.Validate(); err != nil {
 		return usageErrorf("data label: %v", err)
 	}
-	prompts, _, err := data.ReadPrompts(c.String("prompts"), data.ReadOptions{})
-	if err != nil {
-		return err
-	}
-	if n := c.Int("limit"); n > 0 && n < len(prompts) {
-		prompts = prompts[:n]
-	}
 	dir := c.String("policy")
 	mcfg, err := model.ReadConfig(dir)
 	if err != nil {
@@ -110,9 +102,16 @@ func runDataLabel(c *cli.Context) error {
 	if mcfg.ScalarHead {
 		return fmt.Errorf("data label: %s is a scalar-head model (reward or value), not a policy", dir)
 	}
-	tok, err := tokenizer.ForModel(dir, mcfg.Tokenizer)
+	tok, err := modelTokenizer(c, dir, mcfg.Tokenizer)
 	if err != nil {
 		return fmt.Errorf("data label: %s: %w", dir, err)
+	}
+	prompts, _, err := data.ReadPrompts(c.String("prompts"), data.ReadOptions{}.ChatFor(tok))
+	if err != nil {
+		return err
+	}
+	if n := c.Int("limit"); n > 0 && n < len(prompts) {
+		prompts = prompts[:n]
 	}
 	b, prec, err := openBackendPrecision(c)
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
-	"github.com/instructgo/instructgo/model/tokenizer"
 	"github.com/instructgo/instructgo/train"
 )
 
@@ -79,7 +78,7 @@ func runPPO(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("ppo: policy: %w", err)
 	}
-	tok, err := tokenizer.ForModel(cfg.Policy, pc.Tokenizer)
+	tok, err := modelTokenizer(c, cfg.Policy, pc.Tokenizer)
 	if err != nil {
 		return err
 	}

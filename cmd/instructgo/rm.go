@@ -126,7 +126,7 @@ func runRM(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	tok, err := tokenizer.ForModel(cfg.Init, cfg.Model.Tokenizer)
+	tok, err := modelTokenizer(c, cfg.Init, cfg.Model.Tokenizer)
 	if err != nil {
 		return err
 	}
@@ -199,7 +199,7 @@ func formatSeconds(s float64) string {
 }
 
 // loadRewardModel reads a reward model's config and its tokenizer.
-func loadRewardModel(dir string) (model.Config, tokenizer.Tokenizer, error) {
+func loadRewardModel(c *cli.Context, dir string) (model.Config, tokenizer.Tokenizer, error) {
 	cfg, err := model.ReadConfig(dir)
 	if err != nil {
 		return cfg, nil, err
@@ -207,7 +207,7 @@ func loadRewardModel(dir string) (model.Config, tokenizer.Tokenizer, error) {
 	if !cfg.ScalarHead {
 		return cfg, nil, fmt.Errorf("%s is not a reward model (config.json architecture is not GPT2ForSequenceClassification)", dir)
 	}
-	tok, err := tokenizer.ForModel(dir, cfg.Tokenizer)
+	tok, err := modelTokenizer(c, dir, cfg.Tokenizer)
 	return cfg, tok, err
 }
 
@@ -228,11 +228,11 @@ func runRMEval(c *cli.Context) error {
 	if err := rmInferenceFlags(c, "eval"); err != nil {
 		return err
 	}
-	cfg, tok, err := loadRewardModel(c.String("model"))
+	cfg, tok, err := loadRewardModel(c, c.String("model"))
 	if err != nil {
 		return err
 	}
-	cs, _, err := data.ReadComparisons(c.String("data"), data.ReadOptions{})
+	cs, _, err := data.ReadComparisons(c.String("data"), data.ReadOptions{}.ChatFor(tok))
 	if err != nil {
 		return err
 	}
@@ -301,7 +301,7 @@ func runRMScore(c *cli.Context) error {
 	if err := notAnInput(c.String("out"), c.String("data")); err != nil {
 		return err
 	}
-	cfg, tok, err := loadRewardModel(c.String("model"))
+	cfg, tok, err := loadRewardModel(c, c.String("model"))
 	if err != nil {
 		return err
 	}
@@ -315,7 +315,7 @@ func runRMScore(c *cli.Context) error {
 	var records []any
 	var fill []func(rewards []float64)
 	if comparisons {
-		cs, _, err := data.ReadComparisons(path, data.ReadOptions{})
+		cs, _, err := data.ReadComparisons(path, data.ReadOptions{}.ChatFor(tok))
 		if err != nil {
 			return err
 		}
@@ -330,7 +330,7 @@ func runRMScore(c *cli.Context) error {
 			fill = append(fill, func(r []float64) { out.Rewards = r[start : start+len(x.Responses)] })
 		}
 	} else {
-		ex, _, err := data.ReadSFT(path, data.ReadOptions{})
+		ex, _, err := data.ReadSFT(path, data.ReadOptions{}.ChatFor(tok))
 		if err != nil {
 			return err
 		}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
-	"github.com/instructgo/instructgo/model/tokenizer"
 	"github.com/instructgo/instructgo/train"
 )
 
@@ -65,7 +64,7 @@ func runRS(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("rs: policy: %w", err)
 	}
-	tok, err := tokenizer.New(pc.Tokenizer)
+	tok, err := modelTokenizer(c, cfg.Policy, pc.Tokenizer)
 	if err != nil {
 		return err
 	}

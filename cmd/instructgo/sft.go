@@ -9,7 +9,6 @@ import (
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
-	"github.com/instructgo/instructgo/model/tokenizer"
 	"github.com/instructgo/instructgo/train"
 )
 
@@ -60,7 +59,7 @@ func runSFT(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	tok, err := tokenizer.ForModel(cfg.Init, cfg.Model.Tokenizer)
+	tok, err := modelTokenizer(c, cfg.Init, cfg.Model.Tokenizer)
 	if err != nil {
 		return err
 	}

@@ -35,8 +35,15 @@ type vecKernel struct {
 	// dx may be dy.
 	geluBwd func(dx, x, dy []float32)
 	// geluMinChunk is the smallest chunk of a GELU worth a worker of its
-	// own (parallelFor's minChunk): about 10µs of work.
+	// own (parallelFor's minChunk): about 10µs of work. SwiGLU's outputs
+	// cost about as much (one exp and one divide each) and use it too.
 	geluMinChunk int
+	// swigluFwd writes o[i] = silu(gate[i])·up[i]; swigluBwd writes
+	// dgate[i] = dy[i]·up[i]·silu'(gate[i]) and dup[i] = dy[i]·silu(gate[i])
+	// (swiglu.go). The inputs are at least as long as o (dgate); outputs
+	// may be inputs at the same index.
+	swigluFwd func(o, gate, up []float32)
+	swigluBwd func(dgate, dup, gate, up, dy []float32)
 	// lsmRowStats and lsmRowGrad are the log-softmax row kernels
 	// (logsoftmax.go).
 	lsmRowStats func(z []float32) (m float32, logS, entropy float64)
@@ -68,6 +75,7 @@ type vecKernel struct {
 var vecGeneric = &vecKernel{
 	name:    "generic",
 	geluFwd: geluFwdGeneric, geluBwd: geluBwdGeneric, geluMinChunk: ewMinChunk / 4,
+	swigluFwd: swigluFwdGeneric, swigluBwd: swigluBwdGeneric,
 	lsmRowStats: lsmRowStatsGeneric, lsmRowGrad: lsmRowGradGeneric,
 	dropout: dropoutGeneric, adamw: adamWGeneric,
 	lnSum: rowSum64, lnSqDev: rowSqDev64, lnNorm: lnNormGeneric,

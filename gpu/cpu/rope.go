@@ -40,17 +40,37 @@ func (b *Backend) rope(backward bool, x, invFreq, start *gpu.Tensor, nHead, kvHe
 	}
 	T, W, hs, half := d.T, d.QKVWidth(), d.HS, d.HS/2
 	rotated := (d.H + d.KVH) * hs // the query and key heads lead each row
+	// Without start offsets every sequence has positions 0..T−1: their
+	// angles are computed once per call (T rows of cosines then sines),
+	// not once per sequence, which made the sines most of a training
+	// call's cost.
+	var table []float32
+	if st == nil {
+		table = make([]float32, T*hs)
+		b.parallelFor(T, max(1, ewMinChunk/(16*hs)), func(lo, hi int) {
+			for pos := lo; pos < hi; pos++ {
+				cs := table[pos*hs : (pos+1)*hs]
+				ropeAngles(cs[:half], cs[half:], inv, pos, backward)
+			}
+		})
+	}
 	b.parallelFor(d.B*T, max(1, ewMinChunk/rotated), func(lo, hi int) {
-		cs := make([]float32, hs) // the row's cosines, then its sines
+		var own []float32 // the row's cosines, then its sines
+		if st != nil {
+			own = make([]float32, hs)
+		}
 		for r := lo; r < hi; r++ {
 			bi, pos := r/T, r%T
-			if st != nil {
+			cs := own
+			if st == nil {
+				cs = table[pos*hs : (pos+1)*hs]
+			} else {
 				if st[bi] < 0 {
 					continue // an inactive sequence
 				}
 				pos += int(st[bi])
+				ropeAngles(cs[:half], cs[half:], inv, pos, backward)
 			}
-			ropeAngles(cs[:half], cs[half:], inv, pos, backward)
 			row := xs[r*W : r*W+rotated]
 			for h := 0; h < len(row); h += hs {
 				ropeRotate(row[h:h+half], row[h+half:h+hs], cs[:half], cs[half:])

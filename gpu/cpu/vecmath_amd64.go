@@ -22,6 +22,7 @@ func geluBwdAVX2(dx, x, dy *float32, n int)
 var vecAVX2 = &vecKernel{
 	name:    "avx2+fma",
 	geluFwd: geluFwdVecAVX2, geluBwd: geluBwdVecAVX2, geluMinChunk: ewMinChunk,
+	swigluFwd: swigluFwdVecAVX2, swigluBwd: swigluBwdVecAVX2,
 	lsmRowStats: lsmRowStatsAVX2, lsmRowGrad: lsmRowGradAVX2,
 	dropout: dropoutVecAVX2, adamw: adamWVecAVX2,
 	lnSum: rowSum64AVX2, lnSqDev: rowSqDev64AVX2, lnNorm: lnNormVecAVX2,
@@ -58,6 +59,54 @@ func geluBwdVecAVX2(dx, x, dy []float32) {
 		copy(bdy[:], dy[n8:])
 		geluBwdAVX2(&bdy[0], &bx[0], &bdy[0], 8)
 		copy(dx[n8:], bdy[:])
+	}
+}
+
+// swigluFwdAVX2 writes o[i] = silu(gate[i])·up[i] for i < n
+// (vecmath_amd64.s); n must be a multiple of 8.
+//
+//go:noescape
+func swigluFwdAVX2(o, gate, up *float32, n int)
+
+// swigluBwdAVX2 writes dgate[i] = dy[i]·up[i]·silu'(gate[i]) and
+// dup[i] = dy[i]·silu(gate[i]) for i < n; n must be a multiple of 8.
+//
+//go:noescape
+func swigluBwdAVX2(dgate, dup, gate, up, dy *float32, n int)
+
+// swigluFwdVecAVX2 is swigluFwdGeneric on AVX2+FMA: whole groups of 8 in
+// assembly, a tail of fewer through zero-padded buffers (so an element's
+// result does not depend on its position).
+func swigluFwdVecAVX2(o, gate, up []float32) {
+	gate, up = gate[:len(o)], up[:len(o)]
+	n8 := len(o) &^ 7
+	if n8 > 0 {
+		swigluFwdAVX2(&o[0], &gate[0], &up[0], n8)
+	}
+	if n8 < len(o) {
+		var bg, bu [8]float32
+		copy(bg[:], gate[n8:])
+		copy(bu[:], up[n8:])
+		swigluFwdAVX2(&bg[0], &bg[0], &bu[0], 8)
+		copy(o[n8:], bg[:])
+	}
+}
+
+// swigluBwdVecAVX2 is swigluBwdGeneric on AVX2+FMA.
+func swigluBwdVecAVX2(dgate, dup, gate, up, dy []float32) {
+	dup, gate, up, dy = dup[:len(dgate)], gate[:len(dgate)], up[:len(dgate)], dy[:len(dgate)]
+	n8 := len(dgate) &^ 7
+	if n8 > 0 {
+		swigluBwdAVX2(&dgate[0], &dup[0], &gate[0], &up[0], &dy[0], n8)
+	}
+	if n8 < len(dgate) {
+		var bg, bu, bdy [8]float32
+		copy(bg[:], gate[n8:])
+		copy(bu[:], up[n8:])
+		copy(bdy[:], dy[n8:])
+		swigluBwdAVX2(&bg[0], &bu[0], &bg[0], &bu[0], &bdy[0], 8)
+		copy(dgate[n8:], bg[:])
+		copy(dup[n8:], bu[:])
 	}
 }
 

@@ -730,3 +730,114 @@ lnbrowloop:
 lnbrowdone:
 	VZEROUPPER
 	RET
+
+// SwiGLU (swiglu.go for the math): with gm = max(g, −80), gc = min(gm, 80)
+// (NaN kept, as for GELU) and e = exp(−|gc|) by VEXP, σ = 1/(1 + e) and
+// 1 − σ = e/(1 + e) for gc ≥ 0, the two swapped below: silu = gm·σ,
+// silu' = σ·(1 + gc·(1 − σ)).
+
+// 0: −80, 32: +80, 64: the float32 sign bit
+DATA swigluConst<>+0(SB)/8, $0xc2a00000c2a00000
+DATA swigluConst<>+8(SB)/8, $0xc2a00000c2a00000
+DATA swigluConst<>+16(SB)/8, $0xc2a00000c2a00000
+DATA swigluConst<>+24(SB)/8, $0xc2a00000c2a00000
+DATA swigluConst<>+32(SB)/8, $0x42a0000042a00000
+DATA swigluConst<>+40(SB)/8, $0x42a0000042a00000
+DATA swigluConst<>+48(SB)/8, $0x42a0000042a00000
+DATA swigluConst<>+56(SB)/8, $0x42a0000042a00000
+DATA swigluConst<>+64(SB)/8, $0x8000000080000000
+DATA swigluConst<>+72(SB)/8, $0x8000000080000000
+DATA swigluConst<>+80(SB)/8, $0x8000000080000000
+DATA swigluConst<>+88(SB)/8, $0x8000000080000000
+GLOBL swigluConst<>(SB), RODATA|NOPTR, $96
+
+#define SWIGLU_CONSTS \
+	VMOVUPS swigluConst<>+0(SB), Y15  \
+	VMOVUPS swigluConst<>+32(SB), Y14 \
+	VMOVUPS swigluConst<>+64(SB), Y13 \
+	VMOVUPS GC_ONE, Y12
+
+// SWIGLU_EXP takes g in Y0 and leaves gm in Y1, gc in Y2, e in Y4 and
+// 1 + e in Y5, with −80 in Y15, +80 in Y14, the sign bit in Y13 and 1 in
+// Y12. It clobbers Y3.
+#define SWIGLU_EXP \
+	VMAXPS Y0, Y15, Y1 /* gm = max(g, −80), NaN kept */ \
+	VMINPS Y1, Y14, Y2 /* gc = min(gm, 80), NaN kept */ \
+	VORPS  Y13, Y2, Y3 /* −|gc| */ \
+	VEXP(Y3, Y4, Y5)   /* e */ \
+	VADDPS Y12, Y4, Y5 /* 1 + e */
+
+// func swigluFwdAVX2(o, gate, up *float32, n int)
+// o[i] = gm·σ·up[i] for i < n, n a multiple of 8, σ = (gc < 0 ? e : 1)/(1 + e)
+// as sigmoid32 computes it. o may be gate or up.
+TEXT ·swigluFwdAVX2(SB), NOSPLIT, $0-32
+	MOVQ o+0(FP), DI
+	MOVQ gate+8(FP), SI
+	MOVQ up+16(FP), DX
+	MOVQ n+24(FP), CX
+	SHRQ $3, CX
+	JZ   swfdone
+	SWIGLU_CONSTS
+
+swfloop:
+	VMOVUPS   (SI), Y0
+	SWIGLU_EXP
+	VBLENDVPS Y2, Y4, Y12, Y6 // gc < 0 ? e : 1
+	VDIVPS    Y5, Y6, Y6      // σ
+	VMULPS    Y1, Y6, Y6      // gm·σ
+	VMULPS    (DX), Y6, Y6    // ·up
+	VMOVUPS   Y6, (DI)
+	ADDQ      $32, SI
+	ADDQ      $32, DX
+	ADDQ      $32, DI
+	DECQ      CX
+	JNZ       swfloop
+	VZEROUPPER
+
+swfdone:
+	RET
+
+// func swigluBwdAVX2(dgate, dup, gate, up, dy *float32, n int)
+// dgate[i] = dy·up·(σ·(1 + gc·(1 − σ))), dup[i] = dy·(gm·σ) for i < n, n a
+// multiple of 8, with σ and 1 − σ from r = 1/(1 + e) as sigmoids32
+// computes them, and the products in swigluBwdGeneric's order. dgate and
+// dup may be gate and up.
+TEXT ·swigluBwdAVX2(SB), NOSPLIT, $0-48
+	MOVQ dgate+0(FP), DI
+	MOVQ dup+8(FP), R8
+	MOVQ gate+16(FP), SI
+	MOVQ up+24(FP), DX
+	MOVQ dy+32(FP), BX
+	MOVQ n+40(FP), CX
+	SHRQ $3, CX
+	JZ   swbdone
+	SWIGLU_CONSTS
+
+swbloop:
+	VMOVUPS   (SI), Y0
+	SWIGLU_EXP
+	VDIVPS    Y5, Y12, Y5     // r = 1/(1 + e)
+	VMULPS    Y5, Y4, Y4      // e·r
+	VBLENDVPS Y2, Y4, Y5, Y6  // σ = gc < 0 ? e·r : r
+	VBLENDVPS Y2, Y5, Y4, Y7  // 1 − σ = gc < 0 ? r : e·r
+	VMULPS    Y2, Y7, Y7      // gc·(1 − σ)
+	VADDPS    Y12, Y7, Y7     // 1 + ·
+	VMULPS    Y6, Y7, Y7      // σ·(1 + gc·(1 − σ))
+	VMOVUPS   (BX), Y8        // dy
+	VMULPS    (DX), Y8, Y9    // dy·up
+	VMULPS    Y7, Y9, Y9
+	VMULPS    Y1, Y6, Y6      // gm·σ
+	VMULPS    Y6, Y8, Y8      // dy·(gm·σ)
+	VMOVUPS   Y9, (DI)
+	VMOVUPS   Y8, (R8)
+	ADDQ      $32, SI
+	ADDQ      $32, DX
+	ADDQ      $32, BX
+	ADDQ      $32, DI
+	ADDQ      $32, R8
+	DECQ      CX
+	JNZ       swbloop
+	VZEROUPPER
+
+swbdone:
+	RET

@@ -188,3 +188,64 @@ func TestWithChat(t *testing.T) {
 		t.Errorf("WithChat on a tokenizer without ChatML tokens: %v", err)
 	}
 }
+
+// TestForChat: auto takes the template a tokenizer ships, refuses (through
+// ChatOf, not at once) one it cannot render or a missing one, and leaves
+// the built-in tokenizers plain; none unwraps; a name forces a template
+// and needs a tokenizer with control tokens.
+func TestForChat(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "hf", "bl_llama3.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hfWith := func(jinja string) *HF {
+		tok, err := ParseHF(data, Specials{EOS: "<|endoftext|>", ChatTemplate: jinja})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	byteTok, _ := New("byte")
+	for _, c := range []struct {
+		name        string
+		tok         Tokenizer
+		choice      string
+		tmpl, refus string // the template ChatOf gives, or a part of its error
+	}{
+		{"ChatML shipped", hfWith("{{ '<|im_start|>' }}{{ '<|im_end|>' }}"), ChatAuto, "chatml", ""},
+		{"Llama 3 shipped", hfWith("<|start_header_id|><|end_header_id|><|eot_id|>"), "", "llama3", ""},
+		{"Llama 3.1 shipped", hfWith("<|start_header_id|><|end_header_id|><|eot_id|> Cutting Knowledge"), ChatAuto, "", "Llama 3.1"},
+		{"none shipped", hfWith(""), ChatAuto, "", "no chat template"},
+		{"none asked", hfWith("{{ '<|im_start|>' }}{{ '<|im_end|>' }}"), ChatNone, "", ""},
+		{"named", hfWith(""), "llama3", "llama3", ""},
+		{"built-in", byteTok, ChatAuto, "", ""},
+	} {
+		tok, err := ForChat(c.tok, c.choice)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		tmpl, err := ChatOf(tok)
+		name := ""
+		if tmpl != nil {
+			name = tmpl.Name()
+		}
+		if name != c.tmpl || (c.refus == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.refus)) {
+			t.Errorf("%s: template %q, refusal %v; want %q, %q", c.name, name, err, c.tmpl, c.refus)
+		}
+		if _, ok := Base(tok).(*HF); ok != (c.tok != byteTok) {
+			t.Errorf("%s: Base is %T", c.name, Base(tok))
+		}
+	}
+	// none of a wrapped tokenizer is the bare one; a name needs control
+	// tokens; an unknown name is an error.
+	wrapped, _ := ForChat(hfWith(""), "chatml")
+	if bare, _ := ForChat(wrapped, ChatNone); bare != Base(wrapped) {
+		t.Errorf("none of a chat tokenizer gave %T", bare)
+	}
+	if _, err := ForChat(byteTok, "chatml"); err == nil {
+		t.Error("chatml on the byte tokenizer: no error")
+	}
+	if _, err := ForChat(hfWith(""), "jinja"); err == nil {
+		t.Error("unknown template name: no error")
+	}
+}

@@ -28,7 +28,13 @@
 // and an unknown template is refused with an error quoting it. EncodeChat
 // and WithChat encode a rendering with the control tokens as ids and the
 // messages as plain text, and end assistant turns with the template's
-// end-of-turn token.
+// end-of-turn token. ForChat is the one place that decides, from the
+// tokenizer and a choice (auto, none, a name), which template a run's
+// conversations get; ChatOf reads the decision back, and Base unwraps.
+//
+// A sequence's start gets the token Hugging Face's tokenizer(text) puts
+// there (EncodeStart, bos.go): BOS from add_bos_token (Llama 2, Mistral)
+// or the post_processor's template (Llama 3); Encode never adds it.
 //
 // Special tokens are never produced from user text: Encode treats the text
 // "<|endoftext|>" like any other characters, so a prompt cannot forge an end

@@ -23,8 +23,12 @@ type HF struct {
 	added   map[string]int32 // added tokens by their content
 	special Specials
 	bos     int32 // -1: none
-	eos     int32
-	pad     int32
+	// start is the id put before a sequence's text (bos.go), −1: none;
+	// startText is the post_processor's token for it.
+	start     int32
+	startText string
+	eos       int32
+	pad       int32
 	// files are the bytes of tokenizer.json and tokenizer_config.json,
 	// by name, when loaded from a directory (see WriteFiles).
 	files map[string][]byte
@@ -67,7 +71,7 @@ func (t *HF) TokenID(text string) (int32, bool) {
 
 // Encode tokenizes text with special-token text kept plain (Hugging Face's
 // encode_special_tokens); added tokens that are not special are still
-// matched. No BOS is added: callers add it where Specials().AddBOS says.
+// matched. No BOS is added: EncodeStart adds it where Hugging Face would.
 func (t *HF) Encode(text string) []int32 { return t.encode(text, true) }
 
 // EncodeSpecial tokenizes text, matching special tokens written in it, as

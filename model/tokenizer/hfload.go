@@ -10,9 +10,8 @@ import (
 // 151665), so that a damaged file cannot size a huge table.
 const MaxVocab = 1 << 22
 
-// hfFile is the part of tokenizer.json instructgo reads. The
-// post_processor (which adds BOS in transformers) is ignored: Specials
-// says whether to add BOS, and callers add it.
+// hfFile is the part of tokenizer.json instructgo reads. Of the
+// post_processor only the token it puts before a text counts (bos.go).
 type hfFile struct {
 	AddedTokens []struct {
 		ID         int    `json:"id"`
@@ -23,10 +22,11 @@ type hfFile struct {
 		Normalized bool   `json:"normalized"`
 		Special    bool   `json:"special"`
 	} `json:"added_tokens"`
-	Normalizer   json.RawMessage `json:"normalizer"`
-	PreTokenizer json.RawMessage `json:"pre_tokenizer"`
-	Decoder      json.RawMessage `json:"decoder"`
-	Model        struct {
+	Normalizer    json.RawMessage `json:"normalizer"`
+	PreTokenizer  json.RawMessage `json:"pre_tokenizer"`
+	Decoder       json.RawMessage `json:"decoder"`
+	PostProcessor json.RawMessage `json:"post_processor"`
+	Model         struct {
 		Type                    string            `json:"type"`
 		Vocab                   map[string]int    `json:"vocab"`
 		Merges                  []json.RawMessage `json:"merges"`
@@ -79,7 +79,7 @@ func buildHF(f *hfFile) (*HF, error) {
 	case len(mj.Vocab) == 0:
 		return nil, fmt.Errorf("BPE model has no vocabulary")
 	}
-	t := &HF{bos: -1}
+	t := &HF{bos: -1, start: -1}
 	m := &bpe{vocab: make(map[string]int32, len(mj.Vocab)), unk: -1, fuseUnk: mj.FuseUnk,
 		ignoreMerges: mj.IgnoreMerges, cache: map[string][]int32{}}
 	t.model = m
@@ -105,6 +105,9 @@ func buildHF(f *hfFile) (*HF, error) {
 		t.tokens[id], t.valid[id] = tok, true
 	}
 	var err error
+	if t.startText, err = templateStart(f.PostProcessor); err != nil {
+		return nil, err
+	}
 	if t.norm, err = parseNormalizer(f.Normalizer); err != nil {
 		return nil, err
 	}
@@ -229,5 +232,5 @@ func (t *HF) setSpecials(sp Specials) error {
 	} else if sp.AddBOS {
 		return fmt.Errorf("add_bos_token is set but no bos_token is given")
 	}
-	return nil
+	return t.setStart(sp)
 }

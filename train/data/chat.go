@@ -94,10 +94,17 @@ func messages(raw json.RawMessage, field string) ([]Message, error) {
 // render renders conversations with the package's template (RenderPrompt,
 // RenderCompletion) or, when chat is set, with a model's chat template:
 // the prompt with its generation prompt, the reply as the template writes
-// it (the end-of-turn token is the EOS the tokenizer appends).
-type render struct{ chat *tokenizer.ChatTemplate }
+// it (the end-of-turn token is the EOS the tokenizer appends). When refuse
+// is set, messages are an error: the tokenizer cannot render them.
+type render struct {
+	chat   *tokenizer.ChatTemplate
+	refuse error
+}
 
 func (r render) prompt(msgs []Message, field string) (string, error) {
+	if r.refuse != nil {
+		return "", fieldErr(field, "messages: %v", r.refuse)
+	}
 	if r.chat == nil {
 		return RenderPrompt(msgs), nil
 	}
@@ -113,6 +120,9 @@ func (r render) prompt(msgs []Message, field string) (string, error) {
 }
 
 func (r render) reply(content, field string) (string, error) {
+	if r.refuse != nil {
+		return "", fieldErr(field, "messages: %v", r.refuse)
+	}
 	if r.chat == nil {
 		return RenderCompletion(content), nil
 	}

@@ -61,13 +61,13 @@ func (c *Comparison) Pairs() [][2]int {
 // Prompts and responses must be non-empty; a record with both "responses"
 // and "chosen" is refused as ambiguous. Other fields are ignored.
 func ReadComparisons(path string, opt ReadOptions) ([]Comparison, ReadStats, error) {
-	return readFile(path, "comparison data", opt, render{opt.Chat}.parseComparison)
+	return readFile(path, "comparison data", opt, opt.render().parseComparison)
 }
 
 // ReadComparisonsFrom is ReadComparisons on a reader; name stands for the
 // file in messages.
 func ReadComparisonsFrom(r io.Reader, name string, opt ReadOptions) ([]Comparison, ReadStats, error) {
-	return readFrom(r, name, opt, render{opt.Chat}.parseComparison)
+	return readFrom(r, name, opt, opt.render().parseComparison)
 }
 
 func (r render) parseComparison(line []byte) (Comparison, error) {

@@ -16,7 +16,9 @@
 // (RenderPrompt, RenderCompletion): "<role>: <content>\n" per message, the
 // prompt ending in "assistant:" and the completion being " " + the reply;
 // or, with ReadOptions.Chat, with a model's chat template (ChatML, Llama 3),
-// whose texts tokenizer.WithChat encodes.
+// whose texts tokenizer.WithChat encodes. ReadOptions.ChatFor(tok) takes
+// the choice from the tokenizer tokenizer.ForChat set up, including its
+// refusal of conversations it cannot render.
 //
 // A bad line (invalid JSON, not an object, a missing or empty required
 // field, a field of the wrong type, an unknown or ambiguous record shape,

@@ -33,9 +33,24 @@ type ReadOptions struct {
 	SkipBadLines bool
 	// Chat renders messages with a model's chat template instead of the
 	// package's plain one (see chat.go); encode the texts with
-	// tokenizer.WithChat.
+	// tokenizer.WithChat. ChatFor sets it from the tokenizer.
 	Chat *tokenizer.ChatTemplate
+	// noChat, when set, refuses messages: the tokenizer cannot render
+	// them (ChatFor).
+	noChat error
 }
+
+// ChatFor returns opt rendering conversations the way tok encodes them
+// (tokenizer.ForChat decided): with its chat template, as the package's
+// plain lines, or not at all, when a line with messages fails with
+// tokenizer.ChatOf's reason.
+func (opt ReadOptions) ChatFor(tok tokenizer.Tokenizer) ReadOptions {
+	opt.Chat, opt.noChat = tokenizer.ChatOf(tok)
+	return opt
+}
+
+// render is how opt renders conversations.
+func (opt ReadOptions) render() render { return render{opt.Chat, opt.noChat} }
 
 // ReadStats describes what a reader saw.
 type ReadStats struct {

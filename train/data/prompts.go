@@ -27,13 +27,13 @@ type Prompt struct {
 // prompt-only form), rendered with RenderPrompt (or ReadOptions.Chat). "task" and "answer", when
 // present and not null, must be strings; every other field is kept in Meta.
 func ReadPrompts(path string, opt ReadOptions) ([]Prompt, ReadStats, error) {
-	return readFile(path, "prompts", opt, render{opt.Chat}.parsePrompt)
+	return readFile(path, "prompts", opt, opt.render().parsePrompt)
 }
 
 // ReadPromptsFrom is ReadPrompts on a reader; name stands for the file in
 // messages.
 func ReadPromptsFrom(r io.Reader, name string, opt ReadOptions) ([]Prompt, ReadStats, error) {
-	return readFrom(r, name, opt, render{opt.Chat}.parsePrompt)
+	return readFrom(r, name, opt, opt.render().parsePrompt)
 }
 
 func (r render) parsePrompt(line []byte) (Prompt, error) {

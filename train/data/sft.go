@@ -35,12 +35,12 @@ type SFTExample struct {
 // the same way. With ReadOptions.Chat, conversations are rendered with
 // that template instead. Other fields are ignored.
 func ReadSFT(path string, opt ReadOptions) ([]SFTExample, ReadStats, error) {
-	return readFile(path, "sft data", opt, render{opt.Chat}.parseSFT)
+	return readFile(path, "sft data", opt, opt.render().parseSFT)
 }
 
 // ReadSFTFrom is ReadSFT on a reader; name stands for the file in messages.
 func ReadSFTFrom(r io.Reader, name string, opt ReadOptions) ([]SFTExample, ReadStats, error) {
-	return readFrom(r, name, opt, render{opt.Chat}.parseSFT)
+	return readFrom(r, name, opt, opt.render().parseSFT)
 }
 
 func (r render) parseSFT(line []byte) (SFTExample, error) {

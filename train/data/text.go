@@ -48,7 +48,7 @@ func LoadText(paths []string, enc tokenizer.Tokenizer, valFrac float64) (*TextCo
 	add := func(text string) {
 		c.Docs++
 		c.Bytes += int64(len(text))
-		stream = append(stream, enc.Encode(text)...)
+		stream = append(stream, tokenizer.EncodeStart(enc, text)...)
 		stream = append(stream, enc.EOS())
 	}
 	for _, path := range paths {

@@ -96,13 +96,16 @@ func fit(p int, c []int, maxLen int) (keepP int, keepC []int) {
 // lost tokens is counted in TruncStats.
 //
 // Prompt and completion are encoded separately, so the boundary between
-// them is a token boundary whatever the tokenizer.
+// them is a token boundary whatever the tokenizer. The prompt starts a
+// sequence (tokenizer.EncodeStart: BOS where Hugging Face adds it), and a
+// prompt cut from the left keeps that start token in place of its first
+// kept one.
 func TokenizeSFT(examples []SFTExample, enc tokenizer.Tokenizer, maxLen int) ([]SFTTokens, TruncStats) {
 	st := TruncStats{Examples: len(examples)}
 	out := make([]SFTTokens, 0, len(examples))
 	eos := enc.EOS()
 	for i, ex := range examples {
-		prompt := enc.Encode(ex.Prompt)
+		prompt := tokenizer.EncodeStart(enc, ex.Prompt)
 		completion := append(enc.Encode(ex.Completion), eos)
 		p, c := len(prompt), len(completion)
 		st.Longest = max(st.Longest, p+c)
@@ -118,7 +121,7 @@ func TokenizeSFT(examples []SFTExample, enc tokenizer.Tokenizer, maxLen int) ([]
 			st.CompletionTruncated++
 		}
 		seq := make([]int32, 0, keepP+keepC[0])
-		seq = append(seq, prompt[p-keepP:]...)
+		seq = append(seq, keepStart(enc, prompt, keepP)...)
 		seq = append(seq, completion[:keepC[0]]...)
 		out = append(out, SFTTokens{Tokens: seq, PromptLen: keepP, Source: i})
 	}
@@ -139,7 +142,7 @@ func TokenizeComparisons(cs []Comparison, enc tokenizer.Tokenizer, maxLen int) (
 	out := make([]ComparisonTokens, 0, len(cs))
 	eos := enc.EOS()
 	for i, c := range cs {
-		prompt := enc.Encode(c.Prompt)
+		prompt := tokenizer.EncodeStart(enc, c.Prompt)
 		p := len(prompt)
 		resp := make([][]int32, len(c.Responses))
 		lens := make([]int, len(c.Responses))
@@ -164,10 +167,11 @@ func TokenizeComparisons(cs []Comparison, enc tokenizer.Tokenizer, maxLen int) (
 			Source:    i,
 		}
 		cut := false
+		kept := keepStart(enc, prompt, keepP)
 		for k, r := range resp {
 			cut = cut || keepC[k] < lens[k]
 			seq := make([]int32, 0, keepP+keepC[k])
-			seq = append(seq, prompt[p-keepP:]...)
+			seq = append(seq, kept...)
 			ct.Responses[k] = append(seq, r[:keepC[k]]...)
 		}
 		if cut {
@@ -180,6 +184,18 @@ func TokenizeComparisons(cs []Comparison, enc tokenizer.Tokenizer, maxLen int) (
 	}
 	st.Kept = len(out)
 	return out, st
+}
+
+// keepStart is the last keep tokens of prompt (encoded by
+// tokenizer.EncodeStart), the first of them the tokenizer's start token
+// again when the cut removed it: a sequence still starts as the model
+// expects.
+func keepStart(enc tokenizer.Tokenizer, prompt []int32, keep int) []int32 {
+	kept := prompt[len(prompt)-keep:]
+	if start, ok := tokenizer.StartID(enc); ok && keep < len(prompt) && prompt[0] == start {
+		kept = append([]int32{start}, kept[1:]...)
+	}
+	return kept
 }
 
 func hasDuplicate(seqs [][]int32) bool {

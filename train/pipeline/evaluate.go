@@ -22,7 +22,7 @@ import (
 // policy over SFT, each policy's KL to SFT on its own samples, and the
 // held-out pretraining loss of SFT and the policies (the alignment tax).
 func evaluate(b gpu.Backend, tok tokenizer.Tokenizer, cfg Config, rep *Report, prec model.Precision) error {
-	records, _, err := data.ReadPrompts(filepath.Join(cfg.Out, StageData, "eval.jsonl"), data.ReadOptions{})
+	records, _, err := data.ReadPrompts(filepath.Join(cfg.Out, StageData, "eval.jsonl"), data.ReadOptions{}.ChatFor(tok))
 	if err != nil {
 		return err
 	}

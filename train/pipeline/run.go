@@ -284,7 +284,7 @@ type labelJob struct {
 // labelPolicySamples runs job and writes dir/summary.json last, which
 // marks the stage done.
 func labelPolicySamples(b gpu.Backend, tok tokenizer.Tokenizer, job labelJob, prec model.Precision) (train.LabelStats, error) {
-	all, _, err := data.ReadPrompts(job.prompts, data.ReadOptions{})
+	all, _, err := data.ReadPrompts(job.prompts, data.ReadOptions{}.ChatFor(tok))
 	if err != nil {
 		return train.LabelStats{}, err
 	}

@@ -245,6 +245,24 @@ def normalized_specials():
     return out
 
 
+def start_cases():
+    """Encodings with the start token Hugging Face's tokenizer(text) adds
+    (add_special_tokens=True): bl_llama3.json with Llama 3's post-processor
+    (ByteLevel, then TemplateProcessing "<|begin_of_text|> $A"), and
+    sp_llama2.json with the TemplateProcessing "<s> $A" that Llama 2's
+    add_bos_token builds; special-token text plain, as Encode keeps it."""
+    from tokenizers import processors
+    out = {}
+    for name, start, byte_level in (("bl_llama3.json", "<|begin_of_text|>", True), ("sp_llama2.json", "<s>", False)):
+        tok = Tokenizer.from_file(os.path.join(HERE, name))
+        tmpl = processors.TemplateProcessing(single=start + " $A", special_tokens=[(start, tok.token_to_id(start))])
+        tok.post_processor = processors.Sequence([processors.ByteLevel(trim_offsets=False), tmpl]) if byte_level else tmpl
+        tok.encode_special_tokens = True
+        cases = [{"text": s, "ids": tok.encode(s).ids} for s in EDGES + ["Hello world", read_text()[:200]]]
+        out[name] = {"post_processor": json.loads(tok.to_str())["post_processor"], "cases": cases}
+    return out
+
+
 def main():
     if "--bench" in sys.argv[1:]:
         bench(["bl_gpt2.json", "bl_llama3.json", "bl_qwen2.json", "sp_llama2.json", "sp_metaspace.json"])
@@ -258,7 +276,7 @@ def main():
             Tokenizer.from_str(data).save(os.path.join(HERE, name), pretty=False)
     got = {"extra": EXTRA, "files": {n: expected(n) for n in names}, "pretok": pretok_cases(),
            "sp_llama2_normalized_specials": normalized_specials(),
-           "chat": chat_cases()}
+           "chat": chat_cases(), "start": start_cases()}
     path = os.path.join(HERE, "expected.json")
     if check:
         with open(path, encoding="utf-8") as f:
@@ -267,7 +285,7 @@ def main():
             for n in names:
                 if got["files"][n] != want["files"].get(n):
                     print("differs from expected.json:", n)
-            for part in ("pretok", "chat", "sp_llama2_normalized_specials"):
+            for part in ("pretok", "chat", "sp_llama2_normalized_specials", "start"):
                 if got[part] != want.get(part):
                     print("differs from expected.json:", part)
             sys.exit(1)
