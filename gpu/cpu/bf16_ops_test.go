@@ -249,7 +249,7 @@ var nonActMethods = map[string]bool{
 	"DownloadInt32": true, "Sync": true, "Err": true, "Close": true,
 	"Fill": true, "Copy": true, "Convert": true, "AdamW": true,
 	"Scale": true, "Axpy": true, "Lerp": true, "SumSquares": true, "Dot": true,
-	"GatherRows": true, "ScatterAddRows": true,
+	"GatherRows": true, "ScatterAddRows": true, "DecodeAdvance": true,
 	"PPOPolicyLoss": true, "PPOValueLoss": true, "KLPenalizedRewards": true, "GAE": true, "MaskedWhiten": true,
 }
 
