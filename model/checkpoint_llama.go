@@ -104,6 +104,10 @@ func toHFLlama(c Config) hfLlamaConfig {
 	case ArchQwen2:
 		h.UseSlidingWindow = &f
 	}
+	if c.SlidingWindow > 0 && c.HFMaxPositions > 0 {
+		w := c.SlidingWindow
+		h.SlidingWindow, h.MaxPositionEmbeddings = &w, c.HFMaxPositions
+	}
 	if c.ScalarHead {
 		h.Architectures = []string{hfClassPrefix[c.Arch] + "ForSequenceClassification"}
 		h.PadTokenID = hfPad(c)
@@ -148,7 +152,7 @@ func fromHFLlama(h hfLlamaConfig) (Config, error) {
 	// Mistral's sliding window changes nothing for sequences that fit in
 	// it: the context is cut to the window.
 	if w := h.SlidingWindow; h.ModelType == ArchMistral && w != nil && *w > 0 && *w < c.MaxSeqLen {
-		c.MaxSeqLen = *w
+		c.SlidingWindow, c.HFMaxPositions, c.MaxSeqLen = *w, c.MaxSeqLen, *w
 	}
 	if h.RopeTheta != nil {
 		c.RopeTheta = *h.RopeTheta

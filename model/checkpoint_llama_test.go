@@ -186,9 +186,21 @@ func TestLlamaConfigFromTransformers(t *testing.T) {
 		"num_attention_heads": 4, "num_key_value_heads": 1, "max_position_embeddings": 32768, "sliding_window": 4096,
 		"rms_norm_eps": 1e-05, "rope_theta": 1000000.0, "hidden_act": "silu", "tie_word_embeddings": true}`
 	want = Config{Arch: ArchMistral, VocabSize: 100, NEmbd: 32, Intermediate: 64, NLayer: 2, NHead: 4, KVHeads: 1,
-		MaxSeqLen: 4096, RMSNormEps: 1e-5, RopeTheta: 1e6, TieEmbeddings: true}
+		MaxSeqLen: 4096, RMSNormEps: 1e-5, RopeTheta: 1e6, TieEmbeddings: true, SlidingWindow: 4096, HFMaxPositions: 32768}
 	if got := readConfigJSON(t, v4); got.err != nil || got.cfg != want {
 		t.Fatalf("transformers 4 Mistral config: %+v, %v; want %+v", got.cfg, got.err, want)
+	}
+	// Saving writes the window and the checkpoint's positions back, not the
+	// window as the positions.
+	h := toHFLlama(want)
+	if h.MaxPositionEmbeddings != 32768 || h.SlidingWindow == nil || *h.SlidingWindow != 4096 {
+		t.Errorf("saved Mistral config: max_position_embeddings %d, sliding_window %v; want 32768 and 4096", h.MaxPositionEmbeddings, h.SlidingWindow)
+	}
+	if back, err := fromHFLlama(h); err != nil || back != want {
+		t.Errorf("Mistral config round trip: %+v, %v; want %+v", back, err, want)
+	}
+	if ctx := want.Context(); !strings.Contains(ctx, "sliding_window") {
+		t.Errorf("the context of a windowed model: %q does not name sliding_window", ctx)
 	}
 	base := `"vocab_size": 100, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 64, "rms_norm_eps": 1e-05`
 	for field, cfgJSON := range map[string]string{

@@ -58,6 +58,21 @@ type Config struct {
 	// (tie_word_embeddings); otherwise it is its own lm_head.weight.
 	// GPT-2 always ties.
 	TieEmbeddings bool `json:"tie_word_embeddings,omitempty"`
+	// SlidingWindow is Mistral's sliding_window when it is shorter than
+	// the checkpoint's max_position_embeddings (HFMaxPositions): attention
+	// over a window is not implemented, so MaxSeqLen is cut to the window,
+	// where full attention is exact. Saving writes both back unchanged.
+	SlidingWindow  int `json:"sliding_window,omitempty"`
+	HFMaxPositions int `json:"hf_max_position_embeddings,omitempty"`
+}
+
+// Context describes the model's context for error messages: its length,
+// and where a sliding window cut it, why.
+func (c Config) Context() string {
+	if c.SlidingWindow > 0 {
+		return fmt.Sprintf("the model's context of %d (Mistral's sliding_window; attention over a sliding window is not supported, so sequences must fit in it)", c.MaxSeqLen)
+	}
+	return fmt.Sprintf("the model's context of %d", c.MaxSeqLen)
 }
 
 // Named configurations. tiny is for tests and the CPU demo; small (10.8M

@@ -107,12 +107,13 @@ func Generate(m *Model, prompts [][]int32, opt GenerateOptions) ([]Generation, e
 	if len(prompts) == 0 {
 		return nil, nil
 	}
-	ctx := m.Cfg.MaxSeqLen
+	ctx, ctxName := m.Cfg.MaxSeqLen, m.Cfg.Context()
 	if opt.Cache != nil {
 		if err := m.checkCache(opt.Cache); err != nil {
 			return nil, fmt.Errorf("generate: %w", err)
 		}
 		ctx = opt.Cache.maxS
+		ctxName = fmt.Sprintf("the cache's %d tokens", ctx)
 	}
 	longest := 0
 	for i, p := range prompts {
@@ -120,7 +121,7 @@ func Generate(m *Model, prompts [][]int32, opt GenerateOptions) ([]Generation, e
 		case len(p) == 0:
 			return nil, fmt.Errorf("generate: prompt %d is empty", i)
 		case len(p) >= ctx:
-			return nil, fmt.Errorf("generate: prompt %d has %d tokens, leaving no room in a context of %d", i, len(p), ctx)
+			return nil, fmt.Errorf("generate: prompt %d has %d tokens, leaving no room in %s", i, len(p), ctxName)
 		case len(p) > m.maxT:
 			return nil, fmt.Errorf("generate: prompt %d has %d tokens, more than the model's buffers hold (%d)", i, len(p), m.maxT)
 		}

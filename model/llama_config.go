@@ -43,6 +43,8 @@ func (c Config) validateGPT2() error {
 		return fmt.Errorf("attention_bias is a Llama-family field; GPT-2 always has biases")
 	case c.TieEmbeddings:
 		return fmt.Errorf("tie_word_embeddings is a Llama-family field; GPT-2 always ties")
+	case c.SlidingWindow != 0 || c.HFMaxPositions != 0:
+		return fmt.Errorf("sliding_window is a Mistral field; GPT-2 attends over its whole context")
 	}
 	return nil
 }
@@ -51,6 +53,8 @@ func (c Config) validateGPT2() error {
 func (c Config) validateLlama() error {
 	hs := c.HeadSize()
 	switch {
+	case (c.SlidingWindow != 0 || c.HFMaxPositions != 0) && (c.Arch != ArchMistral || c.SlidingWindow != c.MaxSeqLen || c.HFMaxPositions <= c.SlidingWindow):
+		return fmt.Errorf("sliding_window %d with max_position_embeddings %d: only Mistral's, shorter than the positions, and then the context (%d) is the window", c.SlidingWindow, c.HFMaxPositions, c.MaxSeqLen)
 	case c.KVHeads <= 0 || c.NHead%c.KVHeads != 0:
 		return fmt.Errorf("num_key_value_heads %d must be positive and divide n_head %d", c.KVHeads, c.NHead)
 	case hs%2 != 0:

@@ -362,7 +362,7 @@ func readRolloutPrompts(path, policy string, maxNew int, tok tokenizer.Tokenizer
 	}
 	rp.T = maxPrompt + maxNew + 1
 	if rp.T > rp.policy.MaxSeqLen {
-		return nil, fmt.Errorf("prompts of up to %d tokens plus %d new ones exceed the policy's context of %d", maxPrompt, maxNew, rp.policy.MaxSeqLen)
+		return nil, fmt.Errorf("prompts of up to %d tokens plus %d new ones (and a stop token) exceed the policy's: %s", maxPrompt, maxNew, rp.policy.Context())
 	}
 	return rp, nil
 }

@@ -117,7 +117,7 @@ func runGenerate(c *cli.Context) (err error) {
 		case len(ids) == 0:
 			return usageErrorf("prompt %d is empty", i+1)
 		case len(ids) >= cfg.MaxSeqLen:
-			return usageErrorf("prompt %d has %d tokens; the model's context of %d leaves no room to generate", i+1, len(ids), cfg.MaxSeqLen)
+			return usageErrorf("prompt %d has %d tokens; %s leaves no room to generate", i+1, len(ids), cfg.Context())
 		}
 		prompts[i] = ids
 		longest = max(longest, len(ids))
