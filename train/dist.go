@@ -1,0 +1,72 @@
+package train
+
+import (
+	"github.com/instructgo/instructgo/gpu"
+	"github.com/instructgo/instructgo/model"
+)
+
+// Data parallel. A run with a communicator of more than one rank trains
+// one model replica per rank: every rank draws the same global batches
+// (the samplers are seeded alike and resume from the same saved
+// position), forwards and backwards its contiguous shard of each batch's
+// rows (gpu.Shard), and the ranks sum the one gradient buffer once per
+// step before the optimizer update, which is then the same on every rank.
+// Each rank's losses are weighted by the global batch's normalisers (the
+// target count of a language-model micro-batch, the prompts of a reward
+// model step), so the summed gradient is the global batch's mean gradient
+// and the results do not depend on the number of ranks beyond float32
+// rounding of the sums. Rank 0 alone evaluates and writes files
+// (checkpoints, metrics, the resume state, the summary); every rank
+// resumes from them.
+
+// comm is the run's communicator: Single when none was given.
+func (o RunOptions) comm() gpu.Comm {
+	if o.Comm == nil {
+		return gpu.Single{}
+	}
+	return o.Comm
+}
+
+// distributed reports whether c spans more than one rank.
+func distributed(c gpu.Comm) bool { return c != nil && c.Size() > 1 }
+
+// shardRows returns the rows of in that are rank's shard of its B rows
+// (the same tokens, no copy); B is 0 when the shard is empty.
+func shardRows(in *model.Batch, rank, size int) *model.Batch {
+	lo, hi := gpu.Shard(in.B, rank, size)
+	out := &model.Batch{B: hi - lo, T: in.T, Tokens: in.Tokens[lo*in.T : hi*in.T]}
+	if in.Targets != nil {
+		out.Targets = in.Targets[lo*in.T : hi*in.T]
+	}
+	if in.ValidLen != nil {
+		out.ValidLen = in.ValidLen[lo:hi]
+	}
+	return out
+}
+
+// rankSeed gives each rank of a distributed run its own dropout masks
+// (drawn from seed and the rank): masks index a rank's own activations, so
+// equal seeds would repeat one mask on every shard.
+func rankSeed(c gpu.Comm, seed uint64) uint64 {
+	if !distributed(c) {
+		return seed
+	}
+	return gpu.Mix64(seed, 0x5eed0000+uint64(c.Rank()))
+}
+
+// reduceGrads sums the model's gradient buffer over the ranks (nothing on
+// one rank).
+func (t *trainable) reduceGrads() error {
+	if !distributed(t.comm) {
+		return nil
+	}
+	return t.comm.AllReduceSum(t.m.Grads.All)
+}
+
+// sumOverRanks returns the sums of xs over the ranks (xs on one rank).
+func sumOverRanks(c gpu.Comm, xs ...float64) ([]float64, error) {
+	if !distributed(c) {
+		return xs, nil
+	}
+	return gpu.SumOverRanks(c, xs...)
+}
