@@ -19,6 +19,14 @@ import (
 // (checkpoints, metrics, the resume state, the summary); every rank
 // resumes from them.
 
+// dataParallel is a method that trains data parallel when its run has a
+// communicator of several ranks.
+type dataParallel interface{ dataParallel() }
+
+func (*pretrainer) dataParallel() {}
+func (*sftTrainer) dataParallel() {}
+func (*rmTrainer) dataParallel()  {}
+
 // comm is the run's communicator: Single when none was given.
 func (o RunOptions) comm() gpu.Comm {
 	if o.Comm == nil {

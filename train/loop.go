@@ -123,6 +123,9 @@ func openLoop(s loopSpec, m method, opt RunOptions) (*loop, error) {
 	if !l.primary() {
 		l.progress = NoProgress{}
 	}
+	if _, ok := m.(dataParallel); distributed(l.comm) && !ok {
+		return nil, fmt.Errorf("%s does not run data parallel (pretraining, SFT and the reward model do)", s.name)
+	}
 	if err := outsideInputs(s.dir, s.checkpoints, s.inputs); err != nil {
 		return nil, err
 	}
