@@ -90,7 +90,9 @@ clean:
 # one process".
 
 BIN_MPI       := bin/instructgo-mpi
-# Packages with mpi-tagged tests.
+# Packages with mpi-tagged tests, and the tests' names (the rest of those
+# packages runs in make test).
+MPI_TEST_RUN  := ^Test(MPI|DataParallel)
 MPI_TEST_PKGS = $(sort $(patsubst %/,./%,$(dir $(shell find . \( -path ./third_party -o -path ./build -o -path ./.git -o -path ./.venv \) -prune -o -name '*_test.go' -print | xargs grep -lE '^//go:build.*\bmpi\b' 2>/dev/null | sed 's|^\./||'))))
 SUDO          := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -102,7 +104,7 @@ mpi-tools:
 ## mpi-test: vet the mpi-tagged code, then its tests, which run themselves as ranks under mpirun
 mpi-test: mpi-tools
 	$(GO) vet -tags mpi $(PKGS)
-	$(GO) test -count=1 -tags mpi $(MPI_TEST_PKGS)
+	$(GO) test -count=1 -tags mpi -run '$(MPI_TEST_RUN)' -v $(MPI_TEST_PKGS)
 
 ## build-mpi: the instructgo binary with Open MPI in bin/instructgo-mpi (run it under mpirun)
 build-mpi: mpi-tools

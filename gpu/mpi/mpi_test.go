@@ -23,10 +23,10 @@ func rankData(r, n int) []float32 {
 	return x
 }
 
-// TestCollectives runs as 3 ranks (an odd count, so no collective can lean
+// TestMPICollectives runs as 3 ranks (an odd count, so no collective can lean
 // on pairs): all-reduce against a float64 sum of every rank's random
 // input, broadcast from a non-zero root, all-gather, barrier, a bad root.
-func TestCollectives(t *testing.T) {
+func TestMPICollectives(t *testing.T) {
 	if !mpitest.Ranks(t, 3, time.Minute) {
 		return
 	}
