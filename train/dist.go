@@ -1,6 +1,9 @@
 package train
 
 import (
+	"fmt"
+	"math"
+
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
 )
@@ -60,6 +63,33 @@ func rankSeed(c gpu.Comm, seed uint64) uint64 {
 		return seed
 	}
 	return gpu.Mix64(seed, 0x5eed0000+uint64(c.Rank()))
+}
+
+// checkReplicas ends a data-parallel run whose replicas differ after a
+// step: every rank must read the same gradient and weight norms (the
+// guard's values), bit for bit, as equal gradients and updates give. It
+// costs one all-gather of a few numbers per step.
+func (l *loop) checkReplicas(step int, res stepResult) error {
+	if !distributed(l.comm) || len(res.finite) == 0 {
+		return nil
+	}
+	local := make([]float64, len(res.finite))
+	for i, v := range res.finite {
+		local[i] = v.value
+	}
+	all, err := l.comm.AllGather(local)
+	if err != nil {
+		return fmt.Errorf("%s %s %d: compare the replicas: %w", l.name, l.unit, step, err)
+	}
+	n := len(local)
+	for r := 1; r < l.comm.Size(); r++ {
+		for i, v := range res.finite {
+			if a, b := all[i], all[r*n+i]; math.Float64bits(a) != math.Float64bits(b) {
+				return fmt.Errorf("%s %s %d: the replicas diverged: %s is %v on rank %d, %v on rank 0", l.name, l.unit, step, v.name, b, r, a)
+			}
+		}
+	}
+	return nil
 }
 
 // reduceGrads sums the model's gradient buffer over the ranks (nothing on

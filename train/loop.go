@@ -253,6 +253,9 @@ func (l *loop) run(ctx context.Context, m method) error {
 		if err := l.checkFinite(step, res); err != nil {
 			return err
 		}
+		if err := l.checkReplicas(step, res); err != nil {
+			return err
+		}
 		l.st.Step, l.st.Tokens = step, l.st.Tokens+res.tokens
 		w.add(res.loss, res.tokens)
 		if res.status == "" {
