@@ -9,7 +9,8 @@ COMMIT  ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 .PHONY: all build pipeline test bench lint fmt clean hf-check hf-check-llama tokenizer-check \
-	cuda-tools cuda-tools12 cuda-tools13 kernels cuda-check cuda-emu-test build-cuda gpu-bundle
+	cuda-tools cuda-tools12 cuda-tools13 kernels cuda-check cuda-emu-test build-cuda gpu-bundle \
+	mpi-tools mpi-test build-mpi
 
 all: lint build test
 
@@ -82,6 +83,32 @@ fmt:
 
 clean:
 	rm -rf bin build $(FATBIN)
+
+# ---------------------------------------------------------------------------
+# MPI (build tag mpi): data-parallel runs of the cpu backend across processes
+# through Open MPI, from the distribution's packages. See README "More than
+# one process".
+
+BIN_MPI       := bin/instructgo-mpi
+# Packages with mpi-tagged tests, and the tests' names (the rest of those
+# packages runs in make test).
+MPI_TEST_RUN  := ^Test(MPI|DataParallel)
+MPI_TEST_PKGS = $(sort $(patsubst %/,./%,$(dir $(shell find . \( -path ./third_party -o -path ./build -o -path ./.git -o -path ./.venv \) -prune -o -name '*_test.go' -print | xargs grep -lE '^//go:build.*\bmpi\b' 2>/dev/null | sed 's|^\./||'))))
+SUDO          := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+## mpi-tools: install Open MPI (libopenmpi-dev, openmpi-bin) with apt-get unless mpirun and its pkg-config file are there
+mpi-tools:
+	@if command -v mpirun >/dev/null && pkg-config --exists ompi-c; then echo "mpi-tools: $$(mpirun --version | head -n1)"; \
+	else $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenmpi-dev openmpi-bin pkg-config; fi
+
+## mpi-test: vet the mpi-tagged code, then its tests, which run themselves as ranks under mpirun
+mpi-test: mpi-tools
+	$(GO) vet -tags mpi $(PKGS)
+	$(GO) test -count=1 -tags mpi -run '$(MPI_TEST_RUN)' -v $(MPI_TEST_PKGS)
+
+## build-mpi: the instructgo binary with Open MPI in bin/instructgo-mpi (run it under mpirun)
+build-mpi: mpi-tools
+	$(GO) build -tags mpi -ldflags '$(LDFLAGS)' -o $(BIN_MPI) ./cmd/instructgo
 
 # ---------------------------------------------------------------------------
 # CUDA (build tag cuda). Nothing below needs a GPU; see README "Running on a

@@ -19,6 +19,7 @@ type LMStep struct {
 	loss  *tokenLoss
 	accum int
 	seed  uint64
+	comm  gpu.Comm // data-parallel ranks (dist.go); nil: one
 }
 
 // NewLMStep prepares steps of m, which must have been built for training:
@@ -39,9 +40,15 @@ func NewLMStep(m *model.Model, oc OptimConfig, updates, accum int, seed uint64) 
 	return &LMStep{t: t, loss: loss, accum: accum, seed: seed}, nil
 }
 
+// distribute makes the steps data parallel over c's ranks (dist.go).
+func (s *LMStep) distribute(c gpu.Comm) { s.comm, s.t.comm = c, c }
+
 // Run runs step `step` (1-based) on accum micro-batches drawn from next,
 // and returns the step's loss (the mean over its micro-batches) and the
-// tokens it processed (B·T per micro-batch, padding included).
+// tokens it processed (B·T per micro-batch, padding included). Data
+// parallel, next returns the global micro-batch, the rank trains on its
+// rows weighted by the global batch's target count, and the loss and
+// tokens are the global batch's.
 func (s *LMStep) Run(step int, next func() (*model.Batch, error)) (loss float64, tokens int64, err error) {
 	m := s.t.m
 	s.t.zeroGrad()
@@ -50,22 +57,40 @@ func (s *LMStep) Run(step int, next func() (*model.Batch, error)) (loss float64,
 		if err != nil {
 			return 0, 0, err
 		}
-		w, err := s.loss.weights(in.Targets)
+		count := countTargets(in.Targets)
+		if count == 0 {
+			return 0, 0, fmt.Errorf("batch has no target tokens")
+		}
+		tokens += int64(in.B * in.T)
+		if distributed(s.comm) {
+			if in = shardRows(in, s.comm.Rank(), s.comm.Size()); in.B == 0 {
+				continue
+			}
+		}
+		w, err := s.loss.weights(in.Targets, count)
 		if err != nil {
 			return 0, 0, err
 		}
-		if err := m.ForwardLM(in, gpu.Mix64(s.seed, uint64((step-1)*s.accum+micro)), w); err != nil {
+		if err := m.ForwardLM(in, rankSeed(s.comm, gpu.Mix64(s.seed, uint64((step-1)*s.accum+micro))), w); err != nil {
 			return 0, 0, err
 		}
 		s.loss.accumulate(m.LogProbs(), w, 1/float32(s.accum))
 		if err := m.Backward(nil, nil); err != nil {
 			return 0, 0, err
 		}
-		tokens += int64(in.B * in.T)
+	}
+	if err := s.t.reduceGrads(); err != nil {
+		return 0, 0, err
 	}
 	s.t.update(s.accum)
-	loss, err = s.loss.read()
-	return loss, tokens, err
+	if loss, err = s.loss.read(); err != nil {
+		return 0, 0, err
+	}
+	sum, err := sumOverRanks(s.comm, loss)
+	if err != nil {
+		return 0, 0, err
+	}
+	return sum[0], tokens, nil
 }
 
 // LR is the learning rate of the last step.
@@ -103,19 +128,26 @@ func newTokenLoss(b gpu.Backend, n int) (*tokenLoss, error) {
 	return l, nil
 }
 
-// weights uploads the loss weights of a batch's targets and returns them
-// as a tensor of len(targets) elements.
-func (l *tokenLoss) weights(targets []int32) (*gpu.Tensor, error) {
-	if len(targets) > len(l.host) {
-		return nil, fmt.Errorf("loss: %d targets for a buffer of %d", len(targets), len(l.host))
-	}
+// countTargets is the number of targets that carry a loss (not −1).
+func countTargets(targets []int32) int {
 	count := 0
 	for _, t := range targets {
 		if t >= 0 {
 			count++
 		}
 	}
-	if count == 0 {
+	return count
+}
+
+// weights uploads the loss weights of a batch's targets, each target
+// weighing −1/count (count: the batch's, or data parallel the global
+// micro-batch's, targets), and returns them as a tensor of len(targets)
+// elements.
+func (l *tokenLoss) weights(targets []int32, count int) (*gpu.Tensor, error) {
+	if len(targets) > len(l.host) {
+		return nil, fmt.Errorf("loss: %d targets for a buffer of %d", len(targets), len(l.host))
+	}
+	if count <= 0 {
 		return nil, fmt.Errorf("batch has no target tokens")
 	}
 	w := l.host[:len(targets)]

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/internal/atomicfile"
 	"github.com/instructgo/instructgo/model/tokenizer"
 )
@@ -102,7 +103,13 @@ type loop struct {
 	// across resumed segments; segStep is the step the segment began at.
 	segStart time.Time
 	segStep  int
+	// comm is the run's data-parallel ranks (gpu.Single: one); only rank 0
+	// evaluates and writes files (dist.go).
+	comm gpu.Comm
 }
+
+// primary reports whether this process writes the run's files: rank 0.
+func (l *loop) primary() bool { return l.comm.Rank() == 0 }
 
 // ErrFinished is the error of resuming a run that ran to its end: nothing
 // is done and nothing changes.
@@ -112,7 +119,13 @@ var ErrFinished = errors.New("the run is finished; there is nothing to resume")
 // into the parts and the method (resume) or gives the parts their initial
 // weights and records the configuration; then it opens metrics.jsonl.
 func openLoop(s loopSpec, m method, opt RunOptions) (*loop, error) {
-	l := &loop{loopSpec: s, log: opt.Log, progress: opt.progress(), window: newLossWindow()}
+	l := &loop{loopSpec: s, log: opt.Log, progress: opt.progress(), window: newLossWindow(), comm: opt.comm()}
+	if !l.primary() {
+		l.progress = NoProgress{}
+	}
+	if _, ok := m.(dataParallel); distributed(l.comm) && !ok {
+		return nil, fmt.Errorf("%s does not run data parallel (pretraining, SFT and the reward model do)", s.name)
+	}
 	if err := outsideInputs(s.dir, s.checkpoints, s.inputs); err != nil {
 		return nil, err
 	}
@@ -135,16 +148,14 @@ func openLoop(s loopSpec, m method, opt RunOptions) (*loop, error) {
 			p.loaded()
 		}
 	}
-	if err := os.MkdirAll(s.dir, 0o755); err != nil {
-		return nil, err
-	}
-	if hf, ok := tokenizer.Base(s.tok).(*tokenizer.HF); ok {
-		if err := hf.WriteFiles(s.dir); err != nil {
+	if l.primary() {
+		if err := l.prepareDir(); err != nil {
 			return nil, err
 		}
 	}
-	if err := cleanStates(s.dir); err != nil {
-		return nil, fmt.Errorf("clean up after an earlier save: %w", err)
+	// The other ranks read the resume state once rank 0 has cleaned up.
+	if err := l.comm.Barrier(); err != nil {
+		return nil, fmt.Errorf("wait for rank 0 to prepare %s: %w", s.dir, err)
 	}
 	if s.resume {
 		if finished(s.dir) {
@@ -163,15 +174,56 @@ func openLoop(s loopSpec, m method, opt RunOptions) (*loop, error) {
 		l.st = st
 		l.window.loss, l.window.steps, l.window.tokens = st.Window.Loss, st.Window.Steps, st.Window.Tokens
 		l.log.Info().Int(s.unit, st.Step).Str("dir", s.dir).Msg("resuming")
-	} else if err := atomicfile.WriteJSON(filepath.Join(s.dir, RunConfigFile), s.config); err != nil {
-		return nil, err
+	} else if l.primary() {
+		if err := atomicfile.WriteJSON(filepath.Join(s.dir, RunConfigFile), s.config); err != nil {
+			return nil, err
+		}
 	}
 	l.st.Inputs = inputs
-	if l.metrics, err = OpenMetrics(s.dir, s.resume, l.st.Step); err != nil {
+	if l.primary() {
+		if l.metrics, err = OpenMetrics(s.dir, s.resume, l.st.Step); err != nil {
+			return nil, err
+		}
+	}
+	if err := l.broadcastParts(); err != nil {
 		return nil, err
 	}
 	l.segStart, l.segStep = time.Now(), l.st.Step
 	return l, nil
+}
+
+// prepareDir makes the run directory, writes a Hugging Face tokenizer's
+// files into it and removes what an interrupted save left.
+func (l *loop) prepareDir() error {
+	if err := os.MkdirAll(l.dir, 0o755); err != nil {
+		return err
+	}
+	if hf, ok := tokenizer.Base(l.tok).(*tokenizer.HF); ok {
+		if err := hf.WriteFiles(l.dir); err != nil {
+			return err
+		}
+	}
+	if err := cleanStates(l.dir); err != nil {
+		return fmt.Errorf("clean up after an earlier save: %w", err)
+	}
+	return nil
+}
+
+// broadcastParts gives every rank of a data-parallel run rank 0's weights,
+// so the replicas start equal whatever each read or drew.
+func (l *loop) broadcastParts() error {
+	if !distributed(l.comm) {
+		return nil
+	}
+	for _, p := range l.parts {
+		if err := l.comm.Broadcast(p.params.All, 0); err != nil {
+			return fmt.Errorf("broadcast the %s's weights: %w", p.name, err)
+		}
+		if p.loaded != nil {
+			p.loaded()
+		}
+	}
+	return nil
 }
 
 // run runs the method's steps from where the run stands to the last,
@@ -184,7 +236,11 @@ func (l *loop) run(ctx context.Context, m method) error {
 	defer l.progress.Finish()
 	w := &l.window
 	for l.st.Step < l.steps {
-		if ctx.Err() != nil {
+		stop, err := l.stopping(ctx)
+		if err != nil {
+			return err
+		}
+		if stop {
 			l.interrupted = true
 			l.log.Warn().Int(l.unit, l.st.Step).Msg("interrupted: saving the run state")
 			break
@@ -197,6 +253,9 @@ func (l *loop) run(ctx context.Context, m method) error {
 		if err := l.checkFinite(step, res); err != nil {
 			return err
 		}
+		if err := l.checkReplicas(step, res); err != nil {
+			return err
+		}
 		l.st.Step, l.st.Tokens = step, l.st.Tokens+res.tokens
 		w.add(res.loss, res.tokens)
 		if res.status == "" {
@@ -205,7 +264,11 @@ func (l *loop) run(ctx context.Context, m method) error {
 		l.progress.Step(step, res.status)
 
 		eval := (l.evalEvery > 0 && step%l.evalEvery == 0) || step == l.steps
-		if step%l.logEvery == 0 || eval {
+		if !l.primary() {
+			if step%l.logEvery == 0 || eval {
+				*w = newLossWindow()
+			}
+		} else if step%l.logEvery == 0 || eval {
 			rec, ev, err := m.record(l, step, eval, w, l.log.Info().Int(l.unit, step))
 			if err != nil {
 				return fmt.Errorf("%s %s %d: %w", l.name, l.unit, step, err)
@@ -225,6 +288,25 @@ func (l *loop) run(ctx context.Context, m method) error {
 	return l.save(m)
 }
 
+// stopping reports whether the run is to stop before its next step: ctx
+// is cancelled, on any rank of a data-parallel run (so that all stop at
+// the same step).
+func (l *loop) stopping(ctx context.Context) (bool, error) {
+	stop := ctx.Err() != nil
+	if !distributed(l.comm) {
+		return stop, nil
+	}
+	flag := 0.0
+	if stop {
+		flag = 1
+	}
+	votes, err := gpu.SumOverRanks(l.comm, flag)
+	if err != nil {
+		return false, fmt.Errorf("%s %s %d: agree on stopping: %w", l.name, l.unit, l.st.Step+1, err)
+	}
+	return votes[0] > 0, nil
+}
+
 // checkFinite is the divergence guard: a step whose loss (or another of
 // its values) is not finite ends the run, naming the saved state before it.
 func (l *loop) checkFinite(step int, res stepResult) error {
@@ -242,8 +324,13 @@ func (l *loop) checkFinite(step int, res stepResult) error {
 var saveHook func(step int, begin bool)
 
 // save writes the resume state: the parts, then the loop's and the
-// method's position.
+// method's position. Only rank 0 writes.
 func (l *loop) save(m method) error {
+	if !l.primary() {
+		l.st.Seconds += time.Since(l.segStart).Seconds()
+		l.segStart, l.segStep = time.Now(), l.st.Step
+		return nil
+	}
 	if saveHook != nil {
 		saveHook(l.st.Step, true)
 		defer saveHook(l.st.Step, false)
@@ -270,20 +357,36 @@ func (l *loop) save(m method) error {
 // finish writes the run's summary.json and closes the metrics; for an
 // interrupted run it returns the error that says how to resume.
 func (l *loop) finish(ctx context.Context, summary any) error {
+	if !l.primary() {
+		return l.interruptedErr(ctx)
+	}
 	if err := atomicfile.WriteJSON(filepath.Join(l.dir, SummaryFile), summary); err != nil {
 		return err
 	}
 	if err := l.metrics.Close(); err != nil {
 		return err
 	}
-	if l.interrupted {
-		return fmt.Errorf("%s interrupted after %s %d (resume with --resume %s): %w", l.name, l.unit, l.st.Step, l.dir, context.Cause(ctx))
+	return l.interruptedErr(ctx)
+}
+
+// interruptedErr is the error of an interrupted run, saying how to resume.
+func (l *loop) interruptedErr(ctx context.Context) error {
+	if !l.interrupted {
+		return nil
 	}
-	return nil
+	cause := context.Cause(ctx)
+	if cause == nil { // another rank was interrupted
+		cause = context.Canceled
+	}
+	return fmt.Errorf("%s interrupted after %s %d (resume with --resume %s): %w", l.name, l.unit, l.st.Step, l.dir, cause)
 }
 
 // close releases the metrics file of a run that ends in an error.
-func (l *loop) close() { l.metrics.Close() }
+func (l *loop) close() {
+	if l.metrics != nil {
+		l.metrics.Close()
+	}
+}
 
 // elapsed is the run's training time so far, over all its segments.
 func (l *loop) elapsed() float64 { return l.st.Seconds + time.Since(l.segStart).Seconds() }

@@ -118,6 +118,7 @@ func Pretrain(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg P
 	if err != nil {
 		return nil, fmt.Errorf("pretrain: %w", err)
 	}
+	lm.distribute(opt.Comm)
 	p := &pretrainer{
 		lm: lm, sampler: sampler, valTok: valTok, valTgt: valTgt, B: cfg.Batch, T: cfg.Seq,
 		batch: &model.Batch{B: cfg.Batch, T: cfg.Seq, Tokens: make([]int32, cfg.Batch*cfg.Seq), Targets: make([]int32, cfg.Batch*cfg.Seq)},
@@ -140,6 +141,9 @@ func Pretrain(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg P
 	}
 	sum := p.sum
 	sum.Steps, sum.Tokens, sum.Seconds, sum.TokensPerSec, sum.Interrupted = l.st.Step, l.st.Tokens, l.st.Seconds, l.tokensPerSec(), l.interrupted
+	if !l.primary() {
+		return sum, l.finish(ctx, sum)
+	}
 	if err := model.SaveAs(cfg.Out, m, opt.SaveDType); err != nil {
 		l.close()
 		return nil, fmt.Errorf("pretrain: %w", err)

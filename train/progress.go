@@ -1,6 +1,7 @@
 package train
 
 import (
+	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
 	"github.com/rs/zerolog"
 )
@@ -44,6 +45,9 @@ type RunOptions struct {
 	// directory) stores its weights: "" or safetensors.F32, or
 	// safetensors.BF16. The resume state is always float32.
 	SaveDType string
+	// Comm makes the run data parallel over its ranks (see dist.go); nil:
+	// one process. Pretraining, SFT and the reward model take it.
+	Comm gpu.Comm
 }
 
 // models are the model options the run's precision and loading policy

@@ -231,6 +231,7 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 	if err != nil {
 		return nil, fmt.Errorf("rm: %w", err)
 	}
+	rs.distribute(opt.Comm)
 	r := &rmTrainer{rs: rs, batcher: batcher, train: trainTok, val: valTok, valUtil: valUtil, pad: tok.Pad(), budget: cfg.TokenBudget,
 		sum: &RMSummary{TrainPrompts: len(trainTok), ValPrompts: len(valTok), Truncation: d.trunc, SkippedLines: d.skipped}}
 	sum := r.sum
@@ -267,7 +268,7 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 	}
 	sum.Steps, sum.Tokens, sum.Seconds, sum.TokensPerSec, sum.Interrupted = l.st.Step, l.st.Tokens, l.st.Seconds, l.tokensPerSec(), l.interrupted
 	sum.Epochs = float64(l.st.Step) / float64(perEpoch)
-	if l.interrupted {
+	if l.interrupted || !l.primary() {
 		return sum, l.finish(ctx, sum)
 	}
 
@@ -560,6 +561,7 @@ type RMStep struct {
 	maxRows, budget int
 	pad             int32
 	seed            uint64
+	comm            gpu.Comm // data-parallel ranks (dist.go); nil: one
 }
 
 // NewRMStep prepares steps of the scalar-head model m (built for training):
@@ -581,14 +583,23 @@ func NewRMStep(m *model.Model, oc OptimConfig, updates, maxRows, budget int, pad
 	return &RMStep{t: t, head: head, maxRows: maxRows, budget: budget, pad: pad, seed: seed}, nil
 }
 
+// distribute makes the steps data parallel over c's ranks (dist.go).
+func (s *RMStep) distribute(c gpu.Comm) { s.comm, s.t.comm = c, c }
+
 // Run runs step `step` on the prompts cs[idx...]: their mean K-way loss,
 // each prompt counting once. It returns the loss, the padded tokens and
-// the rows (responses) forwarded.
+// the rows (responses) forwarded. Data parallel, each rank takes its shard
+// of idx, weighted by the global count of prompts, and the figures
+// returned are the global step's.
 func (s *RMStep) Run(step int, cs []data.ComparisonTokens, idx []int) (loss float64, tokens int64, rows int, err error) {
 	m := s.t.m
 	s.t.zeroGrad()
-	seed := gpu.Mix64(s.seed, uint64(step))
+	seed := rankSeed(s.comm, gpu.Mix64(s.seed, uint64(step)))
 	weight := 1 / float64(len(idx))
+	if distributed(s.comm) {
+		lo, hi := gpu.Shard(len(idx), s.comm.Rank(), s.comm.Size())
+		idx = idx[lo:hi]
+	}
 	for mi, sub := range microBatches(cs, idx, s.maxRows, s.budget) {
 		cb := data.NewComparisonBatch(cs, sub, s.pad)
 		if err := m.Forward(&cb.Batch, true, gpu.Mix64(seed, uint64(mi))); err != nil {
@@ -610,8 +621,18 @@ func (s *RMStep) Run(step int, cs []data.ComparisonTokens, idx []int) (loss floa
 		tokens += int64(cb.B * cb.T)
 		rows += cb.B
 	}
+	if err := s.t.reduceGrads(); err != nil {
+		return 0, 0, 0, err
+	}
 	s.t.update(1)
-	return loss, tokens, rows, m.Backend().Err()
+	if err := m.Backend().Err(); err != nil {
+		return 0, 0, 0, err
+	}
+	sums, err := sumOverRanks(s.comm, loss, float64(tokens), float64(rows))
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	return sums[0], int64(sums[1]), int(sums[2]), nil
 }
 
 // LR is the learning rate of the last step.

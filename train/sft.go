@@ -135,6 +135,7 @@ func SFT(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg SFTCon
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
+	lm.distribute(opt.Comm)
 	s := &sftTrainer{
 		cfg: cfg, saveDType: opt.SaveDType, lm: lm, tok: tok, batcher: batcher, valTok: valTok, valPrompts: taskPrompts(valEx, cfg.EvalPrompts),
 		sum: &SFTSummary{TrainN: len(trainTok), ValN: len(valTok), Truncation: trunc, SkippedLines: d.skipped, SelectedBy: "val_loss"},
@@ -156,6 +157,9 @@ func SFT(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg SFTCon
 	if err := l.run(ctx, s); err != nil {
 		l.close()
 		return nil, err
+	}
+	if !l.primary() {
+		return s.sum, l.finish(ctx, s.sum)
 	}
 	if s.best.Step == 0 { // interrupted before any validation: keep the latest
 		if err := model.SaveAs(cfg.Out, m, opt.SaveDType); err != nil {

@@ -17,6 +17,7 @@ type trainable struct {
 	updates int         // optimizer updates of the whole run
 	lr      float32     // of the last update
 	wsq     *gpu.Tensor // [1]: Σ w² of the master weights after the last update
+	comm    gpu.Comm    // the data-parallel ranks whose gradients reduceGrads sums; nil: one
 }
 
 func newTrainable(m *model.Model, oc OptimConfig, updates int) (*trainable, error) {

@@ -58,6 +58,7 @@ func newApp() *cli.App {
 			evalCommand(),
 			inspectCommand(),
 			benchCommand(),
+			launchCommand(),
 		},
 		OnUsageError: onUsageError,
 		// A repeatable flag takes one value per use: a comma is part of

@@ -96,10 +96,17 @@ func runTraining(c *cli.Context, resume bool, run func(ctx context.Context, b gp
 		return err
 	}
 	defer b.Close()
+	comm, err := openComm(c, b)
+	if err != nil {
+		return err
+	}
+	if comm != nil {
+		defer comm.Close()
+	}
 	ctx, stop := interruptContext(c, "interrupted: finishing the current step and saving (Ctrl-C again to quit at once, unsaved)")
 	defer stop()
-	if err := run(ctx, b, train.RunOptions{Log: *logger(c), Progress: progress(c), Resume: resume, Precision: prec, SaveDType: dtype,
-		AllowNonFinite: c.Bool(flagAllowNonFinite), AllowChangedData: c.Bool(flagAllowChangedData)}); err != nil {
+	if err := run(ctx, b, train.RunOptions{Log: rankView(c, comm, *logger(c)), Progress: progress(c), Resume: resume, Precision: prec, SaveDType: dtype,
+		AllowNonFinite: c.Bool(flagAllowNonFinite), AllowChangedData: c.Bool(flagAllowChangedData), Comm: comm}); err != nil {
 		if errors.Is(err, train.ErrFinished) {
 			// Nothing to do is no failure: say so, change nothing.
 			logger(c).Info().Msg(err.Error())

@@ -1,4 +1,4 @@
-// Package cudalib lists where the CUDA math libraries (cuBLAS, cuBLASLt)
+// Package cudalib lists where the CUDA libraries (cuBLAS, cuBLASLt, NCCL)
 // are looked for, in order: the one search rule of the cuda backend, which
 // dlopens the files it lists, and of the GPU bundle's runner, which reports
 // what the backend will find. It only lists paths; it loads nothing.
@@ -8,13 +8,15 @@
 // toolkits ($CUDA_HOME, $CUDA_PATH, /usr/local/cuda, /usr/local/cuda-*), then
 // every Python site-packages folder's NVIDIA wheel folders: nvidia/cu13/lib
 // (CUDA 13's nvidia-cublas), nvidia/cublas/lib (CUDA 12's
-// nvidia-cublas-cu12) and any other nvidia/cu*/lib. The site-packages
+// nvidia-cublas-cu12), nvidia/nccl/lib (nvidia-nccl-cu12) and any other
+// nvidia/cu*/lib. The site-packages
 // folders are those of $PYTHONPATH, the active virtual and conda
 // environments, the user's and the system's, and those the machine's
 // python3 reports (sys.path), since GPU machines often keep PyTorch and its
 // NVIDIA wheels in a virtual environment of their own that no variable
-// names. Variables override the search: INSTRUCTGO_CUBLAS and
-// INSTRUCTGO_CUBLASLT name a file, or "none" to go without it.
+// names. Variables override the search: INSTRUCTGO_CUBLAS,
+// INSTRUCTGO_CUBLASLT and INSTRUCTGO_NCCL name a file, or "none" to go
+// without it.
 //
 // It is plain Go with no build tag, so the search is tested everywhere
 // (cudalib_test.go, on made-up machines) and the bundle's runner, built
@@ -40,6 +42,7 @@ import (
 const (
 	CublasEnv   = "INSTRUCTGO_CUBLAS"
 	CublasLtEnv = "INSTRUCTGO_CUBLASLT"
+	NcclEnv     = "INSTRUCTGO_NCCL"
 	PythonEnv   = "INSTRUCTGO_PYTHON"
 )
 
@@ -50,7 +53,7 @@ var Majors = []int{13, 12}
 
 // wheelLibDirs are where NVIDIA's Python wheels put their shared libraries
 // inside site-packages, most specific first.
-var wheelLibDirs = []string{"nvidia/cu13/lib", "nvidia/cublas/lib", "nvidia/cu*/lib"}
+var wheelLibDirs = []string{"nvidia/cu13/lib", "nvidia/cublas/lib", "nvidia/nccl/lib", "nvidia/cu*/lib"}
 
 // Env is what the search reads of a machine: environment variables, which
 // files exist, and the folders a Python interpreter searches. Host is the

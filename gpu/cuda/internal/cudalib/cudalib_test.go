@@ -264,3 +264,21 @@ func TestPythonSysPath(t *testing.T) {
 		}
 	}
 }
+
+// TestSearchNCCL: NCCL (libnccl.so.2) is found by soname, in a toolkit and
+// in nvidia-nccl-cu12's wheel folder nvidia/nccl/lib, in that order, and
+// INSTRUCTGO_NCCL overrides the search.
+func TestSearchNCCL(t *testing.T) {
+	site := "venv/lib/python3.11/site-packages"
+	m := newFakeMachine(t, site+"/nvidia/nccl/lib/libnccl.so.2", "usr/local/cuda/lib64/libnccl.so.2", site+"/nvidia/cublas/lib/libcublas.so.12")
+	m.env["VIRTUAL_ENV"] = m.path("venv")
+	got, err := Search("nccl", NcclEnv, []int{2}, m.Env())
+	want := []string{"libnccl.so.2", m.path("usr/local/cuda/lib64/libnccl.so.2"), m.path(site + "/nvidia/nccl/lib/libnccl.so.2")}
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("found %q, %v; want %q", got, err, want)
+	}
+	m.env[NcclEnv] = "none"
+	if _, err := Search("nccl", NcclEnv, []int{2}, m.Env()); err == nil || !strings.Contains(err.Error(), NcclEnv) {
+		t.Errorf("%s=none: error %v", NcclEnv, err)
+	}
+}

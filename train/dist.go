@@ -1,0 +1,110 @@
+package train
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/instructgo/instructgo/gpu"
+	"github.com/instructgo/instructgo/model"
+)
+
+// Data parallel. A run with a communicator of more than one rank trains
+// one model replica per rank: every rank draws the same global batches
+// (the samplers are seeded alike and resume from the same saved
+// position), forwards and backwards its contiguous shard of each batch's
+// rows (gpu.Shard), and the ranks sum the one gradient buffer once per
+// step before the optimizer update, which is then the same on every rank.
+// Each rank's losses are weighted by the global batch's normalisers (the
+// target count of a language-model micro-batch, the prompts of a reward
+// model step), so the summed gradient is the global batch's mean gradient
+// and the results do not depend on the number of ranks beyond float32
+// rounding of the sums. Rank 0 alone evaluates and writes files
+// (checkpoints, metrics, the resume state, the summary); every rank
+// resumes from them.
+
+// dataParallel is a method that trains data parallel when its run has a
+// communicator of several ranks.
+type dataParallel interface{ dataParallel() }
+
+func (*pretrainer) dataParallel() {}
+func (*sftTrainer) dataParallel() {}
+func (*rmTrainer) dataParallel()  {}
+
+// comm is the run's communicator: Single when none was given.
+func (o RunOptions) comm() gpu.Comm {
+	if o.Comm == nil {
+		return gpu.Single{}
+	}
+	return o.Comm
+}
+
+// distributed reports whether c spans more than one rank.
+func distributed(c gpu.Comm) bool { return c != nil && c.Size() > 1 }
+
+// shardRows returns the rows of in that are rank's shard of its B rows
+// (the same tokens, no copy); B is 0 when the shard is empty.
+func shardRows(in *model.Batch, rank, size int) *model.Batch {
+	lo, hi := gpu.Shard(in.B, rank, size)
+	out := &model.Batch{B: hi - lo, T: in.T, Tokens: in.Tokens[lo*in.T : hi*in.T]}
+	if in.Targets != nil {
+		out.Targets = in.Targets[lo*in.T : hi*in.T]
+	}
+	if in.ValidLen != nil {
+		out.ValidLen = in.ValidLen[lo:hi]
+	}
+	return out
+}
+
+// rankSeed gives each rank of a distributed run its own dropout masks
+// (drawn from seed and the rank): masks index a rank's own activations, so
+// equal seeds would repeat one mask on every shard.
+func rankSeed(c gpu.Comm, seed uint64) uint64 {
+	if !distributed(c) {
+		return seed
+	}
+	return gpu.Mix64(seed, 0x5eed0000+uint64(c.Rank()))
+}
+
+// checkReplicas ends a data-parallel run whose replicas differ after a
+// step: every rank must read the same gradient and weight norms (the
+// guard's values), bit for bit, as equal gradients and updates give. It
+// costs one all-gather of a few numbers per step.
+func (l *loop) checkReplicas(step int, res stepResult) error {
+	if !distributed(l.comm) || len(res.finite) == 0 {
+		return nil
+	}
+	local := make([]float64, len(res.finite))
+	for i, v := range res.finite {
+		local[i] = v.value
+	}
+	all, err := l.comm.AllGather(local)
+	if err != nil {
+		return fmt.Errorf("%s %s %d: compare the replicas: %w", l.name, l.unit, step, err)
+	}
+	n := len(local)
+	for r := 1; r < l.comm.Size(); r++ {
+		for i, v := range res.finite {
+			if a, b := all[i], all[r*n+i]; math.Float64bits(a) != math.Float64bits(b) {
+				return fmt.Errorf("%s %s %d: the replicas diverged: %s is %v on rank %d, %v on rank 0", l.name, l.unit, step, v.name, b, r, a)
+			}
+		}
+	}
+	return nil
+}
+
+// reduceGrads sums the model's gradient buffer over the ranks (nothing on
+// one rank).
+func (t *trainable) reduceGrads() error {
+	if !distributed(t.comm) {
+		return nil
+	}
+	return t.comm.AllReduceSum(t.m.Grads.All)
+}
+
+// sumOverRanks returns the sums of xs over the ranks (xs on one rank).
+func sumOverRanks(c gpu.Comm, xs ...float64) ([]float64, error) {
+	if !distributed(c) {
+		return xs, nil
+	}
+	return gpu.SumOverRanks(c, xs...)
+}
