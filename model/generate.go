@@ -19,6 +19,12 @@ type GenerateOptions struct {
 	// on the seed, the model's MaxBatch (which fixes the groups) and the
 	// prompt's place in the list.
 	Seed uint64
+	// SeedGroup0 is the index of the first prompts' seed group: the k-th
+	// group of this call samples as group SeedGroup0+k. A data-parallel
+	// rank that generates the prompts from group g of a longer list on
+	// passes g, so each prompt samples the tokens it would in one call
+	// over the whole list.
+	SeedGroup0 int
 	// EOS is the end-of-sequence id; a sequence stops when it samples it.
 	// Negative: never stop early.
 	EOS int32
@@ -145,7 +151,7 @@ func Generate(m *Model, prompts [][]int32, opt GenerateOptions) ([]Generation, e
 	out := make([]Generation, 0, len(prompts))
 	for lo := 0; lo < len(prompts); lo += chunk {
 		batch := prompts[lo:min(lo+chunk, len(prompts))]
-		gens, err := m.generateBatch(kv, batch, opt, ctx, lo/group, group)
+		gens, err := m.generateBatch(kv, batch, opt, ctx, opt.SeedGroup0+lo/group, group)
 		if err != nil {
 			return nil, fmt.Errorf("generate: prompts %d..%d: %w", lo, lo+len(batch)-1, err)
 		}

@@ -485,3 +485,40 @@ func benchGenerate(bm *testing.B, config string, B, P, N int) {
 	bm.ReportMetric(float64(bm.N*B*N)/sec, "tokens/s")
 	bm.ReportMetric(sec/float64(bm.N*N)*1e3, "ms/step")
 }
+
+// TestGenerateSeedGroup0ContinuesTheGroups: generating the prompts from
+// seed group g on with SeedGroup0 g samples the tokens one call over all
+// the prompts does (how data-parallel ranks share a rollout).
+func TestGenerateSeedGroup0ContinuesTheGroups(t *testing.T) {
+	cfg := genConfig()
+	rng := rand.New(rand.NewPCG(9, 10))
+	prompts := randomSeqs(rng, cfg.VocabSize, 2, 5, 3, 4, 1, 6, 2, 3)
+	m, _ := newGenModel(t, cpu.New(2), cfg, 3, 8, 11)
+	opt := GenerateOptions{MaxNew: 6, EOS: -1, Seed: 5, Sampling: gpu.Sampling{Temperature: 1.3}}
+	all, err := Generate(m, prompts, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.SeedGroup0 = 1
+	tail, err := Generate(m, prompts[3:], opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, g := range tail {
+		if !slices.Equal(g.Tokens, all[3+i].Tokens) {
+			t.Errorf("prompt %d: %v from seed group 1 on, %v in one call", 3+i, g.Tokens, all[3+i].Tokens)
+		}
+	}
+	opt.SeedGroup0 = 0 // the groups' seeds differ: the tail's tokens change
+	shifted, err := Generate(m, prompts[3:], opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := true
+	for i, g := range shifted {
+		same = same && slices.Equal(g.Tokens, all[3+i].Tokens)
+	}
+	if same {
+		t.Error("the tail sampled with group 0's seeds gave the same tokens: the test cannot tell the groups apart")
+	}
+}
