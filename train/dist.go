@@ -29,6 +29,7 @@ type dataParallel interface{ dataParallel() }
 func (*pretrainer) dataParallel() {}
 func (*sftTrainer) dataParallel() {}
 func (*rmTrainer) dataParallel()  {}
+func (*ppoTrainer) dataParallel() {}
 
 // comm is the run's communicator: Single when none was given.
 func (o RunOptions) comm() gpu.Comm {

@@ -252,10 +252,12 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 	if err != nil {
 		return nil, fmt.Errorf("ppo: %w", err)
 	}
+	comm := opt.comm()
+	ms.policyTrain.comm, ms.valueTrain.comm, dev.comm = comm, comm, comm
 	p := &ppoTrainer{
 		cfg: cfg, saveDType: opt.SaveDType, tok: tok, prompts: prompts, promptIDs: promptIDs, hooks: hooks,
 		order: rand.New(rand.NewPCG(cfg.Seed, 0x990)).Perm(len(prompts)),
-		iter:  &PPOIteration{b: b, ms: ms, dev: dev, ptx: ptx, cfg: cfg, eos: tok.EOS(), pad: tok.Pad()},
+		iter:  &PPOIteration{b: b, ms: ms, dev: dev, ptx: ptx, cfg: cfg, eos: tok.EOS(), pad: tok.Pad(), comm: comm},
 		st:    ppoState{Beta: float64(cfg.KLCoef), PolicySHA256: policySum, RewardSHA256: rewardSum, ReferenceSHA256: refSum},
 	}
 	l, err := openLoop(loopSpec{
@@ -274,7 +276,7 @@ func runPPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg PPO
 		l.close()
 		return nil, err
 	}
-	if hooks.saveLast != "" {
+	if hooks.saveLast != "" && l.primary() {
 		if err := model.Save(hooks.saveLast, ms.policy); err != nil {
 			l.close()
 			return nil, fmt.Errorf("ppo: %w", err)
@@ -385,11 +387,14 @@ func (p *ppoTrainer) step(it int) (stepResult, error) {
 		st.PromptNext++
 	}
 	// Between scoring and the update: the rollouts' ground-truth task
-	// score, and a test's scorer.
-	var taskScore *float64
-	rescore := func(ro *rollout) error {
+	// score, and a test's scorer, on the episodes from lo on (data
+	// parallel, this rank's).
+	var taskTotal float64
+	var taskN int
+	rescore := func(ro *rollout, lo int) error {
+		recs := recs[lo : lo+ro.E]
 		responses := ro.responses(p.tok)
-		taskScore = rolloutTaskScore(recs, responses)
+		taskTotal, taskN = rolloutTaskScoreSum(recs, responses)
 		if p.hooks.scorer != nil {
 			var err error
 			if ro.rawScores, err = p.hooks.scorer(recs, responses, ro.rawScores); err != nil {
@@ -406,7 +411,14 @@ func (p *ppoTrainer) step(it int) (stepResult, error) {
 		return stepResult{}, err
 	}
 	rec := ph.Metrics
-	rec.TaskScore = taskScore
+	task, err := sumOverRanks(p.iter.comm, taskTotal, float64(taskN))
+	if err != nil {
+		return stepResult{}, fmt.Errorf("task score: %w", err)
+	}
+	if task[1] > 0 {
+		mean := task[0] / task[1]
+		rec.TaskScore = &mean
+	}
 	rec.GenSeconds = (ph.Generate + ph.Score).Seconds()
 	rec.GenTokensSec = float64(ph.GenTokens) / rec.GenSeconds
 	rec.TrainSeconds = ph.Update.Seconds()

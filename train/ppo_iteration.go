@@ -20,6 +20,7 @@ type PPOIteration struct {
 	ptx      *data.WindowSampler
 	cfg      PPOConfig
 	eos, pad int32
+	comm     gpu.Comm // data-parallel ranks (ppo_dist.go); nil: one
 }
 
 // PPOIterationModels are the four networks of an iteration. Policy and
@@ -77,34 +78,47 @@ func (p *PPOIteration) Run(prompts [][]int32, it int) (PPOPhases, error) {
 }
 
 // run is Run with the KL coefficient beta (PPO's may adapt) and a hook
-// that sees the scored rollout before the missing-EOS penalty and the
-// update (PPO records the rollouts' task score there; tests replace the
-// reward model's scores). Generate is the sampling; Score the four
-// models' forwards and the hook; Update the advantages and the update,
-// waiting for the backend to finish.
-func (p *PPOIteration) run(prompts [][]int32, it int, beta float64, between func(*rollout) error) (PPOPhases, error) {
+// that sees the scored episodes (from episode lo of prompts on) before the
+// missing-EOS penalty and the update (PPO records the rollouts' task
+// score there; tests replace the reward model's scores). Generate is the
+// sampling; Score the four models' forwards and the hook; Update the
+// advantages and the update, waiting for the backend to finish. Data
+// parallel, Generate is the sampling and scoring of this rank's shard and
+// the gathering of the rollout, and Score is 0.
+func (p *PPOIteration) run(prompts [][]int32, it int, beta float64, between func(ro *rollout, lo int) error) (PPOPhases, error) {
 	var ph PPOPhases
 	if len(prompts) != p.cfg.Episodes {
 		return ph, fmt.Errorf("%d prompts for %d episodes", len(prompts), p.cfg.Episodes)
 	}
 	t0 := time.Now()
-	ro, genTokens, err := generateRollout(p.ms.policy, prompts, rolloutSampling{
+	sampling := rolloutSampling{
 		maxNew: p.cfg.MaxNew, temperature: p.cfg.Temperature, seed: gpu.Mix64(p.cfg.Seed, uint64(it)), eos: p.eos, pad: p.pad,
 		batch: p.genBatch(), stats: &ph.Decode,
-	})
-	if err != nil {
-		return ph, fmt.Errorf("rollout: %w", err)
 	}
-	if ro.T > p.dev.Tmax {
-		return ph, fmt.Errorf("rollout rows of %d tokens exceed the models' %d", ro.T, p.dev.Tmax)
-	}
-	t1 := time.Now()
-	if err := p.dev.scoreRollout(p.ms, ro); err != nil {
-		return ph, fmt.Errorf("rollout: %w", err)
-	}
-	if between != nil {
-		if err := between(ro); err != nil {
+	var ro *rollout
+	var genTokens int
+	var err error
+	t1 := t0
+	if distributed(p.comm) {
+		if ro, genTokens, err = p.sampleShard(prompts, sampling, between); err != nil {
 			return ph, err
+		}
+		t1 = time.Now()
+	} else {
+		if ro, genTokens, err = generateRollout(p.ms.policy, prompts, sampling); err != nil {
+			return ph, fmt.Errorf("rollout: %w", err)
+		}
+		if ro.T > p.dev.Tmax {
+			return ph, fmt.Errorf("rollout rows of %d tokens exceed the models' %d", ro.T, p.dev.Tmax)
+		}
+		t1 = time.Now()
+		if err := p.dev.scoreRollout(p.ms, ro); err != nil {
+			return ph, fmt.Errorf("rollout: %w", err)
+		}
+		if between != nil {
+			if err := between(ro, 0); err != nil {
+				return ph, err
+			}
 		}
 	}
 	ro.finishScores(p.cfg.MissingEOSPenalty, p.cfg.RewardClip)

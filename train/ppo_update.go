@@ -24,6 +24,7 @@ type ppoDevice struct {
 	dlogp, dvalues, dent *gpu.Tensor // [E·Tmax]; minibatches use prefixes
 	stats                *gpu.Tensor // [1 + steps·ppoStatWidth]: Σ KL, then each update step's statistics
 	ptxW, ptxGradW       *gpu.Tensor
+	comm                 gpu.Comm // data-parallel ranks (ppo_dist.go); nil: one
 }
 
 // The statistics an update step leaves in its slot of ppoDevice.stats:
@@ -73,13 +74,19 @@ func (d *ppoDevice) stat(i, off, n int) *gpu.Tensor {
 // value of each state on the device, and reads back the reward model's
 // score of each whole response into ro.rawScores: the rollout's one read.
 func (d *ppoDevice) scoreRollout(ms *ppoModels, ro *rollout) error {
+	return d.scoreRolloutAt(ms, ro, 0)
+}
+
+// scoreRolloutAt is scoreRollout writing the per-token tensors from
+// element off (a data-parallel rank's rows of a larger rollout).
+func (d *ppoDevice) scoreRolloutAt(ms *ppoModels, ro *rollout, off int) error {
 	if ro.T > d.Tmax {
 		return fmt.Errorf("rollout rows of %d tokens exceed the buffers' %d", ro.T, d.Tmax)
 	}
-	if err := d.logProbs(ms.policy, ms.ref, ro); err != nil {
+	if err := d.logProbsAt(ms.policy, ms.ref, ro, off); err != nil {
 		return err
 	}
-	if err := forwardInto(ms.value, ro, true, d.values.MustView(0, ro.E*ro.T)); err != nil {
+	if err := forwardInto(ms.value, ro, true, d.values.MustView(off, ro.E*ro.T)); err != nil {
 		return fmt.Errorf("values: %w", err)
 	}
 	var err error
@@ -127,15 +134,24 @@ func (d *ppoDevice) readBack(ro *rollout, steps int, sum *ppoUpdateStats) error 
 	}
 	ro.klSum = float64(host[statKLSumSlot])
 	if sum != nil {
+		stats := make([]float64, steps*ppoStatWidth)
+		for i, v := range host[1:] {
+			stats[i] = float64(v)
+		}
+		if distributed(d.comm) {
+			if err := globalStats(d.comm, stats, steps); err != nil {
+				return err
+			}
+		}
 		for i := range steps {
-			s := host[1+i*ppoStatWidth:]
-			sum.policyLoss += float64(s[statPolicy])
-			sum.clipFrac += float64(s[statPolicy+1])
-			sum.approxKL += float64(s[statPolicy+2])
-			sum.entropy += float64(s[statEntropy]) / sum.counts[i]
-			sum.valueLoss += float64(s[statValue])
-			sum.valueClip += float64(s[statValue+1])
-			sum.ptxLoss += float64(s[statPtx])
+			s := stats[i*ppoStatWidth:]
+			sum.policyLoss += s[statPolicy]
+			sum.clipFrac += s[statPolicy+1]
+			sum.approxKL += s[statPolicy+2]
+			sum.entropy += s[statEntropy] / sum.counts[i]
+			sum.valueLoss += s[statValue]
+			sum.valueClip += s[statValue+1]
+			sum.ptxLoss += s[statPtx]
 		}
 	}
 	ro.returns, ro.values = make([]float32, n), make([]float32, n)
@@ -165,16 +181,23 @@ func (d *ppoDevice) update(ms *ppoModels, ro *rollout, ptx *data.WindowSampler, 
 		d.b.Fill(d.ptxW.MustView(0, nPtx), -1/float32(nPtx))
 		d.b.Fill(d.ptxGradW.MustView(0, nPtx), -cfg.PtxCoef/float32(nPtx))
 	}
+	rank, size := 0, 1
+	if distributed(d.comm) {
+		rank, size = d.comm.Rank(), d.comm.Size()
+	}
 	for epoch := 0; epoch < cfg.Epochs; epoch++ {
 		for i := 0; i < nMB; i++ {
-			lo, hi := i*MB*T, (i+1)*MB*T
+			slo, shi := gpu.Shard(MB, rank, size) // this rank's rows of the minibatch
+			r0, r1 := i*MB+slo, i*MB+shi
+			lo, hi := r0*T, r1*T
 			mb := ppoMinibatch{
-				in:   &model.Batch{B: MB, T: T, Tokens: ro.tokens[lo:hi], Targets: ro.targets[lo:hi], ValidLen: ro.validLen[i*MB : (i+1)*MB]},
-				lo:   lo,
-				n:    hi - lo,
-				step: it*cfg.Epochs*nMB + epoch*nMB + i,
+				in:       &model.Batch{B: r1 - r0, T: T, Tokens: ro.tokens[lo:hi], Targets: ro.targets[lo:hi], ValidLen: ro.validLen[r0:r1]},
+				lo:       lo,
+				n:        hi - lo,
+				episodes: MB,
+				step:     it*cfg.Epochs*nMB + epoch*nMB + i,
 			}
-			for _, m := range ro.mask[lo:hi] {
+			for _, m := range ro.mask[i*MB*T : (i+1)*MB*T] {
 				mb.count += float64(m)
 			}
 			mb.slot = sum.steps
@@ -200,16 +223,18 @@ func (d *ppoDevice) update(ms *ppoModels, ro *rollout, ptx *data.WindowSampler, 
 	return d.b.Err()
 }
 
-// ppoMinibatch is one minibatch of a rollout: its rows as a model batch,
-// its span [lo, lo+n) of the rollout's per-token tensors, its masked token
-// count, the update's global index (which seeds its dropout) and its slot
-// of the statistics.
+// ppoMinibatch is one minibatch of a rollout: its rows as a model batch
+// (data parallel, this rank's shard of them), their span [lo, lo+n) of
+// the rollout's per-token tensors, the whole minibatch's episodes and
+// masked token count (the losses' normalisers), the update's global index
+// (which seeds its dropout) and its slot of the statistics.
 type ppoMinibatch struct {
-	in    *model.Batch
-	lo, n int
-	count float64
-	step  int
-	slot  int
+	in       *model.Batch
+	lo, n    int
+	episodes int
+	count    float64
+	step     int
+	slot     int
 }
 
 // ppoUpdateStats sums the minibatches' losses and statistics; counts are
@@ -225,12 +250,34 @@ type ppoUpdateStats struct {
 // surrogate, summed over each episode's tokens and averaged over episodes
 // as the paper's per-episode objective, with the entropy bonus; then the
 // ptx term, PtxCoef times the mean per-token pretraining loss, into the
-// same gradient; one AdamW step; the EMA follows.
+// same gradient; the ranks' gradients summed; one AdamW step; the EMA
+// follows.
 func (d *ppoDevice) policyStep(ms *ppoModels, mb ppoMinibatch, ptx *data.WindowSampler, ptxBatch *model.Batch, cfg PPOConfig) error {
-	b, pol := d.b, ms.policy
-	scale := float32(1) / float32(mb.in.B)
-	mask := d.mask.MustView(mb.lo, mb.n)
+	b := d.b
 	ms.policyTrain.zeroGrad()
+	if mb.in.B == 0 { // a rank's empty shard of a minibatch smaller than the ranks
+		b.Fill(d.stat(mb.slot, statPolicy, statValue-statPolicy), 0)
+	} else if err := d.surrogate(ms.policy, mb, cfg); err != nil {
+		return err
+	}
+	if err := d.ptxTerm(ms.policy, mb, ptx, ptxBatch, cfg); err != nil {
+		return err
+	}
+	if err := ms.policyTrain.reduceGrads(); err != nil {
+		return fmt.Errorf("policy gradients: %w", err)
+	}
+	ms.policyTrain.update(1)
+	b.Lerp(ms.ema.All, ms.policy.Params.All, 1-cfg.EMADecay)
+	return nil
+}
+
+// surrogate adds the gradient of the clipped surrogate and the entropy
+// bonus on the minibatch's rows to the policy's, each episode weighing
+// 1/mb.episodes.
+func (d *ppoDevice) surrogate(pol *model.Model, mb ppoMinibatch, cfg PPOConfig) error {
+	b := d.b
+	scale := float32(1) / float32(mb.episodes)
+	mask := d.mask.MustView(mb.lo, mb.n)
 	if err := pol.Forward(mb.in, true, gpu.Mix64(cfg.Seed, uint64(mb.step))); err != nil {
 		return err
 	}
@@ -243,33 +290,58 @@ func (d *ppoDevice) policyStep(ms *ppoModels, mb ppoMinibatch, ptx *data.WindowS
 		b.Copy(dent, mask)
 		b.Scale(dent, -cfg.EntropyCoef*scale)
 	}
-	if err := pol.Backward(dlogp, dent); err != nil {
+	return pol.Backward(dlogp, dent)
+}
+
+// ptxTerm adds the gradient of the ptx term to the policy's: the next
+// windows of pretraining text, PtxCoef times the mean per-token loss over
+// the global ptx batch; data parallel, every rank draws the global batch
+// and trains its shard of the rows.
+func (d *ppoDevice) ptxTerm(pol *model.Model, mb ppoMinibatch, ptx *data.WindowSampler, ptxBatch *model.Batch, cfg PPOConfig) error {
+	b := d.b
+	ptxLoss := d.stat(mb.slot, statPtx, 1)
+	b.Fill(ptxLoss, 0)
+	if ptx == nil {
+		return nil
+	}
+	ptx.Fill(ptxBatch.Tokens, ptxBatch.Targets, cfg.PtxBatch)
+	in := ptxBatch
+	if distributed(d.comm) {
+		if in = shardRows(ptxBatch, d.comm.Rank(), d.comm.Size()); in.B == 0 {
+			return nil
+		}
+	}
+	if err := pol.Forward(in, true, gpu.Mix64(cfg.Seed^0x97, uint64(mb.step))); err != nil {
 		return err
 	}
-	ptxLoss := d.stat(mb.slot, statPtx, 1)
-	if ptx == nil {
-		b.Fill(ptxLoss, 0)
-	} else {
-		ptx.Fill(ptxBatch.Tokens, ptxBatch.Targets, cfg.PtxBatch)
-		if err := pol.Forward(ptxBatch, true, gpu.Mix64(cfg.Seed^0x97, uint64(mb.step))); err != nil {
-			return err
-		}
-		nPtx := cfg.PtxBatch * cfg.PtxSeq
-		b.Dot(ptxLoss, pol.LogProbs(), d.ptxW.MustView(0, nPtx))
-		if err := pol.Backward(d.ptxGradW.MustView(0, nPtx), nil); err != nil {
-			return err
-		}
-	}
-	ms.policyTrain.update(1)
-	b.Lerp(ms.ema.All, pol.Params.All, 1-cfg.EMADecay)
-	return nil
+	n := in.B * in.T // each token weighs −1/(PtxBatch·PtxSeq), the global batch's
+	b.Dot(ptxLoss, pol.LogProbs(), d.ptxW.MustView(0, n))
+	return pol.Backward(d.ptxGradW.MustView(0, n), nil)
 }
 
 // valueStep is the value function's update on one minibatch: the clipped
-// value loss, averaged over the minibatch's tokens, and one AdamW step.
+// value loss, averaged over the minibatch's tokens (data parallel, the
+// whole minibatch's; the ranks' gradients summed), and one AdamW step.
 func (d *ppoDevice) valueStep(ms *ppoModels, mb ppoMinibatch, cfg PPOConfig) error {
-	b, val := d.b, ms.value
+	b := d.b
 	ms.valueTrain.zeroGrad()
+	if mb.in.B == 0 {
+		b.Fill(d.stat(mb.slot, statValue, 3), 0)
+	} else if err := d.valueLoss(ms.value, mb, cfg); err != nil {
+		return err
+	}
+	if err := ms.valueTrain.reduceGrads(); err != nil {
+		return fmt.Errorf("value gradients: %w", err)
+	}
+	ms.valueTrain.update(1)
+	return b.Err()
+}
+
+// valueLoss adds the gradient of the clipped value loss on the
+// minibatch's rows to the value function's, each token weighing
+// 1/mb.count.
+func (d *ppoDevice) valueLoss(val *model.Model, mb ppoMinibatch, cfg PPOConfig) error {
+	b := d.b
 	vin := &model.Batch{B: mb.in.B, T: mb.in.T, Tokens: mb.in.Tokens, ValidLen: mb.in.ValidLen}
 	if err := val.Forward(vin, true, 0); err != nil {
 		return err
@@ -277,9 +349,5 @@ func (d *ppoDevice) valueStep(ms *ppoModels, mb ppoMinibatch, cfg PPOConfig) err
 	dv := d.dvalues.MustView(0, mb.n)
 	b.PPOValueLoss(dv, d.stat(mb.slot, statValue, 3), val.Values().MustReshape(mb.n), d.values.MustView(mb.lo, mb.n), d.returns.MustView(mb.lo, mb.n),
 		d.mask.MustView(mb.lo, mb.n), cfg.ValueClip, float32(1/mb.count))
-	if err := val.Backward(dv, nil); err != nil {
-		return err
-	}
-	ms.valueTrain.update(1)
-	return b.Err()
+	return val.Backward(dv, nil)
 }

@@ -41,6 +41,7 @@ type rolloutSampling struct {
 	maxNew      int // tokens per response at most
 	temperature float32
 	seed        uint64
+	seedGroup0  int   // the first prompts' seed group (model.GenerateOptions.SeedGroup0)
 	eos, pad    int32 // eos ends a response (−1: never); pad fills the rows
 	batch       int   // sequences decoded together (see model.GenerateOptions.Batch)
 	stats       *model.GenerateStats
@@ -48,56 +49,81 @@ type rolloutSampling struct {
 
 // generateRollout samples a response to each prompt with the policy (up to
 // s.maxNew tokens, stopping at eos) and lays the episodes out as a
-// rollout, right-padded.
+// rollout, right-padded to the longest.
 func generateRollout(policy *model.Model, prompts [][]int32, s rolloutSampling) (*rollout, int, error) {
-	eos, pad := s.eos, s.pad
-	gens, err := model.Generate(policy, prompts, model.GenerateOptions{
-		MaxNew: s.maxNew, Sampling: gpu.Sampling{Temperature: s.temperature}, Seed: s.seed, EOS: eos, Batch: s.batch, Stats: s.stats,
-	})
+	ep, err := sampleEpisodes(policy, prompts, s)
 	if err != nil {
 		return nil, 0, err
+	}
+	return ep.layout(ep.T, s.pad), ep.genTokens, nil
+}
+
+// episodes are sampled responses before their layout: each episode's
+// tokens (prompt, response and stop action), and T, the longest.
+type episodes struct {
+	prompts   [][]int32
+	seqs      [][]int32
+	gens      []model.Generation
+	T         int
+	genTokens int
+}
+
+// sampleEpisodes samples a response to each prompt with the policy (up to
+// s.maxNew tokens, stopping at eos).
+func sampleEpisodes(policy *model.Model, prompts [][]int32, s rolloutSampling) (*episodes, error) {
+	eos, pad := s.eos, s.pad
+	gens, err := model.Generate(policy, prompts, model.GenerateOptions{
+		MaxNew: s.maxNew, Sampling: gpu.Sampling{Temperature: s.temperature}, Seed: s.seed, SeedGroup0: s.seedGroup0,
+		EOS: eos, Batch: s.batch, Stats: s.stats,
+	})
+	if err != nil {
+		return nil, err
 	}
 	stop := eos // the action that ends an episode
 	if stop < 0 {
 		stop = pad
 	}
-	E := len(prompts)
-	ro := &rollout{E: E, validLen: make([]int32, E), lastIdx: make([]int32, E), scores: make([]float32, E),
-		responseLen: make([]int, E), eos: make([]bool, E), generated: make([][]int32, E)}
-	seqs := make([][]int32, E)
-	genTokens := 0
+	ep := &episodes{prompts: prompts, seqs: make([][]int32, len(prompts)), gens: gens}
 	for i, g := range gens {
 		s := append(append([]int32(nil), prompts[i]...), g.Tokens...)
-		ro.generated[i] = g.Tokens
-		ro.eos[i] = g.Stop == model.StopEOS
-		if ro.eos[i] {
+		if g.Stop == model.StopEOS {
 			s = append(s, stop) // stopping is an action the policy learns
 		}
 		if len(s) == len(prompts[i]) { // nothing generated (context full): one pad action keeps the shapes valid
 			s = append(s, stop)
 		}
-		seqs[i] = s
-		ro.responseLen[i] = len(s) - len(prompts[i])
-		genTokens += len(g.Tokens)
-		ro.T = max(ro.T, len(s))
+		ep.seqs[i] = s
+		ep.genTokens += len(g.Tokens)
+		ep.T = max(ep.T, len(s))
 	}
-	T := ro.T
+	return ep, nil
+}
+
+// layout lays the episodes out as a rollout of rows of T ≥ ep.T tokens,
+// right-padded with pad.
+func (ep *episodes) layout(T int, pad int32) *rollout {
+	E := len(ep.seqs)
+	ro := &rollout{E: E, T: T, validLen: make([]int32, E), lastIdx: make([]int32, E), scores: make([]float32, E),
+		responseLen: make([]int, E), eos: make([]bool, E), generated: make([][]int32, E)}
 	ro.tokens, ro.targets = make([]int32, E*T), make([]int32, E*T)
 	ro.mask = make([]float32, E*T)
-	for i, s := range seqs {
+	for i, s := range ep.seqs {
+		ro.generated[i] = ep.gens[i].Tokens
+		ro.eos[i] = ep.gens[i].Stop == model.StopEOS
+		ro.responseLen[i] = len(s) - len(ep.prompts[i])
 		for j := range T {
 			ro.targets[i*T+j] = -1
 			ro.tokens[i*T+j] = pad
 		}
 		copy(ro.tokens[i*T:], s)
 		ro.validLen[i] = int32(len(s))
-		for p := len(prompts[i]) - 1; p < len(s)-1; p++ {
+		for p := len(ep.prompts[i]) - 1; p < len(s)-1; p++ {
 			ro.targets[i*T+p] = s[p+1]
 			ro.mask[i*T+p] = 1
 		}
 		ro.lastIdx[i] = int32(len(s) - 2)
 	}
-	return ro, genTokens, nil
+	return ro
 }
 
 // finishScores turns the raw scores into the episodes' scores: the
@@ -187,7 +213,17 @@ func lastQuarterMean(xs []float64) float64 {
 // prompts of a built-in task (nil when there are none); prompts without a
 // task, or naming one that is not built in, are left out.
 func rolloutTaskScore(recs []data.Prompt, responses []string) *float64 {
-	total, n := 0.0, 0
+	total, n := rolloutTaskScoreSum(recs, responses)
+	if n == 0 {
+		return nil
+	}
+	mean := total / float64(n)
+	return &mean
+}
+
+// rolloutTaskScoreSum is rolloutTaskScore's sum and count of the scores
+// (data-parallel ranks add them up before dividing).
+func rolloutTaskScoreSum(recs []data.Prompt, responses []string) (total float64, n int) {
 	for i, r := range recs {
 		if r.Task == "" {
 			continue
@@ -199,11 +235,7 @@ func rolloutTaskScore(recs []data.Prompt, responses []string) *float64 {
 		total += s
 		n++
 	}
-	if n == 0 {
-		return nil
-	}
-	mean := total / float64(n)
-	return &mean
+	return total, n
 }
 
 // rolloutScorer scores rollouts of up to E episodes of T tokens on the
@@ -252,14 +284,23 @@ func (s *rolloutScorer) fits(ro *rollout) error {
 // under the policy (the sampling policy's) in oldLogp and under the frozen
 // reference in refLogp, [E·T] prefixes.
 func (s *rolloutScorer) logProbs(policy, ref *model.Model, ro *rollout) error {
+	return s.logProbsAt(policy, ref, ro, 0)
+}
+
+// logProbsAt is logProbs writing from element off of oldLogp and refLogp
+// (a data-parallel rank's rows of a larger rollout).
+func (s *rolloutScorer) logProbsAt(policy, ref *model.Model, ro *rollout, off int) error {
 	if err := s.fits(ro); err != nil {
 		return err
 	}
 	n := ro.E * ro.T
-	if err := forwardInto(policy, ro, false, s.oldLogp.MustView(0, n)); err != nil {
+	if off < 0 || off+n > s.maxE*s.maxT {
+		return fmt.Errorf("log-probs of %d tokens from %d exceed the %d allocated", n, off, s.maxE*s.maxT)
+	}
+	if err := forwardInto(policy, ro, false, s.oldLogp.MustView(off, n)); err != nil {
 		return fmt.Errorf("policy log-probs: %w", err)
 	}
-	if err := forwardInto(ref, ro, false, s.refLogp.MustView(0, n)); err != nil {
+	if err := forwardInto(ref, ro, false, s.refLogp.MustView(off, n)); err != nil {
 		return fmt.Errorf("reference log-probs: %w", err)
 	}
 	return nil

@@ -1,0 +1,106 @@
+//go:build mpi
+
+package train
+
+import (
+	"context"
+	"math"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/instructgo/instructgo/gpu"
+	"github.com/instructgo/instructgo/gpu/cpu"
+	"github.com/instructgo/instructgo/internal/mpitest"
+	"github.com/instructgo/instructgo/model/tokenizer"
+)
+
+// PPO on 2 ranks against one process. The rollouts of the first iteration
+// are the one process's bit for bit (the same weights sample the same
+// tokens, whole seed groups per rank, and the gather is exact), so its
+// score and KL agree exactly. The updates differ by the order in which
+// the ranks' gradient terms are summed, a few float32 ulps per element and
+// step, which later iterations' log-probs, values and losses carry: they
+// agree to ppoDistTol relative (or absolute below 1). A sampled token that
+// flipped on such a difference would change an episode and move the
+// metrics far beyond it.
+const ppoDistTol = 1e-4
+
+// distPPOConfig is a PPO-ptx run whose every piece splits unevenly over 2
+// ranks: 3 seed groups of 9 episodes (1 and 2 per rank), minibatches of 9
+// (4 and 5 rows), ptx batches of 3 (1 and 2); with an adaptive β.
+func distPPOConfig(fx distFixture) PPOConfig {
+	cfg := DefaultPPO()
+	cfg.Prompts, cfg.Policy, cfg.Reward, cfg.Ptx, cfg.Out = fx.Files["prompts"], fx.Files["policy"], fx.Files["reward"], []string{fx.Files["ptx"]}, fx.Out
+	cfg.Iterations, cfg.Episodes, cfg.MiniBatch, cfg.MaxNew = 4, 27, 9, 6
+	cfg.PtxBatch, cfg.PtxSeq = 3, 16
+	cfg.KLTarget, cfg.KLHorizon = 0.5, 100
+	cfg.PolicyOptim.LR, cfg.ValueOptim.LR = 1e-3, 1e-3
+	cfg.EMADecay, cfg.SaveEvery, cfg.LogEvery = 0.9, 2, 1
+	return cfg
+}
+
+func distPPO(fx distFixture, comm gpu.Comm) error {
+	tok, _ := tokenizer.New("byte")
+	_, err := PPO(context.Background(), cpu.New(1), tok, distPPOConfig(fx), RunOptions{Log: zerolog.Nop(), Comm: comm, Resume: fx.Resume})
+	return err
+}
+
+// TestDataParallelPPO: 2 ranks give one process's PPO-ptx metrics and EMA
+// policy.
+func TestDataParallelPPO(t *testing.T) {
+	fx := distFixture{Files: map[string]string{}}
+	if mpitest.InRank() {
+		runDist(t, fx, distPPO)
+		return
+	}
+	fx.Files["prompts"], fx.Files["policy"], fx.Files["reward"] = writePPOFixture(t)
+	fx.Files["ptx"] = synthText(t, 400)
+	one := t.TempDir()
+	if err := distPPO(distFixture{Files: fx.Files, Out: one}, nil); err != nil {
+		t.Fatal(err)
+	}
+	fx.Out = t.TempDir()
+	runDist(t, fx, distPPO)
+	a, b := readPPOMetrics(t, one), readPPOMetrics(t, fx.Out)
+	iters := distPPOConfig(fx).Iterations
+	if len(a) != iters || len(b) != iters {
+		t.Fatalf("%d and %d metrics records, want %d", len(a), len(b), iters)
+	}
+	if a[0].Score != b[0].Score || a[0].KL != b[0].KL {
+		t.Errorf("iteration 1: score %v, KL %v on 2 ranks; %v, %v in one process (the first rollout must be the same)", b[0].Score, b[0].KL, a[0].Score, a[0].KL)
+	}
+	worst := 0.0
+	for i := range a {
+		for _, m := range []struct {
+			name string
+			x, y float64
+		}{
+			{"rm_score", a[i].Score, b[i].Score}, {"kl", a[i].KL, b[i].KL}, {"beta", a[i].Beta, b[i].Beta},
+			{"policy_loss", a[i].PolicyLoss, b[i].PolicyLoss}, {"value_loss", a[i].ValueLoss, b[i].ValueLoss},
+			{"ptx_loss", a[i].PtxLoss, b[i].PtxLoss}, {"entropy", a[i].Entropy, b[i].Entropy},
+			{"clip_frac", a[i].ClipFrac, b[i].ClipFrac}, {"approx_kl", a[i].ApproxKL, b[i].ApproxKL},
+			{"value_clip_frac", a[i].ValueClipFrac, b[i].ValueClipFrac}, {"explained_variance", a[i].ExplainedVar, b[i].ExplainedVar},
+			{"response_len", a[i].ResponseLen, b[i].ResponseLen}, {"eos_frac", a[i].EOSFrac, b[i].EOSFrac},
+		} {
+			d := math.Abs(m.x-m.y) / math.Max(1, math.Abs(m.x))
+			worst = max(worst, d)
+			if !(d <= ppoDistTol) {
+				t.Errorf("iteration %d: %s %v on 2 ranks, %v in one process (%.2g > %g)", i+1, m.name, m.y, m.x, d, ppoDistTol)
+			}
+		}
+	}
+	if a[0].PtxLoss == 0 || a[iters-1].Beta == a[0].Beta {
+		t.Errorf("the fixture does not exercise ptx and the adaptive β: %+v", a[iters-1])
+	}
+	wa, wb := readCheckpoint(t, one), readCheckpoint(t, fx.Out)
+	d2, n2 := 0.0, 0.0
+	for i := range wa {
+		d := float64(wa[i] - wb[i])
+		d2, n2 = d2+d*d, n2+float64(wa[i])*float64(wa[i])
+	}
+	if rel := math.Sqrt(d2 / n2); !(rel <= distWeightTol) {
+		t.Errorf("the EMA policies differ by %.3g relative L2 (> %g)", rel, distWeightTol)
+	}
+	t.Logf("%d iterations: metrics agree to %.2g, the EMA policies to %.2g relative L2", iters, worst, math.Sqrt(d2/n2))
+}
