@@ -4,8 +4,11 @@ package train
 
 import (
 	"context"
+	"encoding/json"
 	"math"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -93,14 +96,68 @@ func TestDataParallelPPO(t *testing.T) {
 	if a[0].PtxLoss == 0 || a[iters-1].Beta == a[0].Beta {
 		t.Errorf("the fixture does not exercise ptx and the adaptive β: %+v", a[iters-1])
 	}
-	wa, wb := readCheckpoint(t, one), readCheckpoint(t, fx.Out)
-	d2, n2 := 0.0, 0.0
-	for i := range wa {
-		d := float64(wa[i] - wb[i])
-		d2, n2 = d2+d*d, n2+float64(wa[i])*float64(wa[i])
-	}
-	if rel := math.Sqrt(d2 / n2); !(rel <= distWeightTol) {
+	rel := relL2(readCheckpoint(t, one), readCheckpoint(t, fx.Out))
+	if !(rel <= distWeightTol) {
 		t.Errorf("the EMA policies differ by %.3g relative L2 (> %g)", rel, distWeightTol)
 	}
-	t.Logf("%d iterations: metrics agree to %.2g, the EMA policies to %.2g relative L2", iters, worst, math.Sqrt(d2/n2))
+	t.Logf("%d iterations: metrics agree to %.2g, the EMA policies to %.2g relative L2", iters, worst, rel)
+}
+
+// TestDataParallelPPORankKilled: rank 1 dies (SIGKILL) in iteration 3 of
+// a 2-rank PPO run that saves every 2 iterations; the job fails naming
+// rank 1, the state of iteration 2 is intact, and resuming it on 2 ranks
+// ends with one process's metrics and EMA policy.
+func TestDataParallelPPORankKilled(t *testing.T) {
+	fx := distFixture{Files: map[string]string{}}
+	if mpitest.InRank() {
+		runDist(t, fx, distPPO)
+		return
+	}
+	fx.Files["prompts"], fx.Files["policy"], fx.Files["reward"] = writePPOFixture(t)
+	fx.Files["ptx"] = synthText(t, 400)
+	one := t.TempDir()
+	if err := distPPO(distFixture{Files: fx.Files, Out: one}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// An iteration all-reduces 3 rollout tensors, then the policy's and
+	// the value function's gradients for each of its 3 minibatches.
+	fx.Out, fx.KillAt = t.TempDir(), 2*9+5
+	raw, _ := json.Marshal(fx)
+	out, err := mpitest.Run(t, 2, time.Minute, distEnv+"="+string(raw))
+	if err == nil {
+		t.Fatalf("the job with a killed rank succeeded:\n%s", out)
+	}
+	if !strings.Contains(string(out), "rank 1") {
+		t.Errorf("the job's output does not name rank 1:\n%s", out)
+	}
+	if got := readPPOMetrics(t, fx.Out); len(got) != 2 {
+		t.Errorf("%d metrics records after the kill in iteration 3, want 2", len(got))
+	}
+	if st, err := loadStateStep(fx.Out); err != nil || st != 2 {
+		t.Fatalf("saved state: iteration %d, %v; want 2", st, err)
+	}
+	fx.KillAt, fx.Resume = 0, true
+	runDist(t, fx, distPPO)
+	a, b := readPPOMetrics(t, one), readPPOMetrics(t, fx.Out)
+	if len(a) != len(b) {
+		t.Fatalf("%d metrics records after the resume, %d in one process", len(b), len(a))
+	}
+	for i := range a {
+		if d := math.Abs(a[i].Score-b[i].Score) / math.Max(1, math.Abs(a[i].Score)); !(d <= ppoDistTol) {
+			t.Errorf("iteration %d: score %v after the kill and resume, %v in one process", i+1, b[i].Score, a[i].Score)
+		}
+	}
+	if wa, wb := readCheckpoint(t, one), readCheckpoint(t, fx.Out); relL2(wa, wb) > distWeightTol {
+		t.Errorf("the EMA policies differ by %.3g relative L2 after the kill and resume", relL2(wa, wb))
+	}
+}
+
+// relL2 is ‖a−b‖/‖a‖.
+func relL2(a, b []float32) float64 {
+	d2, n2 := 0.0, 0.0
+	for i := range a {
+		d := float64(a[i] - b[i])
+		d2, n2 = d2+d*d, n2+float64(a[i])*float64(a[i])
+	}
+	return math.Sqrt(d2 / n2)
 }
