@@ -62,6 +62,16 @@ const (
 // mask follows from the targets; the sampled tokens stay with the rank
 // that sampled them.
 func gatherRollout(c gpu.Comm, loc *rollout, lo, E int) (*rollout, error) {
+	sum, err := gpu.SumOverRanks(c, packRows(loc, lo, E)...)
+	if err != nil {
+		return nil, fmt.Errorf("gather the rollout: %w", err)
+	}
+	return unpackRows(sum, E, loc.T), nil
+}
+
+// packRows is loc's rows at rows lo.. of a zeroed buffer of E rows: each
+// row's tokens and targets [T], then its rowScalars.
+func packRows(loc *rollout, lo, E int) []float64 {
 	T := loc.T
 	width := 2*T + rowScalars
 	buf := make([]float64, E*width)
@@ -77,10 +87,13 @@ func gatherRollout(c gpu.Comm, loc *rollout, lo, E int) (*rollout, error) {
 		}
 		s[rowRawScore] = float64(loc.rawScores[i])
 	}
-	sum, err := gpu.SumOverRanks(c, buf...)
-	if err != nil {
-		return nil, fmt.Errorf("gather the rollout: %w", err)
-	}
+	return buf
+}
+
+// unpackRows is the rollout of E episodes of T tokens that packRows' sums
+// over the ranks hold.
+func unpackRows(sum []float64, E, T int) *rollout {
+	width := 2*T + rowScalars
 	ro := &rollout{E: E, T: T, tokens: make([]int32, E*T), targets: make([]int32, E*T), mask: make([]float32, E*T),
 		validLen: make([]int32, E), lastIdx: make([]int32, E), rawScores: make([]float32, E), scores: make([]float32, E),
 		responseLen: make([]int, E), eos: make([]bool, E)}
@@ -97,7 +110,7 @@ func gatherRollout(c gpu.Comm, loc *rollout, lo, E int) (*rollout, error) {
 		ro.eos[i] = s[rowEOS] != 0
 		ro.rawScores[i] = float32(s[rowRawScore])
 	}
-	return ro, nil
+	return ro
 }
 
 // sampleShard samples and scores this rank's shard of a data-parallel
