@@ -98,7 +98,7 @@ func (p *PPOIteration) run(prompts [][]int32, it int, beta float64, between func
 	var ro *rollout
 	var genTokens int
 	var err error
-	t1 := t0
+	var t1 time.Time
 	if distributed(p.comm) {
 		if ro, genTokens, err = p.sampleShard(prompts, sampling, between); err != nil {
 			return ph, err
