@@ -145,7 +145,8 @@ func WriteSizesReport(dir string, r *SizesReport) error {
 		f("## The alignment tax on held-out skills\n\n")
 		f("%d few-shot probes of what the pretraining text teaches (%s; as many of each, after %d solved lines of\n",
 			r.SkillN, strings.Join(tasks.SkillNames(), ", "), skillShots)
-		f("the same form), answered greedily and scored by exact match, ± the standard error over the probes; and the\n")
+		f("the same form); a probe is right when the model finds its answer likelier than each of %d wrong choices of\n", tasks.SkillChoices-1)
+		f("the same form (chance %.2f), ± the standard error over the probes; and the\n", 1/float64(tasks.SkillChoices))
 		f("held-out pretraining loss (nats/token; the pretrained model's from the end of pretraining).\n\n")
 		table(alignmentTax(r))
 		_, err := io.WriteString(w, sb.String())

@@ -3,42 +3,56 @@ package tasks
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 )
 
 // Skill probes: the abilities pretrain.txt teaches by example alone
 // (spelling a word, its length, its first and last letters, the number
-// after a number, continuing a counting run), asked the way the paper
+// after a number, continuing a counting run, the rest of a word), asked the way the paper
 // measured its models on public datasets: a few-shot prompt of solved
 // lines in pretrain.txt's own form, then a line cut just before its
-// answer. No instruction task asks for these, so they measure what
+// answer, and the answer is chosen among SkillChoices continuations of
+// the same form by the model's likelihood (as multiple-choice datasets are
+// scored), which measures a weak model's knowledge where its greedy text
+// would not. No instruction task asks for these, so they measure what
 // alignment keeps or loses of the pretrained model's skills (the
 // alignment tax). The words and numbers come from the same vocabulary and
 // ranges as the pretraining text, so a probe's line may also occur there:
 // the probes test a skill the model was taught, not generalisation.
 
-// SkillProbe is one few-shot question: the model continues Prompt, and
-// its response is right when it starts with Answer followed by Stop (or
-// ends there).
+// SkillChoices is the number of continuations of a probe, the answer
+// among them: chance is 1/SkillChoices.
+const SkillChoices = 4
+
+// SkillProbe is one few-shot question: the model continues Prompt with
+// one of Choices, each followed by Stop (the text that ends the answer in
+// the pretraining form); Choices[Answer] is right. The wrong choices are
+// of the same form (other lines' answers; for a word's rest, other words'
+// endings that make no word), of the answer's length when possible, so
+// that no choice is favoured for being shorter.
 type SkillProbe struct {
-	Skill  string `json:"skill"`
-	Prompt string `json:"prompt"`
-	Answer string `json:"answer"`
-	Stop   string `json:"stop"`
+	Skill   string   `json:"skill"`
+	Prompt  string   `json:"prompt"`
+	Choices []string `json:"choices"`
+	Answer  int      `json:"answer"`
+	Stop    string   `json:"stop"`
 }
 
-// Score is 1 when the response up to the first Stop or line break is
-// exactly the answer, else 0: exact match, as accuracy on a public
-// dataset's short answers.
-func (p SkillProbe) Score(response string) float64 {
-	if i := strings.IndexAny(response, p.Stop+"\n"); i >= 0 {
-		response = response[:i]
+// Score is 1 when the choice with the highest log-probability (logps[k]
+// of Choices[k] and its stop after the prompt) is the answer, else 0; a
+// tie is not a pick. logps must have a value per choice.
+func (p SkillProbe) Score(logps []float64) (float64, error) {
+	if len(logps) != len(p.Choices) {
+		return 0, fmt.Errorf("skill probe: %d log-probs for %d choices", len(logps), len(p.Choices))
 	}
-	if response == p.Answer {
-		return 1
+	for k, l := range logps {
+		if k != p.Answer && !(l < logps[p.Answer]) {
+			return 0, nil
+		}
 	}
-	return 0
+	return 1, nil
 }
 
 // streamSkills draws the probes, apart from Synth's streams (synth.go).
@@ -48,34 +62,40 @@ const streamSkills = 200
 // answer, and the rest of the line, which starts with the probe's stop.
 type skillLine struct{ before, answer, after string }
 
-// skill draws lines of one pretraining form.
+// skill draws lines of one pretraining form; wrong, when set, draws a
+// wrong answer to the line q ("" for a draw to reject); by default
+// another line's answer is one.
 type skill struct {
-	name string
-	draw func(rng *rand.Rand) skillLine
+	name  string
+	draw  func(rng *rand.Rand) skillLine
+	wrong func(rng *rand.Rand, q skillLine) string
 }
 
 // skills lists the probed skills; each line form is one of pretrain.go's.
+// The last asks what a language model learns first: the rest of a word of
+// the vocabulary in a list of words (the tiny model's only skill clearly
+// above chance).
 var skills = []skill{
 	{"spell", func(rng *rand.Rand) skillLine {
 		w := pick(rng, vocabulary)
 		return skillLine{w + " is spelled ", spaced(w), fmt.Sprintf(". it has %d letters.", len(w))}
-	}},
+	}, nil},
 	{"length", func(rng *rand.Rand) skillLine {
 		w := pick(rng, vocabulary)
 		return skillLine{w + " is spelled " + spaced(w) + ". it has ", strconv.Itoa(len(w)), " letters."}
-	}},
+	}, nil},
 	{"first letter", func(rng *rand.Rand) skillLine {
 		w := pick(rng, vocabulary)
 		return skillLine{w + " starts with ", w[:1], " and ends with " + w[len(w)-1:] + "."}
-	}},
+	}, nil},
 	{"last letter", func(rng *rand.Rand) skillLine {
 		w := pick(rng, vocabulary)
 		return skillLine{w + " starts with " + w[:1] + " and ends with ", w[len(w)-1:], "."}
-	}},
+	}, nil},
 	{"successor", func(rng *rand.Rand) skillLine {
 		a := rng.IntN(199)
 		return skillLine{strconv.Itoa(a+1) + " comes before ", strconv.Itoa(a + 2), " and after " + strconv.Itoa(a) + "."}
-	}},
+	}, nil},
 	{"count on", func(rng *rand.Rand) skillLine {
 		step := pick(rng, []int{1, 2, 5, 10})
 		start, k := rng.IntN(100), 3+rng.IntN(4) // k numbers shown, then the answer, then one more
@@ -84,6 +104,20 @@ var skills = []skill{
 			run[i] = strconv.Itoa(start + i*step)
 		}
 		return skillLine{strings.Join(run[:k], " ") + " ", run[k], " " + run[k+1]}
+	}, nil},
+	{"word ending", func(rng *rand.Rand) skillLine {
+		w := pickWord(rng, vocabulary, 5, 7)
+		k := 2 + rng.IntN(len(w)-3) // at least 2 letters shown and 2 to guess
+		list := []string{pick(rng, vocabulary), pick(rng, vocabulary), w[:k]}
+		return skillLine{"words: " + strings.Join(list, ", "), w[k:], "."}
+	}, func(rng *rand.Rand, q skillLine) string {
+		// Another word's ending that makes no word of the vocabulary.
+		w := pickWord(rng, vocabulary, 5, 7)
+		end := w[2+rng.IntN(len(w)-3):]
+		if slices.Contains(vocabulary, q.before[strings.LastIndex(q.before, " ")+1:]+end) {
+			return ""
+		}
+		return end
 	}},
 }
 
@@ -121,8 +155,31 @@ func SkillProbes(perSkill, shots int, seed uint64) ([]SkillProbe, error) {
 				b.WriteString(ex.before + ex.answer + ex.after + "\n")
 				added++
 			}
-			out = append(out, SkillProbe{Skill: s.name, Prompt: b.String() + q.before, Answer: q.answer, Stop: q.after[:1]})
+			choices := wrongAnswers(s, q, rng)
+			answer := rng.IntN(len(choices) + 1)
+			choices = slices.Insert(choices, answer, q.answer)
+			out = append(out, SkillProbe{Skill: s.name, Prompt: b.String() + q.before, Choices: choices, Answer: answer, Stop: q.after[:1]})
 		}
 	}
 	return out, nil
+}
+
+// wrongAnswers draws SkillChoices − 1 distinct wrong answers to q, of
+// its answer's length when a few tries find them.
+func wrongAnswers(s skill, q skillLine, rng *rand.Rand) []string {
+	answer := q.answer
+	var out []string
+	for tries := 0; len(out) < SkillChoices-1; tries++ {
+		var a string
+		if s.wrong != nil {
+			a = s.wrong(rng, q)
+		} else {
+			a = s.draw(rng).answer
+		}
+		if a == "" || a == answer || slices.Contains(out, a) || (len(a) != len(answer) && tries < 200) {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
 }

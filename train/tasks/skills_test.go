@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"math/rand/v2"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -69,6 +70,24 @@ func skillReference(t *testing.T, skill, before string) string {
 	return ""
 }
 
+// openSkills are the skills with more than one right answer: the rest
+// of a word (any that makes a word of the vocabulary).
+var openSkills = map[string]bool{"word ending": true}
+
+// rightChoice tells whether choice rightly continues before: for an open
+// skill by its rule, otherwise by the reference answer.
+func rightChoice(t *testing.T, skill, before, choice string) bool {
+	t.Helper()
+	switch skill {
+	case "word ending":
+		if !strings.HasPrefix(before, "words: ") {
+			t.Fatalf("word ending: %q is no list of words", before)
+		}
+		return slices.Contains(Vocabulary(), before[strings.LastIndex(before, " ")+1:]+choice)
+	}
+	return choice == skillReference(t, skill, before)
+}
+
 // TestSkillProbes checks random probes against the reference: the
 // question's answer, the shots (solved lines of the same skill, each
 // right, none the question itself), and the counts.
@@ -89,10 +108,25 @@ func TestSkillProbes(t *testing.T) {
 			t.Fatalf("%s probe %q: %d lines, want %d", p.Skill, p.Prompt, len(lines), shots+1)
 		}
 		q := lines[shots]
-		if got := skillReference(t, p.Skill, q); got != p.Answer {
-			t.Errorf("%s: %q answered %q, reference %q", p.Skill, q, p.Answer, got)
+		if len(p.Choices) != SkillChoices || p.Answer < 0 || p.Answer >= len(p.Choices) {
+			t.Fatalf("%s: %q has choices %q, answer %d", p.Skill, q, p.Choices, p.Answer)
+		}
+		for k, c := range p.Choices {
+			if right := rightChoice(t, p.Skill, q, c); right != (k == p.Answer) || slices.Contains(p.Choices[:k], c) {
+				t.Errorf("%s: %q: choice %d %q right %v, answer %d (%q)", p.Skill, q, k, c, right, p.Answer, p.Choices)
+			}
 		}
 		for _, shot := range lines[:shots] {
+			if openSkills[p.Skill] { // the line up to its last word, then a right one
+				cut := strings.LastIndex(shot, " ") + 1
+				if p.Skill == "word ending" {
+					cut += 2 // the fewest letters the question shows
+				}
+				if !strings.HasSuffix(shot, p.Stop) || !rightChoice(t, p.Skill, shot[:cut], strings.TrimSuffix(shot[cut:], p.Stop)) {
+					t.Errorf("%s: shot %q is not solved", p.Skill, shot)
+				}
+				continue
+			}
 			before, rest := splitAtAnswer(t, p.Skill, shot)
 			if before == q {
 				t.Errorf("%s: a shot asks the question itself: %q", p.Skill, shot)
@@ -108,7 +142,7 @@ func TestSkillProbes(t *testing.T) {
 			t.Errorf("skill %q: %d probes", s, seen[s])
 		}
 	}
-	if again, _ := SkillProbes(perSkill, shots, 7); !slices.Equal(again, probes) {
+	if again, _ := SkillProbes(perSkill, shots, 7); !reflect.DeepEqual(again, probes) {
 		t.Error("the same seed draws other probes")
 	}
 	if _, err := SkillProbes(0, 1, 1); err == nil {
@@ -139,29 +173,41 @@ func splitAtAnswer(t *testing.T, skill, line string) (before, rest string) {
 	return m[1], m[2]
 }
 
-// TestSkillProbeScore scores random responses with known answers: the
-// answer followed by its stop, a line break or nothing is right; a
-// changed answer, one with anything before it or running on without the
-// stop is wrong.
+// TestSkillProbeScore scores random log-probs with a known argmax: 1
+// when the answer's is the highest, 0 otherwise or on a tie.
 func TestSkillProbeScore(t *testing.T) {
 	probes, err := SkillProbes(20, 1, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	junk := func() string { return strconv.Itoa(rng.IntN(1000)) + " x" }
+	answers := map[int]int{}
 	for _, p := range probes {
-		for _, r := range []string{p.Answer, p.Answer + p.Stop + junk(), p.Answer + "\n" + junk()} {
-			if s := p.Score(r); s != 1 {
-				t.Errorf("%s %q: response %q scored %v, want 1", p.Skill, p.Answer, r, s)
-			}
+		answers[p.Answer]++
+		logps := make([]float64, len(p.Choices))
+		for k := range logps {
+			logps[k] = -20 * rng.Float64()
 		}
-		changed := []byte(p.Answer)
-		changed[rng.IntN(len(changed))] ^= 1 + byte(rng.IntN(3))
-		for _, r := range []string{string(changed) + p.Stop, " " + p.Answer, p.Answer + "0" + p.Stop, "", p.Stop + p.Answer} {
-			if s := p.Score(r); s != 0 {
-				t.Errorf("%s %q: response %q scored %v, want 0", p.Skill, p.Answer, r, s)
-			}
+		best := rng.IntN(len(logps))
+		logps[best] = 0.5
+		want := 0.0
+		if best == p.Answer {
+			want = 1
 		}
+		if got, err := p.Score(logps); err != nil || got != want {
+			t.Errorf("%s: best choice %d, answer %d: score %v (%v), want %v", p.Skill, best, p.Answer, got, err, want)
+		}
+		other := (p.Answer + 1 + rng.IntN(len(logps)-1)) % len(logps)
+		logps[p.Answer], logps[other] = 1, 1
+		if got, _ := p.Score(logps); got != 0 {
+			t.Errorf("%s: a tie scored %v", p.Skill, got)
+		}
+		if _, err := p.Score(logps[1:]); err == nil {
+			t.Error("too few log-probs accepted")
+		}
+	}
+	// The answer's place is drawn: every place occurs.
+	if len(answers) != SkillChoices {
+		t.Errorf("answers at places %v", answers)
 	}
 }
