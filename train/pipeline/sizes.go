@@ -43,7 +43,7 @@ const (
 )
 
 // skillProbesPerSkill is as many skill probes in all as held-out prompts
-// (50 of each skill for the default 300), at least one of each skill.
+// (43 of each of the 7 skills for the default 300), at least one each.
 func skillProbesPerSkill(c Config) int {
 	return max(1, (c.Synth.NEval+len(tasks.SkillNames())-1)/len(tasks.SkillNames()))
 }
