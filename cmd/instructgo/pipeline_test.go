@@ -45,6 +45,29 @@ func TestPipelineConfigErrors(t *testing.T) {
 	}
 }
 
+// TestPipelineSizesErrors checks that a bad --sizes, or a configuration
+// one size cannot run, stops before any stage and writes nothing.
+func TestPipelineSizesErrors(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "run")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--sizes", "tiny,huge"}, `unknown model config "huge"`},
+		{[]string{"--sizes", "tiny, tiny"}, `"tiny" given twice`},
+		{[]string{"--sizes", ""}, "none given"},
+		{[]string{"--sizes", "tiny", "--config", `{"ppo": {"iterations": -3}}`}, "tiny: ppo: iterations"},
+	} {
+		_, stderr, code := runCLI(t, append([]string{"pipeline", "--out", out}, c.args...)...)
+		if code != exitUsage || !strings.Contains(stderr, c.want) {
+			t.Errorf("%q: exit code %d, stderr %q; want %d and %q", c.args, code, stderr, exitUsage, c.want)
+		}
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("a refused pipeline created its run directory")
+	}
+}
+
 // TestPipelinePrintConfig checks that --print-config prints the resolved
 // configuration, defaults with --config's fields and --seed over them,
 // and runs nothing.

@@ -273,10 +273,15 @@ func checkSameConfig(path string, cfg Config) error {
 	if _, ok := a["methods"]; !ok {
 		prevMethods = []string{"ppo"}
 	}
+	// A method's section counts when a method that uses it is in both.
+	inBoth := map[string]bool{}
 	for _, m := range MethodNames() {
-		if !slices.Contains(prevMethods, m) || !slices.Contains(cfg.Methods, m) {
-			delete(a, m)
-			delete(b, m)
+		inBoth[configKey(m)] = inBoth[configKey(m)] || slices.Contains(prevMethods, m) && slices.Contains(cfg.Methods, m)
+	}
+	for key, both := range inBoth {
+		if !both {
+			delete(a, key)
+			delete(b, key)
 		}
 	}
 	// More rounds run only the new rounds' stages; fewer evaluate fewer.

@@ -11,6 +11,15 @@
 // them) and the report (report.json, report.md with its plots, the
 // terminal summary, eval_samples.jsonl).
 //
+// RunSizes (sizes.go) runs the recipe at several model sizes, each a run
+// in its own sub-directory on the same data with PPO both with and without
+// the pretraining mix, and compares as the paper's Figure 1: the labeler's
+// win rate of every model (pretrained, pretrained with a few-shot prompt,
+// SFT, PPO, PPO-ptx) at every size against SFT at the largest, and the
+// alignment tax on held-out skills, a few-shot evaluation of what the
+// pretraining text teaches (tasks.SkillProbes) before and after alignment
+// (sizes.json, sizes.md, sizes.png).
+//
 // A run is a directory with a sub-directory per stage. Config is the whole
 // configuration: Default's values with any field set from JSON, recorded
 // in pipeline_config.json; a directory started with another configuration

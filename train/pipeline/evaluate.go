@@ -53,6 +53,7 @@ func evaluate(b gpu.Backend, tok tokenizer.Tokenizer, cfg Config, rep *Report, p
 		}
 		rep.RM.BestOfN = &bon
 	}
+	rep.evals = map[string]train.TaskEval{"pretrained": pre, "sft": sft}
 	rep.Pretrain.TaskScore = pre.Score
 	labeler := e.labeler
 	if rep.Pretrain.Rating, err = train.Rate(pre, labeler); err != nil {
@@ -85,6 +86,7 @@ func evaluate(b gpu.Backend, tok tokenizer.Tokenizer, cfg Config, rep *Report, p
 			return err
 		}
 		rep.Methods = append(rep.Methods, res)
+		rep.evals[meth.name] = ev
 		if meth.name == "ppo" {
 			p := &rep.PPO
 			p.TaskScore, p.PerTask, p.HabitRate = ev.Score, ev.PerTask, res.HabitRate

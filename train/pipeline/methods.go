@@ -29,6 +29,7 @@ type method struct {
 // allMethods are the methods in the order the pipeline runs them.
 var allMethods = []method{
 	{"ppo", "PPO-ptx", "ppo-ptx", func(c Config) string { return c.PPO.Out }, (*runner).ppo},
+	{"ppo-noptx", "PPO", "ppo (no ptx)", func(c Config) string { return noPtxPPO(c).Out }, (*runner).ppoNoPtx},
 	{"dpo", "DPO", "dpo", func(c Config) string { return c.DPO.Out }, (*runner).dpo},
 	{"grpo", "GRPO", "grpo", func(c Config) string { return c.GRPO.Out }, (*runner).grpo},
 	{"rloo", "RLOO", "rloo", func(c Config) string { return c.RLOO.Out }, (*runner).rloo},
@@ -69,6 +70,27 @@ func selectedMethods(c Config) []method {
 		}
 	}
 	return out
+}
+
+// StagePPONoPtx is the run directory of PPO without the pretraining mix
+// (the method "ppo-noptx"), the paper's "PPO" beside its PPO-ptx.
+const StagePPONoPtx = "ppo_noptx"
+
+// noPtxPPO is PPO's configuration with the ptx coefficient 0 and no
+// pretraining text, in its own directory: everything else as PPO-ptx, so
+// the two differ in the pretraining mix alone.
+func noPtxPPO(c Config) train.PPOConfig {
+	p := c.PPO
+	p.Ptx, p.PtxCoef, p.Out = nil, 0, filepath.Join(c.Out, StagePPONoPtx)
+	return p
+}
+
+// configKey is the section of Config that holds a method's settings.
+func configKey(method string) string {
+	if method == "ppo-noptx" {
+		return "ppo"
+	}
+	return method
 }
 
 // comparisonData is the rankings file the reward model trains on: rm.jsonl,

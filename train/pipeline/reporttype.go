@@ -88,6 +88,10 @@ type Report struct {
 	EvalN      int            `json:"eval_n"`
 	Seconds    float64        `json:"seconds"`
 	Backend    string         `json:"backend"`
+	// evals are the evaluations behind the numbers, by model
+	// ("pretrained", "sft" and each method's name), for the sizes
+	// comparison (sizes.go) to compare across runs.
+	evals map[string]train.TaskEval
 }
 
 // MethodResult is one method's policy on the held-out prompts.

@@ -215,20 +215,32 @@ func (r *runner) rewardModel() error {
 }
 
 func (r *runner) ppo(stage string) error {
-	c := r.cfg.PPO
-	if o, run := r.pending(c.Out, stage); run {
-		if _, err := train.PPO(r.ctx, r.b, r.tok, c, o); err != nil {
-			return err
-		}
-	}
-	var sum train.PPOSummary
-	if err := readSummary(c.Out, &sum); err != nil {
+	sum, err := r.runPPO(stage, r.cfg.PPO)
+	if err != nil {
 		return err
 	}
 	p := &r.rep.PPO
 	p.FirstScore, p.LastScore, p.KLToSFT, p.Seconds = sum.FirstScore, sum.LastScore, sum.LastKL, sum.Seconds
 	p.FirstTaskScore, p.LastTaskScore = sum.FirstTaskScore, sum.LastTaskScore
 	return nil
+}
+
+// ppoNoPtx runs PPO without the pretraining mix; the report has its
+// evaluation (its MethodResult) only.
+func (r *runner) ppoNoPtx(stage string) error {
+	_, err := r.runPPO(stage, noPtxPPO(r.cfg))
+	return err
+}
+
+// runPPO trains PPO with c unless it finished, and reads its summary.
+func (r *runner) runPPO(stage string, c train.PPOConfig) (train.PPOSummary, error) {
+	var sum train.PPOSummary
+	if o, run := r.pending(c.Out, stage); run {
+		if _, err := train.PPO(r.ctx, r.b, r.tok, c, o); err != nil {
+			return sum, err
+		}
+	}
+	return sum, readSummary(c.Out, &sum)
 }
 
 // labelledRankingsFile, in the label stage's directory, holds rm.jsonl's
