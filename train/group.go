@@ -400,11 +400,9 @@ func (g *groupTrainer) restore(saved json.RawMessage) error {
 	if err := json.Unmarshal(saved, &st); err != nil {
 		return fmt.Errorf("trainer state: %w", err)
 	}
-	if st.PolicySHA256 != g.st.PolicySHA256 {
-		return fmt.Errorf("the policy checkpoint's weights are not those the run started from (SHA-256 %.12s…, saved %.12s…); the run cannot continue against another SFT model", g.st.PolicySHA256, st.PolicySHA256)
-	}
-	if st.RewardSHA256 != g.st.RewardSHA256 {
-		return fmt.Errorf("the reward model checkpoint's weights are not those the run started from (SHA-256 %.12s…, saved %.12s…); the run cannot continue against another reward model", g.st.RewardSHA256, st.RewardSHA256)
+	if err := sameCheckpoints(sameCheckpoint("policy", "SFT model", g.st.PolicySHA256, st.PolicySHA256),
+		sameCheckpoint("reward model", "reward model", g.st.RewardSHA256, st.RewardSHA256)); err != nil {
+		return err
 	}
 	if st.PromptNext < 0 || st.PromptNext > len(g.order) {
 		return fmt.Errorf("prompt position %d in a file of %d prompts: the prompts changed", st.PromptNext, len(g.order))

@@ -476,14 +476,10 @@ func (p *ppoTrainer) restore(saved json.RawMessage) error {
 	if err := json.Unmarshal(saved, &st); err != nil {
 		return fmt.Errorf("trainer state: %w", err)
 	}
-	if st.PolicySHA256 != p.st.PolicySHA256 {
-		return fmt.Errorf("the policy checkpoint's weights are not those the run started from (SHA-256 %.12s…, saved %.12s…); the run cannot continue against another SFT model", p.st.PolicySHA256, st.PolicySHA256)
-	}
-	if st.RewardSHA256 != p.st.RewardSHA256 {
-		return fmt.Errorf("the reward model checkpoint's weights are not those the run started from (SHA-256 %.12s…, saved %.12s…); the run cannot continue against another reward model", p.st.RewardSHA256, st.RewardSHA256)
-	}
-	if st.ReferenceSHA256 != p.st.ReferenceSHA256 {
-		return fmt.Errorf("the reference checkpoint's weights are not those the run started from (SHA-256 %.12s…, saved %.12s…); the run cannot continue against another reference", p.st.ReferenceSHA256, st.ReferenceSHA256)
+	if err := sameCheckpoints(sameCheckpoint("policy", "SFT model", p.st.PolicySHA256, st.PolicySHA256),
+		sameCheckpoint("reward model", "reward model", p.st.RewardSHA256, st.RewardSHA256),
+		sameCheckpoint("reference", "reference", p.st.ReferenceSHA256, st.ReferenceSHA256)); err != nil {
+		return err
 	}
 	if st.PromptNext < 0 || st.PromptNext > len(p.order) {
 		return fmt.Errorf("prompt position %d in a file of %d prompts: the prompts changed", st.PromptNext, len(p.order))

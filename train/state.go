@@ -255,7 +255,6 @@ func truncateMetrics(dir string, step int) error {
 	})
 }
 
-// fileSHA256 is the hex SHA-256 of a file's contents.
 // checkpointSHA256 fingerprints a checkpoint's weights: its
 // model.safetensors, or for a sharded checkpoint its index and every shard
 // the index names (in name order), so that a frozen model read again on
@@ -293,6 +292,7 @@ func checkpointSHA256(dir string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
+// fileSHA256 is the hex SHA-256 of a file's contents.
 func fileSHA256(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -304,4 +304,25 @@ func fileSHA256(path string) (string, error) {
 		return "", fmt.Errorf("%s: %w", path, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// sameCheckpoint is the error of a resumed run whose frozen checkpoint
+// (what: "policy", "reward model", ...) no longer has the weights it
+// started from (fingerprints now and saved); other names what the run
+// would continue against.
+func sameCheckpoint(what, other, now, saved string) error {
+	if now == saved {
+		return nil
+	}
+	return fmt.Errorf("the %s checkpoint's weights are not those the run started from (SHA-256 %.12s…, saved %.12s…); the run cannot continue against another %s", what, now, saved, other)
+}
+
+// sameCheckpoints is the first of the checks' errors.
+func sameCheckpoints(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
