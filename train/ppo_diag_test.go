@@ -477,7 +477,7 @@ func TestPPODiagnoseOverfit(t *testing.T) {
 		if err := dev.update(ms, ro, nil, cfg, it, &rec); err != nil {
 			t.Fatal(err)
 		}
-		newLogp, err := ForwardRows(ms.policy, ro.tokens, ro.targets, ro.validLen, ro.E, ro.T, false)
+		newLogp, err := forwardRows(ms.policy, ro.tokens, ro.targets, ro.validLen, ro.E, ro.T, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -527,4 +527,18 @@ func collect(ms *ppoModels, dev *ppoDevice, tok tokenizer.Tokenizer, prompts [][
 		return nil, 0, err
 	}
 	return ro, genTokens, dev.readLogProbs(ro)
+}
+
+// forwardRows runs m without dropout over E right-padded rows of T tokens
+// (validLen[i] of row i real) in chunks of its MaxBatch and returns the
+// per-position outputs [E·T]: the log-prob of each position's target for a
+// language model (targets −1 where there is none), the value for a scalar
+// head (targets unused): forwardInto's outputs, read back for the
+// diagnostics.
+func forwardRows(m *model.Model, tokens, targets, validLen []int32, E, T int, scalar bool) ([]float32, error) {
+	out := make([]float32, E*T)
+	err := forwardChunks(m, tokens, targets, validLen, E, T, scalar, func(lo, hi int, o *gpu.Tensor) error {
+		return m.Backend().Download(out[lo*T:hi*T], o)
+	})
+	return out, err
 }

@@ -108,9 +108,6 @@ func (p *PPOIteration) run(prompts [][]int32, it int, beta float64, between func
 		if ro, genTokens, err = generateRollout(p.ms.policy, prompts, sampling); err != nil {
 			return ph, fmt.Errorf("rollout: %w", err)
 		}
-		if ro.T > p.dev.Tmax {
-			return ph, fmt.Errorf("rollout rows of %d tokens exceed the models' %d", ro.T, p.dev.Tmax)
-		}
 		t1 = time.Now()
 		if err := p.dev.scoreRollout(p.ms, ro); err != nil {
 			return ph, fmt.Errorf("rollout: %w", err)

@@ -300,14 +300,15 @@ func (d *ppoDevice) surrogate(pol *model.Model, mb ppoMinibatch, cfg PPOConfig) 
 func (d *ppoDevice) ptxTerm(pol *model.Model, mb ppoMinibatch, ptx *data.WindowSampler, ptxBatch *model.Batch, cfg PPOConfig) error {
 	b := d.b
 	ptxLoss := d.stat(mb.slot, statPtx, 1)
-	b.Fill(ptxLoss, 0)
 	if ptx == nil {
+		b.Fill(ptxLoss, 0)
 		return nil
 	}
 	ptx.Fill(ptxBatch.Tokens, ptxBatch.Targets, cfg.PtxBatch)
 	in := ptxBatch
 	if distributed(d.comm) {
 		if in = shardRows(ptxBatch, d.comm.Rank(), d.comm.Size()); in.B == 0 {
+			b.Fill(ptxLoss, 0)
 			return nil
 		}
 	}

@@ -149,22 +149,10 @@ func (ro *rollout) responses(tok tokenizer.Tokenizer) []string {
 	return out
 }
 
-// ForwardRows runs m without dropout over E right-padded rows of T tokens
-// (validLen[i] of row i real) in chunks of its MaxBatch and returns the
-// per-position outputs [E·T]: the log-prob of each position's target for a
-// language model (targets −1 where there is none), the value for a scalar
-// head (targets unused). It is how PPO scores a rollout with its four
-// models; the benchmarks time the same code.
-func ForwardRows(m *model.Model, tokens, targets, validLen []int32, E, T int, scalar bool) ([]float32, error) {
-	out := make([]float32, E*T)
-	err := forwardChunks(m, tokens, targets, validLen, E, T, scalar, func(lo, hi int, o *gpu.Tensor) error {
-		return m.Backend().Download(out[lo*T:hi*T], o)
-	})
-	return out, err
-}
-
-// forwardInto is ForwardRows over the rollout with the outputs left on the
-// device, in dst [E·T], for the steps that read them there.
+// forwardInto runs m without dropout over the rollout's rows in chunks of
+// its MaxBatch and leaves the per-position outputs in dst [E·T] on the
+// device: the log-prob of each position's target for a language model
+// (targets −1 where there is none), the value for a scalar head.
 func forwardInto(m *model.Model, ro *rollout, scalar bool, dst *gpu.Tensor) error {
 	T := ro.T
 	return forwardChunks(m, ro.tokens, ro.targets, ro.validLen, ro.E, T, scalar, func(lo, hi int, o *gpu.Tensor) error {
@@ -173,7 +161,8 @@ func forwardInto(m *model.Model, ro *rollout, scalar bool, dst *gpu.Tensor) erro
 	})
 }
 
-// forwardChunks runs ForwardRows' forward passes, one per chunk of rows
+// forwardChunks runs the forward passes over E right-padded rows of T
+// tokens (validLen[i] of row i real), one per chunk of rows
 // lo..hi, and hands use each chunk's outputs [(hi−lo)·T] on the device.
 func forwardChunks(m *model.Model, tokens, targets, validLen []int32, E, T int, scalar bool, use func(lo, hi int, out *gpu.Tensor) error) error {
 	for lo := 0; lo < E; lo += m.MaxBatch() {
