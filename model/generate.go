@@ -193,23 +193,30 @@ func (m *Model) generateBatch(kv *KVCache, prompts [][]int32, opt GenerateOption
 		poll = devicePollEvery
 	}
 	ids := kv.ids.MustView(0, 4, B)
+	// Each seed group's sampled tokens and logits, viewed once for every step.
+	type sampleGroup struct {
+		tokens, logits *gpu.Tensor
+		seed           uint64
+	}
 	V := m.Cfg.VocabSize
+	var groups []sampleGroup
+	for lo := 0; lo < B; lo += group {
+		n := min(group, B-lo)
+		groups = append(groups, sampleGroup{d.sampled.MustView(lo, n), d.logits.MustView(lo*V, n, V), gpu.Mix64(opt.Seed, uint64(g0+lo/group))})
+	}
 	var queued time.Duration
 	steps := 0
 	for step := 0; step < M; step++ {
 		steps++
 		t0 := time.Now()
-		for lo := 0; lo < B; lo += group {
-			n := min(group, B-lo)
-			seed := gpu.Mix64(gpu.Mix64(opt.Seed, uint64(g0+lo/group)), uint64(step))
-			b.Sample(d.sampled.MustView(lo, n), m.next.MustView(lo*V, n, V), opt.Sampling, seed)
+		for _, g := range groups {
+			b.Sample(g.tokens, g.logits, opt.Sampling, gpu.Mix64(g.seed, uint64(step)))
 		}
 		b.DecodeAdvance(ids, state, out, live, d.sampled, opt.EOS, ctx)
+		queued += time.Since(t0)
 		if step == M-1 {
-			queued += time.Since(t0)
 			break // every sequence has stopped
 		}
-		queued += time.Since(t0)
 		if (step+1)%poll == 0 {
 			if err := b.DownloadInt32(host[:1], live); err != nil {
 				return nil, fmt.Errorf("decode: %w", err)
