@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/instructgo/instructgo/gpu/cpu"
 	"github.com/instructgo/instructgo/model"
 	"github.com/instructgo/instructgo/model/tokenizer"
 )
@@ -28,18 +27,8 @@ func chatCheckpoint(t *testing.T, jinja string) (string, *tokenizer.HF) {
 		t.Fatal(err)
 	}
 	cfg := model.Config{VocabSize: hf.VocabSize(), MaxSeqLen: 64, NLayer: 1, NHead: 2, NEmbd: 16}
-	b := cpu.New(1)
-	m, err := model.New(b, cfg, model.Options{MaxBatch: 1, MaxSeq: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Upload(m.Params.All, model.InitGPT2(cfg, 3)); err != nil {
-		t.Fatal(err)
-	}
 	dir := filepath.Join(t.TempDir(), "ckpt")
-	if err := model.Save(dir, m); err != nil {
-		t.Fatal(err)
-	}
+	saveRandomModel(t, dir, cfg, 3)
 	tc := map[string]any{"eos_token": "<|endoftext|>"}
 	if jinja != "" {
 		tc["chat_template"] = jinja

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/instructgo/instructgo/gpu/cpu"
 	"github.com/instructgo/instructgo/model"
 	"github.com/instructgo/instructgo/model/safetensors"
 )
@@ -36,18 +35,8 @@ func TestEmulatedCUDAMatchesCPULlama(t *testing.T) {
 	dir := t.TempDir()
 	cfg := model.Config{VocabSize: 258, MaxSeqLen: 64, NLayer: 2, NHead: 4, NEmbd: 32, Tokenizer: "byte",
 		Arch: model.ArchLlama, KVHeads: 2, Intermediate: 88, RopeTheta: 10000, RMSNormEps: 1e-5, TieEmbeddings: true}
-	b := cpu.New(1)
-	m, err := model.New(b, cfg, model.Options{MaxBatch: 1, MaxSeq: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Upload(m.Params.All, model.InitGPT2(cfg, 5)); err != nil {
-		t.Fatal(err)
-	}
 	start := filepath.Join(dir, "init")
-	if err := model.Save(start, m); err != nil {
-		t.Fatal(err)
-	}
+	saveRandomModel(t, start, cfg, 5)
 	emulatedPretrain(t, dir, "--init", start)
 	checkEmulatedRun(t, dir)
 }

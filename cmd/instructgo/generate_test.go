@@ -43,19 +43,26 @@ func runGenerateCLI(t *testing.T, args ...string) (stdout, stderr string, code i
 func genCheckpoint(t *testing.T) (string, model.Config) {
 	t.Helper()
 	cfg := model.Config{VocabSize: 258, MaxSeqLen: 32, NLayer: 2, NHead: 2, NEmbd: 16, Tokenizer: "byte"}
+	dir := filepath.Join(t.TempDir(), "ckpt")
+	saveRandomModel(t, dir, cfg, 3)
+	return dir, cfg
+}
+
+// saveRandomModel saves a model of cfg with GPT-2's random init (seed) in
+// dir.
+func saveRandomModel(t *testing.T, dir string, cfg model.Config, seed uint64) {
+	t.Helper()
 	b := cpu.New(1)
 	m, err := model.New(b, cfg, model.Options{MaxBatch: 1, MaxSeq: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Upload(m.Params.All, model.InitGPT2(cfg, 3)); err != nil {
+	if err := b.Upload(m.Params.All, model.InitGPT2(cfg, seed)); err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(t.TempDir(), "ckpt")
 	if err := model.Save(dir, m); err != nil {
 		t.Fatal(err)
 	}
-	return dir, cfg
 }
 
 func TestGenerateCommandText(t *testing.T) {
