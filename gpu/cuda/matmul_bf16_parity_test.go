@@ -34,11 +34,9 @@ import (
 // scalars, and the element offset of A's and B's views (1: not 16-byte
 // aligned, so the kernel's _ua form runs).
 type bf16Case struct {
-	a, b, c        []int
-	transA, transB bool
-	outBF16        bool
-	alpha, beta    float32
-	off            int
+	matmulCase
+	outBF16 bool
+	off     int
 }
 
 func (c bf16Case) String() string {
@@ -73,11 +71,11 @@ func bf16Cases() []bf16Case {
 			a3, b3 := append([]int{batch}, a2...), append([]int{batch}, b2...)
 			c2, c3 := []int{s.m, s.n}, []int{batch, s.m, s.n}
 			cs = append(cs,
-				bf16Case{a2, b2, c2, ta, tb, false, 1, 0, 0},       // plain, float32 C
-				bf16Case{a2, b2, c2, ta, tb, true, -1.25, 0.75, 1}, // plain, bf16 C, unaligned
-				bf16Case{a3, b3, c3, ta, tb, false, 1, 1, 0},       // batched, accumulate into float32
-				bf16Case{a3, b2, c3, ta, tb, true, 0.5, 0, 0},      // shared B (tall when !transA), bf16 C
-				bf16Case{a2, b3, c3, ta, tb, false, 1.5, -0.5, 1},  // shared A, unaligned
+				bf16Case{matmulCase{a2, b2, c2, ta, tb, 1, 0}, false, 0},       // plain, float32 C
+				bf16Case{matmulCase{a2, b2, c2, ta, tb, -1.25, 0.75}, true, 1}, // plain, bf16 C, unaligned
+				bf16Case{matmulCase{a3, b3, c3, ta, tb, 1, 1}, false, 0},       // batched, accumulate into float32
+				bf16Case{matmulCase{a3, b2, c3, ta, tb, 0.5, 0}, true, 0},      // shared B (tall when !transA), bf16 C
+				bf16Case{matmulCase{a2, b3, c3, ta, tb, 1.5, -0.5}, false, 1},  // shared A, unaligned
 			)
 		}
 	}
@@ -146,59 +144,20 @@ func checkMatMulBF16(t *testing.T, g *Backend, h *cpu.Backend, rng *rand.Rand, c
 		want = roundBF16s(want)
 	}
 
-	batch, m, n := 1, c.c[len(c.c)-2], c.c[len(c.c)-1]
-	if len(c.c) == 3 {
-		batch = c.c[0]
-	}
-	k := c.a[len(c.a)-1]
-	if c.transA {
-		k = c.a[len(c.a)-2]
-	}
-	at := func(z, i, q int) float64 { // op(A)[z][i][q], rounded
-		base := 0
-		if len(c.a) == 3 {
-			base = z * m * k
-		}
-		if c.transA {
-			return float64(ar[base+q*m+i])
-		}
-		return float64(ar[base+i*k+q])
-	}
-	bt := func(z, q, j int) float64 {
-		base := 0
-		if len(c.b) == 3 {
-			base = z * k * n
-		}
-		if c.transB {
-			return float64(br[base+j*k+q])
-		}
-		return float64(br[base+q*n+j])
-	}
+	scale := c.errorScale(ar, br, cv)
+	k := c.k()
 	worst, worstAt := 0.0, -1
-	for z := 0; z < batch; z++ {
-		for i := 0; i < m; i++ {
-			for j := 0; j < n; j++ {
-				idx := (z*m+i)*n + j
-				s := 0.0
-				for q := 0; q < k; q++ {
-					s += math.Abs(at(z, i, q) * bt(z, q, j))
-				}
-				s *= math.Abs(float64(c.alpha))
-				if c.beta != 0 {
-					s += math.Abs(float64(c.beta) * float64(cv[idx]))
-				}
-				tol := float64(k+4) * 0x1p-23 * s
-				if c.outBF16 {
-					tol += bf16ULP(float32(math.Max(math.Abs(float64(got[idx])), math.Abs(float64(want[idx])))))
-				}
-				d := math.Abs(float64(got[idx]) - float64(want[idx]))
-				if math.IsNaN(d) || math.IsInf(d, 0) {
-					t.Fatalf("%s [%s, %s]: element %d is %v, reference %v", c, path, kernel, idx, got[idx], want[idx])
-				}
-				if r := d / (tol + 1e-30); r > worst {
-					worst, worstAt = r, idx
-				}
-			}
+	for idx := range got {
+		tol := float64(k+4) * 0x1p-23 * scale[idx]
+		if c.outBF16 {
+			tol += bf16ULP(float32(math.Max(math.Abs(float64(got[idx])), math.Abs(float64(want[idx])))))
+		}
+		d := math.Abs(float64(got[idx]) - float64(want[idx]))
+		if math.IsNaN(d) || math.IsInf(d, 0) {
+			t.Fatalf("%s [%s, %s]: element %d is %v, reference %v", c, path, kernel, idx, got[idx], want[idx])
+		}
+		if r := d / (tol + 1e-30); r > worst {
+			worst, worstAt = r, idx
 		}
 	}
 	if worst > 1 {

@@ -66,6 +66,63 @@ func matmulCases() []matmulCase {
 	return cs
 }
 
+// errorScale is, for every element of C, the scale of the error a float32
+// product of this size can make: |α|·Σ_p |op(A)_ip·op(B)_pj| + |β·c_ij|,
+// from the operands av, bv and C's initial values cv in float64.
+func (c matmulCase) errorScale(av, bv, cv []float32) []float64 {
+	batch, m, n := 1, c.c[len(c.c)-2], c.c[len(c.c)-1]
+	if len(c.c) == 3 {
+		batch = c.c[0]
+	}
+	k := c.k()
+	at := func(z, i, p int) float64 { // op(A)[z][i][p]
+		base := 0
+		if len(c.a) == 3 {
+			base = z * m * k
+		}
+		if c.transA {
+			return float64(av[base+p*m+i])
+		}
+		return float64(av[base+i*k+p])
+	}
+	bt := func(z, p, j int) float64 { // op(B)[z][p][j]
+		base := 0
+		if len(c.b) == 3 {
+			base = z * k * n
+		}
+		if c.transB {
+			return float64(bv[base+j*k+p])
+		}
+		return float64(bv[base+p*n+j])
+	}
+	scale := make([]float64, batch*m*n)
+	for z := 0; z < batch; z++ {
+		for i := 0; i < m; i++ {
+			for j := 0; j < n; j++ {
+				idx := (z*m+i)*n + j
+				s := 0.0
+				for p := 0; p < k; p++ {
+					s += math.Abs(at(z, i, p) * bt(z, p, j))
+				}
+				s *= math.Abs(float64(c.alpha))
+				if c.beta != 0 {
+					s += math.Abs(float64(c.beta) * float64(cv[idx]))
+				}
+				scale[idx] = s
+			}
+		}
+	}
+	return scale
+}
+
+// k is the product's inner dimension.
+func (c matmulCase) k() int {
+	if c.transA {
+		return c.a[len(c.a)-2]
+	}
+	return c.a[len(c.a)-1]
+}
+
 func numel(shape []int) int {
 	n := 1
 	for _, d := range shape {
@@ -98,56 +155,15 @@ func checkMatMul(t *testing.T, g *Backend, h *cpu.Backend, rng *rand.Rand, c mat
 	got := download(t, g, gc)
 	want := cpu.F32(hc)
 
-	// The error scale of each element, from the operands in float64.
-	batch, m, n := 1, c.c[len(c.c)-2], c.c[len(c.c)-1]
-	if len(c.c) == 3 {
-		batch = c.c[0]
-	}
-	k := c.a[len(c.a)-1]
-	if c.transA {
-		k = c.a[len(c.a)-2]
-	}
-	at := func(z, i, p int) float64 { // op(A)[z][i][p]
-		base := 0
-		if len(c.a) == 3 {
-			base = z * m * k
-		}
-		if c.transA {
-			return float64(av[base+p*m+i])
-		}
-		return float64(av[base+i*k+p])
-	}
-	bt := func(z, p, j int) float64 {
-		base := 0
-		if len(c.b) == 3 {
-			base = z * k * n
-		}
-		if c.transB {
-			return float64(bv[base+j*k+p])
-		}
-		return float64(bv[base+p*n+j])
-	}
+	scale := c.errorScale(av, bv, cv)
 	worst, worstAt := 0.0, -1
-	for z := 0; z < batch; z++ {
-		for i := 0; i < m; i++ {
-			for j := 0; j < n; j++ {
-				idx := (z*m+i)*n + j
-				scale := 0.0
-				for p := 0; p < k; p++ {
-					scale += math.Abs(at(z, i, p) * bt(z, p, j))
-				}
-				scale *= math.Abs(float64(c.alpha))
-				if c.beta != 0 {
-					scale += math.Abs(float64(c.beta) * float64(cv[idx]))
-				}
-				d := math.Abs(float64(got[idx]) - float64(want[idx]))
-				if math.IsNaN(d) {
-					t.Fatalf("%s [%s]: element %d is %v, cpu %v", c, path, idx, got[idx], want[idx])
-				}
-				if r := d / (scale + 1e-30); r > worst {
-					worst, worstAt = r, idx
-				}
-			}
+	for idx := range got {
+		d := math.Abs(float64(got[idx]) - float64(want[idx]))
+		if math.IsNaN(d) {
+			t.Fatalf("%s [%s]: element %d is %v, cpu %v", c, path, idx, got[idx], want[idx])
+		}
+		if r := d / (scale[idx] + 1e-30); r > worst {
+			worst, worstAt = r, idx
 		}
 	}
 	if worst > tol {
@@ -195,11 +211,7 @@ func TestMatMulParity(t *testing.T) {
 		for _, c := range matmulCases() {
 			tol := p.tol
 			if !p.tf32 {
-				k := c.a[len(c.a)-1]
-				if c.transA {
-					k = c.a[len(c.a)-2]
-				}
-				tol = p.tol * math.Max(1, float64(k)/16)
+				tol = p.tol * math.Max(1, float64(c.k())/16)
 			}
 			checkMatMul(t, g, h, rng, c, tol, p.name)
 		}
