@@ -100,3 +100,26 @@ func closeBF16(t *testing.T, what string, got, want []float32, ulps, atol float6
 		}
 	}
 }
+
+// putAs puts vals on both backends for dtype dt: float32 as they are,
+// bf16 rounded (on cuda as bf16, on cpu as the float32 reference input).
+func (p *opsPair) putAs(dt gpu.DType, off int, vals []float32, shape ...int) (g, h *gpu.Tensor) {
+	p.t.Helper()
+	if dt == gpu.BF16 {
+		return p.bf16In(off, vals, shape...)
+	}
+	return p.f32(off, vals, shape...)
+}
+
+// checkAs compares an activation-class output: float32 within tol of
+// the cpu's, bf16 within one bf16 ulp plus tol·scale of the rounded
+// reference.
+func (p *opsPair) checkAs(dt gpu.DType, what string, g, h *gpu.Tensor, tol float64) {
+	p.t.Helper()
+	if dt == gpu.BF16 {
+		want := p.refOut(h)
+		closeBF16(p.t, what, p.get(g), want, 1, tol*maxAbs(want))
+		return
+	}
+	closeTo(p.t, what, p.get(g), p.getH(h), tol)
+}

@@ -24,29 +24,6 @@ import (
 // either side of a rounding tie). Inputs sit at element offsets 0 and 1
 // of their allocations, so both the vector and the scalar paths run.
 
-// llamaPut puts vals on both backends for dtype dt: float32 as they are,
-// bf16 rounded (on cuda as bf16, on cpu as the float32 reference input).
-func (p *opsPair) llamaPut(dt gpu.DType, off int, vals []float32, shape ...int) (g, h *gpu.Tensor) {
-	p.t.Helper()
-	if dt == gpu.BF16 {
-		return p.bf16In(off, vals, shape...)
-	}
-	return p.f32(off, vals, shape...)
-}
-
-// llamaCheck compares an activation-class output: float32 within tol of
-// the cpu's, bf16 within one bf16 ulp plus tol·scale of the rounded
-// reference.
-func (p *opsPair) llamaCheck(dt gpu.DType, what string, g, h *gpu.Tensor, tol float64) {
-	p.t.Helper()
-	if dt == gpu.BF16 {
-		want := p.refOut(h)
-		closeBF16(p.t, what, p.get(g), want, 1, tol*maxAbs(want))
-		return
-	}
-	closeTo(p.t, what, p.get(g), p.getH(h), tol)
-}
-
 func TestRMSNormParity(t *testing.T) {
 	rng := newRNG(60)
 	p := newOpsPair(t)
@@ -62,25 +39,25 @@ func TestRMSNormParity(t *testing.T) {
 					for i := range x {
 						x[i] += 2 // rows of uneven scale: the sum of squares matters
 					}
-					gx, hx := p.llamaPut(dt, off, x, n, c)
-					gw, hw := p.llamaPut(dt, off, randn(rng, c, 1), c)
-					gout, hout := p.llamaPut(dt, off, randn(rng, n*c, 1), n, c) // overwritten
+					gx, hx := p.putAs(dt, off, x, n, c)
+					gw, hw := p.putAs(dt, off, randn(rng, c, 1), c)
+					gout, hout := p.putAs(dt, off, randn(rng, n*c, 1), n, c) // overwritten
 					grs, hrs := p.f32(off, randn(rng, n, 1), n)
 					p.g.RMSNormForward(gout, grs, gx, gw, 1e-5)
 					p.h.RMSNormForward(hout, hrs, hx, hw, 1e-5)
-					p.llamaCheck(dt, name+" out", gout, hout, 1e-5)
+					p.checkAs(dt, name+" out", gout, hout, 1e-5)
 					closeTo(t, name+" rstd", p.get(grs), p.getH(hrs), 1e-6)
-					gout2, _ := p.llamaPut(dt, off, make([]float32, n*c), n, c)
+					gout2, _ := p.putAs(dt, off, make([]float32, n*c), n, c)
 					p.g.RMSNormForward(gout2, nil, gx, gw, 1e-5)
 					sameBits(t, name+" out without rstd", p.get(gout2), p.get(gout))
 
 					// Backward accumulates into dinp and dweight.
-					gdy, hdy := p.llamaPut(dt, off, randn(rng, n*c, 1), n, c)
-					gdx, hdx := p.llamaPut(dt, off, randn(rng, n*c, 1), n, c)
+					gdy, hdy := p.putAs(dt, off, randn(rng, n*c, 1), n, c)
+					gdx, hdx := p.putAs(dt, off, randn(rng, n*c, 1), n, c)
 					gdw, hdw := p.f32(off, randn(rng, c, 1), c)
 					p.g.RMSNormBackward(gdx, gdw, gdy, gx, gw, grs)
 					p.h.RMSNormBackward(hdx, hdw, hdy, hx, hw, hrs)
-					p.llamaCheck(dt, name+" dinp", gdx, hdx, 2e-5)
+					p.checkAs(dt, name+" dinp", gdx, hdx, 2e-5)
 					closeTo(t, name+" dweight", p.get(gdw), p.getH(hdw), 2e-5)
 					// The weight sums are deterministic.
 					gdw2, _ := p.f32(off, make([]float32, c), c)
@@ -125,11 +102,11 @@ func TestRoPEParity(t *testing.T) {
 					gst, hst = p.i32(tc.start, tc.B)
 				}
 				x := randn(rng, tc.B*tc.T*W, 1)
-				gx, hx := p.llamaPut(dt, off, x, tc.B, tc.T, W)
+				gx, hx := p.putAs(dt, off, x, tc.B, tc.T, W)
 				before := p.get(gx)
 				p.g.RoPEForward(gx, gf, gst, tc.H, tc.KVH)
 				p.h.RoPEForward(hx, hf, hst, tc.H, tc.KVH)
-				p.llamaCheck(dt, name+" forward", gx, hx, 1e-6)
+				p.checkAs(dt, name+" forward", gx, hx, 1e-6)
 				// Value heads and inactive sequences keep their bits.
 				got, rot := p.get(gx), (tc.H+tc.KVH)*tc.hs
 				for i := range got {
@@ -139,10 +116,10 @@ func TestRoPEParity(t *testing.T) {
 					}
 				}
 				dy := randn(rng, tc.B*tc.T*W, 1)
-				gd, hd := p.llamaPut(dt, off, dy, tc.B, tc.T, W)
+				gd, hd := p.putAs(dt, off, dy, tc.B, tc.T, W)
 				p.g.RoPEBackward(gd, gf, gst, tc.H, tc.KVH)
 				p.h.RoPEBackward(hd, hf, hst, tc.H, tc.KVH)
-				p.llamaCheck(dt, name+" backward", gd, hd, 1e-6)
+				p.checkAs(dt, name+" backward", gd, hd, 1e-6)
 			}
 		}
 	}
@@ -165,16 +142,16 @@ func TestSwiGLUParity(t *testing.T) {
 						x[r*2*tc.f+j] *= float32(tc.spread) // the gates
 					}
 				}
-				gx, hx := p.llamaPut(dt, off, x, tc.n, 2*tc.f)
-				gout, hout := p.llamaPut(dt, off, randn(rng, tc.n*tc.f, 1), tc.n, tc.f) // overwritten
+				gx, hx := p.putAs(dt, off, x, tc.n, 2*tc.f)
+				gout, hout := p.putAs(dt, off, randn(rng, tc.n*tc.f, 1), tc.n, tc.f) // overwritten
 				p.g.SwiGLUForward(gout, gx)
 				p.h.SwiGLUForward(hout, hx)
-				p.llamaCheck(dt, name+" out", gout, hout, 2e-6)
-				gdy, hdy := p.llamaPut(dt, off, randn(rng, tc.n*tc.f, 1), tc.n, tc.f)
-				gdx, hdx := p.llamaPut(dt, off, randn(rng, tc.n*2*tc.f, 1), tc.n, 2*tc.f) // overwritten
+				p.checkAs(dt, name+" out", gout, hout, 2e-6)
+				gdy, hdy := p.putAs(dt, off, randn(rng, tc.n*tc.f, 1), tc.n, tc.f)
+				gdx, hdx := p.putAs(dt, off, randn(rng, tc.n*2*tc.f, 1), tc.n, 2*tc.f) // overwritten
 				p.g.SwiGLUBackward(gdx, gx, gdy)
 				p.h.SwiGLUBackward(hdx, hx, hdy)
-				p.llamaCheck(dt, name+" dinp", gdx, hdx, 2e-6)
+				p.checkAs(dt, name+" dinp", gdx, hdx, 2e-6)
 			}
 		}
 	}
