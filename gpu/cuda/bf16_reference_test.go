@@ -123,3 +123,19 @@ func (p *opsPair) checkAs(dt gpu.DType, what string, g, h *gpu.Tensor, tol float
 	}
 	closeTo(p.t, what, p.get(g), p.getH(h), tol)
 }
+
+// wantAs is the cpu result to compare with cuda's for dtype dt: the float32
+// output, or for bf16 the reference output rounded to bf16.
+func (p *opsPair) wantAs(dt gpu.DType, h *gpu.Tensor) []float32 {
+	p.t.Helper()
+	if dt == gpu.BF16 {
+		return p.refOut(h)
+	}
+	return p.getH(h)
+}
+
+// sameAs fails unless cuda's g equals wantAs(dt, h) bit for bit.
+func (p *opsPair) sameAs(dt gpu.DType, what string, g, h *gpu.Tensor) {
+	p.t.Helper()
+	sameBits(p.t, what, p.get(g), p.wantAs(dt, h))
+}

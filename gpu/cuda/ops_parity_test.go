@@ -237,35 +237,57 @@ func TestElementwiseParity(t *testing.T) {
 			closeTo(t, name+" axpy", p.get(gx), cpu.F32(hx), 2e-7)
 
 			gx, hx = p.f32(off, x, n)
-			gz, hz := p.f32(off, make([]float32, n), n)
-			p.g.Add(gz, gx, gy)
-			p.h.Add(hz, hx, hy)
-			sameBits(t, name+" add", p.get(gz), cpu.F32(hz))
-			p.g.Add(gx, gx, gy) // in place
-			p.h.Add(hx, hx, hy)
-			sameBits(t, name+" add in place", p.get(gx), cpu.F32(hx))
-
-			gx, hx = p.f32(off, x, n)
 			p.g.Lerp(gx, gy, 0.008)
 			p.h.Lerp(hx, hy, 0.008)
 			closeTo(t, name+" lerp", p.get(gx), cpu.F32(hx), 2e-7)
+		}
+	}
+	p.noErr()
+}
 
-			// GELU over a wide range, including the clamped tails.
-			gin := randn(rng, n, 4)
-			gx, hx = p.f32(off, gin, n)
-			gz, hz = p.f32(off, make([]float32, n), n)
-			p.g.GeluForward(gz, gx)
-			p.h.GeluForward(hz, hx)
-			closeTo(t, name+" gelu", p.get(gz), cpu.F32(hz), 2e-6)
-			p.g.GeluForward(gx, gx)
-			p.h.GeluForward(hx, hx)
-			closeTo(t, name+" gelu in place", p.get(gx), cpu.F32(hx), 2e-6)
+// TestAddGeluParity: Add and GELU on float32 and bf16 activations, bf16
+// against the reference of bf16_reference_test.go. Add is bit for bit in
+// both (one float32 addition of the same widened inputs, the same
+// rounding); GELU forward and backward are within 2e-6 of the largest
+// output, plus one bf16 ulp in bf16: the kernels' expf and Go's exp may
+// differ by a float32 ulp, which moves a value near a bf16 rounding
+// boundary to the neighbouring bf16 value. Offsets 0 and 1 run the vector
+// paths and the scalar ones.
+func TestAddGeluParity(t *testing.T) {
+	p := newOpsPair(t)
+	rng := newRNG(141)
+	for _, dt := range []gpu.DType{gpu.Float32, gpu.BF16} {
+		for _, n := range ewSizes {
+			for _, off := range []int{0, 1} {
+				name := fmt.Sprintf("%v n=%d off=%d", dt, n, off)
+				x, y := randn(rng, n, 1), randn(rng, n, 2)
+				gx, hx := p.putAs(dt, off, x, n)
+				gy, hy := p.putAs(dt, off, y, n)
+				gz, hz := p.putAs(dt, off, randn(rng, n, 1), n)
+				p.g.Add(gz, gx, gy)
+				p.h.Add(hz, hx, hy)
+				p.sameAs(dt, name+" add", gz, hz)
+				p.g.Add(gx, gx, gy) // in place
+				p.h.Add(hx, hx, hy)
+				p.sameAs(dt, name+" add in place", gx, hx)
 
-			gx, hx = p.f32(off, gin, n)
-			gd, hd := p.f32(off, y, n)
-			p.g.GeluBackward(gd, gx, gd) // dinp aliases dout
-			p.h.GeluBackward(hd, hx, hd)
-			closeTo(t, name+" gelu backward", p.get(gd), cpu.F32(hd), 2e-6)
+				// GELU over a wide range, including the clamped tails.
+				gin := randn(rng, n, 4)
+				gx, hx = p.putAs(dt, off, gin, n)
+				gz, hz = p.putAs(dt, off, randn(rng, n, 1), n)
+				p.g.GeluForward(gz, gx)
+				p.h.GeluForward(hz, hx)
+				p.checkAs(dt, name+" gelu", gz, hz, 2e-6)
+				p.g.GeluForward(gx, gx)
+				p.h.GeluForward(hx, hx)
+				p.checkAs(dt, name+" gelu in place", gx, hx, 2e-6)
+
+				gx, hx = p.putAs(dt, off, gin, n)
+				gd, hd := p.putAs(dt, off, y, n)
+				p.g.GeluBackward(gd, gx, gd) // dinp aliases dout
+				p.h.GeluBackward(hd, hx, hd)
+				p.checkAs(dt, name+" gelu backward", gd, hd, 2e-6)
+			}
 		}
 	}
 	p.noErr()
@@ -286,27 +308,31 @@ func TestGeluSpecialValues(t *testing.T) {
 	p.noErr()
 }
 
+// TestDropoutParity: dropout on float32 and bf16 activations, bit for bit
+// (the same mask, one float32 multiplication, the same rounding).
 func TestDropoutParity(t *testing.T) {
 	p := newOpsPair(t)
 	rng := newRNG(2)
-	for _, n := range ewSizes {
-		for _, off := range []int{0, 1} {
-			for _, prob := range []float32{0, 0.1, 0.5, 0.9} {
-				seed := rng.Uint64()
-				name := fmt.Sprintf("n=%d off=%d p=%g", n, off, prob)
-				x := randn(rng, n, 1)
-				gx, hx := p.f32(off, x, n)
-				gz, hz := p.f32(off, make([]float32, n), n)
-				p.g.Dropout(gz, gx, prob, seed)
-				p.h.Dropout(hz, hx, prob, seed)
-				sameBits(t, name+" dropout", p.get(gz), cpu.F32(hz))
-				p.g.Dropout(gx, gx, prob, seed) // in place
-				p.h.Dropout(hx, hx, prob, seed)
-				sameBits(t, name+" dropout in place", p.get(gx), cpu.F32(hx))
-				gd, hd := p.f32(off, x, n)
-				p.g.DropoutBackward(gd, gd, prob, seed)
-				p.h.DropoutBackward(hd, hd, prob, seed)
-				sameBits(t, name+" dropout backward", p.get(gd), cpu.F32(hd))
+	for _, dt := range []gpu.DType{gpu.Float32, gpu.BF16} {
+		for _, n := range ewSizes {
+			for _, off := range []int{0, 1} {
+				for _, prob := range []float32{0, 0.1, 0.5, 0.9} {
+					seed := rng.Uint64()
+					name := fmt.Sprintf("%v n=%d off=%d p=%g", dt, n, off, prob)
+					x := randn(rng, n, 1)
+					gx, hx := p.putAs(dt, off, x, n)
+					gz, hz := p.putAs(dt, off, randn(rng, n, 1), n)
+					p.g.Dropout(gz, gx, prob, seed)
+					p.h.Dropout(hz, hx, prob, seed)
+					p.sameAs(dt, name+" dropout", gz, hz)
+					p.g.Dropout(gx, gx, prob, seed) // in place
+					p.h.Dropout(hx, hx, prob, seed)
+					p.sameAs(dt, name+" dropout in place", gx, hx)
+					gd, hd := p.putAs(dt, off, x, n)
+					p.g.DropoutBackward(gd, gd, prob, seed)
+					p.h.DropoutBackward(hd, hd, prob, seed)
+					p.sameAs(dt, name+" dropout backward", gd, hd)
+				}
 			}
 		}
 	}
@@ -341,24 +367,33 @@ func TestReductionParity(t *testing.T) {
 	p.noErr()
 }
 
+// TestBiasParity: AddBias on float32 and bf16 activations (bit for bit),
+// BiasBackward into a float32 dbias that starts non-zero (1e-5: the same
+// (widened) values summed in another order). C = 8, 64, 768 run the vector
+// paths; 1, 3, 130 one element at a time.
 func TestBiasParity(t *testing.T) {
 	p := newOpsPair(t)
 	rng := newRNG(4)
-	for _, c := range []int{1, 3, 64, 130, 768} {
-		for _, n := range []int{1, 5, 300, 4100} {
-			for _, off := range []int{0, 1} {
-				name := fmt.Sprintf("N=%d C=%d off=%d", n, c, off)
-				x, bias := randn(rng, n*c, 1), randn(rng, c, 1)
-				gx, hx := p.f32(off, x, n, c)
-				gb, hb := p.f32(off, bias, c)
-				p.g.AddBias(gx, gb)
-				p.h.AddBias(hx, hb)
-				sameBits(t, name+" add bias", p.get(gx), cpu.F32(hx))
-				// BiasBackward accumulates: dbias starts non-zero.
-				p.g.BiasBackward(gb, gx)
-				p.h.BiasBackward(hb, hx)
-				first := p.get(gb)
-				closeTo(t, name+" bias backward", first, cpu.F32(hb), 1e-5)
+	for _, dt := range []gpu.DType{gpu.Float32, gpu.BF16} {
+		for _, c := range []int{1, 3, 8, 64, 130, 768} {
+			for _, n := range []int{1, 5, 300, 4100} {
+				for _, off := range []int{0, 1} {
+					name := fmt.Sprintf("%v N=%d C=%d off=%d", dt, n, c, off)
+					gx, hx := p.putAs(dt, off, randn(rng, n*c, 1), n, c)
+					gb, hb := p.putAs(dt, off, randn(rng, c, 1), c)
+					p.g.AddBias(gx, gb)
+					p.h.AddBias(hx, hb)
+					p.sameAs(dt, name+" add bias", gx, hx)
+					// dout is the output above (in bf16 the reference's
+					// input is cuda's rounded output).
+					gdb, hdb := p.f32(off, randn(rng, c, 1), c)
+					if dt == gpu.BF16 {
+						hx = p.refF32(p.get(gx), n, c)
+					}
+					p.g.BiasBackward(gdb, gx)
+					p.h.BiasBackward(hdb, hx)
+					closeTo(t, name+" bias backward", p.get(gdb), p.getH(hdb), 1e-5)
+				}
 			}
 		}
 	}
