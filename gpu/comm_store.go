@@ -34,6 +34,7 @@ const (
 	storeHello = 'H' // rank (uint32)
 	storeSet   = 'S' // key, value → storeOK
 	storeGet   = 'G' // key → storeOK value, or storeErr message
+	storeBeat  = 'B' // rank (uint32), beat → storeOK every rank's beats (comm_pulse.go)
 	storeOK    = 'K'
 	storeErr   = 'E'
 )
@@ -210,7 +211,7 @@ func readBlob(r io.Reader) ([]byte, error) {
 }
 
 // storeServer is rank 0's side: the values, how many ranks have read each,
-// and which ranks have left.
+// which ranks have left, and every rank's last heartbeat.
 type storeServer struct {
 	ln    net.Listener
 	size  int
@@ -221,10 +222,11 @@ type storeServer struct {
 	left  []int // ranks whose connection dropped, in order
 	done  bool
 	conns []net.Conn
+	beats []beatRecord // by rank
 }
 
 func newStoreServer(ln net.Listener, size int) *storeServer {
-	s := &storeServer{ln: ln, size: size, vals: map[string][]byte{}, reads: map[string]int{}}
+	s := &storeServer{ln: ln, size: size, vals: map[string][]byte{}, reads: map[string]int{}, beats: make([]beatRecord, size)}
 	s.cond = sync.NewCond(&s.mu)
 	go s.accept()
 	return s
@@ -259,14 +261,17 @@ func (s *storeServer) close() {
 func (s *storeServer) serve(conn net.Conn) {
 	defer conn.Close()
 	r, w := bufio.NewReader(conn), bufio.NewWriter(conn)
-	rank := -1
+	rank, beating := -1, -1
 	defer func() {
+		s.mu.Lock()
 		if rank >= 0 {
-			s.mu.Lock()
 			s.left = append(s.left, rank)
 			s.cond.Broadcast()
-			s.mu.Unlock()
 		}
+		if beating >= 0 {
+			s.beats[beating].gone = true
+		}
+		s.mu.Unlock()
 	}()
 	for {
 		op, err := r.ReadByte()
@@ -306,6 +311,14 @@ func (s *storeServer) serve(conn net.Conn) {
 				w.WriteByte(storeOK)
 				writeBlob(w, val)
 			}
+		case storeBeat:
+			from, reply, err := s.beat(r)
+			if err != nil {
+				return
+			}
+			beating = from
+			w.WriteByte(storeOK)
+			writeBlob(w, reply)
 		default:
 			return
 		}
