@@ -87,8 +87,8 @@ type Pulse struct {
 	srv        *storeServer // the server, on the rank that serves it
 }
 
-// DialPulse connects rank of size to the store served at addr, retrying
-// until timeout as the ranks start in any order.
+// DialPulse connects rank of size to the store served at addr and posts a
+// first heartbeat, retrying until timeout as the ranks start in any order.
 func DialPulse(addr string, rank, size int, timeout time.Duration) (*Pulse, error) {
 	if size < 1 || rank < 0 || rank >= size {
 		return nil, fmt.Errorf("heartbeats: rank %d of %d", rank, size)
@@ -97,7 +97,16 @@ func DialPulse(addr string, rank, size int, timeout time.Duration) (*Pulse, erro
 	for {
 		conn, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
-			return &Pulse{conn: conn, r: bufio.NewReader(conn), rank: rank, size: size}, nil
+			// The first heartbeat says the rank is there, so that its
+			// silence counts from now even if it never beats again.
+			p := &Pulse{conn: conn, r: bufio.NewReader(conn), rank: rank, size: size}
+			conn.SetDeadline(time.Now().Add(timeout))
+			_, err = p.Beat(0, false)
+			conn.SetDeadline(time.Time{})
+			if err == nil {
+				return p, nil
+			}
+			conn.Close()
 		}
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("heartbeats: rank %d reaches no store at %s within %v: %w", rank, addr, timeout, err)

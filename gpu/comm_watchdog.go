@@ -326,9 +326,14 @@ func (w *Watchdog) blame(now time.Time, silent map[int]time.Duration) (ranks []i
 		return ranks, why
 	}
 	for _, b := range w.beats {
-		if b.Rank != w.Rank() && (b.Gone || !b.Heard) {
+		switch {
+		case b.Rank == w.Rank():
+		case b.Gone:
 			ranks = append(ranks, b.Rank)
-			why = append(why, fmt.Sprintf("rank %d's heartbeat connection closed or never opened (its process ended or never started)", b.Rank))
+			why = append(why, fmt.Sprintf("rank %d's heartbeat connection closed (its process ended)", b.Rank))
+		case !b.Heard:
+			ranks = append(ranks, b.Rank)
+			why = append(why, fmt.Sprintf("rank %d never connected to the heartbeats", b.Rank))
 		}
 	}
 	return ranks, why

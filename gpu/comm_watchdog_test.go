@@ -1,6 +1,8 @@
 package gpu
 
 import (
+	"bufio"
+	"io"
 	"net"
 	"slices"
 	"strings"
@@ -259,14 +261,21 @@ func TestWatchdogServerSilentOrGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go func() { // accept and never answer, as a stopped process
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
+	go func() { // answer the first heartbeat, then stop, as a stopped process
+		c, err := ln.Accept()
+		if err != nil {
+			return
 		}
+		defer c.Close()
+		var beat [14]byte
+		if _, err := io.ReadFull(c, beat[:]); err != nil {
+			return
+		}
+		w := bufio.NewWriter(c)
+		w.WriteByte(storeOK)
+		writeBlob(w, make([]byte, 2*beatBytes))
+		w.Flush()
+		io.Copy(io.Discard, c)
 	}()
 	p, err := DialPulse(ln.Addr().String(), 1, 2, time.Second)
 	if err != nil {
