@@ -22,7 +22,10 @@ import (
 //     stream synchronisation after an asynchronous NCCL all-reduce).
 //
 // The heartbeats (comm_pulse.go) name the ranks to blame: the one whose
-// heartbeat stopped, else those that have not reached the collective.
+// heartbeat stopped, else those that have not reached the collective. A
+// rank that was itself stopped and continued (mpirun sends SIGCONT
+// before SIGTERM) does not blame the others for the time it was stopped:
+// its clocks restart when it notices the gap.
 
 // Hang is what a watchdog saw when it fired.
 type Hang struct {
@@ -95,6 +98,11 @@ type Watchdog struct {
 	askedAt time.Time
 	closed  bool // the heartbeats ended: silence is no hang
 	fired   bool
+	// lastTick is the watchdog's last check, and thawed the end of the
+	// last gap between checks long enough to say that this process itself
+	// was stopped (thawed): the clocks restart there, since what it saw
+	// before the gap says nothing of the others after it.
+	lastTick, thawed time.Time
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -191,7 +199,7 @@ func (w *Watchdog) watch() {
 		case <-w.stop:
 			return
 		case now := <-t.C:
-			if h, ok := w.check(now); ok {
+			if h, ok := w.tickAt(now); ok {
 				w.opt.OnHang(h)
 				return
 			}
@@ -231,16 +239,25 @@ func (w *Watchdog) pulse() {
 	}
 }
 
-// check decides at now whether the watchdog fires, and what it reports.
-func (w *Watchdog) check(now time.Time) (Hang, bool) {
+// thawGap is the gap between two checks that says this process was
+// stopped (SIGSTOP then SIGCONT, a paused machine) rather than slow.
+func (w *Watchdog) thawGap() time.Duration { return max(5*w.tick, w.opt.Timeout/4) }
+
+// tickAt is the check at now: it notes a thaw, then decides whether the
+// watchdog fires, and what it reports.
+func (w *Watchdog) tickAt(now time.Time) (Hang, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if !w.lastTick.IsZero() && now.Sub(w.lastTick) > w.thawGap() {
+		w.thawed = now
+	}
+	w.lastTick = now
 	if w.fired {
 		return Hang{}, false
 	}
 	h := Hang{Rank: w.Rank(), Size: w.Size(), Op: w.op, Seq: w.seq, Timeout: w.opt.Timeout}
 	if h.Op != "" {
-		h.Waited = now.Sub(w.since)
+		h.Waited = w.sinceThaw(now, w.since)
 	}
 	silent := w.silences(now)
 	fire := h.Waited > w.opt.Timeout
@@ -258,6 +275,14 @@ func (w *Watchdog) check(now time.Time) (Hang, bool) {
 	return h, true
 }
 
+// sinceThaw is the time from t, or from the last thaw if later, to now.
+func (w *Watchdog) sinceThaw(now, t time.Time) time.Duration {
+	if w.thawed.After(t) {
+		t = w.thawed
+	}
+	return now.Sub(t)
+}
+
 // stale is how long a heartbeat may be silent before the rank is named.
 func (w *Watchdog) stale() time.Duration { return 3 * w.every }
 
@@ -267,7 +292,7 @@ func (w *Watchdog) serverSilent(now time.Time) (time.Duration, bool) {
 	if w.askedAt.IsZero() || w.Rank() == 0 {
 		return 0, false
 	}
-	d := now.Sub(w.askedAt)
+	d := w.sinceThaw(now, w.askedAt)
 	return d, d > w.stale()
 }
 
@@ -284,7 +309,11 @@ func (w *Watchdog) silences(now time.Time) map[int]time.Duration {
 	out := map[int]time.Duration{}
 	for _, b := range w.beats {
 		if b.Rank != w.Rank() && b.Heard && !b.Gone {
-			if d := b.Silent + now.Sub(w.beatsAt); d > w.stale() {
+			d := b.Silent + now.Sub(w.beatsAt)
+			if !w.thawed.IsZero() {
+				d = min(d, now.Sub(w.thawed))
+			}
+			if d > w.stale() {
 				out[b.Rank] = d
 			}
 		}

@@ -300,3 +300,38 @@ func TestWatchdogServerSilentOrGone(t *testing.T) {
 	default:
 	}
 }
+
+// A rank that was itself stopped (a gap between the watchdog's checks)
+// restarts its clocks when continued: a collective that began before the
+// gap fires only a timeout after it, and a peer's heartbeat silence counts
+// from it too. Without the gap the same times fire a timeout after the
+// collective began.
+func TestWatchdogThaw(t *testing.T) {
+	const timeout = 10 * time.Second
+	t0 := time.Now()
+	// firstFire checks every tick from..to and returns when w fired.
+	firstFire := func(w *Watchdog, from, to time.Time) (time.Duration, Hang) {
+		for at := from; !at.After(to); at = at.Add(w.tick) {
+			if h, ok := w.tickAt(at); ok {
+				return at.Sub(t0), h
+			}
+		}
+		return -1, Hang{}
+	}
+	for _, stopped := range []bool{false, true} {
+		w := newWatchdog(newBlocking(1, 2, -1), WatchOptions{Timeout: timeout, Pulse: &Pulse{}})
+		w.op, w.seq, w.since = "barrier", 5, t0
+		w.beats, w.beatsAt = []PeerBeat{{Rank: 0, Heard: true, Seq: 4}, {Rank: 1, Heard: true, Seq: 5, Busy: true}}, t0
+		resume, want := t0, timeout
+		if stopped { // checks for 2 s, then none for a minute
+			if at, h := firstFire(w, t0, t0.Add(2*time.Second)); at >= 0 {
+				t.Fatalf("fired %v into the collective: %v", at, h)
+			}
+			resume, want = t0.Add(time.Minute), time.Minute+timeout
+		}
+		at, h := firstFire(w, resume, resume.Add(2*timeout))
+		if at <= want || at > want+w.tick || h.Op != "barrier" || !slices.Equal(h.Suspects, []int{0}) {
+			t.Errorf("stopped %v: fired %v after the collective began (want just after %v): %+v", stopped, at, want, h)
+		}
+	}
+}
