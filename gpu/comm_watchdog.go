@@ -44,6 +44,10 @@ type Hang struct {
 	// Beats is the last heartbeat of every rank; nil without a side
 	// channel.
 	Beats []PeerBeat
+	// Stopped is how long this rank was itself stopped (its last thaw),
+	// 0 if it never was: a rank continued after a stop is likely the one
+	// that hung, being ended by its launcher.
+	Stopped time.Duration
 }
 
 func (h Hang) Error() string {
@@ -52,6 +56,9 @@ func (h Hang) Error() string {
 		fmt.Fprintf(&b, "rank %d of %d: %s #%d has not returned after %v (--dist-timeout %v)", h.Rank, h.Size, h.Op, h.Seq, h.Waited.Round(time.Millisecond), h.Timeout)
 	} else {
 		fmt.Fprintf(&b, "rank %d of %d (after %d collectives): a rank has been silent longer than --dist-timeout %v", h.Rank, h.Size, h.Seq, h.Timeout)
+	}
+	if h.Stopped > 0 {
+		fmt.Fprintf(&b, "; this rank itself was stopped for %v before (SIGSTOP or a paused machine)", h.Stopped.Round(time.Millisecond))
 	}
 	switch {
 	case len(h.Suspects) > 0:
@@ -103,6 +110,7 @@ type Watchdog struct {
 	// was stopped (thawed): the clocks restart there, since what it saw
 	// before the gap says nothing of the others after it.
 	lastTick, thawed time.Time
+	stopped          time.Duration // the last thaw's gap
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -249,13 +257,13 @@ func (w *Watchdog) tickAt(now time.Time) (Hang, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.lastTick.IsZero() && now.Sub(w.lastTick) > w.thawGap() {
-		w.thawed = now
+		w.thawed, w.stopped = now, now.Sub(w.lastTick)
 	}
 	w.lastTick = now
 	if w.fired {
 		return Hang{}, false
 	}
-	h := Hang{Rank: w.Rank(), Size: w.Size(), Op: w.op, Seq: w.seq, Timeout: w.opt.Timeout}
+	h := Hang{Rank: w.Rank(), Size: w.Size(), Op: w.op, Seq: w.seq, Timeout: w.opt.Timeout, Stopped: w.stopped}
 	if h.Op != "" {
 		h.Waited = w.sinceThaw(now, w.since)
 	}
@@ -337,6 +345,9 @@ func (w *Watchdog) blame(now time.Time, silent map[int]time.Duration) (ranks []i
 	}
 	if len(ranks) > 0 {
 		return ranks, why
+	}
+	if w.closed && w.Rank() != 0 {
+		return []int{0}, []string{"rank 0 has ended (the heartbeat server it ran closed; the other ranks' last heartbeats are older)"}
 	}
 	for _, b := range w.beats {
 		if b.Rank == w.Rank() || !b.Heard {

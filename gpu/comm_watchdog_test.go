@@ -333,5 +333,8 @@ func TestWatchdogThaw(t *testing.T) {
 		if at <= want || at > want+w.tick || h.Op != "barrier" || !slices.Equal(h.Suspects, []int{0}) {
 			t.Errorf("stopped %v: fired %v after the collective began (want just after %v): %+v", stopped, at, want, h)
 		}
+		if said := strings.Contains(h.Error(), "this rank itself was stopped for 58s"); said != stopped || stopped != (h.Stopped == 58*time.Second) {
+			t.Errorf("stopped %v: %v (stopped %v)", stopped, h.Error(), h.Stopped)
+		}
 	}
 }
