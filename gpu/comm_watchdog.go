@@ -112,8 +112,10 @@ type Watchdog struct {
 	lastTick, thawed time.Time
 	stopped          time.Duration // the last thaw's gap
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Watched returns c with a watchdog (c itself when the timeout is 0 or
@@ -186,15 +188,18 @@ func (w *Watchdog) AllGather(local []float64) ([]float64, error) {
 }
 
 // Close stops the watchdog and its heartbeats (closing the Pulse ends a
-// heartbeat that waits), then closes the Comm.
+// heartbeat that waits), then closes the Comm; once.
 func (w *Watchdog) Close() error {
-	close(w.stop)
-	var errs []error
-	if w.opt.Pulse != nil {
-		errs = append(errs, w.opt.Pulse.Close())
-	}
-	w.wg.Wait()
-	return errors.Join(append(errs, w.Comm.Close())...)
+	w.closeOnce.Do(func() {
+		close(w.stop)
+		var errs []error
+		if w.opt.Pulse != nil {
+			errs = append(errs, w.opt.Pulse.Close())
+		}
+		w.wg.Wait()
+		w.closeErr = errors.Join(append(errs, w.Comm.Close())...)
+	})
+	return w.closeErr
 }
 
 // watch checks every tick whether to fire.
