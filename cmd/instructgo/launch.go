@@ -52,6 +52,9 @@ func runLaunch(c *cli.Context) error {
 	if len(args) == 0 {
 		return usageErrorf("launch needs the command to run after --, e.g. launch --nproc 2 -- pretrain --data text.txt --out run")
 	}
+	if c.IsSet(flagDistTimeout) {
+		args = withDistTimeout(args, c.Duration(flagDistTimeout))
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("launch: find this binary: %w", err)

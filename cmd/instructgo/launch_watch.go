@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -43,4 +44,17 @@ func watchComm(c *cli.Context, e engine, timeout time.Duration) (gpu.Comm, error
 		return nil, err
 	}
 	return w, nil
+}
+
+// withDistTimeout gives the ranks' command line (global flags, command,
+// its flags) the --dist-timeout given to launch itself, unless it sets
+// its own: the flag configures the ranks' communicators, not launch.
+func withDistTimeout(args []string, d time.Duration) []string {
+	for _, a := range args {
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && name == flagDistTimeout {
+			return args
+		}
+	}
+	return append([]string{"--" + flagDistTimeout, d.String()}, args...)
 }

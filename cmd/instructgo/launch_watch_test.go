@@ -32,6 +32,20 @@ func TestDistTimeoutFlag(t *testing.T) {
 	}
 }
 
+// launch passes its own --dist-timeout to the ranks unless their command
+// line sets one.
+func TestWithDistTimeout(t *testing.T) {
+	got := withDistTimeout([]string{"--threads", "1", "pretrain", "--steps", "3"}, 90*time.Second)
+	if strings.Join(got, " ") != "--dist-timeout 1m30s --threads 1 pretrain --steps 3" {
+		t.Errorf("added: %q", got)
+	}
+	for _, own := range [][]string{{"--dist-timeout", "5s", "pretrain"}, {"-dist-timeout=5s", "pretrain"}} {
+		if got := withDistTimeout(own, time.Minute); strings.Join(got, " ") != strings.Join(own, " ") {
+			t.Errorf("%q became %q", own, got)
+		}
+	}
+}
+
 // The store test's ranks are this test binary started again by
 // superviseRanks with storeChildEnv set to "timeout,stop-file".
 const storeChildEnv = "INSTRUCTGO_TEST_STORE_RANK"
