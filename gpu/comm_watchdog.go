@@ -335,8 +335,9 @@ func (w *Watchdog) silences(now time.Time) map[int]time.Duration {
 }
 
 // blame names the ranks that hang: those whose heartbeats stopped, else
-// those that have not reached this rank's collective, else those whose
-// process ended.
+// rank 0 when its server has ended, else those whose process ended, else
+// those that have not reached this rank's collective, else those never
+// heard from.
 func (w *Watchdog) blame(now time.Time, silent map[int]time.Duration) (ranks []int, why []string) {
 	for r := range w.Size() {
 		if d, ok := silent[r]; ok {
@@ -355,6 +356,15 @@ func (w *Watchdog) blame(now time.Time, silent map[int]time.Duration) (ranks []i
 		return []int{0}, []string{"rank 0 has ended (the heartbeat server it ran closed; the other ranks' last heartbeats are older)"}
 	}
 	for _, b := range w.beats {
+		if b.Rank != w.Rank() && b.Gone {
+			ranks = append(ranks, b.Rank)
+			why = append(why, fmt.Sprintf("rank %d's heartbeat connection closed (its process ended)", b.Rank))
+		}
+	}
+	if len(ranks) > 0 {
+		return ranks, why
+	}
+	for _, b := range w.beats {
 		if b.Rank == w.Rank() || !b.Heard {
 			continue
 		}
@@ -371,12 +381,7 @@ func (w *Watchdog) blame(now time.Time, silent map[int]time.Duration) (ranks []i
 		return ranks, why
 	}
 	for _, b := range w.beats {
-		switch {
-		case b.Rank == w.Rank():
-		case b.Gone:
-			ranks = append(ranks, b.Rank)
-			why = append(why, fmt.Sprintf("rank %d's heartbeat connection closed (its process ended)", b.Rank))
-		case !b.Heard:
+		if b.Rank != w.Rank() && !b.Heard {
 			ranks = append(ranks, b.Rank)
 			why = append(why, fmt.Sprintf("rank %d never connected to the heartbeats", b.Rank))
 		}

@@ -338,3 +338,32 @@ func TestWatchdogThaw(t *testing.T) {
 		}
 	}
 }
+
+// A rank whose process ended (its heartbeat connection closed) is named
+// as ended, not as alive and behind, although its last count lags; and
+// a rank whose heartbeat server (rank 0's) has ended names rank 0.
+func TestWatchdogNamesTheEndedRank(t *testing.T) {
+	const timeout = 400 * time.Millisecond
+	ps := servePulses(t, 3)
+	stop := make(chan struct{})
+	defer close(stop)
+	go beatUntil(ps[1], 1, 20*time.Millisecond, stop)
+	ps[2].Close() // rank 2 ends after its first heartbeat (count 0)
+	w, hangs := watch(t, newBlocking(0, 3, 1), timeout, ps[0])
+	start := time.Now()
+	go w.Barrier()
+	h, _ := waitHang(t, hangs, start, 5*time.Second)
+	if !slices.Equal(h.Suspects, []int{2}) || !strings.Contains(h.Error(), "rank 2's heartbeat connection closed (its process ended)") {
+		t.Errorf("%+v: %v", h, h.Error())
+	}
+
+	ps = servePulses(t, 2)
+	w, hangs = watch(t, newBlocking(1, 2, 1), timeout, ps[1])
+	ps[0].Close() // rank 0 ends, and its server with it
+	start = time.Now()
+	go w.AllReduceSum(&Tensor{})
+	h, _ = waitHang(t, hangs, start, 5*time.Second)
+	if !slices.Equal(h.Suspects, []int{0}) || !strings.Contains(h.Error(), "rank 0 has ended") {
+		t.Errorf("%+v: %v", h, h.Error())
+	}
+}
