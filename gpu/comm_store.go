@@ -17,7 +17,8 @@ import (
 // store over TCP that rank 0 serves at MASTER_ADDR:MASTER_PORT and every
 // rank (rank 0 too) uses as a client. It carries what the ranks must
 // agree on outside the device collectives: the NCCL unique id, barriers,
-// all-gathers of small host values. A value is set once and removed once
+// all-gathers of small host values, and the watchdog's heartbeats
+// (comm_pulse.go). A value is set once and removed once
 // every rank has read it. The server notices a rank whose connection
 // drops (a dead process) and fails every wait with an error naming it.
 type Store struct {
