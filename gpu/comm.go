@@ -8,7 +8,9 @@ import (
 // and the few collectives training needs. Every rank calls the same
 // collectives in the same order; a call blocks until all ranks have made
 // it. Implementations: Single (one process, no engine), gpu/mpi (Open MPI,
-// build tag mpi, any backend) and gpu/cuda's NCCL one (build tag cuda).
+// build tag mpi, any backend) and gpu/cuda's NCCL one (build tag cuda);
+// Watched (comm_watchdog.go) puts any of them behind the watchdog that
+// ends a rank whose collective waits on a rank that hangs.
 type Comm interface {
 	// Rank is this process's index in 0..Size()-1; rank 0 writes the
 	// run's files.

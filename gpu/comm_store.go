@@ -17,7 +17,8 @@ import (
 // store over TCP that rank 0 serves at MASTER_ADDR:MASTER_PORT and every
 // rank (rank 0 too) uses as a client. It carries what the ranks must
 // agree on outside the device collectives: the NCCL unique id, barriers,
-// all-gathers of small host values. A value is set once and removed once
+// all-gathers of small host values, and the watchdog's heartbeats
+// (comm_pulse.go). A value is set once and removed once
 // every rank has read it. The server notices a rank whose connection
 // drops (a dead process) and fails every wait with an error naming it.
 type Store struct {
@@ -34,6 +35,7 @@ const (
 	storeHello = 'H' // rank (uint32)
 	storeSet   = 'S' // key, value → storeOK
 	storeGet   = 'G' // key → storeOK value, or storeErr message
+	storeBeat  = 'B' // rank (uint32), beat → storeOK every rank's beats (comm_pulse.go)
 	storeOK    = 'K'
 	storeErr   = 'E'
 )
@@ -210,7 +212,7 @@ func readBlob(r io.Reader) ([]byte, error) {
 }
 
 // storeServer is rank 0's side: the values, how many ranks have read each,
-// and which ranks have left.
+// which ranks have left, and every rank's last heartbeat.
 type storeServer struct {
 	ln    net.Listener
 	size  int
@@ -221,10 +223,11 @@ type storeServer struct {
 	left  []int // ranks whose connection dropped, in order
 	done  bool
 	conns []net.Conn
+	beats []beatRecord // by rank
 }
 
 func newStoreServer(ln net.Listener, size int) *storeServer {
-	s := &storeServer{ln: ln, size: size, vals: map[string][]byte{}, reads: map[string]int{}}
+	s := &storeServer{ln: ln, size: size, vals: map[string][]byte{}, reads: map[string]int{}, beats: make([]beatRecord, size)}
 	s.cond = sync.NewCond(&s.mu)
 	go s.accept()
 	return s
@@ -259,14 +262,17 @@ func (s *storeServer) close() {
 func (s *storeServer) serve(conn net.Conn) {
 	defer conn.Close()
 	r, w := bufio.NewReader(conn), bufio.NewWriter(conn)
-	rank := -1
+	rank, beating := -1, -1
 	defer func() {
+		s.mu.Lock()
 		if rank >= 0 {
-			s.mu.Lock()
 			s.left = append(s.left, rank)
 			s.cond.Broadcast()
-			s.mu.Unlock()
 		}
+		if beating >= 0 {
+			s.beats[beating].gone = true
+		}
+		s.mu.Unlock()
 	}()
 	for {
 		op, err := r.ReadByte()
@@ -306,6 +312,14 @@ func (s *storeServer) serve(conn net.Conn) {
 				w.WriteByte(storeOK)
 				writeBlob(w, val)
 			}
+		case storeBeat:
+			from, reply, err := s.beat(r)
+			if err != nil {
+				return
+			}
+			beating = from
+			w.WriteByte(storeOK)
+			writeBlob(w, reply)
 		default:
 			return
 		}

@@ -13,6 +13,7 @@ const (
 	exitOK      = 0
 	exitFailure = 1 // the command ran and failed
 	exitUsage   = 2 // the command line was wrong: unknown command or flag, bad value
+	exitHang    = 3 // data parallel: the watchdog ended this rank because a rank hung
 )
 
 // usageError marks an error in the command line itself; it exits with

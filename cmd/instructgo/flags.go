@@ -20,6 +20,8 @@ const (
 	flagAllowNonFinite = "allow-nonfinite"
 	// flagAllowChangedData resumes runs whose data changed.
 	flagAllowChangedData = "allow-changed-data"
+	// flagDistTimeout is the data-parallel watchdog's timeout.
+	flagDistTimeout = "dist-timeout"
 )
 
 // globalFlags are the flags every command shares; they go before the
@@ -56,6 +58,11 @@ func globalFlags() []cli.Flag {
 			Name:  flagThreads,
 			Value: 0,
 			Usage: "worker threads of the cpu backend (0: all logical cores); GOMAXPROCS keeps Go's default",
+		},
+		&cli.DurationFlag{
+			Name:  flagDistTimeout,
+			Value: defaultDistTimeout,
+			Usage: "data parallel: end the run when a collective waits this long or a rank's heartbeat stops this long (a rank hangs), naming the rank (0: never)",
 		},
 	}
 }
@@ -101,6 +108,9 @@ func setupGlobals(c *cli.Context) error {
 	}
 	if n := c.Int(flagThreads); n < 0 {
 		return usageErrorf("invalid --%s %d: want 0 (all cores) or a positive count", flagThreads, n)
+	}
+	if d := c.Duration(flagDistTimeout); d < 0 {
+		return usageErrorf("invalid --%s %v: want 0 (no watchdog) or a positive duration such as 10m", flagDistTimeout, d)
 	}
 
 	// Commands find the logger with zerolog.Ctx(c.Context) and pass the

@@ -30,7 +30,8 @@ func launchCommand() *cli.Command {
 			"CUDA_VISIBLE_DEVICES (the LOCAL_RANK-th of the visible GPUs), so --device cuda is each rank's GPU.\n" +
 			"The cuda build's ranks talk through NCCL. The mpi build hands the ranks to mpirun instead.\n" +
 			"Ctrl-C and SIGTERM are passed to every rank (each saves and stops). When a rank fails, the\n" +
-			"others get SIGTERM and, --grace later, SIGKILL; launch names the rank and exits with its status.\n\n" +
+			"others get SIGTERM and, --grace later, SIGKILL; launch names the rank and exits with its status.\n" +
+			"A rank that hangs is ended by the others' watchdogs (global flag --dist-timeout, exit status 3).\n\n" +
 			"Example: instructgo launch --nproc 2 -- --device cuda pretrain --data text.txt --out runs/pt",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "nproc", Value: 2, Usage: "ranks to start"},
@@ -50,6 +51,9 @@ func runLaunch(c *cli.Context) error {
 	args := c.Args().Slice()
 	if len(args) == 0 {
 		return usageErrorf("launch needs the command to run after --, e.g. launch --nproc 2 -- pretrain --data text.txt --out run")
+	}
+	if c.IsSet(flagDistTimeout) {
+		args = withDistTimeout(args, c.Duration(flagDistTimeout))
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -171,7 +175,11 @@ func superviseRanks(cmds []*exec.Cmd, sigs <-chan os.Signal, grace time.Duration
 	if errors.As(first.err, &exit) && exit.ExitCode() > 0 {
 		code = exit.ExitCode()
 	}
-	return cli.Exit(fmt.Sprintf("launch: rank %d failed (%v); the run stopped on every rank", first.rank, first.err), code)
+	why := ""
+	if code == exitHang {
+		why = ": its watchdog found a rank that hung (its log names it)"
+	}
+	return cli.Exit(fmt.Sprintf("launch: rank %d failed (%v)%s; the run stopped on every rank", first.rank, first.err, why), code)
 }
 
 // signalAll sends s to every started command (one that has ended

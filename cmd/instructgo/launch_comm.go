@@ -22,9 +22,18 @@ import (
 // set by launch_comm_mpi.go (build tag mpi) and launch_comm_cuda.go
 // (build tag cuda); nil in the default build.
 var (
-	mpiComm  func(b gpu.Backend) (gpu.Comm, error)
-	ncclComm func(b gpu.Backend, w world) (gpu.Comm, error)
+	mpiComm  func(b gpu.Backend, heartbeats bool) (engine, error)
+	ncclComm func(b gpu.Backend, w world, heartbeats bool) (engine, error)
 )
+
+// engine is an opened communicator and, when heartbeats were asked for,
+// the rank's connection to the watchdog's heartbeats (launch_watch.go) or
+// why it has none (it then runs without).
+type engine struct {
+	comm     gpu.Comm
+	pulse    *gpu.Pulse
+	pulseErr error
+}
 
 // dataParallelCommands are the commands whose training runs data parallel;
 // the others refuse to start as one rank of several.
@@ -83,8 +92,8 @@ func underMPIRun(getenv func(string) string) bool {
 	return n > 1
 }
 
-// openComm opens the communicator the environment asks for on backend b:
-// nil for a run in one process.
+// openComm opens the communicator the environment asks for on backend b,
+// watched (--dist-timeout): nil for a run in one process.
 func openComm(c *cli.Context, b gpu.Backend) (gpu.Comm, error) {
 	w, torchrun, err := torchrunWorld(os.Getenv)
 	if err != nil {
@@ -98,15 +107,25 @@ func openComm(c *cli.Context, b gpu.Backend) (gpu.Comm, error) {
 	if !dataParallelCommands[name] {
 		return nil, fmt.Errorf("%s does not run data parallel (pretrain, sft, rm and ppo do); run it in one process", name)
 	}
+	var (
+		e          engine
+		timeout    = c.Duration(flagDistTimeout)
+		heartbeats = timeout > 0
+	)
 	switch {
 	case mpirun && mpiComm == nil:
 		return nil, fmt.Errorf("started by mpirun, but this binary has no MPI: build it with make build-mpi")
 	case mpirun:
-		return mpiComm(b)
+		e, err = mpiComm(b, heartbeats)
 	case ncclComm == nil:
 		return nil, fmt.Errorf("WORLD_SIZE=%d asks for data parallel, which needs NCCL (the cuda build on GPUs) or, on the cpu backend, the mpi build under mpirun", w.Size)
+	default:
+		e, err = ncclComm(b, w, heartbeats)
 	}
-	return ncclComm(b, w)
+	if err != nil {
+		return nil, err
+	}
+	return watchComm(c, e, timeout)
 }
 
 // rankView makes a rank other than 0 quiet: its log at warnings and above,

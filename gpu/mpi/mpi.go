@@ -29,6 +29,9 @@ static int ig_allreduce_f32(float *buf, int n) {
 static int ig_bcast_f32(float *buf, int n, int root) {
 	return MPI_Bcast(buf, n, MPI_FLOAT, root, MPI_COMM_WORLD);
 }
+static int ig_bcast_bytes(char *buf, int n, int root) {
+	return MPI_Bcast(buf, n, MPI_BYTE, root, MPI_COMM_WORLD);
+}
 static int ig_barrier(void) { return MPI_Barrier(MPI_COMM_WORLD); }
 static int ig_allgather_f64(double *in, int n, double *out) {
 	return MPI_Allgather(in, n, MPI_DOUBLE, out, n, MPI_DOUBLE, MPI_COMM_WORLD);
@@ -184,6 +187,20 @@ func (c *Comm) AllGather(local []float64) ([]float64, error) {
 	}
 	copy(out, unsafe.Slice((*float64)(unsafe.Pointer(res)), len(out)))
 	return out, nil
+}
+
+// BroadcastBytes replaces buf on every rank by root's (every rank passes
+// as many bytes).
+func (c *Comm) BroadcastBytes(buf []byte, root int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(buf) == 0 {
+		return nil
+	}
+	if len(buf) > chunk {
+		return fmt.Errorf("mpi broadcast: %d bytes are more than one call moves", len(buf))
+	}
+	return check("MPI_Bcast", C.ig_bcast_bytes((*C.char)(unsafe.Pointer(&buf[0])), C.int(len(buf)), C.int(root)))
 }
 
 // Close finalises MPI in this process; it cannot be opened again.

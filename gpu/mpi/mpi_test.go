@@ -5,6 +5,9 @@ package mpi
 import (
 	"math"
 	"math/rand/v2"
+	"os"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -90,4 +93,97 @@ func TestMPICollectives(t *testing.T) {
 	if err := c.Barrier(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestMPIPulse runs as 3 ranks: rank 0 serves the heartbeats, every rank
+// connects through OpenPulse, and each hears every rank's sequence number.
+func TestMPIPulse(t *testing.T) {
+	if !mpitest.Ranks(t, 3, time.Minute) {
+		return
+	}
+	c, err := Open(cpu.New(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p, err := c.OpenPulse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := int64(100 + c.Rank())
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		beats, err := p.Beat(seq, c.Rank() == 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		heard := 0
+		for r, b := range beats {
+			if b.Heard && b.Seq == int64(100+r) && b.Busy == (r == 1) && b.Rank == r {
+				heard++
+			}
+		}
+		if heard == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rank %d hears %+v", c.Rank(), beats)
+		}
+	}
+	// Rank 0's server must outlive the others' last heartbeats.
+	if err := c.Barrier(); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+}
+
+// stopEnv makes the ranks of TestMPIWatchdogStoppedRank run the scenario.
+const stopEnv = "INSTRUCTGO_MPI_STOP_TEST"
+
+// TestMPIWatchdogStoppedRank: 2 ranks with a watchdog of 2 s; after a few
+// barriers rank 1 stops itself (SIGSTOP, as a paused machine). Rank 0's
+// watchdog must end the job within the timeout and a few seconds, naming
+// rank 1.
+func TestMPIWatchdogStoppedRank(t *testing.T) {
+	const timeout = 2 * time.Second
+	if !mpitest.InRank() {
+		start := time.Now()
+		out, err := mpitest.Run(t, 2, time.Minute, stopEnv+"=1")
+		took := time.Since(start)
+		if err == nil {
+			t.Fatalf("the job with a stopped rank succeeded:\n%s", out)
+		}
+		if !strings.Contains(string(out), "rank 1 has sent no heartbeat") {
+			t.Errorf("the job's output does not name rank 1:\n%s", out)
+		}
+		t.Logf("the job ended %.1fs after it started (%v): %v", took.Seconds(), timeout, err)
+		if took > timeout+15*time.Second {
+			t.Errorf("the job took %v, want about the timeout %v", took, timeout)
+		}
+		return
+	}
+	if os.Getenv(stopEnv) == "" {
+		t.Skip("not this test's job")
+	}
+	c, err := Open(cpu.New(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.OpenPulse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := gpu.Watched(c, gpu.WatchOptions{Timeout: timeout, Pulse: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if err := w.Barrier(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.Rank() == 1 {
+		syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+	}
+	w.Barrier()
+	t.Fatalf("rank %d: the barrier after rank 1 stopped returned", c.Rank())
 }
