@@ -6,6 +6,7 @@ import (
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
+	"github.com/instructgo/instructgo/train/data"
 )
 
 // Data parallel. A run with a communicator of more than one rank trains
@@ -30,6 +31,7 @@ func (*pretrainer) dataParallel() {}
 func (*sftTrainer) dataParallel() {}
 func (*rmTrainer) dataParallel()  {}
 func (*ppoTrainer) dataParallel() {}
+func (*dpoTrainer) dataParallel() {}
 
 // comm is the run's communicator: Single when none was given.
 func (o RunOptions) comm() gpu.Comm {
@@ -58,6 +60,24 @@ func shardCap(c gpu.Comm, n int) int {
 		size = c.Size()
 	}
 	return (n + size - 1) / size
+}
+
+// comparisonShardRows is the most responses a data-parallel rank's
+// micro-batch of ranked comparisons holds (the reward model's, DPO's): its
+// shard of a step's batch prompts, each with the most responses of a
+// training comparison, and no more than maxRows (one process: always
+// maxRows, so that its evaluations run in whole batches). The
+// micro-batches are cut as with maxRows, which a shard never reaches when
+// this is smaller.
+func comparisonShardRows(c gpu.Comm, maxRows, batch int, train []data.ComparisonTokens) int {
+	if !distributed(c) {
+		return maxRows
+	}
+	k := 0
+	for _, t := range train {
+		k = max(k, len(t.Responses))
+	}
+	return min(maxRows, shardCap(c, batch)*k)
 }
 
 // forwardPieces runs m without dropout over in's rows in pieces of at

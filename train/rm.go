@@ -223,7 +223,7 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 		cfg.Steps = int(math.Ceil(cfg.Epochs * float64(perEpoch)))
 	}
 
-	m, err := model.New(b, cfg.Model, opt.models(rmShardRows(opt.Comm, cfg, trainTok), d.maxSeq, true))
+	m, err := model.New(b, cfg.Model, opt.models(comparisonShardRows(opt.Comm, cfg.MaxRows, cfg.Batch, trainTok), d.maxSeq, true))
 	if err != nil {
 		return nil, fmt.Errorf("rm: %w", err)
 	}
@@ -513,23 +513,6 @@ func subset(cs []data.Comparison, n int, seed uint64) []data.Comparison {
 		out[i] = cs[j]
 	}
 	return out
-}
-
-// rmShardRows is the most responses a data-parallel rank's micro-batch
-// holds: its shard of a step's prompts, each with the most responses of a
-// training comparison, and no more than cfg.MaxRows (one process: always
-// cfg.MaxRows, so that its evaluations run in whole batches). The
-// micro-batches are cut as with cfg.MaxRows, which a shard never reaches
-// when this is smaller.
-func rmShardRows(c gpu.Comm, cfg RMConfig, train []data.ComparisonTokens) int {
-	if !distributed(c) {
-		return cfg.MaxRows
-	}
-	k := 0
-	for _, t := range train {
-		k = max(k, len(t.Responses))
-	}
-	return min(cfg.MaxRows, shardCap(c, cfg.Batch)*k)
 }
 
 // unitItems describes n prompts to a Batcher that counts prompts: one row
