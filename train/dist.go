@@ -27,11 +27,12 @@ import (
 // communicator of several ranks.
 type dataParallel interface{ dataParallel() }
 
-func (*pretrainer) dataParallel() {}
-func (*sftTrainer) dataParallel() {}
-func (*rmTrainer) dataParallel()  {}
-func (*ppoTrainer) dataParallel() {}
-func (*dpoTrainer) dataParallel() {}
+func (*pretrainer) dataParallel()   {}
+func (*sftTrainer) dataParallel()   {}
+func (*rmTrainer) dataParallel()    {}
+func (*ppoTrainer) dataParallel()   {}
+func (*dpoTrainer) dataParallel()   {}
+func (*groupTrainer) dataParallel() {}
 
 // comm is the run's communicator: Single when none was given.
 func (o RunOptions) comm() gpu.Comm {
