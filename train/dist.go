@@ -24,7 +24,8 @@ import (
 // resumes from them.
 
 // dataParallel is a method that trains data parallel when its run has a
-// communicator of several ranks.
+// communicator of several ranks. Every method of the loop driver is one
+// now; a new method must shard its work before it declares itself.
 type dataParallel interface{ dataParallel() }
 
 func (*pretrainer) dataParallel()   {}
