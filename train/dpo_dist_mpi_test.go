@@ -74,3 +74,25 @@ func TestDataParallelDPO(t *testing.T) {
 	}
 	t.Logf("reward metrics agree to %.2g absolute (log-probs per 100 nats)", worst)
 }
+
+// TestDataParallelDPORankKilled: rank 1 dies in step 7 of a 2-rank DPO
+// run that saves every 4 steps (a step all-reduces the gradient once);
+// resuming the state of step 4 on 2 ranks, which read the reference
+// log-probs rank 0 wrote, ends with one process's losses and weights.
+func TestDataParallelDPORankKilled(t *testing.T) {
+	fx := distFixture{Files: map[string]string{}}
+	if mpitest.InRank() {
+		runDist(t, fx, distDPO)
+		return
+	}
+	fx.Files["rm"], _ = writeLengthRM(t, 200)
+	fx.Files["init"] = writeInitWith(t, dpoLMConfig())
+	one := t.TempDir()
+	if err := distDPO(distFixture{Files: fx.Files, Out: one}, nil); err != nil {
+		t.Fatal(err)
+	}
+	fx.Out = t.TempDir()
+	killRank1(t, &fx, 7, 4)
+	runDist(t, fx, distDPO)
+	compareRuns(t, one, fx.Out, 8)
+}

@@ -112,3 +112,38 @@ func TestDataParallelGroupMethods(t *testing.T) {
 		})
 	}
 }
+
+// TestDataParallelGRPORankKilled: rank 1 dies in iteration 3 of a 2-rank
+// GRPO run that saves every 2 iterations; resuming the state of iteration
+// 2 on 2 ranks ends with one process's rewards and policy.
+func TestDataParallelGRPORankKilled(t *testing.T) {
+	fx := distFixture{Files: map[string]string{}}
+	if mpitest.InRank() {
+		runDist(t, fx, distGroup)
+		return
+	}
+	fx.Files["prompts"], fx.Files["policy"], fx.Files["reward"] = writePPOFixture(t)
+	fx.Files["method"] = MethodGRPO
+	one := t.TempDir()
+	if err := distGroup(distFixture{Files: fx.Files, Out: one}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// An iteration all-reduces 2 rollout tensors, then the policy's
+	// gradient for each of its 3 minibatches.
+	fx.Out = t.TempDir()
+	killRank1(t, &fx, 2*5+3, 2)
+	runDist(t, fx, distGroup)
+	step := func(r GroupMetrics) int { return r.Step }
+	a, b := readMetrics(t, one, step), readMetrics(t, fx.Out, step)
+	if len(a) != len(b) {
+		t.Fatalf("%d metrics records after the resume, %d in one process", len(b), len(a))
+	}
+	for i := range a {
+		if d := math.Abs(a[i].Reward-b[i].Reward) / math.Max(1, math.Abs(a[i].Reward)); !(d <= ppoDistTol) {
+			t.Errorf("iteration %d: reward %v after the kill and resume, %v in one process", i+1, b[i].Reward, a[i].Reward)
+		}
+	}
+	if rel := relL2(readCheckpoint(t, one), readCheckpoint(t, fx.Out)); !(rel <= distWeightTol) {
+		t.Errorf("the policies differ by %.3g relative L2 after the kill and resume", rel)
+	}
+}
