@@ -71,24 +71,21 @@ func (s *DPOStep) distribute(c gpu.Comm) { s.comm, s.t.comm = c, c }
 func (s *DPOStep) Run(step int, cs []data.ComparisonTokens, ref [][]float64, idx []int, w *rewardStats) (loss float64, tokens int64, rows int, err error) {
 	s.t.zeroGrad()
 	weight := 1 / float64(len(idx))
-	if !distributed(s.comm) {
-		if loss, tokens, rows, err = s.accumulate(cs, ref, idx, weight, w); err != nil {
-			return 0, 0, 0, fmt.Errorf("dpo step %d: %w", step, err)
-		}
-		s.t.update(1)
-		return loss, tokens, rows, s.t.m.Backend().Err()
+	var local rewardStats // a rank's share of the step's rewards, summed into w below
+	into := w
+	if distributed(s.comm) {
+		lo, hi := gpu.Shard(len(idx), s.comm.Rank(), s.comm.Size())
+		idx, into = idx[lo:hi], &local
 	}
-	lo, hi := gpu.Shard(len(idx), s.comm.Rank(), s.comm.Size())
-	var local rewardStats
-	if loss, tokens, rows, err = s.accumulate(cs, ref, idx[lo:hi], weight, &local); err != nil {
+	if loss, tokens, rows, err = s.accumulate(cs, ref, idx, weight, into); err != nil {
 		return 0, 0, 0, fmt.Errorf("dpo step %d: %w", step, err)
 	}
 	if err := s.t.reduceGrads(); err != nil {
 		return 0, 0, 0, fmt.Errorf("dpo step %d: %w", step, err)
 	}
 	s.t.update(1)
-	if err := s.t.m.Backend().Err(); err != nil {
-		return 0, 0, 0, err
+	if err := s.t.m.Backend().Err(); err != nil || !distributed(s.comm) {
+		return loss, tokens, rows, err
 	}
 	sums, err := gpu.SumOverRanks(s.comm, append([]float64{loss, float64(tokens), float64(rows)}, local.values()...)...)
 	if err != nil {
