@@ -209,6 +209,9 @@ func sampleBestOfN(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, 
 	}
 	kept := newRSRows(len(rp.prompts), cfg)
 	progress := opt.progress()
+	if opt.comm().Rank() != 0 {
+		progress = NoProgress{}
+	}
 	progress.Start("rs sampling", k0, k1)
 	defer progress.Finish()
 	start := time.Now()
