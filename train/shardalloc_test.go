@@ -191,3 +191,24 @@ func TestEvaluationInPieces(t *testing.T) {
 func closeRel(a, b, tol float64) bool {
 	return math.Abs(a-b) <= tol*math.Max(math.Abs(a), math.Abs(b))
 }
+
+// TestPPOValueHoldsItsShard: PPO's value function on a rank of 2 holds
+// ⌈9/2⌉ rows of a minibatch of 9; the policy keeps the 9 rows of its
+// sampling seed groups, and one process's value function all 9.
+func TestPPOValueHoldsItsShard(t *testing.T) {
+	cfg := DefaultPPO()
+	_, cfg.Policy, cfg.Reward = writePPOFixture(t)
+	cfg.MiniBatch = 9
+	for _, tc := range []struct {
+		comm         gpu.Comm
+		policy, valu int
+	}{{nil, 9, 9}, {rankOf{r: 1, n: 2}, 9, 5}} {
+		ms, err := loadPPOModels(cpu.New(1), cfg, 16, RunOptions{Comm: tc.comm})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ms.policy.MaxBatch() != tc.policy || ms.value.MaxBatch() != tc.valu {
+			t.Errorf("comm %v: policy of %d rows, value function of %d; want %d and %d", tc.comm, ms.policy.MaxBatch(), ms.value.MaxBatch(), tc.policy, tc.valu)
+		}
+	}
+}
