@@ -45,14 +45,14 @@ func allocated(t *testing.T, run func(b gpu.Backend, out string, opt RunOptions)
 }
 
 // TestRanksAllocateTheirShard: a rank of 2 sizes its models for its shard
-// of the global batch (⌈B/2⌉ rows), so pretraining, SFT and the reward
-// model allocate less on it than in one process, by about half the
+// of the global batch (⌈B/2⌉ rows), so pretraining, SFT, the reward model
+// and DPO allocate less on it than in one process, by about half the
 // activations (the weights and the optimizer state stay whole).
 func TestRanksAllocateTheirShard(t *testing.T) {
 	text := synthText(t, 4000)
 	sft := writeUpperSFT(t, 40)
 	rmData, _ := writeLengthRM(t, 60)
-	init := writeInit(t)
+	init, lmInit := writeInit(t), writeInitWith(t, dpoLMConfig())
 	cases := map[string]func(b gpu.Backend, out string, opt RunOptions) error{
 		"pretrain": func(b gpu.Backend, out string, opt RunOptions) error {
 			cfg := distPretrainConfigFor(text, out)
@@ -70,6 +70,12 @@ func TestRanksAllocateTheirShard(t *testing.T) {
 			cfg := smallRM(rmData, init, out)
 			cfg.Steps, cfg.Epochs, cfg.Batch = 1, 0, 6
 			_, err := RM(context.Background(), b, byteTok, cfg, opt)
+			return err
+		},
+		"dpo": func(b gpu.Backend, out string, opt RunOptions) error {
+			cfg := smallDPO(rmData, lmInit, out)
+			cfg.Steps, cfg.Epochs, cfg.Batch, cfg.EvalPrompts = 1, 0, 6, 0
+			_, err := DPO(context.Background(), b, byteTok, cfg, opt)
 			return err
 		},
 	}
