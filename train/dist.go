@@ -6,6 +6,7 @@ import (
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
+	"github.com/instructgo/instructgo/train/data"
 )
 
 // Data parallel. A run with a communicator of more than one rank trains
@@ -23,13 +24,16 @@ import (
 // resumes from them.
 
 // dataParallel is a method that trains data parallel when its run has a
-// communicator of several ranks.
+// communicator of several ranks. Every method of the loop driver is one
+// now; a new method must shard its work before it declares itself.
 type dataParallel interface{ dataParallel() }
 
-func (*pretrainer) dataParallel() {}
-func (*sftTrainer) dataParallel() {}
-func (*rmTrainer) dataParallel()  {}
-func (*ppoTrainer) dataParallel() {}
+func (*pretrainer) dataParallel()   {}
+func (*sftTrainer) dataParallel()   {}
+func (*rmTrainer) dataParallel()    {}
+func (*ppoTrainer) dataParallel()   {}
+func (*dpoTrainer) dataParallel()   {}
+func (*groupTrainer) dataParallel() {}
 
 // comm is the run's communicator: Single when none was given.
 func (o RunOptions) comm() gpu.Comm {
@@ -46,6 +50,60 @@ func distributed(c gpu.Comm) bool { return c != nil && c.Size() > 1 }
 // (the same tokens, no copy); B is 0 when the shard is empty.
 func shardRows(in *model.Batch, rank, size int) *model.Batch {
 	lo, hi := gpu.Shard(in.B, rank, size)
+	return batchRows(in, lo, hi)
+}
+
+// shardCap is the most rows of a global batch of n that a rank of c
+// trains on (gpu.Shard's largest piece, ⌈n/size⌉): what a rank's training
+// models are sized for, so that N ranks hold 1/N of the activations.
+func shardCap(c gpu.Comm, n int) int {
+	size := 1
+	if c != nil {
+		size = c.Size()
+	}
+	return (n + size - 1) / size
+}
+
+// comparisonShardRows is the most responses a data-parallel rank's
+// micro-batch of ranked comparisons holds (the reward model's, DPO's): its
+// shard of a step's batch prompts, each with the most responses of a
+// training comparison, and no more than maxRows (one process: always
+// maxRows, so that its evaluations run in whole batches). The
+// micro-batches are cut as with maxRows, which a shard never reaches when
+// this is smaller.
+func comparisonShardRows(c gpu.Comm, maxRows, batch int, train []data.ComparisonTokens) int {
+	if !distributed(c) {
+		return maxRows
+	}
+	k := 0
+	for _, t := range train {
+		k = max(k, len(t.Responses))
+	}
+	return min(maxRows, shardCap(c, batch)*k)
+}
+
+// forwardPieces runs m without dropout over in's rows in pieces of at
+// most m.MaxBatch() rows, each piece's outputs handed to use: rank 0's
+// evaluations forward whole batches through a model sized for a shard.
+// A row's outputs do not depend on the other rows of its batch in exact
+// arithmetic, so the results are one forward pass's over in to float32
+// rounding (a backend may round a row differently in a smaller batch);
+// when in fits the model it is that one pass.
+func forwardPieces(m *model.Model, in *model.Batch, use func(lo, hi int) error) error {
+	for lo := 0; lo < in.B; lo += m.MaxBatch() {
+		hi := min(in.B, lo+m.MaxBatch())
+		if err := m.Forward(batchRows(in, lo, hi), false, 0); err != nil {
+			return err
+		}
+		if err := use(lo, hi); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// batchRows returns rows lo..hi of in (the same tokens, no copy).
+func batchRows(in *model.Batch, lo, hi int) *model.Batch {
 	out := &model.Batch{B: hi - lo, T: in.T, Tokens: in.Tokens[lo*in.T : hi*in.T]}
 	if in.Targets != nil {
 		out.Targets = in.Targets[lo*in.T : hi*in.T]

@@ -251,7 +251,22 @@ func TestDataParallelRankKilled(t *testing.T) {
 	if err := distPretrain(distFixture{Files: fx.Files, Out: one}, nil); err != nil {
 		t.Fatal(err)
 	}
-	fx.Out, fx.KillAt = t.TempDir(), 7
+	fx.Out = t.TempDir()
+	killRank1(t, &fx, 7, 4)
+	if got := readLosses(t, fx.Out); len(got) != 6 {
+		t.Errorf("%d loss records after the kill in step 7, want 6", len(got))
+	}
+	runDist(t, fx, distPretrain)
+	compareRuns(t, one, fx.Out, 12)
+}
+
+// killRank1 runs the fixture's job on 2 ranks with rank 1 killed at its
+// killAt-th all-reduce: mpirun must end the job within a minute with an
+// error naming rank 1, and the saved state must be that of step saved.
+// It leaves fx set to resume the run.
+func killRank1(t *testing.T, fx *distFixture, killAt, saved int) {
+	t.Helper()
+	fx.KillAt = killAt
 	raw, _ := json.Marshal(fx)
 	start := time.Now()
 	out, err := mpitest.Run(t, 2, time.Minute, distEnv+"="+string(raw))
@@ -262,16 +277,10 @@ func TestDataParallelRankKilled(t *testing.T) {
 		t.Errorf("the job's output does not name rank 1:\n%s", out)
 	}
 	t.Logf("the job ended %.1fs after it started: %v", time.Since(start).Seconds(), err)
-	if got := readLosses(t, fx.Out); len(got) != 6 {
-		t.Errorf("%d loss records after the kill in step 7, want 6", len(got))
-	}
-	st, err := loadStateStep(fx.Out)
-	if err != nil || st != 4 {
-		t.Fatalf("saved state: step %d, %v; want step 4", st, err)
+	if st, err := loadStateStep(fx.Out); err != nil || st != saved {
+		t.Fatalf("saved state: step %d, %v; want step %d", st, err, saved)
 	}
 	fx.KillAt, fx.Resume = 0, true
-	runDist(t, fx, distPretrain)
-	compareRuns(t, one, fx.Out, 12)
 }
 
 // loadStateStep is the step of dir's saved resume state.

@@ -177,16 +177,17 @@ func DPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg DPOCon
 	if cfg.Steps == 0 {
 		cfg.Steps = int(math.Ceil(cfg.Epochs * float64(perEpoch)))
 	}
-	m, err := model.New(b, cfg.Model, opt.models(cfg.MaxRows, d.maxSeq, true))
+	m, err := model.New(b, cfg.Model, opt.models(comparisonShardRows(opt.Comm, cfg.MaxRows, cfg.Batch, d.train), d.maxSeq, true))
 	if err != nil {
 		return nil, fmt.Errorf("dpo: %w", err)
 	}
-	ds, err := NewDPOStep(m, cfg.Optim, cfg.Steps, cfg.Loss, cfg.MaxRows, cfg.TokenBudget, tok.Pad())
+	ds, err := NewDPOStep(m, cfg.Optim, cfg.Steps, cfg.Loss, m.MaxBatch(), cfg.TokenBudget, tok.Pad())
 	if err != nil {
 		return nil, fmt.Errorf("dpo: %w", err)
 	}
+	ds.distribute(opt.Comm)
 	tr := &dpoTrainer{
-		cfg: cfg, ds: ds, tok: tok, batcher: batcher, split: d, prompts: comparisonTaskPrompts(d.valCs, cfg.EvalPrompts),
+		cfg: cfg, ds: ds, comm: opt.comm(), tok: tok, batcher: batcher, split: d, prompts: comparisonTaskPrompts(d.valCs, cfg.EvalPrompts),
 		sum: &DPOSummary{TrainPrompts: len(d.train), ValPrompts: len(d.val), Truncation: d.trunc, SkippedLines: d.skipped, IgnoredMargins: ignored},
 	}
 	if c, ok := ceiling(d.valCs, d.val, d.valUtil); ok {
@@ -217,6 +218,9 @@ func DPO(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg DPOCon
 	sum.Steps, sum.Tokens, sum.Seconds, sum.TokensPerSec, sum.Interrupted = l.st.Step, l.st.Tokens, l.st.Seconds, l.tokensPerSec(), l.interrupted
 	sum.Epochs = float64(l.st.Step) / float64(perEpoch)
 	sum.StartTaskScore = tr.st.StartTaskScore
+	if !l.primary() {
+		return sum, l.finish(ctx, sum)
+	}
 	if !l.interrupted && tr.evalStep != l.st.Step { // a run resumed after its last step
 		if _, err := tr.validate(l.st.Step); err != nil {
 			l.close()
@@ -279,6 +283,7 @@ func comparisonTaskPrompts(cs []data.Comparison, n int) []TaskPrompt {
 type dpoTrainer struct {
 	cfg      DPOConfig
 	ds       *DPOStep
+	comm     gpu.Comm // the run's ranks: all compute the reference, rank 0 writes and evaluates
 	tok      tokenizer.Tokenizer
 	batcher  *data.Batcher
 	split    *comparisonSplit
@@ -301,21 +306,25 @@ type dpoState struct {
 }
 
 // start computes the reference log-probs with the starting policy (the
-// frozen SFT model) and writes them, and the starting task score.
+// frozen SFT model; data parallel, each rank its shard) and writes them,
+// and the starting task score (rank 0).
 func (t *dpoTrainer) start() error {
 	m, c := t.ds.t.m, t.cfg
 	ref := &referenceLogProbs{Init: c.Init}
 	var err error
-	if ref.Train, err = SequenceLogProbs(m, t.split.train, t.tok.Pad(), c.MaxRows, c.TokenBudget); err != nil {
+	if ref.Train, err = sequenceLogProbsOverRanks(t.comm, m, t.split.train, t.tok.Pad(), c.MaxRows, c.TokenBudget); err != nil {
 		return fmt.Errorf("reference: %w", err)
 	}
-	if ref.Val, err = SequenceLogProbs(m, t.split.val, t.tok.Pad(), c.MaxRows, c.TokenBudget); err != nil {
+	if ref.Val, err = sequenceLogProbsOverRanks(t.comm, m, t.split.val, t.tok.Pad(), c.MaxRows, c.TokenBudget); err != nil {
 		return fmt.Errorf("reference: %w", err)
+	}
+	t.ref = ref
+	if t.comm.Rank() != 0 {
+		return nil
 	}
 	if t.st.ReferenceSHA256, err = writeReference(c.Out, ref); err != nil {
 		return err
 	}
-	t.ref = ref
 	if len(t.prompts) > 0 {
 		te, err := EvalTasks(m, t.tok, t.prompts, EvalOptions{MaxNew: c.MaxNew})
 		if err != nil {

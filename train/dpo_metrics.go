@@ -32,6 +32,21 @@ func (s *rewardStats) add(groups []data.ComparisonGroup, r, logp []float64) {
 	}
 }
 
+// values are the sums in a fixed order, for summing over data-parallel
+// ranks; addValues adds such sums.
+func (s rewardStats) values() []float64 {
+	return []float64{float64(s.N), s.Chosen, s.Rejected, s.Correct, s.LogpChosen, s.LogpRejected}
+}
+
+func (s *rewardStats) addValues(v []float64) {
+	s.N += int(v[0])
+	s.Chosen += v[1]
+	s.Rejected += v[2]
+	s.Correct += v[3]
+	s.LogpChosen += v[4]
+	s.LogpRejected += v[5]
+}
+
 // RewardMetrics are TRL's DPO metrics, means over rankings.
 type RewardMetrics struct {
 	Chosen       float64 `json:"rewards/chosen"`

@@ -27,6 +27,7 @@ type DPOStep struct {
 	pad             int32
 	dlogp           *gpu.Tensor // [maxRows·maxT]
 	host            []float32   // log-probs down, their gradient up
+	comm            gpu.Comm    // data-parallel ranks (dist.go); nil: one
 }
 
 // NewDPOStep prepares steps of the language model m (built for training,
@@ -58,24 +59,46 @@ func NewDPOStep(m *model.Model, oc OptimConfig, updates int, loss PreferenceLoss
 	return &DPOStep{t: t, loss: loss, maxRows: maxRows, budget: budget, pad: pad, dlogp: dlogp, host: make([]float32, n)}, nil
 }
 
+// distribute makes the steps data parallel over c's ranks (dist.go).
+func (s *DPOStep) distribute(c gpu.Comm) { s.comm, s.t.comm = c, c }
+
 // Run runs step `step` on the prompts cs[idx...], whose responses' reference
 // log-probs are ref[i][k]: their mean preference loss, each prompt counting
 // once. It adds the step's implicit rewards to w and returns the loss, the
-// padded tokens and the rows (responses) forwarded.
+// padded tokens and the rows (responses) forwarded. Data parallel, each
+// rank takes its shard of idx, weighted by the global count of prompts,
+// and the figures returned and added to w are the global step's.
 func (s *DPOStep) Run(step int, cs []data.ComparisonTokens, ref [][]float64, idx []int, w *rewardStats) (loss float64, tokens int64, rows int, err error) {
 	s.t.zeroGrad()
-	if loss, tokens, rows, err = s.accumulate(cs, ref, idx, w); err != nil {
+	weight := 1 / float64(len(idx))
+	var local rewardStats // a rank's share of the step's rewards, summed into w below
+	into := w
+	if distributed(s.comm) {
+		lo, hi := gpu.Shard(len(idx), s.comm.Rank(), s.comm.Size())
+		idx, into = idx[lo:hi], &local
+	}
+	if loss, tokens, rows, err = s.accumulate(cs, ref, idx, weight, into); err != nil {
+		return 0, 0, 0, fmt.Errorf("dpo step %d: %w", step, err)
+	}
+	if err := s.t.reduceGrads(); err != nil {
 		return 0, 0, 0, fmt.Errorf("dpo step %d: %w", step, err)
 	}
 	s.t.update(1)
-	return loss, tokens, rows, s.t.m.Backend().Err()
+	if err := s.t.m.Backend().Err(); err != nil || !distributed(s.comm) {
+		return loss, tokens, rows, err
+	}
+	sums, err := gpu.SumOverRanks(s.comm, append([]float64{loss, float64(tokens), float64(rows)}, local.values()...)...)
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("dpo step %d: %w", step, err)
+	}
+	w.addValues(sums[3:])
+	return sums[0], int64(sums[1]), int(sums[2]), nil
 }
 
-// accumulate adds the gradient of the prompts' mean loss to the model's
-// gradients and returns the loss.
-func (s *DPOStep) accumulate(cs []data.ComparisonTokens, ref [][]float64, idx []int, w *rewardStats) (loss float64, tokens int64, rows int, err error) {
+// accumulate adds the gradient of the prompts' loss, each weighing
+// weight, to the model's gradients and returns the loss.
+func (s *DPOStep) accumulate(cs []data.ComparisonTokens, ref [][]float64, idx []int, weight float64, w *rewardStats) (loss float64, tokens int64, rows int, err error) {
 	m, beta := s.t.m, s.loss.Beta
-	weight := 1 / float64(len(idx))
 	for _, sub := range microBatches(cs, idx, s.maxRows, s.budget) {
 		rb, err := newResponseBatch(cs, sub, s.pad)
 		if err != nil {

@@ -113,7 +113,7 @@ func TestDPOGradientMatchesFiniteDifferences(t *testing.T) {
 		}
 		s.t.zeroGrad()
 		var w rewardStats
-		loss, _, forwarded, err := s.accumulate(cs, ref, idx, &w)
+		loss, _, forwarded, err := s.accumulate(cs, ref, idx, 1/float64(len(idx)), &w)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -201,7 +201,7 @@ func TestDPOStepFormsAgreeOnPairs(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.t.zeroGrad()
-		loss, _, _, err := s.accumulate(cs, ref, idx, &rewardStats{})
+		loss, _, _, err := s.accumulate(cs, ref, idx, 1/float64(len(idx)), &rewardStats{})
 		if err != nil {
 			t.Fatal(err)
 		}

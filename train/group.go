@@ -258,6 +258,7 @@ type groupTrainer struct {
 	st        groupState
 	rec       GroupMetrics // of the last iteration
 	elapsed   func() float64
+	comm      gpu.Comm // data-parallel ranks (rollout_dist.go); nil: one
 }
 
 // groupState is the group methods' position in the resume state.
@@ -289,7 +290,7 @@ func newGroupTrainer(b gpu.Backend, tok tokenizer.Tokenizer, cfg GroupConfig, op
 			}
 		}
 	}
-	g := &groupTrainer{cfg: cfg, saveDType: opt.SaveDType, b: b, tok: tok, prompts: rp.prompts, promptIDs: rp.ids,
+	g := &groupTrainer{cfg: cfg, saveDType: opt.SaveDType, b: b, tok: tok, prompts: rp.prompts, promptIDs: rp.ids, comm: opt.Comm,
 		order: rand.New(rand.NewPCG(cfg.Seed, 0x6e0)).Perm(len(rp.prompts))}
 	if g.st.PolicySHA256, err = checkpointSHA256(cfg.Policy); err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
@@ -319,6 +320,7 @@ func newGroupTrainer(b gpu.Backend, tok tokenizer.Tokenizer, cfg GroupConfig, op
 	if g.policy, err = newTrainable(pol, cfg.Optim, updates); err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
+	g.policy.comm = opt.Comm
 	if g.dev, err = newGroupDevice(b, cfg.Episodes(), rp.T, cfg.Epochs*(cfg.Episodes()/cfg.MiniBatch)); err != nil {
 		return nil, err
 	}

@@ -53,46 +53,46 @@ func newGroupDevice(b gpu.Backend, E, T, steps int) (*groupDevice, error) {
 
 // rollout samples the iteration's responses, scores their tokens with the
 // policy and the reference and the responses with the reward model and/or
-// the task scorers, and starts the iteration's metrics.
+// the task scorers, and starts the iteration's metrics. Data parallel,
+// each rank samples and scores its shard of the episodes and the ranks
+// gather the rollout (rollout_dist.go).
 func (g *groupTrainer) rollout(ids [][]int32, recs []data.Prompt, it int) (*rollout, GroupMetrics, error) {
 	cfg := g.cfg
 	rec := GroupMetrics{Step: it}
 	t0 := time.Now()
-	ro, genTokens, err := generateRollout(g.policy.m, ids, rolloutSampling{
+	sampling := rolloutSampling{
 		maxNew: cfg.MaxNew, temperature: cfg.Temperature, seed: gpu.Mix64(cfg.Seed, uint64(it)), eos: g.tok.EOS(), pad: g.tok.Pad(),
-	})
-	if err != nil {
-		return nil, rec, fmt.Errorf("rollout: %w", err)
 	}
-	if err := g.dev.logProbs(g.policy.m, g.ref, ro); err != nil {
-		return nil, rec, fmt.Errorf("rollout: %w", err)
+	var sc groupScores
+	score := func(ro *rollout, lo int) error { return g.score(ro, recs[lo:lo+ro.E], lo, len(ids), &sc) }
+	var ro *rollout
+	var genTokens int
+	var err error
+	if distributed(g.comm) {
+		sr := shardRollout{comm: g.comm, b: g.b, policy: g.policy.m, Tmax: g.dev.maxT, shared: []*gpu.Tensor{g.dev.oldLogp, g.dev.refLogp}}
+		if ro, genTokens, err = sr.run(ids, sampling, score); err != nil {
+			return nil, rec, err
+		}
+		if err := sc.overRanks(g.comm); err != nil {
+			return nil, rec, err
+		}
+	} else {
+		if ro, genTokens, err = generateRollout(g.policy.m, ids, sampling); err != nil {
+			return nil, rec, fmt.Errorf("rollout: %w", err)
+		}
+		if err := score(ro, 0); err != nil {
+			return nil, rec, err
+		}
 	}
 	if err := g.dev.readLogProbs(ro); err != nil { // the group advantages' KL is summed on the host
 		return nil, rec, fmt.Errorf("rollout: %w", err)
 	}
-	responses := ro.responses(g.tok)
-	rec.TaskScore = rolloutTaskScore(recs, responses)
-	ro.rawScores = make([]float32, ro.E)
-	if g.rm != nil {
-		s, err := g.dev.rewardModel(g.rm, ro)
-		if err != nil {
-			return nil, rec, fmt.Errorf("rollout: %w", err)
-		}
-		mean := 0.0
-		for i, v := range s {
-			ro.rawScores[i] += v
-			mean += float64(v) / float64(ro.E)
-		}
-		rec.RMScore = &mean
+	if sc.taskN > 0 {
+		mean := sc.taskSum / float64(sc.taskN)
+		rec.TaskScore = &mean
 	}
-	if cfg.TaskReward {
-		s, err := taskScores(recs, responses)
-		if err != nil {
-			return nil, rec, err
-		}
-		for i, v := range s {
-			ro.rawScores[i] += v
-		}
+	if g.rm != nil {
+		rec.RMScore = &sc.rmMean
 	}
 	ro.finishScores(cfg.MissingEOSPenalty, 0)
 	var length, eos float64
@@ -107,6 +107,58 @@ func (g *groupTrainer) rollout(ids [][]int32, recs []data.Prompt, it int) (*roll
 	rec.GenSeconds = time.Since(t0).Seconds()
 	rec.GenTokensSec = float64(genTokens) / rec.GenSeconds
 	return ro, rec, nil
+}
+
+// groupScores are a rollout's summed scores, for its metrics: the reward
+// model's mean, and the sum and count of the task scores of prompts of
+// the built-in tasks (rolloutTaskScoreSum).
+type groupScores struct {
+	rmMean, taskSum float64
+	taskN           int
+}
+
+// overRanks sums the ranks' shares of the scores.
+func (sc *groupScores) overRanks(c gpu.Comm) error {
+	sums, err := gpu.SumOverRanks(c, sc.rmMean, sc.taskSum, float64(sc.taskN))
+	if err != nil {
+		return fmt.Errorf("sum the rollout's scores: %w", err)
+	}
+	sc.rmMean, sc.taskSum, sc.taskN = sums[0], sums[1], int(sums[2])
+	return nil
+}
+
+// score scores the episodes ro (episodes lo.. of a rollout of E, whose
+// prompts are recs): their tokens' log-probs under the policy and the
+// reference, from element lo·T of the scorer's tensors, their raw scores
+// (the reward model's plus the task scores), and their share of sc.
+func (g *groupTrainer) score(ro *rollout, recs []data.Prompt, lo, E int, sc *groupScores) error {
+	if err := g.dev.logProbsAt(g.policy.m, g.ref, ro, lo*ro.T); err != nil {
+		return fmt.Errorf("rollout: %w", err)
+	}
+	responses := ro.responses(g.tok)
+	total, n := rolloutTaskScoreSum(recs, responses)
+	sc.taskSum, sc.taskN = sc.taskSum+total, sc.taskN+n
+	ro.rawScores = make([]float32, ro.E)
+	if g.rm != nil {
+		s, err := g.dev.rewardModel(g.rm, ro)
+		if err != nil {
+			return fmt.Errorf("rollout: %w", err)
+		}
+		for i, v := range s {
+			ro.rawScores[i] += v
+			sc.rmMean += float64(v) / float64(E)
+		}
+	}
+	if g.cfg.TaskReward {
+		s, err := taskScores(recs, responses)
+		if err != nil {
+			return err
+		}
+		for i, v := range s {
+			ro.rawScores[i] += v
+		}
+	}
+	return nil
 }
 
 // advantages returns the per-token advantage w_i·A_i and token weight w_i
@@ -159,7 +211,10 @@ func (g *groupTrainer) advantages(ro *rollout, rec *GroupMetrics) (adv, weight [
 
 // update takes cfg.Epochs passes of policy steps over the rollout's
 // minibatches: each step's loss is the group loss (group_loss.go) averaged
-// over the minibatch's responses, then one AdamW update.
+// over the minibatch's responses, then one AdamW update. Data parallel,
+// each rank takes its shard of every minibatch's rows, each response
+// weighing 1/MiniBatch, the ranks' gradients are summed before each step,
+// and the statistics once at the end (globalStats).
 func (g *groupTrainer) update(ro *rollout, adv, weight []float32, it int, rec *GroupMetrics) error {
 	cfg, b, d, pol := g.cfg, g.b, g.dev, g.policy.m
 	t0 := time.Now()
@@ -185,22 +240,30 @@ func (g *groupTrainer) update(ro *rollout, adv, weight []float32, it int, rec *G
 	step := 0
 	for range cfg.Epochs {
 		for i := range nMB {
-			lo, mbn := i*MB*T, MB*T
-			in := &model.Batch{B: MB, T: T, Tokens: ro.tokens[lo : lo+mbn], Targets: ro.targets[lo : lo+mbn], ValidLen: ro.validLen[i*MB : (i+1)*MB]}
-			g.policy.zeroGrad()
-			if err := pol.Forward(in, true, 0); err != nil {
-				return err
-			}
-			mask := d.mask.MustView(lo, mbn)
-			dlogp := d.dlogp.MustView(0, mbn)
+			r0, r1 := minibatchShard(g.comm, i, MB)
+			lo, mbn := r0*T, (r1-r0)*T
 			slot := d.stats.MustView(step*groupStatWidth, groupStatWidth)
-			groupLoss(b, dlogp, slot.MustView(0, 4), d.dkl.MustView(0, mbn), d.klStats, groupLossInputs{
-				logp: pol.LogProbs(), oldLogp: d.oldLogp.MustView(lo, mbn), refLogp: d.refLogp.MustView(lo, mbn),
-				adv: d.adv.MustView(lo, mbn), weight: d.weight.MustView(lo, mbn), mask: mask,
-			}, cfg.ClipEps, beta, 1/float32(MB))
-			b.Dot(slot.MustView(4, 1), pol.Entropy(), mask)
-			if err := pol.Backward(dlogp, nil); err != nil {
-				return err
+			g.policy.zeroGrad()
+			if r1 == r0 { // a rank's empty shard of a minibatch smaller than the ranks
+				b.Fill(slot, 0)
+			} else {
+				in := &model.Batch{B: r1 - r0, T: T, Tokens: ro.tokens[lo : lo+mbn], Targets: ro.targets[lo : lo+mbn], ValidLen: ro.validLen[r0:r1]}
+				if err := pol.Forward(in, true, 0); err != nil {
+					return err
+				}
+				mask := d.mask.MustView(lo, mbn)
+				dlogp := d.dlogp.MustView(0, mbn)
+				groupLoss(b, dlogp, slot.MustView(0, 4), d.dkl.MustView(0, mbn), d.klStats, groupLossInputs{
+					logp: pol.LogProbs(), oldLogp: d.oldLogp.MustView(lo, mbn), refLogp: d.refLogp.MustView(lo, mbn),
+					adv: d.adv.MustView(lo, mbn), weight: d.weight.MustView(lo, mbn), mask: mask,
+				}, cfg.ClipEps, beta, 1/float32(MB))
+				b.Dot(slot.MustView(4, 1), pol.Entropy(), mask)
+				if err := pol.Backward(dlogp, nil); err != nil {
+					return err
+				}
+			}
+			if err := g.policy.reduceGrads(); err != nil {
+				return fmt.Errorf("policy gradients: %w", err)
 			}
 			g.policy.update(1)
 			step++
@@ -210,13 +273,22 @@ func (g *groupTrainer) update(ro *rollout, adv, weight []float32, it int, rec *G
 	if err := b.Download(host, d.stats.MustView(0, len(host))); err != nil {
 		return err
 	}
+	stats := make([]float64, len(host))
+	for i, v := range host {
+		stats[i] = float64(v)
+	}
+	if distributed(g.comm) {
+		if err := globalStats(g.comm, stats, steps, groupStatWidth, surrogateShares); err != nil {
+			return err
+		}
+	}
 	var loss, clip, approxKL, entropy float64
 	for i := range steps {
-		st := host[i*groupStatWidth:]
-		loss += float64(st[0])
-		clip += float64(st[1])
-		approxKL += float64(st[2])
-		entropy += float64(st[4]) / max(float64(st[3]), 1)
+		st := stats[i*groupStatWidth:]
+		loss += st[0]
+		clip += st[1]
+		approxKL += st[2]
+		entropy += st[4] / max(st[3], 1)
 	}
 	n64 := float64(steps)
 	rec.PolicyLoss, rec.ClipFrac, rec.ApproxKL, rec.Entropy = loss/n64, clip/n64, approxKL/n64, entropy/n64

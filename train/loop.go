@@ -124,7 +124,7 @@ func openLoop(s loopSpec, m method, opt RunOptions) (*loop, error) {
 		l.progress = NoProgress{}
 	}
 	if _, ok := m.(dataParallel); distributed(l.comm) && !ok {
-		return nil, fmt.Errorf("%s does not run data parallel (pretraining, SFT, the reward model and PPO do)", s.name)
+		return nil, fmt.Errorf("%s does not run data parallel (its method shards nothing; see dist.go)", s.name)
 	}
 	if err := outsideInputs(s.dir, s.checkpoints, s.inputs); err != nil {
 		return nil, err

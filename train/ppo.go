@@ -521,7 +521,11 @@ func nonEmpty(paths ...string) []string {
 
 // loadPPOModels loads, with opt's precision and loading policy, the policy (trainable, no dropout), the frozen SFT
 // reference, the value function (trainable, from the reward model) and the
-// frozen reward model, all sized for minibatches of T tokens.
+// frozen reward model, all sized for minibatches of T tokens. The value
+// function holds a data-parallel rank's shard of a minibatch (it only
+// scores the rollout, in pieces, and trains); the others a whole one: the
+// policy's rows are its sampling seed groups, and the reference and the
+// reward model score whole groups as one process does.
 func loadPPOModels(b gpu.Backend, cfg PPOConfig, T int, opt RunOptions) (*ppoModels, error) {
 	ms := &ppoModels{}
 	var err error
@@ -537,7 +541,7 @@ func loadPPOModels(b gpu.Backend, cfg PPOConfig, T int, opt RunOptions) (*ppoMod
 	if a, r := ms.policy.Cfg, ms.ref.Cfg; a.VocabSize != r.VocabSize || a.Tokenizer != r.Tokenizer {
 		return nil, fmt.Errorf("reference %s: vocabulary %d (%s), the policy's %d (%s)", cfg.reference(), r.VocabSize, r.Tokenizer, a.VocabSize, a.Tokenizer)
 	}
-	if ms.value, err = load(cfg.Reward, true); err != nil {
+	if ms.value, err = loadNoDropout(b, cfg.Reward, shardCap(opt.Comm, cfg.MiniBatch), T, true, opt); err != nil {
 		return nil, fmt.Errorf("value function: %w", err)
 	}
 	if ms.reward, err = load(cfg.Reward, false); err != nil {

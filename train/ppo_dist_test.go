@@ -118,7 +118,7 @@ func TestGlobalStatsWeighsShares(t *testing.T) {
 		return w
 	}
 	got := slices.Clone(s0)
-	if err := globalStats(twoRanks{other: func([]float64) []float64 { return weighted(s1) }}, got, steps); err != nil {
+	if err := globalStats(twoRanks{other: func([]float64) []float64 { return weighted(s1) }}, got, steps, ppoStatWidth, ppoStatShares); err != nil {
 		t.Fatal(err)
 	}
 	for i := range steps {

@@ -139,7 +139,7 @@ func (d *ppoDevice) readBack(ro *rollout, steps int, sum *ppoUpdateStats) error 
 			stats[i] = float64(v)
 		}
 		if distributed(d.comm) {
-			if err := globalStats(d.comm, stats, steps); err != nil {
+			if err := globalStats(d.comm, stats, steps, ppoStatWidth, ppoStatShares); err != nil {
 				return err
 			}
 		}
@@ -181,14 +181,9 @@ func (d *ppoDevice) update(ms *ppoModels, ro *rollout, ptx *data.WindowSampler, 
 		d.b.Fill(d.ptxW.MustView(0, nPtx), -1/float32(nPtx))
 		d.b.Fill(d.ptxGradW.MustView(0, nPtx), -cfg.PtxCoef/float32(nPtx))
 	}
-	rank, size := 0, 1
-	if distributed(d.comm) {
-		rank, size = d.comm.Rank(), d.comm.Size()
-	}
 	for epoch := 0; epoch < cfg.Epochs; epoch++ {
 		for i := 0; i < nMB; i++ {
-			slo, shi := gpu.Shard(MB, rank, size) // this rank's rows of the minibatch
-			r0, r1 := i*MB+slo, i*MB+shi
+			r0, r1 := minibatchShard(d.comm, i, MB) // this rank's rows of the minibatch
 			lo, hi := r0*T, r1*T
 			mb := ppoMinibatch{
 				in:       &model.Batch{B: r1 - r0, T: T, Tokens: ro.tokens[lo:hi], Targets: ro.targets[lo:hi], ValidLen: ro.validLen[r0:r1]},

@@ -110,7 +110,7 @@ func Pretrain(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg P
 	log.Info().Int("docs", corpus.Docs).Int64("bytes", corpus.Bytes).Int("train_tokens", len(corpus.Train)).
 		Int("val_tokens", len(corpus.Val)).Float64("unigram_val_loss", round4(unigram)).Msg("text loaded")
 
-	m, err := model.New(b, cfg.Model, opt.models(cfg.Batch, cfg.Seq, true))
+	m, err := model.New(b, cfg.Model, opt.models(shardCap(opt.Comm, cfg.Batch), cfg.Seq, true))
 	if err != nil {
 		return nil, fmt.Errorf("pretrain: %w", err)
 	}
@@ -240,12 +240,12 @@ func lmRecord(l *loop, step int, w *lossWindow, s lmStepper, ev *zerolog.Event) 
 }
 
 // HeldOutLoss is a language model's mean loss, in nats per token, over the
-// given windows (tokens and their next-token targets, T each), forwarded
-// in batches of B.
+// given windows (tokens and their next-token targets, T each), in batches
+// of B, each forwarded in pieces of the model's MaxBatch (forwardPieces).
 func HeldOutLoss(m *model.Model, tokens, targets [][]int32, B, T int) (float64, error) {
 	total, count := 0.0, 0
 	batch := &model.Batch{T: T}
-	logp := make([]float32, B*T)
+	logp := make([]float32, min(B, m.MaxBatch())*T)
 	for i := 0; i < len(tokens); i += B {
 		n := min(B, len(tokens)-i)
 		batch.B = n
@@ -254,14 +254,18 @@ func HeldOutLoss(m *model.Model, tokens, targets [][]int32, B, T int) (float64, 
 			batch.Tokens = append(batch.Tokens, tokens[j]...)
 			batch.Targets = append(batch.Targets, targets[j]...)
 		}
-		if err := m.Forward(batch, false, 0); err != nil {
+		err := forwardPieces(m, batch, func(lo, hi int) error {
+			lp := logp[:(hi-lo)*T]
+			if err := m.Backend().Download(lp, m.LogProbs()); err != nil {
+				return err
+			}
+			for _, v := range lp {
+				total -= float64(v)
+			}
+			return nil
+		})
+		if err != nil {
 			return 0, err
-		}
-		if err := m.Backend().Download(logp[:n*T], m.LogProbs()); err != nil {
-			return 0, err
-		}
-		for _, v := range logp[:n*T] {
-			total -= float64(v)
 		}
 		count += n * T
 	}

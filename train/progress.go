@@ -46,7 +46,8 @@ type RunOptions struct {
 	// safetensors.BF16. The resume state is always float32.
 	SaveDType string
 	// Comm makes the run data parallel over its ranks (see dist.go); nil:
-	// one process. Pretraining, SFT, the reward model and PPO take it.
+	// one process. Pretraining, SFT, the reward model, DPO, PPO, GRPO, RLOO
+	// and rejection sampling take it.
 	Comm gpu.Comm
 }
 

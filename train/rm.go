@@ -223,16 +223,16 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 		cfg.Steps = int(math.Ceil(cfg.Epochs * float64(perEpoch)))
 	}
 
-	m, err := model.New(b, cfg.Model, opt.models(cfg.MaxRows, d.maxSeq, true))
+	m, err := model.New(b, cfg.Model, opt.models(comparisonShardRows(opt.Comm, cfg.MaxRows, cfg.Batch, trainTok), d.maxSeq, true))
 	if err != nil {
 		return nil, fmt.Errorf("rm: %w", err)
 	}
-	rs, err := NewRMStep(m, cfg.Optim, cfg.Steps, cfg.MaxRows, cfg.TokenBudget, tok.Pad(), cfg.Seed)
+	rs, err := NewRMStep(m, cfg.Optim, cfg.Steps, m.MaxBatch(), cfg.TokenBudget, tok.Pad(), cfg.Seed)
 	if err != nil {
 		return nil, fmt.Errorf("rm: %w", err)
 	}
 	rs.distribute(opt.Comm)
-	r := &rmTrainer{rs: rs, batcher: batcher, train: trainTok, val: valTok, valUtil: valUtil, pad: tok.Pad(), budget: cfg.TokenBudget,
+	r := &rmTrainer{rs: rs, batcher: batcher, train: trainTok, val: valTok, valUtil: valUtil, pad: tok.Pad(), budget: cfg.TokenBudget, rows: cfg.MaxRows,
 		sum: &RMSummary{TrainPrompts: len(trainTok), ValPrompts: len(valTok), Truncation: d.trunc, SkippedLines: d.skipped}}
 	sum := r.sum
 	for _, c := range trainTok {
@@ -273,7 +273,7 @@ func RM(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RMConfi
 	}
 
 	// Centring: the bias that gives the demonstrations mean reward 0.
-	c, err := Center(m, centre.seqs, tok.Pad(), cfg.TokenBudget)
+	c, err := center(m, centre.seqs, tok.Pad(), cfg.TokenBudget, cfg.MaxRows)
 	if err != nil {
 		l.close()
 		return nil, fmt.Errorf("rm: centring: %w", err)
@@ -393,6 +393,7 @@ type rmTrainer struct {
 	valUtil    [][]float64
 	pad        int32
 	budget     int
+	rows       int // the evaluation's batches (the configured MaxRows), forwarded in pieces of the model's
 	sum        *RMSummary
 }
 
@@ -407,7 +408,7 @@ func (r *rmTrainer) step(step int) (stepResult, error) {
 }
 
 func (r *rmTrainer) validate() (RMEval, error) {
-	return evalComparisons(r.rs.t.m, r.val, r.valUtil, r.pad, r.budget)
+	return evalComparisons(r.rs.t.m, r.val, r.valUtil, r.pad, r.budget, r.rows)
 }
 
 func (r *rmTrainer) record(l *loop, step int, eval bool, w *lossWindow, ev *zerolog.Event) (any, *zerolog.Event, error) {
@@ -816,6 +817,13 @@ func (h *rewardHead) backward(m *model.Model, B, T int, dr []float32) error {
 // them in batches of at most the model's MaxBatch rows and budget padded
 // tokens, shortest first. Every sequence must hold 1..MaxSeq ids.
 func ScoreSequences(m *model.Model, seqs [][]int32, pad int32, budget int) ([]float64, error) {
+	return scoreSequences(m, seqs, pad, budget, m.MaxBatch())
+}
+
+// scoreSequences is ScoreSequences with batches of at most rows rows,
+// each forwarded in pieces of the model's MaxBatch: a data-parallel
+// rank's model, sized for its shard, scores as one process's does.
+func scoreSequences(m *model.Model, seqs [][]int32, pad int32, budget, rows int) ([]float64, error) {
 	if !m.Cfg.ScalarHead {
 		return nil, fmt.Errorf("score: the model has no scalar head (not a reward model)")
 	}
@@ -839,7 +847,7 @@ func ScoreSequences(m *model.Model, seqs [][]int32, pad int32, budget int) ([]fl
 		end, T := start, 0
 		for end < len(order) {
 			t := max(T, len(seqs[order[end]]))
-			if end > start && (end-start+1 > m.MaxBatch() || (end-start+1)*t > budget) {
+			if end > start && (end-start+1 > rows || (end-start+1)*t > budget) {
 				break
 			}
 			T = t
@@ -855,15 +863,15 @@ func ScoreSequences(m *model.Model, seqs [][]int32, pad int32, budget int) ([]fl
 			}
 			in.ValidLen[r] = int32(n)
 		}
-		if err := m.Forward(in, false, 0); err != nil {
-			return nil, fmt.Errorf("score: %w", err)
-		}
-		r, err := h.read(m, B, T, in.ValidLen)
+		err := forwardPieces(m, in, func(lo, hi int) error {
+			r, err := h.read(m, hi-lo, T, in.ValidLen[lo:hi])
+			for j, i := range order[start+lo : start+hi] {
+				out[i] = float64(r[j])
+			}
+			return err
+		})
 		if err != nil {
 			return nil, fmt.Errorf("score: %w", err)
-		}
-		for j, i := range order[start:end] {
-			out[i] = float64(r[j])
 		}
 		start = end
 	}
@@ -884,18 +892,19 @@ func EvalComparisons(m *model.Model, tok tokenizer.Tokenizer, cs []data.Comparis
 	if err != nil {
 		return RMEval{}, st, fmt.Errorf("evaluate: %w", err)
 	}
-	ev, err := evalComparisons(m, ct, util, tok.Pad(), budget)
+	ev, err := evalComparisons(m, ct, util, tok.Pad(), budget, m.MaxBatch())
 	return ev, st, err
 }
 
-// evalComparisons scores every response of cs once and measures the
-// rewards against the rankings (see measureRewards).
-func evalComparisons(m *model.Model, cs []data.ComparisonTokens, util [][]float64, pad int32, budget int) (RMEval, error) {
+// evalComparisons scores every response of cs once, in batches of at
+// most rows responses (scoreSequences), and measures the rewards against
+// the rankings (see measureRewards).
+func evalComparisons(m *model.Model, cs []data.ComparisonTokens, util [][]float64, pad int32, budget, rows int) (RMEval, error) {
 	var seqs [][]int32
 	for _, c := range cs {
 		seqs = append(seqs, c.Responses...)
 	}
-	scores, err := ScoreSequences(m, seqs, pad, budget)
+	scores, err := scoreSequences(m, seqs, pad, budget, rows)
 	if err != nil {
 		return RMEval{}, err
 	}
@@ -1057,18 +1066,23 @@ func centerSequences(cfg RMConfig, train []data.ComparisonTokens, tok tokenizer.
 // scores them without a bias, sets the bias to minus their mean, and scores
 // them again to report the mean and spread the model now gives them.
 func Center(m *model.Model, seqs [][]int32, pad int32, budget int) (RMCentering, error) {
+	return center(m, seqs, pad, budget, m.MaxBatch())
+}
+
+// center is Center scoring in batches of at most rows sequences.
+func center(m *model.Model, seqs [][]int32, pad int32, budget, rows int) (RMCentering, error) {
 	if len(seqs) == 0 {
 		return RMCentering{}, fmt.Errorf("center: no sequences")
 	}
 	m.Cfg.ScoreBias = 0
-	raw, err := ScoreSequences(m, seqs, pad, budget)
+	raw, err := scoreSequences(m, seqs, pad, budget, rows)
 	if err != nil {
 		return RMCentering{}, err
 	}
 	c := RMCentering{N: len(seqs), MeanBefore: mean(raw)}
 	c.Bias = float32(-c.MeanBefore)
 	m.Cfg.ScoreBias = c.Bias
-	after, err := ScoreSequences(m, seqs, pad, budget)
+	after, err := scoreSequences(m, seqs, pad, budget, rows)
 	if err != nil {
 		return RMCentering{}, err
 	}

@@ -103,7 +103,10 @@ type rsPick struct {
 // each prompt in cfg.Out/RSPicksFile, then fine-tunes the policy on them
 // with SFT in cfg.Out, which ends holding the fine-tuned policy. The
 // sampling is seeded and repeats exactly; with opt.Resume a run whose picks
-// are written continues its SFT (or starts it when it never saved).
+// are written continues its SFT (or starts it when it never saved). Data
+// parallel, each rank samples and scores its share of the batches of
+// prompts, the ranks gather the results exactly (rsRows), rank 0 writes
+// the picks, and the SFT runs data parallel.
 func RejectionSampling(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg RSConfig, opt RunOptions) (*RSSummary, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("rs: %w", err)
@@ -125,17 +128,14 @@ func RejectionSampling(ctx context.Context, b gpu.Backend, tok tokenizer.Tokeniz
 			return nil, fmt.Errorf("rs: %w", err)
 		}
 		*sum = sampled.RSSummary
-		if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
-			return nil, fmt.Errorf("rs: %w", err)
+		if opt.comm().Rank() == 0 {
+			if err := writeSampling(cfg, sampled); err != nil {
+				return nil, fmt.Errorf("rs: %w", err)
+			}
 		}
-		if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, RSConfigFile), cfg); err != nil {
-			return nil, fmt.Errorf("rs: %w", err)
-		}
-		if err := writePicks(picks, sampled.picks); err != nil {
-			return nil, fmt.Errorf("rs: %w", err)
-		}
-		if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, RSSummaryFile), sum); err != nil {
-			return nil, fmt.Errorf("rs: %w", err)
+		// The other ranks read the picks for the SFT once rank 0 wrote them.
+		if err := opt.comm().Barrier(); err != nil {
+			return nil, fmt.Errorf("rs: wait for rank 0 to write the picks: %w", err)
 		}
 		opt.Log.Info().Int("prompts", sum.Prompts).Int("n", cfg.N).Float64("pick_rm_score", round4(sum.PickScore)).
 			Float64("sample_rm_score", round4(sum.SampleScore)).Str("picks", picks).Msg("best-of-n kept")
@@ -152,6 +152,21 @@ func RejectionSampling(ctx context.Context, b gpu.Backend, tok tokenizer.Tokeniz
 		return nil, fmt.Errorf("rs: %w", err)
 	}
 	return sum, nil
+}
+
+// writeSampling writes the sampling's configuration, picks and summary
+// into cfg.Out.
+func writeSampling(cfg RSConfig, sampled *rsSampling) error {
+	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+		return err
+	}
+	if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, RSConfigFile), cfg); err != nil {
+		return err
+	}
+	if err := writePicks(filepath.Join(cfg.Out, RSPicksFile), sampled.picks); err != nil {
+		return err
+	}
+	return atomicfile.WriteJSON(filepath.Join(cfg.Out, RSSummaryFile), sampled.RSSummary)
 }
 
 // rsSampling is the sampling's result: the summary and the picks.
@@ -187,19 +202,25 @@ func sampleBestOfN(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, 
 	if err != nil {
 		return nil, err
 	}
-	res := &rsSampling{RSSummary: RSSummary{Prompts: len(rp.prompts), N: cfg.N}}
-	var pickTask, sampleTask float64
-	tasks := 0
 	batches := (len(rp.prompts) + cfg.Batch - 1) / cfg.Batch
+	k0, k1 := 0, batches
+	if c := opt.comm(); distributed(c) {
+		k0, k1 = gpu.Shard(batches, c.Rank(), c.Size())
+	}
+	kept := newRSRows(len(rp.prompts), cfg)
 	progress := opt.progress()
-	progress.Start("rs sampling", 0, batches)
+	if opt.comm().Rank() != 0 {
+		progress = NoProgress{}
+	}
+	progress.Start("rs sampling", k0, k1)
 	defer progress.Finish()
 	start := time.Now()
-	for k, lo := 0, 0; lo < len(rp.prompts); k, lo = k+1, lo+cfg.Batch {
+	pickSum := 0.0 // of the batches so far, for the progress lines
+	for k := k0; k < k1; k++ {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("interrupted while sampling, before anything was saved: %w", context.Cause(ctx))
 		}
-		hi := min(len(rp.prompts), lo+cfg.Batch)
+		lo, hi := k*cfg.Batch, min(len(rp.prompts), (k+1)*cfg.Batch)
 		var ids [][]int32
 		var recs []data.Prompt
 		for i := lo; i < hi; i++ {
@@ -220,38 +241,104 @@ func sampleBestOfN(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, 
 		responses := ro.responses(tok)
 		for i := lo; i < hi; i++ {
 			g := (i - lo) * cfg.N
-			best := g
-			for j := g; j < g+cfg.N; j++ {
-				res.SampleScore += float64(ro.scores[j])
-				if ro.scores[j] > ro.scores[best] {
-					best = j
-				}
-			}
-			p := rp.prompts[i]
-			res.PickScore += float64(ro.scores[best])
-			res.picks = append(res.picks, rsPick{Prompt: p.Prompt, Completion: responses[best], Task: p.Task, Answer: p.Answer, RMScore: float64(ro.scores[best])})
-			if ts := rolloutTaskScore(recs[g:g+cfg.N], responses[g:g+cfg.N]); ts != nil {
-				sampleTask += *ts
-				pick := rolloutTaskScore(recs[best:best+1], responses[best:best+1])
-				pickTask += *pick
-				tasks++
-			}
+			pickSum += float64(ro.scores[g+kept.put(i, ro, g, recs[g:g+cfg.N], responses[g:g+cfg.N])])
 		}
-		status := fmt.Sprintf("%d of %d prompts, picks' score %.3f", hi, len(rp.prompts), res.PickScore/float64(hi))
+		status := fmt.Sprintf("%d of %d prompts, picks' score %.3f", hi, len(rp.prompts), pickSum/float64(hi-k0*cfg.Batch))
 		progress.Step(k+1, status)
-		if (k+1)%10 == 0 || k+1 == batches {
-			opt.Log.Info().Int("prompts", hi).Int("of", len(rp.prompts)).Float64("pick_rm_score", round4(res.PickScore/float64(hi))).
-				Str("eta", eta(time.Since(start), k+1, batches-k-1)).Msg("rs sampling")
+		if (k+1)%10 == 0 || k+1 == k1 {
+			opt.Log.Info().Int("prompts", hi).Int("of", len(rp.prompts)).Float64("pick_rm_score", round4(pickSum/float64(hi-k0*cfg.Batch))).
+				Str("eta", eta(time.Since(start), k+1-k0, k1-k-1)).Msg("rs sampling")
 		}
 	}
-	n := float64(len(rp.prompts))
+	if c := opt.comm(); distributed(c) {
+		sum, err := gpu.SumOverRanks(c, kept.buf...)
+		if err != nil {
+			return nil, fmt.Errorf("gather the picks: %w", err)
+		}
+		kept.buf = sum
+	}
+	return kept.result(rp.prompts, tok), nil
+}
+
+// rsRows are the sampling's results, a row of float64 per prompt (a
+// data-parallel rank fills those of its batches and leaves the others
+// zero, so the sum over the ranks is every row exactly): the best
+// response's length and tokens [maxNew], the N samples' scores, and, for a
+// prompt of a built-in task, 1, the samples' mean task score and the
+// pick's. The summary is computed from them in prompt order, as one
+// process would.
+type rsRows struct {
+	buf           []float64
+	width, n, max int
+}
+
+func newRSRows(prompts int, cfg RSConfig) *rsRows {
+	w := 1 + cfg.MaxNew + cfg.N + 3
+	return &rsRows{buf: make([]float64, prompts*w), width: w, n: cfg.N, max: cfg.MaxNew}
+}
+
+// put fills prompt i's row from its N samples, rows g.. of ro (their
+// prompts recs and decoded responses), and returns the best's index among
+// them (the first on ties).
+func (r *rsRows) put(i int, ro *rollout, g int, recs []data.Prompt, responses []string) int {
+	best := 0
+	for j := 1; j < r.n; j++ {
+		if ro.scores[g+j] > ro.scores[g+best] {
+			best = j
+		}
+	}
+	row := r.buf[i*r.width : (i+1)*r.width]
+	gen := ro.generated[g+best]
+	row[0] = float64(len(gen))
+	for t, id := range gen {
+		row[1+t] = float64(id)
+	}
+	sc := row[1+r.max:]
+	for j := range r.n {
+		sc[j] = float64(ro.scores[g+j])
+	}
+	if ts := rolloutTaskScore(recs, responses); ts != nil {
+		pick := rolloutTaskScore(recs[best:best+1], responses[best:best+1])
+		sc[r.n], sc[r.n+1], sc[r.n+2] = 1, *ts, *pick
+	}
+	return best
+}
+
+// result is the sampling's summary and picks.
+func (r *rsRows) result(prompts []data.Prompt, tok tokenizer.Tokenizer) *rsSampling {
+	res := &rsSampling{RSSummary: RSSummary{Prompts: len(prompts), N: r.n}}
+	var pickTask, sampleTask float64
+	tasks := 0
+	for i, p := range prompts {
+		row := r.buf[i*r.width : (i+1)*r.width]
+		gen := make([]int32, int(row[0]))
+		for t := range gen {
+			gen[t] = int32(row[1+t])
+		}
+		sc := row[1+r.max:]
+		best := 0
+		for j := range r.n {
+			res.SampleScore += sc[j]
+			if sc[j] > sc[best] {
+				best = j
+			}
+		}
+		res.PickScore += sc[best]
+		res.picks = append(res.picks, rsPick{Prompt: p.Prompt, Completion: tok.Decode(gen), Task: p.Task, Answer: p.Answer, RMScore: sc[best]})
+		if sc[r.n] != 0 {
+			sampleTask += sc[r.n+1]
+			pickTask += sc[r.n+2]
+			tasks++
+		}
+	}
+	n := float64(len(prompts))
 	res.PickScore /= n
-	res.SampleScore /= n * float64(cfg.N)
+	res.SampleScore /= n * float64(r.n)
 	if tasks > 0 {
 		pt, st := pickTask/float64(tasks), sampleTask/float64(tasks)
 		res.PickTaskScore, res.SampleTaskScore = &pt, &st
 	}
-	return res, nil
+	return res
 }
 
 // writePicks writes the kept responses as SFT data, atomically.

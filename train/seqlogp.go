@@ -48,18 +48,22 @@ func newResponseBatch(cs []data.ComparisonTokens, idx []int, pad int32) (*respon
 }
 
 // forward runs m over the batch (train: keeping what Backward needs; the
-// model must have no dropout then, see NewDPOStep) and sets rb.sums; logp
-// is a host buffer of at least B·T floats, left holding the per-token
-// log-probs.
+// model must have no dropout then, see NewDPOStep; else in pieces of the
+// model's MaxBatch, forwardPieces) and sets rb.sums; logp is a host buffer
+// of at least B·T floats, left holding the per-token log-probs.
 func (rb *responseBatch) forward(m *model.Model, train bool, logp []float32) error {
-	if err := m.Forward(&rb.Batch, train, 0); err != nil {
-		return err
-	}
 	n := rb.B * rb.T
 	if len(logp) < n {
 		return fmt.Errorf("sequence log-probs: a buffer of %d for %d×%d tokens", len(logp), rb.B, rb.T)
 	}
-	if err := m.Backend().Download(logp[:n], m.LogProbs()); err != nil {
+	read := func(lo, hi int) error { return m.Backend().Download(logp[lo*rb.T:hi*rb.T], m.LogProbs()) }
+	if !train {
+		if err := forwardPieces(m, &rb.Batch, read); err != nil {
+			return err
+		}
+	} else if err := m.Forward(&rb.Batch, true, 0); err != nil {
+		return err
+	} else if err := read(0, rb.B); err != nil {
 		return err
 	}
 	rb.sums = make([]float64, rb.B)
@@ -74,15 +78,15 @@ func (rb *responseBatch) forward(m *model.Model, train bool, logp []float32) err
 // SequenceLogProbs returns log π(y|x) under m of every response of cs, by
 // comparison and response: m forwards without dropout in micro-batches of
 // at most maxRows responses and budget padded tokens (a comparison's
-// responses together, shortest comparisons first). m must hold maxRows rows
-// of the longest comparison.
+// responses together, shortest comparisons first), each in pieces of the
+// model's MaxBatch rows. m must hold the longest comparison.
 func SequenceLogProbs(m *model.Model, cs []data.ComparisonTokens, pad int32, maxRows, budget int) ([][]float64, error) {
 	out := make([][]float64, len(cs))
 	idx := make([]int, len(cs))
 	for i := range idx {
 		idx[i] = i
 	}
-	logp := make([]float32, m.MaxBatch()*m.MaxSeq())
+	logp := make([]float32, max(maxRows, m.MaxBatch())*m.MaxSeq())
 	for _, sub := range microBatches(cs, idx, maxRows, budget) {
 		rb, err := newResponseBatch(cs, sub, pad)
 		if err != nil {

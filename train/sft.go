@@ -127,7 +127,7 @@ func SFT(ctx context.Context, b gpu.Backend, tok tokenizer.Tokenizer, cfg SFTCon
 		cfg.Steps = int(math.Ceil(cfg.Epochs * float64(perEpoch) / float64(cfg.Accum)))
 	}
 
-	m, err := model.New(b, cfg.Model, opt.models(cfg.MaxBatch, cfg.MaxLen, true))
+	m, err := model.New(b, cfg.Model, opt.models(shardCap(opt.Comm, cfg.MaxBatch), cfg.MaxLen, true))
 	if err != nil {
 		return nil, fmt.Errorf("sft: %w", err)
 	}
@@ -364,18 +364,21 @@ func sftValLoss(m *model.Model, ex []data.SFTTokens, pad int32, budget, maxBatch
 	logp := make([]float32, budget)
 	for i, n := 0, bt.EpochBatches(0); i < n; i++ {
 		sb := bt.Next()
-		if err := m.Forward(&sb.Batch, false, 0); err != nil {
-			return 0, err
-		}
-		lp := logp[:sb.B*sb.T]
-		if err := m.Backend().Download(lp, m.LogProbs()); err != nil {
-			return 0, err
-		}
-		for j, t := range sb.Targets {
-			if t >= 0 {
-				total -= float64(lp[j])
-				count++
+		err := forwardPieces(m, &sb.Batch, func(lo, hi int) error {
+			lp := logp[:(hi-lo)*sb.T]
+			if err := m.Backend().Download(lp, m.LogProbs()); err != nil {
+				return err
 			}
+			for j, t := range sb.Targets[lo*sb.T : hi*sb.T] {
+				if t >= 0 {
+					total -= float64(lp[j])
+					count++
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, err
 		}
 	}
 	return total / float64(max(count, 1)), nil

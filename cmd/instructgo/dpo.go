@@ -77,10 +77,14 @@ func runDPO(c *cli.Context) error {
 		return err
 	}
 	var sum *train.DPOSummary
+	rank := 0
 	if err := runTraining(c, resume, func(ctx context.Context, b gpu.Backend, opt train.RunOptions) (err error) {
+		if opt.Comm != nil {
+			rank = opt.Comm.Rank()
+		}
 		sum, err = train.DPO(ctx, b, tok, cfg, opt)
 		return err
-	}); err != nil || sum == nil { // nil: a finished run, nothing done
+	}); err != nil || sum == nil || rank != 0 { // nil: a finished run, nothing done; rank 0 alone validates and prints
 		return err
 	}
 	w := c.App.Writer
