@@ -201,4 +201,21 @@ func TestSFTTrainsOnChatTemplate(t *testing.T) {
 	if err != nil || again.Name() != tokenizer.HFName {
 		t.Errorf("the run directory's tokenizer: %v, %v", again, err)
 	}
+
+	// A resume must render the data as the run did: with the template
+	// given up (none) it is refused, naming the flag; with it, it goes on.
+	cfg.Out, cfg.Steps, cfg.SaveEvery = t.TempDir(), 3, 1
+	cfg.Model.Tokenizer = "gpt2" // what a saved config without one reads back as
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := SFT(ctx, cpu.New(2), tok, cfg, RunOptions{Log: zerolog.Nop(), Progress: cancelAt{step: 1, cancel: cancel}}); err == nil {
+		t.Fatal("the interrupted run ended without an error")
+	}
+	if _, err := SFT(context.Background(), cpu.New(2), plain, cfg, RunOptions{Log: zerolog.Nop(), Resume: true}); err == nil ||
+		!strings.Contains(err.Error(), `chat template "chatml", this resume would use "none"`) || !strings.Contains(err.Error(), "--chat-template chatml") {
+		t.Errorf("resume without the template: %v", err)
+	}
+	if _, err := SFT(context.Background(), cpu.New(2), tok, cfg, RunOptions{Log: zerolog.Nop(), Resume: true}); err != nil {
+		t.Errorf("resume with the template: %v", err)
+	}
 }

@@ -168,6 +168,9 @@ func openLoop(s loopSpec, m method, opt RunOptions) (*loop, error) {
 		if err := checkInputs(st.Inputs, inputs, opt.AllowChangedData); err != nil {
 			return nil, fmt.Errorf("resume: %w", err)
 		}
+		if chat := chatRendering(s.tok); st.Chat != "" && st.Chat != chat {
+			return nil, fmt.Errorf("resume: the run rendered its data with chat template %q, this resume would use %q; pass --chat-template %s as the run started", st.Chat, chat, st.Chat)
+		}
 		if err := m.restore(st.Method); err != nil {
 			return nil, fmt.Errorf("resume: %w", err)
 		}
@@ -179,7 +182,7 @@ func openLoop(s loopSpec, m method, opt RunOptions) (*loop, error) {
 			return nil, err
 		}
 	}
-	l.st.Inputs = inputs
+	l.st.Inputs, l.st.Chat = inputs, chatRendering(s.tok)
 	if l.primary() {
 		if l.metrics, err = OpenMetrics(s.dir, s.resume, l.st.Step); err != nil {
 			return nil, err
@@ -190,6 +193,16 @@ func openLoop(s loopSpec, m method, opt RunOptions) (*loop, error) {
 	}
 	l.segStart, l.segStep = time.Now(), l.st.Step
 	return l, nil
+}
+
+// chatRendering names how tok renders conversations and the prompts and
+// completions of plain data: its chat template's name, or "none" (a
+// tokenizer without a template, or one that refuses messages data).
+func chatRendering(tok tokenizer.Tokenizer) string {
+	if tmpl, err := tokenizer.ChatOf(tok); err == nil && tmpl != nil {
+		return tmpl.Name()
+	}
+	return tokenizer.ChatNone
 }
 
 // prepareDir makes the run directory, writes a Hugging Face tokenizer's

@@ -50,6 +50,10 @@ type TrainerState struct {
 	// Inputs are the SHA-256 digests of the run's data files (and
 	// directories) by absolute path: a resume refuses data that changed.
 	Inputs map[string]string `json:"inputs,omitempty"`
+	// Chat is how the run renders conversations (chatRendering): a resume
+	// that would render them otherwise is refused. "" in a state saved
+	// before it was recorded (not checked).
+	Chat string `json:"chat,omitempty"`
 }
 
 // savedWindow is a lossWindow's sums.

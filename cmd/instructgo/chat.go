@@ -21,7 +21,7 @@ func chatTemplateFlag() cli.Flag {
 		Name:  flagChatTemplate,
 		Value: tokenizer.ChatAuto,
 		Usage: "how messages data is rendered for the model: auto (the chat template in the model's tokenizer_config.json; the built-in tokenizers use plain \"role: content\" lines), none (plain lines for every model) or a template name (" +
-			strings.Join(tokenizer.ChatTemplateNames(), ", ") + "). A --resume must pass the same",
+			strings.Join(tokenizer.ChatTemplateNames(), ", ") + "). A --resume must render as the run did (another choice is refused)",
 	}
 }
 
