@@ -18,25 +18,7 @@ func TestLlamaModelStepParity(t *testing.T) {
 	cfg := model.Config{VocabSize: 97, MaxSeqLen: 64, NLayer: 2, NHead: 4, NEmbd: 128, Dropout: 0.1, Tokenizer: "byte",
 		Arch: model.ArchQwen2, KVHeads: 2, Intermediate: 344, RopeTheta: 1000, RMSNormEps: 1e-6, AttentionBias: true}
 	const B, T = 2, 24
-	rng := newRNG(51)
-	batch := &model.Batch{B: B, T: T, Tokens: make([]int32, B*T), Targets: make([]int32, B*T), ValidLen: []int32{T, 15}}
-	for i := range batch.Tokens {
-		batch.Tokens[i] = int32(rng.IntN(cfg.VocabSize))
-		batch.Targets[i] = int32(rng.IntN(cfg.VocabSize))
-		if i%T < 3 || (i >= T && i%T >= 15) {
-			batch.Targets[i] = -1 // prompt and padding
-		}
-	}
-	init := model.InitGPT2(cfg, 7)
-	// Biases away from 0 and gains away from 1, so that their paths count.
-	for i, v := range randn(rng, len(init), 0.05) {
-		init[i] += v
-	}
-	m0, v0 := randn(rng, len(init), 1e-3), make([]float32, len(init))
-	for i := range v0 {
-		v0[i] = float32(1e-6 * (1 + rng.Float64()))
-	}
-	dlogp, dent := randn(rng, B*T, 1.0/(B*T)), randn(rng, B*T, 0.01/(B*T))
+	batch, init, m0, v0, dlogp, dent := modelStepInputs(newRNG(51), cfg, B, T, true) // biases away from 0, gains from 1
 
 	g := openTestBackend(t)
 	if err := g.SetTF32(false); err != nil {

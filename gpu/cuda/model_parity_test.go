@@ -4,6 +4,7 @@ package cuda
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/instructgo/instructgo/gpu"
@@ -106,11 +107,13 @@ func runModelStep(t *testing.T, b gpu.Backend, cfg model.Config, init, m0, v0, d
 	return r
 }
 
-func TestModelStepParity(t *testing.T) {
-	cfg := modelParityConfig()
-	const B, T = 2, 24
-	rng := newRNG(50)
-	batch := &model.Batch{B: B, T: T, Tokens: make([]int32, B*T), Targets: make([]int32, B*T), ValidLen: []int32{T, 15}}
+// modelStepInputs are a step's random inputs for TestModelStepParity and
+// TestLlamaModelStepParity: a batch of B rows of T tokens (the second
+// padded after 15, the first 3 of each a prompt without targets), initial
+// weights (perturbed, when perturb, so that biases leave 0 and gains 1),
+// AdamW moments, and the gradients of the log-probs and entropies.
+func modelStepInputs(rng *rand.Rand, cfg model.Config, B, T int, perturb bool) (batch *model.Batch, init, m0, v0, dlogp, dent []float32) {
+	batch = &model.Batch{B: B, T: T, Tokens: make([]int32, B*T), Targets: make([]int32, B*T), ValidLen: []int32{int32(T), 15}}
 	for i := range batch.Tokens {
 		batch.Tokens[i] = int32(rng.IntN(cfg.VocabSize))
 		batch.Targets[i] = int32(rng.IntN(cfg.VocabSize))
@@ -118,12 +121,24 @@ func TestModelStepParity(t *testing.T) {
 			batch.Targets[i] = -1 // prompt and padding
 		}
 	}
-	init := model.InitGPT2(cfg, 7)
-	m0, v0 := randn(rng, len(init), 1e-3), make([]float32, len(init))
+	init = model.InitGPT2(cfg, 7)
+	if perturb {
+		for i, v := range randn(rng, len(init), 0.05) {
+			init[i] += v
+		}
+	}
+	m0, v0 = randn(rng, len(init), 1e-3), make([]float32, len(init))
 	for i := range v0 {
 		v0[i] = float32(1e-6 * (1 + rng.Float64()))
 	}
-	dlogp, dent := randn(rng, B*T, 1.0/(B*T)), randn(rng, B*T, 0.01/(B*T))
+	dlogp, dent = randn(rng, B*T, 1.0/float64(B*T)), randn(rng, B*T, 0.01/float64(B*T))
+	return batch, init, m0, v0, dlogp, dent
+}
+
+func TestModelStepParity(t *testing.T) {
+	cfg := modelParityConfig()
+	const B, T = 2, 24
+	batch, init, m0, v0, dlogp, dent := modelStepInputs(newRNG(50), cfg, B, T, false)
 
 	g := openTestBackend(t)
 	if err := g.SetTF32(false); err != nil {
