@@ -93,7 +93,7 @@ func (p *PPOIteration) run(prompts [][]int32, it int, beta float64, between func
 	t0 := time.Now()
 	sampling := rolloutSampling{
 		maxNew: p.cfg.MaxNew, temperature: p.cfg.Temperature, seed: gpu.Mix64(p.cfg.Seed, uint64(it)), eos: p.eos, pad: p.pad,
-		batch: p.genBatch(), stats: &ph.Decode,
+		seedGroup: p.cfg.MiniBatch, batch: p.genBatch(), stats: &ph.Decode,
 	}
 	var ro *rollout
 	var genTokens int
