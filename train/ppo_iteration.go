@@ -27,7 +27,8 @@ type PPOIteration struct {
 // Value must be built for training (model.Options.Train) with minibatches
 // of cfg.MiniBatch rows, Ref and Reward may be inference-only; all four
 // hold rows of the longest rollout (prompt + cfg.MaxNew + 1 tokens) and,
-// with ptx, cfg.PtxSeq tokens.
+// with ptx, cfg.PtxSeq tokens. The sampling's seed groups are
+// cfg.MiniBatch episodes whatever the policy's MaxBatch.
 type PPOIterationModels struct {
 	Policy, Ref, Value, Reward *model.Model
 }
