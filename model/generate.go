@@ -13,12 +13,19 @@ type GenerateOptions struct {
 	MaxNew int
 	// Sampling picks each token; the zero value is greedy decoding.
 	Sampling gpu.Sampling
-	// Seed makes sampling reproducible: step s of the k-th group of
-	// MaxBatch prompts samples with seed Mix64(Mix64(Seed, k), s), row b of
-	// the group being sequence b. The tokens of a prompt therefore depend
-	// on the seed, the model's MaxBatch (which fixes the groups) and the
-	// prompt's place in the list.
+	// Seed makes sampling reproducible: step s of the k-th seed group of
+	// prompts samples with seed Mix64(Mix64(Seed, k), s), row b of the
+	// group being sequence b. The tokens of a prompt therefore depend on
+	// the seed, the seed group size and the prompt's place in the list.
 	Seed uint64
+	// SeedGroupSize is how many prompts a seed group holds (0: the
+	// model's MaxBatch, or the cache's if smaller). Given, it frees the
+	// tokens from the model's MaxBatch: a model sized for a data-parallel
+	// rank's shard decodes the groups of the global configuration and
+	// samples what one process would. A group is decoded in one batch
+	// (the prefill still runs the model's MaxBatch rows at a time), so
+	// the cache, given or allocated, holds at least a group.
+	SeedGroupSize int
 	// SeedGroup0 is the index of the first prompts' seed group: the k-th
 	// group of this call samples as group SeedGroup0+k. A data-parallel
 	// rank that generates the prompts from group g of a longer list on
@@ -35,9 +42,8 @@ type GenerateOptions struct {
 	// Batch is how many sequences decode together (0 or less than the
 	// model's MaxBatch: MaxBatch): on a GPU, all of a rollout's prompts in
 	// one batch use it far better. The prefill still runs MaxBatch prompts
-	// at a time, and sampling seeds go by groups of MaxBatch, so the tokens
-	// do not depend on Batch (but for the backend's rounding of a larger
-	// batch).
+	// at a time, and sampling seeds go by seed groups, so the tokens do not
+	// depend on Batch (but for the backend's rounding of a larger batch).
 	Batch int
 	// Stats, when set, receives what the decoding loop cost the host.
 	Stats *GenerateStats
@@ -89,7 +95,8 @@ type Generation struct {
 }
 
 // Generate continues each prompt with up to opt.MaxNew tokens, decoding
-// batches of opt.Batch prompts (at least the model's MaxBatch) at a time
+// batches of opt.Batch prompts (at least the model's MaxBatch and a seed
+// group) at a time
 // with a KV cache: one Prefill per batch, then one decoding step per token,
 // kept on the device (see generateBatch). A sequence stops at EOS, after
 // MaxNew tokens, or when prompt and completion fill the context (the
@@ -136,17 +143,27 @@ func Generate(m *Model, prompts [][]int32, opt GenerateOptions) ([]Generation, e
 		}
 		longest = max(longest, len(p))
 	}
+	if opt.SeedGroupSize < 0 {
+		return nil, fmt.Errorf("generate: seed group size %d, want 0 (the model's MaxBatch) or more", opt.SeedGroupSize)
+	}
 	kv := opt.Cache
 	if kv == nil {
 		var err error
 		ctx = min(ctx, longest+opt.MaxNew)
-		if kv, err = m.NewKVCache(min(len(prompts), max(m.maxB, opt.Batch)), ctx); err != nil {
+		if kv, err = m.NewKVCache(min(len(prompts), max(m.maxB, opt.Batch, opt.SeedGroupSize)), ctx); err != nil {
 			return nil, fmt.Errorf("generate: %w", err)
 		}
 	}
-	// Seeds go by groups of the model's MaxBatch (or the cache's, if
-	// smaller); a decoding batch is a whole number of groups.
+	// Seeds go by groups of SeedGroupSize, by default the model's MaxBatch
+	// (or the cache's, if smaller); a decoding batch is a whole number of
+	// groups.
 	group := min(m.maxB, kv.maxB)
+	if opt.SeedGroupSize > 0 {
+		group = opt.SeedGroupSize
+		if n := min(group, len(prompts)); n > kv.maxB {
+			return nil, fmt.Errorf("generate: a seed group of %d prompts does not fit the cache of %d sequences", n, kv.maxB)
+		}
+	}
 	chunk := group * max(1, min(kv.maxB, opt.Batch)/group)
 	out := make([]Generation, 0, len(prompts))
 	for lo := 0; lo < len(prompts); lo += chunk {

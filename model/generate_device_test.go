@@ -2,8 +2,10 @@ package model
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/instructgo/instructgo/gpu"
@@ -208,4 +210,61 @@ func TestGenerateWithoutGraphs(t *testing.T) {
 			t.Fatalf("prompt %d: %v without graphs, %v on the cpu", i, gens[1][i].Tokens, gens[0][i].Tokens)
 		}
 	}
+}
+
+// TestGenerateSeedGroupSizeFreesTheMaxBatch: a model of MaxBatch 2 or 1
+// given SeedGroupSize 4 samples the tokens a model of MaxBatch 4 (the same
+// random weights) samples, from the first group or from group 1 on
+// (SeedGroup0), in batches of a group or more; without it its groups are
+// its MaxBatch and the tokens differ. A cache smaller than a group is
+// refused.
+func TestGenerateSeedGroupSizeFreesTheMaxBatch(t *testing.T) {
+	forConfigs(t, func(t *testing.T, cfg Config) {
+		rng := rand.New(rand.NewPCG(21, 22))
+		prompts := randomSeqs(rng, cfg.VocabSize, 1, 9, 3, 12, 2, 5, 14, 4, 7, 2, 6)
+		opt := GenerateOptions{MaxNew: 20, Sampling: gpu.Sampling{Temperature: 1.2}, Seed: 7, EOS: 5}
+		whole, _ := newGenModel(t, cpu.New(2), cfg, 4, cfg.MaxSeqLen, 17)
+		want, err := Generate(whole, prompts, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// diff is the first prompt whose generation differs from want's
+		// (got holds prompts off..), "" if none does.
+		diff := func(got []Generation, off int) string {
+			for i, g := range got {
+				if w := want[off+i]; !slices.Equal(g.Tokens, w.Tokens) || g.Stop != w.Stop {
+					return fmt.Sprintf("prompt %d: %v (%v), MaxBatch 4: %v (%v)", off+i, g.Tokens, g.Stop, w.Tokens, w.Stop)
+				}
+			}
+			return ""
+		}
+		for _, maxB := range []int{2, 1} {
+			shard, _ := newGenModel(t, cpu.New(2), cfg, maxB, cfg.MaxSeqLen, 17)
+			if got, err := Generate(shard, prompts, opt); err != nil {
+				t.Fatal(err)
+			} else if diff(got, 0) == "" {
+				t.Fatalf("MaxBatch %d without a seed group size sampled MaxBatch 4's tokens: the test cannot tell the groups apart", maxB)
+			}
+			for _, c := range []struct{ g0, batch int }{{0, 0}, {0, 8}, {1, 0}, {1, 100}} {
+				o := opt
+				o.SeedGroupSize, o.SeedGroup0, o.Batch = 4, c.g0, c.batch
+				got, err := Generate(shard, prompts[4*c.g0:], o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d := diff(got, 4*c.g0); d != "" {
+					t.Fatalf("MaxBatch %d with seed groups of 4 from group %d, batch %d: %s", maxB, c.g0, c.batch, d)
+				}
+			}
+			small, err := shard.NewKVCache(2, cfg.MaxSeqLen)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := opt
+			o.SeedGroupSize, o.Cache = 4, small
+			if _, err := Generate(shard, prompts, o); err == nil || !strings.Contains(err.Error(), "seed group of 4") {
+				t.Fatalf("a cache of 2 sequences for seed groups of 4: err %v", err)
+			}
+		}
+	})
 }

@@ -295,21 +295,25 @@ func newGroupTrainer(b gpu.Backend, tok tokenizer.Tokenizer, cfg GroupConfig, op
 	if g.st.PolicySHA256, err = checkpointSHA256(cfg.Policy); err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	pol, err := loadNoDropout(b, cfg.Policy, cfg.MiniBatch, rp.T, true, opt)
+	// The models hold a data-parallel rank's shard of a minibatch (one
+	// process: a whole one); the policy samples with a whole minibatch's
+	// seed groups (rolloutSampling.seedGroup).
+	rows := shardCap(opt.Comm, cfg.MiniBatch)
+	pol, err := loadNoDropout(b, cfg.Policy, rows, rp.T, true, opt)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
 	if pol.Cfg.ScalarHead {
 		return nil, fmt.Errorf("the policy is a scalar-head model; it needs a language model")
 	}
-	if g.ref, err = loadNoDropout(b, cfg.Policy, cfg.MiniBatch, rp.T, false, opt); err != nil {
+	if g.ref, err = loadNoDropout(b, cfg.Policy, rows, rp.T, false, opt); err != nil {
 		return nil, fmt.Errorf("reference: %w", err)
 	}
 	if cfg.Reward != "" {
 		if g.st.RewardSHA256, err = checkpointSHA256(cfg.Reward); err != nil {
 			return nil, fmt.Errorf("reward model: %w", err)
 		}
-		if g.rm, err = loadNoDropout(b, cfg.Reward, cfg.MiniBatch, rp.T, false, opt); err != nil {
+		if g.rm, err = loadNoDropout(b, cfg.Reward, rows, rp.T, false, opt); err != nil {
 			return nil, fmt.Errorf("reward model: %w", err)
 		}
 		if err := CheckPolicyReward(pol.Cfg, g.rm.Cfg); err != nil {

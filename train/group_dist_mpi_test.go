@@ -15,7 +15,8 @@ import (
 )
 
 // GRPO and RLOO on 2 ranks against one process, as PPO (ppoDistTol and
-// its reasons): the first rollout is the one process's bit for bit, later
+// its reasons): the first rollout is the one process's bit for bit (its
+// rewards to firstScoreTol, scored in a rank's pieces), later
 // ones and the losses differ by the all-reduce's order of the gradient
 // terms, carried through the updates.
 
@@ -72,8 +73,9 @@ func TestDataParallelGroupMethods(t *testing.T) {
 			if len(a) != iters || len(b) != iters {
 				t.Fatalf("%d and %d metrics records, want %d", len(a), len(b), iters)
 			}
-			if a[0].Reward != b[0].Reward || a[0].KL != b[0].KL { // rm_score is summed over the ranks: not bit for bit
-				t.Errorf("iteration 1: reward %v, KL %v on 2 ranks; %v, %v in one process (the first rollout must be the same)", b[0].Reward, b[0].KL, a[0].Reward, a[0].KL)
+			if !closeRel(a[0].Reward, b[0].Reward, firstScoreTol) || a[0].KL != b[0].KL || a[0].ResponseLen != b[0].ResponseLen || a[0].EOSFrac != b[0].EOSFrac {
+				t.Errorf("iteration 1: reward %v, KL %v, length %v, EOS %v on 2 ranks; %v, %v, %v, %v in one process (the first rollout must be the same)",
+					b[0].Reward, b[0].KL, b[0].ResponseLen, b[0].EOSFrac, a[0].Reward, a[0].KL, a[0].ResponseLen, a[0].EOSFrac)
 			}
 			worst := 0.0
 			for i := range a {

@@ -62,6 +62,7 @@ func (g *groupTrainer) rollout(ids [][]int32, recs []data.Prompt, it int) (*roll
 	t0 := time.Now()
 	sampling := rolloutSampling{
 		maxNew: cfg.MaxNew, temperature: cfg.Temperature, seed: gpu.Mix64(cfg.Seed, uint64(it)), eos: g.tok.EOS(), pad: g.tok.Pad(),
+		seedGroup: cfg.MiniBatch,
 	}
 	var sc groupScores
 	score := func(ro *rollout, lo int) error { return g.score(ro, recs[lo:lo+ro.E], lo, len(ids), &sc) }

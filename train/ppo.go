@@ -521,16 +521,17 @@ func nonEmpty(paths ...string) []string {
 
 // loadPPOModels loads, with opt's precision and loading policy, the policy (trainable, no dropout), the frozen SFT
 // reference, the value function (trainable, from the reward model) and the
-// frozen reward model, all sized for minibatches of T tokens. The value
-// function holds a data-parallel rank's shard of a minibatch (it only
-// scores the rollout, in pieces, and trains); the others a whole one: the
-// policy's rows are its sampling seed groups, and the reference and the
-// reward model score whole groups as one process does.
+// frozen reward model, all sized for a data-parallel rank's shard of a
+// minibatch (shardCap; one process: a whole one) of T tokens: they score
+// the rank's share of the rollout in pieces and train on its rows, and the
+// policy samples with the seed groups of a whole minibatch
+// (rolloutSampling.seedGroup), so the tokens are one process's.
 func loadPPOModels(b gpu.Backend, cfg PPOConfig, T int, opt RunOptions) (*ppoModels, error) {
 	ms := &ppoModels{}
 	var err error
+	rows := shardCap(opt.Comm, cfg.MiniBatch)
 	load := func(dir string, train bool) (*model.Model, error) {
-		return loadNoDropout(b, dir, cfg.MiniBatch, T, train, opt)
+		return loadNoDropout(b, dir, rows, T, train, opt)
 	}
 	if ms.policy, err = load(cfg.Policy, true); err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
@@ -541,7 +542,7 @@ func loadPPOModels(b gpu.Backend, cfg PPOConfig, T int, opt RunOptions) (*ppoMod
 	if a, r := ms.policy.Cfg, ms.ref.Cfg; a.VocabSize != r.VocabSize || a.Tokenizer != r.Tokenizer {
 		return nil, fmt.Errorf("reference %s: vocabulary %d (%s), the policy's %d (%s)", cfg.reference(), r.VocabSize, r.Tokenizer, a.VocabSize, a.Tokenizer)
 	}
-	if ms.value, err = loadNoDropout(b, cfg.Reward, shardCap(opt.Comm, cfg.MiniBatch), T, true, opt); err != nil {
+	if ms.value, err = load(cfg.Reward, true); err != nil {
 		return nil, fmt.Errorf("value function: %w", err)
 	}
 	if ms.reward, err = load(cfg.Reward, false); err != nil {

@@ -27,7 +27,8 @@ type PPOIteration struct {
 // Value must be built for training (model.Options.Train) with minibatches
 // of cfg.MiniBatch rows, Ref and Reward may be inference-only; all four
 // hold rows of the longest rollout (prompt + cfg.MaxNew + 1 tokens) and,
-// with ptx, cfg.PtxSeq tokens.
+// with ptx, cfg.PtxSeq tokens. The sampling's seed groups are
+// cfg.MiniBatch episodes whatever the policy's MaxBatch.
 type PPOIterationModels struct {
 	Policy, Ref, Value, Reward *model.Model
 }
@@ -93,7 +94,7 @@ func (p *PPOIteration) run(prompts [][]int32, it int, beta float64, between func
 	t0 := time.Now()
 	sampling := rolloutSampling{
 		maxNew: p.cfg.MaxNew, temperature: p.cfg.Temperature, seed: gpu.Mix64(p.cfg.Seed, uint64(it)), eos: p.eos, pad: p.pad,
-		batch: p.genBatch(), stats: &ph.Decode,
+		seedGroup: p.cfg.MiniBatch, batch: p.genBatch(), stats: &ph.Decode,
 	}
 	var ro *rollout
 	var genTokens int

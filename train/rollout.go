@@ -41,6 +41,7 @@ type rolloutSampling struct {
 	maxNew      int // tokens per response at most
 	temperature float32
 	seed        uint64
+	seedGroup   int   // prompts per seed group (model.GenerateOptions.SeedGroupSize; 0: the policy's MaxBatch)
 	seedGroup0  int   // the first prompts' seed group (model.GenerateOptions.SeedGroup0)
 	eos, pad    int32 // eos ends a response (−1: never); pad fills the rows
 	batch       int   // sequences decoded together (see model.GenerateOptions.Batch)
@@ -73,7 +74,7 @@ type episodes struct {
 func sampleEpisodes(policy *model.Model, prompts [][]int32, s rolloutSampling) (*episodes, error) {
 	eos, pad := s.eos, s.pad
 	gens, err := model.Generate(policy, prompts, model.GenerateOptions{
-		MaxNew: s.maxNew, Sampling: gpu.Sampling{Temperature: s.temperature}, Seed: s.seed, SeedGroup0: s.seedGroup0,
+		MaxNew: s.maxNew, Sampling: gpu.Sampling{Temperature: s.temperature}, Seed: s.seed, SeedGroupSize: s.seedGroup, SeedGroup0: s.seedGroup0,
 		EOS: eos, Batch: s.batch, Stats: s.stats,
 	})
 	if err != nil {

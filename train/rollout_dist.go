@@ -9,9 +9,13 @@ import (
 
 // The RL methods' rollouts data parallel (PPO, GRPO, RLOO; see dist.go
 // for the rule every method follows). Each rank samples and scores its
-// contiguous shard of an iteration's episodes: whole seed groups of the
-// policy's MaxBatch, each sampled with its global group index, so an
-// episode's tokens do not depend on the number of ranks. The ranks then
+// contiguous shard of an iteration's episodes: whole seed groups of a
+// minibatch's episodes (the group size one process's policy has), each
+// sampled with its global group index, so an episode's tokens do not
+// depend on the number of ranks. The rank's policy, reference and reward
+// model hold only its shard of a minibatch (shardCap): it decodes a group
+// in one batch (the KV cache holds a group) and prefills and scores it in
+// pieces of its models' MaxBatch. The ranks then
 // gather the rollout (its host rows and the scoring's per-token tensors)
 // by summing buffers that each rank fills at its rows and zeroes
 // elsewhere, an exact sum: every rank then holds the one process's
@@ -63,7 +67,10 @@ type shardRollout struct {
 // whole rollout, gathered, and the tokens sampled by all ranks.
 func (s shardRollout) run(prompts [][]int32, sampling rolloutSampling, score func(loc *rollout, lo int) error) (*rollout, int, error) {
 	c, E := s.comm, len(prompts)
-	lo, hi, g0 := episodeShard(c, E, s.policy.MaxBatch())
+	if sampling.seedGroup <= 0 {
+		return nil, 0, fmt.Errorf("rollout: a data-parallel rollout needs its seed group size")
+	}
+	lo, hi, g0 := episodeShard(c, E, sampling.seedGroup)
 	sampling.seedGroup0 = g0
 	ep := &episodes{}
 	if hi > lo {

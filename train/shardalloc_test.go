@@ -198,23 +198,46 @@ func closeRel(a, b, tol float64) bool {
 	return math.Abs(a-b) <= tol*math.Max(math.Abs(a), math.Abs(b))
 }
 
-// TestPPOValueHoldsItsShard: PPO's value function on a rank of 2 holds
-// ⌈9/2⌉ rows of a minibatch of 9; the policy keeps the 9 rows of its
-// sampling seed groups, and one process's value function all 9.
-func TestPPOValueHoldsItsShard(t *testing.T) {
-	cfg := DefaultPPO()
-	_, cfg.Policy, cfg.Reward = writePPOFixture(t)
-	cfg.MiniBatch = 9
-	for _, tc := range []struct {
-		comm         gpu.Comm
-		policy, valu int
-	}{{nil, 9, 9}, {rankOf{r: 1, n: 2}, 9, 5}} {
-		ms, err := loadPPOModels(cpu.New(1), cfg, 16, RunOptions{Comm: tc.comm})
+// TestRLRanksAllocateTheirShard: a rank of 2 sizes PPO's four models and
+// GRPO's and RLOO's policy, reference and reward model for its shard of a
+// minibatch (⌈9/2⌉ = 5 rows of 9), so they allocate less than in one
+// process, where they hold a whole minibatch; the sampling's seed groups
+// stay a whole minibatch's (rolloutSampling.seedGroup), which the
+// data-parallel tests check by comparing with one process.
+func TestRLRanksAllocateTheirShard(t *testing.T) {
+	prompts, policy, reward := writePPOFixture(t)
+	const mb, shard = 9, 5
+	ppo := func(comm gpu.Comm) (int64, []*model.Model) {
+		b := &countingBackend{Backend: cpu.New(1)}
+		cfg := DefaultPPO()
+		cfg.Policy, cfg.Reward, cfg.Episodes, cfg.MiniBatch = policy, reward, 2*mb, mb
+		ms, err := loadPPOModels(b, cfg, 24, RunOptions{Log: zerolog.Nop(), Comm: comm})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ms.policy.MaxBatch() != tc.policy || ms.value.MaxBatch() != tc.valu {
-			t.Errorf("comm %v: policy of %d rows, value function of %d; want %d and %d", tc.comm, ms.policy.MaxBatch(), ms.value.MaxBatch(), tc.policy, tc.valu)
+		return b.elems, []*model.Model{ms.policy, ms.ref, ms.value, ms.reward}
+	}
+	group := func(comm gpu.Comm) (int64, []*model.Model) {
+		b := &countingBackend{Backend: cpu.New(1)}
+		cfg := smallGroup(DefaultGRPO(), prompts, policy, reward, t.TempDir())
+		cfg.PromptsPerIter, cfg.Group, cfg.MiniBatch = 6, 3, mb
+		g, err := newGroupTrainer(b, byteTok, cfg, RunOptions{Log: zerolog.Nop(), Comm: comm})
+		if err != nil {
+			t.Fatal(err)
 		}
+		return b.elems, []*model.Model{g.policy.m, g.ref, g.rm}
+	}
+	for name, load := range map[string]func(gpu.Comm) (int64, []*model.Model){"ppo": ppo, "grpo/rloo": group} {
+		one, whole := load(nil)
+		two, parts := load(pairOfRanks())
+		for i := range whole {
+			if whole[i].MaxBatch() != mb || parts[i].MaxBatch() != shard {
+				t.Errorf("%s: model %d holds %d rows in one process, %d on a rank of 2; want %d and %d", name, i, whole[i].MaxBatch(), parts[i].MaxBatch(), mb, shard)
+			}
+		}
+		if !(two < one) {
+			t.Errorf("%s: a rank of 2 allocates %d elements, one process %d", name, two, one)
+		}
+		t.Logf("%s: %d elements in one process, %d on a rank of 2", name, one, two)
 	}
 }
