@@ -49,6 +49,11 @@ type microKernel struct {
 	// rsa = 1, csa = mr), bp holds k steps of nr floats, and c has row
 	// stride ldc. beta == 0 must store without reading c.
 	tile func(k int, a []float32, rsa, csa int, bp, c []float32, ldc int, alpha, beta float32)
+	// packRows and packCols, where set, pack one whole nr-wide B panel of
+	// k steps: dst[nr·p+x] = src[ld·p+x] (rows of op(B) as stored) and
+	// dst[nr·p+x] = src[ld·x+p] (the transpose of an nr×k block). Nil:
+	// packB's loops, which also pack a partial panel.
+	packRows, packCols func(dst, src []float32, ld, k int)
 }
 
 // kernelGeneric is the portable pure-Go micro-kernel.
@@ -277,7 +282,7 @@ func gemmByCols(g *gemm, kern *microKernel, threads, gcols int) {
 					beta = 1
 				}
 				bb := (*bbufp)[:kc*panels*nr]
-				packB(bb, g, pc, kc, j0, nc, nr, 0, panels)
+				packB(bb, g, kern, pc, kc, j0, nc, 0, panels)
 				blockRows(g, kern, true, *abufp, mc0, bb, j0, nc, pc, kc, beta, 0, g.m, 0, panels)
 			}
 		}
@@ -347,7 +352,7 @@ func gemmByRows(g *gemm, kern *microKernel, threads int) {
 				if it >= packItems {
 					break
 				}
-				packB(bb, g, pc, kc, jc, nc, nr, it*packPanels, min((it+1)*packPanels, panels))
+				packB(bb, g, kern, pc, kc, jc, nc, it*packPanels, min((it+1)*packPanels, panels))
 				st.packDone.Add(1)
 			}
 			waitFor(&st.packDone, packItems)
@@ -505,36 +510,18 @@ func packRows6(dst, src []float32, off, ld, kc int) {
 	}
 }
 
-// packCols16 interleaves 16 rows of length kc (stride ld, from src[off])
-// into dst as kc steps of 16: the transpose of a 16×kc block.
-func packCols16(dst, src []float32, off, ld, kc int) {
-	var s [16][]float32
-	for x := range s {
-		s[x] = src[off+x*ld:][:kc]
-	}
-	dst = dst[:16*kc]
-	for p := 0; p < kc; p++ {
-		d := (*[16]float32)(dst[16*p:])
-		d[0], d[1], d[2], d[3] = s[0][p], s[1][p], s[2][p], s[3][p]
-		d[4], d[5], d[6], d[7] = s[4][p], s[5][p], s[6][p], s[7][p]
-		d[8], d[9], d[10], d[11] = s[8][p], s[9][p], s[10][p], s[11][p]
-		d[12], d[13], d[14], d[15] = s[12][p], s[13][p], s[14][p], s[15][p]
-	}
-}
-
 // packB packs panels [q0, q1) of the block op(B)[p0:p0+kc, j0:j0+nc] into
 // dst: panel q holds columns j0+q·nr.. as kc steps of nr floats, zero-padded.
-func packB(dst []float32, g *gemm, p0, kc, j0, nc, nr, q0, q1 int) {
+func packB(dst []float32, g *gemm, kern *microKernel, p0, kc, j0, nc, q0, q1 int) {
+	nr := kern.nr
 	for q := q0; q < q1; q++ {
 		j := j0 + q*nr
 		cols := min(nr, j0+nc-j)
 		panel := dst[q*kc*nr : (q+1)*kc*nr]
-		off := p0*g.ldb + j
 		if !g.transB {
-			if nr == 16 && cols == 16 {
-				for p := 0; p < kc; p++ {
-					*(*[16]float32)(panel[p*16:]) = *(*[16]float32)(g.b[off+p*g.ldb:])
-				}
+			off := p0*g.ldb + j
+			if cols == nr && kern.packRows != nil {
+				kern.packRows(panel, g.b[off:], g.ldb, kc)
 				continue
 			}
 			for p := 0; p < kc; p++ {
@@ -545,8 +532,8 @@ func packB(dst []float32, g *gemm, p0, kc, j0, nc, nr, q0, q1 int) {
 			continue
 		}
 		// op(B)[p,j] = B[j,p]: gather a column of the panel per row of B.
-		if nr == 16 && cols == 16 {
-			packCols16(panel, g.b, j*g.ldb+p0, g.ldb, kc)
+		if cols == nr && kern.packCols != nil {
+			kern.packCols(panel, g.b[j*g.ldb+p0:], g.ldb, kc)
 			continue
 		}
 		for x := 0; x < cols; x++ {

@@ -14,6 +14,7 @@ var hasAVX2FMA = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 var kernelAVX2 = &microKernel{
 	name: "avx2+fma 6x16", mr: 6, nr: 16, kc: 256, mc: 144, nc: 4096,
 	directMaxCols: 512, tile: tileAVX2,
+	packRows: packRows16Vec, packCols: packCols16Vec,
 }
 
 // kernelAVX2Packed and kernelAVX2Direct are kernelAVX2 always packing A,
@@ -22,11 +23,12 @@ var kernelAVX2 = &microKernel{
 var (
 	kernelAVX2Packed = &microKernel{
 		name: "avx2+fma 6x16 packed", mr: 6, nr: 16, kc: 256, mc: 144, nc: 4096,
-		tile: tileAVX2,
+		tile: tileAVX2, packRows: packRows16Vec, packCols: packCols16Vec,
 	}
 	kernelAVX2Direct = &microKernel{
 		name: "avx2+fma 6x16 direct", mr: 6, nr: 16, kc: 256, mc: 144, nc: 4096,
 		directMaxCols: 1 << 30, tile: tileAVX2,
+		packRows: packRows16Vec, packCols: packCols16Vec,
 	}
 )
 
