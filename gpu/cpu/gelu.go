@@ -76,6 +76,9 @@ type vecKernel struct {
 	// exp32 does.
 	attnSoftmax func(s []float32) (m float32, sum float64)
 	attnGrad    func(p, ds []float32, lse, d, scale float32)
+	// colSum64 adds x[j] to acc[j] in float64 (a bias gradient's column
+	// sums, elementwise.go); every kernel set gives the same bits.
+	colSum64 func(acc []float64, x []float32)
 }
 
 // vecGeneric is the portable Go kernel set.
@@ -89,6 +92,7 @@ var vecGeneric = &vecKernel{
 	lnBwdSums: lnBackwardSums, lnBwdRow: lnBwdRowGeneric,
 	widenBF16: widenBF16, roundBF16: roundBF16,
 	attnSoftmax: attnSoftmax, attnGrad: attnGradRow,
+	colSum64: colSum64,
 }
 
 var activeVec atomic.Pointer[vecKernel]

@@ -29,6 +29,7 @@ var vecAVX2 = &vecKernel{
 	lnBwdSums: lnBackwardSumsAVX2, lnBwdRow: lnBwdRowVecAVX2,
 	widenBF16: widenBF16VecAVX2, roundBF16: roundBF16VecAVX2,
 	attnSoftmax: attnSoftmaxAVX2, attnGrad: attnGradVecAVX2,
+	colSum64: colSum64VecAVX2,
 }
 
 // geluFwdVecAVX2 is geluFwdGeneric on AVX2+FMA: the assembly takes whole
@@ -378,4 +379,20 @@ func attnGradVecAVX2(p, ds []float32, lse, d, scale float32) {
 		attnGradAVX2(&p[0], &ds[0], n8, lse, d, scale)
 	}
 	attnGradRow(p[n8:], ds[n8:], lse, d, scale)
+}
+
+// colSum64AVX2 adds float64(x[i]) to acc[i] for i < n (a multiple of 8).
+//
+//go:noescape
+func colSum64AVX2(acc *float64, x *float32, n int)
+
+// colSum64VecAVX2 is colSum64 on AVX2: the same float64 additions, so the
+// same bits.
+func colSum64VecAVX2(acc []float64, x []float32) {
+	acc = acc[:len(x)]
+	n8 := len(x) &^ 7
+	if n8 > 0 {
+		colSum64AVX2(&acc[0], &x[0], n8)
+	}
+	colSum64(acc[n8:], x[n8:])
 }

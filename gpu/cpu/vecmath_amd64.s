@@ -417,6 +417,32 @@ agradloop:
 agraddone:
 	RET
 
+// func colSum64AVX2(acc *float64, x *float32, n int)
+// acc[i] += float64(x[i]) for i < n, n a multiple of 8: the float64 sums
+// of Go's loop, lane by lane.
+TEXT ·colSum64AVX2(SB), NOSPLIT, $0-24
+	MOVQ acc+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $3, CX
+	JZ   colsumdone
+
+colsumloop:
+	VCVTPS2PD (SI), Y0
+	VCVTPS2PD 16(SI), Y1
+	VADDPD    (DI), Y0, Y0
+	VADDPD    32(DI), Y1, Y1
+	VMOVUPD   Y0, (DI)
+	VMOVUPD   Y1, 32(DI)
+	ADDQ      $32, SI
+	ADDQ      $64, DI
+	DECQ      CX
+	JNZ       colsumloop
+	VZEROUPPER
+
+colsumdone:
+	RET
+
 // func axpyAVX2(y, x *float32, a float32, n int)
 // y[i] += a·x[i] for i < n, n a multiple of 8.
 TEXT ·axpyAVX2(SB), NOSPLIT, $0-32

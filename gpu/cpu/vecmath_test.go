@@ -424,6 +424,32 @@ func TestAttnRowKernels(t *testing.T) {
 	}
 }
 
+// TestColSumKernels: every kernel set's column sums (the bias gradient's)
+// give the float64 loop's bits, over several rows of many widths (whole
+// vectors and tails) from a random starting sum.
+func TestColSumKernels(t *testing.T) {
+	r := testRNG(97)
+	for _, c := range []int{1, 3, 7, 8, 9, 15, 16, 17, 33, 131, 384} {
+		rows := randn(r, 5*c, 3)
+		start := to64(randn(r, c, 1))
+		want := append([]float64(nil), start...)
+		for i, v := range rows {
+			want[i%c] += float64(v)
+		}
+		for _, k := range vecKernels() {
+			acc := append([]float64(nil), start...)
+			for i := 0; i < 5; i++ {
+				k.colSum64(acc, rows[i*c:(i+1)*c])
+			}
+			for j := range acc {
+				if math.Float64bits(acc[j]) != math.Float64bits(want[j]) {
+					t.Fatalf("%s width %d: acc[%d] = %v, want %v", k.name, c, j, acc[j], want[j])
+				}
+			}
+		}
+	}
+}
+
 // TestLayerNormRowKernels: every kernel set's layernorm row kernels give
 // the generic ones' bits (the same float64 operations and accumulators),
 // on rows of many lengths (groups of 4 and tails) with an offset and a
