@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"math"
+	"sync/atomic"
 
 	"github.com/instructgo/instructgo/gpu"
 )
@@ -66,6 +67,23 @@ func kvCacheWrite[E float32 | uint16](b *Backend, k, v, x []E, st []int32, d gpu
 	})
 }
 
+// decodeKernel holds loops over all of one head's cached keys, where the
+// CPU has them (head sizes a multiple of 8): scores sets s[j] = scale·q·k_j
+// for the contiguous key rows k_j, mix sets o = Σ_j w[j]·v_j (len(w) ≥ 1)
+// with the FMAs of an axpy per key, in key order. One call per head
+// instead of one per key: at head size 32 the calls cost more than the
+// arithmetic.
+type decodeKernel struct {
+	scores func(s, q, k []float32, scale float32)
+	mix    func(o, w, v []float32)
+}
+
+// activeDecode is the machine's decodeKernel (nil: none); tests switch it
+// off to cover the per-key loops too.
+var activeDecode atomic.Pointer[decodeKernel]
+
+func init() { activeDecode.Store(bestDecode()) }
+
 // AttentionDecode implements gpu.Backend.
 func (b *Backend) AttentionDecode(out, qkv, kc, vc, lens *gpu.Tensor, nHead, kvHeads int) {
 	if b.err != nil {
@@ -92,6 +110,10 @@ func (b *Backend) AttentionDecode(out, qkv, kc, vc, lens *gpu.Tensor, nHead, kvH
 	if hs >= 16 {
 		vec = activeSkinny
 	}
+	fused := activeDecode.Load()
+	if hs%8 != 0 {
+		fused = nil
+	}
 	softmax := activeVec.Load().attnSoftmax
 	b.parallelFor(B*H, max(1, 8192/max(1, maxLen*hs)), func(lo, hi int) {
 		scores := make([]float32, maxLen)
@@ -107,6 +129,13 @@ func (b *Backend) AttentionDecode(out, qkv, kc, vc, lens *gpu.Tensor, nHead, kvH
 			base := (bi*d.KVH + h/G) * S * hs
 			kh, vh := k[base:base+n*hs], v[base:base+n*hs]
 			s := scores[:n]
+			if fused != nil {
+				fused.scores(s, q, kh, scale)
+				_, sum := softmax(s)
+				fused.mix(ob, s, vh)
+				scaleRow(ob, float32(1/sum))
+				continue
+			}
 			if vec != nil {
 				decodeScoresVec(vec, s, q, kh, scale)
 				_, sum := softmax(s)
