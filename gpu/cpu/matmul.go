@@ -24,7 +24,9 @@ import (
 // B panel. It reads A through two strides, so where each A panel meets few
 // B columns (packing would cost more than it saves) whole A panels are read
 // in place, row-major or transposed, and only a partial last panel is
-// packed. Panels are zero-padded to whole tiles; a tile hanging over C's
+// packed. Likewise, where C has few rows (decoding), whole B panels stored
+// row-major are read in place through B's row stride. Panels are
+// zero-padded to whole tiles; a tile hanging over C's
 // edge is computed into a scratch tile and added with Go code. The first
 // depth block applies beta (beta = 0 never reads C); later ones accumulate.
 //
@@ -54,6 +56,9 @@ type microKernel struct {
 	// dst[nr·p+x] = src[ld·x+p] (the transpose of an nr×k block). Nil:
 	// packB's loops, which also pack a partial panel.
 	packRows, packCols func(dst, src []float32, ld, k int)
+	// tileB, where set, is tile reading a whole B panel in place: k rows
+	// of nr floats, ldb elements apart (see useDirectB).
+	tileB func(k int, a []float32, rsa, csa int, b []float32, ldb int, c []float32, ldc int, alpha, beta float32)
 }
 
 // kernelGeneric is the portable pure-Go micro-kernel.
@@ -79,6 +84,9 @@ func setMatMulKernel(k *microKernel) (restore func()) {
 func MatMulKernel() string { return activeKernel.Load().name }
 
 const (
+	// directBMaxRows is the most rows of C for which whole B panels are
+	// read in place (useDirectB).
+	directBMaxRows = 48
 	// smallGemm is the m·n·k at or below which a plain triple loop beats
 	// packing.
 	smallGemm = 2048
@@ -282,7 +290,7 @@ func gemmByCols(g *gemm, kern *microKernel, threads, gcols int) {
 					beta = 1
 				}
 				bb := (*bbufp)[:kc*panels*nr]
-				packB(bb, g, kern, pc, kc, j0, nc, 0, panels)
+				packB(bb, g, kern, pc, kc, j0, nc, packedFrom(g, kern, nc), panels)
 				blockRows(g, kern, true, *abufp, mc0, bb, j0, nc, pc, kc, beta, 0, g.m, 0, panels)
 			}
 		}
@@ -336,7 +344,8 @@ func gemmByRows(g *gemm, kern *microKernel, threads int) {
 			jc, pc := (s/npc)*nc0, (s%npc)*kc0
 			nc, kc := min(nc0, g.n-jc), min(kc0, g.k-pc)
 			panels := ceilDiv(nc, nr)
-			packItems := ceilDiv(panels, packPanels)
+			from := packedFrom(g, kern, nc)
+			packItems := ceilDiv(panels-from, packPanels)
 			beta := g.beta
 			if pc > 0 {
 				beta = 1
@@ -352,7 +361,7 @@ func gemmByRows(g *gemm, kern *microKernel, threads int) {
 				if it >= packItems {
 					break
 				}
-				packB(bb, g, kern, pc, kc, jc, nc, it*packPanels, min((it+1)*packPanels, panels))
+				packB(bb, g, kern, pc, kc, jc, nc, from+it*packPanels, min(from+(it+1)*packPanels, panels))
 				st.packDone.Add(1)
 			}
 			waitFor(&st.packDone, packItems)
@@ -384,6 +393,25 @@ func useDirectA(g *gemm, kern *microKernel, cols int) bool {
 	return !g.transA || g.lda%1024 != 0
 }
 
+// useDirectB reports whether the whole B panels of g are read in place
+// (kern.tileB) instead of packed: op(B) stored as it is read (not
+// transposed), and C so short (at most directBMaxRows rows, decoding a
+// batch of sequences) that each panel meets only a few A panels, which
+// would not repay copying it; the weights of a decoding step would
+// otherwise be packed anew at every token.
+func useDirectB(g *gemm, kern *microKernel) bool {
+	return kern.tileB != nil && !g.transB && g.m <= directBMaxRows
+}
+
+// packedFrom is the first B panel of a block of nc columns that packB
+// must pack: 0, or with useDirectB only a partial last panel.
+func packedFrom(g *gemm, kern *microKernel, nc int) int {
+	if useDirectB(g, kern) {
+		return nc / kern.nr
+	}
+	return 0
+}
+
 // share is worker w's part [lo, hi) of n items split evenly over workers.
 func share(n, w, workers int) (lo, hi int) {
 	return w * n / workers, (w + 1) * n / workers
@@ -394,12 +422,15 @@ func share(n, w, workers int) (lo, hi int) {
 // direct: whole A panels are read in place (see useDirectA) and abuf needs
 // room for one packed panel (mr·kc); otherwise A is packed a block at a
 // time and abuf needs mc0·kc. Either way a scratch tile (mr·nr) ends abuf.
+// With useDirectB, whole B panels come from g.b itself (bbuf holds only a
+// partial last panel).
 func blockRows(g *gemm, kern *microKernel, direct bool, abuf []float32, mc0 int, bbuf []float32, jc, nc, pc, kc int, beta float32, i0, i1, q0, q1 int) {
 	if i0 >= i1 || q0 >= q1 {
 		return
 	}
 	mr, nr := kern.mr, kern.nr
 	tmp := abuf[len(abuf)-mr*nr:]
+	directB := useDirectB(g, kern)
 	for ic := i0; ic < i1; ic += mc0 {
 		mc := min(mc0, i1-ic)
 		full := mc / mr * mr // rows in whole panels
@@ -414,6 +445,16 @@ func blockRows(g *gemm, kern *microKernel, direct bool, abuf []float32, mc0 int,
 			j := jc + q*nr
 			cols := min(nr, jc+nc-j)
 			bp := bbuf[q*kc*nr : (q+1)*kc*nr]
+			// tile computes one mr×nr tile into c (row stride ldc).
+			tile := func(ap []float32, rsa, csa int, c []float32, ldc int, beta float32) {
+				kern.tile(kc, ap, rsa, csa, bp, c, ldc, g.alpha, beta)
+			}
+			if directB && cols == nr {
+				b := g.b[pc*g.ldb+j:]
+				tile = func(ap []float32, rsa, csa int, c []float32, ldc int, beta float32) {
+					kern.tileB(kc, ap, rsa, csa, b, g.ldb, c, ldc, g.alpha, beta)
+				}
+			}
 			for ir := 0; ir < mc; ir += mr {
 				rows := min(mr, mc-ir)
 				i := ic + ir
@@ -432,10 +473,10 @@ func blockRows(g *gemm, kern *microKernel, direct bool, abuf []float32, mc0 int,
 					}
 				}
 				if rows == mr && cols == nr {
-					kern.tile(kc, ap, rsa, csa, bp, g.c[i*g.ldc+j:], g.ldc, g.alpha, beta)
+					tile(ap, rsa, csa, g.c[i*g.ldc+j:], g.ldc, beta)
 					continue
 				}
-				kern.tile(kc, ap, rsa, csa, bp, tmp, nr, g.alpha, 0)
+				tile(ap, rsa, csa, tmp, nr, 0)
 				for r := 0; r < rows; r++ {
 					crow := g.c[(i+r)*g.ldc+j:][:cols]
 					trow := tmp[r*nr:][:cols]
