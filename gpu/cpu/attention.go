@@ -269,7 +269,7 @@ func (b *Backend) AttentionForward(out, lse, qkv, validLen *gpu.Tensor, nHead, k
 	split := attnSplit(d.B*H, T, b.threads)
 	mr, nr, hs, hsP := g.mr, g.nr, g.hs, g.hsP
 	ldMax := g.ldBound(T)
-	size := mr*hs + roundUp(T, nr)*hs + hsP*T + mr*ldMax + mr*hsP + mr + T
+	size := mr*hs + roundUp(T, nr)*hs + hsP*T + mr*ldMax + mr*hsP + mr
 	attnWorkers(b.threads, d.B*H*split, &attnFwdPool, size, func(item int, scratch []float32) {
 		bh, c := item/split, item%split
 		bi, h := bh/H, bh%H
