@@ -33,8 +33,10 @@ import (
 // The forward pass walks the query rows one register panel (mr rows) at a
 // time: the scores of the panel against the keys up to its causal end
 // (whole nr-key tiles, so the upper triangle is skipped to within a tile),
-// a softmax per row with exp32, then O = P·V over the same keys. Its
-// scratch is one panel of scores, mr×T. The backward pass recomputes
+// a softmax per row (vecKernel.attnSoftmax: the row maximum, then the
+// exponentials and their sum, 8 lanes at a time with AVX2), then O = P·V
+// over the same keys. Its scratch is one panel of scores, mr×T. Packing
+// goes through the micro-kernel's panel packers. The backward pass recomputes
 // P = exp(S − lse) and dP for a block of attnBwdBlock query rows, forms
 // dS = P∘(dP − D)·scale with D_t = dO_t·O_t (no row reduction over P),
 // writes dQ = dS·K per panel and accumulates dK += dSᵀ·Q and dV += Pᵀ·dO
@@ -59,16 +61,6 @@ var attnBwdBlock = 64
 // heads are split between workers.
 const attnMinSplitRows = 64
 
-// attnShiftSlack bounds how far a score may exceed the forward softmax's
-// shift: terms up to e^32 (T·e^32·|v| stays far from float32 overflow).
-// attnShiftMaxBound caps the score bound the shortcut trusts: rounding in
-// the scores is relative (hs·2^-24 of |q|·|k|), at most about 1 here, so
-// no term gets near exp32's limit (e^88).
-const (
-	attnShiftSlack    = 32
-	attnShiftMaxBound = 1e5
-)
-
 // attnFwdPool and attnBwdPool recycle the per-worker scratch arenas of the
 // two passes (sized differently), attnPartPool the partial key and value
 // gradients of a backward pass split within heads.
@@ -77,6 +69,7 @@ var attnFwdPool, attnBwdPool, attnPartPool sync.Pool
 // attnGeom is the geometry of one call shared by all its heads.
 type attnGeom struct {
 	kern   *microKernel
+	vec    *vecKernel // the softmax rows' exp
 	mr, nr int
 	C, W   int // the row widths of out (H·hs) and of qkv ((H+2·KVH)·hs)
 	H, KVH int
@@ -88,7 +81,7 @@ type attnGeom struct {
 func newAttnGeom(d gpu.AttnDims) attnGeom {
 	k := activeKernel.Load()
 	return attnGeom{
-		kern: k, mr: k.mr, nr: k.nr,
+		kern: k, vec: activeVec.Load(), mr: k.mr, nr: k.nr,
 		C: d.C, W: d.QKVWidth(), H: d.H, KVH: d.KVH, hs: d.HS, hsP: roundUp(d.HS, k.nr),
 		scale: float32(1 / math.Sqrt(float64(d.HS))),
 	}
@@ -175,11 +168,17 @@ func attnPanelA(src []float32, r0, n, mr, stride, col, hs int, pad []float32) (a
 
 // attnPackT packs rows [0,n) of columns col..col+hs of a [·,stride] matrix
 // X as the GEMM B operand Xᵀ: panel q holds rows q·nr.. as hs steps of nr
-// floats, rows at or beyond n are zero.
-func attnPackT(dst, src []float32, n, stride, col, hs, nr int) {
+// floats, rows at or beyond n are zero. Whole panels go through the
+// kernel's packCols where it has one.
+func attnPackT(kern *microKernel, dst, src []float32, n, stride, col, hs int) {
+	nr := kern.nr
 	for q := 0; q*nr < n; q++ {
 		panel := dst[q*hs*nr : (q+1)*hs*nr]
 		rows := min(nr, n-q*nr)
+		if rows == nr && kern.packCols != nil {
+			kern.packCols(panel, src[q*nr*stride+col:], stride, hs)
+			continue
+		}
 		x := 0
 		// Four rows at a time: one bounds check per four stores.
 		for ; x+4 <= rows; x += 4 {
@@ -208,14 +207,16 @@ func attnPackT(dst, src []float32, n, stride, col, hs, nr int) {
 
 // attnPackN packs rows [0,n) of columns col..col+hs of a [·,stride] matrix
 // X as the GEMM B operand X: panel c holds columns c·nr.. as n steps of nr
-// floats (panel stride n·nr), columns at or beyond hs are zero.
-func attnPackN(dst, src []float32, n, stride, col, hs, nr int) {
+// floats (panel stride n·nr), columns at or beyond hs are zero. Whole
+// panels go through the kernel's packRows where it has one.
+func attnPackN(kern *microKernel, dst, src []float32, n, stride, col, hs int) {
+	nr := kern.nr
 	for c := 0; c*nr < hs; c++ {
 		panel := dst[c*n*nr : (c+1)*n*nr]
 		cols := min(nr, hs-c*nr)
-		if nr == 16 && cols == 16 {
-			for t := 0; t < n; t++ {
-				*(*[16]float32)(panel[t*16:]) = *(*[16]float32)(src[t*stride+col+c*16:])
+		if cols == nr && kern.packRows != nil {
+			if n > 0 {
+				kern.packRows(panel, src[col+c*nr:], stride, n)
 			}
 			continue
 		}
@@ -268,7 +269,7 @@ func (b *Backend) AttentionForward(out, lse, qkv, validLen *gpu.Tensor, nHead, k
 	split := attnSplit(d.B*H, T, b.threads)
 	mr, nr, hs, hsP := g.mr, g.nr, g.hs, g.hsP
 	ldMax := g.ldBound(T)
-	size := mr*hs + roundUp(T, nr)*hs + hsP*T + mr*ldMax + mr*hsP + mr + T
+	size := mr*hs + roundUp(T, nr)*hs + hsP*T + mr*ldMax + mr*hsP + mr
 	attnWorkers(b.threads, d.B*H*split, &attnFwdPool, size, func(item int, scratch []float32) {
 		bh, c := item/split, item%split
 		bi, h := bh/H, bh%H
@@ -307,15 +308,8 @@ func (g *attnGeom) forwardRows(o, lse, xb []float32, lo, hi, h int, scratch []fl
 	s := ar.take(mr * ld)               // one panel of scores / probabilities
 	ot := ar.take(mr * hsP)             // one panel of (unnormalized) outputs
 	inv := ar.take(mr)                  // 1/Σ of the panel's rows
-	kmax := ar.take(hi)                 // kmax[j] = max over keys j' ≤ j of |k_j'|²
-	attnPackT(kt, xb, hi, W, kc, hs, nr)
-	attnPackN(vn, xb, hi, W, vc, hs, nr)
-	var km float32
-	for j := range kmax {
-		kj := xb[j*W+kc:][:hs]
-		km = max(km, attnDot(kj, kj)) // a NaN sticks, and disables the shortcut below
-		kmax[j] = km
-	}
+	attnPackT(g.kern, kt, xb, hi, W, kc, hs)
+	attnPackN(g.kern, vn, xb, hi, W, vc, hs)
 	for r0 := lo; r0 < hi; r0 += mr {
 		// Keys [0, kd) are seen by some row of the panel.
 		kd := min(r0+mr, hi)
@@ -330,17 +324,7 @@ func (g *attnGeom) forwardRows(o, lse, xb []float32, lo, hi, h int, scratch []fl
 				clear(row) // rows past the range: no output
 				continue
 			}
-			p := row[:i+1]
-			// The softmax shift: the diagonal score instead of the row
-			// maximum (saving a pass) when no score can exceed it by more
-			// than attnShiftSlack, by Cauchy–Schwarz: s_j ≤ scale·|q_i|·|k_j|.
-			m := p[i]
-			qi := xb[i*W+qc:][:hs]
-			bound := g.scale * float32(math.Sqrt(float64(attnDot(qi, qi))*float64(kmax[i])))
-			if !(bound-m <= attnShiftSlack && bound <= attnShiftMaxBound) {
-				m = attnMax(p)
-			}
-			sum := attnExpShift(p, m)
+			m, sum := g.vec.attnSoftmax(row[:i+1])
 			clear(row[i+1:])
 			inv[r] = float32(1 / sum)
 			lse[i] = float32(float64(m) + math.Log(sum))
@@ -511,11 +495,11 @@ func (g *attnGeom) backwardRows(dxb, dk, dv, xb, dob, ob, lse []float32, lo, hi,
 	p := ar.take(blk * ld)
 	ds := ar.take(blk * ld)
 	dd := ar.take(rows)
-	attnPackT(kt, xb, hi, W, kc, hs, nr)
-	attnPackT(vt, xb, hi, W, vc, hs, nr)
-	attnPackN(kn, xb, hi, W, kc, hs, nr)
-	attnPackN(qn, xb[lo*W:], rows, W, qc, hs, nr)
-	attnPackN(don, dob[lo*C:], rows, C, h*hs, hs, nr)
+	attnPackT(g.kern, kt, xb, hi, W, kc, hs)
+	attnPackT(g.kern, vt, xb, hi, W, vc, hs)
+	attnPackN(g.kern, kn, xb, hi, W, kc, hs)
+	attnPackN(g.kern, qn, xb[lo*W:], rows, W, qc, hs)
+	attnPackN(g.kern, don, dob[lo*C:], rows, C, h*hs, hs)
 	dk, dv = dk[:roundUp(hi, mr)*hsP], dv[:roundUp(hi, mr)*hsP]
 	if !accumulate {
 		clear(dk)
@@ -546,7 +530,7 @@ func (g *attnGeom) backwardRows(dxb, dk, dv, xb, dob, ob, lse []float32, lo, hi,
 					clear(drow)
 					continue
 				}
-				attnGradRow(prow[:i+1], drow[:i+1], lse[i], dd[i-lo], scale)
+				g.vec.attnGrad(prow[:i+1], drow[:i+1], lse[i], dd[i-lo], scale)
 				clear(prow[i+1:])
 				clear(drow[i+1:])
 			}
@@ -634,8 +618,16 @@ func attnDot(a, b []float32) float32 {
 	return (s0 + s1) + (s2 + s3)
 }
 
+// attnSoftmax replaces s[j] by exp(s[j] − m), m the row maximum, and
+// returns m and the sum in float64 (every term is at most 1). A NaN score
+// makes the maximum, the sum and so the whole row's output NaN.
+func attnSoftmax(s []float32) (m float32, sum float64) {
+	m = attnMax(s)
+	return m, attnExpShift(s, m)
+}
+
 // attnExpShift replaces s[j] by exp(s[j] − m) and returns the sum in
-// float64 (m is the row maximum, so every term is at most 1).
+// float64.
 func attnExpShift(s []float32, m float32) float64 {
 	var sum float64
 	for len(s) >= 4 {

@@ -11,6 +11,7 @@ import (
 // small training shape and GPT-2 small at full context.
 var attnBenchShapes = []struct{ B, T, C, H int }{
 	{16, 128, 128, 4},
+	{32, 64, 128, 4}, // the tiny PPO iteration
 	{4, 256, 256, 4},
 	{1, 1024, 768, 12},
 }

@@ -281,13 +281,16 @@ func TestAttentionForwardBackward(t *testing.T) {
 
 // TestAttentionKernelsAndBlocks runs the attention cases on every GEMM
 // micro-kernel of this machine (the portable 4×4 one has other tile
-// sizes) and with backward blocks from one register panel to more than T.
+// sizes), every set of softmax row kernels, and with backward blocks from
+// one register panel to more than T.
 func TestAttentionKernelsAndBlocks(t *testing.T) {
 	defer func(old int) { attnBwdBlock = old }(attnBwdBlock)
-	for _, kern := range matmulKernels() {
+	for i, kern := range matmulKernels() {
+		vk := vecKernels()[i%len(vecKernels())]
 		for _, blk := range []int{1, 7, 64, 1000} {
-			t.Run(fmt.Sprintf("%s/blk%d", kern.name, blk), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s/%s/blk%d", kern.name, vk.name, blk), func(t *testing.T) {
 				defer setMatMulKernel(kern)()
+				defer setVecKernel(vk)()
 				attnBwdBlock = blk
 				for ci, c := range attnCases {
 					r := testRNG(uint64(200 + ci))

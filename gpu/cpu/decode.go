@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"math"
+	"sync/atomic"
 
 	"github.com/instructgo/instructgo/gpu"
 )
@@ -12,8 +13,8 @@ import (
 // one query against the cached keys. Work is split over (sequence, query
 // head) pairs, a query head reading its group's key/value head; the scratch
 // is one row of S scores per worker. Scores and probabilities are float32
-// (exp32, as in the training attention); the softmax denominator is summed
-// in float64.
+// (the training attention's softmax row kernel, vecKernel.attnSoftmax); the
+// softmax denominator is summed in float64.
 
 // KVCacheWrite implements gpu.Backend. It moves elements without arithmetic,
 // so bf16 caches take qkv's bits as they are (as Copy does): what widening
@@ -66,6 +67,23 @@ func kvCacheWrite[E float32 | uint16](b *Backend, k, v, x []E, st []int32, d gpu
 	})
 }
 
+// decodeKernel holds loops over all of one head's cached keys, where the
+// CPU has them (head sizes a multiple of 8): scores sets s[j] = scale·q·k_j
+// for the contiguous key rows k_j, mix sets o = Σ_j w[j]·v_j (len(w) ≥ 1)
+// with the FMAs of an axpy per key, in key order. One call per head
+// instead of one per key: at head size 32 the calls cost more than the
+// arithmetic.
+type decodeKernel struct {
+	scores func(s, q, k []float32, scale float32)
+	mix    func(o, w, v []float32)
+}
+
+// activeDecode is the machine's decodeKernel (nil: none); tests switch it
+// off to cover the per-key loops too.
+var activeDecode atomic.Pointer[decodeKernel]
+
+func init() { activeDecode.Store(bestDecode()) }
+
 // AttentionDecode implements gpu.Backend.
 func (b *Backend) AttentionDecode(out, qkv, kc, vc, lens *gpu.Tensor, nHead, kvHeads int) {
 	if b.err != nil {
@@ -92,6 +110,11 @@ func (b *Backend) AttentionDecode(out, qkv, kc, vc, lens *gpu.Tensor, nHead, kvH
 	if hs >= 16 {
 		vec = activeSkinny
 	}
+	fused := activeDecode.Load()
+	if hs%8 != 0 {
+		fused = nil
+	}
+	softmax := activeVec.Load().attnSoftmax
 	b.parallelFor(B*H, max(1, 8192/max(1, maxLen*hs)), func(lo, hi int) {
 		scores := make([]float32, maxLen)
 		for bh := lo; bh < hi; bh++ {
@@ -106,8 +129,16 @@ func (b *Backend) AttentionDecode(out, qkv, kc, vc, lens *gpu.Tensor, nHead, kvH
 			base := (bi*d.KVH + h/G) * S * hs
 			kh, vh := k[base:base+n*hs], v[base:base+n*hs]
 			s := scores[:n]
+			if fused != nil {
+				fused.scores(s, q, kh, scale)
+				_, sum := softmax(s)
+				fused.mix(ob, s, vh)
+				scaleRow(ob, float32(1/sum))
+				continue
+			}
 			if vec != nil {
-				sum := decodeExpShift(s, decodeScoresVec(vec, s, q, kh, scale))
+				decodeScoresVec(vec, s, q, kh, scale)
+				_, sum := softmax(s)
 				clear(ob)
 				for j, w := range s {
 					vec.axpy(ob, vh[j*hs:(j+1)*hs], w)
@@ -115,7 +146,8 @@ func (b *Backend) AttentionDecode(out, qkv, kc, vc, lens *gpu.Tensor, nHead, kvH
 				scaleRow(ob, float32(1/sum))
 				continue
 			}
-			sum := decodeExpShift(s, decodeScores(s, q, kh, scale))
+			decodeScores(s, q, kh, scale)
+			_, sum := softmax(s)
 			decodeWeightedSum(ob, s, vh)
 			scaleRow(ob, float32(1/sum))
 		}
@@ -123,10 +155,9 @@ func (b *Backend) AttentionDecode(out, qkv, kc, vc, lens *gpu.Tensor, nHead, kvH
 }
 
 // decodeScores sets s[j] = scale·(q·k_j) for the key rows k_j of the
-// contiguous [len(s),hs] matrix k and returns the largest score.
-func decodeScores(s, q, k []float32, scale float32) float32 {
+// contiguous [len(s),hs] matrix k.
+func decodeScores(s, q, k []float32, scale float32) {
 	hs := len(q)
-	m := float32(math.Inf(-1))
 	for j := range s {
 		kj := k[j*hs : (j+1)*hs]
 		kj = kj[:len(q)]
@@ -142,24 +173,17 @@ func decodeScores(s, q, k []float32, scale float32) float32 {
 		for ; i < len(q); i++ {
 			s0 += q[i] * kj[i]
 		}
-		sj := ((s0 + s1) + (s2 + s3)) * scale
-		s[j] = sj
-		m = max(m, sj)
+		s[j] = ((s0 + s1) + (s2 + s3)) * scale
 	}
-	return m
 }
 
 // decodeScoresVec is decodeScores with the vector dot product of the
 // few-row matmul path.
-func decodeScoresVec(kern *skinnyKernel, s, q, k []float32, scale float32) float32 {
+func decodeScoresVec(kern *skinnyKernel, s, q, k []float32, scale float32) {
 	hs := len(q)
-	m := float32(math.Inf(-1))
 	for j := range s {
-		sj := kern.dot(q, k[j*hs:(j+1)*hs]) * scale
-		s[j] = sj
-		m = max(m, sj)
+		s[j] = kern.dot(q, k[j*hs:(j+1)*hs]) * scale
 	}
-	return m
 }
 
 // decodeWeightedSum sets acc = Σ_j w[j]·x_j over the rows x_j of the
@@ -188,25 +212,4 @@ func decodeWeightedSum(acc, w, x []float32) {
 			acc[i] += wj * xj[i]
 		}
 	}
-}
-
-// decodeExpShift replaces s[j] by exp(s[j] − m) and returns the sum in
-// float64 (m is the row maximum, so every term is at most 1).
-func decodeExpShift(s []float32, m float32) float64 {
-	var sum float64
-	for len(s) >= 4 {
-		e0 := exp32(s[0] - m)
-		e1 := exp32(s[1] - m)
-		e2 := exp32(s[2] - m)
-		e3 := exp32(s[3] - m)
-		s[0], s[1], s[2], s[3] = e0, e1, e2, e3
-		sum += float64((e0 + e1) + (e2 + e3))
-		s = s[4:]
-	}
-	for i := range s {
-		e := exp32(s[i] - m)
-		s[i] = e
-		sum += float64(e)
-	}
-	return sum
 }

@@ -107,7 +107,9 @@ func gqaDecodeRef(qkv, kc, vc []float32, lens []int32, B, H, KVH, S, hs int) []f
 func TestAttentionDecodeMatchesFloat64(t *testing.T) {
 	// Head sizes below 16 take the scalar loops, from 16 on the vector
 	// ones where the CPU has them; 36 leaves a tail after the vectors.
-	for _, hs := range []int{7, 32, 36} {
+	// Multiples of 8 take the whole-head loops where the CPU has them (40:
+	// a block of 32 columns and one of 8), and are also run without them.
+	for _, hs := range []int{7, 8, 32, 36, 40, 64} {
 		const B, H, S = 4, 3, 11
 		C := H * hs
 		r := testRNG(uint64(2 + hs))
@@ -115,16 +117,20 @@ func TestAttentionDecodeMatchesFloat64(t *testing.T) {
 		qkv := randn(r, B*3*C, 1.5)
 		k, v := randn(r, B*H*S*hs, 1.5), randn(r, B*H*S*hs, 1)
 		want := attnDecodeRef(qkv, k, v, lens, B, H, S, hs)
-		for _, threads := range []int{1, 2, 5} {
-			b := New(threads)
-			out := tensorOf(t, b, randn(r, B*C, 1), B, C)
-			b.AttentionDecode(out, tensorOf(t, b, qkv, B, 3*C), tensorOf(t, b, k, B, H, S, hs),
-				tensorOf(t, b, v, B, H, S, hs), int32Of(t, b, lens, B), H, H)
-			assertNoErr(t, b)
-			assertClose(t, fmt.Sprintf("hs %d out", hs), F32(out), want, 2e-6)
-			for i, x := range F32(out)[3*C:] {
-				if x != 0 {
-					t.Fatalf("hs %d, inactive sequence: out[%d] = %g, want 0", hs, i, x)
+		for _, dk := range []*decodeKernel{activeDecode.Load(), nil} {
+			for _, threads := range []int{1, 2, 5} {
+				old := activeDecode.Swap(dk)
+				b := New(threads)
+				out := tensorOf(t, b, randn(r, B*C, 1), B, C)
+				b.AttentionDecode(out, tensorOf(t, b, qkv, B, 3*C), tensorOf(t, b, k, B, H, S, hs),
+					tensorOf(t, b, v, B, H, S, hs), int32Of(t, b, lens, B), H, H)
+				activeDecode.Store(old)
+				assertNoErr(t, b)
+				assertClose(t, fmt.Sprintf("hs %d (whole-head loops %v) out", hs, dk != nil), F32(out), want, 2e-6)
+				for i, x := range F32(out)[3*C:] {
+					if x != 0 {
+						t.Fatalf("hs %d, inactive sequence: out[%d] = %g, want 0", hs, i, x)
+					}
 				}
 			}
 		}
@@ -171,6 +177,32 @@ func TestAttentionDecodeMatchesTrainingAttention(t *testing.T) {
 		for bi := 0; bi < B; bi++ {
 			ref := to64(want[(bi*T+tt)*C : (bi*T+tt+1)*C])
 			assertClose(t, "decode vs forward", F32(dec)[bi*C:(bi+1)*C], ref, 1e-5)
+		}
+	}
+}
+
+// TestDecodeMixIsAxpys: the whole-head weighted sum gives the bits of an
+// axpy per key in key order (the skinny kernel's), for head sizes with and
+// without a block of 8 after the blocks of 32.
+func TestDecodeMixIsAxpys(t *testing.T) {
+	dk, sk := activeDecode.Load(), activeSkinny
+	if dk == nil || sk == nil {
+		t.Skip("no whole-head decoding loops on this CPU")
+	}
+	r := testRNG(12)
+	for _, hs := range []int{8, 32, 40, 64, 96} {
+		for _, n := range []int{1, 2, 13, 64} {
+			w, v := randn(r, n, 1), randn(r, n*hs, 1)
+			got, want := nanFilled(hs), make([]float32, hs)
+			dk.mix(got, w, v)
+			for j := range w {
+				sk.axpy(want, v[j*hs:(j+1)*hs], w[j])
+			}
+			for c := range want {
+				if math.Float32bits(got[c]) != math.Float32bits(want[c]) {
+					t.Fatalf("hs %d n %d: o[%d] = %v, axpys give %v", hs, n, c, got[c], want[c])
+				}
+			}
 		}
 	}
 }

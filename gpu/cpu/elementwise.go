@@ -282,14 +282,12 @@ func (b *Backend) BiasBackward(dbias, dout *gpu.Tensor) {
 	ds, db := b.actIn(dout), F32(dbias)
 	count, size := b.workChunks(n, max(1, ewMinReduce/c))
 	partial := make([]float64, count*c)
+	colSum := activeVec.Load().colSum64
 	b.parallelFor(count, 1, func(c0, c1 int) {
 		for k := c0; k < c1; k++ {
 			acc := partial[k*c : (k+1)*c]
 			for r := k * size; r < min((k+1)*size, n); r++ {
-				row := ds[r*c : (r+1)*c]
-				for j, v := range row {
-					acc[j] += float64(v)
-				}
+				colSum(acc, ds[r*c:(r+1)*c])
 			}
 		}
 	})
@@ -299,5 +297,14 @@ func (b *Backend) BiasBackward(dbias, dout *gpu.Tensor) {
 			s += partial[k*c+j]
 		}
 		db[j] += float32(s)
+	}
+}
+
+// colSum64 adds x[j] to acc[j] in float64 (vecKernel.colSum64's portable
+// form).
+func colSum64(acc []float64, x []float32) {
+	acc = acc[:len(x)]
+	for j, v := range x {
+		acc[j] += float64(v)
 	}
 }

@@ -69,6 +69,16 @@ type vecKernel struct {
 	// dst = src rounded with gpu.BF16Bits; len(dst) ≥ len(src).
 	widenBF16 func(dst []float32, src []uint16)
 	roundBF16 func(dst []uint16, src []float32)
+	// attention's softmax row kernels (attention.go): attnSoftmax sets
+	// s[j] = exp(s[j] − m), m = max s, and returns m and Σ s[j] in
+	// float64; attnGrad sets p[j] = exp(p[j] − lse) and
+	// ds[j] = p[j]·(ds[j] − d)·scale. Both clamp the exponent at −80, as
+	// exp32 does.
+	attnSoftmax func(s []float32) (m float32, sum float64)
+	attnGrad    func(p, ds []float32, lse, d, scale float32)
+	// colSum64 adds x[j] to acc[j] in float64 (a bias gradient's column
+	// sums, elementwise.go); every kernel set gives the same bits.
+	colSum64 func(acc []float64, x []float32)
 }
 
 // vecGeneric is the portable Go kernel set.
@@ -81,6 +91,8 @@ var vecGeneric = &vecKernel{
 	lnSum: rowSum64, lnSqDev: rowSqDev64, lnNorm: lnNormGeneric,
 	lnBwdSums: lnBackwardSums, lnBwdRow: lnBwdRowGeneric,
 	widenBF16: widenBF16, roundBF16: roundBF16,
+	attnSoftmax: attnSoftmax, attnGrad: attnGradRow,
+	colSum64: colSum64,
 }
 
 var activeVec atomic.Pointer[vecKernel]

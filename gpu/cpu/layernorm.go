@@ -73,10 +73,10 @@ func (b *Backend) AddLayerNormForward(resOut, lnOut, mean, rstd, a, bb, weight, 
 	b.parallelFor(n, max(1, ewMinChunk/c), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			x := rs[r*c : (r+1)*c]
-			xa, xb := as[r*c : (r+1)*c][:len(x)], bs[r*c : (r+1)*c][:len(x)]
-			for j := range x {
-				x[j] = xa[j] + xb[j]
-			}
+			// x = a + b (outputs never overlap inputs): the vector add
+			// rounds once per element, as the sum does.
+			copy(x, as[r*c:(r+1)*c])
+			addRow(x, bs[r*c:(r+1)*c])
 			if roundSum {
 				// The normalisation reads the sum as stored.
 				for j, v := range x {

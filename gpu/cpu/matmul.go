@@ -24,7 +24,9 @@ import (
 // B panel. It reads A through two strides, so where each A panel meets few
 // B columns (packing would cost more than it saves) whole A panels are read
 // in place, row-major or transposed, and only a partial last panel is
-// packed. Panels are zero-padded to whole tiles; a tile hanging over C's
+// packed. Likewise, where C has few rows (decoding), whole B panels stored
+// row-major are read in place through B's row stride. Panels are
+// zero-padded to whole tiles; a tile hanging over C's
 // edge is computed into a scratch tile and added with Go code. The first
 // depth block applies beta (beta = 0 never reads C); later ones accumulate.
 //
@@ -49,6 +51,14 @@ type microKernel struct {
 	// rsa = 1, csa = mr), bp holds k steps of nr floats, and c has row
 	// stride ldc. beta == 0 must store without reading c.
 	tile func(k int, a []float32, rsa, csa int, bp, c []float32, ldc int, alpha, beta float32)
+	// packRows and packCols, where set, pack one whole nr-wide B panel of
+	// k steps: dst[nr·p+x] = src[ld·p+x] (rows of op(B) as stored) and
+	// dst[nr·p+x] = src[ld·x+p] (the transpose of an nr×k block). Nil:
+	// packB's loops, which also pack a partial panel.
+	packRows, packCols func(dst, src []float32, ld, k int)
+	// tileB, where set, is tile reading a whole B panel in place: k rows
+	// of nr floats, ldb elements apart (see useDirectB).
+	tileB func(k int, a []float32, rsa, csa int, b []float32, ldb int, c []float32, ldc int, alpha, beta float32)
 }
 
 // kernelGeneric is the portable pure-Go micro-kernel.
@@ -74,6 +84,9 @@ func setMatMulKernel(k *microKernel) (restore func()) {
 func MatMulKernel() string { return activeKernel.Load().name }
 
 const (
+	// directBMaxRows is the most rows of C for which whole B panels are
+	// read in place (useDirectB).
+	directBMaxRows = 48
 	// smallGemm is the m·n·k at or below which a plain triple loop beats
 	// packing.
 	smallGemm = 2048
@@ -277,7 +290,7 @@ func gemmByCols(g *gemm, kern *microKernel, threads, gcols int) {
 					beta = 1
 				}
 				bb := (*bbufp)[:kc*panels*nr]
-				packB(bb, g, pc, kc, j0, nc, nr, 0, panels)
+				packB(bb, g, kern, pc, kc, j0, nc, packedFrom(g, kern, nc), panels)
 				blockRows(g, kern, true, *abufp, mc0, bb, j0, nc, pc, kc, beta, 0, g.m, 0, panels)
 			}
 		}
@@ -331,7 +344,8 @@ func gemmByRows(g *gemm, kern *microKernel, threads int) {
 			jc, pc := (s/npc)*nc0, (s%npc)*kc0
 			nc, kc := min(nc0, g.n-jc), min(kc0, g.k-pc)
 			panels := ceilDiv(nc, nr)
-			packItems := ceilDiv(panels, packPanels)
+			from := packedFrom(g, kern, nc)
+			packItems := ceilDiv(panels-from, packPanels)
 			beta := g.beta
 			if pc > 0 {
 				beta = 1
@@ -347,7 +361,7 @@ func gemmByRows(g *gemm, kern *microKernel, threads int) {
 				if it >= packItems {
 					break
 				}
-				packB(bb, g, pc, kc, jc, nc, nr, it*packPanels, min((it+1)*packPanels, panels))
+				packB(bb, g, kern, pc, kc, jc, nc, from+it*packPanels, min(from+(it+1)*packPanels, panels))
 				st.packDone.Add(1)
 			}
 			waitFor(&st.packDone, packItems)
@@ -379,6 +393,25 @@ func useDirectA(g *gemm, kern *microKernel, cols int) bool {
 	return !g.transA || g.lda%1024 != 0
 }
 
+// useDirectB reports whether the whole B panels of g are read in place
+// (kern.tileB) instead of packed: op(B) stored as it is read (not
+// transposed), and C so short (at most directBMaxRows rows, decoding a
+// batch of sequences) that each panel meets only a few A panels, which
+// would not repay copying it; the weights of a decoding step would
+// otherwise be packed anew at every token.
+func useDirectB(g *gemm, kern *microKernel) bool {
+	return kern.tileB != nil && !g.transB && g.m <= directBMaxRows
+}
+
+// packedFrom is the first B panel of a block of nc columns that packB
+// must pack: 0, or with useDirectB only a partial last panel.
+func packedFrom(g *gemm, kern *microKernel, nc int) int {
+	if useDirectB(g, kern) {
+		return nc / kern.nr
+	}
+	return 0
+}
+
 // share is worker w's part [lo, hi) of n items split evenly over workers.
 func share(n, w, workers int) (lo, hi int) {
 	return w * n / workers, (w + 1) * n / workers
@@ -389,12 +422,15 @@ func share(n, w, workers int) (lo, hi int) {
 // direct: whole A panels are read in place (see useDirectA) and abuf needs
 // room for one packed panel (mr·kc); otherwise A is packed a block at a
 // time and abuf needs mc0·kc. Either way a scratch tile (mr·nr) ends abuf.
+// With useDirectB, whole B panels come from g.b itself (bbuf holds only a
+// partial last panel).
 func blockRows(g *gemm, kern *microKernel, direct bool, abuf []float32, mc0 int, bbuf []float32, jc, nc, pc, kc int, beta float32, i0, i1, q0, q1 int) {
 	if i0 >= i1 || q0 >= q1 {
 		return
 	}
 	mr, nr := kern.mr, kern.nr
 	tmp := abuf[len(abuf)-mr*nr:]
+	directB := useDirectB(g, kern)
 	for ic := i0; ic < i1; ic += mc0 {
 		mc := min(mc0, i1-ic)
 		full := mc / mr * mr // rows in whole panels
@@ -409,6 +445,16 @@ func blockRows(g *gemm, kern *microKernel, direct bool, abuf []float32, mc0 int,
 			j := jc + q*nr
 			cols := min(nr, jc+nc-j)
 			bp := bbuf[q*kc*nr : (q+1)*kc*nr]
+			// tile computes one mr×nr tile into c (row stride ldc).
+			tile := func(ap []float32, rsa, csa int, c []float32, ldc int, beta float32) {
+				kern.tile(kc, ap, rsa, csa, bp, c, ldc, g.alpha, beta)
+			}
+			if directB && cols == nr {
+				b := g.b[pc*g.ldb+j:]
+				tile = func(ap []float32, rsa, csa int, c []float32, ldc int, beta float32) {
+					kern.tileB(kc, ap, rsa, csa, b, g.ldb, c, ldc, g.alpha, beta)
+				}
+			}
 			for ir := 0; ir < mc; ir += mr {
 				rows := min(mr, mc-ir)
 				i := ic + ir
@@ -427,10 +473,10 @@ func blockRows(g *gemm, kern *microKernel, direct bool, abuf []float32, mc0 int,
 					}
 				}
 				if rows == mr && cols == nr {
-					kern.tile(kc, ap, rsa, csa, bp, g.c[i*g.ldc+j:], g.ldc, g.alpha, beta)
+					tile(ap, rsa, csa, g.c[i*g.ldc+j:], g.ldc, beta)
 					continue
 				}
-				kern.tile(kc, ap, rsa, csa, bp, tmp, nr, g.alpha, 0)
+				tile(ap, rsa, csa, tmp, nr, 0)
 				for r := 0; r < rows; r++ {
 					crow := g.c[(i+r)*g.ldc+j:][:cols]
 					trow := tmp[r*nr:][:cols]
@@ -505,36 +551,18 @@ func packRows6(dst, src []float32, off, ld, kc int) {
 	}
 }
 
-// packCols16 interleaves 16 rows of length kc (stride ld, from src[off])
-// into dst as kc steps of 16: the transpose of a 16×kc block.
-func packCols16(dst, src []float32, off, ld, kc int) {
-	var s [16][]float32
-	for x := range s {
-		s[x] = src[off+x*ld:][:kc]
-	}
-	dst = dst[:16*kc]
-	for p := 0; p < kc; p++ {
-		d := (*[16]float32)(dst[16*p:])
-		d[0], d[1], d[2], d[3] = s[0][p], s[1][p], s[2][p], s[3][p]
-		d[4], d[5], d[6], d[7] = s[4][p], s[5][p], s[6][p], s[7][p]
-		d[8], d[9], d[10], d[11] = s[8][p], s[9][p], s[10][p], s[11][p]
-		d[12], d[13], d[14], d[15] = s[12][p], s[13][p], s[14][p], s[15][p]
-	}
-}
-
 // packB packs panels [q0, q1) of the block op(B)[p0:p0+kc, j0:j0+nc] into
 // dst: panel q holds columns j0+q·nr.. as kc steps of nr floats, zero-padded.
-func packB(dst []float32, g *gemm, p0, kc, j0, nc, nr, q0, q1 int) {
+func packB(dst []float32, g *gemm, kern *microKernel, p0, kc, j0, nc, q0, q1 int) {
+	nr := kern.nr
 	for q := q0; q < q1; q++ {
 		j := j0 + q*nr
 		cols := min(nr, j0+nc-j)
 		panel := dst[q*kc*nr : (q+1)*kc*nr]
-		off := p0*g.ldb + j
 		if !g.transB {
-			if nr == 16 && cols == 16 {
-				for p := 0; p < kc; p++ {
-					*(*[16]float32)(panel[p*16:]) = *(*[16]float32)(g.b[off+p*g.ldb:])
-				}
+			off := p0*g.ldb + j
+			if cols == nr && kern.packRows != nil {
+				kern.packRows(panel, g.b[off:], g.ldb, kc)
 				continue
 			}
 			for p := 0; p < kc; p++ {
@@ -545,8 +573,8 @@ func packB(dst []float32, g *gemm, p0, kc, j0, nc, nr, q0, q1 int) {
 			continue
 		}
 		// op(B)[p,j] = B[j,p]: gather a column of the panel per row of B.
-		if nr == 16 && cols == 16 {
-			packCols16(panel, g.b, j*g.ldb+p0, g.ldb, kc)
+		if cols == nr && kern.packCols != nil {
+			kern.packCols(panel, g.b[j*g.ldb+p0:], g.ldb, kc)
 			continue
 		}
 		for x := 0; x < cols; x++ {

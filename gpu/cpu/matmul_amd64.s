@@ -1,8 +1,9 @@
 #include "textflag.h"
 
 // Micro-kernel for the blocked GEMM in matmul.go. It computes one register
-// tile c[mr×nr] = alpha·(A·Bp) + beta·c over k steps, where A is an mr-row
-// panel read through strides and Bp a packed B panel (k steps of nr floats).
+// tile c[mr×nr] = alpha·(A·B) + beta·c over k steps, where A is an mr-row
+// panel read through strides and B a panel of k steps of nr floats, rsb
+// elements apart (nr for a packed panel, B's row stride read in place).
 // beta == 0 (or -0) stores without reading c, so stale NaNs never leak in.
 // ldc is the row stride of c in elements.
 
@@ -14,11 +15,12 @@
 // csa = 6) or A in place: row-major (rsa = lda, csa = 1) or transposed
 // (rsa = 1, csa = lda). Element (r, p) is at a + 4·(r·rsa + p·csa).
 // Rows 0-2 are addressed from SI, rows 3-5 from R12 = SI + 3·rsa, with R11
-// = rsa in bytes as the index; R13 = csa in bytes advances both per step.
+// = rsa in bytes as the index; R13 = csa in bytes advances both per step,
+// R10 = rsb in bytes advances B (DI).
 
-#define AVX2_STEP(boff) \
-	VMOVUPS      boff(DI), Y12          \
-	VMOVUPS      boff+32(DI), Y13       \
+#define AVX2_STEP \
+	VMOVUPS      (DI), Y12              \
+	VMOVUPS      32(DI), Y13            \
 	VBROADCASTSS (SI), Y14              \
 	VBROADCASTSS (SI)(R11*1), Y15       \
 	VFMADD231PS  Y12, Y14, Y0           \
@@ -38,7 +40,8 @@
 	VFMADD231PS  Y12, Y15, Y10          \
 	VFMADD231PS  Y13, Y15, Y11          \
 	ADDQ         R13, SI                \
-	ADDQ         R13, R12
+	ADDQ         R13, R12               \
+	ADDQ         R10, DI
 
 // Row r of the epilogue with beta != 0: c = beta·c + alpha·acc.
 #define AVX2_ROW_BETA(lo, hi) \
@@ -58,8 +61,8 @@
 	VMOVUPS hi, 32(DX)  \
 	ADDQ    R8, DX
 
-// func sgemm6x16AVX2(k int, a *float32, rsa, csa int, b, c *float32, ldc int, alpha, beta float32)
-TEXT ·sgemm6x16AVX2(SB), NOSPLIT, $0-64
+// func sgemm6x16AVX2(k int, a *float32, rsa, csa int, b *float32, rsb int, c *float32, ldc int, alpha, beta float32)
+TEXT ·sgemm6x16AVX2(SB), NOSPLIT, $0-72
 	MOVQ k+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ rsa+16(FP), R11
@@ -69,8 +72,10 @@ TEXT ·sgemm6x16AVX2(SB), NOSPLIT, $0-64
 	LEAQ (SI)(R11*2), R12
 	ADDQ R11, R12
 	MOVQ b+32(FP), DI
-	MOVQ c+40(FP), DX
-	MOVQ ldc+48(FP), R8
+	MOVQ rsb+40(FP), R10
+	SHLQ $2, R10
+	MOVQ c+48(FP), DX
+	MOVQ ldc+56(FP), R8
 	SHLQ $2, R8
 
 	// Warm the C tile while the k loop runs.
@@ -110,11 +115,10 @@ TEXT ·sgemm6x16AVX2(SB), NOSPLIT, $0-64
 	JLT  avx2tail
 
 avx2loop4:
-	AVX2_STEP(0)
-	AVX2_STEP(64)
-	AVX2_STEP(128)
-	AVX2_STEP(192)
-	ADDQ $256, DI
+	AVX2_STEP
+	AVX2_STEP
+	AVX2_STEP
+	AVX2_STEP
 	SUBQ $4, CX
 	CMPQ CX, $4
 	JGE  avx2loop4
@@ -124,18 +128,17 @@ avx2tail:
 	JEQ   avx2done
 
 avx2loop1:
-	AVX2_STEP(0)
-	ADDQ $64, DI
+	AVX2_STEP
 	DECQ CX
 	JNE  avx2loop1
 
 avx2done:
-	VBROADCASTSS alpha+56(FP), Y12
-	MOVL         beta+60(FP), AX
+	VBROADCASTSS alpha+64(FP), Y12
+	MOVL         beta+68(FP), AX
 	ANDL         $0x7fffffff, AX
 	JEQ          avx2store
 
-	VBROADCASTSS beta+60(FP), Y13
+	VBROADCASTSS beta+68(FP), Y13
 	AVX2_ROW_BETA(Y0, Y1)
 	AVX2_ROW_BETA(Y2, Y3)
 	AVX2_ROW_BETA(Y4, Y5)

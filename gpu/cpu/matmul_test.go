@@ -294,3 +294,20 @@ func TestMatMulSkinny(t *testing.T) {
 		}
 	}
 }
+
+// TestMatMulShortC covers products with few rows of C (decoding a batch of
+// sequences), where whole B panels are read in place: around
+// directBMaxRows and the register tile's rows, B widths with and without a
+// partial panel, one and several depth blocks, 1 and 2 workers.
+func TestMatMulShortC(t *testing.T) {
+	seed := uint64(900)
+	for _, m := range []int{5, 6, 31, 32, directBMaxRows, directBMaxRows + 1} {
+		for _, n := range []int{16, 40, 384} {
+			for _, k := range []int{128, 300} {
+				seed++
+				ab := mmScalars[int(seed)%len(mmScalars)]
+				runMMCase(t, mmCase{m: m, n: n, k: k, alpha: ab.alpha, beta: ab.beta}, seed, allRuns(1, 2))
+			}
+		}
+	}
+}

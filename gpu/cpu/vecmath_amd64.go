@@ -28,6 +28,8 @@ var vecAVX2 = &vecKernel{
 	lnSum: rowSum64AVX2, lnSqDev: rowSqDev64AVX2, lnNorm: lnNormVecAVX2,
 	lnBwdSums: lnBackwardSumsAVX2, lnBwdRow: lnBwdRowVecAVX2,
 	widenBF16: widenBF16VecAVX2, roundBF16: roundBF16VecAVX2,
+	attnSoftmax: attnSoftmaxAVX2, attnGrad: attnGradVecAVX2,
+	colSum64: colSum64VecAVX2,
 }
 
 // geluFwdVecAVX2 is geluFwdGeneric on AVX2+FMA: the assembly takes whole
@@ -336,4 +338,61 @@ func lnBwdRowVecAVX2(dx, x, dy, w []float32, pw, pb []float64, m, rstd, meanD, m
 		lnBwdRowAVX2(&dx[0], &x[0], &dy[0], &w[0], &pw[0], &pb[0], n4, m, rstd, meanD, meanDN)
 	}
 	lnBwdRowGeneric(dx[n4:], x[n4:], dy[n4:], w[n4:], pw[n4:], pb[n4:], m, rstd, meanD, meanDN)
+}
+
+// attnExpAVX2 sets s[i] = exp(max(s[i] − m, −80)) for i < n (a multiple of
+// 8) and returns their sum in float64.
+//
+//go:noescape
+func attnExpAVX2(s *float32, n int, m float32) float64
+
+// attnGradAVX2 sets p[i] = exp(max(p[i] − lse, −80)) and
+// ds[i] = p[i]·(ds[i] − d)·scale for i < n (a multiple of 8).
+//
+//go:noescape
+func attnGradAVX2(p, ds *float32, n int, lse, d, scale float32)
+
+// attnSoftmaxAVX2 is attnSoftmax (attention.go) on AVX2+FMA; a tail of
+// fewer than 8 goes through Go and exp32. Its maximum skips NaN scores,
+// but their exponentials still make the sum, and so the row, NaN.
+func attnSoftmaxAVX2(s []float32) (m float32, sum float64) {
+	m = s[0]
+	n8 := len(s) &^ 7
+	if n8 > 0 {
+		m = rowMaxAVX2(&s[0], n8, m)
+	}
+	for _, v := range s[n8:] {
+		m = max(m, v)
+	}
+	if n8 > 0 {
+		sum = attnExpAVX2(&s[0], n8, m)
+	}
+	return m, sum + attnExpShift(s[n8:], m)
+}
+
+// attnGradVecAVX2 is attnGradRow (attention.go) on AVX2+FMA; a tail of
+// fewer than 8 goes through exp32.
+func attnGradVecAVX2(p, ds []float32, lse, d, scale float32) {
+	ds = ds[:len(p)]
+	n8 := len(p) &^ 7
+	if n8 > 0 {
+		attnGradAVX2(&p[0], &ds[0], n8, lse, d, scale)
+	}
+	attnGradRow(p[n8:], ds[n8:], lse, d, scale)
+}
+
+// colSum64AVX2 adds float64(x[i]) to acc[i] for i < n (a multiple of 8).
+//
+//go:noescape
+func colSum64AVX2(acc *float64, x *float32, n int)
+
+// colSum64VecAVX2 is colSum64 on AVX2: the same float64 additions, so the
+// same bits.
+func colSum64VecAVX2(acc []float64, x []float32) {
+	acc = acc[:len(x)]
+	n8 := len(x) &^ 7
+	if n8 > 0 {
+		colSum64AVX2(&acc[0], &x[0], n8)
+	}
+	colSum64(acc[n8:], x[n8:])
 }

@@ -345,6 +345,104 @@ maxdone:
 	VZEROUPPER
 	RET
 
+// func attnExpAVX2(s *float32, n int, m float32) float64
+// s[i] = exp(x), x = max(s[i] − m, −80), for i < n (a multiple of 8), and
+// returns Σ s[i]: each vector of terms is widened and added in float64
+// (four lanes per half, added at the end).
+TEXT ·attnExpAVX2(SB), NOSPLIT, $0-32
+	MOVQ         s+0(FP), SI
+	MOVQ         n+8(FP), CX
+	VBROADCASTSS m+16(FP), Y15
+	VMOVUPS      GC_NEG80, Y14
+	VXORPD       Y12, Y12, Y12
+	VXORPD       Y13, Y13, Y13
+	SHRQ         $3, CX
+	JZ           aexpdone
+
+aexploop:
+	VMOVUPS      (SI), Y0
+	VSUBPS       Y15, Y0, Y0
+	VMAXPS       Y0, Y14, Y0 // x, NaN kept
+	VEXP(Y0, Y2, Y3)
+	VMOVUPS      Y2, (SI)
+	VCVTPS2PD    X2, Y4
+	VADDPD       Y4, Y12, Y12
+	VEXTRACTF128 $1, Y2, X2
+	VCVTPS2PD    X2, Y4
+	VADDPD       Y4, Y13, Y13
+	ADDQ         $32, SI
+	DECQ         CX
+	JNZ          aexploop
+
+aexpdone:
+	VADDPD       Y13, Y12, Y12
+	VEXTRACTF128 $1, Y12, X0
+	VADDPD       X0, X12, X0
+	VHADDPD      X0, X0, X0
+	VMOVSD       X0, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func attnGradAVX2(p, ds *float32, n int, lse, d, scale float32)
+// For i < n (a multiple of 8): p[i] = exp(max(p[i] − lse, −80)) and
+// ds[i] = (p[i]·(ds[i] − d))·scale.
+TEXT ·attnGradAVX2(SB), NOSPLIT, $0-36
+	MOVQ         p+0(FP), SI
+	MOVQ         ds+8(FP), DI
+	MOVQ         n+16(FP), CX
+	VBROADCASTSS lse+24(FP), Y15
+	VBROADCASTSS d+28(FP), Y13
+	VBROADCASTSS scale+32(FP), Y12
+	VMOVUPS      GC_NEG80, Y14
+	SHRQ         $3, CX
+	JZ           agraddone
+
+agradloop:
+	VMOVUPS (SI), Y0
+	VSUBPS  Y15, Y0, Y0
+	VMAXPS  Y0, Y14, Y0 // x, NaN kept
+	VEXP(Y0, Y2, Y3)
+	VMOVUPS Y2, (SI)
+	VMOVUPS (DI), Y4
+	VSUBPS  Y13, Y4, Y4
+	VMULPS  Y2, Y4, Y4
+	VMULPS  Y12, Y4, Y4
+	VMOVUPS Y4, (DI)
+	ADDQ    $32, SI
+	ADDQ    $32, DI
+	DECQ    CX
+	JNZ     agradloop
+	VZEROUPPER
+
+agraddone:
+	RET
+
+// func colSum64AVX2(acc *float64, x *float32, n int)
+// acc[i] += float64(x[i]) for i < n, n a multiple of 8: the float64 sums
+// of Go's loop, lane by lane.
+TEXT ·colSum64AVX2(SB), NOSPLIT, $0-24
+	MOVQ acc+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $3, CX
+	JZ   colsumdone
+
+colsumloop:
+	VCVTPS2PD (SI), Y0
+	VCVTPS2PD 16(SI), Y1
+	VADDPD    (DI), Y0, Y0
+	VADDPD    32(DI), Y1, Y1
+	VMOVUPD   Y0, (DI)
+	VMOVUPD   Y1, 32(DI)
+	ADDQ      $32, SI
+	ADDQ      $64, DI
+	DECQ      CX
+	JNZ       colsumloop
+	VZEROUPPER
+
+colsumdone:
+	RET
+
 // func axpyAVX2(y, x *float32, a float32, n int)
 // y[i] += a·x[i] for i < n, n a multiple of 8.
 TEXT ·axpyAVX2(SB), NOSPLIT, $0-32

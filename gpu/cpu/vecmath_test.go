@@ -343,6 +343,113 @@ func TestLsmKernelsAgree(t *testing.T) {
 	}
 }
 
+// TestAttnRowKernels checks each kernel set's attention softmax rows
+// against float64 on rows of every length from 1 to 70 (whole vectors and
+// tails), scores spread to ±24 (terms down to e^-48) and beyond −80 below
+// the maximum (clamped, as exp32 does), and that a NaN score makes the
+// row's sum, and the gradient at it, NaN.
+func TestAttnRowKernels(t *testing.T) {
+	r := testRNG(96)
+	for _, k := range vecKernels() {
+		var worstE, worstS, worstG float64
+		for n := 1; n <= 70; n++ {
+			for _, std := range []float64{1, 8, 60} {
+				s := randn(r, n, std)
+				e := append([]float32(nil), s...)
+				m, sum := k.attnSoftmax(e)
+				want := make([]float64, n)
+				var wsum float64
+				wm := math.Inf(-1)
+				for _, v := range s {
+					wm = math.Max(wm, float64(v))
+				}
+				if float64(m) != wm {
+					t.Fatalf("%s n=%d: max %v, want %v", k.name, n, m, wm)
+				}
+				for j, v := range s {
+					want[j] = math.Exp(math.Max(float64(v)-wm, -80))
+					wsum += want[j]
+				}
+				// exp's relative error, and the exponent's rounding in
+				// float32 (|x|·2^-24).
+				for j := range e {
+					x := math.Abs(float64(s[j]) - wm)
+					rel := math.Abs(float64(e[j])-want[j]) / want[j]
+					worstE = max(worstE, rel/(1+x))
+					if rel > 3e-7*(1+x) {
+						t.Fatalf("%s n=%d std=%v: exp[%d] = %v, want %v", k.name, n, std, j, e[j], want[j])
+					}
+				}
+				es := math.Abs(sum-wsum) / wsum
+				worstS = max(worstS, es)
+				if es > 1e-6 {
+					t.Fatalf("%s n=%d: sum %v, want %v", k.name, n, sum, wsum)
+				}
+				// The gradient rows from lse = m + log Σ.
+				lse := float32(float64(m) + math.Log(sum))
+				const d, scale = 0.3, 0.17
+				p := append([]float32(nil), s...)
+				ds := randn(r, n, 1)
+				ds0 := append([]float32(nil), ds...)
+				k.attnGrad(p, ds, lse, d, scale)
+				wp, wds := make([]float64, n), make([]float64, n)
+				for j, v := range s {
+					wp[j] = math.Exp(math.Max(float64(v)-float64(lse), -80))
+					wds[j] = wp[j] * (float64(ds0[j]) - float64(float32(d))) * float64(float32(scale))
+				}
+				for j := range p {
+					x := math.Abs(float64(s[j]) - float64(lse))
+					if rel := math.Abs(float64(p[j])-wp[j]) / wp[j]; rel > 3e-7*(1+x) {
+						t.Fatalf("%s n=%d: p[%d] = %v, want %v", k.name, n, j, p[j], wp[j])
+					}
+					eg := math.Abs(float64(ds[j])-wds[j]) / (math.Abs(wds[j]) + 1e-6*wp[j])
+					worstG = max(worstG, eg/(1+x))
+					if eg > 1e-6*(1+x) {
+						t.Fatalf("%s n=%d: ds[%d] = %v, want %v", k.name, n, j, ds[j], wds[j])
+					}
+				}
+			}
+		}
+		t.Logf("%s: max errors: exp %.3g·(1+|x|), sum %.3g, gradient %.3g·(1+|x|)", k.name, worstE, worstS, worstG)
+		s := randn(r, 37, 1)
+		s[20] = float32(math.NaN())
+		if _, sum := k.attnSoftmax(append([]float32(nil), s...)); !math.IsNaN(sum) {
+			t.Errorf("%s: NaN score gave sum %v", k.name, sum)
+		}
+		ds := randn(r, 37, 1)
+		k.attnGrad(s, ds, 0.5, 0.1, 1)
+		if !math.IsNaN(float64(ds[20])) {
+			t.Errorf("%s: NaN score gave gradient %v", k.name, ds[20])
+		}
+	}
+}
+
+// TestColSumKernels: every kernel set's column sums (the bias gradient's)
+// give the float64 loop's bits, over several rows of many widths (whole
+// vectors and tails) from a random starting sum.
+func TestColSumKernels(t *testing.T) {
+	r := testRNG(97)
+	for _, c := range []int{1, 3, 7, 8, 9, 15, 16, 17, 33, 131, 384} {
+		rows := randn(r, 5*c, 3)
+		start := to64(randn(r, c, 1))
+		want := append([]float64(nil), start...)
+		for i, v := range rows {
+			want[i%c] += float64(v)
+		}
+		for _, k := range vecKernels() {
+			acc := append([]float64(nil), start...)
+			for i := 0; i < 5; i++ {
+				k.colSum64(acc, rows[i*c:(i+1)*c])
+			}
+			for j := range acc {
+				if math.Float64bits(acc[j]) != math.Float64bits(want[j]) {
+					t.Fatalf("%s width %d: acc[%d] = %v, want %v", k.name, c, j, acc[j], want[j])
+				}
+			}
+		}
+	}
+}
+
 // TestLayerNormRowKernels: every kernel set's layernorm row kernels give
 // the generic ones' bits (the same float64 operations and accumulators),
 // on rows of many lengths (groups of 4 and tails) with an offset and a
