@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
@@ -162,7 +163,15 @@ func (t *trainable) reduceGrads() error {
 	if !distributed(t.comm) {
 		return nil
 	}
-	if !t.overlaps() {
+	on, err := t.overlaps()
+	if err == nil && !on {
+		err = t.sum.err // the agreement's, when reduceDuringBackward made it
+	}
+	if err != nil {
+		t.sum.err = nil
+		return err
+	}
+	if !on {
 		return t.comm.AllReduceSum(t.m.Grads.All)
 	}
 	t.m.OnGradsReady = nil
@@ -170,7 +179,7 @@ func (t *trainable) reduceGrads() error {
 	for s.started < len(s.ranges) && s.err == nil {
 		s.start(t.comm, t.m.Grads.All, s.ranges[s.started])
 	}
-	err := s.err
+	err = s.err
 	for _, p := range s.pending {
 		if werr := p.Wait(); err == nil {
 			err = werr
@@ -189,7 +198,11 @@ func (t *trainable) reduceGrads() error {
 // reduceGrads waits for them. A method calls it on every rank (a rank
 // whose shard skips the backward starts the ranges in reduceGrads).
 func (t *trainable) reduceDuringBackward() {
-	if !distributed(t.comm) || !t.overlaps() {
+	if !distributed(t.comm) {
+		return
+	}
+	if on, err := t.overlaps(); !on || err != nil {
+		t.sum.err = err
 		return
 	}
 	t.m.OnGradsReady = func(lo, hi int) {
@@ -206,19 +219,30 @@ func (t *trainable) reduceDuringBackward() {
 	}
 }
 
-// overlapEnv set to 0 turns the overlap off (one blocking all-reduce per
-// step, for comparison); it must be the same on every rank.
+// overlapEnv set to 0 on any rank turns the overlap off (one blocking
+// all-reduce per step, for comparison).
 const overlapEnv = "INSTRUCTGO_GRAD_OVERLAP"
 
 // overlaps reports whether t's gradients are summed as ranges started
-// during the backward pass: the engine can (gpu.Overlaps) and overlapEnv
-// does not say 0. It prepares t.sum the first time.
-func (t *trainable) overlaps() bool {
-	if t.sum.ranges == nil {
-		t.sum.on = gpu.Overlaps(t.comm) && os.Getenv(overlapEnv) != "0"
-		t.sum.ranges = t.m.GradRanges()
+// during the backward pass: on every rank the engine can (gpu.Overlaps)
+// and overlapEnv does not say 0. The ranks agree on it with one
+// all-gather, the first time (the first step's gradient sum; a rank that
+// went on alone would wait for ever on ranges the others never start).
+func (t *trainable) overlaps() (bool, error) {
+	if t.sum.ranges != nil {
+		return t.sum.on, nil
 	}
-	return t.sum.on
+	local := 0.0
+	if gpu.Overlaps(t.comm) && os.Getenv(overlapEnv) != "0" {
+		local = 1
+	}
+	t.sum.ranges = t.m.GradRanges() // decided, even on an error: no second all-gather
+	all, err := t.comm.AllGather([]float64{local})
+	if err != nil {
+		return false, fmt.Errorf("agree on overlapping the gradient all-reduce: %w", err)
+	}
+	t.sum.on = !slices.Contains(all, 0)
+	return t.sum.on, nil
 }
 
 // gradSum is the state of a step's gradient all-reduce as ranges.

@@ -48,7 +48,7 @@ var overlapScenarios = []struct {
 // results bit for bit (each element is the sum of the same 2 values):
 // every step's loss in metrics.jsonl and the final checkpoint's bytes. The
 // ranks check that the overlapped runs started all-reduces and the others
-// did not.
+// did not, also when rank 1 alone turns it off.
 func TestDataParallelOverlap(t *testing.T) {
 	fx := distFixture{Files: map[string]string{}}
 	if !mpitest.InRank() {
@@ -60,12 +60,15 @@ func TestDataParallelOverlap(t *testing.T) {
 		runDist(t, fx, runOverlapScenarios)
 		for _, sc := range overlapScenarios {
 			name := sc.name
-			on, off := filepath.Join(fx.Out, name, "on"), filepath.Join(fx.Out, name, "off")
-			if a, b := readLosses(t, on), readLosses(t, off); len(a) == 0 || !slices.Equal(a, b) {
-				t.Errorf("%s: losses with overlap %v, without %v", name, a, b)
-			}
-			if a, b := checkpointBytes(t, on), checkpointBytes(t, off); !bytes.Equal(a, b) {
-				t.Errorf("%s: the checkpoints with and without overlap differ", name)
+			off := filepath.Join(fx.Out, name, "off")
+			for _, mode := range []string{"on", "mixed"} {
+				dir := filepath.Join(fx.Out, name, mode)
+				if a, b := readLosses(t, dir), readLosses(t, off); len(a) == 0 || !slices.Equal(a, b) {
+					t.Errorf("%s: losses %s %v, without overlap %v", name, mode, a, b)
+				}
+				if a, b := checkpointBytes(t, dir), checkpointBytes(t, off); !bytes.Equal(a, b) {
+					t.Errorf("%s: the checkpoints %s and without overlap differ", name, mode)
+				}
 			}
 		}
 		return
@@ -79,8 +82,9 @@ func runOverlapScenarios(fx distFixture, comm gpu.Comm) error {
 	defer os.Unsetenv(overlapEnv)
 	for _, sc := range overlapScenarios {
 		name := sc.name
-		for _, mode := range []string{"on", "off"} {
-			os.Setenv(overlapEnv, map[string]string{"on": "1", "off": "0"}[mode])
+		for _, mode := range []string{"on", "off", "mixed"} {
+			// mixed: off on rank 1 only, which turns it off on both.
+			os.Setenv(overlapEnv, map[string]string{"on": "1", "off": "0", "mixed": fmt.Sprint(1 - comm.Rank())}[mode])
 			c.started, c.blocking = 0, 0
 			f := distFixture{Files: maps.Clone(fx.Files), Out: filepath.Join(fx.Out, name, mode)}
 			if name == "dpo" {
