@@ -96,8 +96,11 @@ type Watchdog struct {
 
 	mu    sync.Mutex
 	seq   int64     // collectives started
-	op    string    // the one under way, "" when none
+	op    string    // the blocking one under way, "" when none
 	since time.Time // when it started
+	// started are the asynchronous all-reduces started and not yet
+	// waited for (comm_async.go), by number: when each started.
+	started map[int64]time.Time
 	// The heartbeats' last answer, when it came, and since when the
 	// heartbeat under way has waited for its answer (zero: none waits).
 	beats   []PeerBeat
@@ -229,7 +232,7 @@ func (w *Watchdog) pulse() {
 	defer t.Stop()
 	for {
 		w.mu.Lock()
-		seq, busy := w.seq, w.op != ""
+		seq, busy := w.seq, w.op != "" || len(w.started) > 0
 		w.askedAt = time.Now()
 		w.mu.Unlock()
 		beats, err := w.opt.Pulse.Beat(seq, busy)
@@ -271,6 +274,9 @@ func (w *Watchdog) tickAt(now time.Time) (Hang, bool) {
 	h := Hang{Rank: w.Rank(), Size: w.Size(), Op: w.op, Seq: w.seq, Timeout: w.opt.Timeout, Stopped: w.stopped}
 	if h.Op != "" {
 		h.Waited = w.sinceThaw(now, w.since)
+	}
+	if seq, since, ok := w.oldestStarted(); ok && (h.Op == "" || since.Before(w.since)) {
+		h.Op, h.Seq, h.Waited = "started all-reduce", seq, w.sinceThaw(now, since)
 	}
 	silent := w.silences(now)
 	fire := h.Waited > w.opt.Timeout
@@ -387,4 +393,68 @@ func (w *Watchdog) blame(now time.Time, silent map[int]time.Duration) (ranks []i
 		}
 	}
 	return ranks, why
+}
+
+// StartAllReduceSum starts an all-reduce of t on the Comm (blocking when
+// it cannot start one, see gpu.StartAllReduceSum) and times the request
+// from now until its Wait returns, or its Test reports it complete.
+func (w *Watchdog) StartAllReduceSum(t *Tensor) (Pending, error) {
+	a, ok := w.Comm.(AsyncAllReducer)
+	if !ok {
+		if err := w.AllReduceSum(t); err != nil {
+			return nil, err
+		}
+		return Completed{}, nil
+	}
+	w.mu.Lock()
+	w.seq++
+	seq := w.seq
+	if w.started == nil {
+		w.started = map[int64]time.Time{}
+	}
+	w.started[seq] = time.Now()
+	w.mu.Unlock()
+	p, err := a.StartAllReduceSum(t)
+	if err != nil {
+		w.finish(seq)
+		return nil, err
+	}
+	return &watchedPending{Pending: p, w: w, seq: seq}, nil
+}
+
+// finish ends the timing of started request seq.
+func (w *Watchdog) finish(seq int64) {
+	w.mu.Lock()
+	delete(w.started, seq)
+	w.mu.Unlock()
+}
+
+// oldestStarted is the started request that has waited longest.
+func (w *Watchdog) oldestStarted() (seq int64, since time.Time, ok bool) {
+	for s, t := range w.started {
+		if !ok || s < seq {
+			seq, since, ok = s, t, true
+		}
+	}
+	return seq, since, ok
+}
+
+// watchedPending is a request the watchdog times.
+type watchedPending struct {
+	Pending
+	w   *Watchdog
+	seq int64
+}
+
+func (p *watchedPending) Test() (bool, error) {
+	done, err := p.Pending.Test()
+	if done || err != nil {
+		p.w.finish(p.seq)
+	}
+	return done, err
+}
+
+func (p *watchedPending) Wait() error {
+	defer p.w.finish(p.seq)
+	return p.Pending.Wait()
 }

@@ -17,6 +17,13 @@ type Model struct {
 	Params *Params // the float32 master weights
 	Grads  *Params // float32; nil for a model that never trains
 
+	// OnGradsReady, when set, is called during Backward with each range
+	// [lo, hi) of Grads.All whose gradients that Backward has finished
+	// (GradRanges, gradready.go): each block's as soon as its backward has
+	// run, the rest at the end.
+	OnGradsReady func(lo, hi int)
+	gradGroups   [][]GradRange // GradRanges by the block that completes them
+
 	prec Precision
 	// w are the weights the ops read: Params, or in the bf16 precision
 	// mode their bf16 copy (refreshed by SyncWeights and by the optimizer).
@@ -404,7 +411,9 @@ func (m *Model) gpt2Backward(a *acts, validLen *gpu.Tensor) {
 		b.BiasBackward(gw.AttnB, a.dQKV)
 		b.MatMul(a.dNormOut, a.dQKV, w.AttnW, false, true, 1, 0)
 		b.LayerNormBackward(dres, gw.LN1W, gw.LN1B, a.dNormOut, residual, w.LN1W, s.ln1Mean, s.ln1Rstd)
+		m.gradsReady(l)
 	}
 	b.DropoutBackward(dres, dres, drop, dropSeed(a.seed, 0))
 	b.EmbeddingBackward(g.WTE, g.WPE, a.dResidual3, a.tokens, nil)
+	m.gradsReady(-1)
 }

@@ -142,9 +142,11 @@ func (m *Model) llamaBackward(a *acts, validLen *gpu.Tensor) {
 		}
 		b.MatMul(a.dNormOut, a.dQKV, w.QKVW, false, false, 1, 0)
 		b.RMSNormBackward(dres, gw.AttnNorm, a.dNormOut, residual, w.AttnNorm, s.ln1Rstd)
+		m.gradsReady(l)
 	}
 	b.DropoutBackward(dres, dres, drop, dropSeed(a.seed, 0))
 	b.EmbeddingBackward(g.WTE, nil, a.dResidual3, a.tokens, nil)
+	m.gradsReady(-1)
 }
 
 // llamaDecode is DecodeStep's network for the Llama family: the step's

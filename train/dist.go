@@ -3,6 +3,8 @@ package train
 import (
 	"fmt"
 	"math"
+	"os"
+	"slices"
 
 	"github.com/instructgo/instructgo/gpu"
 	"github.com/instructgo/instructgo/model"
@@ -152,12 +154,135 @@ func (l *loop) checkReplicas(step int, res stepResult) error {
 }
 
 // reduceGrads sums the model's gradient buffer over the ranks (nothing on
-// one rank).
+// one rank). When the engine overlaps (gradSum) it sums the buffer as the
+// ranges of model.GradRanges, in that order on every rank: it starts those
+// the last backward pass has not started and waits for all of them; else
+// one blocking all-reduce of the whole buffer. Both sum each element over
+// the same ranks (2 ranks: the same bits).
 func (t *trainable) reduceGrads() error {
 	if !distributed(t.comm) {
 		return nil
 	}
-	return t.comm.AllReduceSum(t.m.Grads.All)
+	on, err := t.overlaps()
+	if err == nil && !on {
+		err = t.sum.err // the agreement's, when reduceDuringBackward made it
+	}
+	if err != nil {
+		t.sum.err = nil
+		return err
+	}
+	if !on {
+		return t.comm.AllReduceSum(t.m.Grads.All)
+	}
+	t.m.OnGradsReady = nil
+	s := &t.sum
+	for s.started < len(s.ranges) && s.err == nil {
+		s.start(t.comm, t.m.Grads.All, s.ranges[s.started])
+	}
+	err = s.err
+	for _, p := range s.pending {
+		if werr := p.Wait(); err == nil {
+			err = werr
+		}
+	}
+	s.reset()
+	if err != nil {
+		return fmt.Errorf("sum the gradients over the ranks: %w", err)
+	}
+	return nil
+}
+
+// reduceDuringBackward makes the next backward pass, the last of a step,
+// start summing each range of the gradients over the ranks as soon as the
+// pass has finished it (model.OnGradsReady), when the engine overlaps;
+// reduceGrads waits for them. A method calls it on every rank (a rank
+// whose shard skips the backward starts the ranges in reduceGrads).
+func (t *trainable) reduceDuringBackward() {
+	if !distributed(t.comm) {
+		return
+	}
+	if on, err := t.overlaps(); !on || err != nil {
+		t.sum.err = err
+		return
+	}
+	t.m.OnGradsReady = func(lo, hi int) {
+		s := &t.sum
+		if s.err != nil {
+			return
+		}
+		if s.started == len(s.ranges) || s.ranges[s.started] != (model.GradRange{Lo: lo, Hi: hi}) {
+			s.err = fmt.Errorf("the backward pass reported gradients [%d, %d) out of model.GradRanges' order", lo, hi)
+			return
+		}
+		s.start(t.comm, t.m.Grads.All, s.ranges[s.started])
+		s.progress()
+	}
+}
+
+// overlapEnv set to 0 on any rank turns the overlap off (one blocking
+// all-reduce per step, for comparison).
+const overlapEnv = "INSTRUCTGO_GRAD_OVERLAP"
+
+// overlaps reports whether t's gradients are summed as ranges started
+// during the backward pass: on every rank the engine can (gpu.Overlaps)
+// and overlapEnv does not say 0. The ranks agree on it with one
+// all-gather, the first time (the first step's gradient sum; a rank that
+// went on alone would wait for ever on ranges the others never start).
+func (t *trainable) overlaps() (bool, error) {
+	if t.sum.ranges != nil {
+		return t.sum.on, nil
+	}
+	local := 0.0
+	if gpu.Overlaps(t.comm) && os.Getenv(overlapEnv) != "0" {
+		local = 1
+	}
+	t.sum.ranges = t.m.GradRanges() // decided, even on an error: no second all-gather
+	all, err := t.comm.AllGather([]float64{local})
+	if err != nil {
+		return false, fmt.Errorf("agree on overlapping the gradient all-reduce: %w", err)
+	}
+	t.sum.on = !slices.Contains(all, 0)
+	return t.sum.on, nil
+}
+
+// gradSum is the state of a step's gradient all-reduce as ranges.
+type gradSum struct {
+	on      bool
+	ranges  []model.GradRange // in the order the backward pass finishes them
+	started int               // ranges started
+	pending []gpu.Pending     // their requests
+	tested  int               // the requests before this one are complete
+	err     error             // the first error, returned by reduceGrads
+}
+
+// start starts the all-reduce of range r of all.
+func (s *gradSum) start(c gpu.Comm, all *gpu.Tensor, r model.GradRange) {
+	p, err := gpu.StartAllReduceSum(c, all.MustView(r.Lo, r.Hi-r.Lo))
+	if err != nil {
+		s.err = err
+		return
+	}
+	s.pending = append(s.pending, p)
+	s.started++
+}
+
+// progress tests the requests not yet complete, in order, which moves
+// their data along on an engine without a progress thread.
+func (s *gradSum) progress() {
+	for s.tested < len(s.pending) {
+		done, err := s.pending[s.tested].Test()
+		if err != nil {
+			s.err = err
+		}
+		if !done || err != nil {
+			return
+		}
+		s.tested++
+	}
+}
+
+func (s *gradSum) reset() {
+	s.started, s.pending, s.tested, s.err = 0, s.pending[:0], 0, nil
 }
 
 // sumOverRanks returns the sums of xs over the ranks (xs on one rank).

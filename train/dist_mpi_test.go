@@ -97,11 +97,26 @@ type killingComm struct {
 }
 
 func (k *killingComm) AllReduceSum(t *gpu.Tensor) error {
+	k.count()
+	return k.Comm.AllReduceSum(t)
+}
+
+// StartAllReduceSum keeps the engine's overlap (every rank must sum the
+// gradients alike) and counts the started all-reduce of a buffer's first
+// range only: one per step, as the blocking all-reduce of the whole
+// gradient buffer, so that at names the same step either way.
+func (k *killingComm) StartAllReduceSum(t *gpu.Tensor) (gpu.Pending, error) {
+	if t.Offset() == 0 {
+		k.count()
+	}
+	return k.Comm.(gpu.AsyncAllReducer).StartAllReduceSum(t)
+}
+
+func (k *killingComm) count() {
 	if k.n++; k.n == k.at {
 		syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {}
 	}
-	return k.Comm.AllReduceSum(t)
 }
 
 // compareRuns checks that the data-parallel run in two has one's losses

@@ -99,7 +99,8 @@ func (s *DPOStep) Run(step int, cs []data.ComparisonTokens, ref [][]float64, idx
 // weight, to the model's gradients and returns the loss.
 func (s *DPOStep) accumulate(cs []data.ComparisonTokens, ref [][]float64, idx []int, weight float64, w *rewardStats) (loss float64, tokens int64, rows int, err error) {
 	m, beta := s.t.m, s.loss.Beta
-	for _, sub := range microBatches(cs, idx, s.maxRows, s.budget) {
+	mbs := microBatches(cs, idx, s.maxRows, s.budget)
+	for mi, sub := range mbs {
 		rb, err := newResponseBatch(cs, sub, s.pad)
 		if err != nil {
 			return 0, 0, 0, err
@@ -128,6 +129,9 @@ func (s *DPOStep) accumulate(cs []data.ComparisonTokens, ref [][]float64, idx []
 		view := s.dlogp.MustView(0, n)
 		if err := m.Backend().Upload(view, dl); err != nil {
 			return 0, 0, 0, err
+		}
+		if mi == len(mbs)-1 {
+			s.t.reduceDuringBackward()
 		}
 		if err := m.Backward(view, nil); err != nil {
 			return 0, 0, 0, err

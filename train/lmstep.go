@@ -75,6 +75,9 @@ func (s *LMStep) Run(step int, next func() (*model.Batch, error)) (loss float64,
 			return 0, 0, err
 		}
 		s.loss.accumulate(m.LogProbs(), w, 1/float32(s.accum))
+		if micro == s.accum-1 {
+			s.t.reduceDuringBackward()
+		}
 		if err := m.Backward(nil, nil); err != nil {
 			return 0, 0, err
 		}

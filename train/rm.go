@@ -601,7 +601,8 @@ func (s *RMStep) Run(step int, cs []data.ComparisonTokens, idx []int) (loss floa
 		lo, hi := gpu.Shard(len(idx), s.comm.Rank(), s.comm.Size())
 		idx = idx[lo:hi]
 	}
-	for mi, sub := range microBatches(cs, idx, s.maxRows, s.budget) {
+	mbs := microBatches(cs, idx, s.maxRows, s.budget)
+	for mi, sub := range mbs {
 		cb := data.NewComparisonBatch(cs, sub, s.pad)
 		if err := m.Forward(&cb.Batch, true, gpu.Mix64(seed, uint64(mi))); err != nil {
 			return 0, 0, 0, err
@@ -614,6 +615,9 @@ func (s *RMStep) Run(step int, cs []data.ComparisonTokens, idx []int) (loss floa
 		l, err := KWayLoss(cb.Groups, r, weight, dr)
 		if err != nil {
 			return 0, 0, 0, err
+		}
+		if mi == len(mbs)-1 {
+			s.t.reduceDuringBackward()
 		}
 		if err := s.head.backward(m, cb.B, cb.T, dr); err != nil {
 			return 0, 0, 0, err

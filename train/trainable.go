@@ -18,6 +18,7 @@ type trainable struct {
 	lr      float32     // of the last update
 	wsq     *gpu.Tensor // [1]: Σ w² of the master weights after the last update
 	comm    gpu.Comm    // the data-parallel ranks whose gradients reduceGrads sums; nil: one
+	sum     gradSum     // the step's gradient all-reduce when it overlaps the backward pass (dist.go)
 }
 
 func newTrainable(m *model.Model, oc OptimConfig, updates int) (*trainable, error) {

@@ -120,6 +120,7 @@ type NCCL struct {
 	store      *gpu.Store
 	rank, size int
 	path       string
+	side       commStream // the started all-reduces' stream (nccl_async.go)
 }
 
 var _ gpu.Comm = (*NCCL)(nil)
@@ -198,7 +199,12 @@ func (c *NCCL) AllReduceSum(t *gpu.Tensor) error {
 	if err := c.tensor(t); err != nil {
 		return fmt.Errorf("nccl all-reduce: %w", err)
 	}
-	return c.check("ncclAllReduce", C.igo_nccl_allreduce_sum_f32(c.n, C.uintptr_t(c.b.ptr(t)), C.size_t(t.Len()), c.b.streamC))
+	return c.allReduceOn(t, c.b.streamC)
+}
+
+// allReduceOn queues ncclAllReduce of t (checked) on stream.
+func (c *NCCL) allReduceOn(t *gpu.Tensor, stream unsafe.Pointer) error {
+	return c.check("ncclAllReduce", C.igo_nccl_allreduce_sum_f32(c.n, C.uintptr_t(c.b.ptr(t)), C.size_t(t.Len()), stream))
 }
 
 // Broadcast queues ncclBroadcast (in place, float32) from root.
@@ -244,7 +250,7 @@ func (c *NCCL) Close() error {
 	if c.n == nil {
 		return nil
 	}
-	errs := []error{c.b.Sync(), c.check("ncclCommDestroy", C.igo_nccl_destroy(c.n))}
+	errs := []error{c.b.Sync(), c.side.close(), c.check("ncclCommDestroy", C.igo_nccl_destroy(c.n))}
 	c.free()
 	errs = append(errs, c.store.Close())
 	return errors.Join(errs...)
