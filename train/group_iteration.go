@@ -259,6 +259,7 @@ func (g *groupTrainer) update(ro *rollout, adv, weight []float32, it int, rec *G
 					adv: d.adv.MustView(lo, mbn), weight: d.weight.MustView(lo, mbn), mask: mask,
 				}, cfg.ClipEps, beta, 1/float32(MB))
 				b.Dot(slot.MustView(4, 1), pol.Entropy(), mask)
+				g.policy.reduceDuringBackward()
 				if err := pol.Backward(dlogp, nil); err != nil {
 					return err
 				}

@@ -36,12 +36,14 @@ func (c *countingComm) AllReduceSum(t *gpu.Tensor) error {
 // overlapScenarios are the methods TestDataParallelOverlap runs: the
 // step of the language models (pretraining, with accumulation over shards
 // of 2 and 3 rows) and of ranked comparisons (RM, whose ranks' shards take
-// different numbers of micro-batches, and DPO).
+// different numbers of micro-batches, and DPO), and the RL updates: PPO
+// with ptx (the policy's last backward pass is the ptx term's: a range
+// summed after the surrogate's would miss it) and GRPO.
 // The ranks run them in this order.
 var overlapScenarios = []struct {
 	name string
 	run  distScenario
-}{{"pretrain", distPretrain}, {"rm", distRM}, {"dpo", distDPO}}
+}{{"pretrain", distPretrain}, {"rm", distRM}, {"dpo", distDPO}, {"ppo", distPPO}, {"grpo", distGroup}}
 
 // TestDataParallelOverlap: on 2 ranks, summing the gradients as ranges
 // started during the last backward pass gives the blocking all-reduce's
@@ -56,6 +58,8 @@ func TestDataParallelOverlap(t *testing.T) {
 		fx.Files["rm"], fx.Files["sft"] = writeLengthRM(t, 200)
 		fx.Files["init"] = writeInit(t)
 		fx.Files["dpo-init"] = writeInitWith(t, dpoLMConfig())
+		fx.Files["prompts"], fx.Files["policy"], fx.Files["reward"] = writePPOFixture(t)
+		fx.Files["ptx"], fx.Files["method"] = synthText(t, 400), MethodGRPO
 		fx.Out = t.TempDir()
 		runDist(t, fx, runOverlapScenarios)
 		for _, sc := range overlapScenarios {

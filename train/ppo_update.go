@@ -250,12 +250,20 @@ type ppoUpdateStats struct {
 func (d *ppoDevice) policyStep(ms *ppoModels, mb ppoMinibatch, ptx *data.WindowSampler, ptxBatch *model.Batch, cfg PPOConfig) error {
 	b := d.b
 	ms.policyTrain.zeroGrad()
+	// The last backward pass of the step sums the gradients over the
+	// ranks as it finishes them: the ptx term's where this rank has ptx
+	// rows, else the surrogate's.
+	ptxLast := ptx != nil && d.ptxShard(ptxBatch).B > 0
 	if mb.in.B == 0 { // a rank's empty shard of a minibatch smaller than the ranks
 		b.Fill(d.stat(mb.slot, statPolicy, statValue-statPolicy), 0)
-	} else if err := d.surrogate(ms.policy, mb, cfg); err != nil {
+	} else if err := d.surrogate(ms.policy, mb, cfg, func() {
+		if !ptxLast {
+			ms.policyTrain.reduceDuringBackward()
+		}
+	}); err != nil {
 		return err
 	}
-	if err := d.ptxTerm(ms.policy, mb, ptx, ptxBatch, cfg); err != nil {
+	if err := d.ptxTerm(ms.policy, mb, ptx, ptxBatch, cfg, ms.policyTrain.reduceDuringBackward); err != nil {
 		return err
 	}
 	if err := ms.policyTrain.reduceGrads(); err != nil {
@@ -268,8 +276,8 @@ func (d *ppoDevice) policyStep(ms *ppoModels, mb ppoMinibatch, ptx *data.WindowS
 
 // surrogate adds the gradient of the clipped surrogate and the entropy
 // bonus on the minibatch's rows to the policy's, each episode weighing
-// 1/mb.episodes.
-func (d *ppoDevice) surrogate(pol *model.Model, mb ppoMinibatch, cfg PPOConfig) error {
+// 1/mb.episodes; beforeBackward runs just before the backward pass.
+func (d *ppoDevice) surrogate(pol *model.Model, mb ppoMinibatch, cfg PPOConfig, beforeBackward func()) error {
 	b := d.b
 	scale := float32(1) / float32(mb.episodes)
 	mask := d.mask.MustView(mb.lo, mb.n)
@@ -285,14 +293,16 @@ func (d *ppoDevice) surrogate(pol *model.Model, mb ppoMinibatch, cfg PPOConfig) 
 		b.Copy(dent, mask)
 		b.Scale(dent, -cfg.EntropyCoef*scale)
 	}
+	beforeBackward()
 	return pol.Backward(dlogp, dent)
 }
 
 // ptxTerm adds the gradient of the ptx term to the policy's: the next
 // windows of pretraining text, PtxCoef times the mean per-token loss over
 // the global ptx batch; data parallel, every rank draws the global batch
-// and trains its shard of the rows.
-func (d *ppoDevice) ptxTerm(pol *model.Model, mb ppoMinibatch, ptx *data.WindowSampler, ptxBatch *model.Batch, cfg PPOConfig) error {
+// and trains its shard of the rows. beforeBackward runs just before the
+// backward pass.
+func (d *ppoDevice) ptxTerm(pol *model.Model, mb ppoMinibatch, ptx *data.WindowSampler, ptxBatch *model.Batch, cfg PPOConfig, beforeBackward func()) error {
 	b := d.b
 	ptxLoss := d.stat(mb.slot, statPtx, 1)
 	if ptx == nil {
@@ -300,19 +310,27 @@ func (d *ppoDevice) ptxTerm(pol *model.Model, mb ppoMinibatch, ptx *data.WindowS
 		return nil
 	}
 	ptx.Fill(ptxBatch.Tokens, ptxBatch.Targets, cfg.PtxBatch)
-	in := ptxBatch
-	if distributed(d.comm) {
-		if in = shardRows(ptxBatch, d.comm.Rank(), d.comm.Size()); in.B == 0 {
-			b.Fill(ptxLoss, 0)
-			return nil
-		}
+	in := d.ptxShard(ptxBatch)
+	if in.B == 0 {
+		b.Fill(ptxLoss, 0)
+		return nil
 	}
 	if err := pol.Forward(in, true, gpu.Mix64(cfg.Seed^0x97, uint64(mb.step))); err != nil {
 		return err
 	}
 	n := in.B * in.T // each token weighs −1/(PtxBatch·PtxSeq), the global batch's
 	b.Dot(ptxLoss, pol.LogProbs(), d.ptxW.MustView(0, n))
+	beforeBackward()
 	return pol.Backward(d.ptxGradW.MustView(0, n), nil)
+}
+
+// ptxShard is this rank's rows of the ptx batch (all of them in one
+// process).
+func (d *ppoDevice) ptxShard(ptxBatch *model.Batch) *model.Batch {
+	if !distributed(d.comm) {
+		return ptxBatch
+	}
+	return shardRows(ptxBatch, d.comm.Rank(), d.comm.Size())
 }
 
 // valueStep is the value function's update on one minibatch: the clipped
@@ -321,6 +339,7 @@ func (d *ppoDevice) ptxTerm(pol *model.Model, mb ppoMinibatch, ptx *data.WindowS
 func (d *ppoDevice) valueStep(ms *ppoModels, mb ppoMinibatch, cfg PPOConfig) error {
 	b := d.b
 	ms.valueTrain.zeroGrad()
+	ms.valueTrain.reduceDuringBackward() // its one backward pass is the last
 	if mb.in.B == 0 {
 		b.Fill(d.stat(mb.slot, statValue, 3), 0)
 	} else if err := d.valueLoss(ms.value, mb, cfg); err != nil {
