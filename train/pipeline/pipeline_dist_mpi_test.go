@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -40,7 +41,8 @@ const distPipelineEnv = "INSTRUCTGO_DIST_PIPELINE_OUT"
 // TestDataParallelPipeline: smallPipeline (every stage of the default
 // pipeline, a few steps each) as 2 ranks writes one process's report,
 // number for number to distPipelineTol; run again on the finished
-// directory, the ranks repeat only the evaluation, which agrees exactly.
+// directory, the ranks repeat only the evaluation, which agrees exactly;
+// and a job whose rank dies resumes to the same report.
 func TestDataParallelPipeline(t *testing.T) {
 	if mpitest.InRank() {
 		c, err := mpi.Open(cpu.New(1))
@@ -48,7 +50,12 @@ func TestDataParallelPipeline(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if _, err := runSmall(os.Getenv(distPipelineEnv), c); err != nil {
+		out := os.Getenv(distPipelineEnv)
+		var comm gpu.Comm = c
+		if os.Getenv(distPipelineKillEnv) != "" && c.Rank() == 1 {
+			comm = &killingComm{Comm: c, when: func() bool { return train.HasState(filepath.Join(out, StagePPO)) }}
+		}
+		if _, err := runSmall(out, comm); err != nil {
 			t.Fatalf("rank %d: %v", c.Rank(), err)
 		}
 		return
@@ -104,11 +111,54 @@ func TestDataParallelPipeline(t *testing.T) {
 			t.Errorf("rerun of the finished run: %s is %v, was %v", k, again[k], x)
 		}
 	}
+	// A job whose rank 1 dies in PPO's second iteration fails; run again,
+	// rank 0 finds the stages before PPO done and PPO resumable, every
+	// rank follows, and the report is the uninterrupted job's.
+	three := t.TempDir()
+	if out, err := mpitest.Run(t, 2, 5*time.Minute, distPipelineEnv+"="+three, distPipelineKillEnv+"=1"); err == nil {
+		t.Fatalf("a job whose rank 1 was killed succeeded:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(three, StagePPO, train.SummaryFile)); err == nil {
+		t.Fatal("PPO finished although rank 1 was killed in it")
+	}
+	if _, err := os.Stat(filepath.Join(three, StageRM, train.SummaryFile)); err != nil {
+		t.Fatalf("the reward model did not finish before the kill: %v", err)
+	}
+	if !train.HasState(filepath.Join(three, StagePPO)) {
+		t.Fatal("the killed job left no PPO state: the rerun would not resume")
+	}
+	mpitest.Ranks(t, 2, 5*time.Minute, distPipelineEnv+"="+three)
+	resumed := reportNumbers(t, three)
+	for k, x := range b {
+		if resumed[k] != x {
+			t.Errorf("resumed after a killed rank: %s is %v, uninterrupted %v", k, resumed[k], x)
+		}
+	}
 	for _, f := range []string{"report.md", "eval_samples.jsonl", ConfigFile} {
 		if _, err := os.Stat(filepath.Join(two, f)); err != nil {
 			t.Errorf("the ranks wrote no %s: %v", f, err)
 		}
 	}
+}
+
+// distPipelineKillEnv, when set, makes rank 1 kill itself in PPO, at
+// its first all-reduce after rank 0 saved PPO's state (PPO saves every
+// iteration, so in the second of its two).
+const distPipelineKillEnv = "INSTRUCTGO_DIST_PIPELINE_KILL"
+
+// killingComm kills its process with SIGKILL at the first all-reduce at
+// which when is true, as a crashed or OOM-killed rank dies.
+type killingComm struct {
+	gpu.Comm
+	when func() bool
+}
+
+func (k *killingComm) AllReduceSum(t *gpu.Tensor) error {
+	if k.when() {
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	}
+	return k.Comm.AllReduceSum(t)
 }
 
 // runSmall runs smallPipeline into out on one cpu thread with comm,
