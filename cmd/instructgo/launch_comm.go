@@ -37,7 +37,7 @@ type engine struct {
 
 // dataParallelCommands are the commands whose training runs data parallel;
 // the others refuse to start as one rank of several.
-var dataParallelCommands = map[string]bool{"pretrain": true, "sft": true, "rm": true, "dpo": true, "ppo": true, "grpo": true, "rloo": true, "rs": true}
+var dataParallelCommands = map[string]bool{"pretrain": true, "sft": true, "rm": true, "dpo": true, "ppo": true, "grpo": true, "rloo": true, "rs": true, "pipeline": true}
 
 // world is a rank's place in a torchrun-style launch.
 type world struct {
@@ -105,7 +105,7 @@ func openComm(c *cli.Context, b gpu.Backend) (gpu.Comm, error) {
 	}
 	name := c.Command.Name
 	if !dataParallelCommands[name] {
-		return nil, fmt.Errorf("%s does not run data parallel (pretrain, sft, rm, dpo, ppo, grpo, rloo and rs do); run it in one process", name)
+		return nil, fmt.Errorf("%s does not run data parallel (pretrain, sft, rm, dpo, ppo, grpo, rloo, rs and pipeline do); run it in one process", name)
 	}
 	var (
 		e          engine

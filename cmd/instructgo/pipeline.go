@@ -29,7 +29,8 @@ func pipelineCommand() *cli.Command {
 			"Half of the synthetic demonstrations open with \"sure, \", a writer's habit the labeler\n" +
 			"marks down, which PPO can learn to drop; --config '{\"synth\": {\"demo_habit\": 0}}' makes\n" +
 			"them the bare answers.\n" +
-			"About 8 minutes on two CPU cores.\n" +
+			"About 8 minutes on two CPU cores. Under mpirun or launch it runs as data-parallel ranks: the\n" +
+			"training stages data parallel, the data, labelling, evaluation and report on rank 0.\n" +
 			"--methods ppo,dpo trains each method from the same SFT model (DPO on the comparisons the\n" +
 			"reward model saw) and the report compares them: task score, win rate over SFT, KL to SFT\n" +
 			"on each policy's own samples, pretraining loss, time, and a plot of score against KL.\n" +

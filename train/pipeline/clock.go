@@ -23,7 +23,7 @@ const stageEvaluation = "evaluation"
 
 // stageClock times the pipeline's stages into StageClockFile.
 type stageClock struct {
-	path    string
+	path    string // "" for a clock that is not saved
 	seconds map[string]float64
 	stage   string // the stage being timed, "" for none
 	since   time.Time
@@ -70,6 +70,9 @@ func (c *stageClock) leave() error {
 	}
 	c.seconds[c.stage] += time.Since(c.since).Seconds()
 	c.stage = ""
+	if c.path == "" { // a clock that is not saved: a data-parallel rank other than 0
+		return nil
+	}
 	return atomicfile.WriteJSON(c.path, c.seconds)
 }
 

@@ -28,6 +28,10 @@
 // stopped; stage_seconds.json keeps each stage's time over all the
 // invocations that worked on the run.
 //
+// With a communicator of several ranks (RunOptions.Comm) every rank runs
+// the pipeline: the training stages train data parallel and the rest runs
+// on rank 0 alone while the others wait (dist.go).
+//
 // It imports train and its sub-packages, model, gpu (the contract),
 // internal/atomicfile, zerolog and gonum/plot (the report's plots).
 package pipeline

@@ -105,14 +105,15 @@ func (r *runner) comparisonData() string {
 func (r *runner) dpo(stage string) error {
 	c := r.cfg.DPO
 	c.Data = r.comparisonData()
-	if o, run := r.pending(c.Out, stage); run {
-		var err error
+	err := r.trainStage(c.Out, stage, func(o train.RunOptions) (err error) {
 		if c.Model, err = model.ReadConfig(c.Init); err != nil {
 			return err
 		}
-		if _, err := train.DPO(r.ctx, r.b, r.tok, c, o); err != nil {
-			return err
-		}
+		_, err = train.DPO(r.ctx, r.b, r.tok, c, o)
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	var sum train.DPOSummary
 	if err := readSummary(c.Out, &sum); err != nil {
@@ -145,10 +146,12 @@ type groupTrainer func(context.Context, gpu.Backend, tokenizer.Tokenizer, train.
 // group runs GRPO or RLOO (train with c) unless it finished, and reads its
 // summary into rep.
 func (r *runner) group(stage string, c train.GroupConfig, fit groupTrainer, rep **train.GroupSummary) error {
-	if o, run := r.pending(c.Out, stage); run {
-		if _, err := fit(r.ctx, r.b, r.tok, c, o); err != nil {
-			return err
-		}
+	err := r.trainStage(c.Out, stage, func(o train.RunOptions) error {
+		_, err := fit(r.ctx, r.b, r.tok, c, o)
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	var sum train.GroupSummary
 	if err := readSummary(c.Out, &sum); err != nil {
@@ -160,10 +163,12 @@ func (r *runner) group(stage string, c train.GroupConfig, fit groupTrainer, rep 
 
 func (r *runner) rs(stage string) error {
 	c := r.cfg.RS
-	if o, run := r.pending(c.Out, stage); run {
-		if _, err := train.RejectionSampling(r.ctx, r.b, r.tok, c, o); err != nil {
-			return err
-		}
+	err := r.trainStage(c.Out, stage, func(o train.RunOptions) error {
+		_, err := train.RejectionSampling(r.ctx, r.b, r.tok, c, o)
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	var sum train.RSSummary
 	if found, err := readJSONIfExists(filepath.Join(c.Out, train.RSSummaryFile), &sum); err != nil || !found {

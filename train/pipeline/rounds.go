@@ -110,8 +110,11 @@ func (r *runner) rounds() error {
 
 func (r *runner) round(k int) error {
 	labelDir := filepath.Join(roundDir(r.cfg, k), StageLabel)
-	var st train.LabelStats
-	if err := readSummary(labelDir, &st); err != nil {
+	err := onRank0(r.comm, fmt.Sprintf("label round %d's PPO samples", k), func() error {
+		var st train.LabelStats
+		if readSummary(labelDir, &st) == nil {
+			return nil
+		}
 		n := r.cfg.SFTSampleLabels
 		r.enter(fmt.Sprintf("round %d: label PPO samples", k)).Int("prompts", n).Msg("──── pipeline stage ────")
 		job := labelJob{policy: roundPolicy(r.cfg, k-1), prompts: r.cfg.RM.Data, base: r.roundData(k - 1),
@@ -119,27 +122,30 @@ func (r *runner) round(k int) error {
 		if _, err := labelPolicySamples(r.b, r.tok, job, r.opt.Precision); err != nil {
 			return fmt.Errorf("label PPO samples: %w", err)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	rm := r.cfg.RM
 	rm.Data, rm.Out = r.roundData(k), roundRewardModel(r.cfg, k)
-	if o, run := r.pending(rm.Out, fmt.Sprintf("round %d: reward model", k)); run {
-		var err error
+	err = r.trainStage(rm.Out, fmt.Sprintf("round %d: reward model", k), func(o train.RunOptions) (err error) {
 		if rm.Model, err = model.ReadConfig(rm.Init); err != nil {
 			return err
 		}
 		rm.Model.Dropout = r.cfg.RMDropout
-		if _, err := train.RM(r.ctx, r.b, r.tok, rm, o); err != nil {
-			return err
-		}
+		_, err = train.RM(r.ctx, r.b, r.tok, rm, o)
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	ppo := r.cfg.PPO
 	ppo.Policy, ppo.Reference, ppo.Reward, ppo.Out = roundPolicy(r.cfg, k-1), r.cfg.SFT.Out, rm.Out, roundPolicy(r.cfg, k)
-	if o, run := r.pending(ppo.Out, fmt.Sprintf("round %d: ppo-ptx", k)); run {
-		if _, err := train.PPO(r.ctx, r.b, r.tok, ppo, o); err != nil {
-			return err
-		}
-	}
-	return nil
+	return r.trainStage(ppo.Out, fmt.Sprintf("round %d: ppo-ptx", k), func(o train.RunOptions) error {
+		_, err := train.PPO(r.ctx, r.b, r.tok, ppo, o)
+		return err
+	})
 }
 
 // evaluateRounds measures every round's policy against SFT (sft, sftModel)

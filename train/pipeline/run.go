@@ -33,17 +33,23 @@ func Run(ctx context.Context, b gpu.Backend, cfg Config, opt train.RunOptions) (
 	if r.tok, err = tokenizer.New(r.mc.Tokenizer); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
-		return nil, fmt.Errorf("pipeline: %w", err)
-	}
-	cfgPath := filepath.Join(cfg.Out, ConfigFile)
-	if err := checkSameConfig(cfgPath, cfg); err != nil {
-		return nil, fmt.Errorf("pipeline: %w", err)
-	}
-	if err := atomicfile.WriteJSON(cfgPath, cfg); err != nil {
-		return nil, fmt.Errorf("pipeline: %w", err)
-	}
-	if r.clock, err = openStageClock(filepath.Join(cfg.Out, StageClockFile)); err != nil {
+	r.comm = opt.Comm
+	r.clock = &stageClock{seconds: map[string]float64{}} // rank 0's replaces it; the others' is never saved
+	err = onRank0(r.comm, "open the run directory", func() error {
+		if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+			return err
+		}
+		cfgPath := filepath.Join(cfg.Out, ConfigFile)
+		if err := checkSameConfig(cfgPath, cfg); err != nil {
+			return err
+		}
+		if err := atomicfile.WriteJSON(cfgPath, cfg); err != nil {
+			return err
+		}
+		r.clock, err = openStageClock(filepath.Join(cfg.Out, StageClockFile))
+		return err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
 	defer r.clock.leave() // an interrupted stage's time counts too
@@ -61,23 +67,34 @@ func Run(ctx context.Context, b gpu.Backend, cfg Config, opt train.RunOptions) (
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
 
-	// Evaluation on the held-out prompts.
-	r.enter(stageEvaluation).Msg("──── pipeline stage ────")
-	if err := evaluate(b, r.tok, cfg, r.rep, opt.Precision); err != nil {
+	// Evaluation on the held-out prompts, and the report: rank 0's; the
+	// others return the report it wrote.
+	err = onRank0(r.comm, "evaluate and write the report", func() error {
+		r.enter(stageEvaluation).Msg("──── pipeline stage ────")
+		if err := evaluate(b, r.tok, cfg, r.rep, opt.Precision); err != nil {
+			return err
+		}
+		if err := r.clock.leave(); err != nil {
+			opt.Log.Warn().Err(err).Msg("pipeline stage times not recorded")
+		}
+		for i := range r.rep.Methods {
+			r.rep.Methods[i].Seconds = r.clock.seconds[methodStage(r.rep.Methods[i].Name)]
+		}
+		r.rep.Seconds = r.clock.total()
+		if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, "report.json"), r.rep); err != nil {
+			return err
+		}
+		return WriteReport(cfg.Out, r.rep)
+	})
+	if err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
-	if err := r.clock.leave(); err != nil {
-		opt.Log.Warn().Err(err).Msg("pipeline stage times not recorded")
-	}
-	for i := range r.rep.Methods {
-		r.rep.Methods[i].Seconds = r.clock.seconds[methodStage(r.rep.Methods[i].Name)]
-	}
-	r.rep.Seconds = r.clock.total()
-	if err := atomicfile.WriteJSON(filepath.Join(cfg.Out, "report.json"), r.rep); err != nil {
-		return nil, fmt.Errorf("pipeline: %w", err)
-	}
-	if err := WriteReport(cfg.Out, r.rep); err != nil {
-		return nil, fmt.Errorf("pipeline: %w", err)
+	if !primary(r.comm) {
+		rep := &Report{}
+		if err := readJSON(filepath.Join(cfg.Out, "report.json"), rep); err != nil {
+			return nil, fmt.Errorf("pipeline: %w", err)
+		}
+		return rep, nil
 	}
 	return r.rep, nil
 }
@@ -88,6 +105,7 @@ func Run(ctx context.Context, b gpu.Backend, cfg Config, opt train.RunOptions) (
 type runner struct {
 	ctx   context.Context
 	b     gpu.Backend
+	comm  gpu.Comm // nil in one process
 	cfg   Config
 	opt   train.RunOptions
 	mc    model.Config
@@ -104,36 +122,53 @@ func (r *runner) enter(name string) *zerolog.Event {
 	return r.opt.Log.Info().Str("stage", name)
 }
 
-// pending reports whether the stage in dir still has to run and the
-// options to run it with: a stage is done when its summary says it ran to
-// the end; an interrupted (or killed) one with saved state resumes.
-func (r *runner) pending(dir, name string) (train.RunOptions, bool) {
-	fin, resumable := stageState(dir)
+// trainStage runs fit, with the options to run the stage with, unless
+// the stage in dir finished: a stage is done when its summary says it ran
+// to the end; an interrupted (or killed) one with saved state resumes.
+// Rank 0 decides and every rank follows; after the stage every rank waits
+// for the others, so that rank 0 has written the stage's summary.
+func (r *runner) trainStage(dir, name string, fit func(o train.RunOptions) error) error {
+	var fin, resumable bool
+	if primary(r.comm) {
+		fin, resumable = stageState(dir)
+	}
+	shared, err := shareFlags(r.comm, fin, resumable)
+	if err != nil {
+		return fmt.Errorf("%s: share whether it runs: %w", name, err)
+	}
+	if fin, resumable = shared[0], shared[1]; fin {
+		return nil
+	}
+	r.enter(name).Bool("resume", resumable).Msg("──── pipeline stage ────")
 	o := r.opt
 	o.Resume = resumable
-	if !fin {
-		r.enter(name).Bool("resume", resumable).Msg("──── pipeline stage ────")
+	if err := fit(o); err != nil {
+		return err
 	}
-	return o, !fin
+	return barrier(r.comm, name)
 }
 
 func (r *runner) data() error {
-	dataDir := filepath.Join(r.cfg.Out, StageData)
-	if _, err := os.Stat(filepath.Join(dataDir, "eval.jsonl")); err == nil {
-		return nil
-	}
-	r.enter("data synth").Msg("──── pipeline stage ────")
-	_, err := tasks.Synth(dataDir, r.cfg.Synth)
-	return err
+	return onRank0(r.comm, "write the synthetic data", func() error {
+		dataDir := filepath.Join(r.cfg.Out, StageData)
+		if _, err := os.Stat(filepath.Join(dataDir, "eval.jsonl")); err == nil {
+			return nil
+		}
+		r.enter("data synth").Msg("──── pipeline stage ────")
+		_, err := tasks.Synth(dataDir, r.cfg.Synth)
+		return err
+	})
 }
 
 func (r *runner) pretrain() error {
 	c := r.cfg.Pretrain
-	if o, run := r.pending(c.Out, "pretrain"); run {
+	err := r.trainStage(c.Out, "pretrain", func(o train.RunOptions) error {
 		c.Model = r.mc
-		if _, err := train.Pretrain(r.ctx, r.b, r.tok, c, o); err != nil {
-			return err
-		}
+		_, err := train.Pretrain(r.ctx, r.b, r.tok, c, o)
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	var sum train.PretrainSummary
 	if err := readSummary(c.Out, &sum); err != nil {
@@ -145,15 +180,16 @@ func (r *runner) pretrain() error {
 
 func (r *runner) sft() error {
 	c := r.cfg.SFT
-	if o, run := r.pending(c.Out, "sft"); run {
-		var err error
+	err := r.trainStage(c.Out, "sft", func(o train.RunOptions) (err error) {
 		if c.Model, err = model.ReadConfig(c.Init); err != nil {
 			return err
 		}
 		c.Model.Dropout = r.cfg.SFTDropout
-		if _, err := train.SFT(r.ctx, r.b, r.tok, c, o); err != nil {
-			return err
-		}
+		_, err = train.SFT(r.ctx, r.b, r.tok, c, o)
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	var sum train.SFTSummary
 	if err := readSummary(c.Out, &sum); err != nil {
@@ -170,12 +206,23 @@ func (r *runner) label() error {
 		return nil
 	}
 	labelDir := filepath.Join(r.cfg.Out, StageLabel)
-	var st train.LabelStats
-	if err := readSummary(labelDir, &st); err != nil {
+	err := onRank0(r.comm, "label SFT samples", func() error {
+		var st train.LabelStats
+		if readSummary(labelDir, &st) == nil {
+			return nil
+		}
 		r.enter("label SFT samples").Int("prompts", r.cfg.SFTSampleLabels).Msg("──── pipeline stage ────")
-		if st, err = labelSFTSamples(r.b, r.tok, r.cfg.SFT.Out, r.cfg.RM.Data, labelDir, r.cfg.SFTSampleLabels, r.opt.Precision); err != nil {
+		if _, err := labelSFTSamples(r.b, r.tok, r.cfg.SFT.Out, r.cfg.RM.Data, labelDir, r.cfg.SFTSampleLabels, r.opt.Precision); err != nil {
 			return fmt.Errorf("label SFT samples: %w", err)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var st train.LabelStats
+	if err := readSummary(labelDir, &st); err != nil {
+		return err
 	}
 	r.rep.RM.SFTSamples = &st
 	return nil
@@ -186,15 +233,16 @@ func (r *runner) label() error {
 func (r *runner) rewardModel() error {
 	c := r.cfg.RM
 	c.Data = r.comparisonData()
-	if o, run := r.pending(c.Out, "reward model"); run {
-		var err error
+	err := r.trainStage(c.Out, "reward model", func(o train.RunOptions) (err error) {
 		if c.Model, err = model.ReadConfig(c.Init); err != nil {
 			return err
 		}
 		c.Model.Dropout = r.cfg.RMDropout
-		if _, err := train.RM(r.ctx, r.b, r.tok, c, o); err != nil {
-			return err
-		}
+		_, err = train.RM(r.ctx, r.b, r.tok, c, o)
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	var sum train.RMSummary
 	if err := readSummary(c.Out, &sum); err != nil {
@@ -235,10 +283,12 @@ func (r *runner) ppoNoPtx(stage string) error {
 // runPPO trains PPO with c unless it finished, and reads its summary.
 func (r *runner) runPPO(stage string, c train.PPOConfig) (train.PPOSummary, error) {
 	var sum train.PPOSummary
-	if o, run := r.pending(c.Out, stage); run {
-		if _, err := train.PPO(r.ctx, r.b, r.tok, c, o); err != nil {
-			return sum, err
-		}
+	err := r.trainStage(c.Out, stage, func(o train.RunOptions) error {
+		_, err := train.PPO(r.ctx, r.b, r.tok, c, o)
+		return err
+	})
+	if err != nil {
+		return sum, err
 	}
 	return sum, readSummary(c.Out, &sum)
 }
@@ -265,13 +315,16 @@ func stageState(dir string) (finished, resumable bool) {
 	return false, train.HasState(dir)
 }
 
-func readSummary(dir string, v any) error {
-	raw, err := os.ReadFile(filepath.Join(dir, train.SummaryFile))
+func readSummary(dir string, v any) error { return readJSON(filepath.Join(dir, train.SummaryFile), v) }
+
+// readJSON decodes the JSON file at path into v.
+func readJSON(path string, v any) error {
+	raw, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
-		return fmt.Errorf("%s: %w", filepath.Join(dir, train.SummaryFile), err)
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
 }

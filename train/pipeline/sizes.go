@@ -167,22 +167,32 @@ func RunSizes(ctx context.Context, b gpu.Backend, base Config, sizes []string, o
 		}
 		reps[i] = rep
 	}
-	opt.Log.Info().Str("stage", "sizes comparison").Msg("──── pipeline stage ────")
-	start := time.Now()
-	sr, err := compareSizes(b, cfgs, reps, opt.Precision)
+	// The comparison is rank 0's; the others read what it wrote.
+	var sr *SizesReport
+	err := onRank0(opt.Comm, "compare the sizes", func() (err error) {
+		opt.Log.Info().Str("stage", "sizes comparison").Msg("──── pipeline stage ────")
+		start := time.Now()
+		if sr, err = compareSizes(b, cfgs, reps, opt.Precision); err != nil {
+			return fmt.Errorf("sizes comparison: %w", err)
+		}
+		sr.Seconds = time.Since(start).Seconds()
+		for _, r := range reps {
+			sr.Seconds += r.Seconds
+		}
+		sr.Backend = b.Name()
+		if err := atomicfile.WriteJSON(filepath.Join(base.Out, SizesFile), sr); err != nil {
+			return err
+		}
+		return WriteSizesReport(base.Out, sr)
+	})
 	if err != nil {
-		return nil, fmt.Errorf("pipeline: sizes comparison: %w", err)
-	}
-	sr.Seconds = time.Since(start).Seconds()
-	for _, r := range reps {
-		sr.Seconds += r.Seconds
-	}
-	sr.Backend = b.Name()
-	if err := atomicfile.WriteJSON(filepath.Join(base.Out, SizesFile), sr); err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
-	if err := WriteSizesReport(base.Out, sr); err != nil {
-		return nil, fmt.Errorf("pipeline: %w", err)
+	if !primary(opt.Comm) {
+		sr = &SizesReport{}
+		if err := readJSON(filepath.Join(base.Out, SizesFile), sr); err != nil {
+			return nil, fmt.Errorf("pipeline: %w", err)
+		}
 	}
 	return sr, nil
 }
