@@ -107,7 +107,11 @@ func TestDataParallelRankStopped(t *testing.T) {
 	ns, _ := strconv.ParseInt(string(raw), 10, 64)
 	took := end.Sub(time.Unix(0, ns))
 	t.Logf("the job ended %.2fs after rank 1 stopped (--dist-timeout %v, --grace %v): %v", took.Seconds(), timeout, grace, err)
-	if took < timeout || took > timeout+grace+10*time.Second {
+	// Rank 0's watchdog times its collective from when rank 0 entered it,
+	// which may be before rank 1 stopped (rank 1 stops on its way into
+	// the same all-reduce): the end may come a little before a whole
+	// timeout after the stop, but not at once.
+	if took < timeout/2 || took > timeout+grace+10*time.Second {
 		t.Errorf("the job ended %v after rank 1 stopped, want about the timeout %v (+ up to the grace %v)", took, timeout, grace)
 	}
 	if !strings.Contains(log, `"hung_ranks":[1]`) {
