@@ -79,10 +79,7 @@ func TestDataParallelGroupMethods(t *testing.T) {
 			}
 			worst := 0.0
 			for i := range a {
-				ms := []struct {
-					name string
-					x, y float64
-				}{
+				ms := []metricPair{
 					{"reward", a[i].Reward, b[i].Reward}, {"rm_score", *a[i].RMScore, *b[i].RMScore}, {"kl", a[i].KL, b[i].KL},
 					{"policy_loss", a[i].PolicyLoss, b[i].PolicyLoss}, {"entropy", a[i].Entropy, b[i].Entropy},
 					{"clip_frac", a[i].ClipFrac, b[i].ClipFrac}, {"approx_kl", a[i].ApproxKL, b[i].ApproxKL},
@@ -90,18 +87,9 @@ func TestDataParallelGroupMethods(t *testing.T) {
 					{"flat_groups", a[i].FlatGroups, b[i].FlatGroups},
 				}
 				if method == MethodRLOO {
-					ms = append(ms, struct {
-						name string
-						x, y float64
-					}{"task_score", *a[i].TaskScore, *b[i].TaskScore})
+					ms = append(ms, metricPair{"task_score", *a[i].TaskScore, *b[i].TaskScore})
 				}
-				for _, m := range ms {
-					d := math.Abs(m.x-m.y) / math.Max(1, math.Abs(m.x))
-					worst = max(worst, d)
-					if !(d <= ppoDistTol) {
-						t.Errorf("iteration %d: %s %v on 2 ranks, %v in one process (%.2g > %g)", i+1, m.name, m.y, m.x, d, ppoDistTol)
-					}
-				}
+				worst = max(worst, checkMetricPairs(t, i+1, ms))
 			}
 			if a[iters-1].KL == 0 || a[iters-1].PolicyLoss == 0 {
 				t.Errorf("the run did not train: %+v", a[iters-1])

@@ -27,6 +27,27 @@ import (
 // metrics far beyond it.
 const ppoDistTol = 1e-4
 
+// metricPair is one metric of an iteration in one process (x) and on 2
+// ranks (y).
+type metricPair struct {
+	name string
+	x, y float64
+}
+
+// checkMetricPairs fails every pair whose difference, relative to
+// max(1, |x|), exceeds ppoDistTol, and returns the largest.
+func checkMetricPairs(t *testing.T, iter int, ms []metricPair) (worst float64) {
+	t.Helper()
+	for _, m := range ms {
+		d := math.Abs(m.x-m.y) / math.Max(1, math.Abs(m.x))
+		worst = max(worst, d)
+		if !(d <= ppoDistTol) {
+			t.Errorf("iteration %d: %s %v on 2 ranks, %v in one process (%.2g > %g)", iter, m.name, m.y, m.x, d, ppoDistTol)
+		}
+	}
+	return worst
+}
+
 // firstScoreTol is how closely the first iteration's scores agree: a
 // rank's reward model holds its shard of a minibatch and scores the
 // rollout in pieces of that size, and the cpu backend may round a row
@@ -82,23 +103,14 @@ func TestDataParallelPPO(t *testing.T) {
 	}
 	worst := 0.0
 	for i := range a {
-		for _, m := range []struct {
-			name string
-			x, y float64
-		}{
+		worst = max(worst, checkMetricPairs(t, i+1, []metricPair{
 			{"rm_score", a[i].Score, b[i].Score}, {"kl", a[i].KL, b[i].KL}, {"beta", a[i].Beta, b[i].Beta},
 			{"policy_loss", a[i].PolicyLoss, b[i].PolicyLoss}, {"value_loss", a[i].ValueLoss, b[i].ValueLoss},
 			{"ptx_loss", a[i].PtxLoss, b[i].PtxLoss}, {"entropy", a[i].Entropy, b[i].Entropy},
 			{"clip_frac", a[i].ClipFrac, b[i].ClipFrac}, {"approx_kl", a[i].ApproxKL, b[i].ApproxKL},
 			{"value_clip_frac", a[i].ValueClipFrac, b[i].ValueClipFrac}, {"explained_variance", a[i].ExplainedVar, b[i].ExplainedVar},
 			{"response_len", a[i].ResponseLen, b[i].ResponseLen}, {"eos_frac", a[i].EOSFrac, b[i].EOSFrac},
-		} {
-			d := math.Abs(m.x-m.y) / math.Max(1, math.Abs(m.x))
-			worst = max(worst, d)
-			if !(d <= ppoDistTol) {
-				t.Errorf("iteration %d: %s %v on 2 ranks, %v in one process (%.2g > %g)", i+1, m.name, m.y, m.x, d, ppoDistTol)
-			}
-		}
+		}))
 	}
 	if a[0].PtxLoss == 0 || a[iters-1].Beta == a[0].Beta {
 		t.Errorf("the fixture does not exercise ptx and the adaptive β: %+v", a[iters-1])
