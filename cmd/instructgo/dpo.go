@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/urfave/cli/v2"
 
@@ -35,7 +36,7 @@ func dpoCommand() *cli.Command {
 			"rewards/* and logps/* metrics (best against worst response of a ranking). No dropout. The\n" +
 			"last step's policy is saved at the top of --out. Resumable (--resume) and interruptible\n" +
 			"(Ctrl-C saves, exit status 130) like rm.",
-		Flags: append([]cli.Flag{
+		Flags: slices.Concat([]cli.Flag{
 			&cli.StringFlag{Name: "data", Usage: "comparison JSONL: rankings {\"prompt\", \"responses\", \"ranking\"} or pairs {\"prompt\", \"chosen\", \"rejected\"}"},
 			&cli.StringFlag{Name: "init", Usage: "SFT checkpoint: the starting policy and the frozen reference"},
 			&cli.StringFlag{Name: "out", Usage: "run directory to write"},
@@ -44,7 +45,6 @@ func dpoCommand() *cli.Command {
 			&cli.BoolFlag{Name: "ipo", Usage: "IPO's squared loss on the pairs instead of DPO's"},
 			&cli.Float64Flag{Name: "label-smoothing", Value: d.Loss.LabelSmoothing, Usage: "ε: the probability that a ranking is reversed (conservative DPO); not with --ipo"},
 			&cli.Float64Flag{Name: "epochs", Value: d.Epochs, Usage: "passes over the training prompts (when --steps is 0)"},
-			&cli.IntFlag{Name: "steps", Value: 0, Usage: "optimizer steps (0: from --epochs)"},
 			&cli.IntFlag{Name: "batch", Value: d.Batch, Usage: "prompts per optimizer step"},
 			&cli.IntFlag{Name: "max-prompts", Value: d.MaxPrompts, Usage: "train on a seeded subset of this many prompts (0: all)"},
 			&cli.IntFlag{Name: "token-budget", Value: d.TokenBudget, Usage: "padded tokens per micro-batch"},
@@ -52,14 +52,9 @@ func dpoCommand() *cli.Command {
 			&cli.IntFlag{Name: "max-len", Value: d.MaxLen, Usage: "tokens per sequence; longer ones lose the prompt's start, then the response's end"},
 			&cli.Uint64Flag{Name: "seed", Value: d.Seed, Usage: "seed of the split and the data order"},
 			&cli.Float64Flag{Name: "val-frac", Value: d.ValFrac, Usage: "share of the distinct prompts held out for validation"},
-			&cli.IntFlag{Name: "eval-every", Value: d.EvalEvery, Usage: "steps between validations (0: only at the end)"},
 			&cli.IntFlag{Name: "eval-prompts", Value: d.EvalPrompts, Usage: "held-out task prompts answered greedily at each validation (0: none)"},
 			&cli.IntFlag{Name: "max-new", Value: d.MaxNew, Usage: "tokens generated per validation prompt"},
-			&cli.IntFlag{Name: "log-every", Value: d.LogEvery, Usage: "steps between log lines and metrics records"},
-			&cli.IntFlag{Name: "save-every", Value: d.SaveEvery, Usage: "steps between resumable saves (0: only at the end)"},
-			&cli.BoolFlag{Name: "skip-bad-lines", Usage: "skip and count malformed records instead of stopping"},
-			resumeFlag,
-		}, optimFlags(d.Optim)...),
+		}, stepLoopFlags(d.EvalEvery, d.LogEvery, d.SaveEvery), optimFlags(d.Optim)),
 		Action: runDPO,
 	}
 }

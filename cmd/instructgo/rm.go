@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -88,13 +89,12 @@ func rmCommand() *cli.Command {
 			"synth's rm.jsonl (about 4500 prompts, 88k pairs) in a few minutes on two CPU cores;\n" +
 			"--max-prompts trains on a seeded subset. Resumable (--resume) and interruptible (Ctrl-C\n" +
 			"saves, exit status 130) like sft.",
-		Flags: append([]cli.Flag{
+		Flags: slices.Concat([]cli.Flag{
 			&cli.StringFlag{Name: "data", Usage: "comparison JSONL: rankings {\"prompt\", \"responses\", \"ranking\"} or pairs {\"prompt\", \"chosen\", \"rejected\"}"},
 			&cli.StringFlag{Name: "init", Usage: "SFT checkpoint to start from"},
 			&cli.StringFlag{Name: "out", Usage: "run directory to write"},
 			&cli.StringFlag{Name: "center-data", Usage: "SFT JSONL whose demonstrations are centred to mean reward 0 (default: the chosen training responses)"},
 			&cli.Float64Flag{Name: "epochs", Value: d.Epochs, Usage: "passes over the training prompts (when --steps is 0); the paper's 1"},
-			&cli.IntFlag{Name: "steps", Value: 0, Usage: "optimizer steps (0: from --epochs)"},
 			&cli.IntFlag{Name: "batch", Value: d.Batch, Usage: "prompts per optimizer step (the paper's 64; 32 gives the tiny model twice the updates in its one epoch)"},
 			&cli.IntFlag{Name: "max-prompts", Value: d.MaxPrompts, Usage: "train on a seeded subset of this many prompts (0: all)"},
 			&cli.IntFlag{Name: "token-budget", Value: d.TokenBudget, Usage: "padded tokens per micro-batch"},
@@ -104,12 +104,7 @@ func rmCommand() *cli.Command {
 			&cli.Float64Flag{Name: "head-init-std", Value: d.HeadInitStd, Usage: "std of the new score head's initialisation"},
 			&cli.Uint64Flag{Name: "seed", Value: d.Seed, Usage: "seed of the split, data order, head init and dropout"},
 			&cli.Float64Flag{Name: "val-frac", Value: d.ValFrac, Usage: "share of the distinct prompts held out for validation"},
-			&cli.IntFlag{Name: "eval-every", Value: d.EvalEvery, Usage: "steps between validations (0: only at the end)"},
-			&cli.IntFlag{Name: "log-every", Value: d.LogEvery, Usage: "steps between log lines and metrics records"},
-			&cli.IntFlag{Name: "save-every", Value: d.SaveEvery, Usage: "steps between resumable saves (0: only at the end)"},
-			&cli.BoolFlag{Name: "skip-bad-lines", Usage: "skip and count malformed records instead of stopping"},
-			resumeFlag,
-		}, optimFlags(d.Optim)...),
+		}, stepLoopFlags(d.EvalEvery, d.LogEvery, d.SaveEvery), optimFlags(d.Optim)),
 		Subcommands: []*cli.Command{score, eval, rmBestOfNCommand()},
 		Action:      runRM,
 	}

@@ -17,6 +17,20 @@ import (
 	"github.com/instructgo/instructgo/train"
 )
 
+// stepLoopFlags are the step loop's flags that sft, rm and dpo share: how
+// many steps, how often the run validates, logs and saves (with these
+// defaults), whether bad data lines are skipped, and --resume.
+func stepLoopFlags(evalEvery, logEvery, saveEvery int) []cli.Flag {
+	return []cli.Flag{
+		&cli.IntFlag{Name: "steps", Value: 0, Usage: "optimizer steps (0: from --epochs)"},
+		&cli.IntFlag{Name: "eval-every", Value: evalEvery, Usage: "steps between validations (0: only at the end)"},
+		&cli.IntFlag{Name: "log-every", Value: logEvery, Usage: "steps between log lines and metrics records"},
+		&cli.IntFlag{Name: "save-every", Value: saveEvery, Usage: "steps between resumable saves (0: only at the end)"},
+		&cli.BoolFlag{Name: "skip-bad-lines", Usage: "skip and count malformed records instead of stopping"},
+		resumeFlag,
+	}
+}
+
 // optimFlags are the AdamW and schedule flags every training command
 // shares, with d's values as defaults.
 func optimFlags(d train.OptimConfig) []cli.Flag {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -25,13 +26,12 @@ func sftCommand() *cli.Command {
 			"responses and scores them. The best checkpoint by task score (else by loss) is written\n" +
 			"to the top of --out; resumable state goes to DIR/resume every --save-every steps and on\n" +
 			"Ctrl-C (exit status 130).",
-		Flags: append([]cli.Flag{
+		Flags: slices.Concat([]cli.Flag{
 			&cli.StringFlag{Name: "data", Usage: "SFT JSONL file"},
 			&cli.StringFlag{Name: "out", Usage: "run directory to write"},
 			&cli.StringFlag{Name: "init", Usage: "checkpoint to start from (a pretrained model)"},
 			&cli.StringFlag{Name: "config", Usage: "start from a fresh model of this size instead: " + strings.Join(model.ConfigNames(), ", ")},
 			&cli.Float64Flag{Name: "epochs", Value: d.Epochs, Usage: "passes over the training examples (when --steps is 0)"},
-			&cli.IntFlag{Name: "steps", Value: 0, Usage: "optimizer steps (0: from --epochs)"},
 			&cli.IntFlag{Name: "token-budget", Value: d.TokenBudget, Usage: "padded tokens per micro-batch"},
 			&cli.IntFlag{Name: "max-batch", Value: d.MaxBatch, Usage: "sequences per micro-batch at most"},
 			&cli.IntFlag{Name: "max-len", Value: d.MaxLen, Usage: "tokens per example; longer ones lose the prompt's start, then the completion's end"},
@@ -39,14 +39,9 @@ func sftCommand() *cli.Command {
 			&cli.Float64Flag{Name: "dropout", Value: 0.2, Usage: "residual and embedding dropout (the paper's 0.2)"},
 			&cli.Uint64Flag{Name: "seed", Value: d.Seed, Usage: "seed of the data order, hold-out split and dropout"},
 			&cli.Float64Flag{Name: "val-frac", Value: d.ValFrac, Usage: "share of the examples held out for validation"},
-			&cli.IntFlag{Name: "eval-every", Value: d.EvalEvery, Usage: "steps between validations (0: only at the end)"},
 			&cli.IntFlag{Name: "eval-prompts", Value: d.EvalPrompts, Usage: "validation prompts generated for the task score"},
 			&cli.IntFlag{Name: "max-new", Value: d.MaxNew, Usage: "tokens generated per validation prompt"},
-			&cli.IntFlag{Name: "log-every", Value: d.LogEvery, Usage: "steps between log lines and metrics records"},
-			&cli.IntFlag{Name: "save-every", Value: d.SaveEvery, Usage: "steps between resumable saves (0: only at the end)"},
-			&cli.BoolFlag{Name: "skip-bad-lines", Usage: "skip and count malformed records instead of stopping"},
-			resumeFlag,
-		}, optimFlags(d.Optim)...),
+		}, stepLoopFlags(d.EvalEvery, d.LogEvery, d.SaveEvery), optimFlags(d.Optim)),
 		Action: runSFT,
 	}
 }
