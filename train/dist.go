@@ -205,18 +205,26 @@ func (t *trainable) reduceDuringBackward() {
 		t.sum.err = err
 		return
 	}
-	t.m.OnGradsReady = func(lo, hi int) {
-		s := &t.sum
-		if s.err != nil {
-			return
-		}
-		if s.started == len(s.ranges) || s.ranges[s.started] != (model.GradRange{Lo: lo, Hi: hi}) {
-			s.err = fmt.Errorf("the backward pass reported gradients [%d, %d) out of model.GradRanges' order", lo, hi)
-			return
-		}
-		s.start(t.comm, t.m.Grads.All, s.ranges[s.started])
-		s.progress()
+	if t.sum.hook == nil { // made once: arming allocates nothing per step
+		t.sum.hook = t.gradsReady
 	}
+	t.m.OnGradsReady = t.sum.hook
+}
+
+// gradsReady is the backward pass's hook: it starts the all-reduce of the
+// range [lo, hi) the pass has just finished, which must be the next of
+// model.GradRanges, and moves the started ones along.
+func (t *trainable) gradsReady(lo, hi int) {
+	s := &t.sum
+	if s.err != nil {
+		return
+	}
+	if s.started == len(s.ranges) || s.ranges[s.started] != (model.GradRange{Lo: lo, Hi: hi}) {
+		s.err = fmt.Errorf("the backward pass reported gradients [%d, %d) out of model.GradRanges' order", lo, hi)
+		return
+	}
+	s.start(t.comm, t.m.Grads.All, s.ranges[s.started])
+	s.progress()
 }
 
 // overlapEnv set to 0 on any rank turns the overlap off (one blocking
@@ -253,6 +261,7 @@ type gradSum struct {
 	pending []gpu.Pending     // their requests
 	tested  int               // the requests before this one are complete
 	err     error             // the first error, returned by reduceGrads
+	hook    func(lo, hi int)  // trainable.gradsReady, bound once
 }
 
 // start starts the all-reduce of range r of all.
